@@ -1,0 +1,25 @@
+//! # rdbench-core
+//!
+//! The task model shared by every rdbench crate, with no GPU code in it:
+//!
+//! - [`task`]: the [`Task`](task::Task) trait a task crate implements, [`TaskInfo`](task::TaskInfo),
+//!   [`Profile`](task::Profile) and the outcome of one scoring run.
+//! - [`attempt`]: an attempt's public folder (what the agent sees) and its private state
+//!   (score log, samples, timelines) kept outside that folder.
+//! - [`score_log`]: the append-only JSONL score log, safe under concurrent writers and a crash
+//!   mid-write.
+//! - [`calibration`]: start/reference raw scores keyed by a [`DeviceFingerprint`](calibration::DeviceFingerprint),
+//!   and the normalization `norm = (raw - start) / (ref - start)`.
+//! - [`summary`]: the attempt summary that `rdbench finish` writes and `rdbench aggregate` reads.
+//! - [`error`]: the error kinds, each mapped to one CLI exit code.
+
+pub mod attempt;
+pub mod calibration;
+pub mod error;
+pub mod fsutil;
+pub mod home;
+pub mod score_log;
+pub mod summary;
+pub mod task;
+
+pub use error::{Error, ExitCode, Result};

@@ -1,0 +1,196 @@
+//! The [`Task`] trait and what a task tells the kit about itself.
+//!
+//! A task crate implements [`Task`]; the CLI owns everything around it: attempts, the worker
+//! process, the score log, calibration and normalization. A task never writes the score log
+//! and never decides exit codes.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+/// Which way the raw score improves. Normalization does not need it (`ref` sits on the good
+/// side of `start`), but reports and sanity checks do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    LowerIsBetter,
+    HigherIsBetter,
+}
+
+/// How the scorer sees a submission (DESIGN.md, "Submission contracts").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmissionKind {
+    /// `solution.cu` + `launch.toml`, compiled by NVRTC; the scorer owns the host side.
+    Kernel,
+    /// Files the attempt produces, evaluated by the scorer on held-out data.
+    Artifact,
+    /// A command the scorer runs as a sandboxed child process.
+    Program,
+}
+
+/// One named size of a task (`tiny` for CI and laptops, `full` sized like RE-Bench).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfileInfo {
+    pub name: String,
+    pub description: String,
+    /// Whether this profile can only be scored on an NVIDIA GPU.
+    pub needs_gpu: bool,
+}
+
+/// Static description of a task, shown by `rdbench list` and `rdbench info`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// Short machine name, e.g. `prefix-sum`.
+    pub name: String,
+    /// Family for aggregation (tasks of one family share weight in the time horizon).
+    pub family: String,
+    pub title: String,
+    /// One paragraph for `rdbench info`.
+    pub summary: String,
+    /// What the raw score is, e.g. `ln(milliseconds of the whole launch plan)`.
+    pub raw_score: String,
+    pub direction: Direction,
+    pub submission: SubmissionKind,
+    /// Files in the attempt folder that the scorer reads (and hashes into the log entry).
+    pub submission_files: Vec<String>,
+    pub profiles: Vec<ProfileInfo>,
+    /// Whether the agent is shown its score. Hidden tasks count the last entry, not the best.
+    pub score_hidden: bool,
+    /// Whether start/reference raw scores are the same on every machine (loss-based tasks), so
+    /// that shipped calibration values apply everywhere.
+    pub hardware_independent: bool,
+    /// RE-Bench default time limit for one attempt, in minutes.
+    pub default_time_limit_minutes: u32,
+    /// Wall-clock limit for one scoring run; the parent kills the worker's process group after it.
+    pub score_timeout_s: u64,
+    /// Estimated human time for the task (for METR's time horizon), if known.
+    pub human_minutes: Option<f64>,
+}
+
+impl TaskInfo {
+    /// Looks up a profile by name, with an error listing the valid names.
+    pub fn profile(&self, name: &str) -> Result<&ProfileInfo> {
+        self.profiles.iter().find(|p| p.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.profiles.iter().map(|p| p.name.as_str()).collect();
+            crate::Error::Usage(format!(
+                "task {} has no profile {name:?}; its profiles are: {}",
+                self.name,
+                names.join(", ")
+            ))
+        })
+    }
+}
+
+/// Which of a task's two anchor solutions to install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Solution {
+    /// Scores 0 after calibration: what the agent starts from.
+    Starting,
+    /// Scores 1 after calibration: RE-Bench's reference solution.
+    Reference,
+}
+
+impl Solution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Solution::Starting => "starting",
+            Solution::Reference => "reference",
+        }
+    }
+}
+
+/// Everything a task needs to lay out a new attempt.
+#[derive(Debug, Clone)]
+pub struct PrepareRequest {
+    pub profile: String,
+    /// The attempt's public folder: starting solution and instructions go here.
+    pub attempt_dir: PathBuf,
+    /// Private per-attempt folder outside `attempt_dir`.
+    pub private_dir: PathBuf,
+    /// Shared cache for deterministic, expensive preparation (e.g. trained models).
+    pub cache_dir: PathBuf,
+}
+
+/// Everything a task needs to score one submission.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScoreRequest {
+    pub profile: String,
+    /// Folder holding the submission files.
+    pub submission_dir: PathBuf,
+    /// Private per-attempt (or per-calibration) folder the agent cannot read.
+    pub private_dir: PathBuf,
+    /// Shared cache for deterministic, expensive preparation.
+    pub cache_dir: PathBuf,
+    /// Where to save raw samples (timings, per-trial results) for offline re-analysis.
+    pub samples_path: PathBuf,
+    /// Fresh secret seed for this scoring run; never shown to the agent.
+    pub seed: u64,
+}
+
+/// The result of scoring one submission. A wrong submission is an `Invalid` outcome, not an error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ScoreOutcome {
+    Valid {
+        /// Raw score as defined by [`TaskInfo::raw_score`].
+        raw: f64,
+        /// Task-specific measurements (median, noise, samples, clocks...).
+        details: serde_json::Value,
+    },
+    Invalid {
+        /// What is wrong, in words a person can act on.
+        reason: String,
+        details: serde_json::Value,
+    },
+}
+
+impl ScoreOutcome {
+    pub fn invalid(reason: impl Into<String>) -> Self {
+        ScoreOutcome::Invalid { reason: reason.into(), details: serde_json::Value::Null }
+    }
+}
+
+/// Calibration values that hold on every machine (for [`TaskInfo::hardware_independent`] tasks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShippedCalibration {
+    pub start: f64,
+    pub reference: f64,
+    /// Where the numbers came from: command, date, machine.
+    pub provenance: String,
+}
+
+/// A benchmark task. Implementations live in `crates/tasks/<name>/`.
+///
+/// `score` runs inside a worker child process (its own CUDA context), so it may crash or hang
+/// without harming the caller; the other methods run in the CLI process and must be cheap and safe.
+pub trait Task: Send + Sync {
+    fn info(&self) -> TaskInfo;
+
+    /// Writes the starting solution and the instructions into `req.attempt_dir`, and anything
+    /// private (held-out data) under `req.private_dir` or `req.cache_dir`.
+    fn prepare(&self, req: &PrepareRequest) -> Result<()>;
+
+    /// Installs the starting or reference solution as a submission in `dir` (used by
+    /// `calibrate` and the self-test cycle). May do real work, e.g. train a model.
+    fn install_solution(&self, solution: Solution, profile: &str, cache_dir: &Path, dir: &Path)
+        -> Result<()>;
+
+    /// Cheap checks that need no GPU (parse files, compile with NVRTC when available), run in
+    /// the CLI process before any worker starts. `Some(reason)` marks the submission invalid.
+    fn precheck(&self, req: &ScoreRequest) -> Result<Option<String>>;
+
+    /// Whether this machine can score the profile; `Err(Environment)` explains what is missing.
+    fn check_environment(&self, profile: &str) -> Result<()>;
+
+    /// Scores the submission. Runs in the worker process.
+    fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome>;
+
+    /// Calibration values valid on every machine, if the task has them.
+    fn shipped_calibration(&self, _profile: &str) -> Option<ShippedCalibration> {
+        None
+    }
+}

@@ -1,0 +1,1 @@
+//! rdbench-scoring (being built).
