@@ -1,0 +1,1 @@
+//! rdbench-lm (being built)

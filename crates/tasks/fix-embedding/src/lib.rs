@@ -1,0 +1,1 @@
+//! fix-embedding (being built)
