@@ -1,1 +1,195 @@
-//! probe
+//! Finds the CUDA driver, NVRTC and NVML libraries before anything calls into cudarc.
+//!
+//! cudarc loads its libraries lazily by name and panics when one is missing, so every entry
+//! point of this crate asks the probe first. NVRTC from the `nvidia-cuda-nvrtc` wheel is not on
+//! the loader's path; the probe finds it in Python's site-packages (or `$RDBENCH_NVRTC`) and
+//! preloads it by full path, after which cudarc's by-name `dlopen` resolves to the same library
+//! through its soname.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::Serialize;
+
+use crate::GpuError;
+
+/// What was found for one library.
+#[derive(Debug, Clone, Serialize)]
+pub struct LibraryStatus {
+    pub found: bool,
+    /// Where it was loaded from, when known.
+    pub path: Option<PathBuf>,
+    /// Why it is not usable.
+    pub error: Option<String>,
+}
+
+/// The result of probing this machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    pub libcuda: LibraryStatus,
+    pub libnvrtc: LibraryStatus,
+    pub libnvml: LibraryStatus,
+}
+
+// Names cudarc tries for each library (cuda-13000 build), in its order.
+const CUDA_NAMES: &[&str] = &["libcuda.so", "libcuda.so.1"];
+const NVRTC_NAMES: &[&str] = &["libnvrtc.so", "libnvrtc.so.13"];
+const NVML_NAMES: &[&str] = &["libnvidia-ml.so", "libnvidia-ml.so.1"];
+
+fn try_names(names: &[&str]) -> Result<&'static str, String> {
+    let mut errors = Vec::new();
+    for name in names {
+        // SAFETY: loading a shared library runs its initializers; these are NVIDIA's own
+        // libraries that cudarc would load anyway.
+        match unsafe { libloading::Library::new(name) } {
+            Ok(lib) => {
+                // Keep it loaded for the life of the process, as cudarc does.
+                std::mem::forget(lib);
+                let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+                return Ok(leaked);
+            }
+            Err(e) => errors.push(format!("{name}: {e}")),
+        }
+    }
+    Err(errors.join("; "))
+}
+
+/// Path of a loaded library, from /proc/self/maps.
+fn loaded_path(prefix: &str) -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| Path::new(p).file_name().is_some_and(|f| f.to_string_lossy().starts_with(prefix)))
+        .map(PathBuf::from)
+}
+
+/// Folders where the `nvidia-cuda-nvrtc` wheel or a CUDA toolkit may have put libnvrtc.
+fn nvrtc_search_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(p) = std::env::var_os("RDBENCH_NVRTC") {
+        let p = PathBuf::from(p);
+        dirs.push(if p.is_file() { p.parent().map(Path::to_path_buf).unwrap_or(p) } else { p });
+    }
+    for cuda in ["/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/lib/x86_64-linux-gnu"] {
+        dirs.push(PathBuf::from(cuda));
+    }
+    // Python site-packages: ask python3 once, it knows its own layout.
+    if let Ok(out) = std::process::Command::new("python3")
+        .args(["-c", "import site,sys;print('\\n'.join(site.getsitepackages()+[site.getusersitepackages()]))"])
+        .stderr(std::process::Stdio::null())
+        .output()
+    {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            for sub in ["nvidia/cu13/lib", "nvidia/cuda_nvrtc/lib"] {
+                dirs.push(Path::new(line.trim()).join(sub));
+            }
+        }
+    }
+    dirs
+}
+
+fn probe_nvrtc() -> LibraryStatus {
+    match try_names(NVRTC_NAMES) {
+        Ok(_) => LibraryStatus { found: true, path: loaded_path("libnvrtc.so"), error: None },
+        Err(by_name) => {
+            for dir in nvrtc_search_dirs() {
+                let candidate = dir.join("libnvrtc.so.13");
+                if !candidate.is_file() {
+                    continue;
+                }
+                // SAFETY: as above. Loaded by full path so the by-name lookup finds it by soname.
+                if let Ok(lib) = unsafe { libloading::Library::new(&candidate) } {
+                    std::mem::forget(lib);
+                    return LibraryStatus { found: true, path: Some(candidate), error: None };
+                }
+            }
+            LibraryStatus {
+                found: false,
+                path: None,
+                error: Some(format!(
+                    "{by_name}; also not in CUDA or Python site-packages folders (install it with \
+                     `pip install nvidia-cuda-nvrtc`, or set RDBENCH_NVRTC to libnvrtc.so.13)"
+                )),
+            }
+        }
+    }
+}
+
+fn probe_simple(names: &[&str], prefix: &str) -> LibraryStatus {
+    match try_names(names) {
+        Ok(_) => LibraryStatus { found: true, path: loaded_path(prefix), error: None },
+        Err(e) => LibraryStatus { found: false, path: None, error: Some(e) },
+    }
+}
+
+/// Probes once per process; later calls return the same answer.
+pub fn probe() -> &'static Probe {
+    static PROBE: OnceLock<Probe> = OnceLock::new();
+    PROBE.get_or_init(|| Probe {
+        libcuda: probe_simple(CUDA_NAMES, "libcuda.so"),
+        libnvrtc: probe_nvrtc(),
+        libnvml: probe_simple(NVML_NAMES, "libnvidia-ml.so"),
+    })
+}
+
+/// Ok when cudarc's driver API can be called without panicking.
+pub fn require_driver() -> Result<(), GpuError> {
+    let p = probe();
+    if p.libcuda.found {
+        Ok(())
+    } else {
+        Err(GpuError::NoDriver(format!(
+            "libcuda could not be loaded ({}); this machine has no NVIDIA driver",
+            p.libcuda.error.as_deref().unwrap_or("unknown reason")
+        )))
+    }
+}
+
+/// Ok when cudarc's NVRTC API can be called without panicking.
+pub fn require_nvrtc() -> Result<(), GpuError> {
+    let p = probe();
+    if p.libnvrtc.found {
+        Ok(())
+    } else {
+        Err(GpuError::NoNvrtc(p.libnvrtc.error.clone().unwrap_or_default()))
+    }
+}
+
+/// CUDA driver version (e.g. "13.0"), when a driver is present.
+pub fn driver_version() -> Option<String> {
+    require_driver().ok()?;
+    let mut v: std::ffi::c_int = 0;
+    // SAFETY: libcuda is loaded (probed above); cuDriverGetVersion only writes an int.
+    let rc = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
+    (rc == cudarc::driver::sys::CUresult::CUDA_SUCCESS).then(|| format!("{}.{}", v / 1000, (v % 1000) / 10))
+}
+
+/// NVRTC version (e.g. "13.5"), when NVRTC is present.
+pub fn nvrtc_version() -> Option<String> {
+    require_nvrtc().ok()?;
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: libnvrtc is loaded (probed above); nvrtcVersion only writes two ints.
+    let rc = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+    (rc == cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS).then(|| format!("{major}.{minor}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_never_panics_and_is_consistent() {
+        let p = probe();
+        assert_eq!(p.libcuda.found, require_driver().is_ok());
+        assert_eq!(p.libnvrtc.found, require_nvrtc().is_ok());
+        if !p.libcuda.found {
+            let msg = require_driver().unwrap_err().to_string();
+            assert!(msg.contains("no NVIDIA driver"), "{msg}");
+            assert!(driver_version().is_none());
+        }
+        if p.libnvrtc.found {
+            let v = nvrtc_version().expect("a loaded NVRTC reports its version");
+            assert!(v.starts_with("1"), "{v}");
+        }
+    }
+}
