@@ -11,6 +11,7 @@
 //!   expressions of the problem size and named constants, scratch buffers, launches.
 //! - [`device`]: a CUDA device, its stream, buffers and modules; runs a resolved launch plan.
 //! - [`timing`]: adaptive sampling statistics (median, relative noise, stopping rule).
+//! - [`submission`]: loading and checking `solution.cu` + `launch.toml` without a GPU.
 //! - [`monitor`]: NVML sampler (or /proc fallback) writing a timeline and a summary.
 
 pub mod device;
@@ -20,6 +21,7 @@ pub mod monitor;
 pub mod nvrtc;
 pub mod plan;
 pub mod probe;
+pub mod submission;
 pub mod timing;
 
 pub use error::GpuError;

@@ -1,0 +1,106 @@
+//! Kernel submissions (`solution.cu` + `launch.toml`): loaded, checked without a GPU, and
+//! compile-checked with NVRTC when it is present. Shared by every kernel task, so that a task
+//! crate only names its buffers and problem sizes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::nvrtc::{self, CompileOptions};
+use crate::plan::{parse_kernel_signatures, BufferSpec, KernelSignature, LaunchPlan, PlanError, PlanLimits, ResolvedPlan};
+use crate::GpuError;
+
+/// The device code file of a kernel submission.
+pub const SOURCE_FILE: &str = "solution.cu";
+/// The launch plan file of a kernel submission.
+pub const PLAN_FILE: &str = "launch.toml";
+/// Largest accepted file of a submission, bytes.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Why a kernel submission is invalid. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmissionError {
+    #[error("{}: missing (a kernel submission is {SOURCE_FILE} plus {PLAN_FILE})", path.display())]
+    Missing { path: PathBuf },
+    #[error("{}: {size} bytes is over the {MAX_FILE_BYTES}-byte limit", path.display())]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("{}: not UTF-8 text", path.display())]
+    NotText { path: PathBuf },
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("{0}")]
+    Compile(GpuError),
+}
+
+/// A loaded submission.
+#[derive(Debug, Clone)]
+pub struct KernelSubmission {
+    pub dir: PathBuf,
+    pub source: String,
+    pub plan: LaunchPlan,
+    pub signatures: Vec<KernelSignature>,
+}
+
+/// Result of an NVRTC compile check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompileCheck {
+    /// Compiled for every listed architecture.
+    Compiled { archs: Vec<u32> },
+    /// NVRTC is not installed here; nothing was compiled.
+    Skipped { reason: String },
+}
+
+fn read_text(path: &Path) -> Result<String, SubmissionError> {
+    let meta = std::fs::metadata(path).map_err(|_| SubmissionError::Missing { path: path.into() })?;
+    if !meta.is_file() {
+        return Err(SubmissionError::Missing { path: path.into() });
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(SubmissionError::TooLarge { path: path.into(), size: meta.len() });
+    }
+    let bytes = std::fs::read(path).map_err(|_| SubmissionError::Missing { path: path.into() })?;
+    String::from_utf8(bytes).map_err(|_| SubmissionError::NotText { path: path.into() })
+}
+
+impl KernelSubmission {
+    /// Reads and parses `dir/solution.cu` and `dir/launch.toml`, and checks the plan's kernels
+    /// and arguments against the signatures declared in the source.
+    pub fn load(dir: &Path, buffers: &[BufferSpec]) -> Result<Self, SubmissionError> {
+        let source_path = dir.join(SOURCE_FILE);
+        let plan_path = dir.join(PLAN_FILE);
+        let source = read_text(&source_path)?;
+        let plan_text = read_text(&plan_path)?;
+        let plan = LaunchPlan::parse(&plan_text, &plan_path)?;
+        let signatures = parse_kernel_signatures(&source);
+        plan.check_against(&signatures, buffers)?;
+        Ok(KernelSubmission { dir: dir.into(), source, plan, signatures })
+    }
+
+    /// Resolves the plan for problem size `n`.
+    pub fn resolve(&self, n: i64, buffers: &[BufferSpec], limits: &PlanLimits) -> Result<ResolvedPlan, SubmissionError> {
+        let vars = BTreeMap::from([("n".to_string(), n)]);
+        Ok(self.plan.resolve(&vars, buffers, limits)?)
+    }
+
+    /// Resolves the plan for every size the scorer will run, so a size error surfaces before
+    /// any GPU work.
+    pub fn check_sizes(&self, sizes: &[i64], buffers: &[BufferSpec], limits: &PlanLimits) -> Result<(), SubmissionError> {
+        for &n in sizes {
+            self.resolve(n, buffers, limits)?;
+        }
+        Ok(())
+    }
+
+    /// Compiles the source with NVRTC for each architecture, when NVRTC is installed.
+    pub fn compile_check(&self, archs: &[u32], cache_dir: Option<&Path>) -> Result<CompileCheck, SubmissionError> {
+        if let Err(e) = crate::probe::require_nvrtc() {
+            return Ok(CompileCheck::Skipped { reason: e.to_string() });
+        }
+        let name = self.dir.join(SOURCE_FILE).display().to_string();
+        for &arch in archs {
+            let mut opts = CompileOptions::cubin(arch);
+            opts.cache_dir = cache_dir.map(Path::to_path_buf);
+            nvrtc::compile(&self.source, &name, &opts).map_err(SubmissionError::Compile)?;
+        }
+        Ok(CompileCheck::Compiled { archs: archs.to_vec() })
+    }
+}
