@@ -2430,6 +2430,27 @@ extern "C" __global__ void multi_line(int* x) { } // duplicate definition: first
         assert_eq!(sigs[0].params, vec![ParamKind::Pointer { is_const: true }]);
     }
 
+    #[test]
+    fn docs_example_resolves_as_documented() {
+        let doc = include_str!("../../../docs/launch-plan.md");
+        let block = |fence: &str| -> String {
+            let start = doc.find(fence).map(|i| i + fence.len()).unwrap_or(0);
+            let len = doc[start..].find("```").unwrap_or(0);
+            doc[start..start + len].to_string()
+        };
+        let plan = parse(&block("```toml\n")).unwrap();
+        let sigs = parse_kernel_signatures(&block("```cuda\n"));
+        plan.check_against(&sigs, &buffers()).unwrap();
+        let r = plan
+            .resolve(&n(100_000_000), &buffers(), &PlanLimits::default())
+            .unwrap();
+        assert_eq!(r.scratch[0].len, 24_415);
+        assert_eq!(r.scratch[0].bytes(), 97_660);
+        assert_eq!(r.launches[0].grid, [24_415, 1, 1]);
+        assert_eq!(r.launches[0].shared_mem_bytes, 1024);
+        assert_eq!(r.launches[1].args[2], ResolvedArg::I64(100_000_000));
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_plan_text_never_panics(s in "[\\[\\]a-z0-9_=\" \n,:*+-]{0,80}") {
