@@ -28,6 +28,7 @@ pub struct DeviceInfo {
     pub l2_cache_bytes: u64,
     pub max_persisting_l2_bytes: u64,
     pub max_shared_mem_per_block_optin: u32,
+    /// CUDA version the driver supports (cuDriverGetVersion), e.g. "13.0".
     pub driver_version: Option<String>,
 }
 
@@ -45,7 +46,8 @@ impl DeviceInfo {
             memory_bytes: self.total_mem_bytes,
             sm_count: Some(self.sm_count),
             compute_capability: Some(format!("{}.{}", self.compute_capability.0, self.compute_capability.1)),
-            driver_version: self.driver_version.clone(),
+            // The driver release (e.g. 580.65) comes from NVML; the CUDA version from libcuda.
+            driver_version: crate::monitor::nvml().ok().and_then(|n| n.sys_driver_version().ok()),
             cuda_version: self.driver_version.clone(),
         }
     }
@@ -59,6 +61,37 @@ pub fn device_count() -> Result<usize, GpuError> {
         return Err(GpuError::NoDriver("the driver reports no CUDA device".into()));
     }
     Ok(n as usize)
+}
+
+/// Reads a device's facts without creating a context (cheap; used for calibration keys and
+/// `doctor` in processes that must not hold a CUDA context).
+pub fn describe(ordinal: usize) -> Result<DeviceInfo, GpuError> {
+    use cudarc::driver::result;
+    let count = device_count()?;
+    if ordinal >= count {
+        return Err(GpuError::NoDriver(format!("no CUDA device {ordinal}: this machine has {count}")));
+    }
+    result::init().map_err(|e| GpuError::NoDriver(format!("cuInit: {e:?}")))?;
+    let dev = result::device::get(ordinal as i32).map_err(|e| GpuError::driver("cuDeviceGet", format!("{e:?}")))?;
+    let get = |a: CUdevice_attribute| {
+        // SAFETY: `dev` comes from cuDeviceGet above.
+        unsafe { result::device::get_attribute(dev, a) }.map_err(|e| GpuError::driver("cuDeviceGetAttribute", format!("{e:?}")))
+    };
+    Ok(DeviceInfo {
+        ordinal,
+        name: result::device::get_name(dev).map_err(|e| GpuError::driver("cuDeviceGetName", format!("{e:?}")))?,
+        compute_capability: (
+            get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+            get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+        ),
+        // SAFETY: as above.
+        total_mem_bytes: unsafe { result::device::total_mem(dev) }.map_err(|e| GpuError::driver("cuDeviceTotalMem", format!("{e:?}")))? as u64,
+        sm_count: get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32,
+        l2_cache_bytes: get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)? as u64,
+        max_persisting_l2_bytes: get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE).unwrap_or(0) as u64,
+        max_shared_mem_per_block_optin: get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)? as u32,
+        driver_version: driver_version(),
+    })
 }
 
 /// Device memory, untyped. Kernels see it as a pointer of whatever type they declare.
@@ -127,35 +160,16 @@ pub struct GpuDevice {
     info: DeviceInfo,
 }
 
-fn attr(ctx: &CudaContext, a: CUdevice_attribute) -> Result<i32, GpuError> {
-    ctx.attribute(a).map_err(|e| GpuError::driver("cuDeviceGetAttribute", format!("{e:?}")))
-}
-
 impl GpuDevice {
     /// Opens device `ordinal` with its primary context and a new non-default stream.
     pub fn open(ordinal: usize) -> Result<Self, GpuError> {
-        let count = device_count()?;
-        if ordinal >= count {
-            return Err(GpuError::NoDriver(format!("no CUDA device {ordinal}: this machine has {count}")));
-        }
+        let info = describe(ordinal)?;
         let ctx = CudaContext::new(ordinal).map_err(|e| GpuError::NoDriver(format!("cuCtx for device {ordinal}: {e:?}")))?;
         // One stream only: cudarc's multi-stream event tracking would add event records
         // around every launch inside the timed region.
         // SAFETY: this crate uses a single stream per context, so no cross-stream hazards exist.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| GpuError::driver("cuStreamCreate", format!("{e:?}")))?;
-        let (major, minor) = ctx.compute_capability().map_err(|e| GpuError::driver("cuDeviceGetAttribute", format!("{e:?}")))?;
-        let info = DeviceInfo {
-            ordinal,
-            name: ctx.name().map_err(|e| GpuError::driver("cuDeviceGetName", format!("{e:?}")))?,
-            compute_capability: (major, minor),
-            total_mem_bytes: ctx.total_mem().map_err(|e| GpuError::driver("cuDeviceTotalMem", format!("{e:?}")))? as u64,
-            sm_count: attr(&ctx, CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32,
-            l2_cache_bytes: attr(&ctx, CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)? as u64,
-            max_persisting_l2_bytes: attr(&ctx, CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE).unwrap_or(0) as u64,
-            max_shared_mem_per_block_optin: attr(&ctx, CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)? as u32,
-            driver_version: driver_version(),
-        };
         Ok(GpuDevice { ctx, stream, info })
     }
 
