@@ -46,7 +46,7 @@ static int failures = 0;
 
 static unsigned gs_grid(long long n) { return (unsigned)std::min<long long>(cdiv(n, 256), 65535); }
 
-static void run_solution(const int* x, long long n, int* y, int procs)
+[[maybe_unused]] static void run_solution(const int* x, long long n, int* y, int procs)
 {
     (void)x; (void)n; (void)y; (void)procs;
 #if SOL_KIND == 1
