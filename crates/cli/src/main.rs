@@ -1,1 +1,26 @@
-fn main() {}
+//! The `rdbench` binary: parse flags, run the command, map the result to an exit code.
+
+mod aggregate;
+mod cli;
+mod commands;
+mod job;
+mod output;
+mod registry;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RDBENCH_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = cli::Cli::parse();
+    let code = match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rdbench: {e}");
+            e.exit_code() as i32
+        }
+    };
+    std::process::ExitCode::from(code.clamp(0, 255) as u8)
+}

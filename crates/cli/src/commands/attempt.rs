@@ -1,0 +1,291 @@
+//! `start`, `score`, `log` and `finish`: the life of one attempt.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rdbench_core::attempt::Attempt;
+use rdbench_core::calibration::CalibrationEntry;
+use rdbench_core::fsutil::{atomic_write, hash_files};
+use rdbench_core::score_log::{select_final, ScoreEntry, Selection};
+use rdbench_core::summary::{AttemptSummary, SUMMARY_SCHEMA};
+use rdbench_core::task::{PrepareRequest, ScoreOutcome, ScoreRequest, Task, TaskInfo};
+use rdbench_core::{Error, Result};
+
+use super::{device_fingerprint, find_calibration, Context};
+use crate::job::{Job, JobResult};
+use crate::output::{self, num, one_line, Table};
+use crate::registry;
+
+pub fn start(ctx: &Context, task_name: &str, dir: &Path, profile: &str, time_limit: Option<f64>, agent: &str) -> Result<i32> {
+    let task = registry::find(task_name)?;
+    let info = task.info();
+    info.profile(profile)?;
+    if let Some(t) = time_limit {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(Error::Usage(format!("--time-limit must be a positive number of minutes, not {t}")));
+        }
+    }
+    if dir.exists() {
+        let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        if entries.next().is_some() {
+            return Err(Error::Usage(format!("{}: not empty; an attempt starts in a new or empty folder", dir.display())));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let limit = time_limit.unwrap_or(info.default_time_limit_minutes as f64);
+    let attempt = Attempt::create(&ctx.home, &info.name, profile, agent, dir, Some(limit))?;
+    let prepared = task.prepare(&PrepareRequest {
+        profile: profile.into(),
+        attempt_dir: attempt.record.dir.clone(),
+        private_dir: attempt.task_private_dir(),
+        cache_dir: ctx.home.cache_dir(),
+    });
+    if let Err(e) = prepared {
+        // Leave no half-started attempt behind.
+        let _ = std::fs::remove_dir_all(&attempt.private_dir);
+        return Err(e);
+    }
+    if ctx.json {
+        output::json(&attempt.record);
+    } else {
+        println!(
+            "started {} ({profile}) in {} — read INSTRUCTIONS.md there; score with `rdbench score {}`",
+            info.name,
+            attempt.record.dir.display(),
+            dir.display()
+        );
+    }
+    Ok(0)
+}
+
+/// Builds the log entry of one scoring run.
+pub fn entry_for(
+    info: &TaskInfo,
+    profile: &str,
+    result: &JobResult,
+    calibration: Option<&CalibrationEntry>,
+    device: Option<String>,
+    submission_sha256: String,
+    samples_file: Option<String>,
+    timeline_file: Option<String>,
+) -> ScoreEntry {
+    let (valid, raw, reason, details) = match &result.outcome {
+        ScoreOutcome::Valid { raw, details } if raw.is_finite() => (true, Some(*raw), None, details.clone()),
+        ScoreOutcome::Valid { raw, details } => (false, None, Some(format!("the scorer produced a non-finite raw score ({raw})")), details.clone()),
+        ScoreOutcome::Invalid { reason, details } => (false, None, Some(reason.clone()), details.clone()),
+    };
+    ScoreEntry {
+        timestamp: Utc::now(),
+        task: info.name.clone(),
+        profile: profile.into(),
+        valid,
+        raw,
+        normalized: raw.and_then(|r| calibration.map(|c| c.normalize(r))),
+        reason,
+        submission_sha256,
+        device,
+        calibration: calibration.map(|c| [c.start, c.reference]),
+        wall_s: result.wall_s,
+        details,
+        monitor: result.monitor.as_ref().and_then(|m| serde_json::to_value(m).ok()),
+        samples_file: if result.ran_worker { samples_file } else { None },
+        timeline_file: if result.ran_worker { timeline_file } else { None },
+    }
+}
+
+/// A fresh name for one scoring run's files.
+pub fn run_stamp() -> String {
+    format!("{}-{:08x}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), rand::random::<u32>())
+}
+
+pub fn score(ctx: &Context, dir: &Path, allow_uncalibrated: bool, timeout: Option<u64>) -> Result<i32> {
+    let attempt = Attempt::open(&ctx.home, dir)?;
+    let task = registry::find(&attempt.record.task)?;
+    let info = task.info();
+    let profile = attempt.record.profile.clone();
+    let stamp = run_stamp();
+    let samples_rel = format!("samples/{stamp}.json");
+    let timeline_rel = format!("timelines/score-{stamp}.jsonl");
+    let request = ScoreRequest {
+        profile: profile.clone(),
+        submission_dir: attempt.record.dir.clone(),
+        private_dir: attempt.task_private_dir(),
+        cache_dir: ctx.home.cache_dir(),
+        samples_path: attempt.private_dir.join(&samples_rel),
+        seed: rand::random(),
+    };
+    let job = Job {
+        task: task.as_ref(),
+        request,
+        timeline_path: attempt.private_dir.join(&timeline_rel),
+        timeout: Duration::from_secs(timeout.unwrap_or(info.score_timeout_s)),
+    };
+    let sha = hash_files(&attempt.record.dir, &info.submission_files);
+    let log = attempt.score_log();
+    let started = Instant::now();
+    // 1. Checks that need no GPU: a bad submission is logged invalid right away.
+    if let Some(reason) = task.precheck(&job.request)? {
+        let entry = entry_for(&info, &profile, &JobResult::rejected(reason, started), None, None, sha, None, None);
+        log.append(&entry)?;
+        report(ctx, &info, &entry, &attempt);
+        return Ok(1);
+    }
+    // 2. The environment and the calibration, before spending GPU time.
+    task.check_environment(&profile)?;
+    let fp = device_fingerprint(&info, &profile)?;
+    let calibration = find_calibration(ctx, task.as_ref(), &profile, &fp)?;
+    if calibration.is_none() && !allow_uncalibrated {
+        return Err(Error::Environment(format!(
+            "no calibration of {}/{profile} for this device ({}); run `rdbench calibrate --task {} --profile {profile}` \
+             first, or score with --allow-uncalibrated for a raw score only",
+            info.name,
+            fp.id(),
+            info.name
+        )));
+    }
+    // 3. The worker.
+    let result = job.run_checked()?;
+    let entry = entry_for(&info, &profile, &result, calibration.as_ref(), Some(fp.id()), sha, Some(samples_rel), Some(timeline_rel));
+    log.append(&entry)?;
+    report(ctx, &info, &entry, &attempt);
+    Ok(if entry.valid { 0 } else { 1 })
+}
+
+fn report(ctx: &Context, info: &TaskInfo, entry: &ScoreEntry, attempt: &Attempt) {
+    if ctx.json {
+        if info.score_hidden {
+            output::json(&serde_json::json!({ "valid": entry.valid, "reason": entry.reason, "hidden": true }));
+        } else {
+            output::json(entry);
+        }
+        return;
+    }
+    let elapsed = attempt.elapsed_minutes();
+    let over = attempt.record.time_limit_minutes.is_some_and(|l| elapsed > l);
+    if !entry.valid {
+        println!("INVALID: {}", entry.reason.as_deref().unwrap_or("unknown reason"));
+    } else if info.score_hidden {
+        println!("scored (this task hides its score until the attempt ends)");
+    } else {
+        let median = entry.details.get("median_ms").and_then(|v| v.as_f64());
+        let noise = entry.details.get("noise").and_then(|v| v.as_f64());
+        print!("score {} (raw {}", num(entry.normalized), num(entry.raw));
+        if let Some(m) = median {
+            print!(" = ln({m:.4} ms)");
+        }
+        if let Some(n) = noise {
+            print!(", noise {:.2} %", n * 100.0);
+        }
+        println!(")");
+        if entry.normalized.is_none() {
+            println!("  not normalized: no calibration for this device");
+        }
+    }
+    if over {
+        println!("  note: the attempt's time limit has passed ({elapsed:.0} min elapsed)");
+    }
+}
+
+pub fn log(ctx: &Context, dir: &Path) -> Result<i32> {
+    let attempt = Attempt::open(&ctx.home, dir)?;
+    let (entries, warnings) = attempt.score_log().read()?;
+    for w in &warnings {
+        eprintln!("warning: {}: line {}: {}", attempt.score_log().path().display(), w.line, w.message);
+    }
+    if ctx.json {
+        output::json(&entries);
+        return Ok(0);
+    }
+    let mut table = Table::new(&["#", "time (UTC)", "valid", "raw", "score", "wall s", "reason"]);
+    for (i, e) in entries.iter().enumerate() {
+        table.row(vec![
+            (i + 1).to_string(),
+            e.timestamp.format("%Y-%m-%d %H:%M:%S").to_string(),
+            if e.valid { "yes".into() } else { "no".into() },
+            num(e.raw),
+            num(e.normalized),
+            format!("{:.1}", e.wall_s),
+            e.reason.as_deref().map(|r| one_line(r, 90)).unwrap_or_default(),
+        ]);
+    }
+    println!("{}", table.render());
+    Ok(0)
+}
+
+pub fn finish(ctx: &Context, dir: &Path, out: Option<&Path>) -> Result<i32> {
+    let mut attempt = Attempt::open(&ctx.home, dir)?;
+    let task = registry::find(&attempt.record.task)?;
+    let info = task.info();
+    let (entries, _) = attempt.score_log().read()?;
+    let selection = if info.score_hidden { Selection::Last } else { Selection::Best };
+    let chosen = select_final(&entries, selection);
+    let finished_at = Utc::now();
+    let summary = AttemptSummary {
+        schema: SUMMARY_SCHEMA.into(),
+        attempt_id: attempt.record.id.clone(),
+        agent: attempt.record.agent.clone(),
+        task: info.name.clone(),
+        task_family: info.family.clone(),
+        profile: attempt.record.profile.clone(),
+        time_limit_minutes: attempt.record.time_limit_minutes,
+        score: chosen.filter(|e| e.valid).and_then(|e| e.normalized),
+        raw: chosen.filter(|e| e.valid).and_then(|e| e.raw),
+        selection,
+        score_hidden: info.score_hidden,
+        entries: entries.len(),
+        valid_entries: entries.iter().filter(|e| e.valid).count(),
+        started_at: attempt.record.started_at,
+        finished_at,
+        device: chosen.and_then(|e| e.device.clone()),
+        human_minutes: info.human_minutes,
+    };
+    let json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?;
+    atomic_write(&attempt.summary_path(), &json)?;
+    if let Some(out) = out {
+        atomic_write(out, &json)?;
+    }
+    attempt.record.finished_at = Some(finished_at);
+    attempt.save()?;
+    if ctx.json {
+        output::json(&summary);
+    } else {
+        println!(
+            "finished {} ({}): final score {} (raw {}), {} of {} entries valid, {} entry counts; summary at {}",
+            info.name,
+            summary.profile,
+            num(summary.score),
+            num(summary.raw),
+            summary.valid_entries,
+            summary.entries,
+            if selection == Selection::Best { "best" } else { "last" },
+            out.unwrap_or(&attempt.summary_path()).display()
+        );
+    }
+    Ok(0)
+}
+
+/// Scores one installed solution outside any attempt (calibration and the self-test cycle).
+pub fn score_solution_dir(
+    ctx: &Context,
+    task: &dyn Task,
+    profile: &str,
+    submission_dir: &Path,
+    private_dir: &Path,
+) -> Result<JobResult> {
+    let stamp = run_stamp();
+    let job = Job {
+        task,
+        request: ScoreRequest {
+            profile: profile.into(),
+            submission_dir: submission_dir.into(),
+            private_dir: private_dir.join("task"),
+            cache_dir: ctx.home.cache_dir(),
+            samples_path: private_dir.join(format!("samples/{stamp}.json")),
+            seed: rand::random(),
+        },
+        timeline_path: private_dir.join(format!("timelines/{stamp}.jsonl")),
+        timeout: Duration::from_secs(task.info().score_timeout_s),
+    };
+    job.run()
+}

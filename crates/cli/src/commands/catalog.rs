@@ -1,0 +1,59 @@
+//! `list` and `info`.
+
+use rdbench_core::Result;
+
+use super::{device_fingerprint, find_calibration, Context};
+use crate::output::{self, Table};
+use crate::registry;
+
+pub fn list(ctx: &Context) -> Result<i32> {
+    let infos: Vec<_> = registry::all().iter().map(|t| t.info()).collect();
+    if ctx.json {
+        output::json(&infos);
+        return Ok(0);
+    }
+    let mut table = Table::new(&["task", "profiles", "needs GPU", "raw score", "title"]);
+    for i in &infos {
+        let profiles: Vec<&str> = i.profiles.iter().map(|p| p.name.as_str()).collect();
+        let gpu = if i.profiles.iter().all(|p| p.needs_gpu) { "yes" } else if i.profiles.iter().any(|p| p.needs_gpu) { "some" } else { "no" };
+        table.row(vec![i.name.clone(), profiles.join(","), gpu.into(), i.raw_score.clone(), i.title.clone()]);
+    }
+    println!("{}", table.render());
+    Ok(0)
+}
+
+pub fn info(ctx: &Context, name: &str) -> Result<i32> {
+    let task = registry::find(name)?;
+    let info = task.info();
+    let mut calibrations = Vec::new();
+    for p in &info.profiles {
+        let found = match device_fingerprint(&info, &p.name) {
+            Ok(fp) => find_calibration(ctx, task.as_ref(), &p.name, &fp)?.map(|c| (fp.id(), c)),
+            Err(_) => None,
+        };
+        calibrations.push((p.name.clone(), found));
+    }
+    if ctx.json {
+        let cal: Vec<_> = calibrations
+            .iter()
+            .map(|(p, c)| serde_json::json!({ "profile": p, "device": c.as_ref().map(|x| &x.0), "calibration": c.as_ref().map(|x| &x.1) }))
+            .collect();
+        output::json(&serde_json::json!({ "task": info, "calibrations": cal }));
+        return Ok(0);
+    }
+    println!("{} — {}\n\n{}\n", info.name, info.title, info.summary);
+    println!("raw score:    {} ({:?})", info.raw_score, info.direction);
+    println!("submission:   {:?}: {}", info.submission, info.submission_files.join(", "));
+    println!("time limit:   {} min per attempt (default); scoring limit {} s", info.default_time_limit_minutes, info.score_timeout_s);
+    println!("score shown:  {}", if info.score_hidden { "no (the last entry counts)" } else { "yes (the best entry counts)" });
+    for p in &info.profiles {
+        println!("profile {:<5}  {}{}", p.name, p.description, if p.needs_gpu { " [NVIDIA GPU]" } else { "" });
+    }
+    for (profile, c) in &calibrations {
+        match c {
+            Some((dev, c)) => println!("calibration {profile}: start {:.4}, reference {:.4} on {dev} ({})", c.start, c.reference, c.provenance),
+            None => println!("calibration {profile}: none for this machine (run `rdbench calibrate --task {} --profile {profile}`)", info.name),
+        }
+    }
+    Ok(0)
+}

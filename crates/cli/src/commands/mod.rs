@@ -1,0 +1,104 @@
+//! The subcommands. Each takes the validated [`Context`] and returns the process exit code.
+
+mod attempt;
+mod calibrate;
+mod catalog;
+mod cycle;
+mod doctor;
+mod monitor;
+
+use std::path::PathBuf;
+
+use rdbench_core::calibration::{CalibrationEntry, CalibrationStore, DeviceFingerprint};
+use rdbench_core::home::Home;
+use rdbench_core::task::{Task, TaskInfo};
+use rdbench_core::{Error, Result};
+
+use crate::cli::{Cli, Command};
+
+/// Settings every command shares, validated from the flags.
+pub struct Context {
+    pub home: Home,
+    pub json: bool,
+}
+
+impl Context {
+    pub fn from_cli(cli: &Cli) -> Self {
+        let home = cli.home.clone().map(Home::new).unwrap_or_else(Home::from_env);
+        Context { home, json: cli.json }
+    }
+
+    /// Calibrations measured here, then those shipped in the repository's `calibration/`.
+    pub fn calibration_store(&self) -> CalibrationStore {
+        CalibrationStore::new(self.home.calibration_dir()).with_shipped(shipped_calibration_dir())
+    }
+}
+
+/// Calibrations committed to the repository (e.g. measured on an H100 by the GPU check).
+pub fn shipped_calibration_dir() -> PathBuf {
+    std::env::var_os("RDBENCH_SHIPPED_CALIBRATION")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../calibration")))
+}
+
+/// The device a task's scores are measured on: the GPU for GPU tasks, the CPU otherwise.
+pub fn device_fingerprint(info: &TaskInfo, profile: &str) -> Result<DeviceFingerprint> {
+    let needs_gpu = info.profile(profile)?.needs_gpu;
+    if info.hardware_independent || !needs_gpu {
+        return Ok(DeviceFingerprint::this_cpu());
+    }
+    rdbench_gpu::device::describe(0)
+        .map(|d| d.fingerprint())
+        .map_err(|e| Error::Environment(e.to_string()))
+}
+
+/// The calibration that normalizes `task`/`profile` on `fp`: measured here first, then shipped.
+pub fn find_calibration(
+    ctx: &Context,
+    task: &dyn Task,
+    profile: &str,
+    fp: &DeviceFingerprint,
+) -> Result<Option<CalibrationEntry>> {
+    let info = task.info();
+    if let Some(entry) = ctx.calibration_store().lookup(fp, &info.name, profile)? {
+        return Ok(Some(entry));
+    }
+    if info.hardware_independent {
+        if let Some(shipped) = task.shipped_calibration(profile) {
+            return Ok(Some(CalibrationEntry {
+                task: info.name.clone(),
+                profile: profile.into(),
+                start: shipped.start,
+                reference: shipped.reference,
+                measured_at: chrono::Utc::now(),
+                provenance: format!("shipped with the task: {}", shipped.provenance),
+                details: serde_json::Value::Null,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<i32> {
+    let ctx = Context::from_cli(&cli);
+    match cli.command {
+        Command::List => catalog::list(&ctx),
+        Command::Info { task } => catalog::info(&ctx, &task),
+        Command::Start { task, dir, profile, time_limit, agent } => {
+            attempt::start(&ctx, &task, &dir, &profile, time_limit, &agent)
+        }
+        Command::Score { dir, allow_uncalibrated, timeout } => attempt::score(&ctx, &dir, allow_uncalibrated, timeout),
+        Command::Log { dir } => attempt::log(&ctx, &dir),
+        Command::Finish { dir, out } => attempt::finish(&ctx, &dir, out.as_deref()),
+        Command::Calibrate { task, profile, runs } => calibrate::calibrate(&ctx, &task, &profile, runs),
+        Command::Monitor { dir, interval_ms, duration } => monitor::monitor(&ctx, &dir, interval_ms, duration),
+        Command::Aggregate(args) => crate::aggregate::run(&args, ctx.json).map_err(|e| Error::Usage(format!("{e:#}"))),
+        Command::Doctor => doctor::doctor(&ctx),
+        Command::Cycle { task, profile } => cycle::cycle(&ctx, &task, &profile),
+        Command::Worker { task, request, result } => {
+            let task = crate::registry::find(&task)?;
+            Ok(crate::job::worker_main(task.as_ref(), &request, &result))
+        }
+    }
+}

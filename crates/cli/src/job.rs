@@ -1,0 +1,209 @@
+//! One scoring run of one submission, end to end: cheap checks in this process, then the
+//! task's `score` in a worker child process (its own CUDA context, its own process group)
+//! under a time limit, with the NVML (or /proc) monitor sampling beside it.
+//!
+//! Whatever the worker does (wrong output, illegal address, segfault, hang) the caller gets a
+//! [`JobResult`] to log; only environment problems (no GPU) come back as errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rdbench_core::task::{ScoreOutcome, ScoreRequest, Task};
+use rdbench_core::{Error, Result};
+use rdbench_gpu::monitor::{self, MonitorConfig, MonitorSummary};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// What the worker writes to its result file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkerResult {
+    Outcome { outcome: ScoreOutcome },
+    Environment { message: String },
+    Failed { message: String },
+}
+
+/// Everything one scoring run needs.
+pub struct Job<'a> {
+    pub task: &'a dyn Task,
+    pub request: ScoreRequest,
+    /// Where the monitor writes its timeline.
+    pub timeline_path: PathBuf,
+    pub timeout: Duration,
+}
+
+/// What one scoring run produced.
+#[derive(Debug, Clone)]
+pub struct JobResult {
+    pub outcome: ScoreOutcome,
+    pub wall_s: f64,
+    pub monitor: Option<MonitorSummary>,
+    /// Whether the worker ran (false when the precheck already rejected the submission).
+    pub ran_worker: bool,
+}
+
+impl JobResult {
+    /// A submission rejected before any worker ran.
+    pub fn rejected(reason: String, start: Instant) -> Self {
+        JobResult { outcome: ScoreOutcome::invalid(reason), wall_s: start.elapsed().as_secs_f64(), monitor: None, ran_worker: false }
+    }
+}
+
+/// Lines of the worker's stderr kept for crash reports.
+const STDERR_TAIL: usize = 40;
+
+impl Job<'_> {
+    /// Runs the precheck, the environment check and the worker.
+    pub fn run(&self) -> Result<JobResult> {
+        let start = Instant::now();
+        if let Some(reason) = self.task.precheck(&self.request)? {
+            return Ok(JobResult::rejected(reason, start));
+        }
+        self.run_checked()
+    }
+
+    /// The environment check and the worker (after a passed precheck).
+    pub fn run_checked(&self) -> Result<JobResult> {
+        let start = Instant::now();
+        self.task.check_environment(&self.request.profile)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
+        let (outcome, monitor) = runtime.block_on(self.supervise())?;
+        Ok(JobResult { outcome, wall_s: start.elapsed().as_secs_f64(), monitor, ran_worker: true })
+    }
+
+    async fn supervise(&self) -> Result<(ScoreOutcome, Option<MonitorSummary>)> {
+        let dir = self.request.private_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let request_path = dir.join(format!("request-{}.json", std::process::id()));
+        let result_path = dir.join(format!("result-{}.json", std::process::id()));
+        let _ = std::fs::remove_file(&result_path);
+        let request = serde_json::to_vec(&self.request).map_err(|e| Error::Internal(e.to_string()))?;
+        rdbench_core::fsutil::atomic_write(&request_path, &request)?;
+
+        let exe = std::env::current_exe().map_err(|e| Error::Internal(format!("locating rdbench: {e}")))?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("__worker")
+            .arg("--task")
+            .arg(self.task.info().name)
+            .arg("--request")
+            .arg(&request_path)
+            .arg("--result")
+            .arg(&result_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            // Own process group, so a timeout kills everything the worker started.
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(|e| Error::Internal(format!("starting the scoring worker: {e}")))?;
+        let pid = child.id();
+        let monitor = monitor::start(
+            MonitorConfig { interval: Duration::from_millis(100), gpu_indices: None, pids: pid.map(|p| vec![p]) },
+            &self.timeline_path,
+        );
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let tail = tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut tail: Vec<String> = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("  [worker] {line}");
+                tail.push(line);
+                if tail.len() > STDERR_TAIL {
+                    tail.remove(0);
+                }
+            }
+            tail
+        });
+        let waited = tokio::time::timeout(self.timeout, child.wait()).await;
+        let timed_out = waited.is_err();
+        if timed_out {
+            if let Some(pid) = pid {
+                // SAFETY: plain syscall on the worker's process group id (= its pid).
+                unsafe { libc::killpg(pid as i32, libc::SIGKILL) };
+            }
+            let _ = child.kill().await;
+        }
+        let status = match waited {
+            Ok(Ok(status)) => Some(status),
+            Ok(Err(e)) => return Err(Error::Internal(format!("waiting for the scoring worker: {e}"))),
+            Err(_) => None,
+        };
+        let tail = tokio::time::timeout(Duration::from_secs(5), tail).await.ok().and_then(|r| r.ok()).unwrap_or_default();
+        let summary = match monitor {
+            Ok(handle) => handle.stop().ok(),
+            Err(e) => {
+                tracing::warn!("monitor not started: {e}");
+                None
+            }
+        };
+        let _ = std::fs::remove_file(&request_path);
+        let result = std::fs::read(&result_path).ok().and_then(|b| serde_json::from_slice::<WorkerResult>(&b).ok());
+        let _ = std::fs::remove_file(&result_path);
+        let outcome = match (timed_out, result, status) {
+            (true, _, _) => ScoreOutcome::invalid(format!(
+                "scoring exceeded the time limit of {} s (a hang or a far too slow solution); the worker was killed",
+                self.timeout.as_secs()
+            )),
+            (false, Some(WorkerResult::Outcome { outcome }), _) => outcome,
+            (false, Some(WorkerResult::Environment { message }), _) => return Err(Error::Environment(message)),
+            (false, Some(WorkerResult::Failed { message }), _) => {
+                return Err(Error::Internal(format!("the scorer failed: {message}")))
+            }
+            (false, None, status) => ScoreOutcome::invalid(crash_reason(status, &tail)),
+        };
+        Ok((outcome, summary))
+    }
+}
+
+fn crash_reason(status: Option<std::process::ExitStatus>, tail: &[String]) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = match status {
+        Some(s) if s.signal().is_some() => format!("killed by signal {}", s.signal().unwrap_or_default()),
+        Some(s) => format!("exited with code {}", s.code().unwrap_or(-1)),
+        None => "vanished".into(),
+    };
+    let last: Vec<&str> = tail.iter().rev().take(5).rev().map(String::as_str).collect();
+    if last.is_empty() {
+        format!("the scoring worker crashed ({how}) before reporting a result")
+    } else {
+        format!("the scoring worker crashed ({how}) before reporting a result; its last output: {}", last.join(" | "))
+    }
+}
+
+/// The worker side: runs `task.score` and writes the result file. Returns the exit code.
+pub fn worker_main(task: &dyn Task, request_path: &Path, result_path: &Path) -> i32 {
+    let result = match std::fs::read(request_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice::<ScoreRequest>(&b).map_err(|e| e.to_string()))
+    {
+        Err(e) => WorkerResult::Failed { message: format!("{}: {e}", request_path.display()) },
+        Ok(req) => match task.score(&req) {
+            Ok(outcome) => WorkerResult::Outcome { outcome },
+            Err(Error::Environment(message)) => WorkerResult::Environment { message },
+            Err(e) => WorkerResult::Failed { message: e.to_string() },
+        },
+    };
+    let code = match &result {
+        WorkerResult::Outcome { .. } => 0,
+        WorkerResult::Environment { .. } => 3,
+        WorkerResult::Failed { .. } => 4,
+    };
+    match serde_json::to_vec(&result) {
+        Ok(bytes) => {
+            if let Err(e) = rdbench_core::fsutil::atomic_write(result_path, &bytes) {
+                eprintln!("rdbench worker: {e}");
+                return 4;
+            }
+        }
+        Err(e) => {
+            eprintln!("rdbench worker: {e}");
+            return 4;
+        }
+    }
+    code
+}
