@@ -220,6 +220,16 @@ impl GpuDevice {
         self.stream.memset_zeros(&mut buf.slice).map_err(|e| GpuError::driver("cuMemsetD8Async", format!("{e:?}")))
     }
 
+    /// Sets every byte of `buf` to `byte`, asynchronously on the scorer's stream.
+    pub fn fill_bytes(&self, buf: &mut Buffer, byte: u8) -> Result<(), GpuError> {
+        use cudarc::driver::DevicePtrMut;
+        let len = buf.len_bytes();
+        let (ptr, _record) = buf.slice.device_ptr_mut(&self.stream);
+        // SAFETY: `ptr` addresses `len` bytes owned by `buf`, on the scorer's stream.
+        unsafe { cudarc::driver::result::memset_d8_async(ptr, byte, len, self.stream.cu_stream()) }
+            .map_err(|e| GpuError::driver("cuMemsetD8Async", format!("{e:?}")))
+    }
+
     /// Copies a buffer to the host as `i32`s (synchronizes the stream).
     pub fn download_i32(&self, buf: &Buffer) -> Result<Vec<i32>, GpuError> {
         let bytes: Vec<u8> = self.stream.clone_dtoh(&buf.slice).map_err(|e| GpuError::driver("cuMemcpyDtoH", format!("{e:?}")))?;
@@ -423,7 +433,13 @@ impl PlanRunner {
         let mut scratch = HashMap::new();
         let mut scratch_order = Vec::new();
         for s in &plan.scratch {
-            scratch.insert(s.name.clone(), (dev.alloc(s.bytes() as usize)?, s.zero_init));
+            let mut buf = dev.alloc(s.bytes() as usize)?;
+            if !s.zero_init {
+                // "init = none" promises nothing: give it garbage, so a plan that relies on
+                // fresh allocations being zero fails here instead of passing by luck.
+                dev.fill_bytes(&mut buf, 0xA5)?;
+            }
+            scratch.insert(s.name.clone(), (buf, s.zero_init));
             scratch_order.push(s.name.clone());
         }
         Ok(PlanRunner { launches, scratch, scratch_order })

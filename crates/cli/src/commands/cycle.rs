@@ -26,6 +26,9 @@ struct Row {
     reference_score: Option<f64>,
     wall_s: f64,
     status: String,
+    /// The long form of the status: what was skipped and why, what was checked instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 /// Checks the starting and reference solutions without a GPU.
@@ -69,11 +72,17 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
         reference_score: None,
         wall_s: 0.0,
         status: String::new(),
+        note: None,
     };
     if let Err(env) = task.check_environment(profile) {
         bar.set_message(format!("{}: checks without a GPU", info.name));
         let checks = gpu_free_checks(ctx, task, profile, &root)?;
-        row.status = format!("skipped scoring: {env}. {checks}");
+        row.status = if env.to_string().contains("no NVIDIA driver") {
+            "skipped scoring: no NVIDIA GPU here".into()
+        } else {
+            "skipped scoring: environment".into()
+        };
+        row.note = Some(format!("{env}. {checks}"));
         row.wall_s = started.elapsed().as_secs_f64();
         return Ok(row);
     }
@@ -153,7 +162,8 @@ pub fn cycle(ctx: &Context, tasks: &[String], profile: &str) -> Result<i32> {
                     reference_raw: None,
                     reference_score: None,
                     wall_s: 0.0,
-                    status: format!("error: {e}"),
+                    status: "error".into(),
+                    note: Some(e.to_string()),
                 });
             }
         }
@@ -176,6 +186,9 @@ pub fn cycle(ctx: &Context, tasks: &[String], profile: &str) -> Result<i32> {
             ]);
         }
         println!("{}", table.render());
+        for r in rows.iter().filter(|r| r.note.is_some()) {
+            println!("\n{}: {}", r.task, r.note.as_deref().unwrap_or_default());
+        }
         println!("\nNormalized scores put the starting solution at 0 and the reference at 1 (expected: about 0 and 1).");
     }
     Ok(if failed { 3 } else { 0 })
