@@ -35,10 +35,22 @@ impl Context {
 }
 
 /// Calibrations committed to the repository (e.g. measured on an H100 by the GPU check).
+/// `$RDBENCH_SHIPPED_CALIBRATION`, else `calibration/` of the checkout the binary sits in
+/// (`target/<profile>/rdbench` or a bundle folder beside the repository root), else the
+/// checkout it was built from.
 pub fn shipped_calibration_dir() -> PathBuf {
-    std::env::var_os("RDBENCH_SHIPPED_CALIBRATION")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../calibration")))
+    if let Some(dir) = std::env::var_os("RDBENCH_SHIPPED_CALIBRATION") {
+        return PathBuf::from(dir);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for up in exe.ancestors().skip(1).take(3) {
+            let candidate = up.join("calibration");
+            if candidate.is_dir() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../calibration"))
 }
 
 /// The device a task's scores are measured on: the GPU for GPU tasks, the CPU otherwise.
