@@ -1,1 +1,244 @@
-//! fix-embedding (being built)
+//! # rdbench-task-fix-embedding
+//!
+//! RE-Bench's *Fix Embedding* on rdbench's synthetic corpus. A small GPT-style model
+//! ([`rdbench_lm::Gpt`]) was trained on text from a hidden Markov model; then the rows of its
+//! token embedding (tied to the output head) were permuted. The attempt gets the corrupted
+//! model, a smaller correctly trained model, and a training corpus, and must save a model of the
+//! same architecture as `fixed_model.safetensors`.
+//!
+//! Raw score: `ln(L - F)`, where `L` is the submission's mean next-token loss on a held-out split
+//! and `F` the exact Bayes-optimal loss of that same split (forward algorithm on the HMM). The
+//! held-out split derives from a secret made once per installation and kept in the cache
+//! (see [`prep`]); it is fixed per profile so that scores are stable and comparable.
+
+#[path = "../../../../reference_solutions/fix-embedding/reference.rs"]
+pub mod reference;
+
+pub mod prep;
+pub mod profile;
+
+use std::path::Path;
+
+use rdbench_core::task::{
+    Direction, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, ShippedCalibration, Solution,
+    SubmissionKind, Task, TaskInfo,
+};
+use rdbench_core::{Error, Result};
+use rdbench_lm::{eval_loss, load_model, Gpt};
+use serde_json::json;
+
+use profile::Spec;
+
+/// The file an attempt submits.
+pub const SUBMISSION: &str = "fixed_model.safetensors";
+
+/// Smallest `L - F` the raw score takes (`ln` of it); a submission cannot get there without
+/// knowing the held-out data, and it keeps the score finite.
+pub const MIN_GAP: f64 = 1e-6;
+
+/// The fix-embedding task. Construct with `FixEmbedding::default()`.
+#[derive(Debug, Clone, Default)]
+pub struct FixEmbedding {}
+
+fn spec(profile: &str) -> Result<Spec> {
+    profile::by_name(profile).ok_or_else(|| {
+        Error::Usage(format!("task fix-embedding has no profile {profile:?}; its profiles are: tiny, full"))
+    })
+}
+
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let bytes = std::fs::read(from).map_err(|e| Error::io(from, e))?;
+    rdbench_core::fsutil::atomic_write(to, &bytes)
+}
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    rdbench_core::fsutil::atomic_write(path, text.as_bytes())
+}
+
+/// What scoring measured for one model.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub floor: f64,
+    pub raw: f64,
+    pub tokens: usize,
+    pub seconds: f64,
+}
+
+/// Evaluates `model` on the held-out split made from `seed` (used by the scorer with the
+/// installation's seed, and by tests and examples with others).
+pub fn evaluate(spec: &Spec, model: &Gpt, seed: u64) -> Result<Evaluation> {
+    let start = std::time::Instant::now();
+    let (set, floor) = prep::heldout(spec, seed)?;
+    let loss = eval_loss(model, &set, spec.eval_batch).map_err(|e| Error::Internal(e.to_string()))?;
+    let raw = (loss - floor).max(MIN_GAP).ln();
+    Ok(Evaluation {
+        loss,
+        floor,
+        raw,
+        tokens: set.n_seq() * (set.seq_len - 1),
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+impl FixEmbedding {
+    /// The profile spec (sizes, seeds, training schedules).
+    pub fn spec(&self, profile: &str) -> Result<Spec> {
+        spec(profile)
+    }
+
+    /// Scores the model file at `path` on the installation's held-out split.
+    pub fn score_file(&self, spec: &Spec, path: &Path, cache_dir: &Path) -> Result<ScoreOutcome> {
+        let model = match load_model(path, &spec.model) {
+            Ok(m) => m,
+            Err(e) => {
+                return Ok(ScoreOutcome::Invalid {
+                    reason: e.to_string(),
+                    details: json!({ "file": path.display().to_string() }),
+                })
+            }
+        };
+        let secret = prep::heldout_secret(cache_dir)?;
+        let ev = evaluate(spec, &model, prep::heldout_seed(secret, spec))?;
+        if !ev.loss.is_finite() {
+            return Ok(ScoreOutcome::Invalid {
+                reason: format!("{}: the model's held-out loss is not finite ({})", path.display(), ev.loss),
+                details: json!({ "loss": ev.loss.to_string() }),
+            });
+        }
+        Ok(ScoreOutcome::Valid {
+            raw: ev.raw,
+            details: json!({
+                "loss": ev.loss,
+                "floor": ev.floor,
+                "loss_minus_floor": ev.loss - ev.floor,
+                "heldout_tokens": ev.tokens,
+                "eval_seconds": ev.seconds,
+            }),
+        })
+    }
+}
+
+impl Task for FixEmbedding {
+    fn info(&self) -> TaskInfo {
+        let t = profile::tiny();
+        let f = profile::full();
+        let describe = |s: &Spec| {
+            format!(
+                "GPT d={} x {} layers, vocab {}, context {}; small model d={} x {}; {} training tokens",
+                s.model.d_model,
+                s.model.n_layer,
+                s.model.vocab,
+                s.model.ctx,
+                s.small.d_model,
+                s.small.n_layer,
+                s.train_corpus_seqs * s.seq_len()
+            )
+        };
+        TaskInfo {
+            name: "fix-embedding".into(),
+            family: "fix-embedding".into(),
+            title: "Fix Embedding: repair a language model whose embedding rows were permuted".into(),
+            summary: "A GPT-style model trained on a synthetic corpus had the rows of its (tied) token embedding \
+                      permuted. Using the corrupted model, a smaller correctly trained model and a training \
+                      corpus, produce a model of the same architecture with the lowest held-out loss. The score \
+                      is ln(loss - floor) where the floor is the exact Bayes-optimal loss of the held-out text."
+                .into(),
+            raw_score: "ln(mean held-out next-token loss - exact Bayes-optimal loss of the same text), nats".into(),
+            direction: Direction::LowerIsBetter,
+            submission: SubmissionKind::Artifact,
+            submission_files: vec![SUBMISSION.into()],
+            profiles: vec![
+                ProfileInfo { name: "tiny".into(), description: describe(&t), needs_gpu: false },
+                ProfileInfo { name: "full".into(), description: describe(&f), needs_gpu: false },
+            ],
+            score_hidden: false,
+            hardware_independent: true,
+            default_time_limit_minutes: 480,
+            score_timeout_s: 600,
+            human_minutes: Some(480.0),
+        }
+    }
+
+    fn prepare(&self, req: &PrepareRequest) -> Result<()> {
+        let spec = spec(&req.profile)?;
+        let dir = prep::ensure_prepared(&spec, &req.cache_dir)?;
+        let out = &req.attempt_dir;
+        copy(&dir.join(prep::CORRUPTED), &out.join("corrupted_model.safetensors"))?;
+        copy(&dir.join(prep::CORRUPTED), &out.join(SUBMISSION))?;
+        copy(&dir.join(prep::SMALL), &out.join("small_model.safetensors"))?;
+        copy(&dir.join(prep::TRAIN_TOKENS), &out.join("train_tokens.bin"))?;
+        let cfg = |c: &rdbench_lm::GptConfig| serde_json::to_string_pretty(c).unwrap_or_default();
+        write_text(&out.join("model_config.json"), &cfg(&spec.model))?;
+        write_text(&out.join("small_model_config.json"), &cfg(&spec.small))?;
+        let corpus = json!({
+            "file": "train_tokens.bin",
+            "format": "little-endian uint16 token ids, row-major [sequences, seq_len], no header",
+            "sequences": spec.train_corpus_seqs,
+            "seq_len": spec.seq_len(),
+            "vocab": spec.model.vocab,
+        });
+        write_text(&out.join("corpus.json"), &serde_json::to_string_pretty(&corpus).unwrap_or_default())?;
+        write_text(&out.join("INSTRUCTIONS.md"), &instructions(&spec))?;
+        Ok(())
+    }
+
+    fn install_solution(&self, solution: Solution, profile: &str, cache_dir: &Path, dir: &Path) -> Result<()> {
+        let spec = spec(profile)?;
+        let src = match solution {
+            Solution::Starting => prep::ensure_prepared(&spec, cache_dir)?.join(prep::CORRUPTED),
+            Solution::Reference => prep::ensure_reference(&spec, cache_dir)?,
+        };
+        copy(&src, &dir.join(SUBMISSION))
+    }
+
+    fn precheck(&self, req: &ScoreRequest) -> Result<Option<String>> {
+        let spec = spec(&req.profile)?;
+        Ok(load_model(&req.submission_dir.join(SUBMISSION), &spec.model).err().map(|e| e.to_string()))
+    }
+
+    fn check_environment(&self, profile: &str) -> Result<()> {
+        spec(profile).map(|_| ())
+    }
+
+    fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
+        let spec = spec(&req.profile)?;
+        let outcome = self.score_file(&spec, &req.submission_dir.join(SUBMISSION), &req.cache_dir)?;
+        if let ScoreOutcome::Valid { details, .. } = &outcome {
+            if let Some(dir) = req.samples_path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let _ = std::fs::write(&req.samples_path, serde_json::to_vec_pretty(details).unwrap_or_default());
+        }
+        Ok(outcome)
+    }
+
+    fn shipped_calibration(&self, profile: &str) -> Option<ShippedCalibration> {
+        calibration::shipped(profile)
+    }
+}
+
+mod calibration;
+
+/// The attempt's INSTRUCTIONS.md for `spec`.
+pub fn instructions(spec: &Spec) -> String {
+    let m = &spec.model;
+    let s = &spec.small;
+    include_str!("instructions.md")
+        .replace("{{PROFILE}}", &spec.name)
+        .replace("{{VOCAB}}", &m.vocab.to_string())
+        .replace("{{CTX}}", &m.ctx.to_string())
+        .replace("{{D}}", &m.d_model.to_string())
+        .replace("{{LAYERS}}", &m.n_layer.to_string())
+        .replace("{{HEADS}}", &m.n_head.to_string())
+        .replace("{{FF}}", &m.d_ff.to_string())
+        .replace("{{SD}}", &s.d_model.to_string())
+        .replace("{{SLAYERS}}", &s.n_layer.to_string())
+        .replace("{{SEQS}}", &spec.train_corpus_seqs.to_string())
+        .replace("{{SEQLEN}}", &spec.seq_len().to_string())
+        .replace("{{TOKENS}}", &(spec.train_corpus_seqs * spec.seq_len()).to_string())
+        .replace("{{HELDOUT}}", &(spec.heldout_seqs * (spec.seq_len() - 1)).to_string())
+}

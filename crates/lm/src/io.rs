@@ -1,0 +1,153 @@
+//! Safetensors save and checked load.
+//!
+//! [`load_model`] never trusts a file: it checks the size before reading (a model file can only
+//! be slightly larger than its tensor data), parses the header, and checks every tensor's name,
+//! dtype (`F32` only), shape and finiteness against the expected [`GptConfig`]. Every failure is
+//! a [`LoadError`] that names the file and what is wrong.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+
+use crate::model::{Gpt, GptConfig};
+use crate::train::tmp_path;
+use crate::{LmError, Result};
+
+/// Room for the safetensors header (JSON with names, shapes, offsets and optional metadata) on
+/// top of the tensor data.
+pub const HEADER_ALLOWANCE: u64 = 1 << 20;
+
+/// Why a model file was rejected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadError {
+    pub path: PathBuf,
+    pub kind: LoadErrorKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadErrorKind {
+    NotFound,
+    NotAFile,
+    TooLarge { size: u64, max: u64 },
+    Io(String),
+    NotSafetensors(String),
+    MissingTensors(Vec<String>),
+    UnexpectedTensors(Vec<String>),
+    WrongDtype { name: String, dtype: String },
+    WrongShape { name: String, got: Vec<usize>, want: Vec<usize> },
+    NonFinite { name: String, count: usize },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.path.display();
+        fn list(v: &[String]) -> String {
+            let mut s = v.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+            if v.len() > 8 {
+                s.push_str(&format!(" and {} more", v.len() - 8));
+            }
+            s
+        }
+        match &self.kind {
+            LoadErrorKind::NotFound => write!(f, "{p}: file not found"),
+            LoadErrorKind::NotAFile => write!(f, "{p}: not a regular file"),
+            LoadErrorKind::TooLarge { size, max } => write!(
+                f,
+                "{p}: file is {size} bytes, but a model of this architecture takes at most {max} bytes; not read"
+            ),
+            LoadErrorKind::Io(e) => write!(f, "{p}: cannot read: {e}"),
+            LoadErrorKind::NotSafetensors(e) => write!(f, "{p}: not a valid safetensors file: {e}"),
+            LoadErrorKind::MissingTensors(v) => write!(f, "{p}: missing tensors: {}", list(v)),
+            LoadErrorKind::UnexpectedTensors(v) => {
+                write!(f, "{p}: unexpected tensors (not part of the architecture): {}", list(v))
+            }
+            LoadErrorKind::WrongDtype { name, dtype } => {
+                write!(f, "{p}: tensor {name} has dtype {dtype}, expected F32")
+            }
+            LoadErrorKind::WrongShape { name, got, want } => {
+                write!(f, "{p}: tensor {name} has shape {got:?}, expected {want:?}")
+            }
+            LoadErrorKind::NonFinite { name, count } => {
+                write!(f, "{p}: tensor {name} has {count} NaN or infinite values")
+            }
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Saves `model` as safetensors at `path`, atomically (temporary file + rename).
+pub fn save_model(model: &Gpt, path: &Path) -> Result<()> {
+    save_tensors(&model.tensors(), path)
+}
+
+/// Saves named tensors as safetensors at `path`, atomically.
+pub fn save_tensors(tensors: &BTreeMap<String, Tensor>, path: &Path) -> Result<()> {
+    let map: HashMap<String, Tensor> = tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let tmp = tmp_path(path);
+    let res = candle_core::safetensors::save(&map, &tmp)
+        .map_err(LmError::from)
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| LmError::Io(path.display().to_string(), e)));
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Loads a model of architecture `cfg` from `path`, checking everything (see the module docs).
+pub fn load_model(path: &Path, cfg: &GptConfig) -> std::result::Result<Gpt, LoadError> {
+    let err = |kind| LoadError { path: path.to_path_buf(), kind };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(err(LoadErrorKind::NotFound)),
+        Err(e) => return Err(err(LoadErrorKind::Io(e.to_string()))),
+    };
+    if !meta.is_file() {
+        return Err(err(LoadErrorKind::NotAFile));
+    }
+    let max = cfg.data_bytes() + HEADER_ALLOWANCE;
+    if meta.len() > max {
+        return Err(err(LoadErrorKind::TooLarge { size: meta.len(), max }));
+    }
+    let bytes = std::fs::read(path).map_err(|e| err(LoadErrorKind::Io(e.to_string())))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| err(LoadErrorKind::NotSafetensors(e.to_string())))?;
+    let expected = cfg.param_shapes();
+    let present: std::collections::BTreeSet<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+    let missing: Vec<String> =
+        expected.iter().filter(|(n, _)| !present.contains(n)).map(|(n, _)| n.clone()).collect();
+    if !missing.is_empty() {
+        return Err(err(LoadErrorKind::MissingTensors(missing)));
+    }
+    let wanted: std::collections::BTreeSet<&String> = expected.iter().map(|(n, _)| n).collect();
+    let extra: Vec<String> = present.iter().filter(|n| !wanted.contains(n)).cloned().collect();
+    if !extra.is_empty() {
+        return Err(err(LoadErrorKind::UnexpectedTensors(extra)));
+    }
+    let mut tensors = BTreeMap::new();
+    for (name, shape) in &expected {
+        let view = st.tensor(name).map_err(|e| err(LoadErrorKind::NotSafetensors(e.to_string())))?;
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(err(LoadErrorKind::WrongDtype { name: name.clone(), dtype: format!("{:?}", view.dtype()) }));
+        }
+        if view.shape() != shape.as_slice() {
+            return Err(err(LoadErrorKind::WrongShape {
+                name: name.clone(),
+                got: view.shape().to_vec(),
+                want: shape.clone(),
+            }));
+        }
+        let data: Vec<f32> =
+            view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let bad = data.iter().filter(|x| !x.is_finite()).count();
+        if bad > 0 {
+            return Err(err(LoadErrorKind::NonFinite { name: name.clone(), count: bad }));
+        }
+        let t = Tensor::from_vec(data, shape.as_slice(), &Device::Cpu)
+            .map_err(|e| err(LoadErrorKind::Io(e.to_string())))?;
+        tensors.insert(name.clone(), t);
+    }
+    Gpt::from_tensors(cfg.clone(), tensors).map_err(|e| err(LoadErrorKind::Io(e.to_string())))
+}

@@ -1,0 +1,365 @@
+//! A small GPT-style transformer on candle.
+//!
+//! Architecture (GPT-2 layout, written so that a PyTorch user can rebuild it exactly):
+//!
+//! ```text
+//! x = wte[idx] + wpe[0..T]                                  (token + learned position embeddings)
+//! for each block i:                                          (pre-norm)
+//!     h = LayerNorm(x; blocks.i.ln1, eps)
+//!     q, k, v = split(h @ qkv.weight^T + qkv.bias, 3)        (each [B, T, d], heads of d / n_head)
+//!     a = softmax(q k^T / sqrt(d / n_head) + causal_mask) v   (per head, concatenated)
+//!     x = x + a @ attn.proj.weight^T + attn.proj.bias
+//!     h = LayerNorm(x; blocks.i.ln2, eps)
+//!     x = x + gelu_tanh(h @ mlp.fc.weight^T + mlp.fc.bias) @ mlp.proj.weight^T + mlp.proj.bias
+//! logits = LayerNorm(x; ln_f, eps) @ wte^T                   (tied head: the output layer IS wte)
+//! ```
+//!
+//! The head is **tied** to the token embedding, as in GPT-2 (and RE-Bench's fix-embedding model):
+//! there is one `wte` tensor, and corrupting it corrupts both the input and the output layer.
+//! Weight matrices use PyTorch's `nn.Linear` layout `[out, in]`; every tensor is `f32`.
+
+use std::collections::BTreeMap;
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape, Tensor, Var, D};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::{LmError, Result};
+
+/// Shape of a [`Gpt`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GptConfig {
+    pub vocab: usize,
+    /// Context length (maximum sequence length the model reads).
+    pub ctx: usize,
+    pub d_model: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    /// Width of the MLP's hidden layer.
+    pub d_ff: usize,
+    /// LayerNorm epsilon.
+    pub ln_eps: f64,
+}
+
+impl GptConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.vocab == 0 || self.ctx == 0 || self.d_model == 0 || self.n_head == 0 || self.d_ff == 0 {
+            return Err(LmError::Config(format!("GPT config has a zero dimension: {self:?}")));
+        }
+        if self.d_model % self.n_head != 0 {
+            return Err(LmError::Config(format!(
+                "d_model {} is not a multiple of n_head {}",
+                self.d_model, self.n_head
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every parameter's name and shape, in a fixed order.
+    pub fn param_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let (d, f) = (self.d_model, self.d_ff);
+        let mut v = vec![("wte".to_string(), vec![self.vocab, d]), ("wpe".to_string(), vec![self.ctx, d])];
+        for i in 0..self.n_layer {
+            let p = format!("blocks.{i}");
+            v.push((format!("{p}.ln1.weight"), vec![d]));
+            v.push((format!("{p}.ln1.bias"), vec![d]));
+            v.push((format!("{p}.attn.qkv.weight"), vec![3 * d, d]));
+            v.push((format!("{p}.attn.qkv.bias"), vec![3 * d]));
+            v.push((format!("{p}.attn.proj.weight"), vec![d, d]));
+            v.push((format!("{p}.attn.proj.bias"), vec![d]));
+            v.push((format!("{p}.ln2.weight"), vec![d]));
+            v.push((format!("{p}.ln2.bias"), vec![d]));
+            v.push((format!("{p}.mlp.fc.weight"), vec![f, d]));
+            v.push((format!("{p}.mlp.fc.bias"), vec![f]));
+            v.push((format!("{p}.mlp.proj.weight"), vec![d, f]));
+            v.push((format!("{p}.mlp.proj.bias"), vec![d]));
+        }
+        v.push(("ln_f.weight".to_string(), vec![d]));
+        v.push(("ln_f.bias".to_string(), vec![d]));
+        v
+    }
+
+    /// Number of parameters.
+    pub fn n_params(&self) -> usize {
+        self.param_shapes().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+    }
+
+    /// Size in bytes of the tensor data of a saved model (all `f32`).
+    pub fn data_bytes(&self) -> u64 {
+        self.n_params() as u64 * 4
+    }
+}
+
+/// The transformer: its configuration and one trainable [`Var`] per parameter.
+#[derive(Debug, Clone)]
+pub struct Gpt {
+    cfg: GptConfig,
+    params: BTreeMap<String, Var>,
+    mask: Tensor,
+}
+
+fn normal(rng: &mut ChaCha8Rng, n: usize, std: f64) -> Vec<f32> {
+    use rand::Rng;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let u1: f64 = 1.0 - rng.gen::<f64>();
+        let u2: f64 = rng.gen();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let th = 2.0 * std::f64::consts::PI * u2;
+        out.push((std * r * th.cos()) as f32);
+        if out.len() < n {
+            out.push((std * r * th.sin()) as f32);
+        }
+    }
+    out
+}
+
+/// LayerNorm over the last dimension: a fused normalization (custom op with its own backward
+/// pass) followed by the affine map. `candle_nn::ops::layer_norm` has no backward pass, and the
+/// same thing written with elementwise tensor ops is several times slower on the CPU.
+fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1(LnHat { eps })?.broadcast_mul(w)?.broadcast_add(b)
+}
+
+/// `(x - mean) / sqrt(var + eps)` over the last dimension.
+#[derive(Clone, Copy)]
+struct LnHat {
+    eps: f32,
+}
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input is not contiguous")))?;
+    match s {
+        CpuStorage::F32(v) => Ok(&v[a..b]),
+        _ => Err(candle_core::Error::Msg(format!("{op}: only f32 is supported"))),
+    }
+}
+
+fn row_stats(xr: &[f32], eps: f32) -> (f32, f32) {
+    let d = xr.len() as f32;
+    let mean = xr.iter().sum::<f32>() / d;
+    let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+impl CustomOp1 for LnHat {
+    fn name(&self) -> &'static str {
+        "ln-hat"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "ln-hat")?;
+        let d = *l.dims().last().unwrap_or(&1);
+        let mut out = vec![0f32; x.len()];
+        for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            let (mean, inv) = row_stats(xr, self.eps);
+            for (o, v) in or.iter_mut().zip(xr) {
+                *o = (v - mean) * inv;
+            }
+        }
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let dx = arg.contiguous()?.apply_op2_no_bwd(&grad_res.contiguous()?, &LnHatBwd { eps: self.eps })?;
+        Ok(Some(dx))
+    }
+}
+
+/// Gradient of [`LnHat`]: `dx = inv * (g - mean(g) - xhat * mean(g * xhat))` per row.
+struct LnHatBwd {
+    eps: f32,
+}
+
+impl CustomOp2 for LnHatBwd {
+    fn name(&self) -> &'static str {
+        "ln-hat-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "ln-hat-bwd")?;
+        let g = f32_slice(s2, l2, "ln-hat-bwd")?;
+        let d = *l1.dims().last().unwrap_or(&1);
+        let mut out = vec![0f32; x.len()];
+        for ((xr, gr), or) in x.chunks_exact(d).zip(g.chunks_exact(d)).zip(out.chunks_exact_mut(d)) {
+            let (mean, inv) = row_stats(xr, self.eps);
+            let (mut mg, mut mgx) = (0f32, 0f32);
+            for (v, gv) in xr.iter().zip(gr) {
+                mg += gv;
+                mgx += gv * (v - mean) * inv;
+            }
+            mg /= d as f32;
+            mgx /= d as f32;
+            for ((o, v), gv) in or.iter_mut().zip(xr).zip(gr) {
+                *o = inv * (gv - mg - (v - mean) * inv * mgx);
+            }
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+impl Gpt {
+    /// A freshly initialized model (GPT-2 initialization: N(0, 0.02) weights, residual
+    /// projections scaled by 1/sqrt(2 n_layer), zero biases, unit LayerNorm gains), deterministic
+    /// in `seed`.
+    pub fn new(cfg: GptConfig, seed: u64) -> Result<Self> {
+        cfg.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut tensors = BTreeMap::new();
+        let resid_std = 0.02 / (2.0 * cfg.n_layer.max(1) as f64).sqrt();
+        for (name, shape) in cfg.param_shapes() {
+            let n: usize = shape.iter().product();
+            let data = if name.ends_with(".bias") {
+                vec![0f32; n]
+            } else if name.contains("ln") {
+                vec![1f32; n]
+            } else if name.ends_with("attn.proj.weight") || name.ends_with("mlp.proj.weight") {
+                normal(&mut rng, n, resid_std)
+            } else {
+                normal(&mut rng, n, 0.02)
+            };
+            tensors.insert(name, Tensor::from_vec(data, shape, &Device::Cpu)?);
+        }
+        Self::from_tensors(cfg, tensors)
+    }
+
+    /// Builds a model from named tensors, which must match [`GptConfig::param_shapes`] exactly
+    /// (use [`crate::io::load_model`] for files, which explains mismatches).
+    pub fn from_tensors(cfg: GptConfig, mut tensors: BTreeMap<String, Tensor>) -> Result<Self> {
+        cfg.validate()?;
+        let mut params = BTreeMap::new();
+        for (name, shape) in cfg.param_shapes() {
+            let t = tensors
+                .remove(&name)
+                .ok_or_else(|| LmError::Config(format!("missing tensor {name}")))?;
+            if t.dims() != shape.as_slice() || t.dtype() != DType::F32 {
+                return Err(LmError::Config(format!(
+                    "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
+                    t.dtype(),
+                    t.dims()
+                )));
+            }
+            params.insert(name, Var::from_tensor(&t)?);
+        }
+        if let Some(name) = tensors.keys().next() {
+            return Err(LmError::Config(format!("unexpected tensor {name}")));
+        }
+        let t = cfg.ctx;
+        let mask: Vec<f32> =
+            (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu)?;
+        Ok(Gpt { cfg, params, mask })
+    }
+
+    pub fn config(&self) -> &GptConfig {
+        &self.cfg
+    }
+
+    /// The parameter called `name` (panics on an unknown name: names come from the config).
+    pub fn param(&self, name: &str) -> &Var {
+        &self.params[name]
+    }
+
+    /// Every parameter, by name.
+    pub fn params(&self) -> &BTreeMap<String, Var> {
+        &self.params
+    }
+
+    /// Every trainable variable.
+    pub fn vars(&self) -> Vec<Var> {
+        self.params.values().cloned().collect()
+    }
+
+    /// Current values of every parameter (detached copies).
+    pub fn tensors(&self) -> BTreeMap<String, Tensor> {
+        self.params.iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect()
+    }
+
+    /// Replaces the value of one parameter (same shape and dtype).
+    pub fn set(&self, name: &str, value: &Tensor) -> Result<()> {
+        let var = self.params.get(name).ok_or_else(|| LmError::Config(format!("no parameter {name}")))?;
+        var.set(value)?;
+        Ok(())
+    }
+
+    /// Logits `[B * T, vocab]` for token ids `idx` `[B, T]` (`u32`), using the model's own `wte`.
+    pub fn forward(&self, idx: &Tensor) -> Result<Tensor> {
+        self.forward_with_wte(idx, self.params["wte"].as_tensor())
+    }
+
+    /// Logits `[B * T, vocab]` with `wte` in place of the model's token embedding (used to train
+    /// an embedding produced by another module, e.g. an adapter).
+    pub fn forward_with_wte(&self, idx: &Tensor, wte: &Tensor) -> Result<Tensor> {
+        let (b, t) = idx.dims2()?;
+        if t > self.cfg.ctx {
+            return Err(LmError::Config(format!("sequence of {t} tokens exceeds context {}", self.cfg.ctx)));
+        }
+        let (d, nh) = (self.cfg.d_model, self.cfg.n_head);
+        let hd = d / nh;
+        let eps = self.cfg.ln_eps as f32;
+        let p = |n: &str| self.params[n].as_tensor();
+        let lin = |x: &Tensor, w: &str, bias: &str| -> candle_core::Result<Tensor> {
+            // x is [N, in]: one GEMM for the whole batch.
+            x.matmul(&p(w).t()?)?.broadcast_add(p(bias))
+        };
+        // The residual stream is kept as [B * T, d].
+        let tok = wte.index_select(&idx.flatten_all()?, 0)?.reshape((b, t, d))?;
+        let pos = p("wpe").narrow(0, 0, t)?;
+        let mut x = tok.broadcast_add(&pos)?.reshape((b * t, d))?;
+        let mask = self.mask.narrow(0, 0, t)?.narrow(1, 0, t)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        for i in 0..self.cfg.n_layer {
+            let pre = format!("blocks.{i}");
+            let h = layer_norm(
+                &x,
+                p(&format!("{pre}.ln1.weight")),
+                p(&format!("{pre}.ln1.bias")),
+                eps,
+            )?;
+            let qkv = lin(&h, &format!("{pre}.attn.qkv.weight"), &format!("{pre}.attn.qkv.bias"))?;
+            let qkv = qkv.reshape((b, t, 3, nh, hd))?;
+            let q = qkv.narrow(2, 0, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
+            let k = qkv.narrow(2, 1, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
+            let v = qkv.narrow(2, 2, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
+            let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b * t, d))?;
+            let y = lin(&y, &format!("{pre}.attn.proj.weight"), &format!("{pre}.attn.proj.bias"))?;
+            x = (x + y)?;
+            let h = layer_norm(
+                &x,
+                p(&format!("{pre}.ln2.weight")),
+                p(&format!("{pre}.ln2.bias")),
+                eps,
+            )?;
+            let h = lin(&h, &format!("{pre}.mlp.fc.weight"), &format!("{pre}.mlp.fc.bias"))?.gelu()?;
+            let h = lin(&h, &format!("{pre}.mlp.proj.weight"), &format!("{pre}.mlp.proj.bias"))?;
+            x = (x + h)?;
+        }
+        let x = layer_norm(&x, p("ln_f.weight"), p("ln_f.bias"), eps)?;
+        Ok(x.matmul(&wte.t()?)?)
+    }
+
+    /// Mean next-token cross-entropy (nats) of `idx[:, :-1] -> idx[:, 1:]` for `idx` `[B, T + 1]`.
+    pub fn loss(&self, idx: &Tensor) -> Result<Tensor> {
+        self.loss_with_wte(idx, self.params["wte"].as_tensor())
+    }
+
+    /// As [`Gpt::loss`], with `wte` in place of the model's token embedding.
+    pub fn loss_with_wte(&self, idx: &Tensor, wte: &Tensor) -> Result<Tensor> {
+        let t1 = idx.dim(D::Minus1)?;
+        let input = idx.narrow(1, 0, t1 - 1)?;
+        let target = idx.narrow(1, 1, t1 - 1)?.flatten_all()?;
+        let logits = self.forward_with_wte(&input, wte)?;
+        Ok(candle_nn::loss::cross_entropy(&logits, &target)?)
+    }
+}

@@ -1,0 +1,201 @@
+//! Token data, the training loop and evaluation of mean next-token loss.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Gpt;
+use crate::{LmError, Result};
+
+/// Independent token sequences of equal length, stored row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenSet {
+    pub tokens: Vec<u16>,
+    pub seq_len: usize,
+}
+
+impl TokenSet {
+    pub fn new(tokens: Vec<u16>, seq_len: usize) -> Result<Self> {
+        if seq_len < 2 || tokens.len() % seq_len != 0 {
+            return Err(LmError::Config(format!(
+                "{} tokens do not split into sequences of {seq_len} (need seq_len >= 2)",
+                tokens.len()
+            )));
+        }
+        Ok(TokenSet { tokens, seq_len })
+    }
+
+    pub fn n_seq(&self) -> usize {
+        self.tokens.len() / self.seq_len
+    }
+
+    /// The first `n` sequences.
+    pub fn head(&self, n: usize) -> TokenSet {
+        let n = n.min(self.n_seq());
+        TokenSet { tokens: self.tokens[..n * self.seq_len].to_vec(), seq_len: self.seq_len }
+    }
+
+    /// Sequences `rows` as a `[rows.len(), seq_len]` `u32` tensor.
+    pub fn batch(&self, rows: &[usize]) -> Result<Tensor> {
+        let mut v = Vec::with_capacity(rows.len() * self.seq_len);
+        for &r in rows {
+            v.extend(self.tokens[r * self.seq_len..(r + 1) * self.seq_len].iter().map(|&x| x as u32));
+        }
+        Ok(Tensor::from_vec(v, (rows.len(), self.seq_len), &Device::Cpu)?)
+    }
+
+    /// Writes the tokens as little-endian `u16` (no header), atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut bytes = Vec::with_capacity(self.tokens.len() * 2);
+        for &t in &self.tokens {
+            bytes.extend_from_slice(&t.to_le_bytes());
+        }
+        atomic_write(path, &bytes)
+    }
+
+    /// Reads a file written by [`TokenSet::write`].
+    pub fn read(path: &Path, seq_len: usize) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| LmError::Io(path.display().to_string(), e))?;
+        if bytes.len() % 2 != 0 {
+            return Err(LmError::Config(format!("{}: odd number of bytes for u16 tokens", path.display())));
+        }
+        let tokens = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        TokenSet::new(tokens, seq_len)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.map_err(|e| LmError::Io(path.display().to_string(), e))
+}
+
+pub(crate) fn tmp_path(path: &Path) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}-{nanos}", std::process::id()))
+}
+
+/// Optimizer and schedule of one training run: AdamW, linear warm-up, cosine decay to
+/// `min_lr_frac * lr`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub steps: usize,
+    /// Sequences per step.
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub min_lr_frac: f64,
+    pub weight_decay: f64,
+    /// Seed of the batch order.
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// Learning rate at `step` (0-based).
+    pub fn lr_at(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = (self.steps - self.warmup_steps).max(1) as f64;
+        let prog = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        let min = self.lr * self.min_lr_frac;
+        min + 0.5 * (self.lr - min) * (1.0 + (std::f64::consts::PI * prog).cos())
+    }
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub steps: usize,
+    /// Mean training loss over the last tenth of the steps.
+    pub final_train_loss: f64,
+    pub seconds: f64,
+}
+
+/// Trains `vars` with AdamW on random batches of `data`, minimizing `loss_fn(batch)`, where
+/// `batch` is a `[batch_size, seq_len]` `u32` tensor. Shows a progress bar labelled `label`
+/// when stderr is a terminal.
+pub fn train<F>(vars: Vec<Var>, data: &TokenSet, cfg: &TrainConfig, label: &str, mut loss_fn: F) -> Result<TrainReport>
+where
+    F: FnMut(&Tensor) -> Result<Tensor>,
+{
+    let start = Instant::now();
+    let params = ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() };
+    let mut opt = AdamW::new(vars, params)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let bar = indicatif::ProgressBar::new(cfg.steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}<{eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(label.to_string());
+    let tail = (cfg.steps / 10).max(1);
+    let (mut tail_sum, mut tail_n) = (0.0, 0usize);
+    let n_seq = data.n_seq();
+    for step in 0..cfg.steps {
+        opt.set_learning_rate(cfg.lr_at(step));
+        let rows: Vec<usize> = (0..cfg.batch_size).map(|_| rng.gen_range(0..n_seq)).collect();
+        let batch = data.batch(&rows)?;
+        let loss = loss_fn(&batch)?;
+        opt.backward_step(&loss)?;
+        if step + tail >= cfg.steps {
+            tail_sum += loss.to_scalar::<f32>()? as f64;
+            tail_n += 1;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(TrainReport {
+        steps: cfg.steps,
+        final_train_loss: tail_sum / tail_n.max(1) as f64,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Trains every parameter of `model` on next-token loss.
+pub fn train_model(model: &Gpt, data: &TokenSet, cfg: &TrainConfig, label: &str) -> Result<TrainReport> {
+    train(model.vars(), data, cfg, label, |b| model.loss(b))
+}
+
+/// Mean next-token loss (nats) of `model` over every predicted position of every sequence of
+/// `data` (positions `1..seq_len`), evaluated `batch_size` sequences at a time.
+pub fn eval_loss(model: &Gpt, data: &TokenSet, batch_size: usize) -> Result<f64> {
+    if data.seq_len > model.config().ctx + 1 {
+        return Err(LmError::Config(format!(
+            "sequences of {} tokens need a context of {}, the model has {}",
+            data.seq_len,
+            data.seq_len - 1,
+            model.config().ctx
+        )));
+    }
+    let n = data.n_seq();
+    let mut total = 0.0;
+    let mut i = 0;
+    while i < n {
+        let rows: Vec<usize> = (i..(i + batch_size).min(n)).collect();
+        let batch = data.batch(&rows)?;
+        let loss = model.loss(&batch)?.to_scalar::<f32>()? as f64;
+        total += loss * rows.len() as f64;
+        i += rows.len();
+    }
+    Ok(total / n.max(1) as f64)
+}
