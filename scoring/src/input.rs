@@ -183,13 +183,17 @@ fn skip_ws(text: &str, mut pos: usize) -> usize {
     pos
 }
 
-fn syntax(path: &Path, line: usize, e: &serde_json::Error) -> ScoringError {
+/// A syntax error in the record starting at `record_line`; serde's position (`e_line` is
+/// absolute) is kept in the message.
+fn syntax(path: &Path, record_line: usize, e_line: usize, e: &serde_json::Error) -> ScoringError {
+    let text = e.to_string();
+    let what = text.rfind(" at line ").map_or(text.as_str(), |i| &text[..i]);
     ScoringError::Syntax {
         at: Location {
             path: path.to_path_buf(),
-            line,
+            line: record_line,
         },
-        message: format!("{e} (column {})", e.column()),
+        message: format!("{what} (line {e_line}, column {})", e.column()),
     }
 }
 
@@ -207,7 +211,7 @@ fn split_records(text: &str, path: &Path, lines: &LineIndex) -> Result<Vec<(usiz
             let mut stream = serde_json::Deserializer::from_str(&text[pos..]).into_iter::<Value>();
             match stream.next() {
                 Some(Ok(v)) => out.push((base_line, v)),
-                Some(Err(e)) => return Err(syntax(path, base_line + e.line() - 1, &e)),
+                Some(Err(e)) => return Err(syntax(path, base_line, base_line + e.line() - 1, &e)),
                 None => {
                     return Err(ScoringError::Syntax {
                         at: Location {
@@ -253,7 +257,9 @@ fn split_records(text: &str, path: &Path, lines: &LineIndex) -> Result<Vec<(usiz
         match stream.next() {
             None => break,
             Some(Ok(v)) => out.push((lines.line_of(value_start), v)),
-            Some(Err(e)) => return Err(syntax(path, e.line(), &e)),
+            Some(Err(e)) => {
+                return Err(syntax(path, lines.line_of(value_start), e.line(), &e))
+            }
         }
         end = stream.byte_offset();
     }
