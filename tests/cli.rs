@@ -159,11 +159,11 @@ fn exploit_corpus_is_logged_invalid_with_its_reason() {
             eprintln!("skipped {name}: NVRTC not installed");
             continue;
         }
-        let dir = env.attempt(&name, "prefix-sum", "full");
+        let dir = env.attempt(&name, "prefix-sum", "tiny");
         for f in ["solution.cu", "launch.toml"] {
             std::fs::copy(case.join(f), dir.join(f)).unwrap();
         }
-        let out = env.rdbench(&["--json", "score", dir.to_str().unwrap(), "--timeout", "60"]);
+        let out = env.rdbench(&["--json", "score", dir.to_str().unwrap(), "--timeout", "30"]);
         let log = env.log(&dir);
         let code = out.status.code();
         if expect.stage == "run" && code == Some(3) {
