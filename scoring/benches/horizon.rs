@@ -55,7 +55,9 @@ fn bench(c: &mut Criterion) {
     });
     let text = to_metr_jsonl(&synthetic);
     group.bench_function("parse_jsonl/synthetic", |b| {
-        b.iter(|| rdbench_scoring::input::parse_str(&text, "synthetic.jsonl".as_ref()).expect("parse"))
+        b.iter(|| {
+            rdbench_scoring::input::parse_str(&text, "synthetic.jsonl".as_ref()).expect("parse")
+        })
     });
     group.finish();
 }

@@ -107,6 +107,9 @@ struct TaskScores {
     hidden: bool,
 }
 
+/// task -> (scores, hidden) for one agent and time limit.
+type TaskMap<'a> = BTreeMap<&'a str, (Vec<f64>, bool)>;
+
 fn limit_key(minutes: f64) -> i64 {
     (minutes * 1e6).round() as i64
 }
@@ -127,8 +130,7 @@ pub fn budget_scores(runs: &[Run], cfg: &BudgetConfig) -> Result<BudgetReport> {
         )));
     }
     // agent -> limit -> task -> (scores, hidden)
-    let mut grouped: BTreeMap<&str, BTreeMap<i64, (f64, BTreeMap<&str, (Vec<f64>, bool)>)>> =
-        BTreeMap::new();
+    let mut grouped: BTreeMap<&str, BTreeMap<i64, (f64, TaskMap)>> = BTreeMap::new();
     let mut used = 0;
     for r in runs {
         let Some(limit) = r.time_limit_minutes else {
@@ -276,15 +278,30 @@ fn mean_score(tasks: &[TaskScores], k: usize) -> f64 {
 
 /// One bootstrap sample: each task's attempts redrawn with replacement; the mean over tasks of
 /// score@k for every k in `ks`.
-fn bootstrap_sample(tasks: &[TaskScores], ks: &[(usize, usize)], seed: u64, tag: u64, b: u64) -> Vec<f64> {
+fn bootstrap_sample(
+    tasks: &[TaskScores],
+    ks: &[(usize, usize)],
+    seed: u64,
+    tag: u64,
+    b: u64,
+) -> Vec<f64> {
     let mut rng = sample_rng(seed, tag, b);
     let mut sums = vec![0.0; ks.len()];
     let mut buf = Vec::new();
+    let mut counts = Vec::new();
     for t in tasks {
         let n = t.sorted.len();
+        // Draw n indices into the sorted scores and expand the counts in index order: the
+        // resample comes out sorted without sorting.
+        counts.clear();
+        counts.resize(n, 0u32);
+        for _ in 0..n {
+            counts[rng.gen_range(0..n)] += 1;
+        }
         buf.clear();
-        buf.extend((0..n).map(|_| t.sorted[rng.gen_range(0..n)]));
-        buf.sort_by(f64::total_cmp);
+        for (x, &c) in t.sorted.iter().zip(&counts) {
+            buf.extend(std::iter::repeat_n(*x, c as usize));
+        }
         for (s, &(_, k)) in sums.iter_mut().zip(ks) {
             *s += score_at_k_sorted(&buf, k, method_for(n, k, t.hidden));
         }

@@ -117,7 +117,11 @@ fn evaluate(points: &[Point], c: f64, a: f64, b: f64) -> (f64, [f64; 2], [f64; 3
         let e = (-eta.abs()).exp();
         // softplus(eta) = log(1 + e^eta), stable for either sign.
         let softplus = eta.max(0.0) + e.ln_1p();
-        let prob = if eta >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
+        let prob = if eta >= 0.0 {
+            1.0 / (1.0 + e)
+        } else {
+            e / (1.0 + e)
+        };
         f += p.weight * softplus - p.weighted_success * eta;
         let r = p.weight * prob - p.weighted_success;
         g0 += r;
@@ -146,7 +150,7 @@ pub fn fit_logistic_from(points: &[Point], c: f64, start: (f64, f64)) -> Logisti
     while iterations < 200 {
         iterations += 1;
         let det = h[0] * h[2] - h[1] * h[1];
-        if !(det > 0.0) || !det.is_finite() {
+        if det.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !det.is_finite() {
             break;
         }
         let da = (h[2] * g[0] - h[1] * g[1]) / det;
@@ -200,7 +204,8 @@ pub fn run_weights(runs: &[Run]) -> Vec<f64> {
 
 fn run_weights_of(runs: &[&Run]) -> Vec<f64> {
     let mut per_task: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    let mut family_tasks: BTreeMap<(&str, &str), std::collections::BTreeSet<&str>> = BTreeMap::new();
+    let mut family_tasks: BTreeMap<(&str, &str), std::collections::BTreeSet<&str>> =
+        BTreeMap::new();
     for r in runs {
         *per_task.entry((&r.agent, &r.task)).or_default() += 1;
         family_tasks
@@ -351,7 +356,9 @@ fn prepare(runs: &[&Run], outcome: Outcome) -> Result<(Prepared, Vec<f64>)> {
     // Tasks must have one family and one human time.
     let mut task_info: BTreeMap<&str, (&str, f64, &Location)> = BTreeMap::new();
     for r in runs {
-        let minutes = r.human_minutes.expect("filtered to runs with human minutes");
+        let minutes = r
+            .human_minutes
+            .expect("filtered to runs with human minutes");
         match task_info.get(r.task.as_str()) {
             None => {
                 task_info.insert(&r.task, (&r.family, minutes, &r.at));
@@ -381,8 +388,11 @@ fn prepare(runs: &[&Run], outcome: Outcome) -> Result<(Prepared, Vec<f64>)> {
         }
     }
     let task_names: Vec<&str> = task_info.keys().copied().collect();
-    let task_index: BTreeMap<&str, usize> =
-        task_names.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+    let task_index: BTreeMap<&str, usize> = task_names
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (*t, i))
+        .collect();
     let task_x: Vec<f64> = task_names.iter().map(|t| task_info[t].1.log2()).collect();
     let mut families: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, t) in task_names.iter().enumerate() {
@@ -547,8 +557,14 @@ pub fn time_horizons(runs: &[Run], cfg: &HorizonConfig) -> Result<HorizonReport>
                 }
             })
             .collect();
-        let total_w: f64 = groups.iter().map(|g| g.weight * g.outcomes.len() as f64).sum();
-        let total_s: f64 = groups.iter().map(|g| g.weight * g.outcomes.iter().sum::<f64>()).sum();
+        let total_w: f64 = groups
+            .iter()
+            .map(|g| g.weight * g.outcomes.len() as f64)
+            .sum();
+        let total_s: f64 = groups
+            .iter()
+            .map(|g| g.weight * g.outcomes.iter().sum::<f64>())
+            .sum();
         let bce_loss = fit.map(|f| {
             let n: usize = groups.iter().map(|g| g.outcomes.len()).sum();
             let mean_w = total_w / n as f64;
@@ -645,7 +661,7 @@ fn bootstrap_sample(
     seed: u64,
     b: u64,
 ) -> Vec<Vec<f64>> {
-    let mut rng = sample_rng(seed, 0x686f_7269_7a6f_6e, b);
+    let mut rng = sample_rng(seed, 0x0068_6f72_697a_6f6e, b);
     let mut mult = vec![0u32; prep.task_x.len()];
     let nf = prep.family_tasks.len();
     for _ in 0..nf {

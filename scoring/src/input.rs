@@ -187,7 +187,9 @@ fn skip_ws(text: &str, mut pos: usize) -> usize {
 /// absolute) is kept in the message.
 fn syntax(path: &Path, record_line: usize, e_line: usize, e: &serde_json::Error) -> ScoringError {
     let text = e.to_string();
-    let what = text.rfind(" at line ").map_or(text.as_str(), |i| &text[..i]);
+    let what = text
+        .rfind(" at line ")
+        .map_or(text.as_str(), |i| &text[..i]);
     ScoringError::Syntax {
         at: Location {
             path: path.to_path_buf(),
@@ -257,9 +259,7 @@ fn split_records(text: &str, path: &Path, lines: &LineIndex) -> Result<Vec<(usiz
         match stream.next() {
             None => break,
             Some(Ok(v)) => out.push((lines.line_of(value_start), v)),
-            Some(Err(e)) => {
-                return Err(syntax(path, lines.line_of(value_start), e.line(), &e))
-            }
+            Some(Err(e)) => return Err(syntax(path, lines.line_of(value_start), e.line(), &e)),
         }
         end = stream.byte_offset();
     }
@@ -339,7 +339,10 @@ impl Rec<'_> {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(v) => Err(self.bad(field, format!("expected a string or number, got {}", kind(v)))),
+            Some(v) => Err(self.bad(
+                field,
+                format!("expected a string or number, got {}", kind(v)),
+            )),
         }
     }
     /// A number, `None` when absent or null.
@@ -384,7 +387,8 @@ fn parse_record(value: Value, at: Location) -> Result<Run> {
             let agent = r.string("agent")?;
             let task = r.string("task")?;
             let family = r.string("task_family")?;
-            let time_limit_minutes = positive(r.number("time_limit_minutes")?, "time_limit_minutes", &at)?;
+            let time_limit_minutes =
+                positive(r.number("time_limit_minutes")?, "time_limit_minutes", &at)?;
             let human_minutes = positive(r.number("human_minutes")?, "human_minutes", &at)?;
             let score = r.number("score")?.unwrap_or(0.0);
             let score_hidden = match r.boolean("score_hidden")? {
@@ -415,7 +419,7 @@ fn parse_record(value: Value, at: Location) -> Result<Run> {
             let human_minutes = positive(human_minutes, "human_minutes", &at)?;
             let time_limit_minutes = match r.number("time_limit")? {
                 None => None,
-                Some(s) if s == 0.0 => None,
+                Some(0.0) => None,
                 Some(s) if s > 0.0 => Some(s / 60.0),
                 Some(s) => {
                     return Err(r.bad("time_limit", format!("must be seconds >= 0, got {s}")));

@@ -92,8 +92,12 @@ pub fn write_plots(report: &Report, dir: &Path, formats: &[PlotFormat]) -> Resul
     type Figure = fn(&Report, (u32, u32)) -> Option<(u32, u32)>;
     let figures: [(&str, Figure); 3] = [
         ("horizon_fits", |r, _| fits_size(r)),
-        ("score_vs_budget", |r, s| (!r.budgets.agents.is_empty()).then_some(s)),
-        ("horizon_p50", |r, s| (!r.horizon.agents.is_empty()).then_some(s)),
+        ("score_vs_budget", |r, s| {
+            (!r.budgets.agents.is_empty()).then_some(s)
+        }),
+        ("horizon_p50", |r, s| {
+            (!r.horizon.agents.is_empty()).then_some(s)
+        }),
     ];
     for (name, size_of) in figures {
         let Some(size) = size_of(report, (960, 600)) else {
@@ -102,10 +106,16 @@ pub fn write_plots(report: &Report, dir: &Path, formats: &[PlotFormat]) -> Resul
         for &fmt in formats {
             let path = dir.join(format!("{name}.{}", fmt.extension()));
             let result = match fmt {
-                PlotFormat::Svg => draw(name, report, SVGBackend::new(&path, size).into_drawing_area()),
-                PlotFormat::Png => {
-                    draw(name, report, BitMapBackend::new(&path, size).into_drawing_area())
-                }
+                PlotFormat::Svg => draw(
+                    name,
+                    report,
+                    SVGBackend::new(&path, size).into_drawing_area(),
+                ),
+                PlotFormat::Png => draw(
+                    name,
+                    report,
+                    BitMapBackend::new(&path, size).into_drawing_area(),
+                ),
             };
             result.map_err(|message| ScoringError::Output {
                 path: path.clone(),
@@ -117,7 +127,11 @@ pub fn write_plots(report: &Report, dir: &Path, formats: &[PlotFormat]) -> Resul
     Ok(written)
 }
 
-fn draw<DB: DrawingBackend>(name: &str, report: &Report, root: DrawingArea<DB, Shift>) -> DrawResult {
+fn draw<DB: DrawingBackend>(
+    name: &str,
+    report: &Report,
+    root: DrawingArea<DB, Shift>,
+) -> DrawResult {
     root.fill(&WHITE).map_err(e)?;
     match name {
         "horizon_fits" => draw_fits(report, &root)?,
@@ -129,7 +143,7 @@ fn draw<DB: DrawingBackend>(name: &str, report: &Report, root: DrawingArea<DB, S
 
 fn grid(n: usize) -> (usize, usize) {
     let cols = (n as f64).sqrt().ceil().max(1.0) as usize;
-    let cols = cols.min(4).max(1);
+    let cols = cols.clamp(1, 4);
     (n.div_ceil(cols), cols)
 }
 
@@ -145,11 +159,12 @@ fn fits_size(r: &Report) -> Option<(u32, u32)> {
 fn draw_fits<DB: DrawingBackend>(report: &Report, root: &DrawingArea<DB, Shift>) -> DrawResult {
     let agents = &report.horizon.agents;
     let (rows, cols) = grid(agents.len());
-    let root = root.titled(
-        "Success against human time, with the fitted logistic curve (METR time horizon)",
-        (FONT, 20),
-    )
-    .map_err(e)?;
+    let root = root
+        .titled(
+            "Success against human time, with the fitted logistic curve (METR time horizon)",
+            (FONT, 20),
+        )
+        .map_err(e)?;
     let (lo, hi) = agents
         .iter()
         .flat_map(|a| a.task_rates.iter().map(|t| t.human_minutes))
@@ -168,7 +183,10 @@ fn draw_fit_panel<DB: DrawingBackend>(
     lo: f64,
     hi: f64,
 ) -> DrawResult {
-    let p50 = a.horizons.iter().find(|h| (h.probability - 0.5).abs() < 1e-9);
+    let p50 = a
+        .horizons
+        .iter()
+        .find(|h| (h.probability - 0.5).abs() < 1e-9);
     let title = match p50 {
         Some(h) => format!("{}  (p50 {})", a.agent, format_horizon(h.minutes)),
         None => a.agent.clone(),
@@ -194,7 +212,11 @@ fn draw_fit_panel<DB: DrawingBackend>(
         .map_err(e)?;
     chart
         .draw_series(a.task_rates.iter().map(|t| {
-            Circle::new((t.human_minutes, t.success_rate), 2, RGBColor(150, 150, 150).filled())
+            Circle::new(
+                (t.human_minutes, t.success_rate),
+                2,
+                RGBColor(150, 150, 150).filled(),
+            )
         }))
         .map_err(e)?;
     let blue = RGBColor(31, 119, 180);
@@ -207,7 +229,10 @@ fn draw_fit_panel<DB: DrawingBackend>(
     chart
         .draw_series(a.bins.iter().map(|b| {
             PathElement::new(
-                vec![(b.minutes_low, b.success_rate), (b.minutes_high, b.success_rate)],
+                vec![
+                    (b.minutes_low, b.success_rate),
+                    (b.minutes_high, b.success_rate),
+                ],
                 blue.stroke_width(2),
             )
         }))
@@ -280,7 +305,10 @@ fn draw_budgets<DB: DrawingBackend>(report: &Report, root: &DrawingArea<DB, Shif
         .x_label_formatter(&|v| {
             let i = v.round();
             if (v - i).abs() < 1e-6 && i >= 0.0 {
-                budgets.get(i as usize).map(|m| format_duration(*m)).unwrap_or_default()
+                budgets
+                    .get(i as usize)
+                    .map(|m| format_duration(*m))
+                    .unwrap_or_default()
             } else {
                 String::new()
             }
@@ -339,7 +367,11 @@ fn draw_p50<DB: DrawingBackend>(report: &Report, root: &DrawingArea<DB, Shift>) 
             .cloned()
     };
     agents.sort_by(|x, y| {
-        let k = |a: &AgentHorizon| p50(a).map(|h| h.minutes.unwrap_or(f64::INFINITY)).unwrap_or(0.0);
+        let k = |a: &AgentHorizon| {
+            p50(a)
+                .map(|h| h.minutes.unwrap_or(f64::INFINITY))
+                .unwrap_or(0.0)
+        };
         k(y).total_cmp(&k(x))
     });
     let finite: Vec<f64> = agents
@@ -358,9 +390,16 @@ fn draw_p50<DB: DrawingBackend>(report: &Report, root: &DrawingArea<DB, Shift>) 
     let (lo, hi) = if finite.is_empty() {
         (1.0, 100.0)
     } else {
-        ((lo / 2.0).clamp(FLOOR, CEILING / 10.0), (hi * 2.0).clamp(FLOOR * 10.0, CEILING))
+        (
+            (lo / 2.0).clamp(FLOOR, CEILING / 10.0),
+            (hi * 2.0).clamp(FLOOR * 10.0, CEILING),
+        )
     };
-    let (lo, hi) = if hi / lo < 10.0 { (lo, lo * 10.0) } else { (lo, hi) };
+    let (lo, hi) = if hi / lo < 10.0 {
+        (lo, lo * 10.0)
+    } else {
+        (lo, hi)
+    };
     let n = agents.len();
     let names: Vec<String> = agents.iter().map(|a| a.agent.clone()).collect();
     let longest = names.iter().map(|s| s.chars().count()).max().unwrap_or(5) as u32;

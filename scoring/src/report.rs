@@ -133,7 +133,10 @@ pub fn aggregate(runs: &[Run], cfg: &AggregateConfig) -> Result<Report> {
                         ));
                     }
                     if !f.converged {
-                        notes.push(format!("time horizon: the fit for {} did not converge", a.agent));
+                        notes.push(format!(
+                            "time horizon: the fit for {} did not converge",
+                            a.agent
+                        ));
                     }
                 }
             }
@@ -168,9 +171,7 @@ pub fn format_duration(minutes: f64) -> String {
 /// of minutes.
 pub fn parse_duration(text: &str) -> std::result::Result<f64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let value: f64 = num
         .trim()
@@ -181,7 +182,11 @@ pub fn parse_duration(text: &str) -> std::result::Result<f64, String> {
         "h" | "hr" | "hrs" | "hour" | "hours" => 60.0,
         "s" | "sec" | "secs" | "second" | "seconds" => 1.0 / 60.0,
         "d" | "day" | "days" => 1440.0,
-        other => return Err(format!("unknown time unit {other:?} in {text:?} (use s, m, h or d)")),
+        other => {
+            return Err(format!(
+                "unknown time unit {other:?} in {text:?} (use s, m, h or d)"
+            ))
+        }
     };
     let minutes = value * factor;
     if minutes > 0.0 && minutes.is_finite() {
@@ -195,7 +200,7 @@ pub fn parse_duration(text: &str) -> std::result::Result<f64, String> {
 pub fn format_horizon(minutes: Option<f64>) -> String {
     match minutes {
         None => "unbounded".into(),
-        Some(m) if m == 0.0 => "0".into(),
+        Some(0.0) => "0".into(),
         Some(m) if m * 60.0 < 0.1 => "<0.1s".into(),
         Some(m) if m < 1.0 => format!("{:.1}s", m * 60.0),
         Some(m) if m < 60.0 => format!("{m:.1}m"),
@@ -274,7 +279,11 @@ impl Report {
                         .allocations
                         .iter()
                         .map(|al| {
-                            let mark = if al.tasks_with_replacement > 0 { "*" } else { "" };
+                            let mark = if al.tasks_with_replacement > 0 {
+                                "*"
+                            } else {
+                                ""
+                            };
                             format!(
                                 "{}x{} {:.3}{mark}",
                                 al.k,
@@ -287,9 +296,12 @@ impl Report {
                     rows.push(vec![
                         a.agent.clone(),
                         format_duration(br.budget_minutes),
-                        best.map(|al| format!("{}x{}", al.k, format_duration(al.time_limit_minutes)))
+                        best.map(|al| {
+                            format!("{}x{}", al.k, format_duration(al.time_limit_minutes))
+                        })
+                        .unwrap_or_else(|| "-".into()),
+                        best.map(|al| format!("{:.3}", al.score))
                             .unwrap_or_else(|| "-".into()),
-                        best.map(|al| format!("{:.3}", al.score)).unwrap_or_else(|| "-".into()),
                         best.map(|al| interval(al.ci_low, al.ci_high, score_text))
                             .unwrap_or_default(),
                         best.map(|al| al.n_tasks.to_string()).unwrap_or_default(),
@@ -298,7 +310,15 @@ impl Report {
                 }
             }
             out.push_str(&table(
-                &["agent", "budget", "best", "score", "95% CI", "tasks", "every allocation"],
+                &[
+                    "agent",
+                    "budget",
+                    "best",
+                    "score",
+                    "95% CI",
+                    "tasks",
+                    "every allocation",
+                ],
                 &rows,
             ));
             out.push_str(
@@ -332,7 +352,10 @@ impl Report {
             let mut agents: Vec<_> = h.agents.iter().collect();
             agents.sort_by(|x, y| {
                 let key = |a: &&crate::horizon::AgentHorizon| {
-                    a.horizons.first().map(|h| h.minutes.unwrap_or(f64::INFINITY)).unwrap_or(0.0)
+                    a.horizons
+                        .first()
+                        .map(|h| h.minutes.unwrap_or(f64::INFINITY))
+                        .unwrap_or(0.0)
                 };
                 key(y).total_cmp(&key(x))
             });
@@ -344,7 +367,11 @@ impl Report {
                         row.push(format_horizon(hz.minutes));
                         row.push(interval(hz.ci_low, hz.ci_high, format_horizon));
                     }
-                    row.push(a.fit.map(|f| format!("{:.3}", f.slope)).unwrap_or_else(|| "-".into()));
+                    row.push(
+                        a.fit
+                            .map(|f| format!("{:.3}", f.slope))
+                            .unwrap_or_else(|| "-".into()),
+                    );
                     row.push(format!("{:.3}", a.average_success));
                     row
                 })
@@ -424,8 +451,15 @@ impl Report {
             .map(|a| a.horizons.iter().map(|x| x.probability).collect())
             .unwrap_or_default();
         let mut header: Vec<String> = [
-            "agent", "runs", "tasks", "families", "status", "intercept", "slope",
-            "average_success", "bce_loss",
+            "agent",
+            "runs",
+            "tasks",
+            "families",
+            "status",
+            "intercept",
+            "slope",
+            "average_success",
+            "bce_loss",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -457,7 +491,11 @@ impl Report {
                 opt(a.bce_loss),
             ];
             for hz in &a.horizons {
-                row.push(hz.minutes.map(|m| m.to_string()).unwrap_or_else(|| "inf".into()));
+                row.push(
+                    hz.minutes
+                        .map(|m| m.to_string())
+                        .unwrap_or_else(|| "inf".into()),
+                );
                 row.push(opt(hz.ci_low));
                 row.push(opt(hz.ci_high));
                 row.push(hz.valid_samples.to_string());
@@ -481,16 +519,21 @@ impl Report {
             .map(|a| a.horizons.iter().map(|x| x.probability).collect())
             .unwrap_or_default();
         let mut header = vec!["sample".to_string(), "agent".to_string()];
-        header.extend(qs.iter().map(|q| format!("p{}_minutes", (q * 100.0).round())));
+        header.extend(
+            qs.iter()
+                .map(|q| format!("p{}_minutes", (q * 100.0).round())),
+        );
         w.write_record(&header).map_err(err)?;
         for (i, sample) in self.horizon.samples.iter().enumerate() {
             for (a, values) in self.horizon.agents.iter().zip(sample) {
                 let mut row = vec![i.to_string(), a.agent.clone()];
-                row.extend(
-                    values
-                        .iter()
-                        .map(|v| if v.is_nan() { String::new() } else { v.to_string() }),
-                );
+                row.extend(values.iter().map(|v| {
+                    if v.is_nan() {
+                        String::new()
+                    } else {
+                        v.to_string()
+                    }
+                }));
                 w.write_record(&row).map_err(err)?;
             }
         }

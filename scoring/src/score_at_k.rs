@@ -52,7 +52,10 @@ pub fn score_at_k(scores: &[f64], k: usize, hidden: bool) -> (f64, Method) {
 /// is 0.
 pub fn score_at_k_sorted(sorted: &[f64], k: usize, method: Method) -> f64 {
     let n = sorted.len();
-    assert!(n > 0 && k > 0, "score@k needs at least one score and k >= 1");
+    assert!(
+        n > 0 && k > 0,
+        "score@k needs at least one score and k >= 1"
+    );
     match method {
         Method::Mean => sorted.iter().sum::<f64>() / n as f64,
         Method::WithoutReplacement => {

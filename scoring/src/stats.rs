@@ -20,7 +20,9 @@ pub fn sample_rng(seed: u64, tag: u64, sample: u64) -> ChaCha8Rng {
 
 /// A stable 64-bit tag of a string (FNV-1a), for naming random streams.
 pub fn tag_of(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// The `q` quantile (0..=1) of `values`, ignoring NaN, with linear interpolation between order

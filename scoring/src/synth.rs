@@ -10,8 +10,8 @@
 use std::path::PathBuf;
 
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 use crate::error::Location;
 use crate::input::{Format, Run, METR_HIDDEN_SCORE_FAMILIES};
@@ -124,7 +124,8 @@ pub fn metr_like(cfg: &SynthConfig) -> Vec<Run> {
                 let (score, limit_minutes) = if t.rebench {
                     let limit = if r % 5 == 4 { 120.0 } else { 30.0 };
                     let bonus = if limit > 30.0 { 0.15 } else { 0.0 };
-                    let s = (skill + bonus + t.offset * 0.3 + 0.25 * normal(&mut rng)).clamp(0.0, 1.4);
+                    let s =
+                        (skill + bonus + t.offset * 0.3 + 0.25 * normal(&mut rng)).clamp(0.0, 1.4);
                     (s, limit)
                 } else {
                     let p = sigmoid(slope * (t.x - p50_x) - t.offset);

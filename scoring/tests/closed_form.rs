@@ -81,10 +81,23 @@ fn symmetric_data_gives_p50_at_the_centre() {
     let mut runs = Vec::new();
     for (task, minutes, succ) in [("short", 0.5, 3), ("long", 2.0, 1)] {
         for i in 0..4 {
-            runs.push(run("A", task, task, minutes, if i < succ { 1.0 } else { 0.0 }));
+            runs.push(run(
+                "A",
+                task,
+                task,
+                minutes,
+                if i < succ { 1.0 } else { 0.0 },
+            ));
         }
     }
-    let rep = time_horizons(&runs, &HorizonConfig { bootstrap_samples: 0, ..Default::default() }).unwrap();
+    let rep = time_horizons(
+        &runs,
+        &HorizonConfig {
+            bootstrap_samples: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let a = &rep.agents[0];
     let fit = a.fit.unwrap();
     assert!(fit.converged);
@@ -103,10 +116,26 @@ fn symmetric_data_gives_p50_at_the_centre() {
 fn fit_satisfies_the_optimality_conditions() {
     // Gradient of C * sum(w * BCE) + b^2 / 2 vanishes at the solution.
     let pts = [
-        Point { x: 0.0, weight: 0.3, weighted_success: 0.25 },
-        Point { x: 2.0, weight: 0.2, weighted_success: 0.1 },
-        Point { x: 5.0, weight: 0.4, weighted_success: 0.05 },
-        Point { x: 8.0, weight: 0.1, weighted_success: 0.0 },
+        Point {
+            x: 0.0,
+            weight: 0.3,
+            weighted_success: 0.25,
+        },
+        Point {
+            x: 2.0,
+            weight: 0.2,
+            weighted_success: 0.1,
+        },
+        Point {
+            x: 5.0,
+            weight: 0.4,
+            weighted_success: 0.05,
+        },
+        Point {
+            x: 8.0,
+            weight: 0.1,
+            weighted_success: 0.0,
+        },
     ];
     let c = 10.0;
     let f = fit_logistic(&pts, c);
@@ -129,7 +158,14 @@ fn all_failure_and_all_success_agents_get_clear_results() {
         runs.push(run("always", &t, "f", *m, 1.0));
         runs.push(run("mixed", &t, "f", *m, (i == 0) as u8 as f64));
     }
-    let rep = time_horizons(&runs, &HorizonConfig { bootstrap_samples: 50, ..Default::default() }).unwrap();
+    let rep = time_horizons(
+        &runs,
+        &HorizonConfig {
+            bootstrap_samples: 50,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let get = |n: &str| rep.agents.iter().find(|a| a.agent == n).unwrap();
     assert_eq!(get("never").status, FitStatus::AllFailure);
     assert_eq!(get("never").horizons[0].minutes, Some(0.0));
@@ -150,14 +186,30 @@ fn soft_labels_match_the_split_into_weighted_zeros_and_ones() {
         run("A", "b", "b", 8.0, 0.25),
         run("A", "c", "c", 64.0, 0.0),
     ];
-    let cfg = HorizonConfig { bootstrap_samples: 0, outcome: Outcome::Soft, ..Default::default() };
+    let cfg = HorizonConfig {
+        bootstrap_samples: 0,
+        outcome: Outcome::Soft,
+        ..Default::default()
+    };
     let a = time_horizons(&soft, &cfg).unwrap().agents[0].fit.unwrap();
     // Weights: one run per task, three one-task families: 1/3 each.
     let w = 1.0 / 3.0;
     let pts = [
-        Point { x: 0.0, weight: w, weighted_success: 0.75 * w },
-        Point { x: 3.0, weight: w, weighted_success: 0.25 * w },
-        Point { x: 6.0, weight: w, weighted_success: 0.0 },
+        Point {
+            x: 0.0,
+            weight: w,
+            weighted_success: 0.75 * w,
+        },
+        Point {
+            x: 3.0,
+            weight: w,
+            weighted_success: 0.25 * w,
+        },
+        Point {
+            x: 6.0,
+            weight: w,
+            weighted_success: 0.0,
+        },
     ];
     let b = fit_logistic(&pts, 10.0);
     assert!((a.intercept - b.intercept).abs() < 1e-10);
@@ -166,31 +218,57 @@ fn soft_labels_match_the_split_into_weighted_zeros_and_ones() {
 
 #[test]
 fn bootstrap_is_seeded_and_independent_of_thread_count() {
-    let runs = metr_like(&SynthConfig { agents: 4, tasks: 60, seed: 3, ..Default::default() });
-    let cfg = HorizonConfig { bootstrap_samples: 100, ..Default::default() };
+    let runs = metr_like(&SynthConfig {
+        agents: 4,
+        tasks: 60,
+        seed: 3,
+        ..Default::default()
+    });
+    let cfg = HorizonConfig {
+        bootstrap_samples: 100,
+        ..Default::default()
+    };
     let one = with_threads(Some(1), || time_horizons(&runs, &cfg).unwrap());
     let two = with_threads(Some(2), || time_horizons(&runs, &cfg).unwrap());
     let three = with_threads(Some(3), || time_horizons(&runs, &cfg).unwrap());
     let key = |r: &rdbench_scoring::horizon::HorizonReport| {
         r.agents
             .iter()
-            .flat_map(|a| a.horizons.iter().map(|h| (h.ci_low, h.ci_high, h.valid_samples)))
+            .flat_map(|a| {
+                a.horizons
+                    .iter()
+                    .map(|h| (h.ci_low, h.ci_high, h.valid_samples))
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(key(&one), key(&two));
     assert_eq!(key(&one), key(&three));
-    let other = time_horizons(&runs, &HorizonConfig { seed: 7, ..cfg.clone() }).unwrap();
+    let other = time_horizons(
+        &runs,
+        &HorizonConfig {
+            seed: 7,
+            ..cfg.clone()
+        },
+    )
+    .unwrap();
     assert_ne!(key(&one), key(&other));
     // Intervals bracket the point estimates for well-identified agents.
     for a in &one.agents {
         let h = &a.horizons[0];
         if let (Some(m), Some(l), Some(u)) = (h.minutes, h.ci_low, h.ci_high) {
             assert!(l < u, "{}: [{l}, {u}]", a.agent);
-            assert!(l <= m * 1.5 && m <= u * 1.5, "{}: {m} vs [{l}, {u}]", a.agent);
+            assert!(
+                l <= m * 1.5 && m <= u * 1.5,
+                "{}: {m} vs [{l}, {u}]",
+                a.agent
+            );
         }
     }
 
-    let bcfg = BudgetConfig { bootstrap_samples: 300, ..Default::default() };
+    let bcfg = BudgetConfig {
+        bootstrap_samples: 300,
+        ..Default::default()
+    };
     let b1 = with_threads(Some(1), || budget_scores(&runs, &bcfg).unwrap());
     let b2 = with_threads(Some(2), || budget_scores(&runs, &bcfg).unwrap());
     assert_eq!(
@@ -208,7 +286,18 @@ fn synthetic_benchmark_data_has_the_intended_shape() {
     assert_eq!(tasks.len(), 170);
     assert!((6000..8000).contains(&runs.len()), "{} runs", runs.len());
     // Stronger agents (higher index) have longer horizons: the fit recovers the ordering.
-    let rep = time_horizons(&runs, &HorizonConfig { bootstrap_samples: 0, ..Default::default() }).unwrap();
-    let p50 = |n: &str| rep.agents.iter().find(|a| a.agent == n).unwrap().horizons[0].minutes.unwrap();
+    let rep = time_horizons(
+        &runs,
+        &HorizonConfig {
+            bootstrap_samples: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let p50 = |n: &str| {
+        rep.agents.iter().find(|a| a.agent == n).unwrap().horizons[0]
+            .minutes
+            .unwrap()
+    };
     assert!(p50("agent-00") < p50("agent-05") && p50("agent-05") < p50("agent-09"));
 }

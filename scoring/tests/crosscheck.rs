@@ -49,11 +49,16 @@ fn compare(path: &Path, soft: bool) -> usize {
         "crosscheck.py failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON from crosscheck.py");
+    let theirs: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("JSON from crosscheck.py");
     let runs = load_file(path).unwrap();
     let cfg = HorizonConfig {
         bootstrap_samples: 0,
-        outcome: if soft { Outcome::Soft } else { Outcome::default() },
+        outcome: if soft {
+            Outcome::Soft
+        } else {
+            Outcome::default()
+        },
         ..Default::default()
     };
     let ours = time_horizons(&runs, &cfg).unwrap();
@@ -61,15 +66,46 @@ fn compare(path: &Path, soft: bool) -> usize {
     for a in &ours.agents {
         let t = &theirs[&a.agent];
         match a.fit {
-            None => assert!(t.is_null(), "{}: we found constant outcomes, sklearn did not", a.agent),
+            None => assert!(
+                t.is_null(),
+                "{}: we found constant outcomes, sklearn did not",
+                a.agent
+            ),
             Some(f) => {
-                let get = |k: &str| t[k].as_f64().unwrap_or_else(|| panic!("{}: no {k}", a.agent));
-                assert!(close(f.intercept, get("intercept")), "{}: intercept {} vs {}", a.agent, f.intercept, get("intercept"));
-                assert!(close(f.slope, get("slope")), "{}: slope {} vs {}", a.agent, f.slope, get("slope"));
+                let get = |k: &str| {
+                    t[k].as_f64()
+                        .unwrap_or_else(|| panic!("{}: no {k}", a.agent))
+                };
+                assert!(
+                    close(f.intercept, get("intercept")),
+                    "{}: intercept {} vs {}",
+                    a.agent,
+                    f.intercept,
+                    get("intercept")
+                );
+                assert!(
+                    close(f.slope, get("slope")),
+                    "{}: slope {} vs {}",
+                    a.agent,
+                    f.slope,
+                    get("slope")
+                );
                 let p50 = a.horizons[0].minutes.unwrap();
                 let p80 = a.horizons[1].minutes.unwrap();
-                assert!(close(p50, get("p50")), "{}: p50 {} vs {}", a.agent, p50, get("p50"));
-                assert!(close(p80, get("p80")), "{}: p80 {} vs {}", a.agent, p80, get("p80"));
+                assert!(
+                    close(p50, get("p50")),
+                    "{}: p50 {} vs {}",
+                    a.agent,
+                    p50,
+                    get("p50")
+                );
+                assert!(
+                    close(p80, get("p80")),
+                    "{}: p80 {} vs {}",
+                    a.agent,
+                    p80,
+                    get("p80")
+                );
                 compared += 1;
             }
         }
@@ -83,7 +119,12 @@ fn point_estimates_match_scikit_learn_on_synthetic_data() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let runs = metr_like(&SynthConfig { agents: 6, tasks: 90, seed: 11, ..Default::default() });
+    let runs = metr_like(&SynthConfig {
+        agents: 6,
+        tasks: 90,
+        seed: 11,
+        ..Default::default()
+    });
     let path = dir.path().join("runs.jsonl");
     std::fs::write(&path, to_metr_jsonl(&runs)).unwrap();
     assert!(compare(&path, false) >= 5);
@@ -92,7 +133,8 @@ fn point_estimates_match_scikit_learn_on_synthetic_data() {
     let soft: Vec<_> = runs
         .into_iter()
         .map(|mut r| {
-            r.score = r.score.min(1.0) * 0.8 + 0.1 * (r.human_minutes.unwrap().log2() / 12.0).clamp(0.0, 1.0);
+            r.score = r.score.min(1.0) * 0.8
+                + 0.1 * (r.human_minutes.unwrap().log2() / 12.0).clamp(0.0, 1.0);
             r.score_binarized = None;
             r
         })
@@ -104,7 +146,9 @@ fn point_estimates_match_scikit_learn_on_synthetic_data() {
 
 #[test]
 fn point_estimates_match_scikit_learn_on_metr_data() {
-    let Some(path) = common::reference_data() else { return };
+    let Some(path) = common::reference_data() else {
+        return;
+    };
     if !python_ready() {
         return;
     }

@@ -53,11 +53,22 @@ fn bad_minutes_and_scores_are_named() {
 fn soft_labels_reject_scores_outside_0_1() {
     let text = format!("{GOOD}\n{}\n", metr_line("score", "1.3"));
     let runs = parse_str(&text, Path::new("runs.jsonl")).unwrap();
-    let cfg = HorizonConfig { outcome: Outcome::Soft, bootstrap_samples: 0, ..Default::default() };
+    let cfg = HorizonConfig {
+        outcome: Outcome::Soft,
+        bootstrap_samples: 0,
+        ..Default::default()
+    };
     let msg = time_horizons(&runs, &cfg).unwrap_err().to_string();
     assert!(msg.starts_with("runs.jsonl:2: field `score`"), "{msg}");
     // Binarized by threshold, the same score is a success.
-    assert!(time_horizons(&runs, &HorizonConfig { bootstrap_samples: 0, ..Default::default() }).is_ok());
+    assert!(time_horizons(
+        &runs,
+        &HorizonConfig {
+            bootstrap_samples: 0,
+            ..Default::default()
+        }
+    )
+    .is_ok());
 }
 
 #[test]
@@ -67,7 +78,11 @@ fn empty_files_and_bad_json_are_errors() {
         assert!(matches!(err, ScoringError::EmptyFile { .. }), "{err}");
         assert!(err.to_string().contains("empty.jsonl"));
     }
-    let err = parse_str(&format!("{GOOD}\n{GOOD}\n{{\"alias\": \n"), Path::new("x.jsonl")).unwrap_err();
+    let err = parse_str(
+        &format!("{GOOD}\n{GOOD}\n{{\"alias\": \n"),
+        Path::new("x.jsonl"),
+    )
+    .unwrap_err();
     assert!(err.to_string().starts_with("x.jsonl:3"), "{err}");
     let err = parse_str("{\"foo\": 1}", Path::new("x.json")).unwrap_err();
     assert!(matches!(err, ScoringError::UnknownFormat { .. }), "{err}");
@@ -82,7 +97,9 @@ fn an_agent_with_one_run_is_an_error_naming_it() {
     let lone = metr_line("alias", "\"Lonely\"");
     let text = format!("{GOOD}\n{}\n{lone}\n", metr_line("run_id", "\"r2\""));
     let runs = parse_str(&text, Path::new("runs.jsonl")).unwrap();
-    let msg = time_horizons(&runs, &HorizonConfig::default()).unwrap_err().to_string();
+    let msg = time_horizons(&runs, &HorizonConfig::default())
+        .unwrap_err()
+        .to_string();
     assert!(msg.starts_with("runs.jsonl:3: field `agent`"), "{msg}");
     assert!(msg.contains("Lonely"), "{msg}");
 }
@@ -91,8 +108,13 @@ fn an_agent_with_one_run_is_an_error_naming_it() {
 fn inconsistent_task_metadata_is_an_error() {
     let text = format!("{GOOD}\n{}\n", metr_line("human_minutes", "6.0"));
     let runs = parse_str(&text, Path::new("runs.jsonl")).unwrap();
-    let msg = time_horizons(&runs, &HorizonConfig::default()).unwrap_err().to_string();
-    assert!(msg.starts_with("runs.jsonl:2: field `human_minutes`"), "{msg}");
+    let msg = time_horizons(&runs, &HorizonConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.starts_with("runs.jsonl:2: field `human_minutes`"),
+        "{msg}"
+    );
     assert!(msg.contains("runs.jsonl:1"), "{msg}");
 }
 
@@ -147,10 +169,16 @@ fn rdbench_summaries_in_every_container() {
     assert_eq!(runs[1].at.line, 2);
     assert_eq!(runs[1].time_limit_minutes, Some(30.0));
     // A bad field in an array element names its line.
-    let bad = a.replace("\"human_minutes\": 120.0", "\"human_minutes\": \"two hours\"");
+    let bad = a.replace(
+        "\"human_minutes\": 120.0",
+        "\"human_minutes\": \"two hours\"",
+    );
     let err = parse_str(&format!("[\n{a},\n{bad}\n]"), Path::new("arr.json")).unwrap_err();
     assert!(
-        err.to_string().starts_with(&format!("arr.json:{}: field `human_minutes`", 2 + a.lines().count())),
+        err.to_string().starts_with(&format!(
+            "arr.json:{}: field `human_minutes`",
+            2 + a.lines().count()
+        )),
         "{err}"
     );
     // A wrong schema is refused.

@@ -8,7 +8,9 @@ use rdbench_scoring::{aggregate, load_file, AggregateConfig};
 
 #[test]
 fn weights_match_metrs_published_column() {
-    let Some(path) = common::reference_data() else { return };
+    let Some(path) = common::reference_data() else {
+        return;
+    };
     let runs = load_file(&path).unwrap();
     let ours = run_weights(&runs);
     // METR's file carries its own invsqrt_task_weight (rounded to 10 decimals).
@@ -16,17 +18,27 @@ fn weights_match_metrs_published_column() {
     let theirs: Vec<f64> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["invsqrt_task_weight"].as_f64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["invsqrt_task_weight"]
+                .as_f64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(ours.len(), theirs.len());
     for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-        assert!((a - b).abs() <= 1e-9 + 1e-6 * b, "line {}: {a} vs {b}", i + 1);
+        assert!(
+            (a - b).abs() <= 1e-9 + 1e-6 * b,
+            "line {}: {a} vs {b}",
+            i + 1
+        );
     }
 }
 
 #[test]
 fn full_aggregation_of_metr_data() {
-    let Some(path) = common::reference_data() else { return };
+    let Some(path) = common::reference_data() else {
+        return;
+    };
     let runs = load_file(&path).unwrap();
     assert_eq!(runs.len(), 7063);
     let mut cfg = AggregateConfig::default();
@@ -39,7 +51,11 @@ fn full_aggregation_of_metr_data() {
         for b in &a.budgets {
             for al in &b.allocations {
                 assert!(al.n_tasks <= 7);
-                assert!(al.time_limit_minutes == 30.0 || al.time_limit_minutes == 120.0 || al.time_limit_minutes == 480.0);
+                assert!(
+                    al.time_limit_minutes == 30.0
+                        || al.time_limit_minutes == 120.0
+                        || al.time_limit_minutes == 480.0
+                );
             }
         }
     }

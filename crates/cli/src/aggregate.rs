@@ -130,7 +130,11 @@ impl AggregateArgs {
 /// (the message, naming file, line and field, goes to stderr). Failing to write outputs is an
 /// `Err`.
 pub fn run(args: &AggregateArgs, json: bool) -> anyhow::Result<i32> {
-    let format = if json { OutputFormat::Json } else { args.format };
+    let format = if json {
+        OutputFormat::Json
+    } else {
+        args.format
+    };
     let cfg = args.config();
     let result = with_threads(args.threads, || {
         let runs = load_files(&args.inputs)?;
@@ -170,7 +174,11 @@ pub fn run(args: &AggregateArgs, json: bool) -> anyhow::Result<i32> {
         OutputFormat::Table => {
             print!("{}", report.render_tables());
             if !written.is_empty() {
-                println!("\nwrote {} file(s) to {}:", written.len(), args.out.display());
+                println!(
+                    "\nwrote {} file(s) to {}:",
+                    written.len(),
+                    args.out.display()
+                );
                 for p in &written {
                     println!("  {}", p.display());
                 }

@@ -26,10 +26,15 @@ pub fn run(agent: &str, task: &str, family: &str, minutes: f64, score: f64) -> R
     }
 }
 
-/// METR's published runs, when `../shared/reference-data/` is present beside the repository.
+/// METR's published runs, when `../shared/reference-data/` is present beside the repository
+/// (or wherever `RDBENCH_METR_RUNS` points).
 pub fn reference_data() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference-data/metr-runs-2025-02.jsonl");
+    let p = std::env::var_os("RDBENCH_METR_RUNS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/reference-data/metr-runs-2025-02.jsonl")
+        });
     if p.exists() {
         Some(p)
     } else {
