@@ -382,33 +382,41 @@ fn parse_record(value: Value, at: Location) -> Result<Run> {
         at: &at,
         format,
     };
-    let run = match format {
+    // Both formats produce the same fields, in this order.
+    let (
+        run_id,
+        agent,
+        task,
+        family,
+        time_limit_minutes,
+        score,
+        score_binarized,
+        human_minutes,
+        score_hidden,
+    ) = match format {
         Format::Rdbench => {
             let agent = r.string("agent")?;
             let task = r.string("task")?;
             let family = r.string("task_family")?;
-            let time_limit_minutes =
-                positive(r.number("time_limit_minutes")?, "time_limit_minutes", &at)?;
+            let limit = positive(r.number("time_limit_minutes")?, "time_limit_minutes", &at)?;
             let human_minutes = positive(r.number("human_minutes")?, "human_minutes", &at)?;
             let score = r.number("score")?.unwrap_or(0.0);
-            let score_hidden = match r.boolean("score_hidden")? {
+            let hidden = match r.boolean("score_hidden")? {
                 Some(b) => b,
                 None => r.obj.get("selection").and_then(Value::as_str) == Some("last"),
             };
             let run_id = r.id("attempt_id")?.unwrap_or_else(|| at.to_string());
-            Run {
+            (
                 run_id,
                 agent,
                 task,
                 family,
-                time_limit_minutes,
+                limit,
                 score,
-                score_binarized: None,
+                None,
                 human_minutes,
-                score_hidden,
-                format,
-                at: at.clone(),
-            }
+                hidden,
+            )
         }
         Format::Metr => {
             let task = r.string("task_id")?;
@@ -417,15 +425,14 @@ fn parse_record(value: Value, at: Location) -> Result<Run> {
             let score = r.required_number("score")?;
             let human_minutes = Some(r.required_number("human_minutes")?);
             let human_minutes = positive(human_minutes, "human_minutes", &at)?;
-            let time_limit_minutes = match r.number("time_limit")? {
-                None => None,
-                Some(0.0) => None,
+            let limit = match r.number("time_limit")? {
+                None | Some(0.0) => None,
                 Some(s) if s > 0.0 => Some(s / 60.0),
                 Some(s) => {
                     return Err(r.bad("time_limit", format!("must be seconds >= 0, got {s}")));
                 }
             };
-            let score_binarized = match r.number("score_binarized")? {
+            let binarized = match r.number("score_binarized")? {
                 None => None,
                 Some(b) if b == 0.0 || b == 1.0 => Some(b),
                 Some(b) => {
@@ -433,23 +440,33 @@ fn parse_record(value: Value, at: Location) -> Result<Run> {
                 }
             };
             let run_id = r.id("run_id")?.unwrap_or_else(|| at.to_string());
-            let score_hidden = METR_HIDDEN_SCORE_FAMILIES.contains(&family.as_str());
-            Run {
+            let hidden = METR_HIDDEN_SCORE_FAMILIES.contains(&family.as_str());
+            (
                 run_id,
                 agent,
                 task,
                 family,
-                time_limit_minutes,
+                limit,
                 score,
-                score_binarized,
+                binarized,
                 human_minutes,
-                score_hidden,
-                format,
-                at: at.clone(),
-            }
+                hidden,
+            )
         }
     };
-    Ok(run)
+    Ok(Run {
+        run_id,
+        agent,
+        task,
+        family,
+        time_limit_minutes,
+        score,
+        score_binarized,
+        human_minutes,
+        score_hidden,
+        format,
+        at,
+    })
 }
 
 /// The distinct files runs came from, in first-seen order.

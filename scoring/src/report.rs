@@ -248,7 +248,50 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A CSV document being built in memory; errors name the file.
+struct CsvOut {
+    name: &'static str,
+    w: csv::Writer<Vec<u8>>,
+}
+
+impl CsvOut {
+    fn new(name: &'static str) -> Self {
+        CsvOut {
+            name,
+            w: csv::Writer::from_writer(Vec::new()),
+        }
+    }
+    fn row<I: IntoIterator<Item = T>, T: AsRef<[u8]>>(&mut self, cells: I) -> Result<()> {
+        self.w
+            .write_record(cells)
+            .map_err(|e| ScoringError::Output {
+                path: self.name.into(),
+                message: e.to_string(),
+            })
+    }
+    fn finish(self) -> Result<String> {
+        let bytes = self.w.into_inner().map_err(|e| ScoringError::Output {
+            path: self.name.into(),
+            message: e.to_string(),
+        })?;
+        Ok(String::from_utf8(bytes).expect("CSV of UTF-8 strings"))
+    }
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map(|v| v.to_string()).unwrap_or_default()
+}
+
 impl Report {
+    /// The success probabilities horizons are reported at (0.5, 0.8 by default).
+    fn probabilities(&self) -> Vec<f64> {
+        self.horizon
+            .agents
+            .first()
+            .map(|a| a.horizons.iter().map(|x| x.probability).collect())
+            .unwrap_or_default()
+    }
+
     /// Both tables and the notes, for a terminal.
     pub fn render_tables(&self) -> String {
         let mut out = String::new();
@@ -338,12 +381,7 @@ impl Report {
             out.push_str("  (no runs with human minutes)\n");
         } else {
             let mut header: Vec<String> = vec!["agent".into(), "runs".into(), "tasks".into()];
-            let qs: Vec<f64> = h
-                .agents
-                .first()
-                .map(|a| a.horizons.iter().map(|x| x.probability).collect())
-                .unwrap_or_default();
-            for q in &qs {
+            for q in &self.probabilities() {
                 let name = format!("p{}", (q * 100.0).round());
                 header.push(name.clone());
                 header.push(format!("{name} CI"));
@@ -390,12 +428,8 @@ impl Report {
 
     /// `budgets.csv`: one row per agent, budget and allocation.
     pub fn budgets_csv(&self) -> Result<String> {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let err = |e: csv::Error| ScoringError::Output {
-            path: "budgets.csv".into(),
-            message: e.to_string(),
-        };
-        w.write_record([
+        let mut w = CsvOut::new("budgets.csv");
+        w.row([
             "agent",
             "budget_minutes",
             "time_limit_minutes",
@@ -409,13 +443,11 @@ impl Report {
             "tasks_without_replacement",
             "tasks_with_replacement",
             "tasks_mean",
-        ])
-        .map_err(err)?;
-        let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
+        ])?;
         for a in &self.budgets.agents {
             for b in &a.budgets {
                 for (i, al) in b.allocations.iter().enumerate() {
-                    w.write_record([
+                    w.row([
                         a.agent.clone(),
                         b.budget_minutes.to_string(),
                         al.time_limit_minutes.to_string(),
@@ -429,27 +461,17 @@ impl Report {
                         al.tasks_without_replacement.to_string(),
                         al.tasks_with_replacement.to_string(),
                         al.tasks_mean.to_string(),
-                    ])
-                    .map_err(err)?;
+                    ])?;
                 }
             }
         }
-        finish_csv(w, "budgets.csv")
+        w.finish()
     }
 
     /// `horizons.csv`: one row per agent. Unbounded horizons are written as `inf`.
     pub fn horizons_csv(&self) -> Result<String> {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let err = |e: csv::Error| ScoringError::Output {
-            path: "horizons.csv".into(),
-            message: e.to_string(),
-        };
-        let qs: Vec<f64> = self
-            .horizon
-            .agents
-            .first()
-            .map(|a| a.horizons.iter().map(|x| x.probability).collect())
-            .unwrap_or_default();
+        let mut w = CsvOut::new("horizons.csv");
+        let qs = self.probabilities();
         let mut header: Vec<String> = [
             "agent",
             "runs",
@@ -473,8 +495,7 @@ impl Report {
                 format!("{p}_valid_samples"),
             ]);
         }
-        w.write_record(&header).map_err(err)?;
-        let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
+        w.row(&header)?;
         for a in &self.horizon.agents {
             let mut row = vec![
                 a.agent.clone(),
@@ -500,30 +521,21 @@ impl Report {
                 row.push(opt(hz.ci_high));
                 row.push(hz.valid_samples.to_string());
             }
-            w.write_record(&row).map_err(err)?;
+            w.row(&row)?;
         }
-        finish_csv(w, "horizons.csv")
+        w.finish()
     }
 
     /// `horizon_bootstrap.csv`: every bootstrap sample's horizons (empty where skipped).
     pub fn horizon_bootstrap_csv(&self) -> Result<String> {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let err = |e: csv::Error| ScoringError::Output {
-            path: "horizon_bootstrap.csv".into(),
-            message: e.to_string(),
-        };
-        let qs: Vec<f64> = self
-            .horizon
-            .agents
-            .first()
-            .map(|a| a.horizons.iter().map(|x| x.probability).collect())
-            .unwrap_or_default();
+        let mut w = CsvOut::new("horizon_bootstrap.csv");
+        let qs = self.probabilities();
         let mut header = vec!["sample".to_string(), "agent".to_string()];
         header.extend(
             qs.iter()
                 .map(|q| format!("p{}_minutes", (q * 100.0).round())),
         );
-        w.write_record(&header).map_err(err)?;
+        w.row(&header)?;
         for (i, sample) in self.horizon.samples.iter().enumerate() {
             for (a, values) in self.horizon.agents.iter().zip(sample) {
                 let mut row = vec![i.to_string(), a.agent.clone()];
@@ -534,10 +546,10 @@ impl Report {
                         v.to_string()
                     }
                 }));
-                w.write_record(&row).map_err(err)?;
+                w.row(&row)?;
             }
         }
-        finish_csv(w, "horizon_bootstrap.csv")
+        w.finish()
     }
 
     /// The report as one JSON document (infinite or missing values are `null`).
@@ -572,14 +584,6 @@ impl Report {
         }
         Ok(written)
     }
-}
-
-fn finish_csv(w: csv::Writer<Vec<u8>>, name: &str) -> Result<String> {
-    let bytes = w.into_inner().map_err(|e| ScoringError::Output {
-        path: name.into(),
-        message: e.to_string(),
-    })?;
-    Ok(String::from_utf8(bytes).expect("CSV of UTF-8 strings"))
 }
 
 #[cfg(test)]
