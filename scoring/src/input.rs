@@ -382,91 +382,62 @@ fn parse_record(value: Value, at: Location) -> Result<Run> {
         at: &at,
         format,
     };
-    // Both formats produce the same fields, in this order.
-    let (
+    // Fields both formats have, under their own names.
+    let (agent_field, task_field, id_field) = match format {
+        Format::Rdbench => ("agent", "task", "attempt_id"),
+        Format::Metr => ("alias", "task_id", "run_id"),
+    };
+    let agent = r.string(agent_field)?;
+    let task = r.string(task_field)?;
+    let family = r.string("task_family")?;
+    let run_id = r.id(id_field)?.unwrap_or_else(|| at.to_string());
+    let mut run = Run {
         run_id,
         agent,
         task,
         family,
-        time_limit_minutes,
-        score,
-        score_binarized,
-        human_minutes,
-        score_hidden,
-    ) = match format {
+        time_limit_minutes: None,
+        score: 0.0,
+        score_binarized: None,
+        human_minutes: None,
+        score_hidden: false,
+        format,
+        at: at.clone(),
+    };
+    match format {
         Format::Rdbench => {
-            let agent = r.string("agent")?;
-            let task = r.string("task")?;
-            let family = r.string("task_family")?;
-            let limit = positive(r.number("time_limit_minutes")?, "time_limit_minutes", &at)?;
-            let human_minutes = positive(r.number("human_minutes")?, "human_minutes", &at)?;
-            let score = r.number("score")?.unwrap_or(0.0);
-            let hidden = match r.boolean("score_hidden")? {
+            run.time_limit_minutes =
+                positive(r.number("time_limit_minutes")?, "time_limit_minutes", &at)?;
+            run.human_minutes = positive(r.number("human_minutes")?, "human_minutes", &at)?;
+            // No valid entry: the attempt scores what the starting solution does, 0.
+            run.score = r.number("score")?.unwrap_or(0.0);
+            run.score_hidden = match r.boolean("score_hidden")? {
                 Some(b) => b,
                 None => r.obj.get("selection").and_then(Value::as_str) == Some("last"),
             };
-            let run_id = r.id("attempt_id")?.unwrap_or_else(|| at.to_string());
-            (
-                run_id,
-                agent,
-                task,
-                family,
-                limit,
-                score,
-                None,
-                human_minutes,
-                hidden,
-            )
         }
         Format::Metr => {
-            let task = r.string("task_id")?;
-            let family = r.string("task_family")?;
-            let agent = r.string("alias")?;
-            let score = r.required_number("score")?;
-            let human_minutes = Some(r.required_number("human_minutes")?);
-            let human_minutes = positive(human_minutes, "human_minutes", &at)?;
-            let limit = match r.number("time_limit")? {
+            run.score = r.required_number("score")?;
+            let minutes = Some(r.required_number("human_minutes")?);
+            run.human_minutes = positive(minutes, "human_minutes", &at)?;
+            run.time_limit_minutes = match r.number("time_limit")? {
                 None | Some(0.0) => None,
                 Some(s) if s > 0.0 => Some(s / 60.0),
                 Some(s) => {
                     return Err(r.bad("time_limit", format!("must be seconds >= 0, got {s}")));
                 }
             };
-            let binarized = match r.number("score_binarized")? {
+            run.score_binarized = match r.number("score_binarized")? {
                 None => None,
                 Some(b) if b == 0.0 || b == 1.0 => Some(b),
                 Some(b) => {
                     return Err(r.bad("score_binarized", format!("must be 0 or 1, got {b}")));
                 }
             };
-            let run_id = r.id("run_id")?.unwrap_or_else(|| at.to_string());
-            let hidden = METR_HIDDEN_SCORE_FAMILIES.contains(&family.as_str());
-            (
-                run_id,
-                agent,
-                task,
-                family,
-                limit,
-                score,
-                binarized,
-                human_minutes,
-                hidden,
-            )
+            run.score_hidden = METR_HIDDEN_SCORE_FAMILIES.contains(&run.family.as_str());
         }
-    };
-    Ok(Run {
-        run_id,
-        agent,
-        task,
-        family,
-        time_limit_minutes,
-        score,
-        score_binarized,
-        human_minutes,
-        score_hidden,
-        format,
-        at,
-    })
+    }
+    Ok(run)
 }
 
 /// The distinct files runs came from, in first-seen order.

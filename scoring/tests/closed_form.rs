@@ -10,6 +10,18 @@ use rdbench_scoring::horizon::{
 use rdbench_scoring::synth::{metr_like, SynthConfig};
 use rdbench_scoring::with_threads;
 
+/// Time horizons with `samples` bootstrap samples and otherwise default settings.
+fn horizons(
+    runs: &[rdbench_scoring::Run],
+    samples: usize,
+) -> rdbench_scoring::horizon::HorizonReport {
+    let cfg = HorizonConfig {
+        bootstrap_samples: samples,
+        ..Default::default()
+    };
+    time_horizons(runs, &cfg).unwrap()
+}
+
 fn limited(agent: &str, task: &str, limit: f64, score: f64) -> rdbench_scoring::Run {
     let mut r = run(agent, task, task, 10.0, score);
     r.time_limit_minutes = Some(limit);
@@ -90,14 +102,7 @@ fn symmetric_data_gives_p50_at_the_centre() {
             ));
         }
     }
-    let rep = time_horizons(
-        &runs,
-        &HorizonConfig {
-            bootstrap_samples: 0,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let rep = horizons(&runs, 0);
     let a = &rep.agents[0];
     let fit = a.fit.unwrap();
     assert!(fit.converged);
@@ -158,14 +163,7 @@ fn all_failure_and_all_success_agents_get_clear_results() {
         runs.push(run("always", &t, "f", *m, 1.0));
         runs.push(run("mixed", &t, "f", *m, (i == 0) as u8 as f64));
     }
-    let rep = time_horizons(
-        &runs,
-        &HorizonConfig {
-            bootstrap_samples: 50,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let rep = horizons(&runs, 50);
     let get = |n: &str| rep.agents.iter().find(|a| a.agent == n).unwrap();
     assert_eq!(get("never").status, FitStatus::AllFailure);
     assert_eq!(get("never").horizons[0].minutes, Some(0.0));
@@ -286,14 +284,7 @@ fn synthetic_benchmark_data_has_the_intended_shape() {
     assert_eq!(tasks.len(), 170);
     assert!((6000..8000).contains(&runs.len()), "{} runs", runs.len());
     // Stronger agents (higher index) have longer horizons: the fit recovers the ordering.
-    let rep = time_horizons(
-        &runs,
-        &HorizonConfig {
-            bootstrap_samples: 0,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let rep = horizons(&runs, 0);
     let p50 = |n: &str| {
         rep.agents.iter().find(|a| a.agent == n).unwrap().horizons[0]
             .minutes

@@ -72,40 +72,22 @@ fn compare(path: &Path, soft: bool) -> usize {
                 a.agent
             ),
             Some(f) => {
-                let get = |k: &str| {
-                    t[k].as_f64()
-                        .unwrap_or_else(|| panic!("{}: no {k}", a.agent))
-                };
-                assert!(
-                    close(f.intercept, get("intercept")),
-                    "{}: intercept {} vs {}",
-                    a.agent,
-                    f.intercept,
-                    get("intercept")
-                );
-                assert!(
-                    close(f.slope, get("slope")),
-                    "{}: slope {} vs {}",
-                    a.agent,
-                    f.slope,
-                    get("slope")
-                );
-                let p50 = a.horizons[0].minutes.unwrap();
-                let p80 = a.horizons[1].minutes.unwrap();
-                assert!(
-                    close(p50, get("p50")),
-                    "{}: p50 {} vs {}",
-                    a.agent,
-                    p50,
-                    get("p50")
-                );
-                assert!(
-                    close(p80, get("p80")),
-                    "{}: p80 {} vs {}",
-                    a.agent,
-                    p80,
-                    get("p80")
-                );
+                let ours = [
+                    ("intercept", f.intercept),
+                    ("slope", f.slope),
+                    ("p50", a.horizons[0].minutes.unwrap()),
+                    ("p80", a.horizons[1].minutes.unwrap()),
+                ];
+                for (key, value) in ours {
+                    let reference = t[key]
+                        .as_f64()
+                        .unwrap_or_else(|| panic!("{}: no {key}", a.agent));
+                    assert!(
+                        close(value, reference),
+                        "{}: {key} {value} vs scikit-learn {reference}",
+                        a.agent
+                    );
+                }
                 compared += 1;
             }
         }
