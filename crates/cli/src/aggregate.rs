@@ -1,6 +1,7 @@
 //! `rdbench aggregate`: many attempts in, RE-Bench's score at time budgets and METR's time
 //! horizon out, as tables (or JSON/CSV) on stdout and report.json, CSV files and plots in --out.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use rdbench_scoring::budget::BudgetConfig;
@@ -164,26 +165,32 @@ pub fn run(args: &AggregateArgs, json: bool) -> anyhow::Result<i32> {
             written.extend(write_plots(&report, &args.out, &formats)?);
         }
     }
-    match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
-        OutputFormat::Csv => {
-            print!("{}", report.budgets_csv()?);
-            println!();
-            print!("{}", report.horizons_csv()?);
-        }
+    let text = match format {
+        OutputFormat::Json => serde_json::to_string_pretty(&report.to_json())? + "\n",
+        OutputFormat::Csv => format!("{}\n{}", report.budgets_csv()?, report.horizons_csv()?),
         OutputFormat::Table => {
-            print!("{}", report.render_tables());
+            let mut text = report.render_tables();
             if !written.is_empty() {
-                println!(
-                    "\nwrote {} file(s) to {}:",
+                text.push_str(&format!(
+                    "\nwrote {} file(s) to {}:\n",
                     written.len(),
                     args.out.display()
-                );
+                ));
                 for p in &written {
-                    println!("  {}", p.display());
+                    text.push_str(&format!("  {}\n", p.display()));
                 }
             }
+            text
         }
+    };
+    // A reader that stops early (`| head`) is not an error.
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
     Ok(0)
 }
