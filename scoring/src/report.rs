@@ -318,6 +318,7 @@ impl Report {
             for a in &b.agents {
                 for br in &a.budgets {
                     let best = br.best_allocation();
+                    let most_tasks = br.allocations.iter().map(|al| al.n_tasks).max();
                     let all = br
                         .allocations
                         .iter()
@@ -327,8 +328,13 @@ impl Report {
                             } else {
                                 ""
                             };
+                            let fewer = if Some(al.n_tasks) < most_tasks {
+                                format!(" ({} tasks)", al.n_tasks)
+                            } else {
+                                String::new()
+                            };
                             format!(
-                                "{}x{} {:.3}{mark}",
+                                "{}x{} {:.3}{mark}{fewer}",
                                 al.k,
                                 format_duration(al.time_limit_minutes),
                                 al.score
@@ -366,7 +372,8 @@ impl Report {
             ));
             out.push_str(
                 "  kxL = k attempts of time limit L; * = some task has fewer than k attempts, \
-                 so k are drawn with replacement\n",
+                 so k are drawn with replacement; (n tasks) = an allocation with data on fewer \
+                 tasks than the others, so its mean is over a different task set\n",
             );
         }
         out.push('\n');
