@@ -151,3 +151,77 @@ pub fn load_model(path: &Path, cfg: &GptConfig) -> std::result::Result<Gpt, Load
     }
     Gpt::from_tensors(cfg.clone(), tensors).map_err(|e| err(LoadErrorKind::Io(e.to_string())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> GptConfig {
+        GptConfig { vocab: 10, ctx: 4, d_model: 8, n_layer: 1, n_head: 2, d_ff: 16, ln_eps: 1e-5 }
+    }
+
+    fn kind(r: std::result::Result<Gpt, LoadError>) -> LoadErrorKind {
+        r.err().expect("load should fail").kind
+    }
+
+    #[test]
+    fn roundtrip_is_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let m = Gpt::new(cfg(), 9).unwrap();
+        save_model(&m, &p).unwrap();
+        let l = load_model(&p, &cfg()).unwrap();
+        for (k, v) in m.tensors() {
+            assert_eq!(v.flatten_all().unwrap().to_vec1::<f32>().unwrap(), l.tensors()[&k].flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        }
+        assert!(std::fs::metadata(&p).unwrap().len() <= cfg().data_bytes() + HEADER_ALLOWANCE);
+    }
+
+    #[test]
+    fn every_bad_file_is_rejected_with_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let m = Gpt::new(cfg(), 9).unwrap();
+
+        assert_eq!(kind(load_model(&p, &cfg())), LoadErrorKind::NotFound);
+        assert_eq!(kind(load_model(dir.path(), &cfg())), LoadErrorKind::NotAFile);
+
+        std::fs::write(&p, b"this is not a safetensors file at all").unwrap();
+        assert!(matches!(kind(load_model(&p, &cfg())), LoadErrorKind::NotSafetensors(_)));
+
+        let mut t = m.tensors();
+        let w = t.remove("wpe").unwrap();
+        t.insert("pos_embedding".into(), w.clone());
+        save_tensors(&t, &p).unwrap();
+        assert_eq!(kind(load_model(&p, &cfg())), LoadErrorKind::MissingTensors(vec!["wpe".into()]));
+        t.insert("wpe".into(), w);
+        save_tensors(&t, &p).unwrap();
+        assert_eq!(kind(load_model(&p, &cfg())), LoadErrorKind::UnexpectedTensors(vec!["pos_embedding".into()]));
+
+        let mut t = m.tensors();
+        t.insert("ln_f.bias".into(), Tensor::zeros(9, candle_core::DType::F32, &Device::Cpu).unwrap());
+        save_tensors(&t, &p).unwrap();
+        assert!(matches!(kind(load_model(&p, &cfg())), LoadErrorKind::WrongShape { name, .. } if name == "ln_f.bias"));
+
+        let mut t = m.tensors();
+        t.insert("wte".into(), t["wte"].to_dtype(candle_core::DType::F16).unwrap());
+        save_tensors(&t, &p).unwrap();
+        assert!(matches!(kind(load_model(&p, &cfg())), LoadErrorKind::WrongDtype { name, .. } if name == "wte"));
+
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut t = m.tensors();
+            let mut v = t["wte"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            v[3] = bad;
+            t.insert("wte".into(), Tensor::from_vec(v, (10, 8), &Device::Cpu).unwrap());
+            save_tensors(&t, &p).unwrap();
+            assert_eq!(kind(load_model(&p, &cfg())), LoadErrorKind::NonFinite { name: "wte".into(), count: 1 });
+        }
+
+        // A huge (sparse) file is refused from its size, without reading it.
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(8 << 30).unwrap();
+        let e = load_model(&p, &cfg()).err().unwrap();
+        assert!(matches!(e.kind, LoadErrorKind::TooLarge { .. }));
+        assert!(e.to_string().contains("m.safetensors"), "{e}");
+    }
+}

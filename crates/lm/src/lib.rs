@@ -19,6 +19,34 @@ pub use io::{load_model, save_model, LoadError, LoadErrorKind};
 pub use model::{Gpt, GptConfig};
 pub use train::{eval_loss, train, train_model, TokenSet, TrainConfig, TrainReport};
 
+/// Runs `f` with candle's CPU work limited to `threads` threads (`None`: leave candle's default,
+/// one per physical core, or whatever `RAYON_NUM_THREADS` / `CANDLE_NUM_THREADS` say).
+///
+/// Small models gain nothing from several threads, and on a busy machine candle's spinning worker
+/// threads make them several times slower, so the small profiles run on one thread. candle reads
+/// its thread count from the environment (`RAYON_NUM_THREADS` for matrix products on every call,
+/// `CANDLE_NUM_THREADS` once for its elementwise pool), so this sets those variables for the
+/// duration of `f` and restores them after. An explicit `RAYON_NUM_THREADS` from the user wins.
+pub fn with_threads<R>(threads: Option<usize>, f: impl FnOnce() -> R) -> R {
+    const VARS: [&str; 2] = ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"];
+    let Some(n) = threads else { return f() };
+    if std::env::var_os(VARS[0]).is_some() {
+        return f();
+    }
+    let saved: Vec<_> = VARS.iter().map(|v| std::env::var_os(v)).collect();
+    for v in VARS {
+        std::env::set_var(v, n.to_string());
+    }
+    let out = f();
+    for (v, old) in VARS.iter().zip(saved) {
+        match old {
+            Some(x) => std::env::set_var(v, x),
+            None => std::env::remove_var(v),
+        }
+    }
+    out
+}
+
 /// Errors of this crate (bad files while loading models are [`LoadError`]s instead).
 #[derive(Debug, thiserror::Error)]
 pub enum LmError {

@@ -199,3 +199,29 @@ pub fn eval_loss(model: &Gpt, data: &TokenSet, batch_size: usize) -> Result<f64>
     }
     Ok(total / n.max(1) as f64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_files_roundtrip_and_check_their_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.bin");
+        let s = TokenSet::new(vec![1, 2, 3, 65535, 0, 7], 3).unwrap();
+        s.write(&p).unwrap();
+        assert_eq!(TokenSet::read(&p, 3).unwrap(), s);
+        assert!(TokenSet::read(&p, 4).is_err());
+        assert!(TokenSet::new(vec![1, 2, 3], 1).is_err());
+        assert_eq!(s.head(1).tokens, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn schedule_warms_up_and_decays() {
+        let c = TrainConfig { steps: 100, batch_size: 1, lr: 1.0, warmup_steps: 10, min_lr_frac: 0.1, weight_decay: 0.0, seed: 0 };
+        assert!((c.lr_at(0) - 0.1).abs() < 1e-12);
+        assert!((c.lr_at(9) - 1.0).abs() < 1e-12);
+        assert!(c.lr_at(50) < 1.0 && c.lr_at(50) > 0.1);
+        assert!((c.lr_at(99) - 0.1).abs() < 0.01);
+    }
+}

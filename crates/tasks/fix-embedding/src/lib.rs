@@ -73,7 +73,8 @@ pub struct Evaluation {
 pub fn evaluate(spec: &Spec, model: &Gpt, seed: u64) -> Result<Evaluation> {
     let start = std::time::Instant::now();
     let (set, floor) = prep::heldout(spec, seed)?;
-    let loss = eval_loss(model, &set, spec.eval_batch).map_err(|e| Error::Internal(e.to_string()))?;
+    let loss = rdbench_lm::with_threads(spec.threads, || eval_loss(model, &set, spec.eval_batch))
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let raw = (loss - floor).max(MIN_GAP).ln();
     Ok(Evaluation {
         loss,

@@ -78,13 +78,17 @@ pub fn ensure_prepared(spec: &Spec, cache_dir: &Path) -> Result<PathBuf> {
         .map_err(lm_err)?;
 
     let original = Gpt::new(spec.model.clone(), spec.model_init_seed).map_err(lm_err)?;
-    let r_orig = rdbench_lm::train_model(&original, &private, &spec.model_train, "fix-embedding: original model")
-        .map_err(lm_err)?;
+    let r_orig = rdbench_lm::with_threads(spec.threads, || {
+        rdbench_lm::train_model(&original, &private, &spec.model_train, "fix-embedding: original model")
+    })
+    .map_err(lm_err)?;
     save_model(&original, &dir.join(ORIGINAL)).map_err(lm_err)?;
 
     let small = Gpt::new(spec.small.clone(), spec.small_init_seed).map_err(lm_err)?;
-    let r_small = rdbench_lm::train_model(&small, &private, &spec.small_train, "fix-embedding: small model")
-        .map_err(lm_err)?;
+    let r_small = rdbench_lm::with_threads(spec.threads, || {
+        rdbench_lm::train_model(&small, &private, &spec.small_train, "fix-embedding: small model")
+    })
+    .map_err(lm_err)?;
     save_model(&small, &dir.join(SMALL)).map_err(lm_err)?;
 
     let corrupted = corrupt(&original, spec.permutation_seed)?;
@@ -141,7 +145,8 @@ pub fn ensure_reference(spec: &Spec, cache_dir: &Path) -> Result<PathBuf> {
     let small = load_prepared(&dir.join(SMALL), &spec.small)?;
     let train = TokenSet::read(&dir.join(TRAIN_TOKENS), spec.seq_len()).map_err(lm_err)?;
     let (fixed, report): (Gpt, ReferenceReport) =
-        reference::run(&corrupted, &small, &train, &spec.reference).map_err(lm_err)?;
+        rdbench_lm::with_threads(spec.threads, || reference::run(&corrupted, &small, &train, &spec.reference))
+            .map_err(lm_err)?;
     save_model(&fixed, &path).map_err(lm_err)?;
     let json = serde_json::to_vec_pretty(&report).map_err(lm_err)?;
     fsutil::atomic_write(&done, &json)?;

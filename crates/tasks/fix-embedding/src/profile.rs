@@ -35,6 +35,8 @@ pub struct Spec {
     pub reference: ReferenceConfig,
     /// Sequences per forward pass when evaluating.
     pub eval_batch: usize,
+    /// CPU threads for training and evaluation (`None`: one per physical core).
+    pub threads: Option<usize>,
 }
 
 impl Spec {
@@ -76,13 +78,14 @@ pub fn tiny() -> Spec {
         model_init_seed: 0x7155_0004,
         model_train: tc(500, 32, 1e-2, 30, 0x7155_0005),
         small_init_seed: 0x7155_0006,
-        small_train: tc(300, 32, 1e-2, 30, 0x7155_0007),
+        small_train: tc(200, 32, 1e-2, 20, 0x7155_0007),
         permutation_seed: 0x7155_0008,
         reference: ReferenceConfig {
             adapter: tc(150, 32, 1e-2, 15, 0x7155_0009),
-            finetune: tc(250, 32, 3e-3, 25, 0x7155_000a),
+            finetune: tc(300, 32, 3e-3, 30, 0x7155_000a),
         },
         eval_batch: 128,
+        threads: Some(1),
     }
 }
 
@@ -110,6 +113,7 @@ pub fn full() -> Spec {
             finetune: tc(2_000, 32, 1e-3, 100, 0xf011_000a),
         },
         eval_batch: 64,
+        threads: None,
     }
 }
 
