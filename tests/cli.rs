@@ -265,3 +265,33 @@ fn monitor_records_a_timeline_for_a_short_duration() {
         assert_eq!(v["summary"]["source"], "proc");
     }
 }
+
+#[test]
+fn aggregate_reads_runs_and_rejects_bad_lines() {
+    let env = Env::new();
+    let runs = env.work.path().join("runs.jsonl");
+    let mut lines = Vec::new();
+    for agent in ["a", "b"] {
+        for (t, minutes) in [("t1", 2.0), ("t2", 30.0), ("t3", 240.0), ("t4", 900.0)] {
+            for r in 0..4 {
+                let skill = if agent == "a" { 60.0 } else { 10.0 };
+                let score = if minutes < skill * (1.0 + r as f64 / 4.0) { 1.0 } else { 0.0 };
+                lines.push(serde_json::json!({
+                    "run_id": format!("{agent}-{t}-{r}"), "task_id": format!("fam_{t}/main"), "task_family": format!("fam_{t}"),
+                    "alias": agent, "score": score, "time_limit": 1800, "human_minutes": minutes,
+                }).to_string());
+            }
+        }
+    }
+    std::fs::write(&runs, lines.join("\n")).unwrap();
+    let out_dir = env.work.path().join("agg");
+    let out = env.rdbench(&["--json", "aggregate", runs.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--bootstrap", "50", "--budget-bootstrap", "50", "--plots", "none"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("aggregate --json is JSON");
+    assert!(report.to_string().contains("\"a\""), "{report}");
+    std::fs::write(&runs, format!("{}\n{{\"run_id\": \"x\", \"alias\": \"a\", \"task_id\": \"t\", \"task_family\": \"f\", \"score\": 1, \"human_minutes\": \"ten\"}}\n", lines[0])).unwrap();
+    let out = env.rdbench(&["aggregate", runs.to_str().unwrap(), "--no-files"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("runs.jsonl:2") && err.contains("human_minutes"), "names file, line and field: {err}");
+}
