@@ -82,7 +82,7 @@ fn main() -> rdbench_core::Result<()> {
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
             "profile": profile,
-            "threads": candle_core::utils::get_num_threads(),
+            "threads": spec.threads.map(|n| n.to_string()).unwrap_or_else(|| format!("default ({})", candle_core::utils::get_num_threads())),
             "prepare_seconds": prep_s,
             "score_start_seconds": start_s,
             "reference_seconds": ref_train_s,

@@ -55,7 +55,7 @@ fn main() -> rdbench_core::Result<()> {
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
             "profile": name,
-            "threads": candle_core::utils::get_num_threads(),
+            "threads": spec.threads.map(|n| n.to_string()).unwrap_or_else(|| format!("default ({})", candle_core::utils::get_num_threads())),
             "model_params": spec.model.n_params(),
             "small_params": spec.small.n_params(),
             "score": {
