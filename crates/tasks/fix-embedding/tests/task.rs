@@ -61,3 +61,54 @@ fn corruption_permutes_whole_rows() {
         }
     }
 }
+
+/// A spec small enough to prepare in well under a second.
+fn micro() -> profile::Spec {
+    let mut s = profile::tiny();
+    s.name = "micro".into();
+    s.hmm.states = 4;
+    s.hmm.vocab = 16;
+    for m in [&mut s.model, &mut s.small] {
+        m.vocab = 16;
+        m.ctx = 8;
+    }
+    s.model.d_model = 16;
+    s.model.d_ff = 32;
+    s.model.n_layer = 1;
+    s.small.d_model = 8;
+    s.private_corpus_seqs = 64;
+    s.train_corpus_seqs = 32;
+    s.heldout_seqs = 16;
+    for t in [&mut s.model_train, &mut s.small_train, &mut s.reference.adapter, &mut s.reference.finetune] {
+        t.steps = 5;
+        t.batch_size = 4;
+        t.warmup_steps = 1;
+    }
+    s
+}
+
+#[test]
+fn concurrent_preparations_train_once_and_agree() {
+    let cache = tempfile::tempdir().unwrap();
+    let spec = micro();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let (spec, cache) = (spec.clone(), cache.path().to_path_buf());
+            std::thread::spawn(move || prep::ensure_reference(&spec, &cache).unwrap())
+        })
+        .collect();
+    let paths: Vec<_> = runs.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(paths.iter().all(|p| p == &paths[0]));
+    let dir = prep::profile_dir(cache.path(), &spec);
+    // Only finished files are left (no temporary files), and a second cache prepares the same bytes.
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    let other = tempfile::tempdir().unwrap();
+    prep::ensure_reference(&spec, other.path()).unwrap();
+    let odir = prep::profile_dir(other.path(), &spec);
+    for f in [prep::TRAIN_TOKENS, prep::ORIGINAL, prep::SMALL, prep::CORRUPTED, prep::REFERENCE] {
+        assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(odir.join(f)).unwrap(), "{f} differs");
+    }
+}
