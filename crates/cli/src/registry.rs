@@ -7,6 +7,7 @@ use rdbench_core::{Error, Result};
 pub fn all() -> Vec<Box<dyn Task>> {
     vec![
         Box::new(rdbench_task_prefix_sum::PrefixSum::default()),
+        Box::new(rdbench_task_fix_embedding::FixEmbedding::default()),
     ]
 }
 
