@@ -157,15 +157,26 @@ pub fn ensure_reference(spec: &Spec, cache_dir: &Path) -> Result<PathBuf> {
 /// data derives from it and the profile; it never enters an attempt folder.
 pub fn heldout_secret(cache_dir: &Path) -> Result<u64> {
     let path = cache_dir.join("fix-embedding").join("heldout.secret");
-    let read = |p: &Path| -> Option<u64> {
-        let s = std::fs::read_to_string(p).ok()?;
-        u64::from_str_radix(s.trim(), 16).ok()
+    // A damaged secret is an error, not a reason to make a new one: that would silently change
+    // the held-out split under existing score logs.
+    let read = |p: &Path| -> Result<Option<u64>> {
+        match std::fs::read_to_string(p) {
+            Ok(s) => u64::from_str_radix(s.trim(), 16).map(Some).map_err(|_| {
+                Error::Environment(format!(
+                    "{}: damaged held-out secret (expected 16 hex digits); restore it, or delete it to start a \
+                     new held-out split (scores made before are then not comparable)",
+                    p.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(p, e)),
+        }
     };
-    if let Some(v) = read(&path) {
+    if let Some(v) = read(&path)? {
         return Ok(v);
     }
     let _lock = fsutil::lock_exclusive(&path)?;
-    if let Some(v) = read(&path) {
+    if let Some(v) = read(&path)? {
         return Ok(v);
     }
     let v = rand::rngs::OsRng.next_u64();

@@ -27,6 +27,9 @@ fn heldout_secret_is_made_once_and_differs_between_installations() {
     let s1 = prep::heldout_secret(a.path()).unwrap();
     assert_eq!(prep::heldout_secret(a.path()).unwrap(), s1);
     assert_ne!(prep::heldout_secret(b.path()).unwrap(), s1);
+    // A damaged secret is an environment error, never silently replaced.
+    std::fs::write(b.path().join("fix-embedding/heldout.secret"), "not hex").unwrap();
+    assert!(matches!(prep::heldout_secret(b.path()), Err(rdbench_core::Error::Environment(_))));
     let (t, f) = (profile::tiny(), profile::full());
     assert_ne!(prep::heldout_seed(s1, &t), prep::heldout_seed(s1, &f));
     // Held-out data never comes from a public seed.
