@@ -174,10 +174,9 @@ impl Hmm {
         for &x in seq {
             let x = x as usize;
             let mut p = 0.0;
-            for s in 0..s_n {
-                let e = self.zipf[self.rank[s * v_n + x] as usize];
-                pred[s] *= e;
-                p += pred[s];
+            for (s, q) in pred.iter_mut().enumerate() {
+                *q *= self.zipf[self.rank[s * v_n + x] as usize];
+                p += *q;
             }
             out.push(-p.ln());
             next.iter_mut().for_each(|q| *q = 0.0);

@@ -161,7 +161,7 @@ mod tests {
     }
 
     fn kind(r: std::result::Result<Gpt, LoadError>) -> LoadErrorKind {
-        r.err().expect("load should fail").kind
+        r.expect_err("load should fail").kind
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub fn with_threads<R>(threads: Option<usize>, f: impl FnOnce() -> R) -> R {
     if std::env::var_os(VARS[0]).is_some() {
         return f();
     }
-    let saved: Vec<_> = VARS.iter().map(|v| std::env::var_os(v)).collect();
+    let saved: Vec<_> = VARS.iter().map(std::env::var_os).collect();
     for v in VARS {
         std::env::set_var(v, n.to_string());
     }

@@ -67,7 +67,7 @@ fn main() -> rdbench_core::Result<()> {
     let (original, orig_d, _) = score(&orig_dir)?;
 
     // The same three models on another held-out split.
-    let other_seed = 0x5eed_0f_0742;
+    let other_seed = 0x005e_ed0f_0742;
     let load = |name: &str, cfg| prep::load_prepared(&pdir.join(name), cfg);
     let mut other = vec![];
     for name in [prep::CORRUPTED, prep::ORIGINAL, prep::REFERENCE] {
