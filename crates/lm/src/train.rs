@@ -190,13 +190,21 @@ pub fn eval_loss(model: &Gpt, data: &TokenSet, batch_size: usize) -> Result<f64>
     let n = data.n_seq();
     let mut total = 0.0;
     let mut i = 0;
+    // Shown only when stderr is a terminal (indicatif hides it otherwise).
+    let bar = indicatif::ProgressBar::new(n as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("evaluating [{bar:30}] {pos}/{len} sequences {elapsed}<{eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     while i < n {
         let rows: Vec<usize> = (i..(i + batch_size).min(n)).collect();
         let batch = data.batch(&rows)?;
         let loss = model.loss(&batch)?.to_scalar::<f32>()? as f64;
         total += loss * rows.len() as f64;
         i += rows.len();
+        bar.inc(rows.len() as u64);
     }
+    bar.finish_and_clear();
     Ok(total / n.max(1) as f64)
 }
 
