@@ -67,9 +67,10 @@ pub fn entry_for(
     calibration: Option<&CalibrationEntry>,
     device: Option<String>,
     submission_sha256: String,
-    samples_file: Option<String>,
-    timeline_file: Option<String>,
+    // (samples file, timeline file), relative to the attempt's private folder.
+    files: Option<(String, String)>,
 ) -> ScoreEntry {
+    let (samples_file, timeline_file) = files.unzip();
     let (valid, raw, reason, details) = match &result.outcome {
         ScoreOutcome::Valid { raw, details } if raw.is_finite() => (true, Some(*raw), None, details.clone()),
         ScoreOutcome::Valid { raw, details } => (false, None, Some(format!("the scorer produced a non-finite raw score ({raw})")), details.clone()),
@@ -126,7 +127,7 @@ pub fn score(ctx: &Context, dir: &Path, allow_uncalibrated: bool, timeout: Optio
     let started = Instant::now();
     // 1. Checks that need no GPU: a bad submission is logged invalid right away.
     if let Some(reason) = task.precheck(&job.request)? {
-        let entry = entry_for(&info, &profile, &JobResult::rejected(reason, started), None, None, sha, None, None);
+        let entry = entry_for(&info, &profile, &JobResult::rejected(reason, started), None, None, sha, None);
         log.append(&entry)?;
         report(ctx, &info, &entry, &attempt);
         return Ok(1);
@@ -146,7 +147,7 @@ pub fn score(ctx: &Context, dir: &Path, allow_uncalibrated: bool, timeout: Optio
     }
     // 3. The worker.
     let result = job.run_checked()?;
-    let entry = entry_for(&info, &profile, &result, calibration.as_ref(), Some(fp.id()), sha, Some(samples_rel), Some(timeline_rel));
+    let entry = entry_for(&info, &profile, &result, calibration.as_ref(), Some(fp.id()), sha, Some((samples_rel, timeline_rel)));
     log.append(&entry)?;
     report(ctx, &info, &entry, &attempt);
     Ok(if entry.valid { 0 } else { 1 })

@@ -111,7 +111,7 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
         bar.set_message(format!("{}: scoring the {} solution", info.name, solution.as_str()));
         let sha = hash_files(&attempt.record.dir, &info.submission_files);
         let result = score_solution_dir(ctx, task, profile, &attempt.record.dir, &attempt.private_dir)?;
-        let entry = entry_for(&info, profile, &result, calibration.as_ref(), Some(fp.id()), sha, None, None);
+        let entry = entry_for(&info, profile, &result, calibration.as_ref(), Some(fp.id()), sha, None);
         log.append(&entry)?;
         if !entry.valid {
             row.status = format!("the {} solution scored invalid: {}", solution.as_str(), one_line(entry.reason.as_deref().unwrap_or(""), 200));

@@ -37,7 +37,7 @@ pub fn input_value(seed: u64, i: u64, dist: Distribution) -> i32 {
         Distribution::NonePositive => -scaled(11),
         Distribution::AlternatingSign => {
             let m = scaled(10) + 1;
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 m
             } else {
                 -m
