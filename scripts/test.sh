@@ -9,4 +9,9 @@ python3 -m pip install --quiet --disable-pip-version-check nvidia-cuda-nvrtc sci
 echo "== kernel logic on the CPU emulator (kernels/tools)"
 bash kernels/tools/run_emu_tests.sh
 echo "== cargo test --workspace"
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+# One closing line for the whole run (cargo prints one "test result" per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
