@@ -13,6 +13,8 @@ use rdbench_core::task::{ScoreOutcome, ScoreRequest, Task};
 use rdbench_core::{Error, Result};
 use rdbench_gpu::monitor::{self, MonitorConfig, MonitorSummary};
 use serde::{Deserialize, Serialize};
+use std::io::Write;
+
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// What the worker writes to its result file.
@@ -108,13 +110,23 @@ impl Job<'_> {
         );
         let stderr = child.stderr.take().expect("stderr is piped");
         let tail = tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
+            // Drain until EOF whatever the bytes are: a reader that stopped early would leave
+            // the worker writing into a closed pipe and crashing on EPIPE.
+            let mut reader = BufReader::new(stderr);
             let mut tail: Vec<String> = Vec::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("  [worker] {line}");
-                tail.push(line);
-                if tail.len() > STDERR_TAIL {
-                    tail.remove(0);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf).trim_end().chars().take(2000).collect::<String>();
+                        let _ = writeln!(std::io::stderr(), "  [worker] {line}");
+                        tail.push(line);
+                        if tail.len() > STDERR_TAIL {
+                            tail.remove(0);
+                        }
+                    }
                 }
             }
             tail
@@ -145,6 +157,8 @@ impl Job<'_> {
         let result = std::fs::read(&result_path).ok().and_then(|b| serde_json::from_slice::<WorkerResult>(&b).ok());
         let _ = std::fs::remove_file(&result_path);
         let outcome = match (timed_out, result, status) {
+            // A worker that reported and then hung in teardown still reported.
+            (true, Some(WorkerResult::Outcome { outcome }), _) => outcome,
             (true, _, _) => ScoreOutcome::invalid(format!(
                 "scoring exceeded the time limit of {} s (a hang or a far too slow solution); the worker was killed",
                 self.timeout.as_secs()

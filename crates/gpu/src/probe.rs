@@ -31,14 +31,17 @@ pub struct Probe {
     pub libnvml: LibraryStatus,
 }
 
-// Names cudarc tries for each library (cuda-13000 build), in its order.
-const CUDA_NAMES: &[&str] = &["libcuda.so", "libcuda.so.1"];
-const NVRTC_NAMES: &[&str] = &["libnvrtc.so", "libnvrtc.so.13"];
 const NVML_NAMES: &[&str] = &["libnvidia-ml.so", "libnvidia-ml.so.1"];
 
-fn try_names(names: &[&str]) -> Result<&'static str, String> {
+/// Exactly the names cudarc will try for a library, in its order: whatever the probe can load
+/// by one of these, cudarc can too.
+fn cudarc_names(lib: &str) -> Vec<String> {
+    cudarc::get_lib_name_candidates(lib)
+}
+
+fn try_names<S: AsRef<str>>(names: &[S]) -> Result<&'static str, String> {
     let mut errors = Vec::new();
-    for name in names {
+    for name in names.iter().map(AsRef::as_ref) {
         // SAFETY: loading a shared library runs its initializers; these are NVIDIA's own
         // libraries that cudarc would load anyway.
         match unsafe { libloading::Library::new(name) } {
@@ -80,7 +83,7 @@ fn nvrtc_search_dirs() -> Vec<PathBuf> {
         .output()
     {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
-            for sub in ["nvidia/cu13/lib", "nvidia/cuda_nvrtc/lib"] {
+            for sub in ["nvidia/cu13/lib", "nvidia/cu12/lib", "nvidia/cuda_nvrtc/lib"] {
                 dirs.push(Path::new(line.trim()).join(sub));
             }
         }
@@ -89,11 +92,12 @@ fn nvrtc_search_dirs() -> Vec<PathBuf> {
 }
 
 fn probe_nvrtc() -> LibraryStatus {
-    match try_names(NVRTC_NAMES) {
+    match try_names(&cudarc_names("nvrtc")) {
         Ok(_) => LibraryStatus { found: true, path: loaded_path("libnvrtc.so"), error: None },
         Err(by_name) => {
-            for dir in nvrtc_search_dirs() {
-                let candidate = dir.join("libnvrtc.so.13");
+            // Sonames cudarc's by-name lookup will match once the library is loaded.
+            for (dir, soname) in nvrtc_search_dirs().into_iter().flat_map(|d| [(d.clone(), "libnvrtc.so.13"), (d, "libnvrtc.so.12")]) {
+                let candidate = dir.join(soname);
                 if !candidate.is_file() {
                     continue;
                 }
@@ -115,7 +119,7 @@ fn probe_nvrtc() -> LibraryStatus {
     }
 }
 
-fn probe_simple(names: &[&str], prefix: &str) -> LibraryStatus {
+fn probe_simple<S: AsRef<str>>(names: &[S], prefix: &str) -> LibraryStatus {
     match try_names(names) {
         Ok(_) => LibraryStatus { found: true, path: loaded_path(prefix), error: None },
         Err(e) => LibraryStatus { found: false, path: None, error: Some(e) },
@@ -126,7 +130,7 @@ fn probe_simple(names: &[&str], prefix: &str) -> LibraryStatus {
 pub fn probe() -> &'static Probe {
     static PROBE: OnceLock<Probe> = OnceLock::new();
     PROBE.get_or_init(|| Probe {
-        libcuda: probe_simple(CUDA_NAMES, "libcuda.so"),
+        libcuda: probe_simple(&cudarc_names("cuda"), "libcuda.so"),
         libnvrtc: probe_nvrtc(),
         libnvml: probe_simple(NVML_NAMES, "libnvidia-ml.so"),
     })

@@ -47,7 +47,7 @@ impl GptConfig {
         if self.vocab == 0 || self.ctx == 0 || self.d_model == 0 || self.n_head == 0 || self.d_ff == 0 {
             return Err(LmError::Config(format!("GPT config has a zero dimension: {self:?}")));
         }
-        if self.d_model % self.n_head != 0 {
+        if !self.d_model.is_multiple_of(self.n_head) {
             return Err(LmError::Config(format!(
                 "d_model {} is not a multiple of n_head {}",
                 self.d_model, self.n_head

@@ -22,7 +22,7 @@ pub struct TokenSet {
 
 impl TokenSet {
     pub fn new(tokens: Vec<u16>, seq_len: usize) -> Result<Self> {
-        if seq_len < 2 || tokens.len() % seq_len != 0 {
+        if seq_len < 2 || !tokens.len().is_multiple_of(seq_len) {
             return Err(LmError::Config(format!(
                 "{} tokens do not split into sequences of {seq_len} (need seq_len >= 2)",
                 tokens.len()

@@ -184,14 +184,29 @@ struct TimedSample {
     cpu_oracle: bool,
 }
 
-/// What went wrong with a submission, as the invalid reason.
-type Verdict<T> = std::result::Result<T, String>;
+/// Why a run stopped: the submission's fault (an invalid entry) or the machine's (exit 3).
+enum Fail {
+    Invalid(String),
+    Environment(String),
+}
 
-fn describe(e: &GpuError, during: &str) -> String {
+type Verdict<T> = std::result::Result<T, Fail>;
+
+/// Kernel faults and rejected launches are the submission's doing; any other CUDA error (in
+/// the trusted harness, the driver, the machine) is not, and must not be logged against it.
+fn describe(e: &GpuError, during: &str) -> Fail {
     match e {
-        GpuError::KernelFault { message, .. } => format!("kernel fault {during}: {message}"),
-        GpuError::Launch { kernel, message } => format!("launch of kernel {kernel:?} failed {during}: {message}"),
-        other => format!("CUDA error {during}: {other}"),
+        GpuError::KernelFault { message, .. } => Fail::Invalid(format!("kernel fault {during}: {message}")),
+        GpuError::Launch { kernel, message } => Fail::Invalid(format!("launch of kernel {kernel:?} failed {during}: {message}")),
+        other => Fail::Environment(format!("CUDA error {during}: {other}")),
+    }
+}
+
+/// The outcome for a failed run.
+fn outcome_of(fail: Fail, cases_passed: usize) -> Result<ScoreOutcome> {
+    match fail {
+        Fail::Invalid(reason) => Ok(invalid_with(reason, cases_passed)),
+        Fail::Environment(message) => Err(Error::Environment(message)),
     }
 }
 
@@ -217,10 +232,10 @@ impl Run<'_> {
         let gpu = |e: GpuError| describe(&e, during);
         let input = self.harness.check_input(self.dev, &self.input, n, seed, dist).map_err(gpu)?;
         if input.mismatches > 0 {
-            return Err(format!(
+            return Err(Fail::Invalid(format!(
                 "the submission modified its input {during}: {} elements changed, first at index {}",
                 input.mismatches, input.first_bad
-            ));
+            )));
         }
         self.harness.expected(self.dev, &self.input, n, &self.expected).map_err(gpu)?;
         let out = self.harness.compare(self.dev, &self.expected, &self.output, n).map_err(gpu)?;
@@ -228,12 +243,12 @@ impl Run<'_> {
             let expected = self.dev.download_i32(&self.expected).map_err(gpu)?;
             let actual = self.dev.download_i32(&self.output).map_err(gpu)?;
             let i = out.first_bad as usize;
-            return Err(format!(
+            return Err(Fail::Invalid(format!(
                 "wrong output {during}: first wrong index {i}: expected {}, got {} ({} of {n} elements wrong)",
                 expected.get(i).copied().unwrap_or_default(),
                 actual.get(i).copied().unwrap_or_default(),
                 out.mismatches
-            ));
+            )));
         }
         Ok(())
     }
@@ -247,10 +262,10 @@ impl Run<'_> {
         got.truncate(n as usize);
         match oracle::first_mismatch(&want, &got) {
             None => Ok(()),
-            Some((i, e, a)) => Err(format!(
+            Some((i, e, a)) => Err(Fail::Invalid(format!(
                 "wrong output {during} (CPU oracle): first wrong index {i}: expected {e}, got {}",
                 a.map(|v| v.to_string()).unwrap_or_else(|| "nothing".into())
-            )),
+            ))),
         }
     }
 }
@@ -280,7 +295,13 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
     if let Err(e) = submission.check_sizes(&sizes, &buffers, &plan_limits()) {
         return Ok(ScoreOutcome::invalid(e.to_string()));
     }
+    // The trusted kernels first: if this machine's NVRTC or driver cannot build and load
+    // them, that is an environment problem, not the submission's.
     let opts = dev.compile_options().with_cache(req.cache_dir.join("nvrtc"));
+    let harness_module = nvrtc::compile(HARNESS_SOURCE, "kernels/prefix_sum/harness.cu", &opts)
+        .and_then(|c| dev.load(&c))
+        .map_err(|e| Error::Environment(format!("the trusted harness kernels do not build or load on this device: {e}")))?;
+    let flusher = L2Flusher::new(&dev).map_err(|e| Error::Environment(format!("the L2 flush kernel: {e}")))?;
     let source_name = req.submission_dir.join("solution.cu").display().to_string();
     let compiled = match nvrtc::compile(&submission.source, &source_name, &opts) {
         Ok(c) => c,
@@ -291,9 +312,6 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
         Ok(m) => m,
         Err(e) => return Ok(ScoreOutcome::invalid(format!("the compiled solution did not load: {e}"))),
     };
-    let harness_module = dev
-        .compile_and_load(HARNESS_SOURCE, "kernels/prefix_sum/harness.cu")
-        .map_err(|e| Error::Internal(format!("harness: {e}")))?;
     let alloc = |bytes: usize| dev.alloc(bytes).map_err(|e| Error::Environment(format!("allocating {bytes} bytes: {e}")));
     let mut run = Run {
         dev: &dev,
@@ -301,11 +319,11 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
         input: alloc(n as usize * 4)?,
         output: alloc(n as usize * 4)?,
         expected: alloc(n as usize * 4)?,
-        // A poison value the submission cannot predict (never 0, a plausible answer).
-        poison: ((req.seed >> 16) as i32) | 0x4000_0001,
+        // A poison value the submission cannot predict, in [2^30, 2^31): never a right
+        // answer, since |y| <= 10 n <= 1e9 < 2^30.
+        poison: 0x4000_0000 | ((req.seed >> 16) as i32 & 0x3FFF_FFFF),
         seeds: SeedStream(req.seed),
     };
-    let flusher = L2Flusher::new(&dev).map_err(|e| Error::Internal(format!("L2 flush: {e}")))?;
 
     // Correctness on every size and distribution.
     let mut cases = 0usize;
@@ -314,13 +332,25 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
         let plan = submission.resolve(size, &buffers, &plan_limits()).map_err(|e| Error::Internal(e.to_string()))?;
         let mut runner = match PlanRunner::new(&dev, &module, &plan) {
             Ok(r) => r,
-            Err(e) => return Ok(ScoreOutcome::invalid(describe(&e, &format!("preparing the plan at n = {size}")))),
+            Err(e) => return outcome_of(describe(&e, &format!("preparing the plan at n = {size}")), cases),
+        };
+        // Below the profile size, buffers of exactly `size` elements, so that reads and
+        // writes past the end leave the allocation instead of landing in a larger buffer.
+        let full_buffers = if size < n {
+            let (input, output) = (alloc(size as usize * 4)?, alloc(size as usize * 4)?);
+            Some((std::mem::replace(&mut run.input, input), std::mem::replace(&mut run.output, output)))
+        } else {
+            None
         };
         for dist in Distribution::ALL {
-            if let Err(reason) = run.checked_run(&mut runner, size, dist, size <= CPU_ORACLE_MAX_N) {
-                return Ok(invalid_with(reason, cases));
+            if let Err(fail) = run.checked_run(&mut runner, size, dist, size <= CPU_ORACLE_MAX_N) {
+                return outcome_of(fail, cases);
             }
             cases += 1;
+        }
+        if let Some((input, output)) = full_buffers {
+            run.input = input;
+            run.output = output;
         }
         if size == n {
             timed_runner = Some(runner);
@@ -333,8 +363,8 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
     let warm_start = Instant::now();
     let mut warmups = 0;
     while warm_start.elapsed().as_secs_f64() < rule.warmup_s || warmups < 2 {
-        if let Err(reason) = run.checked_run(&mut runner, n, Distribution::Uniform, false) {
-            return Ok(invalid_with(reason, cases));
+        if let Err(fail) = run.checked_run(&mut runner, n, Distribution::Uniform, false) {
+            return outcome_of(fail, cases);
         }
         warmups += 1;
     }
@@ -360,7 +390,7 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
         })();
         let ms = match step {
             Ok(ms) => ms,
-            Err(e) => return Ok(invalid_with(describe(&e, &during), cases)),
+            Err(e) => return outcome_of(describe(&e, &during), cases),
         };
         let cpu = i == 0 || i == 7;
         let verdict = run.validate(n, seed, Distribution::Uniform, &during).and_then(|_| {
@@ -370,8 +400,8 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
                 Ok(())
             }
         });
-        if let Err(reason) = verdict {
-            return Ok(invalid_with(reason, cases));
+        if let Err(fail) = verdict {
+            return outcome_of(fail, cases);
         }
         let snap = clocks.as_ref().map(|c| c.read());
         samples.push(TimedSample {
