@@ -30,6 +30,8 @@ pub struct DeviceInfo {
     pub max_shared_mem_per_block_optin: u32,
     /// CUDA version the driver supports (cuDriverGetVersion), e.g. "13.0".
     pub driver_version: Option<String>,
+    /// PCI bus id (`0000:18:00.0`), which names the same GPU in NVML.
+    pub pci_bus_id: Option<String>,
 }
 
 impl DeviceInfo {
@@ -91,7 +93,20 @@ pub fn describe(ordinal: usize) -> Result<DeviceInfo, GpuError> {
         max_persisting_l2_bytes: get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE).unwrap_or(0) as u64,
         max_shared_mem_per_block_optin: get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)? as u32,
         driver_version: driver_version(),
+        pci_bus_id: pci_bus_id(dev),
     })
+}
+
+fn pci_bus_id(dev: cudarc::driver::sys::CUdevice) -> Option<String> {
+    let mut buf = [0u8; 64];
+    // SAFETY: `dev` is a valid device handle; the driver writes a NUL-terminated string of at
+    // most `buf.len()` bytes.
+    let rc = unsafe { cudarc::driver::sys::cuDeviceGetPCIBusId(buf.as_mut_ptr() as *mut _, buf.len() as i32, dev) };
+    if rc != cudarc::driver::sys::CUresult::CUDA_SUCCESS {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
 }
 
 /// Device memory, untyped. Kernels see it as a pointer of whatever type they declare.

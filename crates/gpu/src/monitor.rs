@@ -1076,6 +1076,15 @@ impl ClockReader {
         })
     }
 
+    /// The NVML device with this PCI bus id (as CUDA reports it, e.g. `0000:18:00.0`): the
+    /// way to read the clocks of the GPU a CUDA ordinal names, since NVML indices and CUDA
+    /// ordinals differ under `CUDA_VISIBLE_DEVICES` or CUDA's fastest-first ordering.
+    pub fn open_pci(bus_id: &str) -> Option<ClockReader> {
+        let device = nvml().ok()?.device_by_pci_bus_id(bus_id).ok()?;
+        let index = device.index().ok()?;
+        Some(ClockReader { index, device })
+    }
+
     pub fn index(&self) -> u32 {
         self.index
     }

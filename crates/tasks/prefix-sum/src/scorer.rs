@@ -370,7 +370,12 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
     }
 
     // Timed samples.
-    let clocks = ClockReader::open(0);
+    // Clocks of the GPU this context runs on (NVML indices need not match CUDA ordinals).
+    // If the bus id lookup fails, index 0 is only trusted on a single-GPU machine.
+    let clocks = dev.info().pci_bus_id.as_deref().and_then(ClockReader::open_pci).or_else(|| {
+        let single = rdbench_gpu::monitor::nvml().ok()?.device_count().ok()? == 1;
+        single.then(|| ClockReader::open(0)).flatten()
+    });
     let timer = dev.timer().map_err(|e| Error::Internal(e.to_string()))?;
     let mut samples: Vec<TimedSample> = Vec::new();
     let mut times: Vec<f64> = Vec::new();
