@@ -105,7 +105,7 @@ impl Job<'_> {
         let mut child = cmd.spawn().map_err(|e| Error::Internal(format!("starting the scoring worker: {e}")))?;
         let pid = child.id();
         let monitor = monitor::start(
-            MonitorConfig { interval: Duration::from_millis(100), gpu_indices: None, pids: pid.map(|p| vec![p]) },
+            MonitorConfig { interval: Duration::from_millis(100), gpu_indices: scored_gpu(), pids: pid.map(|p| vec![p]) },
             &self.timeline_path,
         );
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -172,6 +172,13 @@ impl Job<'_> {
         };
         Ok((outcome, summary))
     }
+}
+
+/// The NVML index of the GPU the worker scores on (CUDA device 0), so that a multi-GPU node's
+/// other GPUs do not enter the entry's energy and busy time; `None` (all GPUs) if unknown.
+fn scored_gpu() -> Option<Vec<u32>> {
+    let bus = rdbench_gpu::device::describe(0).ok()?.pci_bus_id?;
+    Some(vec![rdbench_gpu::monitor::ClockReader::open_pci(&bus)?.index()])
 }
 
 fn crash_reason(status: Option<std::process::ExitStatus>, tail: &[String]) -> String {
