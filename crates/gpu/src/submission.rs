@@ -13,6 +13,8 @@ use crate::GpuError;
 pub const SOURCE_FILE: &str = "solution.cu";
 /// The launch plan file of a kernel submission.
 pub const PLAN_FILE: &str = "launch.toml";
+/// Longest an NVRTC compile of a submission may take in the checks.
+pub const COMPILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Largest accepted file of a submission, bytes.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
@@ -90,7 +92,9 @@ impl KernelSubmission {
         Ok(())
     }
 
-    /// Compiles the source with NVRTC for each architecture, when NVRTC is installed.
+    /// Compiles the source with NVRTC for each architecture, when NVRTC is installed. A compile
+    /// that outlasts [`COMPILE_TIMEOUT`] (a template bomb) is an invalid submission; it is left
+    /// running on its thread, which dies with the short-lived scoring process.
     pub fn compile_check(&self, archs: &[u32], cache_dir: Option<&Path>) -> Result<CompileCheck, SubmissionError> {
         if let Err(e) = crate::probe::require_nvrtc() {
             return Ok(CompileCheck::Skipped { reason: e.to_string() });
@@ -99,7 +103,21 @@ impl KernelSubmission {
         for &arch in archs {
             let mut opts = CompileOptions::cubin(arch);
             opts.cache_dir = cache_dir.map(Path::to_path_buf);
-            nvrtc::compile(&self.source, &name, &opts).map_err(SubmissionError::Compile)?;
+            let (source, file) = (self.source.clone(), name.clone());
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(nvrtc::compile(&source, &file, &opts).map(|_| ()));
+            });
+            match rx.recv_timeout(COMPILE_TIMEOUT) {
+                Ok(result) => result.map_err(SubmissionError::Compile)?,
+                Err(_) => {
+                    return Err(SubmissionError::Compile(GpuError::Compile {
+                        name: name.clone(),
+                        options: format!("sm_{arch}"),
+                        log: format!("compilation took longer than {} s and was abandoned", COMPILE_TIMEOUT.as_secs()),
+                    }))
+                }
+            }
         }
         Ok(CompileCheck::Compiled { archs: archs.to_vec() })
     }
