@@ -35,6 +35,20 @@ pub struct Job<'a> {
     pub timeout: Duration,
 }
 
+/// The worker command line (`rdbench __worker ...`); tests substitute a misbehaving one.
+fn worker_command(task: &str, request: &Path, result: &Path) -> Result<tokio::process::Command> {
+    #[cfg(test)]
+    if let Some(script) = tests::FAKE_WORKER.with(|w| w.borrow().clone()) {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c").arg(script).arg("worker").arg(result);
+        return Ok(cmd);
+    }
+    let exe = std::env::current_exe().map_err(|e| Error::Internal(format!("locating rdbench: {e}")))?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("__worker").arg("--task").arg(task).arg("--request").arg(request).arg("--result").arg(result);
+    Ok(cmd)
+}
+
 /// What one scoring run produced.
 #[derive(Debug, Clone)]
 pub struct JobResult {
@@ -87,16 +101,8 @@ impl Job<'_> {
         let request = serde_json::to_vec(&self.request).map_err(|e| Error::Internal(e.to_string()))?;
         rdbench_core::fsutil::atomic_write(&request_path, &request)?;
 
-        let exe = std::env::current_exe().map_err(|e| Error::Internal(format!("locating rdbench: {e}")))?;
-        let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg("__worker")
-            .arg("--task")
-            .arg(self.task.info().name)
-            .arg("--request")
-            .arg(&request_path)
-            .arg("--result")
-            .arg(&result_path)
-            .stdin(Stdio::null())
+        let mut cmd = worker_command(&self.task.info().name, &request_path, &result_path)?;
+        cmd            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -227,4 +233,126 @@ pub fn worker_main(task: &dyn Task, request_path: &Path, result_path: &Path) -> 
         }
     }
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use rdbench_core::task::{PrepareRequest, Solution, TaskInfo};
+
+    use super::*;
+
+    thread_local! {
+        /// A shell script run as the worker (`$1` is the result file), instead of `rdbench __worker`.
+        pub static FAKE_WORKER: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+
+    /// A task whose checks all pass, so the (fake) worker always runs.
+    struct Passing;
+
+    impl Task for Passing {
+        fn info(&self) -> TaskInfo {
+            crate::registry::find("prefix-sum").unwrap().info()
+        }
+        fn prepare(&self, _: &PrepareRequest) -> Result<()> {
+            Ok(())
+        }
+        fn install_solution(&self, _: Solution, _: &str, _: &Path, _: &Path) -> Result<()> {
+            Ok(())
+        }
+        fn precheck(&self, _: &ScoreRequest) -> Result<Option<String>> {
+            Ok(None)
+        }
+        fn check_environment(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        fn score(&self, _: &ScoreRequest) -> Result<ScoreOutcome> {
+            unreachable!("scored by the fake worker")
+        }
+    }
+
+    fn run_with(script: &str, timeout: Duration) -> (JobResult, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        FAKE_WORKER.with(|w| *w.borrow_mut() = Some(script.to_string()));
+        let job = Job {
+            task: &Passing,
+            request: ScoreRequest {
+                profile: "tiny".into(),
+                submission_dir: dir.path().into(),
+                private_dir: dir.path().join("private"),
+                cache_dir: dir.path().join("cache"),
+                samples_path: dir.path().join("samples.json"),
+                seed: 1,
+            },
+            timeline_path: dir.path().join("timeline.jsonl"),
+            timeout,
+        };
+        let result = job.run().unwrap();
+        FAKE_WORKER.with(|w| *w.borrow_mut() = None);
+        (result, dir)
+    }
+
+    fn reason(r: &JobResult) -> String {
+        match &r.outcome {
+            ScoreOutcome::Invalid { reason, .. } => reason.clone(),
+            other => panic!("expected an invalid outcome, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_hanging_worker_and_its_children_are_killed_at_the_time_limit() {
+        let marker = tempfile::tempdir().unwrap();
+        let pidfile = marker.path().join("grandchild.pid");
+        // The worker starts a grandchild in its process group, then hangs.
+        let script = format!("sleep 60 & echo $! > {}; sleep 60", pidfile.display());
+        let started = Instant::now();
+        let (result, _dir) = run_with(&script, Duration::from_secs(1));
+        assert!(started.elapsed() < Duration::from_secs(10), "killed promptly");
+        assert!(reason(&result).contains("time limit"), "{}", reason(&result));
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: signal 0 only checks whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid);
+        assert!(!alive, "the grandchild {pid} was killed with the process group");
+        assert!(result.monitor.is_some(), "the monitor ran beside the worker");
+    }
+
+    fn is_zombie(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
+    }
+
+    #[test]
+    fn a_crashing_worker_is_an_invalid_entry_with_its_last_words() {
+        let (result, _dir) = run_with("echo 'about to fail' >&2; kill -SEGV $$", Duration::from_secs(30));
+        let r = reason(&result);
+        assert!(r.contains("signal 11") && r.contains("about to fail"), "{r}");
+    }
+
+    #[test]
+    fn a_worker_result_file_is_the_outcome() {
+        let script = r#"printf '%s' '{"kind":"outcome","outcome":{"status":"valid","raw":0.25,"details":null}}' > "$1""#;
+        let (result, _dir) = run_with(script, Duration::from_secs(30));
+        match result.outcome {
+            ScoreOutcome::Valid { raw, .. } => assert_eq!(raw, 0.25),
+            other => panic!("{other:?}"),
+        }
+        let env = r#"printf '%s' '{"kind":"environment","message":"no GPU"}' > "$1""#;
+        FAKE_WORKER.with(|w| *w.borrow_mut() = Some(env.to_string()));
+        let dir = tempfile::tempdir().unwrap();
+        let job = Job {
+            task: &Passing,
+            request: ScoreRequest {
+                profile: "tiny".into(),
+                submission_dir: dir.path().into(),
+                private_dir: dir.path().join("p"),
+                cache_dir: dir.path().join("c"),
+                samples_path: dir.path().join("s.json"),
+                seed: 1,
+            },
+            timeline_path: dir.path().join("t.jsonl"),
+            timeout: Duration::from_secs(30),
+        };
+        assert!(matches!(job.run(), Err(Error::Environment(m)) if m == "no GPU"));
+    }
 }
