@@ -33,6 +33,9 @@ pub struct Job<'a> {
     /// Where the monitor writes its timeline.
     pub timeline_path: PathBuf,
     pub timeout: Duration,
+    /// Held while the worker runs, so that scoring runs sharing a GPU never overlap and
+    /// disturb each other's timings (concurrent `score` calls queue here).
+    pub device_lock: Option<PathBuf>,
 }
 
 /// The worker command line (`rdbench __worker ...`); tests substitute a misbehaving one.
@@ -83,6 +86,10 @@ impl Job<'_> {
     pub fn run_checked(&self) -> Result<JobResult> {
         let start = Instant::now();
         self.task.check_environment(&self.request.profile)?;
+        let _lock = match &self.device_lock {
+            Some(path) => Some(rdbench_core::fsutil::lock_exclusive(path)?),
+            None => None,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -287,6 +294,7 @@ mod tests {
             },
             timeline_path: dir.path().join("timeline.jsonl"),
             timeout,
+            device_lock: Some(dir.path().join("gpu.lock")),
         };
         let result = job.run().unwrap();
         FAKE_WORKER.with(|w| *w.borrow_mut() = None);
@@ -352,6 +360,7 @@ mod tests {
             },
             timeline_path: dir.path().join("t.jsonl"),
             timeout: Duration::from_secs(30),
+            device_lock: None,
         };
         assert!(matches!(job.run(), Err(Error::Environment(m)) if m == "no GPU"));
     }

@@ -95,6 +95,12 @@ pub fn entry_for(
     }
 }
 
+/// The lock that serializes GPU scoring runs on this machine (`None` for CPU profiles).
+fn device_lock(ctx: &Context, info: &TaskInfo, profile: &str) -> Option<std::path::PathBuf> {
+    let needs_gpu = info.profile(profile).map(|p| p.needs_gpu).unwrap_or(false);
+    needs_gpu.then(|| ctx.home.root().join("locks").join("gpu-0"))
+}
+
 /// A fresh name for one scoring run's files.
 pub fn run_stamp() -> String {
     format!("{}-{:08x}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), rand::random::<u32>())
@@ -121,6 +127,7 @@ pub fn score(ctx: &Context, dir: &Path, allow_uncalibrated: bool, timeout: Optio
         request,
         timeline_path: attempt.private_dir.join(&timeline_rel),
         timeout: Duration::from_secs(timeout.unwrap_or(info.score_timeout_s)),
+        device_lock: device_lock(ctx, &info, &profile),
     };
     let sha = hash_files(&attempt.record.dir, &info.submission_files);
     let log = attempt.score_log();
@@ -287,6 +294,7 @@ pub fn score_solution_dir(
         },
         timeline_path: private_dir.join(format!("timelines/{stamp}.jsonl")),
         timeout: Duration::from_secs(task.info().score_timeout_s),
+        device_lock: device_lock(ctx, &task.info(), profile),
     };
     job.run()
 }
