@@ -397,7 +397,10 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
             Ok(ms) => ms,
             Err(e) => return outcome_of(describe(&e, &during), cases),
         };
-        let cpu = i == 0 || i == 7;
+        // Clocks right after the sample, before validation work changes them.
+        let snap = clocks.as_ref().map(|c| c.read());
+        // Two CPU-oracle checks per run, early enough that even a capped run has both.
+        let cpu = i == 0 || i == 3;
         let verdict = run.validate(n, seed, Distribution::Uniform, &during).and_then(|_| {
             if cpu {
                 run.cpu_check(n, seed, Distribution::Uniform, &during)
@@ -408,7 +411,6 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
         if let Err(fail) = verdict {
             return outcome_of(fail, cases);
         }
-        let snap = clocks.as_ref().map(|c| c.read());
         samples.push(TimedSample {
             ms,
             sm_clock_mhz: snap.as_ref().and_then(|s| s.sm_clock_mhz),
