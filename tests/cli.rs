@@ -12,24 +12,39 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
-        Env { home: tempfile::tempdir().unwrap(), work: tempfile::tempdir().unwrap() }
+        Env {
+            home: tempfile::tempdir().unwrap(),
+            work: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn rdbench(&self, args: &[&str]) -> Output {
         // RDBENCH_BIN / RDBENCH_REPO let the prebuilt test binary run on another machine
         // (the GPU check carries binaries built here).
-        let bin = std::env::var_os("RDBENCH_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rdbench")));
+        let bin = std::env::var_os("RDBENCH_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rdbench")));
         Command::new(bin)
             .args(args)
             .env("RDBENCH_HOME", self.home.path())
-            .env("RDBENCH_SHIPPED_CALIBRATION", self.home.path().join("no-shipped"))
+            .env(
+                "RDBENCH_SHIPPED_CALIBRATION",
+                self.home.path().join("no-shipped"),
+            )
             .output()
             .expect("rdbench runs")
     }
 
     fn attempt(&self, name: &str, task: &str, profile: &str) -> PathBuf {
         let dir = self.work.path().join(name);
-        let out = self.rdbench(&["start", task, "--dir", dir.to_str().unwrap(), "--profile", profile]);
+        let out = self.rdbench(&[
+            "start",
+            task,
+            "--dir",
+            dir.to_str().unwrap(),
+            "--profile",
+            profile,
+        ]);
         assert_eq!(out.status.code(), Some(0), "start: {}", text(&out));
         dir
     }
@@ -42,11 +57,17 @@ impl Env {
 }
 
 fn text(out: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn repo() -> PathBuf {
-    std::env::var_os("RDBENCH_REPO").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+    std::env::var_os("RDBENCH_REPO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 fn has_gpu() -> bool {
@@ -59,17 +80,37 @@ fn list_info_and_doctor_work_everywhere() {
     let out = env.rdbench(&["--json", "list"]);
     assert_eq!(out.status.code(), Some(0));
     let tasks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(tasks.as_array().unwrap().iter().any(|t| t["name"] == "prefix-sum"));
+    assert!(tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "prefix-sum"));
     let out = env.rdbench(&["info", "prefix-sum"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ln(median milliseconds"));
     let out = env.rdbench(&["--json", "doctor"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc["libcuda"]["found"].as_bool(), Some(has_gpu() || doc["libcuda"]["found"] == true));
-    if !has_gpu() {
+    let libcuda_found = doc["libcuda"]["found"]
+        .as_bool()
+        .expect("doctor reports whether libcuda was found");
+    assert!(
+        doc["cpu"]["name"].as_str().is_some_and(|n| !n.is_empty()),
+        "doctor names the CPU: {doc}"
+    );
+    if has_gpu() {
+        assert!(libcuda_found, "a GPU machine has libcuda: {doc}");
+        assert!(
+            !doc["gpus"].as_array().unwrap().is_empty(),
+            "doctor lists the GPUs: {doc}"
+        );
+    } else {
         let out = env.rdbench(&["doctor"]);
-        assert!(String::from_utf8_lossy(&out.stdout).contains("no NVIDIA driver found"), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("no NVIDIA driver found"),
+            "{}",
+            text(&out)
+        );
     }
 }
 
@@ -78,14 +119,33 @@ fn usage_errors_exit_2_with_a_message() {
     let env = Env::new();
     let out = env.rdbench(&["info", "no-such-task"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("prefix-sum"), "lists the tasks: {}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("prefix-sum"),
+        "lists the tasks: {}",
+        text(&out)
+    );
     let dir = env.work.path().join("a");
-    let out = env.rdbench(&["start", "prefix-sum", "--dir", dir.to_str().unwrap(), "--profile", "huge"]);
+    let out = env.rdbench(&[
+        "start",
+        "prefix-sum",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--profile",
+        "huge",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("tiny"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("tiny"),
+        "{}",
+        text(&out)
+    );
     let out = env.rdbench(&["score", env.work.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("rdbench start"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rdbench start"),
+        "{}",
+        text(&out)
+    );
     let out = env.rdbench(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
 }
@@ -94,13 +154,25 @@ fn usage_errors_exit_2_with_a_message() {
 fn start_copies_the_starting_solution_and_keeps_the_log_outside() {
     let env = Env::new();
     let dir = env.attempt("a", "prefix-sum", "tiny");
-    for f in ["solution.cu", "launch.toml", "INSTRUCTIONS.md", "LAUNCH_PLAN.md"] {
+    for f in [
+        "solution.cu",
+        "launch.toml",
+        "INSTRUCTIONS.md",
+        "LAUNCH_PLAN.md",
+    ] {
         assert!(dir.join(f).is_file(), "{f} copied");
     }
     let all: Vec<String> = walk(&dir);
-    assert!(all.iter().all(|p| !p.contains("score_log") && !p.contains("reference")), "{all:?}");
+    assert!(
+        all.iter()
+            .all(|p| !p.contains("score_log") && !p.contains("reference")),
+        "{all:?}"
+    );
     let instructions = std::fs::read_to_string(dir.join("INSTRUCTIONS.md")).unwrap();
-    assert!(instructions.contains("4,000,037"), "the profile's n is in the instructions");
+    assert!(
+        instructions.contains("4,000,037"),
+        "the profile's n is in the instructions"
+    );
     // A second start on the same folder is refused.
     let out = env.rdbench(&["start", "prefix-sum", "--dir", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -129,8 +201,15 @@ fn score_without_gpu_exits_3_and_logs_nothing() {
     let dir = env.attempt("a", "prefix-sum", "tiny");
     let out = env.rdbench(&["score", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no NVIDIA driver found"), "{}", text(&out));
-    assert!(env.log(&dir).is_empty(), "an environment error is not the submission's fault");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no NVIDIA driver found"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        env.log(&dir).is_empty(),
+        "an environment error is not the submission's fault"
+    );
 }
 
 #[derive(serde::Deserialize)]
@@ -154,7 +233,8 @@ fn exploit_corpus_is_logged_invalid_with_its_reason() {
             continue;
         }
         let name = case.file_name().unwrap().to_string_lossy().to_string();
-        let expect: Expect = toml::from_str(&std::fs::read_to_string(case.join("expect.toml")).unwrap()).unwrap();
+        let expect: Expect =
+            toml::from_str(&std::fs::read_to_string(case.join("expect.toml")).unwrap()).unwrap();
         if expect.stage == "compile" && !nvrtc {
             eprintln!("skipped {name}: NVRTC not installed");
             continue;
@@ -167,8 +247,15 @@ fn exploit_corpus_is_logged_invalid_with_its_reason() {
         let log = env.log(&dir);
         let code = out.status.code();
         if expect.stage == "run" && code == Some(3) {
-            assert!(!has_gpu(), "{name}: exit 3 on a GPU machine: {}", text(&out));
-            assert!(log.is_empty(), "{name}: nothing logged for an environment error");
+            assert!(
+                !has_gpu(),
+                "{name}: exit 3 on a GPU machine: {}",
+                text(&out)
+            );
+            assert!(
+                log.is_empty(),
+                "{name}: nothing logged for an environment error"
+            );
             continue;
         }
         assert_eq!(code, Some(1), "{name}: {}", text(&out));
@@ -206,7 +293,10 @@ fn bad_files_are_invalid_entries_naming_the_file() {
         let log = env.log(&dir);
         assert_eq!(log.len(), 1, "{name}");
         let reason = log[0]["reason"].as_str().unwrap();
-        assert!(reason.contains(file), "{name}: reason names {file}: {reason}");
+        assert!(
+            reason.contains(file),
+            "{name}: reason names {file}: {reason}"
+        );
     }
 }
 
@@ -214,20 +304,47 @@ fn bad_files_are_invalid_entries_naming_the_file() {
 fn finish_writes_a_summary_and_log_survives_a_torn_line() {
     let env = Env::new();
     let dir = env.attempt("a", "prefix-sum", "tiny");
-    std::fs::write(dir.join("launch.toml"), b"[[launch]]\nkernel = \"nope\"\ngrid = 1\nblock = 1\nargs = []\n").unwrap();
-    assert_eq!(env.rdbench(&["score", dir.to_str().unwrap()]).status.code(), Some(1));
+    std::fs::write(
+        dir.join("launch.toml"),
+        b"[[launch]]\nkernel = \"nope\"\ngrid = 1\nblock = 1\nargs = []\n",
+    )
+    .unwrap();
+    assert_eq!(
+        env.rdbench(&["score", dir.to_str().unwrap()]).status.code(),
+        Some(1)
+    );
     // Simulate a scorer killed mid-write: half a JSON line at the end of the log.
-    let private = walk(env.home.path()).into_iter().find(|p| p.ends_with("score_log.jsonl")).expect("a score log");
-    let mut f = std::fs::OpenOptions::new().append(true).open(&private).unwrap();
+    let private = walk(env.home.path())
+        .into_iter()
+        .find(|p| p.ends_with("score_log.jsonl"))
+        .expect("a score log");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&private)
+        .unwrap();
     std::io::Write::write_all(&mut f, b"{\"timestamp\":\"2026-11-").unwrap();
     drop(f);
-    assert_eq!(env.rdbench(&["score", dir.to_str().unwrap()]).status.code(), Some(1));
+    assert_eq!(
+        env.rdbench(&["score", dir.to_str().unwrap()]).status.code(),
+        Some(1)
+    );
     let log = env.log(&dir);
-    assert_eq!(log.len(), 2, "both whole entries are read past the torn line");
+    assert_eq!(
+        log.len(),
+        2,
+        "both whole entries are read past the torn line"
+    );
     let summary_path = env.work.path().join("summary.json");
-    let out = env.rdbench(&["--json", "finish", dir.to_str().unwrap(), "--out", summary_path.to_str().unwrap()]);
+    let out = env.rdbench(&[
+        "--json",
+        "finish",
+        dir.to_str().unwrap(),
+        "--out",
+        summary_path.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
     assert_eq!(summary["schema"], "rdbench.attempt-summary/1");
     assert_eq!(summary["entries"], 2);
     assert_eq!(summary["valid_entries"], 0);
@@ -245,10 +362,19 @@ fn cycle_runs_and_says_what_it_skipped() {
     if has_gpu() {
         let start = row["start_score"].as_f64().unwrap();
         let reference = row["reference_score"].as_f64().unwrap();
-        assert!(start.abs() < 0.05 && (reference - 1.0).abs() < 0.05, "{row}");
+        assert!(
+            start.abs() < 0.05 && (reference - 1.0).abs() < 0.05,
+            "{row}"
+        );
     } else {
         assert!(row["status"].as_str().unwrap().contains("skipped"), "{row}");
-        assert!(row["note"].as_str().unwrap().contains("GPU-free checks passed"), "{row}");
+        assert!(
+            row["note"]
+                .as_str()
+                .unwrap()
+                .contains("GPU-free checks passed"),
+            "{row}"
+        );
     }
 }
 
@@ -256,7 +382,15 @@ fn cycle_runs_and_says_what_it_skipped() {
 fn monitor_records_a_timeline_for_a_short_duration() {
     let env = Env::new();
     let dir = env.attempt("a", "prefix-sum", "tiny");
-    let out = env.rdbench(&["--json", "monitor", dir.to_str().unwrap(), "--interval-ms", "50", "--duration", "0.5"]);
+    let out = env.rdbench(&[
+        "--json",
+        "monitor",
+        dir.to_str().unwrap(),
+        "--interval-ms",
+        "50",
+        "--duration",
+        "0.5",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["summary"]["samples"].as_u64().unwrap() >= 3, "{v}");
@@ -275,7 +409,11 @@ fn aggregate_reads_runs_and_rejects_bad_lines() {
         for (t, minutes) in [("t1", 2.0), ("t2", 30.0), ("t3", 240.0), ("t4", 900.0)] {
             for r in 0..4 {
                 let skill = if agent == "a" { 60.0 } else { 10.0 };
-                let score = if minutes < skill * (1.0 + r as f64 / 4.0) { 1.0 } else { 0.0 };
+                let score = if minutes < skill * (1.0 + r as f64 / 4.0) {
+                    1.0
+                } else {
+                    0.0
+                };
                 lines.push(serde_json::json!({
                     "run_id": format!("{agent}-{t}-{r}"), "task_id": format!("fam_{t}/main"), "task_family": format!("fam_{t}"),
                     "alias": agent, "score": score, "time_limit": 1800, "human_minutes": minutes,
@@ -285,13 +423,29 @@ fn aggregate_reads_runs_and_rejects_bad_lines() {
     }
     std::fs::write(&runs, lines.join("\n")).unwrap();
     let out_dir = env.work.path().join("agg");
-    let out = env.rdbench(&["--json", "aggregate", runs.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--bootstrap", "50", "--budget-bootstrap", "50", "--plots", "none"]);
+    let out = env.rdbench(&[
+        "--json",
+        "aggregate",
+        runs.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--bootstrap",
+        "50",
+        "--budget-bootstrap",
+        "50",
+        "--plots",
+        "none",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("aggregate --json is JSON");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("aggregate --json is JSON");
     assert!(report.to_string().contains("\"a\""), "{report}");
     std::fs::write(&runs, format!("{}\n{{\"run_id\": \"x\", \"alias\": \"a\", \"task_id\": \"t\", \"task_family\": \"f\", \"score\": 1, \"human_minutes\": \"ten\"}}\n", lines[0])).unwrap();
     let out = env.rdbench(&["aggregate", runs.to_str().unwrap(), "--no-files"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("runs.jsonl:2") && err.contains("human_minutes"), "names file, line and field: {err}");
+    assert!(
+        err.contains("runs.jsonl:2") && err.contains("human_minutes"),
+        "names file, line and field: {err}"
+    );
 }

@@ -37,7 +37,12 @@ pub struct ReferenceReport {
 }
 
 /// Runs the reference solution; returns the fixed model (same architecture as `corrupted`).
-pub fn run(corrupted: &Gpt, small: &Gpt, data: &TokenSet, cfg: &ReferenceConfig) -> Result<(Gpt, ReferenceReport)> {
+pub fn run(
+    corrupted: &Gpt,
+    small: &Gpt,
+    data: &TokenSet,
+    cfg: &ReferenceConfig,
+) -> Result<(Gpt, ReferenceReport)> {
     let start = std::time::Instant::now();
     // Fresh variables: never train the caller's model in place.
     let model = Gpt::from_tensors(corrupted.config().clone(), corrupted.tensors())?;
@@ -53,11 +58,17 @@ pub fn run(corrupted: &Gpt, small: &Gpt, data: &TokenSet, cfg: &ReferenceConfig)
     let a = Var::from_tensor(&Tensor::from_vec(init, (ds, d), &Device::Cpu)?)?;
     let b = Var::from_tensor(&Tensor::zeros(d, candle_core::DType::F32, &Device::Cpu)?)?;
     let adapted = |a: &Var, b: &Var| -> Result<Tensor> {
-        Ok(e_small.matmul(a.as_tensor())?.broadcast_add(b.as_tensor())?)
+        Ok(e_small
+            .matmul(a.as_tensor())?
+            .broadcast_add(b.as_tensor())?)
     };
-    let r1 = train(vec![a.clone(), b.clone()], data, &cfg.adapter, "reference: adapter", |batch| {
-        model.loss_with_wte(batch, &adapted(&a, &b)?)
-    })?;
+    let r1 = train(
+        vec![a.clone(), b.clone()],
+        data,
+        &cfg.adapter,
+        "reference: adapter",
+        |batch| model.loss_with_wte(batch, &adapted(&a, &b)?),
+    )?;
 
     // Fold the adapter into a plain embedding.
     model.set("wte", &adapted(&a, &b)?.detach())?;

@@ -3,13 +3,7 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-/// SplitMix64 finalizer: spreads a 64-bit value over all bits.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use rdbench_core::rng::splitmix64 as mix;
 
 /// The random stream of one bootstrap sample: a function of the seed, a tag naming the
 /// computation and the sample index only, so results do not depend on how samples are spread

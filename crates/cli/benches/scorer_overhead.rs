@@ -44,16 +44,23 @@ fn bench(c: &mut Criterion) {
     }
 
     let mut group = c.benchmark_group("precheck");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     group.bench_function("cold", |b| {
         b.iter(|| {
             let cache = tempfile::tempdir().unwrap();
-            assert!(task.precheck(&request(&sub, cache.path())).unwrap().is_none());
+            assert!(task
+                .precheck(&request(&sub, cache.path()))
+                .unwrap()
+                .is_none());
         })
     });
     let cache = work.path().join("cache");
     task.precheck(&request(&sub, &cache)).unwrap();
-    group.bench_function("cached", |b| b.iter(|| assert!(task.precheck(&request(&sub, &cache)).unwrap().is_none())));
+    group.bench_function("cached", |b| {
+        b.iter(|| assert!(task.precheck(&request(&sub, &cache)).unwrap().is_none()))
+    });
     group.finish();
 
     let exe = env!("CARGO_BIN_EXE_rdbench");
@@ -77,7 +84,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("monitor_start_stop", |b| {
         let path = work.path().join("timeline.jsonl");
         b.iter(|| {
-            let h = rdbench_gpu::monitor::start(rdbench_gpu::monitor::MonitorConfig::default(), &path).unwrap();
+            let h =
+                rdbench_gpu::monitor::start(rdbench_gpu::monitor::MonitorConfig::default(), &path)
+                    .unwrap();
             h.stop().unwrap()
         })
     });
@@ -101,7 +110,9 @@ fn bench(c: &mut Criterion) {
         samples_file: None,
         timeline_file: None,
     };
-    c.bench_function("score_log_append", |b| b.iter(|| log.append(&entry).unwrap()));
+    c.bench_function("score_log_append", |b| {
+        b.iter(|| log.append(&entry).unwrap())
+    });
 }
 
 criterion_group!(benches, bench);

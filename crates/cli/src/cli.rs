@@ -8,8 +8,14 @@ use clap::{Parser, Subcommand};
 use crate::aggregate::AggregateArgs;
 
 #[derive(Debug, Parser)]
-#[command(name = "rdbench", version, about = "AI R&D benchmark tasks on GPUs: start attempts, score submissions, calibrate, aggregate")]
-#[command(after_help = "Exit codes: 0 scored (or done), 1 submission invalid, 2 usage or input error, 3 environment error (no GPU, no calibration).")]
+#[command(
+    name = "rdbench",
+    version,
+    about = "AI R&D benchmark tasks on GPUs: start attempts, score submissions, calibrate, aggregate"
+)]
+#[command(
+    after_help = "Exit codes: 0 scored (or done), 1 submission invalid, 2 usage or input error, 3 environment error (no GPU, no calibration)."
+)]
 pub struct Cli {
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]

@@ -46,9 +46,16 @@ fn worker_command(task: &str, request: &Path, result: &Path) -> Result<tokio::pr
         cmd.arg("-c").arg(script).arg("worker").arg(result);
         return Ok(cmd);
     }
-    let exe = std::env::current_exe().map_err(|e| Error::Internal(format!("locating rdbench: {e}")))?;
+    let exe =
+        std::env::current_exe().map_err(|e| Error::Internal(format!("locating rdbench: {e}")))?;
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("__worker").arg("--task").arg(task).arg("--request").arg(request).arg("--result").arg(result);
+    cmd.arg("__worker")
+        .arg("--task")
+        .arg(task)
+        .arg("--request")
+        .arg(request)
+        .arg("--result")
+        .arg(result);
     Ok(cmd)
 }
 
@@ -65,7 +72,12 @@ pub struct JobResult {
 impl JobResult {
     /// A submission rejected before any worker ran.
     pub fn rejected(reason: String, start: Instant) -> Self {
-        JobResult { outcome: ScoreOutcome::invalid(reason), wall_s: start.elapsed().as_secs_f64(), monitor: None, ran_worker: false }
+        JobResult {
+            outcome: ScoreOutcome::invalid(reason),
+            wall_s: start.elapsed().as_secs_f64(),
+            monitor: None,
+            ran_worker: false,
+        }
     }
 }
 
@@ -96,7 +108,12 @@ impl Job<'_> {
             .build()
             .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
         let (outcome, monitor) = runtime.block_on(self.supervise())?;
-        Ok(JobResult { outcome, wall_s: start.elapsed().as_secs_f64(), monitor, ran_worker: true })
+        Ok(JobResult {
+            outcome,
+            wall_s: start.elapsed().as_secs_f64(),
+            monitor,
+            ran_worker: true,
+        })
     }
 
     async fn supervise(&self) -> Result<(ScoreOutcome, Option<MonitorSummary>)> {
@@ -105,20 +122,27 @@ impl Job<'_> {
         let request_path = dir.join(format!("request-{}.json", std::process::id()));
         let result_path = dir.join(format!("result-{}.json", std::process::id()));
         let _ = std::fs::remove_file(&result_path);
-        let request = serde_json::to_vec(&self.request).map_err(|e| Error::Internal(e.to_string()))?;
+        let request =
+            serde_json::to_vec(&self.request).map_err(|e| Error::Internal(e.to_string()))?;
         rdbench_core::fsutil::atomic_write(&request_path, &request)?;
 
         let mut cmd = worker_command(&self.task.info().name, &request_path, &result_path)?;
-        cmd            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             // Own process group, so a timeout kills everything the worker started.
             .process_group(0);
-        let mut child = cmd.spawn().map_err(|e| Error::Internal(format!("starting the scoring worker: {e}")))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::Internal(format!("starting the scoring worker: {e}")))?;
         let pid = child.id();
         let monitor = monitor::start(
-            MonitorConfig { interval: Duration::from_millis(100), gpu_indices: scored_gpu(), pids: pid.map(|p| vec![p]) },
+            MonitorConfig {
+                interval: Duration::from_millis(100),
+                gpu_indices: scored_gpu(),
+                pids: pid.map(|p| vec![p]),
+            },
             &self.timeline_path,
         );
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -133,7 +157,11 @@ impl Job<'_> {
                 match reader.read_until(b'\n', &mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf).trim_end().chars().take(2000).collect::<String>();
+                        let line = String::from_utf8_lossy(&buf)
+                            .trim_end()
+                            .chars()
+                            .take(2000)
+                            .collect::<String>();
                         let _ = writeln!(std::io::stderr(), "  [worker] {line}");
                         tail.push(line);
                         if tail.len() > STDERR_TAIL {
@@ -155,10 +183,18 @@ impl Job<'_> {
         }
         let status = match waited {
             Ok(Ok(status)) => Some(status),
-            Ok(Err(e)) => return Err(Error::Internal(format!("waiting for the scoring worker: {e}"))),
+            Ok(Err(e)) => {
+                return Err(Error::Internal(format!(
+                    "waiting for the scoring worker: {e}"
+                )))
+            }
             Err(_) => None,
         };
-        let tail = tokio::time::timeout(Duration::from_secs(5), tail).await.ok().and_then(|r| r.ok()).unwrap_or_default();
+        let tail = tokio::time::timeout(Duration::from_secs(5), tail)
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_default();
         let summary = match monitor {
             Ok(handle) => handle.stop().ok(),
             Err(e) => {
@@ -167,7 +203,9 @@ impl Job<'_> {
             }
         };
         let _ = std::fs::remove_file(&request_path);
-        let result = std::fs::read(&result_path).ok().and_then(|b| serde_json::from_slice::<WorkerResult>(&b).ok());
+        let result = std::fs::read(&result_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<WorkerResult>(&b).ok());
         let _ = std::fs::remove_file(&result_path);
         let outcome = match (timed_out, result, status) {
             // A worker that reported and then hung in teardown still reported.
@@ -191,21 +229,34 @@ impl Job<'_> {
 /// other GPUs do not enter the entry's energy and busy time; `None` (all GPUs) if unknown.
 fn scored_gpu() -> Option<Vec<u32>> {
     let bus = rdbench_gpu::device::describe(0).ok()?.pci_bus_id?;
-    Some(vec![rdbench_gpu::monitor::ClockReader::open_pci(&bus)?.index()])
+    Some(vec![
+        rdbench_gpu::monitor::ClockReader::open_pci(&bus)?.index()
+    ])
 }
 
 fn crash_reason(status: Option<std::process::ExitStatus>, tail: &[String]) -> String {
     use std::os::unix::process::ExitStatusExt;
     let how = match status {
-        Some(s) if s.signal().is_some() => format!("killed by signal {}", s.signal().unwrap_or_default()),
+        Some(s) if s.signal().is_some() => {
+            format!("killed by signal {}", s.signal().unwrap_or_default())
+        }
         Some(s) => format!("exited with code {}", s.code().unwrap_or(-1)),
         None => "vanished".into(),
     };
-    let last: Vec<&str> = tail.iter().rev().take(5).rev().map(String::as_str).collect();
+    let last: Vec<&str> = tail
+        .iter()
+        .rev()
+        .take(5)
+        .rev()
+        .map(String::as_str)
+        .collect();
     if last.is_empty() {
         format!("the scoring worker crashed ({how}) before reporting a result")
     } else {
-        format!("the scoring worker crashed ({how}) before reporting a result; its last output: {}", last.join(" | "))
+        format!(
+            "the scoring worker crashed ({how}) before reporting a result; its last output: {}",
+            last.join(" | ")
+        )
     }
 }
 
@@ -215,11 +266,15 @@ pub fn worker_main(task: &dyn Task, request_path: &Path, result_path: &Path) -> 
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice::<ScoreRequest>(&b).map_err(|e| e.to_string()))
     {
-        Err(e) => WorkerResult::Failed { message: format!("{}: {e}", request_path.display()) },
+        Err(e) => WorkerResult::Failed {
+            message: format!("{}: {e}", request_path.display()),
+        },
         Ok(req) => match task.score(&req) {
             Ok(outcome) => WorkerResult::Outcome { outcome },
             Err(Error::Environment(message)) => WorkerResult::Environment { message },
-            Err(e) => WorkerResult::Failed { message: e.to_string() },
+            Err(e) => WorkerResult::Failed {
+                message: e.to_string(),
+            },
         },
     };
     let code = match &result {
@@ -279,26 +334,36 @@ mod tests {
         }
     }
 
-    fn run_with(script: &str, timeout: Duration) -> (JobResult, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        FAKE_WORKER.with(|w| *w.borrow_mut() = Some(script.to_string()));
-        let job = Job {
+    /// A job of the always-passing task with everything under `dir`.
+    fn job(dir: &Path, timeout: Duration) -> Job<'static> {
+        Job {
             task: &Passing,
             request: ScoreRequest {
                 profile: "tiny".into(),
-                submission_dir: dir.path().into(),
-                private_dir: dir.path().join("private"),
-                cache_dir: dir.path().join("cache"),
-                samples_path: dir.path().join("samples.json"),
+                submission_dir: dir.into(),
+                private_dir: dir.join("private"),
+                cache_dir: dir.join("cache"),
+                samples_path: dir.join("samples.json"),
                 seed: 1,
             },
-            timeline_path: dir.path().join("timeline.jsonl"),
+            timeline_path: dir.join("timeline.jsonl"),
             timeout,
-            device_lock: Some(dir.path().join("gpu.lock")),
-        };
-        let result = job.run().unwrap();
+            device_lock: Some(dir.join("gpu")),
+        }
+    }
+
+    /// Runs `script` as the worker of a job; the job's own error, if any, is returned as is.
+    fn try_run_with(script: &str, timeout: Duration) -> (Result<JobResult>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        FAKE_WORKER.with(|w| *w.borrow_mut() = Some(script.to_string()));
+        let result = job(dir.path(), timeout).run();
         FAKE_WORKER.with(|w| *w.borrow_mut() = None);
         (result, dir)
+    }
+
+    fn run_with(script: &str, timeout: Duration) -> (JobResult, tempfile::TempDir) {
+        let (result, dir) = try_run_with(script, timeout);
+        (result.unwrap(), dir)
     }
 
     fn reason(r: &JobResult) -> String {
@@ -316,25 +381,50 @@ mod tests {
         let script = format!("sleep 60 & echo $! > {}; sleep 60", pidfile.display());
         let started = Instant::now();
         let (result, _dir) = run_with(&script, Duration::from_secs(1));
-        assert!(started.elapsed() < Duration::from_secs(10), "killed promptly");
-        assert!(reason(&result).contains("time limit"), "{}", reason(&result));
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "killed promptly"
+        );
+        assert!(
+            reason(&result).contains("time limit"),
+            "{}",
+            reason(&result)
+        );
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(200));
         // SAFETY: signal 0 only checks whether the process exists.
         let alive = unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid);
-        assert!(!alive, "the grandchild {pid} was killed with the process group");
-        assert!(result.monitor.is_some(), "the monitor ran beside the worker");
+        assert!(
+            !alive,
+            "the grandchild {pid} was killed with the process group"
+        );
+        assert!(
+            result.monitor.is_some(),
+            "the monitor ran beside the worker"
+        );
     }
 
     fn is_zombie(pid: i32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
     }
 
     #[test]
     fn a_crashing_worker_is_an_invalid_entry_with_its_last_words() {
-        let (result, _dir) = run_with("echo 'about to fail' >&2; kill -SEGV $$", Duration::from_secs(30));
+        let (result, _dir) = run_with(
+            "echo 'about to fail' >&2; kill -SEGV $$",
+            Duration::from_secs(30),
+        );
         let r = reason(&result);
-        assert!(r.contains("signal 11") && r.contains("about to fail"), "{r}");
+        assert!(
+            r.contains("signal 11") && r.contains("about to fail"),
+            "{r}"
+        );
     }
 
     #[test]
@@ -346,22 +436,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let env = r#"printf '%s' '{"kind":"environment","message":"no GPU"}' > "$1""#;
-        FAKE_WORKER.with(|w| *w.borrow_mut() = Some(env.to_string()));
-        let dir = tempfile::tempdir().unwrap();
-        let job = Job {
-            task: &Passing,
-            request: ScoreRequest {
-                profile: "tiny".into(),
-                submission_dir: dir.path().into(),
-                private_dir: dir.path().join("p"),
-                cache_dir: dir.path().join("c"),
-                samples_path: dir.path().join("s.json"),
-                seed: 1,
-            },
-            timeline_path: dir.path().join("t.jsonl"),
-            timeout: Duration::from_secs(30),
-            device_lock: None,
-        };
-        assert!(matches!(job.run(), Err(Error::Environment(m)) if m == "no GPU"));
+        let (result, _dir) = try_run_with(env, Duration::from_secs(30));
+        assert!(matches!(result, Err(Error::Environment(m)) if m == "no GPU"));
     }
 }

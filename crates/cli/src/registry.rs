@@ -18,5 +18,10 @@ pub fn find(name: &str) -> Result<Box<dyn Task>> {
     tasks
         .into_iter()
         .find(|t| t.info().name == name)
-        .ok_or_else(|| Error::Usage(format!("unknown task {name:?}; the tasks are: {}", names.join(", "))))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "unknown task {name:?}; the tasks are: {}",
+                names.join(", ")
+            ))
+        })
 }

@@ -84,16 +84,18 @@ impl Attempt {
             started_at: Utc::now(),
             finished_at: None,
         };
-        let attempt = Attempt { record, private_dir };
+        let attempt = Attempt {
+            record,
+            private_dir,
+        };
         attempt.save()?;
         Ok(attempt)
     }
 
     /// Opens the attempt started on `dir`.
     pub fn open(home: &Home, dir: &Path) -> Result<Attempt> {
-        let canon = canonical(dir).map_err(|_| {
-            Error::Usage(format!("{}: no such attempt folder", dir.display()))
-        })?;
+        let canon = canonical(dir)
+            .map_err(|_| Error::Usage(format!("{}: no such attempt folder", dir.display())))?;
         let private_dir = home.attempts_dir().join(attempt_id(&canon));
         let path = private_dir.join("attempt.json");
         let bytes = std::fs::read(&path).map_err(|_| {
@@ -106,7 +108,10 @@ impl Attempt {
         })?;
         let record: AttemptRecord = serde_json::from_slice(&bytes)
             .map_err(|e| Error::bad_input(&path, format!("malformed attempt record: {e}")))?;
-        Ok(Attempt { record, private_dir })
+        Ok(Attempt {
+            record,
+            private_dir,
+        })
     }
 
     pub fn save(&self) -> Result<()> {
@@ -154,7 +159,9 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         let home = Home::new(home_dir.path());
         let a = Attempt::create(&home, "t", "tiny", "agent", work.path(), Some(60.0)).unwrap();
-        assert!(!a.private_dir.starts_with(work.path().canonicalize().unwrap()));
+        assert!(!a
+            .private_dir
+            .starts_with(work.path().canonicalize().unwrap()));
         let b = Attempt::open(&home, work.path()).unwrap();
         assert_eq!(a.record.id, b.record.id);
         let again = Attempt::create(&home, "t", "tiny", "agent", work.path(), None);
@@ -165,7 +172,9 @@ mod tests {
     fn open_without_start_says_what_to_do() {
         let home_dir = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
-        let err = Attempt::open(&Home::new(home_dir.path()), work.path()).unwrap_err().to_string();
+        let err = Attempt::open(&Home::new(home_dir.path()), work.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("rdbench start"), "{err}");
     }
 }

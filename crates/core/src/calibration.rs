@@ -55,10 +55,15 @@ impl DeviceFingerprint {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let name = cpuinfo
             .lines()
-            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .and_then(|r| r.split(':').nth(1))
+            })
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let mem_kb: u64 = meminfo
             .lines()
@@ -124,7 +129,10 @@ pub struct CalibrationStore {
 
 impl CalibrationStore {
     pub fn new(writable: impl Into<PathBuf>) -> Self {
-        CalibrationStore { writable: writable.into(), shipped: Vec::new() }
+        CalibrationStore {
+            writable: writable.into(),
+            shipped: Vec::new(),
+        }
     }
 
     /// Adds a read-only folder searched after the writable one (calibrations shipped with rdbench).
@@ -148,13 +156,22 @@ impl CalibrationStore {
     }
 
     /// The calibration for a task profile on this device, writable folder first.
-    pub fn lookup(&self, fp: &DeviceFingerprint, task: &str, profile: &str) -> Result<Option<CalibrationEntry>> {
+    pub fn lookup(
+        &self,
+        fp: &DeviceFingerprint,
+        task: &str,
+        profile: &str,
+    ) -> Result<Option<CalibrationEntry>> {
         for dir in std::iter::once(&self.writable).chain(self.shipped.iter()) {
             if let Some(file) = Self::load(&Self::file_in(dir, fp))? {
                 if file.fingerprint != *fp {
                     continue;
                 }
-                if let Some(e) = file.entries.into_iter().find(|e| e.task == task && e.profile == profile) {
+                if let Some(e) = file
+                    .entries
+                    .into_iter()
+                    .find(|e| e.task == task && e.profile == profile)
+                {
                     return Ok(Some(e));
                 }
             }
@@ -166,7 +183,9 @@ impl CalibrationStore {
     pub fn list(&self) -> Vec<(PathBuf, Result<CalibrationFile>)> {
         let mut out = Vec::new();
         for dir in std::iter::once(&self.writable).chain(self.shipped.iter()) {
-            let Ok(read) = std::fs::read_dir(dir) else { continue };
+            let Ok(read) = std::fs::read_dir(dir) else {
+                continue;
+            };
             let mut paths: Vec<PathBuf> = read
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "json"))
@@ -186,11 +205,15 @@ impl CalibrationStore {
     pub fn record(&self, fp: &DeviceFingerprint, entry: CalibrationEntry) -> Result<PathBuf> {
         let path = Self::file_in(&self.writable, fp);
         let _lock = lock_exclusive(&path)?;
-        let mut file = Self::load(&path)?
-            .unwrap_or_else(|| CalibrationFile { fingerprint: fp.clone(), entries: Vec::new() });
-        file.entries.retain(|e| !(e.task == entry.task && e.profile == entry.profile));
+        let mut file = Self::load(&path)?.unwrap_or_else(|| CalibrationFile {
+            fingerprint: fp.clone(),
+            entries: Vec::new(),
+        });
+        file.entries
+            .retain(|e| !(e.task == entry.task && e.profile == entry.profile));
         file.entries.push(entry);
-        file.entries.sort_by(|a, b| (&a.task, &a.profile).cmp(&(&b.task, &b.profile)));
+        file.entries
+            .sort_by(|a, b| (&a.task, &a.profile).cmp(&(&b.task, &b.profile)));
         let json = serde_json::to_vec_pretty(&file)
             .map_err(|e| Error::Internal(format!("serializing calibration: {e}")))?;
         atomic_write(&path, &json)?;
@@ -207,7 +230,10 @@ mod tests {
     fn start_is_zero_reference_is_one() {
         assert_eq!(normalize(5.0, 5.0, 2.0), 0.0);
         assert_eq!(normalize(2.0, 5.0, 2.0), 1.0);
-        assert!((normalize(1.0, 5.0, 2.0) - 4.0 / 3.0).abs() < 1e-12, "above 1 is kept");
+        assert!(
+            (normalize(1.0, 5.0, 2.0) - 4.0 / 3.0).abs() < 1e-12,
+            "above 1 is kept"
+        );
         assert_eq!(normalize(7.0, 5.0, 2.0), 0.0, "below start clamps to 0");
         assert!(normalize(f64::NAN, 5.0, 2.0).is_nan());
         assert!(normalize(3.0, 2.0, 2.0).is_nan(), "degenerate calibration");
@@ -239,7 +265,15 @@ mod tests {
             details: serde_json::Value::Null,
         };
         store.record(&fp, entry.clone()).unwrap();
-        store.record(&fp, CalibrationEntry { start: 2.0, ..entry.clone() }).unwrap();
+        store
+            .record(
+                &fp,
+                CalibrationEntry {
+                    start: 2.0,
+                    ..entry.clone()
+                },
+            )
+            .unwrap();
         let found = store.lookup(&fp, "t", "tiny").unwrap().unwrap();
         assert_eq!(found.start, 2.0, "re-calibration replaces the entry");
         assert!(store.lookup(&other, "t", "tiny").unwrap().is_none());

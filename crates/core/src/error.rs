@@ -57,12 +57,18 @@ impl Error {
 
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// A malformed input file.
     pub fn bad_input(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::BadInput { path: path.into(), message: message.into() }
+        Error::BadInput {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 

@@ -11,11 +11,16 @@ use crate::{Error, Result};
 /// Replaces `path` with `bytes` atomically: a reader (or a crash) sees the old file or the new
 /// one, never a mix.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(tmp.path(), e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
@@ -46,7 +51,8 @@ pub fn lock_exclusive(path: &Path) -> Result<LockGuard> {
         .write(true)
         .open(&lock_path)
         .map_err(|e| Error::io(&lock_path, e))?;
-    file.lock_exclusive().map_err(|e| Error::io(&lock_path, e))?;
+    file.lock_exclusive()
+        .map_err(|e| Error::io(&lock_path, e))?;
     Ok(LockGuard { file })
 }
 

@@ -22,7 +22,9 @@ impl Home {
         if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
             return Home::new(PathBuf::from(dir).join("rdbench"));
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
         Home::new(home.join(".local/share/rdbench"))
     }
 

@@ -18,6 +18,7 @@ pub mod calibration;
 pub mod error;
 pub mod fsutil;
 pub mod home;
+pub mod rng;
 pub mod score_log;
 pub mod summary;
 pub mod task;

@@ -91,7 +91,8 @@ impl ScoreLog {
             .read(true)
             .open(&self.path)
             .map_err(|e| Error::io(&self.path, e))?;
-        file.lock_exclusive().map_err(|e| Error::io(&self.path, e))?;
+        file.lock_exclusive()
+            .map_err(|e| Error::io(&self.path, e))?;
         let result = (|| -> std::io::Result<()> {
             // Fence off a line torn by a crash so this entry starts on a line of its own.
             let len = file.metadata()?.len();
@@ -224,7 +225,8 @@ mod tests {
                 s.spawn(move || {
                     let log = ScoreLog::new(path);
                     for i in 0..25 {
-                        log.append(&entry(true, Some((t * 100 + i) as f64))).unwrap();
+                        log.append(&entry(true, Some((t * 100 + i) as f64)))
+                            .unwrap();
                     }
                 });
             }
@@ -236,8 +238,15 @@ mod tests {
 
     #[test]
     fn best_ignores_invalid_and_last_takes_last() {
-        let entries = vec![entry(true, Some(0.3)), entry(true, Some(0.8)), entry(false, None)];
-        assert_eq!(select_final(&entries, Selection::Best).unwrap().normalized, Some(0.8));
+        let entries = vec![
+            entry(true, Some(0.3)),
+            entry(true, Some(0.8)),
+            entry(false, None),
+        ];
+        assert_eq!(
+            select_final(&entries, Selection::Best).unwrap().normalized,
+            Some(0.8)
+        );
         assert!(!select_final(&entries, Selection::Last).unwrap().valid);
         assert!(select_final(&[], Selection::Best).is_none());
     }

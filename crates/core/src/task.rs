@@ -73,14 +73,17 @@ pub struct TaskInfo {
 impl TaskInfo {
     /// Looks up a profile by name, with an error listing the valid names.
     pub fn profile(&self, name: &str) -> Result<&ProfileInfo> {
-        self.profiles.iter().find(|p| p.name == name).ok_or_else(|| {
-            let names: Vec<&str> = self.profiles.iter().map(|p| p.name.as_str()).collect();
-            crate::Error::Usage(format!(
-                "task {} has no profile {name:?}; its profiles are: {}",
-                self.name,
-                names.join(", ")
-            ))
-        })
+        self.profiles
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.profiles.iter().map(|p| p.name.as_str()).collect();
+                crate::Error::Usage(format!(
+                    "task {} has no profile {name:?}; its profiles are: {}",
+                    self.name,
+                    names.join(", ")
+                ))
+            })
     }
 }
 
@@ -150,7 +153,10 @@ pub enum ScoreOutcome {
 
 impl ScoreOutcome {
     pub fn invalid(reason: impl Into<String>) -> Self {
-        ScoreOutcome::Invalid { reason: reason.into(), details: serde_json::Value::Null }
+        ScoreOutcome::Invalid {
+            reason: reason.into(),
+            details: serde_json::Value::Null,
+        }
     }
 }
 
@@ -176,8 +182,13 @@ pub trait Task: Send + Sync {
 
     /// Installs the starting or reference solution as a submission in `dir` (used by
     /// `calibrate` and the self-test cycle). May do real work, e.g. train a model.
-    fn install_solution(&self, solution: Solution, profile: &str, cache_dir: &Path, dir: &Path)
-        -> Result<()>;
+    fn install_solution(
+        &self,
+        solution: Solution,
+        profile: &str,
+        cache_dir: &Path,
+        dir: &Path,
+    ) -> Result<()>;
 
     /// Cheap checks that need no GPU (parse files, compile with NVRTC when available), run in
     /// the CLI process before any worker starts. `Some(reason)` marks the submission invalid.

@@ -9,10 +9,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags, CUfunction_attribute_enum};
-use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig,
+    PushKernelArg,
+};
 use serde::Serialize;
 
-use crate::nvrtc::{self, Compiled, CompileOptions};
+use crate::nvrtc::{self, CompileOptions, Compiled};
 use crate::plan::{ResolvedArg, ResolvedLaunch, ResolvedPlan};
 use crate::probe::{driver_version, require_driver};
 use crate::GpuError;
@@ -47,9 +50,14 @@ impl DeviceInfo {
             name: self.name.clone(),
             memory_bytes: self.total_mem_bytes,
             sm_count: Some(self.sm_count),
-            compute_capability: Some(format!("{}.{}", self.compute_capability.0, self.compute_capability.1)),
+            compute_capability: Some(format!(
+                "{}.{}",
+                self.compute_capability.0, self.compute_capability.1
+            )),
             // The driver release (e.g. 580.65) comes from NVML; the CUDA version from libcuda.
-            driver_version: crate::monitor::nvml().ok().and_then(|n| n.sys_driver_version().ok()),
+            driver_version: crate::monitor::nvml()
+                .ok()
+                .and_then(|n| n.sys_driver_version().ok()),
             cuda_version: self.driver_version.clone(),
         }
     }
@@ -58,9 +66,12 @@ impl DeviceInfo {
 /// Number of CUDA devices; `NoDriver` when there is no driver or no device.
 pub fn device_count() -> Result<usize, GpuError> {
     require_driver()?;
-    let n = CudaContext::device_count().map_err(|e| GpuError::NoDriver(format!("cuDeviceGetCount: {e:?}")))?;
+    let n = CudaContext::device_count()
+        .map_err(|e| GpuError::NoDriver(format!("cuDeviceGetCount: {e:?}")))?;
     if n <= 0 {
-        return Err(GpuError::NoDriver("the driver reports no CUDA device".into()));
+        return Err(GpuError::NoDriver(
+            "the driver reports no CUDA device".into(),
+        ));
     }
     Ok(n as usize)
 }
@@ -71,27 +82,39 @@ pub fn describe(ordinal: usize) -> Result<DeviceInfo, GpuError> {
     use cudarc::driver::result;
     let count = device_count()?;
     if ordinal >= count {
-        return Err(GpuError::NoDriver(format!("no CUDA device {ordinal}: this machine has {count}")));
+        return Err(GpuError::NoDriver(format!(
+            "no CUDA device {ordinal}: this machine has {count}"
+        )));
     }
     result::init().map_err(|e| GpuError::NoDriver(format!("cuInit: {e:?}")))?;
-    let dev = result::device::get(ordinal as i32).map_err(|e| GpuError::driver("cuDeviceGet", format!("{e:?}")))?;
+    let dev = result::device::get(ordinal as i32)
+        .map_err(|e| GpuError::driver("cuDeviceGet", format!("{e:?}")))?;
     let get = |a: CUdevice_attribute| {
         // SAFETY: `dev` comes from cuDeviceGet above.
-        unsafe { result::device::get_attribute(dev, a) }.map_err(|e| GpuError::driver("cuDeviceGetAttribute", format!("{e:?}")))
+        unsafe { result::device::get_attribute(dev, a) }
+            .map_err(|e| GpuError::driver("cuDeviceGetAttribute", format!("{e:?}")))
     };
     Ok(DeviceInfo {
         ordinal,
-        name: result::device::get_name(dev).map_err(|e| GpuError::driver("cuDeviceGetName", format!("{e:?}")))?,
+        name: result::device::get_name(dev)
+            .map_err(|e| GpuError::driver("cuDeviceGetName", format!("{e:?}")))?,
         compute_capability: (
             get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
             get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
         ),
         // SAFETY: as above.
-        total_mem_bytes: unsafe { result::device::total_mem(dev) }.map_err(|e| GpuError::driver("cuDeviceTotalMem", format!("{e:?}")))? as u64,
+        total_mem_bytes: unsafe { result::device::total_mem(dev) }
+            .map_err(|e| GpuError::driver("cuDeviceTotalMem", format!("{e:?}")))?
+            as u64,
         sm_count: get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32,
         l2_cache_bytes: get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)? as u64,
-        max_persisting_l2_bytes: get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE).unwrap_or(0) as u64,
-        max_shared_mem_per_block_optin: get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)? as u32,
+        max_persisting_l2_bytes: get(
+            CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE,
+        )
+        .unwrap_or(0) as u64,
+        max_shared_mem_per_block_optin: get(
+            CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+        )? as u32,
         driver_version: driver_version(),
         pci_bus_id: pci_bus_id(dev),
     })
@@ -101,7 +124,9 @@ fn pci_bus_id(dev: cudarc::driver::sys::CUdevice) -> Option<String> {
     let mut buf = [0u8; 64];
     // SAFETY: `dev` is a valid device handle; the driver writes a NUL-terminated string of at
     // most `buf.len()` bytes.
-    let rc = unsafe { cudarc::driver::sys::cuDeviceGetPCIBusId(buf.as_mut_ptr() as *mut _, buf.len() as i32, dev) };
+    let rc = unsafe {
+        cudarc::driver::sys::cuDeviceGetPCIBusId(buf.as_mut_ptr() as *mut _, buf.len() as i32, dev)
+    };
     if rc != cudarc::driver::sys::CUresult::CUDA_SUCCESS {
         return None;
     }
@@ -140,15 +165,24 @@ impl Function {
 
     /// Static shared memory per block, bytes.
     pub fn static_shared_bytes(&self) -> u32 {
-        self.inner.shared_size_bytes().map(|b| b.max(0) as u32).unwrap_or(0)
+        self.inner
+            .shared_size_bytes()
+            .map(|b| b.max(0) as u32)
+            .unwrap_or(0)
     }
 
     /// Allows `bytes` of dynamic shared memory per block. Needed when static plus dynamic
     /// shared memory exceeds the default 48 KiB; set once, outside any timed region.
     pub fn allow_dynamic_shared(&self, bytes: u32) -> Result<(), GpuError> {
         self.inner
-            .set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes as i32)
-            .map_err(|e| GpuError::Launch { kernel: self.name.clone(), message: format!("{bytes} bytes of dynamic shared memory: {e:?}") })
+            .set_attribute(
+                CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                bytes as i32,
+            )
+            .map_err(|e| GpuError::Launch {
+                kernel: self.name.clone(),
+                message: format!("{bytes} bytes of dynamic shared memory: {e:?}"),
+            })
     }
 
     /// Registers per thread, as the driver reports them.
@@ -177,7 +211,11 @@ pub struct Dims {
 
 impl Dims {
     pub fn linear(grid: u32, block: u32) -> Self {
-        Dims { grid: [grid, 1, 1], block: [block, 1, 1], shared_mem_bytes: 0 }
+        Dims {
+            grid: [grid, 1, 1],
+            block: [block, 1, 1],
+            shared_mem_bytes: 0,
+        }
     }
 }
 
@@ -192,12 +230,15 @@ impl GpuDevice {
     /// Opens device `ordinal` with its primary context and a new non-default stream.
     pub fn open(ordinal: usize) -> Result<Self, GpuError> {
         let info = describe(ordinal)?;
-        let ctx = CudaContext::new(ordinal).map_err(|e| GpuError::NoDriver(format!("cuCtx for device {ordinal}: {e:?}")))?;
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| GpuError::NoDriver(format!("cuCtx for device {ordinal}: {e:?}")))?;
         // One stream only: cudarc's multi-stream event tracking would add event records
         // around every launch inside the timed region.
         // SAFETY: this crate uses a single stream per context, so no cross-stream hazards exist.
         unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.new_stream().map_err(|e| GpuError::driver("cuStreamCreate", format!("{e:?}")))?;
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| GpuError::driver("cuStreamCreate", format!("{e:?}")))?;
         Ok(GpuDevice { ctx, stream, info })
     }
 
@@ -213,7 +254,12 @@ impl GpuDevice {
     /// Loads a compiled module.
     pub fn load(&self, compiled: &Compiled) -> Result<Module, GpuError> {
         let image = cudarc::nvrtc::Ptx::from_binary(compiled.image.clone());
-        let inner = self.ctx.load_module(image).map_err(|e| GpuError::driver(&format!("cuModuleLoadData({})", compiled.name), format!("{e:?}")))?;
+        let inner = self.ctx.load_module(image).map_err(|e| {
+            GpuError::driver(
+                &format!("cuModuleLoadData({})", compiled.name),
+                format!("{e:?}"),
+            )
+        })?;
         Ok(Module { inner })
     }
 
@@ -225,27 +271,37 @@ impl GpuDevice {
     /// A kernel by name.
     pub fn function(&self, module: &Module, name: &str) -> Result<Function, GpuError> {
         if name.contains('\0') {
-            return Err(GpuError::Launch { kernel: name.into(), message: "kernel name contains a NUL byte".into() });
+            return Err(GpuError::Launch {
+                kernel: name.into(),
+                message: "kernel name contains a NUL byte".into(),
+            });
         }
         let inner = module
             .inner
             .load_function(name)
-            .map_err(|e| GpuError::Launch { kernel: name.into(), message: format!("not found in the module: {e:?}") })?;
-        Ok(Function { name: name.into(), inner })
+            .map_err(|e| GpuError::Launch {
+                kernel: name.into(),
+                message: format!("not found in the module: {e:?}"),
+            })?;
+        Ok(Function {
+            name: name.into(),
+            inner,
+        })
     }
 
     /// Allocates `bytes` of zeroed device memory (at least one byte).
     pub fn alloc(&self, bytes: usize) -> Result<Buffer, GpuError> {
-        let slice = self
-            .stream
-            .alloc_zeros::<u8>(bytes.max(1))
-            .map_err(|e| GpuError::driver(&format!("cuMemAlloc({bytes} bytes)"), format!("{e:?}")))?;
+        let slice = self.stream.alloc_zeros::<u8>(bytes.max(1)).map_err(|e| {
+            GpuError::driver(&format!("cuMemAlloc({bytes} bytes)"), format!("{e:?}"))
+        })?;
         Ok(Buffer { slice })
     }
 
     /// Sets every byte of `buf` to zero, asynchronously on the scorer's stream.
     pub fn zero(&self, buf: &mut Buffer) -> Result<(), GpuError> {
-        self.stream.memset_zeros(&mut buf.slice).map_err(|e| GpuError::driver("cuMemsetD8Async", format!("{e:?}")))
+        self.stream
+            .memset_zeros(&mut buf.slice)
+            .map_err(|e| GpuError::driver("cuMemsetD8Async", format!("{e:?}")))
     }
 
     /// Sets every byte of `buf` to `byte`, asynchronously on the scorer's stream.
@@ -260,55 +316,62 @@ impl GpuDevice {
 
     /// Copies a buffer to the host as `i32`s (synchronizes the stream).
     pub fn download_i32(&self, buf: &Buffer) -> Result<Vec<i32>, GpuError> {
-        let bytes: Vec<u8> = self.stream.clone_dtoh(&buf.slice).map_err(|e| GpuError::driver("cuMemcpyDtoH", format!("{e:?}")))?;
+        let bytes: Vec<u8> = self
+            .stream
+            .clone_dtoh(&buf.slice)
+            .map_err(|e| GpuError::driver("cuMemcpyDtoH", format!("{e:?}")))?;
         self.synchronize()?;
-        Ok(bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     /// Copies a buffer to the host as `u64`s (synchronizes the stream).
     pub fn download_u64(&self, buf: &Buffer) -> Result<Vec<u64>, GpuError> {
-        let bytes: Vec<u8> = self.stream.clone_dtoh(&buf.slice).map_err(|e| GpuError::driver("cuMemcpyDtoH", format!("{e:?}")))?;
+        let bytes: Vec<u8> = self
+            .stream
+            .clone_dtoh(&buf.slice)
+            .map_err(|e| GpuError::driver("cuMemcpyDtoH", format!("{e:?}")))?;
         self.synchronize()?;
-        Ok(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect())
     }
 
     /// Copies host bytes into the start of `buf`.
     pub fn upload_bytes(&self, data: &[u8], buf: &mut Buffer) -> Result<(), GpuError> {
         if data.len() > buf.len_bytes() {
-            return Err(GpuError::Driver { call: "cuMemcpyHtoD".into(), message: format!("{} bytes into a buffer of {}", data.len(), buf.len_bytes()) });
+            return Err(GpuError::Driver {
+                call: "cuMemcpyHtoD".into(),
+                message: format!("{} bytes into a buffer of {}", data.len(), buf.len_bytes()),
+            });
         }
-        self.stream.memcpy_htod(data, &mut buf.slice).map_err(|e| GpuError::driver("cuMemcpyHtoD", format!("{e:?}")))
+        self.stream
+            .memcpy_htod(data, &mut buf.slice)
+            .map_err(|e| GpuError::driver("cuMemcpyHtoD", format!("{e:?}")))
     }
 
     /// Waits for all work on the scorer's stream; a kernel fault surfaces here.
     pub fn synchronize(&self) -> Result<(), GpuError> {
-        self.stream.synchronize().map_err(|e| GpuError::driver("cuStreamSynchronize", format!("{e:?}")))
+        self.stream
+            .synchronize()
+            .map_err(|e| GpuError::driver("cuStreamSynchronize", format!("{e:?}")))
     }
 
     /// Enqueues one launch on the scorer's stream.
     pub fn launch(&self, f: &Function, dims: Dims, args: &[Arg<'_>]) -> Result<(), GpuError> {
         let mut builder = self.stream.launch_builder(&f.inner);
-        // Scalars must outlive the builder, which keeps pointers to them.
-        let typed: Vec<ScalarValue> = args.iter().map(ScalarValue::from).collect();
-        for (arg, value) in args.iter().zip(typed.iter()) {
-            match (arg, value) {
-                (Arg::Buffer(b), _) => {
-                    builder.arg(&b.slice);
-                }
-                (_, ScalarValue::I32(v)) => {
-                    builder.arg(v);
-                }
-                (_, ScalarValue::U32(v)) => {
-                    builder.arg(v);
-                }
-                (_, ScalarValue::I64(v)) => {
-                    builder.arg(v);
-                }
-                (_, ScalarValue::U64(v)) => {
-                    builder.arg(v);
-                }
-                (_, ScalarValue::None) => {}
-            }
+        // The builder keeps pointers to the scalars: they live in `args`, which outlives it.
+        for arg in args {
+            match arg {
+                Arg::Buffer(b) => builder.arg(&b.slice),
+                Arg::I32(v) => builder.arg(v),
+                Arg::U32(v) => builder.arg(v),
+                Arg::I64(v) => builder.arg(v),
+                Arg::U64(v) => builder.arg(v),
+            };
         }
         let cfg = LaunchConfig {
             grid_dim: (dims.grid[0], dims.grid[1], dims.grid[2]),
@@ -320,14 +383,7 @@ impl GpuDevice {
         // submission's fault and is contained by the worker process.
         unsafe { builder.launch(cfg) }
             .map(|_| ())
-            .map_err(|e| {
-                let message = format!("{e:?}");
-                if message.contains("ILLEGAL_ADDRESS") || message.contains("LAUNCH_FAILED") {
-                    GpuError::KernelFault { call: format!("cuLaunchKernel({})", f.name), message }
-                } else {
-                    GpuError::Launch { kernel: f.name.clone(), message }
-                }
-            })
+            .map_err(|e| GpuError::launch(&f.name, format!("{e:?}")))
     }
 
     /// A pair of timing events on the scorer's stream.
@@ -337,7 +393,11 @@ impl GpuDevice {
                 .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
                 .map_err(|e| GpuError::driver("cuEventCreate", format!("{e:?}")))
         };
-        Ok(Timer { start: make()?, end: make()?, stream: self.stream.clone() })
+        Ok(Timer {
+            start: make()?,
+            end: make()?,
+            stream: self.stream.clone(),
+        })
     }
 
     /// Resets persisting L2 lines so one sample's accesses cannot pin data for the next.
@@ -345,34 +405,21 @@ impl GpuDevice {
         if self.info.max_persisting_l2_bytes == 0 {
             return Ok(());
         }
-        self.ctx.bind_to_thread().map_err(|e| GpuError::driver("cuCtxSetCurrent", format!("{e:?}")))?;
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| GpuError::driver("cuCtxSetCurrent", format!("{e:?}")))?;
         // SAFETY: the context is current on this thread; the call takes no arguments.
         let rc = unsafe { cudarc::driver::sys::cuCtxResetPersistingL2Cache() };
         // Unsupported (e.g. under MPS or MIG) means there is no persisting L2 to reset.
-        if rc == cudarc::driver::sys::CUresult::CUDA_SUCCESS || rc == cudarc::driver::sys::CUresult::CUDA_ERROR_NOT_SUPPORTED {
+        if rc == cudarc::driver::sys::CUresult::CUDA_SUCCESS
+            || rc == cudarc::driver::sys::CUresult::CUDA_ERROR_NOT_SUPPORTED
+        {
             Ok(())
         } else {
-            Err(GpuError::driver("cuCtxResetPersistingL2Cache", format!("{rc:?}")))
-        }
-    }
-}
-
-enum ScalarValue {
-    None,
-    I32(i32),
-    U32(u32),
-    I64(i64),
-    U64(u64),
-}
-
-impl From<&Arg<'_>> for ScalarValue {
-    fn from(a: &Arg<'_>) -> Self {
-        match *a {
-            Arg::Buffer(_) => ScalarValue::None,
-            Arg::I32(v) => ScalarValue::I32(v),
-            Arg::U32(v) => ScalarValue::U32(v),
-            Arg::I64(v) => ScalarValue::I64(v),
-            Arg::U64(v) => ScalarValue::U64(v),
+            Err(GpuError::driver(
+                "cuCtxResetPersistingL2Cache",
+                format!("{rc:?}"),
+            ))
         }
     }
 }
@@ -386,16 +433,22 @@ pub struct Timer {
 
 impl Timer {
     pub fn start(&self) -> Result<(), GpuError> {
-        self.start.record(&self.stream).map_err(|e| GpuError::driver("cuEventRecord", format!("{e:?}")))
+        self.start
+            .record(&self.stream)
+            .map_err(|e| GpuError::driver("cuEventRecord", format!("{e:?}")))
     }
 
     pub fn stop(&self) -> Result<(), GpuError> {
-        self.end.record(&self.stream).map_err(|e| GpuError::driver("cuEventRecord", format!("{e:?}")))
+        self.end
+            .record(&self.stream)
+            .map_err(|e| GpuError::driver("cuEventRecord", format!("{e:?}")))
     }
 
     /// Waits for the end event and returns the milliseconds between the two.
     pub fn elapsed_ms(&self) -> Result<f64, GpuError> {
-        self.end.synchronize().map_err(|e| GpuError::driver("cuEventSynchronize", format!("{e:?}")))?;
+        self.end
+            .synchronize()
+            .map_err(|e| GpuError::driver("cuEventSynchronize", format!("{e:?}")))?;
         self.start
             .elapsed_ms(&self.end)
             .map(f64::from)
@@ -420,13 +473,22 @@ impl L2Flusher {
         let function = dev.function(&module, "rdbench_l2_flush")?;
         let bytes = (dev.info.l2_cache_bytes.max(1 << 20) * 2) as usize;
         let buffer = dev.alloc(bytes)?;
-        Ok(L2Flusher { function, buffer, words: (bytes / 4) as u64, grid: dev.info.sm_count * 8 })
+        Ok(L2Flusher {
+            function,
+            buffer,
+            words: (bytes / 4) as u64,
+            grid: dev.info.sm_count * 8,
+        })
     }
 
     /// Enqueues the flush (and a persisting-L2 reset) on the scorer's stream.
     pub fn flush(&self, dev: &GpuDevice) -> Result<(), GpuError> {
         dev.reset_persisting_l2()?;
-        dev.launch(&self.function, Dims::linear(self.grid, 256), &[Arg::Buffer(&self.buffer), Arg::U64(self.words)])
+        dev.launch(
+            &self.function,
+            Dims::linear(self.grid, 256),
+            &[Arg::Buffer(&self.buffer), Arg::U64(self.words)],
+        )
     }
 }
 
@@ -472,14 +534,25 @@ impl PlanRunner {
             scratch.insert(s.name.clone(), (buf, s.zero_init));
             scratch_order.push(s.name.clone());
         }
-        Ok(PlanRunner { launches, scratch, scratch_order })
+        Ok(PlanRunner {
+            launches,
+            scratch,
+            scratch_order,
+        })
     }
 
     /// Enqueues the whole plan: zero-initialized scratch first, then every launch in order.
     /// `buffers` binds the task's buffer names (e.g. `input`, `output`).
-    pub fn enqueue(&mut self, dev: &GpuDevice, buffers: &[(&str, &Buffer)]) -> Result<(), GpuError> {
+    pub fn enqueue(
+        &mut self,
+        dev: &GpuDevice,
+        buffers: &[(&str, &Buffer)],
+    ) -> Result<(), GpuError> {
         for name in &self.scratch_order {
-            let (buf, zero) = self.scratch.get_mut(name).expect("scratch allocated in new");
+            let (buf, zero) = self
+                .scratch
+                .get_mut(name)
+                .expect("scratch allocated in new");
             if *zero {
                 dev.zero(buf)?;
             }
@@ -494,7 +567,10 @@ impl PlanRunner {
                             .find(|(n, _)| n == name)
                             .map(|(_, b)| *b)
                             .or_else(|| self.scratch.get(name).map(|(b, _)| b))
-                            .ok_or_else(|| GpuError::Launch { kernel: launch.kernel.clone(), message: format!("no buffer named {name:?}") })?;
+                            .ok_or_else(|| GpuError::Launch {
+                                kernel: launch.kernel.clone(),
+                                message: format!("no buffer named {name:?}"),
+                            })?;
                         Arg::Buffer(buf)
                     }
                     ResolvedArg::I32(v) => Arg::I32(*v),
@@ -503,7 +579,11 @@ impl PlanRunner {
                     ResolvedArg::U64(v) => Arg::U64(*v),
                 });
             }
-            let dims = Dims { grid: launch.grid, block: launch.block, shared_mem_bytes: launch.shared_mem_bytes };
+            let dims = Dims {
+                grid: launch.grid,
+                block: launch.block,
+                shared_mem_bytes: launch.shared_mem_bytes,
+            };
             dev.launch(function, dims, &args)?;
         }
         Ok(())
@@ -511,7 +591,10 @@ impl PlanRunner {
 
     /// Registers per thread of each kernel, for reports.
     pub fn registers(&self) -> Vec<(String, Option<i32>)> {
-        self.launches.iter().map(|(f, _)| (f.name.clone(), f.num_regs())).collect()
+        self.launches
+            .iter()
+            .map(|(f, _)| (f.name.clone(), f.num_regs()))
+            .collect()
     }
 }
 

@@ -14,7 +14,11 @@ pub enum GpuError {
     NoNvrtc(String),
     /// The source did not compile; `log` is NVRTC's program log.
     #[error("{name}: NVRTC compilation failed ({options}):\n{log}")]
-    Compile { name: String, options: String, log: String },
+    Compile {
+        name: String,
+        options: String,
+        log: String,
+    },
     /// A CUDA driver call failed; `call` names it.
     #[error("CUDA call {call} failed: {message}")]
     Driver { call: String, message: String },
@@ -37,15 +41,40 @@ impl GpuError {
     pub(crate) fn driver(call: &str, err: impl std::fmt::Display) -> Self {
         let message = err.to_string();
         if is_fault(&message) {
-            GpuError::KernelFault { call: call.to_string(), message }
+            GpuError::KernelFault {
+                call: call.to_string(),
+                message,
+            }
         } else {
-            GpuError::Driver { call: call.to_string(), message }
+            GpuError::Driver {
+                call: call.to_string(),
+                message,
+            }
+        }
+    }
+
+    /// A failed `cuLaunchKernel`: a sticky fault left by an earlier kernel, or a rejected launch.
+    pub(crate) fn launch(kernel: &str, err: impl std::fmt::Display) -> Self {
+        let message = err.to_string();
+        if is_fault(&message) {
+            GpuError::KernelFault {
+                call: format!("cuLaunchKernel({kernel})"),
+                message,
+            }
+        } else {
+            GpuError::Launch {
+                kernel: kernel.to_string(),
+                message,
+            }
         }
     }
 
     /// Whether this error means the submission (not the machine) is at fault.
     pub fn is_submission_fault(&self) -> bool {
-        matches!(self, GpuError::Compile { .. } | GpuError::KernelFault { .. } | GpuError::Launch { .. })
+        matches!(
+            self,
+            GpuError::Compile { .. } | GpuError::KernelFault { .. } | GpuError::Launch { .. }
+        )
     }
 }
 
@@ -67,7 +96,9 @@ fn is_fault(message: &str) -> bool {
 impl From<GpuError> for rdbench_core::Error {
     fn from(e: GpuError) -> Self {
         match e {
-            GpuError::NoDriver(_) | GpuError::NoNvrtc(_) => rdbench_core::Error::Environment(e.to_string()),
+            GpuError::NoDriver(_) | GpuError::NoNvrtc(_) => {
+                rdbench_core::Error::Environment(e.to_string())
+            }
             GpuError::Io { path, source } => rdbench_core::Error::Io { path, source },
             other => rdbench_core::Error::Internal(other.to_string()),
         }

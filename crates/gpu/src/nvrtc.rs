@@ -38,7 +38,12 @@ pub struct CompileOptions {
 
 impl CompileOptions {
     pub fn cubin(arch: u32) -> Self {
-        CompileOptions { arch, output: Output::Cubin, extra: Vec::new(), cache_dir: None }
+        CompileOptions {
+            arch,
+            output: Output::Cubin,
+            extra: Vec::new(),
+            cache_dir: None,
+        }
     }
 
     pub fn with_cache(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -116,26 +121,52 @@ pub fn compile(source: &str, name: &str, opts: &CompileOptions) -> Result<Compil
             tracing::warn!("could not write NVRTC cache {}: {e}", path.display());
         }
     }
-    Ok(Compiled { name: name.into(), output: opts.output, arch: opts.arch, image, log, nvrtc_version: version, cached: false })
+    Ok(Compiled {
+        name: name.into(),
+        output: opts.output,
+        arch: opts.arch,
+        image,
+        log,
+        nvrtc_version: version,
+        cached: false,
+    })
 }
 
-fn compile_uncached(source: &str, name: &str, flags: &[String], output: Output) -> Result<(Vec<u8>, String), GpuError> {
+fn compile_uncached(
+    source: &str,
+    name: &str,
+    flags: &[String],
+    output: Output,
+) -> Result<(Vec<u8>, String), GpuError> {
     use cudarc::nvrtc::{result, sys};
-    let compile_err = |log: String| GpuError::Compile { name: name.into(), options: flags.join(" "), log };
+    let compile_err = |log: String| GpuError::Compile {
+        name: name.into(),
+        options: flags.join(" "),
+        log,
+    };
     let src = CString::new(source).map_err(|_| compile_err("source contains a NUL byte".into()))?;
     let cname = CString::new(name).map_err(|_| compile_err("name contains a NUL byte".into()))?;
-    let prog = result::create_program(&src, Some(&cname)).map_err(|e| compile_err(format!("nvrtcCreateProgram: {e:?}")))?;
+    let prog = result::create_program(&src, Some(&cname))
+        .map_err(|e| compile_err(format!("nvrtcCreateProgram: {e:?}")))?;
     // SAFETY: `prog` is a live program created above and destroyed exactly once below.
     let outcome = unsafe {
         let compiled = result::compile_program(prog, flags);
         let log = result::get_program_log(prog)
             .map(|chars| {
-                let bytes: Vec<u8> = chars.iter().map(|&c| c as u8).take_while(|&b| b != 0).collect();
+                let bytes: Vec<u8> = chars
+                    .iter()
+                    .map(|&c| c as u8)
+                    .take_while(|&b| b != 0)
+                    .collect();
                 String::from_utf8_lossy(&bytes).into_owned()
             })
             .unwrap_or_default();
         match compiled {
-            Err(e) => Err(compile_err(if log.trim().is_empty() { format!("{e:?}") } else { log })),
+            Err(e) => Err(compile_err(if log.trim().is_empty() {
+                format!("{e:?}")
+            } else {
+                log
+            })),
             Ok(()) => {
                 let image = match output {
                     Output::Ptx => result::get_ptx(prog)
@@ -145,7 +176,9 @@ fn compile_uncached(source: &str, name: &str, flags: &[String], output: Output) 
                         let mut size = 0usize;
                         let rc = sys::nvrtcGetCUBINSize(prog, &mut size);
                         if rc != sys::nvrtcResult::NVRTC_SUCCESS || size == 0 {
-                            Err(compile_err(format!("nvrtcGetCUBINSize: {rc:?} (size {size})")))
+                            Err(compile_err(format!(
+                                "nvrtcGetCUBINSize: {rc:?} (size {size})"
+                            )))
                         } else {
                             let mut buf = vec![0u8; size];
                             let rc = sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr() as *mut _);
@@ -168,7 +201,10 @@ fn compile_uncached(source: &str, name: &str, flags: &[String], output: Output) 
 
 /// Reads a `.cu` file and compiles it; errors name the file.
 pub fn compile_file(path: &Path, opts: &CompileOptions) -> Result<Compiled, GpuError> {
-    let source = std::fs::read_to_string(path).map_err(|e| GpuError::Io { path: path.into(), source: e })?;
+    let source = std::fs::read_to_string(path).map_err(|e| GpuError::Io {
+        path: path.into(),
+        source: e,
+    })?;
     compile(&source, &path.display().to_string(), opts)
 }
 

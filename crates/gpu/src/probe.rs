@@ -39,7 +39,8 @@ fn cudarc_names(lib: &str) -> Vec<String> {
     cudarc::get_lib_name_candidates(lib)
 }
 
-fn try_names<S: AsRef<str>>(names: &[S]) -> Result<&'static str, String> {
+/// Loads the first library of `names` that the loader finds, and keeps it loaded.
+fn try_names<S: AsRef<str>>(names: &[S]) -> Result<(), String> {
     let mut errors = Vec::new();
     for name in names.iter().map(AsRef::as_ref) {
         // SAFETY: loading a shared library runs its initializers; these are NVIDIA's own
@@ -48,8 +49,7 @@ fn try_names<S: AsRef<str>>(names: &[S]) -> Result<&'static str, String> {
             Ok(lib) => {
                 // Keep it loaded for the life of the process, as cudarc does.
                 std::mem::forget(lib);
-                let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
-                return Ok(leaked);
+                return Ok(());
             }
             Err(e) => errors.push(format!("{name}: {e}")),
         }
@@ -62,7 +62,11 @@ fn loaded_path(prefix: &str) -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
         .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| Path::new(p).file_name().is_some_and(|f| f.to_string_lossy().starts_with(prefix)))
+        .find(|p| {
+            Path::new(p)
+                .file_name()
+                .is_some_and(|f| f.to_string_lossy().starts_with(prefix))
+        })
         .map(PathBuf::from)
 }
 
@@ -71,9 +75,17 @@ fn nvrtc_search_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(p) = std::env::var_os("RDBENCH_NVRTC") {
         let p = PathBuf::from(p);
-        dirs.push(if p.is_file() { p.parent().map(Path::to_path_buf).unwrap_or(p) } else { p });
+        dirs.push(if p.is_file() {
+            p.parent().map(Path::to_path_buf).unwrap_or(p)
+        } else {
+            p
+        });
     }
-    for cuda in ["/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/lib/x86_64-linux-gnu"] {
+    for cuda in [
+        "/usr/local/cuda/lib64",
+        "/usr/local/cuda/targets/x86_64-linux/lib",
+        "/usr/lib/x86_64-linux-gnu",
+    ] {
         dirs.push(PathBuf::from(cuda));
     }
     // Python site-packages: ask python3 once, it knows its own layout.
@@ -93,10 +105,17 @@ fn nvrtc_search_dirs() -> Vec<PathBuf> {
 
 fn probe_nvrtc() -> LibraryStatus {
     match try_names(&cudarc_names("nvrtc")) {
-        Ok(_) => LibraryStatus { found: true, path: loaded_path("libnvrtc.so"), error: None },
+        Ok(_) => LibraryStatus {
+            found: true,
+            path: loaded_path("libnvrtc.so"),
+            error: None,
+        },
         Err(by_name) => {
             // Sonames cudarc's by-name lookup will match once the library is loaded.
-            for (dir, soname) in nvrtc_search_dirs().into_iter().flat_map(|d| [(d.clone(), "libnvrtc.so.13"), (d, "libnvrtc.so.12")]) {
+            for (dir, soname) in nvrtc_search_dirs()
+                .into_iter()
+                .flat_map(|d| [(d.clone(), "libnvrtc.so.13"), (d, "libnvrtc.so.12")])
+            {
                 let candidate = dir.join(soname);
                 if !candidate.is_file() {
                     continue;
@@ -104,7 +123,11 @@ fn probe_nvrtc() -> LibraryStatus {
                 // SAFETY: as above. Loaded by full path so the by-name lookup finds it by soname.
                 if let Ok(lib) = unsafe { libloading::Library::new(&candidate) } {
                     std::mem::forget(lib);
-                    return LibraryStatus { found: true, path: Some(candidate), error: None };
+                    return LibraryStatus {
+                        found: true,
+                        path: Some(candidate),
+                        error: None,
+                    };
                 }
             }
             LibraryStatus {
@@ -121,8 +144,16 @@ fn probe_nvrtc() -> LibraryStatus {
 
 fn probe_simple<S: AsRef<str>>(names: &[S], prefix: &str) -> LibraryStatus {
     match try_names(names) {
-        Ok(_) => LibraryStatus { found: true, path: loaded_path(prefix), error: None },
-        Err(e) => LibraryStatus { found: false, path: None, error: Some(e) },
+        Ok(_) => LibraryStatus {
+            found: true,
+            path: loaded_path(prefix),
+            error: None,
+        },
+        Err(e) => LibraryStatus {
+            found: false,
+            path: None,
+            error: Some(e),
+        },
     }
 }
 
@@ -155,7 +186,9 @@ pub fn require_nvrtc() -> Result<(), GpuError> {
     if p.libnvrtc.found {
         Ok(())
     } else {
-        Err(GpuError::NoNvrtc(p.libnvrtc.error.clone().unwrap_or_default()))
+        Err(GpuError::NoNvrtc(
+            p.libnvrtc.error.clone().unwrap_or_default(),
+        ))
     }
 }
 
@@ -165,7 +198,8 @@ pub fn driver_version() -> Option<String> {
     let mut v: std::ffi::c_int = 0;
     // SAFETY: libcuda is loaded (probed above); cuDriverGetVersion only writes an int.
     let rc = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
-    (rc == cudarc::driver::sys::CUresult::CUDA_SUCCESS).then(|| format!("{}.{}", v / 1000, (v % 1000) / 10))
+    (rc == cudarc::driver::sys::CUresult::CUDA_SUCCESS)
+        .then(|| format!("{}.{}", v / 1000, (v % 1000) / 10))
 }
 
 /// NVRTC version (e.g. "13.5"), when NVRTC is present.

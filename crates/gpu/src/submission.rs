@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::nvrtc::{self, CompileOptions};
-use crate::plan::{parse_kernel_signatures, BufferSpec, KernelSignature, LaunchPlan, PlanError, PlanLimits, ResolvedPlan};
+use crate::plan::{
+    parse_kernel_signatures, BufferSpec, KernelSignature, LaunchPlan, PlanError, PlanLimits,
+    ResolvedPlan,
+};
 use crate::GpuError;
 
 /// The device code file of a kernel submission.
@@ -52,12 +55,16 @@ pub enum CompileCheck {
 }
 
 fn read_text(path: &Path) -> Result<String, SubmissionError> {
-    let meta = std::fs::metadata(path).map_err(|_| SubmissionError::Missing { path: path.into() })?;
+    let meta =
+        std::fs::metadata(path).map_err(|_| SubmissionError::Missing { path: path.into() })?;
     if !meta.is_file() {
         return Err(SubmissionError::Missing { path: path.into() });
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(SubmissionError::TooLarge { path: path.into(), size: meta.len() });
+        return Err(SubmissionError::TooLarge {
+            path: path.into(),
+            size: meta.len(),
+        });
     }
     let bytes = std::fs::read(path).map_err(|_| SubmissionError::Missing { path: path.into() })?;
     String::from_utf8(bytes).map_err(|_| SubmissionError::NotText { path: path.into() })
@@ -74,18 +81,33 @@ impl KernelSubmission {
         let plan = LaunchPlan::parse(&plan_text, &plan_path)?;
         let signatures = parse_kernel_signatures(&source);
         plan.check_against(&signatures, buffers)?;
-        Ok(KernelSubmission { dir: dir.into(), source, plan, signatures })
+        Ok(KernelSubmission {
+            dir: dir.into(),
+            source,
+            plan,
+            signatures,
+        })
     }
 
     /// Resolves the plan for problem size `n`.
-    pub fn resolve(&self, n: i64, buffers: &[BufferSpec], limits: &PlanLimits) -> Result<ResolvedPlan, SubmissionError> {
+    pub fn resolve(
+        &self,
+        n: i64,
+        buffers: &[BufferSpec],
+        limits: &PlanLimits,
+    ) -> Result<ResolvedPlan, SubmissionError> {
         let vars = BTreeMap::from([("n".to_string(), n)]);
         Ok(self.plan.resolve(&vars, buffers, limits)?)
     }
 
     /// Resolves the plan for every size the scorer will run, so a size error surfaces before
     /// any GPU work.
-    pub fn check_sizes(&self, sizes: &[i64], buffers: &[BufferSpec], limits: &PlanLimits) -> Result<(), SubmissionError> {
+    pub fn check_sizes(
+        &self,
+        sizes: &[i64],
+        buffers: &[BufferSpec],
+        limits: &PlanLimits,
+    ) -> Result<(), SubmissionError> {
         for &n in sizes {
             self.resolve(n, buffers, limits)?;
         }
@@ -95,9 +117,15 @@ impl KernelSubmission {
     /// Compiles the source with NVRTC for each architecture, when NVRTC is installed. A compile
     /// that outlasts [`COMPILE_TIMEOUT`] (a template bomb) is an invalid submission; it is left
     /// running on its thread, which dies with the short-lived scoring process.
-    pub fn compile_check(&self, archs: &[u32], cache_dir: Option<&Path>) -> Result<CompileCheck, SubmissionError> {
+    pub fn compile_check(
+        &self,
+        archs: &[u32],
+        cache_dir: Option<&Path>,
+    ) -> Result<CompileCheck, SubmissionError> {
         if let Err(e) = crate::probe::require_nvrtc() {
-            return Ok(CompileCheck::Skipped { reason: e.to_string() });
+            return Ok(CompileCheck::Skipped {
+                reason: e.to_string(),
+            });
         }
         let name = self.dir.join(SOURCE_FILE).display().to_string();
         for &arch in archs {
@@ -114,11 +142,16 @@ impl KernelSubmission {
                     return Err(SubmissionError::Compile(GpuError::Compile {
                         name: name.clone(),
                         options: format!("sm_{arch}"),
-                        log: format!("compilation took longer than {} s and was abandoned", COMPILE_TIMEOUT.as_secs()),
+                        log: format!(
+                            "compilation took longer than {} s and was abandoned",
+                            COMPILE_TIMEOUT.as_secs()
+                        ),
                     }))
                 }
             }
         }
-        Ok(CompileCheck::Compiled { archs: archs.to_vec() })
+        Ok(CompileCheck::Compiled {
+            archs: archs.to_vec(),
+        })
     }
 }

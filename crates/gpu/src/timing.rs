@@ -25,7 +25,13 @@ pub struct StoppingRule {
 
 impl Default for StoppingRule {
     fn default() -> Self {
-        StoppingRule { warmup_s: 0.2, min_samples: 10, max_rel_noise: 0.005, min_time_s: 0.5, max_time_s: 15.0 }
+        StoppingRule {
+            warmup_s: 0.2,
+            min_samples: 10,
+            max_rel_noise: 0.005,
+            min_time_s: 0.5,
+            max_time_s: 15.0,
+        }
     }
 }
 
@@ -62,9 +68,17 @@ pub fn stats(samples: &[f64]) -> Option<Stats> {
     let mut s = samples.to_vec();
     s.sort_by(f64::total_cmp);
     let n = s.len();
-    let median = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
+    let median = if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    };
     let mean = s.iter().sum::<f64>() / n as f64;
-    let var = if n > 1 { s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+    let var = if n > 1 {
+        s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+    } else {
+        0.0
+    };
     let stddev = var.sqrt();
     let noise = if n < 3 {
         f64::INFINITY

@@ -11,7 +11,9 @@ use rdbench_gpu::nvrtc::{compile_file, CompileOptions};
 use rdbench_gpu::GpuError;
 
 fn cu_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         let name = e.file_name().to_string_lossy().to_string();
@@ -28,21 +30,32 @@ fn cu_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn must_fail(cu: &Path) -> bool {
     let expect = cu.with_file_name("expect.toml");
-    std::fs::read_to_string(expect).is_ok_and(|t| t.lines().any(|l| l.replace(' ', "") == "stage=\"compile\""))
+    std::fs::read_to_string(expect)
+        .is_ok_and(|t| t.lines().any(|l| l.replace(' ', "") == "stage=\"compile\""))
 }
 
 #[test]
 fn every_cu_in_the_repository_compiles_for_sm80_and_sm90() {
     if let Err(e) = rdbench_gpu::probe::require_nvrtc() {
-        assert!(std::env::var_os("CI").is_none(), "CI must have NVRTC (pip install nvidia-cuda-nvrtc): {e}");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have NVRTC (pip install nvidia-cuda-nvrtc): {e}"
+        );
         eprintln!("skipped: {e}");
         return;
     }
-    let root = std::env::var_os("RDBENCH_REPO").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    let root = std::env::var_os("RDBENCH_REPO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
     let mut files = Vec::new();
     cu_files(&root, &mut files);
     files.sort();
-    assert!(files.len() >= 5, "found only {} .cu files under {}", files.len(), root.display());
+    assert!(
+        files.len() >= 5,
+        "found only {} .cu files under {}",
+        files.len(),
+        root.display()
+    );
     let mut failures = Vec::new();
     for cu in &files {
         for arch in [80, 90] {
@@ -51,11 +64,21 @@ fn every_cu_in_the_repository_compiles_for_sm80_and_sm90() {
                 (false, Ok(c)) => assert!(!c.image.is_empty()),
                 (true, Err(GpuError::Compile { .. })) => {}
                 (false, Err(e)) => failures.push(format!("{} (sm_{arch}): {e}", cu.display())),
-                (true, Ok(_)) => failures.push(format!("{} (sm_{arch}) compiled but its expect.toml says it must not", cu.display())),
-                (true, Err(e)) => failures.push(format!("{} (sm_{arch}): unexpected error {e}", cu.display())),
+                (true, Ok(_)) => failures.push(format!(
+                    "{} (sm_{arch}) compiled but its expect.toml says it must not",
+                    cu.display()
+                )),
+                (true, Err(e)) => failures.push(format!(
+                    "{} (sm_{arch}): unexpected error {e}",
+                    cu.display()
+                )),
             }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    eprintln!("compiled {} .cu files for sm_80 and sm_90 with NVRTC {}", files.len(), rdbench_gpu::probe::nvrtc_version().unwrap_or_default());
+    eprintln!(
+        "compiled {} .cu files for sm_80 and sm_90 with NVRTC {}",
+        files.len(),
+        rdbench_gpu::probe::nvrtc_version().unwrap_or_default()
+    );
 }

@@ -20,7 +20,12 @@ fn launch_time_and_fault_on_gpu() {
     let mut buf = dev.alloc(4 * 1000).unwrap();
     let timer = dev.timer().unwrap();
     timer.start().unwrap();
-    dev.launch(&fill, Dims::linear(4, 256), &[Arg::Buffer(&buf), Arg::I64(1000), Arg::I32(7)]).unwrap();
+    dev.launch(
+        &fill,
+        Dims::linear(4, 256),
+        &[Arg::Buffer(&buf), Arg::I64(1000), Arg::I32(7)],
+    )
+    .unwrap();
     timer.stop().unwrap();
     assert!(timer.elapsed_ms().unwrap() >= 0.0);
     assert!(dev.download_i32(&buf).unwrap().iter().all(|&v| v == 7));

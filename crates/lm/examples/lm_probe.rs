@@ -40,11 +40,19 @@ fn main() -> Result<()> {
     let train_set = TokenSet::new(hmm.sample(10, n_train, cfg.ctx + 1), cfg.ctx + 1)?;
     let held = TokenSet::new(hmm.sample(99, 1024, cfg.ctx + 1), cfg.ctx + 1)?;
     let floor = hmm.floor(&held.tokens, held.seq_len);
-    println!("sample+floor {:.2}s floor {floor:.4} params {}", t.elapsed().as_secs_f64(), cfg.n_params());
+    println!(
+        "sample+floor {:.2}s floor {floor:.4} params {}",
+        t.elapsed().as_secs_f64(),
+        cfg.n_params()
+    );
     let model = Gpt::new(cfg, 5)?;
     let t = Instant::now();
     let l0 = eval_loss(&model, &held, 64)?;
-    println!("init loss {l0:.4} eval {:.2}s ({} tokens)", t.elapsed().as_secs_f64(), held.tokens.len());
+    println!(
+        "init loss {l0:.4} eval {:.2}s ({} tokens)",
+        t.elapsed().as_secs_f64(),
+        held.tokens.len()
+    );
     let rep = train_model(&model, &train_set, &tc, "train")?;
     let t = Instant::now();
     let l = eval_loss(&model, &held, 64)?;

@@ -69,7 +69,10 @@ impl Hmm {
             )));
         }
         if !(cfg.zipf_exponent.is_finite() && cfg.zipf_exponent >= 0.0) {
-            return Err(LmError::Config(format!("bad Zipf exponent {}", cfg.zipf_exponent)));
+            return Err(LmError::Config(format!(
+                "bad Zipf exponent {}",
+                cfg.zipf_exponent
+            )));
         }
         let (s_n, v_n, k) = (cfg.states, cfg.vocab, cfg.successors);
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.structure_seed);
@@ -103,7 +106,9 @@ impl Hmm {
                 rank[s * v_n + tok as usize] = r as u32;
             }
         }
-        let raw: Vec<f64> = (0..v_n).map(|r| ((r + 1) as f64).powf(-cfg.zipf_exponent)).collect();
+        let raw: Vec<f64> = (0..v_n)
+            .map(|r| ((r + 1) as f64).powf(-cfg.zipf_exponent))
+            .collect();
         let z: f64 = raw.iter().sum();
         let zipf: Vec<f64> = raw.iter().map(|x| x / z).collect();
         let mut zipf_cdf = Vec::with_capacity(v_n);
@@ -112,7 +117,15 @@ impl Hmm {
             acc += q;
             zipf_cdf.push(acc);
         }
-        Ok(Hmm { cfg, succ, succ_p, rank, perm, zipf, zipf_cdf })
+        Ok(Hmm {
+            cfg,
+            succ,
+            succ_p,
+            rank,
+            perm,
+            zipf,
+            zipf_cdf,
+        })
     }
 
     pub fn config(&self) -> &HmmConfig {
@@ -127,7 +140,10 @@ impl Hmm {
     /// Transition probability from `from` to `to` (zero unless `to` is a successor of `from`).
     pub fn transition(&self, from: usize, to: usize) -> f64 {
         let k = self.cfg.successors;
-        (0..k).filter(|&j| self.succ[from * k + j] as usize == to).map(|j| self.succ_p[from * k + j]).sum()
+        (0..k)
+            .filter(|&j| self.succ[from * k + j] as usize == to)
+            .map(|j| self.succ_p[from * k + j])
+            .sum()
     }
 
     /// Emission probability of token `v` in state `s`.
@@ -214,8 +230,14 @@ mod tests {
     use super::*;
 
     fn small() -> Hmm {
-        Hmm::new(HmmConfig { states: 4, vocab: 5, successors: 2, zipf_exponent: 1.0, structure_seed: 7 })
-            .unwrap()
+        Hmm::new(HmmConfig {
+            states: 4,
+            vocab: 5,
+            successors: 2,
+            zipf_exponent: 1.0,
+            structure_seed: 7,
+        })
+        .unwrap()
     }
 
     /// Probability of a token prefix by summing over every hidden path (independent of the
@@ -255,9 +277,17 @@ mod tests {
             let nll = h.sequence_nll(&seq);
             for t in 0..seq.len() {
                 let num = brute_prob(&h, &seq[..=t]);
-                let den = if t == 0 { 1.0 } else { brute_prob(&h, &seq[..t]) };
+                let den = if t == 0 {
+                    1.0
+                } else {
+                    brute_prob(&h, &seq[..t])
+                };
                 let want = -(num / den).ln();
-                assert!((nll[t] - want).abs() < 1e-10, "seed {seed} t {t}: {} vs {want}", nll[t]);
+                assert!(
+                    (nll[t] - want).abs() < 1e-10,
+                    "seed {seed} t {t}: {} vs {want}",
+                    nll[t]
+                );
             }
         }
     }
@@ -289,11 +319,20 @@ mod tests {
     fn sampling_matches_the_model() {
         // The mean exact NLL of sampled data approaches the entropy it is sampled from: compare
         // the first-token NLL with the entropy of the uniform mixture of emissions.
-        let h = Hmm::new(HmmConfig { states: 8, vocab: 16, successors: 3, zipf_exponent: 1.1, structure_seed: 1 })
-            .unwrap();
+        let h = Hmm::new(HmmConfig {
+            states: 8,
+            vocab: 16,
+            successors: 3,
+            zipf_exponent: 1.1,
+            structure_seed: 1,
+        })
+        .unwrap();
         let toks = h.sample(11, 40_000, 1);
-        let mean: f64 = toks.iter().map(|&x| h.sequence_nll(&[x])[0]).sum::<f64>() / toks.len() as f64;
-        let mix: Vec<f64> = (0..16).map(|v| (0..8).map(|s| h.emission(s, v)).sum::<f64>() / 8.0).collect();
+        let mean: f64 =
+            toks.iter().map(|&x| h.sequence_nll(&[x])[0]).sum::<f64>() / toks.len() as f64;
+        let mix: Vec<f64> = (0..16)
+            .map(|v| (0..8).map(|s| h.emission(s, v)).sum::<f64>() / 8.0)
+            .collect();
         let entropy: f64 = mix.iter().map(|p| -p * p.ln()).sum();
         assert!((mean - entropy).abs() < 0.02, "{mean} vs {entropy}");
     }
@@ -304,14 +343,35 @@ mod tests {
         assert_eq!(h.sample(1, 3, 10), h.sample(1, 3, 10));
         assert_ne!(h.sample(1, 3, 10), h.sample(2, 3, 10));
         let h2 = small();
-        assert_eq!(h.sequence_nll(&h.sample(5, 1, 9)), h2.sequence_nll(&h.sample(5, 1, 9)));
+        assert_eq!(
+            h.sequence_nll(&h.sample(5, 1, 9)),
+            h2.sequence_nll(&h.sample(5, 1, 9))
+        );
     }
 
     #[test]
     fn bad_configs_are_errors() {
-        let base = HmmConfig { states: 4, vocab: 5, successors: 2, zipf_exponent: 1.0, structure_seed: 0 };
-        assert!(Hmm::new(HmmConfig { successors: 5, ..base.clone() }).is_err());
-        assert!(Hmm::new(HmmConfig { vocab: 70_000, ..base.clone() }).is_err());
-        assert!(Hmm::new(HmmConfig { zipf_exponent: f64::NAN, ..base }).is_err());
+        let base = HmmConfig {
+            states: 4,
+            vocab: 5,
+            successors: 2,
+            zipf_exponent: 1.0,
+            structure_seed: 0,
+        };
+        assert!(Hmm::new(HmmConfig {
+            successors: 5,
+            ..base.clone()
+        })
+        .is_err());
+        assert!(Hmm::new(HmmConfig {
+            vocab: 70_000,
+            ..base.clone()
+        })
+        .is_err());
+        assert!(Hmm::new(HmmConfig {
+            zipf_exponent: f64::NAN,
+            ..base
+        })
+        .is_err());
     }
 }

@@ -30,14 +30,27 @@ pub struct LoadError {
 pub enum LoadErrorKind {
     NotFound,
     NotAFile,
-    TooLarge { size: u64, max: u64 },
+    TooLarge {
+        size: u64,
+        max: u64,
+    },
     Io(String),
     NotSafetensors(String),
     MissingTensors(Vec<String>),
     UnexpectedTensors(Vec<String>),
-    WrongDtype { name: String, dtype: String },
-    WrongShape { name: String, got: Vec<usize>, want: Vec<usize> },
-    NonFinite { name: String, count: usize },
+    WrongDtype {
+        name: String,
+        dtype: String,
+    },
+    WrongShape {
+        name: String,
+        got: Vec<usize>,
+        want: Vec<usize>,
+    },
+    NonFinite {
+        name: String,
+        count: usize,
+    },
 }
 
 impl fmt::Display for LoadError {
@@ -85,11 +98,16 @@ pub fn save_model(model: &Gpt, path: &Path) -> Result<()> {
 
 /// Saves named tensors as safetensors at `path`, atomically.
 pub fn save_tensors(tensors: &BTreeMap<String, Tensor>, path: &Path) -> Result<()> {
-    let map: HashMap<String, Tensor> = tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let map: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let tmp = tmp_path(path);
     let res = candle_core::safetensors::save(&map, &tmp)
         .map_err(LmError::from)
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| LmError::Io(path.display().to_string(), e)));
+        .and_then(|_| {
+            std::fs::rename(&tmp, path).map_err(|e| LmError::Io(path.display().to_string(), e))
+        });
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -98,10 +116,15 @@ pub fn save_tensors(tensors: &BTreeMap<String, Tensor>, path: &Path) -> Result<(
 
 /// Loads a model of architecture `cfg` from `path`, checking everything (see the module docs).
 pub fn load_model(path: &Path, cfg: &GptConfig) -> std::result::Result<Gpt, LoadError> {
-    let err = |kind| LoadError { path: path.to_path_buf(), kind };
+    let err = |kind| LoadError {
+        path: path.to_path_buf(),
+        kind,
+    };
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(err(LoadErrorKind::NotFound)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(err(LoadErrorKind::NotFound))
+        }
         Err(e) => return Err(err(LoadErrorKind::Io(e.to_string()))),
     };
     if !meta.is_file() {
@@ -109,28 +132,44 @@ pub fn load_model(path: &Path, cfg: &GptConfig) -> std::result::Result<Gpt, Load
     }
     let max = cfg.data_bytes() + HEADER_ALLOWANCE;
     if meta.len() > max {
-        return Err(err(LoadErrorKind::TooLarge { size: meta.len(), max }));
+        return Err(err(LoadErrorKind::TooLarge {
+            size: meta.len(),
+            max,
+        }));
     }
     let bytes = std::fs::read(path).map_err(|e| err(LoadErrorKind::Io(e.to_string())))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| err(LoadErrorKind::NotSafetensors(e.to_string())))?;
     let expected = cfg.param_shapes();
-    let present: std::collections::BTreeSet<String> = st.names().into_iter().map(|s| s.to_string()).collect();
-    let missing: Vec<String> =
-        expected.iter().filter(|(n, _)| !present.contains(n)).map(|(n, _)| n.clone()).collect();
+    let present: std::collections::BTreeSet<String> =
+        st.names().into_iter().map(|s| s.to_string()).collect();
+    let missing: Vec<String> = expected
+        .iter()
+        .filter(|(n, _)| !present.contains(n))
+        .map(|(n, _)| n.clone())
+        .collect();
     if !missing.is_empty() {
         return Err(err(LoadErrorKind::MissingTensors(missing)));
     }
     let wanted: std::collections::BTreeSet<&String> = expected.iter().map(|(n, _)| n).collect();
-    let extra: Vec<String> = present.iter().filter(|n| !wanted.contains(n)).cloned().collect();
+    let extra: Vec<String> = present
+        .iter()
+        .filter(|n| !wanted.contains(n))
+        .cloned()
+        .collect();
     if !extra.is_empty() {
         return Err(err(LoadErrorKind::UnexpectedTensors(extra)));
     }
     let mut tensors = BTreeMap::new();
     for (name, shape) in &expected {
-        let view = st.tensor(name).map_err(|e| err(LoadErrorKind::NotSafetensors(e.to_string())))?;
+        let view = st
+            .tensor(name)
+            .map_err(|e| err(LoadErrorKind::NotSafetensors(e.to_string())))?;
         if view.dtype() != safetensors::Dtype::F32 {
-            return Err(err(LoadErrorKind::WrongDtype { name: name.clone(), dtype: format!("{:?}", view.dtype()) }));
+            return Err(err(LoadErrorKind::WrongDtype {
+                name: name.clone(),
+                dtype: format!("{:?}", view.dtype()),
+            }));
         }
         if view.shape() != shape.as_slice() {
             return Err(err(LoadErrorKind::WrongShape {
@@ -139,11 +178,17 @@ pub fn load_model(path: &Path, cfg: &GptConfig) -> std::result::Result<Gpt, Load
                 want: shape.clone(),
             }));
         }
-        let data: Vec<f32> =
-            view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let data: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         let bad = data.iter().filter(|x| !x.is_finite()).count();
         if bad > 0 {
-            return Err(err(LoadErrorKind::NonFinite { name: name.clone(), count: bad }));
+            return Err(err(LoadErrorKind::NonFinite {
+                name: name.clone(),
+                count: bad,
+            }));
         }
         let t = Tensor::from_vec(data, shape.as_slice(), &Device::Cpu)
             .map_err(|e| err(LoadErrorKind::Io(e.to_string())))?;
@@ -157,7 +202,15 @@ mod tests {
     use super::*;
 
     fn cfg() -> GptConfig {
-        GptConfig { vocab: 10, ctx: 4, d_model: 8, n_layer: 1, n_head: 2, d_ff: 16, ln_eps: 1e-5 }
+        GptConfig {
+            vocab: 10,
+            ctx: 4,
+            d_model: 8,
+            n_layer: 1,
+            n_head: 2,
+            d_ff: 16,
+            ln_eps: 1e-5,
+        }
     }
 
     fn kind(r: std::result::Result<Gpt, LoadError>) -> LoadErrorKind {
@@ -172,7 +225,14 @@ mod tests {
         save_model(&m, &p).unwrap();
         let l = load_model(&p, &cfg()).unwrap();
         for (k, v) in m.tensors() {
-            assert_eq!(v.flatten_all().unwrap().to_vec1::<f32>().unwrap(), l.tensors()[&k].flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            assert_eq!(
+                v.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                l.tensors()[&k]
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            );
         }
         assert!(std::fs::metadata(&p).unwrap().len() <= cfg().data_bytes() + HEADER_ALLOWANCE);
     }
@@ -184,37 +244,68 @@ mod tests {
         let m = Gpt::new(cfg(), 9).unwrap();
 
         assert_eq!(kind(load_model(&p, &cfg())), LoadErrorKind::NotFound);
-        assert_eq!(kind(load_model(dir.path(), &cfg())), LoadErrorKind::NotAFile);
+        assert_eq!(
+            kind(load_model(dir.path(), &cfg())),
+            LoadErrorKind::NotAFile
+        );
 
         std::fs::write(&p, b"this is not a safetensors file at all").unwrap();
-        assert!(matches!(kind(load_model(&p, &cfg())), LoadErrorKind::NotSafetensors(_)));
+        assert!(matches!(
+            kind(load_model(&p, &cfg())),
+            LoadErrorKind::NotSafetensors(_)
+        ));
 
         let mut t = m.tensors();
         let w = t.remove("wpe").unwrap();
         t.insert("pos_embedding".into(), w.clone());
         save_tensors(&t, &p).unwrap();
-        assert_eq!(kind(load_model(&p, &cfg())), LoadErrorKind::MissingTensors(vec!["wpe".into()]));
+        assert_eq!(
+            kind(load_model(&p, &cfg())),
+            LoadErrorKind::MissingTensors(vec!["wpe".into()])
+        );
         t.insert("wpe".into(), w);
         save_tensors(&t, &p).unwrap();
-        assert_eq!(kind(load_model(&p, &cfg())), LoadErrorKind::UnexpectedTensors(vec!["pos_embedding".into()]));
+        assert_eq!(
+            kind(load_model(&p, &cfg())),
+            LoadErrorKind::UnexpectedTensors(vec!["pos_embedding".into()])
+        );
 
         let mut t = m.tensors();
-        t.insert("ln_f.bias".into(), Tensor::zeros(9, candle_core::DType::F32, &Device::Cpu).unwrap());
+        t.insert(
+            "ln_f.bias".into(),
+            Tensor::zeros(9, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
         save_tensors(&t, &p).unwrap();
-        assert!(matches!(kind(load_model(&p, &cfg())), LoadErrorKind::WrongShape { name, .. } if name == "ln_f.bias"));
+        assert!(
+            matches!(kind(load_model(&p, &cfg())), LoadErrorKind::WrongShape { name, .. } if name == "ln_f.bias")
+        );
 
         let mut t = m.tensors();
-        t.insert("wte".into(), t["wte"].to_dtype(candle_core::DType::F16).unwrap());
+        t.insert(
+            "wte".into(),
+            t["wte"].to_dtype(candle_core::DType::F16).unwrap(),
+        );
         save_tensors(&t, &p).unwrap();
-        assert!(matches!(kind(load_model(&p, &cfg())), LoadErrorKind::WrongDtype { name, .. } if name == "wte"));
+        assert!(
+            matches!(kind(load_model(&p, &cfg())), LoadErrorKind::WrongDtype { name, .. } if name == "wte")
+        );
 
         for bad in [f32::NAN, f32::INFINITY] {
             let mut t = m.tensors();
             let mut v = t["wte"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
             v[3] = bad;
-            t.insert("wte".into(), Tensor::from_vec(v, (10, 8), &Device::Cpu).unwrap());
+            t.insert(
+                "wte".into(),
+                Tensor::from_vec(v, (10, 8), &Device::Cpu).unwrap(),
+            );
             save_tensors(&t, &p).unwrap();
-            assert_eq!(kind(load_model(&p, &cfg())), LoadErrorKind::NonFinite { name: "wte".into(), count: 1 });
+            assert_eq!(
+                kind(load_model(&p, &cfg())),
+                LoadErrorKind::NonFinite {
+                    name: "wte".into(),
+                    count: 1
+                }
+            );
         }
 
         // A huge (sparse) file is refused from its size, without reading it.

@@ -44,8 +44,15 @@ pub struct GptConfig {
 
 impl GptConfig {
     pub fn validate(&self) -> Result<()> {
-        if self.vocab == 0 || self.ctx == 0 || self.d_model == 0 || self.n_head == 0 || self.d_ff == 0 {
-            return Err(LmError::Config(format!("GPT config has a zero dimension: {self:?}")));
+        if self.vocab == 0
+            || self.ctx == 0
+            || self.d_model == 0
+            || self.n_head == 0
+            || self.d_ff == 0
+        {
+            return Err(LmError::Config(format!(
+                "GPT config has a zero dimension: {self:?}"
+            )));
         }
         if !self.d_model.is_multiple_of(self.n_head) {
             return Err(LmError::Config(format!(
@@ -59,7 +66,10 @@ impl GptConfig {
     /// Every parameter's name and shape, in a fixed order.
     pub fn param_shapes(&self) -> Vec<(String, Vec<usize>)> {
         let (d, f) = (self.d_model, self.d_ff);
-        let mut v = vec![("wte".to_string(), vec![self.vocab, d]), ("wpe".to_string(), vec![self.ctx, d])];
+        let mut v = vec![
+            ("wte".to_string(), vec![self.vocab, d]),
+            ("wpe".to_string(), vec![self.ctx, d]),
+        ];
         for i in 0..self.n_layer {
             let p = format!("blocks.{i}");
             v.push((format!("{p}.ln1.weight"), vec![d]));
@@ -82,7 +92,10 @@ impl GptConfig {
 
     /// Number of parameters.
     pub fn n_params(&self) -> usize {
-        self.param_shapes().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+        self.param_shapes()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
     }
 
     /// Size in bytes of the tensor data of a saved model (all `f32`).
@@ -119,7 +132,10 @@ fn normal(rng: &mut ChaCha8Rng, n: usize, std: f64) -> Vec<f32> {
 /// pass) followed by the affine map. `candle_nn::ops::layer_norm` has no backward pass, and the
 /// same thing written with elementwise tensor ops is several times slower on the CPU.
 fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op1(LnHat { eps })?.broadcast_mul(w)?.broadcast_add(b)
+    x.contiguous()?
+        .apply_op1(LnHat { eps })?
+        .broadcast_mul(w)?
+        .broadcast_add(b)
 }
 
 /// `(x - mean) / sqrt(var + eps)` over the last dimension.
@@ -134,7 +150,9 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result
         .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input is not contiguous")))?;
     match s {
         CpuStorage::F32(v) => Ok(&v[a..b]),
-        _ => Err(candle_core::Error::Msg(format!("{op}: only f32 is supported"))),
+        _ => Err(candle_core::Error::Msg(format!(
+            "{op}: only f32 is supported"
+        ))),
     }
 }
 
@@ -163,8 +181,15 @@ impl CustomOp1 for LnHat {
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let dx = arg.contiguous()?.apply_op2_no_bwd(&grad_res.contiguous()?, &LnHatBwd { eps: self.eps })?;
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let dx = arg
+            .contiguous()?
+            .apply_op2_no_bwd(&grad_res.contiguous()?, &LnHatBwd { eps: self.eps })?;
         Ok(Some(dx))
     }
 }
@@ -190,7 +215,11 @@ impl CustomOp2 for LnHatBwd {
         let g = f32_slice(s2, l2, "ln-hat-bwd")?;
         let d = *l1.dims().last().unwrap_or(&1);
         let mut out = vec![0f32; x.len()];
-        for ((xr, gr), or) in x.chunks_exact(d).zip(g.chunks_exact(d)).zip(out.chunks_exact_mut(d)) {
+        for ((xr, gr), or) in x
+            .chunks_exact(d)
+            .zip(g.chunks_exact(d))
+            .zip(out.chunks_exact_mut(d))
+        {
             let (mean, inv) = row_stats(xr, self.eps);
             let (mut mg, mut mgx) = (0f32, 0f32);
             for (v, gv) in xr.iter().zip(gr) {
@@ -254,8 +283,15 @@ impl Gpt {
             return Err(LmError::Config(format!("unexpected tensor {name}")));
         }
         let t = cfg.ctx;
-        let mask: Vec<f32> =
-            (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+        let mask: Vec<f32> = (0..t * t)
+            .map(|i| {
+                if i % t > i / t {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu)?;
         Ok(Gpt { cfg, params, mask })
     }
@@ -281,12 +317,18 @@ impl Gpt {
 
     /// Current values of every parameter (detached copies).
     pub fn tensors(&self) -> BTreeMap<String, Tensor> {
-        self.params.iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect()
+        self.params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect()
     }
 
     /// Replaces the value of one parameter (same shape and dtype).
     pub fn set(&self, name: &str, value: &Tensor) -> Result<()> {
-        let var = self.params.get(name).ok_or_else(|| LmError::Config(format!("no parameter {name}")))?;
+        let var = self
+            .params
+            .get(name)
+            .ok_or_else(|| LmError::Config(format!("no parameter {name}")))?;
         var.set(value)?;
         Ok(())
     }
@@ -301,7 +343,10 @@ impl Gpt {
     pub fn forward_with_wte(&self, idx: &Tensor, wte: &Tensor) -> Result<Tensor> {
         let (b, t) = idx.dims2()?;
         if t > self.cfg.ctx {
-            return Err(LmError::Config(format!("sequence of {t} tokens exceeds context {}", self.cfg.ctx)));
+            return Err(LmError::Config(format!(
+                "sequence of {t} tokens exceeds context {}",
+                self.cfg.ctx
+            )));
         }
         let (d, nh) = (self.cfg.d_model, self.cfg.n_head);
         let hd = d / nh;
@@ -312,7 +357,9 @@ impl Gpt {
             x.matmul(&p(w).t()?)?.broadcast_add(p(bias))
         };
         // The residual stream is kept as [B * T, d].
-        let tok = wte.index_select(&idx.flatten_all()?, 0)?.reshape((b, t, d))?;
+        let tok = wte
+            .index_select(&idx.flatten_all()?, 0)?
+            .reshape((b, t, d))?;
         let pos = p("wpe").narrow(0, 0, t)?;
         let mut x = tok.broadcast_add(&pos)?.reshape((b * t, d))?;
         let mask = self.mask.narrow(0, 0, t)?.narrow(1, 0, t)?;
@@ -325,15 +372,35 @@ impl Gpt {
                 p(&format!("{pre}.ln1.bias")),
                 eps,
             )?;
-            let qkv = lin(&h, &format!("{pre}.attn.qkv.weight"), &format!("{pre}.attn.qkv.bias"))?;
+            let qkv = lin(
+                &h,
+                &format!("{pre}.attn.qkv.weight"),
+                &format!("{pre}.attn.qkv.bias"),
+            )?;
             let qkv = qkv.reshape((b, t, 3, nh, hd))?;
-            let q = qkv.narrow(2, 0, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
-            let k = qkv.narrow(2, 1, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
-            let v = qkv.narrow(2, 2, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
+            let q = qkv
+                .narrow(2, 0, 1)?
+                .squeeze(2)?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let k = qkv
+                .narrow(2, 1, 1)?
+                .squeeze(2)?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let v = qkv
+                .narrow(2, 2, 1)?
+                .squeeze(2)?
+                .transpose(1, 2)?
+                .contiguous()?;
             let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
             let att = candle_nn::ops::softmax_last_dim(&att)?;
             let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b * t, d))?;
-            let y = lin(&y, &format!("{pre}.attn.proj.weight"), &format!("{pre}.attn.proj.bias"))?;
+            let y = lin(
+                &y,
+                &format!("{pre}.attn.proj.weight"),
+                &format!("{pre}.attn.proj.bias"),
+            )?;
             x = (x + y)?;
             let h = layer_norm(
                 &x,
@@ -341,8 +408,17 @@ impl Gpt {
                 p(&format!("{pre}.ln2.bias")),
                 eps,
             )?;
-            let h = lin(&h, &format!("{pre}.mlp.fc.weight"), &format!("{pre}.mlp.fc.bias"))?.gelu()?;
-            let h = lin(&h, &format!("{pre}.mlp.proj.weight"), &format!("{pre}.mlp.proj.bias"))?;
+            let h = lin(
+                &h,
+                &format!("{pre}.mlp.fc.weight"),
+                &format!("{pre}.mlp.fc.bias"),
+            )?
+            .gelu()?;
+            let h = lin(
+                &h,
+                &format!("{pre}.mlp.proj.weight"),
+                &format!("{pre}.mlp.proj.bias"),
+            )?;
             x = (x + h)?;
         }
         let x = layer_norm(&x, p("ln_f.weight"), p("ln_f.bias"), eps)?;
@@ -370,7 +446,15 @@ mod tests {
     use crate::{eval_loss, train_model, Hmm, HmmConfig, TokenSet, TrainConfig};
 
     fn tiny_cfg() -> GptConfig {
-        GptConfig { vocab: 16, ctx: 8, d_model: 16, n_layer: 1, n_head: 2, d_ff: 32, ln_eps: 1e-5 }
+        GptConfig {
+            vocab: 16,
+            ctx: 8,
+            d_model: 16,
+            n_layer: 1,
+            n_head: 2,
+            d_ff: 32,
+            ln_eps: 1e-5,
+        }
     }
 
     /// The fused LayerNorm and its backward pass agree with the same function written with
@@ -378,27 +462,70 @@ mod tests {
     #[test]
     fn layer_norm_matches_reference_and_its_gradient() {
         let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::from_vec(normal(&mut ChaCha8Rng::seed_from_u64(1), 5 * 7, 1.3), (5, 7), &dev).unwrap()).unwrap();
-        let w = Var::from_tensor(&Tensor::from_vec(normal(&mut ChaCha8Rng::seed_from_u64(2), 7, 1.0), 7, &dev).unwrap()).unwrap();
-        let b = Var::from_tensor(&Tensor::from_vec(normal(&mut ChaCha8Rng::seed_from_u64(3), 7, 1.0), 7, &dev).unwrap()).unwrap();
-        let r = Tensor::from_vec(normal(&mut ChaCha8Rng::seed_from_u64(4), 5 * 7, 1.0), (5, 7), &dev).unwrap();
+        let x = Var::from_tensor(
+            &Tensor::from_vec(
+                normal(&mut ChaCha8Rng::seed_from_u64(1), 5 * 7, 1.3),
+                (5, 7),
+                &dev,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let w = Var::from_tensor(
+            &Tensor::from_vec(normal(&mut ChaCha8Rng::seed_from_u64(2), 7, 1.0), 7, &dev).unwrap(),
+        )
+        .unwrap();
+        let b = Var::from_tensor(
+            &Tensor::from_vec(normal(&mut ChaCha8Rng::seed_from_u64(3), 7, 1.0), 7, &dev).unwrap(),
+        )
+        .unwrap();
+        let r = Tensor::from_vec(
+            normal(&mut ChaCha8Rng::seed_from_u64(4), 5 * 7, 1.0),
+            (5, 7),
+            &dev,
+        )
+        .unwrap();
         let slow = |x: &Tensor| -> Tensor {
             let mean = x.mean_keepdim(D::Minus1).unwrap();
             let xc = x.broadcast_sub(&mean).unwrap();
             let var = xc.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
-            let xn = xc.broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap()).unwrap();
-            xn.broadcast_mul(w.as_tensor()).unwrap().broadcast_add(b.as_tensor()).unwrap()
+            let xn = xc
+                .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+                .unwrap();
+            xn.broadcast_mul(w.as_tensor())
+                .unwrap()
+                .broadcast_add(b.as_tensor())
+                .unwrap()
         };
         let fast = layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap();
         let reference = slow(x.as_tensor());
-        let diff = (fast.clone() - reference.clone()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (fast.clone() - reference.clone())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(diff < 1e-5, "forward differs by {diff}");
         let g1 = (fast * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (reference * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (reference * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         for v in [&x, &w, &b] {
             let a = g1.get(v.as_tensor()).expect("gradient");
             let c = g2.get(v.as_tensor()).expect("gradient");
-            let d = (a - c).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let d = (a - c)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(d < 1e-4, "gradient differs by {d}");
         }
     }
@@ -412,9 +539,23 @@ mod tests {
         let lb = m.forward(&b).unwrap();
         assert_eq!(la.dims(), &[6, 16]);
         // The first three positions cannot see the tokens that differ.
-        let d = (la.narrow(0, 0, 3).unwrap() - lb.narrow(0, 0, 3).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let d = (la.narrow(0, 0, 3).unwrap() - lb.narrow(0, 0, 3).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(d < 1e-6, "{d}");
-        let d = (la.narrow(0, 3, 1).unwrap() - lb.narrow(0, 3, 1).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let d = (la.narrow(0, 3, 1).unwrap() - lb.narrow(0, 3, 1).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(d > 1e-6);
         let too_long = Tensor::zeros((1, 9), DType::U32, &Device::Cpu).unwrap();
         assert!(m.forward(&too_long).is_err());
@@ -425,26 +566,52 @@ mod tests {
         let a = Gpt::new(tiny_cfg(), 3).unwrap().tensors();
         let b = Gpt::new(tiny_cfg(), 3).unwrap().tensors();
         for (k, v) in &a {
-            assert_eq!(v.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b[k].flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            assert_eq!(
+                v.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                b[k].flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            );
         }
-        assert!(GptConfig { n_head: 3, ..tiny_cfg() }.validate().is_err());
+        assert!(GptConfig {
+            n_head: 3,
+            ..tiny_cfg()
+        }
+        .validate()
+        .is_err());
     }
 
     /// Training on HMM text brings held-out loss well below the uniform loss, towards the floor.
     #[test]
     fn training_learns_the_corpus() {
-        let hmm = Hmm::new(HmmConfig { states: 4, vocab: 16, successors: 2, zipf_exponent: 2.0, structure_seed: 2 }).unwrap();
+        let hmm = Hmm::new(HmmConfig {
+            states: 4,
+            vocab: 16,
+            successors: 2,
+            zipf_exponent: 2.0,
+            structure_seed: 2,
+        })
+        .unwrap();
         let cfg = tiny_cfg();
         let train = TokenSet::new(hmm.sample(1, 512, 9), 9).unwrap();
         let held = TokenSet::new(hmm.sample(2, 256, 9), 9).unwrap();
         let floor = hmm.floor(&held.tokens, 9);
         let m = Gpt::new(cfg, 4).unwrap();
         let before = eval_loss(&m, &held, 64).unwrap();
-        let tc = TrainConfig { steps: 150, batch_size: 32, lr: 1e-2, warmup_steps: 10, min_lr_frac: 0.1, weight_decay: 0.0, seed: 5 };
+        let tc = TrainConfig {
+            steps: 150,
+            batch_size: 32,
+            lr: 1e-2,
+            warmup_steps: 10,
+            min_lr_frac: 0.1,
+            weight_decay: 0.0,
+            seed: 5,
+        };
         train_model(&m, &train, &tc, "test").unwrap();
         let after = eval_loss(&m, &held, 64).unwrap();
         assert!((before - (16f64).ln()).abs() < 0.1, "initial loss {before}");
         assert!(after > floor - 0.02, "loss {after} below floor {floor}");
-        assert!(after - floor < 0.5 * (before - floor), "before {before} after {after} floor {floor}");
+        assert!(
+            after - floor < 0.5 * (before - floor),
+            "before {before} after {after} floor {floor}"
+        );
     }
 }

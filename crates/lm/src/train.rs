@@ -38,16 +38,27 @@ impl TokenSet {
     /// The first `n` sequences.
     pub fn head(&self, n: usize) -> TokenSet {
         let n = n.min(self.n_seq());
-        TokenSet { tokens: self.tokens[..n * self.seq_len].to_vec(), seq_len: self.seq_len }
+        TokenSet {
+            tokens: self.tokens[..n * self.seq_len].to_vec(),
+            seq_len: self.seq_len,
+        }
     }
 
     /// Sequences `rows` as a `[rows.len(), seq_len]` `u32` tensor.
     pub fn batch(&self, rows: &[usize]) -> Result<Tensor> {
         let mut v = Vec::with_capacity(rows.len() * self.seq_len);
         for &r in rows {
-            v.extend(self.tokens[r * self.seq_len..(r + 1) * self.seq_len].iter().map(|&x| x as u32));
+            v.extend(
+                self.tokens[r * self.seq_len..(r + 1) * self.seq_len]
+                    .iter()
+                    .map(|&x| x as u32),
+            );
         }
-        Ok(Tensor::from_vec(v, (rows.len(), self.seq_len), &Device::Cpu)?)
+        Ok(Tensor::from_vec(
+            v,
+            (rows.len(), self.seq_len),
+            &Device::Cpu,
+        )?)
     }
 
     /// Writes the tokens as little-endian `u16` (no header), atomically.
@@ -63,9 +74,15 @@ impl TokenSet {
     pub fn read(path: &Path, seq_len: usize) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| LmError::Io(path.display().to_string(), e))?;
         if bytes.len() % 2 != 0 {
-            return Err(LmError::Config(format!("{}: odd number of bytes for u16 tokens", path.display())));
+            return Err(LmError::Config(format!(
+                "{}: odd number of bytes for u16 tokens",
+                path.display()
+            )));
         }
-        let tokens = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let tokens = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
         TokenSet::new(tokens, seq_len)
     }
 }
@@ -90,7 +107,10 @@ pub(crate) fn tmp_path(path: &Path) -> std::path::PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}-{nanos}", std::process::id()))
 }
 
@@ -134,12 +154,22 @@ pub struct TrainReport {
 /// Trains `vars` with AdamW on random batches of `data`, minimizing `loss_fn(batch)`, where
 /// `batch` is a `[batch_size, seq_len]` `u32` tensor. Shows a progress bar labelled `label`
 /// when stderr is a terminal.
-pub fn train<F>(vars: Vec<Var>, data: &TokenSet, cfg: &TrainConfig, label: &str, mut loss_fn: F) -> Result<TrainReport>
+pub fn train<F>(
+    vars: Vec<Var>,
+    data: &TokenSet,
+    cfg: &TrainConfig,
+    label: &str,
+    mut loss_fn: F,
+) -> Result<TrainReport>
 where
     F: FnMut(&Tensor) -> Result<Tensor>,
 {
     let start = Instant::now();
-    let params = ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() };
+    let params = ParamsAdamW {
+        lr: cfg.lr,
+        weight_decay: cfg.weight_decay,
+        ..Default::default()
+    };
     let mut opt = AdamW::new(vars, params)?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let bar = indicatif::ProgressBar::new(cfg.steps as u64);
@@ -153,7 +183,9 @@ where
     let n_seq = data.n_seq();
     for step in 0..cfg.steps {
         opt.set_learning_rate(cfg.lr_at(step));
-        let rows: Vec<usize> = (0..cfg.batch_size).map(|_| rng.gen_range(0..n_seq)).collect();
+        let rows: Vec<usize> = (0..cfg.batch_size)
+            .map(|_| rng.gen_range(0..n_seq))
+            .collect();
         let batch = data.batch(&rows)?;
         let loss = loss_fn(&batch)?;
         opt.backward_step(&loss)?;
@@ -172,7 +204,12 @@ where
 }
 
 /// Trains every parameter of `model` on next-token loss.
-pub fn train_model(model: &Gpt, data: &TokenSet, cfg: &TrainConfig, label: &str) -> Result<TrainReport> {
+pub fn train_model(
+    model: &Gpt,
+    data: &TokenSet,
+    cfg: &TrainConfig,
+    label: &str,
+) -> Result<TrainReport> {
     train(model.vars(), data, cfg, label, |b| model.loss(b))
 }
 
@@ -193,8 +230,10 @@ pub fn eval_loss(model: &Gpt, data: &TokenSet, batch_size: usize) -> Result<f64>
     // Shown only when stderr is a terminal (indicatif hides it otherwise).
     let bar = indicatif::ProgressBar::new(n as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("evaluating [{bar:30}] {pos}/{len} sequences {elapsed}<{eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "evaluating [{bar:30}] {pos}/{len} sequences {elapsed}<{eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     while i < n {
         let rows: Vec<usize> = (i..(i + batch_size).min(n)).collect();
@@ -226,7 +265,15 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_and_decays() {
-        let c = TrainConfig { steps: 100, batch_size: 1, lr: 1.0, warmup_steps: 10, min_lr_frac: 0.1, weight_decay: 0.0, seed: 0 };
+        let c = TrainConfig {
+            steps: 100,
+            batch_size: 1,
+            lr: 1.0,
+            warmup_steps: 10,
+            min_lr_frac: 0.1,
+            weight_decay: 0.0,
+            seed: 0,
+        };
         assert!((c.lr_at(0) - 0.1).abs() < 1e-12);
         assert!((c.lr_at(9) - 1.0).abs() < 1e-12);
         assert!(c.lr_at(50) < 1.0 && c.lr_at(50) > 0.1);

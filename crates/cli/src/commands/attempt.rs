@@ -17,19 +17,31 @@ use crate::job::{Job, JobResult};
 use crate::output::{self, num, one_line, Table};
 use crate::registry;
 
-pub fn start(ctx: &Context, task_name: &str, dir: &Path, profile: &str, time_limit: Option<f64>, agent: &str) -> Result<i32> {
+pub fn start(
+    ctx: &Context,
+    task_name: &str,
+    dir: &Path,
+    profile: &str,
+    time_limit: Option<f64>,
+    agent: &str,
+) -> Result<i32> {
     let task = registry::find(task_name)?;
     let info = task.info();
     info.profile(profile)?;
     if let Some(t) = time_limit {
         if !(t.is_finite() && t > 0.0) {
-            return Err(Error::Usage(format!("--time-limit must be a positive number of minutes, not {t}")));
+            return Err(Error::Usage(format!(
+                "--time-limit must be a positive number of minutes, not {t}"
+            )));
         }
     }
     if dir.exists() {
         let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
         if entries.next().is_some() {
-            return Err(Error::Usage(format!("{}: not empty; an attempt starts in a new or empty folder", dir.display())));
+            return Err(Error::Usage(format!(
+                "{}: not empty; an attempt starts in a new or empty folder",
+                dir.display()
+            )));
         }
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -72,9 +84,20 @@ pub fn entry_for(
 ) -> ScoreEntry {
     let (samples_file, timeline_file) = files.unzip();
     let (valid, raw, reason, details) = match &result.outcome {
-        ScoreOutcome::Valid { raw, details } if raw.is_finite() => (true, Some(*raw), None, details.clone()),
-        ScoreOutcome::Valid { raw, details } => (false, None, Some(format!("the scorer produced a non-finite raw score ({raw})")), details.clone()),
-        ScoreOutcome::Invalid { reason, details } => (false, None, Some(reason.clone()), details.clone()),
+        ScoreOutcome::Valid { raw, details } if raw.is_finite() => {
+            (true, Some(*raw), None, details.clone())
+        }
+        ScoreOutcome::Valid { raw, details } => (
+            false,
+            None,
+            Some(format!(
+                "the scorer produced a non-finite raw score ({raw})"
+            )),
+            details.clone(),
+        ),
+        ScoreOutcome::Invalid { reason, details } => {
+            (false, None, Some(reason.clone()), details.clone())
+        }
     };
     ScoreEntry {
         timestamp: Utc::now(),
@@ -89,9 +112,20 @@ pub fn entry_for(
         calibration: calibration.map(|c| [c.start, c.reference]),
         wall_s: result.wall_s,
         details,
-        monitor: result.monitor.as_ref().and_then(|m| serde_json::to_value(m).ok()),
-        samples_file: if result.ran_worker { samples_file } else { None },
-        timeline_file: if result.ran_worker { timeline_file } else { None },
+        monitor: result
+            .monitor
+            .as_ref()
+            .and_then(|m| serde_json::to_value(m).ok()),
+        samples_file: if result.ran_worker {
+            samples_file
+        } else {
+            None
+        },
+        timeline_file: if result.ran_worker {
+            timeline_file
+        } else {
+            None
+        },
     }
 }
 
@@ -101,40 +135,82 @@ fn device_lock(ctx: &Context, info: &TaskInfo, profile: &str) -> Option<std::pat
     needs_gpu.then(|| ctx.home.root().join("locks").join("gpu-0"))
 }
 
-/// A fresh name for one scoring run's files.
-pub fn run_stamp() -> String {
-    format!("{}-{:08x}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), rand::random::<u32>())
+/// One scoring run of the submission in `submission_dir`, with its files laid out under
+/// `private_dir` as in an attempt (`task/`, `samples/`, `timelines/`). Returns the job and the
+/// samples and timeline paths relative to `private_dir`, for the log entry.
+fn new_job<'a>(
+    ctx: &Context,
+    task: &'a dyn Task,
+    profile: &str,
+    submission_dir: &Path,
+    private_dir: &Path,
+    timeout: Option<u64>,
+) -> (Job<'a>, (String, String)) {
+    let info = task.info();
+    let stamp = run_stamp();
+    let files = (
+        format!("samples/{stamp}.json"),
+        format!("timelines/score-{stamp}.jsonl"),
+    );
+    let job = Job {
+        task,
+        request: ScoreRequest {
+            profile: profile.into(),
+            submission_dir: submission_dir.into(),
+            private_dir: private_dir.join("task"),
+            cache_dir: ctx.home.cache_dir(),
+            samples_path: private_dir.join(&files.0),
+            seed: rand::random(),
+        },
+        timeline_path: private_dir.join(&files.1),
+        timeout: Duration::from_secs(timeout.unwrap_or(info.score_timeout_s)),
+        device_lock: device_lock(ctx, &info, profile),
+    };
+    (job, files)
 }
 
-pub fn score(ctx: &Context, dir: &Path, allow_uncalibrated: bool, timeout: Option<u64>) -> Result<i32> {
+/// A fresh name for one scoring run's files.
+pub fn run_stamp() -> String {
+    format!(
+        "{}-{:08x}",
+        Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        rand::random::<u32>()
+    )
+}
+
+pub fn score(
+    ctx: &Context,
+    dir: &Path,
+    allow_uncalibrated: bool,
+    timeout: Option<u64>,
+) -> Result<i32> {
     let attempt = Attempt::open(&ctx.home, dir)?;
     let task = registry::find(&attempt.record.task)?;
     let info = task.info();
     let profile = attempt.record.profile.clone();
-    let stamp = run_stamp();
-    let samples_rel = format!("samples/{stamp}.json");
-    let timeline_rel = format!("timelines/score-{stamp}.jsonl");
-    let request = ScoreRequest {
-        profile: profile.clone(),
-        submission_dir: attempt.record.dir.clone(),
-        private_dir: attempt.task_private_dir(),
-        cache_dir: ctx.home.cache_dir(),
-        samples_path: attempt.private_dir.join(&samples_rel),
-        seed: rand::random(),
-    };
-    let job = Job {
-        task: task.as_ref(),
-        request,
-        timeline_path: attempt.private_dir.join(&timeline_rel),
-        timeout: Duration::from_secs(timeout.unwrap_or(info.score_timeout_s)),
-        device_lock: device_lock(ctx, &info, &profile),
-    };
+    // The attempt's private folder has the layout new_job expects (task_private_dir is `task/`).
+    let (job, files) = new_job(
+        ctx,
+        task.as_ref(),
+        &profile,
+        &attempt.record.dir,
+        &attempt.private_dir,
+        timeout,
+    );
     let sha = hash_files(&attempt.record.dir, &info.submission_files);
     let log = attempt.score_log();
     let started = Instant::now();
     // 1. Checks that need no GPU: a bad submission is logged invalid right away.
     if let Some(reason) = task.precheck(&job.request)? {
-        let entry = entry_for(&info, &profile, &JobResult::rejected(reason, started), None, None, sha, None);
+        let entry = entry_for(
+            &info,
+            &profile,
+            &JobResult::rejected(reason, started),
+            None,
+            None,
+            sha,
+            None,
+        );
         log.append(&entry)?;
         report(ctx, &info, &entry, &attempt);
         return Ok(1);
@@ -154,7 +230,15 @@ pub fn score(ctx: &Context, dir: &Path, allow_uncalibrated: bool, timeout: Optio
     }
     // 3. The worker.
     let result = job.run_checked()?;
-    let entry = entry_for(&info, &profile, &result, calibration.as_ref(), Some(fp.id()), sha, Some((samples_rel, timeline_rel)));
+    let entry = entry_for(
+        &info,
+        &profile,
+        &result,
+        calibration.as_ref(),
+        Some(fp.id()),
+        sha,
+        Some(files),
+    );
     log.append(&entry)?;
     report(ctx, &info, &entry, &attempt);
     Ok(if entry.valid { 0 } else { 1 })
@@ -163,16 +247,24 @@ pub fn score(ctx: &Context, dir: &Path, allow_uncalibrated: bool, timeout: Optio
 fn report(ctx: &Context, info: &TaskInfo, entry: &ScoreEntry, attempt: &Attempt) {
     if ctx.json {
         if info.score_hidden {
-            output::json(&serde_json::json!({ "valid": entry.valid, "reason": entry.reason, "hidden": true }));
+            output::json(
+                &serde_json::json!({ "valid": entry.valid, "reason": entry.reason, "hidden": true }),
+            );
         } else {
             output::json(entry);
         }
         return;
     }
     let elapsed = attempt.elapsed_minutes();
-    let over = attempt.record.time_limit_minutes.is_some_and(|l| elapsed > l);
+    let over = attempt
+        .record
+        .time_limit_minutes
+        .is_some_and(|l| elapsed > l);
     if !entry.valid {
-        println!("INVALID: {}", entry.reason.as_deref().unwrap_or("unknown reason"));
+        println!(
+            "INVALID: {}",
+            entry.reason.as_deref().unwrap_or("unknown reason")
+        );
     } else if info.score_hidden {
         println!("scored (this task hides its score until the attempt ends)");
     } else {
@@ -199,13 +291,26 @@ pub fn log(ctx: &Context, dir: &Path) -> Result<i32> {
     let attempt = Attempt::open(&ctx.home, dir)?;
     let (entries, warnings) = attempt.score_log().read()?;
     for w in &warnings {
-        eprintln!("warning: {}: line {}: {}", attempt.score_log().path().display(), w.line, w.message);
+        eprintln!(
+            "warning: {}: line {}: {}",
+            attempt.score_log().path().display(),
+            w.line,
+            w.message
+        );
     }
     if ctx.json {
         output::json(&entries);
         return Ok(0);
     }
-    let mut table = Table::new(&["#", "time (UTC)", "valid", "raw", "score", "wall s", "reason"]);
+    let mut table = Table::new(&[
+        "#",
+        "time (UTC)",
+        "valid",
+        "raw",
+        "score",
+        "wall s",
+        "reason",
+    ]);
     for (i, e) in entries.iter().enumerate() {
         table.row(vec![
             (i + 1).to_string(),
@@ -214,7 +319,10 @@ pub fn log(ctx: &Context, dir: &Path) -> Result<i32> {
             num(e.raw),
             num(e.normalized),
             format!("{:.1}", e.wall_s),
-            e.reason.as_deref().map(|r| one_line(r, 90)).unwrap_or_default(),
+            e.reason
+                .as_deref()
+                .map(|r| one_line(r, 90))
+                .unwrap_or_default(),
         ]);
     }
     println!("{}", table.render());
@@ -226,7 +334,11 @@ pub fn finish(ctx: &Context, dir: &Path, out: Option<&Path>) -> Result<i32> {
     let task = registry::find(&attempt.record.task)?;
     let info = task.info();
     let (entries, _) = attempt.score_log().read()?;
-    let selection = if info.score_hidden { Selection::Last } else { Selection::Best };
+    let selection = if info.score_hidden {
+        Selection::Last
+    } else {
+        Selection::Best
+    };
     let chosen = select_final(&entries, selection);
     let finished_at = Utc::now();
     let summary = AttemptSummary {
@@ -281,20 +393,7 @@ pub fn score_solution_dir(
     submission_dir: &Path,
     private_dir: &Path,
 ) -> Result<JobResult> {
-    let stamp = run_stamp();
-    let job = Job {
-        task,
-        request: ScoreRequest {
-            profile: profile.into(),
-            submission_dir: submission_dir.into(),
-            private_dir: private_dir.join("task"),
-            cache_dir: ctx.home.cache_dir(),
-            samples_path: private_dir.join(format!("samples/{stamp}.json")),
-            seed: rand::random(),
-        },
-        timeline_path: private_dir.join(format!("timelines/{stamp}.jsonl")),
-        timeout: Duration::from_secs(task.info().score_timeout_s),
-        device_lock: device_lock(ctx, &task.info(), profile),
-    };
-    job.run()
+    new_job(ctx, task, profile, submission_dir, private_dir, None)
+        .0
+        .run()
 }

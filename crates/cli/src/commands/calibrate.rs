@@ -13,33 +13,49 @@ use super::{device_fingerprint, Context};
 use crate::output::{self, num, Table};
 use crate::registry;
 
-/// Median of a non-empty list.
+/// Median of a non-empty list of raw scores.
 fn median(xs: &[f64]) -> f64 {
-    let mut s = xs.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
+    rdbench_gpu::timing::stats(xs).map_or(f64::NAN, |s| s.median_ms)
 }
 
 /// Measures one task profile; returns the entry it stored.
-pub fn calibrate_task(ctx: &Context, task: &dyn Task, profile: &str, runs: usize, bar: &ProgressBar) -> Result<CalibrationEntry> {
+pub fn calibrate_task(
+    ctx: &Context,
+    task: &dyn Task,
+    profile: &str,
+    runs: usize,
+    bar: &ProgressBar,
+) -> Result<CalibrationEntry> {
     let info = task.info();
     let fp = device_fingerprint(&info, profile)?;
-    let root = ctx.home.runs_dir().join(format!("calibrate-{}-{profile}-{}", info.name, run_stamp()));
+    let root =
+        ctx.home
+            .runs_dir()
+            .join(format!("calibrate-{}-{profile}-{}", info.name, run_stamp()));
     let mut raws: Vec<(Solution, Vec<f64>)> = Vec::new();
     let mut details = serde_json::Map::new();
     for solution in [Solution::Starting, Solution::Reference] {
         let dir = root.join(solution.as_str());
-        bar.set_message(format!("{} {profile}: installing the {} solution", info.name, solution.as_str()));
-        task.install_solution(solution, profile, &ctx.home.cache_dir(), &dir.join("submission"))?;
+        bar.set_message(format!(
+            "{} {profile}: installing the {} solution",
+            info.name,
+            solution.as_str()
+        ));
+        task.install_solution(
+            solution,
+            profile,
+            &ctx.home.cache_dir(),
+            &dir.join("submission"),
+        )?;
         let mut values = Vec::new();
         let mut run_details = Vec::new();
         for i in 0..runs {
-            bar.set_message(format!("{} {profile}: {} solution, run {}/{runs}", info.name, solution.as_str(), i + 1));
+            bar.set_message(format!(
+                "{} {profile}: {} solution, run {}/{runs}",
+                info.name,
+                solution.as_str(),
+                i + 1
+            ));
             let result = score_solution_dir(ctx, task, profile, &dir.join("submission"), &dir)?;
             match result.outcome {
                 ScoreOutcome::Valid { raw, details } if raw.is_finite() => {
@@ -59,7 +75,8 @@ pub fn calibrate_task(ctx: &Context, task: &dyn Task, profile: &str, runs: usize
             }
             bar.inc(1);
         }
-        let spread = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max) - values.iter().cloned().fold(f64::INFINITY, f64::min);
+        let spread = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+            - values.iter().cloned().fold(f64::INFINITY, f64::min);
         details.insert(
             solution.as_str().into(),
             serde_json::json!({ "median_raw": median(&values), "raw_spread": spread, "runs": run_details }),
@@ -69,7 +86,10 @@ pub fn calibrate_task(ctx: &Context, task: &dyn Task, profile: &str, runs: usize
     let start = median(&raws[0].1);
     let reference = median(&raws[1].1);
     if start == reference {
-        return Err(Error::Internal(format!("{}: starting and reference solutions scored the same ({start}); cannot normalize", info.name)));
+        return Err(Error::Internal(format!(
+            "{}: starting and reference solutions scored the same ({start}); cannot normalize",
+            info.name
+        )));
     }
     let entry = CalibrationEntry {
         task: info.name.clone(),
@@ -94,7 +114,10 @@ pub fn calibrate(ctx: &Context, tasks: &[String], profile: &str, runs: usize) ->
     }
     let explicit = !tasks.is_empty();
     let selected: Vec<Box<dyn Task>> = if explicit {
-        tasks.iter().map(|t| registry::find(t)).collect::<Result<_>>()?
+        tasks
+            .iter()
+            .map(|t| registry::find(t))
+            .collect::<Result<_>>()?
     } else {
         registry::all()
     };
@@ -106,11 +129,16 @@ pub fn calibrate(ctx: &Context, tasks: &[String], profile: &str, runs: usize) ->
         match task.check_environment(profile) {
             Ok(()) => runnable.push(task),
             Err(e) if explicit => return Err(e),
-            Err(e) => results.push(serde_json::json!({ "task": info.name, "skipped": e.to_string() })),
+            Err(e) => {
+                results.push(serde_json::json!({ "task": info.name, "skipped": e.to_string() }))
+            }
         }
     }
     let bar = ProgressBar::new((runnable.len() * runs * 2) as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} scoring runs, {elapsed} {msg}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} scoring runs, {elapsed} {msg}")
+            .expect("valid template"),
+    );
     if ctx.json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
@@ -128,10 +156,22 @@ pub fn calibrate(ctx: &Context, tasks: &[String], profile: &str, runs: usize) ->
     for r in &results {
         let task = r["task"].as_str().unwrap_or_default().to_string();
         if let Some(skip) = r.get("skipped") {
-            table.row(vec![task, profile.into(), "-".into(), "-".into(), format!("skipped: {}", skip.as_str().unwrap_or_default())]);
+            table.row(vec![
+                task,
+                profile.into(),
+                "-".into(),
+                "-".into(),
+                format!("skipped: {}", skip.as_str().unwrap_or_default()),
+            ]);
         } else {
             let c = &r["calibration"];
-            table.row(vec![task, profile.into(), num(c["start"].as_f64()), num(c["reference"].as_f64()), format!("stored ({runs} runs each)")]);
+            table.row(vec![
+                task,
+                profile.into(),
+                num(c["start"].as_f64()),
+                num(c["reference"].as_f64()),
+                format!("stored ({runs} runs each)"),
+            ]);
         }
     }
     println!("{}", table.render());

@@ -15,8 +15,20 @@ pub fn list(ctx: &Context) -> Result<i32> {
     let mut table = Table::new(&["task", "profiles", "needs GPU", "raw score", "title"]);
     for i in &infos {
         let profiles: Vec<&str> = i.profiles.iter().map(|p| p.name.as_str()).collect();
-        let gpu = if i.profiles.iter().all(|p| p.needs_gpu) { "yes" } else if i.profiles.iter().any(|p| p.needs_gpu) { "some" } else { "no" };
-        table.row(vec![i.name.clone(), profiles.join(","), gpu.into(), i.raw_score.clone(), i.title.clone()]);
+        let gpu = if i.profiles.iter().all(|p| p.needs_gpu) {
+            "yes"
+        } else if i.profiles.iter().any(|p| p.needs_gpu) {
+            "some"
+        } else {
+            "no"
+        };
+        table.row(vec![
+            i.name.clone(),
+            profiles.join(","),
+            gpu.into(),
+            i.raw_score.clone(),
+            i.title.clone(),
+        ]);
     }
     println!("{}", table.render());
     Ok(0)
@@ -43,11 +55,30 @@ pub fn info(ctx: &Context, name: &str) -> Result<i32> {
     }
     println!("{} — {}\n\n{}\n", info.name, info.title, info.summary);
     println!("raw score:    {} ({:?})", info.raw_score, info.direction);
-    println!("submission:   {:?}: {}", info.submission, info.submission_files.join(", "));
-    println!("time limit:   {} min per attempt (default); scoring limit {} s", info.default_time_limit_minutes, info.score_timeout_s);
-    println!("score shown:  {}", if info.score_hidden { "no (the last entry counts)" } else { "yes (the best entry counts)" });
+    println!(
+        "submission:   {:?}: {}",
+        info.submission,
+        info.submission_files.join(", ")
+    );
+    println!(
+        "time limit:   {} min per attempt (default); scoring limit {} s",
+        info.default_time_limit_minutes, info.score_timeout_s
+    );
+    println!(
+        "score shown:  {}",
+        if info.score_hidden {
+            "no (the last entry counts)"
+        } else {
+            "yes (the best entry counts)"
+        }
+    );
     for p in &info.profiles {
-        println!("profile {:<5}  {}{}", p.name, p.description, if p.needs_gpu { " [NVIDIA GPU]" } else { "" });
+        println!(
+            "profile {:<5}  {}{}",
+            p.name,
+            p.description,
+            if p.needs_gpu { " [NVIDIA GPU]" } else { "" }
+        );
     }
     for (profile, c) in &calibrations {
         match c {

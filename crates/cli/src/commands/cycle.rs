@@ -16,7 +16,7 @@ use super::{device_fingerprint, find_calibration, Context};
 use crate::output::{self, num, one_line, Table};
 use crate::registry;
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize)]
 struct Row {
     task: String,
     profile: String,
@@ -32,7 +32,12 @@ struct Row {
 }
 
 /// Checks the starting and reference solutions without a GPU.
-fn gpu_free_checks(ctx: &Context, task: &dyn Task, profile: &str, root: &std::path::Path) -> Result<String> {
+fn gpu_free_checks(
+    ctx: &Context,
+    task: &dyn Task,
+    profile: &str,
+    root: &std::path::Path,
+) -> Result<String> {
     let mut notes = Vec::new();
     for solution in [Solution::Starting, Solution::Reference] {
         let dir = root.join(solution.as_str());
@@ -48,31 +53,37 @@ fn gpu_free_checks(ctx: &Context, task: &dyn Task, profile: &str, root: &std::pa
         match task.precheck(&req)? {
             None => notes.push(format!("{} ok", solution.as_str())),
             Some(reason) => {
-                return Err(Error::Internal(format!("the {} solution fails its own checks: {reason}", solution.as_str())))
+                return Err(Error::Internal(format!(
+                    "the {} solution fails its own checks: {reason}",
+                    solution.as_str()
+                )))
             }
         }
     }
     let compiler = match rdbench_gpu::probe::require_nvrtc() {
-        Ok(()) => format!("NVRTC {} compiled them for sm_90", rdbench_gpu::probe::nvrtc_version().unwrap_or_default()),
+        Ok(()) => format!(
+            "NVRTC {} compiled them for sm_90",
+            rdbench_gpu::probe::nvrtc_version().unwrap_or_default()
+        ),
         Err(_) => "NVRTC not found, compile check skipped (pip install nvidia-cuda-nvrtc)".into(),
     };
-    Ok(format!("GPU-free checks passed ({}; {compiler})", notes.join(", ")))
+    Ok(format!(
+        "GPU-free checks passed ({}; {compiler})",
+        notes.join(", ")
+    ))
 }
 
 fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) -> Result<Row> {
     let info = task.info();
     let started = std::time::Instant::now();
-    let root = ctx.home.runs_dir().join(format!("cycle-{}-{profile}-{}", info.name, run_stamp()));
+    let root = ctx
+        .home
+        .runs_dir()
+        .join(format!("cycle-{}-{profile}-{}", info.name, run_stamp()));
     let mut row = Row {
         task: info.name.clone(),
         profile: profile.into(),
-        start_raw: None,
-        start_score: None,
-        reference_raw: None,
-        reference_score: None,
-        wall_s: 0.0,
-        status: String::new(),
-        note: None,
+        ..Row::default()
     };
     if let Err(env) = task.check_environment(profile) {
         bar.set_message(format!("{}: checks without a GPU", info.name));
@@ -88,7 +99,10 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
     }
     let fp = device_fingerprint(&info, profile)?;
     if find_calibration(ctx, task, profile, &fp)?.is_none() {
-        bar.set_message(format!("{}: no calibration here yet, calibrating (3 runs each)", info.name));
+        bar.set_message(format!(
+            "{}: no calibration here yet, calibrating (3 runs each)",
+            info.name
+        ));
         calibrate_task(ctx, task, profile, 3, bar)?;
     }
     let calibration = find_calibration(ctx, task, profile, &fp)?;
@@ -106,21 +120,50 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
     for solution in [Solution::Starting, Solution::Reference] {
         if solution == Solution::Reference {
             bar.set_message(format!("{}: applying the reference solution", info.name));
-            task.install_solution(solution, profile, &ctx.home.cache_dir(), &attempt.record.dir)?;
+            task.install_solution(
+                solution,
+                profile,
+                &ctx.home.cache_dir(),
+                &attempt.record.dir,
+            )?;
         }
-        bar.set_message(format!("{}: scoring the {} solution", info.name, solution.as_str()));
+        bar.set_message(format!(
+            "{}: scoring the {} solution",
+            info.name,
+            solution.as_str()
+        ));
         let sha = hash_files(&attempt.record.dir, &info.submission_files);
-        let result = score_solution_dir(ctx, task, profile, &attempt.record.dir, &attempt.private_dir)?;
-        let entry = entry_for(&info, profile, &result, calibration.as_ref(), Some(fp.id()), sha, None);
+        let result = score_solution_dir(
+            ctx,
+            task,
+            profile,
+            &attempt.record.dir,
+            &attempt.private_dir,
+        )?;
+        let entry = entry_for(
+            &info,
+            profile,
+            &result,
+            calibration.as_ref(),
+            Some(fp.id()),
+            sha,
+            None,
+        );
         log.append(&entry)?;
         if !entry.valid {
-            row.status = format!("the {} solution scored invalid: {}", solution.as_str(), one_line(entry.reason.as_deref().unwrap_or(""), 200));
+            row.status = format!(
+                "the {} solution scored invalid: {}",
+                solution.as_str(),
+                one_line(entry.reason.as_deref().unwrap_or(""), 200)
+            );
             row.wall_s = started.elapsed().as_secs_f64();
             return Ok(row);
         }
         match solution {
             Solution::Starting => (row.start_raw, row.start_score) = (entry.raw, entry.normalized),
-            Solution::Reference => (row.reference_raw, row.reference_score) = (entry.raw, entry.normalized),
+            Solution::Reference => {
+                (row.reference_raw, row.reference_score) = (entry.raw, entry.normalized)
+            }
         }
         bar.inc(1);
     }
@@ -136,13 +179,19 @@ pub fn cycle(ctx: &Context, tasks: &[String], profile: &str) -> Result<i32> {
     let selected: Vec<Box<dyn Task>> = if tasks.is_empty() {
         registry::all()
     } else {
-        tasks.iter().map(|t| registry::find(t)).collect::<Result<_>>()?
+        tasks
+            .iter()
+            .map(|t| registry::find(t))
+            .collect::<Result<_>>()?
     };
     for t in &selected {
         t.info().profile(profile)?;
     }
     let bar = ProgressBar::new((selected.len() * 2) as u64);
-    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed}] {pos}/{len} scores  {msg}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed}] {pos}/{len} scores  {msg}")
+            .expect("valid template"),
+    );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     if ctx.json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -157,13 +206,9 @@ pub fn cycle(ctx: &Context, tasks: &[String], profile: &str) -> Result<i32> {
                 rows.push(Row {
                     task: task.info().name,
                     profile: profile.into(),
-                    start_raw: None,
-                    start_score: None,
-                    reference_raw: None,
-                    reference_score: None,
-                    wall_s: 0.0,
                     status: "error".into(),
                     note: Some(e.to_string()),
+                    ..Row::default()
                 });
             }
         }
@@ -172,7 +217,16 @@ pub fn cycle(ctx: &Context, tasks: &[String], profile: &str) -> Result<i32> {
     if ctx.json {
         output::json(&rows);
     } else {
-        let mut table = Table::new(&["task", "profile", "start raw", "start score", "ref raw", "ref score", "wall s", "status"]);
+        let mut table = Table::new(&[
+            "task",
+            "profile",
+            "start raw",
+            "start score",
+            "ref raw",
+            "ref score",
+            "wall s",
+            "status",
+        ]);
         for r in &rows {
             table.row(vec![
                 r.task.clone(),

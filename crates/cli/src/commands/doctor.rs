@@ -14,7 +14,9 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
     if let Ok(n) = rdbench_gpu::device::device_count() {
         for i in 0..n {
             match rdbench_gpu::device::describe(i) {
-                Ok(d) => gpus.push(serde_json::json!({ "info": d, "fingerprint": d.fingerprint().id() })),
+                Ok(d) => {
+                    gpus.push(serde_json::json!({ "info": d, "fingerprint": d.fingerprint().id() }))
+                }
                 Err(e) => gpus.push(serde_json::json!({ "ordinal": i, "error": e.to_string() })),
             }
         }
@@ -59,13 +61,22 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         output::json(&report);
         return Ok(0);
     }
-    println!("rdbench {}  (home: {})", env!("CARGO_PKG_VERSION"), ctx.home.root().display());
+    println!(
+        "rdbench {}  (home: {})",
+        env!("CARGO_PKG_VERSION"),
+        ctx.home.root().display()
+    );
     let lib = |name: &str, s: &rdbench_gpu::probe::LibraryStatus, version: Option<&String>| {
         if s.found {
             println!(
                 "{name:<9} found{}{}",
-                version.map(|v| format!(" (version {v})")).unwrap_or_default(),
-                s.path.as_ref().map(|p| format!(" at {}", p.display())).unwrap_or_default()
+                version
+                    .map(|v| format!(" (version {v})"))
+                    .unwrap_or_default(),
+                s.path
+                    .as_ref()
+                    .map(|p| format!(" at {}", p.display()))
+                    .unwrap_or_default()
             );
         } else {
             println!("{name:<9} NOT FOUND: {}", s.error.as_deref().unwrap_or(""));
@@ -84,7 +95,10 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
             nvml.devices.len()
         );
     } else {
-        println!("NVML      not available ({}): monitors record CPU and memory from /proc", nvml.error.as_deref().unwrap_or("no NVIDIA GPU"));
+        println!(
+            "NVML      not available ({}): monitors record CPU and memory from /proc",
+            nvml.error.as_deref().unwrap_or("no NVIDIA GPU")
+        );
     }
     if let Some(note) = &version_note {
         println!("note      {note}");
@@ -109,7 +123,13 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         println!("calibrations: none (run `rdbench calibrate` on a GPU machine)");
     }
     for c in &calibrations {
-        println!("calibration {}: {}", c["path"].as_str().unwrap_or("?"), c.get("entries").map(|e| e.to_string()).unwrap_or_else(|| c["error"].to_string()));
+        println!(
+            "calibration {}: {}",
+            c["path"].as_str().unwrap_or("?"),
+            c.get("entries")
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| c["error"].to_string())
+        );
     }
     Ok(0)
 }

@@ -24,8 +24,15 @@ pub struct Context {
 
 impl Context {
     pub fn from_cli(cli: &Cli) -> Self {
-        let home = cli.home.clone().map(Home::new).unwrap_or_else(Home::from_env);
-        Context { home, json: cli.json }
+        let home = cli
+            .home
+            .clone()
+            .map(Home::new)
+            .unwrap_or_else(Home::from_env);
+        Context {
+            home,
+            json: cli.json,
+        }
     }
 
     /// Calibrations measured here, then those shipped in the repository's `calibration/`.
@@ -97,18 +104,40 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::List => catalog::list(&ctx),
         Command::Info { task } => catalog::info(&ctx, &task),
-        Command::Start { task, dir, profile, time_limit, agent } => {
-            attempt::start(&ctx, &task, &dir, &profile, time_limit, &agent)
-        }
-        Command::Score { dir, allow_uncalibrated, timeout } => attempt::score(&ctx, &dir, allow_uncalibrated, timeout),
+        Command::Start {
+            task,
+            dir,
+            profile,
+            time_limit,
+            agent,
+        } => attempt::start(&ctx, &task, &dir, &profile, time_limit, &agent),
+        Command::Score {
+            dir,
+            allow_uncalibrated,
+            timeout,
+        } => attempt::score(&ctx, &dir, allow_uncalibrated, timeout),
         Command::Log { dir } => attempt::log(&ctx, &dir),
         Command::Finish { dir, out } => attempt::finish(&ctx, &dir, out.as_deref()),
-        Command::Calibrate { task, profile, runs } => calibrate::calibrate(&ctx, &task, &profile, runs),
-        Command::Monitor { dir, interval_ms, duration } => monitor::monitor(&ctx, &dir, interval_ms, duration),
-        Command::Aggregate(args) => crate::aggregate::run(&args, ctx.json).map_err(|e| Error::Usage(format!("{e:#}"))),
+        Command::Calibrate {
+            task,
+            profile,
+            runs,
+        } => calibrate::calibrate(&ctx, &task, &profile, runs),
+        Command::Monitor {
+            dir,
+            interval_ms,
+            duration,
+        } => monitor::monitor(&ctx, &dir, interval_ms, duration),
+        Command::Aggregate(args) => {
+            crate::aggregate::run(&args, ctx.json).map_err(|e| Error::Environment(format!("{e:#}")))
+        }
         Command::Doctor => doctor::doctor(&ctx),
         Command::Cycle { task, profile } => cycle::cycle(&ctx, &task, &profile),
-        Command::Worker { task, request, result } => {
+        Command::Worker {
+            task,
+            request,
+            result,
+        } => {
             let task = crate::registry::find(&task)?;
             Ok(crate::job::worker_main(task.as_ref(), &request, &result))
         }

@@ -17,23 +17,38 @@ pub fn monitor(ctx: &Context, dir: &Path, interval_ms: u64, duration: Option<f64
     }
     if let Some(d) = duration {
         if !(d.is_finite() && d > 0.0) {
-            return Err(Error::Usage(format!("--duration must be a positive number of seconds, not {d}")));
+            return Err(Error::Usage(format!(
+                "--duration must be a positive number of seconds, not {d}"
+            )));
         }
     }
     let attempt = Attempt::open(&ctx.home, dir)?;
-    let path = attempt.timelines_dir().join(format!("attempt-{}.jsonl", super::attempt::run_stamp()));
+    let path = attempt
+        .timelines_dir()
+        .join(format!("attempt-{}.jsonl", super::attempt::run_stamp()));
     let handle = monitor::start(
-        MonitorConfig { interval: Duration::from_millis(interval_ms), gpu_indices: None, pids: None },
+        MonitorConfig {
+            interval: Duration::from_millis(interval_ms),
+            gpu_indices: None,
+            pids: None,
+        },
         &path,
     )
     .map_err(|e| Error::Internal(e.to_string()))?;
     let stop = handle.stop_flag();
     let ctrlc = stop.clone();
     // Ctrl-C or SIGTERM ends the recording cleanly, with the summary printed.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::Internal(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let started = Instant::now();
     if !ctx.json {
-        eprintln!("monitoring ({}) into {}; Ctrl-C to stop", handle.source().kind(), path.display());
+        eprintln!(
+            "monitoring ({}) into {}; Ctrl-C to stop",
+            handle.source().kind(),
+            path.display()
+        );
         if let Some(note) = handle.source().note() {
             eprintln!("note: {note}");
         }
@@ -57,8 +72,16 @@ pub fn monitor(ctx: &Context, dir: &Path, interval_ms: u64, duration: Option<f64
     if ctx.json {
         output::json(&serde_json::json!({ "timeline": path, "summary": summary }));
     } else {
-        println!("{} samples over {:.1} s written to {}", summary.samples, summary.duration_s, path.display());
-        println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+        println!(
+            "{} samples over {:.1} s written to {}",
+            summary.samples,
+            summary.duration_s,
+            path.display()
+        );
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
     }
     Ok(0)
 }

@@ -16,7 +16,10 @@ fn main() -> rdbench_core::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let profile = args.first().cloned().unwrap_or_else(|| "tiny".into());
     let tmp = tempfile::tempdir().map_err(|e| rdbench_core::Error::io("/tmp", e))?;
-    let cache = args.get(1).map(std::path::PathBuf::from).unwrap_or_else(|| tmp.path().join("cache"));
+    let cache = args
+        .get(1)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().join("cache"));
     let task = FixEmbedding::default();
     let spec = task.spec(&profile)?;
     let attempt = tmp.path().join("attempt");
@@ -75,7 +78,11 @@ fn main() -> rdbench_core::Result<()> {
         other.push(evaluate(&spec, &m, other_seed)?.raw);
     }
     let small = load(prep::SMALL, &spec.small)?;
-    let small_ev = evaluate(&spec, &small, prep::heldout_seed(prep::heldout_secret(&cache)?, &spec))?;
+    let small_ev = evaluate(
+        &spec,
+        &small,
+        prep::heldout_seed(prep::heldout_secret(&cache)?, &spec),
+    )?;
 
     let closed = (start - reference) / (start - original);
     println!(

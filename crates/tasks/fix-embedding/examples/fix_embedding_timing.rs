@@ -26,7 +26,8 @@ fn main() -> rdbench_core::Result<()> {
     let path = dir.path().join("fixed_model.safetensors");
     save_model(&model, &path).map_err(err)?;
     let t = Instant::now();
-    let loaded = load_model(&path, &spec.model).map_err(|e| rdbench_core::Error::Internal(e.to_string()))?;
+    let loaded =
+        load_model(&path, &spec.model).map_err(|e| rdbench_core::Error::Internal(e.to_string()))?;
     let load_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let (_, floor) = prep::heldout(&spec, 42)?;
@@ -37,20 +38,36 @@ fn main() -> rdbench_core::Result<()> {
     // Preparation.
     let t = Instant::now();
     let hmm = prep::hmm(&spec)?;
-    let private = TokenSet::new(hmm.sample(spec.private_corpus_seed, spec.private_corpus_seqs, spec.seq_len()), spec.seq_len())
-        .map_err(err)?;
-    let _train = hmm.sample(spec.train_corpus_seed, spec.train_corpus_seqs, spec.seq_len());
+    let private = TokenSet::new(
+        hmm.sample(
+            spec.private_corpus_seed,
+            spec.private_corpus_seqs,
+            spec.seq_len(),
+        ),
+        spec.seq_len(),
+    )
+    .map_err(err)?;
+    let _train = hmm.sample(
+        spec.train_corpus_seed,
+        spec.train_corpus_seqs,
+        spec.seq_len(),
+    );
     let sample_s = t.elapsed().as_secs_f64();
     let time_steps = |cfg: &rdbench_lm::GptConfig, tc: &TrainConfig| -> rdbench_core::Result<f64> {
         let m = Gpt::new(cfg.clone(), 2).map_err(err)?;
-        let tc = TrainConfig { steps, ..tc.clone() };
+        let tc = TrainConfig {
+            steps,
+            ..tc.clone()
+        };
         let r = train_model(&m, &private, &tc, "timing").map_err(err)?;
         Ok(r.seconds / steps as f64)
     };
     let big_step = time_steps(&spec.model, &spec.model_train)?;
     let small_step = time_steps(&spec.small, &spec.small_train)?;
     let ref_steps = spec.reference.adapter.steps + spec.reference.finetune.steps;
-    let prep_est = sample_s + big_step * spec.model_train.steps as f64 + small_step * spec.small_train.steps as f64;
+    let prep_est = sample_s
+        + big_step * spec.model_train.steps as f64
+        + small_step * spec.small_train.steps as f64;
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({

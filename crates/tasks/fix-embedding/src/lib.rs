@@ -20,8 +20,8 @@ pub mod profile;
 use std::path::Path;
 
 use rdbench_core::task::{
-    Direction, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, ShippedCalibration, Solution,
-    SubmissionKind, Task, TaskInfo,
+    Direction, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, ShippedCalibration,
+    Solution, SubmissionKind, Task, TaskInfo,
 };
 use rdbench_core::{Error, Result};
 use rdbench_lm::{eval_loss, load_model, Gpt};
@@ -42,7 +42,9 @@ pub struct FixEmbedding {}
 
 fn spec(profile: &str) -> Result<Spec> {
     profile::by_name(profile).ok_or_else(|| {
-        Error::Usage(format!("task fix-embedding has no profile {profile:?}; its profiles are: tiny, full"))
+        Error::Usage(format!(
+            "task fix-embedding has no profile {profile:?}; its profiles are: tiny, full"
+        ))
     })
 }
 
@@ -106,7 +108,11 @@ impl FixEmbedding {
         let ev = evaluate(spec, &model, prep::heldout_seed(secret, spec))?;
         if !ev.loss.is_finite() {
             return Ok(ScoreOutcome::Invalid {
-                reason: format!("{}: the model's held-out loss is not finite ({})", path.display(), ev.loss),
+                reason: format!(
+                    "{}: the model's held-out loss is not finite ({})",
+                    path.display(),
+                    ev.loss
+                ),
                 details: json!({ "loss": ev.loss.to_string() }),
             });
         }
@@ -168,7 +174,10 @@ impl Task for FixEmbedding {
         let spec = spec(&req.profile)?;
         let dir = prep::ensure_prepared(&spec, &req.cache_dir)?;
         let out = &req.attempt_dir;
-        copy(&dir.join(prep::CORRUPTED), &out.join("corrupted_model.safetensors"))?;
+        copy(
+            &dir.join(prep::CORRUPTED),
+            &out.join("corrupted_model.safetensors"),
+        )?;
         copy(&dir.join(prep::CORRUPTED), &out.join(SUBMISSION))?;
         copy(&dir.join(prep::SMALL), &out.join("small_model.safetensors"))?;
         copy(&dir.join(prep::TRAIN_TOKENS), &out.join("train_tokens.bin"))?;
@@ -182,12 +191,21 @@ impl Task for FixEmbedding {
             "seq_len": spec.seq_len(),
             "vocab": spec.model.vocab,
         });
-        write_text(&out.join("corpus.json"), &serde_json::to_string_pretty(&corpus).unwrap_or_default())?;
+        write_text(
+            &out.join("corpus.json"),
+            &serde_json::to_string_pretty(&corpus).unwrap_or_default(),
+        )?;
         write_text(&out.join("INSTRUCTIONS.md"), &instructions(&spec))?;
         Ok(())
     }
 
-    fn install_solution(&self, solution: Solution, profile: &str, cache_dir: &Path, dir: &Path) -> Result<()> {
+    fn install_solution(
+        &self,
+        solution: Solution,
+        profile: &str,
+        cache_dir: &Path,
+        dir: &Path,
+    ) -> Result<()> {
         let spec = spec(profile)?;
         let src = match solution {
             Solution::Starting => prep::ensure_prepared(&spec, cache_dir)?.join(prep::CORRUPTED),
@@ -198,7 +216,11 @@ impl Task for FixEmbedding {
 
     fn precheck(&self, req: &ScoreRequest) -> Result<Option<String>> {
         let spec = spec(&req.profile)?;
-        Ok(load_model(&req.submission_dir.join(SUBMISSION), &spec.model).err().map(|e| e.to_string()))
+        Ok(
+            load_model(&req.submission_dir.join(SUBMISSION), &spec.model)
+                .err()
+                .map(|e| e.to_string()),
+        )
     }
 
     fn check_environment(&self, profile: &str) -> Result<()> {
@@ -207,12 +229,16 @@ impl Task for FixEmbedding {
 
     fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
         let spec = spec(&req.profile)?;
-        let outcome = self.score_file(&spec, &req.submission_dir.join(SUBMISSION), &req.cache_dir)?;
+        let outcome =
+            self.score_file(&spec, &req.submission_dir.join(SUBMISSION), &req.cache_dir)?;
         if let ScoreOutcome::Valid { details, .. } = &outcome {
             if let Some(dir) = req.samples_path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            let _ = std::fs::write(&req.samples_path, serde_json::to_vec_pretty(details).unwrap_or_default());
+            let _ = std::fs::write(
+                &req.samples_path,
+                serde_json::to_vec_pretty(details).unwrap_or_default(),
+            );
         }
         Ok(outcome)
     }
@@ -240,6 +266,12 @@ pub fn instructions(spec: &Spec) -> String {
         .replace("{{SLAYERS}}", &s.n_layer.to_string())
         .replace("{{SEQS}}", &spec.train_corpus_seqs.to_string())
         .replace("{{SEQLEN}}", &spec.seq_len().to_string())
-        .replace("{{TOKENS}}", &(spec.train_corpus_seqs * spec.seq_len()).to_string())
-        .replace("{{HELDOUT}}", &(spec.heldout_seqs * (spec.seq_len() - 1)).to_string())
+        .replace(
+            "{{TOKENS}}",
+            &(spec.train_corpus_seqs * spec.seq_len()).to_string(),
+        )
+        .replace(
+            "{{HELDOUT}}",
+            &(spec.heldout_seqs * (spec.seq_len() - 1)).to_string(),
+        )
 }

@@ -71,22 +71,38 @@ pub fn ensure_prepared(spec: &Spec, cache_dir: &Path) -> Result<PathBuf> {
     let start = std::time::Instant::now();
     let hmm = hmm(spec)?;
     let seq_len = spec.seq_len();
-    let train = TokenSet::new(hmm.sample(spec.train_corpus_seed, spec.train_corpus_seqs, seq_len), seq_len)
-        .map_err(lm_err)?;
+    let train = TokenSet::new(
+        hmm.sample(spec.train_corpus_seed, spec.train_corpus_seqs, seq_len),
+        seq_len,
+    )
+    .map_err(lm_err)?;
     train.write(&dir.join(TRAIN_TOKENS)).map_err(lm_err)?;
-    let private = TokenSet::new(hmm.sample(spec.private_corpus_seed, spec.private_corpus_seqs, seq_len), seq_len)
-        .map_err(lm_err)?;
+    let private = TokenSet::new(
+        hmm.sample(spec.private_corpus_seed, spec.private_corpus_seqs, seq_len),
+        seq_len,
+    )
+    .map_err(lm_err)?;
 
     let original = Gpt::new(spec.model.clone(), spec.model_init_seed).map_err(lm_err)?;
     let r_orig = rdbench_lm::with_threads(spec.threads, || {
-        rdbench_lm::train_model(&original, &private, &spec.model_train, "fix-embedding: original model")
+        rdbench_lm::train_model(
+            &original,
+            &private,
+            &spec.model_train,
+            "fix-embedding: original model",
+        )
     })
     .map_err(lm_err)?;
     save_model(&original, &dir.join(ORIGINAL)).map_err(lm_err)?;
 
     let small = Gpt::new(spec.small.clone(), spec.small_init_seed).map_err(lm_err)?;
     let r_small = rdbench_lm::with_threads(spec.threads, || {
-        rdbench_lm::train_model(&small, &private, &spec.small_train, "fix-embedding: small model")
+        rdbench_lm::train_model(
+            &small,
+            &private,
+            &spec.small_train,
+            "fix-embedding: small model",
+        )
     })
     .map_err(lm_err)?;
     save_model(&small, &dir.join(SMALL)).map_err(lm_err)?;
@@ -125,7 +141,9 @@ pub fn corrupt(original: &Gpt, seed: u64) -> Result<Gpt> {
 /// environment error naming the file).
 pub fn load_prepared(path: &Path, cfg: &rdbench_lm::GptConfig) -> Result<Gpt> {
     load_model(path, cfg).map_err(|e| {
-        Error::Environment(format!("damaged fix-embedding cache ({e}); delete the folder to rebuild it"))
+        Error::Environment(format!(
+            "damaged fix-embedding cache ({e}); delete the folder to rebuild it"
+        ))
     })
 }
 
@@ -144,9 +162,10 @@ pub fn ensure_reference(spec: &Spec, cache_dir: &Path) -> Result<PathBuf> {
     let corrupted = load_prepared(&dir.join(CORRUPTED), &spec.model)?;
     let small = load_prepared(&dir.join(SMALL), &spec.small)?;
     let train = TokenSet::read(&dir.join(TRAIN_TOKENS), spec.seq_len()).map_err(lm_err)?;
-    let (fixed, report): (Gpt, ReferenceReport) =
-        rdbench_lm::with_threads(spec.threads, || reference::run(&corrupted, &small, &train, &spec.reference))
-            .map_err(lm_err)?;
+    let (fixed, report): (Gpt, ReferenceReport) = rdbench_lm::with_threads(spec.threads, || {
+        reference::run(&corrupted, &small, &train, &spec.reference)
+    })
+    .map_err(lm_err)?;
     save_model(&fixed, &path).map_err(lm_err)?;
     let json = serde_json::to_vec_pretty(&report).map_err(lm_err)?;
     fsutil::atomic_write(&done, &json)?;
@@ -203,7 +222,11 @@ fn splitmix(mut z: u64) -> u64 {
 /// The held-out split for `seed` and its exact floor.
 pub fn heldout(spec: &Spec, seed: u64) -> Result<(TokenSet, f64)> {
     let hmm = hmm(spec)?;
-    let set = TokenSet::new(hmm.sample(seed, spec.heldout_seqs, spec.seq_len()), spec.seq_len()).map_err(lm_err)?;
+    let set = TokenSet::new(
+        hmm.sample(seed, spec.heldout_seqs, spec.seq_len()),
+        spec.seq_len(),
+    )
+    .map_err(lm_err)?;
     let floor = hmm.floor(&set.tokens, set.seq_len);
     Ok((set, floor))
 }

@@ -58,7 +58,15 @@ impl Spec {
 }
 
 fn tc(steps: usize, batch_size: usize, lr: f64, warmup_steps: usize, seed: u64) -> TrainConfig {
-    TrainConfig { steps, batch_size, lr, warmup_steps, min_lr_frac: 0.1, weight_decay: 0.0, seed }
+    TrainConfig {
+        steps,
+        batch_size,
+        lr,
+        warmup_steps,
+        min_lr_frac: 0.1,
+        weight_decay: 0.0,
+        seed,
+    }
 }
 
 /// `tiny`: the whole cycle (prepare, score the corrupted model, run the reference, score it) in
@@ -67,9 +75,31 @@ pub fn tiny() -> Spec {
     let ctx = 32;
     Spec {
         name: "tiny".into(),
-        hmm: HmmConfig { states: 32, vocab: 128, successors: 3, zipf_exponent: 2.0, structure_seed: 0x7155_0001 },
-        model: GptConfig { vocab: 128, ctx, d_model: 64, n_layer: 2, n_head: 4, d_ff: 256, ln_eps: 1e-5 },
-        small: GptConfig { vocab: 128, ctx, d_model: 32, n_layer: 1, n_head: 2, d_ff: 128, ln_eps: 1e-5 },
+        hmm: HmmConfig {
+            states: 32,
+            vocab: 128,
+            successors: 3,
+            zipf_exponent: 2.0,
+            structure_seed: 0x7155_0001,
+        },
+        model: GptConfig {
+            vocab: 128,
+            ctx,
+            d_model: 64,
+            n_layer: 2,
+            n_head: 4,
+            d_ff: 256,
+            ln_eps: 1e-5,
+        },
+        small: GptConfig {
+            vocab: 128,
+            ctx,
+            d_model: 32,
+            n_layer: 1,
+            n_head: 2,
+            d_ff: 128,
+            ln_eps: 1e-5,
+        },
         private_corpus_seed: 0x7155_0002,
         private_corpus_seqs: 16_000,
         train_corpus_seed: 0x7155_0003,
@@ -95,9 +125,31 @@ pub fn full() -> Spec {
     let ctx = 128;
     Spec {
         name: "full".into(),
-        hmm: HmmConfig { states: 256, vocab: 2048, successors: 4, zipf_exponent: 1.8, structure_seed: 0xf011_0001 },
-        model: GptConfig { vocab: 2048, ctx, d_model: 256, n_layer: 4, n_head: 8, d_ff: 1024, ln_eps: 1e-5 },
-        small: GptConfig { vocab: 2048, ctx, d_model: 128, n_layer: 2, n_head: 4, d_ff: 512, ln_eps: 1e-5 },
+        hmm: HmmConfig {
+            states: 256,
+            vocab: 2048,
+            successors: 4,
+            zipf_exponent: 1.8,
+            structure_seed: 0xf011_0001,
+        },
+        model: GptConfig {
+            vocab: 2048,
+            ctx,
+            d_model: 256,
+            n_layer: 4,
+            n_head: 8,
+            d_ff: 1024,
+            ln_eps: 1e-5,
+        },
+        small: GptConfig {
+            vocab: 2048,
+            ctx,
+            d_model: 128,
+            n_layer: 2,
+            n_head: 4,
+            d_ff: 512,
+            ln_eps: 1e-5,
+        },
         private_corpus_seed: 0xf011_0002,
         private_corpus_seqs: 200_000,
         train_corpus_seed: 0xf011_0003,

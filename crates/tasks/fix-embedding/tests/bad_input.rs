@@ -28,8 +28,15 @@ fn invalid_reason(task: &FixEmbedding, dir: &Path) -> String {
         ScoreOutcome::Invalid { reason, .. } => reason,
         ScoreOutcome::Valid { raw, .. } => panic!("expected invalid, got raw {raw}"),
     };
-    assert_eq!(pre.as_deref(), Some(reason.as_str()), "precheck and score disagree");
-    assert!(reason.contains(SUBMISSION), "reason does not name the file: {reason}");
+    assert_eq!(
+        pre.as_deref(),
+        Some(reason.as_str()),
+        "precheck and score disagree"
+    );
+    assert!(
+        reason.contains(SUBMISSION),
+        "reason does not name the file: {reason}"
+    );
     reason
 }
 
@@ -53,16 +60,25 @@ fn every_bad_submission_is_invalid_with_a_clear_reason() {
     t.insert("blocks.0.attn.c_attn.weight".into(), v);
     save_tensors(&t, &path).unwrap();
     let r = invalid_reason(&task, dir.path());
-    assert!(r.contains("missing tensors: blocks.0.attn.qkv.weight"), "{r}");
+    assert!(
+        r.contains("missing tensors: blocks.0.attn.qkv.weight"),
+        "{r}"
+    );
 
     let mut t = good.clone();
     t.insert("lm_head.weight".into(), good["wte"].clone());
     save_tensors(&t, &path).unwrap();
     let r = invalid_reason(&task, dir.path());
-    assert!(r.contains("unexpected tensors") && r.contains("lm_head.weight"), "{r}");
+    assert!(
+        r.contains("unexpected tensors") && r.contains("lm_head.weight"),
+        "{r}"
+    );
 
     let mut t = good.clone();
-    t.insert("wte".into(), Tensor::zeros((cfg.vocab, cfg.d_model + 1), DType::F32, &Device::Cpu).unwrap());
+    t.insert(
+        "wte".into(),
+        Tensor::zeros((cfg.vocab, cfg.d_model + 1), DType::F32, &Device::Cpu).unwrap(),
+    );
     save_tensors(&t, &path).unwrap();
     let r = invalid_reason(&task, dir.path());
     assert!(r.contains("tensor wte has shape"), "{r}");
@@ -78,10 +94,16 @@ fn every_bad_submission_is_invalid_with_a_clear_reason() {
         let mut v = good["ln_f.weight"].to_vec1::<f32>().unwrap();
         v[0] = bad;
         v[5] = bad;
-        t.insert("ln_f.weight".into(), Tensor::from_vec(v, cfg.d_model, &Device::Cpu).unwrap());
+        t.insert(
+            "ln_f.weight".into(),
+            Tensor::from_vec(v, cfg.d_model, &Device::Cpu).unwrap(),
+        );
         save_tensors(&t, &path).unwrap();
         let r = invalid_reason(&task, dir.path());
-        assert!(r.contains("ln_f.weight has 2 NaN or infinite values"), "{r}");
+        assert!(
+            r.contains("ln_f.weight has 2 NaN or infinite values"),
+            "{r}"
+        );
     }
 
     // Many gigabytes (sparse, so the test is cheap): refused from the size alone.
@@ -106,7 +128,13 @@ fn unknown_profiles_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut req = request(dir.path());
     req.profile = "huge".into();
-    assert!(matches!(task.score(&req), Err(rdbench_core::Error::Usage(_))));
-    assert!(matches!(task.check_environment("huge"), Err(rdbench_core::Error::Usage(_))));
+    assert!(matches!(
+        task.score(&req),
+        Err(rdbench_core::Error::Usage(_))
+    ));
+    assert!(matches!(
+        task.check_environment("huge"),
+        Err(rdbench_core::Error::Usage(_))
+    ));
     assert!(task.check_environment("tiny").is_ok() && task.check_environment("full").is_ok());
 }

@@ -39,8 +39,10 @@ fn tiny_cycle_scores_start_0_and_reference_1() {
     .unwrap();
 
     // The attempt gets the models, the corpus, configs and instructions; nothing held out.
-    let mut names: Vec<String> =
-        std::fs::read_dir(&attempt).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&attempt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     assert_eq!(
         names,
@@ -58,17 +60,22 @@ fn tiny_cycle_scores_start_0_and_reference_1() {
     let secret = format!("{:016x}", prep::heldout_secret(&cache).unwrap());
     for n in &names {
         let bytes = std::fs::read(attempt.join(n)).unwrap();
-        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{n} holds the secret");
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{n} holds the secret"
+        );
     }
 
     // The starting submission is the corrupted model.
     let start = raw(&task, &attempt, &cache);
     let start_dir = tmp.path().join("start");
-    task.install_solution(Solution::Starting, "tiny", &cache, &start_dir).unwrap();
+    task.install_solution(Solution::Starting, "tiny", &cache, &start_dir)
+        .unwrap();
     assert_eq!(raw(&task, &start_dir, &cache), start);
 
     let ref_dir = tmp.path().join("reference");
-    task.install_solution(Solution::Reference, "tiny", &cache, &ref_dir).unwrap();
+    task.install_solution(Solution::Reference, "tiny", &cache, &ref_dir)
+        .unwrap();
     let reference = raw(&task, &ref_dir, &cache);
 
     // The original (uncorrupted) model: the reference closes at least 90 % of the gap.
@@ -80,18 +87,34 @@ fn tiny_cycle_scores_start_0_and_reference_1() {
     let original = raw(&task, &orig_dir, &cache);
     let closed = (start - reference) / (start - original);
     assert!(closed >= 0.9, "reference closes only {closed:.3} of the gap (start {start}, ref {reference}, original {original})");
-    assert!(closed < 1.0, "the reference is better than the original model: the task is mis-sized");
+    assert!(
+        closed < 1.0,
+        "the reference is better than the original model: the task is mis-sized"
+    );
 
     // Shipped calibration holds here: start and reference normalize to 0 and 1 within 0.05.
-    let cal = task.shipped_calibration("tiny").expect("tiny has shipped calibration");
+    let cal = task
+        .shipped_calibration("tiny")
+        .expect("tiny has shipped calibration");
     let norm = |r: f64| (r - cal.start) / (cal.reference - cal.start);
-    assert!(norm(start).abs() < 0.05, "start normalizes to {}", norm(start));
-    assert!((norm(reference) - 1.0).abs() < 0.05, "reference normalizes to {}", norm(reference));
+    assert!(
+        norm(start).abs() < 0.05,
+        "start normalizes to {}",
+        norm(start)
+    );
+    assert!(
+        (norm(reference) - 1.0).abs() < 0.05,
+        "reference normalizes to {}",
+        norm(reference)
+    );
 
     // Another held-out split (another installation) gives nearly the same raw scores.
     for (name, r) in [(prep::CORRUPTED, start), (prep::REFERENCE, reference)] {
         let m = prep::load_prepared(&pdir.join(name), &spec.model).unwrap();
         let other = evaluate(&spec, &m, 0xd1ff_e4e7).unwrap().raw;
-        assert!((other - r).abs() < 0.02 * (cal.start - cal.reference), "{name}: {r} vs {other}");
+        assert!(
+            (other - r).abs() < 0.02 * (cal.start - cal.reference),
+            "{name}: {r} vs {other}"
+        );
     }
 }

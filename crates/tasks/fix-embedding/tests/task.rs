@@ -10,11 +10,17 @@ fn info_and_instructions_are_complete() {
     let info = task.info();
     assert_eq!(info.name, "fix-embedding");
     assert!(info.hardware_independent);
-    assert_eq!(info.submission_files, vec!["fixed_model.safetensors".to_string()]);
+    assert_eq!(
+        info.submission_files,
+        vec!["fixed_model.safetensors".to_string()]
+    );
     for p in ["tiny", "full"] {
         assert!(info.profile(p).is_ok());
         let text = instructions(&task.spec(p).unwrap());
-        assert!(!text.contains("{{"), "unfilled placeholder in {p} instructions");
+        assert!(
+            !text.contains("{{"),
+            "unfilled placeholder in {p} instructions"
+        );
         assert!(text.contains("rdbench score") && text.contains("fixed_model.safetensors"));
         assert!(text.contains("cheating"));
     }
@@ -29,7 +35,10 @@ fn heldout_secret_is_made_once_and_differs_between_installations() {
     assert_ne!(prep::heldout_secret(b.path()).unwrap(), s1);
     // A damaged secret is an environment error, never silently replaced.
     std::fs::write(b.path().join("fix-embedding/heldout.secret"), "not hex").unwrap();
-    assert!(matches!(prep::heldout_secret(b.path()), Err(rdbench_core::Error::Environment(_))));
+    assert!(matches!(
+        prep::heldout_secret(b.path()),
+        Err(rdbench_core::Error::Environment(_))
+    ));
     let (t, f) = (profile::tiny(), profile::full());
     assert_ne!(prep::heldout_seed(s1, &t), prep::heldout_seed(s1, &f));
     // Held-out data never comes from a public seed.
@@ -46,20 +55,32 @@ fn corruption_permutes_whole_rows() {
     let c = prep::corrupt(&m, spec.permutation_seed).unwrap();
     let rows = |g: &Gpt| -> Vec<Vec<u32>> {
         let v = g.param("wte").as_tensor().to_vec2::<f32>().unwrap();
-        v.into_iter().map(|r| r.into_iter().map(f32::to_bits).collect()).collect()
+        v.into_iter()
+            .map(|r| r.into_iter().map(f32::to_bits).collect())
+            .collect()
     };
     let (a, b) = (rows(&m), rows(&c));
     assert_ne!(a, b);
     let (mut sa, mut sb) = (a.clone(), b.clone());
     sa.sort();
     sb.sort();
-    assert_eq!(sa, sb, "the corrupted rows are not a permutation of the original rows");
+    assert_eq!(
+        sa, sb,
+        "the corrupted rows are not a permutation of the original rows"
+    );
     let moved = a.iter().zip(&b).filter(|(x, y)| x != y).count();
     assert!(moved > a.len() * 9 / 10, "only {moved} rows moved");
     // Nothing else changed.
     for (k, v) in m.tensors() {
         if k != "wte" {
-            let d = (v - &c.tensors()[&k]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let d = (v - &c.tensors()[&k])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert_eq!(d, 0.0, "{k} changed");
         }
     }
@@ -82,7 +103,12 @@ fn micro() -> profile::Spec {
     s.private_corpus_seqs = 64;
     s.train_corpus_seqs = 32;
     s.heldout_seqs = 16;
-    for t in [&mut s.model_train, &mut s.small_train, &mut s.reference.adapter, &mut s.reference.finetune] {
+    for t in [
+        &mut s.model_train,
+        &mut s.small_train,
+        &mut s.reference.adapter,
+        &mut s.reference.finetune,
+    ] {
         t.steps = 5;
         t.batch_size = 4;
         t.warmup_steps = 1;
@@ -104,14 +130,26 @@ fn concurrent_preparations_train_once_and_agree() {
     assert!(paths.iter().all(|p| p == &paths[0]));
     let dir = prep::profile_dir(cache.path(), &spec);
     // Only finished files are left (no temporary files), and a second cache prepares the same bytes.
-    let mut names: Vec<String> =
-        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
     let other = tempfile::tempdir().unwrap();
     prep::ensure_reference(&spec, other.path()).unwrap();
     let odir = prep::profile_dir(other.path(), &spec);
-    for f in [prep::TRAIN_TOKENS, prep::ORIGINAL, prep::SMALL, prep::CORRUPTED, prep::REFERENCE] {
-        assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(odir.join(f)).unwrap(), "{f} differs");
+    for f in [
+        prep::TRAIN_TOKENS,
+        prep::ORIGINAL,
+        prep::SMALL,
+        prep::CORRUPTED,
+        prep::REFERENCE,
+    ] {
+        assert_eq!(
+            std::fs::read(dir.join(f)).unwrap(),
+            std::fs::read(odir.join(f)).unwrap(),
+            "{f} differs"
+        );
     }
 }

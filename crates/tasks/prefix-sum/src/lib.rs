@@ -16,7 +16,8 @@ mod scorer;
 use std::path::Path;
 
 use rdbench_core::task::{
-    Direction, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution, SubmissionKind, Task, TaskInfo,
+    Direction, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution, SubmissionKind,
+    Task, TaskInfo,
 };
 use rdbench_core::{Error, Result};
 use rdbench_gpu::plan::{BufferSpec, ElemType, PlanLimits};
@@ -59,26 +60,37 @@ pub fn profile_n(profile: &str) -> Result<i64> {
     match profile {
         "tiny" => Ok(4_000_037),
         "full" => Ok(100_000_000),
-        other => Err(Error::Usage(format!("prefix-sum has no profile {other:?}; its profiles are: tiny, full"))),
+        other => Err(Error::Usage(format!(
+            "prefix-sum has no profile {other:?}; its profiles are: tiny, full"
+        ))),
     }
 }
 
 /// Sizes checked for correctness before timing: 1, sizes that are not a multiple of any
 /// power-of-two block size, and the profile's size.
 pub fn correctness_sizes(n: i64) -> Vec<i64> {
-    let mut sizes: Vec<i64> = [1, 2, 31, 1_000, 4_097, 65_537, 1_000_003].into_iter().filter(|&s| s < n).collect();
+    let mut sizes: Vec<i64> = [1, 2, 31, 1_000, 4_097, 65_537, 1_000_003]
+        .into_iter()
+        .filter(|&s| s < n)
+        .collect();
     sizes.push(n);
     sizes
 }
 
 /// The task's buffers as launch plans name them.
 pub fn buffers() -> Vec<BufferSpec> {
-    vec![BufferSpec::new("input", ElemType::I32, false), BufferSpec::new("output", ElemType::I32, true)]
+    vec![
+        BufferSpec::new("input", ElemType::I32, false),
+        BufferSpec::new("output", ElemType::I32, true),
+    ]
 }
 
 /// Limits on a submission's plan.
 pub fn plan_limits() -> PlanLimits {
-    PlanLimits { max_total_scratch_bytes: 2 << 30, ..PlanLimits::default() }
+    PlanLimits {
+        max_total_scratch_bytes: 2 << 30,
+        ..PlanLimits::default()
+    }
 }
 
 /// Writes a kernel submission into `dir`.
@@ -127,17 +139,35 @@ impl Task for PrefixSum {
     fn prepare(&self, req: &PrepareRequest) -> Result<()> {
         let n = profile_n(&req.profile)?;
         write_solution(&STARTING, &req.attempt_dir)?;
-        let instructions = INSTRUCTIONS.replace("{{N}}", &format_thousands(n)).replace("{{PROFILE}}", &req.profile);
-        for (name, text) in [("INSTRUCTIONS.md", instructions.as_str()), ("LAUNCH_PLAN.md", LAUNCH_PLAN_DOC)] {
+        let instructions = INSTRUCTIONS
+            .replace("{{N}}", &format_thousands(n))
+            .replace("{{PROFILE}}", &req.profile);
+        for (name, text) in [
+            ("INSTRUCTIONS.md", instructions.as_str()),
+            ("LAUNCH_PLAN.md", LAUNCH_PLAN_DOC),
+        ] {
             let path = req.attempt_dir.join(name);
             std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
         }
         Ok(())
     }
 
-    fn install_solution(&self, solution: Solution, profile: &str, _cache_dir: &Path, dir: &Path) -> Result<()> {
+    fn install_solution(
+        &self,
+        solution: Solution,
+        profile: &str,
+        _cache_dir: &Path,
+        dir: &Path,
+    ) -> Result<()> {
         profile_n(profile)?;
-        write_solution(if solution == Solution::Starting { &STARTING } else { &REFERENCE }, dir)
+        write_solution(
+            if solution == Solution::Starting {
+                &STARTING
+            } else {
+                &REFERENCE
+            },
+            dir,
+        )
     }
 
     fn precheck(&self, req: &ScoreRequest) -> Result<Option<String>> {
@@ -211,7 +241,12 @@ mod tests {
             write_solution(&files, dir.path()).unwrap();
             let sub = KernelSubmission::load(dir.path(), &buffers()).unwrap();
             for profile in ["tiny", "full"] {
-                sub.check_sizes(&correctness_sizes(profile_n(profile).unwrap()), &buffers(), &plan_limits()).unwrap();
+                sub.check_sizes(
+                    &correctness_sizes(profile_n(profile).unwrap()),
+                    &buffers(),
+                    &plan_limits(),
+                )
+                .unwrap();
             }
         }
     }

@@ -16,16 +16,15 @@ pub enum Distribution {
 }
 
 impl Distribution {
-    pub const ALL: [Distribution; 4] =
-        [Distribution::Uniform, Distribution::AllPositive, Distribution::NonePositive, Distribution::AlternatingSign];
+    pub const ALL: [Distribution; 4] = [
+        Distribution::Uniform,
+        Distribution::AllPositive,
+        Distribution::NonePositive,
+        Distribution::AlternatingSign,
+    ];
 }
 
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use rdbench_core::rng::splitmix64;
 
 /// Element `i` of the input drawn with `seed` from `dist`.
 pub fn input_value(seed: u64, i: u64, dist: Distribution) -> i32 {
@@ -121,8 +120,14 @@ mod tests {
 
     #[test]
     fn generator_is_deterministic_and_seed_sensitive() {
-        assert_eq!(generate(7, 100, Distribution::Uniform), generate(7, 100, Distribution::Uniform));
-        assert_ne!(generate(7, 100, Distribution::Uniform), generate(8, 100, Distribution::Uniform));
+        assert_eq!(
+            generate(7, 100, Distribution::Uniform),
+            generate(7, 100, Distribution::Uniform)
+        );
+        assert_ne!(
+            generate(7, 100, Distribution::Uniform),
+            generate(8, 100, Distribution::Uniform)
+        );
         // Uniform over 20 values: each value appears about 5 % of the time.
         let x = generate(1, 200_000, Distribution::Uniform);
         for v in -10..10 {
@@ -135,17 +140,31 @@ mod tests {
     fn generator_matches_pinned_values() {
         // Pinned so that a change to either side (Rust or ps_generate) is noticed.
         // The same values come out of ps_generate run on the CPU emulator (kernels/tools).
-        assert_eq!(generate(0x5eed, 8, Distribution::Uniform), vec![-10, 4, 0, 8, -9, 8, -4, 8]);
-        assert_eq!(generate(0x5eed, 8, Distribution::AllPositive), vec![1, 8, 6, 10, 1, 10, 4, 10]);
-        assert_eq!(generate(0x5eed, 8, Distribution::NonePositive), vec![0, -8, -6, -10, 0, -10, -3, -10]);
-        assert_eq!(generate(0x5eed, 8, Distribution::AlternatingSign), vec![1, -8, 6, -10, 1, -10, 4, -10]);
-        assert_eq!(splitmix64(0), 0xE220_A839_7B1D_CDAF, "splitmix64 reference value");
+        assert_eq!(
+            generate(0x5eed, 8, Distribution::Uniform),
+            vec![-10, 4, 0, 8, -9, 8, -4, 8]
+        );
+        assert_eq!(
+            generate(0x5eed, 8, Distribution::AllPositive),
+            vec![1, 8, 6, 10, 1, 10, 4, 10]
+        );
+        assert_eq!(
+            generate(0x5eed, 8, Distribution::NonePositive),
+            vec![0, -8, -6, -10, 0, -10, -3, -10]
+        );
+        assert_eq!(
+            generate(0x5eed, 8, Distribution::AlternatingSign),
+            vec![1, -8, 6, -10, 1, -10, 4, -10]
+        );
     }
 
     #[test]
     fn first_mismatch_reports_index_and_values() {
         assert_eq!(first_mismatch(&[1, 2, 3], &[1, 2, 3]), None);
-        assert_eq!(first_mismatch(&[1, 2, 3], &[1, 9, 3]), Some((1, 2, Some(9))));
+        assert_eq!(
+            first_mismatch(&[1, 2, 3], &[1, 9, 3]),
+            Some((1, 2, Some(9)))
+        );
         assert_eq!(first_mismatch(&[1, 2, 3], &[1, 2]), Some((2, 3, None)));
     }
 }

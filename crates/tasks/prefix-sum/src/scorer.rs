@@ -13,6 +13,7 @@
 
 use std::time::Instant;
 
+use rdbench_core::rng::SplitMix64;
 use rdbench_core::task::{ScoreOutcome, ScoreRequest};
 use rdbench_core::{Error, Result};
 use rdbench_gpu::device::{Arg, Buffer, Dims, GpuDevice, L2Flusher, Module, PlanRunner};
@@ -29,19 +30,6 @@ use crate::{buffers, correctness_sizes, plan_limits, HARNESS_SOURCE};
 /// Sizes up to this are also checked against the CPU oracle in the correctness phase.
 const CPU_ORACLE_MAX_N: i64 = 1 << 21;
 const TILE: i64 = 4096;
-
-/// A deterministic stream of secret seeds derived from the request's seed.
-struct SeedStream(u64);
-
-impl SeedStream {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 /// The trusted harness kernels and their scratch space.
 struct Harness {
@@ -93,21 +81,53 @@ impl Harness {
         })
     }
 
-    fn generate(&self, dev: &GpuDevice, x: &Buffer, n: i64, seed: u64, dist: Distribution) -> Result<(), GpuError> {
-        dev.launch(&self.generate, grid_stride(n), &[Arg::Buffer(x), Arg::I64(n), Arg::U64(seed), Arg::I32(dist as i32)])
+    fn generate(
+        &self,
+        dev: &GpuDevice,
+        x: &Buffer,
+        n: i64,
+        seed: u64,
+        dist: Distribution,
+    ) -> Result<(), GpuError> {
+        dev.launch(
+            &self.generate,
+            grid_stride(n),
+            &[
+                Arg::Buffer(x),
+                Arg::I64(n),
+                Arg::U64(seed),
+                Arg::I32(dist as i32),
+            ],
+        )
     }
 
     fn poison(&self, dev: &GpuDevice, y: &Buffer, n: i64, value: i32) -> Result<(), GpuError> {
-        dev.launch(&self.fill, grid_stride(n), &[Arg::Buffer(y), Arg::I64(n), Arg::I32(value)])
+        dev.launch(
+            &self.fill,
+            grid_stride(n),
+            &[Arg::Buffer(y), Arg::I64(n), Arg::I32(value)],
+        )
     }
 
     /// Writes the right answer for input `x` into `expected`.
-    fn expected(&self, dev: &GpuDevice, x: &Buffer, n: i64, expected: &Buffer) -> Result<(), GpuError> {
+    fn expected(
+        &self,
+        dev: &GpuDevice,
+        x: &Buffer,
+        n: i64,
+        expected: &Buffer,
+    ) -> Result<(), GpuError> {
         let tiles = ((n + TILE - 1) / TILE) as u32;
         dev.launch(
             &self.tiles,
             Dims::linear(tiles, 256),
-            &[Arg::Buffer(x), Arg::I64(n), Arg::Buffer(&self.tile_flip), Arg::Buffer(&self.tile_sum0), Arg::Buffer(&self.tile_sum1)],
+            &[
+                Arg::Buffer(x),
+                Arg::I64(n),
+                Arg::Buffer(&self.tile_flip),
+                Arg::Buffer(&self.tile_sum0),
+                Arg::Buffer(&self.tile_sum1),
+            ],
         )?;
         dev.launch(
             &self.carry,
@@ -124,37 +144,76 @@ impl Harness {
         dev.launch(
             &self.finish,
             Dims::linear(tiles, 256),
-            &[Arg::Buffer(x), Arg::I64(n), Arg::Buffer(&self.carry_parity), Arg::Buffer(&self.carry_sum), Arg::Buffer(expected)],
+            &[
+                Arg::Buffer(x),
+                Arg::I64(n),
+                Arg::Buffer(&self.carry_parity),
+                Arg::Buffer(&self.carry_sum),
+                Arg::Buffer(expected),
+            ],
         )
     }
 
-    fn counted(&mut self, dev: &GpuDevice, launch: impl FnOnce(&Self) -> Result<(), GpuError>) -> Result<Check, GpuError> {
+    fn counted(
+        &mut self,
+        dev: &GpuDevice,
+        launch: impl FnOnce(&Self) -> Result<(), GpuError>,
+    ) -> Result<Check, GpuError> {
         dev.upload_bytes(&0u64.to_le_bytes(), &mut self.mismatches)?;
         dev.upload_bytes(&u64::MAX.to_le_bytes(), &mut self.first_bad)?;
         launch(self)?;
         let mismatches = dev.download_u64(&self.mismatches)?[0];
         let first_bad = dev.download_u64(&self.first_bad)?[0];
-        Ok(Check { mismatches, first_bad })
+        Ok(Check {
+            mismatches,
+            first_bad,
+        })
     }
 
     /// Compares `actual` with `expected` element by element.
-    fn compare(&mut self, dev: &GpuDevice, expected: &Buffer, actual: &Buffer, n: i64) -> Result<Check, GpuError> {
+    fn compare(
+        &mut self,
+        dev: &GpuDevice,
+        expected: &Buffer,
+        actual: &Buffer,
+        n: i64,
+    ) -> Result<Check, GpuError> {
         self.counted(dev, |h| {
             dev.launch(
                 &h.compare,
                 grid_stride(n),
-                &[Arg::Buffer(expected), Arg::Buffer(actual), Arg::I64(n), Arg::Buffer(&h.mismatches), Arg::Buffer(&h.first_bad)],
+                &[
+                    Arg::Buffer(expected),
+                    Arg::Buffer(actual),
+                    Arg::I64(n),
+                    Arg::Buffer(&h.mismatches),
+                    Arg::Buffer(&h.first_bad),
+                ],
             )
         })
     }
 
     /// Regenerates the input from its seed and compares it with what is in `x` now.
-    fn check_input(&mut self, dev: &GpuDevice, x: &Buffer, n: i64, seed: u64, dist: Distribution) -> Result<Check, GpuError> {
+    fn check_input(
+        &mut self,
+        dev: &GpuDevice,
+        x: &Buffer,
+        n: i64,
+        seed: u64,
+        dist: Distribution,
+    ) -> Result<Check, GpuError> {
         self.counted(dev, |h| {
             dev.launch(
                 &h.check_input,
                 grid_stride(n),
-                &[Arg::Buffer(x), Arg::I64(n), Arg::U64(seed), Arg::I32(dist as i32), Arg::Buffer(&h.mismatches), Arg::Buffer(&h.first_bad)],
+                &[
+                    Arg::Buffer(x),
+                    Arg::I64(n),
+                    Arg::U64(seed),
+                    Arg::I32(dist as i32),
+                    Arg::Buffer(&h.mismatches),
+                    Arg::Buffer(&h.first_bad),
+                ],
             )
         })
     }
@@ -168,7 +227,8 @@ struct Run<'a> {
     output: Buffer,
     expected: Buffer,
     poison: i32,
-    seeds: SeedStream,
+    /// Secret per-run seeds derived from the request's seed.
+    seeds: SplitMix64,
 }
 
 /// One timed sample as saved in the raw samples file.
@@ -194,10 +254,14 @@ type Verdict<T> = std::result::Result<T, Fail>;
 
 /// Kernel faults and rejected launches are the submission's doing; any other CUDA error (in
 /// the trusted harness, the driver, the machine) is not, and must not be logged against it.
-fn describe(e: &GpuError, during: &str) -> Fail {
+fn classify(e: &GpuError, during: &str) -> Fail {
     match e {
-        GpuError::KernelFault { message, .. } => Fail::Invalid(format!("kernel fault {during}: {message}")),
-        GpuError::Launch { kernel, message } => Fail::Invalid(format!("launch of kernel {kernel:?} failed {during}: {message}")),
+        GpuError::KernelFault { message, .. } => {
+            Fail::Invalid(format!("kernel fault {during}: {message}"))
+        }
+        GpuError::Launch { kernel, message } => Fail::Invalid(format!(
+            "launch of kernel {kernel:?} failed {during}: {message}"
+        )),
         other => Fail::Environment(format!("CUDA error {during}: {other}")),
     }
 }
@@ -212,13 +276,28 @@ fn outcome_of(fail: Fail, cases_passed: usize) -> Result<ScoreOutcome> {
 
 impl Run<'_> {
     /// Runs the plan once on fresh input and checks every element. `cpu` adds the CPU oracle.
-    fn checked_run(&mut self, runner: &mut PlanRunner, n: i64, dist: Distribution, cpu: bool) -> Verdict<()> {
-        let seed = self.seeds.next();
+    fn checked_run(
+        &mut self,
+        runner: &mut PlanRunner,
+        n: i64,
+        dist: Distribution,
+        cpu: bool,
+    ) -> Verdict<()> {
+        let seed = self.seeds.next_u64();
         let during = format!("at n = {n} ({} input)", dist_name(dist));
-        let gpu = |e: GpuError| describe(&e, &during);
-        self.harness.generate(self.dev, &self.input, n, seed, dist).map_err(gpu)?;
-        self.harness.poison(self.dev, &self.output, n, self.poison).map_err(gpu)?;
-        runner.enqueue(self.dev, &[("input", &self.input), ("output", &self.output)]).map_err(gpu)?;
+        let gpu = |e: GpuError| classify(&e, &during);
+        self.harness
+            .generate(self.dev, &self.input, n, seed, dist)
+            .map_err(gpu)?;
+        self.harness
+            .poison(self.dev, &self.output, n, self.poison)
+            .map_err(gpu)?;
+        runner
+            .enqueue(
+                self.dev,
+                &[("input", &self.input), ("output", &self.output)],
+            )
+            .map_err(gpu)?;
         self.dev.synchronize().map_err(gpu)?;
         self.validate(n, seed, dist, &during)?;
         if cpu {
@@ -229,16 +308,24 @@ impl Run<'_> {
 
     /// GPU validation of the output just produced from input `seed`.
     fn validate(&mut self, n: i64, seed: u64, dist: Distribution, during: &str) -> Verdict<()> {
-        let gpu = |e: GpuError| describe(&e, during);
-        let input = self.harness.check_input(self.dev, &self.input, n, seed, dist).map_err(gpu)?;
+        let gpu = |e: GpuError| classify(&e, during);
+        let input = self
+            .harness
+            .check_input(self.dev, &self.input, n, seed, dist)
+            .map_err(gpu)?;
         if input.mismatches > 0 {
             return Err(Fail::Invalid(format!(
                 "the submission modified its input {during}: {} elements changed, first at index {}",
                 input.mismatches, input.first_bad
             )));
         }
-        self.harness.expected(self.dev, &self.input, n, &self.expected).map_err(gpu)?;
-        let out = self.harness.compare(self.dev, &self.expected, &self.output, n).map_err(gpu)?;
+        self.harness
+            .expected(self.dev, &self.input, n, &self.expected)
+            .map_err(gpu)?;
+        let out = self
+            .harness
+            .compare(self.dev, &self.expected, &self.output, n)
+            .map_err(gpu)?;
         if out.mismatches > 0 {
             let expected = self.dev.download_i32(&self.expected).map_err(gpu)?;
             let actual = self.dev.download_i32(&self.output).map_err(gpu)?;
@@ -255,7 +342,7 @@ impl Run<'_> {
 
     /// CPU oracle check of the output just produced (independent of the GPU harness).
     fn cpu_check(&mut self, n: i64, seed: u64, dist: Distribution, during: &str) -> Verdict<()> {
-        let gpu = |e: GpuError| describe(&e, during);
+        let gpu = |e: GpuError| classify(&e, during);
         let x = oracle::generate(seed, n as usize, dist);
         let want = oracle::prefix_sum(&x);
         let mut got = self.dev.download_i32(&self.output).map_err(gpu)?;
@@ -297,11 +384,18 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
     }
     // The trusted kernels first: if this machine's NVRTC or driver cannot build and load
     // them, that is an environment problem, not the submission's.
-    let opts = dev.compile_options().with_cache(req.cache_dir.join("nvrtc"));
+    let opts = dev
+        .compile_options()
+        .with_cache(req.cache_dir.join("nvrtc"));
     let harness_module = nvrtc::compile(HARNESS_SOURCE, "kernels/prefix_sum/harness.cu", &opts)
         .and_then(|c| dev.load(&c))
-        .map_err(|e| Error::Environment(format!("the trusted harness kernels do not build or load on this device: {e}")))?;
-    let flusher = L2Flusher::new(&dev).map_err(|e| Error::Environment(format!("the L2 flush kernel: {e}")))?;
+        .map_err(|e| {
+            Error::Environment(format!(
+                "the trusted harness kernels do not build or load on this device: {e}"
+            ))
+        })?;
+    let flusher = L2Flusher::new(&dev)
+        .map_err(|e| Error::Environment(format!("the L2 flush kernel: {e}")))?;
     let source_name = req.submission_dir.join("solution.cu").display().to_string();
     let compiled = match nvrtc::compile(&submission.source, &source_name, &opts) {
         Ok(c) => c,
@@ -310,35 +404,53 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
     };
     let module = match dev.load(&compiled) {
         Ok(m) => m,
-        Err(e) => return Ok(ScoreOutcome::invalid(format!("the compiled solution did not load: {e}"))),
+        Err(e) => {
+            return Ok(ScoreOutcome::invalid(format!(
+                "the compiled solution did not load: {e}"
+            )))
+        }
     };
-    let alloc = |bytes: usize| dev.alloc(bytes).map_err(|e| Error::Environment(format!("allocating {bytes} bytes: {e}")));
+    let alloc = |bytes: usize| {
+        dev.alloc(bytes)
+            .map_err(|e| Error::Environment(format!("allocating {bytes} bytes: {e}")))
+    };
     let mut run = Run {
         dev: &dev,
-        harness: Harness::new(&dev, &harness_module, n).map_err(|e| Error::Internal(format!("harness: {e}")))?,
+        harness: Harness::new(&dev, &harness_module, n)
+            .map_err(|e| Error::Internal(format!("harness: {e}")))?,
         input: alloc(n as usize * 4)?,
         output: alloc(n as usize * 4)?,
         expected: alloc(n as usize * 4)?,
         // A poison value the submission cannot predict, in [2^30, 2^31): never a right
         // answer, since |y| <= 10 n <= 1e9 < 2^30.
         poison: 0x4000_0000 | ((req.seed >> 16) as i32 & 0x3FFF_FFFF),
-        seeds: SeedStream(req.seed),
+        seeds: SplitMix64(req.seed),
     };
 
     // Correctness on every size and distribution.
     let mut cases = 0usize;
     let mut timed_runner = None;
     for &size in &sizes {
-        let plan = submission.resolve(size, &buffers, &plan_limits()).map_err(|e| Error::Internal(e.to_string()))?;
+        let plan = submission
+            .resolve(size, &buffers, &plan_limits())
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let mut runner = match PlanRunner::new(&dev, &module, &plan) {
             Ok(r) => r,
-            Err(e) => return outcome_of(describe(&e, &format!("preparing the plan at n = {size}")), cases),
+            Err(e) => {
+                return outcome_of(
+                    classify(&e, &format!("preparing the plan at n = {size}")),
+                    cases,
+                )
+            }
         };
         // Below the profile size, buffers of exactly `size` elements, so that reads and
         // writes past the end leave the allocation instead of landing in a larger buffer.
         let full_buffers = if size < n {
             let (input, output) = (alloc(size as usize * 4)?, alloc(size as usize * 4)?);
-            Some((std::mem::replace(&mut run.input, input), std::mem::replace(&mut run.output, output)))
+            Some((
+                std::mem::replace(&mut run.input, input),
+                std::mem::replace(&mut run.output, output),
+            ))
         } else {
             None
         };
@@ -356,7 +468,8 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
             timed_runner = Some(runner);
         }
     }
-    let mut runner = timed_runner.ok_or_else(|| Error::Internal("profile size missing from correctness sizes".into()))?;
+    let mut runner = timed_runner
+        .ok_or_else(|| Error::Internal("profile size missing from correctness sizes".into()))?;
     let registers = runner.registers();
 
     // Warm-up by time (clocks up, caches of code and TLBs warm).
@@ -372,20 +485,26 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
     // Timed samples.
     // Clocks of the GPU this context runs on (NVML indices need not match CUDA ordinals).
     // If the bus id lookup fails, index 0 is only trusted on a single-GPU machine.
-    let clocks = dev.info().pci_bus_id.as_deref().and_then(ClockReader::open_pci).or_else(|| {
-        let single = rdbench_gpu::monitor::nvml().ok()?.device_count().ok()? == 1;
-        single.then(|| ClockReader::open(0)).flatten()
-    });
+    let clocks = dev
+        .info()
+        .pci_bus_id
+        .as_deref()
+        .and_then(ClockReader::open_pci)
+        .or_else(|| {
+            let single = rdbench_gpu::monitor::nvml().ok()?.device_count().ok()? == 1;
+            single.then(|| ClockReader::open(0)).flatten()
+        });
     let timer = dev.timer().map_err(|e| Error::Internal(e.to_string()))?;
     let mut samples: Vec<TimedSample> = Vec::new();
     let mut times: Vec<f64> = Vec::new();
     let sampling_start = Instant::now();
     let stop = loop {
-        let seed = run.seeds.next();
+        let seed = run.seeds.next_u64();
         let i = samples.len();
         let during = format!("in timed sample {i} at n = {n}");
         let step = (|| -> std::result::Result<f64, GpuError> {
-            run.harness.generate(&dev, &run.input, n, seed, Distribution::Uniform)?;
+            run.harness
+                .generate(&dev, &run.input, n, seed, Distribution::Uniform)?;
             run.harness.poison(&dev, &run.output, n, run.poison)?;
             flusher.flush(&dev)?;
             timer.start()?;
@@ -395,19 +514,21 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
         })();
         let ms = match step {
             Ok(ms) => ms,
-            Err(e) => return outcome_of(describe(&e, &during), cases),
+            Err(e) => return outcome_of(classify(&e, &during), cases),
         };
         // Clocks right after the sample, before validation work changes them.
         let snap = clocks.as_ref().map(|c| c.read());
         // Two CPU-oracle checks per run, early enough that even a capped run has both.
         let cpu = i == 0 || i == 3;
-        let verdict = run.validate(n, seed, Distribution::Uniform, &during).and_then(|_| {
-            if cpu {
-                run.cpu_check(n, seed, Distribution::Uniform, &during)
-            } else {
-                Ok(())
-            }
-        });
+        let verdict = run
+            .validate(n, seed, Distribution::Uniform, &during)
+            .and_then(|_| {
+                if cpu {
+                    run.cpu_check(n, seed, Distribution::Uniform, &during)
+                } else {
+                    Ok(())
+                }
+            });
         if let Err(fail) = verdict {
             return outcome_of(fail, cases);
         }
@@ -424,7 +545,10 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
         }
     };
     let st = stats(&times).ok_or_else(|| Error::Internal("no timed samples".into()))?;
-    let mut throttle: Vec<String> = samples.iter().flat_map(|s| s.throttle_reasons.iter().cloned()).collect();
+    let mut throttle: Vec<String> = samples
+        .iter()
+        .flat_map(|s| s.throttle_reasons.iter().cloned())
+        .collect();
     throttle.sort();
     throttle.dedup();
     let sm_clocks: Vec<u32> = samples.iter().filter_map(|s| s.sm_clock_mhz).collect();
@@ -459,10 +583,19 @@ pub fn score(req: &ScoreRequest, n: i64, rule: &StoppingRule) -> Result<ScoreOut
         "stats": st,
         "samples": samples,
     });
-    rdbench_core::fsutil::atomic_write(&req.samples_path, &serde_json::to_vec_pretty(&raw).unwrap_or_default())?;
-    Ok(ScoreOutcome::Valid { raw: st.median_ms.ln(), details })
+    rdbench_core::fsutil::atomic_write(
+        &req.samples_path,
+        &serde_json::to_vec_pretty(&raw).unwrap_or_default(),
+    )?;
+    Ok(ScoreOutcome::Valid {
+        raw: st.median_ms.ln(),
+        details,
+    })
 }
 
 fn invalid_with(reason: String, cases_passed: usize) -> ScoreOutcome {
-    ScoreOutcome::Invalid { reason, details: serde_json::json!({ "correctness_cases_passed": cases_passed }) }
+    ScoreOutcome::Invalid {
+        reason,
+        details: serde_json::json!({ "correctness_cases_passed": cases_passed }),
+    }
 }
