@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check nvidia-cuda-nvrtc scikit-learn numpy
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
 echo "== kernel logic on the CPU emulator (kernels/tools)"
 bash kernels/tools/run_emu_tests.sh
 echo "== cargo test --workspace"
