@@ -47,6 +47,29 @@ pub fn with_threads<R>(threads: Option<usize>, f: impl FnOnce() -> R) -> R {
     out
 }
 
+/// Tells glibc's allocator to keep freed memory instead of handing it back to the kernel.
+///
+/// A CPU training step allocates and frees tensors of tens of megabytes; with glibc's defaults
+/// each one is a fresh `mmap` whose pages are faulted in and zeroed again, which was a quarter of
+/// a step of the `full` model (measured: 2.25 s -> 1.7 s per step). Called once, by the training
+/// and evaluation loops; a no-op on other C libraries.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // Largest threshold glibc accepts (HEAP_MAX_SIZE / 2 on 64-bit); larger blocks are
+            // still mmapped. Setting it also turns off glibc's dynamic threshold.
+            const MMAP_THRESHOLD: libc::c_int = 32 << 20;
+            // SAFETY: mallopt only adjusts allocator parameters; both are valid values.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
+            }
+        });
+    }
+}
+
 /// Errors of this crate (bad files while loading models are [`LoadError`]s instead).
 #[derive(Debug, thiserror::Error)]
 pub enum LmError {

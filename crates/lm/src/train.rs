@@ -164,6 +164,7 @@ pub fn train<F>(
 where
     F: FnMut(&Tensor) -> Result<Tensor>,
 {
+    crate::keep_freed_memory();
     let start = Instant::now();
     let params = ParamsAdamW {
         lr: cfg.lr,
@@ -224,6 +225,7 @@ pub fn eval_loss(model: &Gpt, data: &TokenSet, batch_size: usize) -> Result<f64>
             model.config().ctx
         )));
     }
+    crate::keep_freed_memory();
     let n = data.n_seq();
     let mut total = 0.0;
     let mut i = 0;
