@@ -265,6 +265,48 @@ mod tests {
         assert_eq!(s.head(1).tokens, vec![1, 2, 3]);
     }
 
+    /// Preparation is deterministic across machines only if the result does not depend on the
+    /// thread count (`full` trains on every core, and shipped calibrations assume one model):
+    /// the same training on one and on two threads gives bit-identical weights.
+    #[test]
+    fn training_is_bit_identical_on_one_and_two_threads() {
+        let cfg = crate::GptConfig {
+            vocab: 64,
+            ctx: 16,
+            d_model: 32,
+            n_layer: 2,
+            n_head: 2,
+            d_ff: 128,
+            ln_eps: 1e-5,
+        };
+        let tokens: Vec<u16> = (0..200 * 17).map(|i| ((i * 7919) % 61) as u16).collect();
+        let data = TokenSet::new(tokens, 17).unwrap();
+        let tc = TrainConfig {
+            steps: 4,
+            batch_size: 64, // GEMMs and elementwise ops big enough to be split across threads
+            lr: 1e-2,
+            warmup_steps: 1,
+            min_lr_frac: 0.1,
+            weight_decay: 0.0,
+            seed: 3,
+        };
+        let weights = |threads| {
+            crate::with_threads(Some(threads), || {
+                let m = Gpt::new(cfg.clone(), 9).unwrap();
+                train_model(&m, &data, &tc, "test").unwrap();
+                m.tensors()
+                    .into_iter()
+                    .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let (one, two) = (weights(1), weights(2));
+        for ((name, a), (_, b)) in one.iter().zip(&two) {
+            let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{name} differs between one and two threads");
+        }
+    }
+
     #[test]
     fn schedule_warms_up_and_decays() {
         let c = TrainConfig {

@@ -62,22 +62,21 @@ fn main() -> rdbench_core::Result<()> {
     let (reference, ref_d, ref_s) = score(&ref_dir)?;
     let cycle_s = whole.elapsed().as_secs_f64();
 
-    let pdir = prep::profile_dir(&cache, &spec);
+    let at = prep::Prepared::locate(&cache, &spec);
     let orig_dir = tmp.path().join("original");
     std::fs::create_dir_all(&orig_dir).map_err(|e| rdbench_core::Error::io(&orig_dir, e))?;
-    std::fs::copy(pdir.join(prep::ORIGINAL), orig_dir.join(SUBMISSION))
+    std::fs::copy(at.original(), orig_dir.join(SUBMISSION))
         .map_err(|e| rdbench_core::Error::io(&orig_dir, e))?;
     let (original, orig_d, _) = score(&orig_dir)?;
 
     // The same three models on another held-out split.
     let other_seed = 0x005e_ed0f_0742;
-    let load = |name: &str, cfg| prep::load_prepared(&pdir.join(name), cfg);
     let mut other = vec![];
-    for name in [prep::CORRUPTED, prep::ORIGINAL, prep::REFERENCE] {
-        let m = load(name, &spec.model)?;
+    for path in [at.corrupted(), at.original(), at.reference()] {
+        let m = prep::load_prepared(&path, &spec.model)?;
         other.push(evaluate(&spec, &m, other_seed)?.raw);
     }
-    let small = load(prep::SMALL, &spec.small)?;
+    let small = prep::load_prepared(&at.small(), &spec.small)?;
     let small_ev = evaluate(
         &spec,
         &small,

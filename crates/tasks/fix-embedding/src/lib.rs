@@ -172,15 +172,12 @@ impl Task for FixEmbedding {
 
     fn prepare(&self, req: &PrepareRequest) -> Result<()> {
         let spec = spec(&req.profile)?;
-        let dir = prep::ensure_prepared(&spec, &req.cache_dir)?;
+        let at = prep::ensure_prepared(&spec, &req.cache_dir)?;
         let out = &req.attempt_dir;
-        copy(
-            &dir.join(prep::CORRUPTED),
-            &out.join("corrupted_model.safetensors"),
-        )?;
-        copy(&dir.join(prep::CORRUPTED), &out.join(SUBMISSION))?;
-        copy(&dir.join(prep::SMALL), &out.join("small_model.safetensors"))?;
-        copy(&dir.join(prep::TRAIN_TOKENS), &out.join("train_tokens.bin"))?;
+        copy(&at.corrupted(), &out.join("corrupted_model.safetensors"))?;
+        copy(&at.corrupted(), &out.join(SUBMISSION))?;
+        copy(&at.small(), &out.join("small_model.safetensors"))?;
+        copy(&at.train_tokens(), &out.join("train_tokens.bin"))?;
         let cfg = |c: &rdbench_lm::GptConfig| serde_json::to_string_pretty(c).unwrap_or_default();
         write_text(&out.join("model_config.json"), &cfg(&spec.model))?;
         write_text(&out.join("small_model_config.json"), &cfg(&spec.small))?;
@@ -208,7 +205,7 @@ impl Task for FixEmbedding {
     ) -> Result<()> {
         let spec = spec(profile)?;
         let src = match solution {
-            Solution::Starting => prep::ensure_prepared(&spec, cache_dir)?.join(prep::CORRUPTED),
+            Solution::Starting => prep::ensure_prepared(&spec, cache_dir)?.corrupted(),
             Solution::Reference => prep::ensure_reference(&spec, cache_dir)?,
         };
         copy(&src, &dir.join(SUBMISSION))

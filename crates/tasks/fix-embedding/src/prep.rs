@@ -4,11 +4,16 @@
 //! Layout under the shared cache (never inside an attempt folder):
 //!
 //! ```text
-//! <cache>/fix-embedding/heldout.secret           128 bits of OS randomness, made once
-//! <cache>/fix-embedding/<profile>-<spec hash>/   train_tokens.bin, original/small/corrupted
-//!                                                .safetensors, prep.json, reference.safetensors,
-//!                                                reference.json
+//! <cache>/fix-embedding/heldout.secret                  64 bits of OS randomness, made once
+//! <cache>/fix-embedding/<profile>-<models key>/         original/small/corrupted.safetensors,
+//!                                                       prep.json
+//! <cache>/fix-embedding/<profile>-<models key>/attempt-<attempt key>/
+//!                                                       train_tokens.bin, corpus.json,
+//!                                                       reference.safetensors, reference.json
 //! ```
+//!
+//! The two levels are keyed separately ([`Spec::models_key`], [`Spec::attempt_key`]): the
+//! models take hours to train for `full`, the attempt's corpus and the reference minutes.
 //!
 //! Each product is written by a temporary file and a rename, under an exclusive lock, so that
 //! concurrent processes (two `rdbench start`, or calibrate and a cycle) train once and never see
@@ -32,10 +37,10 @@ pub const SMALL: &str = "small.safetensors";
 pub const CORRUPTED: &str = "corrupted.safetensors";
 pub const REFERENCE: &str = "reference.safetensors";
 
-/// What preparation did, saved as `prep.json`.
+/// What training the models did, saved as `prep.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PrepReport {
-    pub spec_key: String,
+    pub models_key: String,
     pub original_train_loss: f64,
     pub original_train_seconds: f64,
     pub small_train_loss: f64,
@@ -47,9 +52,38 @@ fn lm_err(e: impl std::fmt::Display) -> Error {
     Error::Internal(e.to_string())
 }
 
-/// The folder of one profile's prepared files.
-pub fn profile_dir(cache_dir: &Path, spec: &Spec) -> PathBuf {
-    cache_dir.join("fix-embedding").join(spec.cache_key())
+/// The folders of one profile's prepared files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// The trained models: [`ORIGINAL`], [`SMALL`], [`CORRUPTED`].
+    pub models: PathBuf,
+    /// The attempt's corpus [`TRAIN_TOKENS`], and [`REFERENCE`] once it is trained.
+    pub attempt: PathBuf,
+}
+
+impl Prepared {
+    /// Where the products of `spec` live in `cache_dir` (whether or not they exist yet).
+    pub fn locate(cache_dir: &Path, spec: &Spec) -> Prepared {
+        let models = cache_dir.join("fix-embedding").join(spec.models_key());
+        let attempt = models.join(spec.attempt_key());
+        Prepared { models, attempt }
+    }
+
+    pub fn original(&self) -> PathBuf {
+        self.models.join(ORIGINAL)
+    }
+    pub fn small(&self) -> PathBuf {
+        self.models.join(SMALL)
+    }
+    pub fn corrupted(&self) -> PathBuf {
+        self.models.join(CORRUPTED)
+    }
+    pub fn train_tokens(&self) -> PathBuf {
+        self.attempt.join(TRAIN_TOKENS)
+    }
+    pub fn reference(&self) -> PathBuf {
+        self.attempt.join(REFERENCE)
+    }
 }
 
 pub fn hmm(spec: &Spec) -> Result<Hmm> {
@@ -57,28 +91,28 @@ pub fn hmm(spec: &Spec) -> Result<Hmm> {
 }
 
 /// Makes (once) and returns the folder with the corpus and the three models.
-pub fn ensure_prepared(spec: &Spec, cache_dir: &Path) -> Result<PathBuf> {
-    let dir = profile_dir(cache_dir, spec);
+pub fn ensure_prepared(spec: &Spec, cache_dir: &Path) -> Result<Prepared> {
+    let at = Prepared::locate(cache_dir, spec);
+    ensure_models(spec, &at.models)?;
+    ensure_train_corpus(spec, &at.attempt)?;
+    Ok(at)
+}
+
+/// Trains (once) the original and small models on the private corpus and corrupts the original.
+fn ensure_models(spec: &Spec, dir: &Path) -> Result<()> {
     let done = dir.join("prep.json");
     if done.is_file() {
-        return Ok(dir);
+        return Ok(());
     }
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let _lock = fsutil::lock_exclusive(&dir.join("prep"))?;
     if done.is_file() {
-        return Ok(dir);
+        return Ok(());
     }
     let start = std::time::Instant::now();
-    let hmm = hmm(spec)?;
     let seq_len = spec.seq_len();
-    let train = TokenSet::new(
-        hmm.sample(spec.train_corpus_seed, spec.train_corpus_seqs, seq_len),
-        seq_len,
-    )
-    .map_err(lm_err)?;
-    train.write(&dir.join(TRAIN_TOKENS)).map_err(lm_err)?;
     let private = TokenSet::new(
-        hmm.sample(spec.private_corpus_seed, spec.private_corpus_seqs, seq_len),
+        hmm(spec)?.sample(spec.private_corpus_seed, spec.private_corpus_seqs, seq_len),
         seq_len,
     )
     .map_err(lm_err)?;
@@ -111,7 +145,7 @@ pub fn ensure_prepared(spec: &Spec, cache_dir: &Path) -> Result<PathBuf> {
     save_model(&corrupted, &dir.join(CORRUPTED)).map_err(lm_err)?;
 
     let report = PrepReport {
-        spec_key: spec.cache_key(),
+        models_key: spec.models_key(),
         original_train_loss: r_orig.final_train_loss,
         original_train_seconds: r_orig.seconds,
         small_train_loss: r_small.final_train_loss,
@@ -119,8 +153,28 @@ pub fn ensure_prepared(spec: &Spec, cache_dir: &Path) -> Result<PathBuf> {
         total_seconds: start.elapsed().as_secs_f64(),
     };
     let json = serde_json::to_vec_pretty(&report).map_err(lm_err)?;
-    fsutil::atomic_write(&done, &json)?;
-    Ok(dir)
+    fsutil::atomic_write(&done, &json)
+}
+
+/// Samples (once) the attempt's training corpus.
+fn ensure_train_corpus(spec: &Spec, dir: &Path) -> Result<()> {
+    let path = dir.join(TRAIN_TOKENS);
+    if path.is_file() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let _lock = fsutil::lock_exclusive(&dir.join("corpus"))?;
+    if path.is_file() {
+        return Ok(());
+    }
+    let seq_len = spec.seq_len();
+    let train = TokenSet::new(
+        hmm(spec)?.sample(spec.train_corpus_seed, spec.train_corpus_seqs, seq_len),
+        seq_len,
+    )
+    .map_err(lm_err)?;
+    // Written by temporary file + rename: its presence means it is whole.
+    train.write(&path).map_err(lm_err)
 }
 
 /// The original model with the rows of its token embedding permuted (a uniformly random
@@ -149,19 +203,19 @@ pub fn load_prepared(path: &Path, cfg: &rdbench_lm::GptConfig) -> Result<Gpt> {
 
 /// Runs (once) the reference solution and returns the path of its model.
 pub fn ensure_reference(spec: &Spec, cache_dir: &Path) -> Result<PathBuf> {
-    let dir = ensure_prepared(spec, cache_dir)?;
-    let path = dir.join(REFERENCE);
-    let done = dir.join("reference.json");
+    let at = ensure_prepared(spec, cache_dir)?;
+    let path = at.reference();
+    let done = at.attempt.join("reference.json");
     if done.is_file() && path.is_file() {
         return Ok(path);
     }
-    let _lock = fsutil::lock_exclusive(&dir.join("reference"))?;
+    let _lock = fsutil::lock_exclusive(&at.attempt.join("reference"))?;
     if done.is_file() && path.is_file() {
         return Ok(path);
     }
-    let corrupted = load_prepared(&dir.join(CORRUPTED), &spec.model)?;
-    let small = load_prepared(&dir.join(SMALL), &spec.small)?;
-    let train = TokenSet::read(&dir.join(TRAIN_TOKENS), spec.seq_len()).map_err(lm_err)?;
+    let corrupted = load_prepared(&at.corrupted(), &spec.model)?;
+    let small = load_prepared(&at.small(), &spec.small)?;
+    let train = TokenSet::read(&at.train_tokens(), spec.seq_len()).map_err(lm_err)?;
     let (fixed, report): (Gpt, ReferenceReport) = rdbench_lm::with_threads(spec.threads, || {
         reference::run(&corrupted, &small, &train, &spec.reference)
     })
@@ -206,17 +260,10 @@ pub fn heldout_secret(cache_dir: &Path) -> Result<u64> {
 /// Seed of the profile's held-out split in this installation.
 pub fn heldout_seed(secret: u64, spec: &Spec) -> u64 {
     let mut h = secret ^ 0x9e37_79b9_7f4a_7c15;
-    for b in spec.cache_key().bytes() {
-        h = splitmix(h ^ b as u64);
+    for b in spec.heldout_key().bytes() {
+        h = rdbench_core::rng::splitmix64(h ^ b as u64);
     }
     h
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// The held-out split for `seed` and its exact floor.

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::reference::ReferenceConfig;
 
-/// Everything that defines one profile. Changing any field changes [`Spec::cache_key`], so cached
-/// preparations of the old spec are never reused.
+/// Everything that defines one profile. Each cached product is keyed by the fields it depends on
+/// ([`Spec::models_key`], [`Spec::attempt_key`], [`Spec::heldout_key`]), so a changed spec
+/// never reuses a stale product and never retrains what did not change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Spec {
     pub name: String,
@@ -45,16 +46,58 @@ impl Spec {
         self.model.ctx + 1
     }
 
-    /// Short hash of the whole spec (FNV-1a over its JSON).
-    pub fn cache_key(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in json {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{}-{:016x}", self.name, h)
+    /// Key of the trained models (original, small, corrupted): every field they depend on.
+    /// The attempt's corpus, the reference solution and the evaluation settings are left out,
+    /// so that retuning those (the cheap part) never retrains the original model (hours on a
+    /// CPU for `full`).
+    pub fn models_key(&self) -> String {
+        let models = serde_json::json!({
+            "hmm": self.hmm,
+            "model": self.model,
+            "small": self.small,
+            "private_corpus_seed": self.private_corpus_seed,
+            "private_corpus_seqs": self.private_corpus_seqs,
+            "model_init_seed": self.model_init_seed,
+            "model_train": self.model_train,
+            "small_init_seed": self.small_init_seed,
+            "small_train": self.small_train,
+            "permutation_seed": self.permutation_seed,
+        });
+        format!("{}-{}", self.name, fnv_hex(&models))
     }
+
+    /// Key of what the attempt gets on top of the models (its training corpus) and of the
+    /// reference solution trained on it.
+    pub fn attempt_key(&self) -> String {
+        let attempt = serde_json::json!({
+            "train_corpus_seed": self.train_corpus_seed,
+            "train_corpus_seqs": self.train_corpus_seqs,
+            "reference": self.reference,
+        });
+        format!("attempt-{}", fnv_hex(&attempt))
+    }
+
+    /// What defines the held-out split besides the installation's secret: the source and the
+    /// sizes. Tuning models or the reference leaves the split (and existing scores) alone.
+    pub fn heldout_key(&self) -> String {
+        let split = serde_json::json!({
+            "name": self.name,
+            "hmm": self.hmm,
+            "seq_len": self.seq_len(),
+            "heldout_seqs": self.heldout_seqs,
+        });
+        fnv_hex(&split)
+    }
+}
+
+/// FNV-1a over the JSON of `v`, as 16 hex digits (a cache key, not a security boundary).
+fn fnv_hex(v: &serde_json::Value) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in v.to_string().bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 fn tc(steps: usize, batch_size: usize, lr: f64, warmup_steps: usize, seed: u64) -> TrainConfig {

@@ -80,10 +80,10 @@ fn tiny_cycle_scores_start_0_and_reference_1() {
 
     // The original (uncorrupted) model: the reference closes at least 90 % of the gap.
     let spec = task.spec("tiny").unwrap();
-    let pdir = prep::profile_dir(&cache, &spec);
+    let at = prep::Prepared::locate(&cache, &spec);
     let orig_dir = tmp.path().join("original");
     std::fs::create_dir_all(&orig_dir).unwrap();
-    std::fs::copy(pdir.join(prep::ORIGINAL), orig_dir.join(SUBMISSION)).unwrap();
+    std::fs::copy(at.original(), orig_dir.join(SUBMISSION)).unwrap();
     let original = raw(&task, &orig_dir, &cache);
     let closed = (start - reference) / (start - original);
     assert!(closed >= 0.9, "reference closes only {closed:.3} of the gap (start {start}, ref {reference}, original {original})");
@@ -109,12 +109,13 @@ fn tiny_cycle_scores_start_0_and_reference_1() {
     );
 
     // Another held-out split (another installation) gives nearly the same raw scores.
-    for (name, r) in [(prep::CORRUPTED, start), (prep::REFERENCE, reference)] {
-        let m = prep::load_prepared(&pdir.join(name), &spec.model).unwrap();
+    for (name, r) in [(at.corrupted(), start), (at.reference(), reference)] {
+        let m = prep::load_prepared(&name, &spec.model).unwrap();
         let other = evaluate(&spec, &m, 0xd1ff_e4e7).unwrap().raw;
         assert!(
             (other - r).abs() < 0.02 * (cal.start - cal.reference),
-            "{name}: {r} vs {other}"
+            "{}: {r} vs {other}",
+            name.display()
         );
     }
 }

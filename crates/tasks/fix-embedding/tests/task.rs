@@ -48,6 +48,38 @@ fn heldout_secret_is_made_once_and_differs_between_installations() {
     }
 }
 
+/// Each cached product is keyed by what it depends on: retuning the attempt's corpus or the
+/// reference never retrains the models (hours for `full`) or moves the held-out split, and a
+/// change to the models' training does retrain them.
+#[test]
+fn cache_keys_follow_dependencies() {
+    let base = profile::full();
+    let keys = |s: &profile::Spec| (s.models_key(), s.attempt_key(), s.heldout_key());
+    let (m0, a0, h0) = keys(&base);
+
+    let mut s = base.clone();
+    s.train_corpus_seqs /= 2;
+    s.reference.finetune.steps += 1;
+    s.eval_batch += 1;
+    s.threads = Some(1);
+    let (m, a, h) = keys(&s);
+    assert_eq!((&m, &h), (&m0, &h0));
+    assert_ne!(a, a0);
+
+    let mut s = base.clone();
+    s.model_train.lr *= 2.0;
+    let (m, a, h) = keys(&s);
+    assert_ne!(m, m0);
+    assert_eq!((&a, &h), (&a0, &h0));
+
+    let mut s = base.clone();
+    s.heldout_seqs += 1;
+    let (m, a, h) = keys(&s);
+    assert_eq!((&m, &a), (&m0, &a0));
+    assert_ne!(h, h0);
+    assert_ne!(profile::tiny().models_key(), m0);
+}
+
 #[test]
 fn corruption_permutes_whole_rows() {
     let spec = profile::tiny();
@@ -128,27 +160,29 @@ fn concurrent_preparations_train_once_and_agree() {
         .collect();
     let paths: Vec<_> = runs.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(paths.iter().all(|p| p == &paths[0]));
-    let dir = prep::profile_dir(cache.path(), &spec);
+    let at = prep::Prepared::locate(cache.path(), &spec);
     // Only finished files are left (no temporary files), and a second cache prepares the same bytes.
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    for dir in [&at.models, &at.attempt] {
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    }
     let other = tempfile::tempdir().unwrap();
     prep::ensure_reference(&spec, other.path()).unwrap();
-    let odir = prep::profile_dir(other.path(), &spec);
-    for f in [
-        prep::TRAIN_TOKENS,
-        prep::ORIGINAL,
-        prep::SMALL,
-        prep::CORRUPTED,
-        prep::REFERENCE,
+    let oat = prep::Prepared::locate(other.path(), &spec);
+    for (a, b) in [
+        (at.train_tokens(), oat.train_tokens()),
+        (at.original(), oat.original()),
+        (at.small(), oat.small()),
+        (at.corrupted(), oat.corrupted()),
+        (at.reference(), oat.reference()),
     ] {
+        let f = a.display();
         assert_eq!(
-            std::fs::read(dir.join(f)).unwrap(),
-            std::fs::read(odir.join(f)).unwrap(),
+            std::fs::read(&a).unwrap(),
+            std::fs::read(&b).unwrap(),
             "{f} differs"
         );
     }

@@ -1,0 +1,101 @@
+//! Is the task trivial? Scores the two strategies an agent would try first, with the compute of
+//! the task's own training runs, against the installation's held-out split:
+//!
+//! - `scratch`: ignore the corrupted model, train the same architecture from a fresh
+//!   initialization on the attempt's `train_tokens.bin`, with the original model's schedule
+//!   (same steps, batch and learning rate; only the data differs);
+//! - `finetune`: keep training the corrupted model as it is (scrambled embedding included) on
+//!   `train_tokens.bin`, for as many steps as the reference solution takes in total, at the
+//!   reference's fine-tuning learning rate.
+//!
+//! Each is reported as raw `ln(L - F)` and normalized with the calibration measured by
+//! `fix_embedding_cycle` on the same cache (pass its start and reference raw scores), so a value
+//! well below 1 means the reference's approach beats the obvious one.
+//!
+//! `cargo run --release -p rdbench-task-fix-embedding --example fix_embedding_baselines -- \
+//!     PROFILE CACHE_DIR START_RAW REFERENCE_RAW [scratch] [finetune]`
+//!
+//! CACHE_DIR must hold a finished preparation of PROFILE (run `fix_embedding_cycle` or
+//! `rdbench calibrate` first); its held-out secret is the one scored against.
+
+use std::time::Instant;
+
+use rdbench_core::Error;
+use rdbench_lm::{train_model, Gpt, TokenSet, TrainConfig};
+use rdbench_task_fix_embedding::{evaluate, prep, FixEmbedding};
+
+fn main() -> rdbench_core::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: fix_embedding_baselines PROFILE CACHE_DIR START_RAW REFERENCE_RAW [scratch] [finetune]";
+    let (Some(profile), Some(cache), Some(start), Some(reference)) = (
+        args.first(),
+        args.get(1).map(std::path::PathBuf::from),
+        args.get(2).and_then(|s| s.parse::<f64>().ok()),
+        args.get(3).and_then(|s| s.parse::<f64>().ok()),
+    ) else {
+        return Err(Error::Usage(usage.into()));
+    };
+    let mut which: Vec<&str> = args[4..].iter().map(String::as_str).collect();
+    if which.is_empty() {
+        which = vec!["scratch", "finetune"];
+    }
+    let spec = FixEmbedding::default().spec(profile)?;
+    let at = prep::Prepared::locate(&cache, &spec);
+    if !at.models.join("prep.json").is_file() || !at.train_tokens().is_file() {
+        return Err(Error::Usage(format!(
+            "{}: no finished preparation of profile {profile} here",
+            at.models.display()
+        )));
+    }
+    let lm = |e: rdbench_lm::LmError| Error::Internal(e.to_string());
+    let train = TokenSet::read(&at.train_tokens(), spec.seq_len()).map_err(lm)?;
+    let seed = prep::heldout_seed(prep::heldout_secret(&cache)?, &spec);
+    let normalized = |raw: f64| (raw - start) / (reference - start);
+
+    let mut rows = serde_json::Map::new();
+    for name in which {
+        let t = Instant::now();
+        let (model, schedule): (Gpt, TrainConfig) = match name {
+            "scratch" => (
+                Gpt::new(spec.model.clone(), spec.model_init_seed ^ 0x5c7a).map_err(lm)?,
+                spec.model_train.clone(),
+            ),
+            "finetune" => (
+                prep::load_prepared(&at.corrupted(), &spec.model)?,
+                TrainConfig {
+                    steps: spec.reference.adapter.steps + spec.reference.finetune.steps,
+                    ..spec.reference.finetune.clone()
+                },
+            ),
+            other => return Err(Error::Usage(format!("unknown baseline {other:?}; {usage}"))),
+        };
+        let report = rdbench_lm::with_threads(spec.threads, || {
+            train_model(&model, &train, &schedule, &format!("baseline: {name}"))
+        })
+        .map_err(lm)?;
+        let ev = evaluate(&spec, &model, seed)?;
+        rows.insert(
+            name.into(),
+            serde_json::json!({
+                "steps": schedule.steps,
+                "lr": schedule.lr,
+                "final_train_loss": report.final_train_loss,
+                "heldout_loss": ev.loss,
+                "floor": ev.floor,
+                "raw": ev.raw,
+                "normalized": normalized(ev.raw),
+                "seconds": t.elapsed().as_secs_f64(),
+            }),
+        );
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "profile": profile,
+            "calibration": { "start": start, "reference": reference },
+            "baselines": rows,
+        }))
+        .unwrap_or_default()
+    );
+    Ok(())
+}
