@@ -59,6 +59,34 @@ fn worker_command(task: &str, request: &Path, result: &Path) -> Result<tokio::pr
     Ok(cmd)
 }
 
+/// Makes the worker die when this process dies, however it dies (a SIGKILL from an evaluation
+/// platform's timeout included): in its own process group it would otherwise go on scoring,
+/// holding the device and writing into an attempt nobody supervises.
+fn die_with_parent(cmd: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: runs in the forked child before exec and calls only async-signal-safe
+        // syscalls (prctl, getppid, _exit).
+        unsafe {
+            cmd.pre_exec(move || {
+                // The signal follows the thread that forked; `supervise` forks from the thread
+                // that blocks on it, which outlives the worker.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died between fork and prctl.
+                if libc::getppid() != parent {
+                    libc::_exit(137);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 /// What one scoring run produced.
 #[derive(Debug, Clone)]
 pub struct JobResult {
@@ -133,6 +161,7 @@ impl Job<'_> {
             .kill_on_drop(true)
             // Own process group, so a timeout kills everything the worker started.
             .process_group(0);
+        die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| Error::Internal(format!("starting the scoring worker: {e}")))?;
