@@ -6,14 +6,16 @@
 //!   (same steps, batch and learning rate; only the data differs);
 //! - `finetune`: keep training the corrupted model as it is (scrambled embedding included) on
 //!   `train_tokens.bin`, for as many steps as the reference solution takes in total, at the
-//!   reference's fine-tuning learning rate.
+//!   reference's fine-tuning learning rate;
+//! - `original`: the uncorrupted model as trained (no training here), the ceiling the gap is
+//!   measured against.
 //!
 //! Each is reported as raw `ln(L - F)` and normalized with the calibration measured by
 //! `fix_embedding_cycle` on the same cache (pass its start and reference raw scores), so a value
 //! well below 1 means the reference's approach beats the obvious one.
 //!
 //! `cargo run --release -p rdbench-task-fix-embedding --example fix_embedding_baselines -- \
-//!     PROFILE CACHE_DIR START_RAW REFERENCE_RAW [scratch] [finetune]`
+//!     PROFILE CACHE_DIR START_RAW REFERENCE_RAW [scratch] [finetune] [original]`
 //!
 //! CACHE_DIR must hold a finished preparation of PROFILE (run `fix_embedding_cycle` or
 //! `rdbench calibrate` first); its held-out secret is the one scored against.
@@ -26,7 +28,7 @@ use rdbench_task_fix_embedding::{evaluate, prep, FixEmbedding};
 
 fn main() -> rdbench_core::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: fix_embedding_baselines PROFILE CACHE_DIR START_RAW REFERENCE_RAW [scratch] [finetune]";
+    let usage = "usage: fix_embedding_baselines PROFILE CACHE_DIR START_RAW REFERENCE_RAW [scratch] [finetune] [original]";
     let (Some(profile), Some(cache), Some(start), Some(reference)) = (
         args.first(),
         args.get(1).map(std::path::PathBuf::from),
@@ -37,7 +39,7 @@ fn main() -> rdbench_core::Result<()> {
     };
     let mut which: Vec<&str> = args[4..].iter().map(String::as_str).collect();
     if which.is_empty() {
-        which = vec!["scratch", "finetune"];
+        which = vec!["original", "scratch", "finetune"];
     }
     let spec = FixEmbedding::default().spec(profile)?;
     let at = prep::Prepared::locate(&cache, &spec);
@@ -56,6 +58,13 @@ fn main() -> rdbench_core::Result<()> {
     for name in which {
         let t = Instant::now();
         let (model, schedule): (Gpt, TrainConfig) = match name {
+            "original" => (
+                prep::load_prepared(&at.original(), &spec.model)?,
+                TrainConfig {
+                    steps: 0,
+                    ..spec.model_train.clone()
+                },
+            ),
             "scratch" => (
                 Gpt::new(spec.model.clone(), spec.model_init_seed ^ 0x5c7a).map_err(lm)?,
                 spec.model_train.clone(),
@@ -69,17 +78,22 @@ fn main() -> rdbench_core::Result<()> {
             ),
             other => return Err(Error::Usage(format!("unknown baseline {other:?}; {usage}"))),
         };
-        let report = rdbench_lm::with_threads(spec.threads, || {
-            train_model(&model, &train, &schedule, &format!("baseline: {name}"))
-        })
-        .map_err(lm)?;
+        let final_train_loss = if schedule.steps == 0 {
+            None
+        } else {
+            let report = rdbench_lm::with_threads(spec.threads, || {
+                train_model(&model, &train, &schedule, &format!("baseline: {name}"))
+            })
+            .map_err(lm)?;
+            Some(report.final_train_loss)
+        };
         let ev = evaluate(&spec, &model, seed)?;
         rows.insert(
             name.into(),
             serde_json::json!({
                 "steps": schedule.steps,
                 "lr": schedule.lr,
-                "final_train_loss": report.final_train_loss,
+                "final_train_loss": final_train_loss,
                 "heldout_loss": ev.loss,
                 "floor": ev.floor,
                 "raw": ev.raw,
