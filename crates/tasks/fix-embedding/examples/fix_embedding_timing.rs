@@ -1,5 +1,5 @@
 //! Measures a profile's scoring time and its preparation's training speed without running the
-//! whole preparation (for `full`, which takes hours on a small CPU):
+//! whole preparation (which takes half an hour for `full` on 2 cores):
 //!
 //! - scoring: load a model file with every check, make the held-out split, compute its exact
 //!   floor, evaluate (a freshly initialized model costs exactly what a trained one does);

@@ -48,7 +48,7 @@ impl Spec {
 
     /// Key of the trained models (original, small, corrupted): every field they depend on.
     /// The attempt's corpus, the reference solution and the evaluation settings are left out,
-    /// so that retuning those (the cheap part) never retrains the original model (hours on a
+    /// so that retuning those (the cheap part) never retrains the original model (half an hour on a
     /// CPU for `full`).
     pub fn models_key(&self) -> String {
         let models = serde_json::json!({
