@@ -156,6 +156,22 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result
     }
 }
 
+/// Both inputs of a backward op (the forward input and the incoming gradient), which must be
+/// contiguous f32 of the same length.
+fn f32_pair<'a>(
+    s1: &'a CpuStorage,
+    l1: &Layout,
+    s2: &'a CpuStorage,
+    l2: &Layout,
+    op: &str,
+) -> candle_core::Result<(&'a [f32], &'a [f32])> {
+    let (x, g) = (f32_slice(s1, l1, op)?, f32_slice(s2, l2, op)?);
+    if x.len() != g.len() {
+        return Err(candle_core::Error::Msg(format!("{op}: shape mismatch")));
+    }
+    Ok((x, g))
+}
+
 fn row_stats(xr: &[f32], eps: f32) -> (f32, f32) {
     let d = xr.len() as f32;
     let mean = xr.iter().sum::<f32>() / d;
@@ -213,8 +229,7 @@ impl CustomOp2 for LnHatBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s1, l1, "ln-hat-bwd")?;
-        let g = f32_slice(s2, l2, "ln-hat-bwd")?;
+        let (x, g) = f32_pair(s1, l1, s2, l2, "ln-hat-bwd")?;
         let d = *l1.dims().last().unwrap_or(&1);
         let mut out = vec![0f32; x.len()];
         par_chunks_mut(&mut out, rows_chunk(d), |start, o| {
@@ -238,6 +253,11 @@ impl CustomOp2 for LnHatBwd {
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+}
+
+/// Largest absolute elementwise difference between two tensors of the same shape.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
+    (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
 }
 
 /// Runs `f` over `len`-element chunks of `out` (and the matching chunks of the inputs), on
@@ -329,13 +349,7 @@ impl CustomOp2 for GeluTanhBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s1, l1, "gelu-tanh-bwd")?;
-        let g = f32_slice(s2, l2, "gelu-tanh-bwd")?;
-        if x.len() != g.len() {
-            return Err(candle_core::Error::Msg(
-                "gelu-tanh-bwd: shape mismatch".into(),
-            ));
-        }
+        let (x, g) = f32_pair(s1, l1, s2, l2, "gelu-tanh-bwd")?;
         let mut out = vec![0f32; x.len()];
         par_chunks_mut(&mut out, CHUNK, |start, o| {
             for ((o, &v), &gv) in o.iter_mut().zip(&x[start..]).zip(&g[start..]) {
@@ -611,14 +625,7 @@ mod tests {
         };
         let fast = layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap();
         let reference = slow(x.as_tensor());
-        let diff = (fast.clone() - reference.clone())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&fast, &reference).unwrap();
         assert!(diff < 1e-5, "forward differs by {diff}");
         let g1 = (fast * &r).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (reference * &r)
@@ -630,14 +637,7 @@ mod tests {
         for v in [&x, &w, &b] {
             let a = g1.get(v.as_tensor()).expect("gradient");
             let c = g2.get(v.as_tensor()).expect("gradient");
-            let d = (a - c)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d = max_abs_diff(a, c).unwrap();
             assert!(d < 1e-4, "gradient differs by {d}");
         }
     }
@@ -659,21 +659,11 @@ mod tests {
             &dev,
         )
         .unwrap();
-        let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
         for threads in [Some(1), Some(2)] {
             crate::with_threads(threads, || {
                 let fast = gelu_tanh(x.as_tensor()).unwrap();
                 let reference = x.as_tensor().gelu().unwrap();
-                let d = max_diff(&fast, &reference);
+                let d = max_abs_diff(&fast, &reference).unwrap();
                 assert!(d < 1e-5, "forward differs by {d} ({threads:?} threads)");
                 let g1 = (fast * &r).unwrap().sum_all().unwrap().backward().unwrap();
                 let g2 = (reference * &r)
@@ -682,10 +672,11 @@ mod tests {
                     .unwrap()
                     .backward()
                     .unwrap();
-                let d = max_diff(
+                let d = max_abs_diff(
                     g1.get(x.as_tensor()).unwrap(),
                     g2.get(x.as_tensor()).unwrap(),
-                );
+                )
+                .unwrap();
                 assert!(d < 1e-4, "gradient differs by {d} ({threads:?} threads)");
             });
         }
@@ -700,23 +691,9 @@ mod tests {
         let lb = m.forward(&b).unwrap();
         assert_eq!(la.dims(), &[6, 16]);
         // The first three positions cannot see the tokens that differ.
-        let d = (la.narrow(0, 0, 3).unwrap() - lb.narrow(0, 0, 3).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(&la.narrow(0, 0, 3).unwrap(), &lb.narrow(0, 0, 3).unwrap()).unwrap();
         assert!(d < 1e-6, "{d}");
-        let d = (la.narrow(0, 3, 1).unwrap() - lb.narrow(0, 3, 1).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(&la.narrow(0, 3, 1).unwrap(), &lb.narrow(0, 3, 1).unwrap()).unwrap();
         assert!(d > 1e-6);
         let too_long = Tensor::zeros((1, 9), DType::U32, &Device::Cpu).unwrap();
         assert!(m.forward(&too_long).is_err());

@@ -57,42 +57,38 @@ fn main() -> rdbench_core::Result<()> {
     let mut rows = serde_json::Map::new();
     for name in which {
         let t = Instant::now();
-        let (model, schedule): (Gpt, TrainConfig) = match name {
-            "original" => (
-                prep::load_prepared(&at.original(), &spec.model)?,
-                TrainConfig {
-                    steps: 0,
-                    ..spec.model_train.clone()
-                },
-            ),
+        // The model to score and how to train it first (`None`: score it as it is).
+        let (model, schedule): (Gpt, Option<TrainConfig>) = match name {
+            "original" => (prep::load_prepared(&at.original(), &spec.model)?, None),
             "scratch" => (
                 Gpt::new(spec.model.clone(), spec.model_init_seed ^ 0x5c7a).map_err(lm)?,
-                spec.model_train.clone(),
+                Some(spec.model_train.clone()),
             ),
             "finetune" => (
                 prep::load_prepared(&at.corrupted(), &spec.model)?,
-                TrainConfig {
+                Some(TrainConfig {
                     steps: spec.reference.adapter.steps + spec.reference.finetune.steps,
                     ..spec.reference.finetune.clone()
-                },
+                }),
             ),
             other => return Err(Error::Usage(format!("unknown baseline {other:?}; {usage}"))),
         };
-        let final_train_loss = if schedule.steps == 0 {
-            None
-        } else {
-            let report = rdbench_lm::with_threads(spec.threads, || {
-                train_model(&model, &train, &schedule, &format!("baseline: {name}"))
-            })
-            .map_err(lm)?;
-            Some(report.final_train_loss)
+        let final_train_loss = match &schedule {
+            Some(tc) => Some(
+                rdbench_lm::with_threads(spec.threads, || {
+                    train_model(&model, &train, tc, &format!("baseline: {name}"))
+                })
+                .map_err(lm)?
+                .final_train_loss,
+            ),
+            None => None,
         };
         let ev = evaluate(&spec, &model, seed)?;
         rows.insert(
             name.into(),
             serde_json::json!({
-                "steps": schedule.steps,
-                "lr": schedule.lr,
+                "steps": schedule.as_ref().map_or(0, |tc| tc.steps),
+                "lr": schedule.as_ref().map(|tc| tc.lr),
                 "final_train_loss": final_train_loss,
                 "heldout_loss": ev.loss,
                 "floor": ev.floor,

@@ -101,14 +101,15 @@ pub fn ensure_prepared(spec: &Spec, cache_dir: &Path) -> Result<Prepared> {
 /// Trains (once) the original and small models on the private corpus and corrupts the original.
 fn ensure_models(spec: &Spec, dir: &Path) -> Result<()> {
     let done = dir.join("prep.json");
-    if done.is_file() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let _lock = fsutil::lock_exclusive(&dir.join("prep"))?;
-    if done.is_file() {
-        return Ok(());
-    }
+    build_once(
+        dir,
+        "prep",
+        || done.is_file(),
+        || train_models(spec, dir, &done),
+    )
+}
+
+fn train_models(spec: &Spec, dir: &Path, done: &Path) -> Result<()> {
     let start = std::time::Instant::now();
     let seq_len = spec.seq_len();
     let private = TokenSet::new(
@@ -153,28 +154,47 @@ fn ensure_models(spec: &Spec, dir: &Path) -> Result<()> {
         total_seconds: start.elapsed().as_secs_f64(),
     };
     let json = serde_json::to_vec_pretty(&report).map_err(lm_err)?;
-    fsutil::atomic_write(&done, &json)
+    fsutil::atomic_write(done, &json)
 }
 
 /// Samples (once) the attempt's training corpus.
 fn ensure_train_corpus(spec: &Spec, dir: &Path) -> Result<()> {
     let path = dir.join(TRAIN_TOKENS);
-    if path.is_file() {
+    // Written by temporary file + rename: its presence means it is whole.
+    build_once(
+        dir,
+        "corpus",
+        || path.is_file(),
+        || {
+            let seq_len = spec.seq_len();
+            let train = TokenSet::new(
+                hmm(spec)?.sample(spec.train_corpus_seed, spec.train_corpus_seqs, seq_len),
+                seq_len,
+            )
+            .map_err(lm_err)?;
+            train.write(&path).map_err(lm_err)
+        },
+    )
+}
+
+/// Runs `make` unless `done()` holds: checked, then checked again under an exclusive lock
+/// (`<dir>/<lock>.lock`), so concurrent processes build each product once and never see half of
+/// one.
+fn build_once(
+    dir: &Path,
+    lock: &str,
+    done: impl Fn() -> bool,
+    make: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    if done() {
         return Ok(());
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let _lock = fsutil::lock_exclusive(&dir.join("corpus"))?;
-    if path.is_file() {
+    let _lock = fsutil::lock_exclusive(&dir.join(lock))?;
+    if done() {
         return Ok(());
     }
-    let seq_len = spec.seq_len();
-    let train = TokenSet::new(
-        hmm(spec)?.sample(spec.train_corpus_seed, spec.train_corpus_seqs, seq_len),
-        seq_len,
-    )
-    .map_err(lm_err)?;
-    // Written by temporary file + rename: its presence means it is whole.
-    train.write(&path).map_err(lm_err)
+    make()
 }
 
 /// The original model with the rows of its token embedding permuted (a uniformly random
@@ -206,23 +226,24 @@ pub fn ensure_reference(spec: &Spec, cache_dir: &Path) -> Result<PathBuf> {
     let at = ensure_prepared(spec, cache_dir)?;
     let path = at.reference();
     let done = at.attempt.join("reference.json");
-    if done.is_file() && path.is_file() {
-        return Ok(path);
-    }
-    let _lock = fsutil::lock_exclusive(&at.attempt.join("reference"))?;
-    if done.is_file() && path.is_file() {
-        return Ok(path);
-    }
-    let corrupted = load_prepared(&at.corrupted(), &spec.model)?;
-    let small = load_prepared(&at.small(), &spec.small)?;
-    let train = TokenSet::read(&at.train_tokens(), spec.seq_len()).map_err(lm_err)?;
-    let (fixed, report): (Gpt, ReferenceReport) = rdbench_lm::with_threads(spec.threads, || {
-        reference::run(&corrupted, &small, &train, &spec.reference)
-    })
-    .map_err(lm_err)?;
-    save_model(&fixed, &path).map_err(lm_err)?;
-    let json = serde_json::to_vec_pretty(&report).map_err(lm_err)?;
-    fsutil::atomic_write(&done, &json)?;
+    build_once(
+        &at.attempt,
+        "reference",
+        || done.is_file() && path.is_file(),
+        || {
+            let corrupted = load_prepared(&at.corrupted(), &spec.model)?;
+            let small = load_prepared(&at.small(), &spec.small)?;
+            let train = TokenSet::read(&at.train_tokens(), spec.seq_len()).map_err(lm_err)?;
+            let (fixed, report): (Gpt, ReferenceReport) =
+                rdbench_lm::with_threads(spec.threads, || {
+                    reference::run(&corrupted, &small, &train, &spec.reference)
+                })
+                .map_err(lm_err)?;
+            save_model(&fixed, &path).map_err(lm_err)?;
+            let json = serde_json::to_vec_pretty(&report).map_err(lm_err)?;
+            fsutil::atomic_write(&done, &json)
+        },
+    )?;
     Ok(path)
 }
 

@@ -1,7 +1,7 @@
 //! Cheap checks of the task's description, secrets and corruption.
 
 use rdbench_core::task::Task;
-use rdbench_lm::Gpt;
+use rdbench_lm::{model::max_abs_diff, Gpt};
 use rdbench_task_fix_embedding::{instructions, prep, profile, FixEmbedding};
 
 #[test]
@@ -105,14 +105,7 @@ fn corruption_permutes_whole_rows() {
     // Nothing else changed.
     for (k, v) in m.tensors() {
         if k != "wte" {
-            let d = (v - &c.tensors()[&k])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d = max_abs_diff(&v, &c.tensors()[&k]).unwrap();
             assert_eq!(d, 0.0, "{k} changed");
         }
     }
