@@ -9,17 +9,14 @@
 //   kernel           grid                          block  dynamic shared
 //   ps_generate      any >= 1 (grid-stride);       256    0
 //                    use min(ceil_div(n,256),65535)
-//   ps_fill          same as ps_generate           256    0
 //   ps_ref_tiles     ceil_div(n, 4096)  (=tiles)   256    0   (must be exactly 256: traps otherwise)
 //   ps_ref_carry     1                             32     0   (exactly one warp: traps otherwise)
 //   ps_ref_finish    ceil_div(n, 4096)  (=tiles)   256    0   (must be exactly 256: traps otherwise)
-//   ps_compare       same as ps_generate           256    0   (block a multiple of 32: traps otherwise)
-//   ps_check_input   same as ps_generate           256    0   (block a multiple of 32: traps otherwise)
 //
 // Scratch for the reference computation (num_tiles = ceil_div(n, 4096) = 24,415 at n = 1e8):
 //   tile_flip, tile_sum0, tile_sum1, carry_parity, carry_sum: u32[num_tiles] each, no init needed.
-// ps_compare / ps_check_input: the host sets *mismatches = 0 and *first_bad = ULLONG_MAX first;
-// afterwards *mismatches is the number of differing elements and *first_bad the lowest such index.
+// Poisoning outputs, comparing them with `expected` and checking that the input is unmodified
+// are the kit's (kernels/harness/kit.cu), the same for every kernel task.
 //
 // The reference is a 3-phase computation with tiles of PS_TILE = 4096 elements:
 //   1. ps_ref_tiles : per tile, the aggregate (flip, sum0, sum1): flip = parity of the positives in
@@ -75,14 +72,6 @@ extern "C" __global__ void ps_generate(int* x, long long n, unsigned long long s
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         x[i] = ps_value(seed, (unsigned long long)i, dist);
-    }
-}
-
-extern "C" __global__ void ps_fill(int* y, long long n, int value)
-{
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        y[i] = value;
     }
 }
 
@@ -232,52 +221,4 @@ extern "C" __global__ void ps_ref_finish(const int* x, long long n, const unsign
             P ^= v > 0 ? 1u : 0u;
         }
     }
-}
-
-// Per-warp reduction of (count, first) and one atomic pair per warp. Every lane reaches it.
-__device__ __forceinline__ void ps_report(unsigned long long count, unsigned long long first,
-                                          unsigned long long* mismatches,
-                                          unsigned long long* first_bad)
-{
-    for (int d = 16; d > 0; d >>= 1) {
-        count += __shfl_down_sync(PS_FULL_MASK, count, d);
-        const unsigned long long o = __shfl_down_sync(PS_FULL_MASK, first, d);
-        first = o < first ? o : first;
-    }
-    if ((threadIdx.x & 31u) == 0u && count != 0ull) {
-        atomicAdd(mismatches, count);
-        atomicMin(first_bad, first);
-    }
-}
-
-extern "C" __global__ void ps_compare(const int* expected, const int* actual, long long n,
-                                      unsigned long long* mismatches,
-                                      unsigned long long* first_bad)
-{
-    if ((blockDim.x & 31u) != 0u) __trap();
-    unsigned long long count = 0ull, first = ~0ull;
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        if (expected[i] != actual[i]) {
-            if (count == 0ull) first = (unsigned long long)i; // first hit of this thread = its lowest
-            ++count;
-        }
-    }
-    ps_report(count, first, mismatches, first_bad);
-}
-
-extern "C" __global__ void ps_check_input(const int* x, long long n, unsigned long long seed,
-                                          int dist, unsigned long long* mismatches,
-                                          unsigned long long* first_bad)
-{
-    if ((blockDim.x & 31u) != 0u) __trap();
-    unsigned long long count = 0ull, first = ~0ull;
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        if (x[i] != ps_value(seed, (unsigned long long)i, dist)) {
-            if (count == 0ull) first = (unsigned long long)i;
-            ++count;
-        }
-    }
-    ps_report(count, first, mismatches, first_bad);
 }

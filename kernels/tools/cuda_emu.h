@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <math.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <ucontext.h>
@@ -33,7 +34,11 @@ inline int2 make_int2(int a, int b) { return int2{a, b}; }
 
 #define __global__
 #define __device__
+#define __host__
 #define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
+#define __restrict__ __restrict
+#define __launch_bounds__(...)
 #define __shared__ static
 
 namespace emu {

@@ -54,9 +54,13 @@ pub enum Command {
         /// Score even without a calibration for this device (raw score only).
         #[arg(long)]
         allow_uncalibrated: bool,
-        /// Override the task's scoring time limit, seconds.
-        #[arg(long)]
+        /// Override the task's scoring time limit, seconds (at least 1).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         timeout: Option<u64>,
+        /// Run a kernel task on the CPU emulator: correctness only, never a score. For the
+        /// project's own kernels and tests: the .cu is compiled as host code.
+        #[arg(long)]
+        emulate: bool,
     },
     /// Show an attempt's score log.
     Log { dir: PathBuf },
@@ -99,6 +103,21 @@ pub enum Command {
         task: Vec<String>,
         #[arg(long, default_value = "tiny")]
         profile: String,
+    },
+    /// The conformance checks every task must pass: profiles, deterministic preparation,
+    /// nothing private in the attempt folder, every .cu compiling for sm_80 and sm_90, start
+    /// and reference solutions (scored where this machine can, on the CPU emulator for kernel
+    /// tasks without a GPU), and the task's exploit corpus giving its expected verdicts.
+    CheckTask {
+        task: String,
+        #[arg(long, default_value = "tiny")]
+        profile: String,
+        /// The exploit corpus root [default: tests/exploits of the checkout].
+        #[arg(long)]
+        exploits: Option<PathBuf>,
+        /// Only these exploit cases (by folder name).
+        #[arg(long)]
+        case: Vec<String>,
     },
     /// Internal: score one submission in this process (the scorer's worker).
     #[command(name = "__worker", hide = true)]

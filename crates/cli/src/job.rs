@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use rdbench_core::outcome::InvalidKind;
 use rdbench_core::task::{ScoreOutcome, ScoreRequest, Task};
+use rdbench_core::ExitCode;
 use rdbench_core::{Error, Result};
 use rdbench_gpu::monitor::{self, MonitorConfig, MonitorSummary};
 use serde::{Deserialize, Serialize};
@@ -99,9 +101,9 @@ pub struct JobResult {
 
 impl JobResult {
     /// A submission rejected before any worker ran.
-    pub fn rejected(reason: String, start: Instant) -> Self {
+    pub fn rejected(kind: InvalidKind, reason: String, start: Instant) -> Self {
         JobResult {
-            outcome: ScoreOutcome::invalid(reason),
+            outcome: ScoreOutcome::invalid(kind, reason),
             wall_s: start.elapsed().as_secs_f64(),
             monitor: None,
             ran_worker: false,
@@ -116,8 +118,8 @@ impl Job<'_> {
     /// Runs the precheck, the environment check and the worker.
     pub fn run(&self) -> Result<JobResult> {
         let start = Instant::now();
-        if let Some(reason) = self.task.precheck(&self.request)? {
-            return Ok(JobResult::rejected(reason, start));
+        if let Some((kind, reason)) = self.task.precheck(&self.request)? {
+            return Ok(JobResult::rejected(kind, reason, start));
         }
         self.run_checked()
     }
@@ -125,7 +127,8 @@ impl Job<'_> {
     /// The environment check and the worker (after a passed precheck).
     pub fn run_checked(&self) -> Result<JobResult> {
         let start = Instant::now();
-        self.task.check_environment(&self.request.profile)?;
+        self.task
+            .check_environment(&self.request.profile, self.request.backend)?;
         let _lock = match &self.device_lock {
             Some(path) => Some(rdbench_core::fsutil::lock_exclusive(path)?),
             None => None,
@@ -239,7 +242,7 @@ impl Job<'_> {
         let outcome = match (timed_out, result, status) {
             // A worker that reported and then hung in teardown still reported.
             (true, Some(WorkerResult::Outcome { outcome }), _) => outcome,
-            (true, _, _) => ScoreOutcome::invalid(format!(
+            (true, _, _) => ScoreOutcome::invalid(InvalidKind::Timeout, format!(
                 "scoring exceeded the time limit of {} s (a hang or a far too slow solution); the worker was killed",
                 self.timeout.as_secs()
             )),
@@ -248,7 +251,9 @@ impl Job<'_> {
             (false, Some(WorkerResult::Failed { message }), _) => {
                 return Err(Error::Internal(format!("the scorer failed: {message}")))
             }
-            (false, None, status) => ScoreOutcome::invalid(crash_reason(status, &tail)),
+            (false, None, status) => {
+                ScoreOutcome::invalid(InvalidKind::Crash, crash_reason(status, &tail))
+            }
         };
         Ok((outcome, summary))
     }
@@ -306,24 +311,25 @@ pub fn worker_main(task: &dyn Task, request_path: &Path, result_path: &Path) -> 
             },
         },
     };
+    // The parent reads the result, not the exit code; the code only keeps to the documented
+    // contract: 0 an outcome was reported, 3 anything else (environment or the kit failing).
     let code = match &result {
-        WorkerResult::Outcome { .. } => 0,
-        WorkerResult::Environment { .. } => 3,
-        WorkerResult::Failed { .. } => 4,
+        WorkerResult::Outcome { .. } => ExitCode::Scored,
+        WorkerResult::Environment { .. } | WorkerResult::Failed { .. } => ExitCode::Environment,
     };
     match serde_json::to_vec(&result) {
         Ok(bytes) => {
             if let Err(e) = rdbench_core::fsutil::atomic_write(result_path, &bytes) {
                 eprintln!("rdbench worker: {e}");
-                return 4;
+                return ExitCode::Environment as i32;
             }
         }
         Err(e) => {
             eprintln!("rdbench worker: {e}");
-            return 4;
+            return ExitCode::Environment as i32;
         }
     }
-    code
+    code as i32
 }
 
 #[cfg(test)]
@@ -352,10 +358,10 @@ mod tests {
         fn install_solution(&self, _: Solution, _: &str, _: &Path, _: &Path) -> Result<()> {
             Ok(())
         }
-        fn precheck(&self, _: &ScoreRequest) -> Result<Option<String>> {
+        fn precheck(&self, _: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {
             Ok(None)
         }
-        fn check_environment(&self, _: &str) -> Result<()> {
+        fn check_environment(&self, _: &str, _: rdbench_core::task::Backend) -> Result<()> {
             Ok(())
         }
         fn score(&self, _: &ScoreRequest) -> Result<ScoreOutcome> {
@@ -374,6 +380,7 @@ mod tests {
                 cache_dir: dir.join("cache"),
                 samples_path: dir.join("samples.json"),
                 seed: 1,
+                backend: Default::default(),
             },
             timeline_path: dir.join("timeline.jsonl"),
             timeout,
@@ -419,6 +426,7 @@ mod tests {
             "{}",
             reason(&result)
         );
+        assert_eq!(result.outcome.invalid_kind(), Some(InvalidKind::Timeout));
         let pid: i32 = std::fs::read_to_string(&pidfile)
             .unwrap()
             .trim()
@@ -454,6 +462,7 @@ mod tests {
             r.contains("signal 11") && r.contains("about to fail"),
             "{r}"
         );
+        assert_eq!(result.outcome.invalid_kind(), Some(InvalidKind::Crash));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod aggregate;
 mod cli;
 mod commands;
+mod exploits;
 mod job;
 mod output;
 mod registry;

@@ -1,14 +1,18 @@
-//! The tasks this binary knows. Adding a task: add its crate as a dependency and a line here.
+//! The tasks this binary knows. Adding a task crate: add it as a dependency and one line here;
+//! a crate may contribute several tasks (an op family).
 
 use rdbench_core::task::Task;
 use rdbench_core::{Error, Result};
 
 /// Every task, in listing order.
 pub fn all() -> Vec<Box<dyn Task>> {
-    vec![
-        Box::new(rdbench_task_prefix_sum::PrefixSum::default()),
-        Box::new(rdbench_task_fix_embedding::FixEmbedding::default()),
+    [
+        rdbench_task_prefix_sum::tasks(),
+        rdbench_task_fix_embedding::tasks(),
     ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// A task by name, or a usage error listing the names.

@@ -4,6 +4,8 @@
 //!
 //! - [`task`]: the [`Task`](task::Task) trait a task crate implements, [`TaskInfo`](task::TaskInfo),
 //!   [`Profile`](task::Profile) and the outcome of one scoring run.
+//! - [`outcome`]: [`ScoreOutcome`](outcome::ScoreOutcome) and [`InvalidKind`](outcome::InvalidKind),
+//!   the typed result of one scoring run.
 //! - [`attempt`]: an attempt's public folder (what the agent sees) and its private state
 //!   (score log, samples, timelines) kept outside that folder.
 //! - [`score_log`]: the append-only JSONL score log, safe under concurrent writers and a crash
@@ -18,9 +20,11 @@ pub mod calibration;
 pub mod error;
 pub mod fsutil;
 pub mod home;
+pub mod outcome;
 pub mod rng;
 pub mod score_log;
 pub mod summary;
 pub mod task;
+pub mod template;
 
 pub use error::{Error, ExitCode, Result};

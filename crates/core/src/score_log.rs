@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 
+use crate::outcome::InvalidKind;
 use crate::{Error, Result};
 
 /// One scoring call, valid or not.
@@ -31,6 +32,15 @@ pub struct ScoreEntry {
     /// Why the submission is invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The class of an invalid submission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<InvalidKind>,
+    /// The task's one-line summary of a valid run (e.g. the median and its noise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headline: Option<String>,
+    /// Correct where it ran, but not measured (the CPU emulator): never a score.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unscored: bool,
     /// SHA-256 of the submission files the scorer read.
     pub submission_sha256: String,
     /// Device fingerprint id the score was measured on.
@@ -155,7 +165,7 @@ pub fn select_final(entries: &[ScoreEntry], selection: Selection) -> Option<&Sco
             .iter()
             .filter(|e| e.valid && e.normalized.is_some_and(f64::is_finite))
             .max_by(|a, b| a.normalized.unwrap().total_cmp(&b.normalized.unwrap()))
-            .or_else(|| entries.iter().rev().find(|e| e.valid))
+            .or_else(|| entries.iter().rev().find(|e| e.valid && !e.unscored))
             .or_else(|| entries.last()),
     }
 }
@@ -173,6 +183,9 @@ mod tests {
             raw: normalized.map(|n| -n),
             normalized,
             reason: (!valid).then(|| "wrong".to_string()),
+            kind: (!valid).then_some(InvalidKind::WrongOutput),
+            headline: None,
+            unscored: false,
             submission_sha256: "00".into(),
             device: None,
             calibration: None,

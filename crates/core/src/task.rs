@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::outcome::{InvalidKind, ScoreOutcome};
 use crate::Result;
 
 /// Which way the raw score improves. Normalization does not need it (`ref` sits on the good
@@ -132,30 +133,30 @@ pub struct ScoreRequest {
     pub samples_path: PathBuf,
     /// Fresh secret seed for this scoring run; never shown to the agent.
     pub seed: u64,
+    /// Where a kernel task runs: the GPU (the default), or the CPU emulator, which checks
+    /// correctness only and never produces a score.
+    #[serde(default)]
+    pub backend: Backend,
 }
 
-/// The result of scoring one submission. A wrong submission is an `Invalid` outcome, not an error.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum ScoreOutcome {
-    Valid {
-        /// Raw score as defined by [`TaskInfo::raw_score`].
-        raw: f64,
-        /// Task-specific measurements (median, noise, samples, clocks...).
-        details: serde_json::Value,
-    },
-    Invalid {
-        /// What is wrong, in words a person can act on.
-        reason: String,
-        details: serde_json::Value,
-    },
+/// The device a kernel task's submission runs on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// An NVIDIA GPU through CUDA: timed, scored.
+    #[default]
+    Cuda,
+    /// The CPU emulator of `kernels/tools/cuda_emu.h`: correctness only, never a score. The
+    /// submission's `.cu` is compiled as host code, so this is for the project's own kernels
+    /// and exploit corpus (CI, task authors), never for an untrusted submission.
+    Emulator,
 }
 
-impl ScoreOutcome {
-    pub fn invalid(reason: impl Into<String>) -> Self {
-        ScoreOutcome::Invalid {
-            reason: reason.into(),
-            details: serde_json::Value::Null,
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Cuda => "cuda",
+            Backend::Emulator => "emulator",
         }
     }
 }
@@ -191,11 +192,13 @@ pub trait Task: Send + Sync {
     ) -> Result<()>;
 
     /// Cheap checks that need no GPU (parse files, compile with NVRTC when available), run in
-    /// the CLI process before any worker starts. `Some(reason)` marks the submission invalid.
-    fn precheck(&self, req: &ScoreRequest) -> Result<Option<String>>;
+    /// the CLI process before any worker starts. `Some((kind, reason))` marks the submission
+    /// invalid.
+    fn precheck(&self, req: &ScoreRequest) -> Result<Option<(InvalidKind, String)>>;
 
-    /// Whether this machine can score the profile; `Err(Environment)` explains what is missing.
-    fn check_environment(&self, profile: &str) -> Result<()>;
+    /// Whether this machine can score the profile on `backend`; `Err(Environment)` explains
+    /// what is missing. Tasks that do not run kernels ignore `backend`.
+    fn check_environment(&self, profile: &str, backend: Backend) -> Result<()>;
 
     /// Scores the submission. Runs in the worker process.
     fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome>;

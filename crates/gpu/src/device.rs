@@ -1,11 +1,11 @@
-//! A CUDA device behind a safe API: buffers, modules, launches, event timers, L2 flushing and
-//! the execution of a resolved launch plan.
+//! A CUDA device behind a safe API: facts, buffers, modules, launches and events. The kernel
+//! backend over it (timing, L2 flush, blocking kernel) is [`crate::backend::cuda`]; the plan
+//! runner and the scoring routine are in [`crate::bench`].
 //!
 //! Every entry point probes for libcuda first ([`crate::probe::require_driver`]) so a machine
-//! without a driver gets [`GpuError::NoDriver`] instead of cudarc's panic. Task crates use
-//! only this module's types; raw cudarc stays inside this crate.
+//! without a driver gets [`GpuError::NoDriver`] instead of cudarc's panic. Raw cudarc stays
+//! inside this crate, and driver errors keep their `CUresult` ([`GpuError::driver`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags, CUfunction_attribute_enum};
@@ -15,8 +15,8 @@ use cudarc::driver::{
 };
 use serde::Serialize;
 
+pub use crate::backend::{Arg, Dims};
 use crate::nvrtc::{self, CompileOptions, Compiled};
-use crate::plan::{ResolvedArg, ResolvedLaunch, ResolvedPlan};
 use crate::probe::{driver_version, require_driver};
 use crate::GpuError;
 
@@ -35,12 +35,40 @@ pub struct DeviceInfo {
     pub driver_version: Option<String>,
     /// PCI bus id (`0000:18:00.0`), which names the same GPU in NVML.
     pub pci_bus_id: Option<String>,
+    /// Peak SM clock, kHz (absent where the driver no longer reports it).
+    pub sm_clock_khz: Option<u32>,
+    /// Peak memory clock, kHz.
+    pub mem_clock_khz: Option<u32>,
+    /// Global memory bus width, bits.
+    pub mem_bus_bits: Option<u32>,
 }
 
 impl DeviceInfo {
     /// Two-digit architecture for NVRTC, e.g. 90 for compute capability 9.0.
     pub fn arch(&self) -> u32 {
         (self.compute_capability.0 * 10 + self.compute_capability.1) as u32
+    }
+
+    /// Peak DRAM bandwidth and arithmetic throughput, for the speed-of-light floor.
+    ///
+    /// Bandwidth is memory clock x bus width x 2 (double data rate). Arithmetic is the most
+    /// operations per clock any unit does per SM (dense tensor cores at their narrowest
+    /// type: 8-bit on compute capability 8.9 and 9.x, 4,096 per clock; 8.0-8.7, 2,048 x 2 for
+    /// int8; older, 2,048) times SMs times the peak clock: an upper bound, so the floor it
+    /// gives is a lower bound on any kernel's time.
+    pub fn peaks(&self) -> Option<crate::backend::Peaks> {
+        let dram = self.mem_clock_khz? as f64 * 1e3 * 2.0 * self.mem_bus_bits? as f64 / 8.0;
+        let per_sm_per_clock = match self.compute_capability {
+            (9, _) | (10, _) | (12, _) => 8192.0,
+            (8, 9) => 8192.0,
+            (8, _) => 4096.0,
+            _ => 2048.0,
+        };
+        let ops = self.sm_count as f64 * self.sm_clock_khz? as f64 * 1e3 * per_sm_per_clock;
+        Some(crate::backend::Peaks {
+            dram_bytes_per_s: dram,
+            ops_per_s: ops,
+        })
     }
 
     /// The calibration key of this device.
@@ -67,7 +95,7 @@ impl DeviceInfo {
 pub fn device_count() -> Result<usize, GpuError> {
     require_driver()?;
     let n = CudaContext::device_count()
-        .map_err(|e| GpuError::NoDriver(format!("cuDeviceGetCount: {e:?}")))?;
+        .map_err(|e| GpuError::NoDriver(format!("cuDeviceGetCount: {:?}", e.0)))?;
     if n <= 0 {
         return Err(GpuError::NoDriver(
             "the driver reports no CUDA device".into(),
@@ -86,26 +114,24 @@ pub fn describe(ordinal: usize) -> Result<DeviceInfo, GpuError> {
             "no CUDA device {ordinal}: this machine has {count}"
         )));
     }
-    result::init().map_err(|e| GpuError::NoDriver(format!("cuInit: {e:?}")))?;
-    let dev = result::device::get(ordinal as i32)
-        .map_err(|e| GpuError::driver("cuDeviceGet", format!("{e:?}")))?;
+    result::init().map_err(|e| GpuError::NoDriver(format!("cuInit: {:?}", e.0)))?;
+    let dev =
+        result::device::get(ordinal as i32).map_err(|e| GpuError::driver("cuDeviceGet", e))?;
     let get = |a: CUdevice_attribute| {
         // SAFETY: `dev` comes from cuDeviceGet above.
         unsafe { result::device::get_attribute(dev, a) }
-            .map_err(|e| GpuError::driver("cuDeviceGetAttribute", format!("{e:?}")))
+            .map_err(|e| GpuError::driver("cuDeviceGetAttribute", e))
     };
     Ok(DeviceInfo {
         ordinal,
-        name: result::device::get_name(dev)
-            .map_err(|e| GpuError::driver("cuDeviceGetName", format!("{e:?}")))?,
+        name: result::device::get_name(dev).map_err(|e| GpuError::driver("cuDeviceGetName", e))?,
         compute_capability: (
             get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
             get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
         ),
         // SAFETY: as above.
         total_mem_bytes: unsafe { result::device::total_mem(dev) }
-            .map_err(|e| GpuError::driver("cuDeviceTotalMem", format!("{e:?}")))?
-            as u64,
+            .map_err(|e| GpuError::driver("cuDeviceTotalMem", e))? as u64,
         sm_count: get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32,
         l2_cache_bytes: get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)? as u64,
         max_persisting_l2_bytes: get(
@@ -117,7 +143,18 @@ pub fn describe(ordinal: usize) -> Result<DeviceInfo, GpuError> {
         )? as u32,
         driver_version: driver_version(),
         pci_bus_id: pci_bus_id(dev),
+        sm_clock_khz: positive(get(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)),
+        mem_clock_khz: positive(get(
+            CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE,
+        )),
+        mem_bus_bits: positive(get(
+            CUdevice_attribute::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH,
+        )),
     })
+}
+
+fn positive(v: Result<i32, GpuError>) -> Option<u32> {
+    v.ok().filter(|&v| v > 0).map(|v| v as u32)
 }
 
 fn pci_bus_id(dev: cudarc::driver::sys::CUdevice) -> Option<String> {
@@ -155,7 +192,7 @@ pub struct Module {
 #[derive(Clone)]
 pub struct Function {
     name: String,
-    inner: CudaFunction,
+    pub(crate) inner: CudaFunction,
 }
 
 impl Function {
@@ -181,41 +218,14 @@ impl Function {
             )
             .map_err(|e| GpuError::Launch {
                 kernel: self.name.clone(),
-                message: format!("{bytes} bytes of dynamic shared memory: {e:?}"),
+                code: Some(e.0),
+                message: format!("{bytes} bytes of dynamic shared memory: {:?}", e.0),
             })
     }
 
     /// Registers per thread, as the driver reports them.
     pub fn num_regs(&self) -> Option<i32> {
         self.inner.num_regs().ok()
-    }
-}
-
-/// One kernel argument.
-#[derive(Clone, Copy)]
-pub enum Arg<'a> {
-    Buffer(&'a Buffer),
-    I32(i32),
-    U32(u32),
-    I64(i64),
-    U64(u64),
-}
-
-/// Grid, block and dynamic shared memory of one launch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Dims {
-    pub grid: [u32; 3],
-    pub block: [u32; 3],
-    pub shared_mem_bytes: u32,
-}
-
-impl Dims {
-    pub fn linear(grid: u32, block: u32) -> Self {
-        Dims {
-            grid: [grid, 1, 1],
-            block: [block, 1, 1],
-            shared_mem_bytes: 0,
-        }
     }
 }
 
@@ -231,14 +241,14 @@ impl GpuDevice {
     pub fn open(ordinal: usize) -> Result<Self, GpuError> {
         let info = describe(ordinal)?;
         let ctx = CudaContext::new(ordinal)
-            .map_err(|e| GpuError::NoDriver(format!("cuCtx for device {ordinal}: {e:?}")))?;
+            .map_err(|e| GpuError::NoDriver(format!("cuCtx for device {ordinal}: {:?}", e.0)))?;
         // One stream only: cudarc's multi-stream event tracking would add event records
         // around every launch inside the timed region.
         // SAFETY: this crate uses a single stream per context, so no cross-stream hazards exist.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx
             .new_stream()
-            .map_err(|e| GpuError::driver("cuStreamCreate", format!("{e:?}")))?;
+            .map_err(|e| GpuError::driver("cuStreamCreate", e))?;
         Ok(GpuDevice { ctx, stream, info })
     }
 
@@ -254,11 +264,9 @@ impl GpuDevice {
     /// Loads a compiled module.
     pub fn load(&self, compiled: &Compiled) -> Result<Module, GpuError> {
         let image = cudarc::nvrtc::Ptx::from_binary(compiled.image.clone());
-        let inner = self.ctx.load_module(image).map_err(|e| {
-            GpuError::driver(
-                &format!("cuModuleLoadData({})", compiled.name),
-                format!("{e:?}"),
-            )
+        let inner = self.ctx.load_module(image).map_err(|e| GpuError::Load {
+            name: compiled.name.clone(),
+            message: format!("cuModuleLoadData: {:?}", e.0),
         })?;
         Ok(Module { inner })
     }
@@ -271,17 +279,14 @@ impl GpuDevice {
     /// A kernel by name.
     pub fn function(&self, module: &Module, name: &str) -> Result<Function, GpuError> {
         if name.contains('\0') {
-            return Err(GpuError::Launch {
-                kernel: name.into(),
-                message: "kernel name contains a NUL byte".into(),
-            });
+            return Err(GpuError::rejected(name, "kernel name contains a NUL byte"));
         }
         let inner = module
             .inner
             .load_function(name)
-            .map_err(|e| GpuError::Launch {
-                kernel: name.into(),
-                message: format!("not found in the module: {e:?}"),
+            .map_err(|e| GpuError::Load {
+                name: format!("kernel {name:?}"),
+                message: format!("not found in the module: {:?}", e.0),
             })?;
         Ok(Function {
             name: name.into(),
@@ -291,17 +296,11 @@ impl GpuDevice {
 
     /// Allocates `bytes` of zeroed device memory (at least one byte).
     pub fn alloc(&self, bytes: usize) -> Result<Buffer, GpuError> {
-        let slice = self.stream.alloc_zeros::<u8>(bytes.max(1)).map_err(|e| {
-            GpuError::driver(&format!("cuMemAlloc({bytes} bytes)"), format!("{e:?}"))
-        })?;
+        let slice = self
+            .stream
+            .alloc_zeros::<u8>(bytes.max(1))
+            .map_err(|e| GpuError::driver(&format!("cuMemAlloc({bytes} bytes)"), e))?;
         Ok(Buffer { slice })
-    }
-
-    /// Sets every byte of `buf` to zero, asynchronously on the scorer's stream.
-    pub fn zero(&self, buf: &mut Buffer) -> Result<(), GpuError> {
-        self.stream
-            .memset_zeros(&mut buf.slice)
-            .map_err(|e| GpuError::driver("cuMemsetD8Async", format!("{e:?}")))
     }
 
     /// Sets every byte of `buf` to `byte`, asynchronously on the scorer's stream.
@@ -311,57 +310,52 @@ impl GpuDevice {
         let (ptr, _record) = buf.slice.device_ptr_mut(&self.stream);
         // SAFETY: `ptr` addresses `len` bytes owned by `buf`, on the scorer's stream.
         unsafe { cudarc::driver::result::memset_d8_async(ptr, byte, len, self.stream.cu_stream()) }
-            .map_err(|e| GpuError::driver("cuMemsetD8Async", format!("{e:?}")))
+            .map_err(|e| GpuError::driver("cuMemsetD8Async", e))
     }
 
-    /// Copies a buffer to the host as `i32`s (synchronizes the stream).
-    pub fn download_i32(&self, buf: &Buffer) -> Result<Vec<i32>, GpuError> {
+    /// Copies a whole buffer to the host (synchronizes the stream).
+    pub fn download_bytes(&self, buf: &Buffer) -> Result<Vec<u8>, GpuError> {
         let bytes: Vec<u8> = self
             .stream
             .clone_dtoh(&buf.slice)
-            .map_err(|e| GpuError::driver("cuMemcpyDtoH", format!("{e:?}")))?;
+            .map_err(|e| GpuError::driver("cuMemcpyDtoH", e))?;
         self.synchronize()?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
-    }
-
-    /// Copies a buffer to the host as `u64`s (synchronizes the stream).
-    pub fn download_u64(&self, buf: &Buffer) -> Result<Vec<u64>, GpuError> {
-        let bytes: Vec<u8> = self
-            .stream
-            .clone_dtoh(&buf.slice)
-            .map_err(|e| GpuError::driver("cuMemcpyDtoH", format!("{e:?}")))?;
-        self.synchronize()?;
-        Ok(bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect())
+        Ok(bytes)
     }
 
     /// Copies host bytes into the start of `buf`.
     pub fn upload_bytes(&self, data: &[u8], buf: &mut Buffer) -> Result<(), GpuError> {
         if data.len() > buf.len_bytes() {
-            return Err(GpuError::Driver {
-                call: "cuMemcpyHtoD".into(),
+            return Err(GpuError::Signature {
+                kernel: "cuMemcpyHtoD".into(),
                 message: format!("{} bytes into a buffer of {}", data.len(), buf.len_bytes()),
             });
         }
+        let mut view = buf.slice.slice_mut(0..data.len());
         self.stream
-            .memcpy_htod(data, &mut buf.slice)
-            .map_err(|e| GpuError::driver("cuMemcpyHtoD", format!("{e:?}")))
+            .memcpy_htod(data, &mut view)
+            .map_err(|e| GpuError::driver("cuMemcpyHtoD", e))
     }
 
     /// Waits for all work on the scorer's stream; a kernel fault surfaces here.
     pub fn synchronize(&self) -> Result<(), GpuError> {
         self.stream
             .synchronize()
-            .map_err(|e| GpuError::driver("cuStreamSynchronize", format!("{e:?}")))
+            .map_err(|e| GpuError::driver("cuStreamSynchronize", e))
     }
 
     /// Enqueues one launch on the scorer's stream.
-    pub fn launch(&self, f: &Function, dims: Dims, args: &[Arg<'_>]) -> Result<(), GpuError> {
+    ///
+    /// # Safety
+    /// `args` must match the kernel's parameters in number and type (see
+    /// [`crate::backend::CheckedKernel`]), and every buffer must cover what the kernel
+    /// accesses; a violation by a submission is contained by the worker process.
+    pub unsafe fn launch(
+        &self,
+        f: &Function,
+        dims: Dims,
+        args: &[Arg<'_, Buffer>],
+    ) -> Result<(), GpuError> {
         let mut builder = self.stream.launch_builder(&f.inner);
         // The builder keeps pointers to the scalars: they live in `args`, which outlives it.
         for arg in args {
@@ -371,6 +365,7 @@ impl GpuDevice {
                 Arg::U32(v) => builder.arg(v),
                 Arg::I64(v) => builder.arg(v),
                 Arg::U64(v) => builder.arg(v),
+                Arg::F32(v) => builder.arg(v),
             };
         }
         let cfg = LaunchConfig {
@@ -378,26 +373,29 @@ impl GpuDevice {
             block_dim: (dims.block[0], dims.block[1], dims.block[2]),
             shared_mem_bytes: dims.shared_mem_bytes,
         };
-        // SAFETY: argument count and kinds were checked against the kernel's declared
-        // signature by the launch plan; a mismatch the parser could not see is the
-        // submission's fault and is contained by the worker process.
+        // SAFETY: the caller's contract (above).
         unsafe { builder.launch(cfg) }
             .map(|_| ())
-            .map_err(|e| GpuError::launch(&f.name, format!("{e:?}")))
+            .map_err(|e| GpuError::launch(&f.name, e))
     }
 
-    /// A pair of timing events on the scorer's stream.
-    pub fn timer(&self) -> Result<Timer, GpuError> {
-        let make = || {
-            self.ctx
-                .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-                .map_err(|e| GpuError::driver("cuEventCreate", format!("{e:?}")))
-        };
-        Ok(Timer {
-            start: make()?,
-            end: make()?,
-            stream: self.stream.clone(),
-        })
+    /// A timing event on the scorer's context.
+    pub fn event(&self) -> Result<CudaEvent, GpuError> {
+        self.ctx
+            .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(|e| GpuError::driver("cuEventCreate", e))
+    }
+
+    /// The scorer's stream.
+    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// Makes the context current on this thread (before raw driver calls).
+    pub(crate) fn bind(&self) -> Result<(), GpuError> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| GpuError::driver("cuCtxSetCurrent", e))
     }
 
     /// Resets persisting L2 lines so one sample's accesses cannot pin data for the next.
@@ -405,196 +403,18 @@ impl GpuDevice {
         if self.info.max_persisting_l2_bytes == 0 {
             return Ok(());
         }
-        self.ctx
-            .bind_to_thread()
-            .map_err(|e| GpuError::driver("cuCtxSetCurrent", format!("{e:?}")))?;
+        self.bind()?;
         // SAFETY: the context is current on this thread; the call takes no arguments.
         let rc = unsafe { cudarc::driver::sys::cuCtxResetPersistingL2Cache() };
-        // Unsupported (e.g. under MPS or MIG) means there is no persisting L2 to reset.
-        if rc == cudarc::driver::sys::CUresult::CUDA_SUCCESS
-            || rc == cudarc::driver::sys::CUresult::CUDA_ERROR_NOT_SUPPORTED
-        {
-            Ok(())
-        } else {
-            Err(GpuError::driver(
+        match rc {
+            // Unsupported (e.g. under MPS or MIG) means there is no persisting L2 to reset.
+            cudarc::driver::sys::CUresult::CUDA_SUCCESS
+            | cudarc::driver::sys::CUresult::CUDA_ERROR_NOT_SUPPORTED => Ok(()),
+            code => Err(GpuError::driver(
                 "cuCtxResetPersistingL2Cache",
-                format!("{rc:?}"),
-            ))
+                cudarc::driver::DriverError(code),
+            )),
         }
-    }
-}
-
-/// CUDA events around work on the scorer's stream.
-pub struct Timer {
-    start: CudaEvent,
-    end: CudaEvent,
-    stream: Arc<CudaStream>,
-}
-
-impl Timer {
-    pub fn start(&self) -> Result<(), GpuError> {
-        self.start
-            .record(&self.stream)
-            .map_err(|e| GpuError::driver("cuEventRecord", format!("{e:?}")))
-    }
-
-    pub fn stop(&self) -> Result<(), GpuError> {
-        self.end
-            .record(&self.stream)
-            .map_err(|e| GpuError::driver("cuEventRecord", format!("{e:?}")))
-    }
-
-    /// Waits for the end event and returns the milliseconds between the two.
-    pub fn elapsed_ms(&self) -> Result<f64, GpuError> {
-        self.end
-            .synchronize()
-            .map_err(|e| GpuError::driver("cuEventSynchronize", format!("{e:?}")))?;
-        self.start
-            .elapsed_ms(&self.end)
-            .map(f64::from)
-            .map_err(|e| GpuError::driver("cuEventElapsedTime", format!("{e:?}")))
-    }
-}
-
-/// The harness kernel that evicts L2 before each timed sample.
-pub const L2_FLUSH_SOURCE: &str = include_str!("../../../kernels/harness/l2_flush.cu");
-
-/// Evicts the L2 cache by read-modify-writing a buffer twice its size.
-pub struct L2Flusher {
-    function: Function,
-    buffer: Buffer,
-    words: u64,
-    grid: u32,
-}
-
-impl L2Flusher {
-    pub fn new(dev: &GpuDevice) -> Result<Self, GpuError> {
-        let module = dev.compile_and_load(L2_FLUSH_SOURCE, "kernels/harness/l2_flush.cu")?;
-        let function = dev.function(&module, "rdbench_l2_flush")?;
-        let bytes = (dev.info.l2_cache_bytes.max(1 << 20) * 2) as usize;
-        let buffer = dev.alloc(bytes)?;
-        Ok(L2Flusher {
-            function,
-            buffer,
-            words: (bytes / 4) as u64,
-            grid: dev.info.sm_count * 8,
-        })
-    }
-
-    /// Enqueues the flush (and a persisting-L2 reset) on the scorer's stream.
-    pub fn flush(&self, dev: &GpuDevice) -> Result<(), GpuError> {
-        dev.reset_persisting_l2()?;
-        dev.launch(
-            &self.function,
-            Dims::linear(self.grid, 256),
-            &[Arg::Buffer(&self.buffer), Arg::U64(self.words)],
-        )
-    }
-}
-
-/// A resolved launch plan bound to a module: its kernels and scratch buffers, ready to enqueue.
-pub struct PlanRunner {
-    launches: Vec<(Function, ResolvedLaunch)>,
-    scratch: HashMap<String, (Buffer, bool)>,
-    scratch_order: Vec<String>,
-}
-
-impl PlanRunner {
-    /// Looks up every kernel and allocates the scratch buffers.
-    pub fn new(dev: &GpuDevice, module: &Module, plan: &ResolvedPlan) -> Result<Self, GpuError> {
-        let mut launches = Vec::with_capacity(plan.launches.len());
-        for l in &plan.launches {
-            let function = dev.function(module, &l.kernel)?;
-            let total = function.static_shared_bytes() as u64 + l.shared_mem_bytes as u64;
-            if total > dev.info.max_shared_mem_per_block_optin as u64 {
-                return Err(GpuError::Launch {
-                    kernel: l.kernel.clone(),
-                    message: format!(
-                        "{} bytes of static plus {} of dynamic shared memory exceed this device's {} per block",
-                        function.static_shared_bytes(),
-                        l.shared_mem_bytes,
-                        dev.info.max_shared_mem_per_block_optin
-                    ),
-                });
-            }
-            if total > 48 * 1024 {
-                function.allow_dynamic_shared(l.shared_mem_bytes)?;
-            }
-            launches.push((function, l.clone()));
-        }
-        let mut scratch = HashMap::new();
-        let mut scratch_order = Vec::new();
-        for s in &plan.scratch {
-            let mut buf = dev.alloc(s.bytes() as usize)?;
-            if !s.zero_init {
-                // "init = none" promises nothing: give it garbage, so a plan that relies on
-                // fresh allocations being zero fails here instead of passing by luck.
-                dev.fill_bytes(&mut buf, 0xA5)?;
-            }
-            scratch.insert(s.name.clone(), (buf, s.zero_init));
-            scratch_order.push(s.name.clone());
-        }
-        Ok(PlanRunner {
-            launches,
-            scratch,
-            scratch_order,
-        })
-    }
-
-    /// Enqueues the whole plan: zero-initialized scratch first, then every launch in order.
-    /// `buffers` binds the task's buffer names (e.g. `input`, `output`).
-    pub fn enqueue(
-        &mut self,
-        dev: &GpuDevice,
-        buffers: &[(&str, &Buffer)],
-    ) -> Result<(), GpuError> {
-        for name in &self.scratch_order {
-            let (buf, zero) = self
-                .scratch
-                .get_mut(name)
-                .expect("scratch allocated in new");
-            if *zero {
-                dev.zero(buf)?;
-            }
-        }
-        for (function, launch) in &self.launches {
-            let mut args = Vec::with_capacity(launch.args.len());
-            for a in &launch.args {
-                args.push(match a {
-                    ResolvedArg::Buffer(name) => {
-                        let buf = buffers
-                            .iter()
-                            .find(|(n, _)| n == name)
-                            .map(|(_, b)| *b)
-                            .or_else(|| self.scratch.get(name).map(|(b, _)| b))
-                            .ok_or_else(|| GpuError::Launch {
-                                kernel: launch.kernel.clone(),
-                                message: format!("no buffer named {name:?}"),
-                            })?;
-                        Arg::Buffer(buf)
-                    }
-                    ResolvedArg::I32(v) => Arg::I32(*v),
-                    ResolvedArg::U32(v) => Arg::U32(*v),
-                    ResolvedArg::I64(v) => Arg::I64(*v),
-                    ResolvedArg::U64(v) => Arg::U64(*v),
-                });
-            }
-            let dims = Dims {
-                grid: launch.grid,
-                block: launch.block,
-                shared_mem_bytes: launch.shared_mem_bytes,
-            };
-            dev.launch(function, dims, &args)?;
-        }
-        Ok(())
-    }
-
-    /// Registers per thread of each kernel, for reports.
-    pub fn registers(&self) -> Vec<(String, Option<i32>)> {
-        self.launches
-            .iter()
-            .map(|(f, _)| (f.name.clone(), f.num_regs()))
-            .collect()
     }
 }
 

@@ -9,19 +9,28 @@
 //!   or PTX), with an on-disk cache keyed by source, options and NVRTC version.
 //! - [`expr`] and [`plan`]: the declarative `launch.toml` of kernel submissions: integer
 //!   expressions of the problem size and named constants, scratch buffers, launches.
-//! - [`device`]: a CUDA device, its stream, buffers and modules; runs a resolved launch plan.
-//! - [`timing`]: adaptive sampling statistics (median, relative noise, stopping rule).
+//! - [`device`]: a CUDA device, its stream, buffers, modules, launches and events.
+//! - [`backend`]: the device seam of kernel tasks: [`backend::KernelBackend`] with a CUDA and a
+//!   CPU-emulator implementation, and launches checked against parsed signatures.
+//! - [`bench`]: **the timing model**, written once for every kernel task (read its overview).
+//! - [`kernel_task`]: the [`kernel_task::KernelTask`] trait a kernel task implements, and the
+//!   adapter that makes it a `Task`.
 //! - [`submission`]: loading and checking `solution.cu` + `launch.toml` without a GPU.
 //! - [`monitor`]: NVML sampler (or /proc fallback) writing a timeline and a summary.
 
+pub mod backend;
+pub mod bench;
 pub mod device;
 pub mod error;
 pub mod expr;
+pub mod kernel_task;
 pub mod monitor;
 pub mod nvrtc;
 pub mod plan;
 pub mod probe;
 pub mod submission;
-pub mod timing;
+
+/// The old name of [`bench::analysis`].
+pub use bench::analysis as timing;
 
 pub use error::GpuError;

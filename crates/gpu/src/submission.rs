@@ -36,6 +36,20 @@ pub enum SubmissionError {
     Compile(GpuError),
 }
 
+impl SubmissionError {
+    /// The kind of invalid entry this error makes.
+    pub fn invalid_kind(&self) -> rdbench_core::outcome::InvalidKind {
+        use rdbench_core::outcome::InvalidKind;
+        match self {
+            SubmissionError::Missing { .. } => InvalidKind::MissingFile,
+            SubmissionError::TooLarge { .. } => InvalidKind::TooLarge,
+            SubmissionError::NotText { .. } => InvalidKind::NotText,
+            SubmissionError::Plan(_) => InvalidKind::Plan,
+            SubmissionError::Compile(_) => InvalidKind::Compile,
+        }
+    }
+}
+
 /// A loaded submission.
 #[derive(Debug, Clone)]
 pub struct KernelSubmission {
@@ -89,15 +103,24 @@ impl KernelSubmission {
         })
     }
 
-    /// Resolves the plan for problem size `n`.
+    /// Resolves the plan for problem size `n` (tasks with the single size variable `n`).
     pub fn resolve(
         &self,
         n: i64,
         buffers: &[BufferSpec],
         limits: &PlanLimits,
     ) -> Result<ResolvedPlan, SubmissionError> {
-        let vars = BTreeMap::from([("n".to_string(), n)]);
-        Ok(self.plan.resolve(&vars, buffers, limits)?)
+        self.resolve_vars(&BTreeMap::from([("n".to_string(), n)]), buffers, limits)
+    }
+
+    /// Resolves the plan for the size variables `vars` (`n`, or `m`, `n`, `k`...).
+    pub fn resolve_vars(
+        &self,
+        vars: &BTreeMap<String, i64>,
+        buffers: &[BufferSpec],
+        limits: &PlanLimits,
+    ) -> Result<ResolvedPlan, SubmissionError> {
+        Ok(self.plan.resolve(vars, buffers, limits)?)
     }
 
     /// Resolves the plan for every size the scorer will run, so a size error surfaces before

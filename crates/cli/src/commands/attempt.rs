@@ -7,9 +7,10 @@ use chrono::Utc;
 use rdbench_core::attempt::Attempt;
 use rdbench_core::calibration::CalibrationEntry;
 use rdbench_core::fsutil::{atomic_write, hash_files};
+use rdbench_core::outcome::InvalidKind;
 use rdbench_core::score_log::{select_final, ScoreEntry, Selection};
 use rdbench_core::summary::{AttemptSummary, SUMMARY_SCHEMA};
-use rdbench_core::task::{PrepareRequest, ScoreOutcome, ScoreRequest, Task, TaskInfo};
+use rdbench_core::task::{Backend, PrepareRequest, ScoreOutcome, ScoreRequest, Task, TaskInfo};
 use rdbench_core::{Error, Result};
 
 use super::{device_fingerprint, find_calibration, Context};
@@ -83,20 +84,44 @@ pub fn entry_for(
     files: Option<(String, String)>,
 ) -> ScoreEntry {
     let (samples_file, timeline_file) = files.unzip();
+    let mut kind = None;
+    let mut headline = None;
+    let mut unscored = false;
     let (valid, raw, reason, details) = match &result.outcome {
-        ScoreOutcome::Valid { raw, details } if raw.is_finite() => {
+        ScoreOutcome::Valid {
+            raw,
+            headline: h,
+            details,
+        } if raw.is_finite() => {
+            headline = Some(h.clone());
             (true, Some(*raw), None, details.clone())
         }
-        ScoreOutcome::Valid { raw, details } => (
-            false,
-            None,
-            Some(format!(
-                "the scorer produced a non-finite raw score ({raw})"
-            )),
-            details.clone(),
-        ),
-        ScoreOutcome::Invalid { reason, details } => {
+        ScoreOutcome::Valid { raw, details, .. } => {
+            kind = Some(InvalidKind::NonFinite);
+            (
+                false,
+                None,
+                Some(format!(
+                    "the scorer produced a non-finite raw score ({raw})"
+                )),
+                details.clone(),
+            )
+        }
+        ScoreOutcome::Invalid {
+            kind: k,
+            reason,
+            details,
+        } => {
+            kind = Some(*k);
             (false, None, Some(reason.clone()), details.clone())
+        }
+        ScoreOutcome::Unscored {
+            headline: h,
+            details,
+        } => {
+            headline = Some(h.clone());
+            unscored = true;
+            (true, None, None, details.clone())
         }
     };
     ScoreEntry {
@@ -107,6 +132,9 @@ pub fn entry_for(
         raw,
         normalized: raw.and_then(|r| calibration.map(|c| c.normalize(r))),
         reason,
+        kind,
+        headline,
+        unscored,
         submission_sha256,
         device,
         calibration: calibration.map(|c| [c.start, c.reference]),
@@ -129,10 +157,16 @@ pub fn entry_for(
     }
 }
 
-/// The lock that serializes GPU scoring runs on this machine (`None` for CPU profiles).
-fn device_lock(ctx: &Context, info: &TaskInfo, profile: &str) -> Option<std::path::PathBuf> {
+/// The lock that serializes GPU scoring runs on this machine (`None` for CPU profiles and
+/// emulated runs).
+fn device_lock(
+    ctx: &Context,
+    info: &TaskInfo,
+    profile: &str,
+    backend: Backend,
+) -> Option<std::path::PathBuf> {
     let needs_gpu = info.profile(profile).map(|p| p.needs_gpu).unwrap_or(false);
-    needs_gpu.then(|| ctx.home.root().join("locks").join("gpu-0"))
+    (needs_gpu && backend == Backend::Cuda).then(|| ctx.home.root().join("locks").join("gpu-0"))
 }
 
 /// One scoring run of the submission in `submission_dir`, with its files laid out under
@@ -145,6 +179,7 @@ fn new_job<'a>(
     submission_dir: &Path,
     private_dir: &Path,
     timeout: Option<u64>,
+    backend: Backend,
 ) -> (Job<'a>, (String, String)) {
     let info = task.info();
     let stamp = run_stamp();
@@ -161,10 +196,11 @@ fn new_job<'a>(
             cache_dir: ctx.home.cache_dir(),
             samples_path: private_dir.join(&files.0),
             seed: rand::random(),
+            backend,
         },
         timeline_path: private_dir.join(&files.1),
         timeout: Duration::from_secs(timeout.unwrap_or(info.score_timeout_s)),
-        device_lock: device_lock(ctx, &info, profile),
+        device_lock: device_lock(ctx, &info, profile, backend),
     };
     (job, files)
 }
@@ -178,12 +214,20 @@ pub fn run_stamp() -> String {
     )
 }
 
+/// What the emulator flag says on every use, so nobody mistakes it for a score.
+pub const EMULATOR_WARNING: &str = "emulated run: the CPU emulator checks correctness only and never gives a score; \
+     it compiles solution.cu as host code, so use it for the project's own kernels and tests, never for an untrusted submission";
+
 pub fn score(
     ctx: &Context,
     dir: &Path,
     allow_uncalibrated: bool,
     timeout: Option<u64>,
+    backend: Backend,
 ) -> Result<i32> {
+    if backend == Backend::Emulator {
+        eprintln!("rdbench: {EMULATOR_WARNING}");
+    }
     let attempt = Attempt::open(&ctx.home, dir)?;
     let task = registry::find(&attempt.record.task)?;
     let info = task.info();
@@ -196,16 +240,17 @@ pub fn score(
         &attempt.record.dir,
         &attempt.private_dir,
         timeout,
+        backend,
     );
     let sha = hash_files(&attempt.record.dir, &info.submission_files);
     let log = attempt.score_log();
     let started = Instant::now();
     // 1. Checks that need no GPU: a bad submission is logged invalid right away.
-    if let Some(reason) = task.precheck(&job.request)? {
+    if let Some((kind, reason)) = task.precheck(&job.request)? {
         let entry = entry_for(
             &info,
             &profile,
-            &JobResult::rejected(reason, started),
+            &JobResult::rejected(kind, reason, started),
             None,
             None,
             sha,
@@ -215,11 +260,17 @@ pub fn score(
         report(ctx, &info, &entry, &attempt);
         return Ok(1);
     }
-    // 2. The environment and the calibration, before spending GPU time.
-    task.check_environment(&profile)?;
-    let fp = device_fingerprint(&info, &profile)?;
-    let calibration = find_calibration(ctx, task.as_ref(), &profile, &fp)?;
-    if calibration.is_none() && !allow_uncalibrated {
+    // 2. The environment and the calibration, before spending GPU time. An emulated run
+    // has neither a device nor a score to normalize.
+    task.check_environment(&profile, backend)?;
+    let (fp, calibration) = if backend == Backend::Emulator {
+        (None, None)
+    } else {
+        let fp = device_fingerprint(&info, &profile)?;
+        let calibration = find_calibration(ctx, task.as_ref(), &profile, &fp)?;
+        (Some(fp), calibration)
+    };
+    if let (Some(fp), None, false) = (&fp, &calibration, allow_uncalibrated) {
         return Err(Error::Environment(format!(
             "no calibration of {}/{profile} for this device ({}); run `rdbench calibrate --task {} --profile {profile}` \
              first, or score with --allow-uncalibrated for a raw score only",
@@ -235,7 +286,7 @@ pub fn score(
         &profile,
         &result,
         calibration.as_ref(),
-        Some(fp.id()),
+        fp.map(|f| f.id()),
         sha,
         Some(files),
     );
@@ -267,15 +318,15 @@ fn report(ctx: &Context, info: &TaskInfo, entry: &ScoreEntry, attempt: &Attempt)
         );
     } else if info.score_hidden {
         println!("scored (this task hides its score until the attempt ends)");
+    } else if entry.unscored {
+        println!(
+            "CORRECT, NOT SCORED: {}",
+            entry.headline.as_deref().unwrap_or("no measurement")
+        );
     } else {
-        let median = entry.details.get("median_ms").and_then(|v| v.as_f64());
-        let noise = entry.details.get("noise").and_then(|v| v.as_f64());
         print!("score {} (raw {}", num(entry.normalized), num(entry.raw));
-        if let Some(m) = median {
-            print!(" = ln({m:.4} ms)");
-        }
-        if let Some(n) = noise {
-            print!(", noise {:.2} %", n * 100.0);
+        if let Some(h) = entry.headline.as_deref().filter(|h| !h.is_empty()) {
+            print!(": {h}");
         }
         println!(")");
         if entry.normalized.is_none() {
@@ -309,7 +360,7 @@ pub fn log(ctx: &Context, dir: &Path) -> Result<i32> {
         "raw",
         "score",
         "wall s",
-        "reason",
+        "result",
     ]);
     for (i, e) in entries.iter().enumerate() {
         table.row(vec![
@@ -319,10 +370,12 @@ pub fn log(ctx: &Context, dir: &Path) -> Result<i32> {
             num(e.raw),
             num(e.normalized),
             format!("{:.1}", e.wall_s),
-            e.reason
-                .as_deref()
-                .map(|r| one_line(r, 90))
-                .unwrap_or_default(),
+            match (&e.reason, &e.kind, &e.headline) {
+                (Some(r), Some(k), _) => one_line(&format!("{k}: {r}"), 90),
+                (Some(r), None, _) => one_line(r, 90),
+                (None, _, Some(h)) => one_line(h, 90),
+                _ => String::new(),
+            },
         ]);
     }
     println!("{}", table.render());
@@ -393,7 +446,36 @@ pub fn score_solution_dir(
     submission_dir: &Path,
     private_dir: &Path,
 ) -> Result<JobResult> {
-    new_job(ctx, task, profile, submission_dir, private_dir, None)
-        .0
-        .run()
+    score_solution_dir_on(
+        ctx,
+        task,
+        profile,
+        submission_dir,
+        private_dir,
+        Backend::Cuda,
+        None,
+    )
+}
+
+/// As [`score_solution_dir`], on `backend`, with an optional time limit in seconds.
+pub fn score_solution_dir_on(
+    ctx: &Context,
+    task: &dyn Task,
+    profile: &str,
+    submission_dir: &Path,
+    private_dir: &Path,
+    backend: Backend,
+    timeout: Option<u64>,
+) -> Result<JobResult> {
+    new_job(
+        ctx,
+        task,
+        profile,
+        submission_dir,
+        private_dir,
+        timeout,
+        backend,
+    )
+    .0
+    .run()
 }

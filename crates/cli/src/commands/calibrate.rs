@@ -5,7 +5,7 @@
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use rdbench_core::calibration::CalibrationEntry;
-use rdbench_core::task::{ScoreOutcome, Solution, Task};
+use rdbench_core::task::{Backend, ScoreOutcome, Solution, Task};
 use rdbench_core::{Error, Result};
 
 use super::attempt::{run_stamp, score_solution_dir};
@@ -58,7 +58,7 @@ pub fn calibrate_task(
             ));
             let result = score_solution_dir(ctx, task, profile, &dir.join("submission"), &dir)?;
             match result.outcome {
-                ScoreOutcome::Valid { raw, details } if raw.is_finite() => {
+                ScoreOutcome::Valid { raw, details, .. } if raw.is_finite() => {
                     values.push(raw);
                     run_details.push(serde_json::json!({ "raw": raw, "wall_s": result.wall_s, "details": details }));
                 }
@@ -68,6 +68,13 @@ pub fn calibrate_task(
                 ScoreOutcome::Invalid { reason, .. } => {
                     return Err(Error::Internal(format!(
                         "the {} solution of {} scored invalid on this device, so no calibration was stored: {reason}",
+                        solution.as_str(),
+                        info.name
+                    )))
+                }
+                ScoreOutcome::Unscored { headline, .. } => {
+                    return Err(Error::Internal(format!(
+                        "the {} solution of {} was not measured ({headline}), so no calibration was stored",
                         solution.as_str(),
                         info.name
                     )))
@@ -126,7 +133,7 @@ pub fn calibrate(ctx: &Context, tasks: &[String], profile: &str, runs: usize) ->
     for task in selected {
         let info = task.info();
         info.profile(profile)?;
-        match task.check_environment(profile) {
+        match task.check_environment(profile, Backend::Cuda) {
             Ok(()) => runnable.push(task),
             Err(e) if explicit => return Err(e),
             Err(e) => {

@@ -1,16 +1,19 @@
 //! `cycle`, the built-in default job: for every task, start an attempt, score the starting
 //! solution, apply the reference solution, score it, and print raw and normalized scores
 //! (expected about 0 and 1). Tasks this machine cannot score are skipped with the reason,
-//! after the checks that need no GPU (for kernel tasks: parsing and NVRTC compilation of the
-//! starting and reference solutions).
+//! after the checks that need no GPU: for kernel tasks, parsing and NVRTC compilation of the
+//! starting and reference solutions, and both run through the real scorer on the CPU
+//! emulator (correctness only, no score).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rdbench_core::attempt::Attempt;
 use rdbench_core::fsutil::hash_files;
-use rdbench_core::task::{PrepareRequest, ScoreRequest, Solution, Task};
+use rdbench_core::task::{
+    Backend, PrepareRequest, ScoreOutcome, ScoreRequest, Solution, SubmissionKind, Task,
+};
 use rdbench_core::{Error, Result};
 
-use super::attempt::{entry_for, run_stamp, score_solution_dir};
+use super::attempt::{entry_for, run_stamp, score_solution_dir, score_solution_dir_on};
 use super::calibrate::calibrate_task;
 use super::{device_fingerprint, find_calibration, Context};
 use crate::output::{self, num, one_line, Table};
@@ -49,10 +52,11 @@ fn gpu_free_checks(
             cache_dir: ctx.home.cache_dir(),
             samples_path: root.join("samples.json"),
             seed: 0,
+            backend: Backend::Cuda,
         };
         match task.precheck(&req)? {
             None => notes.push(format!("{} ok", solution.as_str())),
-            Some(reason) => {
+            Some((_, reason)) => {
                 return Err(Error::Internal(format!(
                     "the {} solution fails its own checks: {reason}",
                     solution.as_str()
@@ -62,14 +66,65 @@ fn gpu_free_checks(
     }
     let compiler = match rdbench_gpu::probe::require_nvrtc() {
         Ok(()) => format!(
-            "NVRTC {} compiled them for sm_90",
-            rdbench_gpu::probe::nvrtc_version().unwrap_or_default()
+            "NVRTC {} compiled them for sm_{}",
+            rdbench_gpu::probe::nvrtc_version().unwrap_or_default(),
+            rdbench_gpu::kernel_task::PRECHECK_ARCH
         ),
         Err(_) => "NVRTC not found, compile check skipped (pip install nvidia-cuda-nvrtc)".into(),
     };
+    let emulated = if task.info().submission == SubmissionKind::Kernel {
+        format!("; {}", emulated_checks(ctx, task, profile, root)?)
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "GPU-free checks passed ({}; {compiler})",
+        "GPU-free checks passed ({}; {compiler}{emulated})",
         notes.join(", ")
+    ))
+}
+
+/// Runs the starting and reference solutions through the real scorer on the CPU emulator.
+fn emulated_checks(
+    ctx: &Context,
+    task: &dyn Task,
+    profile: &str,
+    root: &std::path::Path,
+) -> Result<String> {
+    if let Err(e) = task.check_environment(profile, Backend::Emulator) {
+        return Ok(format!("emulator skipped: {e}"));
+    }
+    let mut done = Vec::new();
+    for solution in [Solution::Starting, Solution::Reference] {
+        let dir = root.join(solution.as_str());
+        let result = score_solution_dir_on(
+            ctx,
+            task,
+            profile,
+            &dir,
+            &root.join(format!("emulated-{}", solution.as_str())),
+            Backend::Emulator,
+            None,
+        )?;
+        match result.outcome {
+            ScoreOutcome::Unscored { .. } => done.push(format!(
+                "{} correct ({:.0} s)",
+                solution.as_str(),
+                result.wall_s
+            )),
+            ScoreOutcome::Invalid { kind, reason, .. } => {
+                return Err(Error::Internal(format!(
+                    "the {} solution is invalid on the CPU emulator ({kind}): {reason}",
+                    solution.as_str()
+                )))
+            }
+            ScoreOutcome::Valid { .. } => {
+                return Err(Error::Internal("the emulator produced a score".into()))
+            }
+        }
+    }
+    Ok(format!(
+        "on the CPU emulator, through the real scorer: {} (emulated: correctness only, not timed)",
+        done.join(", ")
     ))
 }
 
@@ -85,7 +140,7 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
         profile: profile.into(),
         ..Row::default()
     };
-    if let Err(env) = task.check_environment(profile) {
+    if let Err(env) = task.check_environment(profile, Backend::Cuda) {
         bar.set_message(format!("{}: checks without a GPU", info.name));
         let checks = gpu_free_checks(ctx, task, profile, &root)?;
         row.status = if env.to_string().contains("no NVIDIA driver") {

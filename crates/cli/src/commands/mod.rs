@@ -3,6 +3,7 @@
 mod attempt;
 mod calibrate;
 mod catalog;
+mod check_task;
 mod cycle;
 mod doctor;
 mod monitor;
@@ -41,6 +42,20 @@ impl Context {
     }
 }
 
+/// A folder of the checkout the binary sits in (`target/<profile>/rdbench` or a bundle folder
+/// beside the repository root), else of the checkout it was built from.
+pub fn checkout_dir(name: &str) -> PathBuf {
+    if let Ok(exe) = std::env::current_exe() {
+        for up in exe.ancestors().skip(1).take(3) {
+            let candidate = up.join(name);
+            if candidate.is_dir() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(name)
+}
+
 /// Calibrations committed to the repository (e.g. measured on an H100 by the GPU check).
 /// `$RDBENCH_SHIPPED_CALIBRATION`, else `calibration/` of the checkout the binary sits in
 /// (`target/<profile>/rdbench` or a bundle folder beside the repository root), else the
@@ -49,15 +64,7 @@ pub fn shipped_calibration_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("RDBENCH_SHIPPED_CALIBRATION") {
         return PathBuf::from(dir);
     }
-    if let Ok(exe) = std::env::current_exe() {
-        for up in exe.ancestors().skip(1).take(3) {
-            let candidate = up.join("calibration");
-            if candidate.is_dir() {
-                return candidate;
-            }
-        }
-    }
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../calibration"))
+    checkout_dir("calibration")
 }
 
 /// The device a task's scores are measured on: the GPU for GPU tasks, the CPU otherwise.
@@ -115,7 +122,24 @@ pub fn run(cli: Cli) -> Result<i32> {
             dir,
             allow_uncalibrated,
             timeout,
-        } => attempt::score(&ctx, &dir, allow_uncalibrated, timeout),
+            emulate,
+        } => attempt::score(
+            &ctx,
+            &dir,
+            allow_uncalibrated,
+            timeout,
+            if emulate {
+                rdbench_core::task::Backend::Emulator
+            } else {
+                rdbench_core::task::Backend::Cuda
+            },
+        ),
+        Command::CheckTask {
+            task,
+            profile,
+            exploits,
+            case,
+        } => check_task::check_task(&ctx, &task, &profile, exploits.as_deref(), &case),
         Command::Log { dir } => attempt::log(&ctx, &dir),
         Command::Finish { dir, out } => attempt::finish(&ctx, &dir, out.as_deref()),
         Command::Calibrate {

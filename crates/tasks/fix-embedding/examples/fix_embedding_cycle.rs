@@ -44,9 +44,12 @@ fn main() -> rdbench_core::Result<()> {
             cache_dir: cache.clone(),
             samples_path: private.join("samples.json"),
             seed: 0,
+            backend: Default::default(),
         };
         match task.score(&req)? {
-            ScoreOutcome::Valid { raw, details } => Ok((raw, details, t.elapsed().as_secs_f64())),
+            ScoreOutcome::Valid { raw, details, .. } => {
+                Ok((raw, details, t.elapsed().as_secs_f64()))
+            }
             ScoreOutcome::Invalid { reason, .. } => Err(rdbench_core::Error::Internal(reason)),
         }
     };

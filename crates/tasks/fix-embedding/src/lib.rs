@@ -20,8 +20,8 @@ pub mod profile;
 use std::path::Path;
 
 use rdbench_core::task::{
-    Direction, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, ShippedCalibration,
-    Solution, SubmissionKind, Task, TaskInfo,
+    Backend, Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
+    ShippedCalibration, Solution, SubmissionKind, Task, TaskInfo,
 };
 use rdbench_core::{Error, Result};
 use rdbench_lm::{eval_loss, load_model, Gpt};
@@ -87,6 +87,27 @@ pub fn evaluate(spec: &Spec, model: &Gpt, seed: u64) -> Result<Evaluation> {
     })
 }
 
+/// The invalid kind of a model file that does not load.
+fn load_error_kind(e: &rdbench_lm::io::LoadError) -> InvalidKind {
+    use rdbench_lm::io::LoadErrorKind as K;
+    match e.kind {
+        K::NotFound | K::NotAFile => InvalidKind::MissingFile,
+        K::TooLarge { .. } => InvalidKind::TooLarge,
+        K::NonFinite { .. } => InvalidKind::NonFinite,
+        K::Io(_)
+        | K::NotSafetensors(_)
+        | K::MissingTensors(_)
+        | K::UnexpectedTensors(_)
+        | K::WrongDtype { .. }
+        | K::WrongShape { .. } => InvalidKind::BadArtifact,
+    }
+}
+
+/// The tasks of this crate, for the CLI's registry.
+pub fn tasks() -> Vec<Box<dyn Task>> {
+    vec![Box::new(FixEmbedding::default())]
+}
+
 impl FixEmbedding {
     /// The profile spec (sizes, seeds, training schedules).
     pub fn spec(&self, profile: &str) -> Result<Spec> {
@@ -99,6 +120,7 @@ impl FixEmbedding {
             Ok(m) => m,
             Err(e) => {
                 return Ok(ScoreOutcome::Invalid {
+                    kind: load_error_kind(&e),
                     reason: e.to_string(),
                     details: json!({ "file": path.display().to_string() }),
                 })
@@ -108,6 +130,7 @@ impl FixEmbedding {
         let ev = evaluate(spec, &model, prep::heldout_seed(secret, spec))?;
         if !ev.loss.is_finite() {
             return Ok(ScoreOutcome::Invalid {
+                kind: InvalidKind::NonFinite,
                 reason: format!(
                     "{}: the model's held-out loss is not finite ({})",
                     path.display(),
@@ -118,6 +141,11 @@ impl FixEmbedding {
         }
         Ok(ScoreOutcome::Valid {
             raw: ev.raw,
+            headline: format!(
+                "held-out loss {:.4} ({:.4} above the floor)",
+                ev.loss,
+                ev.loss - ev.floor
+            ),
             details: json!({
                 "loss": ev.loss,
                 "floor": ev.floor,
@@ -211,16 +239,16 @@ impl Task for FixEmbedding {
         copy(&src, &dir.join(SUBMISSION))
     }
 
-    fn precheck(&self, req: &ScoreRequest) -> Result<Option<String>> {
+    fn precheck(&self, req: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {
         let spec = spec(&req.profile)?;
         Ok(
             load_model(&req.submission_dir.join(SUBMISSION), &spec.model)
                 .err()
-                .map(|e| e.to_string()),
+                .map(|e| (load_error_kind(&e), e.to_string())),
         )
     }
 
-    fn check_environment(&self, profile: &str) -> Result<()> {
+    fn check_environment(&self, profile: &str, _backend: Backend) -> Result<()> {
         spec(profile).map(|_| ())
     }
 

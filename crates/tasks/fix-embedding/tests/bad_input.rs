@@ -17,6 +17,7 @@ fn request(dir: &Path) -> ScoreRequest {
         cache_dir: dir.join("cache"),
         samples_path: dir.join("private/samples.json"),
         seed: 1,
+        backend: Default::default(),
     }
 }
 

@@ -13,10 +13,11 @@ fn raw(task: &FixEmbedding, dir: &std::path::Path, cache: &std::path::Path) -> f
         cache_dir: cache.to_path_buf(),
         samples_path: dir.join("private/samples.json"),
         seed: 7,
+        backend: Default::default(),
     };
     assert_eq!(task.precheck(&req).unwrap(), None);
     match task.score(&req).unwrap() {
-        ScoreOutcome::Valid { raw, details } => {
+        ScoreOutcome::Valid { raw, details, .. } => {
             assert!(details["loss"].as_f64().unwrap() > details["floor"].as_f64().unwrap());
             raw
         }

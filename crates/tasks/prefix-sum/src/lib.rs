@@ -2,39 +2,34 @@
 //!
 //! Input `x`: n int32 values from [-10, 10). Output `y`: `y[i] = sum_{j<=i} x[j] * p_j` where
 //! `p_j` is 1 when an odd number of the strictly earlier elements are positive. The raw score
-//! is `ln(milliseconds)` of the whole launch plan (lower is better); a wrong output is invalid
-//! with the first wrong index, the expected and the actual value.
+//! is `ln(milliseconds)` of the whole launch plan (lower is better).
 //!
-//! The submission is a kernel submission (`solution.cu` + `launch.toml`, see
-//! `docs/launch-plan.md`); the scorer owns all host code. Starting and harness kernels live in
-//! `kernels/prefix_sum/`, reference solutions in `reference_solutions/prefix-sum/`; all are
-//! compiled into this crate so the binary is self-contained.
+//! This crate holds only what is prefix-sum's own: sizes, distributions, the harness kernels
+//! that generate inputs and compute the expected output (`kernels/prefix_sum/harness.cu`), the
+//! CPU oracle ([`oracle`]), the poison word and the instructions. Loading, checking, timing and
+//! validation are the kernel-task kit's ([`rdbench_gpu::bench`]).
 
 pub mod oracle;
-mod scorer;
 
-use std::path::Path;
-
-use rdbench_core::task::{
-    Direction, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution, SubmissionKind,
-    Task, TaskInfo,
+use rdbench_core::task::{Direction, SubmissionKind, Task, TaskInfo};
+use rdbench_core::template::{render, thousands};
+use rdbench_gpu::backend::Dims;
+use rdbench_gpu::bench::Work;
+use rdbench_gpu::kernel_task::{
+    vars, HArg, Harness, HarnessSource, HostOutputs, KernelFiles, KernelProfile, KernelSolutions,
+    KernelTask, KernelTaskAdapter, Mismatch, Role, TaskBuffer, Vars,
 };
-use rdbench_core::{Error, Result};
-use rdbench_gpu::plan::{BufferSpec, ElemType, PlanLimits};
-use rdbench_gpu::submission::{CompileCheck, KernelSubmission, PLAN_FILE, SOURCE_FILE};
-use rdbench_gpu::timing::StoppingRule;
+use rdbench_gpu::plan::{ElemType, PlanLimits};
+use rdbench_gpu::GpuError;
 
-/// The trusted harness kernels (input generation, poisoning, reference scan, comparison).
-pub const HARNESS_SOURCE: &str = include_str!("../../../../kernels/prefix_sum/harness.cu");
+use crate::oracle::Distribution;
 
-/// A kernel submission's two files.
-#[derive(Debug, Clone, Copy)]
-pub struct KernelFiles {
-    pub source: &'static str,
-    pub plan: &'static str,
+/// The tasks of this crate, for the CLI's registry.
+pub fn tasks() -> Vec<Box<dyn Task>> {
+    vec![Box::new(KernelTaskAdapter::new(PrefixSum))]
 }
 
-/// The starting solution handed to the agent.
+/// The starting solution handed to the agent: two textbook scans, 6 launches.
 pub const STARTING: KernelFiles = KernelFiles {
     source: include_str!("../../../../kernels/prefix_sum/start/solution.cu"),
     plan: include_str!("../../../../kernels/prefix_sum/start/launch.toml"),
@@ -52,19 +47,15 @@ pub const FASTEST: KernelFiles = KernelFiles {
     plan: include_str!("../../../../reference_solutions/prefix-sum/fastest/launch.toml"),
 };
 
-const INSTRUCTIONS: &str = include_str!("instructions.md");
-const LAUNCH_PLAN_DOC: &str = include_str!("../../../../docs/launch-plan.md");
+const HARNESS: HarnessSource = HarnessSource {
+    name: "kernels/prefix_sum/harness.cu",
+    source: include_str!("../../../../kernels/prefix_sum/harness.cu"),
+};
 
-/// Problem size of each profile.
-pub fn profile_n(profile: &str) -> Result<i64> {
-    match profile {
-        "tiny" => Ok(4_000_037),
-        "full" => Ok(100_000_000),
-        other => Err(Error::Usage(format!(
-            "prefix-sum has no profile {other:?}; its profiles are: tiny, full"
-        ))),
-    }
-}
+const INSTRUCTIONS: &str = include_str!("instructions.md");
+
+/// Elements per tile of the harness's reference scan (`PS_TILE` in harness.cu).
+const TILE: i64 = 4096;
 
 /// Sizes checked for correctness before timing: 1, sizes that are not a multiple of any
 /// power-of-two block size, and the profile's size.
@@ -77,40 +68,35 @@ pub fn correctness_sizes(n: i64) -> Vec<i64> {
     sizes
 }
 
-/// The task's buffers as launch plans name them.
-pub fn buffers() -> Vec<BufferSpec> {
-    vec![
-        BufferSpec::new("input", ElemType::I32, false),
-        BufferSpec::new("output", ElemType::I32, true),
-    ]
-}
-
-/// Limits on a submission's plan.
-pub fn plan_limits() -> PlanLimits {
-    PlanLimits {
-        max_total_scratch_bytes: 2 << 30,
-        ..PlanLimits::default()
-    }
-}
-
-/// Writes a kernel submission into `dir`.
-pub fn write_solution(files: &KernelFiles, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    for (name, text) in [(SOURCE_FILE, files.source), (PLAN_FILE, files.plan)] {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
-    }
-    Ok(())
+fn n_of(v: &Vars) -> i64 {
+    v["n"]
 }
 
 /// The task.
-#[derive(Debug, Default, Clone)]
-pub struct PrefixSum {
-    /// Overrides the stopping rule (tests and quick runs).
-    pub rule: Option<StoppingRule>,
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PrefixSum;
+
+impl PrefixSum {
+    fn profile(name: &'static str, n: i64, description: &str) -> KernelProfile {
+        KernelProfile {
+            name,
+            description: description.into(),
+            timed: vars(&[("n", n)]),
+            cases: correctness_sizes(n)
+                .into_iter()
+                .map(|s| vars(&[("n", s)]))
+                .collect(),
+            // Tails of every tile and block size the shipped solutions use, at sizes the
+            // emulator runs in seconds.
+            emulator_cases: [1, 2, 31, 33, 2_049, 4_097, 8_193, 20_000]
+                .into_iter()
+                .map(|s| vars(&[("n", s)]))
+                .collect(),
+        }
+    }
 }
 
-impl Task for PrefixSum {
+impl KernelTask for PrefixSum {
     fn info(&self) -> TaskInfo {
         TaskInfo {
             name: "prefix-sum".into(),
@@ -123,11 +109,8 @@ impl Task for PrefixSum {
             raw_score: "ln(median milliseconds of the whole launch plan)".into(),
             direction: Direction::LowerIsBetter,
             submission: SubmissionKind::Kernel,
-            submission_files: vec![SOURCE_FILE.into(), PLAN_FILE.into()],
-            profiles: vec![
-                ProfileInfo { name: "tiny".into(), description: "n = 4,000,037 (quick runs)".into(), needs_gpu: true },
-                ProfileInfo { name: "full".into(), description: "n = 100,000,000 (RE-Bench)".into(), needs_gpu: true },
-            ],
+            submission_files: Vec::new(),
+            profiles: Vec::new(),
             score_hidden: false,
             hardware_independent: false,
             default_time_limit_minutes: 480,
@@ -136,83 +119,168 @@ impl Task for PrefixSum {
         }
     }
 
-    fn prepare(&self, req: &PrepareRequest) -> Result<()> {
-        let n = profile_n(&req.profile)?;
-        write_solution(&STARTING, &req.attempt_dir)?;
-        let instructions = INSTRUCTIONS
-            .replace("{{N}}", &format_thousands(n))
-            .replace("{{PROFILE}}", &req.profile);
-        for (name, text) in [
-            ("INSTRUCTIONS.md", instructions.as_str()),
-            ("LAUNCH_PLAN.md", LAUNCH_PLAN_DOC),
-        ] {
-            let path = req.attempt_dir.join(name);
-            std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
-        }
-        Ok(())
+    fn profiles(&self) -> Vec<KernelProfile> {
+        vec![
+            Self::profile("tiny", 4_000_037, "n = 4,000,037 (quick runs)"),
+            Self::profile("full", 100_000_000, "n = 100,000,000 (RE-Bench)"),
+        ]
     }
 
-    fn install_solution(
-        &self,
-        solution: Solution,
-        profile: &str,
-        _cache_dir: &Path,
-        dir: &Path,
-    ) -> Result<()> {
-        profile_n(profile)?;
-        write_solution(
-            if solution == Solution::Starting {
-                &STARTING
-            } else {
-                &REFERENCE
+    fn buffers(&self) -> Vec<TaskBuffer> {
+        vec![
+            TaskBuffer {
+                name: "input",
+                elem: ElemType::I32,
+                role: Role::Input,
             },
-            dir,
+            TaskBuffer {
+                name: "output",
+                elem: ElemType::I32,
+                role: Role::Output,
+            },
+        ]
+    }
+
+    fn elements(&self, _buffer: &str, vars: &Vars) -> u64 {
+        n_of(vars) as u64
+    }
+
+    fn distributions(&self) -> &'static [&'static str] {
+        &[
+            "uniform",
+            "all-positive",
+            "none-positive",
+            "alternating-sign",
+        ]
+    }
+
+    fn solutions(&self) -> KernelSolutions {
+        KernelSolutions {
+            start: STARTING,
+            reference: REFERENCE,
+            fastest: Some(FASTEST),
+        }
+    }
+
+    fn harness(&self) -> HarnessSource {
+        HARNESS
+    }
+
+    fn harness_scratch(&self, vars: &Vars) -> Vec<(&'static str, u64)> {
+        let tiles = ((n_of(vars) + TILE - 1) / TILE) as u64;
+        [
+            "tile_flip",
+            "tile_sum0",
+            "tile_sum1",
+            "carry_parity",
+            "carry_sum",
+        ]
+        .into_iter()
+        .map(|name| (name, tiles * 4))
+        .collect()
+    }
+
+    fn generate(
+        &self,
+        h: &mut dyn Harness,
+        vars: &Vars,
+        seed: u64,
+        dist: usize,
+    ) -> Result<(), GpuError> {
+        let n = n_of(vars);
+        h.launch(
+            "ps_generate",
+            Dims::grid_stride(n),
+            &[
+                HArg::Buffer("input"),
+                HArg::I64(n),
+                HArg::U64(seed),
+                HArg::I32(dist as i32),
+            ],
         )
     }
 
-    fn precheck(&self, req: &ScoreRequest) -> Result<Option<String>> {
-        let n = profile_n(&req.profile)?;
-        let buffers = buffers();
-        let submission = match KernelSubmission::load(&req.submission_dir, &buffers) {
-            Ok(s) => s,
-            Err(e) => return Ok(Some(e.to_string())),
-        };
-        if let Err(e) = submission.check_sizes(&correctness_sizes(n), &buffers, &plan_limits()) {
-            return Ok(Some(e.to_string()));
-        }
-        match submission.compile_check(&[90], Some(&req.cache_dir.join("nvrtc"))) {
-            Ok(CompileCheck::Compiled { .. }) => Ok(None),
-            Ok(CompileCheck::Skipped { reason }) => {
-                tracing::info!("compile check skipped: {reason}");
-                Ok(None)
-            }
-            Err(e) => Ok(Some(e.to_string())),
+    /// The harness's three-phase reference scan into `expected.output`.
+    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> Result<(), GpuError> {
+        let n = n_of(vars);
+        let tiles = ((n + TILE - 1) / TILE) as u32;
+        let tile_state = [
+            HArg::Buffer("tile_flip"),
+            HArg::Buffer("tile_sum0"),
+            HArg::Buffer("tile_sum1"),
+        ];
+        let mut args = vec![HArg::Buffer("input"), HArg::I64(n)];
+        args.extend(tile_state);
+        h.launch("ps_ref_tiles", Dims::linear(tiles, 256), &args)?;
+        let mut args = vec![HArg::I64(tiles as i64)];
+        args.extend(tile_state);
+        args.extend([HArg::Buffer("carry_parity"), HArg::Buffer("carry_sum")]);
+        h.launch("ps_ref_carry", Dims::linear(1, 32), &args)?;
+        h.launch(
+            "ps_ref_finish",
+            Dims::linear(tiles, 256),
+            &[
+                HArg::Buffer("input"),
+                HArg::I64(n),
+                HArg::Buffer("carry_parity"),
+                HArg::Buffer("carry_sum"),
+                HArg::Buffer("expected.output"),
+            ],
+        )
+    }
+
+    /// In [2^30, 2^31): never a right answer, since |y| <= 10 n <= 1e9 < 2^30.
+    fn poison_word(&self, _output: &str, seed: u64) -> u32 {
+        0x4000_0000 | ((seed >> 16) as u32 & 0x3FFF_FFFF)
+    }
+
+    fn oracle(
+        &self,
+        vars: &Vars,
+        seed: u64,
+        dist: usize,
+        outputs: &HostOutputs,
+    ) -> Result<(), Mismatch> {
+        let x = oracle::generate(seed, n_of(vars) as usize, Distribution::ALL[dist]);
+        let want = oracle::prefix_sum(&x);
+        match oracle::first_mismatch(&want, &outputs.i32s("output")) {
+            None => Ok(()),
+            Some((i, e, a)) => Err(Mismatch {
+                output: "output".into(),
+                index: i as u64,
+                expected: e.to_string(),
+                got: a.map(|v| v.to_string()),
+            }),
         }
     }
 
-    fn check_environment(&self, profile: &str) -> Result<()> {
-        profile_n(profile)?;
-        rdbench_gpu::device::device_count()
-            .map(|_| ())
-            .map_err(|e| Error::Environment(format!("{e}; prefix-sum is scored on an NVIDIA GPU")))
-    }
-
-    fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
-        let n = profile_n(&req.profile)?;
-        scorer::score(req, n, &self.rule.unwrap_or_default())
-    }
-}
-
-fn format_thousands(n: i64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
+    /// Read x once, write y once; one add per element.
+    fn work(&self, vars: &Vars) -> Work {
+        let n = n_of(vars) as f64;
+        Work {
+            bytes_read: 4.0 * n,
+            bytes_written: 4.0 * n,
+            ops: n,
         }
-        out.push(c);
     }
-    out
+
+    fn instructions(&self, profile: &KernelProfile) -> String {
+        render(
+            INSTRUCTIONS,
+            &[
+                ("N", &thousands(n_of(&profile.timed))),
+                ("PROFILE", profile.name),
+            ],
+        )
+        .expect("the instructions template and its values agree (tested)")
+    }
+
+    fn plan_limits(&self) -> PlanLimits {
+        PlanLimits {
+            max_total_scratch_bytes: 2 << 30,
+            ..PlanLimits::default()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -229,25 +297,19 @@ mod tests {
     }
 
     #[test]
-    fn thousands_separator() {
-        assert_eq!(format_thousands(100_000_000), "100,000,000");
-        assert_eq!(format_thousands(999), "999");
+    fn instructions_render_for_every_profile() {
+        for p in PrefixSum.profiles() {
+            let text = PrefixSum.instructions(&p);
+            assert!(!text.contains("{{"), "{}", p.name);
+            assert!(text.contains(&thousands(n_of(&p.timed))));
+        }
     }
 
     #[test]
-    fn every_shipped_solution_passes_the_gpu_free_checks() {
-        for files in [STARTING, REFERENCE, FASTEST] {
-            let dir = tempfile::tempdir().unwrap();
-            write_solution(&files, dir.path()).unwrap();
-            let sub = KernelSubmission::load(dir.path(), &buffers()).unwrap();
-            for profile in ["tiny", "full"] {
-                sub.check_sizes(
-                    &correctness_sizes(profile_n(profile).unwrap()),
-                    &buffers(),
-                    &plan_limits(),
-                )
-                .unwrap();
-            }
+    fn poison_is_never_a_right_answer() {
+        for seed in [0u64, 1, u64::MAX, 0xdead_beef] {
+            let w = PrefixSum.poison_word("output", seed) as i64;
+            assert!((1 << 30..1 << 31).contains(&w), "{w}");
         }
     }
 }

@@ -1,7 +1,8 @@
-//! Sampling statistics and the adaptive stopping rule of the timing loop.
+//! Analysis of timed samples: statistics, the adaptive stopping rule, throttle
+//! classification and the speed-of-light floor.
 //!
-//! Measurement (CUDA events, in [`crate::device`]) is kept apart from analysis (here), so the
-//! raw samples saved beside the score log can be re-analysed offline with the same code.
+//! Measurement (CUDA events, in [`crate::backend::cuda`]) is kept apart from analysis (here),
+//! so the raw samples saved beside the score log can be re-analysed offline with the same code.
 //!
 //! Noise is the relative half-width of a distribution-free 95 % confidence interval of the
 //! median (order statistics around n/2 +- 1.96 sqrt(n)/2): the precision of the number that is
@@ -116,9 +117,98 @@ impl StoppingRule {
     }
 }
 
+/// How the clocks looked right after a sample, from NVML's throttle reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockState {
+    /// No slowdown reported (or no NVML to ask).
+    Steady,
+    /// The software power cap held the clock down. This is the normal state of a busy
+    /// H100/H200 at full load, so such samples are kept and only counted.
+    PowerCapped,
+    /// A thermal or hardware slowdown (`hw_slowdown`, `sw_thermal`, `hw_thermal`,
+    /// `hw_power_brake`): the machine, not the kernel, set the pace. Such samples are
+    /// discarded from the statistics (kept in the samples file, marked).
+    Throttled,
+}
+
+/// Classifies a sample by the throttle reasons read right after it.
+pub fn clock_state(reasons: &[String]) -> ClockState {
+    const DISCARD: [&str; 4] = ["hw_slowdown", "sw_thermal", "hw_thermal", "hw_power_brake"];
+    if reasons.iter().any(|r| DISCARD.contains(&r.as_str())) {
+        ClockState::Throttled
+    } else if reasons.iter().any(|r| r == "sw_power_cap") {
+        ClockState::PowerCapped
+    } else {
+        ClockState::Steady
+    }
+}
+
+/// The least work a kernel task's plan must do at one problem size, declared by the task.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Work {
+    /// Bytes that must be read from device memory (the inputs, after the L2 flush).
+    pub bytes_read: f64,
+    /// Bytes that must be written (the outputs). Up to the L2's size they may still sit in
+    /// the L2 when the stop event fires, so only the excess counts against DRAM bandwidth.
+    pub bytes_written: f64,
+    /// Arithmetic operations (flops or integer ops).
+    pub ops: f64,
+}
+
+/// The speed-of-light time of `work` on a device with `peaks` and an L2 of `l2_bytes`, in
+/// milliseconds: a lower bound on any correct plan's time, never a target.
+pub fn speed_of_light_ms(work: &Work, peaks: &crate::backend::Peaks, l2_bytes: u64) -> f64 {
+    let dram = work.bytes_read + (work.bytes_written - l2_bytes as f64).max(0.0);
+    let memory_s = dram / peaks.dram_bytes_per_s;
+    let compute_s = work.ops / peaks.ops_per_s;
+    memory_s.max(compute_s) * 1e3
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttle_reasons_classify_samples() {
+        let r = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(clock_state(&r(&[])), ClockState::Steady);
+        assert_eq!(clock_state(&r(&["gpu_idle"])), ClockState::Steady);
+        assert_eq!(clock_state(&r(&["sw_power_cap"])), ClockState::PowerCapped);
+        assert_eq!(
+            clock_state(&r(&["sw_power_cap", "hw_thermal"])),
+            ClockState::Throttled
+        );
+    }
+
+    #[test]
+    fn speed_of_light_is_the_slower_of_memory_and_compute() {
+        let peaks = crate::backend::Peaks {
+            dram_bytes_per_s: 1e12,
+            ops_per_s: 1e15,
+        };
+        let w = Work {
+            bytes_read: 1e9,
+            bytes_written: 1e9,
+            ops: 1e9,
+        };
+        // 1 GB read + (1 GB - 50 MB) written at 1 TB/s.
+        let ms = speed_of_light_ms(&w, &peaks, 50_000_000);
+        assert!((ms - 1.95).abs() < 1e-9, "{ms}");
+        let compute = Work {
+            bytes_read: 0.0,
+            bytes_written: 0.0,
+            ops: 2e15,
+        };
+        assert!((speed_of_light_ms(&compute, &peaks, 0) - 2000.0).abs() < 1e-9);
+        // Writes that fit in the L2 cost nothing.
+        let small = Work {
+            bytes_read: 0.0,
+            bytes_written: 1e6,
+            ops: 0.0,
+        };
+        assert_eq!(speed_of_light_ms(&small, &peaks, 50_000_000), 0.0);
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -1,0 +1,476 @@
+//! `check-task`: the conformance checks every registered task must pass, on this machine.
+//!
+//! 1. `profiles`: the profile exists and the task describes itself consistently.
+//! 2. `prepare-deterministic`: two preparations of an attempt give the same files, byte for byte.
+//! 3. `attempt-folder-clean`: the attempt folder holds no link, no reference-solution file and
+//!    no private path (the home, the cache).
+//! 4. `cu-compiles` (kernel tasks): the starting and reference `solution.cu` compile with NVRTC
+//!    for every target architecture (sm_80, sm_90).
+//! 5. `start-and-reference`: both solutions are scored where this machine can (normalized
+//!    about 0 and 1 when calibrated); kernel tasks without a GPU run on the CPU emulator, where
+//!    both must be correct (no score there).
+//! 6. `exploit:<case>`: every case of `tests/exploits/<task>/` gives its expected verdict
+//!    (kind and reason), on the GPU or, for kernel tasks without one, on the emulator.
+//!
+//! Exit 0 when every check passed or was skipped for a stated reason, 1 when one failed.
+
+use std::path::{Path, PathBuf};
+
+use rdbench_core::task::{Backend, PrepareRequest, ScoreOutcome, Solution, SubmissionKind, Task};
+use rdbench_core::{Error, Result};
+use serde::Serialize;
+
+use super::attempt::{run_stamp, score_solution_dir_on};
+use super::{checkout_dir, device_fingerprint, find_calibration, Context};
+use crate::exploits::{self, Stage};
+use crate::output::{self, one_line, Table};
+use crate::registry;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Status {
+    Pass,
+    Fail,
+    Skip,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    check: String,
+    status: Status,
+    detail: String,
+}
+
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn push(&mut self, check: impl Into<String>, result: Result<(Status, String)>) {
+        let (status, detail) = result.unwrap_or_else(|e| (Status::Fail, e.to_string()));
+        self.0.push(Check {
+            check: check.into(),
+            status,
+            detail,
+        });
+    }
+}
+
+fn pass(detail: impl Into<String>) -> Result<(Status, String)> {
+    Ok((Status::Pass, detail.into()))
+}
+fn fail(detail: impl Into<String>) -> Result<(Status, String)> {
+    Ok((Status::Fail, detail.into()))
+}
+fn skip(detail: impl Into<String>) -> Result<(Status, String)> {
+    Ok((Status::Skip, detail.into()))
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => stack.push(p),
+                Ok(_) => out.push(p.strip_prefix(dir).unwrap_or(&p).to_path_buf()),
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn digest(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+fn prepare(ctx: &Context, task: &dyn Task, profile: &str, root: &Path) -> Result<PathBuf> {
+    let dir = root.join("attempt");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    task.prepare(&PrepareRequest {
+        profile: profile.into(),
+        attempt_dir: dir.clone(),
+        private_dir: root.join("private"),
+        cache_dir: ctx.home.cache_dir(),
+    })?;
+    Ok(dir)
+}
+
+fn check_profiles(task: &dyn Task, profile: &str) -> Result<(Status, String)> {
+    let info = task.info();
+    info.profile(profile)?;
+    let mut names: Vec<&str> = info.profiles.iter().map(|p| p.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    if names.len() != info.profiles.len() {
+        return fail("two profiles share a name");
+    }
+    if !names.contains(&"tiny") {
+        return fail("no `tiny` profile (every task has one for CI and laptops)");
+    }
+    if info.submission_files.is_empty() {
+        return fail("the task names no submission files");
+    }
+    pass(format!("profiles: {}", names.join(", ")))
+}
+
+fn check_deterministic(
+    ctx: &Context,
+    task: &dyn Task,
+    profile: &str,
+    root: &Path,
+) -> Result<(Status, String)> {
+    let a = prepare(ctx, task, profile, &root.join("prep-a"))?;
+    let b = prepare(ctx, task, profile, &root.join("prep-b"))?;
+    let (fa, fb) = (files_under(&a), files_under(&b));
+    if fa != fb {
+        return fail(format!("different file lists: {fa:?} vs {fb:?}"));
+    }
+    for f in &fa {
+        if digest(&a.join(f))? != digest(&b.join(f))? {
+            return fail(format!("{} differs between two preparations", f.display()));
+        }
+    }
+    pass(format!("{} files, identical", fa.len()))
+}
+
+fn check_clean(
+    ctx: &Context,
+    task: &dyn Task,
+    profile: &str,
+    root: &Path,
+) -> Result<(Status, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let attempt = root.join("prep-a/attempt");
+    let reference = root.join("reference");
+    task.install_solution(
+        Solution::Reference,
+        profile,
+        &ctx.home.cache_dir(),
+        &reference,
+    )?;
+    let start = root.join("start");
+    task.install_solution(Solution::Starting, profile, &ctx.home.cache_dir(), &start)?;
+    let start_digests: Vec<String> = files_under(&start)
+        .iter()
+        .map(|f| digest(&start.join(f)))
+        .collect::<Result<_>>()?;
+    let secret_digests: Vec<String> = files_under(&reference)
+        .iter()
+        .map(|f| digest(&reference.join(f)))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|d| !start_digests.contains(d))
+        .collect();
+    let private = [
+        ctx.home.root().display().to_string(),
+        ctx.home.cache_dir().display().to_string(),
+    ];
+    let files = files_under(&attempt);
+    for f in &files {
+        let p = attempt.join(f);
+        let meta = std::fs::symlink_metadata(&p).map_err(|e| Error::io(&p, e))?;
+        if meta.file_type().is_symlink() {
+            return fail(format!("{} is a symbolic link", f.display()));
+        }
+        if meta.nlink() > 1 {
+            return fail(format!("{} has {} hard links", f.display(), meta.nlink()));
+        }
+        if secret_digests.contains(&digest(&p)?) {
+            return fail(format!(
+                "{} is a file of the reference solution",
+                f.display()
+            ));
+        }
+        let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+        let text = String::from_utf8_lossy(&bytes);
+        if let Some(path) = private.iter().find(|s| text.contains(s.as_str())) {
+            return fail(format!("{} names the private path {path}", f.display()));
+        }
+    }
+    pass(format!(
+        "{} files: no links, no reference file, no private path",
+        files.len()
+    ))
+}
+
+fn check_cu(task: &dyn Task, root: &Path) -> Result<(Status, String)> {
+    if task.info().submission != SubmissionKind::Kernel {
+        return skip("not a kernel task");
+    }
+    if let Err(e) = rdbench_gpu::probe::require_nvrtc() {
+        let detail = format!("{e} (pip install nvidia-cuda-nvrtc)");
+        return if std::env::var_os("CI").is_some() {
+            fail(detail)
+        } else {
+            skip(detail)
+        };
+    }
+    let mut done = 0;
+    for which in ["start", "reference"] {
+        let path = root.join(which).join("solution.cu");
+        for arch in rdbench_gpu::kernel_task::TARGET_ARCHS {
+            let opts = rdbench_gpu::nvrtc::CompileOptions::cubin(arch);
+            if let Err(e) = rdbench_gpu::nvrtc::compile_file(&path, &opts) {
+                return fail(format!(
+                    "{which} for sm_{arch}: {}",
+                    one_line(&e.to_string(), 300)
+                ));
+            }
+            done += 1;
+        }
+    }
+    let archs: Vec<String> = rdbench_gpu::kernel_task::TARGET_ARCHS
+        .iter()
+        .map(|a| format!("sm_{a}"))
+        .collect();
+    pass(format!(
+        "{done} compiles: start and reference for {}",
+        archs.join(", ")
+    ))
+}
+
+/// The backend this machine checks `task` on, or why it cannot.
+fn backend_for(task: &dyn Task, profile: &str) -> std::result::Result<Backend, String> {
+    match task.check_environment(profile, Backend::Cuda) {
+        Ok(()) => Ok(Backend::Cuda),
+        Err(cuda) if task.info().submission == SubmissionKind::Kernel => {
+            match task.check_environment(profile, Backend::Emulator) {
+                Ok(()) => Ok(Backend::Emulator),
+                Err(emu) => Err(format!("{cuda}; {emu}")),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn check_start_reference(
+    ctx: &Context,
+    task: &dyn Task,
+    profile: &str,
+    root: &Path,
+    backend: std::result::Result<Backend, String>,
+) -> Result<(Status, String)> {
+    let backend = match backend {
+        Ok(b) => b,
+        Err(why) => return skip(why),
+    };
+    let mut raws = Vec::new();
+    for (which, solution) in [
+        ("start", Solution::Starting),
+        ("reference", Solution::Reference),
+    ] {
+        let result = score_solution_dir_on(
+            ctx,
+            task,
+            profile,
+            &root.join(which),
+            &root.join(format!("scored-{which}")),
+            backend,
+            None,
+        )?;
+        match result.outcome {
+            ScoreOutcome::Valid { raw, .. } => raws.push(raw),
+            ScoreOutcome::Unscored { .. } => {}
+            ScoreOutcome::Invalid { kind, reason, .. } => {
+                return fail(format!(
+                    "the {} solution is invalid ({kind}): {}",
+                    solution.as_str(),
+                    one_line(&reason, 300)
+                ))
+            }
+        }
+    }
+    if backend == Backend::Emulator {
+        return pass(
+            "both correct on the CPU emulator (correctness only: no GPU here to score them)",
+        );
+    }
+    let info = task.info();
+    let fp = device_fingerprint(&info, profile)?;
+    let Some(cal) = find_calibration(ctx, task, profile, &fp)? else {
+        let better = match info.direction {
+            rdbench_core::task::Direction::LowerIsBetter => raws[1] < raws[0],
+            rdbench_core::task::Direction::HigherIsBetter => raws[1] > raws[0],
+        };
+        return if better {
+            pass(format!(
+                "raw start {:.4}, reference {:.4} (no calibration here: only the order is checked)",
+                raws[0], raws[1]
+            ))
+        } else {
+            fail(format!(
+                "the reference (raw {:.4}) is not better than the start ({:.4})",
+                raws[1], raws[0]
+            ))
+        };
+    };
+    let (s, r) = (cal.normalize(raws[0]), cal.normalize(raws[1]));
+    if s.abs() <= 0.05 && (r - 1.0).abs() <= 0.05 {
+        pass(format!("start {s:.3}, reference {r:.3}"))
+    } else {
+        fail(format!(
+            "start {s:.3} (want 0 ± 0.05), reference {r:.3} (want 1 ± 0.05)"
+        ))
+    }
+}
+
+fn check_case(
+    ctx: &Context,
+    task: &dyn Task,
+    profile: &str,
+    root: &Path,
+    case: &exploits::Case,
+    backend: &std::result::Result<Backend, String>,
+) -> Result<(Status, String)> {
+    let dir = root.join("exploits").join(&case.name);
+    case.materialize(&dir, |d| {
+        task.install_solution(Solution::Starting, profile, &ctx.home.cache_dir(), d)
+    })?;
+    // Cases caught before any worker need no device; run-stage cases need one.
+    let backend = match (case.expect.stage, backend) {
+        (Stage::Run, Err(why)) => return skip(format!("needs a device to run: {why}")),
+        (_, Ok(b)) => *b,
+        (_, Err(_)) => Backend::Cuda,
+    };
+    if case.expect.stage == Stage::Run && backend == Backend::Emulator && case.needs_gpu() {
+        return skip("only a GPU can catch it");
+    }
+    let want = match backend {
+        Backend::Emulator => case.expect.emulator_kind.unwrap_or(case.expect.kind),
+        Backend::Cuda => case.expect.kind,
+    };
+    let result = score_solution_dir_on(
+        ctx,
+        task,
+        profile,
+        &dir,
+        &root.join("exploit-runs").join(&case.name),
+        backend,
+        case.expect.timeout_s,
+    );
+    let result = match result {
+        Ok(r) => r,
+        Err(e @ Error::Environment(_)) if case.expect.stage == Stage::Run => {
+            return skip(format!("environment: {e}"))
+        }
+        Err(e) => return Err(e),
+    };
+    let on = if backend == Backend::Emulator {
+        " (emulator)"
+    } else {
+        ""
+    };
+    match &result.outcome {
+        ScoreOutcome::Invalid { kind, reason, .. } => {
+            if *kind != want {
+                return fail(format!(
+                    "{kind}{on}, want {want}: {}",
+                    one_line(reason, 200)
+                ));
+            }
+            if let Some(part) = &case.expect.reason_contains {
+                if !reason.to_lowercase().contains(&part.to_lowercase()) {
+                    return fail(format!("reason lacks {part:?}: {}", one_line(reason, 200)));
+                }
+            }
+            pass(format!("{kind}{on}: {}", one_line(reason, 120)))
+        }
+        _ if !case.expect.deterministic => skip(format!(
+            "not caught this time{on}; the case is marked nondeterministic"
+        )),
+        ScoreOutcome::Valid { headline, .. } | ScoreOutcome::Unscored { headline, .. } => {
+            fail(format!("not caught{on}: {headline}"))
+        }
+    }
+}
+
+pub fn check_task(
+    ctx: &Context,
+    task_name: &str,
+    profile: &str,
+    exploits_root: Option<&Path>,
+    only: &[String],
+) -> Result<i32> {
+    let task = registry::find(task_name)?;
+    let task = task.as_ref();
+    task.info().profile(profile)?;
+    let root = ctx
+        .home
+        .runs_dir()
+        .join(format!("check-{task_name}-{profile}-{}", run_stamp()));
+    let mut checks = Checks(Vec::new());
+    checks.push("profiles", check_profiles(task, profile));
+    checks.push(
+        "prepare-deterministic",
+        check_deterministic(ctx, task, profile, &root),
+    );
+    checks.push(
+        "attempt-folder-clean",
+        check_clean(ctx, task, profile, &root),
+    );
+    checks.push("cu-compiles", check_cu(task, &root));
+    let backend = backend_for(task, profile);
+    checks.push(
+        "start-and-reference",
+        check_start_reference(ctx, task, profile, &root, backend.clone()),
+    );
+    let corpus_root = exploits_root
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| checkout_dir("tests/exploits"));
+    let cases = exploits::load(&corpus_root, task_name)?;
+    if cases.is_empty() {
+        checks.push(
+            "exploits",
+            fail(format!(
+                "no exploit corpus at {}",
+                corpus_root.join(task_name).display()
+            )),
+        );
+    }
+    for case in cases
+        .iter()
+        .filter(|c| only.is_empty() || only.contains(&c.name))
+    {
+        checks.push(
+            format!("exploit:{}", case.name),
+            check_case(ctx, task, profile, &root, case, &backend),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let failed = checks.0.iter().filter(|c| c.status == Status::Fail).count();
+    if ctx.json {
+        output::json(&serde_json::json!({
+            "task": task_name,
+            "profile": profile,
+            "passed": failed == 0,
+            "checks": checks.0,
+        }));
+    } else {
+        let mut table = Table::new(&["check", "result", "detail"]);
+        for c in &checks.0 {
+            table.row(vec![
+                c.check.clone(),
+                match c.status {
+                    Status::Pass => "PASS".into(),
+                    Status::Fail => "FAIL".into(),
+                    Status::Skip => "skip".into(),
+                },
+                one_line(&c.detail, 110),
+            ]);
+        }
+        println!("{}", table.render());
+        println!(
+            "{task_name} ({profile}): {} checks, {failed} failed",
+            checks.0.len()
+        );
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
+}

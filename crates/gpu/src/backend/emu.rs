@@ -1,0 +1,632 @@
+//! The CPU emulator backend: runs kernel tasks' `.cu` files on the host through
+//! `kernels/tools/cuda_emu.h`, so the real Rust scoring pipeline (plan resolution, the
+//! correctness matrix, poisoning, per-sample validation, the run-stage exploit cases) is
+//! exercised on machines without a GPU.
+//!
+//! How: [`EmuBackend::compile`] parses the source's `extern "C" __global__` signatures, writes a
+//! wrapper that includes the emulator header and the source and defines one `extern "C"`
+//! launcher per kernel (arguments unpacked from a `void**` array by the kernel's own parameter
+//! types, deduced by the C++ compiler), builds it with the host compiler (`$CXX`, else `g++`)
+//! into a shared object, and `dlopen`s it. Buffers are anonymous shared mappings whose data
+//! ends exactly at a `PROT_NONE` guard page, so a write past the end of a buffer faults (the
+//! worker dies and the entry is invalid) instead of landing in a neighbour.
+//!
+//! What it cannot do, plainly: time anything (an emulated run is correct or invalid, never a
+//! score); model memory ordering, real concurrency or races (threads are fibers switched at
+//! barriers and warp collectives, blocks run one after another); 2-D or 3-D grids and blocks,
+//! blocks that are not a multiple of 32 threads, dynamic shared memory, partial-mask warp
+//! collectives. A compiled `.cu` is host code (static initializers, system calls), so this
+//! backend is for the project's own kernels and its exploit corpus, run inside the scoring
+//! worker: never for an untrusted submission.
+
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::{Arg, BackendInfo, CompileReport, Dims, KernelBackend, NoTimer};
+use crate::plan::{parse_kernel_signatures, KernelSignature};
+use crate::GpuError;
+
+/// The emulator header, compiled into the binary so it needs no checkout at run time.
+pub const EMU_HEADER: &str = include_str!("../../../../kernels/tools/cuda_emu.h");
+
+/// Longest a host compile of one emulated module may take.
+const COMPILE_TIMEOUT: Duration = Duration::from_secs(180);
+/// Most compiler output kept in an error.
+const MAX_LOG_BYTES: usize = 16 * 1024;
+
+const BACKEND: &str = "emulator";
+
+type Launcher = unsafe extern "C" fn(u32, u32, *mut *mut c_void);
+
+/// The CPU emulator as a kernel backend.
+pub struct EmuBackend {
+    compiler: String,
+    /// Compiled modules when no cache is given; removed on drop.
+    scratch: tempfile::TempDir,
+}
+
+/// A loaded emulated module.
+pub struct EmuModule {
+    lib: Arc<libloading::Library>,
+    signatures: Vec<KernelSignature>,
+}
+
+/// One kernel's launcher.
+pub struct EmuFunction {
+    name: String,
+    launcher: Launcher,
+    _lib: Arc<libloading::Library>,
+}
+
+/// Host memory standing in for device memory, with a guard page right after the data.
+pub struct EmuBuffer {
+    base: *mut u8,
+    map_len: usize,
+    data: *mut u8,
+    len: usize,
+}
+
+impl Drop for EmuBuffer {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`map_len` is exactly the mapping made in `alloc`.
+        unsafe { libc::munmap(self.base as *mut c_void, self.map_len) };
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
+}
+
+impl EmuBackend {
+    /// The emulator with the host compiler `$CXX` (default `g++`); an environment error when
+    /// that compiler does not run.
+    pub fn new() -> Result<Self, GpuError> {
+        let compiler = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
+        let ok = Command::new(&compiler)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err(GpuError::NoDriver(format!(
+                "the CPU emulator needs a host C++ compiler: `{compiler} --version` did not run (set CXX)"
+            )));
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix("rdbench-emu-")
+            .tempdir()
+            .map_err(|e| GpuError::Io {
+                path: std::env::temp_dir(),
+                source: e,
+            })?;
+        Ok(EmuBackend { compiler, scratch })
+    }
+
+    fn compiler_version(&self) -> String {
+        Command::new(&self.compiler)
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.lines().next().map(str::to_string))
+            .unwrap_or_else(|| self.compiler.clone())
+    }
+
+    /// The shared object for `source`, built unless the cache has it.
+    fn build(
+        &self,
+        source: &str,
+        name: &str,
+        signatures: &[KernelSignature],
+        cache: Option<&Path>,
+    ) -> Result<(PathBuf, bool), GpuError> {
+        let wrapper = wrapper_source(signatures);
+        let version = self.compiler_version();
+        let key = {
+            let mut h = Sha256::new();
+            for part in [EMU_HEADER, source, &wrapper, &version] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
+            hex::encode(&h.finalize()[..16])
+        };
+        let dir = cache.unwrap_or(self.scratch.path()).join(&key);
+        let so = dir.join("module.so");
+        if so.is_file() {
+            return Ok((so, true));
+        }
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e| GpuError::Io { path, source: e }
+        };
+        let build_dir = dir.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::create_dir_all(&build_dir).map_err(io(&build_dir))?;
+        for (file, text) in [
+            ("cuda_emu.h", EMU_HEADER),
+            ("solution.cu", source),
+            ("wrapper.cpp", wrapper.as_str()),
+        ] {
+            let p = build_dir.join(file);
+            std::fs::write(&p, text).map_err(io(&p))?;
+        }
+        let out = build_dir.join("module.so");
+        let mut child = Command::new(&self.compiler)
+            .args([
+                "-std=c++17",
+                "-O1",
+                "-shared",
+                "-fPIC",
+                "-fvisibility=hidden",
+                "-w",
+            ])
+            .arg("-I")
+            .arg(&build_dir)
+            .arg("-o")
+            .arg(&out)
+            .arg(build_dir.join("wrapper.cpp"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| GpuError::NoDriver(format!("running {}: {e}", self.compiler)))?;
+        let stderr = child.stderr.take();
+        let reader = std::thread::spawn(move || {
+            let mut log = Vec::new();
+            if let Some(mut s) = stderr {
+                let _ = std::io::Read::read_to_end(&mut s, &mut log);
+            }
+            log
+        });
+        let started = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if started.elapsed() > COMPILE_TIMEOUT => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let _ = std::fs::remove_dir_all(&build_dir);
+                    return Err(GpuError::Compile {
+                        name: name.into(),
+                        options: format!("{} (CPU emulator)", self.compiler),
+                        log: format!(
+                            "the host compile took longer than {} s and was abandoned",
+                            COMPILE_TIMEOUT.as_secs()
+                        ),
+                    });
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(GpuError::NoDriver(format!("{}: {e}", self.compiler))),
+            }
+        };
+        let log = reader.join().unwrap_or_default();
+        if !status.success() {
+            let _ = std::fs::remove_dir_all(&build_dir);
+            let mut log = String::from_utf8_lossy(&log).into_owned();
+            // The wrapper's paths are the kit's, not the agent's: show the submission's name.
+            log = log.replace(&build_dir.join("solution.cu").display().to_string(), name);
+            if log.len() > MAX_LOG_BYTES {
+                let mut cut = MAX_LOG_BYTES;
+                while !log.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                log.truncate(cut);
+                log.push_str("\n[compiler log cut]");
+            }
+            return Err(GpuError::Compile {
+                name: name.into(),
+                options: format!("{} (CPU emulator)", self.compiler),
+                log,
+            });
+        }
+        // Publish atomically: a concurrent build of the same key either wins or finds ours.
+        if std::fs::rename(&build_dir, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&build_dir);
+            if !so.is_file() {
+                return Err(GpuError::Io {
+                    path: dir,
+                    source: std::io::Error::other("could not publish the emulated module"),
+                });
+            }
+        }
+        Ok((so, false))
+    }
+}
+
+/// The C++ wrapper: the emulator header, the source, and one launcher per kernel.
+fn wrapper_source(signatures: &[KernelSignature]) -> String {
+    let mut w = String::from(
+        "// Generated by rdbench's emulator backend.\n\
+         #include \"cuda_emu.h\"\n\
+         #include <cstddef>\n\
+         #include <type_traits>\n\
+         #include <utility>\n\
+         #include \"solution.cu\"\n\
+         namespace rdbench_emu_gen {\n\
+         template <class... P, std::size_t... I>\n\
+         void call(void (*k)(P...), unsigned g, unsigned b, void** a, std::index_sequence<I...>)\n\
+         {\n\
+         \x20   emu::launch(k, g, b, *static_cast<std::remove_cv_t<std::remove_reference_t<P>>*>(a[I])...);\n\
+         }\n\
+         template <class... P> void call(void (*k)(P...), unsigned g, unsigned b, void** a)\n\
+         {\n\
+         \x20   call(k, g, b, a, std::index_sequence_for<P...>{});\n\
+         }\n\
+         } // namespace rdbench_emu_gen\n",
+    );
+    for s in signatures {
+        w.push_str(&format!(
+            "extern \"C\" __attribute__((visibility(\"default\"))) void rdbench_emu_launch__{0}(unsigned g, unsigned b, void** a)\n{{\n    rdbench_emu_gen::call(&{0}, g, b, a);\n}}\n",
+            s.name
+        ));
+    }
+    w
+}
+
+/// One argument's bytes, kept alive for the call.
+enum Slot {
+    Ptr(*mut c_void),
+    I32(i32),
+    U32(u32),
+    I64(i64),
+    U64(u64),
+    F32(f32),
+}
+
+impl Slot {
+    fn as_ptr(&mut self) -> *mut c_void {
+        match self {
+            Slot::Ptr(p) => p as *mut *mut c_void as *mut c_void,
+            Slot::I32(v) => v as *mut i32 as *mut c_void,
+            Slot::U32(v) => v as *mut u32 as *mut c_void,
+            Slot::I64(v) => v as *mut i64 as *mut c_void,
+            Slot::U64(v) => v as *mut u64 as *mut c_void,
+            Slot::F32(v) => v as *mut f32 as *mut c_void,
+        }
+    }
+}
+
+impl KernelBackend for EmuBackend {
+    type Buffer = EmuBuffer;
+    type Module = EmuModule;
+    type Function = EmuFunction;
+    type Timer = NoTimer;
+
+    fn info(&self) -> BackendInfo {
+        BackendInfo {
+            backend: rdbench_core::task::Backend::Emulator,
+            name: "CPU emulator (kernels/tools/cuda_emu.h)".into(),
+            timed: false,
+            peaks: None,
+            l2_bytes: 0,
+            compiler: self.compiler_version(),
+        }
+    }
+
+    fn compile(
+        &self,
+        source: &str,
+        name: &str,
+        cache: Option<&Path>,
+    ) -> Result<(EmuModule, CompileReport), GpuError> {
+        let signatures = parse_kernel_signatures(source);
+        let (so, cached) = self.build(source, name, &signatures, cache)?;
+        // SAFETY: loading a shared object runs its initializers: the project's own kernels
+        // and exploit corpus only, inside the scoring worker (see the module docs).
+        let lib = unsafe { libloading::Library::new(&so) }.map_err(|e| GpuError::Load {
+            name: name.into(),
+            message: format!("dlopen of the emulated module: {e}"),
+        })?;
+        Ok((
+            EmuModule {
+                lib: Arc::new(lib),
+                signatures,
+            },
+            CompileReport {
+                compiler: self.compiler_version(),
+                cached,
+            },
+        ))
+    }
+
+    fn function(&self, module: &EmuModule, name: &str) -> Result<EmuFunction, GpuError> {
+        if !module.signatures.iter().any(|s| s.name == name) {
+            return Err(GpuError::Load {
+                name: format!("kernel {name:?}"),
+                message: "not found in the module".into(),
+            });
+        }
+        let symbol = format!("rdbench_emu_launch__{name}\0");
+        // SAFETY: the symbol was generated by `wrapper_source` with exactly this type.
+        let launcher: Launcher = unsafe {
+            *module
+                .lib
+                .get::<Launcher>(symbol.as_bytes())
+                .map_err(|e| GpuError::Load {
+                    name: format!("kernel {name:?}"),
+                    message: format!("no launcher in the emulated module: {e}"),
+                })?
+        };
+        Ok(EmuFunction {
+            name: name.into(),
+            launcher,
+            _lib: module.lib.clone(),
+        })
+    }
+
+    fn static_shared_bytes(&self, _f: &EmuFunction) -> u32 {
+        0
+    }
+
+    fn num_regs(&self, _f: &EmuFunction) -> Option<i32> {
+        None
+    }
+
+    fn prepare_launch(&self, _f: &EmuFunction, kernel: &str, dims: &Dims) -> Result<(), GpuError> {
+        let unsupported = |what: String| {
+            Err(GpuError::Unsupported {
+                backend: BACKEND,
+                what: format!("kernel {kernel:?}: {what}"),
+            })
+        };
+        if dims.grid[1] != 1 || dims.grid[2] != 1 || dims.block[1] != 1 || dims.block[2] != 1 {
+            return unsupported(format!(
+                "only 1-D grids and blocks are emulated (grid {:?}, block {:?})",
+                dims.grid, dims.block
+            ));
+        }
+        let b = dims.block[0];
+        if b == 0 || b % 32 != 0 || b > 1024 {
+            return unsupported(format!(
+                "blocks of {b} threads: the emulator needs a multiple of 32, at most 1024"
+            ));
+        }
+        if dims.grid[0] == 0 {
+            return Err(GpuError::rejected(kernel, "a grid of 0 blocks"));
+        }
+        if dims.shared_mem_bytes > 0 {
+            return unsupported("dynamic shared memory is not emulated".into());
+        }
+        Ok(())
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<EmuBuffer, GpuError> {
+        let page = page_size();
+        let len = bytes.max(1);
+        // 16-byte granules keep int4 loads aligned; data ends at the guard page.
+        let span = len.div_ceil(16) * 16;
+        let data_pages = span.div_ceil(page) * page;
+        let map_len = page + data_pages + page;
+        // SAFETY: a fresh anonymous mapping; shared so that forked block processes (the
+        // emulator's launch_concurrent) would see the same memory.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(GpuError::Driver {
+                call: format!("mmap({map_len} bytes) for an emulated buffer"),
+                code: None,
+                message: std::io::Error::last_os_error().to_string(),
+            });
+        }
+        let base = base as *mut u8;
+        // SAFETY: both guard ranges lie inside the mapping just made.
+        unsafe {
+            libc::mprotect(base as *mut c_void, page, libc::PROT_NONE);
+            libc::mprotect(
+                base.add(page + data_pages) as *mut c_void,
+                page,
+                libc::PROT_NONE,
+            );
+        }
+        // SAFETY: page + data_pages - span >= page, inside the writable part.
+        let data = unsafe { base.add(page + data_pages - span) };
+        Ok(EmuBuffer {
+            base,
+            map_len,
+            data,
+            len,
+        })
+    }
+
+    fn len_bytes(&self, buf: &EmuBuffer) -> usize {
+        buf.len
+    }
+
+    fn fill_bytes(&self, buf: &mut EmuBuffer, byte: u8) -> Result<(), GpuError> {
+        // SAFETY: `data` addresses `len` writable bytes owned by `buf`.
+        unsafe { std::ptr::write_bytes(buf.data, byte, buf.len) };
+        Ok(())
+    }
+
+    fn upload(&self, data: &[u8], buf: &mut EmuBuffer) -> Result<(), GpuError> {
+        if data.len() > buf.len {
+            return Err(GpuError::Signature {
+                kernel: "upload".into(),
+                message: format!("{} bytes into a buffer of {}", data.len(), buf.len),
+            });
+        }
+        // SAFETY: bounds checked above; the regions cannot overlap (host slice vs mapping).
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf.data, data.len()) };
+        Ok(())
+    }
+
+    fn download(&self, buf: &EmuBuffer) -> Result<Vec<u8>, GpuError> {
+        // SAFETY: `data` addresses `len` readable bytes owned by `buf`.
+        Ok(unsafe { std::slice::from_raw_parts(buf.data, buf.len) }.to_vec())
+    }
+
+    unsafe fn launch(
+        &self,
+        f: &EmuFunction,
+        dims: Dims,
+        args: &[Arg<'_, EmuBuffer>],
+    ) -> Result<(), GpuError> {
+        self.prepare_launch(f, &f.name, &dims)?;
+        let mut slots: Vec<Slot> = args
+            .iter()
+            .map(|a| match a {
+                Arg::Buffer(b) => Slot::Ptr(b.data as *mut c_void),
+                Arg::I32(v) => Slot::I32(*v),
+                Arg::U32(v) => Slot::U32(*v),
+                Arg::I64(v) => Slot::I64(*v),
+                Arg::U64(v) => Slot::U64(*v),
+                Arg::F32(v) => Slot::F32(*v),
+            })
+            .collect();
+        let mut ptrs: Vec<*mut c_void> = slots.iter_mut().map(Slot::as_ptr).collect();
+        // SAFETY: the launcher unpacks exactly the kernel's parameters from `ptrs`, each
+        // pointing at a live slot of the right type (the caller's contract).
+        unsafe { (f.launcher)(dims.grid[0], dims.block[0], ptrs.as_mut_ptr()) };
+        Ok(())
+    }
+
+    fn synchronize(&self) -> Result<(), GpuError> {
+        Ok(())
+    }
+
+    fn timer(&self) -> Result<Option<NoTimer>, GpuError> {
+        Ok(None)
+    }
+
+    fn flush_caches(&self) -> Result<(), GpuError> {
+        Ok(())
+    }
+
+    fn clocks(&self) -> Option<crate::monitor::ClockReader> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::CheckedKernel;
+
+    const SAXPY: &str = r#"
+extern "C" __global__ void axpy(const int* x, int* y, long long n, int a)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] += a * x[i];
+}
+extern "C" __global__ void block_sum(const int* x, long long n, unsigned long long* out)
+{
+    __shared__ int s[256];
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    s[threadIdx.x] = i < n ? x[i] : 0;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        long long t = 0;
+        for (int k = 0; k < 256; ++k) t += s[k];
+        atomicAdd(out, (unsigned long long)t);
+    }
+}
+"#;
+
+    fn i32s(v: &[i32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn emulated_kernels_compute_and_launches_are_checked() {
+        let Ok(emu) = EmuBackend::new() else {
+            eprintln!("skipped: no host C++ compiler");
+            return;
+        };
+        let (module, _) = emu.compile(SAXPY, "saxpy.cu", None).unwrap();
+        let sigs = parse_kernel_signatures(SAXPY);
+        let axpy = CheckedKernel::new(&emu, &module, &sigs, "axpy").unwrap();
+        let n = 1000usize;
+        let xs: Vec<i32> = (0..n as i32).collect();
+        let mut x = emu.alloc(n * 4).unwrap();
+        let mut y = emu.alloc(n * 4).unwrap();
+        emu.upload(&i32s(&xs), &mut x).unwrap();
+        emu.fill_bytes(&mut y, 0).unwrap();
+        axpy.launch(
+            &emu,
+            Dims::linear(4, 256),
+            &[
+                Arg::Buffer(&x),
+                Arg::Buffer(&y),
+                Arg::I64(n as i64),
+                Arg::I32(3),
+            ],
+        )
+        .unwrap();
+        let got = emu.download(&y).unwrap();
+        assert_eq!(&got[..8], &i32s(&[0, 3]));
+        assert_eq!(&got[4 * 999..], &i32s(&[2997]));
+        // A wrong argument kind is caught before the launch.
+        let err = axpy
+            .launch(
+                &emu,
+                Dims::linear(4, 256),
+                &[Arg::Buffer(&x), Arg::Buffer(&y), Arg::I32(1), Arg::I32(3)],
+            )
+            .unwrap_err();
+        assert!(matches!(err, GpuError::Signature { .. }), "{err}");
+        let sum = CheckedKernel::new(&emu, &module, &sigs, "block_sum").unwrap();
+        let mut out = emu.alloc(8).unwrap();
+        emu.fill_bytes(&mut out, 0).unwrap();
+        sum.launch(
+            &emu,
+            Dims::linear(4, 256),
+            &[Arg::Buffer(&x), Arg::I64(n as i64), Arg::Buffer(&out)],
+        )
+        .unwrap();
+        let total = u64::from_le_bytes(emu.download(&out).unwrap().try_into().unwrap());
+        assert_eq!(total, (n as u64 - 1) * n as u64 / 2);
+        // Shapes the emulator cannot run are the submission's launch problem, not a crash.
+        let e = emu
+            .prepare_launch(&axpy.function, "axpy", &Dims::linear(1, 48))
+            .unwrap_err();
+        assert!(e.is_submission_fault(), "{e}");
+    }
+
+    #[test]
+    fn compile_errors_carry_the_log_and_the_submission_name() {
+        let Ok(emu) = EmuBackend::new() else {
+            eprintln!("skipped: no host C++ compiler");
+            return;
+        };
+        let bad = "extern \"C\" __global__ void k(int* y) { y[0] = undefined_thing; }";
+        match emu.compile(bad, "attempt/solution.cu", None) {
+            Err(GpuError::Compile { name, log, .. }) => {
+                assert_eq!(name, "attempt/solution.cu");
+                assert!(log.contains("undefined_thing"), "{log}");
+                assert!(log.contains("attempt/solution.cu"), "{log}");
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("compiled"),
+        }
+    }
+
+    #[test]
+    fn buffers_end_at_a_guard_page() {
+        let Ok(emu) = EmuBackend::new() else {
+            return;
+        };
+        let b = emu.alloc(4096 * 3).unwrap();
+        let end = b.data as usize + b.len.div_ceil(16) * 16;
+        assert_eq!(end % page_size(), 0, "data ends at a page boundary");
+        assert_eq!(b.data as usize % 16, 0, "16-byte aligned");
+    }
+}

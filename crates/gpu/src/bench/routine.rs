@@ -1,0 +1,799 @@
+//! The scoring routine of every kernel task, written once against [`KernelBackend`]: the
+//! correctness matrix, warm-up, the per-sample protocol and the stopping rule. The overview
+//! is in [`crate::bench`].
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use rdbench_core::outcome::InvalidKind;
+use rdbench_core::rng::SplitMix64;
+use rdbench_core::task::{ScoreOutcome, ScoreRequest};
+use rdbench_core::{Error, Result};
+use serde::Serialize;
+
+use super::analysis::{
+    clock_state, speed_of_light_ms, stats, ClockState, StopReason, StoppingRule,
+};
+use super::plan_runner::PlanRunner;
+use super::samples::{SampleRecord, SavedSamples};
+use crate::backend::{
+    Arg, BackendInfo, CheckedKernel, Dims, KernelBackend, SampleTimer, TimedWindow,
+};
+use crate::kernel_task::{
+    format_element, Compare, HArg, Harness, HostOutputs, KernelTask, Role, TaskBuffer, Vars,
+};
+use crate::plan::{parse_kernel_signatures, BufferSpec, ElemType};
+use crate::submission::KernelSubmission;
+use crate::GpuError;
+
+/// The kit's own harness kernels (poison fill, output comparison).
+pub const KIT_HARNESS: &str = include_str!("../../../../kernels/harness/kit.cu");
+
+/// Timed samples that also get the CPU oracle: early, so a capped run still has both.
+const CPU_ORACLE_SAMPLES: [usize; 2] = [0, 3];
+/// Validated runs through the sample protocol on a backend that cannot time.
+const UNTIMED_RUNS: usize = 3;
+
+/// What the routine is asked to do.
+pub struct BenchRequest<'a> {
+    pub req: &'a ScoreRequest,
+    /// Correctness sizes, in order; the last is the timed size.
+    pub cases: Vec<Vars>,
+    pub rule: StoppingRule,
+}
+
+/// Why a run stopped: the submission's fault (an invalid entry) or the machine's (exit 3).
+enum Fail {
+    Invalid(InvalidKind, String),
+    Environment(String),
+}
+
+type Verdict<T> = std::result::Result<T, Fail>;
+
+/// An error from the submission's own plan: anything the device blames on the code.
+fn from_plan(e: GpuError, during: &str) -> Fail {
+    match e.invalid_kind() {
+        Some(kind) => Fail::Invalid(kind, format!("{e} {during}")),
+        None => Fail::Environment(format!("CUDA error {during}: {e}")),
+    }
+}
+
+/// An error from trusted work (harness, copies): only a sticky fault the plan left behind is
+/// the submission's; any other failure is the machine's or the kit's.
+fn from_trusted(e: GpuError, during: &str) -> Fail {
+    match e {
+        GpuError::KernelFault { .. } => {
+            Fail::Invalid(InvalidKind::KernelFault, format!("{e} {during}"))
+        }
+        other => Fail::Environment(format!("trusted harness work failed {during}: {other}")),
+    }
+}
+
+/// A submission's plan buffer specs from the task's buffers.
+pub fn buffer_specs(buffers: &[TaskBuffer]) -> Vec<BufferSpec> {
+    buffers
+        .iter()
+        .map(|b| BufferSpec::new(b.name, b.elem, b.role == Role::Output))
+        .collect()
+}
+
+/// The buffers of one problem size: the task's, the expected outputs and pristine inputs.
+struct CaseBuffers<B: KernelBackend> {
+    bufs: Vec<(String, B::Buffer)>,
+}
+
+impl<B: KernelBackend> CaseBuffers<B> {
+    fn get(&self, name: &str) -> &B::Buffer {
+        &self
+            .bufs
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("allocated in CaseBuffers::new")
+            .1
+    }
+
+    fn get_mut(&mut self, name: &str) -> &mut B::Buffer {
+        &mut self
+            .bufs
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .expect("allocated in CaseBuffers::new")
+            .1
+    }
+}
+
+/// Binds harness buffer names to buffers, for one harness call.
+struct Binding<'x, B: KernelBackend> {
+    dev: &'x B,
+    kernels: &'x HashMap<String, CheckedKernel<B>>,
+    names: Vec<(String, &'x B::Buffer)>,
+}
+
+impl<B: KernelBackend> Harness for Binding<'_, B> {
+    fn launch(&mut self, kernel: &str, dims: Dims, args: &[HArg<'_>]) -> Result<(), GpuError> {
+        let k = self
+            .kernels
+            .get(kernel)
+            .ok_or_else(|| GpuError::Signature {
+                kernel: kernel.into(),
+                message: "not a harness kernel of this task".into(),
+            })?;
+        let mut bound = Vec::with_capacity(args.len());
+        for a in args {
+            bound.push(match *a {
+                HArg::Buffer(name) => Arg::Buffer(
+                    self.names
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, b)| *b)
+                        .ok_or_else(|| GpuError::Signature {
+                            kernel: kernel.into(),
+                            message: format!("no harness buffer named {name:?}"),
+                        })?,
+                ),
+                HArg::I32(v) => Arg::I32(v),
+                HArg::U32(v) => Arg::U32(v),
+                HArg::I64(v) => Arg::I64(v),
+                HArg::U64(v) => Arg::U64(v),
+                HArg::F32(v) => Arg::F32(v),
+            });
+        }
+        k.launch(self.dev, dims, &bound)
+    }
+}
+
+/// One timed sample as kept in memory.
+struct Sample {
+    record: SampleRecord,
+    kept: bool,
+}
+
+/// Everything one scoring run holds.
+struct Bench<'a, B: KernelBackend, T: KernelTask + ?Sized> {
+    dev: &'a B,
+    task: &'a T,
+    buffers: Vec<TaskBuffer>,
+    kernels: HashMap<String, CheckedKernel<B>>,
+    harness_scratch: Vec<(String, B::Buffer)>,
+    verdict: B::Buffer,
+    seeds: SplitMix64,
+}
+
+fn case_name(vars: &Vars) -> String {
+    vars.iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl<'a, B: KernelBackend, T: KernelTask + ?Sized> Bench<'a, B, T> {
+    fn alloc_case(&self, vars: &Vars) -> Result<CaseBuffers<B>, GpuError> {
+        let mut bufs = Vec::new();
+        for b in &self.buffers {
+            let bytes = (self.task.elements(b.name, vars) * b.elem.size_bytes()) as usize;
+            bufs.push((b.name.to_string(), self.dev.alloc(bytes)?));
+            let twin = match b.role {
+                Role::Input => format!("pristine.{}", b.name),
+                Role::Output => format!("expected.{}", b.name),
+            };
+            bufs.push((twin, self.dev.alloc(bytes)?));
+        }
+        Ok(CaseBuffers { bufs })
+    }
+
+    /// A harness binding over `case`: task buffer names, `expected.*`, harness scratch.
+    /// With `pristine`, each input name is bound to its pristine copy instead.
+    fn binding<'x>(&'x self, case: &'x CaseBuffers<B>, pristine: bool) -> Binding<'x, B> {
+        let mut names: Vec<(String, &B::Buffer)> = Vec::new();
+        for b in &self.buffers {
+            let source = match (b.role, pristine) {
+                (Role::Input, true) => format!("pristine.{}", b.name),
+                _ => b.name.to_string(),
+            };
+            names.push((b.name.to_string(), case.get(&source)));
+            if b.role == Role::Output {
+                let e = format!("expected.{}", b.name);
+                names.push((e.clone(), case.get(&e)));
+            }
+        }
+        for (n, buf) in &self.harness_scratch {
+            names.push((n.clone(), buf));
+        }
+        Binding {
+            dev: self.dev,
+            kernels: &self.kernels,
+            names,
+        }
+    }
+
+    /// Generate, poison, (flush and time), run the plan. Returns the timed window, if timed.
+    fn execute(
+        &mut self,
+        runner: &mut PlanRunner<B>,
+        case: &mut CaseBuffers<B>,
+        vars: &Vars,
+        seed: u64,
+        dist: usize,
+        timer: Option<&mut B::Timer>,
+        during: &str,
+    ) -> Verdict<Option<TimedWindow>> {
+        let trusted = |e| from_trusted(e, during);
+        self.task
+            .generate(&mut self.binding(case, false), vars, seed, dist)
+            .map_err(trusted)?;
+        for b in self
+            .buffers
+            .clone()
+            .iter()
+            .filter(|b| b.role == Role::Output)
+        {
+            let word = self.task.poison_word(b.name, seed);
+            self.poison(case.get_mut(b.name), b.elem, word)
+                .map_err(trusted)?;
+        }
+        let plan_bufs: Vec<(&str, &B::Buffer)> = self
+            .buffers
+            .iter()
+            .map(|b| (b.name, case.get(b.name)))
+            .collect();
+        let plan = |e| from_plan(e, during);
+        match timer {
+            Some(timer) => {
+                self.dev.flush_caches().map_err(trusted)?;
+                timer.start().map_err(trusted)?;
+                runner.enqueue(self.dev, &plan_bufs).map_err(plan)?;
+                timer.stop().map_err(trusted)?;
+                // A fault inside the plan surfaces when the stop event is waited for.
+                timer.elapsed_ms().map(Some).map_err(plan)
+            }
+            None => {
+                runner.enqueue(self.dev, &plan_bufs).map_err(plan)?;
+                self.dev.synchronize().map_err(plan)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn poison(&self, buf: &mut B::Buffer, elem: ElemType, word: u32) -> Result<(), GpuError> {
+        let bytes = self.dev.len_bytes(buf);
+        if elem.size_bytes() < 4 || bytes % 4 != 0 {
+            return self.dev.fill_bytes(buf, word as u8);
+        }
+        let words = (bytes / 4) as i64;
+        self.kernels["rdbench_fill_u32"].launch(
+            self.dev,
+            Dims::grid_stride(words),
+            &[Arg::Buffer(buf), Arg::I64(words), Arg::U32(word)],
+        )
+    }
+
+    /// Compares `n` elements of `got` with `want` on the device; (mismatches, first index).
+    fn compare(
+        &mut self,
+        want: &B::Buffer,
+        got: &B::Buffer,
+        elem: ElemType,
+        n: u64,
+        how: Compare,
+    ) -> Result<(u64, u64), GpuError> {
+        let nonce = self.seeds.next_u64();
+        let mut v = Vec::with_capacity(32);
+        for w in [nonce, 0, 0, u64::MAX] {
+            v.extend_from_slice(&w.to_le_bytes());
+        }
+        self.dev.upload(&v, &mut self.verdict)?;
+        let (kernel, count, extra): (&str, u64, Option<(f32, f32)>) = match (elem, how) {
+            (ElemType::F32, Compare::Tolerance { rtol, atol }) => {
+                ("rdbench_compare_f32", n, Some((rtol, atol)))
+            }
+            // Exact floats still go through the float compare: NaN never matches.
+            (ElemType::F32, Compare::Exact) => ("rdbench_compare_f32", n, Some((0.0, 0.0))),
+            (e, _) if e.size_bytes() == 4 => ("rdbench_compare_u32", n, None),
+            (e, _) if e.size_bytes() == 8 => ("rdbench_compare_u64", n, None),
+            (e, _) => ("rdbench_compare_u8", n * e.size_bytes(), None),
+        };
+        let mut args = vec![Arg::Buffer(want), Arg::Buffer(got), Arg::I64(count as i64)];
+        if let Some((rtol, atol)) = extra {
+            args.push(Arg::F32(rtol));
+            args.push(Arg::F32(atol));
+        }
+        args.push(Arg::Buffer(&self.verdict));
+        self.kernels[kernel].launch(self.dev, Dims::grid_stride(count as i64), &args)?;
+        let back = self.dev.download(&self.verdict)?;
+        let word =
+            |i: usize| u64::from_le_bytes(back[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+        if word(0) != nonce || word(1) != count {
+            return Err(GpuError::Signature {
+                kernel: kernel.into(),
+                message: format!(
+                    "verdict not intact: nonce {}, {} of {count} elements checked",
+                    if word(0) == nonce {
+                        "intact"
+                    } else {
+                        "overwritten"
+                    },
+                    word(1)
+                ),
+            });
+        }
+        let per = if kernel == "rdbench_compare_u8" {
+            elem.size_bytes()
+        } else {
+            1
+        };
+        Ok((word(2), word(3) / per))
+    }
+
+    /// Every input unmodified, every output right (and the CPU oracle when `cpu`).
+    fn validate(
+        &mut self,
+        case: &CaseBuffers<B>,
+        vars: &Vars,
+        seed: u64,
+        dist: usize,
+        cpu: bool,
+        during: &str,
+    ) -> Verdict<()> {
+        let trusted = |e| from_trusted(e, during);
+        // Inputs: regenerate into the pristine copies (written only now, after the plan) and
+        // compare bit for bit.
+        self.task
+            .generate(&mut self.binding(case, true), vars, seed, dist)
+            .map_err(trusted)?;
+        for b in self
+            .buffers
+            .clone()
+            .iter()
+            .filter(|b| b.role == Role::Input)
+        {
+            let n = self.task.elements(b.name, vars);
+            let pristine = case.get(&format!("pristine.{}", b.name));
+            let (bad, first) = self
+                .compare(
+                    pristine,
+                    case.get(b.name),
+                    match b.elem {
+                        ElemType::F32 => ElemType::U32, // bitwise: an input is data, not a value
+                        e => e,
+                    },
+                    n,
+                    Compare::Exact,
+                )
+                .map_err(trusted)?;
+            if bad > 0 {
+                return Err(Fail::Invalid(
+                    InvalidKind::ModifiedInput,
+                    format!(
+                        "the submission modified its input `{}` {during}: {bad} elements changed, first at index {first}",
+                        b.name
+                    ),
+                ));
+            }
+        }
+        self.task
+            .expected(&mut self.binding(case, false), vars)
+            .map_err(trusted)?;
+        for b in self
+            .buffers
+            .clone()
+            .iter()
+            .filter(|b| b.role == Role::Output)
+        {
+            let n = self.task.elements(b.name, vars);
+            let want = case.get(&format!("expected.{}", b.name));
+            let got = case.get(b.name);
+            let (bad, first) = self
+                .compare(want, got, b.elem, n, self.task.compare(b.name))
+                .map_err(trusted)?;
+            if bad > 0 {
+                let w = self.dev.download(want).map_err(trusted)?;
+                let g = self.dev.download(got).map_err(trusted)?;
+                let show = |bytes: &[u8]| format_element(bytes, b.elem, first).unwrap_or_default();
+                let output = if self
+                    .buffers
+                    .iter()
+                    .filter(|b| b.role == Role::Output)
+                    .count()
+                    > 1
+                {
+                    format!(" in `{}`", b.name)
+                } else {
+                    String::new()
+                };
+                return Err(Fail::Invalid(
+                    InvalidKind::WrongOutput,
+                    format!(
+                        "wrong output{output} {during}: first wrong index {first}: expected {}, got {} ({bad} of {n} elements wrong)",
+                        show(&w),
+                        show(&g)
+                    ),
+                ));
+            }
+        }
+        if cpu {
+            let mut outputs = std::collections::BTreeMap::new();
+            for b in self.buffers.iter().filter(|b| b.role == Role::Output) {
+                let mut bytes = self.dev.download(case.get(b.name)).map_err(trusted)?;
+                bytes.truncate((self.task.elements(b.name, vars) * b.elem.size_bytes()) as usize);
+                outputs.insert(b.name.to_string(), bytes);
+            }
+            if let Err(m) = self.task.oracle(vars, seed, dist, &HostOutputs { outputs }) {
+                return Err(Fail::Invalid(
+                    InvalidKind::WrongOutput,
+                    format!(
+                        "wrong output {during} (CPU oracle): first wrong index {} of `{}`: expected {}, got {}",
+                        m.index,
+                        m.output,
+                        m.expected,
+                        m.got.unwrap_or_else(|| "nothing".into())
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid_with(kind: InvalidKind, reason: String, cases_passed: usize) -> ScoreOutcome {
+    ScoreOutcome::Invalid {
+        kind,
+        reason: rdbench_core::outcome::clip_reason(reason),
+        details: serde_json::json!({ "correctness_cases_passed": cases_passed }),
+    }
+}
+
+fn outcome_of(fail: Fail, cases_passed: usize) -> Result<ScoreOutcome> {
+    match fail {
+        Fail::Invalid(kind, reason) => Ok(invalid_with(kind, reason, cases_passed)),
+        Fail::Environment(message) => Err(Error::Environment(message)),
+    }
+}
+
+/// Details of a valid timed run.
+#[derive(Serialize)]
+struct TimedDetails<'a> {
+    vars: &'a Vars,
+    median_ms: f64,
+    noise: f64,
+    rel_stddev: f64,
+    samples: usize,
+    samples_discarded_throttled: usize,
+    samples_power_capped: usize,
+    samples_at_speed_of_light_floor: usize,
+    launch_latency_hidden: bool,
+    min_ms: f64,
+    max_ms: f64,
+    stop_reason: StopReason,
+    speed_of_light_ms: Option<f64>,
+    share_of_speed_of_light: Option<f64>,
+    effective_bandwidth_gb_s: f64,
+    sm_clock_mhz_min: Option<u32>,
+    sm_clock_mhz_max: Option<u32>,
+    throttle_reasons_seen: Vec<String>,
+    correctness_cases: usize,
+    warmup_runs: usize,
+    registers: Vec<(String, Option<i32>)>,
+    backend: &'a BackendInfo,
+    compiler: String,
+    compile_cached: bool,
+}
+
+/// Scores the submission in `br.req.submission_dir` on `dev`.
+pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
+    dev: &B,
+    task: &T,
+    br: &BenchRequest<'_>,
+) -> Result<ScoreOutcome> {
+    let req = br.req;
+    let buffers = task.buffers();
+    let specs = buffer_specs(&buffers);
+    let limits = task.plan_limits();
+    let timed_vars = br
+        .cases
+        .last()
+        .cloned()
+        .ok_or_else(|| Error::Internal("a kernel profile without sizes".into()))?;
+    let submission = match KernelSubmission::load(&req.submission_dir, &specs) {
+        Ok(s) => s,
+        Err(e) => return Ok(ScoreOutcome::invalid(e.invalid_kind(), e.to_string())),
+    };
+    let mut plans = Vec::with_capacity(br.cases.len());
+    for vars in &br.cases {
+        match submission.resolve_vars(vars, &specs, &limits) {
+            Ok(p) => plans.push(p),
+            Err(e) => return Ok(ScoreOutcome::invalid(e.invalid_kind(), e.to_string())),
+        }
+    }
+    let info = dev.info();
+    let cache = req.cache_dir.join(match info.backend {
+        rdbench_core::task::Backend::Cuda => "nvrtc",
+        rdbench_core::task::Backend::Emulator => "emu",
+    });
+    // The trusted kernels first: if this machine cannot build them, that is an environment
+    // problem, not the submission's.
+    let harness = task.harness();
+    let mut kernels = HashMap::new();
+    for (name, source) in [
+        ("kernels/harness/kit.cu", KIT_HARNESS),
+        (harness.name, harness.source),
+    ] {
+        let (module, _) = dev.compile(source, name, Some(&cache)).map_err(|e| {
+            Error::Environment(format!(
+                "the trusted harness kernels do not build or load here: {e}"
+            ))
+        })?;
+        let sigs = parse_kernel_signatures(source);
+        for s in &sigs {
+            let k = CheckedKernel::new(dev, &module, &sigs, &s.name)
+                .map_err(|e| Error::Internal(format!("{name}: {e}")))?;
+            kernels.insert(s.name.clone(), k);
+        }
+    }
+    let source_name = req.submission_dir.join("solution.cu").display().to_string();
+    let (module, compiled) = match dev.compile(&submission.source, &source_name, Some(&cache)) {
+        Ok(m) => m,
+        Err(e) => match e.invalid_kind() {
+            Some(kind) => return Ok(ScoreOutcome::invalid(kind, e.to_string())),
+            None => return Err(Error::Environment(e.to_string())),
+        },
+    };
+    let env = |what: &str| {
+        let what = what.to_string();
+        move |e: GpuError| Error::Environment(format!("{what}: {e}"))
+    };
+    let mut harness_scratch = Vec::new();
+    for (name, bytes) in task.harness_scratch(&timed_vars) {
+        harness_scratch.push((
+            name.to_string(),
+            dev.alloc(bytes as usize).map_err(env("harness scratch"))?,
+        ));
+    }
+    let mut bench = Bench {
+        dev,
+        task,
+        buffers,
+        kernels,
+        harness_scratch,
+        verdict: dev.alloc(32).map_err(env("verdict buffer"))?,
+        seeds: SplitMix64(req.seed),
+    };
+    let oracle_max = task.oracle_max_elements();
+    let dists = task.distributions();
+
+    // Correctness: every size x every distribution, on buffers of exactly that size, so that
+    // reads and writes past the end leave the allocation instead of landing in a larger one.
+    let mut cases = 0usize;
+    let mut timed = None;
+    for (vars, plan) in br.cases.iter().zip(&plans) {
+        let mut runner = match PlanRunner::new(dev, &module, plan) {
+            Ok(r) => r,
+            Err(e) => {
+                return outcome_of(
+                    from_plan(e, &format!("preparing the plan at {}", case_name(vars))),
+                    cases,
+                )
+            }
+        };
+        let mut case = bench
+            .alloc_case(vars)
+            .map_err(env("allocating case buffers"))?;
+        let largest = bench
+            .buffers
+            .iter()
+            .map(|b| task.elements(b.name, vars))
+            .max()
+            .unwrap_or(0);
+        for (dist, dist_name) in dists.iter().enumerate() {
+            let seed = bench.seeds.next_u64();
+            let during = format!("at {} ({dist_name} input)", case_name(vars));
+            let run = bench
+                .execute(&mut runner, &mut case, vars, seed, dist, None, &during)
+                .and_then(|_| {
+                    bench.validate(&case, vars, seed, dist, largest <= oracle_max, &during)
+                });
+            if let Err(fail) = run {
+                return outcome_of(fail, cases);
+            }
+            cases += 1;
+        }
+        if *vars == timed_vars {
+            timed = Some((runner, case));
+        }
+    }
+    let (mut runner, mut case) =
+        timed.ok_or_else(|| Error::Internal("timed size missing from the cases".into()))?;
+    let registers = runner.registers(dev);
+
+    let Some(mut timer) = dev.timer().map_err(env("timer"))? else {
+        // A backend that cannot time: a few runs through the sample protocol, then no score.
+        for i in 0..UNTIMED_RUNS {
+            let seed = bench.seeds.next_u64();
+            let during = format!("in run {i} at {}", case_name(&timed_vars));
+            let run = bench
+                .execute(&mut runner, &mut case, &timed_vars, seed, 0, None, &during)
+                .and_then(|_| bench.validate(&case, &timed_vars, seed, 0, i == 0, &during));
+            if let Err(fail) = run {
+                return outcome_of(fail, cases);
+            }
+        }
+        return Ok(ScoreOutcome::Unscored {
+            headline: format!(
+                "correct on {cases} cases and {UNTIMED_RUNS} sample runs ({}, not timed: no score)",
+                info.name
+            ),
+            details: serde_json::json!({
+                "correctness_cases": cases,
+                "sample_runs": UNTIMED_RUNS,
+                "vars": timed_vars,
+                "backend": info,
+                "compiler": compiled.compiler,
+                "registers": registers,
+            }),
+        });
+    };
+
+    // Warm-up by time (clocks up, code and TLBs warm), every run validated.
+    let warm_start = Instant::now();
+    let mut warmups = 0;
+    while warm_start.elapsed().as_secs_f64() < br.rule.warmup_s || warmups < 2 {
+        let seed = bench.seeds.next_u64();
+        let during = format!("in warm-up run {warmups} at {}", case_name(&timed_vars));
+        let run = bench
+            .execute(
+                &mut runner,
+                &mut case,
+                &timed_vars,
+                seed,
+                0,
+                Some(&mut timer),
+                &during,
+            )
+            .and_then(|_| bench.validate(&case, &timed_vars, seed, 0, false, &during));
+        if let Err(fail) = run {
+            return outcome_of(fail, cases);
+        }
+        warmups += 1;
+    }
+
+    let clocks = dev.clocks();
+    let l2_bytes = info.l2_bytes;
+    let work = task.work(&timed_vars);
+    let sol_ms = info.peaks.map(|p| speed_of_light_ms(&work, &p, l2_bytes));
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut kept_times: Vec<f64> = Vec::new();
+    let sampling_start = Instant::now();
+    let stop = loop {
+        let seed = bench.seeds.next_u64();
+        let i = samples.len();
+        let during = format!("in timed sample {i} at {}", case_name(&timed_vars));
+        let window = match bench.execute(
+            &mut runner,
+            &mut case,
+            &timed_vars,
+            seed,
+            0,
+            Some(&mut timer),
+            &during,
+        ) {
+            Ok(w) => w.expect("a timer was given"),
+            Err(fail) => return outcome_of(fail, cases),
+        };
+        // Clocks right after the sample, before validation work changes them.
+        let snap = clocks.as_ref().map(|c| c.read());
+        let cpu = CPU_ORACLE_SAMPLES.contains(&i);
+        if let Err(fail) = bench.validate(&case, &timed_vars, seed, 0, cpu, &during) {
+            return outcome_of(fail, cases);
+        }
+        let reasons = snap
+            .as_ref()
+            .map(|s| s.throttle_reasons.clone())
+            .unwrap_or_default();
+        let state = clock_state(&reasons);
+        // No correct plan can beat the speed of light: a faster reading is a measurement
+        // artefact and counts as the floor.
+        let floored = sol_ms.map_or(window.ms, |f| window.ms.max(f));
+        let kept = state != ClockState::Throttled;
+        if kept {
+            kept_times.push(floored);
+        }
+        samples.push(Sample {
+            record: SampleRecord {
+                ms: window.ms,
+                floored_ms: floored,
+                latency_hidden: window.latency_hidden,
+                sm_clock_mhz: snap.as_ref().and_then(|s| s.sm_clock_mhz),
+                mem_clock_mhz: snap.as_ref().and_then(|s| s.mem_clock_mhz),
+                throttle_reasons: reasons,
+                clock_state: state,
+                cpu_oracle: cpu,
+                kept,
+            },
+            kept,
+        });
+        if let Some(reason) = br
+            .rule
+            .check(&kept_times, sampling_start.elapsed().as_secs_f64())
+        {
+            break reason;
+        }
+    };
+    let Some(st) = stats(&kept_times) else {
+        return Err(Error::Environment(format!(
+            "the GPU was thermally or hardware throttled in all {} timed samples; score again when it has cooled",
+            samples.len()
+        )));
+    };
+    let mut throttle: Vec<String> = samples
+        .iter()
+        .flat_map(|s| s.record.throttle_reasons.iter().cloned())
+        .collect();
+    throttle.sort();
+    throttle.dedup();
+    let sm_clocks: Vec<u32> = samples
+        .iter()
+        .filter_map(|s| s.record.sm_clock_mhz)
+        .collect();
+    let moved = work.bytes_read + work.bytes_written;
+    let details = TimedDetails {
+        vars: &timed_vars,
+        median_ms: st.median_ms,
+        noise: st.noise,
+        rel_stddev: st.rel_stddev,
+        samples: st.n,
+        samples_discarded_throttled: samples.iter().filter(|s| !s.kept).count(),
+        samples_power_capped: samples
+            .iter()
+            .filter(|s| s.record.clock_state == ClockState::PowerCapped)
+            .count(),
+        samples_at_speed_of_light_floor: samples
+            .iter()
+            .filter(|s| s.record.floored_ms > s.record.ms)
+            .count(),
+        launch_latency_hidden: samples.iter().all(|s| s.record.latency_hidden),
+        min_ms: st.min_ms,
+        max_ms: st.max_ms,
+        stop_reason: stop,
+        speed_of_light_ms: sol_ms,
+        share_of_speed_of_light: sol_ms.map(|f| f / st.median_ms),
+        effective_bandwidth_gb_s: moved / (st.median_ms * 1e-3) / 1e9,
+        sm_clock_mhz_min: sm_clocks.iter().min().copied(),
+        sm_clock_mhz_max: sm_clocks.iter().max().copied(),
+        throttle_reasons_seen: throttle,
+        correctness_cases: cases,
+        warmup_runs: warmups,
+        registers,
+        backend: &info,
+        compiler: compiled.compiler.clone(),
+        compile_cached: compiled.cached,
+    };
+    let headline = match sol_ms {
+        Some(f) => format!(
+            "{:.4} ms ± {:.2} % ({} samples), {:.0} % of speed of light",
+            st.median_ms,
+            st.noise * 100.0,
+            st.n,
+            100.0 * f / st.median_ms
+        ),
+        None => format!(
+            "{:.4} ms ± {:.2} % ({} samples)",
+            st.median_ms,
+            st.noise * 100.0,
+            st.n
+        ),
+    };
+    SavedSamples {
+        schema: super::samples::SCHEMA.into(),
+        task: task.info().name,
+        vars: timed_vars.clone(),
+        rule: br.rule,
+        stats: st,
+        speed_of_light_ms: sol_ms,
+        samples: samples.into_iter().map(|s| s.record).collect(),
+    }
+    .write(&req.samples_path)?;
+    Ok(ScoreOutcome::Valid {
+        raw: task.raw_score(st.median_ms),
+        headline,
+        details: serde_json::to_value(&details).map_err(|e| Error::Internal(e.to_string()))?,
+    })
+}

@@ -1,0 +1,205 @@
+//! [`KernelTaskAdapter`]: the one `Task` implementation of every kernel task. It lays out
+//! attempts, installs solutions, runs the GPU-free prechecks, and scores on the backend the
+//! request names, through [`crate::bench::score`].
+
+use std::path::Path;
+
+use rdbench_core::outcome::InvalidKind;
+use rdbench_core::task::{
+    Backend, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution, SubmissionKind,
+    Task, TaskInfo,
+};
+use rdbench_core::{Error, Result};
+
+use super::{KernelFiles, KernelProfile, KernelTask};
+use crate::backend::cuda::CudaBackend;
+use crate::backend::emu::EmuBackend;
+use crate::bench::{BenchRequest, StoppingRule};
+use crate::submission::{CompileCheck, KernelSubmission, SubmissionError, PLAN_FILE, SOURCE_FILE};
+
+/// The architectures every kernel `.cu` must compile for (A100 and H100/H200).
+pub const TARGET_ARCHS: [u32; 2] = [80, 90];
+/// The architecture the CLI's precheck compiles for before any worker starts.
+pub const PRECHECK_ARCH: u32 = 90;
+
+/// The launch-plan reference handed to every kernel attempt.
+pub const LAUNCH_PLAN_DOC: &str = include_str!("../../../../docs/launch-plan.md");
+
+/// Makes a [`KernelTask`] a [`Task`].
+#[derive(Debug, Clone, Default)]
+pub struct KernelTaskAdapter<T> {
+    pub task: T,
+    /// Overrides the stopping rule (tests and quick runs).
+    pub rule: Option<StoppingRule>,
+}
+
+impl<T: KernelTask> KernelTaskAdapter<T> {
+    pub fn new(task: T) -> Self {
+        KernelTaskAdapter { task, rule: None }
+    }
+
+    /// The profile named `name`, or a usage error listing the names.
+    pub fn profile(&self, name: &str) -> Result<KernelProfile> {
+        let profiles = self.task.profiles();
+        let names: Vec<&str> = profiles.iter().map(|p| p.name).collect();
+        let list = names.join(", ");
+        profiles
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "{} has no profile {name:?}; its profiles are: {list}",
+                    self.task.info().name
+                ))
+            })
+    }
+
+    /// Every correctness size of `profile` on `backend`, the timed size last.
+    pub fn cases(&self, profile: &KernelProfile, backend: Backend) -> Vec<super::Vars> {
+        match backend {
+            Backend::Cuda => {
+                let mut cases: Vec<_> = profile
+                    .cases
+                    .iter()
+                    .filter(|c| **c != profile.timed)
+                    .cloned()
+                    .collect();
+                cases.push(profile.timed.clone());
+                cases
+            }
+            Backend::Emulator => profile.emulator_cases.clone(),
+        }
+    }
+
+    fn specs(&self) -> Vec<crate::plan::BufferSpec> {
+        crate::bench::routine::buffer_specs(&self.task.buffers())
+    }
+
+    /// Loads the submission in `dir` and resolves its plan at every size of `profile`.
+    pub fn check_submission(
+        &self,
+        dir: &Path,
+        profile: &KernelProfile,
+    ) -> std::result::Result<KernelSubmission, SubmissionError> {
+        let specs = self.specs();
+        let sub = KernelSubmission::load(dir, &specs)?;
+        let limits = self.task.plan_limits();
+        for backend in [Backend::Cuda, Backend::Emulator] {
+            for vars in self.cases(profile, backend) {
+                sub.resolve_vars(&vars, &specs, &limits)?;
+            }
+        }
+        Ok(sub)
+    }
+}
+
+/// Writes a kernel submission into `dir`.
+pub fn write_solution(files: &KernelFiles, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    for (name, text) in [(SOURCE_FILE, files.source), (PLAN_FILE, files.plan)] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
+}
+
+impl<T: KernelTask> Task for KernelTaskAdapter<T> {
+    fn info(&self) -> TaskInfo {
+        let mut info = self.task.info();
+        info.submission = SubmissionKind::Kernel;
+        info.submission_files = vec![SOURCE_FILE.into(), PLAN_FILE.into()];
+        info.profiles = self
+            .task
+            .profiles()
+            .into_iter()
+            .map(|p| ProfileInfo {
+                name: p.name.into(),
+                description: p.description,
+                needs_gpu: true,
+            })
+            .collect();
+        info
+    }
+
+    fn prepare(&self, req: &PrepareRequest) -> Result<()> {
+        let profile = self.profile(&req.profile)?;
+        write_solution(&self.task.solutions().start, &req.attempt_dir)?;
+        for (name, text) in [
+            ("INSTRUCTIONS.md", self.task.instructions(&profile)),
+            ("LAUNCH_PLAN.md", LAUNCH_PLAN_DOC.to_string()),
+        ] {
+            let path = req.attempt_dir.join(name);
+            std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(())
+    }
+
+    fn install_solution(
+        &self,
+        solution: Solution,
+        profile: &str,
+        _cache_dir: &Path,
+        dir: &Path,
+    ) -> Result<()> {
+        self.profile(profile)?;
+        let s = self.task.solutions();
+        write_solution(
+            match solution {
+                Solution::Starting => &s.start,
+                Solution::Reference => &s.reference,
+            },
+            dir,
+        )
+    }
+
+    fn precheck(&self, req: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {
+        let profile = self.profile(&req.profile)?;
+        let submission = match self.check_submission(&req.submission_dir, &profile) {
+            Ok(s) => s,
+            Err(e) => return Ok(Some((e.invalid_kind(), e.to_string()))),
+        };
+        match submission.compile_check(&[PRECHECK_ARCH], Some(&req.cache_dir.join("nvrtc"))) {
+            Ok(CompileCheck::Compiled { .. }) => Ok(None),
+            Ok(CompileCheck::Skipped { reason }) => {
+                tracing::info!("compile check skipped: {reason}");
+                Ok(None)
+            }
+            Err(e) => Ok(Some((e.invalid_kind(), e.to_string()))),
+        }
+    }
+
+    fn check_environment(&self, profile: &str, backend: Backend) -> Result<()> {
+        self.profile(profile)?;
+        let name = self.task.info().name;
+        match backend {
+            Backend::Cuda => crate::device::device_count()
+                .map(|_| ())
+                .map_err(|e| Error::Environment(format!("{e}; {name} is scored on an NVIDIA GPU"))),
+            Backend::Emulator => EmuBackend::new()
+                .map(|_| ())
+                .map_err(|e| Error::Environment(e.to_string())),
+        }
+    }
+
+    fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
+        let profile = self.profile(&req.profile)?;
+        let br = BenchRequest {
+            req,
+            cases: self.cases(&profile, req.backend),
+            rule: self.rule.unwrap_or_default(),
+        };
+        match req.backend {
+            Backend::Cuda => {
+                let dev = CudaBackend::open(0).map_err(|e| match e {
+                    crate::GpuError::NoDriver(_) => Error::Environment(e.to_string()),
+                    e => Error::Environment(format!("opening the GPU: {e}")),
+                })?;
+                crate::bench::score(&dev, &self.task, &br)
+            }
+            Backend::Emulator => {
+                let dev = EmuBackend::new().map_err(|e| Error::Environment(e.to_string()))?;
+                crate::bench::score(&dev, &self.task, &br)
+            }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The contract of a kernel task: what a task crate writes ([`KernelTask`]) and what the kit
+//! does with it ([`KernelTaskAdapter`], which implements [`Task`](rdbench_core::task::Task)
+//! for every kernel task, and [`crate::bench`], the one scoring routine).
+//!
+//! A kernel task declares its buffers and element types, its size variables per profile
+//! (`n`, or `m, n, k`), its correctness cases (sizes x input distributions), trusted harness
+//! kernels that generate inputs and compute expected outputs on the device, how outputs are
+//! compared (exact, or a tolerance; NaN never matches), a CPU oracle, the least work a correct
+//! plan must do (for the speed-of-light floor), and its raw score. Everything else (loading
+//! and checking the submission, compiling, poisoning, flushing, timing, validating every
+//! output, the stopping rule, saved samples, classifying failures) is the kit's, identical for
+//! every kernel task.
+
+mod adapter;
+
+use std::collections::BTreeMap;
+
+pub use adapter::{
+    write_solution, KernelTaskAdapter, LAUNCH_PLAN_DOC, PRECHECK_ARCH, TARGET_ARCHS,
+};
+use rdbench_core::task::TaskInfo;
+
+use crate::backend::Dims;
+use crate::bench::analysis::Work;
+use crate::plan::{ElemType, PlanLimits};
+use crate::GpuError;
+
+/// Values of a task's size variables (`n`, or `m`, `n`, `k`).
+pub type Vars = BTreeMap<String, i64>;
+
+/// Vars from pairs.
+pub fn vars(pairs: &[(&str, i64)]) -> Vars {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// Whether a buffer is read or written by the submission's plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Generated fresh before every run; must be unmodified after it.
+    Input,
+    /// Poisoned before every run; compared with the expected output after it.
+    Output,
+}
+
+/// One buffer the plan sees by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskBuffer {
+    pub name: &'static str,
+    pub elem: ElemType,
+    pub role: Role,
+}
+
+/// A problem size of a profile: the variables, and how the case is named in messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelProfile {
+    pub name: &'static str,
+    pub description: String,
+    /// The timed size.
+    pub timed: Vars,
+    /// Correctness sizes, checked before timing (the timed size is added if absent).
+    pub cases: Vec<Vars>,
+    /// Correctness sizes on the CPU emulator (small: the emulator runs a thread per fiber);
+    /// the largest also gets a few untimed samples through the timing routine.
+    pub emulator_cases: Vec<Vars>,
+}
+
+/// A kernel submission's two files, as text.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelFiles {
+    pub source: &'static str,
+    pub plan: &'static str,
+}
+
+/// The solutions that ship with a task.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelSolutions {
+    /// What the agent starts from (normalized score 0).
+    pub start: KernelFiles,
+    /// The reference (normalized score 1).
+    pub reference: KernelFiles,
+    /// The fastest version the authors could write, if any (reported, not calibrated).
+    pub fastest: Option<KernelFiles>,
+}
+
+/// A task's trusted device code.
+#[derive(Debug, Clone, Copy)]
+pub struct HarnessSource {
+    /// Repository path, for messages (`kernels/prefix_sum/harness.cu`).
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// How an output is compared with its expected value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Compare {
+    /// Bit for bit (integers; floats that must be reproduced exactly).
+    Exact,
+    /// `|got - expected| <= atol + rtol * |expected|` for `f32` outputs; NaN never matches.
+    Tolerance { rtol: f32, atol: f32 },
+}
+
+/// One argument of a harness launch: buffers by name, so the kit can bind them.
+#[derive(Debug, Clone, Copy)]
+pub enum HArg<'a> {
+    Buffer(&'a str),
+    I32(i32),
+    U32(u32),
+    I64(i64),
+    U64(u64),
+    F32(f32),
+}
+
+/// What a task's `generate` and `expected` launch through: the task's harness kernels,
+/// checked against their parsed signatures, with buffers bound by name. Names: the task's
+/// buffers (`input`, `output`...), `expected.<output>` for each output, and the task's
+/// harness scratch.
+pub trait Harness {
+    fn launch(&mut self, kernel: &str, dims: Dims, args: &[HArg<'_>]) -> Result<(), GpuError>;
+}
+
+/// The first wrong element found by the CPU oracle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mismatch {
+    pub output: String,
+    pub index: u64,
+    pub expected: String,
+    /// `None` when the output is shorter than expected.
+    pub got: Option<String>,
+}
+
+/// Outputs copied to the host, by buffer name.
+pub struct HostOutputs {
+    pub(crate) outputs: BTreeMap<String, Vec<u8>>,
+}
+
+impl HostOutputs {
+    pub fn bytes(&self, name: &str) -> &[u8] {
+        self.outputs.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn i32s(&self, name: &str) -> Vec<i32> {
+        self.bytes(name)
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    pub fn i64s(&self, name: &str) -> Vec<i64> {
+        self.bytes(name)
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect()
+    }
+
+    pub fn f32s(&self, name: &str) -> Vec<f32> {
+        self.bytes(name)
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+}
+
+/// Formats element `i` of a buffer of `elem`s for a message.
+pub fn format_element(bytes: &[u8], elem: ElemType, i: u64) -> Option<String> {
+    let size = elem.size_bytes() as usize;
+    let at = (i as usize).checked_mul(size)?;
+    let b = bytes.get(at..at + size)?;
+    Some(match elem {
+        ElemType::I8 => (b[0] as i8).to_string(),
+        ElemType::U8 => b[0].to_string(),
+        ElemType::I16 => i16::from_le_bytes([b[0], b[1]]).to_string(),
+        ElemType::U16 => u16::from_le_bytes([b[0], b[1]]).to_string(),
+        ElemType::I32 => i32::from_le_bytes(b.try_into().ok()?).to_string(),
+        ElemType::U32 => u32::from_le_bytes(b.try_into().ok()?).to_string(),
+        ElemType::I64 => i64::from_le_bytes(b.try_into().ok()?).to_string(),
+        ElemType::U64 => u64::from_le_bytes(b.try_into().ok()?).to_string(),
+        ElemType::F32 => format!("{:e}", f32::from_le_bytes(b.try_into().ok()?)),
+        ElemType::F64 => format!("{:e}", f64::from_le_bytes(b.try_into().ok()?)),
+    })
+}
+
+/// A kernel task. Implement this; [`KernelTaskAdapter`] makes it a [`Task`](rdbench_core::task::Task).
+pub trait KernelTask: Send + Sync + 'static {
+    /// Name, family, title, summary, raw-score words, limits. `profiles` and `submission`
+    /// are filled in by the adapter from [`KernelTask::profiles`].
+    fn info(&self) -> TaskInfo;
+
+    fn profiles(&self) -> Vec<KernelProfile>;
+
+    fn buffers(&self) -> Vec<TaskBuffer>;
+
+    /// Elements of `buffer` at size `vars`.
+    fn elements(&self, buffer: &str, vars: &Vars) -> u64;
+
+    /// Names of the input distributions; `generate` gets the index.
+    fn distributions(&self) -> &'static [&'static str];
+
+    fn solutions(&self) -> KernelSolutions;
+
+    fn harness(&self) -> HarnessSource;
+
+    /// Scratch buffers the harness kernels need at size `vars`: (name, bytes).
+    fn harness_scratch(&self, _vars: &Vars) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
+    /// Writes every input buffer from `seed` with distribution `dist`, on the device.
+    fn generate(
+        &self,
+        h: &mut dyn Harness,
+        vars: &Vars,
+        seed: u64,
+        dist: usize,
+    ) -> Result<(), GpuError>;
+
+    /// Writes `expected.<output>` for every output from the inputs, on the device.
+    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> Result<(), GpuError>;
+
+    fn compare(&self, _output: &str) -> Compare {
+        Compare::Exact
+    }
+
+    /// The 32-bit word every output is filled with before a run: derived from the run's
+    /// secret seed so a plan cannot predict it, and never a right answer.
+    fn poison_word(&self, output: &str, seed: u64) -> u32;
+
+    /// The CPU oracle: regenerates the inputs from `seed` on the host and checks `outputs`.
+    fn oracle(
+        &self,
+        vars: &Vars,
+        seed: u64,
+        dist: usize,
+        outputs: &HostOutputs,
+    ) -> Result<(), Mismatch>;
+
+    /// Correctness cases whose largest buffer has at most this many elements also get the
+    /// CPU oracle (timed runs get it on two samples whatever the size).
+    fn oracle_max_elements(&self) -> u64 {
+        1 << 21
+    }
+
+    /// The least work a correct plan does at `vars`.
+    fn work(&self, vars: &Vars) -> Work;
+
+    /// The raw score from the median sample time (lower is better by default).
+    fn raw_score(&self, median_ms: f64) -> f64 {
+        median_ms.ln()
+    }
+
+    /// The instructions for an attempt at `profile`.
+    fn instructions(&self, profile: &KernelProfile) -> String;
+
+    fn plan_limits(&self) -> PlanLimits {
+        PlanLimits::default()
+    }
+}
