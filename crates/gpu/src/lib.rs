@@ -14,6 +14,7 @@
 //! - [`submission`]: loading and checking `solution.cu` + `launch.toml` without a GPU.
 //! - [`monitor`]: NVML sampler (or /proc fallback) writing a timeline and a summary.
 
+pub mod cuda_sig;
 pub mod device;
 pub mod error;
 pub mod expr;
