@@ -42,12 +42,11 @@ pub use model::{
     CpuSample, GpuSample, MonitorConfig, MonitorSummary, ProcessMem, Sample, Source, Timeline,
     TimelineConfig, TimelineHeader, TIMELINE_SCHEMA,
 };
-pub use nvml::{nvml, throttle_reason_names};
+pub use nvml::{gpu_count, nvml, throttle_reason_names};
 pub use procfs::{parse_meminfo, parse_proc_stat, parse_status_rss, ProcSampler};
 pub use report::{nvml_report, NvmlDevice, NvmlReport};
 pub use sampler::{next_deadline, start, Monitor, MonitorHandle};
 pub use summary::{summarize, summarize_timeline, SummaryBuilder};
 pub use timeline::{read_timeline, read_timeline_detailed};
-
-/// The file name NVML is loaded from (what nvml-wrapper uses on Linux).
-pub const NVML_LIBRARY: &str = "libnvidia-ml.so.1";
+// The name lives with the other NVML library names, in the probe.
+pub use crate::probe::NVML_LIBRARY;

@@ -7,17 +7,13 @@ use std::sync::OnceLock;
 use nvml_wrapper::bitmasks::device::ThrottleReasons;
 use nvml_wrapper::{Device, Nvml};
 
-use super::NVML_LIBRARY;
+use crate::probe;
 
 fn nvml_cell() -> &'static Result<Nvml, String> {
     static NVML: OnceLock<Result<Nvml, String>> = OnceLock::new();
     NVML.get_or_init(|| {
         // Probe the library first so its absence reads as such, not as an NVML error code.
-        // SAFETY: loading NVML runs no initialisers with preconditions on us.
-        match unsafe { libloading::Library::new(NVML_LIBRARY) } {
-            Ok(lib) => drop(lib),
-            Err(e) => return Err(format!("{NVML_LIBRARY} not loadable: {e}")),
-        }
+        probe::nvml_loadable()?;
         Nvml::init().map_err(|e| format!("NVML init failed: {e}"))
     })
 }
@@ -27,13 +23,10 @@ pub fn nvml() -> Result<&'static Nvml, String> {
     nvml_cell().as_ref().map_err(Clone::clone)
 }
 
-/// Where the loaded NVML library lives, from this process's memory map.
-pub(super) fn loaded_library_path() -> Option<String> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| p.contains("libnvidia-ml"))
-        .map(str::to_string)
+/// Number of GPUs NVML sees; `None` without NVML or when NVML cannot count them. For callers
+/// that need only the count, so they need not touch `nvml_wrapper` types.
+pub fn gpu_count() -> Option<u32> {
+    nvml().ok()?.device_count().ok()
 }
 
 /// Human names of the set bits of an NVML throttle-reason mask.

@@ -4,8 +4,8 @@
 use nvml_wrapper::enum_wrappers::device::Clock;
 use serde::{Deserialize, Serialize};
 
-use super::nvml::{loaded_library_path, nvml};
-use super::NVML_LIBRARY;
+use super::nvml::nvml;
+use crate::probe::{loaded_nvml_path, NVML_LIBRARY};
 
 /// One GPU as NVML describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,7 +95,7 @@ pub fn nvml_report() -> NvmlReport {
     NvmlReport {
         available: true,
         error,
-        library_path: loaded_library_path().or_else(|| Some(NVML_LIBRARY.to_string())),
+        library_path: loaded_nvml_path().or_else(|| Some(NVML_LIBRARY.to_string())),
         driver_version: nvml.sys_driver_version().ok(),
         cuda_driver_version: nvml.sys_cuda_driver_version().ok().map(|v| {
             format!(

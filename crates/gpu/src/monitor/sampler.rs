@@ -354,7 +354,7 @@ fn spawn(
 mod tests {
     use super::*;
     use crate::monitor::{
-        nvml_report, read_timeline, summarize_timeline, ClockReader, NVML_LIBRARY,
+        gpu_count, nvml_report, read_timeline, summarize_timeline, ClockReader, NVML_LIBRARY,
     };
 
     #[test]
@@ -385,6 +385,17 @@ mod tests {
                 let c = ClockReader::open(0).expect("GPU 0 exists").read();
                 assert!(c.sm_clock_mhz.is_some());
             }
+        }
+    }
+
+    #[test]
+    fn gpu_count_agrees_with_source() {
+        let m = Monitor::new(&MonitorConfig::default()).expect("default config never fails");
+        match m.source() {
+            // No NVML, a failed count, or no device.
+            Source::Proc { .. } => assert_eq!(gpu_count().unwrap_or(0), 0),
+            // The default config samples every GPU.
+            Source::Nvml { devices, .. } => assert_eq!(gpu_count(), Some(devices.len() as u32)),
         }
     }
 
