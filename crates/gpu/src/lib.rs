@@ -7,6 +7,7 @@
 //!   (which panics when a library is missing) and turns absence into [`GpuError::NoDriver`].
 //! - [`nvrtc`]: compiles CUDA C++ with NVRTC (to CUBIN for the device's exact architecture,
 //!   or PTX), with an on-disk cache keyed by source, options and NVRTC version.
+//! - [`cuda_sig`]: the `extern "C" __global__` signatures of a CUDA source (a small C front end).
 //! - [`expr`] and [`plan`]: the declarative `launch.toml` of kernel submissions: integer
 //!   expressions of the problem size and named constants, scratch buffers, launches.
 //! - [`device`]: a CUDA device, its stream, buffers, modules, launches and events.
@@ -20,6 +21,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod cuda_sig;
 pub mod device;
 pub mod error;
 pub mod expr;

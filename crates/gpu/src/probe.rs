@@ -31,7 +31,11 @@ pub struct Probe {
     pub libnvml: LibraryStatus,
 }
 
-const NVML_NAMES: &[&str] = &["libnvidia-ml.so", "libnvidia-ml.so.1"];
+/// The file name NVML is loaded from (what nvml-wrapper uses on Linux).
+pub const NVML_LIBRARY: &str = "libnvidia-ml.so.1";
+
+/// Every name NVML is probed by, in order; the monitor's nvml-wrapper opens [`NVML_LIBRARY`].
+const NVML_NAMES: &[&str] = &["libnvidia-ml.so", NVML_LIBRARY];
 
 /// Exactly the names cudarc will try for a library, in its order: whatever the probe can load
 /// by one of these, cudarc can too.
@@ -57,17 +61,45 @@ fn try_names<S: AsRef<str>>(names: &[S]) -> Result<(), String> {
     Err(errors.join("; "))
 }
 
-/// Path of a loaded library, from /proc/self/maps.
-fn loaded_path(prefix: &str) -> Option<PathBuf> {
+/// The first file mapped into this process whose path `matches`, from /proc/self/maps: where a
+/// loaded library was loaded from. The crate's one reader of the map (the monitor's report uses
+/// it through [`loaded_nvml_path`]).
+fn mapped_file(matches: impl Fn(&str) -> bool) -> Option<String> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
         .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| {
-            Path::new(p)
-                .file_name()
-                .is_some_and(|f| f.to_string_lossy().starts_with(prefix))
-        })
-        .map(PathBuf::from)
+        .find(|p| matches(p))
+        .map(str::to_string)
+}
+
+/// Path of a loaded library whose file name starts with `prefix`.
+fn loaded_path(prefix: &str) -> Option<PathBuf> {
+    mapped_file(|p| {
+        Path::new(p)
+            .file_name()
+            .is_some_and(|f| f.to_string_lossy().starts_with(prefix))
+    })
+    .map(PathBuf::from)
+}
+
+/// Where the loaded NVML library lives, for `rdbench doctor`. Matches anywhere in the path, not
+/// just the file name as [`loaded_path`] does, as the monitor's report always has.
+pub(crate) fn loaded_nvml_path() -> Option<String> {
+    mapped_file(|p| p.contains("libnvidia-ml"))
+}
+
+/// Ok when the loader can open [`NVML_LIBRARY`], the name nvml-wrapper opens, so the monitor can
+/// report a missing library as such rather than as an NVML error code. Not kept loaded: NVML's
+/// own initialization loads it again.
+pub(crate) fn nvml_loadable() -> Result<(), String> {
+    // SAFETY: loading NVML runs no initialisers with preconditions on us.
+    match unsafe { libloading::Library::new(NVML_LIBRARY) } {
+        Ok(lib) => {
+            drop(lib);
+            Ok(())
+        }
+        Err(e) => Err(format!("{NVML_LIBRARY} not loadable: {e}")),
+    }
 }
 
 /// Folders where the `nvidia-cuda-nvrtc` wheel or a CUDA toolkit may have put libnvrtc.

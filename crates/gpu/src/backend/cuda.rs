@@ -207,7 +207,7 @@ impl KernelBackend for CudaBackend {
             .as_deref()
             .and_then(ClockReader::open_pci)
             .or_else(|| {
-                let single = crate::monitor::nvml().ok()?.device_count().ok()? == 1;
+                let single = crate::monitor::gpu_count()? == 1;
                 single.then(|| ClockReader::open(0)).flatten()
             })
     }
