@@ -20,7 +20,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rdbench_core::score_log::{ScoreEntry, ScoreLog};
 use rdbench_core::task::{ScoreRequest, Task};
-use rdbench_task_prefix_sum::{write_solution, PrefixSum, REFERENCE};
+use rdbench_gpu::kernel_task::{write_solution, KernelTaskAdapter};
+use rdbench_task_prefix_sum::{PrefixSum, REFERENCE};
 
 fn request(dir: &Path, cache: &Path) -> ScoreRequest {
     ScoreRequest {
@@ -30,6 +31,7 @@ fn request(dir: &Path, cache: &Path) -> ScoreRequest {
         cache_dir: cache.into(),
         samples_path: dir.join("samples.json"),
         seed: 1,
+        backend: Default::default(),
     }
 }
 
@@ -37,7 +39,7 @@ fn bench(c: &mut Criterion) {
     let work = tempfile::tempdir().unwrap();
     let sub = work.path().join("submission");
     write_solution(&REFERENCE, &sub).unwrap();
-    let task = PrefixSum::default();
+    let task = KernelTaskAdapter::new(PrefixSum);
     let nvrtc = rdbench_gpu::probe::require_nvrtc().is_ok();
     if !nvrtc {
         eprintln!("NVRTC not installed: precheck benchmarks measure parsing only");
@@ -101,6 +103,9 @@ fn bench(c: &mut Criterion) {
         raw: Some(0.5),
         normalized: Some(0.9),
         reason: None,
+        kind: None,
+        headline: Some("1.6000 ms ± 0.30 % (40 samples)".into()),
+        unscored: false,
         submission_sha256: "0".repeat(64),
         device: None,
         calibration: Some([1.5, 0.4]),

@@ -31,6 +31,7 @@ pub mod nvrtc;
 pub mod plan;
 pub mod probe;
 pub mod submission;
+pub mod testing;
 
 /// The old name of [`bench::analysis`].
 pub use bench::analysis as timing;

@@ -343,6 +343,11 @@ fn check_case(
     if case.expect.stage == Stage::Run && backend == Backend::Emulator && case.needs_gpu() {
         return skip("only a GPU can catch it");
     }
+    if case.expect.stage == Stage::Compile {
+        if let Err(e) = rdbench_gpu::probe::require_nvrtc() {
+            return skip(format!("a compile-stage case needs NVRTC: {e}"));
+        }
+    }
     let want = match backend {
         Backend::Emulator => case.expect.emulator_kind.unwrap_or(case.expect.kind),
         Backend::Cuda => case.expect.kind,

@@ -50,7 +50,9 @@ fn main() -> rdbench_core::Result<()> {
             ScoreOutcome::Valid { raw, details, .. } => {
                 Ok((raw, details, t.elapsed().as_secs_f64()))
             }
-            ScoreOutcome::Invalid { reason, .. } => Err(rdbench_core::Error::Internal(reason)),
+            other => Err(rdbench_core::Error::Internal(format!(
+                "not a score: {other:?}"
+            ))),
         }
     };
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use rdbench_core::task::{ScoreOutcome, ScoreRequest, Task};
+use rdbench_core::task::{Backend, ScoreOutcome, ScoreRequest, Task};
 use rdbench_lm::{io::save_tensors, Gpt};
 use rdbench_task_fix_embedding::{FixEmbedding, SUBMISSION};
 
@@ -25,13 +25,13 @@ fn request(dir: &Path) -> ScoreRequest {
 fn invalid_reason(task: &FixEmbedding, dir: &Path) -> String {
     let req = request(dir);
     let pre = task.precheck(&req).expect("precheck must not error");
-    let reason = match task.score(&req).expect("score must not error") {
-        ScoreOutcome::Invalid { reason, .. } => reason,
-        ScoreOutcome::Valid { raw, .. } => panic!("expected invalid, got raw {raw}"),
+    let (kind, reason) = match task.score(&req).expect("score must not error") {
+        ScoreOutcome::Invalid { kind, reason, .. } => (kind, reason),
+        other => panic!("expected invalid, got {other:?}"),
     };
     assert_eq!(
-        pre.as_deref(),
-        Some(reason.as_str()),
+        pre,
+        Some((kind, reason.clone())),
         "precheck and score disagree"
     );
     assert!(
@@ -134,8 +134,11 @@ fn unknown_profiles_are_usage_errors() {
         Err(rdbench_core::Error::Usage(_))
     ));
     assert!(matches!(
-        task.check_environment("huge"),
+        task.check_environment("huge", Backend::Cuda),
         Err(rdbench_core::Error::Usage(_))
     ));
-    assert!(task.check_environment("tiny").is_ok() && task.check_environment("full").is_ok());
+    assert!(
+        task.check_environment("tiny", Backend::Cuda).is_ok()
+            && task.check_environment("full", Backend::Cuda).is_ok()
+    );
 }

@@ -21,7 +21,7 @@ fn raw(task: &FixEmbedding, dir: &std::path::Path, cache: &std::path::Path) -> f
             assert!(details["loss"].as_f64().unwrap() > details["floor"].as_f64().unwrap());
             raw
         }
-        ScoreOutcome::Invalid { reason, .. } => panic!("invalid: {reason}"),
+        other => panic!("not a score: {other:?}"),
     }
 }
 
