@@ -2,11 +2,13 @@
 # Every GPU check of rdbench, in one run, on a GPU machine without a Rust toolchain.
 # Build first, elsewhere: scripts/build-gpu-bundle.sh (gives gpu-bundle/), then on the GPU machine:
 #   OUT=/some/dir scripts/gpu-check.sh
-# It runs: doctor; calibrate prefix-sum (3 separate-process runs per solution); the starting,
-# reference and fastest solutions scored three times each as separate processes; a wrong, a
-# crashing and a hanging submission, each followed by a good score in the same attempt; and the
-# bundled test binaries. Everything lands as JSON under $OUT; summary.json and a table close it.
-# It never changes clocks or any setting of the card.
+# For every kernel task of the registry (`rdbench --json list`): calibrate (3 separate-process
+# runs per solution); score the starting, reference and fastest solutions three times each as
+# separate processes; a wrong, a crashing and a hanging submission, each followed by a good
+# score in the same attempt; `check-task` (the conformance kit and the whole exploit corpus,
+# on the GPU). Then doctor and the bundled test binaries with RDBENCH_REQUIRE_GPU=1, so a test
+# that would skip without a GPU fails instead. Everything lands as JSON under $OUT (one folder
+# per task); summary.json and a table close it. It never changes clocks or any setting of the card.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -14,9 +16,10 @@ BUNDLE=${BUNDLE:-$REPO/gpu-bundle}
 OUT=${OUT:-$REPO/gpu-check-out}
 PROFILE=${PROFILE:-full}
 HANG_TIMEOUT=${HANG_TIMEOUT:-30}
-mkdir -p "$OUT/attempts"
+mkdir -p "$OUT"
 export RDBENCH_HOME="$OUT/home"
 export RDBENCH_SHIPPED_CALIBRATION="$OUT/no-shipped"   # measure here, reuse nothing
+export RDBENCH_REQUIRE_GPU=1
 RD="$BUNDLE/rdbench"
 [ -x "$RD" ] || { echo "missing $RD: run scripts/build-gpu-bundle.sh on the build machine and carry gpu-bundle" >&2; exit 2; }
 
@@ -29,53 +32,53 @@ if [ -z "${RDBENCH_NVRTC:-}" ]; then
 fi
 
 step() { echo "== $*" >&2; }
+timed() { # out-prefix command... : runs it, stdout to <prefix>.json, stderr to .err, rc and wall to .rc.json
+    local out=$1; shift
+    local t0=$(date +%s.%N)
+    "$@" > "$out.json" 2> "$out.err"
+    local rc=$?
+    echo "{\"rc\": $rc, \"wall_s\": $(awk "BEGIN{print $(date +%s.%N) - $t0}")}" > "$out.rc.json"
+}
+
 step "doctor"
 "$RD" --json doctor > "$OUT/doctor.json" 2> "$OUT/doctor.err"
 nvidia-smi -q > "$OUT/nvidia-smi.txt" 2>&1 || true
 
-step "calibrate prefix-sum ($PROFILE)"
-start=$(date +%s.%N)
-"$RD" --json calibrate --task prefix-sum --profile "$PROFILE" --runs 3 > "$OUT/calibrate.json" 2> "$OUT/calibrate.err"
-rc=$?
-echo "{\"rc\": $rc, \"wall_s\": $(awk "BEGIN{print $(date +%s.%N) - $start}")}" > "$OUT/calibrate.rc.json"
+TASKS=$("$RD" --json list | python3 -c 'import json, sys; print(" ".join(t["name"] for t in json.load(sys.stdin) if t["submission"] == "kernel"))')
+echo "$TASKS" > "$OUT/kernel-tasks.txt"
+for T in $TASKS; do
+    O="$OUT/$T"
+    mkdir -p "$O/attempts" "$O/solutions"
+    step "$T: calibrate ($PROFILE)"
+    timed "$O/calibrate" "$RD" --json calibrate --task "$T" --profile "$PROFILE" --runs 3
 
-new_attempt() { # name files-dir -> prints attempt dir
-    local dir="$OUT/attempts/$1"
-    "$RD" start prefix-sum --dir "$dir" --profile "$PROFILE" --agent gpu-check > /dev/null 2>> "$OUT/start.err"
-    cp "$2/solution.cu" "$2/launch.toml" "$dir/"
-    echo "$dir"
-}
-score() { # dir label [extra args]
-    local dir=$1 label=$2; shift 2
-    local t0=$(date +%s.%N)
-    "$RD" --json score "$dir" "$@" > "$OUT/score-$label.json" 2> "$OUT/score-$label.err"
-    local rc=$?
-    echo "{\"rc\": $rc, \"wall_s\": $(awk "BEGIN{print $(date +%s.%N) - $t0}")}" > "$OUT/score-$label.rc.json"
-}
-
-declare -A SRC=(
-    [start]="$REPO/kernels/prefix_sum/start"
-    [reference]="$REPO/reference_solutions/prefix-sum/reference"
-    [fastest]="$REPO/reference_solutions/prefix-sum/fastest"
-)
-for sol in start reference fastest; do
-    for i in 1 2 3; do
-        step "score $sol, process $i"
-        score "$(new_attempt "$sol-$i" "${SRC[$sol]}")" "$sol-$i"
+    attempt() { # name what -> prints an attempt dir holding solution `what`
+        local dir="$O/attempts/$1"
+        "$RD" start "$T" --dir "$dir" --profile "$PROFILE" --agent gpu-check > /dev/null 2>> "$O/start.err"
+        "$RD" install-solution "$T" "$2" --dir "$dir" --profile "$PROFILE" > /dev/null 2>> "$O/start.err"
+        echo "$dir"
+    }
+    for sol in start reference fastest; do
+        "$RD" install-solution "$T" "$sol" --dir "$O/solutions/$sol" --profile "$PROFILE" > /dev/null 2>&1 || continue
+        for i in 1 2 3; do
+            step "$T: score $sol, process $i"
+            timed "$O/score-$sol-$i" "$RD" --json score "$(attempt "$sol-$i" "$sol")"
+        done
     done
+    for bad in wrong crash hang; do
+        step "$T: score the $bad submission, then a good one in the same attempt"
+        dir=$(attempt "$bad" "exploit:$bad") || continue
+        timed "$O/score-$bad" "$RD" --json score "$dir" --timeout "$HANG_TIMEOUT"
+        "$RD" install-solution "$T" reference --dir "$dir" --profile "$PROFILE" > /dev/null 2>&1
+        timed "$O/score-$bad-then-good" "$RD" --json score "$dir"
+        "$RD" --json log "$dir" > "$O/log-$bad.json" 2>&1
+    done
+    step "$T: check-task ($PROFILE) on the GPU"
+    timed "$O/check-task" "$RD" --json check-task "$T" --profile "$PROFILE"
+    # One scoring run's NVML timeline, for the record.
+    cp "$(ls "$RDBENCH_HOME"/attempts/*/timelines/score-*.jsonl 2>/dev/null | head -1)" "$O/timeline-example.jsonl" 2>/dev/null || true
+    cp "$(ls -t "$RDBENCH_HOME"/attempts/*/samples/*.json 2>/dev/null | head -1)" "$O/samples-example.json" 2>/dev/null || true
 done
-
-for bad in wrong crash hang; do
-    step "score the $bad submission, then a good one in the same attempt"
-    dir=$(new_attempt "$bad" "$REPO/tests/exploits/prefix-sum/$bad")
-    score "$dir" "$bad" --timeout "$HANG_TIMEOUT"
-    cp "${SRC[reference]}/solution.cu" "${SRC[reference]}/launch.toml" "$dir/"
-    score "$dir" "$bad-then-good"
-    "$RD" --json log "$dir" > "$OUT/log-$bad.json" 2>&1
-done
-
-# The attempt's timelines (NVML samples) of one scoring run, for the record.
-cp "$(ls "$RDBENCH_HOME"/attempts/*/timelines/score-*.jsonl 2>/dev/null | head -1)" "$OUT/timeline-example.jsonl" 2>/dev/null || true
 
 for t in "$BUNDLE"/tests/*; do
     name=$(basename "$t")

@@ -119,6 +119,18 @@ pub enum Command {
         #[arg(long)]
         case: Vec<String>,
     },
+    /// For task authors and operators (never an agent's tool): write a shipped solution
+    /// (`start`, `reference`, `fastest`) or an exploit case (`exploit:<case>`, derived cases
+    /// materialized from the starting solution) into DIR.
+    InstallSolution {
+        task: String,
+        /// `start`, `reference`, `fastest` or `exploit:<case>`.
+        what: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "tiny")]
+        profile: String,
+    },
     /// Internal: score one submission in this process (the scorer's worker).
     #[command(name = "__worker", hide = true)]
     Worker {

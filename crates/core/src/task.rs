@@ -96,6 +96,9 @@ pub enum Solution {
     Starting,
     /// Scores 1 after calibration: RE-Bench's reference solution.
     Reference,
+    /// The fastest version the task's authors could write, where one ships (reported by
+    /// the GPU check beside the two anchors; never calibrated).
+    Fastest,
 }
 
 impl Solution {
@@ -103,6 +106,17 @@ impl Solution {
         match self {
             Solution::Starting => "starting",
             Solution::Reference => "reference",
+            Solution::Fastest => "fastest",
+        }
+    }
+
+    /// The solution named `name` (`start` or `starting`, `reference`, `fastest`).
+    pub fn from_name(name: &str) -> Option<Solution> {
+        match name {
+            "start" | "starting" => Some(Solution::Starting),
+            "reference" => Some(Solution::Reference),
+            "fastest" => Some(Solution::Fastest),
+            _ => None,
         }
     }
 }

@@ -479,3 +479,40 @@ pub fn check_task(
     }
     Ok(if failed == 0 { 0 } else { 1 })
 }
+
+/// `install-solution`: a shipped solution or an exploit case into `dir`.
+pub fn install(
+    ctx: &Context,
+    task_name: &str,
+    what: &str,
+    dir: &Path,
+    profile: &str,
+) -> Result<i32> {
+    let task = registry::find(task_name)?;
+    task.info().profile(profile)?;
+    let cache = ctx.home.cache_dir();
+    if let Some(case_name) = what.strip_prefix("exploit:") {
+        let cases = exploits::load(&checkout_dir("tests/exploits"), task_name)?;
+        let case = cases.iter().find(|c| c.name == case_name).ok_or_else(|| {
+            let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+            Error::Usage(format!(
+                "{task_name} has no exploit case {case_name:?}; its cases are: {}",
+                names.join(", ")
+            ))
+        })?;
+        case.materialize(dir, |d| {
+            task.install_solution(Solution::Starting, profile, &cache, d)
+        })?;
+    } else {
+        let solution = Solution::from_name(what).ok_or_else(|| {
+            Error::Usage(format!(
+                "{what:?}: install start, reference, fastest or exploit:<case>"
+            ))
+        })?;
+        task.install_solution(solution, profile, &cache, dir)?;
+    }
+    if !ctx.json {
+        println!("installed {task_name} {what} in {}", dir.display());
+    }
+    Ok(0)
+}

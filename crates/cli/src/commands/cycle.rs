@@ -216,7 +216,7 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
         }
         match solution {
             Solution::Starting => (row.start_raw, row.start_score) = (entry.raw, entry.normalized),
-            Solution::Reference => {
+            Solution::Reference | Solution::Fastest => {
                 (row.reference_raw, row.reference_score) = (entry.raw, entry.normalized)
             }
         }

@@ -134,6 +134,12 @@ pub fn run(cli: Cli) -> Result<i32> {
                 rdbench_core::task::Backend::Cuda
             },
         ),
+        Command::InstallSolution {
+            task,
+            what,
+            dir,
+            profile,
+        } => check_task::install(&ctx, &task, &what, &dir, &profile),
         Command::CheckTask {
             task,
             profile,

@@ -143,13 +143,17 @@ impl<T: KernelTask> Task for KernelTaskAdapter<T> {
     ) -> Result<()> {
         self.profile(profile)?;
         let s = self.task.solutions();
-        write_solution(
-            match solution {
-                Solution::Starting => &s.start,
-                Solution::Reference => &s.reference,
-            },
-            dir,
-        )
+        let files = match solution {
+            Solution::Starting => s.start,
+            Solution::Reference => s.reference,
+            Solution::Fastest => s.fastest.ok_or_else(|| {
+                Error::Usage(format!(
+                    "{} ships no fastest solution",
+                    self.task.info().name
+                ))
+            })?,
+        };
+        write_solution(&files, dir)
     }
 
     fn precheck(&self, req: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {

@@ -235,6 +235,11 @@ impl Task for FixEmbedding {
         let src = match solution {
             Solution::Starting => prep::ensure_prepared(&spec, cache_dir)?.corrupted(),
             Solution::Reference => prep::ensure_reference(&spec, cache_dir)?,
+            Solution::Fastest => {
+                return Err(Error::Usage(
+                    "fix-embedding ships no solution beyond its reference".into(),
+                ))
+            }
         };
         copy(&src, &dir.join(SUBMISSION))
     }
