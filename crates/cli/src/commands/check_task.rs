@@ -368,7 +368,7 @@ fn check_case(
         }
         Err(e) => return Err(e),
     };
-    let on = if backend == Backend::Emulator {
+    let on = if backend == Backend::Emulator && case.expect.stage == Stage::Run {
         " (emulator)"
     } else {
         ""

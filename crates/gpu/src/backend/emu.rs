@@ -387,7 +387,7 @@ impl KernelBackend for EmuBackend {
             ));
         }
         let b = dims.block[0];
-        if b == 0 || b % 32 != 0 || b > 1024 {
+        if b == 0 || !b.is_multiple_of(32) || b > 1024 {
             return unsupported(format!(
                 "blocks of {b} threads: the emulator needs a multiple of 32, at most 1024"
             ));

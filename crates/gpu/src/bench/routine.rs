@@ -102,6 +102,12 @@ impl<B: KernelBackend> CaseBuffers<B> {
     }
 }
 
+/// A plan bound to the device and the buffers of its size: what one run needs.
+struct Prepared<B: KernelBackend> {
+    runner: PlanRunner<B>,
+    case: CaseBuffers<B>,
+}
+
 /// Binds harness buffer names to buffers, for one harness call.
 struct Binding<'x, B: KernelBackend> {
     dev: &'x B,
@@ -209,14 +215,14 @@ impl<'a, B: KernelBackend, T: KernelTask + ?Sized> Bench<'a, B, T> {
     /// Generate, poison, (flush and time), run the plan. Returns the timed window, if timed.
     fn execute(
         &mut self,
-        runner: &mut PlanRunner<B>,
-        case: &mut CaseBuffers<B>,
+        prep: &mut Prepared<B>,
         vars: &Vars,
         seed: u64,
         dist: usize,
         timer: Option<&mut B::Timer>,
         during: &str,
     ) -> Verdict<Option<TimedWindow>> {
+        let Prepared { runner, case } = prep;
         let trusted = |e| from_trusted(e, during);
         self.task
             .generate(&mut self.binding(case, false), vars, seed, dist)
@@ -252,6 +258,21 @@ impl<'a, B: KernelBackend, T: KernelTask + ?Sized> Bench<'a, B, T> {
                 Ok(None)
             }
         }
+    }
+
+    /// One validated run on a fresh seed: execute, then validate (with the CPU oracle if `cpu`).
+    fn checked_run(
+        &mut self,
+        prep: &mut Prepared<B>,
+        vars: &Vars,
+        dist: usize,
+        timer: Option<&mut B::Timer>,
+        cpu: bool,
+        during: &str,
+    ) -> Verdict<()> {
+        let seed = self.seeds.next_u64();
+        self.execute(prep, vars, seed, dist, timer, during)?;
+        self.validate(&prep.case, vars, seed, dist, cpu, during)
     }
 
     fn poison(&self, buf: &mut B::Buffer, elem: ElemType, word: u32) -> Result<(), GpuError> {
@@ -565,7 +586,7 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
     let mut cases = 0usize;
     let mut timed = None;
     for (vars, plan) in br.cases.iter().zip(&plans) {
-        let mut runner = match PlanRunner::new(dev, &module, plan) {
+        let runner = match PlanRunner::new(dev, &module, plan) {
             Ok(r) => r,
             Err(e) => {
                 return outcome_of(
@@ -574,9 +595,10 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
                 )
             }
         };
-        let mut case = bench
+        let case = bench
             .alloc_case(vars)
             .map_err(env("allocating case buffers"))?;
+        let mut prep = Prepared { runner, case };
         let largest = bench
             .buffers
             .iter()
@@ -584,34 +606,27 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
             .max()
             .unwrap_or(0);
         for (dist, dist_name) in dists.iter().enumerate() {
-            let seed = bench.seeds.next_u64();
             let during = format!("at {} ({dist_name} input)", case_name(vars));
-            let run = bench
-                .execute(&mut runner, &mut case, vars, seed, dist, None, &during)
-                .and_then(|_| {
-                    bench.validate(&case, vars, seed, dist, largest <= oracle_max, &during)
-                });
+            let cpu = largest <= oracle_max;
+            let run = bench.checked_run(&mut prep, vars, dist, None, cpu, &during);
             if let Err(fail) = run {
                 return outcome_of(fail, cases);
             }
             cases += 1;
         }
         if *vars == timed_vars {
-            timed = Some((runner, case));
+            timed = Some(prep);
         }
     }
-    let (mut runner, mut case) =
+    let mut prep =
         timed.ok_or_else(|| Error::Internal("timed size missing from the cases".into()))?;
-    let registers = runner.registers(dev);
+    let registers = prep.runner.registers(dev);
 
     let Some(mut timer) = dev.timer().map_err(env("timer"))? else {
         // A backend that cannot time: a few runs through the sample protocol, then no score.
         for i in 0..UNTIMED_RUNS {
-            let seed = bench.seeds.next_u64();
             let during = format!("in run {i} at {}", case_name(&timed_vars));
-            let run = bench
-                .execute(&mut runner, &mut case, &timed_vars, seed, 0, None, &during)
-                .and_then(|_| bench.validate(&case, &timed_vars, seed, 0, i == 0, &during));
+            let run = bench.checked_run(&mut prep, &timed_vars, 0, None, i == 0, &during);
             if let Err(fail) = run {
                 return outcome_of(fail, cases);
             }
@@ -636,19 +651,9 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
     let warm_start = Instant::now();
     let mut warmups = 0;
     while warm_start.elapsed().as_secs_f64() < br.rule.warmup_s || warmups < 2 {
-        let seed = bench.seeds.next_u64();
         let during = format!("in warm-up run {warmups} at {}", case_name(&timed_vars));
-        let run = bench
-            .execute(
-                &mut runner,
-                &mut case,
-                &timed_vars,
-                seed,
-                0,
-                Some(&mut timer),
-                &during,
-            )
-            .and_then(|_| bench.validate(&case, &timed_vars, seed, 0, false, &during));
+        let timer = Some(&mut timer);
+        let run = bench.checked_run(&mut prep, &timed_vars, 0, timer, false, &during);
         if let Err(fail) = run {
             return outcome_of(fail, cases);
         }
@@ -666,22 +671,15 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
         let seed = bench.seeds.next_u64();
         let i = samples.len();
         let during = format!("in timed sample {i} at {}", case_name(&timed_vars));
-        let window = match bench.execute(
-            &mut runner,
-            &mut case,
-            &timed_vars,
-            seed,
-            0,
-            Some(&mut timer),
-            &during,
-        ) {
+        let window = match bench.execute(&mut prep, &timed_vars, seed, 0, Some(&mut timer), &during)
+        {
             Ok(w) => w.expect("a timer was given"),
             Err(fail) => return outcome_of(fail, cases),
         };
         // Clocks right after the sample, before validation work changes them.
         let snap = clocks.as_ref().map(|c| c.read());
         let cpu = CPU_ORACLE_SAMPLES.contains(&i);
-        if let Err(fail) = bench.validate(&case, &timed_vars, seed, 0, cpu, &during) {
+        if let Err(fail) = bench.validate(&prep.case, &timed_vars, seed, 0, cpu, &during) {
             return outcome_of(fail, cases);
         }
         let reasons = snap
