@@ -205,10 +205,10 @@ pub fn require_driver() -> Result<(), GpuError> {
     if p.libcuda.found {
         Ok(())
     } else {
-        Err(GpuError::NoDriver(format!(
-            "libcuda could not be loaded ({}); this machine has no NVIDIA driver",
-            p.libcuda.error.as_deref().unwrap_or("unknown reason")
-        )))
+        // One line: the full list of names tried is in `rdbench doctor`.
+        Err(GpuError::NoDriver(
+            "libcuda.so.1 not found (`rdbench doctor` lists every name tried)".into(),
+        ))
     }
 }
 
