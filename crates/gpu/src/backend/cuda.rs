@@ -318,9 +318,14 @@ impl SampleTimer for CudaTimer {
             let (addr, timeout) = (flag.device, BLOCK_TIMEOUT_NS);
             cudarc::driver::PushKernelArg::arg(&mut builder, &addr);
             cudarc::driver::PushKernelArg::arg(&mut builder, &timeout);
+            let one_thread = cudarc::driver::LaunchConfig {
+                grid_dim: (1, 1, 1),
+                block_dim: (1, 1, 1),
+                shared_mem_bytes: 0,
+            };
             // SAFETY: rdbench_block_stream(unsigned long long flag, unsigned long long
             // timeout_ns): two u64 arguments, one thread.
-            unsafe { builder.launch(cudarc::driver::LaunchConfig::for_num_elems(1)) }
+            unsafe { builder.launch(one_thread) }
                 .map_err(|e| GpuError::launch("rdbench_block_stream", e))?;
             self.blocked = true;
         }
