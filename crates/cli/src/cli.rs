@@ -136,9 +136,5 @@ pub enum Command {
     Worker {
         #[arg(long)]
         task: String,
-        #[arg(long)]
-        request: PathBuf,
-        #[arg(long)]
-        result: PathBuf,
     },
 }

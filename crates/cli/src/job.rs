@@ -4,8 +4,14 @@
 //!
 //! Whatever the worker does (wrong output, illegal address, segfault, hang) the caller gets a
 //! [`JobResult`] to log; only environment problems (no GPU) come back as errors.
+//!
+//! The protocol leaves nothing at a predictable path: the request (with a fresh random token)
+//! goes to the worker's stdin, the result comes back on an inherited pipe (descriptor 3) and is
+//! accepted only from a worker that exited normally, as one JSON document carrying the token.
+//! The worker makes itself non-dumpable first thing, so other processes of the same user can
+//! neither read its memory (the token, the seed) nor write into its descriptors through /proc.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -19,7 +25,7 @@ use std::io::Write;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// What the worker writes to its result file.
+/// What the worker writes to its result pipe.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WorkerResult {
@@ -27,6 +33,26 @@ pub enum WorkerResult {
     Environment { message: String },
     Failed { message: String },
 }
+
+/// What the parent sends on the worker's stdin.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerRequest {
+    /// Echoed in the reply: a result without it was not written by this worker.
+    pub token: String,
+    pub request: ScoreRequest,
+}
+
+/// What the worker writes on descriptor [`RESULT_FD`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerReply {
+    pub token: String,
+    pub result: WorkerResult,
+}
+
+/// The descriptor the worker writes its reply to.
+pub const RESULT_FD: i32 = 3;
+/// Largest reply accepted (an outcome with its details is a few kilobytes).
+const MAX_REPLY_BYTES: u64 = 8 << 20;
 
 /// Everything one scoring run needs.
 pub struct Job<'a> {
@@ -41,24 +67,53 @@ pub struct Job<'a> {
 }
 
 /// The worker command line (`rdbench __worker ...`); tests substitute a misbehaving one.
-fn worker_command(task: &str, request: &Path, result: &Path) -> Result<tokio::process::Command> {
+fn worker_command(task: &str) -> Result<tokio::process::Command> {
     #[cfg(test)]
     if let Some(script) = tests::FAKE_WORKER.with(|w| w.borrow().clone()) {
         let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c").arg(script).arg("worker").arg(result);
+        cmd.arg("-c").arg(script).arg("worker");
         return Ok(cmd);
     }
     let exe =
         std::env::current_exe().map_err(|e| Error::Internal(format!("locating rdbench: {e}")))?;
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("__worker")
-        .arg("--task")
-        .arg(task)
-        .arg("--request")
-        .arg(request)
-        .arg("--result")
-        .arg(result);
+    cmd.arg("__worker").arg("--task").arg(task);
     Ok(cmd)
+}
+
+/// A pipe for the worker's reply: (read end, write end); both close on exec, and the child
+/// gets its own copy of the write end as [`RESULT_FD`] (see [`pass_result_fd`]).
+fn result_pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::Internal(format!(
+            "creating the result pipe: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// Gives the child the write end of the result pipe as descriptor [`RESULT_FD`].
+fn pass_result_fd(cmd: &mut tokio::process::Command, write_end: i32) {
+    // SAFETY: runs in the forked child before exec and calls only dup2, which is
+    // async-signal-safe; dup2 clears close-on-exec on the new descriptor.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(write_end, RESULT_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Makes the worker die when this process dies, however it dies (a SIGKILL from an evaluation
@@ -148,17 +203,25 @@ impl Job<'_> {
     }
 
     async fn supervise(&self) -> Result<(ScoreOutcome, Option<MonitorSummary>)> {
+        use std::os::fd::AsRawFd;
         let dir = self.request.private_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let request_path = dir.join(format!("request-{}.json", std::process::id()));
-        let result_path = dir.join(format!("result-{}.json", std::process::id()));
-        let _ = std::fs::remove_file(&result_path);
-        let request =
-            serde_json::to_vec(&self.request).map_err(|e| Error::Internal(e.to_string()))?;
-        rdbench_core::fsutil::atomic_write(&request_path, &request)?;
+        let token = format!(
+            "{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        let mut request = serde_json::to_vec(&WorkerRequest {
+            token: token.clone(),
+            request: self.request.clone(),
+        })
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        request.push(b'\n');
+        let (read_end, write_end) = result_pipe()?;
 
-        let mut cmd = worker_command(&self.task.info().name, &request_path, &result_path)?;
-        cmd.stdin(Stdio::null())
+        let mut cmd = worker_command(&self.task.info().name)?;
+        pass_result_fd(&mut cmd, write_end.as_raw_fd());
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -168,7 +231,22 @@ impl Job<'_> {
         let mut child = cmd
             .spawn()
             .map_err(|e| Error::Internal(format!("starting the scoring worker: {e}")))?;
+        // Only the child holds the write end now, so its exit ends the reply.
+        drop(write_end);
         let pid = child.id();
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let feed = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            // A worker that dies before reading is reported by its exit status.
+            let _ = stdin.write_all(&request).await;
+        });
+        let reply = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut bytes = Vec::new();
+            let mut file = std::fs::File::from(read_end).take(MAX_REPLY_BYTES + 1);
+            let _ = file.read_to_end(&mut bytes);
+            bytes
+        });
         let monitor = monitor::start(
             MonitorConfig {
                 interval: Duration::from_millis(100),
@@ -234,14 +312,22 @@ impl Job<'_> {
                 None
             }
         };
-        let _ = std::fs::remove_file(&request_path);
-        let result = std::fs::read(&result_path)
+        feed.abort();
+        let reply = tokio::time::timeout(Duration::from_secs(5), reply)
+            .await
             .ok()
-            .and_then(|b| serde_json::from_slice::<WorkerResult>(&b).ok());
-        let _ = std::fs::remove_file(&result_path);
+            .and_then(|r| r.ok())
+            .unwrap_or_default();
+        // Accepted only from a worker that exited by itself, whole, and with our token.
+        let exited_normally = status.is_some_and(|s| {
+            matches!(s.code(), Some(c) if c == ExitCode::Scored as i32 || c == ExitCode::Environment as i32)
+        });
+        let result = (exited_normally && reply.len() as u64 <= MAX_REPLY_BYTES)
+            .then(|| serde_json::from_slice::<WorkerReply>(&reply).ok())
+            .flatten()
+            .filter(|r| r.token == token)
+            .map(|r| r.result);
         let outcome = match (timed_out, result, status) {
-            // A worker that reported and then hung in teardown still reported.
-            (true, Some(WorkerResult::Outcome { outcome }), _) => outcome,
             (true, _, _) => ScoreOutcome::invalid(InvalidKind::Timeout, format!(
                 "scoring exceeded the time limit of {} s (a hang or a far too slow solution); the worker was killed",
                 self.timeout.as_secs()
@@ -251,6 +337,13 @@ impl Job<'_> {
             (false, Some(WorkerResult::Failed { message }), _) => {
                 return Err(Error::Internal(format!("the scorer failed: {message}")))
             }
+            (false, None, status) if exited_normally => ScoreOutcome::invalid(
+                InvalidKind::Crash,
+                format!(
+                    "the scoring worker exited (code {}) without one well-formed result carrying its request's token",
+                    status.and_then(|s| s.code()).unwrap_or(-1)
+                ),
+            ),
             (false, None, status) => {
                 ScoreOutcome::invalid(InvalidKind::Crash, crash_reason(status, &tail))
             }
@@ -294,22 +387,40 @@ fn crash_reason(status: Option<std::process::ExitStatus>, tail: &[String]) -> St
     }
 }
 
-/// The worker side: runs `task.score` and writes the result file. Returns the exit code.
-pub fn worker_main(task: &dyn Task, request_path: &Path, result_path: &Path) -> i32 {
-    let result = match std::fs::read(request_path)
+/// The worker side: reads the request from stdin, runs `task.score` and writes the reply to
+/// [`RESULT_FD`]. Returns the exit code.
+pub fn worker_main(task: &dyn Task) -> i32 {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    // First: no other process of this user may read this one's memory or open its
+    // descriptors through /proc (exec reset the flag).
+    // SAFETY: plain prctl call.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let mut input = Vec::new();
+    let read = std::io::stdin()
+        .lock()
+        .take(MAX_REPLY_BYTES)
+        .read_to_end(&mut input);
+    let (token, result) = match read
         .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice::<ScoreRequest>(&b).map_err(|e| e.to_string()))
+        .and_then(|_| serde_json::from_slice::<WorkerRequest>(&input).map_err(|e| e.to_string()))
     {
-        Err(e) => WorkerResult::Failed {
-            message: format!("{}: {e}", request_path.display()),
-        },
-        Ok(req) => match task.score(&req) {
-            Ok(outcome) => WorkerResult::Outcome { outcome },
-            Err(Error::Environment(message)) => WorkerResult::Environment { message },
-            Err(e) => WorkerResult::Failed {
-                message: e.to_string(),
+        Err(e) => (
+            String::new(),
+            WorkerResult::Failed {
+                message: format!("the worker's request: {e}"),
             },
-        },
+        ),
+        Ok(WorkerRequest { token, request }) => (
+            token,
+            match task.score(&request) {
+                Ok(outcome) => WorkerResult::Outcome { outcome },
+                Err(Error::Environment(message)) => WorkerResult::Environment { message },
+                Err(e) => WorkerResult::Failed {
+                    message: e.to_string(),
+                },
+            },
+        ),
     };
     // The parent reads the result, not the exit code; the code only keeps to the documented
     // contract: 0 an outcome was reported, 3 anything else (environment or the kit failing).
@@ -317,10 +428,13 @@ pub fn worker_main(task: &dyn Task, request_path: &Path, result_path: &Path) -> 
         WorkerResult::Outcome { .. } => ExitCode::Scored,
         WorkerResult::Environment { .. } | WorkerResult::Failed { .. } => ExitCode::Environment,
     };
-    match serde_json::to_vec(&result) {
+    match serde_json::to_vec(&WorkerReply { token, result }) {
         Ok(bytes) => {
-            if let Err(e) = rdbench_core::fsutil::atomic_write(result_path, &bytes) {
-                eprintln!("rdbench worker: {e}");
+            // SAFETY: the parent passed the pipe's write end as RESULT_FD; nothing else in
+            // this process uses that descriptor.
+            let mut pipe = unsafe { std::fs::File::from_raw_fd(RESULT_FD) };
+            if let Err(e) = pipe.write_all(&bytes) {
+                eprintln!("rdbench worker: writing the result: {e}");
                 return ExitCode::Environment as i32;
             }
         }
@@ -335,13 +449,15 @@ pub fn worker_main(task: &dyn Task, request_path: &Path, result_path: &Path) -> 
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
+    use std::path::Path;
 
     use rdbench_core::task::{PrepareRequest, Solution, TaskInfo};
 
     use super::*;
 
     thread_local! {
-        /// A shell script run as the worker (`$1` is the result file), instead of `rdbench __worker`.
+        /// A shell script run as the worker instead of `rdbench __worker`: the request is on
+        /// its stdin, the reply goes to descriptor 3.
         pub static FAKE_WORKER: RefCell<Option<String>> = const { RefCell::new(None) };
     }
 
@@ -465,16 +581,68 @@ mod tests {
         assert_eq!(result.outcome.invalid_kind(), Some(InvalidKind::Crash));
     }
 
+    /// A fake worker that replies `result` (JSON) on descriptor 3 with the request's token,
+    /// then runs `after`.
+    fn replying(result: &str, after: &str) -> String {
+        format!(
+            r#"token=$(head -c 60 | sed -n 's/.*"token":"\([0-9a-f]*\)".*/\1/p'); printf '{{"token":"%s","result":%s}}' "$token" '{result}' >&3; {after}"#
+        )
+    }
+
     #[test]
-    fn a_worker_result_file_is_the_outcome() {
-        let script = r#"printf '%s' '{"kind":"outcome","outcome":{"status":"valid","raw":0.25,"details":null}}' > "$1""#;
-        let (result, _dir) = run_with(script, Duration::from_secs(30));
+    fn the_reply_on_the_pipe_is_the_outcome() {
+        let script = replying(
+            r#"{"kind":"outcome","outcome":{"status":"valid","raw":0.25,"details":null}}"#,
+            "exit 0",
+        );
+        let (result, _dir) = run_with(&script, Duration::from_secs(30));
         match result.outcome {
             ScoreOutcome::Valid { raw, .. } => assert_eq!(raw, 0.25),
             other => panic!("{other:?}"),
         }
-        let env = r#"printf '%s' '{"kind":"environment","message":"no GPU"}' > "$1""#;
-        let (result, _dir) = try_run_with(env, Duration::from_secs(30));
+        let env = replying(r#"{"kind":"environment","message":"no GPU"}"#, "exit 3");
+        let (result, _dir) = try_run_with(&env, Duration::from_secs(30));
         assert!(matches!(result, Err(Error::Environment(m)) if m == "no GPU"));
+        // Nothing is left at a path another process could have written to.
+        let dir = tempfile::tempdir().unwrap();
+        FAKE_WORKER.with(|w| *w.borrow_mut() = Some(script.clone()));
+        let _ = job(dir.path(), Duration::from_secs(30)).run();
+        FAKE_WORKER.with(|w| *w.borrow_mut() = None);
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("private"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "files left behind: {left:?}");
+    }
+
+    #[test]
+    fn forged_or_unfinished_replies_are_not_accepted() {
+        let valid = r#"{"kind":"outcome","outcome":{"status":"valid","raw":-9.0,"details":null}}"#;
+        // The right shape without the request's token: not this worker's reply.
+        let forged = format!(r#"printf '{{"token":"0000","result":%s}}' '{valid}' >&3"#);
+        let (result, _dir) = run_with(&forged, Duration::from_secs(30));
+        assert_eq!(
+            result.outcome.invalid_kind(),
+            Some(InvalidKind::Crash),
+            "{:?}",
+            result.outcome
+        );
+        // A genuine reply from a worker that was then killed: it did not exit normally.
+        let killed = replying(valid, "kill -KILL $$");
+        let (result, _dir) = run_with(&killed, Duration::from_secs(30));
+        assert_eq!(
+            result.outcome.invalid_kind(),
+            Some(InvalidKind::Crash),
+            "{:?}",
+            result.outcome
+        );
+        // A reply followed by more bytes is not one document.
+        let doubled = replying(valid, "printf 'x' >&3; exit 0");
+        let (result, _dir) = run_with(&doubled, Duration::from_secs(30));
+        assert_eq!(
+            result.outcome.invalid_kind(),
+            Some(InvalidKind::Crash),
+            "{:?}",
+            result.outcome
+        );
     }
 }

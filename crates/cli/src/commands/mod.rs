@@ -163,13 +163,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Doctor => doctor::doctor(&ctx),
         Command::Cycle { task, profile } => cycle::cycle(&ctx, &task, &profile),
-        Command::Worker {
-            task,
-            request,
-            result,
-        } => {
+        Command::Worker { task } => {
             let task = crate::registry::find(&task)?;
-            Ok(crate::job::worker_main(task.as_ref(), &request, &result))
+            Ok(crate::job::worker_main(task.as_ref()))
         }
     }
 }
