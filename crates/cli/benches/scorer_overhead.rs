@@ -4,8 +4,8 @@
 //! - `precheck/cold`: parse `launch.toml`, check signatures, resolve every correctness size,
 //!   and compile `solution.cu` with NVRTC into an empty cache (the first score of a new source);
 //! - `precheck/cached`: the same with the NVRTC result cached (a re-score of an unchanged file);
-//! - `worker_round_trip`: start the `rdbench __worker` child in its own process group, let it
-//!   write its result file, and read it back (process start, dynamic loading, exit);
+//! - `worker_round_trip`: start the `rdbench __worker` child, let it report on its reply
+//!   descriptor, and read the reply back (process start, dynamic loading, exit);
 //! - `monitor_start_stop`: the sampler thread with its timeline file (the /proc fallback here);
 //! - `score_log_append`: one locked, fsynced JSONL append.
 //!
@@ -69,17 +69,32 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("process");
     group.sample_size(20);
     group.bench_function("worker_round_trip", |b| {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
         let result = work.path().join("result.json");
         b.iter(|| {
-            let status = Command::new(exe)
-                .args(["__worker", "--task", "prefix-sum", "--request"])
-                .arg(work.path().join("missing-request.json"))
-                .arg("--result")
-                .arg(&result)
-                .status()
-                .unwrap();
-            // A missing request is reported through the result file, exit code 4.
-            assert_eq!(status.code(), Some(4));
+            let reply = std::fs::File::create(&result).unwrap();
+            let fd = reply.as_raw_fd();
+            let mut cmd = Command::new(exe);
+            cmd.args(["__worker", "--task", "prefix-sum"])
+                .stdin(std::process::Stdio::null());
+            // SAFETY: dup2 or fcntl only, between fork and exec: the reply descriptor as fd 3.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let rc = if fd == 3 {
+                        libc::fcntl(3, libc::F_SETFD, 0)
+                    } else {
+                        libc::dup2(fd, 3)
+                    };
+                    if rc < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let status = cmd.status().unwrap();
+            // An empty request is reported on the reply descriptor, exit code 3.
+            assert_eq!(status.code(), Some(3));
             assert!(std::fs::read(&result).unwrap().starts_with(b"{"));
         })
     });

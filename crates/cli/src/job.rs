@@ -104,11 +104,17 @@ fn result_pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
 
 /// Gives the child the write end of the result pipe as descriptor [`RESULT_FD`].
 fn pass_result_fd(cmd: &mut tokio::process::Command, write_end: i32) {
-    // SAFETY: runs in the forked child before exec and calls only dup2, which is
+    // SAFETY: runs in the forked child before exec and calls only dup2 or fcntl, which are
     // async-signal-safe; dup2 clears close-on-exec on the new descriptor.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(write_end, RESULT_FD) < 0 {
+            // dup2 onto itself would keep close-on-exec: clear the flag instead.
+            let rc = if write_end == RESULT_FD {
+                libc::fcntl(RESULT_FD, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(write_end, RESULT_FD)
+            };
+            if rc < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
