@@ -155,6 +155,15 @@ fn usage_errors_exit_2_with_a_message() {
     );
     let out = env.rdbench(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
+    // With --json the error is a JSON document on stdout as well.
+    let out = env.rdbench(&["--json", "info", "no-such-task"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(err["exit_code"], 2);
+    assert!(
+        err["error"].as_str().unwrap().contains("no-such-task"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -19,11 +19,17 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = cli::Cli::parse();
+    let json = cli.json;
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rdbench: {e}");
-            e.exit_code() as i32
+            let code = e.exit_code() as i32;
+            // A platform reading --json output gets the error there too, as JSON.
+            if json {
+                output::json(&serde_json::json!({ "error": e.to_string(), "exit_code": code }));
+            }
+            code
         }
     };
     std::process::ExitCode::from(code.clamp(0, 255) as u8)

@@ -73,7 +73,7 @@ impl Attempt {
                 home.root().display()
             )));
         }
-        std::fs::create_dir_all(&private_dir).map_err(|e| Error::io(&private_dir, e))?;
+        crate::fsutil::create_private_dir_all(&private_dir)?;
         let record = AttemptRecord {
             id,
             task: task.to_string(),

@@ -2,11 +2,23 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use fs2::FileExt;
 
 use crate::{Error, Result};
+
+/// Creates `dir` and its missing parents readable by this user only (0700): rdbench's state is
+/// private by default (the score log, samples, caches and calibrations live under them).
+pub fn create_private_dir_all(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(dir, e))
+}
 
 /// Replaces `path` with `bytes` atomically: a reader (or a crash) sees the old file or the new
 /// one, never a mix.
@@ -15,7 +27,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    create_private_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
     tmp.as_file()
@@ -43,12 +55,13 @@ pub fn lock_exclusive(path: &Path) -> Result<LockGuard> {
         None => "lock".to_string(),
     });
     if let Some(dir) = lock_path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        create_private_dir_all(dir)?;
     }
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&lock_path)
         .map_err(|e| Error::io(&lock_path, e))?;
     file.lock_exclusive()

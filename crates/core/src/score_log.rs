@@ -8,6 +8,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -93,12 +94,13 @@ impl ScoreLog {
             .map_err(|e| Error::Internal(format!("serializing score entry: {e}")))?;
         line.push(b'\n');
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            crate::fsutil::create_private_dir_all(dir)?;
         }
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .read(true)
+            .mode(0o600)
             .open(&self.path)
             .map_err(|e| Error::io(&self.path, e))?;
         file.lock_exclusive()
@@ -195,6 +197,18 @@ mod tests {
             samples_file: None,
             timeline_file: None,
         }
+    }
+
+    #[test]
+    fn the_log_and_its_folder_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let log = ScoreLog::new(dir.path().join("a/b/log.jsonl"));
+        log.append(&entry(true, Some(0.5))).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(log.path()), 0o600);
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(&dir.path().join("a/b")), 0o700);
     }
 
     #[test]
