@@ -227,7 +227,9 @@ impl Job<'_> {
 
         let mut cmd = worker_command(&self.task.info().name)?;
         pass_result_fd(&mut cmd, write_end.as_raw_fd());
-        cmd.stdin(Stdio::piped())
+        // A working directory of no value: nothing relative resolves to the caller's files.
+        cmd.current_dir(&dir)
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -16,6 +16,7 @@
 //! - [`bench`]: **the timing model**, written once for every kernel task (read its overview).
 //! - [`kernel_task`]: the [`kernel_task::KernelTask`] trait a kernel task implements, and the
 //!   adapter that makes it a `Task`.
+//! - [`source_rules`]: what a submission's source may not do (include files, nest unboundedly).
 //! - [`submission`]: loading and checking `solution.cu` + `launch.toml` without a GPU.
 //! - [`monitor`]: NVML sampler (or /proc fallback) writing a timeline and a summary.
 
@@ -30,6 +31,7 @@ pub mod monitor;
 pub mod nvrtc;
 pub mod plan;
 pub mod probe;
+pub mod source_rules;
 pub mod submission;
 pub mod testing;
 

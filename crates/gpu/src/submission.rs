@@ -30,6 +30,12 @@ pub enum SubmissionError {
     TooLarge { path: PathBuf, size: u64 },
     #[error("{}: not UTF-8 text", path.display())]
     NotText { path: PathBuf },
+    #[error("{}:{line}: {what}", path.display())]
+    Rule {
+        path: PathBuf,
+        line: usize,
+        what: String,
+    },
     #[error("{0}")]
     Plan(#[from] PlanError),
     #[error("{0}")]
@@ -44,6 +50,7 @@ impl SubmissionError {
             SubmissionError::Missing { .. } => InvalidKind::MissingFile,
             SubmissionError::TooLarge { .. } => InvalidKind::TooLarge,
             SubmissionError::NotText { .. } => InvalidKind::NotText,
+            SubmissionError::Rule { .. } => InvalidKind::RuleViolation,
             SubmissionError::Plan(_) => InvalidKind::Plan,
             SubmissionError::Compile(_) => InvalidKind::Compile,
         }
@@ -91,6 +98,11 @@ impl KernelSubmission {
         let source_path = dir.join(SOURCE_FILE);
         let plan_path = dir.join(PLAN_FILE);
         let source = read_text(&source_path)?;
+        crate::source_rules::check(&source).map_err(|v| SubmissionError::Rule {
+            path: source_path.clone(),
+            line: v.line,
+            what: v.what,
+        })?;
         let plan_text = read_text(&plan_path)?;
         let plan = LaunchPlan::parse(&plan_text, &plan_path)?;
         let signatures = parse_kernel_signatures(&source);
@@ -156,9 +168,19 @@ impl KernelSubmission {
             opts.cache_dir = cache_dir.map(Path::to_path_buf);
             let (source, file) = (self.source.clone(), name.clone());
             let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let _ = tx.send(nvrtc::compile(&source, &file, &opts).map(|_| ()));
-            });
+            // A compiler parses recursively: give it room (virtual; only what it touches is
+            // committed), besides the nesting limit the source rules already enforce.
+            let spawned = std::thread::Builder::new()
+                .name("nvrtc-check".into())
+                .stack_size(256 << 20)
+                .spawn(move || {
+                    let _ = tx.send(nvrtc::compile(&source, &file, &opts).map(|_| ()));
+                });
+            if let Err(e) = spawned {
+                return Err(SubmissionError::Compile(GpuError::NoNvrtc(format!(
+                    "starting the compile thread: {e}"
+                ))));
+            }
             match rx.recv_timeout(COMPILE_TIMEOUT) {
                 Ok(result) => result.map_err(SubmissionError::Compile)?,
                 Err(_) => {
