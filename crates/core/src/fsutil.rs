@@ -69,6 +69,89 @@ pub fn lock_exclusive(path: &Path) -> Result<LockGuard> {
     Ok(LockGuard { file })
 }
 
+/// Why a submission file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UntrustedReadError {
+    NotFound,
+    /// A symbolic link, FIFO, socket, device or directory: only regular files are read.
+    NotARegularFile(&'static str),
+    TooLarge {
+        size: u64,
+        max: u64,
+    },
+    Io(String),
+}
+
+impl std::fmt::Display for UntrustedReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UntrustedReadError::NotFound => write!(f, "missing"),
+            UntrustedReadError::NotARegularFile(what) => {
+                write!(
+                    f,
+                    "a {what}, not a regular file (links, FIFOs and devices are refused)"
+                )
+            }
+            UntrustedReadError::TooLarge { size, max } => {
+                write!(f, "{size} bytes is over the {max}-byte limit")
+            }
+            UntrustedReadError::Io(e) => write!(f, "cannot be read: {e}"),
+        }
+    }
+}
+
+/// Reads a file an agent wrote, bounded and without following links: opened with
+/// `O_NOFOLLOW | O_NONBLOCK` (a FIFO cannot block the open), checked to be a regular file and
+/// at most `max` bytes on the open descriptor (no swap between check and read), then read
+/// through a `max + 1` byte window (a file growing meanwhile cannot exhaust memory).
+pub fn read_untrusted(path: &Path, max: u64) -> std::result::Result<Vec<u8>, UntrustedReadError> {
+    use std::io::Read;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => UntrustedReadError::NotFound,
+            _ if e.raw_os_error() == Some(libc::ELOOP) => {
+                UntrustedReadError::NotARegularFile("symbolic link")
+            }
+            _ => UntrustedReadError::Io(e.to_string()),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| UntrustedReadError::Io(e.to_string()))?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        return Err(UntrustedReadError::NotARegularFile(if ft.is_dir() {
+            "directory"
+        } else if ft.is_fifo() {
+            "FIFO"
+        } else if ft.is_socket() {
+            "socket"
+        } else {
+            "device"
+        }));
+    }
+    if meta.len() > max {
+        return Err(UntrustedReadError::TooLarge {
+            size: meta.len(),
+            max,
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| UntrustedReadError::Io(e.to_string()))?;
+    if bytes.len() as u64 > max {
+        return Err(UntrustedReadError::TooLarge {
+            size: bytes.len() as u64,
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
 /// Hex SHA-256 of the given files' names and contents, in order; missing files hash as absent.
 pub fn hash_files(dir: &Path, names: &[String]) -> String {
     use sha2::{Digest, Sha256};
@@ -85,4 +168,62 @@ pub fn hash_files(dir: &Path, names: &[String]) -> String {
         }
     }
     hex::encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untrusted_reads_refuse_links_fifos_devices_and_big_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("ok");
+        std::fs::write(&ok, b"hello").unwrap();
+        assert_eq!(read_untrusted(&ok, 5).unwrap(), b"hello");
+        assert!(matches!(
+            read_untrusted(&ok, 4),
+            Err(UntrustedReadError::TooLarge { size: 5, max: 4 })
+        ));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&ok, &link).unwrap();
+        assert_eq!(
+            read_untrusted(&link, 100),
+            Err(UntrustedReadError::NotARegularFile("symbolic link"))
+        );
+        let zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        assert!(matches!(
+            read_untrusted(&zero, 100),
+            Err(UntrustedReadError::NotARegularFile(_))
+        ));
+        assert!(matches!(
+            read_untrusted(Path::new("/dev/zero"), 100),
+            Err(UntrustedReadError::NotARegularFile("device"))
+        ));
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Returns at once (no writer needed): the FIFO is refused, not waited on.
+        assert_eq!(
+            read_untrusted(&fifo, 100),
+            Err(UntrustedReadError::NotARegularFile("FIFO"))
+        );
+        assert_eq!(
+            read_untrusted(&dir.path().join("none"), 1),
+            Err(UntrustedReadError::NotFound)
+        );
+        // A 3 GiB sparse file is refused from its size, without reading it.
+        let sparse = dir.path().join("sparse");
+        std::fs::File::create(&sparse)
+            .unwrap()
+            .set_len(3 << 30)
+            .unwrap();
+        let t = std::time::Instant::now();
+        assert!(matches!(
+            read_untrusted(&sparse, 1 << 20),
+            Err(UntrustedReadError::TooLarge { .. })
+        ));
+        assert!(t.elapsed().as_millis() < 1000);
+    }
 }

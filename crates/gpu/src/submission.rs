@@ -30,6 +30,8 @@ pub enum SubmissionError {
     TooLarge { path: PathBuf, size: u64 },
     #[error("{}: not UTF-8 text", path.display())]
     NotText { path: PathBuf },
+    #[error("{}: {why}", path.display())]
+    Unreadable { path: PathBuf, why: String },
     #[error("{}:{line}: {what}", path.display())]
     Rule {
         path: PathBuf,
@@ -50,6 +52,7 @@ impl SubmissionError {
             SubmissionError::Missing { .. } => InvalidKind::MissingFile,
             SubmissionError::TooLarge { .. } => InvalidKind::TooLarge,
             SubmissionError::NotText { .. } => InvalidKind::NotText,
+            SubmissionError::Unreadable { .. } => InvalidKind::MissingFile,
             SubmissionError::Rule { .. } => InvalidKind::RuleViolation,
             SubmissionError::Plan(_) => InvalidKind::Plan,
             SubmissionError::Compile(_) => InvalidKind::Compile,
@@ -76,18 +79,18 @@ pub enum CompileCheck {
 }
 
 fn read_text(path: &Path) -> Result<String, SubmissionError> {
-    let meta =
-        std::fs::metadata(path).map_err(|_| SubmissionError::Missing { path: path.into() })?;
-    if !meta.is_file() {
-        return Err(SubmissionError::Missing { path: path.into() });
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(SubmissionError::TooLarge {
+    use rdbench_core::fsutil::{read_untrusted, UntrustedReadError as E};
+    let bytes = read_untrusted(path, MAX_FILE_BYTES).map_err(|e| match e {
+        E::TooLarge { size, .. } => SubmissionError::TooLarge {
             path: path.into(),
-            size: meta.len(),
-        });
-    }
-    let bytes = std::fs::read(path).map_err(|_| SubmissionError::Missing { path: path.into() })?;
+            size,
+        },
+        E::NotFound => SubmissionError::Missing { path: path.into() },
+        other => SubmissionError::Unreadable {
+            path: path.into(),
+            why: other.to_string(),
+        },
+    })?;
     String::from_utf8(bytes).map_err(|_| SubmissionError::NotText { path: path.into() })
 }
 

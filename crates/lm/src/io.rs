@@ -65,7 +65,10 @@ impl fmt::Display for LoadError {
         }
         match &self.kind {
             LoadErrorKind::NotFound => write!(f, "{p}: file not found"),
-            LoadErrorKind::NotAFile => write!(f, "{p}: not a regular file"),
+            LoadErrorKind::NotAFile => write!(
+                f,
+                "{p}: not a regular file (symbolic links, FIFOs and devices are refused)"
+            ),
             LoadErrorKind::TooLarge { size, max } => write!(
                 f,
                 "{p}: file is {size} bytes, but a model of this architecture takes at most {max} bytes; not read"
@@ -120,24 +123,16 @@ pub fn load_model(path: &Path, cfg: &GptConfig) -> std::result::Result<Gpt, Load
         path: path.to_path_buf(),
         kind,
     };
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(err(LoadErrorKind::NotFound))
-        }
-        Err(e) => return Err(err(LoadErrorKind::Io(e.to_string()))),
-    };
-    if !meta.is_file() {
-        return Err(err(LoadErrorKind::NotAFile));
-    }
     let max = cfg.data_bytes() + HEADER_ALLOWANCE;
-    if meta.len() > max {
-        return Err(err(LoadErrorKind::TooLarge {
-            size: meta.len(),
-            max,
-        }));
-    }
-    let bytes = std::fs::read(path).map_err(|e| err(LoadErrorKind::Io(e.to_string())))?;
+    use rdbench_core::fsutil::{read_untrusted, UntrustedReadError as E};
+    let bytes = read_untrusted(path, max).map_err(|e| {
+        err(match e {
+            E::NotFound => LoadErrorKind::NotFound,
+            E::NotARegularFile(_) => LoadErrorKind::NotAFile,
+            E::TooLarge { size, max } => LoadErrorKind::TooLarge { size, max },
+            E::Io(e) => LoadErrorKind::Io(e),
+        })
+    })?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| err(LoadErrorKind::NotSafetensors(e.to_string())))?;
     let expected = cfg.param_shapes();
