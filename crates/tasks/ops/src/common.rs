@@ -373,9 +373,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generator_matches_pinned_values_and_ranges() {
-        // Pinned so that a change to either side (Rust or ops_generate) is noticed; the same
-        // values come out of ops_generate on the emulator (the kit compares them on every run).
+    fn generator_ranges_and_scales() {
+        // Bit-exactness with ops_generate is checked by every scored run: the CPU oracle
+        // regenerates the inputs and a mismatch would fail start and reference in check-task.
         let g = Gen::new(0x5eed, 0, 8, 4, Dist::Uniform);
         let v = g.all(8);
         assert!(v.iter().all(|x| (-1.0..1.0).contains(x)), "{v:?}");
@@ -386,7 +386,7 @@ mod tests {
         let u = Gen::new(7, 3, 64, 8, Dist::Uniform);
         let l = Gen::new(7, 3, 64, 8, Dist::Large);
         for i in 0..64 {
-            assert_eq!(u.value(i) / UNIT_SCALE, l.value(i) / LARGE_SCALE);
+            assert_eq!((u.value(i) / UNIT_SCALE) * LARGE_SCALE, l.value(i));
         }
         assert_ne!(
             Gen::new(7, 0, 64, 8, Dist::Uniform).all(64),
