@@ -404,7 +404,7 @@ impl<'a, B: KernelBackend, T: KernelTask + ?Sized> Bench<'a, B, T> {
             let want = case.get(&format!("expected.{}", b.name));
             let got = case.get(b.name);
             let (bad, first) = self
-                .compare(want, got, b.elem, n, self.task.compare(b.name))
+                .compare(want, got, b.elem, n, self.task.compare(b.name, vars))
                 .map_err(trusted)?;
             if bad > 0 {
                 let w = self.dev.download(want).map_err(trusted)?;

@@ -134,6 +134,12 @@ pub struct HostOutputs {
 }
 
 impl HostOutputs {
+    /// Outputs from their bytes, by buffer name (what the routine downloads; for a task's
+    /// unit tests of its oracle).
+    pub fn new(outputs: BTreeMap<String, Vec<u8>>) -> Self {
+        HostOutputs { outputs }
+    }
+
     pub fn bytes(&self, name: &str) -> &[u8] {
         self.outputs.get(name).map(Vec::as_slice).unwrap_or(&[])
     }
@@ -216,7 +222,9 @@ pub trait KernelTask: Send + Sync + 'static {
     /// Writes `expected.<output>` for every output from the inputs, on the device.
     fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> Result<(), GpuError>;
 
-    fn compare(&self, _output: &str) -> Compare {
+    /// How `output` is compared at size `vars` (a tolerance may scale with a size, such as
+    /// the length of a dot product).
+    fn compare(&self, _output: &str, _vars: &Vars) -> Compare {
         Compare::Exact
     }
 

@@ -1,0 +1,443 @@
+//! What every op of the family shares: the input generator (the harness kernel
+//! `ops_generate` of `kernels/ops/generate.cu` and its bit-exact CPU twin [`Gen`]), the f32
+//! comparison of the CPU oracles ([`check_rows`]), the NaN poison word, profiles, task info,
+//! buffers and the common half of the instructions.
+
+use rdbench_core::rng::splitmix64;
+use rdbench_core::task::{Direction, SubmissionKind, TaskInfo};
+use rdbench_core::template::{render, thousands};
+use rdbench_gpu::backend::Dims;
+use rdbench_gpu::kernel_task::{
+    Compare, HArg, Harness, HostOutputs, KernelProfile, Mismatch, Role, TaskBuffer, Vars,
+};
+use rdbench_gpu::plan::ElemType;
+use rdbench_gpu::GpuError;
+
+/// An op's harness: the shared generator followed by the op's own `harness.cu`.
+macro_rules! op_harness {
+    ($op:literal) => {
+        rdbench_gpu::kernel_task::HarnessSource {
+            name: concat!("kernels/ops/", $op, "/harness.cu"),
+            source: concat!(
+                include_str!("../../../../kernels/ops/generate.cu"),
+                include_str!(concat!("../../../../kernels/ops/", $op, "/harness.cu"))
+            ),
+        }
+    };
+}
+
+/// An op's shipped solutions: `kernels/ops/<op>/start/` and
+/// `reference_solutions/ops/<op>/reference/` (no fastest version).
+macro_rules! op_solutions {
+    ($op:literal) => {
+        rdbench_gpu::kernel_task::KernelSolutions {
+            start: rdbench_gpu::kernel_task::KernelFiles {
+                source: include_str!(concat!(
+                    "../../../../kernels/ops/",
+                    $op,
+                    "/start/solution.cu"
+                )),
+                plan: include_str!(concat!(
+                    "../../../../kernels/ops/",
+                    $op,
+                    "/start/launch.toml"
+                )),
+            },
+            reference: rdbench_gpu::kernel_task::KernelFiles {
+                source: include_str!(concat!(
+                    "../../../../reference_solutions/ops/",
+                    $op,
+                    "/reference/solution.cu"
+                )),
+                plan: include_str!(concat!(
+                    "../../../../reference_solutions/ops/",
+                    $op,
+                    "/reference/launch.toml"
+                )),
+            },
+            fastest: None,
+        }
+    };
+}
+
+/// The input distributions of the generator (the `dist` argument of `ops_generate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dist {
+    /// Uniform in [-1, 1), multiples of 2^-23 (exact).
+    Uniform = 0,
+    /// Uniform in [-100, 100): `exp` overflows f32 above 88.7, so a softmax that does not
+    /// subtract the row max overflows.
+    Large = 1,
+    /// As `Uniform`, except one row (chosen by the seed) is constant.
+    ConstantRow = 2,
+}
+
+impl Dist {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dist::Uniform => "uniform",
+            Dist::Large => "large",
+            Dist::ConstantRow => "constant-row",
+        }
+    }
+
+    /// How the instructions describe it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Dist::Uniform => "uniform in [-1, 1)",
+            Dist::Large => "uniform in [-100, 100) (exp of an unshifted value overflows f32)",
+            Dist::ConstantRow => "uniform in [-1, 1) except one row, which is constant",
+        }
+    }
+}
+
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+const INDEX_MUL: u64 = 0xD1B5_4A32_D192_ED03;
+const CONST_ROW_KEY: u64 = 0xC0A5_7A27;
+/// 2^-23 and 25 * 2^-21: the generator's scales (exact in f32).
+const UNIT_SCALE: f32 = 1.192_092_9e-7;
+const LARGE_SCALE: f32 = 1.192_092_9e-5;
+
+/// The CPU twin of `ops_generate` for one buffer: `count` elements in rows of `row_len`.
+#[derive(Debug, Clone, Copy)]
+pub struct Gen {
+    key: u64,
+    row_len: u64,
+    const_row: u64,
+    dist: Dist,
+}
+
+impl Gen {
+    pub fn new(seed: u64, salt: u64, count: u64, row_len: u64, dist: Dist) -> Gen {
+        let key = seed ^ salt.wrapping_mul(GOLDEN);
+        let rows = (count / row_len).max(1);
+        Gen {
+            key,
+            row_len,
+            const_row: (splitmix64(key ^ CONST_ROW_KEY) >> 32) % rows,
+            dist,
+        }
+    }
+
+    fn unit(&self, i: u64) -> f32 {
+        let h = splitmix64(self.key ^ i.wrapping_mul(INDEX_MUL));
+        ((h >> 40) as i64 - (1 << 23)) as f32
+    }
+
+    /// Element `i`, bit for bit as the device writes it.
+    pub fn value(&self, i: u64) -> f32 {
+        match self.dist {
+            Dist::Uniform => self.unit(i) * UNIT_SCALE,
+            Dist::Large => self.unit(i) * LARGE_SCALE,
+            Dist::ConstantRow => {
+                let row = i / self.row_len;
+                let at = if row == self.const_row {
+                    row * self.row_len
+                } else {
+                    i
+                };
+                self.unit(at) * UNIT_SCALE
+            }
+        }
+    }
+
+    /// Row `r` (`row_len` elements).
+    pub fn row(&self, r: u64) -> Vec<f32> {
+        (r * self.row_len..(r + 1) * self.row_len)
+            .map(|i| self.value(i))
+            .collect()
+    }
+
+    /// The first `count` elements.
+    pub fn all(&self, count: u64) -> Vec<f32> {
+        (0..count).map(|i| self.value(i)).collect()
+    }
+
+    /// The constant row of [`Dist::ConstantRow`].
+    pub fn const_row(&self) -> u64 {
+        self.const_row
+    }
+}
+
+/// Launches `ops_generate` into `buffer` (`count` elements in rows of `row_len`).
+pub fn launch_generate(
+    h: &mut dyn Harness,
+    buffer: &str,
+    count: i64,
+    row_len: i64,
+    seed: u64,
+    salt: u64,
+    dist: Dist,
+) -> Result<(), GpuError> {
+    h.launch(
+        "ops_generate",
+        Dims::grid_stride(count),
+        &[
+            HArg::Buffer(buffer),
+            HArg::I64(count),
+            HArg::I64(row_len),
+            HArg::U64(seed),
+            HArg::U64(salt),
+            HArg::I32(dist as i32),
+        ],
+    )
+}
+
+/// A quiet NaN whose payload comes from the seed: unpredictable, and never a right answer
+/// (NaN never matches).
+pub fn nan_poison(seed: u64) -> u32 {
+    0x7FC0_0000 | ((seed >> 20) as u32 & 0x003F_FFFF)
+}
+
+/// The kit's tolerance rule, against an f64 expected value: finite, and
+/// `|got - want| <= atol + rtol * |want|`, plus half an f32 ulp of `want` (the device compares
+/// against `want` rounded to f32).
+pub fn close(want: f64, got: f32, how: Compare) -> bool {
+    let (rtol, atol) = match how {
+        Compare::Tolerance { rtol, atol } => (rtol as f64, atol as f64),
+        Compare::Exact => (0.0, 0.0),
+    };
+    let half_ulp = want.abs() * f32::EPSILON as f64 / 2.0;
+    got.is_finite() && (got as f64 - want).abs() <= atol + rtol * want.abs() + half_ulp
+}
+
+/// At most `budget / cost_per_row` of `rows` rows, evenly spaced, the first and last included:
+/// the rows a CPU oracle checks (all of them when they fit the budget).
+pub fn rows_to_check(rows: u64, cost_per_row: u64, budget: u64) -> Vec<u64> {
+    let fit = (budget / cost_per_row.max(1)).max(2);
+    if rows <= fit {
+        return (0..rows).collect();
+    }
+    let mut out: Vec<u64> = (0..fit - 1).map(|i| i * (rows - 1) / (fit - 1)).collect();
+    out.push(rows - 1);
+    out
+}
+
+/// Checks rows `rows` of an output of rows of `row_len` f32s against `want_row(r)` (f64) with
+/// `how`; `got` must hold `total_rows * row_len` elements.
+pub fn check_rows(
+    output: &str,
+    got: &[f32],
+    total_rows: u64,
+    row_len: u64,
+    rows: &[u64],
+    how: Compare,
+    mut want_row: impl FnMut(u64) -> Vec<f64>,
+) -> Result<(), Mismatch> {
+    let len = (total_rows * row_len) as usize;
+    if got.len() < len {
+        return Err(Mismatch {
+            output: output.into(),
+            index: got.len() as u64,
+            expected: format!("{len} elements"),
+            got: None,
+        });
+    }
+    for &r in rows {
+        let want = want_row(r);
+        let base = r * row_len;
+        for (j, &w) in want.iter().enumerate() {
+            let i = base + j as u64;
+            let g = got[i as usize];
+            if !close(w, g, how) {
+                return Err(Mismatch {
+                    output: output.into(),
+                    index: i,
+                    expected: format!("{w:e}"),
+                    got: Some(format!("{g:e}")),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Host outputs holding one f32 buffer (for the oracles' unit tests).
+pub fn host_outputs(name: &str, values: &[f32]) -> HostOutputs {
+    let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    HostOutputs::new([(name.to_string(), bytes)].into_iter().collect())
+}
+
+/// Size lists from tuples: `sizes(&["m", "n"], &[[1, 1], [3, 33]])`.
+pub fn sizes<const N: usize>(names: [&str; N], list: &[[i64; N]]) -> Vec<Vars> {
+    list.iter()
+        .map(|v| {
+            names
+                .iter()
+                .zip(v)
+                .map(|(k, x)| (k.to_string(), *x))
+                .collect()
+        })
+        .collect()
+}
+
+/// `m = 4,096, n = 1,024`.
+pub fn describe_vars(v: &Vars) -> String {
+    v.iter()
+        .map(|(k, x)| format!("{k} = {}", thousands(*x)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A profile timed at `timed` (an estimate of its GPU time in `note`).
+pub fn profile(
+    name: &'static str,
+    timed: Vars,
+    note: &str,
+    cases: Vec<Vars>,
+    emulator_cases: Vec<Vars>,
+) -> KernelProfile {
+    KernelProfile {
+        name,
+        description: format!("{} ({note})", describe_vars(&timed)),
+        timed,
+        cases,
+        emulator_cases,
+    }
+}
+
+/// f32 buffers: the inputs, then the outputs.
+pub fn f32_buffers(inputs: &[&'static str], outputs: &[&'static str]) -> Vec<TaskBuffer> {
+    let with = |role| {
+        move |&name| TaskBuffer {
+            name,
+            elem: ElemType::F32,
+            role,
+        }
+    };
+    inputs
+        .iter()
+        .map(with(Role::Input))
+        .chain(outputs.iter().map(with(Role::Output)))
+        .collect()
+}
+
+/// The family's task info.
+pub fn info(name: &str, title: &str, summary: &str, score_timeout_s: u64) -> TaskInfo {
+    TaskInfo {
+        name: name.into(),
+        family: "ops".into(),
+        title: title.into(),
+        summary: format!(
+            "{summary} The scorer times the whole launch plan with CUDA events (L2 flushed, fresh \
+             inputs, every output validated within the task's tolerance)."
+        ),
+        raw_score: "ln(median milliseconds of the whole launch plan)".into(),
+        direction: Direction::LowerIsBetter,
+        submission: SubmissionKind::Kernel,
+        submission_files: Vec::new(),
+        profiles: Vec::new(),
+        score_hidden: false,
+        hardware_independent: false,
+        default_time_limit_minutes: 480,
+        score_timeout_s,
+        human_minutes: Some(240.0),
+    }
+}
+
+const COMMON_INSTRUCTIONS: &str = include_str!("common.md");
+
+/// An op's instructions: its own text (`op_text` rendered with `values` plus `PROFILE` and
+/// `SIZES`), then the family's common part (submission, scoring, cheating).
+pub fn instructions(
+    op_text: &str,
+    values: &[(&str, &str)],
+    profile: &KernelProfile,
+    dists: &[Dist],
+) -> String {
+    let sizes = describe_vars(&profile.timed);
+    let mut all = values.to_vec();
+    all.extend([("PROFILE", profile.name), ("SIZES", sizes.as_str())]);
+    let vars = profile
+        .timed
+        .keys()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let dists = dists
+        .iter()
+        .map(|d| format!("{} ({})", d.name(), d.describe()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let own = render(op_text, &all).expect("an op's instructions and its values agree (tested)");
+    let common = render(
+        COMMON_INSTRUCTIONS,
+        &[("VARS", vars.as_str()), ("DISTRIBUTIONS", dists.as_str())],
+    )
+    .expect("the common instructions and their values agree (tested)");
+    format!("{own}\n{common}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generator_ranges_and_scales() {
+        // Bit-exactness with ops_generate is checked by every scored run: the CPU oracle
+        // regenerates the inputs and a mismatch would fail start and reference in check-task.
+        let g = Gen::new(0x5eed, 0, 8, 4, Dist::Uniform);
+        let v = g.all(8);
+        assert!(v.iter().all(|x| (-1.0..1.0).contains(x)), "{v:?}");
+        let big = Gen::new(0x5eed, 0, 1 << 16, 256, Dist::Large).all(1 << 16);
+        assert!(big.iter().all(|x| (-100.0..100.0).contains(x)));
+        assert!(big.iter().any(|x| *x > 95.0) && big.iter().any(|x| *x < -95.0));
+        // Uniform and Large draw the same integers, at two scales.
+        let u = Gen::new(7, 3, 64, 8, Dist::Uniform);
+        let l = Gen::new(7, 3, 64, 8, Dist::Large);
+        for i in 0..64 {
+            assert_eq!((u.value(i) / UNIT_SCALE) * LARGE_SCALE, l.value(i));
+        }
+        assert_ne!(
+            Gen::new(7, 0, 64, 8, Dist::Uniform).all(64),
+            Gen::new(7, 1, 64, 8, Dist::Uniform).all(64),
+            "salts tell buffers apart"
+        );
+    }
+
+    #[test]
+    fn exactly_one_row_is_constant() {
+        let g = Gen::new(42, 0, 10 * 33, 33, Dist::ConstantRow);
+        let constant: Vec<u64> = (0..10)
+            .filter(|&r| g.row(r).windows(2).all(|w| w[0] == w[1]))
+            .collect();
+        assert_eq!(constant, vec![g.const_row()]);
+        assert_eq!(Gen::new(42, 0, 5, 5, Dist::ConstantRow).const_row(), 0);
+    }
+
+    #[test]
+    fn scales_are_exact() {
+        assert_eq!(UNIT_SCALE, 2f32.powi(-23));
+        assert_eq!(LARGE_SCALE, 25.0 * 2f32.powi(-21));
+    }
+
+    #[test]
+    fn poison_is_always_nan() {
+        for seed in [0u64, 1, u64::MAX, 0xdead_beef, 1 << 41] {
+            assert!(f32::from_bits(nan_poison(seed)).is_nan());
+        }
+        assert_ne!(nan_poison(0), nan_poison(0xabc << 20));
+    }
+
+    #[test]
+    fn rows_to_check_covers_all_or_spreads() {
+        assert_eq!(rows_to_check(5, 10, 1000), vec![0, 1, 2, 3, 4]);
+        let r = rows_to_check(65_536, 4096, 1 << 22);
+        assert_eq!(r.len(), 1024);
+        assert_eq!((r[0], *r.last().unwrap()), (0, 65_535));
+        assert!(r.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn close_follows_the_kit_rule() {
+        let t = Compare::Tolerance {
+            rtol: 1e-5,
+            atol: 1e-6,
+        };
+        assert!(close(1.0, 1.000_005, t));
+        assert!(!close(1.0, 1.000_1, t));
+        assert!(!close(0.5, f32::NAN, t));
+        assert!(!close(0.5, f32::INFINITY, t));
+        assert!(close(0.0, 5e-7, t));
+    }
+}

@@ -1,0 +1,30 @@
+//! # ops: a KernelBench-style family of kernel tasks
+//!
+//! One task per op, each a [`KernelTask`](rdbench_gpu::kernel_task::KernelTask) made a
+//! [`Task`] by the kit's [`KernelTaskAdapter`]:
+//!
+//! - `ops-softmax` ([`softmax::Softmax`]): row-wise, numerically stable softmax of an
+//!   `m x n` f32 matrix;
+//! - `ops-matmul` ([`matmul::Matmul`]): `C = A x B` in f32, three size variables `m, n, k`.
+//!
+//! What the ops share lives in [`common`]: the one input generator (harness kernel
+//! `kernels/ops/generate.cu` and its bit-exact CPU twin), the tolerance rule of the CPU
+//! oracles, the NaN poison word, profiles, task info and the common half of the instructions.
+//! Each op's own files: `kernels/ops/<op>/` (harness and starting solution),
+//! `reference_solutions/ops/<op>/`, `tests/exploits/ops-<op>/`.
+
+#[macro_use]
+pub mod common;
+pub mod matmul;
+pub mod softmax;
+
+use rdbench_core::task::Task;
+use rdbench_gpu::kernel_task::KernelTaskAdapter;
+
+/// The tasks of this crate, for the CLI's registry.
+pub fn tasks() -> Vec<Box<dyn Task>> {
+    vec![
+        Box::new(KernelTaskAdapter::new(softmax::Softmax)),
+        Box::new(KernelTaskAdapter::new(matmul::Matmul)),
+    ]
+}
