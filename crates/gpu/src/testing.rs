@@ -4,8 +4,13 @@
 //! (as `scripts/gpu-check.sh` sets it) a missing GPU fails the CUDA variant instead of
 //! skipping it, so a green run on a GPU machine cannot hide a skipped GPU test.
 
+use rdbench_core::task::{Backend, ScoreOutcome, ScoreRequest};
+
 use crate::backend::cuda::CudaBackend;
 use crate::backend::emu::EmuBackend;
+use crate::backend::KernelBackend;
+use crate::bench::{score, BenchRequest, StoppingRule};
+use crate::kernel_task::{write_solution, KernelTask, KernelTaskAdapter};
 
 /// Whether GPU tests must run (`RDBENCH_REQUIRE_GPU=1`).
 pub fn gpu_required() -> bool {
@@ -32,6 +37,64 @@ pub fn emu_or_skip(test: &str) -> Option<EmuBackend> {
         Err(e) => {
             eprintln!("skipped {test} on the emulator: {e}");
             None
+        }
+    }
+}
+
+/// Scores every shipped solution of `task` (start, reference, fastest) at its tiny profile
+/// through the kit's real routine on `dev`, and asserts what that backend can show: on the
+/// emulator, correct on every correctness case (never a score); on a GPU, a finite raw score,
+/// saved samples and a share of speed of light of at most 1.
+pub fn assert_shipped_solutions_correct<B: KernelBackend, T: KernelTask + Clone>(dev: &B, task: T) {
+    let adapter = KernelTaskAdapter::new(task.clone());
+    let profile = adapter
+        .profile("tiny")
+        .expect("every task has a tiny profile");
+    let backend = dev.info().backend;
+    let name = task.info().name;
+    let work = tempfile::tempdir().expect("a temporary folder");
+    let s = task.solutions();
+    let solutions = [
+        ("start", Some(s.start)),
+        ("reference", Some(s.reference)),
+        ("fastest", s.fastest),
+    ];
+    for (which, files) in solutions.into_iter().filter_map(|(w, f)| f.map(|f| (w, f))) {
+        let dir = work.path().join(which);
+        write_solution(&files, &dir).expect("solution written");
+        let req = ScoreRequest {
+            profile: "tiny".into(),
+            submission_dir: dir,
+            private_dir: work.path().join("private"),
+            cache_dir: work.path().join("cache"),
+            samples_path: work.path().join(format!("{which}-samples.json")),
+            seed: 0x5eed,
+            backend,
+        };
+        let br = BenchRequest {
+            req: &req,
+            cases: adapter.cases(&profile, backend),
+            rule: StoppingRule {
+                max_time_s: 3.0,
+                ..StoppingRule::default()
+            },
+        };
+        match (backend, score(dev, &task, &br).expect("scoring runs")) {
+            (Backend::Emulator, ScoreOutcome::Unscored { details, .. }) => {
+                let cases = details["correctness_cases"].as_u64().unwrap_or(0) as usize;
+                assert_eq!(
+                    cases,
+                    profile.emulator_cases.len() * task.distributions().len(),
+                    "{name} {which}"
+                );
+            }
+            (Backend::Cuda, ScoreOutcome::Valid { raw, details, .. }) => {
+                assert!(raw.is_finite(), "{name} {which}: {details}");
+                assert!(req.samples_path.is_file(), "{name} {which}: samples saved");
+                let share = details["share_of_speed_of_light"].as_f64().unwrap_or(0.0);
+                assert!(share <= 1.0, "{name} {which}: {details}");
+            }
+            (_, other) => panic!("{name} {which} on {backend:?}: {other:?}"),
         }
     }
 }

@@ -187,6 +187,15 @@ impl<'a, B: KernelBackend, T: KernelTask + ?Sized> Bench<'a, B, T> {
         Ok(CaseBuffers { bufs })
     }
 
+    /// The task's buffers of one role (a copy: the loops that use it also borrow `self`).
+    fn of_role(&self, role: Role) -> Vec<TaskBuffer> {
+        self.buffers
+            .iter()
+            .filter(|b| b.role == role)
+            .cloned()
+            .collect()
+    }
+
     /// A harness binding over `case`: task buffer names, `expected.*`, harness scratch.
     /// With `pristine`, each input name is bound to its pristine copy instead.
     fn binding<'x>(&'x self, case: &'x CaseBuffers<B>, pristine: bool) -> Binding<'x, B> {
@@ -227,12 +236,7 @@ impl<'a, B: KernelBackend, T: KernelTask + ?Sized> Bench<'a, B, T> {
         self.task
             .generate(&mut self.binding(case, false), vars, seed, dist)
             .map_err(trusted)?;
-        for b in self
-            .buffers
-            .clone()
-            .iter()
-            .filter(|b| b.role == Role::Output)
-        {
+        for b in self.of_role(Role::Output) {
             let word = self.task.poison_word(b.name, seed);
             self.poison(case.get_mut(b.name), b.elem, word)
                 .map_err(trusted)?;
@@ -361,12 +365,7 @@ impl<'a, B: KernelBackend, T: KernelTask + ?Sized> Bench<'a, B, T> {
         self.task
             .generate(&mut self.binding(case, true), vars, seed, dist)
             .map_err(trusted)?;
-        for b in self
-            .buffers
-            .clone()
-            .iter()
-            .filter(|b| b.role == Role::Input)
-        {
+        for b in self.of_role(Role::Input) {
             let n = self.task.elements(b.name, vars);
             let pristine = case.get(&format!("pristine.{}", b.name));
             let (bad, first) = self
@@ -394,12 +393,7 @@ impl<'a, B: KernelBackend, T: KernelTask + ?Sized> Bench<'a, B, T> {
         self.task
             .expected(&mut self.binding(case, false), vars)
             .map_err(trusted)?;
-        for b in self
-            .buffers
-            .clone()
-            .iter()
-            .filter(|b| b.role == Role::Output)
-        {
+        for b in self.of_role(Role::Output) {
             let n = self.task.elements(b.name, vars);
             let want = case.get(&format!("expected.{}", b.name));
             let got = case.get(b.name);
