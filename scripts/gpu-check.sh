@@ -52,17 +52,18 @@ for T in $TASKS; do
     step "$T: calibrate ($PROFILE)"
     timed "$O/calibrate" "$RD" --json calibrate --task "$T" --profile "$PROFILE" --runs 3
 
-    attempt() { # name what -> prints an attempt dir holding solution `what`
+    attempt() { # name what -> prints an attempt dir holding solution `what`; fails if it has none
         local dir="$O/attempts/$1"
-        "$RD" start "$T" --dir "$dir" --profile "$PROFILE" --agent gpu-check > /dev/null 2>> "$O/start.err"
-        "$RD" install-solution "$T" "$2" --dir "$dir" --profile "$PROFILE" > /dev/null 2>> "$O/start.err"
+        "$RD" start "$T" --dir "$dir" --profile "$PROFILE" --agent gpu-check > /dev/null 2>> "$O/start.err" || return 1
+        "$RD" install-solution "$T" "$2" --dir "$dir" --profile "$PROFILE" > /dev/null 2>> "$O/start.err" || return 1
         echo "$dir"
     }
     for sol in start reference fastest; do
         "$RD" install-solution "$T" "$sol" --dir "$O/solutions/$sol" --profile "$PROFILE" > /dev/null 2>&1 || continue
         for i in 1 2 3; do
             step "$T: score $sol, process $i"
-            timed "$O/score-$sol-$i" "$RD" --json score "$(attempt "$sol-$i" "$sol")"
+            dir=$(attempt "$sol-$i" "$sol") || continue
+            timed "$O/score-$sol-$i" "$RD" --json score "$dir"
         done
     done
     for bad in wrong crash hang; do
