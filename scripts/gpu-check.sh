@@ -9,6 +9,9 @@
 # on the GPU). Then doctor and the bundled test binaries with RDBENCH_REQUIRE_GPU=1, so a test
 # that would skip without a GPU fails instead. Everything lands as JSON under $OUT (one folder
 # per task); summary.json and a table close it. It never changes clocks or any setting of the card.
+# Sizing for a lent device (10 min a call): the full run of three kernel tasks does not fit; a
+# first call of `TASKS=prefix-sum` (about 5-8 min at PROFILE=full, estimated) leaves room for a
+# second with the others, and DEADLINE_S (default 520 s) stops starting steps in time anyway.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -16,6 +19,10 @@ BUNDLE=${BUNDLE:-$REPO/gpu-bundle}
 OUT=${OUT:-$REPO/gpu-check-out}
 PROFILE=${PROFILE:-full}
 HANG_TIMEOUT=${HANG_TIMEOUT:-30}
+# A device call is limited (10 min a command, 15 min a session): past this many seconds no
+# new step starts, and the ones left are listed in $OUT/skipped.txt. TASKS narrows the run to
+# some kernel tasks (default: every kernel task of the registry, in registry order).
+DEADLINE_S=${DEADLINE_S:-520}
 mkdir -p "$OUT"
 export RDBENCH_HOME="$OUT/home"
 export RDBENCH_SHIPPED_CALIBRATION="$OUT/no-shipped"   # measure here, reuse nothing
@@ -31,7 +38,12 @@ if [ -z "${RDBENCH_NVRTC:-}" ]; then
     done
 fi
 
-step() { echo "== $*" >&2; }
+step() { echo "== [${SECONDS}s] $*" >&2; }
+in_time() { # step name -> true while there is time for it, else records it as skipped
+    if [ "$SECONDS" -lt "$DEADLINE_S" ]; then return 0; fi
+    echo "$*" >> "$OUT/skipped.txt"
+    return 1
+}
 timed() { # out-prefix command... : runs it, stdout to <prefix>.json, stderr to .err, rc and wall to .rc.json
     local out=$1; shift
     local t0=$(date +%s.%N)
@@ -44,11 +56,12 @@ step "doctor"
 "$RD" --json doctor > "$OUT/doctor.json" 2> "$OUT/doctor.err"
 nvidia-smi -q > "$OUT/nvidia-smi.txt" 2>&1 || true
 
-TASKS=$("$RD" --json list | python3 -c 'import json, sys; print(" ".join(t["name"] for t in json.load(sys.stdin) if t["submission"] == "kernel"))')
+TASKS=${TASKS:-$("$RD" --json list | python3 -c 'import json, sys; print(" ".join(t["name"] for t in json.load(sys.stdin) if t["submission"] == "kernel"))')}
 echo "$TASKS" > "$OUT/kernel-tasks.txt"
 for T in $TASKS; do
     O="$OUT/$T"
     mkdir -p "$O/attempts" "$O/solutions"
+    in_time "$T: everything" || continue
     step "$T: calibrate ($PROFILE)"
     timed "$O/calibrate" "$RD" --json calibrate --task "$T" --profile "$PROFILE" --runs 3
 
@@ -61,12 +74,14 @@ for T in $TASKS; do
     for sol in start reference fastest; do
         "$RD" install-solution "$T" "$sol" --dir "$O/solutions/$sol" --profile "$PROFILE" > /dev/null 2>&1 || continue
         for i in 1 2 3; do
+            in_time "$T: score $sol $i" || continue
             step "$T: score $sol, process $i"
             dir=$(attempt "$sol-$i" "$sol") || continue
             timed "$O/score-$sol-$i" "$RD" --json score "$dir"
         done
     done
     for bad in wrong crash hang; do
+        in_time "$T: $bad then good" || continue
         step "$T: score the $bad submission, then a good one in the same attempt"
         dir=$(attempt "$bad" "exploit:$bad") || continue
         timed "$O/score-$bad" "$RD" --json score "$dir" --timeout "$HANG_TIMEOUT"
@@ -74,7 +89,7 @@ for T in $TASKS; do
         timed "$O/score-$bad-then-good" "$RD" --json score "$dir"
         "$RD" --json log "$dir" > "$O/log-$bad.json" 2>&1
     done
-    step "$T: check-task ($PROFILE) on the GPU"
+    in_time "$T: check-task" && step "$T: check-task ($PROFILE) on the GPU" &&
     timed "$O/check-task" "$RD" --json check-task "$T" --profile "$PROFILE"
     # One scoring run's NVML timeline, for the record.
     cp "$(ls "$RDBENCH_HOME"/attempts/*/timelines/score-*.jsonl 2>/dev/null | head -1)" "$O/timeline-example.jsonl" 2>/dev/null || true
@@ -83,6 +98,7 @@ done
 
 for t in "$BUNDLE"/tests/*; do
     name=$(basename "$t")
+    in_time "test binary $name" || continue
     step "test binary $name"
     RDBENCH_BIN="$RD" RDBENCH_REPO="$REPO" timeout 300 "$t" --test-threads=1 > "$OUT/test-$name.log" 2>&1
     echo "{\"rc\": $?}" > "$OUT/test-$name.rc.json"

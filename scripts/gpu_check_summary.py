@@ -97,6 +97,11 @@ for task in tasks:
 tests = {os.path.basename(p)[5:-8]: (load(os.path.basename(p)) or {}).get("rc") for p in glob.glob(os.path.join(OUT, "test-*.rc.json"))}
 summary["tests"] = tests
 c["test_binaries_pass"] = bool(tests) and all(v == 0 for v in tests.values())
+try:
+    summary["skipped_for_time"] = open(os.path.join(OUT, "skipped.txt")).read().splitlines()
+except OSError:
+    summary["skipped_for_time"] = []
+
 with open(os.path.join(OUT, "summary.json"), "w") as fh:
     json.dump(summary, fh, indent=2)
 
@@ -109,3 +114,5 @@ for task, sol, e in rows:
     print(f"{task:<14} {sol:<10} {fmt(e['median_ms'], 4):<30} {fmt(noise, 2):<20} {fmt(e['normalized'], 3):<22} {fmt(sol_pct, 0):<16} {e.get('spread', float('nan')) * 100:.2f} %")
 for k, v in c.items():
     print(f"{'PASS' if v else 'FAIL'}  {k}")
+for k in summary["skipped_for_time"]:
+    print(f"SKIP  {k} (out of time: DEADLINE_S)")
