@@ -346,6 +346,56 @@ fn bad_files_are_invalid_entries_naming_the_file() {
     }
 }
 
+/// Submission files are snapshotted untrusted: a link (to a secret, or to /dev/zero) or a FIFO
+/// is one invalid entry naming the file, at once; the reasons name the attempt's own files,
+/// never the private snapshot.
+#[test]
+fn links_and_fifos_are_refused_and_reasons_name_the_attempts_files() {
+    let env = Env::new();
+    let dir = env.attempt("a", "prefix-sum", "tiny");
+    let secret = env.work.path().join("secret.txt");
+    std::fs::write(&secret, "canary-7f3a9c").unwrap();
+    std::fs::remove_file(dir.join("launch.toml")).unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join("launch.toml")).unwrap();
+    let out = env.rdbench(&["score", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    std::fs::remove_file(dir.join("launch.toml")).unwrap();
+    let c = std::ffi::CString::new(dir.join("launch.toml").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let started = std::time::Instant::now();
+    let out = env.rdbench(&["score", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "a FIFO does not hang the scorer"
+    );
+    std::fs::remove_file(dir.join("launch.toml")).unwrap();
+    std::fs::write(dir.join("launch.toml"), "not = = toml").unwrap();
+    let out = env.rdbench(&["--json", "score", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let log = env.log(&dir);
+    assert_eq!(log.len(), 3);
+    for (entry, kind) in log.iter().zip(["rule_violation", "rule_violation", "plan"]) {
+        let reason = entry["reason"].as_str().unwrap();
+        assert_eq!(entry["kind"], kind, "{entry}");
+        assert!(
+            reason.contains(&dir.join("launch.toml").display().to_string()),
+            "{reason}"
+        );
+        assert!(
+            !reason.contains("canary") && !reason.contains("snapshots"),
+            "{reason}"
+        );
+    }
+    let all =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !all.contains(env.home.path().to_str().unwrap()),
+        "no private path shown: {all}"
+    );
+}
+
 #[test]
 fn finish_writes_a_summary_and_log_survives_a_torn_line() {
     let env = Env::new();

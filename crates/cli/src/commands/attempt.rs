@@ -232,32 +232,131 @@ pub fn score(
     let task = registry::find(&attempt.record.task)?;
     let info = task.info();
     let profile = attempt.record.profile.clone();
+    let log = attempt.score_log();
+    let started = Instant::now();
+    // Score a snapshot, not the live folder: each submission file is read once, untrusted,
+    // into the private area, so the file scored is the file hashed and a swap during scoring
+    // changes nothing.
+    let snapshot_dir = attempt.private_dir.join("snapshots").join(run_stamp());
+    if let Err((kind, reason)) =
+        snapshot(&attempt.record.dir, &info.submission_files, &snapshot_dir)
+    {
+        // Hash only what was read: the live folder may hold a FIFO that would block a read.
+        let sha = hash_files(&snapshot_dir, &info.submission_files);
+        let _ = std::fs::remove_dir_all(&snapshot_dir);
+        let rejected = JobResult::rejected(kind, reason, started);
+        let entry = entry_for(&info, &profile, &rejected, None, None, sha, None);
+        log.append(&entry)?;
+        report(ctx, &info, &entry, &attempt);
+        return Ok(1);
+    }
+    let scored = score_snapshot(
+        ctx,
+        task.as_ref(),
+        &attempt,
+        &snapshot_dir,
+        (allow_uncalibrated, timeout, backend, started),
+    );
+    let _ = std::fs::remove_dir_all(&snapshot_dir);
+    scored
+}
+
+/// Reads each of `names` from `dir` (untrusted: no links, FIFOs or devices; bounded) into
+/// `dest`. A missing file is left missing for the task to report; any other refusal is an
+/// invalid submission naming the file.
+fn snapshot(
+    dir: &Path,
+    names: &[String],
+    dest: &Path,
+) -> std::result::Result<(), (InvalidKind, String)> {
+    use rdbench_core::fsutil::{create_private_dir_all, read_untrusted, UntrustedReadError as E};
+    /// No submission file of any task comes near this; the task's own limit is tighter.
+    const MAX_SNAPSHOT_FILE: u64 = 1 << 30;
+    let internal = |e: Error| (InvalidKind::MissingFile, e.to_string());
+    create_private_dir_all(dest).map_err(internal)?;
+    for name in names {
+        let path = dir.join(name);
+        match read_untrusted(&path, MAX_SNAPSHOT_FILE) {
+            Ok(bytes) => atomic_write(&dest.join(name), &bytes).map_err(internal)?,
+            Err(E::NotFound) => {}
+            Err(e @ E::TooLarge { .. }) => {
+                return Err((InvalidKind::TooLarge, format!("{}: {e}", path.display())))
+            }
+            Err(e @ E::NotARegularFile(_)) => {
+                return Err((
+                    InvalidKind::RuleViolation,
+                    format!("{}: {e}", path.display()),
+                ))
+            }
+            Err(e @ E::Io(_)) => {
+                return Err((InvalidKind::MissingFile, format!("{}: {e}", path.display())))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Messages name the snapshot's files; the agent knows them by their folder's path.
+fn unsnapshot(result: &mut JobResult, snapshot_dir: &Path, attempt_dir: &Path) {
+    let (from, to) = (
+        snapshot_dir.display().to_string(),
+        attempt_dir.display().to_string(),
+    );
+    let fix = |s: &mut String| *s = s.replace(&from, &to);
+    let fix_value = |v: &mut serde_json::Value| {
+        let text = v.to_string();
+        if text.contains(&from) {
+            if let Ok(fixed) = serde_json::from_str(&text.replace(&from, &to)) {
+                *v = fixed;
+            }
+        }
+    };
+    match &mut result.outcome {
+        ScoreOutcome::Invalid {
+            reason, details, ..
+        } => {
+            fix(reason);
+            fix_value(details);
+        }
+        ScoreOutcome::Valid {
+            headline, details, ..
+        }
+        | ScoreOutcome::Unscored { headline, details } => {
+            fix(headline);
+            fix_value(details);
+        }
+    }
+}
+
+/// The rest of `score`, on the snapshot in `snapshot_dir`.
+fn score_snapshot(
+    ctx: &Context,
+    task: &dyn Task,
+    attempt: &Attempt,
+    snapshot_dir: &Path,
+    (allow_uncalibrated, timeout, backend, started): (bool, Option<u64>, Backend, Instant),
+) -> Result<i32> {
+    let info = task.info();
+    let profile = attempt.record.profile.clone();
+    let log = attempt.score_log();
     // The attempt's private folder has the layout new_job expects (task_private_dir is `task/`).
     let (job, files) = new_job(
         ctx,
-        task.as_ref(),
+        task,
         &profile,
-        &attempt.record.dir,
+        snapshot_dir,
         &attempt.private_dir,
         timeout,
         backend,
     );
-    let sha = hash_files(&attempt.record.dir, &info.submission_files);
-    let log = attempt.score_log();
-    let started = Instant::now();
+    let sha = hash_files(snapshot_dir, &info.submission_files);
     // 1. Checks that need no GPU: a bad submission is logged invalid right away.
     if let Some((kind, reason)) = task.precheck(&job.request)? {
-        let entry = entry_for(
-            &info,
-            &profile,
-            &JobResult::rejected(kind, reason, started),
-            None,
-            None,
-            sha,
-            None,
-        );
+        let mut rejected = JobResult::rejected(kind, reason, started);
+        unsnapshot(&mut rejected, snapshot_dir, &attempt.record.dir);
+        let entry = entry_for(&info, &profile, &rejected, None, None, sha, None);
         log.append(&entry)?;
-        report(ctx, &info, &entry, &attempt);
+        report(ctx, &info, &entry, attempt);
         return Ok(1);
     }
     // 2. The environment and the calibration, before spending GPU time. An emulated run
@@ -267,7 +366,7 @@ pub fn score(
         (None, None)
     } else {
         let fp = device_fingerprint(&info, &profile)?;
-        let calibration = find_calibration(ctx, task.as_ref(), &profile, &fp)?;
+        let calibration = find_calibration(ctx, task, &profile, &fp)?;
         (Some(fp), calibration)
     };
     if let (Some(fp), None, false) = (&fp, &calibration, allow_uncalibrated) {
@@ -280,7 +379,8 @@ pub fn score(
         )));
     }
     // 3. The worker.
-    let result = job.run_checked()?;
+    let mut result = job.run_checked()?;
+    unsnapshot(&mut result, snapshot_dir, &attempt.record.dir);
     let entry = entry_for(
         &info,
         &profile,
@@ -291,7 +391,7 @@ pub fn score(
         Some(files),
     );
     log.append(&entry)?;
-    report(ctx, &info, &entry, &attempt);
+    report(ctx, &info, &entry, attempt);
     Ok(if entry.valid { 0 } else { 1 })
 }
 
