@@ -52,10 +52,59 @@ impl SavedSamples {
         rdbench_core::fsutil::atomic_write(path, &bytes)
     }
 
-    /// Reads a samples file (for re-analysis).
-    pub fn read(path: &Path) -> rdbench_core::Result<serde_json::Value> {
+    /// Reads a samples file back (for re-analysis with [`super::analysis`]); a file of another
+    /// schema is an error naming it.
+    pub fn read(path: &Path) -> rdbench_core::Result<SavedSamples> {
         let bytes = std::fs::read(path).map_err(|e| rdbench_core::Error::io(path, e))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| rdbench_core::Error::bad_input(path, e.to_string()))
+        let saved: SavedSamples = serde_json::from_slice(&bytes)
+            .map_err(|e| rdbench_core::Error::bad_input(path, e.to_string()))?;
+        if saved.schema != SCHEMA {
+            return Err(rdbench_core::Error::bad_input(
+                path,
+                format!("schema {:?}, not {SCHEMA:?}", saved.schema),
+            ));
+        }
+        Ok(saved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::analysis::stats;
+
+    #[test]
+    fn saved_samples_read_back_and_reanalyse_to_the_same_statistics() {
+        let times = [1.0, 1.2, 0.9, 1.1];
+        let saved = SavedSamples {
+            schema: SCHEMA.into(),
+            task: "t".into(),
+            vars: crate::kernel_task::vars(&[("n", 8)]),
+            rule: StoppingRule::default(),
+            stats: stats(&times).unwrap(),
+            speed_of_light_ms: Some(0.5),
+            samples: times
+                .iter()
+                .map(|&ms| SampleRecord {
+                    ms,
+                    floored_ms: ms,
+                    latency_hidden: true,
+                    sm_clock_mhz: Some(1980),
+                    mem_clock_mhz: None,
+                    throttle_reasons: vec![],
+                    clock_state: ClockState::Steady,
+                    cpu_oracle: false,
+                    kept: true,
+                })
+                .collect(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        saved.write(&path).unwrap();
+        let back = SavedSamples::read(&path).unwrap();
+        let again: Vec<f64> = back.samples.iter().map(|s| s.floored_ms).collect();
+        assert_eq!(stats(&again), Some(saved.stats));
+        std::fs::write(&path, br#"{"schema": "rdbench.samples/1"}"#).unwrap();
+        assert!(SavedSamples::read(&path).is_err());
     }
 }

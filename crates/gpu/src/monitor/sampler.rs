@@ -350,6 +350,18 @@ fn spawn(
     })
 }
 
+/// A monitor sampling every 10 ms into `dir/t.jsonl`, for tests of the sampler and the
+/// timeline reader.
+#[cfg(test)]
+pub(crate) fn start_fast(dir: &Path) -> (MonitorHandle, PathBuf) {
+    let path = dir.join("t.jsonl");
+    let config = MonitorConfig {
+        interval: Duration::from_millis(10),
+        ..Default::default()
+    };
+    (start(config, &path).expect("the monitor starts"), path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,15 +507,7 @@ mod tests {
     #[test]
     fn drop_stops_thread_and_leaves_readable_timeline() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.jsonl");
-        let h = start(
-            MonitorConfig {
-                interval: Duration::from_millis(10),
-                ..Default::default()
-            },
-            &path,
-        )
-        .unwrap();
+        let (h, path) = super::start_fast(dir.path());
         let flag = h.stop_flag();
         std::thread::sleep(Duration::from_millis(30));
         flag.store(true, Ordering::SeqCst);

@@ -88,15 +88,7 @@ mod tests {
     #[test]
     fn torn_last_line_is_tolerated() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.jsonl");
-        let h = start(
-            MonitorConfig {
-                interval: Duration::from_millis(10),
-                ..Default::default()
-            },
-            &path,
-        )
-        .unwrap();
+        let (h, path) = crate::monitor::sampler::start_fast(dir.path());
         std::thread::sleep(Duration::from_millis(50));
         h.stop().unwrap();
         let (_, whole) = read_timeline(&path).unwrap();
