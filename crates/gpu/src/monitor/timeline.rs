@@ -83,7 +83,7 @@ mod tests {
     use std::io::Write;
     use std::time::Duration;
 
-    use crate::monitor::{start, MonitorConfig, Source, TimelineConfig};
+    use crate::monitor::{MonitorConfig, Source, TimelineConfig};
 
     #[test]
     fn torn_last_line_is_tolerated() {
