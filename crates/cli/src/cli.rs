@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use rdbench_client::AttemptCommand;
+
 use crate::aggregate::AggregateArgs;
 
 #[derive(Debug, Parser)]
@@ -23,53 +25,29 @@ pub struct Cli {
     /// Where rdbench keeps score logs, calibrations and caches [default: $RDBENCH_HOME or ~/.local/share/rdbench].
     #[arg(long, global = true, env = "RDBENCH_HOME")]
     pub home: Option<PathBuf>,
+    /// Send `start`, `score`, `log`, `finish`, `list` and `info` to the scoring service on this
+    /// socket instead of running them as this user (protected mode).
+    #[arg(long, global = true, env = "RDBENCH_SOCKET")]
+    pub socket: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List the tasks.
-    List,
-    /// Describe one task and its calibration on this machine.
-    Info { task: String },
-    /// Start an attempt: copy the starting solution and instructions into DIR.
-    Start {
-        task: String,
-        /// The attempt's folder (created; must be empty if it exists).
+    /// `start`, `score`, `log`, `finish`, `list`, `info`: the same in `rdbench-client`.
+    #[command(flatten)]
+    Attempt(AttemptCommand),
+    /// Run the protected scoring service: as the scoring user, serve agents' `start`, `score`,
+    /// `log`, `finish`, `list` and `info` on a Unix socket (see README, "Protected scoring").
+    Serve {
+        /// The socket to listen on (made world-connectable; restrict it with the folder's mode).
+        #[arg(long, default_value = "/run/rdbench/score.sock")]
+        socket: PathBuf,
+        /// Also serve `score --emulate` to agents. The emulator compiles solution.cu as host
+        /// code and runs it as the scoring user: never on a machine holding real secrets.
         #[arg(long)]
-        dir: PathBuf,
-        #[arg(long, default_value = "full")]
-        profile: String,
-        /// Time limit of the attempt, minutes [default: the task's].
-        #[arg(long)]
-        time_limit: Option<f64>,
-        /// Who makes the attempt (recorded in the summary).
-        #[arg(long, default_value = "unknown")]
-        agent: String,
-    },
-    /// Score the submission in an attempt's folder and append the result to its score log.
-    Score {
-        dir: PathBuf,
-        /// Score even without a calibration for this device (raw score only).
-        #[arg(long)]
-        allow_uncalibrated: bool,
-        /// Override the task's scoring time limit, seconds (at least 1).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        timeout: Option<u64>,
-        /// Run a kernel task on the CPU emulator: correctness only, never a score. For the
-        /// project's own kernels and tests: the .cu is compiled as host code.
-        #[arg(long)]
-        emulate: bool,
-    },
-    /// Show an attempt's score log.
-    Log { dir: PathBuf },
-    /// End an attempt: pick the final score and write the attempt summary.
-    Finish {
-        dir: PathBuf,
-        /// Also write the summary here (e.g. shared storage for `aggregate`).
-        #[arg(long)]
-        out: Option<PathBuf>,
+        allow_emulator_for_agents: bool,
     },
     /// Measure the starting and reference solutions on this device and store the calibration.
     Calibrate {

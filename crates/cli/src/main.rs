@@ -1,11 +1,12 @@
 //! The `rdbench` binary: parse flags, run the command, map the result to an exit code.
 
+#[macro_use]
+mod output;
 mod aggregate;
 mod cli;
 mod commands;
 mod exploits;
 mod job;
-mod output;
 mod registry;
 
 use clap::Parser;

@@ -1,4 +1,8 @@
-//! Printing: one JSON document with `--json`, aligned text otherwise.
+//! Printing: one JSON document with `--json`, aligned text otherwise; on the terminal, or
+//! captured for the scoring service to send to its client.
+
+use std::cell::RefCell;
+use std::fmt::Display;
 
 use serde::Serialize;
 
@@ -7,6 +11,60 @@ pub fn json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("rdbench: cannot serialize output: {e}"),
+    }
+}
+
+/// Where a command's output goes: the process's stdout and stderr, or (in `rdbench serve`)
+/// two buffers that become the client's reply, so a command prints the same text either way.
+#[derive(Debug, Default)]
+pub struct Out {
+    captured: Option<RefCell<(String, String)>>,
+}
+
+impl Out {
+    pub fn terminal() -> Self {
+        Out { captured: None }
+    }
+    pub fn capture() -> Self {
+        Out {
+            captured: Some(RefCell::new(Default::default())),
+        }
+    }
+    /// A line on stdout.
+    pub fn line(&self, text: impl Display) {
+        match &self.captured {
+            None => println!("{text}"),
+            Some(c) => {
+                let out = &mut c.borrow_mut().0;
+                out.push_str(&text.to_string());
+                out.push('\n');
+            }
+        }
+    }
+    /// A line on stderr (warnings, notes).
+    pub fn warn(&self, text: impl Display) {
+        match &self.captured {
+            None => eprintln!("{text}"),
+            Some(c) => {
+                let err = &mut c.borrow_mut().1;
+                err.push_str(&text.to_string());
+                err.push('\n');
+            }
+        }
+    }
+    /// `value` as pretty JSON on stdout.
+    pub fn json<T: Serialize>(&self, value: &T) {
+        match serde_json::to_string_pretty(value) {
+            Ok(s) => self.line(s),
+            Err(e) => self.warn(format!("rdbench: cannot serialize output: {e}")),
+        }
+    }
+    /// What was captured (stdout, stderr), emptying the buffers.
+    pub fn take(&self) -> (String, String) {
+        self.captured
+            .as_ref()
+            .map(|c| std::mem::take(&mut *c.borrow_mut()))
+            .unwrap_or_default()
     }
 }
 
@@ -83,4 +141,14 @@ pub fn one_line(s: &str, max: usize) -> String {
     } else {
         first.to_string()
     }
+}
+
+/// `println!` into a command's [`Out`].
+macro_rules! say {
+    ($ctx:expr, $($arg:tt)*) => { $ctx.out.line(format_args!($($arg)*)) };
+}
+
+/// `eprintln!` into a command's [`Out`].
+macro_rules! warn {
+    ($ctx:expr, $($arg:tt)*) => { $ctx.out.warn(format_args!($($arg)*)) };
 }

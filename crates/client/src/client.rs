@@ -192,9 +192,8 @@ pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply
             if let Some(summary) = &reply.summary {
                 let text = serde_json::to_vec_pretty(summary)
                     .map_err(|e| ClientError::environment(e.to_string()))?;
-                std::fs::write(out, text).map_err(|e| {
-                    ClientError::usage(format!("--out {}: {e}", out.display()))
-                })?;
+                std::fs::write(out, text)
+                    .map_err(|e| ClientError::usage(format!("--out {}: {e}", out.display())))?;
             }
         }
         _ => {}
@@ -217,10 +216,13 @@ impl Connection {
             writer: BufWriter::new(writer),
         })
     }
-    fn send<T: serde::Serialize>(&mut self, header: &T, blobs: &[&[u8]]) -> Result<(), ClientError> {
-        write_message(&mut self.writer, header, blobs).map_err(|e| {
-            ClientError::environment(format!("sending to the scoring service: {e}"))
-        })
+    fn send<T: serde::Serialize>(
+        &mut self,
+        header: &T,
+        blobs: &[&[u8]],
+    ) -> Result<(), ClientError> {
+        write_message(&mut self.writer, header, blobs)
+            .map_err(|e| ClientError::environment(format!("sending to the scoring service: {e}")))
     }
     fn receive(&mut self) -> Result<(ServiceMessage, Vec<Vec<u8>>), ClientError> {
         read_message(&mut self.reader, Limits::REPLY).map_err(|e| {

@@ -18,7 +18,12 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// The scoring service's socket.
-    #[arg(long, global = true, env = "RDBENCH_SOCKET", default_value = "/run/rdbench/score.sock")]
+    #[arg(
+        long,
+        global = true,
+        env = "RDBENCH_SOCKET",
+        default_value = "/run/rdbench/score.sock"
+    )]
     socket: PathBuf,
     #[command(subcommand)]
     command: AttemptCommand,

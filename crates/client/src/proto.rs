@@ -108,7 +108,10 @@ pub enum FileState {
     Present,
     Missing,
     /// A link, FIFO, device or oversized file: logged as an invalid entry naming the file.
-    Refused { kind: InvalidKind, reason: String },
+    Refused {
+        kind: InvalidKind,
+        reason: String,
+    },
 }
 
 /// Whether `path` is a plain relative path (no root, no `..`, no empty parts).

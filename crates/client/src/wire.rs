@@ -83,10 +83,10 @@ pub fn write_message<T: Serialize>(
 ) -> Result<(), WireError> {
     let json = serde_json::to_vec(header)
         .map_err(|e| WireError::Protocol(format!("cannot encode the header: {e}")))?;
-    let header_len = u32::try_from(json.len())
-        .map_err(|_| WireError::Protocol("header over 4 GiB".into()))?;
-    let count = u32::try_from(blobs.len())
-        .map_err(|_| WireError::Protocol("too many blobs".into()))?;
+    let header_len =
+        u32::try_from(json.len()).map_err(|_| WireError::Protocol("header over 4 GiB".into()))?;
+    let count =
+        u32::try_from(blobs.len()).map_err(|_| WireError::Protocol("too many blobs".into()))?;
     // One buffered write of the small parts; blobs go straight from their buffers.
     let mut head = Vec::with_capacity(12 + json.len());
     head.extend_from_slice(MAGIC);
@@ -194,7 +194,15 @@ mod tests {
     #[test]
     fn a_huge_announced_blob_is_refused_before_any_allocation() {
         let mut buf = Vec::new();
-        write_message(&mut buf, &H { op: "x".into(), n: 1 }, &[]).unwrap();
+        write_message(
+            &mut buf,
+            &H {
+                op: "x".into(),
+                n: 1,
+            },
+            &[],
+        )
+        .unwrap();
         // Patch the blob count to 1 and announce 100 GB.
         let n = buf.len();
         buf[n - 4..].copy_from_slice(&1u32.to_le_bytes());
@@ -206,7 +214,15 @@ mod tests {
     #[test]
     fn truncation_and_bad_magic_are_errors() {
         let mut buf = Vec::new();
-        write_message(&mut buf, &H { op: "x".into(), n: 1 }, &[b"abc"]).unwrap();
+        write_message(
+            &mut buf,
+            &H {
+                op: "x".into(),
+                n: 1,
+            },
+            &[b"abc"],
+        )
+        .unwrap();
         let cut = &buf[..buf.len() - 1];
         assert!(matches!(
             read_message::<H>(&mut &cut[..], Limits::REQUEST),

@@ -28,6 +28,10 @@ pub struct AttemptRecord {
     pub started_at: DateTime<Utc>,
     #[serde(default)]
     pub finished_at: Option<DateTime<Utc>>,
+    /// The user the attempt belongs to (the caller of `start`, or the user it was started
+    /// for): through the scoring service only that user, or the operator, may use it.
+    #[serde(default)]
+    pub owner_uid: Option<u32>,
 }
 
 /// An attempt and the location of its private state.
@@ -48,7 +52,7 @@ pub fn attempt_id(canonical_dir: &Path) -> String {
 }
 
 impl Attempt {
-    /// Creates the private state of a new attempt on `dir` (which must exist).
+    /// Creates the private state of a new attempt on `dir` (which must exist), at once.
     pub fn create(
         home: &Home,
         task: &str,
@@ -58,51 +62,77 @@ impl Attempt {
         time_limit_minutes: Option<f64>,
     ) -> Result<Attempt> {
         let dir = canonical(dir)?;
-        let id = attempt_id(&dir);
-        let private_dir = home.attempts_dir().join(&id);
-        if private_dir.join("attempt.json").exists() {
+        Attempt::stage(home, task, profile, agent, &dir, time_limit_minutes, None)?.publish()
+    }
+
+    /// Prepares a new attempt on the canonical path `dir` in a staging folder of the home,
+    /// invisible to `open` until [`StagedAttempt::publish`]: a `start` killed half-way leaves
+    /// no half-started attempt, only a staging folder that [`sweep_stale`] removes.
+    pub fn stage(
+        home: &Home,
+        task: &str,
+        profile: &str,
+        agent: &str,
+        dir: &Path,
+        time_limit_minutes: Option<f64>,
+        owner_uid: Option<u32>,
+    ) -> Result<StagedAttempt> {
+        let id = attempt_id(dir);
+        let final_dir = home.attempts_dir().join(&id);
+        if final_dir.join("attempt.json").exists() {
             return Err(Error::Usage(format!(
-                "an attempt already exists for {} (private state in {}); use a new folder",
-                dir.display(),
-                private_dir.display()
+                "an attempt already exists for {}; use a new folder",
+                dir.display()
             )));
         }
-        if private_dir.starts_with(&dir) {
+        if final_dir.starts_with(dir) {
             return Err(Error::Usage(format!(
                 "RDBENCH_HOME ({}) is inside the attempt folder; the agent could read the score log",
                 home.root().display()
             )));
         }
-        crate::fsutil::create_private_dir_all(&private_dir)?;
+        let staging =
+            home.attempts_dir()
+                .join(format!("{STAGING_PREFIX}{}-{}", std::process::id(), &id));
+        let _ = std::fs::remove_dir_all(&staging);
+        crate::fsutil::create_private_dir_all(&staging)?;
         let record = AttemptRecord {
             id,
             task: task.to_string(),
             profile: profile.to_string(),
             agent: agent.to_string(),
-            dir,
+            dir: dir.to_path_buf(),
             time_limit_minutes,
             started_at: Utc::now(),
             finished_at: None,
+            owner_uid: owner_uid.or_else(|| Some(crate::fsutil::effective_uid())),
         };
-        let attempt = Attempt {
-            record,
-            private_dir,
-        };
-        attempt.save()?;
-        Ok(attempt)
+        Ok(StagedAttempt {
+            attempt: Attempt {
+                record,
+                private_dir: staging,
+            },
+            final_dir,
+        })
     }
 
     /// Opens the attempt started on `dir`.
     pub fn open(home: &Home, dir: &Path) -> Result<Attempt> {
         let canon = canonical(dir)
             .map_err(|_| Error::Usage(format!("{}: no such attempt folder", dir.display())))?;
-        let private_dir = home.attempts_dir().join(attempt_id(&canon));
+        Attempt::open_canonical(home, &canon)
+    }
+
+    /// Opens the attempt started on the canonical path `dir` without touching that path (the
+    /// scoring service takes it from the client, which resolved it with the agent's rights).
+    pub fn open_canonical(home: &Home, dir: &Path) -> Result<Attempt> {
+        let private_dir = home.attempts_dir().join(attempt_id(dir));
         let path = private_dir.join("attempt.json");
+        // The message names the agent's folder only, never the private one.
         let bytes = std::fs::read(&path).map_err(|_| {
             Error::Usage(format!(
-                "{}: no attempt was started here (looked for {}); run `rdbench start <task> --dir {}` first",
+                "{}: no attempt was started here; run `rdbench start <task> --dir {}` first",
                 dir.display(),
-                path.display(),
                 dir.display()
             ))
         })?;
@@ -149,6 +179,83 @@ impl Attempt {
     }
 }
 
+/// Staging folders of `start` begin with this; `<prefix><pid>-<id>`.
+const STAGING_PREFIX: &str = ".staging-";
+
+/// A new attempt being prepared; see [`Attempt::stage`].
+#[derive(Debug)]
+pub struct StagedAttempt {
+    /// The attempt, its `private_dir` the staging folder (the task's private files go there).
+    pub attempt: Attempt,
+    final_dir: PathBuf,
+}
+
+impl StagedAttempt {
+    /// Makes the attempt visible, atomically: its record is written into the staging folder,
+    /// which is then renamed into place. Fails, leaving nothing, if another `start` on the
+    /// same folder won the race.
+    pub fn publish(mut self) -> Result<Attempt> {
+        self.attempt.save()?;
+        if let Err(e) = std::fs::rename(&self.attempt.private_dir, &self.final_dir) {
+            let _ = std::fs::remove_dir_all(&self.attempt.private_dir);
+            return Err(if self.final_dir.exists() {
+                Error::Usage(format!(
+                    "an attempt already exists for {}; use a new folder",
+                    self.attempt.record.dir.display()
+                ))
+            } else {
+                Error::io(&self.final_dir, e)
+            });
+        }
+        self.attempt.private_dir = self.final_dir.clone();
+        Ok(self.attempt)
+    }
+
+    /// Drops the staging folder (a failed `start`).
+    pub fn abandon(self) {
+        let _ = std::fs::remove_dir_all(&self.attempt.private_dir);
+    }
+}
+
+/// Removes what killed processes left in the home: staging folders of `start` and scoring
+/// snapshots whose process is gone. Returns how many it removed.
+pub fn sweep_stale(home: &Home) -> usize {
+    let mut removed = 0;
+    let Ok(attempts) = std::fs::read_dir(home.attempts_dir()) else {
+        return 0;
+    };
+    for entry in attempts.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix(STAGING_PREFIX) {
+            if owner_is_gone(rest) && std::fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+            continue;
+        }
+        let Ok(snapshots) = std::fs::read_dir(entry.path().join("snapshots")) else {
+            continue;
+        };
+        for snap in snapshots.flatten() {
+            let snap_name = snap.file_name().to_string_lossy().into_owned();
+            if owner_is_gone(&snap_name) && std::fs::remove_dir_all(snap.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+/// Whether the process whose id starts `name` (`<pid>-...`) no longer exists.
+fn owner_is_gone(name: &str) -> bool {
+    let Some(pid) = name.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks for the process's existence.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    !alive
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +283,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("rdbench start"), "{err}");
+        assert!(!err.contains(home_dir.path().to_str().unwrap()), "{err}");
+    }
+
+    #[test]
+    fn a_staged_attempt_is_invisible_until_published_and_stale_staging_is_swept() {
+        let home_dir = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let home = Home::new(home_dir.path());
+        let dir = work.path().canonicalize().unwrap();
+        let staged = Attempt::stage(&home, "t", "tiny", "a", &dir, None, Some(1234)).unwrap();
+        assert!(Attempt::open(&home, &dir).is_err());
+        let a = staged.publish().unwrap();
+        assert_eq!(a.record.owner_uid, Some(1234));
+        assert!(Attempt::open(&home, &dir).is_ok());
+        // A staging folder of a process that no longer exists is swept; ours is not.
+        let dead = home.attempts_dir().join(".staging-999999999-x");
+        let ours = home
+            .attempts_dir()
+            .join(format!(".staging-{}-y", std::process::id()));
+        std::fs::create_dir_all(&dead).unwrap();
+        std::fs::create_dir_all(&ours).unwrap();
+        assert_eq!(sweep_stale(&home), 1);
+        assert!(!dead.exists() && ours.exists());
     }
 }

@@ -227,3 +227,36 @@ mod tests {
         assert!(t.elapsed().as_millis() < 1000);
     }
 }
+
+/// The user this process acts as.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Checks that `dir` belongs to this user and that no one else can enter it: the scoring
+/// service refuses to serve from a home another user could read or plant files in.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    create_private_dir_all(dir)?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Usage(format!("{}: not a folder", dir.display())));
+    }
+    if meta.uid() != effective_uid() {
+        return Err(Error::Usage(format!(
+            "{}: belongs to uid {}, not to the scoring user (uid {})",
+            dir.display(),
+            meta.uid(),
+            effective_uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(Error::Usage(format!(
+            "{}: mode {:o} lets other users in; `chmod 700` it first",
+            dir.display(),
+            meta.mode() & 0o777
+        )));
+    }
+    Ok(())
+}

@@ -1,10 +1,13 @@
 //! `start`, `score`, `log` and `finish`: the life of one attempt.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rdbench_core::attempt::Attempt;
+use rdbench_client::client::read_submission;
+use rdbench_client::proto::{FileState, SubmittedFile};
+use rdbench_client::AttemptCommand;
+use rdbench_core::attempt::{Attempt, StagedAttempt};
 use rdbench_core::calibration::CalibrationEntry;
 use rdbench_core::fsutil::{atomic_write, hash_files};
 use rdbench_core::outcome::InvalidKind;
@@ -15,27 +18,68 @@ use rdbench_core::{Error, Result};
 
 use super::{device_fingerprint, find_calibration, Context};
 use crate::job::{Job, JobResult};
-use crate::output::{self, num, one_line, Table};
+use crate::output::{num, one_line, Table};
 use crate::registry;
 
-pub fn start(
-    ctx: &Context,
-    task_name: &str,
-    dir: &Path,
-    profile: &str,
-    time_limit: Option<f64>,
-    agent: &str,
-) -> Result<i32> {
-    let task = registry::find(task_name)?;
-    let info = task.info();
-    info.profile(profile)?;
-    if let Some(t) = time_limit {
-        if !(t.is_finite() && t > 0.0) {
-            return Err(Error::Usage(format!(
-                "--time-limit must be a positive number of minutes, not {t}"
-            )));
+/// Runs an attempt command in this process (same-user mode).
+pub fn run_local(ctx: &Context, command: &AttemptCommand) -> Result<i32> {
+    match command {
+        AttemptCommand::List => super::catalog::list(ctx),
+        AttemptCommand::Info { task } => super::catalog::info(ctx, task),
+        AttemptCommand::Start {
+            task,
+            dir,
+            profile,
+            time_limit,
+            agent,
+        } => {
+            let canonical = make_attempt_folder(dir)?;
+            let staged = stage_attempt(ctx, task, &canonical, profile, *time_limit, agent)?;
+            for rel in &staged.files {
+                let (from, to) = (staged.public_dir.join(rel), canonical.join(rel));
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                }
+                std::fs::copy(&from, &to).map_err(|e| Error::io(&to, e))?;
+            }
+            let attempt = staged.publish()?;
+            report_started(ctx, &attempt, dir);
+            Ok(0)
+        }
+        AttemptCommand::Score {
+            dir,
+            allow_uncalibrated,
+            timeout,
+            emulate,
+        } => {
+            let attempt = Attempt::open(&ctx.home, dir)?;
+            let backend = if *emulate {
+                Backend::Emulator
+            } else {
+                Backend::Cuda
+            };
+            score(
+                ctx,
+                &attempt,
+                Submission::Folder(&attempt.record.dir.clone()),
+                (*allow_uncalibrated, *timeout, backend),
+            )
+        }
+        AttemptCommand::Log { dir } => log(ctx, &Attempt::open(&ctx.home, dir)?),
+        AttemptCommand::Finish { dir, out } => {
+            let summary = finish(ctx, Attempt::open(&ctx.home, dir)?)?;
+            if let Some(out) = out {
+                let json = serde_json::to_vec_pretty(&summary)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                atomic_write(out, &json)?;
+            }
+            Ok(0)
         }
     }
+}
+
+/// Makes (or checks) the new attempt's empty folder and returns its canonical path.
+fn make_attempt_folder(dir: &Path) -> Result<PathBuf> {
     if dir.exists() {
         let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
         if entries.next().is_some() {
@@ -46,30 +90,114 @@ pub fn start(
         }
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let limit = time_limit.unwrap_or(info.default_time_limit_minutes as f64);
-    let attempt = Attempt::create(&ctx.home, &info.name, profile, agent, dir, Some(limit))?;
-    let prepared = task.prepare(&PrepareRequest {
-        profile: profile.into(),
-        attempt_dir: attempt.record.dir.clone(),
-        private_dir: attempt.task_private_dir(),
-        cache_dir: ctx.home.cache_dir(),
-    });
-    if let Err(e) = prepared {
-        // Leave no half-started attempt behind.
-        let _ = std::fs::remove_dir_all(&attempt.private_dir);
-        return Err(e);
+    dir.canonicalize().map_err(|e| Error::io(dir, e))
+}
+
+/// A prepared, not yet visible attempt: its starting files in `public_dir` (inside the
+/// staging folder, private), for the caller to put into the agent's folder.
+pub struct Staged {
+    staged: StagedAttempt,
+    pub public_dir: PathBuf,
+    /// The starting files, relative to `public_dir`.
+    pub files: Vec<String>,
+}
+
+impl Staged {
+    /// Makes the attempt visible; the staged copy of the starting files goes.
+    pub fn publish(self) -> Result<Attempt> {
+        let _ = std::fs::remove_dir_all(&self.public_dir);
+        self.staged.publish()
     }
+}
+
+/// `start`, up to the point where the starting files exist: the task prepares into the
+/// home's staging folder, never into the agent's folder, so the scorer writes nothing where
+/// the agent could have planted a link, and a killed `start` leaves no attempt.
+pub fn stage_attempt(
+    ctx: &Context,
+    task_name: &str,
+    canonical_dir: &Path,
+    profile: &str,
+    time_limit: Option<f64>,
+    agent: &str,
+) -> Result<Staged> {
+    let task = registry::find(task_name)?;
+    let info = task.info();
+    info.profile(profile)?;
+    if let Some(t) = time_limit {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(Error::Usage(format!(
+                "--time-limit must be a positive number of minutes, not {t}"
+            )));
+        }
+    }
+    let limit = time_limit.unwrap_or(info.default_time_limit_minutes as f64);
+    let staged = Attempt::stage(
+        &ctx.home,
+        &info.name,
+        profile,
+        agent,
+        canonical_dir,
+        Some(limit),
+        Some(ctx.caller.uid()),
+    )?;
+    let public_dir = staged.attempt.private_dir.join("public");
+    let prepared = rdbench_core::fsutil::create_private_dir_all(&public_dir).and_then(|_| {
+        task.prepare(&PrepareRequest {
+            profile: profile.into(),
+            attempt_dir: public_dir.clone(),
+            private_dir: staged.attempt.task_private_dir(),
+            cache_dir: ctx.home.cache_dir(),
+        })
+    });
+    let files = prepared.and_then(|_| list_files(&public_dir));
+    match files {
+        Ok(files) => Ok(Staged {
+            staged,
+            public_dir,
+            files,
+        }),
+        Err(e) => {
+            staged.abandon();
+            Err(e)
+        }
+    }
+}
+
+/// The regular files under `root`, relative and `/`-separated, sorted.
+fn list_files(root: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let ft = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
+            if ft.is_dir() {
+                stack.push(entry.path());
+            } else if ft.is_file() {
+                let rel = entry.path();
+                let rel = rel.strip_prefix(root).unwrap_or(&rel);
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub fn report_started(ctx: &Context, attempt: &Attempt, given_dir: &Path) {
     if ctx.json {
-        output::json(&attempt.record);
+        ctx.out.json(&attempt.record);
     } else {
-        println!(
-            "started {} ({profile}) in {} — read INSTRUCTIONS.md there; score with `rdbench score {}`",
-            info.name,
+        say!(
+            ctx,
+            "started {} ({}) in {} — read INSTRUCTIONS.md there; score with `rdbench score {}`",
+            attempt.record.task,
+            attempt.record.profile,
             attempt.record.dir.display(),
-            dir.display()
+            given_dir.display()
         );
     }
-    Ok(0)
 }
 
 /// Builds the log entry of one scoring run.
@@ -218,17 +346,23 @@ pub fn run_stamp() -> String {
 pub const EMULATOR_WARNING: &str = "emulated run: the CPU emulator checks correctness only and never gives a score; \
      it compiles solution.cu as host code, so use it for the project's own kernels and tests, never for an untrusted submission";
 
+/// Where a submission's files come from.
+pub enum Submission<'a> {
+    /// The attempt's folder, read here (same-user mode).
+    Folder(&'a Path),
+    /// What the scoring service's client read with the agent's rights and sent.
+    Received(Vec<SubmittedFile>, Vec<Vec<u8>>),
+}
+
 pub fn score(
     ctx: &Context,
-    dir: &Path,
-    allow_uncalibrated: bool,
-    timeout: Option<u64>,
-    backend: Backend,
+    attempt: &Attempt,
+    submission: Submission<'_>,
+    (allow_uncalibrated, timeout, backend): (bool, Option<u64>, Backend),
 ) -> Result<i32> {
     if backend == Backend::Emulator {
-        eprintln!("rdbench: {EMULATOR_WARNING}");
+        warn!(ctx, "rdbench: {EMULATOR_WARNING}");
     }
-    let attempt = Attempt::open(&ctx.home, dir)?;
     let task = registry::find(&attempt.record.task)?;
     let info = task.info();
     let profile = attempt.record.profile.clone();
@@ -236,24 +370,26 @@ pub fn score(
     let started = Instant::now();
     // Score a snapshot, not the live folder: each submission file is read once, untrusted,
     // into the private area, so the file scored is the file hashed and a swap during scoring
-    // changes nothing.
-    let snapshot_dir = attempt.private_dir.join("snapshots").join(run_stamp());
-    if let Err((kind, reason)) =
-        snapshot(&attempt.record.dir, &info.submission_files, &snapshot_dir)
-    {
+    // changes nothing. The pid in its name lets a later sweep remove it if this process dies.
+    let snapshot_dir = attempt.private_dir.join("snapshots").join(format!(
+        "{}-{}",
+        std::process::id(),
+        run_stamp()
+    ));
+    if let Err((kind, reason)) = snapshot(submission, &info.submission_files, &snapshot_dir) {
         // Hash only what was read: the live folder may hold a FIFO that would block a read.
         let sha = hash_files(&snapshot_dir, &info.submission_files);
         let _ = std::fs::remove_dir_all(&snapshot_dir);
         let rejected = JobResult::rejected(kind, reason, started);
         let entry = entry_for(&info, &profile, &rejected, None, None, sha, None);
         log.append(&entry)?;
-        report(ctx, &info, &entry, &attempt);
+        report(ctx, &info, &entry, attempt);
         return Ok(1);
     }
     let scored = score_snapshot(
         ctx,
         task.as_ref(),
-        &attempt,
+        attempt,
         &snapshot_dir,
         (allow_uncalibrated, timeout, backend, started),
     );
@@ -261,40 +397,52 @@ pub fn score(
     scored
 }
 
-/// Reads each of `names` from `dir` (untrusted: no links, FIFOs or devices; bounded) into
-/// `dest`. A missing file is left missing for the task to report; any other refusal is an
+/// Writes the submission's files (read from the folder untrusted: no links, FIFOs or devices;
+/// bounded; or received from the client) into `dest`. A missing file is left missing for the task to report; any other refusal is an
 /// invalid submission naming the file.
 fn snapshot(
-    dir: &Path,
+    submission: Submission<'_>,
     names: &[String],
     dest: &Path,
 ) -> std::result::Result<(), (InvalidKind, String)> {
-    use rdbench_core::fsutil::{create_private_dir_all, read_untrusted, UntrustedReadError as E};
-    /// No submission file of any task comes near this; the task's own limit is tighter.
-    const MAX_SNAPSHOT_FILE: u64 = 1 << 30;
+    use rdbench_core::fsutil::create_private_dir_all;
     let internal = |e: Error| (InvalidKind::MissingFile, e.to_string());
     create_private_dir_all(dest).map_err(internal)?;
-    for name in names {
-        let path = dir.join(name);
-        match read_untrusted(&path, MAX_SNAPSHOT_FILE) {
-            Ok(bytes) => atomic_write(&dest.join(name), &bytes).map_err(internal)?,
-            Err(E::NotFound) => {}
-            Err(e @ E::TooLarge { .. }) => {
-                return Err((InvalidKind::TooLarge, format!("{}: {e}", path.display())))
+    let (files, blobs) = match submission {
+        Submission::Folder(dir) => read_submission(dir, names, MAX_SUBMISSION_FILE),
+        Submission::Received(files, blobs) => (files, blobs),
+    };
+    let mut blobs = blobs.into_iter();
+    for file in files {
+        match file.state {
+            // Blobs come in the order of the files present, whatever the name.
+            FileState::Present => {
+                let bytes = blobs.next().ok_or_else(|| {
+                    (
+                        InvalidKind::MissingFile,
+                        format!("{}: announced but not sent", file.name),
+                    )
+                })?;
+                // Only the task's own file names are written: the client chose none of them.
+                if let Some(name) = names.iter().find(|n| **n == file.name) {
+                    if bytes.len() as u64 > MAX_SUBMISSION_FILE {
+                        return Err((
+                            InvalidKind::TooLarge,
+                            format!("{name}: over the {MAX_SUBMISSION_FILE}-byte limit"),
+                        ));
+                    }
+                    atomic_write(&dest.join(name), &bytes).map_err(internal)?;
+                }
             }
-            Err(e @ E::NotARegularFile(_)) => {
-                return Err((
-                    InvalidKind::RuleViolation,
-                    format!("{}: {e}", path.display()),
-                ))
-            }
-            Err(e @ E::Io(_)) => {
-                return Err((InvalidKind::MissingFile, format!("{}: {e}", path.display())))
-            }
+            FileState::Missing => {}
+            FileState::Refused { kind, reason } => return Err((kind, reason)),
         }
     }
     Ok(())
 }
+
+/// No submission file of any task comes near this; the task's own limit is tighter.
+pub const MAX_SUBMISSION_FILE: u64 = 1 << 30;
 
 /// Messages name the snapshot's files; the agent knows them by their folder's path.
 fn unsnapshot(result: &mut JobResult, snapshot_dir: &Path, attempt_dir: &Path) {
@@ -398,11 +546,11 @@ fn score_snapshot(
 fn report(ctx: &Context, info: &TaskInfo, entry: &ScoreEntry, attempt: &Attempt) {
     if ctx.json {
         if info.score_hidden {
-            output::json(
+            ctx.out.json(
                 &serde_json::json!({ "valid": entry.valid, "reason": entry.reason, "hidden": true }),
             );
         } else {
-            output::json(entry);
+            ctx.out.json(entry);
         }
         return;
     }
@@ -412,37 +560,50 @@ fn report(ctx: &Context, info: &TaskInfo, entry: &ScoreEntry, attempt: &Attempt)
         .time_limit_minutes
         .is_some_and(|l| elapsed > l);
     if !entry.valid {
-        println!(
+        say!(
+            ctx,
             "INVALID: {}",
             entry.reason.as_deref().unwrap_or("unknown reason")
         );
     } else if info.score_hidden {
-        println!("scored (this task hides its score until the attempt ends)");
+        say!(
+            ctx,
+            "scored (this task hides its score until the attempt ends)"
+        );
     } else if entry.unscored {
-        println!(
+        say!(
+            ctx,
             "CORRECT, NOT SCORED: {}",
             entry.headline.as_deref().unwrap_or("no measurement")
         );
     } else {
-        print!("score {} (raw {}", num(entry.normalized), num(entry.raw));
-        if let Some(h) = entry.headline.as_deref().filter(|h| !h.is_empty()) {
-            print!(": {h}");
-        }
-        println!(")");
+        let headline = match entry.headline.as_deref().filter(|h| !h.is_empty()) {
+            Some(h) => format!(": {h}"),
+            None => String::new(),
+        };
+        say!(
+            ctx,
+            "score {} (raw {}{headline})",
+            num(entry.normalized),
+            num(entry.raw)
+        );
         if entry.normalized.is_none() {
-            println!("  not normalized: no calibration for this device");
+            say!(ctx, "  not normalized: no calibration for this device");
         }
     }
     if over {
-        println!("  note: the attempt's time limit has passed ({elapsed:.0} min elapsed)");
+        say!(
+            ctx,
+            "  note: the attempt's time limit has passed ({elapsed:.0} min elapsed)"
+        );
     }
 }
 
-pub fn log(ctx: &Context, dir: &Path) -> Result<i32> {
-    let attempt = Attempt::open(&ctx.home, dir)?;
+pub fn log(ctx: &Context, attempt: &Attempt) -> Result<i32> {
     let (entries, warnings) = attempt.score_log().read()?;
     for w in &warnings {
-        eprintln!(
+        warn!(
+            ctx,
             "warning: {}: line {}: {}",
             attempt.score_log().path().display(),
             w.line,
@@ -450,7 +611,7 @@ pub fn log(ctx: &Context, dir: &Path) -> Result<i32> {
         );
     }
     if ctx.json {
-        output::json(&entries);
+        ctx.out.json(&entries);
         return Ok(0);
     }
     let mut table = Table::new(&[
@@ -478,12 +639,12 @@ pub fn log(ctx: &Context, dir: &Path) -> Result<i32> {
             },
         ]);
     }
-    println!("{}", table.render());
+    say!(ctx, "{}", table.render());
     Ok(0)
 }
 
-pub fn finish(ctx: &Context, dir: &Path, out: Option<&Path>) -> Result<i32> {
-    let mut attempt = Attempt::open(&ctx.home, dir)?;
+/// Ends the attempt; returns the summary (for `--out`).
+pub fn finish(ctx: &Context, mut attempt: Attempt) -> Result<AttemptSummary> {
     let task = registry::find(&attempt.record.task)?;
     let info = task.info();
     let (entries, _) = attempt.score_log().read()?;
@@ -515,27 +676,29 @@ pub fn finish(ctx: &Context, dir: &Path, out: Option<&Path>) -> Result<i32> {
     };
     let json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?;
     atomic_write(&attempt.summary_path(), &json)?;
-    if let Some(out) = out {
-        atomic_write(out, &json)?;
-    }
     attempt.record.finished_at = Some(finished_at);
     attempt.save()?;
     if ctx.json {
-        output::json(&summary);
+        ctx.out.json(&summary);
     } else {
-        println!(
-            "finished {} ({}): final score {} (raw {}), {} of {} entries valid, {} entry counts; summary at {}",
+        // The summary's own path is private: the platform asks for a copy with --out.
+        say!(
+            ctx,
+            "finished {} ({}): final score {} (raw {}), {} of {} entries valid, {} entry counts",
             info.name,
             summary.profile,
             num(summary.score),
             num(summary.raw),
             summary.valid_entries,
             summary.entries,
-            if selection == Selection::Best { "best" } else { "last" },
-            out.unwrap_or(&attempt.summary_path()).display()
+            if selection == Selection::Best {
+                "best"
+            } else {
+                "last"
+            },
         );
     }
-    Ok(0)
+    Ok(summary)
 }
 
 /// Scores one installed solution outside any attempt (calibration and the self-test cycle).

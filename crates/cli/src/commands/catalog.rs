@@ -3,13 +3,13 @@
 use rdbench_core::Result;
 
 use super::{device_fingerprint, find_calibration, Context};
-use crate::output::{self, Table};
+use crate::output::Table;
 use crate::registry;
 
 pub fn list(ctx: &Context) -> Result<i32> {
     let infos: Vec<_> = registry::all().iter().map(|t| t.info()).collect();
     if ctx.json {
-        output::json(&infos);
+        ctx.out.json(&infos);
         return Ok(0);
     }
     let mut table = Table::new(&["task", "profiles", "needs GPU", "raw score", "title"]);
@@ -30,7 +30,7 @@ pub fn list(ctx: &Context) -> Result<i32> {
             i.title.clone(),
         ]);
     }
-    println!("{}", table.render());
+    say!(ctx, "{}", table.render());
     Ok(0)
 }
 
@@ -50,21 +50,31 @@ pub fn info(ctx: &Context, name: &str) -> Result<i32> {
             .iter()
             .map(|(p, c)| serde_json::json!({ "profile": p, "device": c.as_ref().map(|x| &x.0), "calibration": c.as_ref().map(|x| &x.1) }))
             .collect();
-        output::json(&serde_json::json!({ "task": info, "calibrations": cal }));
+        ctx.out
+            .json(&serde_json::json!({ "task": info, "calibrations": cal }));
         return Ok(0);
     }
-    println!("{} — {}\n\n{}\n", info.name, info.title, info.summary);
-    println!("raw score:    {} ({:?})", info.raw_score, info.direction);
-    println!(
+    say!(ctx, "{} — {}\n\n{}\n", info.name, info.title, info.summary);
+    say!(
+        ctx,
+        "raw score:    {} ({:?})",
+        info.raw_score,
+        info.direction
+    );
+    say!(
+        ctx,
         "submission:   {:?}: {}",
         info.submission,
         info.submission_files.join(", ")
     );
-    println!(
+    say!(
+        ctx,
         "time limit:   {} min per attempt (default); scoring limit {} s",
-        info.default_time_limit_minutes, info.score_timeout_s
+        info.default_time_limit_minutes,
+        info.score_timeout_s
     );
-    println!(
+    say!(
+        ctx,
         "score shown:  {}",
         if info.score_hidden {
             "no (the last entry counts)"
@@ -73,7 +83,8 @@ pub fn info(ctx: &Context, name: &str) -> Result<i32> {
         }
     );
     for p in &info.profiles {
-        println!(
+        say!(
+            ctx,
             "profile {:<5}  {}{}",
             p.name,
             p.description,
@@ -82,8 +93,8 @@ pub fn info(ctx: &Context, name: &str) -> Result<i32> {
     }
     for (profile, c) in &calibrations {
         match c {
-            Some((dev, c)) => println!("calibration {profile}: start {:.4}, reference {:.4} on {dev} ({})", c.start, c.reference, c.provenance),
-            None => println!("calibration {profile}: none for this machine (run `rdbench calibrate --task {} --profile {profile}`)", info.name),
+            Some((dev, c)) => say!(ctx, "calibration {profile}: start {:.4}, reference {:.4} on {dev} ({})", c.start, c.reference, c.provenance),
+            None => say!(ctx, "calibration {profile}: none for this machine (run `rdbench calibrate --task {} --profile {profile}`)", info.name),
         }
     }
     Ok(0)

@@ -7,6 +7,7 @@ mod check_task;
 mod cycle;
 mod doctor;
 mod monitor;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -15,12 +16,44 @@ use rdbench_core::home::Home;
 use rdbench_core::task::{Task, TaskInfo};
 use rdbench_core::{Error, Result};
 
+use rdbench_client::AttemptCommand;
+
 use crate::cli::{Cli, Command};
+use crate::output::Out;
+
+/// What same-user mode says on every attempt command, so nobody mistakes it for protection.
+pub const UNPROTECTED_NOTE: &str = "rdbench: unprotected mode: the scorer runs as you, so anything you run can read \
+     and change its score logs, calibrations and secrets; agents must use `rdbench-client` against `rdbench serve` \
+     (README, \"Protected scoring\")";
+
+/// Who gives a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// This process's own user, on the command line: the unprotected same-user mode.
+    Local,
+    /// A client of `rdbench serve` that is not the operator: may use only its own attempts,
+    /// never the emulator (unless the operator allowed it), never a longer scoring limit.
+    Agent { uid: u32 },
+    /// A client of `rdbench serve` running as root or as the scoring user itself.
+    Operator { uid: u32 },
+}
+
+impl Caller {
+    /// The uid that owns what this caller starts.
+    pub fn uid(self) -> u32 {
+        match self {
+            Caller::Local => rdbench_core::fsutil::effective_uid(),
+            Caller::Agent { uid } | Caller::Operator { uid } => uid,
+        }
+    }
+}
 
 /// Settings every command shares, validated from the flags.
 pub struct Context {
     pub home: Home,
     pub json: bool,
+    pub out: Out,
+    pub caller: Caller,
 }
 
 impl Context {
@@ -33,6 +66,8 @@ impl Context {
         Context {
             home,
             json: cli.json,
+            out: Out::terminal(),
+            caller: Caller::Local,
         }
     }
 
@@ -109,31 +144,19 @@ pub fn find_calibration(
 pub fn run(cli: Cli) -> Result<i32> {
     let ctx = Context::from_cli(&cli);
     match cli.command {
-        Command::List => catalog::list(&ctx),
-        Command::Info { task } => catalog::info(&ctx, &task),
-        Command::Start {
-            task,
-            dir,
-            profile,
-            time_limit,
-            agent,
-        } => attempt::start(&ctx, &task, &dir, &profile, time_limit, &agent),
-        Command::Score {
-            dir,
-            allow_uncalibrated,
-            timeout,
-            emulate,
-        } => attempt::score(
-            &ctx,
-            &dir,
-            allow_uncalibrated,
-            timeout,
-            if emulate {
-                rdbench_core::task::Backend::Emulator
-            } else {
-                rdbench_core::task::Backend::Cuda
-            },
-        ),
+        Command::Attempt(command) => {
+            if let Some(socket) = &cli.socket {
+                return Ok(rdbench_client::run(socket, ctx.json, &command));
+            }
+            if !matches!(command, AttemptCommand::List | AttemptCommand::Info { .. }) {
+                warn!(ctx, "{UNPROTECTED_NOTE}");
+            }
+            attempt::run_local(&ctx, &command)
+        }
+        Command::Serve {
+            socket,
+            allow_emulator_for_agents,
+        } => serve::serve(&ctx, &socket, allow_emulator_for_agents),
         Command::InstallSolution {
             task,
             what,
@@ -146,8 +169,6 @@ pub fn run(cli: Cli) -> Result<i32> {
             exploits,
             case,
         } => check_task::check_task(&ctx, &task, &profile, exploits.as_deref(), &case),
-        Command::Log { dir } => attempt::log(&ctx, &dir),
-        Command::Finish { dir, out } => attempt::finish(&ctx, &dir, out.as_deref()),
         Command::Calibrate {
             task,
             profile,

@@ -1,0 +1,405 @@
+//! `rdbench serve`: the protected scoring service.
+//!
+//! Run as the scoring identity (root, or a dedicated user), it owns the home (score logs,
+//! calibrations, caches, secrets) and refuses to start unless that home is private to it. An
+//! agent, as another user, reaches it only through the Unix socket, with `rdbench-client`:
+//!
+//! - the caller is known by the socket's peer credentials (`SO_PEERCRED`), which it cannot
+//!   forge; root and the scoring user are operators, everyone else an agent;
+//! - an agent may use only the attempts it started (or that were started for it), may not
+//!   lengthen the scoring time limit, and is not served the CPU emulator (which compiles the
+//!   submission as host code) unless the operator allowed it;
+//! - the service never opens a path in the agent's folder: the client sends the submission's
+//!   bytes, read with the agent's own rights, and writes the starting files itself;
+//! - calibration, monitoring and the task author's tools are not served at all.
+//!
+//! One connection carries one command, on its own thread; a panic in it becomes an internal
+//! error for that client, never the end of the service.
+
+use std::io::{BufReader, BufWriter};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdbench_client::proto::{
+    Envelope, Reply, ReplyFile, Request, ServiceMessage, SubmittedFiles, PROTOCOL_VERSION,
+};
+use rdbench_client::wire::{read_message, write_message, Limits, WireError};
+use rdbench_core::attempt::{sweep_stale, Attempt};
+use rdbench_core::fsutil::{effective_uid, ensure_private_dir};
+use rdbench_core::home::Home;
+use rdbench_core::task::Backend;
+use rdbench_core::{Error, Result};
+
+use super::attempt::{self, Submission, MAX_SUBMISSION_FILE};
+use super::{catalog, Caller, Context};
+use crate::output::Out;
+
+/// Connections served at once; more are told the service is busy.
+const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send a message (a stalled client holds only its thread).
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What every connection's thread needs.
+#[derive(Debug, Clone)]
+struct Service {
+    home: Home,
+    uid: u32,
+    allow_emulator_for_agents: bool,
+}
+
+pub fn serve(ctx: &Context, socket: &Path, allow_emulator_for_agents: bool) -> Result<i32> {
+    // By construction, not by politeness: a home another user can enter is refused.
+    ensure_private_dir(ctx.home.root())?;
+    let swept = sweep_stale(&ctx.home);
+    let listener = bind(socket)?;
+    let service = Arc::new(Service {
+        home: ctx.home.clone(),
+        uid: effective_uid(),
+        allow_emulator_for_agents,
+    });
+    warn!(
+        ctx,
+        "rdbench serve: listening on {} as uid {}; the home is private to this user{}{}",
+        socket.display(),
+        service.uid,
+        if swept > 0 {
+            format!("; removed {swept} files left by killed runs")
+        } else {
+            String::new()
+        },
+        if allow_emulator_for_agents {
+            "; WARNING: agents may run the emulator, which executes their code as this user"
+        } else {
+            ""
+        }
+    );
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                continue;
+            }
+        };
+        let (service, active) = (service.clone(), active.clone());
+        let spawned = std::thread::Builder::new()
+            .name("rdbench-serve".into())
+            .spawn(move || {
+                let busy = active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS;
+                handle(&service, stream, busy);
+                active.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a connection thread: {e}");
+        }
+    }
+    Ok(0)
+}
+
+/// Binds the socket, replacing a stale one (no listener behind it), never a live service's
+/// socket or a file that is not a socket.
+fn bind(socket: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(socket) {
+        if !meta.file_type().is_socket() {
+            return Err(Error::Usage(format!(
+                "{}: exists and is not a socket",
+                socket.display()
+            )));
+        }
+        if UnixStream::connect(socket).is_ok() {
+            return Err(Error::Usage(format!(
+                "{}: another `rdbench serve` is listening there",
+                socket.display()
+            )));
+        }
+        std::fs::remove_file(socket).map_err(|e| Error::io(socket, e))?;
+    }
+    let listener = UnixListener::bind(socket).map_err(|e| Error::io(socket, e))?;
+    // Any local user may connect; who they are is the peer credential, not the file mode.
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| Error::io(socket, e))?;
+    Ok(listener)
+}
+
+/// The uid of the process at the other end, from the kernel.
+fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
+    // SAFETY: ucred is plain data; getsockopt writes at most `len` bytes into it.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+struct Connection {
+    reader: BufReader<UnixStream>,
+    writer: BufWriter<UnixStream>,
+}
+
+impl Connection {
+    fn receive<T: serde::de::DeserializeOwned>(
+        &mut self,
+    ) -> std::result::Result<(T, Vec<Vec<u8>>), WireError> {
+        read_message(&mut self.reader, Limits::REQUEST)
+    }
+    fn send(&mut self, message: &ServiceMessage, blobs: &[&[u8]]) -> Result<()> {
+        write_message(&mut self.writer, message, blobs)
+            .map_err(|e| Error::Environment(format!("writing to the client: {e}")))
+    }
+}
+
+/// What a served command leaves besides its printed output.
+#[derive(Default)]
+struct Served {
+    code: i32,
+    files: Vec<ReplyFile>,
+    blobs: Vec<Vec<u8>>,
+    summary: Option<serde_json::Value>,
+}
+
+fn handle(service: &Service, stream: UnixStream, busy: bool) {
+    let Ok(uid) = peer_uid(&stream) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let Ok(writer) = stream.try_clone() else {
+        return;
+    };
+    let mut conn = Connection {
+        reader: BufReader::new(stream),
+        writer: BufWriter::new(writer),
+    };
+    let caller = if uid == 0 || uid == service.uid {
+        Caller::Operator { uid }
+    } else {
+        Caller::Agent { uid }
+    };
+    let ctx = Context {
+        home: service.home.clone(),
+        json: false,
+        out: Out::capture(),
+        caller,
+    };
+    let envelope = match conn.receive::<Envelope>() {
+        Ok((envelope, _)) => envelope,
+        Err(e) => {
+            let _ = conn.send(&error_reply(&ctx, &Error::Usage(e.to_string())), &[]);
+            return;
+        }
+    };
+    let ctx = Context {
+        json: envelope.json,
+        ..ctx
+    };
+    let op = op_name(&envelope.request);
+    let result = if busy {
+        Err(Error::Environment(
+            "the scoring service is busy; try again in a moment".into(),
+        ))
+    } else if envelope.protocol != PROTOCOL_VERSION {
+        Err(Error::Usage(format!(
+            "rdbench-client speaks protocol {}, this service {PROTOCOL_VERSION}; use the client installed with it",
+            envelope.protocol
+        )))
+    } else {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            dispatch(service, &ctx, &mut conn, envelope.request)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Error::Internal(format!(
+                "the service failed serving `{op}`"
+            )))
+        })
+    };
+    let (message, blobs) = match result {
+        Ok(served) => {
+            let (stdout, stderr) = ctx.out.take();
+            (
+                ServiceMessage::Reply(Reply {
+                    code: served.code,
+                    stdout,
+                    stderr,
+                    files: served.files,
+                    summary: served.summary,
+                }),
+                served.blobs,
+            )
+        }
+        Err(e) => (error_reply(&ctx, &e), Vec::new()),
+    };
+    if let ServiceMessage::Reply(r) = &message {
+        tracing::info!(uid, op, code = r.code, "served");
+    }
+    let refs: Vec<&[u8]> = blobs.iter().map(|b| b.as_slice()).collect();
+    let _ = conn.send(&message, &refs);
+}
+
+fn op_name(request: &Request) -> &'static str {
+    match request {
+        Request::List => "list",
+        Request::Info { .. } => "info",
+        Request::Start { .. } => "start",
+        Request::Score { .. } => "score",
+        Request::Log { .. } => "log",
+        Request::Finish { .. } => "finish",
+    }
+}
+
+/// An error as `rdbench` itself reports it: a line on stderr, and JSON on stdout with --json.
+fn error_reply(ctx: &Context, e: &Error) -> ServiceMessage {
+    let (stdout, mut stderr) = ctx.out.take();
+    let code = e.exit_code() as i32;
+    stderr.push_str(&format!("rdbench: {e}\n"));
+    let stdout = if ctx.json {
+        format!(
+            "{}\n",
+            serde_json::json!({ "error": e.to_string(), "exit_code": code })
+        )
+    } else {
+        stdout
+    };
+    ServiceMessage::Reply(Reply {
+        code,
+        stdout,
+        stderr,
+        ..Reply::default()
+    })
+}
+
+fn dispatch(
+    service: &Service,
+    ctx: &Context,
+    conn: &mut Connection,
+    request: Request,
+) -> Result<Served> {
+    let code = |code| Served {
+        code,
+        ..Served::default()
+    };
+    match request {
+        Request::List => catalog::list(ctx).map(code),
+        Request::Info { task } => catalog::info(ctx, &task).map(code),
+        Request::Start {
+            task,
+            dir,
+            profile,
+            time_limit,
+            agent,
+        } => {
+            require_absolute(&dir)?;
+            let staged = attempt::stage_attempt(ctx, &task, &dir, &profile, time_limit, &agent)?;
+            let mut served = code(0);
+            for rel in &staged.files {
+                let path = staged.public_dir.join(rel);
+                served
+                    .blobs
+                    .push(std::fs::read(&path).map_err(|e| Error::io(&path, e))?);
+                served.files.push(ReplyFile { path: rel.clone() });
+            }
+            let attempt = staged.publish()?;
+            attempt::report_started(ctx, &attempt, &dir);
+            Ok(served)
+        }
+        Request::Score {
+            dir,
+            allow_uncalibrated,
+            timeout,
+            emulate,
+        } => {
+            let attempt = open_own(ctx, &dir)?;
+            let is_agent = matches!(ctx.caller, Caller::Agent { .. });
+            if emulate && is_agent && !service.allow_emulator_for_agents {
+                return Err(Error::Usage(
+                    "score --emulate is not served to agents: the emulator compiles solution.cu as host code \
+                     and would run it as the scorer"
+                        .into(),
+                ));
+            }
+            let task = crate::registry::find(&attempt.record.task)?;
+            let info = task.info();
+            // An agent may shorten the scoring limit, never lengthen it.
+            let timeout = match (is_agent, timeout) {
+                (true, Some(t)) => Some(t.min(info.score_timeout_s)),
+                (_, t) => t,
+            };
+            conn.send(
+                &ServiceMessage::NeedFiles {
+                    names: info.submission_files.clone(),
+                    max_file: MAX_SUBMISSION_FILE,
+                },
+                &[],
+            )?;
+            let (files, blobs) = conn
+                .receive::<SubmittedFiles>()
+                .map_err(|e| Error::Usage(format!("receiving the submission: {e}")))?;
+            let backend = if emulate {
+                Backend::Emulator
+            } else {
+                Backend::Cuda
+            };
+            attempt::score(
+                ctx,
+                &attempt,
+                Submission::Received(files.files, blobs),
+                (allow_uncalibrated, timeout, backend),
+            )
+            .map(code)
+        }
+        Request::Log { dir } => attempt::log(ctx, &open_own(ctx, &dir)?).map(code),
+        Request::Finish { dir } => {
+            let summary = attempt::finish(ctx, open_own(ctx, &dir)?)?;
+            Ok(Served {
+                summary: serde_json::to_value(&summary).ok(),
+                ..code(0)
+            })
+        }
+    }
+}
+
+fn require_absolute(dir: &Path) -> Result<()> {
+    if dir.is_absolute() {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "{}: the client sends the folder's absolute path",
+            dir.display()
+        )))
+    }
+}
+
+/// The caller's attempt on `dir`. Another user's attempt looks exactly like no attempt, so
+/// the answer tells an agent nothing about others.
+fn open_own(ctx: &Context, dir: &Path) -> Result<Attempt> {
+    require_absolute(dir)?;
+    let attempt = Attempt::open_canonical(&ctx.home, dir)?;
+    match ctx.caller {
+        Caller::Agent { uid } if attempt.record.owner_uid != Some(uid) => {
+            Err(Error::Usage(format!(
+                "{}: no attempt was started here; run `rdbench start <task> --dir {}` first",
+                dir.display(),
+                dir.display()
+            )))
+        }
+        _ => Ok(attempt),
+    }
+}
