@@ -5,6 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod protected;
+
+/// The binary under test (`RDBENCH_BIN` lets the prebuilt test binary run on another machine).
+fn rdbench_bin() -> PathBuf {
+    std::env::var_os("RDBENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rdbench")))
+}
+
 struct Env {
     home: tempfile::TempDir,
     work: tempfile::TempDir,
@@ -21,10 +30,7 @@ impl Env {
     fn rdbench(&self, args: &[&str]) -> Output {
         // RDBENCH_BIN / RDBENCH_REPO let the prebuilt test binary run on another machine
         // (the GPU check carries binaries built here).
-        let bin = std::env::var_os("RDBENCH_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rdbench")));
-        Command::new(bin)
+        Command::new(rdbench_bin())
             .args(args)
             .env("RDBENCH_HOME", self.home.path())
             .env(

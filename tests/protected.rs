@@ -1,0 +1,469 @@
+//! Protected scoring, end to end: `rdbench serve` as root, the agent's side as an unprivileged
+//! user created for the test, talking to it through the socket. Runs where the test runs as
+//! root (CI does); elsewhere it says so and checks nothing.
+//!
+//! The agent tries what a hostile agent tried against the same-user scorer: read the home,
+//! the service's memory and environment, include or link the scorer's files, use another
+//! user's attempt, run the emulator, flood the socket. Every output it sees is searched for a
+//! canary planted in the scorer's home and environment.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::text;
+
+const AGENT_USER: &str = "rdbench-agent";
+const CANARY: &str = "CANARY-7f3e9c1d-do-not-leak";
+
+struct Service {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Deployment {
+    /// World-traversable root of the test (tempdirs are 0700).
+    _root: tempfile::TempDir,
+    root: PathBuf,
+    home: PathBuf,
+    agent_dir: PathBuf,
+    bin: PathBuf,
+    uid: u32,
+    gid: u32,
+}
+
+fn id_of(flag: &str) -> Option<u32> {
+    let out = Command::new("id").args([flag, AGENT_USER]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+impl Deployment {
+    /// None where this test cannot make a second user (not root, no useradd).
+    fn new() -> Option<Self> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("protected-scoring test skipped: it needs root to create the agent's user");
+            return None;
+        }
+        if id_of("-u").is_none() {
+            let made = Command::new("useradd")
+                .args([
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    AGENT_USER,
+                ])
+                .status();
+            // Another test thread may have made it in the meantime.
+            if id_of("-u").is_none() {
+                panic!("cannot create user {AGENT_USER}: {made:?}");
+            }
+        }
+        let (uid, gid) = (id_of("-u")?, id_of("-g")?);
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        chmod(&root, 0o755);
+        let home = root.join("home");
+        std::fs::create_dir(&home).unwrap();
+        chmod(&home, 0o700);
+        std::fs::write(home.join("planted-secret.txt"), CANARY).unwrap();
+        std::fs::create_dir(root.join("run")).unwrap();
+        chmod(&root.join("run"), 0o755);
+        let agent_dir = root.join("agent");
+        std::fs::create_dir(&agent_dir).unwrap();
+        chmod(&agent_dir, 0o700);
+        std::os::unix::fs::chown(&agent_dir, Some(uid), Some(gid)).unwrap();
+        // The checkout may sit under a folder the agent cannot enter (/root in CI).
+        let bin = root.join("rdbench");
+        std::fs::copy(super::rdbench_bin(), &bin).unwrap();
+        chmod(&bin, 0o755);
+        Some(Deployment {
+            _root: tmp,
+            root,
+            home,
+            agent_dir,
+            bin,
+            uid,
+            gid,
+        })
+    }
+
+    fn serve(&self, name: &str) -> Service {
+        let socket = self.root.join("run").join(format!("{name}.sock"));
+        let child = Command::new(&self.bin)
+            .args(["--home", self.home.to_str().unwrap(), "serve", "--socket"])
+            .arg(&socket)
+            .env("RDBENCH_SHIPPED_CALIBRATION", self.root.join("no-shipped"))
+            .env("RDBENCH_TEST_CANARY", CANARY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rdbench serve starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "rdbench serve did not listen on {socket:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Service { child, socket }
+    }
+
+    /// A command as the agent: its own user, a clean environment, no home of its own.
+    fn agent(&self, program: &Path, args: &[&str]) -> Output {
+        Command::new(program)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &self.agent_dir)
+            .current_dir(&self.agent_dir)
+            .uid(self.uid)
+            .gid(self.gid)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the agent's command runs")
+    }
+
+    /// `rdbench --socket S ARGS` as the agent.
+    fn client(&self, service: &Service, args: &[&str]) -> Output {
+        let mut all = vec!["--socket", service.socket.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.agent(&self.bin, &all)
+    }
+
+    fn write_as_agent(&self, path: &Path, bytes: &[u8]) {
+        std::fs::write(path, bytes).unwrap();
+        std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)).unwrap();
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Everything the agent saw: outputs, and every file under its folder.
+struct Seen(Vec<(String, Vec<u8>)>);
+
+impl Seen {
+    fn output(&mut self, what: &str, out: &Output) {
+        self.0
+            .push((format!("{what} (stdout)"), out.stdout.clone()));
+        self.0
+            .push((format!("{what} (stderr)"), out.stderr.clone()));
+    }
+    fn folder(&mut self, dir: &Path) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                self.folder(&path);
+            } else if path.is_file() && !path.is_symlink() {
+                self.0
+                    .push((path.display().to_string(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    fn assert_clean(&self, forbidden: &[&str]) {
+        for (what, bytes) in &self.0 {
+            let text = String::from_utf8_lossy(bytes);
+            for f in forbidden {
+                assert!(!text.contains(f), "{what} shows {f:?}:\n{text}");
+            }
+        }
+    }
+}
+
+fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+#[test]
+fn an_agent_as_another_user_cannot_cheat_the_scoring_service() {
+    let Some(d) = Deployment::new() else { return };
+    let service = d.serve("main");
+    // What the service said (searched for the canary and the home's path) and what the
+    // agent's own probes of paths it named showed (searched for the canary).
+    let mut seen = Seen(Vec::new());
+    let mut probes = Seen(Vec::new());
+    let a1 = d.agent_dir.join("a1");
+    let a1s = a1.to_str().unwrap();
+
+    // start: the client makes the folder and writes the files; they are the agent's.
+    let out = d.client(
+        &service,
+        &["start", "prefix-sum", "--profile", "tiny", "--dir", a1s],
+    );
+    seen.output("start", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(a1.join("solution.cu")).unwrap();
+    assert_eq!(meta.uid(), d.uid, "the starting files belong to the agent");
+
+    // The home, the service's environment and memory are out of reach.
+    let home = d.home.to_str().unwrap();
+    for args in [
+        vec!["/bin/ls", home],
+        vec!["/bin/cat", &format!("{home}/planted-secret.txt")],
+    ] {
+        let out = d.agent(Path::new(args[0]), &args[1..]);
+        probes.output(&args.join(" "), &out);
+        assert_ne!(code(&out), Some(0), "{}", text(&out));
+    }
+    let pid = service.child.id();
+    for file in ["environ", "mem", "cmdline"] {
+        let out = d.agent(Path::new("/bin/cat"), &[&format!("/proc/{pid}/{file}")]);
+        probes.output(&format!("cat /proc/pid/{file}"), &out);
+        if file != "cmdline" {
+            assert_ne!(code(&out), Some(0), "/proc/{pid}/{file}: {}", text(&out));
+        }
+    }
+    // The full binary pointed at the scorer's home, without the socket, is refused by the
+    // file system: same-user mode does not reach another user's home.
+    let out = d.agent(&d.bin, &["--home", home, "log", a1s]);
+    probes.output("log --home", &out);
+    assert_ne!(code(&out), Some(0), "{}", text(&out));
+
+    // Each cheat through the service is one invalid entry (or a refusal), never a leak.
+    let solution = a1.join("solution.cu");
+    let original = std::fs::read(&solution).unwrap();
+    let mut expected_entries = 0;
+    let cheats: Vec<(&str, Box<dyn Fn()>)> = vec![
+        (
+            "include the scorer's file",
+            Box::new(|| {
+                let mut src = format!("#include \"{home}/planted-secret.txt\"\n").into_bytes();
+                src.extend_from_slice(&original);
+                d.write_as_agent(&solution, &src);
+            }),
+        ),
+        (
+            "symlink to the scorer's file",
+            Box::new(|| {
+                let _ = std::fs::remove_file(&solution);
+                std::os::unix::fs::symlink(d.home.join("planted-secret.txt"), &solution).unwrap();
+                let _ = std::os::unix::fs::lchown(&solution, Some(d.uid), Some(d.gid));
+            }),
+        ),
+        (
+            "FIFO",
+            Box::new(|| {
+                let _ = std::fs::remove_file(&solution);
+                let c = std::ffi::CString::new(solution.to_str().unwrap()).unwrap();
+                // SAFETY: a valid C string; mkfifo only creates the node.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+                std::os::unix::fs::chown(&solution, Some(d.uid), Some(d.gid)).unwrap();
+            }),
+        ),
+    ];
+    for (name, plant) in &cheats {
+        plant();
+        let out = d.client(&service, &["score", a1s]);
+        seen.output(name, &out);
+        assert_eq!(code(&out), Some(1), "{name}: {}", text(&out));
+        expected_entries += 1;
+    }
+    let _ = std::fs::remove_file(&solution);
+    d.write_as_agent(&solution, &original);
+
+    // The emulator runs the submission as host code: not served to agents.
+    let out = d.client(&service, &["score", "--emulate", a1s]);
+    seen.output("score --emulate", &out);
+    assert_eq!(code(&out), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("not served to agents"),
+        "{}",
+        text(&out)
+    );
+
+    // Another user's attempt looks like no attempt at all.
+    let theirs = d.root.join("operators-attempt");
+    let out = Command::new(&d.bin)
+        .args([
+            "--socket",
+            service.socket.to_str().unwrap(),
+            "start",
+            "prefix-sum",
+        ])
+        .args(["--profile", "tiny", "--dir", theirs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), Some(0), "operator's start: {}", text(&out));
+    chmod(&theirs, 0o755);
+    for cmd in ["log", "score", "finish"] {
+        let out = d.client(&service, &[cmd, theirs.to_str().unwrap()]);
+        seen.output(&format!("{cmd} on another's attempt"), &out);
+        assert_eq!(code(&out), Some(2), "{cmd}: {}", text(&out));
+        assert!(
+            text(&out).contains("no attempt was started here"),
+            "{}",
+            text(&out)
+        );
+    }
+
+    // A hostile client: garbage, a huge announced message, a stall. The service stays up.
+    for bytes in [
+        b"GET / HTTP/1.0\r\n\r\n".to_vec(),
+        [b"RDB1".as_slice(), &u32::MAX.to_le_bytes()].concat(),
+    ] {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&service.socket).unwrap();
+        s.write_all(&bytes).unwrap();
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        assert!(String::from_utf8_lossy(&reply).contains("protocol error"));
+    }
+
+    // The log holds exactly the agent's entries, and reads as the agent.
+    let out = d.client(&service, &["--json", "log", a1s]);
+    seen.output("log", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entries.len(), expected_entries, "{}", text(&out));
+    for e in &entries {
+        assert_eq!(e["valid"], false);
+    }
+
+    // finish, then nothing left behind in the home.
+    let summary = d.agent_dir.join("summary.json");
+    let out = d.client(
+        &service,
+        &["finish", a1s, "--out", summary.to_str().unwrap()],
+    );
+    seen.output("finish", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    assert!(summary.exists());
+    for entry in std::fs::read_dir(d.home.join("attempts"))
+        .unwrap()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(!name.starts_with(".staging"), "left behind: {name}");
+        let snaps = entry.path().join("snapshots");
+        if snaps.exists() {
+            assert_eq!(
+                std::fs::read_dir(&snaps).unwrap().count(),
+                0,
+                "snapshots left behind"
+            );
+        }
+    }
+
+    seen.folder(&d.agent_dir);
+    seen.assert_clean(&[CANARY, home]);
+    probes.assert_clean(&[CANARY]);
+}
+
+#[test]
+fn concurrent_agents_and_kill_9_lose_no_acknowledged_entry_and_leave_nothing_behind() {
+    let Some(d) = Deployment::new() else { return };
+    let mut service = d.serve("kill");
+    let a = d.agent_dir.join("k1");
+    let out = d.client(
+        &service,
+        &[
+            "start",
+            "prefix-sum",
+            "--profile",
+            "tiny",
+            "--dir",
+            a.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    // An invalid submission is logged without a GPU, so every call appends an entry.
+    let solution = a.join("solution.cu");
+    let mut src = b"#include <cstdio>\n".to_vec();
+    src.extend_from_slice(&std::fs::read(&solution).unwrap());
+    d.write_as_agent(&solution, &src);
+
+    let acknowledged = std::sync::atomic::AtomicUsize::new(0);
+    let socket = service.socket.clone();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut random = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let delays: Vec<u64> = (0..8 * 6).map(|_| random(400)).collect();
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (d, a, socket, acknowledged, delays) = (&d, &a, &socket, &acknowledged, &delays);
+            scope.spawn(move || {
+                for i in 0..6 {
+                    let mut child = Command::new(&d.bin)
+                        .args([
+                            "--socket",
+                            socket.to_str().unwrap(),
+                            "score",
+                            a.to_str().unwrap(),
+                        ])
+                        .env_clear()
+                        .uid(d.uid)
+                        .gid(d.gid)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .unwrap();
+                    // Every third client is killed at a random point of its call.
+                    let status = if (t + i) % 3 == 0 {
+                        std::thread::sleep(Duration::from_millis(delays[t * 6 + i]));
+                        let _ = child.kill();
+                        child.wait().unwrap()
+                    } else {
+                        child.wait().unwrap()
+                    };
+                    if status.code() == Some(1) {
+                        acknowledged.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+        // Meanwhile the service itself is killed once, mid-traffic, and restarted.
+        std::thread::sleep(Duration::from_millis(300 + random(500)));
+        let _ = service.child.kill();
+        let _ = service.child.wait();
+        service = d.serve("kill");
+    });
+
+    let out = d.client(&service, &["--json", "log", a.to_str().unwrap()]);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let acked = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!("{} log entries, {acked} calls acknowledged", entries.len());
+    assert!(acked > 0, "no call got through");
+    assert!(
+        entries.len() >= acked,
+        "{} entries for {acked} acknowledged calls",
+        entries.len()
+    );
+    for e in &entries {
+        assert_eq!(e["kind"], "rule_violation", "{e}");
+    }
+    // The restarted service swept what the killed one left.
+    let private = std::fs::read_dir(d.home.join("attempts"))
+        .unwrap()
+        .flatten();
+    for entry in private {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(!name.starts_with(".staging"), "left behind: {name}");
+        let snaps = entry.path().join("snapshots");
+        if snaps.exists() {
+            let left: Vec<_> = std::fs::read_dir(&snaps).unwrap().flatten().collect();
+            assert!(left.is_empty(), "snapshots left behind: {left:?}");
+        }
+    }
+}
