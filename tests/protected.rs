@@ -386,6 +386,7 @@ fn concurrent_agents_and_kill_9_lose_no_acknowledged_entry_and_leave_nothing_beh
     src.extend_from_slice(&std::fs::read(&solution).unwrap());
     d.write_as_agent(&solution, &src);
 
+    const CALLS: usize = 15;
     let acknowledged = std::sync::atomic::AtomicUsize::new(0);
     let socket = service.socket.clone();
     let mut seed = std::time::SystemTime::now()
@@ -398,12 +399,12 @@ fn concurrent_agents_and_kill_9_lose_no_acknowledged_entry_and_leave_nothing_beh
             .wrapping_add(1442695040888963407);
         (seed >> 33) % n
     };
-    let delays: Vec<u64> = (0..8 * 6).map(|_| random(400)).collect();
+    let delays: Vec<u64> = (0..8 * CALLS).map(|_| random(300)).collect();
     std::thread::scope(|scope| {
         for t in 0..8 {
             let (d, a, socket, acknowledged, delays) = (&d, &a, &socket, &acknowledged, &delays);
             scope.spawn(move || {
-                for i in 0..6 {
+                for i in 0..CALLS {
                     let mut child = Command::new(&d.bin)
                         .args([
                             "--socket",
@@ -420,7 +421,7 @@ fn concurrent_agents_and_kill_9_lose_no_acknowledged_entry_and_leave_nothing_beh
                         .unwrap();
                     // Every third client is killed at a random point of its call.
                     let status = if (t + i) % 3 == 0 {
-                        std::thread::sleep(Duration::from_millis(delays[t * 6 + i]));
+                        std::thread::sleep(Duration::from_millis(delays[t * CALLS + i]));
                         let _ = child.kill();
                         child.wait().unwrap()
                     } else {
@@ -433,7 +434,7 @@ fn concurrent_agents_and_kill_9_lose_no_acknowledged_entry_and_leave_nothing_beh
             });
         }
         // Meanwhile the service itself is killed once, mid-traffic, and restarted.
-        std::thread::sleep(Duration::from_millis(300 + random(500)));
+        std::thread::sleep(Duration::from_millis(50 + random(300)));
         let _ = service.child.kill();
         let _ = service.child.wait();
         service = d.serve("kill");
