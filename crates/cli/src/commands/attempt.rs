@@ -154,6 +154,7 @@ pub fn entry_for(
         } else {
             None
         },
+        late: false,
     }
 }
 
