@@ -342,6 +342,38 @@ fn an_agent_as_another_user_cannot_cheat_the_scoring_service() {
     seen.output("finish", &out);
     assert_eq!(code(&out), Some(0), "{}", text(&out));
     assert!(summary.exists());
+    let first: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(first["entries"], expected_entries);
+    assert!(first.get("log_break").is_none(), "{first}");
+
+    // After finish, a score is recorded late and never counts; a second finish agrees.
+    d.write_as_agent(
+        &solution,
+        &[b"#include <x>\n".as_slice(), &original].concat(),
+    );
+    let out = d.client(&service, &["score", a1s]);
+    seen.output("score after finish", &out);
+    assert_eq!(code(&out), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("recorded late"), "{}", text(&out));
+    let out = d.client(&service, &["log", a1s]);
+    seen.output("log after finish", &out);
+    assert!(text(&out).contains("no: late"), "{}", text(&out));
+    assert!(
+        text(&out).contains("chain: intact; sealed"),
+        "{}",
+        text(&out)
+    );
+    let out = d.client(
+        &service,
+        &["finish", a1s, "--out", summary.to_str().unwrap()],
+    );
+    seen.output("second finish", &out);
+    let second: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(second["entries"], first["entries"]);
+    assert_eq!(second["finished_at"], first["finished_at"]);
+    assert_eq!(second["late_entries"], 1);
     for entry in std::fs::read_dir(d.home.join("attempts"))
         .unwrap()
         .flatten()
@@ -454,6 +486,9 @@ fn concurrent_agents_and_kill_9_lose_no_acknowledged_entry_and_leave_nothing_beh
     for e in &entries {
         assert_eq!(e["kind"], "rule_violation", "{e}");
     }
+    // A kill mid-append may tear the last line; it never breaks the chain.
+    let out = d.client(&service, &["log", a.to_str().unwrap()]);
+    assert!(text(&out).contains("chain: intact"), "{}", text(&out));
     // The restarted service swept what the killed one left.
     let private = std::fs::read_dir(d.home.join("attempts"))
         .unwrap()

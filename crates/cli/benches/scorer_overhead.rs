@@ -18,7 +18,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use rdbench_core::home::Home;
 use rdbench_core::score_log::{ScoreEntry, ScoreLog};
+use rdbench_core::secret::InstallationKey;
 use rdbench_core::task::{ScoreRequest, Task};
 use rdbench_gpu::kernel_task::{write_solution, KernelTaskAdapter};
 use rdbench_task_prefix_sum::{PrefixSum, REFERENCE};
@@ -109,7 +111,8 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    let log = ScoreLog::new(work.path().join("log.jsonl"));
+    let key = InstallationKey::load_or_create(&Home::new(work.path().join("home"))).unwrap();
+    let log = ScoreLog::new(work.path().join("log.jsonl"), &key, "bench");
     let entry = ScoreEntry {
         timestamp: chrono::Utc::now(),
         task: "prefix-sum".into(),
@@ -129,6 +132,7 @@ fn bench(c: &mut Criterion) {
         monitor: None,
         samples_file: None,
         timeline_file: None,
+        late: false,
     };
     c.bench_function("score_log_append", |b| {
         b.iter(|| log.append(&entry).unwrap())

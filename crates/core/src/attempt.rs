@@ -4,6 +4,8 @@
 //! instructions. Everything private (the attempt record, the score log, raw samples, monitor
 //! timelines) lives under `$RDBENCH_HOME/attempts/<id>/`, where `<id>` is derived from the
 //! folder's canonical path, so nothing inside the folder can redirect the scorer.
+//!
+//! Opening an attempt loads the home's [`InstallationKey`], which authenticates its score log.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::fsutil::atomic_write;
 use crate::home::Home;
 use crate::score_log::ScoreLog;
+use crate::secret::InstallationKey;
 use crate::{Error, Result};
 
 /// What `start` recorded about an attempt.
@@ -34,12 +37,15 @@ pub struct AttemptRecord {
     pub owner_uid: Option<u32>,
 }
 
-/// An attempt and the location of its private state.
+/// An attempt, the location of its private state, and the key of its score log.
 #[derive(Debug, Clone)]
 pub struct Attempt {
     pub record: AttemptRecord,
     pub private_dir: PathBuf,
+    key: InstallationKey,
 }
+
+const SCORE_LOG: &str = "score_log.jsonl";
 
 fn canonical(dir: &Path) -> Result<PathBuf> {
     dir.canonicalize().map_err(|e| Error::io(dir, e))
@@ -91,6 +97,8 @@ impl Attempt {
                 home.root().display()
             )));
         }
+        // Before anything is written: a damaged key leaves no half-created attempt.
+        let key = InstallationKey::load_or_create(home)?;
         let staging =
             home.attempts_dir()
                 .join(format!("{STAGING_PREFIX}{}-{}", std::process::id(), &id));
@@ -111,6 +119,7 @@ impl Attempt {
             attempt: Attempt {
                 record,
                 private_dir: staging,
+                key,
             },
             final_dir,
         })
@@ -138,9 +147,17 @@ impl Attempt {
         })?;
         let record: AttemptRecord = serde_json::from_slice(&bytes)
             .map_err(|e| Error::bad_input(&path, format!("malformed attempt record: {e}")))?;
+        // A log already chained needs the key that chained it: a lost key is an error here,
+        // not a fresh key that would make the whole log read as forged.
+        let key = if log_is_chained(&private_dir.join(SCORE_LOG)) {
+            InstallationKey::load(home)?
+        } else {
+            InstallationKey::load_or_create(home)?
+        };
         Ok(Attempt {
             record,
             private_dir,
+            key,
         })
     }
 
@@ -150,8 +167,34 @@ impl Attempt {
         atomic_write(&self.private_dir.join("attempt.json"), &json)
     }
 
+    /// The attempt's score log, keyed for this attempt.
     pub fn score_log(&self) -> ScoreLog {
-        ScoreLog::new(self.private_dir.join("score_log.jsonl"))
+        ScoreLog::new(self.private_dir.join(SCORE_LOG), &self.key, &self.record.id)
+    }
+
+    /// The installation key (for deriving other per-purpose keys).
+    pub fn installation_key(&self) -> &InstallationKey {
+        &self.key
+    }
+
+    /// When the time limit runs out; `None` without a limit.
+    pub fn deadline(&self) -> Option<DateTime<Utc>> {
+        let minutes = self.record.time_limit_minutes?;
+        let ms = minutes * 60_000.0;
+        // A limit too large for a date has no deadline; a negative or NaN one is past.
+        let ms = if ms.is_nan() {
+            0.0
+        } else {
+            ms.min(i64::MAX as f64)
+        };
+        self.record
+            .started_at
+            .checked_add_signed(chrono::Duration::try_milliseconds(ms as i64)?)
+    }
+
+    /// Whether an entry logged at `now` is late: past the deadline, or after `finish`.
+    pub fn is_late(&self, now: DateTime<Utc>) -> bool {
+        self.deadline().is_some_and(|d| now > d) || self.record.finished_at.is_some_and(|f| now > f)
     }
 
     /// Folder of raw samples, one file per scoring call.
@@ -256,6 +299,14 @@ fn owner_is_gone(name: &str) -> bool {
     !alive
 }
 
+/// Whether the log at `path` holds a chained record (a MAC), read without following links.
+fn log_is_chained(path: &Path) -> bool {
+    const MAX: u64 = 1 << 30;
+    crate::fsutil::read_untrusted(path, MAX)
+        .map(|bytes| bytes.windows(7).any(|w| w == b"\"mac\":\""))
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +357,76 @@ mod tests {
         std::fs::create_dir_all(&ours).unwrap();
         assert_eq!(sweep_stale(&home), 1);
         assert!(!dead.exists() && ours.exists());
+    }
+
+    fn test_entry() -> crate::score_log::ScoreEntry {
+        serde_json::from_value(serde_json::json!({
+            "timestamp": "2026-01-01T00:00:00Z", "task": "t", "profile": "tiny", "valid": true,
+            "normalized": 0.5, "submission_sha256": "00", "wall_s": 1.0
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_log_written_at_create_verifies_after_open() {
+        let home_dir = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let home = Home::new(home_dir.path());
+        let a = Attempt::create(&home, "t", "tiny", "agent", work.path(), Some(60.0)).unwrap();
+        a.score_log().append(&test_entry()).unwrap();
+        let b = Attempt::open(&home, work.path()).unwrap();
+        let read = b.score_log().read_verified().unwrap();
+        assert!(read.is_intact(), "{:?}", read.broken);
+        assert_eq!(read.entries.len(), 1);
+        assert!(!format!("{b:?}").contains(&hex::encode(b.installation_key().derive("x"))));
+    }
+
+    #[test]
+    fn a_lost_key_with_a_chained_log_is_an_error_not_a_new_key() {
+        let home_dir = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let home = Home::new(home_dir.path());
+        let a = Attempt::create(&home, "t", "tiny", "agent", work.path(), None).unwrap();
+        a.score_log().append(&test_entry()).unwrap();
+        std::fs::remove_file(InstallationKey::path_in(&home)).unwrap();
+        let err = Attempt::open(&home, work.path()).unwrap_err().to_string();
+        assert!(err.contains("installation key is missing"), "{err}");
+        assert!(!InstallationKey::path_in(&home).exists());
+        // A damaged key stops a new attempt before it leaves any state.
+        std::fs::write(InstallationKey::path_in(&home), b"short").unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let err = Attempt::create(&home, "t", "tiny", "agent", other.path(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("damaged installation key"), "{err}");
+        let id = attempt_id(&other.path().canonicalize().unwrap());
+        assert!(!home.attempts_dir().join(id).exists());
+    }
+
+    #[test]
+    fn deadline_and_lateness() {
+        let home_dir = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let home = Home::new(home_dir.path());
+        let mut a = Attempt::create(&home, "t", "tiny", "agent", work.path(), Some(1.5)).unwrap();
+        let start = a.record.started_at;
+        let deadline = a.deadline().unwrap();
+        assert_eq!(deadline - start, chrono::Duration::seconds(90));
+        assert!(!a.is_late(start));
+        assert!(!a.is_late(deadline));
+        assert!(a.is_late(deadline + chrono::Duration::milliseconds(1)));
+        // Finishing early makes anything after it late.
+        let finished = start + chrono::Duration::seconds(10);
+        a.record.finished_at = Some(finished);
+        assert!(!a.is_late(finished));
+        assert!(a.is_late(finished + chrono::Duration::seconds(1)));
+        // No limit: late only after finish.
+        a.record.time_limit_minutes = None;
+        a.record.finished_at = None;
+        assert_eq!(a.deadline(), None);
+        assert!(!a.is_late(start + chrono::Duration::days(1000)));
+        // A limit past the calendar has no deadline rather than a wrapped one.
+        a.record.time_limit_minutes = Some(1e300);
+        assert_eq!(a.deadline(), None);
     }
 }

@@ -1,5 +1,5 @@
 //! Where rdbench keeps its private state: attempts (score logs, samples, timelines),
-//! calibrations and caches. None of it lives inside an attempt's folder.
+//! calibrations, caches and the installation key. None of it lives inside an attempt's folder.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +39,10 @@ impl Home {
     }
     pub fn cache_dir(&self) -> PathBuf {
         self.root.join("cache")
+    }
+    /// The installation key and other secrets (0700): readable by the scoring user only.
+    pub fn secret_dir(&self) -> PathBuf {
+        self.root.join("secret")
     }
     /// Scratch space for calibration and self-test runs.
     pub fn runs_dir(&self) -> PathBuf {

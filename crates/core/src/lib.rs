@@ -9,7 +9,9 @@
 //! - [`attempt`]: an attempt's public folder (what the agent sees) and its private state
 //!   (score log, samples, timelines) kept outside that folder.
 //! - [`score_log`]: the append-only JSONL score log, safe under concurrent writers and a crash
-//!   mid-write.
+//!   mid-write, chained and authenticated so edits, insertions, reorderings and deletions show.
+//! - [`secret`]: the [`InstallationKey`](secret::InstallationKey) that authenticates the score
+//!   log, created once per home.
 //! - [`calibration`]: start/reference raw scores keyed by a [`DeviceFingerprint`](calibration::DeviceFingerprint),
 //!   and the normalization `norm = (raw - start) / (ref - start)`.
 //! - [`summary`]: the attempt summary that `rdbench finish` writes and `rdbench aggregate` reads.
@@ -23,6 +25,7 @@ pub mod home;
 pub mod outcome;
 pub mod rng;
 pub mod score_log;
+pub mod secret;
 pub mod summary;
 pub mod task;
 pub mod template;

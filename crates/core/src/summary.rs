@@ -28,8 +28,16 @@ pub struct AttemptSummary {
     pub selection: Selection,
     /// Whether the task hides its score from the agent.
     pub score_hidden: bool,
+    /// Entries that could count: trusted (in the intact part of the chain) and not late.
     pub entries: usize,
     pub valid_entries: usize,
+    /// Entries recorded after the time limit or after `finish`: kept, never counted.
+    #[serde(default)]
+    pub late_entries: usize,
+    /// The first break in the score log's chain (tampering or damage), if any: entries from
+    /// there on never count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_break: Option<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     /// Device fingerprint id of the final entry.

@@ -11,7 +11,7 @@ use rdbench_core::attempt::{Attempt, StagedAttempt};
 use rdbench_core::calibration::CalibrationEntry;
 use rdbench_core::fsutil::{atomic_write, hash_files};
 use rdbench_core::outcome::InvalidKind;
-use rdbench_core::score_log::{select_final, ScoreEntry, Selection};
+use rdbench_core::score_log::{ScoreEntry, Selection};
 use rdbench_core::summary::{AttemptSummary, SUMMARY_SCHEMA};
 use rdbench_core::task::{Backend, PrepareRequest, ScoreOutcome, ScoreRequest, Task, TaskInfo};
 use rdbench_core::{Error, Result};
@@ -282,6 +282,7 @@ pub fn entry_for(
         } else {
             None
         },
+        late: false,
     }
 }
 
@@ -366,7 +367,6 @@ pub fn score(
     let task = registry::find(&attempt.record.task)?;
     let info = task.info();
     let profile = attempt.record.profile.clone();
-    let log = attempt.score_log();
     let started = Instant::now();
     // Score a snapshot, not the live folder: each submission file is read once, untrusted,
     // into the private area, so the file scored is the file hashed and a swap during scoring
@@ -382,7 +382,7 @@ pub fn score(
         let _ = std::fs::remove_dir_all(&snapshot_dir);
         let rejected = JobResult::rejected(kind, reason, started);
         let entry = entry_for(&info, &profile, &rejected, None, None, sha, None);
-        log.append(&entry)?;
+        let entry = record(attempt, entry)?;
         report(ctx, &info, &entry, attempt);
         return Ok(1);
     }
@@ -486,7 +486,6 @@ fn score_snapshot(
 ) -> Result<i32> {
     let info = task.info();
     let profile = attempt.record.profile.clone();
-    let log = attempt.score_log();
     // The attempt's private folder has the layout new_job expects (task_private_dir is `task/`).
     let (job, files) = new_job(
         ctx,
@@ -503,7 +502,7 @@ fn score_snapshot(
         let mut rejected = JobResult::rejected(kind, reason, started);
         unsnapshot(&mut rejected, snapshot_dir, &attempt.record.dir);
         let entry = entry_for(&info, &profile, &rejected, None, None, sha, None);
-        log.append(&entry)?;
+        let entry = record(attempt, entry)?;
         report(ctx, &info, &entry, attempt);
         return Ok(1);
     }
@@ -538,9 +537,18 @@ fn score_snapshot(
         sha,
         Some(files),
     );
-    log.append(&entry)?;
+    let entry = record(attempt, entry)?;
     report(ctx, &info, &entry, attempt);
     Ok(if entry.valid { 0 } else { 1 })
+}
+
+/// Appends `entry` to the attempt's log, late if the time limit has passed or the attempt was
+/// finished (the log itself also marks late whatever follows its seal).
+fn record(attempt: &Attempt, mut entry: ScoreEntry) -> Result<ScoreEntry> {
+    entry.late = attempt.is_late(Utc::now());
+    let appended = attempt.score_log().append(&entry)?;
+    entry.late = appended.late;
+    Ok(entry)
 }
 
 fn report(ctx: &Context, info: &TaskInfo, entry: &ScoreEntry, attempt: &Attempt) {
@@ -591,26 +599,32 @@ fn report(ctx: &Context, info: &TaskInfo, entry: &ScoreEntry, attempt: &Attempt)
             say!(ctx, "  not normalized: no calibration for this device");
         }
     }
-    if over {
+    if entry.late {
         say!(
             ctx,
-            "  note: the attempt's time limit has passed ({elapsed:.0} min elapsed)"
+            "  note: recorded late ({}): this entry never counts",
+            if attempt.record.finished_at.is_some() || !over {
+                "the attempt was finished".to_string()
+            } else {
+                format!("the time limit has passed, {elapsed:.0} min elapsed")
+            }
         );
     }
 }
 
 pub fn log(ctx: &Context, attempt: &Attempt) -> Result<i32> {
-    let (entries, warnings) = attempt.score_log().read()?;
-    for w in &warnings {
+    let read = attempt.score_log().read_verified()?;
+    for w in &read.warnings {
+        warn!(ctx, "warning: score log line {}: {}", w.line, w.message);
+    }
+    if let Some(b) = &read.broken {
         warn!(
             ctx,
-            "warning: {}: line {}: {}",
-            attempt.score_log().path().display(),
-            w.line,
-            w.message
+            "warning: the score log was altered or damaged: {b}; entries from there on never count"
         );
     }
     if ctx.json {
+        let entries: Vec<&ScoreEntry> = read.entries.iter().map(|e| &e.entry).collect();
         ctx.out.json(&entries);
         return Ok(0);
     }
@@ -621,17 +635,30 @@ pub fn log(ctx: &Context, attempt: &Attempt) -> Result<i32> {
         "raw",
         "score",
         "wall s",
+        "counts",
         "result",
     ]);
-    for (i, e) in entries.iter().enumerate() {
+    for e in &read.entries {
+        let logged = &e.entry;
         table.row(vec![
-            (i + 1).to_string(),
-            e.timestamp.format("%Y-%m-%d %H:%M:%S").to_string(),
-            if e.valid { "yes".into() } else { "no".into() },
-            num(e.raw),
-            num(e.normalized),
-            format!("{:.1}", e.wall_s),
-            match (&e.reason, &e.kind, &e.headline) {
+            e.seq.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+            logged.timestamp.format("%Y-%m-%d %H:%M:%S").to_string(),
+            if logged.valid {
+                "yes".into()
+            } else {
+                "no".into()
+            },
+            num(logged.raw),
+            num(logged.normalized),
+            format!("{:.1}", logged.wall_s),
+            if !e.trusted {
+                "no: after a break".into()
+            } else if logged.late || e.after_seal {
+                "no: late".into()
+            } else {
+                "yes".into()
+            },
+            match (&logged.reason, &logged.kind, &logged.headline) {
                 (Some(r), Some(k), _) => one_line(&format!("{k}: {r}"), 90),
                 (Some(r), None, _) => one_line(r, 90),
                 (None, _, Some(h)) => one_line(h, 90),
@@ -640,6 +667,15 @@ pub fn log(ctx: &Context, attempt: &Attempt) -> Result<i32> {
         ]);
     }
     say!(ctx, "{}", table.render());
+    match (&read.broken, &read.seal) {
+        (Some(b), _) => say!(ctx, "chain: BROKEN at {b}"),
+        (None, Some(seal)) => say!(
+            ctx,
+            "chain: intact; sealed by finish at {}",
+            seal.seal.finished_at.format("%Y-%m-%d %H:%M:%S")
+        ),
+        (None, None) => say!(ctx, "chain: intact"),
+    }
     Ok(0)
 }
 
@@ -647,14 +683,26 @@ pub fn log(ctx: &Context, attempt: &Attempt) -> Result<i32> {
 pub fn finish(ctx: &Context, mut attempt: Attempt) -> Result<AttemptSummary> {
     let task = registry::find(&attempt.record.task)?;
     let info = task.info();
-    let (entries, _) = attempt.score_log().read()?;
     let selection = if info.score_hidden {
         Selection::Last
     } else {
         Selection::Best
     };
-    let chosen = select_final(&entries, selection);
-    let finished_at = Utc::now();
+    // Seal first, under the log's lock: a scorer racing this call lands after the seal, late.
+    let read = attempt.score_log().seal(Utc::now(), selection)?;
+    let finished_at = read
+        .seal
+        .as_ref()
+        .map(|s| s.seal.finished_at)
+        .unwrap_or_else(Utc::now);
+    if let Some(b) = &read.broken {
+        warn!(
+            ctx,
+            "warning: the score log was altered or damaged: {b}; only the entries before it count"
+        );
+    }
+    let chosen = read.select_final(selection).map(|e| &e.entry);
+    let counted: Vec<&ScoreEntry> = read.counted().map(|e| &e.entry).collect();
     let summary = AttemptSummary {
         schema: SUMMARY_SCHEMA.into(),
         attempt_id: attempt.record.id.clone(),
@@ -667,8 +715,14 @@ pub fn finish(ctx: &Context, mut attempt: Attempt) -> Result<AttemptSummary> {
         raw: chosen.filter(|e| e.valid).and_then(|e| e.raw),
         selection,
         score_hidden: info.score_hidden,
-        entries: entries.len(),
-        valid_entries: entries.iter().filter(|e| e.valid).count(),
+        entries: counted.len(),
+        valid_entries: counted.iter().filter(|e| e.valid).count(),
+        late_entries: read
+            .entries
+            .iter()
+            .filter(|e| e.trusted && (e.entry.late || e.after_seal))
+            .count(),
+        log_break: read.broken.as_ref().map(|b| b.to_string()),
         started_at: attempt.record.started_at,
         finished_at,
         device: chosen.and_then(|e| e.device.clone()),
@@ -676,8 +730,10 @@ pub fn finish(ctx: &Context, mut attempt: Attempt) -> Result<AttemptSummary> {
     };
     let json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?;
     atomic_write(&attempt.summary_path(), &json)?;
-    attempt.record.finished_at = Some(finished_at);
-    attempt.save()?;
+    if attempt.record.finished_at.is_none() {
+        attempt.record.finished_at = Some(finished_at);
+        attempt.save()?;
+    }
     if ctx.json {
         ctx.out.json(&summary);
     } else {
