@@ -107,6 +107,12 @@ pub fn find_calibration(
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<i32> {
+    // Every compile of this process (the scorer's precheck, the worker's) runs in a limited
+    // child of this binary; the child itself compiles in-process.
+    if !matches!(cli.command, Command::Nvrtc) {
+        let isolation = rdbench_gpu::nvrtc::Isolation::current_exe(&["__nvrtc"])?;
+        let _ = rdbench_gpu::nvrtc::set_isolation(isolation);
+    }
     let ctx = Context::from_cli(&cli);
     match cli.command {
         Command::List => catalog::list(&ctx),
@@ -167,5 +173,6 @@ pub fn run(cli: Cli) -> Result<i32> {
             let task = crate::registry::find(&task)?;
             Ok(crate::job::worker_main(task.as_ref()))
         }
+        Command::Nvrtc => Ok(rdbench_gpu::nvrtc::child_main()),
     }
 }

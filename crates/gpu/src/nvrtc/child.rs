@@ -38,6 +38,9 @@ struct Request {
     flags: Vec<String>,
     output: Output,
     max_log_bytes: usize,
+    /// The libnvrtc the parent loaded: the child loads the same file directly instead of
+    /// searching again (the search asks python3 for its site-packages, ~150 ms).
+    library: Option<std::path::PathBuf>,
 }
 
 /// How a compile in the child ended, as the child reports it.
@@ -79,6 +82,7 @@ pub(super) fn compile(
         flags: flags.to_vec(),
         output,
         max_log_bytes: limits.max_log_bytes,
+        library: crate::probe::probe().libnvrtc.path.clone(),
     })
     .map_err(|e| GpuError::CompileChild(format!("encoding the request: {e}")))?;
     let mut cmd = Command::new(exe);
@@ -307,6 +311,23 @@ pub fn child_main() -> i32 {
         }
         Ok(_) => serde_json::from_slice::<Request>(&input).map_err(|e| format!("the request: {e}")),
     };
+    // cudarc's NVRTC calls panic unless the library was found and loaded first. Loaded by the
+    // parent's full path, the probe's by-name lookup then finds it by its soname.
+    if let Ok(Request {
+        library: Some(lib), ..
+    }) = &request
+    {
+        // SAFETY: the library the parent loaded already; its initializers have no
+        // preconditions on us.
+        if let Ok(lib) = unsafe { libloading::Library::new(lib) } {
+            std::mem::forget(lib);
+        }
+    }
+    let request = request.and_then(|r| {
+        crate::probe::require_nvrtc()
+            .map(|_| r)
+            .map_err(|e| e.to_string())
+    });
     let (reply, image) = match request {
         Err(message) => (Reply::Environment { message }, Vec::new()),
         Ok(req) => {
