@@ -474,7 +474,7 @@ mod tests {
         assert!((s + 15.0).abs() < 1e-9 && (r + 5.0).abs() < 1e-9, "{s} {r}");
         let line = found.describe();
         assert!(
-            line.contains("measured here") && line.contains("the shipped"),
+            line.contains("measured here") && line.contains("the other, shipped"),
             "{line}"
         );
         assert!(line.contains("disagrees"), "{line}");
