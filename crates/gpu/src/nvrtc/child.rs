@@ -289,6 +289,10 @@ fn signal_name(sig: i32) -> &'static str {
 /// on stdout; returns the exit code (0 when a reply was written). The `rdbench` binary runs
 /// this for its hidden `__nvrtc` subcommand.
 pub fn child_main() -> i32 {
+    // Like the scoring worker: no other process of this user may read or write this one's
+    // memory through /proc or ptrace (the image of a trusted harness passes through here).
+    // SAFETY: plain prctl call.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // The frame goes to a private copy of stdout; fd 1 itself becomes stderr, so that any
     // print from inside the compiler cannot corrupt the reply.
     // SAFETY: dup/dup2 on the standard descriptors of this process.
