@@ -115,4 +115,7 @@ pub enum Command {
         #[arg(long)]
         task: String,
     },
+    /// Internal: compile one NVRTC request from stdin, reply on stdout (the limited child).
+    #[command(name = "__nvrtc", hide = true)]
+    Nvrtc,
 }

@@ -5,6 +5,13 @@
 //! Records are keyed by a [`DeviceFingerprint`] (GPU name, memory, SM count, compute
 //! capability, driver and CUDA version; or the CPU model). One JSON file per device, replaced
 //! atomically under a lock, so a killed `calibrate` never leaves a half-written file.
+//!
+//! A calibration measured here (the writable folder) is used before one shipped with rdbench,
+//! and never silently: [`CalibrationStore::find`] says which file the calibration came from
+//! and, when both exist for the same device, task and profile and they disagree by more than
+//! [`AGREEMENT_TOLERANCE`] (in normalized units), returns the disagreement for the caller to
+//! warn about and record. A file planted in the writable folder can still win (whoever can
+//! write the home can also write the score log), but it can no longer do so unseen.
 
 use std::path::{Path, PathBuf};
 
@@ -120,6 +127,98 @@ pub struct CalibrationFile {
     pub entries: Vec<CalibrationEntry>,
 }
 
+/// Largest disagreement between a measured and a shipped calibration that passes without a
+/// warning: the other calibration's start and reference, normalized by the one used, within
+/// this of 0 and 1 (the tolerance `check-task` holds start and reference to).
+pub const AGREEMENT_TOLERANCE: f64 = 0.05;
+
+/// Which file a calibration was read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "path", rename_all = "snake_case")]
+pub enum CalibrationSource {
+    /// Measured on this machine (`rdbench calibrate`): the writable folder of the home.
+    Measured(PathBuf),
+    /// Shipped with rdbench (committed to the repository).
+    Shipped(PathBuf),
+    /// Built into the task (hardware-independent tasks: the same numbers on every machine).
+    Task(String),
+}
+
+impl std::fmt::Display for CalibrationSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CalibrationSource::Measured(p) => write!(f, "measured here ({})", p.display()),
+            CalibrationSource::Shipped(p) => write!(f, "shipped ({})", p.display()),
+            CalibrationSource::Task(task) => write!(f, "shipped with the task {task}"),
+        }
+    }
+}
+
+/// A calibration found, with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundCalibration {
+    pub entry: CalibrationEntry,
+    pub source: CalibrationSource,
+    /// Set when another calibration for the same device, task and profile exists (the
+    /// shipped one, when a measured one is used) and disagrees beyond [`AGREEMENT_TOLERANCE`].
+    pub disagreement: Option<Disagreement>,
+}
+
+/// A calibration that was not used and disagrees with the one that was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disagreement {
+    pub other: CalibrationEntry,
+    pub other_source: CalibrationSource,
+    /// The other's start and reference, normalized by the used calibration (unclamped):
+    /// `[0, 1]` would be full agreement.
+    pub other_normalized: [f64; 2],
+}
+
+impl Disagreement {
+    /// `Some` when `other` disagrees with `used` beyond [`AGREEMENT_TOLERANCE`] (or either is
+    /// degenerate, which cannot be compared).
+    pub fn between(
+        used: &CalibrationEntry,
+        other: CalibrationEntry,
+        other_source: CalibrationSource,
+    ) -> Option<Disagreement> {
+        let unclamped = |x: f64| (x - used.start) / (used.reference - used.start);
+        let normalized = [unclamped(other.start), unclamped(other.reference)];
+        let agrees = normalized.iter().all(|v| v.is_finite())
+            && normalized[0].abs() <= AGREEMENT_TOLERANCE
+            && (normalized[1] - 1.0).abs() <= AGREEMENT_TOLERANCE;
+        (!agrees).then_some(Disagreement {
+            other,
+            other_source,
+            other_normalized: normalized,
+        })
+    }
+}
+
+impl FoundCalibration {
+    /// One line for a warning and for the record of what was used, e.g. `calibration
+    /// measured here (...) used: start 1.2, reference 0.3; the shipped one (...) disagrees:
+    /// its start and reference normalize to 0.21 and 1.30 under it (tolerance 0.05)`.
+    pub fn describe(&self) -> String {
+        let mut line = format!(
+            "calibration {} used: start {}, reference {}",
+            self.source, self.entry.start, self.entry.reference
+        );
+        if let Some(d) = &self.disagreement {
+            line.push_str(&format!(
+                "; the other, {}, disagrees: start {}, reference {}, which normalize to {:.3} and \
+                 {:.3} under the one used (agreement is 0 and 1 within {AGREEMENT_TOLERANCE})",
+                d.other_source,
+                d.other.start,
+                d.other.reference,
+                d.other_normalized[0],
+                d.other_normalized[1]
+            ));
+        }
+        line
+    }
+}
+
 /// Calibration files in a writable folder plus read-only shipped folders.
 #[derive(Debug, Clone)]
 pub struct CalibrationStore {
@@ -155,28 +254,72 @@ impl CalibrationStore {
         }
     }
 
-    /// The calibration for a task profile on this device, writable folder first.
+    /// The calibration for a task profile on this device, writable folder first. Use
+    /// [`CalibrationStore::find`] to also learn where it came from.
     pub fn lookup(
         &self,
         fp: &DeviceFingerprint,
         task: &str,
         profile: &str,
     ) -> Result<Option<CalibrationEntry>> {
-        for dir in std::iter::once(&self.writable).chain(self.shipped.iter()) {
-            if let Some(file) = Self::load(&Self::file_in(dir, fp))? {
-                if file.fingerprint != *fp {
-                    continue;
-                }
-                if let Some(e) = file
-                    .entries
-                    .into_iter()
-                    .find(|e| e.task == task && e.profile == profile)
-                {
-                    return Ok(Some(e));
-                }
+        Ok(self.find(fp, task, profile)?.map(|f| f.entry))
+    }
+
+    /// The entry for `task`/`profile` in `dir`'s file for `fp`, with that file's path.
+    fn find_in(
+        dir: &Path,
+        fp: &DeviceFingerprint,
+        task: &str,
+        profile: &str,
+    ) -> Result<Option<(CalibrationEntry, PathBuf)>> {
+        let path = Self::file_in(dir, fp);
+        let Some(file) = Self::load(&path)? else {
+            return Ok(None);
+        };
+        if file.fingerprint != *fp {
+            return Ok(None);
+        }
+        Ok(file
+            .entries
+            .into_iter()
+            .find(|e| e.task == task && e.profile == profile)
+            .map(|e| (e, path)))
+    }
+
+    /// The calibration for a task profile on this device (measured here first, then shipped),
+    /// where it came from, and the shipped one when the two disagree.
+    pub fn find(
+        &self,
+        fp: &DeviceFingerprint,
+        task: &str,
+        profile: &str,
+    ) -> Result<Option<FoundCalibration>> {
+        let measured = Self::find_in(&self.writable, fp, task, profile)?;
+        let mut shipped = None;
+        for dir in &self.shipped {
+            if let Some(found) = Self::find_in(dir, fp, task, profile)? {
+                shipped = Some(found);
+                break;
             }
         }
-        Ok(None)
+        Ok(match (measured, shipped) {
+            (None, None) => None,
+            (None, Some((entry, path))) => Some(FoundCalibration {
+                entry,
+                source: CalibrationSource::Shipped(path),
+                disagreement: None,
+            }),
+            (Some((entry, path)), shipped) => {
+                let disagreement = shipped.and_then(|(other, other_path)| {
+                    Disagreement::between(&entry, other, CalibrationSource::Shipped(other_path))
+                });
+                Some(FoundCalibration {
+                    entry,
+                    source: CalibrationSource::Measured(path),
+                    disagreement,
+                })
+            }
+        })
     }
 
     /// Every calibration file found, for `doctor`.
@@ -278,6 +421,65 @@ mod tests {
         assert_eq!(found.start, 2.0, "re-calibration replaces the entry");
         assert!(store.lookup(&other, "t", "tiny").unwrap().is_none());
         assert!(store.lookup(&fp, "t", "full").unwrap().is_none());
+    }
+
+    fn entry(start: f64, reference: f64) -> CalibrationEntry {
+        CalibrationEntry {
+            task: "t".into(),
+            profile: "tiny".into(),
+            start,
+            reference,
+            measured_at: Utc::now(),
+            provenance: "test".into(),
+            details: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn find_says_where_the_calibration_came_from_and_when_they_disagree() {
+        let (home, shipped) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let fp = DeviceFingerprint::this_cpu();
+        let store = CalibrationStore::new(home.path()).with_shipped(shipped.path());
+        let shipped_store = CalibrationStore::new(shipped.path());
+        let shipped_file = shipped_store.record(&fp, entry(2.0, 1.0)).unwrap();
+
+        // Only the shipped one: used, and said so.
+        let found = store.find(&fp, "t", "tiny").unwrap().unwrap();
+        assert_eq!(
+            found.source,
+            CalibrationSource::Shipped(shipped_file.clone())
+        );
+        assert_eq!(found.disagreement, None);
+
+        // A measured one that agrees within the tolerance (start 2 %, reference 3 % of the
+        // span away): used, no disagreement.
+        let home_file = store.record(&fp, entry(2.02, 0.97)).unwrap();
+        let found = store.find(&fp, "t", "tiny").unwrap().unwrap();
+        assert_eq!(found.source, CalibrationSource::Measured(home_file.clone()));
+        assert_eq!(found.entry.start, 2.02);
+        assert_eq!(found.disagreement, None, "{}", found.describe());
+
+        // One planted to make every submission look good: still used (measured here comes
+        // first), but never silently.
+        store.record(&fp, entry(0.5, 0.4)).unwrap();
+        let found = store.find(&fp, "t", "tiny").unwrap().unwrap();
+        assert_eq!(found.source, CalibrationSource::Measured(home_file));
+        let d = found
+            .disagreement
+            .as_ref()
+            .expect("a disagreement is reported");
+        assert_eq!(d.other_source, CalibrationSource::Shipped(shipped_file));
+        // Under (0.5, 0.4) the shipped start 2 and reference 1 normalize to -15 and -5.
+        let [s, r] = d.other_normalized;
+        assert!((s + 15.0).abs() < 1e-9 && (r + 5.0).abs() < 1e-9, "{s} {r}");
+        let line = found.describe();
+        assert!(
+            line.contains("measured here") && line.contains("the other, shipped"),
+            "{line}"
+        );
+        assert!(line.contains("disagrees"), "{line}");
+        // lookup is find without the provenance.
+        assert_eq!(store.lookup(&fp, "t", "tiny").unwrap(), Some(found.entry));
     }
 
     #[test]

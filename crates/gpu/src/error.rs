@@ -25,6 +25,19 @@ pub enum GpuError {
         options: String,
         log: String,
     },
+    /// Compiling the source went over a resource limit of the compiler (memory, CPU or
+    /// wall-clock time, output size): the source's doing, e.g. an exponential template
+    /// instantiation. `limit` names the limit, `detail` says what was seen (the compiler's log).
+    #[error("{name}: compilation stopped at a resource limit ({limit}):\n{detail}")]
+    ResourceLimit {
+        name: String,
+        limit: String,
+        detail: String,
+    },
+    /// The compile child process could not be run, or answered nonsense: the kit's or the
+    /// machine's problem, never the submission's.
+    #[error("the NVRTC compile child failed: {0}")]
+    CompileChild(String),
     /// A CUDA driver call failed; `call` names it and `code` is the driver's.
     #[error("CUDA call {call} failed: {message}")]
     Driver {
@@ -130,6 +143,7 @@ impl GpuError {
     pub fn invalid_kind(&self) -> Option<InvalidKind> {
         match self {
             GpuError::Compile { .. } => Some(InvalidKind::Compile),
+            GpuError::ResourceLimit { .. } => Some(InvalidKind::ResourceLimit),
             GpuError::KernelFault { .. } => Some(InvalidKind::KernelFault),
             GpuError::Launch { .. } => Some(InvalidKind::Launch),
             GpuError::Load { .. } => Some(InvalidKind::Load),
@@ -137,6 +151,7 @@ impl GpuError {
             GpuError::Unsupported { .. } => Some(InvalidKind::Launch),
             GpuError::NoDriver(_)
             | GpuError::NoNvrtc(_)
+            | GpuError::CompileChild(_)
             | GpuError::Driver { .. }
             | GpuError::Signature { .. }
             | GpuError::Io { .. } => None,

@@ -6,7 +6,9 @@
 //! - [`probe`]: finds libcuda, libnvrtc and libnvidia-ml *before* anything calls into cudarc
 //!   (which panics when a library is missing) and turns absence into [`GpuError::NoDriver`].
 //! - [`nvrtc`]: compiles CUDA C++ with NVRTC (to CUBIN for the device's exact architecture,
-//!   or PTX), with an on-disk cache keyed by source, options and NVRTC version.
+//!   or PTX), in a resource-limited child process when the binary says so, with an
+//!   authenticated on-disk cache keyed by source, options and NVRTC version.
+//! - [`child_limits`]: the rlimits and wall clock of compiler child processes.
 //! - [`cuda_sig`]: the `extern "C" __global__` signatures of a CUDA source (a small C front end).
 //! - [`expr`] and [`plan`]: the declarative `launch.toml` of kernel submissions: integer
 //!   expressions of the problem size and named constants, scratch buffers, launches.
@@ -22,6 +24,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod child_limits;
 pub mod cuda_sig;
 pub mod device;
 pub mod error;

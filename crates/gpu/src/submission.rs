@@ -55,7 +55,8 @@ impl SubmissionError {
             SubmissionError::Unreadable { .. } => InvalidKind::MissingFile,
             SubmissionError::Rule { .. } => InvalidKind::RuleViolation,
             SubmissionError::Plan(_) => InvalidKind::Plan,
-            SubmissionError::Compile(_) => InvalidKind::Compile,
+            // A compile that hit a resource limit is `resource_limit`, the rest `compile`.
+            SubmissionError::Compile(e) => e.invalid_kind().unwrap_or(InvalidKind::Compile),
         }
     }
 }
@@ -152,9 +153,11 @@ impl KernelSubmission {
         Ok(())
     }
 
-    /// Compiles the source with NVRTC for each architecture, when NVRTC is installed. A compile
-    /// that outlasts [`COMPILE_TIMEOUT`] (a template bomb) is an invalid submission; it is left
-    /// running on its thread, which dies with the short-lived scoring process.
+    /// Compiles the source with NVRTC for each architecture, when NVRTC is installed, where
+    /// [`nvrtc::isolation`] says. In a limited child, the child's limits stop a template bomb
+    /// (`resource_limit`). In this process, a compile that outlasts [`COMPILE_TIMEOUT`] is an
+    /// invalid submission; it is left running on its thread, which dies with the short-lived
+    /// scoring process.
     pub fn compile_check(
         &self,
         archs: &[u32],
@@ -169,32 +172,20 @@ impl KernelSubmission {
         for &arch in archs {
             let mut opts = CompileOptions::cubin(arch);
             opts.cache_dir = cache_dir.map(Path::to_path_buf);
-            let (source, file) = (self.source.clone(), name.clone());
-            let (tx, rx) = std::sync::mpsc::channel();
-            // A compiler parses recursively: give it room (virtual; only what it touches is
-            // committed), besides the nesting limit the source rules already enforce.
-            let spawned = std::thread::Builder::new()
-                .name("nvrtc-check".into())
-                .stack_size(256 << 20)
-                .spawn(move || {
-                    let _ = tx.send(nvrtc::compile(&source, &file, &opts).map(|_| ()));
-                });
-            if let Err(e) = spawned {
-                return Err(SubmissionError::Compile(GpuError::NoNvrtc(format!(
-                    "starting the compile thread: {e}"
-                ))));
-            }
-            match rx.recv_timeout(COMPILE_TIMEOUT) {
-                Ok(result) => result.map_err(SubmissionError::Compile)?,
-                Err(_) => {
-                    return Err(SubmissionError::Compile(GpuError::Compile {
-                        name: name.clone(),
-                        options: format!("sm_{arch}"),
-                        log: format!(
-                            "compilation took longer than {} s and was abandoned",
-                            COMPILE_TIMEOUT.as_secs()
-                        ),
-                    }))
+            let result = if nvrtc::isolation().is_child() {
+                nvrtc::compile(&self.source, &name, &opts).map(|_| ())
+            } else {
+                compile_on_thread(&self.source, &name, opts)
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if e.is_submission_fault() => return Err(SubmissionError::Compile(e)),
+                // The machine's problem (the compile child would not run): not the
+                // submission's; the worker's own compile reports it as an environment error.
+                Err(e) => {
+                    return Ok(CompileCheck::Skipped {
+                        reason: e.to_string(),
+                    })
                 }
             }
         }
@@ -202,4 +193,30 @@ impl KernelSubmission {
             archs: archs.to_vec(),
         })
     }
+}
+
+/// An in-process compile on a thread with room for the compiler's recursion, abandoned after
+/// [`COMPILE_TIMEOUT`].
+fn compile_on_thread(source: &str, name: &str, opts: CompileOptions) -> Result<(), GpuError> {
+    let (source, file, arch) = (source.to_string(), name.to_string(), opts.arch);
+    let (tx, rx) = std::sync::mpsc::channel();
+    // A compiler parses recursively: give it room (virtual; only what it touches is
+    // committed), besides the nesting limit the source rules already enforce.
+    std::thread::Builder::new()
+        .name("nvrtc-check".into())
+        .stack_size(256 << 20)
+        .spawn(move || {
+            let _ = tx.send(nvrtc::compile(&source, &file, &opts).map(|_| ()));
+        })
+        .map_err(|e| GpuError::NoNvrtc(format!("starting the compile thread: {e}")))?;
+    rx.recv_timeout(COMPILE_TIMEOUT).unwrap_or_else(|_| {
+        Err(GpuError::Compile {
+            name: name.to_string(),
+            options: format!("sm_{arch}"),
+            log: format!(
+                "compilation took longer than {} s and was abandoned",
+                COMPILE_TIMEOUT.as_secs()
+            ),
+        })
+    })
 }

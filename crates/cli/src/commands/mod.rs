@@ -11,7 +11,9 @@ mod serve;
 
 use std::path::PathBuf;
 
-use rdbench_core::calibration::{CalibrationEntry, CalibrationStore, DeviceFingerprint};
+use rdbench_core::calibration::{
+    CalibrationEntry, CalibrationSource, CalibrationStore, DeviceFingerprint, Disagreement,
+};
 use rdbench_core::home::Home;
 use rdbench_core::task::{Task, TaskInfo};
 use rdbench_core::{Error, Result};
@@ -121,27 +123,49 @@ pub fn find_calibration(
     fp: &DeviceFingerprint,
 ) -> Result<Option<CalibrationEntry>> {
     let info = task.info();
-    if let Some(entry) = ctx.calibration_store().lookup(fp, &info.name, profile)? {
+    let shipped_with_task = || {
+        let shipped = task.shipped_calibration(profile)?;
+        Some(CalibrationEntry {
+            task: info.name.clone(),
+            profile: profile.into(),
+            start: shipped.start,
+            reference: shipped.reference,
+            measured_at: chrono::Utc::now(),
+            provenance: format!("shipped with the task: {}", shipped.provenance),
+            details: serde_json::Value::Null,
+        })
+    };
+    if let Some(mut found) = ctx.calibration_store().find(fp, &info.name, profile)? {
+        // A hardware-independent task's own numbers are a shipped calibration too.
+        if found.disagreement.is_none() && info.hardware_independent {
+            if let Some(shipped) = shipped_with_task() {
+                found.disagreement = Disagreement::between(
+                    &found.entry,
+                    shipped,
+                    CalibrationSource::Task(info.name.clone()),
+                );
+            }
+        }
+        // Never silent: a measured calibration that disagrees with the shipped one is used
+        // (measured here comes first) with a warning, and its provenance names its file.
+        if found.disagreement.is_some() {
+            tracing::warn!("{}/{profile}: {}", info.name, found.describe());
+        }
+        let mut entry = found.entry.clone();
+        entry.provenance = format!("{} [{}]", entry.provenance, found.describe());
         return Ok(Some(entry));
     }
-    if info.hardware_independent {
-        if let Some(shipped) = task.shipped_calibration(profile) {
-            return Ok(Some(CalibrationEntry {
-                task: info.name.clone(),
-                profile: profile.into(),
-                start: shipped.start,
-                reference: shipped.reference,
-                measured_at: chrono::Utc::now(),
-                provenance: format!("shipped with the task: {}", shipped.provenance),
-                details: serde_json::Value::Null,
-            }));
-        }
-    }
-    Ok(None)
+    Ok(info.hardware_independent.then(shipped_with_task).flatten())
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<i32> {
+    // Every compile of this process (the scorer's precheck, the worker's) runs in a limited
+    // child of this binary; the child itself compiles in-process.
+    if !matches!(cli.command, Command::Nvrtc) {
+        let isolation = rdbench_gpu::nvrtc::Isolation::current_exe(&["__nvrtc"])?;
+        let _ = rdbench_gpu::nvrtc::set_isolation(isolation);
+    }
     let ctx = Context::from_cli(&cli);
     match cli.command {
         Command::Attempt(command) => {
@@ -188,5 +212,6 @@ pub fn run(cli: Cli) -> Result<i32> {
             let task = crate::registry::find(&task)?;
             Ok(crate::job::worker_main(task.as_ref()))
         }
+        Command::Nvrtc => Ok(rdbench_gpu::nvrtc::child_main()),
     }
 }

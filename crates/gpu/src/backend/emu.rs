@@ -34,10 +34,17 @@ use crate::GpuError;
 /// The emulator header, compiled into the binary so it needs no checkout at run time.
 pub const EMU_HEADER: &str = include_str!("../../../../kernels/tools/cuda_emu.h");
 
-/// Longest a host compile of one emulated module may take.
-const COMPILE_TIMEOUT: Duration = Duration::from_secs(180);
-/// Most compiler output kept in an error.
-const MAX_LOG_BYTES: usize = 16 * 1024;
+/// Limits of the host compile of one emulated module: NVRTC's address space, a longer wall
+/// clock (the emulator header is heavy C++), 16 KiB of log.
+fn host_compile_limits() -> crate::child_limits::CompileLimits {
+    let wall = Duration::from_secs(180);
+    crate::child_limits::CompileLimits {
+        wall,
+        cpu: wall + Duration::from_secs(15),
+        max_log_bytes: 16 * 1024,
+        ..Default::default()
+    }
+}
 
 const BACKEND: &str = "emulator";
 
@@ -162,7 +169,12 @@ impl EmuBackend {
             std::fs::write(&p, text).map_err(io(&p))?;
         }
         let out = build_dir.join("module.so");
-        let mut child = Command::new(&self.compiler)
+        let limits = host_compile_limits();
+        let mut cmd = Command::new(&self.compiler);
+        // The same limits as NVRTC's child: the source's templates could exhaust memory here
+        // as well. In its own process group, so a kill stops cc1plus, not only the driver.
+        limits.apply(&mut cmd);
+        let mut child = cmd
             .args([
                 "-std=c++17",
                 "-O1",
@@ -193,16 +205,17 @@ impl EmuBackend {
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
-                Ok(None) if started.elapsed() > COMPILE_TIMEOUT => {
-                    let _ = child.kill();
+                Ok(None) if started.elapsed() > limits.wall => {
+                    crate::child_limits::kill_group(child.id());
                     let _ = child.wait();
                     let _ = std::fs::remove_dir_all(&build_dir);
-                    return Err(GpuError::Compile {
+                    return Err(GpuError::ResourceLimit {
                         name: name.into(),
-                        options: format!("{} (CPU emulator)", self.compiler),
-                        log: format!(
-                            "the host compile took longer than {} s and was abandoned",
-                            COMPILE_TIMEOUT.as_secs()
+                        limit: format!("{} s wall clock", limits.wall.as_secs()),
+                        detail: format!(
+                            "the host compile ({}, CPU emulator) was still running after {} s and was killed",
+                            self.compiler,
+                            limits.wall.as_secs()
                         ),
                     });
                 }
@@ -216,13 +229,20 @@ impl EmuBackend {
             let mut log = String::from_utf8_lossy(&log).into_owned();
             // The wrapper's paths are the kit's, not the agent's: show the submission's name.
             log = log.replace(&build_dir.join("solution.cu").display().to_string(), name);
-            if log.len() > MAX_LOG_BYTES {
-                let mut cut = MAX_LOG_BYTES;
-                while !log.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                log.truncate(cut);
-                log.push_str("\n[compiler log cut]");
+            let log = crate::child_limits::cap_log(log, limits.max_log_bytes);
+            // cc1plus out of address space says so and exits; killed by RLIMIT_CPU it dies
+            // by SIGXCPU (or SIGKILL at the hard limit).
+            use std::os::unix::process::ExitStatusExt;
+            let cpu = matches!(status.signal(), Some(libc::SIGXCPU | libc::SIGKILL));
+            if cpu || log.contains("out of memory") || log.contains("virtual memory exhausted") {
+                return Err(GpuError::ResourceLimit {
+                    name: name.into(),
+                    limit: limits.describe(),
+                    detail: format!(
+                        "the host compile ({}, CPU emulator): {status}\n{log}",
+                        self.compiler
+                    ),
+                });
             }
             return Err(GpuError::Compile {
                 name: name.into(),

@@ -2,20 +2,83 @@
 //!
 //! A CUBIN for the device's own architecture sidesteps the PTX ISA trap: PTX from a newer
 //! NVRTC than the driver knows is rejected at load time, while a CUBIN runs under CUDA's
-//! minor-version compatibility. Results are cached on disk keyed by the source, the options
-//! and the NVRTC version, so repeated scoring of an unchanged submission skips the compiler.
+//! minor-version compatibility.
+//!
+//! Two defences, because the source is an agent's:
+//! - **Isolation** ([`Isolation`], set once per process with [`set_isolation`]): the `rdbench`
+//!   binary compiles in a child of itself (its hidden `__nvrtc` subcommand runs
+//!   [`child_main`]) under [`CompileLimits`] (address space, CPU, wall clock, log size), so a
+//!   template bomb costs one invalid entry of kind `resource_limit` instead of the scorer's
+//!   memory. A library user that sets nothing (the unit tests) compiles in its own process.
+//!   Cache hits never start a child.
+//! - **An authenticated cache** ([`cache`]): results are cached on disk keyed by the source,
+//!   the options and the NVRTC version, and an entry counts only if its HMAC under the
+//!   cache's private secret checks out, so a CUBIN planted under the predictable name is
+//!   compiled over instead of trusted.
 
-use std::ffi::CString;
+mod cache;
+mod child;
+
+use std::ffi::{CString, OsString};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub use crate::child_limits::CompileLimits;
+pub use child::child_main;
 
 use crate::probe::{nvrtc_version, require_nvrtc};
 use crate::GpuError;
 
+/// Where NVRTC runs.
+#[derive(Debug, Clone)]
+pub enum Isolation {
+    /// In this process, without limits: the default of a process that set nothing (unit
+    /// tests, library users compiling their own sources).
+    InProcess,
+    /// In a child process `exe args...`, which must run [`child_main`], under `limits`.
+    Child {
+        exe: PathBuf,
+        args: Vec<OsString>,
+        limits: CompileLimits,
+    },
+}
+
+impl Isolation {
+    /// This process's own executable re-run with `args` (e.g. `["__nvrtc"]`), under the
+    /// default limits.
+    pub fn current_exe(args: &[&str]) -> Result<Isolation, GpuError> {
+        let exe = std::env::current_exe()
+            .map_err(|e| GpuError::CompileChild(format!("locating this executable: {e}")))?;
+        Ok(Isolation::Child {
+            exe,
+            args: args.iter().map(OsString::from).collect(),
+            limits: CompileLimits::default(),
+        })
+    }
+
+    pub fn is_child(&self) -> bool {
+        matches!(self, Isolation::Child { .. })
+    }
+}
+
+static ISOLATION: OnceLock<Isolation> = OnceLock::new();
+
+/// Sets where this process's compiles run, once (at startup); a second call is refused and
+/// returns its argument. [`compile`] uses it; [`compile_with`] takes one explicitly.
+pub fn set_isolation(isolation: Isolation) -> Result<(), Isolation> {
+    ISOLATION.set(isolation)
+}
+
+/// Where this process's compiles run: what [`set_isolation`] set, else in-process.
+pub fn isolation() -> &'static Isolation {
+    ISOLATION.get().unwrap_or(&Isolation::InProcess)
+}
+
 /// What NVRTC produces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Output {
     /// Machine code for one real architecture (`sm_XY`).
@@ -88,8 +151,19 @@ fn cache_key(source: &str, flags: &[String], version: &str) -> String {
     hex::encode(h.finalize())
 }
 
-/// Compiles `source` (named `name` in messages, e.g. `solution.cu`).
+/// Compiles `source` (named `name` in messages, e.g. `solution.cu`) where this process's
+/// [`isolation`] says.
 pub fn compile(source: &str, name: &str, opts: &CompileOptions) -> Result<Compiled, GpuError> {
+    compile_with(source, name, opts, isolation())
+}
+
+/// Compiles `source` under `isolation`, through the cache when `opts` has one.
+pub fn compile_with(
+    source: &str,
+    name: &str,
+    opts: &CompileOptions,
+    isolation: &Isolation,
+) -> Result<Compiled, GpuError> {
     require_nvrtc()?;
     let version = nvrtc_version().unwrap_or_else(|| "unknown".into());
     let flags = opts.flags();
@@ -97,39 +171,64 @@ pub fn compile(source: &str, name: &str, opts: &CompileOptions) -> Result<Compil
         Output::Cubin => "cubin",
         Output::Ptx => "ptx",
     };
-    let cache_path = opts
-        .cache_dir
-        .as_ref()
-        .map(|d| d.join(format!("{}.{ext}", cache_key(source, &flags, &version))));
-    if let Some(path) = &cache_path {
-        if let Ok(image) = std::fs::read(path) {
-            return Ok(Compiled {
-                name: name.into(),
-                output: opts.output,
-                arch: opts.arch,
-                image,
-                log: String::new(),
-                nvrtc_version: version,
-                cached: true,
-            });
-        }
-    }
-    let (image, log) = compile_uncached(source, name, &flags, opts.output)?;
-    if let Some(path) = &cache_path {
-        // The cache is an optimization: a failure to write it must not fail the compile.
-        if let Err(e) = rdbench_core::fsutil::atomic_write(path, &image) {
-            tracing::warn!("could not write NVRTC cache {}: {e}", path.display());
-        }
-    }
-    Ok(Compiled {
+    let key = cache_key(source, &flags, &version);
+    // A cache that cannot be opened (an unwritable folder, a secret others can read) costs
+    // speed, never correctness: compile without it.
+    let cache = opts.cache_dir.as_ref().and_then(|dir| {
+        cache::Cache::open(dir)
+            .map_err(|e| tracing::warn!("NVRTC cache {} not used: {e}", dir.display()))
+            .ok()
+    });
+    let done = |image, log, cached| Compiled {
         name: name.into(),
         output: opts.output,
         arch: opts.arch,
         image,
         log,
-        nvrtc_version: version,
-        cached: false,
-    })
+        nvrtc_version: version.clone(),
+        cached,
+    };
+    if let Some(image) = cache.as_ref().and_then(|c| c.get(&key, ext)) {
+        return Ok(done(image, String::new(), true));
+    }
+    let (image, log) = match isolation {
+        Isolation::InProcess => compile_uncached(source, name, &flags, opts.output)
+            .map(|(image, log)| (image, crate::child_limits::cap_log(log, MAX_LOG_BYTES)))
+            .map_err(|e| match e {
+                GpuError::Compile { log, .. } if is_out_of_memory(&log) => {
+                    GpuError::ResourceLimit {
+                        name: name.into(),
+                        limit: "this machine's memory".into(),
+                        detail: crate::child_limits::cap_log(log, MAX_LOG_BYTES),
+                    }
+                }
+                GpuError::Compile { name, options, log } => GpuError::Compile {
+                    name,
+                    options,
+                    log: crate::child_limits::cap_log(log, MAX_LOG_BYTES),
+                },
+                other => other,
+            })?,
+        Isolation::Child { exe, args, limits } => {
+            child::compile(exe, args, limits, source, name, &flags, opts.output)?
+        }
+    };
+    if let Some(cache) = &cache {
+        // The cache is an optimization: a failure to write it must not fail the compile.
+        if let Err(e) = cache.put(&key, ext, &image) {
+            tracing::warn!("could not write NVRTC cache entry {key}.{ext}: {e}");
+        }
+    }
+    Ok(done(image, log, false))
+}
+
+/// Most compiler log kept from an in-process compile (a child's limits carry their own).
+const MAX_LOG_BYTES: usize = crate::child_limits::DEFAULT_MAX_LOG_BYTES;
+
+/// NVRTC's wording when an allocation fails inside the compiler: the API reports it as a
+/// plain compilation error (`NVRTC_ERROR_COMPILATION`), with this in the log.
+fn is_out_of_memory(log: &str) -> bool {
+    log.contains("catastrophic error: out of memory")
 }
 
 fn compile_uncached(
@@ -234,6 +333,50 @@ mod tests {
                 assert_eq!(first.image, second.image);
             }
         }
+    }
+
+    /// The file a cache entry of `source` compiled with `opts` lives in: the predictable name
+    /// an agent would plant under.
+    fn entry_path(source: &str, opts: &CompileOptions) -> PathBuf {
+        let version = nvrtc_version().unwrap_or_else(|| "unknown".into());
+        let key = cache_key(source, &opts.flags(), &version);
+        opts.cache_dir
+            .as_ref()
+            .unwrap()
+            .join(format!("{key}.cubin"))
+    }
+
+    #[test]
+    fn a_planted_cubin_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = CompileOptions::cubin(90).with_cache(dir.path());
+        let good = match compile(GOOD, "good.cu", &opts) {
+            Err(GpuError::NoNvrtc(msg)) => return eprintln!("skipped: no NVRTC ({msg})"),
+            other => other.unwrap(),
+        };
+        // A source that cannot compile, with a real CUBIN planted under its cache name: both
+        // bare, and as a valid entry of another source copied over.
+        let broken = "#error this does not compile\n";
+        let planted = entry_path(broken, &opts);
+        for plant in [
+            good.image.clone(),
+            std::fs::read(entry_path(GOOD, &opts)).unwrap(),
+        ] {
+            std::fs::write(&planted, &plant).unwrap();
+            match compile(broken, "broken.cu", &opts) {
+                Err(GpuError::Compile { log, .. }) => assert!(log.contains("#error"), "{log}"),
+                other => panic!("the planted image was used: {other:?}"),
+            }
+        }
+        // A planted file under a good source's name is compiled over and replaced.
+        std::fs::write(entry_path(GOOD, &opts), b"\x7fELF not a cubin").unwrap();
+        let again = compile(GOOD, "good.cu", &opts).unwrap();
+        assert!(!again.cached, "a planted entry is a miss");
+        assert_eq!(again.image, good.image);
+        assert!(
+            compile(GOOD, "good.cu", &opts).unwrap().cached,
+            "and was rewritten"
+        );
     }
 
     #[test]
