@@ -5,16 +5,16 @@
 //! - (a) invert the permutation with the seed tiny's spec used to publish: scores as a random
 //!   permutation does, i.e. as the start;
 //! - (b) build a second installation (same binary, its own cache, so its own secret) and submit
-//!   its original or reference model: its data distribution is another HMM, so the model is no
-//!   better than the start. (The HMM is secret, not public: with a shared HMM the second
+//!   its original model: its data distribution is another HMM, so the model is no better than
+//!   the start. (The HMM is secret, not public: with a shared HMM the second
 //!   installation's original scores about as the first's, above the reference; measured by the
 //!   `fix_embedding_instances` example and recorded in `docs/fix-embedding.md`.)
 //!
 //! (c), bit-identical preparation under the same secret and different files under another, is
 //! `tests/task.rs` (`concurrent_preparations_train_once_and_only_the_same_secret_agrees`).
 //!
-//! Two installations (three models and a reference each) are prepared on two threads at once:
-//! about a minute in a release build on 2 cores.
+//! Two installations are prepared on two threads at once (three models each, the reference in the
+//! first only): about a minute in a release build on 2 cores, a few minutes in the test profile.
 
 use std::path::{Path, PathBuf};
 
@@ -82,11 +82,7 @@ fn tiny_cycle_scores_start_0_and_reference_1_and_no_public_seed_cheat_works() {
     let theirs = tmp.path().join("their-cache");
     let their_prep = {
         let (spec, theirs) = (spec.clone(), theirs.clone());
-        std::thread::spawn(move || {
-            let reference = prep::ensure_reference(&spec, &theirs).unwrap();
-            let inst = Instance::load(&spec, &theirs).unwrap();
-            (prep::Prepared::locate(&theirs, &spec, &inst), reference)
-        })
+        std::thread::spawn(move || prep::ensure_prepared(&spec, &theirs).unwrap())
     };
 
     task.prepare(&PrepareRequest {
@@ -196,23 +192,21 @@ fn tiny_cycle_scores_start_0_and_reference_1_and_no_public_seed_cheat_works() {
         std::fs::read(at.original()).unwrap()
     );
 
-    // (b) The models of the agent's own installation.
-    let (their_at, their_reference) = their_prep.join().unwrap();
+    // (b) The original of the agent's own installation. (Its reference, trained from that
+    // original, is no better: -0.016..0.019 over five installations in `fix_embedding_instances`;
+    // not trained here, to keep the test at one reference run.)
+    let their_at = their_prep.join().unwrap();
     assert_ne!(their_at.models, at.models);
-    for (name, file) in [
-        ("their-original", their_at.original()),
-        ("their-reference", their_reference),
-    ] {
-        let theirs_here = norm(raw(&task, &submission(tmp.path(), name, &file), &cache));
-        let theirs_there = norm(raw(&task, &submission(tmp.path(), name, &file), &theirs));
-        assert!(
-            theirs_here < CHEAT_CEILING,
-            "{name} scores {theirs_here:.3} normalized here"
-        );
-        // At home the same file is a good model: the gap is the instance, not the file.
-        assert!(
-            theirs_there > 0.9,
-            "{name} scores only {theirs_there:.3} in its own installation"
-        );
-    }
+    let dir = submission(tmp.path(), "their-original", &their_at.original());
+    let theirs_here = norm(raw(&task, &dir, &cache));
+    assert!(
+        theirs_here < CHEAT_CEILING,
+        "another installation's original scores {theirs_here:.3} normalized here"
+    );
+    // At home the same file is a good model: the gap is the instance, not the file.
+    let theirs_there = norm(raw(&task, &dir, &theirs));
+    assert!(
+        theirs_there > 0.9,
+        "another installation's original scores only {theirs_there:.3} there"
+    );
 }
