@@ -18,13 +18,13 @@
 //!     PROFILE CACHE_DIR START_RAW REFERENCE_RAW [scratch] [finetune] [original]`
 //!
 //! CACHE_DIR must hold a finished preparation of PROFILE (run `fix_embedding_cycle` or
-//! `rdbench calibrate` first); its held-out secret is the one scored against.
+//! `rdbench calibrate` first); its instance (its secret) is the one scored against.
 
 use std::time::Instant;
 
 use rdbench_core::Error;
 use rdbench_lm::{train_model, Gpt, TokenSet, TrainConfig};
-use rdbench_task_fix_embedding::{evaluate, prep, FixEmbedding};
+use rdbench_task_fix_embedding::{evaluate, instance::Instance, prep, FixEmbedding};
 
 fn main() -> rdbench_core::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,7 +42,8 @@ fn main() -> rdbench_core::Result<()> {
         which = vec!["original", "scratch", "finetune"];
     }
     let spec = FixEmbedding::default().spec(profile)?;
-    let at = prep::Prepared::locate(&cache, &spec);
+    let inst = Instance::load(&spec, &cache)?;
+    let at = prep::Prepared::locate(&cache, &spec, &inst);
     if !at.models.join("prep.json").is_file() || !at.train_tokens().is_file() {
         return Err(Error::Usage(format!(
             "{}: no finished preparation of profile {profile} here",
@@ -51,7 +52,6 @@ fn main() -> rdbench_core::Result<()> {
     }
     let lm = |e: rdbench_lm::LmError| Error::Internal(e.to_string());
     let train = TokenSet::read(&at.train_tokens(), spec.seq_len()).map_err(lm)?;
-    let seed = prep::heldout_seed(prep::heldout_secret(&cache)?, &spec);
     let normalized = |raw: f64| (raw - start) / (reference - start);
 
     let mut rows = serde_json::Map::new();
@@ -61,8 +61,8 @@ fn main() -> rdbench_core::Result<()> {
         let (model, schedule): (Gpt, Option<TrainConfig>) = match name {
             "original" => (prep::load_prepared(&at.original(), &spec.model)?, None),
             "scratch" => (
-                Gpt::new(spec.model.clone(), spec.model_init_seed ^ 0x5c7a).map_err(lm)?,
-                Some(spec.model_train.clone()),
+                Gpt::new(spec.model.clone(), inst.model_init_seed ^ 0x5c7a).map_err(lm)?,
+                Some(spec.model_train.with_seed(inst.model_train_seed ^ 0x5c7a)),
             ),
             "finetune" => (
                 prep::load_prepared(&at.corrupted(), &spec.model)?,
@@ -83,7 +83,7 @@ fn main() -> rdbench_core::Result<()> {
             ),
             None => None,
         };
-        let ev = evaluate(&spec, &model, seed)?;
+        let ev = evaluate(&spec, &inst, &model)?;
         rows.insert(
             name.into(),
             serde_json::json!({

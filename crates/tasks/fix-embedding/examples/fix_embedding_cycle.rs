@@ -1,7 +1,7 @@
 //! Runs the whole cycle of one profile and prints what it measured:
 //! prepare (train the original and small models, corrupt) → score the corrupted model → run the
 //! reference solution → score it; plus the original (uncorrupted) model, and every score on a
-//! second held-out seed to show the held-out split is large enough.
+//! second held-out split of the same instance to show the split is large enough.
 //!
 //! `cargo run --release -p rdbench-task-fix-embedding --example fix_embedding_cycle -- tiny [CACHE_DIR]`
 //!
@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use rdbench_core::task::{PrepareRequest, ScoreOutcome, ScoreRequest, Solution, Task};
-use rdbench_task_fix_embedding::{evaluate, prep, FixEmbedding, SUBMISSION};
+use rdbench_task_fix_embedding::{evaluate, instance::Instance, prep, FixEmbedding, SUBMISSION};
 
 fn main() -> rdbench_core::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -67,26 +67,26 @@ fn main() -> rdbench_core::Result<()> {
     let (reference, ref_d, ref_s) = score(&ref_dir)?;
     let cycle_s = whole.elapsed().as_secs_f64();
 
-    let at = prep::Prepared::locate(&cache, &spec);
+    let inst = Instance::load(&spec, &cache)?;
+    let at = prep::Prepared::locate(&cache, &spec, &inst);
     let orig_dir = tmp.path().join("original");
     std::fs::create_dir_all(&orig_dir).map_err(|e| rdbench_core::Error::io(&orig_dir, e))?;
     std::fs::copy(at.original(), orig_dir.join(SUBMISSION))
         .map_err(|e| rdbench_core::Error::io(&orig_dir, e))?;
     let (original, orig_d, _) = score(&orig_dir)?;
 
-    // The same three models on another held-out split.
-    let other_seed = 0x005e_ed0f_0742;
+    // The same three models on another held-out split of the same instance.
+    let other_split = Instance {
+        heldout_seed: 0x005e_ed0f_0742,
+        ..inst.clone()
+    };
     let mut other = vec![];
     for path in [at.corrupted(), at.original(), at.reference()] {
         let m = prep::load_prepared(&path, &spec.model)?;
-        other.push(evaluate(&spec, &m, other_seed)?.raw);
+        other.push(evaluate(&spec, &other_split, &m)?.raw);
     }
     let small = prep::load_prepared(&at.small(), &spec.small)?;
-    let small_ev = evaluate(
-        &spec,
-        &small,
-        prep::heldout_seed(prep::heldout_secret(&cache)?, &spec),
-    )?;
+    let small_ev = evaluate(&spec, &inst, &small)?;
 
     let closed = (start - reference) / (start - original);
     println!(

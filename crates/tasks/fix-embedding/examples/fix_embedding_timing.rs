@@ -11,6 +11,7 @@
 use std::time::Instant;
 
 use rdbench_lm::{io::load_model, save_model, train_model, Gpt, TokenSet, TrainConfig};
+use rdbench_task_fix_embedding::instance::{Instance, Secret};
 use rdbench_task_fix_embedding::{evaluate, prep, profile};
 
 fn main() -> rdbench_core::Result<()> {
@@ -20,6 +21,8 @@ fn main() -> rdbench_core::Result<()> {
     let spec = profile::by_name(&name).expect("profile");
     let err = |e: rdbench_lm::LmError| rdbench_core::Error::Internal(e.to_string());
     let dir = tempfile::tempdir().map_err(|e| rdbench_core::Error::io("/tmp", e))?;
+    // Any instance costs the same; this one is made from a fixed secret.
+    let inst = Instance::derive(&spec, &Secret::from_bytes([7; 32]));
 
     // Scoring.
     let model = Gpt::new(spec.model.clone(), 1).map_err(err)?;
@@ -30,17 +33,17 @@ fn main() -> rdbench_core::Result<()> {
         load_model(&path, &spec.model).map_err(|e| rdbench_core::Error::Internal(e.to_string()))?;
     let load_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let (_, floor) = prep::heldout(&spec, 42)?;
+    let (_, floor) = prep::heldout(&spec, &inst)?;
     let heldout_s = t.elapsed().as_secs_f64();
-    let ev = evaluate(&spec, &loaded, 42)?;
+    let ev = evaluate(&spec, &inst, &loaded)?;
     let score_s = load_s + ev.seconds;
 
     // Preparation.
     let t = Instant::now();
-    let hmm = prep::hmm(&spec)?;
+    let hmm = prep::hmm(&inst)?;
     let private = TokenSet::new(
         hmm.sample(
-            spec.private_corpus_seed,
+            inst.private_corpus_seed,
             spec.private_corpus_seqs,
             spec.seq_len(),
         ),
@@ -48,20 +51,21 @@ fn main() -> rdbench_core::Result<()> {
     )
     .map_err(err)?;
     let _train = hmm.sample(
-        spec.train_corpus_seed,
+        inst.train_corpus_seed,
         spec.train_corpus_seqs,
         spec.seq_len(),
     );
     let sample_s = t.elapsed().as_secs_f64();
-    let time_steps = |cfg: &rdbench_lm::GptConfig, tc: &TrainConfig| -> rdbench_core::Result<f64> {
-        let m = Gpt::new(cfg.clone(), 2).map_err(err)?;
-        let tc = TrainConfig {
-            steps,
-            ..tc.clone()
+    let time_steps =
+        |cfg: &rdbench_lm::GptConfig, sched: &profile::Schedule| -> rdbench_core::Result<f64> {
+            let m = Gpt::new(cfg.clone(), 2).map_err(err)?;
+            let tc = TrainConfig {
+                steps,
+                ..sched.with_seed(3)
+            };
+            let r = train_model(&m, &private, &tc, "timing").map_err(err)?;
+            Ok(r.seconds / steps as f64)
         };
-        let r = train_model(&m, &private, &tc, "timing").map_err(err)?;
-        Ok(r.seconds / steps as f64)
-    };
     let big_step = time_steps(&spec.model, &spec.model_train)?;
     let small_step = time_steps(&spec.small, &spec.small_train)?;
     let ref_steps = spec.reference.adapter.steps + spec.reference.finetune.steps;

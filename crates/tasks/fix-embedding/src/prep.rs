@@ -1,33 +1,39 @@
-//! Deterministic, cached preparation: corpora, the original and small models, the corrupted
-//! model, the reference solution; and the secret held-out split.
+//! Deterministic, cached preparation of an installation's instance ([`Instance`]): corpora, the
+//! original and small models, the corrupted model, the reference solution; and the held-out
+//! split.
 //!
 //! Layout under the shared cache (never inside an attempt folder):
 //!
 //! ```text
-//! <cache>/fix-embedding/heldout.secret                  64 bits of OS randomness, made once
-//! <cache>/fix-embedding/<profile>-<models key>/         original/small/corrupted.safetensors,
+//! <cache>/fix-embedding/instance.secret                 256 bits of OS randomness, made once
+//! <cache>/fix-embedding/<profile>-<models key>-<instance id>/
+//!                                                       original/small/corrupted.safetensors,
 //!                                                       prep.json
-//! <cache>/fix-embedding/<profile>-<models key>/attempt-<attempt key>/
-//!                                                       train_tokens.bin, corpus.json,
-//!                                                       reference.safetensors, reference.json
+//! <cache>/fix-embedding/<profile>-<models key>-<instance id>/attempt-<attempt key>/
+//!                                                       train_tokens.bin, reference.safetensors,
+//!                                                       reference.json
 //! ```
 //!
 //! The two levels are keyed separately ([`Spec::models_key`], [`Spec::attempt_key`]): the
-//! models take hours to train for `full`, the attempt's corpus and the reference minutes.
+//! models take half an hour to train for `full`, the attempt's corpus and the reference minutes.
+//! Both sit under the instance's id, a hash of every secret parameter, so a new secret never
+//! reuses stale files. (A `heldout.secret` left by an older rdbench, whose instances were
+//! publicly seeded, is not read.)
 //!
 //! Each product is written by a temporary file and a rename, under an exclusive lock, so that
 //! concurrent processes (two `rdbench start`, or calibrate and a cycle) train once and never see
-//! a half-written file.
+//! a half-written file. The same secret prepares bit-identical files.
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use rand::{seq::SliceRandom, RngCore, SeedableRng};
+use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rdbench_core::{fsutil, Error, Result};
 use rdbench_lm::{io::load_model, save_model, Gpt, Hmm, TokenSet};
 use serde::{Deserialize, Serialize};
 
+use crate::instance::Instance;
 use crate::profile::Spec;
 use crate::reference::{self, ReferenceReport};
 
@@ -41,6 +47,7 @@ pub const REFERENCE: &str = "reference.safetensors";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PrepReport {
     pub models_key: String,
+    pub instance_id: String,
     pub original_train_loss: f64,
     pub original_train_seconds: f64,
     pub small_train_loss: f64,
@@ -62,9 +69,13 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Where the products of `spec` live in `cache_dir` (whether or not they exist yet).
-    pub fn locate(cache_dir: &Path, spec: &Spec) -> Prepared {
-        let models = cache_dir.join("fix-embedding").join(spec.models_key());
+    /// Where the products of `spec`'s instance `inst` live in `cache_dir` (whether or not they
+    /// exist yet).
+    pub fn locate(cache_dir: &Path, spec: &Spec, inst: &Instance) -> Prepared {
+        let models =
+            cache_dir
+                .join("fix-embedding")
+                .join(format!("{}-{}", spec.models_key(), inst.id()));
         let attempt = models.join(spec.attempt_key());
         Prepared { models, attempt }
     }
@@ -86,67 +97,75 @@ impl Prepared {
     }
 }
 
-pub fn hmm(spec: &Spec) -> Result<Hmm> {
-    Hmm::new(spec.hmm.clone()).map_err(lm_err)
+/// The instance's corpus source.
+pub fn hmm(inst: &Instance) -> Result<Hmm> {
+    Hmm::new(inst.hmm.clone()).map_err(lm_err)
 }
 
-/// Makes (once) and returns the folder with the corpus and the three models.
+/// Makes (once) and returns the folders with the corpus and the three models of the
+/// installation whose cache is `cache_dir`.
 pub fn ensure_prepared(spec: &Spec, cache_dir: &Path) -> Result<Prepared> {
-    let at = Prepared::locate(cache_dir, spec);
-    ensure_models(spec, &at.models)?;
-    ensure_train_corpus(spec, &at.attempt)?;
+    prepare_instance(spec, &Instance::load(spec, cache_dir)?, cache_dir)
+}
+
+/// [`ensure_prepared`] for an explicit instance (tools and tests that compare instances).
+pub fn prepare_instance(spec: &Spec, inst: &Instance, cache_dir: &Path) -> Result<Prepared> {
+    let at = Prepared::locate(cache_dir, spec, inst);
+    ensure_models(spec, inst, &at.models)?;
+    ensure_train_corpus(spec, inst, &at.attempt)?;
     Ok(at)
 }
 
 /// Trains (once) the original and small models on the private corpus and corrupts the original.
-fn ensure_models(spec: &Spec, dir: &Path) -> Result<()> {
+fn ensure_models(spec: &Spec, inst: &Instance, dir: &Path) -> Result<()> {
     let done = dir.join("prep.json");
     build_once(
         dir,
         "prep",
         || done.is_file(),
-        || train_models(spec, dir, &done),
+        || train_models(spec, inst, dir, &done),
     )
 }
 
-fn train_models(spec: &Spec, dir: &Path, done: &Path) -> Result<()> {
+fn train_models(spec: &Spec, inst: &Instance, dir: &Path, done: &Path) -> Result<()> {
     let start = std::time::Instant::now();
     let seq_len = spec.seq_len();
     let private = TokenSet::new(
-        hmm(spec)?.sample(spec.private_corpus_seed, spec.private_corpus_seqs, seq_len),
+        hmm(inst)?.sample(inst.private_corpus_seed, spec.private_corpus_seqs, seq_len),
         seq_len,
     )
     .map_err(lm_err)?;
 
-    let original = Gpt::new(spec.model.clone(), spec.model_init_seed).map_err(lm_err)?;
+    let original = Gpt::new(spec.model.clone(), inst.model_init_seed).map_err(lm_err)?;
     let r_orig = rdbench_lm::with_threads(spec.threads, || {
         rdbench_lm::train_model(
             &original,
             &private,
-            &spec.model_train,
+            &spec.model_train.with_seed(inst.model_train_seed),
             "fix-embedding: original model",
         )
     })
     .map_err(lm_err)?;
     save_model(&original, &dir.join(ORIGINAL)).map_err(lm_err)?;
 
-    let small = Gpt::new(spec.small.clone(), spec.small_init_seed).map_err(lm_err)?;
+    let small = Gpt::new(spec.small.clone(), inst.small_init_seed).map_err(lm_err)?;
     let r_small = rdbench_lm::with_threads(spec.threads, || {
         rdbench_lm::train_model(
             &small,
             &private,
-            &spec.small_train,
+            &spec.small_train.with_seed(inst.small_train_seed),
             "fix-embedding: small model",
         )
     })
     .map_err(lm_err)?;
     save_model(&small, &dir.join(SMALL)).map_err(lm_err)?;
 
-    let corrupted = corrupt(&original, spec.permutation_seed)?;
+    let corrupted = corrupt(&original, inst.permutation_seed)?;
     save_model(&corrupted, &dir.join(CORRUPTED)).map_err(lm_err)?;
 
     let report = PrepReport {
         models_key: spec.models_key(),
+        instance_id: inst.id(),
         original_train_loss: r_orig.final_train_loss,
         original_train_seconds: r_orig.seconds,
         small_train_loss: r_small.final_train_loss,
@@ -158,7 +177,7 @@ fn train_models(spec: &Spec, dir: &Path, done: &Path) -> Result<()> {
 }
 
 /// Samples (once) the attempt's training corpus.
-fn ensure_train_corpus(spec: &Spec, dir: &Path) -> Result<()> {
+fn ensure_train_corpus(spec: &Spec, inst: &Instance, dir: &Path) -> Result<()> {
     let path = dir.join(TRAIN_TOKENS);
     // Written by temporary file + rename: its presence means it is whole.
     build_once(
@@ -168,7 +187,7 @@ fn ensure_train_corpus(spec: &Spec, dir: &Path) -> Result<()> {
         || {
             let seq_len = spec.seq_len();
             let train = TokenSet::new(
-                hmm(spec)?.sample(spec.train_corpus_seed, spec.train_corpus_seqs, seq_len),
+                hmm(inst)?.sample(inst.train_corpus_seed, spec.train_corpus_seqs, seq_len),
                 seq_len,
             )
             .map_err(lm_err)?;
@@ -197,18 +216,41 @@ fn build_once(
     make()
 }
 
-/// The original model with the rows of its token embedding permuted (a uniformly random
-/// permutation, deterministic in `seed`). The head is tied, so the output layer is permuted too.
-pub fn corrupt(original: &Gpt, seed: u64) -> Result<Gpt> {
-    let mut tensors = original.tensors();
-    let wte = &tensors["wte"];
-    let vocab = wte.dim(0).map_err(lm_err)?;
+/// The uniformly random permutation of `vocab` rows that `seed` makes: row `i` of the
+/// corrupted embedding is row `permutation(seed)[i]` of the original.
+pub fn permutation(vocab: usize, seed: u64) -> Vec<u32> {
     let mut perm: Vec<u32> = (0..vocab as u32).collect();
     perm.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    let idx = Tensor::from_vec(perm, vocab, &Device::Cpu).map_err(lm_err)?;
-    let permuted = wte.index_select(&idx, 0).map_err(lm_err)?;
-    tensors.insert("wte".into(), permuted);
-    Gpt::from_tensors(original.config().clone(), tensors).map_err(lm_err)
+    perm
+}
+
+/// The original model with the rows of its token embedding permuted by [`permutation`]. The
+/// head is tied, so the output layer is permuted too.
+pub fn corrupt(original: &Gpt, seed: u64) -> Result<Gpt> {
+    let vocab = original.config().vocab;
+    select_wte_rows(original, permutation(vocab, seed))
+}
+
+/// The inverse of [`corrupt`]: what an agent who knew `seed` would submit. With the instance's
+/// own seed it recovers the original bit for bit; with any other seed it is one more random
+/// permutation (the regression tests of the public-seed cheat use both).
+pub fn uncorrupt(corrupted: &Gpt, seed: u64) -> Result<Gpt> {
+    let perm = permutation(corrupted.config().vocab, seed);
+    let mut inverse = vec![0u32; perm.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        inverse[p as usize] = i as u32;
+    }
+    select_wte_rows(corrupted, inverse)
+}
+
+/// `model` with embedding row `i` replaced by its row `rows[i]`; every other tensor unchanged.
+fn select_wte_rows(model: &Gpt, rows: Vec<u32>) -> Result<Gpt> {
+    let mut tensors = model.tensors();
+    let n = rows.len();
+    let idx = Tensor::from_vec(rows, n, &Device::Cpu).map_err(lm_err)?;
+    let selected = tensors["wte"].index_select(&idx, 0).map_err(lm_err)?;
+    tensors.insert("wte".into(), selected);
+    Gpt::from_tensors(model.config().clone(), tensors).map_err(lm_err)
 }
 
 /// Loads one of the prepared models (they were checked when written; a damaged cache is an
@@ -221,9 +263,15 @@ pub fn load_prepared(path: &Path, cfg: &rdbench_lm::GptConfig) -> Result<Gpt> {
     })
 }
 
-/// Runs (once) the reference solution and returns the path of its model.
+/// Runs (once) the reference solution of the installation whose cache is `cache_dir` and
+/// returns the path of its model.
 pub fn ensure_reference(spec: &Spec, cache_dir: &Path) -> Result<PathBuf> {
-    let at = ensure_prepared(spec, cache_dir)?;
+    reference_instance(spec, &Instance::load(spec, cache_dir)?, cache_dir)
+}
+
+/// [`ensure_reference`] for an explicit instance.
+pub fn reference_instance(spec: &Spec, inst: &Instance, cache_dir: &Path) -> Result<PathBuf> {
+    let at = prepare_instance(spec, inst, cache_dir)?;
     let path = at.reference();
     let done = at.attempt.join("reference.json");
     build_once(
@@ -247,51 +295,12 @@ pub fn ensure_reference(spec: &Spec, cache_dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The installation's secret, made once from OS randomness and kept in the cache. Held-out
-/// data derives from it and the profile; it never enters an attempt folder.
-pub fn heldout_secret(cache_dir: &Path) -> Result<u64> {
-    let path = cache_dir.join("fix-embedding").join("heldout.secret");
-    // A damaged secret is an error, not a reason to make a new one: that would silently change
-    // the held-out split under existing score logs.
-    let read = |p: &Path| -> Result<Option<u64>> {
-        match std::fs::read_to_string(p) {
-            Ok(s) => u64::from_str_radix(s.trim(), 16).map(Some).map_err(|_| {
-                Error::Environment(format!(
-                    "{}: damaged held-out secret (expected 16 hex digits); restore it, or delete it to start a \
-                     new held-out split (scores made before are then not comparable)",
-                    p.display()
-                ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(p, e)),
-        }
-    };
-    if let Some(v) = read(&path)? {
-        return Ok(v);
-    }
-    let _lock = fsutil::lock_exclusive(&path)?;
-    if let Some(v) = read(&path)? {
-        return Ok(v);
-    }
-    let v = rand::rngs::OsRng.next_u64();
-    fsutil::atomic_write(&path, format!("{v:016x}\n").as_bytes())?;
-    Ok(v)
-}
-
-/// Seed of the profile's held-out split in this installation.
-pub fn heldout_seed(secret: u64, spec: &Spec) -> u64 {
-    let mut h = secret ^ 0x9e37_79b9_7f4a_7c15;
-    for b in spec.heldout_key().bytes() {
-        h = rdbench_core::rng::splitmix64(h ^ b as u64);
-    }
-    h
-}
-
-/// The held-out split for `seed` and its exact floor.
-pub fn heldout(spec: &Spec, seed: u64) -> Result<(TokenSet, f64)> {
-    let hmm = hmm(spec)?;
+/// The instance's held-out split and its exact floor. (Tools that measure how much the split
+/// matters evaluate the same instance with another `heldout_seed`.)
+pub fn heldout(spec: &Spec, inst: &Instance) -> Result<(TokenSet, f64)> {
+    let hmm = hmm(inst)?;
     let set = TokenSet::new(
-        hmm.sample(seed, spec.heldout_seqs, spec.seq_len()),
+        hmm.sample(inst.heldout_seed, spec.heldout_seqs, spec.seq_len()),
         spec.seq_len(),
     )
     .map_err(lm_err)?;

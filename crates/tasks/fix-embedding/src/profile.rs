@@ -1,38 +1,83 @@
-//! The two profiles: every size and seed of the task.
+//! The two profiles: every public size and schedule of the task. Nothing here picks the
+//! instance: the data distribution, the samples, the models' seeds and the permutation derive
+//! from the installation's secret ([`crate::instance`]).
 
 use rdbench_lm::{GptConfig, HmmConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::reference::ReferenceConfig;
 
-/// Everything that defines one profile. Each cached product is keyed by the fields it depends on
-/// ([`Spec::models_key`], [`Spec::attempt_key`], [`Spec::heldout_key`]), so a changed spec
-/// never reuses a stale product and never retrains what did not change.
+/// The public shape of the corpus HMM; its structure seed is part of the hidden instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorpusShape {
+    pub states: usize,
+    pub vocab: usize,
+    pub successors: usize,
+    pub zipf_exponent: f64,
+}
+
+impl CorpusShape {
+    /// The HMM of this shape whose structure (transitions, emission orders) is `structure_seed`'s.
+    pub fn with_structure_seed(&self, structure_seed: u64) -> HmmConfig {
+        HmmConfig {
+            states: self.states,
+            vocab: self.vocab,
+            successors: self.successors,
+            zipf_exponent: self.zipf_exponent,
+            structure_seed,
+        }
+    }
+}
+
+/// Optimizer and schedule of a private training run (the original or the small model); its seed
+/// (the batch order) is part of the hidden instance, so this type has none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub min_lr_frac: f64,
+    pub weight_decay: f64,
+}
+
+impl Schedule {
+    /// The training configuration of this schedule with the batch order `seed`.
+    pub fn with_seed(&self, seed: u64) -> TrainConfig {
+        TrainConfig {
+            steps: self.steps,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            warmup_steps: self.warmup_steps,
+            min_lr_frac: self.min_lr_frac,
+            weight_decay: self.weight_decay,
+            seed,
+        }
+    }
+}
+
+/// Everything public that defines one profile. Each cached product is keyed by the fields it
+/// depends on ([`Spec::models_key`], [`Spec::attempt_key`]) and by the instance
+/// ([`crate::instance::Instance::id`]), so a changed spec or secret never reuses a stale product
+/// and never retrains what did not change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Spec {
+    /// The profile's name; also labels its secret parameters.
     pub name: String,
-    /// The corpus HMM (its structure seed is public: the rdbench source is).
-    pub hmm: HmmConfig,
+    /// The corpus HMM's shape.
+    pub hmm: CorpusShape,
     /// Architecture of the corrupted model and of the submission.
     pub model: GptConfig,
     /// Architecture of the small, correctly trained model.
     pub small: GptConfig,
-    /// Seed of the private corpus the original and the small model are trained on.
-    pub private_corpus_seed: u64,
-    /// Sequences in that private corpus.
+    /// Sequences in the private corpus the original and the small model are trained on.
     pub private_corpus_seqs: usize,
-    /// Seed of the training corpus given to the attempt.
-    pub train_corpus_seed: u64,
     /// Sequences in the attempt's training corpus.
     pub train_corpus_seqs: usize,
-    /// Held-out sequences the scorer evaluates (their seed is secret, see `heldout`).
+    /// Held-out sequences the scorer evaluates.
     pub heldout_seqs: usize,
-    pub model_init_seed: u64,
-    pub model_train: TrainConfig,
-    pub small_init_seed: u64,
-    pub small_train: TrainConfig,
-    /// Seed of the permutation of the embedding rows.
-    pub permutation_seed: u64,
+    pub model_train: Schedule,
+    pub small_train: Schedule,
     pub reference: ReferenceConfig,
     /// Sequences per forward pass when evaluating.
     pub eval_batch: usize,
@@ -46,22 +91,18 @@ impl Spec {
         self.model.ctx + 1
     }
 
-    /// Key of the trained models (original, small, corrupted): every field they depend on.
-    /// The attempt's corpus, the reference solution and the evaluation settings are left out,
-    /// so that retuning those (the cheap part) never retrains the original model (half an hour on a
-    /// CPU for `full`).
+    /// Key of the trained models (original, small, corrupted): every public field they depend
+    /// on. The attempt's corpus, the reference solution and the evaluation settings are left
+    /// out, so that retuning those (the cheap part) never retrains the original model (half an
+    /// hour on a CPU for `full`).
     pub fn models_key(&self) -> String {
         let models = serde_json::json!({
             "hmm": self.hmm,
             "model": self.model,
             "small": self.small,
-            "private_corpus_seed": self.private_corpus_seed,
             "private_corpus_seqs": self.private_corpus_seqs,
-            "model_init_seed": self.model_init_seed,
             "model_train": self.model_train,
-            "small_init_seed": self.small_init_seed,
             "small_train": self.small_train,
-            "permutation_seed": self.permutation_seed,
         });
         format!("{}-{}", self.name, fnv_hex(&models))
     }
@@ -70,23 +111,10 @@ impl Spec {
     /// reference solution trained on it.
     pub fn attempt_key(&self) -> String {
         let attempt = serde_json::json!({
-            "train_corpus_seed": self.train_corpus_seed,
             "train_corpus_seqs": self.train_corpus_seqs,
             "reference": self.reference,
         });
         format!("attempt-{}", fnv_hex(&attempt))
-    }
-
-    /// What defines the held-out split besides the installation's secret: the source and the
-    /// sizes. Tuning models or the reference leaves the split (and existing scores) alone.
-    pub fn heldout_key(&self) -> String {
-        let split = serde_json::json!({
-            "name": self.name,
-            "hmm": self.hmm,
-            "seq_len": self.seq_len(),
-            "heldout_seqs": self.heldout_seqs,
-        });
-        fnv_hex(&split)
     }
 }
 
@@ -100,16 +128,20 @@ fn fnv_hex(v: &serde_json::Value) -> String {
     format!("{h:016x}")
 }
 
-fn tc(steps: usize, batch_size: usize, lr: f64, warmup_steps: usize, seed: u64) -> TrainConfig {
-    TrainConfig {
+fn schedule(steps: usize, batch_size: usize, lr: f64, warmup_steps: usize) -> Schedule {
+    Schedule {
         steps,
         batch_size,
         lr,
         warmup_steps,
         min_lr_frac: 0.1,
         weight_decay: 0.0,
-        seed,
     }
+}
+
+/// A reference phase: public seeds are fine there (see [`crate::instance`]).
+fn tc(steps: usize, batch_size: usize, lr: f64, warmup_steps: usize, seed: u64) -> TrainConfig {
+    schedule(steps, batch_size, lr, warmup_steps).with_seed(seed)
 }
 
 /// `tiny`: the whole cycle (prepare, score the corrupted model, run the reference, score it) in
@@ -118,12 +150,11 @@ pub fn tiny() -> Spec {
     let ctx = 32;
     Spec {
         name: "tiny".into(),
-        hmm: HmmConfig {
+        hmm: CorpusShape {
             states: 32,
             vocab: 128,
             successors: 3,
             zipf_exponent: 2.0,
-            structure_seed: 0x7155_0001,
         },
         model: GptConfig {
             vocab: 128,
@@ -143,16 +174,11 @@ pub fn tiny() -> Spec {
             d_ff: 128,
             ln_eps: 1e-5,
         },
-        private_corpus_seed: 0x7155_0002,
         private_corpus_seqs: 16_000,
-        train_corpus_seed: 0x7155_0003,
         train_corpus_seqs: 4_000,
         heldout_seqs: 2_048,
-        model_init_seed: 0x7155_0004,
-        model_train: tc(500, 32, 1e-2, 30, 0x7155_0005),
-        small_init_seed: 0x7155_0006,
-        small_train: tc(200, 32, 1e-2, 20, 0x7155_0007),
-        permutation_seed: 0x7155_0008,
+        model_train: schedule(500, 32, 1e-2, 30),
+        small_train: schedule(200, 32, 1e-2, 20),
         reference: ReferenceConfig {
             adapter: tc(150, 32, 1e-2, 15, 0x7155_0009),
             finetune: tc(300, 32, 3e-3, 30, 0x7155_000a),
@@ -170,12 +196,11 @@ pub fn full() -> Spec {
     let ctx = 128;
     Spec {
         name: "full".into(),
-        hmm: HmmConfig {
+        hmm: CorpusShape {
             states: 256,
             vocab: 2048,
             successors: 4,
             zipf_exponent: 1.8,
-            structure_seed: 0xf011_0001,
         },
         model: GptConfig {
             vocab: 2048,
@@ -195,16 +220,11 @@ pub fn full() -> Spec {
             d_ff: 384,
             ln_eps: 1e-5,
         },
-        private_corpus_seed: 0xf011_0002,
         private_corpus_seqs: 64_000,
-        train_corpus_seed: 0xf011_0003,
         train_corpus_seqs: 16_000,
         heldout_seqs: 2_048,
-        model_init_seed: 0xf011_0004,
-        model_train: tc(1_500, 32, 3e-3, 100, 0xf011_0005),
-        small_init_seed: 0xf011_0006,
-        small_train: tc(1_000, 32, 5e-3, 50, 0xf011_0007),
-        permutation_seed: 0xf011_0008,
+        model_train: schedule(1_500, 32, 3e-3, 100),
+        small_train: schedule(1_000, 32, 5e-3, 50),
         reference: ReferenceConfig {
             adapter: tc(400, 32, 1e-2, 30, 0xf011_0009),
             finetune: tc(1_000, 32, 2e-3, 50, 0xf011_000a),

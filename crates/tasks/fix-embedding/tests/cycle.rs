@@ -1,11 +1,40 @@
-//! The whole tiny cycle, as `rdbench cycle` runs it: prepare an attempt, score the starting
-//! solution, install and score the reference. Trains three models: about two minutes in a release
-//! build on 2 cores.
+//! The whole tiny cycle, as `rdbench cycle` runs it (prepare an attempt, score the starting
+//! solution, install and score the reference), and the regression tests of the cheats of rdbench
+//! issue 10 (part 5), scored by the real scorer against that installation:
+//!
+//! - (a) invert the permutation with the seed tiny's spec used to publish: scores as a random
+//!   permutation does, i.e. as the start;
+//! - (b) build a second installation (same binary, its own cache, so its own secret) and submit
+//!   its original model: its data distribution is another HMM, so the model is no better than
+//!   the start. (The HMM is secret, not public: with a shared HMM the second
+//!   installation's original scores about as the first's, above the reference; measured by the
+//!   `fix_embedding_instances` example and recorded in `docs/fix-embedding.md`.)
+//!
+//! (c), bit-identical preparation under the same secret and different files under another, is
+//! `tests/task.rs` (`concurrent_preparations_train_once_and_only_the_same_secret_agrees`).
+//!
+//! Two installations are prepared on two threads at once (three models each, the reference in the
+//! first only): about a minute in a release build on 2 cores, a few minutes in the test profile.
+
+use std::path::{Path, PathBuf};
 
 use rdbench_core::task::{PrepareRequest, ScoreOutcome, ScoreRequest, Solution, Task};
+use rdbench_lm::{save_model, Gpt};
+use rdbench_task_fix_embedding::instance::{Instance, Secret};
 use rdbench_task_fix_embedding::{evaluate, prep, FixEmbedding, SUBMISSION};
 
-fn raw(task: &FixEmbedding, dir: &std::path::Path, cache: &std::path::Path) -> f64 {
+/// The permutation seed of tiny's public spec before the instance was derived from the secret.
+const OLD_TINY_PERMUTATION_SEED: u64 = 0x7155_0008;
+
+/// Highest normalized score a cheat may get. The start is 0 by definition; `fix_embedding_instances
+/// tiny 6` measured an installation's original under five other random permutations at
+/// -0.025..0.030, the five other installations' originals and references at -0.034..0.019, and
+/// the old-seed inversion at -0.008; every cheat that works scores about 1 (the original 1.02 to
+/// 1.11, an installation sharing the HMM 1.02).
+const CHEAT_CEILING: f64 = 0.1;
+
+/// The raw score of the submission in `dir`, scored against the installation at `cache`.
+fn raw(task: &FixEmbedding, dir: &Path, cache: &Path) -> f64 {
     let req = ScoreRequest {
         profile: "tiny".into(),
         submission_dir: dir.to_path_buf(),
@@ -25,12 +54,37 @@ fn raw(task: &FixEmbedding, dir: &std::path::Path, cache: &std::path::Path) -> f
     }
 }
 
+/// `file` as the submission of a fresh folder under `root`.
+fn submission(root: &Path, name: &str, file: &Path) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(file, dir.join(SUBMISSION)).unwrap();
+    dir
+}
+
+/// `model` as the submission of a fresh folder under `root`.
+fn model_submission(root: &Path, name: &str, model: &Gpt) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    save_model(model, &dir.join(SUBMISSION)).unwrap();
+    dir
+}
+
 #[test]
-fn tiny_cycle_scores_start_0_and_reference_1() {
+fn tiny_cycle_scores_start_0_and_reference_1_and_no_public_seed_cheat_works() {
     let task = FixEmbedding::default();
+    let spec = task.spec("tiny").unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let attempt = tmp.path().join("attempt");
+
+    // The agent's own installation, prepared meanwhile on another thread.
+    let theirs = tmp.path().join("their-cache");
+    let their_prep = {
+        let (spec, theirs) = (spec.clone(), theirs.clone());
+        std::thread::spawn(move || prep::ensure_prepared(&spec, &theirs).unwrap())
+    };
+
     task.prepare(&PrepareRequest {
         profile: "tiny".into(),
         attempt_dir: attempt.clone(),
@@ -58,11 +112,12 @@ fn tiny_cycle_scores_start_0_and_reference_1() {
             "train_tokens.bin"
         ]
     );
-    let secret = format!("{:016x}", prep::heldout_secret(&cache).unwrap());
+    let secret = std::fs::read_to_string(Secret::path(&cache)).unwrap();
+    let prefix = &secret.as_bytes()[..16];
     for n in &names {
         let bytes = std::fs::read(attempt.join(n)).unwrap();
         assert!(
-            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            !bytes.windows(prefix.len()).any(|w| w == prefix),
             "{n} holds the secret"
         );
     }
@@ -80,43 +135,78 @@ fn tiny_cycle_scores_start_0_and_reference_1() {
     let reference = raw(&task, &ref_dir, &cache);
 
     // The original (uncorrupted) model: the reference closes at least 90 % of the gap.
-    let spec = task.spec("tiny").unwrap();
-    let at = prep::Prepared::locate(&cache, &spec);
-    let orig_dir = tmp.path().join("original");
-    std::fs::create_dir_all(&orig_dir).unwrap();
-    std::fs::copy(at.original(), orig_dir.join(SUBMISSION)).unwrap();
-    let original = raw(&task, &orig_dir, &cache);
+    let inst = Instance::load(&spec, &cache).unwrap();
+    let at = prep::Prepared::locate(&cache, &spec, &inst);
+    let original = raw(
+        &task,
+        &submission(tmp.path(), "original", &at.original()),
+        &cache,
+    );
     let closed = (start - reference) / (start - original);
     assert!(closed >= 0.9, "reference closes only {closed:.3} of the gap (start {start}, ref {reference}, original {original})");
     assert!(
         closed < 1.0,
         "the reference is better than the original model: the task is mis-sized"
     );
-
-    // Shipped calibration holds here: start and reference normalize to 0 and 1 within 0.05.
-    let cal = task
-        .shipped_calibration("tiny")
-        .expect("tiny has shipped calibration");
-    let norm = |r: f64| (r - cal.start) / (cal.reference - cal.start);
+    // Normalized with this installation's own start and reference, as `rdbench calibrate`
+    // measures them (nothing is shipped: the instance, hence the raw scores, is per installation).
     assert!(
-        norm(start).abs() < 0.05,
-        "start normalizes to {}",
-        norm(start)
+        task.shipped_calibration("tiny").is_none() && task.shipped_calibration("full").is_none()
     );
-    assert!(
-        (norm(reference) - 1.0).abs() < 0.05,
-        "reference normalizes to {}",
-        norm(reference)
-    );
+    let norm = |r: f64| (r - start) / (reference - start);
 
-    // Another held-out split (another installation) gives nearly the same raw scores.
+    // Another held-out split of the same instance gives nearly the same raw scores.
+    let other_split = Instance {
+        heldout_seed: 0xd1ff_e4e7,
+        ..inst.clone()
+    };
     for (name, r) in [(at.corrupted(), start), (at.reference(), reference)] {
         let m = prep::load_prepared(&name, &spec.model).unwrap();
-        let other = evaluate(&spec, &m, 0xd1ff_e4e7).unwrap().raw;
+        let other = evaluate(&spec, &other_split, &m).unwrap().raw;
         assert!(
-            (other - r).abs() < 0.02 * (cal.start - cal.reference),
+            (other - r).abs() < 0.02 * (start - reference),
             "{}: {r} vs {other}",
             name.display()
         );
     }
+
+    // (a) Undo the permutation with the formerly public seed: one more random permutation.
+    let corrupted =
+        prep::load_prepared(&attempt.join("corrupted_model.safetensors"), &spec.model).unwrap();
+    let guessed = prep::uncorrupt(&corrupted, OLD_TINY_PERMUTATION_SEED).unwrap();
+    let cheat_a = norm(raw(
+        &task,
+        &model_submission(tmp.path(), "old-seed", &guessed),
+        &cache,
+    ));
+    assert!(
+        cheat_a < CHEAT_CEILING,
+        "inverting the old public permutation scores {cheat_a:.3} normalized"
+    );
+    // The same inversion with the seed the agent cannot know recovers the original exactly
+    // (so the check above would catch a public seed).
+    let known = prep::uncorrupt(&corrupted, inst.permutation_seed).unwrap();
+    let known_dir = model_submission(tmp.path(), "known-seed", &known);
+    assert_eq!(
+        std::fs::read(known_dir.join(SUBMISSION)).unwrap(),
+        std::fs::read(at.original()).unwrap()
+    );
+
+    // (b) The original of the agent's own installation. (Its reference, trained from that
+    // original, is no better: -0.016..0.019 over five installations in `fix_embedding_instances`;
+    // not trained here, to keep the test at one reference run.)
+    let their_at = their_prep.join().unwrap();
+    assert_ne!(their_at.models, at.models);
+    let dir = submission(tmp.path(), "their-original", &their_at.original());
+    let theirs_here = norm(raw(&task, &dir, &cache));
+    assert!(
+        theirs_here < CHEAT_CEILING,
+        "another installation's original scores {theirs_here:.3} normalized here"
+    );
+    // At home the same file is a good model: the gap is the instance, not the file.
+    let theirs_there = norm(raw(&task, &dir, &theirs));
+    assert!(
+        theirs_there > 0.9,
+        "another installation's original scores only {theirs_there:.3} there"
+    );
 }

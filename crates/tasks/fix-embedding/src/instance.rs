@@ -1,0 +1,188 @@
+//! The hidden instance: every parameter that decides *which* problem an installation poses.
+//!
+//! A profile's [`Spec`] is public (it is in rdbench's source): sizes, schedules, the reference
+//! solution's settings. What an agent must not be able to reproduce is derived here from one
+//! installation secret, [`Secret`], made once from OS randomness and kept in the cache
+//! (`<cache>/fix-embedding/instance.secret`, never in an attempt folder):
+//!
+//! | parameter | why it is secret |
+//! |---|---|
+//! | the HMM's structure (the data distribution) | with a public source, another installation (same binary, its own `--home`) trains an "original" on as much private text as the scorer's; submitted here it scores like the original, above the reference, with no work (see `docs/fix-embedding.md` for the measurement); and the agent could sample unlimited training text |
+//! | the private corpus sample | the original and the small model are trained on it |
+//! | the original's and the small model's initializations and batch orders | with the above, they fix the original bit for bit |
+//! | the permutation | a public permutation seed is inverted in one line: the original, recovered exactly |
+//! | the attempt's corpus sample, the held-out sample | independent draws of the same source; the held-out split must not be reproducible |
+//!
+//! Each seed is `HMAC-SHA256(secret, "rdbench fix-embedding instance v1" 0 profile 0 parameter)`,
+//! its first 8 bytes little-endian ([`Secret::derive`]). A keyed hash, so that seeds of one
+//! installation say nothing about its secret or each other, and labels, so that every parameter
+//! of every profile is an independent draw. The reference solution's own seeds (its adapter's
+//! initialization, its batch order) stay public: they are a method's choices, useless without the
+//! secret models and corpus they are applied to.
+//!
+//! Because the data distribution is secret, the raw scores of the start and the reference vary
+//! between installations (the crate overview gives the measured spread), so each installation
+//! calibrates its own.
+
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use rdbench_core::{fsutil, Error, Result};
+use rdbench_lm::HmmConfig;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::profile::Spec;
+
+/// The secret's file name under `<cache>/fix-embedding/`.
+pub const SECRET_FILE: &str = "instance.secret";
+
+/// Domain separation of the derivation: a new version of the derivation is a new instance.
+const DOMAIN: &[u8] = b"rdbench fix-embedding instance v1";
+
+/// An installation's secret: 256 bits of OS randomness. `Debug` shows a hash, never the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret([u8; 32]);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(sha256 {})", &self.fingerprint()[..16])
+    }
+}
+
+impl Secret {
+    /// A secret with the given bytes (tests and tools; installations use [`Secret::load_or_create`]).
+    pub fn from_bytes(bytes: [u8; 32]) -> Secret {
+        Secret(bytes)
+    }
+
+    /// Where the secret of the cache `cache_dir` lives.
+    pub fn path(cache_dir: &Path) -> PathBuf {
+        cache_dir.join("fix-embedding").join(SECRET_FILE)
+    }
+
+    /// The installation's secret: read from the cache, or made once from OS randomness (under a
+    /// lock, so concurrent first uses agree). A damaged file is an error, never silently replaced:
+    /// a new secret is a new problem (new data, new models), and every score logged before would
+    /// silently stop being comparable.
+    pub fn load_or_create(cache_dir: &Path) -> Result<Secret> {
+        let path = Secret::path(cache_dir);
+        if let Some(s) = Secret::read(&path)? {
+            return Ok(s);
+        }
+        let _lock = fsutil::lock_exclusive(&path)?;
+        if let Some(s) = Secret::read(&path)? {
+            return Ok(s);
+        }
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        // atomic_write's temporary file is created 0600, in a 0700 folder.
+        fsutil::atomic_write(&path, format!("{}\n", hex(&bytes)).as_bytes())?;
+        Ok(Secret(bytes))
+    }
+
+    /// Reads the secret at `path`: `None` if there is none yet.
+    fn read(path: &Path) -> Result<Option<Secret>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let damaged = || {
+            Error::Environment(format!(
+                "{}: damaged fix-embedding instance secret (expected 64 hex digits); restore it, or delete \
+                 it and the cache folders beside it to make a new instance (new models and data: scores \
+                 logged before are then not comparable, and calibrations must be measured again)",
+                path.display()
+            ))
+        };
+        let digits = text.trim();
+        if digits.len() != 64 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(damaged());
+        }
+        let mut bytes = [0u8; 32];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).map_err(|_| damaged())?;
+        }
+        Ok(Some(Secret(bytes)))
+    }
+
+    /// The seed of `parameter` in `profile`: see the module overview.
+    pub fn derive(&self, profile: &str, parameter: &str) -> u64 {
+        // HMAC takes keys of any length; 32 bytes cannot fail.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key");
+        mac.update(DOMAIN);
+        mac.update(&[0]);
+        mac.update(profile.as_bytes());
+        mac.update(&[0]);
+        mac.update(parameter.as_bytes());
+        let out = mac.finalize().into_bytes();
+        u64::from_le_bytes(out[..8].try_into().expect("SHA-256 gives 32 bytes"))
+    }
+
+    /// SHA-256 of the secret in hex: names it in messages without revealing it.
+    fn fingerprint(&self) -> String {
+        hex(&Sha256::digest(self.0))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every hidden parameter of one profile's instance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Instance {
+    /// The corpus HMM: the profile's public shape with a secret structure seed.
+    pub hmm: HmmConfig,
+    /// Sample of the private corpus the original and the small model are trained on.
+    pub private_corpus_seed: u64,
+    /// Sample of the attempt's training corpus.
+    pub train_corpus_seed: u64,
+    /// Sample of the held-out split the scorer evaluates.
+    pub heldout_seed: u64,
+    pub model_init_seed: u64,
+    /// Batch order of the original model's training.
+    pub model_train_seed: u64,
+    pub small_init_seed: u64,
+    pub small_train_seed: u64,
+    /// The permutation of the original's embedding rows.
+    pub permutation_seed: u64,
+}
+
+impl Instance {
+    /// The instance that `secret` makes of `spec`.
+    pub fn derive(spec: &Spec, secret: &Secret) -> Instance {
+        let seed = |parameter: &str| secret.derive(&spec.name, parameter);
+        Instance {
+            hmm: spec.hmm.with_structure_seed(seed("hmm-structure")),
+            private_corpus_seed: seed("private-corpus"),
+            train_corpus_seed: seed("train-corpus"),
+            heldout_seed: seed("heldout"),
+            model_init_seed: seed("model-init"),
+            model_train_seed: seed("model-train"),
+            small_init_seed: seed("small-init"),
+            small_train_seed: seed("small-train"),
+            permutation_seed: seed("permutation"),
+        }
+    }
+
+    /// The instance of `spec` in the installation whose cache is `cache_dir` (making its secret
+    /// on first use).
+    pub fn load(spec: &Spec, cache_dir: &Path) -> Result<Instance> {
+        Ok(Instance::derive(spec, &Secret::load_or_create(cache_dir)?))
+    }
+
+    /// Names the instance in cache paths: 16 hex digits of SHA-256 over every parameter, so a
+    /// changed secret (or a hand-made instance) never reuses another instance's files, and the
+    /// name reveals nothing usable (the seeds are 64-bit HMAC outputs, the hash is one-way).
+    pub fn id(&self) -> String {
+        let json = serde_json::to_vec(self).expect("an instance serializes");
+        let mut h = Sha256::new();
+        h.update(DOMAIN);
+        h.update(b"\0cache id\0");
+        h.update(&json);
+        hex(&h.finalize())[..16].to_string()
+    }
+}
