@@ -134,6 +134,8 @@ fn summary(agent: &str, score: Option<f64>) -> AttemptSummary {
         score_hidden: false,
         entries: 3,
         valid_entries: 2,
+        late_entries: 0,
+        log_break: None,
         started_at: t,
         finished_at: t,
         device: None,

@@ -107,6 +107,18 @@ pub fn read_message<T: DeserializeOwned>(
     r: &mut impl Read,
     limits: Limits,
 ) -> Result<(T, Vec<Vec<u8>>), WireError> {
+    read_message_reserving(r, limits, &mut |_| true)
+}
+
+/// As [`read_message`], asking `reserve` for each blob's announced length before reading it:
+/// a reader serving many peers bounds the bytes it holds for all of them together. A refused
+/// reservation ends the read with a protocol error; what was granted is the caller's to give
+/// back.
+pub fn read_message_reserving<T: DeserializeOwned>(
+    r: &mut impl Read,
+    limits: Limits,
+    reserve: &mut dyn FnMut(u64) -> bool,
+) -> Result<(T, Vec<Vec<u8>>), WireError> {
     let mut magic = [0u8; 4];
     r.read_exact(&mut magic)?;
     if &magic != MAGIC {
@@ -143,6 +155,11 @@ pub fn read_message<T: DeserializeOwned>(
             return Err(WireError::Protocol(format!(
                 "blob {i} of {len} bytes is over the limit ({} per blob, {} in all)",
                 limits.max_blob, limits.max_total
+            )));
+        }
+        if !reserve(len) {
+            return Err(WireError::Protocol(format!(
+                "blob {i} of {len} bytes does not fit in what the reader can hold now; try again later"
             )));
         }
         let mut blob = Vec::new();
@@ -209,6 +226,32 @@ mod tests {
         buf.extend_from_slice(&(100u64 << 30).to_le_bytes());
         let err = read_message::<H>(&mut buf.as_slice(), Limits::REQUEST).unwrap_err();
         assert!(err.to_string().contains("over the limit"), "{err}");
+    }
+
+    #[test]
+    fn a_refused_reservation_stops_the_read_before_the_blob() {
+        let mut buf = Vec::new();
+        write_message(
+            &mut buf,
+            &H {
+                op: "x".into(),
+                n: 1,
+            },
+            &[b"0123456789", b"abc"],
+        )
+        .unwrap();
+        let mut asked = Vec::new();
+        let err = read_message_reserving::<H>(&mut buf.as_slice(), Limits::REQUEST, &mut |n| {
+            asked.push(n);
+            n < 5
+        })
+        .unwrap_err();
+        assert_eq!(asked, vec![10]);
+        assert!(err.to_string().contains("does not fit"), "{err}");
+        let (_, blobs) =
+            read_message_reserving::<H>(&mut buf.as_slice(), Limits::REQUEST, &mut |_| true)
+                .unwrap();
+        assert_eq!(blobs, vec![b"0123456789".to_vec(), b"abc".to_vec()]);
     }
 
     #[test]

@@ -28,7 +28,9 @@ use std::time::Duration;
 use rdbench_client::proto::{
     Envelope, Reply, ReplyFile, Request, ServiceMessage, SubmittedFiles, PROTOCOL_VERSION,
 };
-use rdbench_client::wire::{read_message, write_message, Limits, WireError};
+use rdbench_client::wire::{
+    read_message, read_message_reserving, write_message, Limits, WireError,
+};
 use rdbench_core::attempt::{sweep_stale, Attempt};
 use rdbench_core::fsutil::{effective_uid, ensure_private_dir};
 use rdbench_core::home::Home;
@@ -43,13 +45,36 @@ use crate::output::Out;
 const MAX_CONNECTIONS: usize = 64;
 /// How long a client may take to send a message (a stalled client holds only its thread).
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Submission bytes held for all connections together: many clients each sending their
+/// largest allowed file cannot exhaust the scorer's memory.
+const RECEIVE_BUDGET: u64 = 3 << 30;
+
+/// What is left of [`RECEIVE_BUDGET`].
+#[derive(Debug)]
+struct ReceiveBudget(std::sync::Mutex<u64>);
+
+impl ReceiveBudget {
+    fn take(&self, n: u64) -> bool {
+        let mut left = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if *left >= n {
+            *left -= n;
+            true
+        } else {
+            false
+        }
+    }
+    fn give(&self, n: u64) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) += n;
+    }
+}
 
 /// What every connection's thread needs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Service {
     home: Home,
     uid: u32,
     allow_emulator_for_agents: bool,
+    budget: ReceiveBudget,
 }
 
 pub fn serve(ctx: &Context, socket: &Path, allow_emulator_for_agents: bool) -> Result<i32> {
@@ -61,6 +86,7 @@ pub fn serve(ctx: &Context, socket: &Path, allow_emulator_for_agents: bool) -> R
         home: ctx.home.clone(),
         uid: effective_uid(),
         allow_emulator_for_agents,
+        budget: ReceiveBudget(std::sync::Mutex::new(RECEIVE_BUDGET)),
     });
     warn!(
         ctx,
@@ -181,7 +207,9 @@ fn handle(service: &Service, stream: UnixStream, busy: bool) {
     let Ok(uid) = peer_uid(&stream) else {
         return;
     };
+    // A peer that stops reading or writing holds its thread for a bounded time only.
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
     let Ok(writer) = stream.try_clone() else {
         return;
     };
@@ -349,9 +377,20 @@ fn dispatch(
                 },
                 &[],
             )?;
-            let (files, blobs) = conn
-                .receive::<SubmittedFiles>()
-                .map_err(|e| Error::Usage(format!("receiving the submission: {e}")))?;
+            let mut held = 0u64;
+            let received = read_message_reserving::<SubmittedFiles>(
+                &mut conn.reader,
+                Limits::REQUEST,
+                &mut |n| {
+                    let granted = service.budget.take(n);
+                    held += if granted { n } else { 0 };
+                    granted
+                },
+            );
+            // Given back when this command ends, however it ends.
+            let _held = Held(&service.budget, held);
+            let (files, blobs) =
+                received.map_err(|e| Error::Usage(format!("receiving the submission: {e}")))?;
             let backend = if emulate {
                 Backend::Emulator
             } else {
@@ -373,6 +412,15 @@ fn dispatch(
                 ..code(0)
             })
         }
+    }
+}
+
+/// Bytes of the receive budget held by one command.
+struct Held<'a>(&'a ReceiveBudget, u64);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.give(self.1);
     }
 }
 
