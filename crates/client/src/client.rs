@@ -237,8 +237,9 @@ fn attempt_folder(dir: &Path) -> Result<PathBuf, ClientError> {
         .map_err(|_| ClientError::usage(format!("{}: no such attempt folder", dir.display())))
 }
 
-/// Makes (or checks) the new attempt's empty folder, with the caller's rights.
-fn make_attempt_folder(dir: &Path) -> Result<PathBuf, ClientError> {
+/// Makes (or checks) the new attempt's empty folder, with the caller's rights, and returns its
+/// canonical path; shared by the client and `rdbench`'s same-user mode.
+pub fn make_attempt_folder(dir: &Path) -> Result<PathBuf, ClientError> {
     if dir.exists() {
         let mut entries = std::fs::read_dir(dir)
             .map_err(|e| ClientError::usage(format!("{}: {e}", dir.display())))?;

@@ -33,7 +33,8 @@ pub fn run_local(ctx: &Context, command: &AttemptCommand) -> Result<i32> {
             time_limit,
             agent,
         } => {
-            let canonical = make_attempt_folder(dir)?;
+            let canonical = rdbench_client::client::make_attempt_folder(dir)
+                .map_err(|e| Error::Usage(e.message))?;
             let staged = stage_attempt(ctx, task, &canonical, profile, *time_limit, agent)?;
             for rel in &staged.files {
                 let (from, to) = (staged.public_dir.join(rel), canonical.join(rel));
@@ -76,21 +77,6 @@ pub fn run_local(ctx: &Context, command: &AttemptCommand) -> Result<i32> {
             Ok(0)
         }
     }
-}
-
-/// Makes (or checks) the new attempt's empty folder and returns its canonical path.
-fn make_attempt_folder(dir: &Path) -> Result<PathBuf> {
-    if dir.exists() {
-        let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-        if entries.next().is_some() {
-            return Err(Error::Usage(format!(
-                "{}: not empty; an attempt starts in a new or empty folder",
-                dir.display()
-            )));
-        }
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    dir.canonicalize().map_err(|e| Error::io(dir, e))
 }
 
 /// A prepared, not yet visible attempt: its starting files in `public_dir` (inside the
