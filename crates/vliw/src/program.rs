@@ -1,0 +1,622 @@
+//! The submission format: a program as data, `program.json`.
+//!
+//! ```json
+//! {"format": "rdbench-vliw/1",
+//!  "bundles": [
+//!    {"load": [["const", 0, 7]]},
+//!    {"alu": [["+", 2, 0, 1]], "valu": [["vbroadcast", 8, 2]]},
+//!    {"flow": [["halt"]]}
+//!  ]}
+//! ```
+//!
+//! A bundle is an object from engine name to a list of slots; a slot is an array whose first
+//! element is the operation's name and whose other elements are integers (the same shape as
+//! the original take-home's instruction lists, so `json.dumps` of one is almost a program).
+//! Engines run in the order their keys appear, and when two slots of one bundle write the
+//! same word, the later one wins, as in the original. Parsing checks everything that can be
+//! checked without running: the version, known engines and operations, argument counts,
+//! slot limits, every scratch address (vectors entirely) inside scratch, immediates in range,
+//! and the size caps ([`MAX_PROGRAM_BYTES`], [`MAX_BUNDLES`]). Each error names the bundle,
+//! the engine and the slot.
+//!
+//! Deliberate differences from the original simulator, all stricter: a scratch address out of
+//! range is an error even in a slot that never runs, negative addresses and offsets are
+//! errors (Python would index from the end), and a key may not appear twice in a bundle.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::isa::{AluOp, Engine, Slot, SCRATCH_SIZE, VLEN};
+
+/// The `format` value of this version of the program format.
+pub const FORMAT: &str = "rdbench-vliw/1";
+
+/// Largest `program.json` the scorer reads.
+pub const MAX_PROGRAM_BYTES: u64 = 64 << 20;
+
+/// Most bundles in a program (the scalar baseline of the largest profile has about 150,000).
+pub const MAX_BUNDLES: usize = 1_000_000;
+
+/// A bundle of the decoded program: its slots are `slots[start..start + len]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bundle {
+    pub start: u32,
+    pub len: u32,
+    /// Whether running it costs a cycle: it has a key other than `debug` (even with no
+    /// slots, as the original counts it).
+    pub costs_cycle: bool,
+}
+
+/// A validated program, ready to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Program {
+    pub bundles: Vec<Bundle>,
+    pub slots: Vec<Slot>,
+}
+
+/// Why a program file is rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// Where: `None` for the file as a whole.
+    pub at: Option<Location>,
+    pub message: String,
+    /// Whether the file is well-formed but breaks a rule of the machine (slot limits,
+    /// addresses), as opposed to being malformed.
+    pub rule: bool,
+}
+
+/// A slot's place in the file (all indices from 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub bundle: usize,
+    pub engine: String,
+    pub slot: Option<usize>,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(at) = &self.at {
+            write!(f, "bundle {} ({:?}", at.bundle, at.engine)?;
+            if let Some(s) = at.slot {
+                write!(f, " slot {s}")?;
+            }
+            write!(f, "): ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl ParseError {
+    fn whole(message: impl Into<String>) -> Self {
+        ParseError {
+            at: None,
+            message: message.into(),
+            rule: false,
+        }
+    }
+}
+
+impl Program {
+    /// Parses and validates a program file's bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Program, ParseError> {
+        if bytes.len() as u64 > MAX_PROGRAM_BYTES {
+            return Err(ParseError::whole(format!(
+                "{} bytes is over the {MAX_PROGRAM_BYTES}-byte limit",
+                bytes.len()
+            )));
+        }
+        let raw: RawProgram = serde_json::from_slice(bytes)
+            .map_err(|e| ParseError::whole(format!("not a program file: {e}")))?;
+        if raw.format != FORMAT {
+            return Err(ParseError::whole(format!(
+                "format {:?} is not {FORMAT:?}",
+                raw.format
+            )));
+        }
+        let mut program = Program::default();
+        for (b, bundle) in raw.bundles.0.into_iter().enumerate() {
+            program.push_raw(b, bundle)?;
+        }
+        Ok(program)
+    }
+
+    fn push_raw(&mut self, b: usize, bundle: RawBundle) -> Result<(), ParseError> {
+        let start = self.slots.len() as u32;
+        let mut costs_cycle = false;
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, slots) in &bundle.0 {
+            let at = |slot: Option<usize>| Location {
+                bundle: b,
+                engine: name.clone(),
+                slot,
+            };
+            let Some(engine) = Engine::from_name(name) else {
+                return Err(ParseError {
+                    at: Some(at(None)),
+                    message: format!(
+                        "unknown engine {name:?} (the engines are alu, valu, load, store, flow, debug)"
+                    ),
+                    rule: false,
+                });
+            };
+            if seen.contains(&name.as_str()) {
+                return Err(ParseError {
+                    at: Some(at(None)),
+                    message: "the engine appears twice in one bundle".into(),
+                    rule: false,
+                });
+            }
+            seen.push(name);
+            if engine == Engine::Debug {
+                continue;
+            }
+            costs_cycle = true;
+            if slots.len() > engine.slot_limit() {
+                return Err(ParseError {
+                    at: Some(at(None)),
+                    message: format!(
+                        "{} slots, over the engine's limit of {} per bundle",
+                        slots.len(),
+                        engine.slot_limit()
+                    ),
+                    rule: true,
+                });
+            }
+            for (i, raw) in slots.iter().enumerate() {
+                let slot = decode(engine, raw).map_err(|(message, rule)| ParseError {
+                    at: Some(at(Some(i))),
+                    message,
+                    rule,
+                })?;
+                self.slots.push(slot);
+            }
+        }
+        self.bundles.push(Bundle {
+            start,
+            len: self.slots.len() as u32 - start,
+            costs_cycle,
+        });
+        Ok(())
+    }
+
+    /// The slots of bundle `i`.
+    pub fn bundle_slots(&self, i: usize) -> &[Slot] {
+        let b = self.bundles[i];
+        &self.slots[b.start as usize..(b.start + b.len) as usize]
+    }
+
+    /// A program from bundles of slots (every bundle costs a cycle). For builders; the slots
+    /// are assumed valid (`to_json` and `parse` check them).
+    pub fn from_bundles(bundles: &[Vec<Slot>]) -> Program {
+        let mut program = Program::default();
+        for slots in bundles {
+            let start = program.slots.len() as u32;
+            program.slots.extend_from_slice(slots);
+            program.bundles.push(Bundle {
+                start,
+                len: slots.len() as u32,
+                costs_cycle: true,
+            });
+        }
+        program
+    }
+
+    /// The program in the file format, one bundle per line (so that diffs of programs read
+    /// well). Slots are grouped by engine in the order alu, valu, load, store, flow.
+    pub fn to_json(&self) -> String {
+        let mut out = format!("{{\"format\": \"{FORMAT}\", \"bundles\": [\n");
+        for i in 0..self.bundles.len() {
+            if i > 0 {
+                out.push_str(",\n");
+            }
+            out.push('{');
+            let mut first_engine = true;
+            for (engine, _) in crate::isa::SLOT_LIMITS {
+                let slots: Vec<&Slot> = self
+                    .bundle_slots(i)
+                    .iter()
+                    .filter(|s| s.engine() == engine)
+                    .collect();
+                if slots.is_empty() {
+                    continue;
+                }
+                if !first_engine {
+                    out.push_str(", ");
+                }
+                first_engine = false;
+                out.push_str(&format!("\"{}\": [", engine.name()));
+                for (k, slot) in slots.iter().enumerate() {
+                    if k > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&encode(slot));
+                }
+                out.push(']');
+            }
+            out.push('}');
+        }
+        out.push_str("\n]}\n");
+        out
+    }
+
+    /// How many bundles cost a cycle (the cycle count of a straight-line program).
+    pub fn cycle_bundles(&self) -> usize {
+        self.bundles.iter().filter(|b| b.costs_cycle).count()
+    }
+}
+
+/// A slot in the file format, e.g. `["+", 3, 1, 2]`.
+fn encode(slot: &Slot) -> String {
+    let list = |name: &str, args: &[i64]| {
+        let mut s = format!("[\"{name}\"");
+        for a in args {
+            s.push_str(&format!(", {a}"));
+        }
+        s.push(']');
+        s
+    };
+    let w = |x: u16| x as i64;
+    match *slot {
+        Slot::Alu { op, dest, a, b } | Slot::Valu { op, dest, a, b } => {
+            list(op.name(), &[w(dest), w(a), w(b)])
+        }
+        Slot::VBroadcast { dest, src } => list("vbroadcast", &[w(dest), w(src)]),
+        Slot::MultiplyAdd { dest, a, b, c } => list("multiply_add", &[w(dest), w(a), w(b), w(c)]),
+        Slot::Load { dest, addr } => list("load", &[w(dest), w(addr)]),
+        Slot::VLoad { dest, addr } => list("vload", &[w(dest), w(addr)]),
+        Slot::Const { dest, value } => list("const", &[w(dest), value as i64]),
+        Slot::Store { addr, src } => list("store", &[w(addr), w(src)]),
+        Slot::VStore { addr, src } => list("vstore", &[w(addr), w(src)]),
+        Slot::Select { dest, cond, a, b } => list("select", &[w(dest), w(cond), w(a), w(b)]),
+        Slot::AddImm { dest, a, imm } => list("add_imm", &[w(dest), w(a), imm as i64]),
+        Slot::VSelect { dest, cond, a, b } => list("vselect", &[w(dest), w(cond), w(a), w(b)]),
+        Slot::Halt => list("halt", &[]),
+        Slot::CondJump { cond, target } => list("cond_jump", &[w(cond), target as i64]),
+        Slot::CondJumpRel { cond, offset } => list("cond_jump_rel", &[w(cond), offset as i64]),
+        Slot::Jump { target } => list("jump", &[target as i64]),
+        Slot::JumpIndirect { addr } => list("jump_indirect", &[w(addr)]),
+        Slot::CoreId { dest } => list("coreid", &[w(dest)]),
+        Slot::Nop => list("pause", &[]),
+    }
+}
+
+/// Decodes one slot of `engine`; the error says what is wrong and whether it is a rule of the
+/// machine (`true`) rather than a malformed slot.
+fn decode(engine: Engine, raw: &RawSlot) -> Result<Slot, (String, bool)> {
+    let op = raw.op.as_str();
+    let want = |n: usize| -> Result<Vec<i64>, (String, bool)> {
+        if raw.args.len() != n {
+            return Err((
+                format!("{op:?} takes {n} arguments, got {}", raw.args.len()),
+                false,
+            ));
+        }
+        raw.args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| a.ok_or_else(|| (format!("argument {} is not an integer", i + 1), false)))
+            .collect()
+    };
+    // A scratch address, with `width` words from it (1 or VLEN) inside scratch.
+    let scratch = |v: i64, width: usize| -> Result<u16, (String, bool)> {
+        if v < 0 || v as u64 + width as u64 > SCRATCH_SIZE as u64 {
+            let what = if width == 1 {
+                format!("scratch address {v}")
+            } else {
+                format!("vector at scratch address {v} (8 words)")
+            };
+            return Err((
+                format!("{what} is outside scratch (0..{SCRATCH_SIZE})"),
+                true,
+            ));
+        }
+        Ok(v as u16)
+    };
+    let s = |v: i64| scratch(v, 1);
+    let vec = |v: i64| scratch(v, VLEN);
+    let target = |v: i64| -> Result<u32, (String, bool)> {
+        u32::try_from(v).map_err(|_| (format!("jump target {v} is not in 0..2^32"), true))
+    };
+    let word = |v: i64| -> u32 { v.rem_euclid(1 << 32) as u32 };
+    match engine {
+        Engine::Alu => {
+            let op = AluOp::from_name(op).ok_or_else(|| (unknown(engine, op), false))?;
+            let a = want(3)?;
+            Ok(Slot::Alu {
+                op,
+                dest: s(a[0])?,
+                a: s(a[1])?,
+                b: s(a[2])?,
+            })
+        }
+        Engine::Valu => match op {
+            "vbroadcast" => {
+                let a = want(2)?;
+                Ok(Slot::VBroadcast {
+                    dest: vec(a[0])?,
+                    src: s(a[1])?,
+                })
+            }
+            "multiply_add" => {
+                let a = want(4)?;
+                Ok(Slot::MultiplyAdd {
+                    dest: vec(a[0])?,
+                    a: vec(a[1])?,
+                    b: vec(a[2])?,
+                    c: vec(a[3])?,
+                })
+            }
+            _ => {
+                let op = AluOp::from_name(op).ok_or_else(|| (unknown(engine, op), false))?;
+                let a = want(3)?;
+                Ok(Slot::Valu {
+                    op,
+                    dest: vec(a[0])?,
+                    a: vec(a[1])?,
+                    b: vec(a[2])?,
+                })
+            }
+        },
+        Engine::Load => match op {
+            "load" => {
+                let a = want(2)?;
+                Ok(Slot::Load {
+                    dest: s(a[0])?,
+                    addr: s(a[1])?,
+                })
+            }
+            "load_offset" => {
+                let a = want(3)?;
+                if a[2] < 0 {
+                    return Err((format!("offset {} is negative", a[2]), true));
+                }
+                Ok(Slot::Load {
+                    dest: s(a[0].saturating_add(a[2]))?,
+                    addr: s(a[1].saturating_add(a[2]))?,
+                })
+            }
+            "vload" => {
+                let a = want(2)?;
+                Ok(Slot::VLoad {
+                    dest: vec(a[0])?,
+                    addr: s(a[1])?,
+                })
+            }
+            "const" => {
+                let a = want(2)?;
+                Ok(Slot::Const {
+                    dest: s(a[0])?,
+                    value: word(a[1]),
+                })
+            }
+            _ => Err((unknown(engine, op), false)),
+        },
+        Engine::Store => match op {
+            "store" => {
+                let a = want(2)?;
+                Ok(Slot::Store {
+                    addr: s(a[0])?,
+                    src: s(a[1])?,
+                })
+            }
+            "vstore" => {
+                let a = want(2)?;
+                Ok(Slot::VStore {
+                    addr: s(a[0])?,
+                    src: vec(a[1])?,
+                })
+            }
+            _ => Err((unknown(engine, op), false)),
+        },
+        Engine::Flow => match op {
+            "select" => {
+                let a = want(4)?;
+                Ok(Slot::Select {
+                    dest: s(a[0])?,
+                    cond: s(a[1])?,
+                    a: s(a[2])?,
+                    b: s(a[3])?,
+                })
+            }
+            "add_imm" => {
+                let a = want(3)?;
+                Ok(Slot::AddImm {
+                    dest: s(a[0])?,
+                    a: s(a[1])?,
+                    imm: word(a[2]),
+                })
+            }
+            "vselect" => {
+                let a = want(4)?;
+                Ok(Slot::VSelect {
+                    dest: vec(a[0])?,
+                    cond: vec(a[1])?,
+                    a: vec(a[2])?,
+                    b: vec(a[3])?,
+                })
+            }
+            "halt" => want(0).map(|_| Slot::Halt),
+            "pause" => want(0).map(|_| Slot::Nop),
+            "trace_write" => {
+                let a = want(1)?;
+                s(a[0])?;
+                Ok(Slot::Nop)
+            }
+            "cond_jump" => {
+                let a = want(2)?;
+                Ok(Slot::CondJump {
+                    cond: s(a[0])?,
+                    target: target(a[1])?,
+                })
+            }
+            "cond_jump_rel" => {
+                let a = want(2)?;
+                let offset = i32::try_from(a[1])
+                    .map_err(|_| (format!("offset {} is out of range", a[1]), true))?;
+                Ok(Slot::CondJumpRel {
+                    cond: s(a[0])?,
+                    offset,
+                })
+            }
+            "jump" => {
+                let a = want(1)?;
+                Ok(Slot::Jump {
+                    target: target(a[0])?,
+                })
+            }
+            "jump_indirect" => {
+                let a = want(1)?;
+                Ok(Slot::JumpIndirect { addr: s(a[0])? })
+            }
+            "coreid" => {
+                let a = want(1)?;
+                Ok(Slot::CoreId { dest: s(a[0])? })
+            }
+            _ => Err((unknown(engine, op), false)),
+        },
+        Engine::Debug => Ok(Slot::Nop),
+    }
+}
+
+fn unknown(engine: Engine, op: &str) -> String {
+    format!("{op:?} is not an operation of the {} engine", engine.name())
+}
+
+// ---- the file's raw shape -------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProgram {
+    format: String,
+    bundles: RawBundles,
+}
+
+/// The bundle list, refused past [`MAX_BUNDLES`] while it is read (not after).
+struct RawBundles(Vec<RawBundle>);
+
+impl<'de> Deserialize<'de> for RawBundles {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawBundles;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a list of at most {MAX_BUNDLES} bundles")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawBundles, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element()? {
+                    if out.len() == MAX_BUNDLES {
+                        return Err(de::Error::custom(format!(
+                            "more than {MAX_BUNDLES} bundles"
+                        )));
+                    }
+                    out.push(b);
+                }
+                Ok(RawBundles(out))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// One bundle: `(engine name, slots)` in the order of the file's keys.
+struct RawBundle(Vec<(String, Vec<RawSlot>)>);
+
+impl<'de> Deserialize<'de> for RawBundle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawBundle;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a bundle: an object from engine name to a list of slots")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawBundle, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Vec<RawSlot>>()? {
+                    out.push((k, v));
+                }
+                Ok(RawBundle(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// One slot: an operation name, then arguments (`None` where one is not an integer: fine in
+/// a debug slot, an error anywhere else).
+struct RawSlot {
+    op: String,
+    args: Vec<Option<i64>>,
+}
+
+impl<'de> Deserialize<'de> for RawSlot {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawSlot;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a slot: [operation name, arguments...]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawSlot, A::Error> {
+                let op: String = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::custom("an empty slot"))?;
+                let mut args = Vec::new();
+                while let Some(arg) = seq.next_element::<Arg>()? {
+                    if args.len() == 8 {
+                        return Err(de::Error::custom("a slot with more than 8 arguments"));
+                    }
+                    args.push(arg.0);
+                }
+                Ok(RawSlot { op, args })
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// An argument: an integer, or anything else (kept as `None`, its content skipped).
+struct Arg(Option<i64>);
+
+impl<'de> Deserialize<'de> for Arg {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Arg;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a slot argument")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Arg, E> {
+                Ok(Arg(Some(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Arg, E> {
+                Ok(Arg(i64::try_from(v).ok()))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Arg, E> {
+                Ok(Arg(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Arg, E> {
+                Ok(Arg(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Arg, E> {
+                Ok(Arg(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Arg, E> {
+                Ok(Arg(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Arg, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Arg(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Arg, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Arg(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
