@@ -206,7 +206,8 @@ impl Program {
     }
 
     /// The program in the file format, one bundle per line (so that diffs of programs read
-    /// well). Slots are grouped by engine in the order alu, valu, load, store, flow.
+    /// well). Slots are grouped by engine, engines in the order of their first slot (which
+    /// is the order they run in, and decides which of two writes to one word wins).
     pub fn to_json(&self) -> String {
         let mut out = format!("{{\"format\": \"{FORMAT}\", \"bundles\": [\n");
         for i in 0..self.bundles.len() {
@@ -215,7 +216,13 @@ impl Program {
             }
             out.push('{');
             let mut first_engine = true;
-            for (engine, _) in crate::isa::SLOT_LIMITS {
+            let mut engines: Vec<Engine> = Vec::new();
+            for slot in self.bundle_slots(i) {
+                if !engines.contains(&slot.engine()) {
+                    engines.push(slot.engine());
+                }
+            }
+            for engine in engines {
                 let slots: Vec<&Slot> = self
                     .bundle_slots(i)
                     .iter()
