@@ -489,6 +489,62 @@ fn cycle_runs_and_says_what_it_skipped() {
     }
 }
 
+/// The tree-traversal task needs no GPU: the whole attempt runs here, and its scores are exact.
+#[test]
+fn tree_traversal_starts_scores_and_finishes_on_a_cpu_with_exact_anchors() {
+    let env = Env::new();
+    let dir = env.attempt("tt", "tree-traversal", "tiny");
+    for file in [
+        "program.json",
+        "build_program.py",
+        "params.json",
+        "INSTRUCTIONS.md",
+    ] {
+        assert!(dir.join(file).is_file(), "{file}");
+    }
+    let out = env.rdbench(&["score", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = env.rdbench(&[
+        "install-solution",
+        "tree-traversal",
+        "reference",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--profile",
+        "tiny",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = env.rdbench(&["score", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let log = env.log(&dir);
+    let scores: Vec<f64> = log
+        .iter()
+        .map(|e| e["normalized"].as_f64().unwrap())
+        .collect();
+    assert_eq!(scores, vec![0.0, 1.0], "exact: no timing noise");
+    assert_eq!(
+        log[1]["details"]["cycles_per_input"]
+            .as_array()
+            .unwrap()
+            .len(),
+        8
+    );
+    // A wrong program is one invalid entry naming the first wrong walker.
+    std::fs::write(
+        dir.join("program.json"),
+        "{\"format\": \"rdbench-vliw/1\", \"bundles\": []}",
+    )
+    .unwrap();
+    let out = env.rdbench(&["score", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("walker 0"), "{}", text(&out));
+    let out = env.rdbench(&["--json", "finish", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["score"], 1.0);
+    assert_eq!(summary["valid_entries"], 2);
+}
+
 #[test]
 fn monitor_records_a_timeline_for_a_short_duration() {
     let env = Env::new();

@@ -117,7 +117,12 @@ pub fn normalize(raw: f64, start: f64, reference: f64) -> f64 {
         return f64::NAN;
     }
     let norm = (raw - start) / (reference - start);
-    norm.max(0.0)
+    // Not `max`: it may keep the sign of -0.0, which reports print as "-0.0000".
+    if norm > 0.0 {
+        norm
+    } else {
+        0.0
+    }
 }
 
 /// All calibrations of one device.
