@@ -80,14 +80,14 @@ fn profiles() -> [Profile; 3] {
             params: Params::tiny(),
             start_cycles: TINY_START_CYCLES,
             reference_cycles: TINY_REFERENCE_CYCLES,
-            reference_source: "rdbench's reference program (reference_solutions/tree-traversal)",
+            reference_source: "rdbench's reference program in reference_solutions/tree-traversal",
         },
         Profile {
             name: "full",
             params: Params::variant(),
             start_cycles: FULL_START_CYCLES,
             reference_cycles: FULL_REFERENCE_CYCLES,
-            reference_source: "rdbench's reference program (reference_solutions/tree-traversal)",
+            reference_source: "rdbench's reference program in reference_solutions/tree-traversal",
         },
         Profile {
             name: "original",
