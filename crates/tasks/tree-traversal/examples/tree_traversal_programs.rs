@@ -14,6 +14,23 @@ fn main() {
             let program = solution_program(solution, profile).expect("builds");
             let built = t.elapsed().as_secs_f64();
             let verdict = judge(&program, &params, start_cycles, 0x5eed);
+            // What each engine's slot count alone would take: the program's lower bounds.
+            let bounds: Vec<String> = rdbench_vliw::isa::SLOT_LIMITS
+                .iter()
+                .map(|(engine, limit)| {
+                    let n = program
+                        .slots
+                        .iter()
+                        .filter(|s| s.engine() == *engine)
+                        .count();
+                    format!("{} {}", engine.name(), n.div_ceil(*limit))
+                })
+                .collect();
+            println!(
+                "{profile:>8} {:>10}: engine bounds: {}",
+                solution.as_str(),
+                bounds.join(", ")
+            );
             match verdict {
                 Verdict::Correct(c) => println!(
                     "{profile:>8} {:>10}: {:>8} cycles on every input: {:?} (built in {built:.2} s)",
