@@ -16,6 +16,7 @@ use rdbench_vliw::program::Program;
 
 const RUST_RUNS: usize = 50;
 const PYTHON_RUNS: usize = 5;
+const PARSE_RUNS: usize = 7;
 
 fn takehome_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("RDBENCH_TAKEHOME_DIR")
@@ -69,9 +70,13 @@ fn main() {
     let params = Params::original();
     let program = rdbench_vliw::baseline::baseline(&params).expect("the baseline builds");
     let json = program.to_json();
-    let t = Instant::now();
-    let parsed = Program::parse(json.as_bytes()).expect("own file parses");
-    let parse_s = t.elapsed().as_secs_f64();
+    let mut parse = Vec::new();
+    let mut parsed = Program::default();
+    for _ in 0..PARSE_RUNS {
+        let t = Instant::now();
+        parsed = Program::parse(json.as_bytes()).expect("own file parses");
+        parse.push(t.elapsed().as_secs_f64());
+    }
     let input = Input::generate(&params, 1);
     let image = input.memory_image(&params);
     let mut rust = Vec::with_capacity(RUST_RUNS);
@@ -136,9 +141,10 @@ fn main() {
         );
     }
     println!(
-        "\nparsing program.json ({} bytes): {}",
+        "\nparsing program.json ({} bytes, {PARSE_RUNS} runs): median {}, fastest {}",
         json.len(),
-        ms(parse_s)
+        ms(median(&parse)),
+        ms(min(&parse))
     );
     if let Some(s) = &same {
         println!(
@@ -151,7 +157,7 @@ fn main() {
     let samples = serde_json::json!({
         "what": "seconds per run of the 147,734-cycle baseline",
         "rust": rust,
-        "rust_parse_seconds": parse_s,
+        "rust_parse_seconds": parse,
         "python": python,
     });
     let path = dir.join("vliw-simulator.json");

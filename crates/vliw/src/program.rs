@@ -131,14 +131,20 @@ impl Program {
         for (name, slots) in &bundle.0 {
             let at = |slot: Option<usize>| Location {
                 bundle: b,
-                engine: name.clone(),
+                engine: name.to_string(),
                 slot,
             };
-            let Some(engine) = Engine::from_name(name) else {
+            let known = if name.cut {
+                None
+            } else {
+                Engine::from_name(name.as_str())
+            };
+            let Some(engine) = known else {
                 return Err(ParseError {
                     at: Some(at(None)),
                     message: format!(
-                        "unknown engine {name:?} (the engines are alu, valu, load, store, flow, debug)"
+                        "unknown engine {:?} (the engines are alu, valu, load, store, flow, debug)",
+                        name.to_string()
                     ),
                     rule: false,
                 });
@@ -150,7 +156,7 @@ impl Program {
                     rule: false,
                 });
             }
-            seen.push(name);
+            seen.push(name.as_str());
             if engine == Engine::Debug {
                 continue;
             }
@@ -294,15 +300,20 @@ fn encode(slot: &Slot) -> String {
 /// Decodes one slot of `engine`; the error says what is wrong and whether it is a rule of the
 /// machine (`true`) rather than a malformed slot.
 fn decode(engine: Engine, raw: &RawSlot) -> Result<Slot, (String, bool)> {
-    let op = raw.op.as_str();
+    let op = if raw.op.cut { "" } else { raw.op.as_str() };
+    let shown = &raw.op;
     let want = |n: usize| -> Result<Vec<i64>, (String, bool)> {
-        if raw.args.len() != n {
+        if raw.args().len() != n {
             return Err((
-                format!("{op:?} takes {n} arguments, got {}", raw.args.len()),
+                format!(
+                    "{:?} takes {n} arguments, got {}",
+                    shown.to_string(),
+                    raw.args().len()
+                ),
                 false,
             ));
         }
-        raw.args
+        raw.args()
             .iter()
             .enumerate()
             .map(|(i, a)| a.ok_or_else(|| (format!("argument {} is not an integer", i + 1), false)))
@@ -331,7 +342,7 @@ fn decode(engine: Engine, raw: &RawSlot) -> Result<Slot, (String, bool)> {
     let word = |v: i64| -> u32 { v.rem_euclid(1 << 32) as u32 };
     match engine {
         Engine::Alu => {
-            let op = AluOp::from_name(op).ok_or_else(|| (unknown(engine, op), false))?;
+            let op = AluOp::from_name(op).ok_or_else(|| (unknown(engine, shown), false))?;
             let a = want(3)?;
             Ok(Slot::Alu {
                 op,
@@ -358,7 +369,7 @@ fn decode(engine: Engine, raw: &RawSlot) -> Result<Slot, (String, bool)> {
                 })
             }
             _ => {
-                let op = AluOp::from_name(op).ok_or_else(|| (unknown(engine, op), false))?;
+                let op = AluOp::from_name(op).ok_or_else(|| (unknown(engine, shown), false))?;
                 let a = want(3)?;
                 Ok(Slot::Valu {
                     op,
@@ -400,7 +411,7 @@ fn decode(engine: Engine, raw: &RawSlot) -> Result<Slot, (String, bool)> {
                     value: word(a[1]),
                 })
             }
-            _ => Err((unknown(engine, op), false)),
+            _ => Err((unknown(engine, shown), false)),
         },
         Engine::Store => match op {
             "store" => {
@@ -417,7 +428,7 @@ fn decode(engine: Engine, raw: &RawSlot) -> Result<Slot, (String, bool)> {
                     src: vec(a[1])?,
                 })
             }
-            _ => Err((unknown(engine, op), false)),
+            _ => Err((unknown(engine, shown), false)),
         },
         Engine::Flow => match op {
             "select" => {
@@ -483,14 +494,18 @@ fn decode(engine: Engine, raw: &RawSlot) -> Result<Slot, (String, bool)> {
                 let a = want(1)?;
                 Ok(Slot::CoreId { dest: s(a[0])? })
             }
-            _ => Err((unknown(engine, op), false)),
+            _ => Err((unknown(engine, shown), false)),
         },
         Engine::Debug => Ok(Slot::Nop),
     }
 }
 
-fn unknown(engine: Engine, op: &str) -> String {
-    format!("{op:?} is not an operation of the {} engine", engine.name())
+fn unknown(engine: Engine, op: &ShortName) -> String {
+    format!(
+        "{:?} is not an operation of the {} engine",
+        op.to_string(),
+        engine.name()
+    )
 }
 
 // ---- the file's raw shape -------------------------------------------------------------
@@ -531,7 +546,7 @@ impl<'de> Deserialize<'de> for RawBundles {
 }
 
 /// One bundle: `(engine name, slots)` in the order of the file's keys.
-struct RawBundle(Vec<(String, Vec<RawSlot>)>);
+struct RawBundle(Vec<(ShortName, Vec<RawSlot>)>);
 
 impl<'de> Deserialize<'de> for RawBundle {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -543,7 +558,7 @@ impl<'de> Deserialize<'de> for RawBundle {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawBundle, A::Error> {
                 let mut out = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, Vec<RawSlot>>()? {
+                while let Some((k, v)) = map.next_entry::<ShortName, Vec<RawSlot>>()? {
                     out.push((k, v));
                 }
                 Ok(RawBundle(out))
@@ -556,8 +571,67 @@ impl<'de> Deserialize<'de> for RawBundle {
 /// One slot: an operation name, then arguments (`None` where one is not an integer: fine in
 /// a debug slot, an error anywhere else).
 struct RawSlot {
-    op: String,
-    args: Vec<Option<i64>>,
+    op: ShortName,
+    args: [Option<i64>; MAX_ARGS],
+    n_args: usize,
+}
+
+/// Most arguments a slot may have (the longest operations take 4).
+const MAX_ARGS: usize = 8;
+
+impl RawSlot {
+    fn args(&self) -> &[Option<i64>] {
+        &self.args[..self.n_args]
+    }
+}
+
+/// An engine or operation name, kept inline: a parse of a large program would otherwise spend
+/// most of its time allocating small strings. Names past [`ShortName::CAP`] bytes are no
+/// name of the machine; they are kept cut, for the error message.
+struct ShortName {
+    bytes: [u8; ShortName::CAP],
+    len: usize,
+    cut: bool,
+}
+
+impl ShortName {
+    const CAP: usize = 24;
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?")
+    }
+}
+
+impl fmt::Display for ShortName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.as_str(), if self.cut { "..." } else { "" })
+    }
+}
+
+impl<'de> Deserialize<'de> for ShortName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ShortName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ShortName, E> {
+                let mut len = v.len().min(ShortName::CAP);
+                while !v.is_char_boundary(len) {
+                    len -= 1;
+                }
+                let mut bytes = [0u8; ShortName::CAP];
+                bytes[..len].copy_from_slice(&v.as_bytes()[..len]);
+                Ok(ShortName {
+                    bytes,
+                    len,
+                    cut: len < v.len(),
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 impl<'de> Deserialize<'de> for RawSlot {
@@ -569,17 +643,21 @@ impl<'de> Deserialize<'de> for RawSlot {
                 f.write_str("a slot: [operation name, arguments...]")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawSlot, A::Error> {
-                let op: String = seq
+                let op: ShortName = seq
                     .next_element()?
                     .ok_or_else(|| de::Error::custom("an empty slot"))?;
-                let mut args = Vec::new();
+                let mut args = [None; MAX_ARGS];
+                let mut n_args = 0;
                 while let Some(arg) = seq.next_element::<Arg>()? {
-                    if args.len() == 8 {
-                        return Err(de::Error::custom("a slot with more than 8 arguments"));
+                    if n_args == MAX_ARGS {
+                        return Err(de::Error::custom(format!(
+                            "a slot with more than {MAX_ARGS} arguments"
+                        )));
                     }
-                    args.push(arg.0);
+                    args[n_args] = arg.0;
+                    n_args += 1;
                 }
-                Ok(RawSlot { op, args })
+                Ok(RawSlot { op, args, n_args })
             }
         }
         d.deserialize_seq(V)
