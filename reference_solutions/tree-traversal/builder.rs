@@ -420,9 +420,9 @@ impl<'a> Generator<'a> {
                     c,
                 }),
                 StageVectors::Plain { c, k } => {
-                    self.sched.place(valu(combine(stage.op1), t1, val, c));
-                    self.sched.place(valu(shift(stage.op3), t2, val, k));
-                    self.sched.place(valu(combine(stage.op2), val, t1, t2));
+                    self.sched.place(valu(stage.op1.alu_op(), t1, val, c));
+                    self.sched.place(valu(stage.op3.alu_op(), t2, val, k));
+                    self.sched.place(valu(stage.op2.alu_op(), val, t1, t2));
                 }
             }
         }
@@ -451,20 +451,6 @@ impl<'a> Generator<'a> {
 fn fused_multiplier(stage: &HashStage) -> Option<u32> {
     (stage.op1 == Combine::Add && stage.op2 == Combine::Add && stage.op3 == Shift::Left)
         .then(|| 1u32.wrapping_add(1u32 << stage.shift))
-}
-
-fn combine(op: Combine) -> AluOp {
-    match op {
-        Combine::Add => AluOp::Add,
-        Combine::Xor => AluOp::Xor,
-    }
-}
-
-fn shift(op: Shift) -> AluOp {
-    match op {
-        Shift::Left => AluOp::Shl,
-        Shift::Right => AluOp::Shr,
-    }
 }
 
 /// The operations in program order, scheduled into bundles by [`Scheduler::finish`].

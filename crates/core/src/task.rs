@@ -153,6 +153,20 @@ pub struct ScoreRequest {
     pub backend: Backend,
 }
 
+impl ScoreRequest {
+    /// Writes a scoring run's raw samples (per-trial results, timings) to `samples_path` for
+    /// offline re-analysis. A task calls it best effort: samples that cannot be written lose
+    /// only themselves, never the score.
+    pub fn save_samples(&self, samples: &serde_json::Value) -> Result<()> {
+        if let Some(dir) = self.samples_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+        }
+        let bytes = serde_json::to_vec_pretty(samples)
+            .map_err(|e| crate::Error::Internal(e.to_string()))?;
+        crate::fsutil::atomic_write(&self.samples_path, &bytes)
+    }
+}
+
 /// The device a kernel task's submission runs on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -14,19 +14,13 @@ use std::time::Instant;
 use rdbench_vliw::problem::{Input, Params};
 use rdbench_vliw::program::Program;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::takehome_dir;
+
 const RUST_RUNS: usize = 50;
 const PYTHON_RUNS: usize = 5;
 const PARSE_RUNS: usize = 7;
-
-fn takehome_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("RDBENCH_TAKEHOME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/reference-data/perf-takehome-5452f74")
-        });
-    dir.join("problem.py").is_file().then_some(dir)
-}
 
 const PYTHON: &str = r#"
 import json, random, sys, time

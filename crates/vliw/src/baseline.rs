@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use crate::isa::{AluOp, Slot, SCRATCH_SIZE};
-use crate::problem::{Combine, Params, Shift};
+use crate::problem::Params;
 use crate::program::Program;
 
 /// Builds the scalar baseline program for `params`, or says why it does not fit in scratch.
@@ -56,9 +56,9 @@ pub fn baseline(params: &Params) -> Result<Program, String> {
             for stage in &params.stages {
                 let c = b.constant(stage.constant)?;
                 let k = b.constant(stage.shift)?;
-                body.push(alu(combine(stage.op1), tmp1, val, c));
-                body.push(alu(shift(stage.op3), tmp2, val, k));
-                body.push(alu(combine(stage.op2), val, tmp1, tmp2));
+                body.push(alu(stage.op1.alu_op(), tmp1, val, c));
+                body.push(alu(stage.op3.alu_op(), tmp2, val, k));
+                body.push(alu(stage.op2.alu_op(), val, tmp1, tmp2));
             }
             body.push(alu(AluOp::Mod, tmp1, val, two));
             body.push(alu(AluOp::Eq, tmp1, tmp1, zero));
@@ -87,20 +87,6 @@ pub fn baseline(params: &Params) -> Result<Program, String> {
     b.emit(Slot::Nop);
     let bundles: Vec<Vec<Slot>> = b.slots.into_iter().map(|s| vec![s]).collect();
     Ok(Program::from_bundles(&bundles))
-}
-
-fn combine(op: Combine) -> AluOp {
-    match op {
-        Combine::Add => AluOp::Add,
-        Combine::Xor => AluOp::Xor,
-    }
-}
-
-fn shift(op: Shift) -> AluOp {
-    match op {
-        Shift::Left => AluOp::Shl,
-        Shift::Right => AluOp::Shr,
-    }
 }
 
 /// Scratch allocation and constants loaded on first use (their loads go where they are

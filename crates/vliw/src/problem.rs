@@ -52,10 +52,28 @@ pub struct HashStage {
 }
 
 impl Combine {
+    /// The machine's ALU operation that computes it.
+    pub fn alu_op(self) -> crate::isa::AluOp {
+        match self {
+            Combine::Add => crate::isa::AluOp::Add,
+            Combine::Xor => crate::isa::AluOp::Xor,
+        }
+    }
+
     fn apply(self, a: u32, b: u32) -> u32 {
         match self {
             Combine::Add => a.wrapping_add(b),
             Combine::Xor => a ^ b,
+        }
+    }
+}
+
+impl Shift {
+    /// The machine's ALU operation that computes it.
+    pub fn alu_op(self) -> crate::isa::AluOp {
+        match self {
+            Shift::Left => crate::isa::AluOp::Shl,
+            Shift::Right => crate::isa::AluOp::Shr,
         }
     }
 }

@@ -7,7 +7,6 @@
 //! it ends with. Nothing of the original is copied here.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use rdbench_core::rng::SplitMix64;
@@ -17,16 +16,8 @@ use rdbench_vliw::problem::{Input, Params};
 use rdbench_vliw::program::Program;
 use serde_json::Value;
 
-/// The original's folder, if present.
-pub fn takehome_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("RDBENCH_TAKEHOME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/reference-data/perf-takehome-5452f74")
-        });
-    dir.join("problem.py").is_file().then_some(dir)
-}
+mod common;
+use common::takehome_dir;
 
 const DRIVER: &str = r#"
 import json, sys

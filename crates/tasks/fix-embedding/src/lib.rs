@@ -276,13 +276,7 @@ impl Task for FixEmbedding {
         let outcome =
             self.score_file(&spec, &req.submission_dir.join(SUBMISSION), &req.cache_dir)?;
         if let ScoreOutcome::Valid { details, .. } = &outcome {
-            if let Some(dir) = req.samples_path.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            let _ = std::fs::write(
-                &req.samples_path,
-                serde_json::to_vec_pretty(details).unwrap_or_default(),
-            );
+            let _ = req.save_samples(details);
         }
         Ok(outcome)
     }

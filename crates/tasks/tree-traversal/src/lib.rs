@@ -332,13 +332,7 @@ impl Task for TreeTraversal {
             "simulation_seconds": started.elapsed().as_secs_f64(),
             "published_marks_beaten": if p.name == "original" { json!(beats) } else { json!(null) },
         });
-        if let Some(dir) = req.samples_path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = std::fs::write(
-            &req.samples_path,
-            serde_json::to_vec_pretty(&details).unwrap_or_default(),
-        );
+        let _ = req.save_samples(&details);
         let spread = if best == worst {
             String::new()
         } else {
