@@ -25,7 +25,7 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::isa::{AluOp, Engine, Slot, SCRATCH_SIZE, VLEN};
@@ -109,84 +109,30 @@ impl Program {
                 bytes.len()
             )));
         }
-        let raw: RawProgram = serde_json::from_slice(bytes)
-            .map_err(|e| ParseError::whole(format!("not a program file: {e}")))?;
-        if raw.format != FORMAT {
-            return Err(ParseError::whole(format!(
-                "format {:?} is not {FORMAT:?}",
-                raw.format
-            )));
+        let mut decoder = Decoder::default();
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let read = FileSeed(&mut decoder)
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+        // A decoding error (a slot's, found mid-read) is the precise one: it wins over the
+        // JSON error serde reports for it.
+        if let Some(e) = decoder.error.take() {
+            return Err(e);
         }
-        let mut program = Program::default();
-        for (b, bundle) in raw.bundles.0.into_iter().enumerate() {
-            program.push_raw(b, bundle)?;
+        read.map_err(|e| ParseError::whole(format!("not a program file: {e}")))?;
+        match decoder.format.as_deref() {
+            Some(FORMAT) => {}
+            Some(other) => {
+                return Err(ParseError::whole(format!(
+                    "format {other:?} is not {FORMAT:?}"
+                )))
+            }
+            None => return Err(ParseError::whole("not a program file: no `format` field")),
         }
-        Ok(program)
-    }
-
-    fn push_raw(&mut self, b: usize, bundle: RawBundle) -> Result<(), ParseError> {
-        let start = self.slots.len() as u32;
-        let mut costs_cycle = false;
-        let mut seen: Vec<&str> = Vec::new();
-        for (name, slots) in &bundle.0 {
-            let at = |slot: Option<usize>| Location {
-                bundle: b,
-                engine: name.to_string(),
-                slot,
-            };
-            let known = if name.cut {
-                None
-            } else {
-                Engine::from_name(name.as_str())
-            };
-            let Some(engine) = known else {
-                return Err(ParseError {
-                    at: Some(at(None)),
-                    message: format!(
-                        "unknown engine {:?} (the engines are alu, valu, load, store, flow, debug)",
-                        name.to_string()
-                    ),
-                    rule: false,
-                });
-            };
-            if seen.contains(&name.as_str()) {
-                return Err(ParseError {
-                    at: Some(at(None)),
-                    message: "the engine appears twice in one bundle".into(),
-                    rule: false,
-                });
-            }
-            seen.push(name.as_str());
-            if engine == Engine::Debug {
-                continue;
-            }
-            costs_cycle = true;
-            if slots.len() > engine.slot_limit() {
-                return Err(ParseError {
-                    at: Some(at(None)),
-                    message: format!(
-                        "{} slots, over the engine's limit of {} per bundle",
-                        slots.len(),
-                        engine.slot_limit()
-                    ),
-                    rule: true,
-                });
-            }
-            for (i, raw) in slots.iter().enumerate() {
-                let slot = decode(engine, raw).map_err(|(message, rule)| ParseError {
-                    at: Some(at(Some(i))),
-                    message,
-                    rule,
-                })?;
-                self.slots.push(slot);
-            }
+        if !decoder.saw_bundles {
+            return Err(ParseError::whole("not a program file: no `bundles` field"));
         }
-        self.bundles.push(Bundle {
-            start,
-            len: self.slots.len() as u32 - start,
-            costs_cycle,
-        });
-        Ok(())
+        Ok(decoder.program)
     }
 
     /// The slots of bundle `i`.
@@ -508,63 +454,216 @@ fn unknown(engine: Engine, op: &ShortName) -> String {
     )
 }
 
-// ---- the file's raw shape -------------------------------------------------------------
+// ---- reading the file: slots are decoded as they are read, so memory is the program's own
+// (a raw copy of a 64 MiB file of tiny slots would take gigabytes) ----------------------------
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProgram {
-    format: String,
-    bundles: RawBundles,
+/// What the reading collects: the program so far, the first decoding error, the header.
+#[derive(Default)]
+struct Decoder {
+    program: Program,
+    error: Option<ParseError>,
+    format: Option<String>,
+    saw_bundles: bool,
 }
 
-/// The bundle list, refused past [`MAX_BUNDLES`] while it is read (not after).
-struct RawBundles(Vec<RawBundle>);
-
-impl<'de> Deserialize<'de> for RawBundles {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawBundles;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                write!(f, "a list of at most {MAX_BUNDLES} bundles")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawBundles, A::Error> {
-                let mut out = Vec::new();
-                while let Some(b) = seq.next_element()? {
-                    if out.len() == MAX_BUNDLES {
-                        return Err(de::Error::custom(format!(
-                            "more than {MAX_BUNDLES} bundles"
-                        )));
-                    }
-                    out.push(b);
-                }
-                Ok(RawBundles(out))
-            }
-        }
-        d.deserialize_seq(V)
+impl Decoder {
+    /// Records a decoding error and returns the error that stops serde (the recorded one is
+    /// what `parse` reports).
+    fn fail<E: de::Error>(&mut self, error: ParseError) -> E {
+        self.error.get_or_insert(error);
+        E::custom("invalid program")
     }
 }
 
-/// One bundle: `(engine name, slots)` in the order of the file's keys.
-struct RawBundle(Vec<(ShortName, Vec<RawSlot>)>);
+/// The file: `{"format": ..., "bundles": [...]}` and nothing else.
+struct FileSeed<'a>(&'a mut Decoder);
 
-impl<'de> Deserialize<'de> for RawBundle {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawBundle;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a bundle: an object from engine name to a list of slots")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawBundle, A::Error> {
-                let mut out = Vec::new();
-                while let Some((k, v)) = map.next_entry::<ShortName, Vec<RawSlot>>()? {
-                    out.push((k, v));
+impl<'de> DeserializeSeed<'de> for FileSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FileSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a program: {\"format\": ..., \"bundles\": [...]}")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<ShortName>()? {
+            match key.as_str() {
+                "format" if !key.cut && self.0.format.is_none() => {
+                    self.0.format = Some(map.next_value()?);
                 }
-                Ok(RawBundle(out))
+                "bundles" if !key.cut && !self.0.saw_bundles => {
+                    self.0.saw_bundles = true;
+                    map.next_value_seed(BundlesSeed(&mut *self.0))?;
+                }
+                "format" | "bundles" => {
+                    return Err(de::Error::custom(format!("duplicate field `{key}`")))
+                }
+                _ => {
+                    return Err(de::Error::custom(format!(
+                        "unknown field `{key}`, expected `format` or `bundles`"
+                    )))
+                }
             }
         }
-        d.deserialize_map(V)
+        Ok(())
+    }
+}
+
+/// The bundle list, refused past [`MAX_BUNDLES`] while it is read.
+struct BundlesSeed<'a>(&'a mut Decoder);
+
+impl<'de> DeserializeSeed<'de> for BundlesSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BundlesSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a list of at most {MAX_BUNDLES} bundles")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(BundleSeed(&mut *self.0))?.is_some() {
+            if self.0.program.bundles.len() > MAX_BUNDLES {
+                return Err(de::Error::custom(format!(
+                    "more than {MAX_BUNDLES} bundles"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One bundle: an object from engine name to a list of slots, engines kept in file order.
+struct BundleSeed<'a>(&'a mut Decoder);
+
+impl<'de> DeserializeSeed<'de> for BundleSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BundleSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a bundle: an object from engine name to a list of slots")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let decoder = self.0;
+        let bundle = decoder.program.bundles.len();
+        let start = decoder.program.slots.len() as u32;
+        let mut costs_cycle = false;
+        let mut seen: Vec<Engine> = Vec::new();
+        while let Some(name) = map.next_key::<ShortName>()? {
+            let at = Location {
+                bundle,
+                engine: name.to_string(),
+                slot: None,
+            };
+            let known = if name.cut {
+                None
+            } else {
+                Engine::from_name(name.as_str())
+            };
+            let Some(engine) = known else {
+                return Err(decoder.fail(ParseError {
+                    at: Some(at),
+                    message: format!(
+                        "unknown engine {:?} (the engines are alu, valu, load, store, flow, debug)",
+                        name.to_string()
+                    ),
+                    rule: false,
+                }));
+            };
+            if seen.contains(&engine) {
+                return Err(decoder.fail(ParseError {
+                    at: Some(at),
+                    message: "the engine appears twice in one bundle".into(),
+                    rule: false,
+                }));
+            }
+            seen.push(engine);
+            costs_cycle |= engine != Engine::Debug;
+            map.next_value_seed(SlotsSeed {
+                decoder: &mut *decoder,
+                engine,
+                at,
+            })?;
+        }
+        let len = decoder.program.slots.len() as u32 - start;
+        decoder.program.bundles.push(Bundle {
+            start,
+            len,
+            costs_cycle,
+        });
+        Ok(())
+    }
+}
+
+/// One engine's slots, decoded into the program as they are read (debug slots are dropped).
+struct SlotsSeed<'a> {
+    decoder: &'a mut Decoder,
+    engine: Engine,
+    at: Location,
+}
+
+impl<'de> DeserializeSeed<'de> for SlotsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SlotsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of slots")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let SlotsSeed {
+            decoder,
+            engine,
+            at,
+        } = self;
+        let limit = engine.slot_limit();
+        let mut i = 0;
+        while let Some(raw) = seq.next_element::<RawSlot>()? {
+            if engine == Engine::Debug {
+                continue;
+            }
+            if i == limit {
+                return Err(decoder.fail(ParseError {
+                    at: Some(at),
+                    message: format!(
+                        "more than {limit} slots, over the engine's limit of {limit} per bundle"
+                    ),
+                    rule: true,
+                }));
+            }
+            match decode(engine, &raw) {
+                Ok(slot) => decoder.program.slots.push(slot),
+                Err((message, rule)) => {
+                    return Err(decoder.fail(ParseError {
+                        at: Some(Location {
+                            slot: Some(i),
+                            ..at
+                        }),
+                        message,
+                        rule,
+                    }))
+                }
+            }
+            i += 1;
+        }
+        Ok(())
     }
 }
 
