@@ -273,7 +273,105 @@ fn execute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::isa::AluOp;
+    use crate::isa::{AluOp, ALU_OPS};
+    use proptest::prelude::*;
+
+    /// The original's semantics with unbounded integers: the result taken modulo 2^32.
+    fn python_alu(op: AluOp, a: u32, b: u32) -> Option<u32> {
+        let (a, b) = (a as i128, b as i128);
+        let r = match op {
+            AluOp::Add => a + b,
+            AluOp::Sub => a - b,
+            AluOp::Mul => a * b,
+            AluOp::Div => a.checked_div(b)?,
+            AluOp::Cdiv => (a + b - 1).checked_div(b)?,
+            AluOp::Xor => a ^ b,
+            AluOp::And => a & b,
+            AluOp::Or => a | b,
+            // a << b for b >= 32 has no bit below 2^32 left; i128 cannot hold b up to 2^32.
+            AluOp::Shl => {
+                if b >= 32 {
+                    0
+                } else {
+                    a << b
+                }
+            }
+            AluOp::Shr => {
+                if b >= 32 {
+                    0
+                } else {
+                    a >> b
+                }
+            }
+            AluOp::Mod => a.checked_rem(b)?,
+            AluOp::Lt => (a < b) as i128,
+            AluOp::Eq => (a == b) as i128,
+        };
+        Some(r.rem_euclid(1 << 32) as u32)
+    }
+
+    fn word() -> impl Strategy<Value = u32> {
+        prop_oneof![any::<u32>(), 0u32..40, Just(u32::MAX), Just(0)]
+    }
+
+    proptest! {
+        #[test]
+        fn alu_ops_match_unbounded_integer_semantics(op in 0usize..13, a in word(), b in word()) {
+            let op = ALU_OPS[op].0;
+            prop_assert_eq!(op.apply(a, b), python_alu(op, a, b));
+        }
+
+        #[test]
+        fn vector_ops_are_the_scalar_op_in_every_lane(
+            op in 0usize..13,
+            xs in proptest::collection::vec(word(), 8),
+            ys in proptest::collection::vec(word(), 8),
+        ) {
+            let op = ALU_OPS[op].0;
+            if matches!(op, AluOp::Div | AluOp::Cdiv | AluOp::Mod) && ys.contains(&0) {
+                return Ok(());
+            }
+            let mut setup: Vec<Vec<Slot>> = Vec::new();
+            for (i, (&x, &y)) in xs.iter().zip(&ys).enumerate() {
+                setup.push(vec![
+                    Slot::Const { dest: i as u16, value: x },
+                    Slot::Const { dest: 8 + i as u16, value: y },
+                ]);
+            }
+            setup.push(vec![
+                Slot::Valu { op, dest: 16, a: 0, b: 8 },
+                Slot::MultiplyAdd { dest: 24, a: 0, b: 8, c: 8 },
+            ]);
+            let (_, core) = run_with_core(&Program::from_bundles(&setup), &mut [0; 8], 100).unwrap();
+            for i in 0..8 {
+                prop_assert_eq!(Some(core.scratch[16 + i]), python_alu(op, xs[i], ys[i]));
+                let madd = (xs[i] as u64 * ys[i] as u64 + ys[i] as u64) % (1 << 32);
+                prop_assert_eq!(core.scratch[24 + i] as u64, madd);
+            }
+        }
+
+        #[test]
+        fn vstore_then_vload_round_trips_and_touches_nothing_else(
+            at in 0u32..24,
+            xs in proptest::collection::vec(any::<u32>(), 8),
+        ) {
+            let mut bundles: Vec<Vec<Slot>> = xs
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| vec![Slot::Const { dest: i as u16, value: x }])
+                .collect();
+            bundles.push(vec![Slot::Const { dest: 100, value: at }]);
+            bundles.push(vec![Slot::VStore { addr: 100, src: 0 }]);
+            bundles.push(vec![Slot::VLoad { dest: 50, addr: 100 }]);
+            let mut mem = vec![7u32; 32];
+            let (_, core) = run_with_core(&Program::from_bundles(&bundles), &mut mem, 100).unwrap();
+            prop_assert_eq!(&core.scratch[50..58], &xs[..]);
+            for (i, &m) in mem.iter().enumerate() {
+                let inside = (at as usize..at as usize + 8).contains(&i);
+                prop_assert_eq!(m, if inside { xs[i - at as usize] } else { 7 });
+            }
+        }
+    }
 
     fn prog(bundles: &[Vec<Slot>]) -> Program {
         Program::from_bundles(bundles)

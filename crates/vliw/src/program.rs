@@ -804,3 +804,86 @@ impl<'de> Deserialize<'de> for Arg {
         d.deserialize_any(V)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ParseError {
+        Program::parse(text.as_bytes()).expect_err(text)
+    }
+
+    #[test]
+    fn the_header_is_exact() {
+        assert!(err(r#"{"bundles": []}"#).message.contains("no `format`"));
+        assert!(err(r#"{"format": "rdbench-vliw/1"}"#)
+            .message
+            .contains("no `bundles`"));
+        assert!(
+            err(r#"{"format": "rdbench-vliw/1", "format": "x", "bundles": []}"#)
+                .message
+                .contains("duplicate field")
+        );
+        assert!(
+            err(r#"{"format": "rdbench-vliw/1", "bundles": [], "cores": 2}"#)
+                .message
+                .contains("unknown field")
+        );
+        assert!(
+            err(r#"{"format": "rdbench-vliw/1", "bundles": []} trailing"#)
+                .message
+                .contains("not a program file")
+        );
+        assert_eq!(
+            Program::parse(br#"{"bundles": [], "format": "rdbench-vliw/1"}"#).unwrap(),
+            Program::default()
+        );
+    }
+
+    #[test]
+    fn too_many_bundles_are_refused_while_reading() {
+        let mut text = String::from(r#"{"format": "rdbench-vliw/1", "bundles": ["#);
+        text.push_str(&"{},".repeat(MAX_BUNDLES));
+        text.push_str("{}]}");
+        assert!(err(&text).message.contains("more than 1000000 bundles"));
+    }
+
+    #[test]
+    fn slot_errors_name_their_place_and_kind() {
+        let e = err(
+            r#"{"format": "rdbench-vliw/1", "bundles": [{}, {"debug": [["compare", 0, [1, "x"]]], "valu": [["vbroadcast", 0, 1], ["multiply_add", 8, 0, 0]]}]}"#,
+        );
+        assert_eq!(
+            e.at,
+            Some(Location {
+                bundle: 1,
+                engine: "valu".into(),
+                slot: Some(1)
+            })
+        );
+        assert!(e.message.contains("takes 4 arguments, got 3"), "{e}");
+        assert!(!e.rule);
+        let e = err(r#"{"format": "rdbench-vliw/1", "bundles": [{"flow": [["halt"], ["halt"]]}]}"#);
+        assert!(e.rule && e.message.contains("limit of 1"), "{e}");
+        let e = err(r#"{"format": "rdbench-vliw/1", "bundles": [{"alu": [["+", 0, 0, 1.5]]}]}"#);
+        assert!(e.message.contains("argument 3 is not an integer"), "{e}");
+        let long = "x".repeat(100);
+        let e = err(&format!(
+            r#"{{"format": "rdbench-vliw/1", "bundles": [{{"{long}": []}}]}}"#
+        ));
+        assert!(
+            e.message.contains("unknown engine") && e.message.contains("..."),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn debug_slots_are_free_and_empty_engine_lists_cost_a_cycle() {
+        let p = Program::parse(
+            br#"{"format": "rdbench-vliw/1", "bundles": [{"debug": [["comment", "x"]]}, {"alu": []}, {}]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.cycle_bundles(), 1);
+        assert_eq!(p.slots.len(), 0);
+    }
+}
