@@ -503,3 +503,61 @@ fn concurrent_agents_and_kill_9_lose_no_acknowledged_entry_and_leave_nothing_beh
         }
     }
 }
+
+/// A task that scores without a GPU, through the service end to end: the agent gets the
+/// starting program, scores it (exactly 0), is told which walker a wrong program gets wrong,
+/// and finishes with the best entry; the scorer's secret seed and home never reach it.
+#[test]
+fn a_tree_traversal_attempt_is_scored_through_the_service() {
+    let Some(d) = Deployment::new() else { return };
+    let service = d.serve("tt");
+    let dir = d.agent_dir.join("tt");
+    let dirs = dir.to_str().unwrap();
+    let mut seen = Seen(Vec::new());
+    let out = d.client(
+        &service,
+        &[
+            "start",
+            "tree-traversal",
+            "--profile",
+            "tiny",
+            "--dir",
+            dirs,
+        ],
+    );
+    seen.output("start", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    use std::os::unix::fs::MetadataExt;
+    for file in [
+        "program.json",
+        "build_program.py",
+        "params.json",
+        "INSTRUCTIONS.md",
+    ] {
+        let meta = std::fs::metadata(dir.join(file)).unwrap();
+        assert_eq!(meta.uid(), d.uid, "{file} belongs to the agent");
+    }
+    let out = d.client(&service, &["--json", "score", dirs]);
+    seen.output("score start", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entry["normalized"], 0.0, "{entry}");
+    let program = dir.join("program.json");
+    let start = std::fs::read(&program).unwrap();
+    d.write_as_agent(
+        &program,
+        br#"{"format": "rdbench-vliw/1", "bundles": [{"load": [["const", 0, 7]]}]}"#,
+    );
+    let out = d.client(&service, &["score", dirs]);
+    seen.output("score wrong", &out);
+    assert_eq!(code(&out), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("walker 0"), "{}", text(&out));
+    d.write_as_agent(&program, &start);
+    let out = d.client(&service, &["--json", "finish", dirs]);
+    seen.output("finish", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["score"], 0.0);
+    assert_eq!(summary["entries"], 2);
+    seen.assert_clean(&[CANARY, d.home.to_str().unwrap()]);
+}
