@@ -289,10 +289,30 @@ pub struct Sizes {
 
 /// The instance the scorer generates from `seed` and `dist`.
 pub fn generate(seed: u64, z: Sizes, dist: Distribution) -> Instance {
+    generate_threads(seed, z, dist, 1)
+}
+
+/// [`generate`] with the assets' walks spread over `threads` threads (the full profile's
+/// instance is 2 GB).
+pub fn generate_threads(seed: u64, z: Sizes, dist: Distribution, threads: usize) -> Instance {
+    let chunk = z.assets.div_ceil(threads.max(1)).max(1);
+    let walks = |from: usize| -> Vec<Bars> {
+        (from..(from + chunk).min(z.assets))
+            .map(|a| generate_bars(seed, a as u64, z.bars, dist))
+            .collect()
+    };
+    let assets = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..z.assets)
+            .step_by(chunk)
+            .map(|from| scope.spawn(move || walks(from)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a generator thread does not panic"))
+            .collect()
+    });
     Instance {
-        assets: (0..z.assets as u64)
-            .map(|a| generate_bars(seed, a, z.bars, dist))
-            .collect(),
+        assets,
         params: (0..z.params as u64).map(|p| param(seed, p)).collect(),
         costs: (0..z.assets as u64).map(|a| cost(seed, a)).collect(),
         log_pairs: log_pairs(seed, (z.assets * z.params) as u64, z.log_pairs as u64),
