@@ -208,7 +208,17 @@ pub fn entry_for(
             details,
         } if raw.is_finite() => {
             headline = Some(h.clone());
-            (true, Some(*raw), None, details.clone())
+            let mut details = details.clone();
+            // A task with a CPU baseline in its calibration: the speed-up over it.
+            let median_ms = details.get("median_ms").and_then(|v| v.as_f64());
+            if let (Some(c), Some(ms), Some(obj)) =
+                (calibration, median_ms, details.as_object_mut())
+            {
+                if let Some(serde_json::Value::Object(speedup)) = c.cpu_speedup(ms) {
+                    obj.extend(speedup);
+                }
+            }
+            (true, Some(*raw), None, details)
         }
         ScoreOutcome::Valid { raw, details, .. } => {
             kind = Some(InvalidKind::NonFinite);

@@ -15,7 +15,7 @@
 
 pub mod oracle;
 
-use rdbench_core::task::{Direction, SubmissionKind, Task, TaskInfo};
+use rdbench_core::task::{CpuBaseline, Direction, SubmissionKind, Task, TaskInfo};
 use rdbench_core::template::{render, thousands};
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::bench::Work;
@@ -351,7 +351,31 @@ impl KernelTask for CudaBacktest {
             ..PlanLimits::default()
         }
     }
+
+    /// The backtest a careful script runs: one thread, O(1) rolling sums, every pair and
+    /// the fill logs ([`oracle::backtest`]); inputs generated first, untimed.
+    fn cpu_baseline(&self, vars: &Vars) -> Option<CpuBaseline> {
+        let z = sizes(vars);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let inst =
+            oracle::generate_threads(CPU_BASELINE_SEED, z, Distribution::RandomWalk, threads);
+        let started = std::time::Instant::now();
+        let out = oracle::backtest(&inst, z.log_cap, 1);
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        std::hint::black_box(out);
+        Some(CpuBaseline {
+            ms,
+            description: "oracle::backtest on one CPU thread: O(1) rolling window sums, every pair and fill log"
+                .into(),
+            target_speedup: Some(TARGET_SPEEDUP),
+        })
+    }
 }
+
+/// METR's goal for the task: 30 times faster than the CPU program.
+pub const TARGET_SPEEDUP: f64 = 30.0;
+/// Any fixed seed: the baseline's time does not depend on which instance it runs.
+const CPU_BASELINE_SEED: u64 = 0xBA5E_11E5;
 
 /// The first difference between `expected` and `got` as a [`Mismatch`] of `output`.
 fn mismatch<T: PartialEq + Copy + ToString>(
@@ -394,6 +418,15 @@ mod tests {
             }
             assert_eq!(p.cases.last(), Some(&p.timed));
         }
+    }
+
+    #[test]
+    fn cpu_baseline_times_the_single_thread_backtest() {
+        let b = CudaBacktest
+            .cpu_baseline(&case((2, 1_000, 4, 2, 16)))
+            .expect("the task has a CPU baseline");
+        assert!(b.ms > 0.0 && b.ms < 60_000.0, "{b:?}");
+        assert_eq!(b.target_speedup, Some(30.0));
     }
 
     #[test]
