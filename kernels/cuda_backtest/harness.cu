@@ -43,7 +43,7 @@ extern "C" __global__ void bt_generate_bars(int* open, int* high, int* low, int*
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long a = (long long)blockIdx.x * blockDim.x + threadIdx.x; a < assets; a += stride) {
         int prev_close = 5000 + bt_pick(bt_draw(seed, (4ull << 56) | (unsigned long long)a), 0, 20000);
-        const int wick = dist == 2 ? 2 : 31;
+        const int wick = dist == 2 ? 2 : (dist == 3 ? 201 : 31);
         for (long long t = 0; t < bars; ++t) {
             const unsigned long long u = bt_draw(seed, ((unsigned long long)a << 32) | (unsigned long long)t);
             int gap, mv;

@@ -26,7 +26,8 @@ pub enum Distribution {
     /// Mostly unchanged prices (moves of -1 or +1 one bar in 16 each): many exact ties
     /// between the two averages.
     Flat = 2,
-    /// Open gaps in [-200, 200]: stops and targets hit at the open.
+    /// Open gaps in [-200, 200] and wicks up to 200 ticks: stops and targets hit at the
+    /// open, and bars whose range spans both the stop and the target.
     Gaps = 3,
 }
 
@@ -97,7 +98,11 @@ pub fn generate_bars(seed: u64, asset: u64, bars: usize, dist: Distribution) -> 
             Distribution::Trending => pick(u, 1, 81) - 40 + if asset % 2 == 0 { 3 } else { -3 },
             _ => pick(u, 1, 81) - 40,
         };
-        let wick = if dist == Distribution::Flat { 2 } else { 31 };
+        let wick = match dist {
+            Distribution::Flat => 2,
+            Distribution::Gaps => 201,
+            _ => 31,
+        };
         let open = (prev_close + gap).max(PRICE_FLOOR);
         let close = (open + mv).max(PRICE_FLOOR);
         out.open.push(open);
