@@ -429,6 +429,23 @@ mod tests {
         assert_eq!(b.target_speedup, Some(30.0));
     }
 
+    /// Prints the CPU baseline's cost per (pair, bar) step here (run it in release:
+    /// `cargo test --release -p rdbench-task-cuda-backtest -- --ignored --nocapture`).
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn cpu_baseline_cost_per_step() {
+        let v = case((16, 16_384, 64, 16, 256));
+        let b = CudaBacktest.cpu_baseline(&v).unwrap();
+        let steps = (16 * 16_384 * 64) as f64;
+        let full = 1_024.0 * 131_072.0 * 256.0;
+        println!(
+            "cpu baseline: {:.1} ms for {steps:e} steps = {:.2} ns/step; the full profile would take about {:.0} s",
+            b.ms,
+            b.ms * 1e6 / steps,
+            b.ms * 1e-3 / steps * full
+        );
+    }
+
     #[test]
     fn poison_is_never_a_right_answer() {
         for seed in [0u64, 1, u64::MAX, 0xdead_beef] {
