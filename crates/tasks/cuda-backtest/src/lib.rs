@@ -422,6 +422,23 @@ mod tests {
         }
     }
 
+    /// The worked example's numbers in the instructions are the ones the oracle's test
+    /// (`oracle::tests::worked_example_by_hand`) checks.
+    #[test]
+    fn instructions_state_the_checked_worked_example() {
+        for line in [
+            "| open | 100 | 101 | 103 | 106 | 104 | 100 | 97 | 98 |",
+            "| high | 102 | 104 | 107 | 108 | 105 | 101 | 99 | 103 |",
+            "| low | 99 | 100 | 102 | 103 | 99 | 96 | 95 | 97 |",
+            "| close | 101 | 103 | 106 | 104 | 100 | 97 | 98 | 102 |",
+            "`fast = 2`, `slow = 3`, `stop = 5`, `take = 20`, `slippage = 1`, `commission = 2`",
+            "Outputs: `pnl = -15`, `fills = 3`, `max_drawdown = 15`, `pnl_sum = -15`,",
+            "`pnl_sq_sum = 25 + 25 + 1 + 16 = 67`; fill log `(3, +1, 107), (4, -1, 101), (5, -1, 99)`.",
+        ] {
+            assert!(INSTRUCTIONS.contains(line), "instructions.md lacks: {line}");
+        }
+    }
+
     #[test]
     fn every_case_has_room_for_its_logged_pairs() {
         for p in CudaBacktest.profiles() {
