@@ -95,7 +95,9 @@ pub fn generate_bars(seed: u64, asset: u64, bars: usize, dist: Distribution) -> 
                 15 => 1,
                 _ => 0,
             },
-            Distribution::Trending => pick(u, 1, 81) - 40 + if asset % 2 == 0 { 3 } else { -3 },
+            Distribution::Trending => {
+                pick(u, 1, 81) - 40 + if asset.is_multiple_of(2) { 3 } else { -3 }
+            }
             _ => pick(u, 1, 81) - 40,
         };
         let wick = match dist {
