@@ -323,8 +323,9 @@ impl KernelTask for CudaBacktest {
         mismatch("fill_log", &want.fill_log, &outputs.i32s("fill_log"))
     }
 
-    /// The CPU oracle on every correctness case up to the tiny profile's size (it runs in
-    /// milliseconds there); larger timed runs get it on the kit's two samples.
+    /// The CPU oracle on every correctness case with at most 2^20 bars in all (milliseconds
+    /// at the tiny size, about a second on many cores for the full profile's middle case);
+    /// larger timed runs get it on the kit's two samples.
     fn oracle_max_elements(&self) -> u64 {
         1 << 20
     }
@@ -452,6 +453,27 @@ mod tests {
             "`pnl_sq_sum = 25 + 25 + 1 + 16 = 67`; fill log `(3, +1, 107), (4, -1, 101), (5, -1, 99)`.",
         ] {
             assert!(INSTRUCTIONS.contains(line), "instructions.md lacks: {line}");
+        }
+    }
+
+    /// Every shipped plan resolves within the plan limits at every size of every profile
+    /// (the full profile's too, which no CPU test scores).
+    #[test]
+    fn shipped_plans_resolve_at_every_size() {
+        let adapter = KernelTaskAdapter::new(CudaBacktest);
+        let work = tempfile::tempdir().unwrap();
+        let s = CudaBacktest.solutions();
+        for (which, files) in [("start", s.start), ("reference", s.reference)]
+            .into_iter()
+            .chain(s.fastest.map(|f| ("fastest", f)))
+        {
+            let dir = work.path().join(which);
+            rdbench_gpu::kernel_task::write_solution(&files, &dir).unwrap();
+            for p in CudaBacktest.profiles() {
+                if let Err(e) = adapter.check_submission(&dir, &p) {
+                    panic!("{which} at {}: {e}", p.name);
+                }
+            }
         }
     }
 
