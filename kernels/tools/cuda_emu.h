@@ -6,7 +6,8 @@
 // (launch_concurrent) for kernels whose blocks wait on each other (decoupled look-back); device
 // buffers must then come from dev_alloc (shared memory mapping). __shared__ becomes `static`
 // (one copy per process, fine since a process runs one block at a time).
-// Only 1-D blocks whose size is a multiple of 32, and full-mask warp collectives.
+// Only 1-D blocks whose size is a multiple of 32, and full-mask warp collectives. Integer and
+// floating min/max of two same-typed values are defined as CUDA defines them.
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -279,3 +280,14 @@ inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v)
     }
     return old;
 }
+// CUDA's min/max overloads (device functions there; the same-type overloads are enough here).
+#define RDB_EMU_MINMAX(T)                                                                          \
+    inline T min(T a, T b) { return b < a ? b : a; }                                               \
+    inline T max(T a, T b) { return a < b ? b : a; }
+RDB_EMU_MINMAX(int)
+RDB_EMU_MINMAX(unsigned)
+RDB_EMU_MINMAX(long long)
+RDB_EMU_MINMAX(unsigned long long)
+RDB_EMU_MINMAX(float)
+RDB_EMU_MINMAX(double)
+#undef RDB_EMU_MINMAX

@@ -10,6 +10,7 @@ pub fn all() -> Vec<Box<dyn Task>> {
         rdbench_task_prefix_sum::tasks(),
         rdbench_task_fix_embedding::tasks(),
         rdbench_task_ops::tasks(),
+        rdbench_task_cuda_backtest::tasks(),
         rdbench_task_tree_traversal::tasks(),
     ]
     .into_iter()

@@ -104,10 +104,34 @@ pub struct CalibrationEntry {
     pub details: serde_json::Value,
 }
 
+/// Key of the CPU baseline in [`CalibrationEntry::details`].
+pub const CPU_BASELINE_KEY: &str = "cpu_baseline";
+
 impl CalibrationEntry {
     /// Normalizes a raw score against this calibration.
     pub fn normalize(&self, raw: f64) -> f64 {
         normalize(raw, self.start, self.reference)
+    }
+
+    /// The CPU baseline measured with this calibration, if the task has one.
+    pub fn cpu_baseline(&self) -> Option<crate::task::CpuBaseline> {
+        serde_json::from_value(self.details.get(CPU_BASELINE_KEY)?.clone()).ok()
+    }
+
+    /// `{"speedup_vs_cpu": x, "meets_target_speedup": bool}` for a run of `median_ms`, when
+    /// this calibration has a CPU baseline (the flag only when the task sets a target).
+    pub fn cpu_speedup(&self, median_ms: f64) -> Option<serde_json::Value> {
+        let base = self.cpu_baseline()?;
+        if !(median_ms > 0.0 && median_ms.is_finite() && base.ms > 0.0) {
+            return None;
+        }
+        let speedup = base.ms / median_ms;
+        let mut v = serde_json::json!({ "speedup_vs_cpu": speedup, "cpu_baseline_ms": base.ms });
+        if let Some(target) = base.target_speedup {
+            v["meets_target_speedup"] = serde_json::Value::Bool(speedup >= target);
+            v["target_speedup"] = serde_json::json!(target);
+        }
+        Some(v)
     }
 }
 
@@ -394,6 +418,36 @@ mod tests {
             let (better, worse) = if a < b { (a, b) } else { (b, a) };
             prop_assert!(normalize(better, start, reference) >= normalize(worse, start, reference));
         }
+    }
+
+    #[test]
+    fn cpu_speedup_comes_from_the_stored_baseline() {
+        let mut entry = CalibrationEntry {
+            task: "t".into(),
+            profile: "tiny".into(),
+            start: 1.0,
+            reference: 0.0,
+            measured_at: Utc::now(),
+            provenance: String::new(),
+            details: serde_json::json!({}),
+        };
+        assert_eq!(entry.cpu_speedup(2.0), None, "no baseline, no speed-up");
+        let base = crate::task::CpuBaseline {
+            ms: 600.0,
+            description: "one thread".into(),
+            target_speedup: Some(30.0),
+        };
+        entry.details[CPU_BASELINE_KEY] = serde_json::to_value(&base).unwrap();
+        assert_eq!(entry.cpu_baseline(), Some(base));
+        let fast = entry.cpu_speedup(10.0).unwrap();
+        assert_eq!(fast["speedup_vs_cpu"], 60.0);
+        assert_eq!(fast["meets_target_speedup"], true);
+        assert_eq!(
+            entry.cpu_speedup(30.0).unwrap()["meets_target_speedup"],
+            false
+        );
+        assert_eq!(entry.cpu_speedup(0.0), None);
+        assert_eq!(entry.cpu_speedup(f64::NAN), None);
     }
 
     #[test]

@@ -198,6 +198,20 @@ pub struct ShippedCalibration {
     pub provenance: String,
 }
 
+/// One timing of a task's CPU baseline: the program a GPU task replaces (METR's GAC tasks
+/// state their goal as a speed-up over such a program). `calibrate` measures it once per
+/// device and profile; every later score then reports its speed-up over it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuBaseline {
+    /// Wall time of one run at the profile's timed size, milliseconds.
+    pub ms: f64,
+    /// What was timed (threads, algorithm), for reports.
+    pub description: String,
+    /// The speed-up the task counts as a success, if it has one (e.g. 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_speedup: Option<f64>,
+}
+
 /// A benchmark task. Implementations live in `crates/tasks/<name>/`.
 ///
 /// `score` runs inside a worker child process (its own CUDA context), so it may crash or hang
@@ -234,5 +248,11 @@ pub trait Task: Send + Sync {
     /// Calibration values valid on every machine, if the task has them.
     fn shipped_calibration(&self, _profile: &str) -> Option<ShippedCalibration> {
         None
+    }
+
+    /// Runs and times the task's CPU baseline at `profile`'s timed size, if it has one.
+    /// Called by `calibrate` in the CLI process; it may take a minute.
+    fn cpu_baseline(&self, _profile: &str) -> Result<Option<CpuBaseline>> {
+        Ok(None)
     }
 }

@@ -208,7 +208,17 @@ pub fn entry_for(
             details,
         } if raw.is_finite() => {
             headline = Some(h.clone());
-            (true, Some(*raw), None, details.clone())
+            let mut details = details.clone();
+            // A task with a CPU baseline in its calibration: the speed-up over it.
+            let median_ms = details.get("median_ms").and_then(|v| v.as_f64());
+            if let (Some(c), Some(ms), Some(obj)) =
+                (calibration, median_ms, details.as_object_mut())
+            {
+                if let Some(serde_json::Value::Object(speedup)) = c.cpu_speedup(ms) {
+                    obj.extend(speedup);
+                }
+            }
+            (true, Some(*raw), None, details)
         }
         ScoreOutcome::Valid { raw, details, .. } => {
             kind = Some(InvalidKind::NonFinite);
@@ -783,4 +793,62 @@ pub fn score_solution_dir_on(
     )
     .0
     .run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A valid kernel score next to a calibration with a CPU baseline reports its speed-up
+    /// and the task's target flag; without a baseline its details are the task's own.
+    #[test]
+    fn a_score_reports_its_speedup_over_the_calibrated_cpu_baseline() {
+        let info = registry::find("cuda-backtest").unwrap().info();
+        let result = JobResult {
+            outcome: ScoreOutcome::Valid {
+                raw: 10f64.ln(),
+                headline: "10 ms".into(),
+                details: serde_json::json!({ "median_ms": 10.0 }),
+            },
+            wall_s: 1.0,
+            monitor: None,
+            ran_worker: true,
+        };
+        let mut cal = CalibrationEntry {
+            task: info.name.clone(),
+            profile: "tiny".into(),
+            start: 100f64.ln(),
+            reference: 5f64.ln(),
+            measured_at: Utc::now(),
+            provenance: String::new(),
+            details: serde_json::json!({}),
+        };
+        let entry = entry_for(
+            &info,
+            "tiny",
+            &result,
+            Some(&cal),
+            None,
+            String::new(),
+            None,
+        );
+        assert!(entry.details.get("speedup_vs_cpu").is_none());
+        cal.details[rdbench_core::calibration::CPU_BASELINE_KEY] =
+            serde_json::json!({ "ms": 250.0, "description": "one thread", "target_speedup": 30.0 });
+        let entry = entry_for(
+            &info,
+            "tiny",
+            &result,
+            Some(&cal),
+            None,
+            String::new(),
+            None,
+        );
+        assert_eq!(entry.details["speedup_vs_cpu"], 25.0);
+        assert_eq!(entry.details["meets_target_speedup"], false);
+        assert_eq!(
+            entry.details["median_ms"], 10.0,
+            "the task's details are kept"
+        );
+    }
 }

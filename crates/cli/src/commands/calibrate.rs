@@ -98,6 +98,11 @@ pub fn calibrate_task(
             info.name
         )));
     }
+    bar.set_message(format!("{} {profile}: CPU baseline", info.name));
+    if let Some(base) = task.cpu_baseline(profile)? {
+        let value = serde_json::to_value(&base).map_err(|e| Error::Internal(e.to_string()))?;
+        details.insert(rdbench_core::calibration::CPU_BASELINE_KEY.into(), value);
+    }
     let entry = CalibrationEntry {
         task: info.name.clone(),
         profile: profile.into(),

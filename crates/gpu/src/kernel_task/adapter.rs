@@ -185,6 +185,10 @@ impl<T: KernelTask> Task for KernelTaskAdapter<T> {
         }
     }
 
+    fn cpu_baseline(&self, profile: &str) -> Result<Option<rdbench_core::task::CpuBaseline>> {
+        Ok(self.task.cpu_baseline(&self.profile(profile)?.timed))
+    }
+
     fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
         let profile = self.profile(&req.profile)?;
         let br = BenchRequest {

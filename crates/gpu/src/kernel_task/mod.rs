@@ -261,4 +261,10 @@ pub trait KernelTask: Send + Sync + 'static {
     fn plan_limits(&self) -> PlanLimits {
         PlanLimits::default()
     }
+
+    /// Runs and times the task's CPU baseline at size `vars` (inputs generated untimed), if
+    /// the task has one; see [`rdbench_core::task::CpuBaseline`].
+    fn cpu_baseline(&self, _vars: &Vars) -> Option<rdbench_core::task::CpuBaseline> {
+        None
+    }
 }

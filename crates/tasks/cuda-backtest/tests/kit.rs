@@ -1,0 +1,16 @@
+//! cuda-backtest through the kit's real scoring routine, one body per device: on the CPU
+//! emulator always (correctness of every shipped solution at the emulator sizes, never a
+//! score), and on the GPU where there is one (the tiny profile, timed and validated).
+
+use rdbench_gpu::backend::KernelBackend;
+use rdbench_gpu::testing::assert_shipped_solutions_correct;
+use rdbench_task_cuda_backtest::CudaBacktest;
+
+fn shipped_solutions_are_correct<B: KernelBackend>(dev: &B) {
+    assert_shipped_solutions_correct(dev, CudaBacktest);
+}
+
+rdbench_gpu::backend_test!(
+    every_shipped_solution_is_correct,
+    shipped_solutions_are_correct
+);
