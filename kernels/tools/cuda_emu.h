@@ -253,6 +253,19 @@ inline unsigned __reduce_add_sync(unsigned m, unsigned v)
     emu::release();
     return r;
 }
+inline unsigned __float_as_uint(float f)
+{
+    unsigned u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+inline float __uint_as_float(unsigned u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
 inline int __ffs(unsigned v) { return __builtin_ffs((int)v); }
 template <class T> T __ldg(const T* p) { return *p; }
