@@ -1,14 +1,16 @@
-//! What every op of the family shares: the input generator (the harness kernel
-//! `ops_generate` of `kernels/ops/generate.cu` and its bit-exact CPU twin [`Gen`]), the f32
-//! comparison of the CPU oracles ([`check_rows`]), the NaN poison word, profiles, task info,
-//! buffers and the common half of the instructions.
+//! What every op of the family shares: the input generator (the harness kernels
+//! `ops_generate` / `ops_generate_bf16` of `kernels/ops/generate.cu` and their bit-exact CPU
+//! twin [`Gen`]), the comparison of the CPU oracles ([`check_rows`], f32 or bf16 outputs), the
+//! bf16 tolerance, the NaN poison word, profiles, task info, buffers and the common half of the
+//! instructions.
 
 use rdbench_core::rng::splitmix64;
 use rdbench_core::task::{Direction, SubmissionKind, TaskInfo};
 use rdbench_core::template::{render, thousands};
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::kernel_task::{
-    Compare, HArg, Harness, HostOutputs, KernelProfile, Mismatch, Role, TaskBuffer, Vars,
+    bf16_to_f32, f32_to_bf16, Compare, HArg, Harness, HostOutputs, KernelProfile, Mismatch, Role,
+    TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::ElemType;
 use rdbench_gpu::GpuError;
@@ -105,6 +107,8 @@ pub struct Gen {
     row_len: u64,
     const_row: u64,
     dist: Dist,
+    /// Values rounded to bf16, as `ops_generate_bf16` stores them.
+    bf16: bool,
 }
 
 impl Gen {
@@ -116,7 +120,13 @@ impl Gen {
             row_len,
             const_row: (splitmix64(key ^ CONST_ROW_KEY) >> 32) % rows,
             dist,
+            bf16: false,
         }
+    }
+
+    /// The same buffer as `ops_generate_bf16` writes it (every value rounded to bf16).
+    pub fn in_bf16(self) -> Gen {
+        Gen { bf16: true, ..self }
     }
 
     fn unit(&self, i: u64) -> f32 {
@@ -124,8 +134,18 @@ impl Gen {
         ((h >> 40) as i64 - (1 << 23)) as f32
     }
 
-    /// Element `i`, bit for bit as the device writes it.
+    /// Element `i`, bit for bit as the device writes it (the f32 a bf16 stands for, for a
+    /// bf16 buffer).
     pub fn value(&self, i: u64) -> f32 {
+        let v = self.value_f32(i);
+        if self.bf16 {
+            bf16_to_f32(f32_to_bf16(v))
+        } else {
+            v
+        }
+    }
+
+    fn value_f32(&self, i: u64) -> f32 {
         match self.dist {
             Dist::Uniform => self.unit(i) * UNIT_SCALE,
             Dist::Large => self.unit(i) * LARGE_SCALE,
@@ -159,18 +179,25 @@ impl Gen {
     }
 }
 
-/// Launches `ops_generate` into `buffer` (`count` elements in rows of `row_len`).
+/// Launches `ops_generate` (f32) or `ops_generate_bf16` (bf16) into `buffer` (`count` elements
+/// in rows of `row_len`).
+#[allow(clippy::too_many_arguments)] // the generator's own arguments, named at every call
 pub fn launch_generate(
     h: &mut dyn Harness,
     buffer: &str,
+    elem: ElemType,
     count: i64,
     row_len: i64,
     seed: u64,
     salt: u64,
     dist: Dist,
 ) -> Result<(), GpuError> {
+    let kernel = match elem {
+        ElemType::Bf16 => "ops_generate_bf16",
+        _ => "ops_generate",
+    };
     h.launch(
-        "ops_generate",
+        kernel,
         Dims::grid_stride(count),
         &[
             HArg::Buffer(buffer),
@@ -184,21 +211,40 @@ pub fn launch_generate(
 }
 
 /// A quiet NaN whose payload comes from the seed: unpredictable, and never a right answer
-/// (NaN never matches).
-pub fn nan_poison(seed: u64) -> u32 {
-    0x7FC0_0000 | ((seed >> 20) as u32 & 0x003F_FFFF)
+/// (NaN never matches). For bf16 outputs the kit writes the low half, itself a bf16 NaN.
+pub fn nan_poison(elem: ElemType, seed: u64) -> u32 {
+    match elem {
+        ElemType::Bf16 => 0x7FC0 | ((seed >> 20) as u32 & 0x3F),
+        _ => 0x7FC0_0000 | ((seed >> 20) as u32 & 0x003F_FFFF),
+    }
 }
 
+/// The tolerance of every bf16 output. rtol 2^-7 is one bf16 ulp at the bottom of a binade
+/// (bf16 keeps 8 significant bits, so an ulp is 2^-8 to 2^-7 of the value): an f32 computation
+/// rounded once to bf16 can land one ulp from the correctly rounded value when the exact value
+/// is near a rounding midpoint, and that must pass; two roundings through bf16 intermediates, or
+/// statistics accumulated in bf16, drift further. atol 1e-5 covers the f32 rounding of outputs
+/// that cancel to near zero. This is tighter than `torch.testing`'s bf16 default
+/// (rtol 1.6e-2, atol 1e-5) by a factor of two in rtol.
+pub const BF16_TOLERANCE: Compare = Compare::Tolerance {
+    rtol: 1.0 / 128.0,
+    atol: 1e-5,
+};
+
 /// The kit's tolerance rule, against an f64 expected value: finite, and
-/// `|got - want| <= atol + rtol * |want|`, plus half an f32 ulp of `want` (the device compares
-/// against `want` rounded to f32).
-pub fn close(want: f64, got: f32, how: Compare) -> bool {
+/// `|got - want| <= atol + rtol * |want|`, plus what rounding `want` to `elem` can add (the
+/// device compares against `want` rounded to f32 or bf16: at most half an ulp, that is 2^-24 of
+/// `|want|` for f32 and 2^-8 for bf16).
+pub fn close(want: f64, got: f32, how: Compare, elem: ElemType) -> bool {
     let (rtol, atol) = match how {
         Compare::Tolerance { rtol, atol } => (rtol as f64, atol as f64),
         Compare::Exact => (0.0, 0.0),
     };
-    let half_ulp = want.abs() * f32::EPSILON as f64 / 2.0;
-    got.is_finite() && (got as f64 - want).abs() <= atol + rtol * want.abs() + half_ulp
+    let half_ulp = match elem {
+        ElemType::Bf16 => want.abs() / 256.0,
+        _ => want.abs() * f32::EPSILON as f64 / 2.0,
+    };
+    got.is_finite() && (got as f64 - want).abs() <= atol + rtol * (want.abs() + half_ulp) + half_ulp
 }
 
 /// At most `budget / cost_per_row` of `rows` rows, evenly spaced, the first and last included:
@@ -213,10 +259,13 @@ pub fn rows_to_check(rows: u64, cost_per_row: u64, budget: u64) -> Vec<u64> {
     out
 }
 
-/// Checks rows `rows` of an output of rows of `row_len` f32s against `want_row(r)` (f64) with
-/// `how`; `got` must hold `total_rows * row_len` elements.
+/// Checks rows `rows` of an output of rows of `row_len` values (f32s, or the f32s bf16s stand
+/// for, as `elem` says) against `want_row(r)` (f64) with `how`; `got` must hold
+/// `total_rows * row_len` elements.
+#[allow(clippy::too_many_arguments)] // each named at its call
 pub fn check_rows(
     output: &str,
+    elem: ElemType,
     got: &[f32],
     total_rows: u64,
     row_len: u64,
@@ -239,7 +288,7 @@ pub fn check_rows(
         for (j, &w) in want.iter().enumerate() {
             let i = base + j as u64;
             let g = got[i as usize];
-            if !close(w, g, how) {
+            if !close(w, g, how, elem) {
                 return Err(Mismatch {
                     output: output.into(),
                     index: i,
@@ -256,6 +305,23 @@ pub fn check_rows(
 pub fn host_outputs(name: &str, values: &[f32]) -> HostOutputs {
     let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     HostOutputs::new([(name.to_string(), bytes)].into_iter().collect())
+}
+
+/// Host outputs holding one bf16 buffer, each value rounded to bf16 (for the oracles' tests).
+pub fn host_outputs_bf16(name: &str, values: &[f32]) -> HostOutputs {
+    let bytes = values
+        .iter()
+        .flat_map(|v| f32_to_bf16(*v).to_le_bytes())
+        .collect();
+    HostOutputs::new([(name.to_string(), bytes)].into_iter().collect())
+}
+
+/// An output buffer's values as f32s (a bf16 output widened exactly).
+pub fn output_values(outputs: &HostOutputs, name: &str, elem: ElemType) -> Vec<f32> {
+    match elem {
+        ElemType::Bf16 => outputs.bf16s(name),
+        _ => outputs.f32s(name),
+    }
 }
 
 /// Size lists from tuples: `sizes(&["m", "n"], &[[1, 1], [3, 33]])`.
@@ -296,15 +362,13 @@ pub fn profile(
     }
 }
 
-/// f32 buffers: the inputs, then the outputs.
-pub fn f32_buffers(inputs: &[&'static str], outputs: &[&'static str]) -> Vec<TaskBuffer> {
-    let with = |role| {
-        move |&name| TaskBuffer {
-            name,
-            elem: ElemType::F32,
-            role,
-        }
-    };
+/// Buffers of one element type: the inputs, then the outputs.
+pub fn buffers(
+    elem: ElemType,
+    inputs: &[&'static str],
+    outputs: &[&'static str],
+) -> Vec<TaskBuffer> {
+    let with = |role| move |&name| TaskBuffer { name, elem, role };
     inputs
         .iter()
         .map(with(Role::Input))
@@ -414,9 +478,18 @@ mod tests {
     #[test]
     fn poison_is_always_nan() {
         for seed in [0u64, 1, u64::MAX, 0xdead_beef, 1 << 41] {
-            assert!(f32::from_bits(nan_poison(seed)).is_nan());
+            assert!(f32::from_bits(nan_poison(ElemType::F32, seed)).is_nan());
+            let low = nan_poison(ElemType::Bf16, seed) & 0xFFFF;
+            assert!(bf16_to_f32(low as u16).is_nan());
         }
-        assert_ne!(nan_poison(0), nan_poison(0xabc << 20));
+        assert_ne!(
+            nan_poison(ElemType::F32, 0),
+            nan_poison(ElemType::F32, 0xabc << 20)
+        );
+        assert_ne!(
+            nan_poison(ElemType::Bf16, 0),
+            nan_poison(ElemType::Bf16, 5 << 20)
+        );
     }
 
     #[test]
@@ -434,10 +507,37 @@ mod tests {
             rtol: 1e-5,
             atol: 1e-6,
         };
-        assert!(close(1.0, 1.000_005, t));
-        assert!(!close(1.0, 1.000_1, t));
-        assert!(!close(0.5, f32::NAN, t));
-        assert!(!close(0.5, f32::INFINITY, t));
-        assert!(close(0.0, 5e-7, t));
+        let f = ElemType::F32;
+        assert!(close(1.0, 1.000_005, t, f));
+        assert!(!close(1.0, 1.000_1, t, f));
+        assert!(!close(0.5, f32::NAN, t, f));
+        assert!(!close(0.5, f32::INFINITY, t, f));
+        assert!(close(0.0, 5e-7, t, f));
+    }
+
+    #[test]
+    fn bf16_tolerance_passes_one_ulp_and_nothing_much_beyond() {
+        let (t, b) = (BF16_TOLERANCE, ElemType::Bf16);
+        // Exact 1.00390625 (a rounding midpoint): either neighbour, 1 or 1 + 2^-7, passes.
+        assert!(close(1.003_906_25, 1.0, t, b) && close(1.003_906_25, 1.007_812_5, t, b));
+        // At the top of a binade an ulp is 2^-8 of the value: two ulps still pass there ...
+        assert!(close(1.99, 1.99 + 2.0 / 128.0, t, b));
+        // ... but three do not, and neither does 3 % anywhere.
+        assert!(!close(1.99, 1.99 + 3.0 / 128.0, t, b));
+        assert!(!close(1.0, 1.03, t, b) && !close(-40.0, -41.2, t, b));
+        assert!(!close(0.5, f32::NAN, t, b) && !close(0.5, f32::NEG_INFINITY, t, b));
+        assert!(close(0.0, 9e-6, t, b) && !close(0.0, 2e-5, t, b));
+    }
+
+    #[test]
+    fn bf16_generator_rounds_the_f32_values() {
+        let f = Gen::new(11, 2, 4096, 64, Dist::Large);
+        let b = f.in_bf16();
+        for i in 0..4096 {
+            let (x, y) = (f.value(i), b.value(i));
+            assert_eq!(y, bf16_to_f32(f32_to_bf16(x)));
+            assert!((x - y).abs() <= x.abs() / 256.0, "{x} {y}");
+        }
+        assert_ne!(f.all(64), b.all(64), "Large values are not bf16-exact");
     }
 }
