@@ -401,6 +401,23 @@ pub fn info(name: &str, title: &str, summary: &str, score_timeout_s: u64) -> Tas
 
 const COMMON_INSTRUCTIONS: &str = include_str!("common.md");
 
+/// What every bf16 op's instructions say about bf16 buffers and the tolerance.
+pub fn bf16_instructions() -> String {
+    let Compare::Tolerance { rtol, atol } = BF16_TOLERANCE else {
+        unreachable!("a tolerance")
+    };
+    render(
+        include_str!("bf16.md"),
+        &[
+            ("RTOL", format!("{rtol:e}").as_str()),
+            ("ATOL", format!("{atol:e}").as_str()),
+        ],
+    )
+    .expect("the bf16 text and its values agree (tested)")
+    .trim_end()
+    .to_string()
+}
+
 /// An op's instructions: its own text (`op_text` rendered with `values` plus `PROFILE` and
 /// `SIZES`), then the family's common part (submission, scoring, cheating).
 pub fn instructions(
