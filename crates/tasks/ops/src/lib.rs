@@ -7,7 +7,9 @@
 //!   `m x n` f32 matrix;
 //! - `ops-matmul` ([`matmul::Matmul`]): `C = A x B` in f32, three size variables `m, n, k`;
 //! - `ops-rmsnorm` and `ops-layernorm` ([`norm::Norm`]): row normalizations of an `m x n` bf16
-//!   matrix with f32 statistics (bf16 weight, and bias for LayerNorm).
+//!   matrix with f32 statistics (bf16 weight, and bias for LayerNorm);
+//! - `ops-gemm` ([`gemm::Gemm`]): `C = A x B` with bf16 inputs and output, f32 accumulation
+//!   (the contract of bf16 tensor cores).
 //!
 //! What the ops share lives in [`common`]: the one input generator (harness kernel
 //! `kernels/ops/generate.cu` and its bit-exact CPU twin), the tolerance rule of the CPU
@@ -17,6 +19,7 @@
 
 #[macro_use]
 pub mod common;
+pub mod gemm;
 pub mod matmul;
 pub mod norm;
 pub mod softmax;
@@ -31,5 +34,6 @@ pub fn tasks() -> Vec<Box<dyn Task>> {
         Box::new(KernelTaskAdapter::new(matmul::Matmul)),
         Box::new(KernelTaskAdapter::new(norm::Norm::Rms)),
         Box::new(KernelTaskAdapter::new(norm::Norm::Layer)),
+        Box::new(KernelTaskAdapter::new(gemm::Gemm)),
     ]
 }
