@@ -16,6 +16,7 @@
 //                        multiply, the same on every IEEE device; exp overflows f32 above 88.7)
 //   dist 2 constant-row: as dist 0, except that row r = (splitmix64(key ^ 0xC0A57A27) >> 32) % rows
 //                        (rows = max(count / row_len, 1)) holds the value of its first element everywhere
+//   dist 3 positive:     ((float)s + 2^23) * 2^-24                uniform in [0, 1) (exact)
 //   other: 0
 // splitmix64(z): z += 0x9E3779B97F4A7C15; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
 //                z = (z ^ (z >> 27)) * 0x94D049BB133111EB; return z ^ (z >> 31)   (u64 wrapping)
@@ -62,6 +63,7 @@ __device__ __forceinline__ float ops_value(unsigned long long key, long long i, 
         const long long at = row == const_row ? row * row_len : i;
         return ops_unit(key, (unsigned long long)at) * 1.1920928955078125e-07f;
     }
+    case 3: return (ops_unit(key, (unsigned long long)i) + 8388608.0f) * 5.9604644775390625e-08f;
     default: return 0.0f;
     }
 }

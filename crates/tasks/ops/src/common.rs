@@ -72,6 +72,8 @@ pub enum Dist {
     Large = 1,
     /// As `Uniform`, except one row (chosen by the seed) is constant.
     ConstantRow = 2,
+    /// Uniform in [0, 1), multiples of 2^-24 (exact).
+    Positive = 3,
 }
 
 impl Dist {
@@ -80,6 +82,7 @@ impl Dist {
             Dist::Uniform => "uniform",
             Dist::Large => "large",
             Dist::ConstantRow => "constant-row",
+            Dist::Positive => "positive",
         }
     }
 
@@ -89,6 +92,7 @@ impl Dist {
             Dist::Uniform => "uniform in [-1, 1)",
             Dist::Large => "uniform in [-100, 100) (exp of an unshifted value overflows f32)",
             Dist::ConstantRow => "uniform in [-1, 1) except one row, which is constant",
+            Dist::Positive => "uniform in [0, 1)",
         }
     }
 }
@@ -99,6 +103,9 @@ const CONST_ROW_KEY: u64 = 0xC0A5_7A27;
 /// 2^-23 and 25 * 2^-21: the generator's scales (exact in f32).
 const UNIT_SCALE: f32 = 1.192_092_9e-7;
 const LARGE_SCALE: f32 = 1.192_092_9e-5;
+/// 2^23 and 2^-24: `Positive` shifts the integers to [0, 2^24) (exact in f32) and scales.
+const POSITIVE_OFFSET: f32 = 8_388_608.0;
+const POSITIVE_SCALE: f32 = 5.960_464_5e-8;
 
 /// The CPU twin of `ops_generate` for one buffer: `count` elements in rows of `row_len`.
 #[derive(Debug, Clone, Copy)]
@@ -158,6 +165,7 @@ impl Gen {
                 };
                 self.unit(at) * UNIT_SCALE
             }
+            Dist::Positive => (self.unit(i) + POSITIVE_OFFSET) * POSITIVE_SCALE,
         }
     }
 
@@ -490,6 +498,11 @@ mod tests {
     fn scales_are_exact() {
         assert_eq!(UNIT_SCALE, 2f32.powi(-23));
         assert_eq!(LARGE_SCALE, 25.0 * 2f32.powi(-21));
+        assert_eq!(POSITIVE_OFFSET, 2f32.powi(23));
+        assert_eq!(POSITIVE_SCALE, 2f32.powi(-24));
+        let p = Gen::new(4, 0, 1 << 14, 64, Dist::Positive).all(1 << 14);
+        assert!(p.iter().all(|x| (0.0..1.0).contains(x)));
+        assert!(p.iter().any(|x| *x < 0.01) && p.iter().any(|x| *x > 0.99));
     }
 
     #[test]
