@@ -81,7 +81,7 @@ impl KernelTask for Gemm {
                 [128, 11_008, 4096],
             ],
         );
-        // At sizes the emulator runs in seconds (it emulates every MMA with shuffles).
+        // At sizes the emulator runs in seconds (it models every MMA in software).
         let emu = common::sizes(
             names,
             &[[1, 1, 1], [5, 7, 3], [33, 65, 17], [2, 1, 70], [70, 80, 50]],

@@ -11,8 +11,8 @@
 //
 // The MMA is PTX inline assembly on the GPU. The CPU emulator (no __CUDA_ARCH__) cannot run PTX,
 // so there mma_16x8x16 computes the same warp-wide product from the documented fragment layout
-// with shuffles: the tiling, staging, fragment indexing and edges are then tested on the CPU;
-// only the instruction itself is not. Must match launch.toml: THREADS = 128, TILE = 64.
+// (the warp's fragments exchanged through shared memory): the tiling, staging, fragment indexing
+// and edges are then tested on the CPU; only the instruction itself is not. Must match launch.toml: THREADS = 128, TILE = 64.
 
 #define TILE 64
 #define BK 32
@@ -44,24 +44,29 @@ __device__ __forceinline__ void mma_16x8x16(float* d, const unsigned int* a, con
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #else
-    // Emulator only: gather the whole 16 x 16 A and 16 x 8 B from the warp, then each lane
-    // computes its four outputs.
+    // Emulator only: the warp publishes its fragments (one warp-private slot of static shared
+    // memory), then each lane rebuilds the 16 x 16 A and 16 x 8 B and computes its four outputs.
+    __shared__ unsigned int published[THREADS / 32][32][6];
+    const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5;
+    for (int r = 0; r < 4; ++r) published[warp][lane][r] = a[r];
+    for (int r = 0; r < 2; ++r) published[warp][lane][4 + r] = b[r];
+    __syncwarp();
     float A[16][16], B[16][8];
     for (int src = 0; src < 32; ++src) {
-        const int g = src >> 2, t = src & 3;
-        unsigned int ra[4], rb[2];
-        for (int r = 0; r < 4; ++r) ra[r] = __shfl_sync(FULL, a[r], src);
-        for (int r = 0; r < 2; ++r) rb[r] = __shfl_sync(FULL, b[r], src);
+        const int sg = src >> 2, st = src & 3;
+        const unsigned int* ra = published[warp][src];
+        const unsigned int* rb = published[warp][src] + 4;
         for (int h = 0; h < 2; ++h) {
-            A[g][2 * t + h] = bf16_to_f32((unsigned short)(ra[0] >> (16 * h)));
-            A[g + 8][2 * t + h] = bf16_to_f32((unsigned short)(ra[1] >> (16 * h)));
-            A[g][2 * t + 8 + h] = bf16_to_f32((unsigned short)(ra[2] >> (16 * h)));
-            A[g + 8][2 * t + 8 + h] = bf16_to_f32((unsigned short)(ra[3] >> (16 * h)));
-            B[2 * t + h][g] = bf16_to_f32((unsigned short)(rb[0] >> (16 * h)));
-            B[2 * t + 8 + h][g] = bf16_to_f32((unsigned short)(rb[1] >> (16 * h)));
+            A[sg][2 * st + h] = bf16_to_f32((unsigned short)(ra[0] >> (16 * h)));
+            A[sg + 8][2 * st + h] = bf16_to_f32((unsigned short)(ra[1] >> (16 * h)));
+            A[sg][2 * st + 8 + h] = bf16_to_f32((unsigned short)(ra[2] >> (16 * h)));
+            A[sg + 8][2 * st + 8 + h] = bf16_to_f32((unsigned short)(ra[3] >> (16 * h)));
+            B[2 * st + h][sg] = bf16_to_f32((unsigned short)(rb[0] >> (16 * h)));
+            B[2 * st + 8 + h][sg] = bf16_to_f32((unsigned short)(rb[1] >> (16 * h)));
         }
     }
-    const int lane = (int)threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    __syncwarp(); // every lane has read the slot before the next MMA overwrites it
+    const int g = lane >> 2, t = lane & 3;
     for (int q = 0; q < 4; ++q) {
         const int row = g + (q >> 1) * 8, col = 2 * t + (q & 1);
         float s = 0.0f;
