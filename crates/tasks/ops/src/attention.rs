@@ -246,6 +246,7 @@ impl KernelTask for Attention {
             &[("BF16", bf16.as_str())],
             profile,
             &DISTS,
+            ElemType::Bf16,
         )
     }
 }

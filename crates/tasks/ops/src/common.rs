@@ -426,13 +426,31 @@ pub fn bf16_instructions() -> String {
     .to_string()
 }
 
+/// What the cheating rules say about precision, by the op's data type: f32 ops must not drop
+/// below f32 (tensor cores do); for bf16 ops, bf16 inputs to f32-accumulating tensor cores are
+/// the contract and only lower-precision accumulation is out.
+fn precision_rule(elem: ElemType) -> &'static str {
+    match elem {
+        ElemType::Bf16 => {
+            "accumulating sums or statistics in lower precision than f32 (bf16 or f16 \
+             accumulators; bf16 operands into f32-accumulating tensor cores are the contract)"
+        }
+        _ => {
+            "computing in lower precision than f32 where it exceeds the tolerance (TF32, bf16 \
+             or f16 tensor cores do)"
+        }
+    }
+}
+
 /// An op's instructions: its own text (`op_text` rendered with `values` plus `PROFILE` and
-/// `SIZES`), then the family's common part (submission, scoring, cheating).
+/// `SIZES`), then the family's common part (submission, scoring, cheating; its precision rule
+/// for data of type `elem`).
 pub fn instructions(
     op_text: &str,
     values: &[(&str, &str)],
     profile: &KernelProfile,
     dists: &[Dist],
+    elem: ElemType,
 ) -> String {
     let sizes = describe_vars(&profile.timed);
     let mut all = values.to_vec();
@@ -451,7 +469,11 @@ pub fn instructions(
     let own = render(op_text, &all).expect("an op's instructions and its values agree (tested)");
     let common = render(
         COMMON_INSTRUCTIONS,
-        &[("VARS", vars.as_str()), ("DISTRIBUTIONS", dists.as_str())],
+        &[
+            ("VARS", vars.as_str()),
+            ("DISTRIBUTIONS", dists.as_str()),
+            ("PRECISION_RULE", precision_rule(elem)),
+        ],
     )
     .expect("the common instructions and their values agree (tested)");
     format!("{own}\n{common}")
@@ -557,6 +579,23 @@ mod tests {
         assert!(!close(1.0, 1.03, t, b) && !close(-40.0, -41.2, t, b));
         assert!(!close(0.5, f32::NAN, t, b) && !close(0.5, f32::NEG_INFINITY, t, b));
         assert!(close(0.0, 9e-6, t, b) && !close(0.0, 2e-5, t, b));
+    }
+
+    #[test]
+    fn cheating_rules_follow_the_data_type() {
+        // f32 ops forbid tensor-core precision; bf16 ops forbid only low-precision sums.
+        assert!(precision_rule(ElemType::F32).contains("TF32, bf16"));
+        let bf16 = precision_rule(ElemType::Bf16);
+        assert!(bf16.contains("accumulators") && !bf16.contains("TF32"));
+        let p = profile("t", Vars::new(), "x", Vec::new(), Vec::new());
+        let text = instructions(
+            "{{PROFILE}} {{SIZES}}",
+            &[],
+            &p,
+            &[Dist::Uniform],
+            ElemType::Bf16,
+        );
+        assert!(text.contains(bf16) && !text.contains("{{"), "{text}");
     }
 
     #[test]

@@ -220,6 +220,7 @@ impl KernelTask for Gemm {
             ],
             profile,
             &DISTS,
+            ElemType::Bf16,
         )
     }
 }

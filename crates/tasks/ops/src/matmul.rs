@@ -227,6 +227,7 @@ impl KernelTask for Matmul {
             ],
             profile,
             &DISTS,
+            ElemType::F32,
         )
     }
 }

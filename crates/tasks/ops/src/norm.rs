@@ -274,6 +274,7 @@ impl KernelTask for Norm {
             &[("EPS", eps.as_str()), ("BF16", bf16.as_str())],
             profile,
             &DISTS,
+            ElemType::Bf16,
         )
     }
 }

@@ -203,6 +203,7 @@ impl KernelTask for Softmax {
             ],
             profile,
             &DISTS,
+            ElemType::F32,
         )
     }
 }
