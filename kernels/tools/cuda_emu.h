@@ -233,6 +233,10 @@ template <class T> T __shfl_down_sync(unsigned m, T v, unsigned d)
     const int l = emu::tid() & 31;
     return emu_shfl_idx(m, v, l + (int)d < 32 ? l + (int)d : l);
 }
+template <class T> T __shfl_xor_sync(unsigned m, T v, int mask)
+{
+    return emu_shfl_idx(m, v, (emu::tid() & 31) ^ (mask & 31));
+}
 inline unsigned __ballot_sync(unsigned m, int pred)
 {
     emu::check_mask(m);

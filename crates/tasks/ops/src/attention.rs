@@ -15,7 +15,8 @@ use rdbench_gpu::GpuError;
 use crate::common::{self, Dist, Gen};
 
 /// The starting solution (one thread per query row, a naive two-pass softmax) and the
-/// reference (64-query tiles, keys and values through shared memory, online softmax).
+/// reference (flash-attention's schedule: 64-query tiles, keys and values through shared
+/// memory, scores and P v on bf16 tensor cores through `mma.sync`, online softmax).
 pub const SOLUTIONS: KernelSolutions = op_solutions!("attention");
 
 const HARNESS: HarnessSource = op_harness!("attention");
@@ -112,12 +113,13 @@ impl KernelTask for Attention {
                 cases.clone(),
                 emu.clone(),
             ),
-            // 2 sequences x 16 heads at 4,096: 69 GFLOP causal. The CUDA-core reference
-            // perhaps reaches 10-20 TFLOP/s on an H100, so 4-7 ms (estimates, not measured).
+            // 2 sequences x 16 heads at 4,096: 69 GFLOP causal. The mma.sync reference
+            // perhaps reaches 50-150 TFLOP/s on an H100, so 0.5-1.5 ms (estimates, not
+            // measured).
             common::profile(
                 "full",
                 common::sizes(names, &[[32, 4096]]).remove(0),
-                "2 x 16 heads at 4,096 positions; a few ms for the reference on an H100, \
+                "2 x 16 heads at 4,096 positions; about 1 ms for the reference on an H100, \
                  estimated",
                 cases,
                 emu,
