@@ -52,9 +52,23 @@ NVRTC, NVRTC_PATH = load_nvrtc()
 NVRTC.nvrtcGetErrorString.restype = ctypes.c_char_p
 
 
+PRELUDE_MARK = b"// rdbench-prelude: "
+
+
+def source_of(path):
+    """The file's text; one whose first line is `// rdbench-prelude: <repo path>` is compiled
+    after that file, as its task crate concatenates them (a harness sharing its family's code)."""
+    src = open(path, "rb").read()
+    first = src.split(b"\n", 1)[0]
+    if first.startswith(PRELUDE_MARK):
+        prelude = os.path.join(ROOT, first[len(PRELUDE_MARK):].strip().decode())
+        src = open(prelude, "rb").read() + b"\n" + src
+    return src
+
+
 def compile_source(path, arch):
     """Returns (ok, log)."""
-    src = open(path, "rb").read()
+    src = source_of(path)
     prog = ctypes.c_void_p()
     rc = NVRTC.nvrtcCreateProgram(ctypes.byref(prog), ctypes.c_char_p(src),
                                   ctypes.c_char_p(os.path.basename(path).encode()), 0, None, None)

@@ -4,12 +4,17 @@
 //
 //   rdbench_fill_u32(unsigned int* p, long long words, unsigned int value)
 //       p[i] = value for i < words (the poison pattern written over every output before a run).
+//   rdbench_fill_u16(unsigned short* p, long long n, unsigned int value)
+//       p[i] = the low 16 bits of value for i < n (the poison of 2-byte outputs such as bf16).
 //   rdbench_compare_u8 / _u32 / _u64(const T* expected, const T* got, long long n, unsigned long long* verdict)
 //       exact, bitwise comparison of n elements.
 //   rdbench_compare_f32(const float* expected, const float* got, long long n, float rtol, float atol,
 //                       unsigned long long* verdict)
 //       |got - expected| <= atol + rtol * |expected|, both finite; infinities must be equal;
 //       NaN never matches anything, NaN included.
+//   rdbench_compare_bf16(const unsigned short* expected, const unsigned short* got, long long n, float rtol,
+//                        float atol, unsigned long long* verdict)
+//       the same rule on bfloat16 bits, each widened exactly to the f32 it stands for.
 //
 // verdict[4] (u64): [0] a nonce the host writes and the kernels never touch, [1] elements
 // checked, [2] mismatches, [3] lowest mismatching index. The host writes {nonce, 0, 0, ~0} in
@@ -47,6 +52,13 @@ extern "C" __global__ void rdbench_fill_u32(unsigned int* p, long long words, un
     for (; i < (unsigned long long)words; i += stride) p[i] = value;
 }
 
+extern "C" __global__ void rdbench_fill_u16(unsigned short* p, long long n, unsigned int value)
+{
+    unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
+    for (; i < (unsigned long long)n; i += stride) p[i] = (unsigned short)(value & 0xffffu);
+}
+
 extern "C" __global__ void rdbench_compare_u8(const unsigned char* expected, const unsigned char* got, long long n,
                                               unsigned long long* verdict)
 {
@@ -77,4 +89,15 @@ extern "C" __global__ void rdbench_compare_f32(const float* expected, const floa
                                                float atol, unsigned long long* verdict)
 {
     RDB_CHECK_LOOP(rdbench_close_f32(expected[i], got[i], rtol, atol))
+}
+
+__device__ __forceinline__ float rdbench_bf16_to_f32(unsigned short b)
+{
+    return __uint_as_float((unsigned int)b << 16);
+}
+
+extern "C" __global__ void rdbench_compare_bf16(const unsigned short* expected, const unsigned short* got,
+                                                long long n, float rtol, float atol, unsigned long long* verdict)
+{
+    RDB_CHECK_LOOP(rdbench_close_f32(rdbench_bf16_to_f32(expected[i]), rdbench_bf16_to_f32(got[i]), rtol, atol))
 }

@@ -234,6 +234,10 @@ template <class T> T __shfl_down_sync(unsigned m, T v, unsigned d)
     const int l = emu::tid() & 31;
     return emu_shfl_idx(m, v, l + (int)d < 32 ? l + (int)d : l);
 }
+template <class T> T __shfl_xor_sync(unsigned m, T v, int mask)
+{
+    return emu_shfl_idx(m, v, (emu::tid() & 31) ^ (mask & 31));
+}
 inline unsigned __ballot_sync(unsigned m, int pred)
 {
     emu::check_mask(m);
@@ -254,6 +258,19 @@ inline unsigned __reduce_add_sync(unsigned m, unsigned v)
     emu::release();
     return r;
 }
+inline unsigned __float_as_uint(float f)
+{
+    unsigned u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+inline float __uint_as_float(unsigned u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
 inline int __ffs(unsigned v) { return __builtin_ffs((int)v); }
 template <class T> T __ldg(const T* p) { return *p; }

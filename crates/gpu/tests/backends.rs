@@ -97,7 +97,56 @@ fn kit_comparisons<B: KernelBackend>(dev: &B) {
     assert_eq!((v[1], v[2], v[3]), (n as u64, 3, 40_000), "{v:?}");
 }
 
+/// bf16: compared as the f32s the bits stand for (NaN and infinity never match a finite
+/// value), and poisoned through `rdbench_fill_u16` with the word's low half.
+fn kit_bf16<B: KernelBackend>(dev: &B) {
+    use rdbench_gpu::kernel_task::{bf16_to_f32, f32_to_bf16};
+    let (module, _) = dev
+        .compile(KIT_HARNESS, "kernels/harness/kit.cu", None)
+        .unwrap();
+    let sigs = parse_kernel_signatures(KIT_HARNESS);
+    let k = |name: &str| CheckedKernel::new(dev, &module, &sigs, name).unwrap();
+    let (cmp, fill) = (k("rdbench_compare_bf16"), k("rdbench_fill_u16"));
+    let bits = |v: &[f32]| -> Vec<u8> {
+        v.iter()
+            .flat_map(|x| f32_to_bf16(*x).to_le_bytes())
+            .collect()
+    };
+    // 1 + 2^-7 is one bf16 ulp above 1: inside rtol 2^-7, outside 2^-8.
+    let want = [1.0f32, 2.0, 3.0, -0.5, 7.0];
+    let got = [1.0078125f32, f32::NAN, f32::INFINITY, -0.5, 7.0];
+    assert_eq!(bf16_to_f32(f32_to_bf16(got[0])), got[0]);
+    let mut a = dev.alloc(10).unwrap();
+    let mut b = dev.alloc(10).unwrap();
+    dev.upload(&bits(&want), &mut a).unwrap();
+    dev.upload(&bits(&got), &mut b).unwrap();
+    let v = compare(dev, &cmp, &a, &b, 5, Some((1.0 / 128.0, 0.0)));
+    assert_eq!(
+        (v[1], v[2], v[3]),
+        (5, 2, 1),
+        "NaN and Inf are wrong: {v:?}"
+    );
+    let v = compare(dev, &cmp, &a, &b, 5, Some((1.0 / 256.0, 0.0)));
+    assert_eq!((v[2], v[3]), (3, 0), "one ulp off at rtol 2^-8: {v:?}");
+
+    // An odd count of 2-byte elements: every one gets the low half of the word.
+    let n = 1001i64;
+    let buf = dev.alloc(n as usize * 2).unwrap();
+    fill.launch(
+        dev,
+        Dims::grid_stride(n),
+        &[Arg::Buffer(&buf), Arg::I64(n), Arg::U32(0x1234_7fc1)],
+    )
+    .unwrap();
+    let back = dev.download(&buf).unwrap();
+    assert!(back[..2002]
+        .chunks_exact(2)
+        .all(|c| u16::from_le_bytes([c[0], c[1]]) == 0x7fc1));
+    assert!(bf16_to_f32(0x7fc1).is_nan());
+}
+
 backend_test!(kit_compare_and_fill, kit_comparisons);
+backend_test!(kit_bf16_compare_and_fill, kit_bf16);
 
 fn checked_launches<B: KernelBackend>(dev: &B) {
     let src = r#"extern "C" __global__ void scale(const float* x, float* y, long long n, float a) {

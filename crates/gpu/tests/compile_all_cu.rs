@@ -1,13 +1,14 @@
 //! Compiles every `.cu` file in the repository with NVRTC for sm_80 and sm_90, as the scorer
 //! would: harness kernels, starting and reference solutions, and the exploit corpus (whose
 //! `expect.toml` says `stage = "compile"` must fail to compile; every other file must compile).
+//! A file whose first line is `// rdbench-prelude: <repo path>` is compiled after that file.
 //!
 //! Without NVRTC the test is skipped with a message, except under CI (`CI` set), where a
 //! missing NVRTC is a failure: the README's test command installs it.
 
 use std::path::{Path, PathBuf};
 
-use rdbench_gpu::nvrtc::{compile_file, CompileOptions};
+use rdbench_gpu::nvrtc::{compile, CompileOptions};
 use rdbench_gpu::GpuError;
 
 fn cu_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -25,6 +26,24 @@ fn cu_files(dir: &Path, out: &mut Vec<PathBuf>) {
         } else if name.ends_with(".cu") {
             out.push(p);
         }
+    }
+}
+
+/// The text a file is compiled from: one whose first line is `// rdbench-prelude: <repo path>`
+/// is compiled after that file, as its task crate concatenates them (a harness that shares its
+/// family's trusted code).
+fn source_of(root: &Path, cu: &Path) -> String {
+    let text = std::fs::read_to_string(cu).unwrap_or_else(|e| panic!("{}: {e}", cu.display()));
+    let first = text.lines().next().unwrap_or_default();
+    match first.strip_prefix("// rdbench-prelude: ") {
+        Some(prelude) => {
+            let path = root.join(prelude.trim());
+            let pre = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!("{}: its prelude {}: {e}", cu.display(), path.display())
+            });
+            format!("{pre}\n{text}")
+        }
+        None => text,
     }
 }
 
@@ -68,7 +87,12 @@ fn every_cu_in_the_repository_compiles_for_sm80_and_sm90() {
     let mut failures = Vec::new();
     for cu in files.iter().filter(|cu| !refused_before_compiling(cu)) {
         for arch in [80, 90] {
-            let result = compile_file(cu, &CompileOptions::cubin(arch));
+            let source = source_of(&root, cu);
+            let result = compile(
+                &source,
+                &cu.display().to_string(),
+                &CompileOptions::cubin(arch),
+            );
             match (must_fail(cu), result) {
                 (false, Ok(c)) => assert!(!c.image.is_empty()),
                 (true, Err(GpuError::Compile { .. })) => {}

@@ -281,6 +281,15 @@ impl<'a, B: KernelBackend, T: KernelTask + ?Sized> Bench<'a, B, T> {
 
     fn poison(&self, buf: &mut B::Buffer, elem: ElemType, word: u32) -> Result<(), GpuError> {
         let bytes = self.dev.len_bytes(buf);
+        if elem.size_bytes() == 2 && bytes % 2 == 0 {
+            // The word's low half: a 2-byte NaN pattern (bf16) needs both of its bytes.
+            let n = (bytes / 2) as i64;
+            return self.kernels["rdbench_fill_u16"].launch(
+                self.dev,
+                Dims::grid_stride(n),
+                &[Arg::Buffer(buf), Arg::I64(n), Arg::U32(word)],
+            );
+        }
         if elem.size_bytes() < 4 || bytes % 4 != 0 {
             return self.dev.fill_bytes(buf, word as u8);
         }
@@ -313,6 +322,10 @@ impl<'a, B: KernelBackend, T: KernelTask + ?Sized> Bench<'a, B, T> {
             }
             // Exact floats still go through the float compare: NaN never matches.
             (ElemType::F32, Compare::Exact) => ("rdbench_compare_f32", n, Some((0.0, 0.0))),
+            (ElemType::Bf16, Compare::Tolerance { rtol, atol }) => {
+                ("rdbench_compare_bf16", n, Some((rtol, atol)))
+            }
+            (ElemType::Bf16, Compare::Exact) => ("rdbench_compare_bf16", n, Some((0.0, 0.0))),
             (e, _) if e.size_bytes() == 4 => ("rdbench_compare_u32", n, None),
             (e, _) if e.size_bytes() == 8 => ("rdbench_compare_u64", n, None),
             (e, _) => ("rdbench_compare_u8", n * e.size_bytes(), None),
@@ -374,6 +387,7 @@ impl<'a, B: KernelBackend, T: KernelTask + ?Sized> Bench<'a, B, T> {
                     case.get(b.name),
                     match b.elem {
                         ElemType::F32 => ElemType::U32, // bitwise: an input is data, not a value
+                        ElemType::Bf16 => ElemType::U16,
                         e => e,
                     },
                     n,

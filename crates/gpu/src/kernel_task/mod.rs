@@ -95,7 +95,8 @@ pub struct HarnessSource {
 pub enum Compare {
     /// Bit for bit (integers; floats that must be reproduced exactly).
     Exact,
-    /// `|got - expected| <= atol + rtol * |expected|` for `f32` outputs; NaN never matches.
+    /// `|got - expected| <= atol + rtol * |expected|` for `f32` and `bf16` outputs (a bf16
+    /// compared as the f32 it stands for); NaN never matches.
     Tolerance { rtol: f32, atol: f32 },
 }
 
@@ -158,12 +159,38 @@ impl HostOutputs {
             .collect()
     }
 
+    pub fn u16s(&self, name: &str) -> Vec<u16> {
+        self.bytes(name)
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect()
+    }
+
+    /// A bf16 buffer's elements as the f32s they stand for.
+    pub fn bf16s(&self, name: &str) -> Vec<f32> {
+        self.u16s(name).into_iter().map(bf16_to_f32).collect()
+    }
+
     pub fn f32s(&self, name: &str) -> Vec<f32> {
         self.bytes(name)
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect()
     }
+}
+
+/// The f32 a bfloat16 stands for (exact: bf16 is the top half of an f32).
+pub fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
+/// `x` rounded to the nearest bfloat16, ties to even (NaN stays NaN), as device code rounds it.
+pub fn f32_to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x40) as u16; // quiet, sign kept
+    }
+    (b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16) as u16
 }
 
 /// Formats element `i` of a buffer of `elem`s for a message.
@@ -182,6 +209,7 @@ pub fn format_element(bytes: &[u8], elem: ElemType, i: u64) -> Option<String> {
         ElemType::U64 => u64::from_le_bytes(b.try_into().ok()?).to_string(),
         ElemType::F32 => format!("{:e}", f32::from_le_bytes(b.try_into().ok()?)),
         ElemType::F64 => format!("{:e}", f64::from_le_bytes(b.try_into().ok()?)),
+        ElemType::Bf16 => format!("{:e}", bf16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
     })
 }
 
@@ -229,7 +257,8 @@ pub trait KernelTask: Send + Sync + 'static {
     }
 
     /// The 32-bit word every output is filled with before a run: derived from the run's
-    /// secret seed so a plan cannot predict it, and never a right answer.
+    /// secret seed so a plan cannot predict it, and never a right answer. A 2-byte output
+    /// (`bf16`, `u16`, `i16`) is filled with the word's low 16 bits.
     fn poison_word(&self, output: &str, seed: u64) -> u32;
 
     /// The CPU oracle: regenerates the inputs from `seed` on the host and checks `outputs`.
@@ -266,5 +295,28 @@ pub trait KernelTask: Send + Sync + 'static {
     /// the task has one; see [`rdbench_core::task::CpuBaseline`].
     fn cpu_baseline(&self, _vars: &Vars) -> Option<rdbench_core::task::CpuBaseline> {
         None
+    }
+}
+
+#[cfg(test)]
+mod bf16_tests {
+    use super::*;
+
+    #[test]
+    fn bf16_rounds_to_nearest_even() {
+        assert_eq!(f32_to_bf16(1.0), 0x3f80);
+        assert_eq!(bf16_to_f32(0x3f80), 1.0);
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even one (1).
+        assert_eq!(f32_to_bf16(1.0 + 2f32.powi(-8)), 0x3f80);
+        assert_eq!(f32_to_bf16(1.0 + 3.0 * 2f32.powi(-8)), 0x3f82);
+        assert_eq!(f32_to_bf16(1.0 + 2f32.powi(-8) + 2f32.powi(-20)), 0x3f81);
+        assert_eq!(f32_to_bf16(-2.5), 0xc020);
+        assert!(bf16_to_f32(f32_to_bf16(f32::NAN)).is_nan());
+        assert_eq!(f32_to_bf16(f32::INFINITY), 0x7f80);
+        assert_eq!(f32_to_bf16(f32::MAX), 0x7f80, "rounds up to infinity");
+        assert_eq!(
+            format_element(&[0x80, 0x3f], ElemType::Bf16, 0).unwrap(),
+            "1e0"
+        );
     }
 }

@@ -24,11 +24,14 @@ pub enum ElemType {
     U64,
     F32,
     F64,
+    /// bfloat16: the top half of an f32 (8 exponent bits, 7 stored mantissa bits); device code
+    /// sees it as `unsigned short` bits (NVRTC's pip package ships no `cuda_bf16.h`).
+    Bf16,
 }
 
 impl ElemType {
     /// All element types, in the order of their names in the docs.
-    pub const ALL: [ElemType; 10] = [
+    pub const ALL: [ElemType; 11] = [
         ElemType::I8,
         ElemType::U8,
         ElemType::I16,
@@ -39,13 +42,14 @@ impl ElemType {
         ElemType::U64,
         ElemType::F32,
         ElemType::F64,
+        ElemType::Bf16,
     ];
 
     /// Size of one element in bytes.
     pub fn size_bytes(self) -> u64 {
         match self {
             ElemType::I8 | ElemType::U8 => 1,
-            ElemType::I16 | ElemType::U16 => 2,
+            ElemType::I16 | ElemType::U16 | ElemType::Bf16 => 2,
             ElemType::I32 | ElemType::U32 | ElemType::F32 => 4,
             ElemType::I64 | ElemType::U64 | ElemType::F64 => 8,
         }
@@ -64,6 +68,7 @@ impl ElemType {
             ElemType::U64 => "u64",
             ElemType::F32 => "f32",
             ElemType::F64 => "f64",
+            ElemType::Bf16 => "bf16",
         }
     }
 

@@ -1,14 +1,16 @@
-//! What every op of the family shares: the input generator (the harness kernel
-//! `ops_generate` of `kernels/ops/generate.cu` and its bit-exact CPU twin [`Gen`]), the f32
-//! comparison of the CPU oracles ([`check_rows`]), the NaN poison word, profiles, task info,
-//! buffers and the common half of the instructions.
+//! What every op of the family shares: the input generator (the harness kernels
+//! `ops_generate` / `ops_generate_bf16` of `kernels/ops/generate.cu` and their bit-exact CPU
+//! twin [`Gen`]), the comparison of the CPU oracles ([`check_rows`], f32 or bf16 outputs), the
+//! bf16 tolerance, the NaN poison word, profiles, task info, buffers and the common half of the
+//! instructions.
 
 use rdbench_core::rng::splitmix64;
 use rdbench_core::task::{Direction, SubmissionKind, TaskInfo};
 use rdbench_core::template::{render, thousands};
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::kernel_task::{
-    Compare, HArg, Harness, HostOutputs, KernelProfile, Mismatch, Role, TaskBuffer, Vars,
+    bf16_to_f32, f32_to_bf16, Compare, HArg, Harness, HostOutputs, KernelProfile, Mismatch, Role,
+    TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::ElemType;
 use rdbench_gpu::GpuError;
@@ -70,6 +72,8 @@ pub enum Dist {
     Large = 1,
     /// As `Uniform`, except one row (chosen by the seed) is constant.
     ConstantRow = 2,
+    /// Uniform in [0, 1), multiples of 2^-24 (exact).
+    Positive = 3,
 }
 
 impl Dist {
@@ -78,6 +82,7 @@ impl Dist {
             Dist::Uniform => "uniform",
             Dist::Large => "large",
             Dist::ConstantRow => "constant-row",
+            Dist::Positive => "positive",
         }
     }
 
@@ -87,6 +92,7 @@ impl Dist {
             Dist::Uniform => "uniform in [-1, 1)",
             Dist::Large => "uniform in [-100, 100) (exp of an unshifted value overflows f32)",
             Dist::ConstantRow => "uniform in [-1, 1) except one row, which is constant",
+            Dist::Positive => "uniform in [0, 1)",
         }
     }
 }
@@ -97,6 +103,9 @@ const CONST_ROW_KEY: u64 = 0xC0A5_7A27;
 /// 2^-23 and 25 * 2^-21: the generator's scales (exact in f32).
 const UNIT_SCALE: f32 = 1.192_092_9e-7;
 const LARGE_SCALE: f32 = 1.192_092_9e-5;
+/// 2^23 and 2^-24: `Positive` shifts the integers to [0, 2^24) (exact in f32) and scales.
+const POSITIVE_OFFSET: f32 = 8_388_608.0;
+const POSITIVE_SCALE: f32 = 5.960_464_5e-8;
 
 /// The CPU twin of `ops_generate` for one buffer: `count` elements in rows of `row_len`.
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +114,8 @@ pub struct Gen {
     row_len: u64,
     const_row: u64,
     dist: Dist,
+    /// Values rounded to bf16, as `ops_generate_bf16` stores them.
+    bf16: bool,
 }
 
 impl Gen {
@@ -116,7 +127,13 @@ impl Gen {
             row_len,
             const_row: (splitmix64(key ^ CONST_ROW_KEY) >> 32) % rows,
             dist,
+            bf16: false,
         }
+    }
+
+    /// The same buffer as `ops_generate_bf16` writes it (every value rounded to bf16).
+    pub fn in_bf16(self) -> Gen {
+        Gen { bf16: true, ..self }
     }
 
     fn unit(&self, i: u64) -> f32 {
@@ -124,8 +141,18 @@ impl Gen {
         ((h >> 40) as i64 - (1 << 23)) as f32
     }
 
-    /// Element `i`, bit for bit as the device writes it.
+    /// Element `i`, bit for bit as the device writes it (the f32 a bf16 stands for, for a
+    /// bf16 buffer).
     pub fn value(&self, i: u64) -> f32 {
+        let v = self.value_f32(i);
+        if self.bf16 {
+            bf16_to_f32(f32_to_bf16(v))
+        } else {
+            v
+        }
+    }
+
+    fn value_f32(&self, i: u64) -> f32 {
         match self.dist {
             Dist::Uniform => self.unit(i) * UNIT_SCALE,
             Dist::Large => self.unit(i) * LARGE_SCALE,
@@ -138,6 +165,7 @@ impl Gen {
                 };
                 self.unit(at) * UNIT_SCALE
             }
+            Dist::Positive => (self.unit(i) + POSITIVE_OFFSET) * POSITIVE_SCALE,
         }
     }
 
@@ -159,18 +187,25 @@ impl Gen {
     }
 }
 
-/// Launches `ops_generate` into `buffer` (`count` elements in rows of `row_len`).
+/// Launches `ops_generate` (f32) or `ops_generate_bf16` (bf16) into `buffer` (`count` elements
+/// in rows of `row_len`).
+#[allow(clippy::too_many_arguments)] // the generator's own arguments, named at every call
 pub fn launch_generate(
     h: &mut dyn Harness,
     buffer: &str,
+    elem: ElemType,
     count: i64,
     row_len: i64,
     seed: u64,
     salt: u64,
     dist: Dist,
 ) -> Result<(), GpuError> {
+    let kernel = match elem {
+        ElemType::Bf16 => "ops_generate_bf16",
+        _ => "ops_generate",
+    };
     h.launch(
-        "ops_generate",
+        kernel,
         Dims::grid_stride(count),
         &[
             HArg::Buffer(buffer),
@@ -184,21 +219,40 @@ pub fn launch_generate(
 }
 
 /// A quiet NaN whose payload comes from the seed: unpredictable, and never a right answer
-/// (NaN never matches).
-pub fn nan_poison(seed: u64) -> u32 {
-    0x7FC0_0000 | ((seed >> 20) as u32 & 0x003F_FFFF)
+/// (NaN never matches). For bf16 outputs the kit writes the low half, itself a bf16 NaN.
+pub fn nan_poison(elem: ElemType, seed: u64) -> u32 {
+    match elem {
+        ElemType::Bf16 => 0x7FC0 | ((seed >> 20) as u32 & 0x3F),
+        _ => 0x7FC0_0000 | ((seed >> 20) as u32 & 0x003F_FFFF),
+    }
 }
 
+/// The tolerance of every bf16 output. rtol 2^-7 is one bf16 ulp at the bottom of a binade
+/// (bf16 keeps 8 significant bits, so an ulp is 2^-8 to 2^-7 of the value): an f32 computation
+/// rounded once to bf16 can land one ulp from the correctly rounded value when the exact value
+/// is near a rounding midpoint, and that must pass; two roundings through bf16 intermediates, or
+/// statistics accumulated in bf16, drift further. atol 1e-5 covers the f32 rounding of outputs
+/// that cancel to near zero. This is tighter than `torch.testing`'s bf16 default
+/// (rtol 1.6e-2, atol 1e-5) by a factor of two in rtol.
+pub const BF16_TOLERANCE: Compare = Compare::Tolerance {
+    rtol: 1.0 / 128.0,
+    atol: 1e-5,
+};
+
 /// The kit's tolerance rule, against an f64 expected value: finite, and
-/// `|got - want| <= atol + rtol * |want|`, plus half an f32 ulp of `want` (the device compares
-/// against `want` rounded to f32).
-pub fn close(want: f64, got: f32, how: Compare) -> bool {
+/// `|got - want| <= atol + rtol * |want|`, plus what rounding `want` to `elem` can add (the
+/// device compares against `want` rounded to f32 or bf16: at most half an ulp, that is 2^-24 of
+/// `|want|` for f32 and 2^-8 for bf16).
+pub fn close(want: f64, got: f32, how: Compare, elem: ElemType) -> bool {
     let (rtol, atol) = match how {
         Compare::Tolerance { rtol, atol } => (rtol as f64, atol as f64),
         Compare::Exact => (0.0, 0.0),
     };
-    let half_ulp = want.abs() * f32::EPSILON as f64 / 2.0;
-    got.is_finite() && (got as f64 - want).abs() <= atol + rtol * want.abs() + half_ulp
+    let half_ulp = match elem {
+        ElemType::Bf16 => want.abs() / 256.0,
+        _ => want.abs() * f32::EPSILON as f64 / 2.0,
+    };
+    got.is_finite() && (got as f64 - want).abs() <= atol + rtol * (want.abs() + half_ulp) + half_ulp
 }
 
 /// At most `budget / cost_per_row` of `rows` rows, evenly spaced, the first and last included:
@@ -213,10 +267,13 @@ pub fn rows_to_check(rows: u64, cost_per_row: u64, budget: u64) -> Vec<u64> {
     out
 }
 
-/// Checks rows `rows` of an output of rows of `row_len` f32s against `want_row(r)` (f64) with
-/// `how`; `got` must hold `total_rows * row_len` elements.
+/// Checks rows `rows` of an output of rows of `row_len` values (f32s, or the f32s bf16s stand
+/// for, as `elem` says) against `want_row(r)` (f64) with `how`; `got` must hold
+/// `total_rows * row_len` elements.
+#[allow(clippy::too_many_arguments)] // each named at its call
 pub fn check_rows(
     output: &str,
+    elem: ElemType,
     got: &[f32],
     total_rows: u64,
     row_len: u64,
@@ -239,7 +296,7 @@ pub fn check_rows(
         for (j, &w) in want.iter().enumerate() {
             let i = base + j as u64;
             let g = got[i as usize];
-            if !close(w, g, how) {
+            if !close(w, g, how, elem) {
                 return Err(Mismatch {
                     output: output.into(),
                     index: i,
@@ -256,6 +313,23 @@ pub fn check_rows(
 pub fn host_outputs(name: &str, values: &[f32]) -> HostOutputs {
     let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     HostOutputs::new([(name.to_string(), bytes)].into_iter().collect())
+}
+
+/// Host outputs holding one bf16 buffer, each value rounded to bf16 (for the oracles' tests).
+pub fn host_outputs_bf16(name: &str, values: &[f32]) -> HostOutputs {
+    let bytes = values
+        .iter()
+        .flat_map(|v| f32_to_bf16(*v).to_le_bytes())
+        .collect();
+    HostOutputs::new([(name.to_string(), bytes)].into_iter().collect())
+}
+
+/// An output buffer's values as f32s (a bf16 output widened exactly).
+pub fn output_values(outputs: &HostOutputs, name: &str, elem: ElemType) -> Vec<f32> {
+    match elem {
+        ElemType::Bf16 => outputs.bf16s(name),
+        _ => outputs.f32s(name),
+    }
 }
 
 /// Size lists from tuples: `sizes(&["m", "n"], &[[1, 1], [3, 33]])`.
@@ -296,15 +370,13 @@ pub fn profile(
     }
 }
 
-/// f32 buffers: the inputs, then the outputs.
-pub fn f32_buffers(inputs: &[&'static str], outputs: &[&'static str]) -> Vec<TaskBuffer> {
-    let with = |role| {
-        move |&name| TaskBuffer {
-            name,
-            elem: ElemType::F32,
-            role,
-        }
-    };
+/// Buffers of one element type: the inputs, then the outputs.
+pub fn buffers(
+    elem: ElemType,
+    inputs: &[&'static str],
+    outputs: &[&'static str],
+) -> Vec<TaskBuffer> {
+    let with = |role| move |&name| TaskBuffer { name, elem, role };
     inputs
         .iter()
         .map(with(Role::Input))
@@ -337,13 +409,48 @@ pub fn info(name: &str, title: &str, summary: &str, score_timeout_s: u64) -> Tas
 
 const COMMON_INSTRUCTIONS: &str = include_str!("common.md");
 
+/// What every bf16 op's instructions say about bf16 buffers and the tolerance.
+pub fn bf16_instructions() -> String {
+    let Compare::Tolerance { rtol, atol } = BF16_TOLERANCE else {
+        unreachable!("a tolerance")
+    };
+    render(
+        include_str!("bf16.md"),
+        &[
+            ("RTOL", format!("{rtol:e}").as_str()),
+            ("ATOL", format!("{atol:e}").as_str()),
+        ],
+    )
+    .expect("the bf16 text and its values agree (tested)")
+    .trim_end()
+    .to_string()
+}
+
+/// What the cheating rules say about precision, by the op's data type: f32 ops must not drop
+/// below f32 (tensor cores do); for bf16 ops, bf16 inputs to f32-accumulating tensor cores are
+/// the contract and only lower-precision accumulation is out.
+fn precision_rule(elem: ElemType) -> &'static str {
+    match elem {
+        ElemType::Bf16 => {
+            "accumulating sums or statistics in lower precision than f32 (bf16 or f16 \
+             accumulators; bf16 operands into f32-accumulating tensor cores are the contract)"
+        }
+        _ => {
+            "computing in lower precision than f32 where it exceeds the tolerance (TF32, bf16 \
+             or f16 tensor cores do)"
+        }
+    }
+}
+
 /// An op's instructions: its own text (`op_text` rendered with `values` plus `PROFILE` and
-/// `SIZES`), then the family's common part (submission, scoring, cheating).
+/// `SIZES`), then the family's common part (submission, scoring, cheating; its precision rule
+/// for data of type `elem`).
 pub fn instructions(
     op_text: &str,
     values: &[(&str, &str)],
     profile: &KernelProfile,
     dists: &[Dist],
+    elem: ElemType,
 ) -> String {
     let sizes = describe_vars(&profile.timed);
     let mut all = values.to_vec();
@@ -362,7 +469,11 @@ pub fn instructions(
     let own = render(op_text, &all).expect("an op's instructions and its values agree (tested)");
     let common = render(
         COMMON_INSTRUCTIONS,
-        &[("VARS", vars.as_str()), ("DISTRIBUTIONS", dists.as_str())],
+        &[
+            ("VARS", vars.as_str()),
+            ("DISTRIBUTIONS", dists.as_str()),
+            ("PRECISION_RULE", precision_rule(elem)),
+        ],
     )
     .expect("the common instructions and their values agree (tested)");
     format!("{own}\n{common}")
@@ -409,14 +520,28 @@ mod tests {
     fn scales_are_exact() {
         assert_eq!(UNIT_SCALE, 2f32.powi(-23));
         assert_eq!(LARGE_SCALE, 25.0 * 2f32.powi(-21));
+        assert_eq!(POSITIVE_OFFSET, 2f32.powi(23));
+        assert_eq!(POSITIVE_SCALE, 2f32.powi(-24));
+        let p = Gen::new(4, 0, 1 << 14, 64, Dist::Positive).all(1 << 14);
+        assert!(p.iter().all(|x| (0.0..1.0).contains(x)));
+        assert!(p.iter().any(|x| *x < 0.01) && p.iter().any(|x| *x > 0.99));
     }
 
     #[test]
     fn poison_is_always_nan() {
         for seed in [0u64, 1, u64::MAX, 0xdead_beef, 1 << 41] {
-            assert!(f32::from_bits(nan_poison(seed)).is_nan());
+            assert!(f32::from_bits(nan_poison(ElemType::F32, seed)).is_nan());
+            let low = nan_poison(ElemType::Bf16, seed) & 0xFFFF;
+            assert!(bf16_to_f32(low as u16).is_nan());
         }
-        assert_ne!(nan_poison(0), nan_poison(0xabc << 20));
+        assert_ne!(
+            nan_poison(ElemType::F32, 0),
+            nan_poison(ElemType::F32, 0xabc << 20)
+        );
+        assert_ne!(
+            nan_poison(ElemType::Bf16, 0),
+            nan_poison(ElemType::Bf16, 5 << 20)
+        );
     }
 
     #[test]
@@ -434,10 +559,54 @@ mod tests {
             rtol: 1e-5,
             atol: 1e-6,
         };
-        assert!(close(1.0, 1.000_005, t));
-        assert!(!close(1.0, 1.000_1, t));
-        assert!(!close(0.5, f32::NAN, t));
-        assert!(!close(0.5, f32::INFINITY, t));
-        assert!(close(0.0, 5e-7, t));
+        let f = ElemType::F32;
+        assert!(close(1.0, 1.000_005, t, f));
+        assert!(!close(1.0, 1.000_1, t, f));
+        assert!(!close(0.5, f32::NAN, t, f));
+        assert!(!close(0.5, f32::INFINITY, t, f));
+        assert!(close(0.0, 5e-7, t, f));
+    }
+
+    #[test]
+    fn bf16_tolerance_passes_one_ulp_and_nothing_much_beyond() {
+        let (t, b) = (BF16_TOLERANCE, ElemType::Bf16);
+        // Exact 1.00390625 (a rounding midpoint): either neighbour, 1 or 1 + 2^-7, passes.
+        assert!(close(1.003_906_25, 1.0, t, b) && close(1.003_906_25, 1.007_812_5, t, b));
+        // At the top of a binade an ulp is 2^-8 of the value: two ulps still pass there ...
+        assert!(close(1.99, 1.99 + 2.0 / 128.0, t, b));
+        // ... but three do not, and neither does 3 % anywhere.
+        assert!(!close(1.99, 1.99 + 3.0 / 128.0, t, b));
+        assert!(!close(1.0, 1.03, t, b) && !close(-40.0, -41.2, t, b));
+        assert!(!close(0.5, f32::NAN, t, b) && !close(0.5, f32::NEG_INFINITY, t, b));
+        assert!(close(0.0, 9e-6, t, b) && !close(0.0, 2e-5, t, b));
+    }
+
+    #[test]
+    fn cheating_rules_follow_the_data_type() {
+        // f32 ops forbid tensor-core precision; bf16 ops forbid only low-precision sums.
+        assert!(precision_rule(ElemType::F32).contains("TF32, bf16"));
+        let bf16 = precision_rule(ElemType::Bf16);
+        assert!(bf16.contains("accumulators") && !bf16.contains("TF32"));
+        let p = profile("t", Vars::new(), "x", Vec::new(), Vec::new());
+        let text = instructions(
+            "{{PROFILE}} {{SIZES}}",
+            &[],
+            &p,
+            &[Dist::Uniform],
+            ElemType::Bf16,
+        );
+        assert!(text.contains(bf16) && !text.contains("{{"), "{text}");
+    }
+
+    #[test]
+    fn bf16_generator_rounds_the_f32_values() {
+        let f = Gen::new(11, 2, 4096, 64, Dist::Large);
+        let b = f.in_bf16();
+        for i in 0..4096 {
+            let (x, y) = (f.value(i), b.value(i));
+            assert_eq!(y, bf16_to_f32(f32_to_bf16(x)));
+            assert!((x - y).abs() <= x.abs() / 256.0, "{x} {y}");
+        }
+        assert_ne!(f.all(64), b.all(64), "Large values are not bf16-exact");
     }
 }

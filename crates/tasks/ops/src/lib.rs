@@ -5,7 +5,13 @@
 //!
 //! - `ops-softmax` ([`softmax::Softmax`]): row-wise, numerically stable softmax of an
 //!   `m x n` f32 matrix;
-//! - `ops-matmul` ([`matmul::Matmul`]): `C = A x B` in f32, three size variables `m, n, k`.
+//! - `ops-matmul` ([`matmul::Matmul`]): `C = A x B` in f32, three size variables `m, n, k`;
+//! - `ops-rmsnorm` and `ops-layernorm` ([`norm::Norm`]): row normalizations of an `m x n` bf16
+//!   matrix with f32 statistics (bf16 weight, and bias for LayerNorm);
+//! - `ops-gemm` ([`gemm::Gemm`]): `C = A x B` with bf16 inputs and output, f32 accumulation
+//!   (the contract of bf16 tensor cores);
+//! - `ops-attention` ([`attention::Attention`]): causal self-attention forward, bf16, head
+//!   dimension 64, size variables `bh` (batch x heads) and `s` (sequence length).
 //!
 //! What the ops share lives in [`common`]: the one input generator (harness kernel
 //! `kernels/ops/generate.cu` and its bit-exact CPU twin), the tolerance rule of the CPU
@@ -15,7 +21,10 @@
 
 #[macro_use]
 pub mod common;
+pub mod attention;
+pub mod gemm;
 pub mod matmul;
+pub mod norm;
 pub mod softmax;
 
 use rdbench_core::task::Task;
@@ -26,5 +35,9 @@ pub fn tasks() -> Vec<Box<dyn Task>> {
     vec![
         Box::new(KernelTaskAdapter::new(softmax::Softmax)),
         Box::new(KernelTaskAdapter::new(matmul::Matmul)),
+        Box::new(KernelTaskAdapter::new(norm::Norm::Rms)),
+        Box::new(KernelTaskAdapter::new(norm::Norm::Layer)),
+        Box::new(KernelTaskAdapter::new(gemm::Gemm)),
+        Box::new(KernelTaskAdapter::new(attention::Attention)),
     ]
 }

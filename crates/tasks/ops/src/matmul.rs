@@ -8,6 +8,7 @@ use rdbench_gpu::kernel_task::{
     Compare, HArg, Harness, HarnessSource, HostOutputs, KernelFiles, KernelProfile,
     KernelSolutions, KernelTask, Mismatch, TaskBuffer, Vars,
 };
+use rdbench_gpu::plan::ElemType;
 use rdbench_gpu::GpuError;
 
 use crate::common::{self, Dist, Gen};
@@ -117,7 +118,7 @@ impl KernelTask for Matmul {
     }
 
     fn buffers(&self) -> Vec<TaskBuffer> {
-        common::f32_buffers(&["a", "b"], &["c"])
+        common::buffers(ElemType::F32, &["a", "b"], &["c"])
     }
 
     fn elements(&self, buffer: &str, vars: &Vars) -> u64 {
@@ -150,8 +151,8 @@ impl KernelTask for Matmul {
         dist: usize,
     ) -> Result<(), GpuError> {
         let (m, n, k) = mnk(vars);
-        common::launch_generate(h, "a", m * k, k, seed, 0, DISTS[dist])?;
-        common::launch_generate(h, "b", k * n, n, seed, 1, DISTS[dist])
+        common::launch_generate(h, "a", ElemType::F32, m * k, k, seed, 0, DISTS[dist])?;
+        common::launch_generate(h, "b", ElemType::F32, k * n, n, seed, 1, DISTS[dist])
     }
 
     fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> Result<(), GpuError> {
@@ -175,7 +176,7 @@ impl KernelTask for Matmul {
     }
 
     fn poison_word(&self, _output: &str, seed: u64) -> u32 {
-        common::nan_poison(seed)
+        common::nan_poison(ElemType::F32, seed)
     }
 
     fn oracle(
@@ -190,9 +191,16 @@ impl KernelTask for Matmul {
         let a = Gen::new(seed, 0, m * k, k, DISTS[dist]);
         let b = Gen::new(seed, 1, k * n, n, DISTS[dist]).all(k * n);
         let rows = common::rows_to_check(m, n * k, ORACLE_BUDGET);
-        common::check_rows("c", &outputs.f32s("c"), m, n, &rows, tolerance(vars), |i| {
-            matmul_row(&a.row(i), &b, n as usize)
-        })
+        common::check_rows(
+            "c",
+            ElemType::F32,
+            &outputs.f32s("c"),
+            m,
+            n,
+            &rows,
+            tolerance(vars),
+            |i| matmul_row(&a.row(i), &b, n as usize),
+        )
     }
 
     /// Read A and B once, write C once; a multiply and an add per term.
@@ -219,6 +227,7 @@ impl KernelTask for Matmul {
             ],
             profile,
             &DISTS,
+            ElemType::F32,
         )
     }
 }

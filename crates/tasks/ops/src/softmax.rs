@@ -9,6 +9,7 @@ use rdbench_gpu::kernel_task::{
     Compare, HArg, Harness, HarnessSource, HostOutputs, KernelFiles, KernelProfile,
     KernelSolutions, KernelTask, Mismatch, TaskBuffer, Vars,
 };
+use rdbench_gpu::plan::ElemType;
 use rdbench_gpu::GpuError;
 
 use crate::common::{self, Dist, Gen};
@@ -102,7 +103,7 @@ impl KernelTask for Softmax {
     }
 
     fn buffers(&self) -> Vec<TaskBuffer> {
-        common::f32_buffers(&["input"], &["output"])
+        common::buffers(ElemType::F32, &["input"], &["output"])
     }
 
     fn elements(&self, _buffer: &str, vars: &Vars) -> u64 {
@@ -130,7 +131,7 @@ impl KernelTask for Softmax {
         dist: usize,
     ) -> Result<(), GpuError> {
         let (m, n) = mn(vars);
-        common::launch_generate(h, "input", m * n, n, seed, 0, DISTS[dist])
+        common::launch_generate(h, "input", ElemType::F32, m * n, n, seed, 0, DISTS[dist])
     }
 
     fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> Result<(), GpuError> {
@@ -152,7 +153,7 @@ impl KernelTask for Softmax {
     }
 
     fn poison_word(&self, _output: &str, seed: u64) -> u32 {
-        common::nan_poison(seed)
+        common::nan_poison(ElemType::F32, seed)
     }
 
     fn oracle(
@@ -168,6 +169,7 @@ impl KernelTask for Softmax {
         let rows = common::rows_to_check(m, n, ORACLE_BUDGET);
         common::check_rows(
             "output",
+            ElemType::F32,
             &outputs.f32s("output"),
             m,
             n,
@@ -201,6 +203,7 @@ impl KernelTask for Softmax {
             ],
             profile,
             &DISTS,
+            ElemType::F32,
         )
     }
 }
@@ -251,7 +254,7 @@ mod tests {
         let out = |v: &[f32]| common::host_outputs("output", v);
         assert_eq!(Softmax.oracle(&vars, 1, 0, &out(&good)), Ok(()));
         let mut bad = good.clone();
-        bad[7] = f32::from_bits(common::nan_poison(1));
+        bad[7] = f32::from_bits(common::nan_poison(ElemType::F32, 1));
         assert_eq!(
             Softmax.oracle(&vars, 1, 0, &out(&bad)).unwrap_err().index,
             7

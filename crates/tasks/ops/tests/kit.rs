@@ -4,11 +4,15 @@
 
 use rdbench_gpu::backend::KernelBackend;
 use rdbench_gpu::testing::assert_shipped_solutions_correct;
-use rdbench_task_ops::{matmul, softmax};
+use rdbench_task_ops::{attention, gemm, matmul, norm, softmax};
 
 fn shipped_solutions_are_correct<B: KernelBackend>(dev: &B) {
     assert_shipped_solutions_correct(dev, softmax::Softmax);
     assert_shipped_solutions_correct(dev, matmul::Matmul);
+    assert_shipped_solutions_correct(dev, norm::Norm::Rms);
+    assert_shipped_solutions_correct(dev, norm::Norm::Layer);
+    assert_shipped_solutions_correct(dev, gemm::Gemm);
+    assert_shipped_solutions_correct(dev, attention::Attention);
 }
 
 rdbench_gpu::backend_test!(
