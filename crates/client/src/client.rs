@@ -4,7 +4,6 @@
 //! makes the folder and writes the starting files the service sends; `score` reads the
 //! submission files (bounded, no links, no FIFOs) and sends their bytes.
 
-use std::io::{BufReader, BufWriter};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +15,7 @@ use crate::proto::{
     is_plain_relative, Envelope, FileState, Reply, Request, ServiceMessage, SubmittedFile,
     SubmittedFiles, PROTOCOL_VERSION,
 };
-use crate::wire::{read_message, write_message, Limits};
+use crate::wire::{Connection, Limits, WireError};
 
 /// The commands of an attempt, shared by `rdbench` and `rdbench-client`.
 #[derive(Debug, Clone, Subcommand)]
@@ -159,7 +158,10 @@ pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply
             socket.display()
         ))
     })?;
-    let mut conn = Connection::new(stream)?;
+    let mut conn =
+        Connection::new(stream).map_err(|e| ClientError::environment(format!("socket: {e}")))?;
+    let sent =
+        |e: WireError| ClientError::environment(format!("sending to the scoring service: {e}"));
     conn.send(
         &Envelope {
             protocol: PROTOCOL_VERSION,
@@ -167,9 +169,12 @@ pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply
             request: request.clone(),
         },
         &[],
-    )?;
+    )
+    .map_err(sent)?;
     let (reply, blobs) = loop {
-        let (message, blobs) = conn.receive()?;
+        let (message, blobs) = conn.receive(Limits::REPLY).map_err(|e| {
+            ClientError::environment(format!("reading the scoring service's reply: {e}"))
+        })?;
         match message {
             ServiceMessage::Reply(reply) => break (reply, blobs),
             ServiceMessage::NeedFiles { names, max_file } => {
@@ -180,7 +185,7 @@ pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply
                 };
                 let (files, bytes) = read_submission(dir, &names, max_file);
                 let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
-                conn.send(&SubmittedFiles { files }, &refs)?;
+                conn.send(&SubmittedFiles { files }, &refs).map_err(sent)?;
             }
         }
     };
@@ -199,36 +204,6 @@ pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply
         _ => {}
     }
     Ok(reply)
-}
-
-struct Connection {
-    reader: BufReader<UnixStream>,
-    writer: BufWriter<UnixStream>,
-}
-
-impl Connection {
-    fn new(stream: UnixStream) -> Result<Self, ClientError> {
-        let writer = stream
-            .try_clone()
-            .map_err(|e| ClientError::environment(format!("socket: {e}")))?;
-        Ok(Connection {
-            reader: BufReader::new(stream),
-            writer: BufWriter::new(writer),
-        })
-    }
-    fn send<T: serde::Serialize>(
-        &mut self,
-        header: &T,
-        blobs: &[&[u8]],
-    ) -> Result<(), ClientError> {
-        write_message(&mut self.writer, header, blobs)
-            .map_err(|e| ClientError::environment(format!("sending to the scoring service: {e}")))
-    }
-    fn receive(&mut self) -> Result<(ServiceMessage, Vec<Vec<u8>>), ClientError> {
-        read_message(&mut self.reader, Limits::REPLY).map_err(|e| {
-            ClientError::environment(format!("reading the scoring service's reply: {e}"))
-        })
-    }
 }
 
 /// The canonical path of an existing attempt folder.

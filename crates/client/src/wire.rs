@@ -75,6 +75,43 @@ impl From<io::Error> for WireError {
     }
 }
 
+/// Both halves of a connected socket, buffered: what the client and the service each speak
+/// through.
+pub struct Connection {
+    reader: io::BufReader<std::os::unix::net::UnixStream>,
+    writer: io::BufWriter<std::os::unix::net::UnixStream>,
+}
+
+impl Connection {
+    pub fn new(stream: std::os::unix::net::UnixStream) -> io::Result<Self> {
+        let writer = stream.try_clone()?;
+        Ok(Connection {
+            reader: io::BufReader::new(stream),
+            writer: io::BufWriter::new(writer),
+        })
+    }
+
+    pub fn send<T: Serialize>(&mut self, header: &T, blobs: &[&[u8]]) -> Result<(), WireError> {
+        write_message(&mut self.writer, header, blobs)
+    }
+
+    pub fn receive<T: DeserializeOwned>(
+        &mut self,
+        limits: Limits,
+    ) -> Result<(T, Vec<Vec<u8>>), WireError> {
+        read_message(&mut self.reader, limits)
+    }
+
+    /// [`read_message_reserving`] on this connection.
+    pub fn receive_reserving<T: DeserializeOwned>(
+        &mut self,
+        limits: Limits,
+        reserve: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<(T, Vec<Vec<u8>>), WireError> {
+        read_message_reserving(&mut self.reader, limits, reserve)
+    }
+}
+
 /// Writes one message.
 pub fn write_message<T: Serialize>(
     w: &mut impl Write,

@@ -16,7 +16,6 @@
 //! One connection carries one command, on its own thread; a panic in it becomes an internal
 //! error for that client, never the end of the service.
 
-use std::io::{BufReader, BufWriter};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -28,9 +27,7 @@ use std::time::Duration;
 use rdbench_client::proto::{
     Envelope, Reply, ReplyFile, Request, ServiceMessage, SubmittedFiles, PROTOCOL_VERSION,
 };
-use rdbench_client::wire::{
-    read_message, read_message_reserving, write_message, Limits, WireError,
-};
+use rdbench_client::wire::{Connection, Limits, WireError};
 use rdbench_core::attempt::{sweep_stale, Attempt};
 use rdbench_core::fsutil::{effective_uid, ensure_private_dir};
 use rdbench_core::home::Home;
@@ -177,19 +174,23 @@ fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
     Ok(cred.uid)
 }
 
-struct Connection {
-    reader: BufReader<UnixStream>,
-    writer: BufWriter<UnixStream>,
+/// The service's side of the shared connection type: requests within the request limits,
+/// write errors as this crate's errors.
+trait ServiceSide {
+    fn receive_request<T: serde::de::DeserializeOwned>(
+        &mut self,
+    ) -> std::result::Result<(T, Vec<Vec<u8>>), WireError>;
+    fn reply(&mut self, message: &ServiceMessage, blobs: &[&[u8]]) -> Result<()>;
 }
 
-impl Connection {
-    fn receive<T: serde::de::DeserializeOwned>(
+impl ServiceSide for Connection {
+    fn receive_request<T: serde::de::DeserializeOwned>(
         &mut self,
     ) -> std::result::Result<(T, Vec<Vec<u8>>), WireError> {
-        read_message(&mut self.reader, Limits::REQUEST)
+        self.receive(Limits::REQUEST)
     }
-    fn send(&mut self, message: &ServiceMessage, blobs: &[&[u8]]) -> Result<()> {
-        write_message(&mut self.writer, message, blobs)
+    fn reply(&mut self, message: &ServiceMessage, blobs: &[&[u8]]) -> Result<()> {
+        self.send(message, blobs)
             .map_err(|e| Error::Environment(format!("writing to the client: {e}")))
     }
 }
@@ -210,12 +211,8 @@ fn handle(service: &Service, stream: UnixStream, busy: bool) {
     // A peer that stops reading or writing holds its thread for a bounded time only.
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
-    let Ok(writer) = stream.try_clone() else {
+    let Ok(mut conn) = Connection::new(stream) else {
         return;
-    };
-    let mut conn = Connection {
-        reader: BufReader::new(stream),
-        writer: BufWriter::new(writer),
     };
     let caller = if uid == 0 || uid == service.uid {
         Caller::Operator { uid }
@@ -228,10 +225,10 @@ fn handle(service: &Service, stream: UnixStream, busy: bool) {
         out: Out::capture(),
         caller,
     };
-    let envelope = match conn.receive::<Envelope>() {
+    let envelope = match conn.receive_request::<Envelope>() {
         Ok((envelope, _)) => envelope,
         Err(e) => {
-            let _ = conn.send(&error_reply(&ctx, &Error::Usage(e.to_string())), &[]);
+            let _ = conn.reply(&error_reply(&ctx, &Error::Usage(e.to_string())), &[]);
             return;
         }
     };
@@ -279,7 +276,7 @@ fn handle(service: &Service, stream: UnixStream, busy: bool) {
         tracing::info!(uid, op, code = r.code, "served");
     }
     let refs: Vec<&[u8]> = blobs.iter().map(|b| b.as_slice()).collect();
-    let _ = conn.send(&message, &refs);
+    let _ = conn.reply(&message, &refs);
 }
 
 fn op_name(request: &Request) -> &'static str {
@@ -370,7 +367,7 @@ fn dispatch(
                 (true, Some(t)) => Some(t.min(info.score_timeout_s)),
                 (_, t) => t,
             };
-            conn.send(
+            conn.reply(
                 &ServiceMessage::NeedFiles {
                     names: info.submission_files.clone(),
                     max_file: MAX_SUBMISSION_FILE,
@@ -378,15 +375,11 @@ fn dispatch(
                 &[],
             )?;
             let mut held = 0u64;
-            let received = read_message_reserving::<SubmittedFiles>(
-                &mut conn.reader,
-                Limits::REQUEST,
-                &mut |n| {
-                    let granted = service.budget.take(n);
-                    held += if granted { n } else { 0 };
-                    granted
-                },
-            );
+            let received = conn.receive_reserving::<SubmittedFiles>(Limits::REQUEST, &mut |n| {
+                let granted = service.budget.take(n);
+                held += if granted { n } else { 0 };
+                granted
+            });
             // Given back when this command ends, however it ends.
             let _held = Held(&service.budget, held);
             let (files, blobs) =
