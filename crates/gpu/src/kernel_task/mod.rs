@@ -179,6 +179,16 @@ impl HostOutputs {
     }
 }
 
+/// Bits for a poison word from a run's seed and the output's name: a hash, so that a plan
+/// reading its poisoned output before writing it learns nothing about the seed (from which
+/// the inputs of the run, and of the samples after it, are drawn).
+pub fn poison_bits(seed: u64, output: &str) -> u32 {
+    let tag = output.bytes().fold(0x706f_6973_6f6e_u64, |h, b| {
+        h.wrapping_mul(0x100_0000_01b3) ^ b as u64
+    });
+    (rdbench_core::rng::splitmix64(seed ^ tag) >> 32) as u32
+}
+
 /// The f32 a bfloat16 stands for (exact: bf16 is the top half of an f32).
 pub fn bf16_to_f32(bits: u16) -> f32 {
     f32::from_bits((bits as u32) << 16)

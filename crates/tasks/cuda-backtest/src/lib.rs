@@ -293,10 +293,7 @@ impl KernelTask for CudaBacktest {
     /// 30 raw seed bits there would cut a search for the seed (and so for the next samples'
     /// inputs, from the seed stream) from 2^64 candidates to 2^34.
     fn poison_word(&self, output: &str, seed: u64) -> u32 {
-        let tag = output
-            .bytes()
-            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
-        0x4000_0000 | (rdbench_core::rng::splitmix64(seed ^ POISON_TAG ^ tag) as u32 & 0xFF) << 8
+        0x4000_0000 | (rdbench_gpu::kernel_task::poison_bits(seed, output) & 0xFF) << 8
     }
 
     fn oracle(
@@ -396,9 +393,6 @@ impl KernelTask for CudaBacktest {
         })
     }
 }
-
-/// Separates the poison's hash from the generator's streams.
-const POISON_TAG: u64 = 0x9015_0000_0000_0000;
 
 /// METR's goal for the task: 30 times faster than the CPU program.
 pub const TARGET_SPEEDUP: f64 = 30.0;

@@ -221,9 +221,10 @@ pub fn launch_generate(
 /// A quiet NaN whose payload comes from the seed: unpredictable, and never a right answer
 /// (NaN never matches). For bf16 outputs the kit writes the low half, itself a bf16 NaN.
 pub fn nan_poison(elem: ElemType, seed: u64) -> u32 {
+    let bits = rdbench_gpu::kernel_task::poison_bits(seed, "ops");
     match elem {
-        ElemType::Bf16 => 0x7FC0 | ((seed >> 20) as u32 & 0x3F),
-        _ => 0x7FC0_0000 | ((seed >> 20) as u32 & 0x003F_FFFF),
+        ElemType::Bf16 => 0x7FC0 | (bits & 0x3F),
+        _ => 0x7FC0_0000 | (bits & 0x003F_FFFF),
     }
 }
 

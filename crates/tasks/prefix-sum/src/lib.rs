@@ -230,8 +230,8 @@ impl KernelTask for PrefixSum {
     }
 
     /// In [2^30, 2^31): never a right answer, since |y| <= 10 n <= 1e9 < 2^30.
-    fn poison_word(&self, _output: &str, seed: u64) -> u32 {
-        0x4000_0000 | ((seed >> 16) as u32 & 0x3FFF_FFFF)
+    fn poison_word(&self, output: &str, seed: u64) -> u32 {
+        0x4000_0000 | (rdbench_gpu::kernel_task::poison_bits(seed, output) & 0x3FFF_FFFF)
     }
 
     fn oracle(
