@@ -9,9 +9,11 @@
 # on the GPU). Then doctor and the bundled test binaries with RDBENCH_REQUIRE_GPU=1, so a test
 # that would skip without a GPU fails instead. Everything lands as JSON under $OUT (one folder
 # per task); summary.json and a table close it. It never changes clocks or any setting of the card.
-# Sizing for a lent device (10 min a call): the full run of three kernel tasks does not fit; a
-# first call of `TASKS=prefix-sum` (about 5-8 min at PROFILE=full, estimated) leaves room for a
-# second with the others, and DEADLINE_S (default 520 s) stops starting steps in time anyway.
+# Sizing for a lent device (10 min a call, about 15 min a session): the registry has 8 kernel
+# tasks (prefix-sum, six ops, cuda-backtest) and a full run of all of them does not fit. A first
+# call of `TASKS=prefix-sum` (about 5-8 min at PROFILE=full, estimated) is the priority; then
+# `PROFILE=tiny TASKS="ops-gemm cuda-backtest"` or similar; DEADLINE_S (default 520 s) stops
+# starting steps in time anyway and lists what it skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
