@@ -117,7 +117,7 @@ pub fn tiny() -> Spec {
             blocks: 4,
             kernel: 5,
             branch_scale: 0.5,
-            train: tc(1_200, 32, 3e-3, 50, 0x5ef0_0001),
+            train: tc(700, 32, 4e-3, 40, 0x5ef0_0001),
             init_seed: 0x5ef0_0002,
         },
         threads: None,
