@@ -302,6 +302,8 @@ fn tokens_ty(limits: &Limits) -> Ty {
 pub struct GraphError {
     pub node: Option<(usize, String)>,
     pub message: String,
+    /// Whether the graph is well formed but over one of the profile's [`Limits`].
+    pub over_limit: bool,
 }
 
 impl fmt::Display for GraphError {
@@ -319,6 +321,14 @@ fn graph_err(message: impl Into<String>) -> GraphError {
     GraphError {
         node: None,
         message: message.into(),
+        over_limit: false,
+    }
+}
+
+fn limit_err(message: String) -> GraphError {
+    GraphError {
+        over_limit: true,
+        ..graph_err(message)
     }
 }
 
@@ -345,7 +355,7 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Graph, GraphError> {
         return Err(graph_err("the graph has no nodes"));
     }
     if raw.node.len() > limits.max_nodes {
-        return Err(graph_err(format!(
+        return Err(limit_err(format!(
             "the graph has {} nodes; at most {} are allowed",
             raw.node.len(),
             limits.max_nodes
@@ -356,6 +366,7 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Graph, GraphError> {
         names: HashMap::new(),
         types: vec![tokens_ty(limits)],
         nodes: Vec::new(),
+        over_limit: std::cell::Cell::new(false),
     };
     checker.names.insert(TOKENS.to_string(), 0);
     let all_names: HashMap<String, usize> = raw
@@ -379,6 +390,7 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Graph, GraphError> {
             .map_err(|message| GraphError {
                 node: Some((i, name)),
                 message,
+                over_limit: checker.over_limit.take(),
             })?;
     }
     let output = *checker.names.get(&raw.output).ok_or_else(|| {
@@ -402,6 +414,7 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Graph, GraphError> {
                 "the output must be logits {want}, but {:?} is {}",
                 raw.output, checker.types[output]
             ),
+            over_limit: false,
         });
     }
     // Every value feeds the output: anything else is dead code or an unused weight.
@@ -421,6 +434,7 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Graph, GraphError> {
         return Err(GraphError {
             node: at(v),
             message: "never contributes to the output (remove it)".into(),
+            over_limit: false,
         });
     }
     let params: u64 = checker
@@ -430,7 +444,7 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Graph, GraphError> {
         .map(|n| n.ty.elements())
         .fold(0u64, |a, b| a.saturating_add(b));
     if params > limits.max_params {
-        return Err(graph_err(format!(
+        return Err(limit_err(format!(
             "the graph has {params} weight elements; at most {} are allowed",
             limits.max_params
         )));
@@ -442,7 +456,7 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Graph, GraphError> {
         .fold(0u64, |a, b| a.saturating_add(b));
     let flops_per_token = flops.div_ceil(limits.seq as u64);
     if flops_per_token > limits.max_flops_per_token {
-        return Err(graph_err(format!(
+        return Err(limit_err(format!(
             "one forward pass takes {flops_per_token} floating-point operations per token; at most {} \
              are allowed",
             limits.max_flops_per_token
@@ -461,6 +475,8 @@ struct Checker<'a> {
     names: HashMap<String, usize>,
     types: Vec<Ty>,
     nodes: Vec<Node>,
+    /// Set when the last error was a size cap rather than a malformed node.
+    over_limit: std::cell::Cell<bool>,
 }
 
 /// The attributes of one node, consumed one by one so that leftovers are reported.
@@ -638,6 +654,7 @@ impl Checker<'_> {
         }
         // Weights are capped by the parameter count; everything computed, by this.
         if !matches!(op, Op::Weight { .. }) && ty.elements() > self.limits.max_value_elements {
+            self.over_limit.set(true);
             return Err(format!(
                 "the result {ty} has {} elements per sequence; at most {} are allowed",
                 ty.elements(),
@@ -840,6 +857,7 @@ impl Checker<'_> {
                 let (ty, flops) = einsum_type(&spec, &tys[0], &tys[1])?;
                 // The interpreter forms the full product before summing: that is a value too.
                 if flops / 2 > self.limits.max_value_elements {
+                    self.over_limit.set(true);
                     return Err(format!(
                         "the product over every letter has {} elements per sequence; at most {} are allowed",
                         flops / 2,

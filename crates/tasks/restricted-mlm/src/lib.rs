@@ -98,9 +98,7 @@ pub fn load_submission(
         Err(e) => {
             let kind = match e {
                 UntrustedReadError::TooLarge { .. } => InvalidKind::TooLarge,
-                UntrustedReadError::Io(_) => {
-                    return Err(Error::Internal(format!("{}: {e}", model_path.display())))
-                }
+                UntrustedReadError::Io(_) => InvalidKind::BadArtifact,
                 _ => InvalidKind::MissingFile,
             };
             return Ok(Err((kind, format!("{}: {e}", model_path.display()))));
@@ -109,8 +107,7 @@ pub fn load_submission(
     let graph = match graph::parse(&text, &spec.limits) {
         Ok(g) => g,
         Err(e) => {
-            let limit = e.message.contains("at most");
-            let kind = if limit {
+            let kind = if e.over_limit {
                 InvalidKind::ResourceLimit
             } else {
                 InvalidKind::BadArtifact
