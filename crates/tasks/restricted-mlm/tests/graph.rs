@@ -404,3 +404,46 @@ fn each_sequence_is_computed_on_its_own() {
         }
     }
 }
+
+/// ReLU tricks that emulate comparisons are made of allowed ops, so they are valid graphs:
+/// `|x| = relu(x) + relu(-x)` and a clipped step `relu(1000 x) - relu(1000 x - 1)`.
+#[test]
+fn relu_tricks_are_allowed_and_compute_what_they_should() {
+    let mut g = GraphText::new("logits");
+    g.weight("e", &[6, 5])
+        .node("x", "embedding", &["tokens", "e"], &[])
+        .node("neg", "mul", &["x"], &[("scale", "-1".into())])
+        .node("p", "relu", &["x"], &[])
+        .node("n", "relu", &["neg"], &[])
+        .node("abs", "add", &["p", "n"], &[])
+        .node("big", "mul", &["x"], &[("scale", "1000.0".into())])
+        .node(
+            "one",
+            "weight",
+            &[],
+            &[
+                ("shape", "[1]".into()),
+                ("trainable", "false".into()),
+                ("init", "-1.0".into()),
+            ],
+        )
+        .node("shifted", "add", &["big", "one"], &[])
+        .node("r1", "relu", &["big"], &[])
+        .node("r2", "relu", &["shifted"], &[])
+        .node("neg2", "mul", &["r2"], &[("scale", "-1".into())])
+        .node("step", "add", &["r1", "neg2"], &[])
+        .node("logits", "mul", &["abs", "step"], &[]);
+    let (m, out) = run(&g.text("relu tricks"), 4);
+    let e: Vec<Vec<f32>> = m.tensors()["e"].to_vec2().unwrap();
+    let out = v3(&out);
+    let toks = [[0usize, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]];
+    for b in 0..2 {
+        for t in 0..6 {
+            for v in 0..5 {
+                let x = e[toks[b][t]][v];
+                let step = (1000.0 * x).clamp(0.0, 1.0);
+                assert!((out[b][t][v] - x.abs() * step).abs() < 1e-4);
+            }
+        }
+    }
+}
