@@ -34,11 +34,12 @@ pub fn masked_batch(
     let s = set.seq_len;
     let (mut ids, mut targets, mut weights) = (Vec::new(), Vec::new(), Vec::new());
     for &r in rows {
-        for t in r * s..(r + 1) * s {
-            let tok = set.tokens[t] as u32;
+        let span = r * s..(r + 1) * s;
+        for (&tok, &masked) in set.tokens[span.clone()].iter().zip(&masks[span]) {
+            let tok = tok as u32;
             targets.push(tok);
-            ids.push(if masks[t] { mask_id } else { tok });
-            weights.push(if masks[t] { 1f32 } else { 0.0 });
+            ids.push(if masked { mask_id } else { tok });
+            weights.push(if masked { 1f32 } else { 0.0 });
         }
     }
     let shape = (rows.len(), s);

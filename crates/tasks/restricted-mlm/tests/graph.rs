@@ -2,6 +2,9 @@
 //! (checked against plain Rust on small inputs), shapes are inferred, and every malformed graph
 //! is rejected with a reason naming the node.
 
+// Index loops mirror the tensors' axes, which reads more plainly than iterator chains here.
+#![allow(clippy::needless_range_loop)]
+
 use candle_core::{Device, Tensor};
 use rdbench_task_restricted_mlm::build::GraphText;
 use rdbench_task_restricted_mlm::graph::{self, GraphError, Limits};
@@ -123,8 +126,7 @@ fn window_is_sliding_windows_with_zero_padding() {
         "table".into(),
         Tensor::from_vec(table, (6, 2), &Device::Cpu).unwrap(),
     );
-    // Identity-like head is not square, so read the window through `flat` instead: evaluate a
-    // graph ending at the window by saving and reloading with the table set.
+    // Load the graph with that table (and the random head) from a weights file.
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("w.safetensors");
     rdbench_lm::save_tensors(&tensors, &p).unwrap();
