@@ -41,7 +41,8 @@
 //! Validation rejects, naming the first offending node: unknown or missing fields, duplicate
 //! names, inputs that are not defined before use (so cycles cannot be written), nodes or weights
 //! never used, shape and type mismatches, axes out of range, and graphs over the profile's
-//! [`Limits`] (nodes, parameters, floating-point operations per token, size of any one value).
+//! [`Limits`] (nodes, parameters, floating-point operations per token, size of any one value and
+//! of all values together).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -73,6 +74,9 @@ pub struct Limits {
     pub max_flops_per_token: u64,
     /// Most elements of any one value, per sequence.
     pub max_value_elements: u64,
+    /// Most elements of all computed values together, per sequence (what training keeps for
+    /// the backward pass, and a bound on the scorer's memory).
+    pub max_total_elements: u64,
 }
 
 /// A dimension: the symbolic batch, or a number.
@@ -449,6 +453,18 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Graph, GraphError> {
             limits.max_params
         )));
     }
+    let total: u64 = checker
+        .nodes
+        .iter()
+        .filter(|n| !matches!(n.op, Op::Weight { .. }))
+        .map(|n| n.ty.elements())
+        .fold(0u64, |a, b| a.saturating_add(b));
+    if total > limits.max_total_elements {
+        return Err(limit_err(format!(
+            "the graph's values hold {total} elements per sequence together; at most {} are allowed",
+            limits.max_total_elements
+        )));
+    }
     let flops: u64 = checker
         .nodes
         .iter()
@@ -789,8 +805,8 @@ impl Checker<'_> {
                         "input 0 is {x}; its last axis must be the weight's `in` ({inn})"
                     ));
                 }
-                if x.dims.len() == 1 && x.batched() {
-                    return Err("input 0 needs a feature axis after the batch axis".into());
+                if x.dims.len() < 2 {
+                    return Err(format!("input 0 is {x}; `linear` needs at least 2 axes"));
                 }
                 if let Some(b) = tys.get(2) {
                     if b.dims != [Dim::N(out)] {

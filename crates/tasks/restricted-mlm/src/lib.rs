@@ -330,6 +330,7 @@ pub fn instructions(spec: &Spec) -> Result<String> {
             ("MAXPARAMS", &n(l.max_params)),
             ("MAXFLOPS", &n(l.max_flops_per_token)),
             ("MAXVALUE", &n(l.max_value_elements)),
+            ("MAXTOTAL", &n(l.max_total_elements)),
         ],
     )
 }

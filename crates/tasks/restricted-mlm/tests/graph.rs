@@ -19,6 +19,7 @@ fn limits() -> Limits {
         max_params: 100_000,
         max_flops_per_token: 1_000_000,
         max_value_elements: 100_000,
+        max_total_elements: 1_000_000,
     }
 }
 
@@ -359,6 +360,13 @@ fn caps_on_nodes_params_flops_and_values() {
                 ..l.clone()
             },
             "elements per sequence; at most 17",
+        ),
+        (
+            Limits {
+                max_total_elements: 100,
+                ..l.clone()
+            },
+            "hold 124 elements per sequence together; at most 100",
         ),
     ];
     for (lim, want) in caps {

@@ -136,6 +136,7 @@ fn the_trainer_learns_a_toy_corpus() {
         max_params: 100_000,
         max_flops_per_token: 1_000_000,
         max_value_elements: 100_000,
+        max_total_elements: 1_000_000,
     };
     let hmm = Hmm::new(HmmConfig {
         states: 4,
