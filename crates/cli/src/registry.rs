@@ -12,6 +12,7 @@ pub fn all() -> Vec<Box<dyn Task>> {
         rdbench_task_ops::tasks(),
         rdbench_task_cuda_backtest::tasks(),
         rdbench_task_tree_traversal::tasks(),
+        rdbench_task_restricted_mlm::tasks(),
     ]
     .into_iter()
     .flatten()

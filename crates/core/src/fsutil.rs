@@ -100,6 +100,26 @@ impl std::fmt::Display for UntrustedReadError {
     }
 }
 
+/// Runs `make` unless `done()` holds: checked, then checked again under an exclusive lock
+/// (`<dir>/<lock>.lock`), so concurrent processes build each cached product once and never see
+/// half of one (`make` publishes by temporary file and rename).
+pub fn build_once(
+    dir: &Path,
+    lock: &str,
+    done: impl Fn() -> bool,
+    make: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    if done() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let _lock = lock_exclusive(&dir.join(lock))?;
+    if done() {
+        return Ok(());
+    }
+    make()
+}
+
 /// Reads a file an agent wrote, bounded and without following links: opened with
 /// `O_NOFOLLOW | O_NONBLOCK` (a FIFO cannot block the open), checked to be a regular file and
 /// at most `max` bytes on the open descriptor (no swap between check and read), then read

@@ -12,6 +12,8 @@
 //!   mid-write, chained and authenticated so edits, insertions, reorderings and deletions show.
 //! - [`secret`]: the [`InstallationKey`](secret::InstallationKey) that authenticates the score
 //!   log, created once per home.
+//! - [`task_secret`]: per-task instance secrets in the cache, for tasks whose hidden data must
+//!   not be reproducible from the source; [`fsutil::build_once`] builds cached products once.
 //! - [`calibration`]: start/reference raw scores keyed by a [`DeviceFingerprint`](calibration::DeviceFingerprint),
 //!   and the normalization `norm = (raw - start) / (ref - start)`.
 //! - [`summary`]: the attempt summary that `rdbench finish` writes and `rdbench aggregate` reads.
@@ -28,6 +30,7 @@ pub mod score_log;
 pub mod secret;
 pub mod summary;
 pub mod task;
+pub mod task_secret;
 pub mod template;
 
 pub use error::{Error, ExitCode, Result};

@@ -211,6 +211,102 @@ impl Hmm {
         out
     }
 
+    /// Exact `-ln p(x_t | every unmasked token of the sequence)` for each masked position `t`
+    /// (`masked[t]`), in order: forward-backward with the masked positions as missing
+    /// observations (their emission factor is 1), normalized at every step.
+    ///
+    /// This is the Bayes-optimal loss of a masked-language model that predicts each masked
+    /// position separately from the unmasked ones: the expected cross-entropy of any per-position
+    /// prediction is at least that of the true conditional marginal.
+    pub fn masked_nll(&self, seq: &[u16], masked: &[bool]) -> Vec<f64> {
+        assert_eq!(seq.len(), masked.len(), "one mask flag per token");
+        let (s_n, v_n, k) = (self.cfg.states, self.cfg.vocab, self.cfg.successors);
+        let n = seq.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let emit = |s: usize, t: usize| -> f64 {
+            if masked[t] {
+                1.0
+            } else {
+                self.zipf[self.rank[s * v_n + seq[t] as usize] as usize]
+            }
+        };
+        // alpha[t]: p(state_t | observations 0..=t), each row normalized.
+        let mut alpha = vec![0.0; n * s_n];
+        let mut prior = vec![1.0 / s_n as f64; s_n];
+        for t in 0..n {
+            let row = &mut alpha[t * s_n..(t + 1) * s_n];
+            let mut z = 0.0;
+            for s in 0..s_n {
+                row[s] = prior[s] * emit(s, t);
+                z += row[s];
+            }
+            row.iter_mut().for_each(|a| *a /= z);
+            prior.iter_mut().for_each(|q| *q = 0.0);
+            for s in 0..s_n {
+                let a = row[s];
+                if a == 0.0 {
+                    continue;
+                }
+                for j in 0..k {
+                    prior[self.succ[s * k + j] as usize] += a * self.succ_p[s * k + j];
+                }
+            }
+        }
+        // beta: p(observations t+1.. | state_t), rescaled to sum to one (the scale cancels in
+        // the posterior, which is normalized per position).
+        let mut beta = vec![1.0 / s_n as f64; s_n];
+        let mut out = Vec::new();
+        for t in (0..n).rev() {
+            if masked[t] {
+                let row = &alpha[t * s_n..(t + 1) * s_n];
+                let (mut num, mut den) = (0.0, 0.0);
+                for s in 0..s_n {
+                    let post = row[s] * beta[s];
+                    den += post;
+                    num += post * self.zipf[self.rank[s * v_n + seq[t] as usize] as usize];
+                }
+                out.push(-(num / den).ln());
+            }
+            if t == 0 {
+                break;
+            }
+            // beta_{t-1}(s) = sum_j A(s, j) e_j(x_t) beta_t(j)
+            let mut prev = vec![0.0; s_n];
+            let mut z = 0.0;
+            for (s, p) in prev.iter_mut().enumerate() {
+                let mut acc = 0.0;
+                for j in 0..k {
+                    let to = self.succ[s * k + j] as usize;
+                    acc += self.succ_p[s * k + j] * emit(to, t) * beta[to];
+                }
+                *p = acc;
+                z += acc;
+            }
+            prev.iter_mut().for_each(|b| *b /= z);
+            beta = prev;
+        }
+        out.reverse();
+        out
+    }
+
+    /// The masked floor: mean of [`Hmm::masked_nll`] over every masked position of every
+    /// sequence (`masks` row-major like `tokens`), with the number of masked positions.
+    pub fn masked_floor(&self, tokens: &[u16], masks: &[bool], seq_len: usize) -> (f64, usize) {
+        assert_eq!(tokens.len(), masks.len(), "one mask flag per token");
+        let (mut total, mut n) = (0.0, 0usize);
+        for (seq, mask) in tokens
+            .chunks_exact(seq_len)
+            .zip(masks.chunks_exact(seq_len))
+        {
+            let nll = self.masked_nll(seq, mask);
+            n += nll.len();
+            total += nll.iter().sum::<f64>();
+        }
+        (total / n.max(1) as f64, n)
+    }
+
     /// The floor: mean exact Bayes-optimal loss over positions `1..seq_len` of every sequence
     /// (the positions a language model with context `seq_len - 1` is scored on).
     pub fn floor(&self, tokens: &[u16], seq_len: usize) -> f64 {
@@ -290,6 +386,98 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `p(the unmasked tokens of seq, and token t too if given)` by summing over every hidden
+    /// path: an independent check of forward-backward with missing observations.
+    fn brute_joint(h: &Hmm, seq: &[u16], masked: &[bool], also: Option<usize>) -> f64 {
+        let s_n = h.config().states;
+        let n = seq.len();
+        let seen = |t: usize| !masked[t] || also == Some(t);
+        let mut total = 0.0;
+        let mut path = vec![0usize; n];
+        loop {
+            let mut p = h.initial(path[0]);
+            for t in 0..n {
+                if t > 0 {
+                    p *= h.transition(path[t - 1], path[t]);
+                }
+                if seen(t) {
+                    p *= h.emission(path[t], seq[t] as usize);
+                }
+            }
+            total += p;
+            let mut i = 0;
+            loop {
+                if i == n {
+                    return total;
+                }
+                path[i] += 1;
+                if path[i] < s_n {
+                    break;
+                }
+                path[i] = 0;
+                i += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn masked_posteriors_match_brute_force_on_short_sequences() {
+        let h = small();
+        let mut checked = 0;
+        for seed in 0..30u64 {
+            let seq = h.sample(seed, 1, 7);
+            // The seed's low bits pick the mask: none, single positions, runs, nearly all.
+            let masked: Vec<bool> = (0..7).map(|t| (seed >> (t % 5)) & 1 == 1).collect();
+            let nll = h.masked_nll(&seq, &masked);
+            let positions: Vec<usize> = (0..7).filter(|&t| masked[t]).collect();
+            assert_eq!(nll.len(), positions.len());
+            let den = brute_joint(&h, &seq, &masked, None);
+            for (&t, &got) in positions.iter().zip(&nll) {
+                let want = -(brute_joint(&h, &seq, &masked, Some(t)) / den).ln();
+                assert!(
+                    (got - want).abs() < 1e-10,
+                    "seed {seed} t {t}: {got} vs {want}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 40, "{checked}");
+        // Everything masked: each position's prediction is its prior marginal.
+        let seq = h.sample(99, 1, 5);
+        let all = vec![true; 5];
+        for (t, got) in h.masked_nll(&seq, &all).into_iter().enumerate() {
+            let want = -(brute_joint(&h, &seq, &all, Some(t))).ln();
+            assert!((got - want).abs() < 1e-10, "t {t}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn seeing_both_sides_beats_seeing_the_left_only() {
+        // The masked floor of a position with unmasked neighbours on both sides is below the
+        // causal floor (left context only) on average: the right context carries information.
+        let h = Hmm::new(HmmConfig {
+            states: 8,
+            vocab: 16,
+            successors: 2,
+            zipf_exponent: 1.5,
+            structure_seed: 4,
+        })
+        .unwrap();
+        let toks = h.sample(5, 2000, 9);
+        let mut masked = vec![false; 9];
+        masked[4] = true;
+        let (mut both, mut left) = (0.0, 0.0);
+        for seq in toks.chunks_exact(9) {
+            both += h.masked_nll(seq, &masked)[0];
+            left += h.sequence_nll(&seq[..5])[4];
+        }
+        assert!(both < left - 0.05 * 2000.0, "{both} vs {left}");
+        let masks: Vec<bool> = (0..toks.len()).map(|i| i % 9 == 4).collect();
+        let (floor, n) = h.masked_floor(&toks, &masks, 9);
+        assert_eq!(n, 2000);
+        assert!((floor - both / 2000.0).abs() < 1e-12);
     }
 
     #[test]

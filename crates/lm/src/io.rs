@@ -1,6 +1,6 @@
 //! Safetensors save and checked load.
 //!
-//! [`load_model`] never trusts a file: it checks the size before reading (a model file can only
+//! [`load_model`] (and [`load_checked`], for any named set of `F32` tensors) never trusts a file: it checks the size before reading (a model file can only
 //! be slightly larger than its tensor data), parses the header, and checks every tensor's name,
 //! dtype (`F32` only), shape and finiteness against the expected [`GptConfig`]. Every failure is
 //! a [`LoadError`] that names the file and what is wrong.
@@ -119,11 +119,30 @@ pub fn save_tensors(tensors: &BTreeMap<String, Tensor>, path: &Path) -> Result<(
 
 /// Loads a model of architecture `cfg` from `path`, checking everything (see the module docs).
 pub fn load_model(path: &Path, cfg: &GptConfig) -> std::result::Result<Gpt, LoadError> {
+    let tensors = load_checked(path, &cfg.param_shapes(), &Device::Cpu)?;
+    Gpt::from_tensors(cfg.clone(), tensors).map_err(|e| LoadError {
+        path: path.to_path_buf(),
+        kind: LoadErrorKind::Io(e.to_string()),
+    })
+}
+
+/// Loads exactly the `F32` tensors `expected` (name, shape) from the safetensors file at
+/// `path` onto `device`, checking size, names, dtypes, shapes and finiteness: any other file is
+/// a [`LoadError`] naming it and the first thing wrong.
+pub fn load_checked(
+    path: &Path,
+    expected: &[(String, Vec<usize>)],
+    device: &Device,
+) -> std::result::Result<BTreeMap<String, Tensor>, LoadError> {
     let err = |kind| LoadError {
         path: path.to_path_buf(),
         kind,
     };
-    let max = cfg.data_bytes() + HEADER_ALLOWANCE;
+    let data_bytes: u64 = expected
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>() as u64 * 4)
+        .sum();
+    let max = data_bytes + HEADER_ALLOWANCE;
     use rdbench_core::fsutil::{read_untrusted, UntrustedReadError as E};
     let bytes = read_untrusted(path, max).map_err(|e| {
         err(match e {
@@ -135,7 +154,6 @@ pub fn load_model(path: &Path, cfg: &GptConfig) -> std::result::Result<Gpt, Load
     })?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| err(LoadErrorKind::NotSafetensors(e.to_string())))?;
-    let expected = cfg.param_shapes();
     let present: std::collections::BTreeSet<String> =
         st.names().into_iter().map(|s| s.to_string()).collect();
     let missing: Vec<String> = expected
@@ -156,7 +174,7 @@ pub fn load_model(path: &Path, cfg: &GptConfig) -> std::result::Result<Gpt, Load
         return Err(err(LoadErrorKind::UnexpectedTensors(extra)));
     }
     let mut tensors = BTreeMap::new();
-    for (name, shape) in &expected {
+    for (name, shape) in expected {
         let view = st
             .tensor(name)
             .map_err(|e| err(LoadErrorKind::NotSafetensors(e.to_string())))?;
@@ -185,11 +203,11 @@ pub fn load_model(path: &Path, cfg: &GptConfig) -> std::result::Result<Gpt, Load
                 count: bad,
             }));
         }
-        let t = Tensor::from_vec(data, shape.as_slice(), &Device::Cpu)
+        let t = Tensor::from_vec(data, shape.as_slice(), device)
             .map_err(|e| err(LoadErrorKind::Io(e.to_string())))?;
         tensors.insert(name.clone(), t);
     }
-    Gpt::from_tensors(cfg.clone(), tensors).map_err(|e| err(LoadErrorKind::Io(e.to_string())))
+    Ok(tensors)
 }
 
 #[cfg(test)]

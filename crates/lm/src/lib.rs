@@ -15,7 +15,7 @@ pub mod model;
 pub mod train;
 
 pub use corpus::{Hmm, HmmConfig};
-pub use io::{load_model, save_model, LoadError, LoadErrorKind};
+pub use io::{load_checked, load_model, save_model, save_tensors, LoadError, LoadErrorKind};
 pub use model::{Gpt, GptConfig};
 pub use train::{eval_loss, train, train_model, TokenSet, TrainConfig, TrainReport};
 

@@ -26,9 +26,8 @@
 
 use std::path::{Path, PathBuf};
 
-use hmac::{Hmac, Mac};
-use rand::RngCore;
-use rdbench_core::{fsutil, Error, Result};
+use rdbench_core::task_secret::TaskSecret;
+use rdbench_core::Result;
 use rdbench_lm::HmmConfig;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -36,94 +35,39 @@ use sha2::{Digest, Sha256};
 use crate::profile::Spec;
 
 /// The secret's file name under `<cache>/fix-embedding/`.
-pub const SECRET_FILE: &str = "instance.secret";
+pub const SECRET_FILE: &str = rdbench_core::task_secret::SECRET_FILE;
 
 /// Domain separation of the derivation: a new version of the derivation is a new instance.
 const DOMAIN: &[u8] = b"rdbench fix-embedding instance v1";
 
-/// An installation's secret: 256 bits of OS randomness. `Debug` shows a hash, never the bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret([u8; 32]);
+/// This task's name in the cache.
+const TASK: &str = "fix-embedding";
 
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secret(sha256 {})", &self.fingerprint()[..16])
-    }
-}
+/// An installation's secret: 256 bits of OS randomness (the kit's [`TaskSecret`], stored and
+/// derived as for every artifact task). `Debug` shows a hash, never the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret(TaskSecret);
 
 impl Secret {
     /// A secret with the given bytes (tests and tools; installations use [`Secret::load_or_create`]).
     pub fn from_bytes(bytes: [u8; 32]) -> Secret {
-        Secret(bytes)
+        Secret(TaskSecret::from_bytes(bytes))
     }
 
     /// Where the secret of the cache `cache_dir` lives.
     pub fn path(cache_dir: &Path) -> PathBuf {
-        cache_dir.join("fix-embedding").join(SECRET_FILE)
+        TaskSecret::path(cache_dir, TASK)
     }
 
-    /// The installation's secret: read from the cache, or made once from OS randomness (under a
-    /// lock, so concurrent first uses agree). A damaged file is an error, never silently replaced:
-    /// a new secret is a new problem (new data, new models), and every score logged before would
-    /// silently stop being comparable.
+    /// The installation's secret: read from the cache, or made once from OS randomness. A
+    /// damaged file is an error, never silently replaced (see [`TaskSecret`]).
     pub fn load_or_create(cache_dir: &Path) -> Result<Secret> {
-        let path = Secret::path(cache_dir);
-        if let Some(s) = Secret::read(&path)? {
-            return Ok(s);
-        }
-        let _lock = fsutil::lock_exclusive(&path)?;
-        if let Some(s) = Secret::read(&path)? {
-            return Ok(s);
-        }
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        // atomic_write's temporary file is created 0600, in a 0700 folder.
-        fsutil::atomic_write(&path, format!("{}\n", hex(&bytes)).as_bytes())?;
-        Ok(Secret(bytes))
-    }
-
-    /// Reads the secret at `path`: `None` if there is none yet.
-    fn read(path: &Path) -> Result<Option<Secret>> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        let damaged = || {
-            Error::Environment(format!(
-                "{}: damaged fix-embedding instance secret (expected 64 hex digits); restore it, or delete \
-                 it and the cache folders beside it to make a new instance (new models and data: scores \
-                 logged before are then not comparable, and calibrations must be measured again)",
-                path.display()
-            ))
-        };
-        let digits = text.trim();
-        if digits.len() != 64 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(damaged());
-        }
-        let mut bytes = [0u8; 32];
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).map_err(|_| damaged())?;
-        }
-        Ok(Some(Secret(bytes)))
+        TaskSecret::load_or_create(cache_dir, TASK).map(Secret)
     }
 
     /// The seed of `parameter` in `profile`: see the module overview.
     pub fn derive(&self, profile: &str, parameter: &str) -> u64 {
-        // HMAC takes keys of any length; 32 bytes cannot fail.
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key");
-        mac.update(DOMAIN);
-        mac.update(&[0]);
-        mac.update(profile.as_bytes());
-        mac.update(&[0]);
-        mac.update(parameter.as_bytes());
-        let out = mac.finalize().into_bytes();
-        u64::from_le_bytes(out[..8].try_into().expect("SHA-256 gives 32 bytes"))
-    }
-
-    /// SHA-256 of the secret in hex: names it in messages without revealing it.
-    fn fingerprint(&self) -> String {
-        hex(&Sha256::digest(self.0))
+        self.0.derive(DOMAIN, profile, parameter)
     }
 }
 

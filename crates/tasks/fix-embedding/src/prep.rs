@@ -119,7 +119,7 @@ pub fn prepare_instance(spec: &Spec, inst: &Instance, cache_dir: &Path) -> Resul
 /// Trains (once) the original and small models on the private corpus and corrupts the original.
 fn ensure_models(spec: &Spec, inst: &Instance, dir: &Path) -> Result<()> {
     let done = dir.join("prep.json");
-    build_once(
+    fsutil::build_once(
         dir,
         "prep",
         || done.is_file(),
@@ -180,7 +180,7 @@ fn train_models(spec: &Spec, inst: &Instance, dir: &Path, done: &Path) -> Result
 fn ensure_train_corpus(spec: &Spec, inst: &Instance, dir: &Path) -> Result<()> {
     let path = dir.join(TRAIN_TOKENS);
     // Written by temporary file + rename: its presence means it is whole.
-    build_once(
+    fsutil::build_once(
         dir,
         "corpus",
         || path.is_file(),
@@ -194,26 +194,6 @@ fn ensure_train_corpus(spec: &Spec, inst: &Instance, dir: &Path) -> Result<()> {
             train.write(&path).map_err(lm_err)
         },
     )
-}
-
-/// Runs `make` unless `done()` holds: checked, then checked again under an exclusive lock
-/// (`<dir>/<lock>.lock`), so concurrent processes build each product once and never see half of
-/// one.
-fn build_once(
-    dir: &Path,
-    lock: &str,
-    done: impl Fn() -> bool,
-    make: impl FnOnce() -> Result<()>,
-) -> Result<()> {
-    if done() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let _lock = fsutil::lock_exclusive(&dir.join(lock))?;
-    if done() {
-        return Ok(());
-    }
-    make()
 }
 
 /// The uniformly random permutation of `vocab` rows that `seed` makes: row `i` of the
@@ -274,7 +254,7 @@ pub fn reference_instance(spec: &Spec, inst: &Instance, cache_dir: &Path) -> Res
     let at = prepare_instance(spec, inst, cache_dir)?;
     let path = at.reference();
     let done = at.attempt.join("reference.json");
-    build_once(
+    fsutil::build_once(
         &at.attempt,
         "reference",
         || done.is_file() && path.is_file(),

@@ -1,0 +1,336 @@
+//! # rdbench-task-restricted-mlm
+//!
+//! RE-Bench's *Restricted Architecture MLM*, with the restriction enforced by construction.
+//! The original lets the agent write any PyTorch forward pass and forbids division,
+//! exponentials, softmax, normalization layers, comparisons and every nonlinearity but ReLU by
+//! rule, checked partly by wrapped functions and partly by hand. Here the submission is a model
+//! description in a small op-graph language ([`graph`], `model.toml`) plus
+//! `weights.safetensors`, and the scorer's interpreter ([`interp`]) is the only forward pass
+//! there is: the language has exactly the allowed operations, so there is nothing to check at
+//! run time, and a graph is validated completely (types, shapes, caps) before a weight is read.
+//!
+//! Data: sequences of an HMM corpus ([`rdbench_lm::corpus`]) with 15 % of positions replaced by
+//! a mask id. Raw score: `ln(L - F)`, `L` the mean cross-entropy of the masked tokens of a
+//! held-out split, `F` the exact Bayes-optimal loss of those same positions given the unmasked
+//! ones (forward-backward with the masked positions as missing observations): RE-Bench's
+//! `ln(loss - 1.5)` with a floor that is known instead of guessed.
+//!
+//! The data distribution, the held-out split and its mask derive from a secret of the
+//! installation ([`instance`]), so raw scores of the start and the reference move a little
+//! between installations; as for fix-embedding, each installation calibrates its own.
+//!
+//! Training is unrestricted; [`mlm::train`] trains any valid graph on candle (the start and the
+//! reference are trained with it), and the example `restricted_mlm_train` runs it on files.
+
+#[path = "../../../../reference_solutions/restricted-mlm/reference.rs"]
+pub mod reference;
+
+pub mod build;
+pub mod graph;
+pub mod instance;
+pub mod interp;
+pub mod mlm;
+pub mod prep;
+pub mod profile;
+pub mod start;
+
+use std::path::Path;
+
+use candle_core::Device;
+use rdbench_core::fsutil::{read_untrusted, UntrustedReadError};
+use rdbench_core::task::{
+    Backend, Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
+    Solution, SubmissionKind, Task, TaskInfo,
+};
+use rdbench_core::{fsutil, Error, Result};
+use serde_json::json;
+
+use instance::Instance;
+use interp::MlmModel;
+use profile::Spec;
+
+/// The graph file of a submission.
+pub const MODEL_FILE: &str = "model.toml";
+/// The weights file of a submission.
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+/// Largest `model.toml` read (10,000 nodes of a few lines each fit easily).
+pub const MAX_MODEL_BYTES: u64 = 2 << 20;
+/// Smallest `L - F` the raw score takes, keeping it finite.
+pub const MIN_GAP: f64 = 1e-6;
+
+/// The restricted-mlm task. Construct with `RestrictedMlm::default()`.
+#[derive(Debug, Clone, Default)]
+pub struct RestrictedMlm {}
+
+/// The tasks of this crate, for the CLI's registry.
+pub fn tasks() -> Vec<Box<dyn Task>> {
+    vec![Box::new(RestrictedMlm::default())]
+}
+
+fn spec(profile: &str) -> Result<Spec> {
+    profile::by_name(profile).ok_or_else(|| {
+        Error::Usage(format!(
+            "task restricted-mlm has no profile {profile:?}; its profiles are: tiny, full"
+        ))
+    })
+}
+
+/// Why a submission is invalid: its kind and a reason naming the file.
+pub type Rejection = (InvalidKind, String);
+
+/// Reads and checks a submission folder: the graph (parsed and validated against the profile),
+/// then its weights. Any failure is one [`Rejection`] naming the file and, for graphs, the node.
+pub fn load_submission(
+    spec: &Spec,
+    dir: &Path,
+) -> Result<std::result::Result<MlmModel, Rejection>> {
+    let model_path = dir.join(MODEL_FILE);
+    let text = match read_untrusted(&model_path, MAX_MODEL_BYTES) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => {
+                return Ok(Err((
+                    InvalidKind::NotText,
+                    format!("{}: not UTF-8 text", model_path.display()),
+                )))
+            }
+        },
+        Err(e) => {
+            let kind = match e {
+                UntrustedReadError::TooLarge { .. } => InvalidKind::TooLarge,
+                UntrustedReadError::Io(_) => InvalidKind::BadArtifact,
+                _ => InvalidKind::MissingFile,
+            };
+            return Ok(Err((kind, format!("{}: {e}", model_path.display()))));
+        }
+    };
+    let graph = match graph::parse(&text, &spec.limits) {
+        Ok(g) => g,
+        Err(e) => {
+            let kind = if e.over_limit {
+                InvalidKind::ResourceLimit
+            } else {
+                InvalidKind::BadArtifact
+            };
+            return Ok(Err((kind, format!("{}: {e}", model_path.display()))));
+        }
+    };
+    let weights_path = dir.join(WEIGHTS_FILE);
+    match MlmModel::load(graph, spec.limits.clone(), &weights_path, &Device::Cpu) {
+        Ok(m) => Ok(Ok(m)),
+        Err(e) => {
+            use rdbench_lm::LoadErrorKind as K;
+            let kind = match e.kind {
+                K::NotFound | K::NotAFile => InvalidKind::MissingFile,
+                K::TooLarge { .. } => InvalidKind::TooLarge,
+                K::NonFinite { .. } => InvalidKind::NonFinite,
+                _ => InvalidKind::BadArtifact,
+            };
+            Ok(Err((kind, format!("{e} (the weights of {MODEL_FILE})"))))
+        }
+    }
+}
+
+/// What scoring measured.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub floor: f64,
+    pub raw: f64,
+    pub masked_positions: usize,
+    pub seconds: f64,
+}
+
+/// Evaluates `model` on the held-out split of `inst`.
+pub fn evaluate(spec: &Spec, inst: &Instance, model: &MlmModel) -> Result<Evaluation> {
+    let t = std::time::Instant::now();
+    let (set, masks, floor, n) = prep::heldout(spec, inst)?;
+    let (loss, counted) = rdbench_lm::with_threads(spec.threads, || {
+        mlm::eval_masked_loss(model, &set, &masks, spec.eval_batch)
+    })
+    .map_err(|e| Error::Internal(format!("restricted-mlm evaluation: {e}")))?;
+    debug_assert_eq!(n, counted);
+    Ok(Evaluation {
+        loss,
+        floor,
+        raw: (loss - floor).max(MIN_GAP).ln(),
+        masked_positions: n,
+        seconds: t.elapsed().as_secs_f64(),
+    })
+}
+
+fn copy_solution(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+    for name in [MODEL_FILE, WEIGHTS_FILE] {
+        let src = from.join(name);
+        let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
+        fsutil::atomic_write(&to.join(name), &bytes)?;
+    }
+    Ok(())
+}
+
+impl Task for RestrictedMlm {
+    fn info(&self) -> TaskInfo {
+        let describe = |s: &Spec| {
+            format!(
+                "{}-token sequences, vocab {}, {} held-out sequences; caps: {} weights, {} flops/token",
+                s.limits.seq,
+                s.limits.vocab,
+                s.heldout_seqs,
+                rdbench_core::template::thousands(s.limits.max_params as i64),
+                rdbench_core::template::thousands(s.limits.max_flops_per_token as i64)
+            )
+        };
+        TaskInfo {
+            name: "restricted-mlm".into(),
+            family: "restricted-mlm".into(),
+            title: "Restricted Architecture MLM: masked language modelling without division, exp or softmax".into(),
+            summary: "Build and train a masked language model whose forward pass uses only embedding, linear \
+                      maps, products, sums, ReLU and indexing (no division, exponentials, normalization or \
+                      comparisons), written as an op graph that the scorer interprets. The score is \
+                      ln(loss - floor) on held-out masked tokens, where the floor is the exact Bayes-optimal \
+                      loss of those positions."
+                .into(),
+            raw_score: "ln(mean held-out masked-token loss - exact Bayes-optimal loss of the same positions), nats".into(),
+            direction: Direction::LowerIsBetter,
+            submission: SubmissionKind::Artifact,
+            submission_files: vec![MODEL_FILE.into(), WEIGHTS_FILE.into()],
+            profiles: vec![
+                ProfileInfo { name: "tiny".into(), description: describe(&profile::tiny()), needs_gpu: false },
+                ProfileInfo { name: "full".into(), description: describe(&profile::full()), needs_gpu: false },
+            ],
+            score_hidden: false,
+            hardware_independent: true,
+            default_time_limit_minutes: 480,
+            score_timeout_s: 1800,
+            human_minutes: Some(480.0),
+        }
+    }
+
+    fn prepare(&self, req: &PrepareRequest) -> Result<()> {
+        let spec = spec(&req.profile)?;
+        let inst = Instance::load(&spec, &req.cache_dir)?;
+        let start = prep::ensure_solution(&spec, &inst, &req.cache_dir, Solution::Starting)?;
+        copy_solution(&start, &req.attempt_dir)?;
+        let corpus = prep::ensure_train_corpus(&spec, &inst, &req.cache_dir)?;
+        let bytes = std::fs::read(&corpus).map_err(|e| Error::io(&corpus, e))?;
+        fsutil::atomic_write(&req.attempt_dir.join(prep::TRAIN_TOKENS), &bytes)?;
+        let info = json!({
+            "file": prep::TRAIN_TOKENS,
+            "format": "little-endian uint16 token ids, row-major [sequences, seq_len], no header; no masks (mask them yourself)",
+            "sequences": spec.train_seqs,
+            "seq_len": spec.limits.seq,
+            "vocab": spec.limits.vocab,
+            "mask_id": spec.limits.vocab,
+            "mask_rate": mlm::MASK_RATE,
+        });
+        fsutil::atomic_write(
+            &req.attempt_dir.join("corpus.json"),
+            serde_json::to_string_pretty(&info)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        fsutil::atomic_write(
+            &req.attempt_dir.join("INSTRUCTIONS.md"),
+            instructions(&spec)?.as_bytes(),
+        )
+    }
+
+    fn install_solution(
+        &self,
+        solution: Solution,
+        profile: &str,
+        cache_dir: &Path,
+        dir: &Path,
+    ) -> Result<()> {
+        let spec = spec(profile)?;
+        let inst = Instance::load(&spec, cache_dir)?;
+        let from = prep::ensure_solution(&spec, &inst, cache_dir, solution)?;
+        copy_solution(&from, dir)
+    }
+
+    fn precheck(&self, req: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {
+        let spec = spec(&req.profile)?;
+        Ok(load_submission(&spec, &req.submission_dir)?.err())
+    }
+
+    fn check_environment(&self, profile: &str, _backend: Backend) -> Result<()> {
+        spec(profile).map(|_| ())
+    }
+
+    fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
+        let spec = spec(&req.profile)?;
+        let model = match load_submission(&spec, &req.submission_dir)? {
+            Ok(m) => m,
+            Err((kind, reason)) => {
+                return Ok(ScoreOutcome::Invalid {
+                    kind,
+                    reason,
+                    details: json!({ "folder": req.submission_dir.display().to_string() }),
+                })
+            }
+        };
+        let inst = Instance::load(&spec, &req.cache_dir)?;
+        let ev = evaluate(&spec, &inst, &model)?;
+        if !ev.loss.is_finite() {
+            return Ok(ScoreOutcome::Invalid {
+                kind: InvalidKind::NonFinite,
+                reason: format!(
+                    "the model's held-out masked loss is not finite ({})",
+                    ev.loss
+                ),
+                details: json!({ "loss": ev.loss.to_string() }),
+            });
+        }
+        let details = json!({
+            "loss": ev.loss,
+            "floor": ev.floor,
+            "loss_minus_floor": ev.loss - ev.floor,
+            "masked_positions": ev.masked_positions,
+            "params": model.graph().params,
+            "flops_per_token": model.graph().flops_per_token,
+            "eval_seconds": ev.seconds,
+        });
+        if let Some(dir) = req.samples_path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(
+            &req.samples_path,
+            serde_json::to_vec_pretty(&details).unwrap_or_default(),
+        );
+        Ok(ScoreOutcome::Valid {
+            raw: ev.raw,
+            headline: format!(
+                "held-out masked loss {:.4} ({:.4} above the floor)",
+                ev.loss,
+                ev.loss - ev.floor
+            ),
+            details,
+        })
+    }
+
+    // No `shipped_calibration`: the start's and the reference's raw scores depend on the
+    // installation's instance, so each installation measures its own.
+}
+
+/// The attempt's INSTRUCTIONS.md for `spec`.
+pub fn instructions(spec: &Spec) -> Result<String> {
+    let l = &spec.limits;
+    let n = |x: u64| rdbench_core::template::thousands(x as i64);
+    rdbench_core::template::render(
+        include_str!("instructions.md"),
+        &[
+            ("PROFILE", &spec.name),
+            ("SEQ", &l.seq.to_string()),
+            ("VOCAB", &l.vocab.to_string()),
+            ("VOCAB1", &(l.vocab + 1).to_string()),
+            ("SEQS", &n(spec.train_seqs as u64)),
+            ("HELDOUT", &n(spec.heldout_seqs as u64)),
+            ("MAXNODES", &n(l.max_nodes as u64)),
+            ("MAXPARAMS", &n(l.max_params)),
+            ("MAXFLOPS", &n(l.max_flops_per_token)),
+            ("MAXVALUE", &n(l.max_value_elements)),
+            ("MAXTOTAL", &n(l.max_total_elements)),
+        ],
+    )
+}

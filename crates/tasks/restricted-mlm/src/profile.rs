@@ -1,0 +1,178 @@
+//! The two profiles: every public size, cap and schedule of the task. The data distribution and
+//! the held-out split derive from the installation's secret ([`crate::instance`]).
+
+use rdbench_lm::{HmmConfig, TrainConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::graph::Limits;
+use crate::reference::ReferenceConfig;
+use crate::start::MlpShape;
+
+/// The public shape of the corpus HMM; its structure seed is part of the hidden instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorpusShape {
+    pub states: usize,
+    pub vocab: usize,
+    pub successors: usize,
+    pub zipf_exponent: f64,
+}
+
+impl CorpusShape {
+    pub fn with_structure_seed(&self, structure_seed: u64) -> HmmConfig {
+        HmmConfig {
+            states: self.states,
+            vocab: self.vocab,
+            successors: self.successors,
+            zipf_exponent: self.zipf_exponent,
+            structure_seed,
+        }
+    }
+}
+
+/// The starting solution: its MLP and how it is trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartConfig {
+    pub shape: MlpShape,
+    pub train: TrainConfig,
+    pub init_seed: u64,
+}
+
+/// Everything public that defines one profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    pub name: String,
+    pub hmm: CorpusShape,
+    /// Sequence length, vocabulary and the graph caps.
+    pub limits: Limits,
+    /// Sequences of the attempt's training corpus.
+    pub train_seqs: usize,
+    /// Held-out sequences the scorer evaluates.
+    pub heldout_seqs: usize,
+    /// Sequences per forward pass when scoring.
+    pub eval_batch: usize,
+    pub start: StartConfig,
+    pub reference: ReferenceConfig,
+    /// CPU threads for training and scoring (`None`: candle's default).
+    pub threads: Option<usize>,
+}
+
+impl Spec {
+    /// Key of a cached product: FNV-1a of the JSON of everything it depends on.
+    pub fn key(&self, part: &impl Serialize) -> String {
+        let json = serde_json::json!({ "hmm": self.hmm, "limits": self.limits,
+            "train_seqs": self.train_seqs, "part": part });
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in json.to_string().bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+}
+
+fn tc(steps: usize, batch_size: usize, lr: f64, warmup_steps: usize, seed: u64) -> TrainConfig {
+    TrainConfig {
+        steps,
+        batch_size,
+        lr,
+        warmup_steps,
+        min_lr_frac: 0.1,
+        weight_decay: 0.0,
+        seed,
+    }
+}
+
+/// `tiny`: the whole cycle (train the start, score it, train the reference, score it) in a
+/// few minutes on 2 CPU cores.
+pub fn tiny() -> Spec {
+    Spec {
+        name: "tiny".into(),
+        hmm: CorpusShape {
+            states: 32,
+            vocab: 128,
+            successors: 3,
+            zipf_exponent: 1.6,
+        },
+        limits: Limits {
+            seq: 64,
+            vocab: 128,
+            max_nodes: 10_000,
+            max_params: 4_000_000,
+            max_flops_per_token: 4_000_000,
+            max_value_elements: 1 << 20,
+            max_total_elements: 1 << 22,
+        },
+        train_seqs: 8_000,
+        heldout_seqs: 1_600,
+        eval_batch: 64,
+        start: StartConfig {
+            shape: MlpShape {
+                embed: 8,
+                hidden: 128,
+            },
+            train: tc(400, 32, 3e-3, 20, 0x5ea7_0001),
+            init_seed: 0x5ea7_0002,
+        },
+        reference: ReferenceConfig {
+            width: 64,
+            blocks: 4,
+            kernel: 5,
+            branch_scale: 0.5,
+            train: tc(700, 32, 4e-3, 40, 0x5ef0_0001),
+            init_seed: 0x5ef0_0002,
+        },
+        threads: None,
+    }
+}
+
+/// `full`: RE-Bench's shape (128-token inputs, 2,000 batches of 8 held-out sequences), sized
+/// for an 8-hour attempt on one H100.
+pub fn full() -> Spec {
+    Spec {
+        name: "full".into(),
+        hmm: CorpusShape {
+            states: 256,
+            vocab: 2048,
+            successors: 4,
+            zipf_exponent: 1.6,
+        },
+        limits: Limits {
+            seq: 128,
+            vocab: 2048,
+            max_nodes: 10_000,
+            max_params: 100_000_000,
+            max_flops_per_token: 8_000_000,
+            max_value_elements: 1 << 22,
+            max_total_elements: 1 << 24,
+        },
+        train_seqs: 200_000,
+        heldout_seqs: 16_000,
+        eval_batch: 8,
+        start: StartConfig {
+            shape: MlpShape {
+                embed: 16,
+                hidden: 256,
+            },
+            train: tc(2_000, 32, 1e-3, 100, 0xf5a7_0001),
+            init_seed: 0xf5a7_0002,
+        },
+        reference: ReferenceConfig {
+            width: 256,
+            blocks: 5,
+            kernel: 5,
+            branch_scale: 0.5,
+            train: tc(4_000, 32, 1e-3, 200, 0xff00_0001),
+            init_seed: 0xff00_0002,
+        },
+        threads: None,
+    }
+}
+
+/// The profile called `name`, if any.
+pub fn by_name(name: &str) -> Option<Spec> {
+    match name {
+        "tiny" => Some(tiny()),
+        "full" => Some(full()),
+        _ => None,
+    }
+}
