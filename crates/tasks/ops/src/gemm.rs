@@ -2,29 +2,19 @@
 //! size variables (`m`, `n`, `k`): the GEMM of a transformer's linear layers, the contract of
 //! bf16 tensor cores. Harness: `kernels/ops/gemm/harness.cu` (one thread per output, dot
 //! products in double). `ops-matmul` beside it is the f32 GEMM on CUDA cores, where tensor-core
-//! precision is the exploit; here tensor cores are the point.
+//! precision is the exploit; here tensor cores are the point. The task itself is the shared
+//! [`Product`]; this file says what is bf16 about it.
 
-use rdbench_core::task::TaskInfo;
-use rdbench_gpu::backend::Dims;
-use rdbench_gpu::bench::Work;
-use rdbench_gpu::kernel_task::{
-    Compare, HArg, Harness, HarnessSource, HostOutputs, KernelProfile, KernelSolutions, KernelTask,
-    Mismatch, TaskBuffer, Vars,
-};
+use rdbench_gpu::kernel_task::{Compare, KernelProfile, KernelSolutions, Vars};
 use rdbench_gpu::plan::ElemType;
-use rdbench_gpu::GpuError;
 
-use crate::common::{self, Dist, Gen};
-use crate::matmul::{matmul_row, ATOL_PER_K};
+use crate::common;
+use crate::matmul::ATOL_PER_K;
+use crate::product::{Product, ProductSpec, DISTS};
 
 /// The starting solution (one thread per output, f32 on CUDA cores) and the reference (64 x 64
 /// tiles on bf16 tensor cores through `mma.sync`).
 pub const SOLUTIONS: KernelSolutions = op_solutions!("gemm");
-
-const HARNESS: HarnessSource = op_harness!("gemm");
-
-/// The distributions, in the order of the `dist` index the kit passes (both matrices).
-pub const DISTS: [Dist; 2] = [Dist::Uniform, Dist::ConstantRow];
 
 /// The tolerance at size `vars`: the bf16 rtol, and an atol that grows with the length of the
 /// dot product as `ops-matmul`'s does (f32 accumulation error, see [`ATOL_PER_K`]).
@@ -38,197 +28,74 @@ pub fn tolerance(vars: &Vars) -> Compare {
     }
 }
 
-/// Multiply-adds the CPU oracle does at most per check (rows sampled evenly above that; the
-/// device comparison checks every element).
-const ORACLE_BUDGET: u64 = 1 << 26;
-
-fn mnk(v: &Vars) -> (i64, i64, i64) {
-    (v["m"], v["n"], v["k"])
+fn instructions(profile: &KernelProfile) -> String {
+    let Compare::Tolerance { atol, .. } = tolerance(&profile.timed) else {
+        unreachable!("a tolerance")
+    };
+    let bf16 = common::bf16_instructions();
+    common::instructions(
+        include_str!("gemm.md"),
+        &[
+            ("BF16", bf16.as_str()),
+            ("ATOL_PER_K", "2^-20"),
+            ("ATOL_TIMED", &format!("{atol:e}")),
+        ],
+        profile,
+        &DISTS,
+        ElemType::Bf16,
+    )
 }
 
+/// What makes the product `ops-gemm`.
+pub static SPEC: ProductSpec = ProductSpec {
+    name: "ops-gemm",
+    title: "Optimize a Kernel: bf16 GEMM",
+    summary:
+        "Write the fastest correct CUDA kernels for C = A x B with bf16 inputs and output and \
+              f32 accumulation (A m x k, B k x n, row-major).",
+    score_timeout_s: 300,
+    elem: ElemType::Bf16,
+    // Tails of every tile, m, n or k = 1, then linear layers of real models: GPT-2 small's
+    // MLP (768 -> 3072) at 512 tokens, Llama-2-7B's attention projection (4096 -> 4096) and
+    // MLP (4096 -> 11008) at 128 tokens.
+    cases: &[
+        [1, 1, 1],
+        [5, 7, 3],
+        [33, 65, 17],
+        [64, 64, 64],
+        [127, 1, 255],
+        [1, 513, 1000],
+        [300, 257, 129],
+        [512, 3072, 768],
+        [128, 4096, 4096],
+        [128, 11_008, 4096],
+    ],
+    // At sizes the emulator runs in seconds (it models every MMA in software).
+    emulator_cases: &[[1, 1, 1], [5, 7, 3], [33, 65, 17], [2, 1, 70], [70, 80, 50]],
+    tiny: [1024, 1024, 1024],
+    // 137 GFLOP: the 64 x 64-tiled mma.sync reference perhaps reaches 150-250 TFLOP/s on an
+    // H100 (under 1 ms), the naive start a few TFLOP/s (estimates, not measured).
+    full: [4096, 4096, 4096],
+    full_note: "about 1 ms for the reference on an H100, estimated",
+    solutions: SOLUTIONS,
+    harness: op_harness!("gemm"),
+    expected_kernel: "ops_gemm_expected",
+    tolerance,
+    instructions,
+};
+
 /// The task.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Gemm;
-
-impl KernelTask for Gemm {
-    fn info(&self) -> TaskInfo {
-        common::info(
-            "ops-gemm",
-            "Optimize a Kernel: bf16 GEMM",
-            "Write the fastest correct CUDA kernels for C = A x B with bf16 inputs and output and \
-             f32 accumulation (A m x k, B k x n, row-major).",
-            300,
-        )
-    }
-
-    fn profiles(&self) -> Vec<KernelProfile> {
-        let names = ["m", "n", "k"];
-        // Tails of every tile, m, n or k = 1, then linear layers of real models: GPT-2 small's
-        // MLP (768 -> 3072) at 512 tokens, Llama-2-7B's attention projection (4096 -> 4096) and
-        // MLP (4096 -> 11008) at 128 tokens.
-        let cases = common::sizes(
-            names,
-            &[
-                [1, 1, 1],
-                [5, 7, 3],
-                [33, 65, 17],
-                [64, 64, 64],
-                [127, 1, 255],
-                [1, 513, 1000],
-                [300, 257, 129],
-                [512, 3072, 768],
-                [128, 4096, 4096],
-                [128, 11_008, 4096],
-            ],
-        );
-        // At sizes the emulator runs in seconds (it models every MMA in software).
-        let emu = common::sizes(
-            names,
-            &[[1, 1, 1], [5, 7, 3], [33, 65, 17], [2, 1, 70], [70, 80, 50]],
-        );
-        vec![
-            common::profile(
-                "tiny",
-                common::sizes(names, &[[1024, 1024, 1024]]).remove(0),
-                "quick runs",
-                cases.clone(),
-                emu.clone(),
-            ),
-            // 137 GFLOP: the 64 x 64-tiled mma.sync reference perhaps reaches 150-250 TFLOP/s
-            // on an H100 (under 1 ms), the naive start a few TFLOP/s (estimates, not measured).
-            common::profile(
-                "full",
-                common::sizes(names, &[[4096, 4096, 4096]]).remove(0),
-                "about 1 ms for the reference on an H100, estimated",
-                cases,
-                emu,
-            ),
-        ]
-    }
-
-    fn buffers(&self) -> Vec<TaskBuffer> {
-        common::buffers(ElemType::Bf16, &["a", "b"], &["c"])
-    }
-
-    fn elements(&self, buffer: &str, vars: &Vars) -> u64 {
-        let (m, n, k) = mnk(vars);
-        (match buffer {
-            "a" => m * k,
-            "b" => k * n,
-            _ => m * n,
-        }) as u64
-    }
-
-    fn distributions(&self) -> &'static [&'static str] {
-        &["uniform", "constant-row"]
-    }
-
-    fn solutions(&self) -> KernelSolutions {
-        SOLUTIONS
-    }
-
-    fn harness(&self) -> HarnessSource {
-        HARNESS
-    }
-
-    /// A with salt 0, B with salt 1 (independent values).
-    fn generate(
-        &self,
-        h: &mut dyn Harness,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-    ) -> Result<(), GpuError> {
-        let (m, n, k) = mnk(vars);
-        let bf16 = ElemType::Bf16;
-        common::launch_generate(h, "a", bf16, m * k, k, seed, 0, DISTS[dist])?;
-        common::launch_generate(h, "b", bf16, k * n, n, seed, 1, DISTS[dist])
-    }
-
-    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> Result<(), GpuError> {
-        let (m, n, k) = mnk(vars);
-        h.launch(
-            "ops_gemm_expected",
-            Dims::grid_stride(m * n),
-            &[
-                HArg::Buffer("a"),
-                HArg::Buffer("b"),
-                HArg::Buffer("expected.c"),
-                HArg::I64(m),
-                HArg::I64(n),
-                HArg::I64(k),
-            ],
-        )
-    }
-
-    fn compare(&self, _output: &str, vars: &Vars) -> Compare {
-        tolerance(vars)
-    }
-
-    fn poison_word(&self, _output: &str, seed: u64) -> u32 {
-        common::nan_poison(ElemType::Bf16, seed)
-    }
-
-    fn oracle(
-        &self,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-        outputs: &HostOutputs,
-    ) -> Result<(), Mismatch> {
-        let (m, n, k) = mnk(vars);
-        let (m, n, k) = (m as u64, n as u64, k as u64);
-        let a = Gen::new(seed, 0, m * k, k, DISTS[dist]).in_bf16();
-        let b = Gen::new(seed, 1, k * n, n, DISTS[dist])
-            .in_bf16()
-            .all(k * n);
-        let rows = common::rows_to_check(m, n * k, ORACLE_BUDGET);
-        common::check_rows(
-            "c",
-            ElemType::Bf16,
-            &outputs.bf16s("c"),
-            m,
-            n,
-            &rows,
-            tolerance(vars),
-            |i| matmul_row(&a.row(i), &b, n as usize),
-        )
-    }
-
-    /// Read A and B once, write C once; a multiply and an add per term.
-    fn work(&self, vars: &Vars) -> Work {
-        let (m, n, k) = mnk(vars);
-        let (m, n, k) = (m as f64, n as f64, k as f64);
-        Work {
-            bytes_read: 2.0 * (m * k + k * n),
-            bytes_written: 2.0 * m * n,
-            ops: 2.0 * m * n * k,
-        }
-    }
-
-    fn instructions(&self, profile: &KernelProfile) -> String {
-        let Compare::Tolerance { atol, .. } = tolerance(&profile.timed) else {
-            unreachable!("a tolerance")
-        };
-        let bf16 = common::bf16_instructions();
-        common::instructions(
-            include_str!("gemm.md"),
-            &[
-                ("BF16", bf16.as_str()),
-                ("ATOL_PER_K", "2^-20"),
-                ("ATOL_TIMED", &format!("{atol:e}")),
-            ],
-            profile,
-            &DISTS,
-            ElemType::Bf16,
-        )
-    }
+pub fn task() -> Product {
+    Product(&SPEC)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::{Dist, Gen};
+    use crate::product::{mnk, ORACLE_BUDGET};
     use rdbench_gpu::kernel_task::{bf16_to_f32, f32_to_bf16};
+    use rdbench_gpu::kernel_task::{KernelTask, Vars};
 
     fn vars(m: i64, n: i64, k: i64) -> Vars {
         common::sizes(["m", "n", "k"], &[[m, n, k]]).remove(0)
@@ -267,16 +134,16 @@ mod tests {
         let good = product(m, n, k, |s| s);
         let out = |v: &[f32]| common::host_outputs_bf16("c", v);
         let v = vars(m as i64, n as i64, k as i64);
-        assert_eq!(Gemm.oracle(&v, 3, 0, &out(&good)), Ok(()));
+        assert_eq!(task().oracle(&v, 3, 0, &out(&good)), Ok(()));
         let mut bad = good.clone();
         bad[34] = bad[34] * 1.03 + 0.05;
-        assert_eq!(Gemm.oracle(&v, 3, 0, &out(&bad)).unwrap_err().index, 34);
+        assert_eq!(task().oracle(&v, 3, 0, &out(&bad)).unwrap_err().index, 34);
         for poison in [f32::NAN, f32::INFINITY] {
             let mut bad = good.clone();
             bad[20] = poison;
-            assert_eq!(Gemm.oracle(&v, 3, 0, &out(&bad)).unwrap_err().index, 20);
+            assert_eq!(task().oracle(&v, 3, 0, &out(&bad)).unwrap_err().index, 20);
         }
-        assert!(Gemm.oracle(&v, 3, 0, &out(&good[..34])).is_err());
+        assert!(task().oracle(&v, 3, 0, &out(&good[..34])).is_err());
     }
 
     #[test]
@@ -286,17 +153,17 @@ mod tests {
         let out = |v: &[f32]| common::host_outputs_bf16("c", v);
         // bf16 accumulators, and f16-precision ones (11 significant bits, as .f16 MMAs).
         let bf16 = product(m, n, k, |s| bf16_to_f32(f32_to_bf16(s)));
-        assert!(Gemm.oracle(&v, 3, 0, &out(&bf16)).is_err());
+        assert!(task().oracle(&v, 3, 0, &out(&bf16)).is_err());
         let f16 = product(m, n, k, |s| {
             let u = s.to_bits();
             f32::from_bits((u + 0xFFF + ((u >> 13) & 1)) & !0x1FFF)
         });
-        assert!(Gemm.oracle(&v, 3, 0, &out(&f16)).is_err());
+        assert!(task().oracle(&v, 3, 0, &out(&f16)).is_err());
     }
 
     #[test]
     fn oracle_is_cheap_at_every_profile() {
-        for p in Gemm.profiles() {
+        for p in task().profiles() {
             let (m, n, k) = mnk(&p.timed);
             let rows = common::rows_to_check(m as u64, (n * k) as u64, ORACLE_BUDGET);
             assert!(rows.len() as i64 * n * k <= 1 << 26, "{}", p.name);
@@ -305,8 +172,8 @@ mod tests {
 
     #[test]
     fn instructions_render_for_every_profile() {
-        for p in Gemm.profiles() {
-            let text = Gemm.instructions(&p);
+        for p in task().profiles() {
+            let text = task().instructions(&p);
             assert!(!text.contains("{{"), "{}", p.name);
             assert!(text.contains(&common::describe_vars(&p.timed)));
             assert!(text.contains("[[58, 64], [139, 154]]") && text.contains("7.8125e-3"));

@@ -5,10 +5,10 @@
 //!
 //! - `ops-softmax` ([`softmax::Softmax`]): row-wise, numerically stable softmax of an
 //!   `m x n` f32 matrix;
-//! - `ops-matmul` ([`matmul::Matmul`]): `C = A x B` in f32, three size variables `m, n, k`;
+//! - `ops-matmul` ([`matmul::SPEC`]): `C = A x B` in f32, three size variables `m, n, k`;
 //! - `ops-rmsnorm` and `ops-layernorm` ([`norm::Norm`]): row normalizations of an `m x n` bf16
 //!   matrix with f32 statistics (bf16 weight, and bias for LayerNorm);
-//! - `ops-gemm` ([`gemm::Gemm`]): `C = A x B` with bf16 inputs and output, f32 accumulation
+//! - `ops-gemm` ([`gemm::SPEC`]): `C = A x B` with bf16 inputs and output, f32 accumulation
 //!   (the contract of bf16 tensor cores);
 //! - `ops-attention` ([`attention::Attention`]): causal self-attention forward, bf16, head
 //!   dimension 64, size variables `bh` (batch x heads) and `s` (sequence length).
@@ -25,6 +25,7 @@ pub mod attention;
 pub mod gemm;
 pub mod matmul;
 pub mod norm;
+pub mod product;
 pub mod softmax;
 
 use rdbench_core::task::Task;
@@ -34,10 +35,10 @@ use rdbench_gpu::kernel_task::KernelTaskAdapter;
 pub fn tasks() -> Vec<Box<dyn Task>> {
     vec![
         Box::new(KernelTaskAdapter::new(softmax::Softmax)),
-        Box::new(KernelTaskAdapter::new(matmul::Matmul)),
+        Box::new(KernelTaskAdapter::new(matmul::task())),
         Box::new(KernelTaskAdapter::new(norm::Norm::Rms)),
         Box::new(KernelTaskAdapter::new(norm::Norm::Layer)),
-        Box::new(KernelTaskAdapter::new(gemm::Gemm)),
+        Box::new(KernelTaskAdapter::new(gemm::task())),
         Box::new(KernelTaskAdapter::new(attention::Attention)),
     ]
 }

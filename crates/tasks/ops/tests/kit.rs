@@ -8,10 +8,10 @@ use rdbench_task_ops::{attention, gemm, matmul, norm, softmax};
 
 fn shipped_solutions_are_correct<B: KernelBackend>(dev: &B) {
     assert_shipped_solutions_correct(dev, softmax::Softmax);
-    assert_shipped_solutions_correct(dev, matmul::Matmul);
+    assert_shipped_solutions_correct(dev, matmul::task());
     assert_shipped_solutions_correct(dev, norm::Norm::Rms);
     assert_shipped_solutions_correct(dev, norm::Norm::Layer);
-    assert_shipped_solutions_correct(dev, gemm::Gemm);
+    assert_shipped_solutions_correct(dev, gemm::task());
     assert_shipped_solutions_correct(dev, attention::Attention);
 }
 
