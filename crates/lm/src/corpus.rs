@@ -20,6 +20,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::{LmError, Result};
 
+/// The public shape of the corpus HMM; its structure seed is part of the hidden instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorpusShape {
+    pub states: usize,
+    pub vocab: usize,
+    pub successors: usize,
+    pub zipf_exponent: f64,
+}
+
+impl CorpusShape {
+    /// The HMM of this shape whose structure (transitions, emission orders) is `structure_seed`'s.
+    pub fn with_structure_seed(&self, structure_seed: u64) -> HmmConfig {
+        HmmConfig {
+            states: self.states,
+            vocab: self.vocab,
+            successors: self.successors,
+            zipf_exponent: self.zipf_exponent,
+            structure_seed,
+        }
+    }
+}
+
 /// Hyper-parameters of the corpus HMM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HmmConfig {

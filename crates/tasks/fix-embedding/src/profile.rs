@@ -2,32 +2,12 @@
 //! instance: the data distribution, the samples, the models' seeds and the permutation derive
 //! from the installation's secret ([`crate::instance`]).
 
-use rdbench_lm::{GptConfig, HmmConfig, TrainConfig};
+use rdbench_lm::{GptConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::reference::ReferenceConfig;
 
-/// The public shape of the corpus HMM; its structure seed is part of the hidden instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CorpusShape {
-    pub states: usize,
-    pub vocab: usize,
-    pub successors: usize,
-    pub zipf_exponent: f64,
-}
-
-impl CorpusShape {
-    /// The HMM of this shape whose structure (transitions, emission orders) is `structure_seed`'s.
-    pub fn with_structure_seed(&self, structure_seed: u64) -> HmmConfig {
-        HmmConfig {
-            states: self.states,
-            vocab: self.vocab,
-            successors: self.successors,
-            zipf_exponent: self.zipf_exponent,
-            structure_seed,
-        }
-    }
-}
+pub use rdbench_lm::corpus::CorpusShape;
 
 /// Optimizer and schedule of a private training run (the original or the small model); its seed
 /// (the batch order) is part of the hidden instance, so this type has none.

@@ -1,33 +1,14 @@
 //! The two profiles: every public size, cap and schedule of the task. The data distribution and
 //! the held-out split derive from the installation's secret ([`crate::instance`]).
 
-use rdbench_lm::{HmmConfig, TrainConfig};
+use rdbench_lm::TrainConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::Limits;
 use crate::reference::ReferenceConfig;
 use crate::start::MlpShape;
 
-/// The public shape of the corpus HMM; its structure seed is part of the hidden instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CorpusShape {
-    pub states: usize,
-    pub vocab: usize,
-    pub successors: usize,
-    pub zipf_exponent: f64,
-}
-
-impl CorpusShape {
-    pub fn with_structure_seed(&self, structure_seed: u64) -> HmmConfig {
-        HmmConfig {
-            states: self.states,
-            vocab: self.vocab,
-            successors: self.successors,
-            zipf_exponent: self.zipf_exponent,
-            structure_seed,
-        }
-    }
-}
+pub use rdbench_lm::corpus::CorpusShape;
 
 /// The starting solution: its MLP and how it is trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
