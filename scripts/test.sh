@@ -10,10 +10,11 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== kernel logic on the CPU emulator (kernels/tools)"
 bash kernels/tools/run_emu_tests.sh
-echo "== cargo test --workspace"
+echo "== cargo test --workspace (disk free before: $(df -h --output=avail . | tail -1 | tr -d ' '))"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
+echo "target directory: $(du -sh "${CARGO_TARGET_DIR:-target}" 2>/dev/null | cut -f1), disk free after: $(df -h --output=avail . | tail -1 | tr -d ' ')"
 # One closing line for the whole run (cargo prints one "test result" per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
