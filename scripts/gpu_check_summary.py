@@ -63,6 +63,15 @@ for task in tasks:
             "wall_s": [r.get("wall_s") for r in ok],
             "reasons": [r.get("reason") for r in runs if r and not r.get("valid")],
         }
+        # Per timed size: (vars, [median per process], [share of speed of light per process]).
+        sizes = {}
+        for r in ok:
+            for sh in d(r, "shapes") or []:
+                key = json.dumps(sh.get("vars"), sort_keys=True)
+                sizes.setdefault(key, {"vars": sh.get("vars"), "median_ms": [], "share_of_speed_of_light": [], "speedup_vs_start": []})
+                for k in ("median_ms", "share_of_speed_of_light", "speedup_vs_start"):
+                    sizes[key][k].append(sh.get(k))
+        e["sizes"] = list(sizes.values())
         if medians:
             e["spread"] = max(medians) / min(medians) - 1
         t["solutions"][sol] = e
@@ -112,6 +121,12 @@ for task, sol, e in rows:
     sol_pct = [x * 100 if x is not None else None for x in e["share_of_speed_of_light"]]
     noise = [x * 100 if x is not None else None for x in e["noise"]]
     print(f"{task:<14} {sol:<10} {fmt(e['median_ms'], 4):<30} {fmt(noise, 2):<20} {fmt(e['normalized'], 3):<22} {fmt(sol_pct, 0):<16} {e.get('spread', float('nan')) * 100:.2f} %")
+print("per timed size (median ms per process; share of speed of light; speed-up over the calibrated start):")
+for task, sol, e in rows:
+    for sz in e.get("sizes", []):
+        vars_ = ", ".join(f"{k}={v}" for k, v in (sz["vars"] or {}).items())
+        sol_pct = [x * 100 if x is not None else None for x in sz["share_of_speed_of_light"]]
+        print(f"  {task:<14} {sol:<10} {vars_:<28} {fmt(sz['median_ms'], 4):<30} SOL {fmt(sol_pct, 0):<14} x{fmt(sz['speedup_vs_start'], 2)}")
 for k, v in c.items():
     print(f"{'PASS' if v else 'FAIL'}  {k}")
 for k in summary["skipped_for_time"]:

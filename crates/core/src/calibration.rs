@@ -107,6 +107,10 @@ pub struct CalibrationEntry {
 /// Key of the CPU baseline in [`CalibrationEntry::details`].
 pub const CPU_BASELINE_KEY: &str = "cpu_baseline";
 
+/// Key of the per-size list in a timed score's details: each element has the size's `vars`
+/// and its `median_ms` (kernel tasks that time several sizes).
+pub const SHAPES_KEY: &str = "shapes";
+
 impl CalibrationEntry {
     /// Normalizes a raw score against this calibration.
     pub fn normalize(&self, raw: f64) -> f64 {
@@ -116,6 +120,57 @@ impl CalibrationEntry {
     /// The CPU baseline measured with this calibration, if the task has one.
     pub fn cpu_baseline(&self) -> Option<crate::task::CpuBaseline> {
         serde_json::from_value(self.details.get(CPU_BASELINE_KEY)?.clone()).ok()
+    }
+
+    /// The starting solution's median time at each timed size, as calibrated: per size (its
+    /// `vars`), the median over the calibration's runs of that run's median.
+    pub fn start_medians(&self) -> Vec<(serde_json::Value, f64)> {
+        let runs = self
+            .details
+            .get("start")
+            .and_then(|s| s.get("runs"))
+            .and_then(|r| r.as_array())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let mut per_size: Vec<(serde_json::Value, Vec<f64>)> = Vec::new();
+        for shape in runs
+            .iter()
+            .filter_map(|r| r.get("details")?.get(SHAPES_KEY)?.as_array())
+            .flatten()
+        {
+            let (Some(vars), Some(ms)) = (shape.get("vars"), shape["median_ms"].as_f64()) else {
+                continue;
+            };
+            match per_size.iter_mut().find(|(v, _)| v == vars) {
+                Some((_, times)) => times.push(ms),
+                None => per_size.push((vars.clone(), vec![ms])),
+            }
+        }
+        per_size
+            .into_iter()
+            .map(|(vars, times)| (vars, median(times)))
+            .collect()
+    }
+
+    /// Adds `speedup_vs_start` (the calibrated start's median over this run's) to every size
+    /// in `details[SHAPES_KEY]` that the calibration measured.
+    pub fn annotate_shapes(&self, details: &mut serde_json::Value) {
+        let start = self.start_medians();
+        let Some(shapes) = details.get_mut(SHAPES_KEY).and_then(|s| s.as_array_mut()) else {
+            return;
+        };
+        for shape in shapes {
+            let ms = shape["median_ms"].as_f64();
+            let base = start
+                .iter()
+                .find(|(v, _)| Some(v) == shape.get("vars"))
+                .map(|(_, b)| *b);
+            if let (Some(ms), Some(base), Some(obj)) = (ms, base, shape.as_object_mut()) {
+                if ms > 0.0 && base.is_finite() {
+                    obj.insert("speedup_vs_start".into(), serde_json::json!(base / ms));
+                }
+            }
+        }
     }
 
     /// `{"speedup_vs_cpu": x, "meets_target_speedup": bool}` for a run of `median_ms`, when
@@ -132,6 +187,17 @@ impl CalibrationEntry {
             v["target_speedup"] = serde_json::json!(target);
         }
         Some(v)
+    }
+}
+
+/// The median of a non-empty list (the mean of the middle two for an even count).
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
     }
 }
 
@@ -448,6 +514,45 @@ mod tests {
         );
         assert_eq!(entry.cpu_speedup(0.0), None);
         assert_eq!(entry.cpu_speedup(f64::NAN), None);
+    }
+
+    #[test]
+    fn speedup_over_the_start_is_per_size_from_the_calibrated_runs() {
+        let size = |m: i64| serde_json::json!({ "m": m, "n": 8 });
+        let run = |a: f64, b: f64| {
+            serde_json::json!({ "details": { SHAPES_KEY: [
+                { "vars": size(1), "median_ms": a },
+                { "vars": size(2), "median_ms": b },
+            ] } })
+        };
+        let entry = CalibrationEntry {
+            task: "t".into(),
+            profile: "tiny".into(),
+            start: 1.0,
+            reference: 0.0,
+            measured_at: Utc::now(),
+            provenance: String::new(),
+            details: serde_json::json!({ "start": { "runs": [run(10.0, 40.0), run(12.0, 44.0), run(11.0, 90.0)] } }),
+        };
+        assert_eq!(
+            entry.start_medians(),
+            vec![(size(1), 11.0), (size(2), 44.0)]
+        );
+        let mut details = serde_json::json!({ SHAPES_KEY: [
+            { "vars": size(1), "median_ms": 2.0 },
+            { "vars": size(2), "median_ms": 4.0 },
+            { "vars": size(3), "median_ms": 1.0 },
+        ] });
+        entry.annotate_shapes(&mut details);
+        assert_eq!(details[SHAPES_KEY][0]["speedup_vs_start"], 5.5);
+        assert_eq!(details[SHAPES_KEY][1]["speedup_vs_start"], 11.0);
+        assert!(
+            details[SHAPES_KEY][2].get("speedup_vs_start").is_none(),
+            "a size the calibration did not time gets none"
+        );
+        let mut none = serde_json::json!({ "median_ms": 1.0 });
+        entry.annotate_shapes(&mut none);
+        assert_eq!(none, serde_json::json!({ "median_ms": 1.0 }));
     }
 
     #[test]

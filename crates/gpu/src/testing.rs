@@ -9,7 +9,7 @@ use rdbench_core::task::{Backend, ScoreOutcome, ScoreRequest};
 use crate::backend::cuda::CudaBackend;
 use crate::backend::emu::EmuBackend;
 use crate::backend::KernelBackend;
-use crate::bench::{score, BenchRequest, StoppingRule};
+use crate::bench::{score, StoppingRule};
 use crate::kernel_task::{write_solution, KernelTask, KernelTaskAdapter};
 
 /// Whether GPU tests must run (`RDBENCH_REQUIRE_GPU=1`).
@@ -71,14 +71,11 @@ pub fn assert_shipped_solutions_correct<B: KernelBackend, T: KernelTask + Clone>
             seed: 0x5eed,
             backend,
         };
-        let br = BenchRequest {
-            req: &req,
-            cases: adapter.cases(&profile, backend),
-            rule: StoppingRule {
-                max_time_s: 3.0,
-                ..StoppingRule::default()
-            },
+        let rule = StoppingRule {
+            max_time_s: 3.0,
+            ..StoppingRule::default()
         };
+        let br = adapter.bench_request(&req, &profile, rule);
         match (backend, score(dev, &task, &br).expect("scoring runs")) {
             (Backend::Emulator, ScoreOutcome::Unscored { details, .. }) => {
                 let cases = details["correctness_cases"].as_u64().unwrap_or(0) as usize;
@@ -91,8 +88,12 @@ pub fn assert_shipped_solutions_correct<B: KernelBackend, T: KernelTask + Clone>
             (Backend::Cuda, ScoreOutcome::Valid { raw, details, .. }) => {
                 assert!(raw.is_finite(), "{name} {which}: {details}");
                 assert!(req.samples_path.is_file(), "{name} {which}: samples saved");
-                let share = details["share_of_speed_of_light"].as_f64().unwrap_or(0.0);
-                assert!(share <= 1.0, "{name} {which}: {details}");
+                let shapes = details["shapes"].as_array().expect("per-size details");
+                assert_eq!(shapes.len(), profile.timed.len(), "{name} {which}");
+                for shape in shapes {
+                    let share = shape["share_of_speed_of_light"].as_f64().unwrap_or(0.0);
+                    assert!(share <= 1.0, "{name} {which}: {details}");
+                }
             }
             (_, other) => panic!("{name} {which} on {backend:?}: {other:?}"),
         }

@@ -209,7 +209,11 @@ pub fn entry_for(
         } if raw.is_finite() => {
             headline = Some(h.clone());
             let mut details = details.clone();
-            // A task with a CPU baseline in its calibration: the speed-up over it.
+            // Speed-ups from the calibration: over the start at each timed size, and over
+            // the CPU baseline for a task that has one.
+            if let Some(c) = calibration {
+                c.annotate_shapes(&mut details);
+            }
             let median_ms = details.get("median_ms").and_then(|v| v.as_f64());
             if let (Some(c), Some(ms), Some(obj)) =
                 (calibration, median_ms, details.as_object_mut())

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::{Arg, BackendInfo, CompileReport, Dims, KernelBackend, NoTimer};
+use super::{Arg, BackendInfo, CompileReport, Dims, KernelBackend};
 use crate::plan::{parse_kernel_signatures, KernelSignature};
 use crate::GpuError;
 
@@ -55,6 +55,40 @@ pub struct EmuBackend {
     compiler: String,
     /// Compiled modules when no cache is given; removed on drop.
     scratch: tempfile::TempDir,
+    /// Whether samples are timed by the host's wall clock ([`EmuBackend::with_wall_clock`]).
+    wall_clock: bool,
+}
+
+/// Times a sample by the host's wall clock: the emulator runs the plan synchronously, so the
+/// window is the whole emulated plan (CPU time, nothing to do with a GPU's).
+pub struct WallClockTimer {
+    started: Option<std::time::Instant>,
+    ms: Option<f64>,
+}
+
+impl super::SampleTimer for WallClockTimer {
+    fn start(&mut self) -> Result<(), GpuError> {
+        self.started = Some(std::time::Instant::now());
+        self.ms = None;
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<(), GpuError> {
+        self.ms = self.started.map(|t| t.elapsed().as_secs_f64() * 1e3);
+        Ok(())
+    }
+
+    fn elapsed_ms(&mut self) -> Result<super::TimedWindow, GpuError> {
+        self.ms
+            .map(|ms| super::TimedWindow {
+                ms,
+                latency_hidden: false,
+            })
+            .ok_or_else(|| GpuError::Signature {
+                kernel: "wall-clock timer".into(),
+                message: "read before a start and a stop".into(),
+            })
+    }
 }
 
 /// A loaded emulated module.
@@ -118,7 +152,23 @@ impl EmuBackend {
                 path: std::env::temp_dir(),
                 source: e,
             })?;
-        Ok(EmuBackend { compiler, scratch })
+        Ok(EmuBackend {
+            compiler,
+            scratch,
+            wall_clock: false,
+        })
+    }
+
+    /// The emulator with a wall-clock sample timer, so that the timed half of the scoring
+    /// routine (warm-up, samples, stopping rule, per-size statistics, the raw score, saved
+    /// samples) runs in CI without a GPU. Its times are the CPU's and say nothing about a
+    /// GPU's: the scorer never builds one ([`crate::kernel_task::KernelTaskAdapter`] uses
+    /// [`EmuBackend::new`]); it exists for tests of the routine.
+    pub fn with_wall_clock() -> Result<Self, GpuError> {
+        Ok(EmuBackend {
+            wall_clock: true,
+            ..EmuBackend::new()?
+        })
     }
 
     fn compiler_version(&self) -> String {
@@ -321,13 +371,17 @@ impl KernelBackend for EmuBackend {
     type Buffer = EmuBuffer;
     type Module = EmuModule;
     type Function = EmuFunction;
-    type Timer = NoTimer;
+    type Timer = WallClockTimer;
 
     fn info(&self) -> BackendInfo {
         BackendInfo {
             backend: rdbench_core::task::Backend::Emulator,
-            name: "CPU emulator (kernels/tools/cuda_emu.h)".into(),
-            timed: false,
+            name: if self.wall_clock {
+                "CPU emulator (kernels/tools/cuda_emu.h), wall-clock timer (tests only)".into()
+            } else {
+                "CPU emulator (kernels/tools/cuda_emu.h)".into()
+            },
+            timed: self.wall_clock,
             peaks: None,
             l2_bytes: 0,
             compiler: self.compiler_version(),
@@ -523,8 +577,11 @@ impl KernelBackend for EmuBackend {
         Ok(())
     }
 
-    fn timer(&self) -> Result<Option<NoTimer>, GpuError> {
-        Ok(None)
+    fn timer(&self) -> Result<Option<WallClockTimer>, GpuError> {
+        Ok(self.wall_clock.then_some(WallClockTimer {
+            started: None,
+            ms: None,
+        }))
     }
 
     fn flush_caches(&self) -> Result<(), GpuError> {

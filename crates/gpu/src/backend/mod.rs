@@ -223,21 +223,6 @@ pub struct TimedWindow {
     pub latency_hidden: bool,
 }
 
-/// A timer for untimed backends (never constructed).
-pub enum NoTimer {}
-
-impl SampleTimer for NoTimer {
-    fn start(&mut self) -> Result<(), GpuError> {
-        match *self {}
-    }
-    fn stop(&mut self) -> Result<(), GpuError> {
-        match *self {}
-    }
-    fn elapsed_ms(&mut self) -> Result<TimedWindow, GpuError> {
-        match *self {}
-    }
-}
-
 /// A kernel together with its parsed signature: launches are checked argument by argument.
 pub struct CheckedKernel<B: KernelBackend> {
     pub function: B::Function,

@@ -46,6 +46,20 @@ pub enum StopReason {
     TimeCap,
 }
 
+/// ln of the geometric mean of `xs` (the mean of their logs); NaN for an empty list or any
+/// value that is not positive and finite.
+pub fn ln_geometric_mean(xs: &[f64]) -> f64 {
+    if xs.is_empty() || xs.iter().any(|x| !(*x > 0.0 && x.is_finite())) {
+        return f64::NAN;
+    }
+    xs.iter().map(|x| x.ln()).sum::<f64>() / xs.len() as f64
+}
+
+/// The geometric mean of `xs` (NaN as for [`ln_geometric_mean`]).
+pub fn geometric_mean(xs: &[f64]) -> f64 {
+    ln_geometric_mean(xs).exp()
+}
+
 /// Summary statistics of timed samples (milliseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
@@ -168,6 +182,26 @@ pub fn speed_of_light_ms(work: &Work, peaks: &crate::backend::Peaks, l2_bytes: u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn geometric_mean_weighs_every_size_alike() {
+        assert_eq!(ln_geometric_mean(&[2.0]), 2f64.ln());
+        assert!((geometric_mean(&[1.0, 100.0]) - 10.0).abs() < 1e-12);
+        // Halving the time of either size moves the score by the same amount.
+        let base = ln_geometric_mean(&[1.0, 100.0]);
+        let a = ln_geometric_mean(&[0.5, 100.0]);
+        let b = ln_geometric_mean(&[1.0, 50.0]);
+        assert!((a - b).abs() < 1e-12 && a < base);
+        for bad in [
+            &[][..],
+            &[1.0, 0.0],
+            &[1.0, f64::NAN],
+            &[-1.0],
+            &[f64::INFINITY],
+        ] {
+            assert!(ln_geometric_mean(bad).is_nan(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn throttle_reasons_classify_samples() {

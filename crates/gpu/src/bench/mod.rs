@@ -13,7 +13,8 @@
 //! 3. **Correctness matrix**: every correctness size x every input distribution of the task,
 //!    each on buffers of exactly that size (an overrun leaves the allocation), each run
 //!    checked as in 5. Small sizes also get the task's CPU oracle.
-//! 4. **Warm-up by time**: at least [`StoppingRule::warmup_s`] and two runs, each validated.
+//! 4. **Warm-up by time**, at each timed size in turn (steps 4-6 run once per size): at least
+//!    [`StoppingRule::warmup_s`] and two runs, each validated.
 //! 5. **Samples**, until the stopping rule holds. Each sample:
 //!    fresh inputs from a secret per-sample seed (trusted harness kernels); every output
 //!    filled with a seed-derived poison word; L2 persisting lines reset and the L2 flushed
@@ -31,8 +32,11 @@
 //!    samples with thermal or hardware slowdowns are discarded (power-capped ones are kept and
 //!    counted); stop once there are >= 10 kept samples, >= 0.5 s of sampling and the median's
 //!    95 % CI half-width is <= 0.5 %, or at 15 s. The raw score is the task's function of the
-//!    median (`ln(ms)` by default); the share of speed of light is reported beside it.
-//! 7. **Saved samples** ([`samples`]): every sample, raw and floored, with clocks and flags.
+//!    sizes' medians (by default ln of their geometric mean, so every size weighs the same;
+//!    ln(ms) for one size); each size's share of speed of light is reported beside it, and
+//!    the details' aggregates are geometric means over the sizes (the worst noise).
+//! 7. **Saved samples** ([`samples`]): per size, every sample, raw and floored, with clocks
+//!    and flags.
 //!
 //! Failures are typed: a fault or rejected launch in the submission's plan is an invalid entry
 //! of [`InvalidKind`](rdbench_core::outcome::InvalidKind) `kernel_fault` or `launch`; a wrong

@@ -12,10 +12,11 @@ use rdbench_core::{Error, Result};
 use serde::Serialize;
 
 use super::analysis::{
-    clock_state, speed_of_light_ms, stats, ClockState, StopReason, StoppingRule,
+    clock_state, geometric_mean, speed_of_light_ms, stats, ClockState, Stats, StopReason,
+    StoppingRule,
 };
 use super::plan_runner::PlanRunner;
-use super::samples::{SampleRecord, SavedSamples};
+use super::samples::{SampleRecord, SavedSamples, ShapeSamples};
 use crate::backend::{
     Arg, BackendInfo, CheckedKernel, Dims, KernelBackend, SampleTimer, TimedWindow,
 };
@@ -37,8 +38,11 @@ const UNTIMED_RUNS: usize = 3;
 /// What the routine is asked to do.
 pub struct BenchRequest<'a> {
     pub req: &'a ScoreRequest,
-    /// Correctness sizes, in order; the last is the timed size.
+    /// Correctness sizes, in order.
     pub cases: Vec<Vars>,
+    /// The sizes to time, in order, each one of `cases`: each gets its own warm-up, samples
+    /// and stopping rule, and the raw score combines their medians.
+    pub timed: Vec<Vars>,
     pub rule: StoppingRule,
 }
 
@@ -146,12 +150,6 @@ impl<B: KernelBackend> Harness for Binding<'_, B> {
         }
         k.launch(self.dev, dims, &bound)
     }
-}
-
-/// One timed sample as kept in memory.
-struct Sample {
-    record: SampleRecord,
-    kept: bool,
 }
 
 /// Everything one scoring run holds.
@@ -478,10 +476,10 @@ fn outcome_of(fail: Fail, cases_passed: usize) -> Result<ScoreOutcome> {
     }
 }
 
-/// Details of a valid timed run.
+/// What one timed size measured.
 #[derive(Serialize)]
-struct TimedDetails<'a> {
-    vars: &'a Vars,
+struct ShapeDetails {
+    vars: Vars,
     median_ms: f64,
     noise: f64,
     rel_stddev: f64,
@@ -499,12 +497,224 @@ struct TimedDetails<'a> {
     sm_clock_mhz_min: Option<u32>,
     sm_clock_mhz_max: Option<u32>,
     throttle_reasons_seen: Vec<String>,
+    warmup_runs: usize,
+}
+
+/// One timed size: its details and its raw samples.
+struct ShapeRun {
+    details: ShapeDetails,
+    stats: Stats,
+    samples: Vec<SampleRecord>,
+}
+
+/// Details of a valid timed run: aggregates over the timed sizes (a geometric mean for times
+/// and shares, the worst noise, sums of counts), then every size's own details in `shapes`.
+#[derive(Serialize)]
+struct TimedDetails<'a> {
+    /// Geometric mean of the sizes' medians (the median itself for one size).
+    median_ms: f64,
+    /// The largest of the sizes' noises.
+    noise: f64,
+    samples: usize,
+    samples_discarded_throttled: usize,
+    samples_power_capped: usize,
+    samples_at_speed_of_light_floor: usize,
+    launch_latency_hidden: bool,
+    /// Geometric mean of the sizes' floors.
+    speed_of_light_ms: Option<f64>,
+    /// Geometric mean of the sizes' shares (floor over median).
+    share_of_speed_of_light: Option<f64>,
+    sm_clock_mhz_min: Option<u32>,
+    sm_clock_mhz_max: Option<u32>,
+    throttle_reasons_seen: Vec<String>,
     correctness_cases: usize,
     warmup_runs: usize,
     registers: Vec<(String, Option<i32>)>,
     backend: &'a BackendInfo,
     compiler: String,
     compile_cached: bool,
+    shapes: Vec<ShapeDetails>,
+}
+
+impl<'a> TimedDetails<'a> {
+    /// The aggregates over `shapes` (at least one).
+    fn over(
+        shapes: Vec<ShapeDetails>,
+        correctness_cases: usize,
+        registers: Vec<(String, Option<i32>)>,
+        backend: &'a BackendInfo,
+        compiler: String,
+        compile_cached: bool,
+    ) -> Self {
+        let each = |f: fn(&ShapeDetails) -> f64| shapes.iter().map(f).collect::<Vec<_>>();
+        let sum = |f: fn(&ShapeDetails) -> usize| shapes.iter().map(f).sum::<usize>();
+        let all_some = |f: fn(&ShapeDetails) -> Option<f64>| {
+            shapes
+                .iter()
+                .map(f)
+                .collect::<Option<Vec<f64>>>()
+                .map(|v| geometric_mean(&v))
+        };
+        let mut throttle: Vec<String> = shapes
+            .iter()
+            .flat_map(|s| s.throttle_reasons_seen.iter().cloned())
+            .collect();
+        throttle.sort();
+        throttle.dedup();
+        TimedDetails {
+            median_ms: geometric_mean(&each(|s| s.median_ms)),
+            noise: each(|s| s.noise).into_iter().fold(0.0, f64::max),
+            samples: sum(|s| s.samples),
+            samples_discarded_throttled: sum(|s| s.samples_discarded_throttled),
+            samples_power_capped: sum(|s| s.samples_power_capped),
+            samples_at_speed_of_light_floor: sum(|s| s.samples_at_speed_of_light_floor),
+            launch_latency_hidden: shapes.iter().all(|s| s.launch_latency_hidden),
+            speed_of_light_ms: all_some(|s| s.speed_of_light_ms),
+            share_of_speed_of_light: all_some(|s| s.share_of_speed_of_light),
+            sm_clock_mhz_min: shapes.iter().filter_map(|s| s.sm_clock_mhz_min).min(),
+            sm_clock_mhz_max: shapes.iter().filter_map(|s| s.sm_clock_mhz_max).max(),
+            throttle_reasons_seen: throttle,
+            correctness_cases,
+            warmup_runs: sum(|s| s.warmup_runs),
+            registers,
+            backend,
+            compiler,
+            compile_cached,
+            shapes,
+        }
+    }
+
+    /// One line for the score log: the median (or the geometric mean over sizes), its noise,
+    /// samples and share of speed of light.
+    fn headline(&self) -> String {
+        let what = match self.shapes.len() {
+            1 => format!("{:.4} ms ± {:.2} %", self.median_ms, self.noise * 100.0),
+            k => format!(
+                "geometric mean {:.4} ms over {k} sizes (noise ≤ {:.2} %)",
+                self.median_ms,
+                self.noise * 100.0
+            ),
+        };
+        match self.share_of_speed_of_light {
+            Some(share) => format!(
+                "{what} ({} samples), {:.0} % of speed of light",
+                self.samples,
+                100.0 * share
+            ),
+            None => format!("{what} ({} samples)", self.samples),
+        }
+    }
+}
+
+impl<B: KernelBackend, T: KernelTask + ?Sized> Bench<'_, B, T> {
+    /// Warm-up, then timed samples at `vars` until `rule` holds; every run validated.
+    fn time_shape(
+        &mut self,
+        prep: &mut Prepared<B>,
+        vars: &Vars,
+        timer: &mut B::Timer,
+        rule: &StoppingRule,
+    ) -> Verdict<ShapeRun> {
+        let info = self.dev.info();
+        // Warm-up by time (clocks up, code and TLBs warm), every run validated.
+        let warm_start = Instant::now();
+        let mut warmups = 0;
+        while warm_start.elapsed().as_secs_f64() < rule.warmup_s || warmups < 2 {
+            let during = format!("in warm-up run {warmups} at {}", case_name(vars));
+            self.checked_run(prep, vars, 0, Some(&mut *timer), false, &during)?;
+            warmups += 1;
+        }
+        let clocks = self.dev.clocks();
+        let work = self.task.work(vars);
+        let sol_ms = info
+            .peaks
+            .map(|p| speed_of_light_ms(&work, &p, info.l2_bytes));
+        let mut samples: Vec<SampleRecord> = Vec::new();
+        let mut kept_times: Vec<f64> = Vec::new();
+        let sampling_start = Instant::now();
+        let stop = loop {
+            let seed = self.seeds.next_u64();
+            let i = samples.len();
+            let during = format!("in timed sample {i} at {}", case_name(vars));
+            let window = self
+                .execute(prep, vars, seed, 0, Some(&mut *timer), &during)?
+                .expect("a timer was given");
+            // Clocks right after the sample, before validation work changes them.
+            let snap = clocks.as_ref().map(|c| c.read());
+            let cpu = CPU_ORACLE_SAMPLES.contains(&i);
+            self.validate(&prep.case, vars, seed, 0, cpu, &during)?;
+            let reasons = snap
+                .as_ref()
+                .map(|s| s.throttle_reasons.clone())
+                .unwrap_or_default();
+            let state = clock_state(&reasons);
+            // No correct plan can beat the speed of light: a faster reading is a measurement
+            // artefact and counts as the floor.
+            let floored = sol_ms.map_or(window.ms, |f| window.ms.max(f));
+            let kept = state != ClockState::Throttled;
+            if kept {
+                kept_times.push(floored);
+            }
+            samples.push(SampleRecord {
+                ms: window.ms,
+                floored_ms: floored,
+                latency_hidden: window.latency_hidden,
+                sm_clock_mhz: snap.as_ref().and_then(|s| s.sm_clock_mhz),
+                mem_clock_mhz: snap.as_ref().and_then(|s| s.mem_clock_mhz),
+                throttle_reasons: reasons,
+                clock_state: state,
+                cpu_oracle: cpu,
+                kept,
+            });
+            if let Some(reason) = rule.check(&kept_times, sampling_start.elapsed().as_secs_f64()) {
+                break reason;
+            }
+        };
+        let Some(st) = stats(&kept_times) else {
+            return Err(Fail::Environment(format!(
+                "the GPU was thermally or hardware throttled in all {} timed samples at {}; score again when it has cooled",
+                samples.len(),
+                case_name(vars)
+            )));
+        };
+        let mut throttle: Vec<String> = samples
+            .iter()
+            .flat_map(|s| s.throttle_reasons.iter().cloned())
+            .collect();
+        throttle.sort();
+        throttle.dedup();
+        let sm_clocks: Vec<u32> = samples.iter().filter_map(|s| s.sm_clock_mhz).collect();
+        let moved = work.bytes_read + work.bytes_written;
+        let details = ShapeDetails {
+            vars: vars.clone(),
+            median_ms: st.median_ms,
+            noise: st.noise,
+            rel_stddev: st.rel_stddev,
+            samples: st.n,
+            samples_discarded_throttled: samples.iter().filter(|s| !s.kept).count(),
+            samples_power_capped: samples
+                .iter()
+                .filter(|s| s.clock_state == ClockState::PowerCapped)
+                .count(),
+            samples_at_speed_of_light_floor: samples.iter().filter(|s| s.floored_ms > s.ms).count(),
+            launch_latency_hidden: samples.iter().all(|s| s.latency_hidden),
+            min_ms: st.min_ms,
+            max_ms: st.max_ms,
+            stop_reason: stop,
+            speed_of_light_ms: sol_ms,
+            share_of_speed_of_light: sol_ms.map(|f| f / st.median_ms),
+            effective_bandwidth_gb_s: moved / (st.median_ms * 1e-3) / 1e9,
+            sm_clock_mhz_min: sm_clocks.iter().min().copied(),
+            sm_clock_mhz_max: sm_clocks.iter().max().copied(),
+            throttle_reasons_seen: throttle,
+            warmup_runs: warmups,
+        };
+        Ok(ShapeRun {
+            details,
+            stats: st,
+            samples,
+        })
+    }
 }
 
 /// Scores the submission in `br.req.submission_dir` on `dev`.
@@ -517,11 +727,17 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
     let buffers = task.buffers();
     let specs = buffer_specs(&buffers);
     let limits = task.plan_limits();
-    let timed_vars = br
-        .cases
-        .last()
-        .cloned()
-        .ok_or_else(|| Error::Internal("a kernel profile without sizes".into()))?;
+    if br.timed.is_empty() {
+        return Err(Error::Internal(
+            "a kernel profile without a timed size".into(),
+        ));
+    }
+    if let Some(v) = br.timed.iter().find(|v| !br.cases.contains(v)) {
+        return Err(Error::Internal(format!(
+            "timed size {} is not among the correctness cases",
+            case_name(v)
+        )));
+    }
     let submission = match KernelSubmission::load(&req.submission_dir, &specs) {
         Ok(s) => s,
         Err(e) => return Ok(ScoreOutcome::invalid(e.invalid_kind(), e.to_string())),
@@ -570,8 +786,18 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
         let what = what.to_string();
         move |e: GpuError| Error::Environment(format!("{what}: {e}"))
     };
+    // Harness scratch large enough for every size the run uses.
+    let mut scratch_bytes: Vec<(&'static str, u64)> = Vec::new();
+    for vars in &br.cases {
+        for (name, bytes) in task.harness_scratch(vars) {
+            match scratch_bytes.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, b)) => *b = (*b).max(bytes),
+                None => scratch_bytes.push((name, bytes)),
+            }
+        }
+    }
     let mut harness_scratch = Vec::new();
-    for (name, bytes) in task.harness_scratch(&timed_vars) {
+    for (name, bytes) in scratch_bytes {
         harness_scratch.push((
             name.to_string(),
             dev.alloc(bytes as usize).map_err(env("harness scratch"))?,
@@ -591,8 +817,9 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
 
     // Correctness: every size x every distribution, on buffers of exactly that size, so that
     // reads and writes past the end leave the allocation instead of landing in a larger one.
+    // The timed sizes keep their buffers for timing.
     let mut cases = 0usize;
-    let mut timed = None;
+    let mut timed: Vec<Option<Prepared<B>>> = br.timed.iter().map(|_| None).collect();
     for (vars, plan) in br.cases.iter().zip(&plans) {
         let runner = match PlanRunner::new(dev, &module, plan) {
             Ok(r) => r,
@@ -622,23 +849,39 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
             }
             cases += 1;
         }
-        if *vars == timed_vars {
-            timed = Some(prep);
+        if let Some(slot) = br
+            .timed
+            .iter()
+            .position(|t| t == vars)
+            .and_then(|i| timed.get_mut(i))
+        {
+            if slot.is_none() {
+                *slot = Some(prep);
+            }
         }
     }
-    let mut prep =
-        timed.ok_or_else(|| Error::Internal("timed size missing from the cases".into()))?;
-    let registers = prep.runner.registers(dev);
+    let mut timed: Vec<(Vars, Prepared<B>)> = br
+        .timed
+        .iter()
+        .cloned()
+        .zip(timed)
+        .map(|(v, p)| p.map(|p| (v, p)))
+        .collect::<Option<_>>()
+        .ok_or_else(|| Error::Internal("a timed size missing from the cases".into()))?;
+    let registers = timed[0].1.runner.registers(dev);
 
     let Some(mut timer) = dev.timer().map_err(env("timer"))? else {
         // A backend that cannot time: a few runs through the sample protocol, then no score.
-        for i in 0..UNTIMED_RUNS {
-            let during = format!("in run {i} at {}", case_name(&timed_vars));
-            let run = bench.checked_run(&mut prep, &timed_vars, 0, None, i == 0, &during);
-            if let Err(fail) = run {
-                return outcome_of(fail, cases);
+        for (vars, prep) in &mut timed {
+            for i in 0..UNTIMED_RUNS {
+                let during = format!("in run {i} at {}", case_name(vars));
+                let run = bench.checked_run(prep, vars, 0, None, i == 0, &during);
+                if let Err(fail) = run {
+                    return outcome_of(fail, cases);
+                }
             }
         }
+        let sizes: Vec<&Vars> = timed.iter().map(|(v, _)| v).collect();
         return Ok(ScoreOutcome::Unscored {
             headline: format!(
                 "correct on {cases} cases and {UNTIMED_RUNS} sample runs ({}, not timed: no score)",
@@ -647,7 +890,7 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
             details: serde_json::json!({
                 "correctness_cases": cases,
                 "sample_runs": UNTIMED_RUNS,
-                "vars": timed_vars,
+                "sizes": sizes,
                 "backend": info,
                 "compiler": compiled.compiler,
                 "registers": registers,
@@ -655,150 +898,43 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
         });
     };
 
-    // Warm-up by time (clocks up, code and TLBs warm), every run validated.
-    let warm_start = Instant::now();
-    let mut warmups = 0;
-    while warm_start.elapsed().as_secs_f64() < br.rule.warmup_s || warmups < 2 {
-        let during = format!("in warm-up run {warmups} at {}", case_name(&timed_vars));
-        let timer = Some(&mut timer);
-        let run = bench.checked_run(&mut prep, &timed_vars, 0, timer, false, &during);
-        if let Err(fail) = run {
-            return outcome_of(fail, cases);
-        }
-        warmups += 1;
-    }
-
-    let clocks = dev.clocks();
-    let l2_bytes = info.l2_bytes;
-    let work = task.work(&timed_vars);
-    let sol_ms = info.peaks.map(|p| speed_of_light_ms(&work, &p, l2_bytes));
-    let mut samples: Vec<Sample> = Vec::new();
-    let mut kept_times: Vec<f64> = Vec::new();
-    let sampling_start = Instant::now();
-    let stop = loop {
-        let seed = bench.seeds.next_u64();
-        let i = samples.len();
-        let during = format!("in timed sample {i} at {}", case_name(&timed_vars));
-        let window = match bench.execute(&mut prep, &timed_vars, seed, 0, Some(&mut timer), &during)
-        {
-            Ok(w) => w.expect("a timer was given"),
+    let mut runs = Vec::with_capacity(timed.len());
+    for (vars, prep) in &mut timed {
+        match bench.time_shape(prep, vars, &mut timer, &br.rule) {
+            Ok(run) => runs.push(run),
             Err(fail) => return outcome_of(fail, cases),
-        };
-        // Clocks right after the sample, before validation work changes them.
-        let snap = clocks.as_ref().map(|c| c.read());
-        let cpu = CPU_ORACLE_SAMPLES.contains(&i);
-        if let Err(fail) = bench.validate(&prep.case, &timed_vars, seed, 0, cpu, &during) {
-            return outcome_of(fail, cases);
         }
-        let reasons = snap
-            .as_ref()
-            .map(|s| s.throttle_reasons.clone())
-            .unwrap_or_default();
-        let state = clock_state(&reasons);
-        // No correct plan can beat the speed of light: a faster reading is a measurement
-        // artefact and counts as the floor.
-        let floored = sol_ms.map_or(window.ms, |f| window.ms.max(f));
-        let kept = state != ClockState::Throttled;
-        if kept {
-            kept_times.push(floored);
-        }
-        samples.push(Sample {
-            record: SampleRecord {
-                ms: window.ms,
-                floored_ms: floored,
-                latency_hidden: window.latency_hidden,
-                sm_clock_mhz: snap.as_ref().and_then(|s| s.sm_clock_mhz),
-                mem_clock_mhz: snap.as_ref().and_then(|s| s.mem_clock_mhz),
-                throttle_reasons: reasons,
-                clock_state: state,
-                cpu_oracle: cpu,
-                kept,
-            },
-            kept,
+    }
+    let medians: Vec<f64> = runs.iter().map(|r| r.stats.median_ms).collect();
+    let mut shapes = Vec::with_capacity(runs.len());
+    let mut saved = Vec::with_capacity(runs.len());
+    for run in runs {
+        saved.push(ShapeSamples {
+            vars: run.details.vars.clone(),
+            stats: run.stats,
+            speed_of_light_ms: run.details.speed_of_light_ms,
+            samples: run.samples,
         });
-        if let Some(reason) = br
-            .rule
-            .check(&kept_times, sampling_start.elapsed().as_secs_f64())
-        {
-            break reason;
-        }
-    };
-    let Some(st) = stats(&kept_times) else {
-        return Err(Error::Environment(format!(
-            "the GPU was thermally or hardware throttled in all {} timed samples; score again when it has cooled",
-            samples.len()
-        )));
-    };
-    let mut throttle: Vec<String> = samples
-        .iter()
-        .flat_map(|s| s.record.throttle_reasons.iter().cloned())
-        .collect();
-    throttle.sort();
-    throttle.dedup();
-    let sm_clocks: Vec<u32> = samples
-        .iter()
-        .filter_map(|s| s.record.sm_clock_mhz)
-        .collect();
-    let moved = work.bytes_read + work.bytes_written;
-    let details = TimedDetails {
-        vars: &timed_vars,
-        median_ms: st.median_ms,
-        noise: st.noise,
-        rel_stddev: st.rel_stddev,
-        samples: st.n,
-        samples_discarded_throttled: samples.iter().filter(|s| !s.kept).count(),
-        samples_power_capped: samples
-            .iter()
-            .filter(|s| s.record.clock_state == ClockState::PowerCapped)
-            .count(),
-        samples_at_speed_of_light_floor: samples
-            .iter()
-            .filter(|s| s.record.floored_ms > s.record.ms)
-            .count(),
-        launch_latency_hidden: samples.iter().all(|s| s.record.latency_hidden),
-        min_ms: st.min_ms,
-        max_ms: st.max_ms,
-        stop_reason: stop,
-        speed_of_light_ms: sol_ms,
-        share_of_speed_of_light: sol_ms.map(|f| f / st.median_ms),
-        effective_bandwidth_gb_s: moved / (st.median_ms * 1e-3) / 1e9,
-        sm_clock_mhz_min: sm_clocks.iter().min().copied(),
-        sm_clock_mhz_max: sm_clocks.iter().max().copied(),
-        throttle_reasons_seen: throttle,
-        correctness_cases: cases,
-        warmup_runs: warmups,
+        shapes.push(run.details);
+    }
+    let details = TimedDetails::over(
+        shapes,
+        cases,
         registers,
-        backend: &info,
-        compiler: compiled.compiler.clone(),
-        compile_cached: compiled.cached,
-    };
-    let headline = match sol_ms {
-        Some(f) => format!(
-            "{:.4} ms ± {:.2} % ({} samples), {:.0} % of speed of light",
-            st.median_ms,
-            st.noise * 100.0,
-            st.n,
-            100.0 * f / st.median_ms
-        ),
-        None => format!(
-            "{:.4} ms ± {:.2} % ({} samples)",
-            st.median_ms,
-            st.noise * 100.0,
-            st.n
-        ),
-    };
+        &info,
+        compiled.compiler.clone(),
+        compiled.cached,
+    );
+    let headline = details.headline();
     SavedSamples {
         schema: super::samples::SCHEMA.into(),
         task: task.info().name,
-        vars: timed_vars.clone(),
         rule: br.rule,
-        stats: st,
-        speed_of_light_ms: sol_ms,
-        samples: samples.into_iter().map(|s| s.record).collect(),
+        shapes: saved,
     }
     .write(&req.samples_path)?;
     Ok(ScoreOutcome::Valid {
-        raw: task.raw_score(st.median_ms),
+        raw: task.raw_score(&medians),
         headline,
         details: serde_json::to_value(&details).map_err(|e| Error::Internal(e.to_string()))?,
     })

@@ -1,6 +1,6 @@
 //! The raw samples of one timed run, saved beside the score log for offline re-analysis
-//! (schema `rdbench.samples/2`: every sample with its raw and floored time, clocks, throttle
-//! classification and whether launch latency was kept out of its window).
+//! (schema `rdbench.samples/3`: per timed size, every sample with its raw and floored time,
+//! clocks, throttle classification and whether launch latency was kept out of its window).
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use super::analysis::{ClockState, Stats, StoppingRule};
 use crate::kernel_task::Vars;
 
 /// The schema name written into every samples file.
-pub const SCHEMA: &str = "rdbench.samples/2";
+pub const SCHEMA: &str = "rdbench.samples/3";
 
 /// One timed sample.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,16 +32,22 @@ pub struct SampleRecord {
     pub kept: bool,
 }
 
-/// A whole samples file.
+/// The samples of one timed size.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShapeSamples {
+    pub vars: Vars,
+    pub stats: Stats,
+    pub speed_of_light_ms: Option<f64>,
+    pub samples: Vec<SampleRecord>,
+}
+
+/// A whole samples file: one entry per timed size, in the profile's order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SavedSamples {
     pub schema: String,
     pub task: String,
-    pub vars: Vars,
     pub rule: StoppingRule,
-    pub stats: Stats,
-    pub speed_of_light_ms: Option<f64>,
-    pub samples: Vec<SampleRecord>,
+    pub shapes: Vec<ShapeSamples>,
 }
 
 impl SavedSamples {
@@ -76,11 +82,8 @@ mod tests {
     #[test]
     fn saved_samples_read_back_and_reanalyse_to_the_same_statistics() {
         let times = [1.0, 1.2, 0.9, 1.1];
-        let saved = SavedSamples {
-            schema: SCHEMA.into(),
-            task: "t".into(),
+        let shape = ShapeSamples {
             vars: crate::kernel_task::vars(&[("n", 8)]),
-            rule: StoppingRule::default(),
             stats: stats(&times).unwrap(),
             speed_of_light_ms: Some(0.5),
             samples: times
@@ -98,13 +101,23 @@ mod tests {
                 })
                 .collect(),
         };
+        let saved = SavedSamples {
+            schema: SCHEMA.into(),
+            task: "t".into(),
+            rule: StoppingRule::default(),
+            shapes: vec![shape],
+        };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
         saved.write(&path).unwrap();
         let back = SavedSamples::read(&path).unwrap();
-        let again: Vec<f64> = back.samples.iter().map(|s| s.floored_ms).collect();
-        assert_eq!(stats(&again), Some(saved.stats));
-        std::fs::write(&path, br#"{"schema": "rdbench.samples/1"}"#).unwrap();
+        let again: Vec<f64> = back.shapes[0]
+            .samples
+            .iter()
+            .map(|s| s.floored_ms)
+            .collect();
+        assert_eq!(stats(&again), Some(saved.shapes[0].stats));
+        std::fs::write(&path, br#"{"schema": "rdbench.samples/2"}"#).unwrap();
         assert!(SavedSamples::read(&path).is_err());
     }
 }

@@ -54,20 +54,44 @@ impl<T: KernelTask> KernelTaskAdapter<T> {
             })
     }
 
-    /// Every correctness size of `profile` on `backend`, the timed size last.
+    /// Every correctness size of `profile` on `backend`, the timed sizes last.
     pub fn cases(&self, profile: &KernelProfile, backend: Backend) -> Vec<super::Vars> {
         match backend {
             Backend::Cuda => {
                 let mut cases: Vec<_> = profile
                     .cases
                     .iter()
-                    .filter(|c| **c != profile.timed)
+                    .filter(|c| !profile.timed.contains(c))
                     .cloned()
                     .collect();
-                cases.push(profile.timed.clone());
+                cases.extend(profile.timed.iter().cloned());
                 cases
             }
             Backend::Emulator => profile.emulator_cases.clone(),
+        }
+    }
+
+    /// The sizes `profile` times on `backend`: its timed sizes on a GPU; on the emulator,
+    /// which cannot time, its largest emulator case gets the untimed sample runs.
+    pub fn timed(&self, profile: &KernelProfile, backend: Backend) -> Vec<super::Vars> {
+        match backend {
+            Backend::Cuda => profile.timed.clone(),
+            Backend::Emulator => profile.emulator_cases.last().cloned().into_iter().collect(),
+        }
+    }
+
+    /// A [`BenchRequest`] for `req` at `profile`.
+    pub fn bench_request<'r>(
+        &self,
+        req: &'r ScoreRequest,
+        profile: &KernelProfile,
+        rule: StoppingRule,
+    ) -> BenchRequest<'r> {
+        BenchRequest {
+            req,
+            cases: self.cases(profile, req.backend),
+            timed: self.timed(profile, req.backend),
+            rule,
         }
     }
 
@@ -186,16 +210,25 @@ impl<T: KernelTask> Task for KernelTaskAdapter<T> {
     }
 
     fn cpu_baseline(&self, profile: &str) -> Result<Option<rdbench_core::task::CpuBaseline>> {
-        Ok(self.task.cpu_baseline(&self.profile(profile)?.timed))
+        let profile = self.profile(profile)?;
+        let baseline = profile
+            .timed
+            .first()
+            .and_then(|v| self.task.cpu_baseline(v));
+        if baseline.is_some() && profile.timed.len() != 1 {
+            return Err(Error::Internal(format!(
+                "{} profile {}: a CPU baseline needs exactly one timed size, not {}",
+                self.task.info().name,
+                profile.name,
+                profile.timed.len()
+            )));
+        }
+        Ok(baseline)
     }
 
     fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
         let profile = self.profile(&req.profile)?;
-        let br = BenchRequest {
-            req,
-            cases: self.cases(&profile, req.backend),
-            rule: self.rule.unwrap_or_default(),
-        };
+        let br = self.bench_request(req, &profile, self.rule.unwrap_or_default());
         match req.backend {
             Backend::Cuda => {
                 let dev = CudaBackend::open(0).map_err(|e| match e {

@@ -55,9 +55,10 @@ pub struct TaskBuffer {
 pub struct KernelProfile {
     pub name: &'static str,
     pub description: String,
-    /// The timed size.
-    pub timed: Vars,
-    /// Correctness sizes, checked before timing (the timed size is added if absent).
+    /// The timed sizes, at least one: each is timed on its own (warm-up, samples, stopping
+    /// rule) and the raw score combines their medians ([`KernelTask::raw_score`]).
+    pub timed: Vec<Vars>,
+    /// Correctness sizes, checked before timing (the timed sizes are added if absent).
     pub cases: Vec<Vars>,
     /// Correctness sizes on the CPU emulator (small: the emulator runs a thread per fiber);
     /// the largest also gets a few untimed samples through the timing routine.
@@ -289,9 +290,11 @@ pub trait KernelTask: Send + Sync + 'static {
     /// The least work a correct plan does at `vars`.
     fn work(&self, vars: &Vars) -> Work;
 
-    /// The raw score from the median sample time (lower is better by default).
-    fn raw_score(&self, median_ms: f64) -> f64 {
-        median_ms.ln()
+    /// The raw score from the median sample time of each timed size, in the profile's order:
+    /// by default ln of their geometric mean (the mean of their logs), so that every size
+    /// weighs the same whatever its time, and one size is ln(median). Lower is better.
+    fn raw_score(&self, medians_ms: &[f64]) -> f64 {
+        crate::bench::analysis::ln_geometric_mean(medians_ms)
     }
 
     /// The instructions for an attempt at `profile`.
@@ -302,7 +305,8 @@ pub trait KernelTask: Send + Sync + 'static {
     }
 
     /// Runs and times the task's CPU baseline at size `vars` (inputs generated untimed), if
-    /// the task has one; see [`rdbench_core::task::CpuBaseline`].
+    /// the task has one; see [`rdbench_core::task::CpuBaseline`]. Only for profiles with one
+    /// timed size: the speed-up is the baseline over that size's median.
     fn cpu_baseline(&self, _vars: &Vars) -> Option<rdbench_core::task::CpuBaseline> {
         None
     }

@@ -112,7 +112,7 @@ impl CudaBacktest {
         KernelProfile {
             name,
             description: description.into(),
-            timed: case(timed),
+            timed: vec![case(timed)],
             cases,
             // The emulator runs a thread per fiber: small cases plus the tiny profile's size.
             emulator_cases: SMALL_CASES
@@ -340,7 +340,7 @@ impl KernelTask for CudaBacktest {
     }
 
     fn instructions(&self, profile: &KernelProfile) -> String {
-        let z = sizes(&profile.timed);
+        let z = sizes(&profile.timed[0]);
         let n = |v: usize| thousands(v as i64);
         render(
             INSTRUCTIONS,
@@ -429,7 +429,7 @@ mod tests {
         for p in CudaBacktest.profiles() {
             let text = CudaBacktest.instructions(&p);
             assert!(!text.contains("{{"), "{}", p.name);
-            assert!(text.contains(&thousands(sizes(&p.timed).bars as i64)));
+            assert!(text.contains(&thousands(sizes(&p.timed[0]).bars as i64)));
         }
     }
 
@@ -479,7 +479,7 @@ mod tests {
                 assert!(z.log_pairs <= z.assets * z.params, "{c:?}");
                 assert!(z.log_pairs >= 1 && z.log_cap >= 1, "{c:?}");
             }
-            assert_eq!(p.cases.last(), Some(&p.timed));
+            assert_eq!(p.cases.last(), p.timed.first());
         }
     }
 

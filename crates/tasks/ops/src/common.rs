@@ -354,17 +354,31 @@ pub fn describe_vars(v: &Vars) -> String {
         .join(", ")
 }
 
-/// A profile timed at `timed` (an estimate of its GPU time in `note`).
+/// Several sizes: `(m = 4,096, n = 1,024), (m = 512, n = 50,257)`.
+pub fn describe_sizes(sizes: &[Vars]) -> String {
+    sizes
+        .iter()
+        .map(|v| format!("({})", describe_vars(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A profile timed at each of `timed` (what they are and an estimate of their GPU time in
+/// `note`).
 pub fn profile(
     name: &'static str,
-    timed: Vars,
+    timed: Vec<Vars>,
     note: &str,
     cases: Vec<Vars>,
     emulator_cases: Vec<Vars>,
 ) -> KernelProfile {
+    assert!(
+        !timed.is_empty(),
+        "{name}: a profile times at least one size"
+    );
     KernelProfile {
         name,
-        description: format!("{} ({note})", describe_vars(&timed)),
+        description: format!("{}; {note}", describe_sizes(&timed)),
         timed,
         cases,
         emulator_cases,
@@ -395,7 +409,9 @@ pub fn info(name: &str, title: &str, summary: &str, score_timeout_s: u64) -> Tas
             "{summary} The scorer times the whole launch plan with CUDA events (L2 flushed, fresh \
              inputs, every output validated within the task's tolerance)."
         ),
-        raw_score: "ln(median milliseconds of the whole launch plan)".into(),
+        raw_score: "ln(geometric mean over the timed sizes of the median milliseconds of the \
+                    whole launch plan)"
+            .into(),
         direction: Direction::LowerIsBetter,
         submission: SubmissionKind::Kernel,
         submission_files: Vec::new(),
@@ -453,11 +469,10 @@ pub fn instructions(
     dists: &[Dist],
     elem: ElemType,
 ) -> String {
-    let sizes = describe_vars(&profile.timed);
+    let sizes = describe_sizes(&profile.timed);
     let mut all = values.to_vec();
     all.extend([("PROFILE", profile.name), ("SIZES", sizes.as_str())]);
-    let vars = profile
-        .timed
+    let vars = profile.timed[0]
         .keys()
         .map(|k| format!("`{k}`"))
         .collect::<Vec<_>>()
@@ -588,7 +603,7 @@ mod tests {
         assert!(precision_rule(ElemType::F32).contains("TF32, bf16"));
         let bf16 = precision_rule(ElemType::Bf16);
         assert!(bf16.contains("accumulators") && !bf16.contains("TF32"));
-        let p = profile("t", Vars::new(), "x", Vec::new(), Vec::new());
+        let p = profile("t", vec![Vars::new()], "x", Vec::new(), Vec::new());
         let text = instructions(
             "{{PROFILE}} {{SIZES}}",
             &[],

@@ -33,15 +33,13 @@ pub fn tolerance(vars: &Vars) -> Compare {
 }
 
 fn instructions(profile: &KernelProfile) -> String {
-    let Compare::Tolerance { atol, .. } = tolerance(&profile.timed) else {
-        unreachable!("a tolerance")
-    };
+    let atol = crate::product::atol_at_timed_sizes(profile, tolerance);
     common::instructions(
         include_str!("matmul.md"),
         &[
             ("RTOL", &format!("{RTOL:e}")),
             ("ATOL_PER_K", "2^-20"),
-            ("ATOL_TIMED", &format!("{atol:e}")),
+            ("ATOL_TIMED", &atol),
         ],
         profile,
         &DISTS,
@@ -68,11 +66,13 @@ pub static SPEC: ProductSpec = ProductSpec {
     ],
     // Odd sizes, tails of every tile, m, n or k = 1, at sizes the emulator runs in seconds.
     emulator_cases: &[[1, 1, 1], [5, 7, 3], [33, 65, 17], [2, 1, 70], [64, 64, 64]],
-    tiny: [512, 512, 512],
-    // 137 GFLOP: the 32 x 32-tiled reference runs at perhaps 6-10 TFLOP/s on an H100, so
-    // 15-25 ms; the naive start several times that (estimates, not measured).
-    full: [4096, 4096, 4096],
-    full_note: "about 20 ms for the reference on an H100, estimated",
+    tiny: &[[512, 512, 512], [512, 3072, 768]],
+    tiny_note: "a square product and GPT-2 small's MLP at 512 tokens; quick runs",
+    // 137 and 185 GFLOP: the 32 x 32-tiled reference runs at perhaps 6-10 TFLOP/s on an
+    // H100, so 15-30 ms each; the naive start several times that (estimates, not measured).
+    full: &[[4096, 4096, 4096], [2048, 11_008, 4096]],
+    full_note: "4,096 cubed and Llama-2-7B's MLP up projection at 2,048 tokens; about 20 ms \
+                each for the reference on an H100, estimated",
     solutions: SOLUTIONS,
     harness: op_harness!("matmul"),
     expected_kernel: "ops_matmul_expected",
@@ -137,9 +137,10 @@ mod tests {
     #[test]
     fn oracle_is_cheap_at_the_tiny_profile() {
         let p = &task().profiles()[0];
-        let (m, n, k) = mnk(&p.timed);
-        let rows = common::rows_to_check(m as u64, (n * k) as u64, ORACLE_BUDGET);
-        assert!(rows.len() as i64 * n * k <= 1 << 26);
+        for (m, n, k) in p.timed.iter().map(mnk) {
+            let rows = common::rows_to_check(m as u64, (n * k) as u64, ORACLE_BUDGET);
+            assert!(rows.len() as i64 * n * k <= 1 << 26);
+        }
     }
 
     #[test]
@@ -147,7 +148,9 @@ mod tests {
         for p in task().profiles() {
             let text = task().instructions(&p);
             assert!(!text.contains("{{"), "{}", p.name);
-            assert!(text.contains(&common::describe_vars(&p.timed)));
+            for v in &p.timed {
+                assert!(text.contains(&common::describe_vars(v)), "{text}");
+            }
             assert!(text.contains("[[58, 64], [139, 154]]"));
         }
     }

@@ -34,9 +34,10 @@ pub struct ProductSpec {
     /// `[m, n, k]` of the correctness cases on a GPU, and on the emulator.
     pub cases: &'static [[i64; 3]],
     pub emulator_cases: &'static [[i64; 3]],
-    /// The timed `[m, n, k]` of `tiny` and `full`, and what `full`'s note says.
-    pub tiny: [i64; 3],
-    pub full: [i64; 3],
+    /// The timed `[m, n, k]` sizes of `tiny` and `full`, and what their notes say.
+    pub tiny: &'static [[i64; 3]],
+    pub tiny_note: &'static str,
+    pub full: &'static [[i64; 3]],
     pub full_note: &'static str,
     pub solutions: KernelSolutions,
     pub harness: HarnessSource,
@@ -52,6 +53,30 @@ pub struct Product(pub &'static ProductSpec);
 
 pub fn mnk(v: &Vars) -> (i64, i64, i64) {
     (v["m"], v["n"], v["k"])
+}
+
+/// What a product's k-dependent `atol` is at each timed size of `profile`, for its
+/// instructions: `7.8125e-3 at k = 4,096, 1.0750e-2 at k = 11,008`.
+pub fn atol_at_timed_sizes(profile: &KernelProfile, tolerance: fn(&Vars) -> Compare) -> String {
+    let mut ks: Vec<i64> = profile.timed.iter().map(|v| v["k"]).collect();
+    ks.sort_unstable();
+    ks.dedup();
+    ks.iter()
+        .map(|&k| {
+            let at = profile
+                .timed
+                .iter()
+                .find(|v| v["k"] == k)
+                .expect("k comes from a timed size");
+            match tolerance(at) {
+                Compare::Tolerance { atol, .. } => {
+                    format!("{atol:e} at k = {}", rdbench_core::template::thousands(k))
+                }
+                Compare::Exact => format!("exact at k = {}", rdbench_core::template::thousands(k)),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Row `i` of `C = A x B` in f64, from row `i` of A (`k` values) and all of B (`k x n`).
@@ -98,14 +123,14 @@ impl KernelTask for Product {
         vec![
             common::profile(
                 "tiny",
-                common::sizes(NAMES, &[s.tiny]).remove(0),
-                "quick runs",
+                common::sizes(NAMES, s.tiny),
+                s.tiny_note,
                 cases.clone(),
                 emu.clone(),
             ),
             common::profile(
                 "full",
-                common::sizes(NAMES, &[s.full]).remove(0),
+                common::sizes(NAMES, s.full),
                 s.full_note,
                 cases,
                 emu,

@@ -85,17 +85,20 @@ impl KernelTask for Softmax {
         vec![
             common::profile(
                 "tiny",
-                common::sizes(names, &[[4096, 1024]]).remove(0),
-                "quick runs",
+                common::sizes(names, &[[4096, 1024], [256, 50_257]]),
+                "rows of 1,024 and GPT-2's vocabulary of 50,257; quick runs",
                 cases.clone(),
                 emu.clone(),
             ),
-            // 1 GiB in, 1 GiB out: about 0.65 ms at an H100's 3.35 TB/s for a reference that
-            // reads its input about once (an estimate, not measured).
+            // Attention-like rows of 4,096, GPT-2's vocabulary (an odd row length: no vector
+            // width divides it) and short rows of 128. 1 GiB, 1.6 GiB and 256 MiB in, as much
+            // out: about 0.65, 1.0 and 0.16 ms at an H100's 3.35 TB/s for a reference that
+            // reads its input about once (estimates, not measured).
             common::profile(
                 "full",
-                common::sizes(names, &[[65_536, 4096]]).remove(0),
-                "about 0.7 ms for the reference on an H100, estimated",
+                common::sizes(names, &[[65_536, 4096], [8192, 50_257], [524_288, 128]]),
+                "rows of 4,096, GPT-2's vocabulary of 50,257 and rows of 128; about 0.2-1 ms each \
+                 for the reference on an H100, estimated",
                 cases,
                 emu,
             ),
@@ -267,7 +270,9 @@ mod tests {
         for p in Softmax.profiles() {
             let text = Softmax.instructions(&p);
             assert!(!text.contains("{{"), "{}", p.name);
-            assert!(text.contains(&common::describe_vars(&p.timed)));
+            for v in &p.timed {
+                assert!(text.contains(&common::describe_vars(v)), "{text}");
+            }
             assert!(text.contains("1e-5") && text.contains("1e-6"), "{text}");
         }
     }

@@ -81,7 +81,7 @@ impl PrefixSum {
         KernelProfile {
             name,
             description: description.into(),
-            timed: vars(&[("n", n)]),
+            timed: vec![vars(&[("n", n)])],
             cases: correctness_sizes(n)
                 .into_iter()
                 .map(|s| vars(&[("n", s)]))
@@ -268,7 +268,7 @@ impl KernelTask for PrefixSum {
         render(
             INSTRUCTIONS,
             &[
-                ("N", &thousands(n_of(&profile.timed))),
+                ("N", &thousands(n_of(&profile.timed[0]))),
                 ("PROFILE", profile.name),
             ],
         )
@@ -301,7 +301,7 @@ mod tests {
         for p in PrefixSum.profiles() {
             let text = PrefixSum.instructions(&p);
             assert!(!text.contains("{{"), "{}", p.name);
-            assert!(text.contains(&thousands(n_of(&p.timed))));
+            assert!(text.contains(&thousands(n_of(&p.timed[0]))));
         }
     }
 
