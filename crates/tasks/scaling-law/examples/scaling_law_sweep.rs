@@ -103,13 +103,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Some(r) = done.get(&key(n_embd, max_iters, seed)) {
             return Ok(r.clone());
         }
-        let r = experiment::run(&spec, &data, n_embd, max_iters, seed).map_err(|e| e.to_string())?;
+        let r =
+            experiment::run(&spec, &data, n_embd, max_iters, seed).map_err(|e| e.to_string())?;
         eprintln!(
             "n_embd {:4} iters {:6} flops {:.3e} loss {:.4} ({:.1} s)",
             r.n_embd, r.max_iters, r.flops, r.loss, r.train_seconds
         );
-        writeln!(progress, "{}", serde_json::to_string(&r).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+        writeln!(
+            progress,
+            "{}",
+            serde_json::to_string(&r).map_err(|e| e.to_string())?
+        )
+        .map_err(|e| e.to_string())?;
         done.insert(key(n_embd, max_iters, seed), r.clone());
         Ok(r)
     };
@@ -143,7 +148,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let commit = sh("git", &["rev-parse", "HEAD"]);
     let dirty = !sh("git", &["status", "--porcelain"]).is_empty();
-    let cpu = sh("sh", &["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]);
+    let cpu = sh(
+        "sh",
+        &["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+    );
     let sweep = Sweep {
         format: FORMAT.into(),
         profile: spec.name.clone(),
@@ -174,6 +182,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let text = serde_json::to_string_pretty(&sweep)?;
     std::fs::write(&out, format!("{text}\n"))?;
-    eprintln!("wrote {} ({:.0} s)", out.display(), wall.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {} ({:.0} s)",
+        out.display(),
+        wall.elapsed().as_secs_f64()
+    );
     Ok(())
 }

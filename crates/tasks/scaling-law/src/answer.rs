@@ -77,7 +77,10 @@ pub fn parse(bytes: &[u8]) -> Result<Answer, (InvalidKind, String)> {
         ));
     }
     if answer.max_iters == 0 {
-        return Err((InvalidKind::BadArtifact, "max_iters must be at least 1".into()));
+        return Err((
+            InvalidKind::BadArtifact,
+            "max_iters must be at least 1".into(),
+        ));
     }
     Ok(answer)
 }
@@ -106,22 +109,70 @@ mod tests {
             ("[]", BadArtifact),
             ("null", BadArtifact),
             (r#"{"n_embd": 64, "max_iters": 1000}"#, BadArtifact),
-            (r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": 3.5, "x": 1}"#, BadArtifact),
-            (r#"{"n_embd": 64, "n_embd": 32, "max_iters": 1000, "loss_prediction": 3.5}"#, BadArtifact),
-            (r#"{"n_embd": 64.5, "max_iters": 1000, "loss_prediction": 3.5}"#, BadArtifact),
-            (r#"{"n_embd": 64.0, "max_iters": 1000, "loss_prediction": 3.5}"#, BadArtifact),
-            (r#"{"n_embd": -64, "max_iters": 1000, "loss_prediction": 3.5}"#, BadArtifact),
-            (r#"{"n_embd": "64", "max_iters": 1000, "loss_prediction": 3.5}"#, BadArtifact),
-            (r#"{"n_embd": 1e30, "max_iters": 1000, "loss_prediction": 3.5}"#, BadArtifact),
-            (r#"{"n_embd": 99999999999999999999999, "max_iters": 1, "loss_prediction": 3.5}"#, BadArtifact),
-            (r#"{"n_embd": 64, "max_iters": 0, "loss_prediction": 3.5}"#, BadArtifact),
-            (r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": NaN}"#, BadArtifact),
-            (r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": Infinity}"#, BadArtifact),
-            (r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": 1e999}"#, BadArtifact),
-            (r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": -0.5}"#, BadArtifact),
-            (r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": 1e300}"#, BadArtifact),
-            (r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": null}"#, BadArtifact),
-            (r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": 3.5} {}"#, BadArtifact),
+            (
+                r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": 3.5, "x": 1}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": 64, "n_embd": 32, "max_iters": 1000, "loss_prediction": 3.5}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": 64.5, "max_iters": 1000, "loss_prediction": 3.5}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": 64.0, "max_iters": 1000, "loss_prediction": 3.5}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": -64, "max_iters": 1000, "loss_prediction": 3.5}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": "64", "max_iters": 1000, "loss_prediction": 3.5}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": 1e30, "max_iters": 1000, "loss_prediction": 3.5}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": 99999999999999999999999, "max_iters": 1, "loss_prediction": 3.5}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": 64, "max_iters": 0, "loss_prediction": 3.5}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": NaN}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": Infinity}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": 1e999}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": -0.5}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": 1e300}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": null}"#,
+                BadArtifact,
+            ),
+            (
+                r#"{"n_embd": 64, "max_iters": 1000, "loss_prediction": 3.5} {}"#,
+                BadArtifact,
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(kind(text), want, "{text}");

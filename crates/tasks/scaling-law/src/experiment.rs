@@ -31,9 +31,7 @@ pub struct Run {
 /// Why a run was refused before training.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Refused {
-    #[error(
-        "n_embd {n_embd} is outside {min}..={max} or not a multiple of n_head = {n_head}"
-    )]
+    #[error("n_embd {n_embd} is outside {min}..={max} or not a multiple of n_head = {n_head}")]
     Width {
         n_embd: usize,
         min: usize,
@@ -103,8 +101,14 @@ pub struct Data {
 pub fn data(spec: &Spec) -> rdbench_lm::Result<Data> {
     let hmm = Hmm::new(spec.hmm_config())?;
     let seq_len = spec.block_size + 1;
-    let train = TokenSet::new(hmm.sample(TRAIN_SAMPLE_SEED, spec.train_seqs, seq_len), seq_len)?;
-    let eval = TokenSet::new(hmm.sample(EVAL_SAMPLE_SEED, spec.eval_seqs, seq_len), seq_len)?;
+    let train = TokenSet::new(
+        hmm.sample(TRAIN_SAMPLE_SEED, spec.train_seqs, seq_len),
+        seq_len,
+    )?;
+    let eval = TokenSet::new(
+        hmm.sample(EVAL_SAMPLE_SEED, spec.eval_seqs, seq_len),
+        seq_len,
+    )?;
     let floor = hmm.floor(&eval.tokens, seq_len);
     Ok(Data { train, eval, floor })
 }

@@ -109,7 +109,10 @@ impl Surface {
     /// Builds the surface, checking the sweep's shape and that it was run with `spec`.
     pub fn new(sweep: &Sweep, spec: &Spec) -> Result<Surface, String> {
         if sweep.format != FORMAT {
-            return Err(format!("sweep format {:?}, expected {FORMAT:?}", sweep.format));
+            return Err(format!(
+                "sweep format {:?}, expected {FORMAT:?}",
+                sweep.format
+            ));
         }
         if &sweep.spec != spec {
             return Err(format!(
@@ -138,10 +141,11 @@ impl Surface {
         for (row, &budget) in sweep.grid.iter().zip(&sweep.budgets) {
             let mut l = Vec::new();
             for (run, &w) in row.iter().zip(&sweep.widths) {
-                // Rounding the step count to an integer moves a point off its budget by one
-                // step at most; more means the grid is mislabelled.
-                let off = (run.flops / budget - 1.0).abs();
-                if run.n_embd != w || off > 0.01 || !run.loss.is_finite() {
+                // Rounding the step count to an integer moves a point off its budget by half
+                // a step at most (2 % for the widest tiny runs); more means the grid is mislabelled.
+                let off = (run.flops - budget).abs();
+                let step = spec.flops_per_iter(w as f64);
+                if run.n_embd != w || off > 0.5 * step + 1.0 || !run.loss.is_finite() {
                     return Err(format!(
                         "sweep point n_embd {} at {:.3e} FLOPs does not belong at width {w}, budget {budget:.3e}",
                         run.n_embd, run.flops

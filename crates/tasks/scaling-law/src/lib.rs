@@ -121,9 +121,9 @@ pub fn evaluate(
 
 /// The starting answer: a plausible guess that no experiment informed.
 pub fn starting_answer(spec: &Spec) -> Answer {
-    // Twice the width the budget's geometric middle suggests, with the steps that fill the
+    // A width from the middle of the allowed range, the steps that fill the
     // budget, and a round loss: what one writes down before running anything.
-    let n_embd = 128;
+    let n_embd = 64;
     Answer {
         n_embd,
         max_iters: (spec.budget / spec.flops_per_iter(n_embd as f64)).floor() as u64,
@@ -134,16 +134,21 @@ pub fn starting_answer(spec: &Spec) -> Answer {
 /// The reference solution's answer: the Chinchilla fit to the sweep's small experiments,
 /// extrapolated to the budget over the swept widths.
 pub fn reference_answer(spec: &Spec) -> Result<(Answer, reference::Fit)> {
-    let sweep = sweep(&spec.name)?.ok_or_else(|| surface(spec).err().unwrap_or_else(|| {
-        Error::Internal("no sweep".into())
-    }))?;
+    let sweep = sweep(&spec.name)?.ok_or_else(|| {
+        surface(spec)
+            .err()
+            .unwrap_or_else(|| Error::Internal("no sweep".into()))
+    })?;
     let fit = reference::fit(spec, &sweep.experiments).ok_or_else(|| {
         Error::Internal(format!(
             "sweeps/{}.json: too few finite experiments to fit a scaling law",
             spec.name
         ))
     })?;
-    let widths = (sweep.widths[0], *sweep.widths.last().unwrap_or(&sweep.widths[0]));
+    let widths = (
+        sweep.widths[0],
+        *sweep.widths.last().unwrap_or(&sweep.widths[0]),
+    );
     Ok((reference::answer(spec, &fit, widths), fit))
 }
 

@@ -14,7 +14,10 @@ use rdbench_task_scaling_law::experiment::{self, check_experiment};
 use rdbench_task_scaling_law::profile::{self, Spec};
 
 #[derive(Parser)]
-#[command(name = "rdbench-scaling-law", about = "Train small models for the scaling-law task")]
+#[command(
+    name = "rdbench-scaling-law",
+    about = "Train small models for the scaling-law task"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +57,8 @@ enum Command {
 }
 
 fn spec(name: &str) -> Result<Spec, String> {
-    profile::by_name(name).ok_or_else(|| format!("no profile {name:?}; the profiles are tiny, full"))
+    profile::by_name(name)
+        .ok_or_else(|| format!("no profile {name:?}; the profiles are tiny, full"))
 }
 
 fn main() -> ExitCode {
