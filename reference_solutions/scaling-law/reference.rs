@@ -135,7 +135,9 @@ fn least_squares(rows: &[[f64; 3]], ys: &[f64]) -> Option<[f64; 3]> {
 pub fn answer(spec: &Spec, fit: &Fit, widths: (usize, usize)) -> Answer {
     let mut best = None;
     for w in widths.0..=widths.1 {
-        let iters = (spec.budget / spec.flops_per_iter(w as f64)).floor().max(1.0);
+        let iters = (spec.budget / spec.flops_per_iter(w as f64))
+            .floor()
+            .max(1.0);
         let l = fit.loss(params(spec, w as f64), tokens(spec, iters));
         if best.is_none_or(|(_, _, bl)| l < bl) {
             best = Some((w, iters as u64, l));
@@ -180,6 +182,9 @@ mod tests {
         }
         let f = fit(&spec, &runs).unwrap();
         assert!(f.rmse < 1e-6, "{f:?}");
-        assert!((f.alpha - 0.5).abs() < 1e-9 && (f.beta - 0.45).abs() < 1e-9, "{f:?}");
+        assert!(
+            (f.alpha - 0.5).abs() < 1e-9 && (f.beta - 0.45).abs() < 1e-9,
+            "{f:?}"
+        );
     }
 }
