@@ -79,7 +79,7 @@ pub fn check_experiment(spec: &Spec, n_embd: usize, max_iters: usize) -> Result<
 
 /// Checks that `n_embd` is a width the trainer builds.
 pub fn check_width(spec: &Spec, n_embd: usize) -> Result<(), Refused> {
-    if n_embd < spec.min_n_embd || n_embd > spec.max_n_embd || n_embd % spec.n_head != 0 {
+    if n_embd < spec.min_n_embd || n_embd > spec.max_n_embd || !n_embd.is_multiple_of(spec.n_head) {
         return Err(Refused::Width {
             n_embd,
             min: spec.min_n_embd,
