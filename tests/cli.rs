@@ -616,3 +616,47 @@ fn aggregate_reads_runs_and_rejects_bad_lines() {
         "names file, line and field: {err}"
     );
 }
+
+/// scaling-law's score is hidden from the agent: `score` says only that the answer was
+/// recorded (or why it is invalid), `log` shows no number, and `finish` counts the last entry.
+#[test]
+fn scaling_law_records_hidden_scores_and_counts_the_last() {
+    let env = Env::new();
+    let dir = env.attempt("a", "scaling-law", "tiny");
+    let d = dir.to_str().unwrap();
+    let out = env.rdbench(&["--json", "score", d]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&String> = shown.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["hidden", "reason", "valid"], "{shown}");
+    let out = env.rdbench(&["score", d]);
+    let said = text(&out);
+    assert!(
+        said.contains("hides its score") && !said.contains("0.36"),
+        "{said}"
+    );
+    // A malformed answer is one invalid entry with its reason.
+    std::fs::write(dir.join("answer.json"), r#"{"n_embd": 24, "n_embd": 24}"#).unwrap();
+    let out = env.rdbench(&["score", d]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("duplicate field"), "{}", text(&out));
+    // The last valid answer: the optimum width, its steps, a perfect-ish prediction.
+    std::fs::write(
+        dir.join("answer.json"),
+        r#"{"n_embd": 24, "max_iters": 1177, "loss_prediction": 4.1265}"#,
+    )
+    .unwrap();
+    assert_eq!(env.rdbench(&["score", d]).status.code(), Some(0));
+    let log = env.log(&dir);
+    assert_eq!(log.len(), 4);
+    assert!(log
+        .iter()
+        .all(|e| e["raw"].is_null() && e["normalized"].is_null()));
+    let summary_path = env.work.path().join("summary.json");
+    let out = env.rdbench(&["finish", d, "--out", summary_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    assert_eq!(summary["selection"], "last");
+    assert!(summary["raw"].as_f64().unwrap() > 0.99, "{summary}");
+}

@@ -13,6 +13,7 @@ pub fn all() -> Vec<Box<dyn Task>> {
         rdbench_task_cuda_backtest::tasks(),
         rdbench_task_tree_traversal::tasks(),
         rdbench_task_restricted_mlm::tasks(),
+        rdbench_task_scaling_law::tasks(),
     ]
     .into_iter()
     .flatten()

@@ -613,7 +613,16 @@ fn report(ctx: &Context, info: &TaskInfo, entry: &ScoreEntry, attempt: &Attempt)
 }
 
 pub fn log(ctx: &Context, attempt: &Attempt) -> Result<i32> {
-    let read = attempt.score_log().read_verified()?;
+    let mut read = attempt.score_log().read_verified()?;
+    // Whoever can list an attempt's log is the agent: a hidden score stays hidden here too
+    // (validity and reasons remain); `finish` reports it.
+    if registry::find(&attempt.record.task).is_ok_and(|t| t.info().score_hidden) {
+        for e in &mut read.entries {
+            let entry = &mut e.entry;
+            (entry.raw, entry.normalized, entry.headline) = (None, None, None);
+            entry.details = serde_json::Value::Null;
+        }
+    }
     for w in &read.warnings {
         warn!(ctx, "warning: score log line {}: {}", w.line, w.message);
     }

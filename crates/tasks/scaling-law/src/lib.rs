@@ -1,0 +1,378 @@
+//! # rdbench-task-scaling-law
+//!
+//! RE-Bench's *Scaling Law Experiment* on rdbench's synthetic corpus. The agent must predict
+//! the width (`n_embd`) and step count (`max_iters`) of the lowest-loss model trainable with a
+//! FLOP budget, and that model's loss, while training only small models (each at most
+//! budget / 50) with the task's trainer, `rdbench-scaling-law` ([`experiment`]).
+//!
+//! Score (as in RE-Bench): `1 - [(L(answer) - L_opt) + |loss_prediction - L(answer)|]`, where
+//! `L` is the ground-truth loss surface ([`ground_truth`]) and `L_opt` its minimum at the
+//! budget. Unlike the original, whose ground truth ignores the width, `L` was measured over
+//! widths and budgets ([`ground_truth::Sweep`], shipped per profile under `sweeps/` with its
+//! provenance; losses do not depend on the hardware that measured them).
+//!
+//! The score is hidden from the agent (`score` says only whether the answer was recorded), the
+//! last entry counts, and the task's calibration is part of the task: start and reference are
+//! the closed formula at the starting answer and at the reference solution's answer
+//! ([`reference`], a Chinchilla fit to the sweep's small experiments).
+//!
+//! The `full` profile has no sweep yet (docs/scaling-law.md estimates its GPU cost), so scoring
+//! it is an environment error that says so.
+
+#[path = "../../../../reference_solutions/scaling-law/reference.rs"]
+pub mod reference;
+
+pub mod answer;
+pub mod experiment;
+pub mod ground_truth;
+pub mod profile;
+
+use std::path::Path;
+
+use rdbench_core::task::{
+    Backend, Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
+    ShippedCalibration, Solution, SubmissionKind, Task, TaskInfo,
+};
+use rdbench_core::{Error, Result};
+use serde::Serialize;
+use serde_json::json;
+
+use answer::Answer;
+use ground_truth::{Surface, Sweep};
+use profile::Spec;
+
+/// The experiment log the trainer appends to, in the attempt folder. It is the agent's file:
+/// the scorer reports what it holds, and nothing depends on it.
+pub const EXPERIMENT_LOG: &str = "experiments.jsonl";
+
+/// Most bytes of the experiment log the scorer reads for its report.
+const MAX_LOG_BYTES: u64 = 16 << 20;
+
+/// The scaling-law task. Construct with `ScalingLaw::default()`.
+#[derive(Debug, Clone, Default)]
+pub struct ScalingLaw {}
+
+/// The tasks of this crate, for the CLI's registry.
+pub fn tasks() -> Vec<Box<dyn Task>> {
+    vec![Box::new(ScalingLaw::default())]
+}
+
+fn spec(profile: &str) -> Result<Spec> {
+    profile::by_name(profile).ok_or_else(|| {
+        Error::Usage(format!(
+            "task scaling-law has no profile {profile:?}; its profiles are: tiny, full"
+        ))
+    })
+}
+
+/// The shipped sweep of `profile`, if it has one.
+pub fn sweep(profile: &str) -> Result<Option<Sweep>> {
+    let text = match profile {
+        "tiny" => include_str!("../sweeps/tiny.json"),
+        _ => return Ok(None),
+    };
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| Error::Internal(format!("sweeps/{profile}.json: {e}")))
+}
+
+/// The ground-truth surface of `spec`'s profile, or an environment error when no sweep ships.
+pub fn surface(spec: &Spec) -> Result<Surface> {
+    let sweep = sweep(&spec.name)?.ok_or_else(|| {
+        Error::Environment(format!(
+            "scaling-law profile {} has no ground-truth sweep: it has not been measured yet \
+             (docs/scaling-law.md, \"The full profile\", gives its estimated GPU cost and the \
+             command that measures it), so answers for it cannot be scored",
+            spec.name
+        ))
+    })?;
+    Surface::new(&sweep, spec).map_err(Error::Internal)
+}
+
+/// What the formula gives one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub flops: f64,
+    /// Ground-truth loss of the answer's (n_embd, max_iters).
+    pub loss: f64,
+    pub optimum: ground_truth::Optimum,
+    pub prediction_error: f64,
+    /// `1 - [(loss - optimum.loss) + prediction_error]`.
+    pub score: f64,
+}
+
+/// Scores `answer` on `surface`; `Err` is why it is outside the measured range.
+pub fn evaluate(
+    spec: &Spec,
+    surface: &Surface,
+    answer: &Answer,
+) -> std::result::Result<Evaluation, ground_truth::OutOfRange> {
+    let loss = surface.loss(answer.n_embd, answer.max_iters)?;
+    let optimum = surface.optimum();
+    let prediction_error = (answer.loss_prediction - loss).abs();
+    Ok(Evaluation {
+        flops: spec.flops(answer.n_embd, answer.max_iters),
+        loss,
+        optimum,
+        prediction_error,
+        score: 1.0 - ((loss - optimum.loss) + prediction_error),
+    })
+}
+
+/// The starting answer: a plausible guess that no experiment informed.
+pub fn starting_answer(spec: &Spec) -> Answer {
+    // A width from the middle of the allowed range, the steps that fill the
+    // budget, and a round loss: what one writes down before running anything.
+    let n_embd = 64;
+    Answer {
+        n_embd,
+        max_iters: (spec.budget / spec.flops_per_iter(n_embd as f64)).floor() as u64,
+        loss_prediction: 4.0,
+    }
+}
+
+/// The reference solution's answer: the Chinchilla fit to the sweep's small experiments,
+/// extrapolated to the budget over the swept widths.
+pub fn reference_answer(spec: &Spec) -> Result<(Answer, reference::Fit)> {
+    let sweep = sweep(&spec.name)?.ok_or_else(|| {
+        surface(spec)
+            .err()
+            .unwrap_or_else(|| Error::Internal("no sweep".into()))
+    })?;
+    let fit = reference::fit(spec, &sweep.experiments).ok_or_else(|| {
+        Error::Internal(format!(
+            "sweeps/{}.json: too few finite experiments to fit a scaling law",
+            spec.name
+        ))
+    })?;
+    let widths = (
+        sweep.widths[0],
+        *sweep.widths.last().unwrap_or(&sweep.widths[0]),
+    );
+    Ok((reference::answer(spec, &fit, widths), fit))
+}
+
+fn write_answer(dir: &Path, a: &Answer) -> Result<()> {
+    let text = serde_json::to_string_pretty(&json!({
+        "n_embd": a.n_embd,
+        "max_iters": a.max_iters,
+        "loss_prediction": (a.loss_prediction * 1e4).round() / 1e4,
+    }))
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    rdbench_core::fsutil::atomic_write(&dir.join(answer::FILE), format!("{text}\n").as_bytes())
+}
+
+/// What the agent's experiment log says, for reports only (the agent can write it).
+fn log_report(dir: &Path) -> serde_json::Value {
+    let bytes = match rdbench_core::fsutil::read_untrusted(&dir.join(EXPERIMENT_LOG), MAX_LOG_BYTES)
+    {
+        Ok(b) => b,
+        Err(rdbench_core::fsutil::UntrustedReadError::NotFound) => {
+            return json!({ "runs": 0, "note": "no experiment log" })
+        }
+        Err(e) => return json!({ "unreadable": e.to_string() }),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let runs: Vec<experiment::Run> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
+    json!({
+        "runs": runs.len(),
+        "unparsed_lines": lines - runs.len(),
+        "total_flops": runs.iter().map(|r| r.flops).sum::<f64>(),
+        "largest_flops": runs.iter().map(|r| r.flops).fold(0.0, f64::max),
+        "note": "written by the agent's trainer in the attempt folder: informative only",
+    })
+}
+
+impl ScalingLaw {
+    /// Scores the answer in `dir` for `spec`.
+    pub fn score_dir(&self, spec: &Spec, dir: &Path) -> Result<ScoreOutcome> {
+        let surface = surface(spec)?;
+        let a = match answer::read(dir) {
+            Ok(a) => a,
+            Err((kind, reason)) => return Ok(ScoreOutcome::invalid(kind, reason)),
+        };
+        let ev = match evaluate(spec, &surface, &a) {
+            Ok(ev) => ev,
+            Err(e) => {
+                let kind = match e {
+                    ground_truth::OutOfRange::OverBudget { .. } => InvalidKind::ResourceLimit,
+                    _ => InvalidKind::RuleViolation,
+                };
+                return Ok(ScoreOutcome::invalid(kind, e.to_string()));
+            }
+        };
+        Ok(ScoreOutcome::Valid {
+            raw: ev.score,
+            headline: format!(
+                "loss {:.4} at n_embd {} x {} steps ({:.3} x budget), optimum {:.4} at n_embd {}, prediction off by {:.4}",
+                ev.loss,
+                a.n_embd,
+                a.max_iters,
+                ev.flops / spec.budget,
+                ev.optimum.loss,
+                ev.optimum.n_embd,
+                ev.prediction_error
+            ),
+            details: json!({
+                "answer": { "n_embd": a.n_embd, "max_iters": a.max_iters, "loss_prediction": a.loss_prediction },
+                "evaluation": ev,
+                "flops_over_budget": ev.flops / spec.budget,
+                "experiment_log": log_report(dir),
+            }),
+        })
+    }
+}
+
+impl Task for ScalingLaw {
+    fn info(&self) -> TaskInfo {
+        let describe = |s: &Spec| {
+            format!(
+                "GPT {} layers, context {}, batch {}, vocab {}; budget {:.0e} FLOPs, experiments <= {:.0e}",
+                s.n_layer,
+                s.block_size,
+                s.batch_size,
+                s.hmm.vocab,
+                s.budget,
+                s.experiment_cap()
+            )
+        };
+        TaskInfo {
+            name: "scaling-law".into(),
+            family: "scaling-law".into(),
+            title: "Scaling Law Experiment: predict the compute-optimal width, steps and loss".into(),
+            summary: "Using only small training runs (each at most 1/50 of the budget) of a fixed GPT-style \
+                      architecture on a synthetic corpus, predict the width and step count that give the lowest \
+                      loss for the full FLOP budget, and that loss. The score, hidden until the attempt ends, is \
+                      1 - [(L(answer) - L_opt) + |prediction - L(answer)|] on a measured loss surface over width \
+                      and compute."
+                .into(),
+            raw_score: "1 - [(L(answer) - L_opt) + |loss_prediction - L(answer)|], L in nats".into(),
+            direction: Direction::HigherIsBetter,
+            submission: SubmissionKind::Artifact,
+            submission_files: vec![answer::FILE.into(), EXPERIMENT_LOG.into()],
+            profiles: vec![
+                ProfileInfo {
+                    name: "tiny".into(),
+                    description: describe(&profile::tiny()),
+                    needs_gpu: false,
+                },
+                ProfileInfo {
+                    name: "full".into(),
+                    description: format!("{} (no sweep shipped yet)", describe(&profile::full())),
+                    needs_gpu: true,
+                },
+            ],
+            score_hidden: true,
+            hardware_independent: true,
+            default_time_limit_minutes: 480,
+            score_timeout_s: 60,
+            human_minutes: Some(480.0),
+        }
+    }
+
+    fn prepare(&self, req: &PrepareRequest) -> Result<()> {
+        let spec = spec(&req.profile)?;
+        let dir = &req.attempt_dir;
+        write_answer(dir, &starting_answer(&spec))?;
+        rdbench_core::fsutil::atomic_write(
+            &dir.join("INSTRUCTIONS.md"),
+            instructions(&spec)?.as_bytes(),
+        )
+    }
+
+    fn install_solution(
+        &self,
+        solution: Solution,
+        profile: &str,
+        _cache_dir: &Path,
+        dir: &Path,
+    ) -> Result<()> {
+        let spec = spec(profile)?;
+        let a = match solution {
+            Solution::Starting => starting_answer(&spec),
+            Solution::Reference => reference_answer(&spec)?.0,
+            Solution::Fastest => {
+                return Err(Error::Usage(
+                    "scaling-law ships no solution beyond its reference".into(),
+                ))
+            }
+        };
+        write_answer(dir, &a)
+    }
+
+    fn precheck(&self, req: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {
+        spec(&req.profile)?;
+        Ok(answer::read(&req.submission_dir).err())
+    }
+
+    fn check_environment(&self, profile: &str, _backend: Backend) -> Result<()> {
+        surface(&spec(profile)?).map(|_| ())
+    }
+
+    fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
+        let outcome = self.score_dir(&spec(&req.profile)?, &req.submission_dir)?;
+        if let ScoreOutcome::Valid { details, .. } = &outcome {
+            let _ = req.save_samples(details);
+        }
+        Ok(outcome)
+    }
+
+    fn shipped_calibration(&self, profile: &str) -> Option<ShippedCalibration> {
+        let spec = spec(profile).ok()?;
+        let surface = surface(&spec).ok()?;
+        let start = evaluate(&spec, &surface, &starting_answer(&spec)).ok()?;
+        let (ra, fit) = reference_answer(&spec).ok()?;
+        let reference = evaluate(&spec, &surface, &ra).ok()?;
+        Some(ShippedCalibration {
+            start: start.score,
+            reference: reference.score,
+            provenance: format!(
+                "closed formula over the shipped sweep sweeps/{profile}.json: start = the starting answer \
+                 (n_embd {}, max_iters {}), reference = the Chinchilla fit to the sweep's small experiments \
+                 (n_embd {}, max_iters {}, prediction {:.4}; fit rmse {:.4})",
+                starting_answer(&spec).n_embd,
+                starting_answer(&spec).max_iters,
+                ra.n_embd,
+                ra.max_iters,
+                ra.loss_prediction,
+                fit.rmse
+            ),
+        })
+    }
+}
+
+/// The attempt's INSTRUCTIONS.md for `spec`.
+pub fn instructions(spec: &Spec) -> Result<String> {
+    let (lo, hi) = match sweep(&spec.name)? {
+        Some(s) => (s.widths[0], *s.widths.last().unwrap_or(&s.widths[0])),
+        None => (spec.min_n_embd, spec.max_n_embd),
+    };
+    let start = starting_answer(spec);
+    rdbench_core::template::render(
+        include_str!("instructions.md"),
+        &[
+            ("PROFILE", &spec.name),
+            ("BUDGET", &format!("{:.1e}", spec.budget)),
+            ("CAP", &format!("{:.1e}", spec.experiment_cap())),
+            ("RATIO", &format!("{}", spec.experiment_ratio)),
+            ("LAYERS", &spec.n_layer.to_string()),
+            ("HEADS", &spec.n_head.to_string()),
+            ("BLOCK", &spec.block_size.to_string()),
+            ("BATCH", &spec.batch_size.to_string()),
+            ("VOCAB", &spec.hmm.vocab.to_string()),
+            ("LR", &spec.lr.to_string()),
+            ("MIN_W", &lo.to_string()),
+            ("MAX_W", &hi.to_string()),
+            ("TRAIN_MIN_W", &spec.min_n_embd.to_string()),
+            ("TRAIN_MAX_W", &spec.max_n_embd.to_string()),
+            ("START_N", &start.n_embd.to_string()),
+            ("START_ITERS", &start.max_iters.to_string()),
+            ("START_LOSS", &start.loss_prediction.to_string()),
+            ("LOG", EXPERIMENT_LOG),
+        ],
+    )
+}
