@@ -486,17 +486,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn cpu_speedup_comes_from_the_stored_baseline() {
-        let mut entry = CalibrationEntry {
+    /// A calibration of task `t`, profile `tiny`, with `details`.
+    fn tiny_entry(details: serde_json::Value) -> CalibrationEntry {
+        CalibrationEntry {
             task: "t".into(),
             profile: "tiny".into(),
             start: 1.0,
             reference: 0.0,
             measured_at: Utc::now(),
             provenance: String::new(),
-            details: serde_json::json!({}),
-        };
+            details,
+        }
+    }
+
+    #[test]
+    fn cpu_speedup_comes_from_the_stored_baseline() {
+        let mut entry = tiny_entry(serde_json::json!({}));
         assert_eq!(entry.cpu_speedup(2.0), None, "no baseline, no speed-up");
         let base = crate::task::CpuBaseline {
             ms: 600.0,
@@ -525,15 +530,9 @@ mod tests {
                 { "vars": size(2), "median_ms": b },
             ] } })
         };
-        let entry = CalibrationEntry {
-            task: "t".into(),
-            profile: "tiny".into(),
-            start: 1.0,
-            reference: 0.0,
-            measured_at: Utc::now(),
-            provenance: String::new(),
-            details: serde_json::json!({ "start": { "runs": [run(10.0, 40.0), run(12.0, 44.0), run(11.0, 90.0)] } }),
-        };
+        let entry = tiny_entry(
+            serde_json::json!({ "start": { "runs": [run(10.0, 40.0), run(12.0, 44.0), run(11.0, 90.0)] } }),
+        );
         assert_eq!(
             entry.start_medians(),
             vec![(size(1), 11.0), (size(2), 44.0)]
