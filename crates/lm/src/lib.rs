@@ -6,18 +6,22 @@
 //! - [`corpus`]: a hidden-Markov-model corpus, deterministic from seeds, whose exact
 //!   Bayes-optimal next-token loss (the **floor**) is computed by the forward algorithm.
 //! - [`model`]: a small GPT-style transformer (pre-norm, learned positions, tied head).
+//! - [`ops`]: fused CPU ops with their own backward passes (LayerNorm, GELU, causal softmax,
+//!   cross-entropy).
 //! - [`train`]: token sets, an AdamW training loop, mean next-token loss.
 //! - [`io`]: safetensors save and a load that checks size, names, dtypes, shapes, finiteness.
 
+mod attention;
 pub mod corpus;
 pub mod io;
 pub mod model;
+pub mod ops;
 pub mod train;
 
 pub use corpus::{Hmm, HmmConfig};
 pub use io::{load_checked, load_model, save_model, save_tensors, LoadError, LoadErrorKind};
 pub use model::{Gpt, GptConfig};
-pub use train::{eval_loss, train, train_model, TokenSet, TrainConfig, TrainReport};
+pub use train::{eval_loss, train, train_model, TokenSet, TrainConfig, TrainReport, Trainer};
 
 /// Runs `f` with candle's CPU work limited to `threads` threads (`None`: leave candle's default,
 /// one per physical core, or whatever `RAYON_NUM_THREADS` / `CANDLE_NUM_THREADS` say).

@@ -151,6 +151,48 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
+/// The per-step half of a training run: the optimizer state and the batch order. [`train`] is
+/// this plus a progress bar; the side-by-side benchmark (`examples/lm_step_bench.rs`) times
+/// exactly these calls.
+pub struct Trainer {
+    opt: AdamW,
+    rng: ChaCha8Rng,
+    cfg: TrainConfig,
+}
+
+impl Trainer {
+    pub fn new(vars: Vec<Var>, cfg: &TrainConfig) -> Result<Self> {
+        crate::keep_freed_memory();
+        let params = ParamsAdamW {
+            lr: cfg.lr,
+            weight_decay: cfg.weight_decay,
+            ..Default::default()
+        };
+        Ok(Trainer {
+            opt: AdamW::new(vars, params)?,
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The next batch: `batch_size` sequences of `data` drawn uniformly (with replacement) in
+    /// the order fixed by the seed.
+    pub fn next_batch(&mut self, data: &TokenSet) -> Result<Tensor> {
+        let n_seq = data.n_seq();
+        let rows: Vec<usize> = (0..self.cfg.batch_size)
+            .map(|_| self.rng.gen_range(0..n_seq))
+            .collect();
+        data.batch(&rows)
+    }
+
+    /// Backward pass of `loss` and one AdamW update at the learning rate of `step`.
+    pub fn step(&mut self, step: usize, loss: &Tensor) -> Result<()> {
+        self.opt.set_learning_rate(self.cfg.lr_at(step));
+        self.opt.backward_step(loss)?;
+        Ok(())
+    }
+}
+
 /// Trains `vars` with AdamW on random batches of `data`, minimizing `loss_fn(batch)`, where
 /// `batch` is a `[batch_size, seq_len]` `u32` tensor. Shows a progress bar labelled `label`
 /// when stderr is a terminal.
@@ -164,15 +206,8 @@ pub fn train<F>(
 where
     F: FnMut(&Tensor) -> Result<Tensor>,
 {
-    crate::keep_freed_memory();
     let start = Instant::now();
-    let params = ParamsAdamW {
-        lr: cfg.lr,
-        weight_decay: cfg.weight_decay,
-        ..Default::default()
-    };
-    let mut opt = AdamW::new(vars, params)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut trainer = Trainer::new(vars, cfg)?;
     let bar = indicatif::ProgressBar::new(cfg.steps as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}<{eta}")
@@ -181,15 +216,10 @@ where
     bar.set_message(label.to_string());
     let tail = (cfg.steps / 10).max(1);
     let (mut tail_sum, mut tail_n) = (0.0, 0usize);
-    let n_seq = data.n_seq();
     for step in 0..cfg.steps {
-        opt.set_learning_rate(cfg.lr_at(step));
-        let rows: Vec<usize> = (0..cfg.batch_size)
-            .map(|_| rng.gen_range(0..n_seq))
-            .collect();
-        let batch = data.batch(&rows)?;
+        let batch = trainer.next_batch(data)?;
         let loss = loss_fn(&batch)?;
-        opt.backward_step(&loss)?;
+        trainer.step(step, &loss)?;
         if step + tail >= cfg.steps {
             tail_sum += loss.to_scalar::<f32>()? as f64;
             tail_n += 1;

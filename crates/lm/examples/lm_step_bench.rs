@@ -1,0 +1,96 @@
+//! Times an rdbench-lm training step and an evaluation forward pass, for the side-by-side
+//! benchmark against PyTorch (`scripts/bench-lm-step.sh`, which also runs
+//! `crates/lm/bench/torch_step.py` with the same flags and prints both in one table).
+//!
+//! A training step is what [`rdbench_lm::train`] does per step: build the batch, forward,
+//! backward, AdamW. Prints one JSON line per measured quantity with every sample.
+//!
+//! Flags (defaults: fix-embedding's `full` model): `--vocab 2048 --ctx 128 --d-model 192
+//! --layers 4 --heads 4 --batch 32 --threads 2 --steps 12 --warmup 3`.
+use std::time::Instant;
+
+use rdbench_lm::*;
+
+fn flag(args: &[String], name: &str, default: usize) -> usize {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} needs a whole number")),
+        None => default,
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        0.5 * (s[n / 2 - 1] + s[n / 2])
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let d = flag(&args, "--d-model", 192);
+    let cfg = GptConfig {
+        vocab: flag(&args, "--vocab", 2048),
+        ctx: flag(&args, "--ctx", 128),
+        d_model: d,
+        n_layer: flag(&args, "--layers", 4),
+        n_head: flag(&args, "--heads", 4),
+        d_ff: 4 * d,
+        ln_eps: 1e-5,
+    };
+    let (batch, threads) = (flag(&args, "--batch", 32), flag(&args, "--threads", 2));
+    let (steps, warmup) = (flag(&args, "--steps", 12), flag(&args, "--warmup", 3));
+    let n_seq = 256;
+    let tokens: Vec<u16> = (0..n_seq * (cfg.ctx + 1))
+        .map(|i| ((i as u64 * 2_654_435_761) % cfg.vocab as u64) as u16)
+        .collect();
+    let data = TokenSet::new(tokens, cfg.ctx + 1)?;
+    let tc = TrainConfig {
+        steps: warmup + steps,
+        batch_size: batch,
+        lr: 1e-3,
+        warmup_steps: 1,
+        min_lr_frac: 0.1,
+        weight_decay: 0.01,
+        seed: 1,
+    };
+    with_threads(Some(threads), || -> Result<()> {
+        let model = Gpt::new(cfg.clone(), 1)?;
+        let mut step_ms = Vec::new();
+        let mut trainer = Trainer::new(model.vars(), &tc)?;
+        for step in 0..warmup + steps {
+            let t = Instant::now();
+            let b = trainer.next_batch(&data)?;
+            let loss = model.loss(&b)?;
+            trainer.step(step, &loss)?;
+            if step >= warmup {
+                step_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let mut fwd_ms = Vec::new();
+        for i in 0..warmup + steps {
+            let rows: Vec<usize> = (0..batch).map(|r| (r + i * batch) % n_seq).collect();
+            let t = Instant::now();
+            let b = data.batch(&rows)?;
+            model.loss(&b)?.to_scalar::<f32>()?;
+            if i >= warmup {
+                fwd_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        for (what, samples) in [("train_step", &step_ms), ("eval_forward", &fwd_ms)] {
+            let rounded: Vec<f64> = samples.iter().map(|s| (s * 1e3).round() / 1e3).collect();
+            println!(
+                "{{\"impl\": \"rdbench-lm\", \"measure\": \"{what}\", \"threads\": {threads}, \
+                 \"median_ms\": {}, \"samples_ms\": {rounded:?}}}",
+                median(samples)
+            );
+        }
+        Ok(())
+    })
+}
