@@ -2,8 +2,9 @@
 //! benchmark against PyTorch (`scripts/bench-lm-step.sh`, which also runs
 //! `crates/lm/bench/torch_step.py` with the same flags and prints both in one table).
 //!
-//! A training step is what [`rdbench_lm::train`] does per step: build the batch, forward,
-//! backward, AdamW. Prints one JSON line per measured quantity with every sample.
+//! A training step is what [`rdbench_lm::train_model`] does per step ([`GptTrainer::step`]):
+//! draw the batch, forward, backward, AdamW. The evaluation forward pass is
+//! [`rdbench_lm::eval_loss`]'s per batch (candle with the fused ops). Prints one JSON line per measured quantity with every sample.
 //!
 //! Flags (defaults: fix-embedding's `full` model): `--vocab 2048 --ctx 128 --d-model 192
 //! --layers 4 --heads 4 --batch 32 --threads 2 --steps 12 --warmup 3`.
@@ -63,16 +64,15 @@ fn main() -> Result<()> {
     with_threads(Some(threads), || -> Result<()> {
         let model = Gpt::new(cfg.clone(), 1)?;
         let mut step_ms = Vec::new();
-        let mut trainer = Trainer::new(model.vars(), &tc)?;
+        let mut trainer = GptTrainer::new(&model, &tc)?;
         for step in 0..warmup + steps {
             let t = Instant::now();
-            let b = trainer.next_batch(&data)?;
-            let loss = model.loss(&b)?;
-            trainer.step(step, &loss)?;
+            trainer.step(step, &data)?;
             if step >= warmup {
                 step_ms.push(t.elapsed().as_secs_f64() * 1e3);
             }
         }
+        trainer.finish()?;
         let mut fwd_ms = Vec::new();
         for i in 0..warmup + steps {
             let rows: Vec<usize> = (0..batch).map(|r| (r + i * batch) % n_seq).collect();

@@ -12,6 +12,8 @@
 //! - [`io`]: safetensors save and a load that checks size, names, dtypes, shapes, finiteness.
 
 mod attention;
+pub mod backprop;
+mod kernels;
 pub mod corpus;
 pub mod io;
 pub mod model;
@@ -20,6 +22,7 @@ pub mod train;
 
 pub use corpus::{Hmm, HmmConfig};
 pub use io::{load_checked, load_model, save_model, save_tensors, LoadError, LoadErrorKind};
+pub use backprop::GptTrainer;
 pub use model::{Gpt, GptConfig};
 pub use train::{eval_loss, train, train_model, TokenSet, TrainConfig, TrainReport, Trainer};
 

@@ -1,0 +1,538 @@
+//! The hand-written training pass of [`Gpt`]: forward with stored activations, backward and
+//! AdamW, on plain buffers allocated once per run.
+//!
+//! candle's autograd is general, and on a CPU its generality is most of a training step's
+//! cost beyond the matrix products: every gradient contribution is a freshly zeroed tensor plus
+//! an addition (`GradStore::or_insert` then `add`), every op allocates its output, and its
+//! elementwise thread pool spins while the matrix products run on rayon's. This pass computes
+//! the same function and the same gradients (a test checks both against candle's autograd of
+//! [`Gpt::loss`]) with one pass per fused kernel, products written straight into their
+//! destination (bias rows first, then `+=` the product), gradients accumulated in place, and
+//! AdamW fused into one loop per parameter. [`crate::train_model`] uses it; custom losses still
+//! go through candle ([`crate::train`]).
+//!
+//! Every kernel splits work in chunks that do not depend on the thread count, and no reduction
+//! crosses chunks, so training is bit-identical on one thread and on several.
+
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::attention::{self, Dims};
+use crate::kernels::{self, gemm_into, par_rows, Dst, Mat};
+use crate::model::{Gpt, GptConfig};
+use crate::train::{TokenSet, TrainConfig};
+use crate::{LmError, Result};
+
+/// Parameters per block, in [`GptConfig::param_shapes`] order.
+const PER_BLOCK: usize = 12;
+// Offsets within a block.
+const LN1_W: usize = 0;
+const LN1_B: usize = 1;
+const QKV_W: usize = 2;
+const QKV_B: usize = 3;
+const PROJ_W: usize = 4;
+const PROJ_B: usize = 5;
+const LN2_W: usize = 6;
+const LN2_B: usize = 7;
+const FC_W: usize = 8;
+const FC_B: usize = 9;
+const MPROJ_W: usize = 10;
+const MPROJ_B: usize = 11;
+
+/// Activations of one block, kept for the backward pass.
+struct BlockActs {
+    xhat1: Vec<f32>,
+    h1: Vec<f32>,
+    qkv: Vec<f32>,
+    att: Vec<f32>,
+    mid: Vec<f32>,
+    xhat2: Vec<f32>,
+    h2: Vec<f32>,
+    fpre: Vec<f32>,
+    fact: Vec<f32>,
+}
+
+/// Every buffer of one step, sized for `n` tokens.
+struct Workspace {
+    n: usize,
+    /// Residual stream entering each block, and leaving the last one (`n_layer + 1` of them).
+    x: Vec<Vec<f32>>,
+    blocks: Vec<BlockActs>,
+    xhat_f: Vec<f32>,
+    h_f: Vec<f32>,
+    /// Logits, overwritten by their gradient.
+    logits: Vec<f32>,
+    // Backward temporaries.
+    dres: Vec<f32>,
+    dd: Vec<f32>,
+    dd2: Vec<f32>,
+    dqkv: Vec<f32>,
+    df: Vec<f32>,
+    df2: Vec<f32>,
+}
+
+impl Workspace {
+    fn new(cfg: &GptConfig, n: usize) -> Self {
+        let (d, f) = (cfg.d_model, cfg.d_ff);
+        let z = |k: usize| vec![0f32; n * k];
+        Workspace {
+            n,
+            x: (0..=cfg.n_layer).map(|_| z(d)).collect(),
+            blocks: (0..cfg.n_layer)
+                .map(|_| BlockActs {
+                    xhat1: z(d),
+                    h1: z(d),
+                    qkv: z(3 * d),
+                    att: z(d),
+                    mid: z(d),
+                    xhat2: z(d),
+                    h2: z(d),
+                    fpre: z(f),
+                    fact: z(f),
+                })
+                .collect(),
+            xhat_f: z(d),
+            h_f: z(d),
+            logits: z(cfg.vocab),
+            dres: z(d),
+            dd: z(d),
+            dd2: z(d),
+            dqkv: z(3 * d),
+            df: z(f),
+            df2: z(f),
+        }
+    }
+}
+
+/// `out = xhat * w + b` per row.
+fn affine(xhat: &[f32], w: &[f32], b: &[f32], out: &mut [f32]) {
+    let d = w.len();
+    par_rows(out, d, |r0, o| {
+        for (or, xr) in o.chunks_exact_mut(d).zip(xhat[r0 * d..].chunks_exact(d)) {
+            for (((o, &x), &wv), &bv) in or.iter_mut().zip(xr).zip(w).zip(b) {
+                *o = x * wv + bv;
+            }
+        }
+    });
+}
+
+/// `out (+)= x W^T + b` for `x` `[n, in]`, `W` `[out, in]`: the bias rows are written (or added)
+/// first, then the product is accumulated onto them.
+fn linear(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], accumulate: bool) {
+    let o = b.len();
+    let i = w.len() / o;
+    let n = x.len() / i;
+    par_rows(out, o, |_, rows| {
+        for r in rows.chunks_exact_mut(o) {
+            if accumulate {
+                r.iter_mut().zip(b).for_each(|(v, &bv)| *v += bv);
+            } else {
+                r.copy_from_slice(b);
+            }
+        }
+    });
+    gemm_into(Dst::rows(out, o), Mat::rows(x, n, i), Mat::rows(w, o, i).t(), true, true);
+}
+
+/// Backward of [`linear`]: `dW += dy^T x`, `db += colsum(dy)`, and `dx (+)= dy W` when asked.
+fn linear_bwd(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    dx: Option<(&mut [f32], bool)>,
+) {
+    let o = db.len();
+    let i = w.len() / o;
+    let n = x.len() / i;
+    gemm_into(Dst::rows(dw, i), Mat::rows(dy, n, o).t(), Mat::rows(x, n, i), true, true);
+    kernels::column_sums(dy, o, db, true);
+    if let Some((dx, acc)) = dx {
+        gemm_into(Dst::rows(dx, i), Mat::rows(dy, n, o), Mat::rows(w, o, i), acc, true);
+    }
+}
+
+/// Backward of LayerNorm with its affine map, from the normalized input `xhat`, the input `x`
+/// and the output gradient `dh` (overwritten): `dw += colsum(dh * xhat)`, `db += colsum(dh)`,
+/// `dx += ln_hat_bwd(x, dh * w)` (through `tmp`).
+#[allow(clippy::too_many_arguments)]
+fn layer_norm_bwd(
+    x: &[f32],
+    xhat: &[f32],
+    w: &[f32],
+    eps: f32,
+    dh: &mut [f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    tmp: &mut [f32],
+    dx: &mut [f32],
+) {
+    let d = w.len();
+    kernels::column_dot(dh, xhat, d, dw);
+    kernels::column_sums(dh, d, db, true);
+    par_rows(dh, d, |_, rows| {
+        for r in rows.chunks_exact_mut(d) {
+            r.iter_mut().zip(w).for_each(|(v, &wv)| *v *= wv);
+        }
+    });
+    kernels::ln_hat_bwd(x, dh, d, eps, tmp);
+    add_into(dx, tmp);
+}
+
+/// `acc += x`, elementwise.
+fn add_into(acc: &mut [f32], x: &[f32]) {
+    kernels::par_chunks_mut(acc, kernels::CHUNK, |start, a| {
+        a.iter_mut().zip(&x[start..]).for_each(|(v, &y)| *v += y);
+    });
+}
+
+/// A training run of one [`Gpt`] on next-token loss: parameters, AdamW state and buffers.
+pub struct GptTrainer<'m> {
+    model: &'m Gpt,
+    cfg: GptConfig,
+    train: TrainConfig,
+    rng: ChaCha8Rng,
+    /// Parameter values, in [`GptConfig::param_shapes`] order; written back by [`Self::finish`].
+    params: Vec<Vec<f32>>,
+    grads: Vec<Vec<f32>>,
+    adam_m: Vec<Vec<f32>>,
+    adam_v: Vec<Vec<f32>>,
+    adam_t: i32,
+    ws: Option<Workspace>,
+    tokens: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl<'m> GptTrainer<'m> {
+    pub fn new(model: &'m Gpt, train: &TrainConfig) -> Result<Self> {
+        crate::keep_freed_memory();
+        let cfg = model.config().clone();
+        let mut params = Vec::new();
+        for (name, _) in cfg.param_shapes() {
+            let t = model.param(&name).as_tensor();
+            params.push(t.flatten_all()?.to_vec1::<f32>()?);
+        }
+        let zeros: Vec<Vec<f32>> = params.iter().map(|p| vec![0f32; p.len()]).collect();
+        Ok(GptTrainer {
+            model,
+            cfg,
+            train: train.clone(),
+            rng: ChaCha8Rng::seed_from_u64(train.seed),
+            grads: zeros.clone(),
+            adam_m: zeros.clone(),
+            adam_v: zeros,
+            params,
+            adam_t: 0,
+            ws: None,
+            tokens: Vec::new(),
+            targets: Vec::new(),
+        })
+    }
+
+    /// Draws the next batch exactly as [`crate::Trainer::next_batch`] does (same seed, same rows).
+    fn next_batch(&mut self, data: &TokenSet) -> Result<()> {
+        let (n_seq, s) = (data.n_seq(), data.seq_len);
+        if s > self.cfg.ctx + 1 {
+            return Err(LmError::Config(format!(
+                "sequences of {s} tokens exceed the context {} + 1",
+                self.cfg.ctx
+            )));
+        }
+        self.tokens.clear();
+        self.targets.clear();
+        for _ in 0..self.train.batch_size {
+            let r = self.rng.gen_range(0..n_seq);
+            let seq = &data.tokens[r * s..(r + 1) * s];
+            self.tokens.extend(seq[..s - 1].iter().map(|&t| t as u32));
+            self.targets.extend(seq[1..].iter().map(|&t| t as u32));
+        }
+        if let Err(e) = kernels::check_targets(&self.tokens, self.cfg.vocab)
+            .and_then(|_| kernels::check_targets(&self.targets, self.cfg.vocab))
+        {
+            return Err(LmError::Config(format!("training data: {e}")));
+        }
+        Ok(())
+    }
+
+    /// One step on the next batch of `data`: forward, backward, AdamW at the rate of `step`.
+    /// Returns the batch's mean loss before the update.
+    pub fn step(&mut self, step: usize, data: &TokenSet) -> Result<f64> {
+        self.next_batch(data)?;
+        let t = data.seq_len - 1;
+        let n = self.tokens.len();
+        if self.ws.as_ref().is_none_or(|w| w.n != n) {
+            self.ws = Some(Workspace::new(&self.cfg, n));
+        }
+        let mut ws = self.ws.take().expect("workspace");
+        let loss = self.forward_backward(&mut ws, t);
+        self.ws = Some(ws);
+        self.adamw(self.train.lr_at(step));
+        Ok(loss)
+    }
+
+    fn forward_backward(&mut self, ws: &mut Workspace, t: usize) -> f64 {
+        let cfg = &self.cfg;
+        let (d, v, nl) = (cfg.d_model, cfg.vocab, cfg.n_layer);
+        let eps = cfg.ln_eps as f32;
+        let n = ws.n;
+        let dims = Dims {
+            b: n / t,
+            t,
+            h: cfg.n_head,
+            hd: d / cfg.n_head,
+        };
+        let scale = 1.0 / (dims.hd as f32).sqrt();
+        let p = &self.params;
+        let blk = |l: usize, k: usize| 2 + l * PER_BLOCK + k;
+        let (lnf_w, lnf_b) = (2 + nl * PER_BLOCK, 3 + nl * PER_BLOCK);
+
+        // Forward.
+        {
+            let (wte, wpe) = (&p[0], &p[1]);
+            let x0 = &mut ws.x[0];
+            for (r, (row, &tok)) in x0.chunks_exact_mut(d).zip(&self.tokens).enumerate() {
+                let (e, pos) = (&wte[tok as usize * d..][..d], &wpe[(r % t) * d..][..d]);
+                for ((o, &a), &b) in row.iter_mut().zip(e).zip(pos) {
+                    *o = a + b;
+                }
+            }
+        }
+        for l in 0..nl {
+            let (xs, rest) = ws.x.split_at_mut(l + 1);
+            let (x_in, x_out) = (&xs[l], &mut rest[0]);
+            let a = &mut ws.blocks[l];
+            kernels::ln_hat(x_in, d, eps, &mut a.xhat1);
+            affine(&a.xhat1, &p[blk(l, LN1_W)], &p[blk(l, LN1_B)], &mut a.h1);
+            linear(&a.h1, &p[blk(l, QKV_W)], &p[blk(l, QKV_B)], &mut a.qkv, false);
+            attention::forward(&a.qkv, dims, scale, &mut a.att);
+            a.mid.copy_from_slice(x_in);
+            linear(&a.att, &p[blk(l, PROJ_W)], &p[blk(l, PROJ_B)], &mut a.mid, true);
+            kernels::ln_hat(&a.mid, d, eps, &mut a.xhat2);
+            affine(&a.xhat2, &p[blk(l, LN2_W)], &p[blk(l, LN2_B)], &mut a.h2);
+            linear(&a.h2, &p[blk(l, FC_W)], &p[blk(l, FC_B)], &mut a.fpre, false);
+            kernels::gelu(&a.fpre, &mut a.fact);
+            x_out.copy_from_slice(&a.mid);
+            linear(&a.fact, &p[blk(l, MPROJ_W)], &p[blk(l, MPROJ_B)], x_out, true);
+        }
+        kernels::ln_hat(&ws.x[nl], d, eps, &mut ws.xhat_f);
+        affine(&ws.xhat_f, &p[lnf_w], &p[lnf_b], &mut ws.h_f);
+        gemm_into(
+            Dst::rows(&mut ws.logits, v),
+            Mat::rows(&ws.h_f, n, d),
+            Mat::rows(&p[0], v, d).t(),
+            false,
+            true,
+        );
+        let loss = kernels::cross_entropy_fused(&mut ws.logits, &self.targets, v, 1.0 / n as f32);
+
+        // Backward. Every gradient starts at zero and is accumulated in place.
+        for g in &mut self.grads {
+            g.fill(0.0);
+        }
+        let g = &mut self.grads;
+        {
+            // Head (tied to wte): dwte += dlogits^T h_f, dh_f = dlogits wte.
+            let dl = Mat::rows(&ws.logits, n, v);
+            gemm_into(Dst::rows(&mut g[0], d), dl.t(), Mat::rows(&ws.h_f, n, d), true, true);
+            gemm_into(Dst::rows(&mut ws.dd, d), dl, Mat::rows(&p[0], v, d), false, true);
+            ws.dres.fill(0.0);
+            let (gw, gb) = two(g, lnf_w, lnf_b);
+            layer_norm_bwd(
+                &ws.x[nl], &ws.xhat_f, &p[lnf_w], eps, &mut ws.dd, gw, gb, &mut ws.dd2, &mut ws.dres,
+            );
+        }
+        for l in (0..nl).rev() {
+            let a = &ws.blocks[l];
+            // MLP: dres is the gradient of the block's output.
+            {
+                let (gw, gb) = two(g, blk(l, MPROJ_W), blk(l, MPROJ_B));
+                linear_bwd(&a.fact, &p[blk(l, MPROJ_W)], &ws.dres, gw, gb, Some((&mut ws.df, false)));
+            }
+            kernels::gelu_bwd(&a.fpre, &ws.df, &mut ws.df2);
+            {
+                let (gw, gb) = two(g, blk(l, FC_W), blk(l, FC_B));
+                linear_bwd(&a.h2, &p[blk(l, FC_W)], &ws.df2, gw, gb, Some((&mut ws.dd, false)));
+            }
+            {
+                let (gw, gb) = two(g, blk(l, LN2_W), blk(l, LN2_B));
+                layer_norm_bwd(
+                    &a.mid, &a.xhat2, &p[blk(l, LN2_W)], eps, &mut ws.dd, gw, gb, &mut ws.dd2,
+                    &mut ws.dres,
+                );
+            }
+            // Attention: dres is now the gradient of `mid`.
+            {
+                let (gw, gb) = two(g, blk(l, PROJ_W), blk(l, PROJ_B));
+                linear_bwd(&a.att, &p[blk(l, PROJ_W)], &ws.dres, gw, gb, Some((&mut ws.dd, false)));
+            }
+            attention::backward(&a.qkv, &ws.dd, dims, scale, &mut ws.dqkv);
+            {
+                let (gw, gb) = two(g, blk(l, QKV_W), blk(l, QKV_B));
+                linear_bwd(&a.h1, &p[blk(l, QKV_W)], &ws.dqkv, gw, gb, Some((&mut ws.dd, false)));
+            }
+            {
+                let (gw, gb) = two(g, blk(l, LN1_W), blk(l, LN1_B));
+                layer_norm_bwd(
+                    &ws.x[l], &a.xhat1, &p[blk(l, LN1_W)], eps, &mut ws.dd, gw, gb, &mut ws.dd2,
+                    &mut ws.dres,
+                );
+            }
+        }
+        // Embeddings, in token order (a fixed summation order).
+        {
+            let (gwte, gwpe) = two(g, 0, 1);
+            for (r, (row, &tok)) in ws.dres.chunks_exact(d).zip(&self.tokens).enumerate() {
+                let e = &mut gwte[tok as usize * d..][..d];
+                e.iter_mut().zip(row).for_each(|(a, &b)| *a += b);
+                let pos = &mut gwpe[(r % t) * d..][..d];
+                pos.iter_mut().zip(row).for_each(|(a, &b)| *a += b);
+            }
+        }
+        loss
+    }
+
+    /// AdamW as candle and PyTorch define it (decoupled weight decay, bias-corrected moments,
+    /// betas 0.9 / 0.999, eps 1e-8), one fused loop per parameter.
+    fn adamw(&mut self, lr: f64) {
+        const B1: f64 = 0.9;
+        const B2: f64 = 0.999;
+        const EPS: f32 = 1e-8;
+        self.adam_t += 1;
+        let decay = (1.0 - lr * self.train.weight_decay) as f32;
+        let c1 = (1.0 / (1.0 - B1.powi(self.adam_t))) as f32;
+        let c2 = (1.0 / (1.0 - B2.powi(self.adam_t))) as f32;
+        let (b1, b2, lr) = (B1 as f32, B2 as f32, lr as f32);
+        for (((w, g), m), v) in self
+            .params
+            .iter_mut()
+            .zip(&self.grads)
+            .zip(&mut self.adam_m)
+            .zip(&mut self.adam_v)
+        {
+            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                *w = *w * decay - lr * (*m * c1) / ((*v * c2).sqrt() + EPS);
+            }
+        }
+    }
+
+    /// Writes the trained values back into the model's variables.
+    pub fn finish(self) -> Result<()> {
+        for ((name, shape), values) in self.cfg.param_shapes().into_iter().zip(self.params) {
+            let t = Tensor::from_vec(values, shape, &Device::Cpu)?;
+            self.model.param(&name).set(&t)?;
+        }
+        Ok(())
+    }
+
+    /// The current gradients by parameter name (for tests).
+    #[cfg(test)]
+    fn gradients(&self) -> Vec<(String, Vec<f32>)> {
+        self.cfg
+            .param_shapes()
+            .into_iter()
+            .map(|(n, _)| n)
+            .zip(self.grads.iter().cloned())
+            .collect()
+    }
+}
+
+/// Two distinct elements of `v`, mutably.
+fn two(v: &mut [Vec<f32>], i: usize, j: usize) -> (&mut [f32], &mut [f32]) {
+    assert!(i < j);
+    let (a, b) = v.split_at_mut(j);
+    (&mut a[i], &mut b[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::Trainer;
+
+    fn cfg() -> GptConfig {
+        GptConfig {
+            vocab: 37,
+            ctx: 12,
+            d_model: 16,
+            n_layer: 2,
+            n_head: 2,
+            d_ff: 24,
+            ln_eps: 1e-5,
+        }
+    }
+
+    /// The hand-written pass computes candle's loss and every parameter's gradient (candle's
+    /// autograd of `Gpt::loss` on the same batch), on one thread and on two.
+    #[test]
+    fn gradients_match_candles_autograd() {
+        let tokens: Vec<u16> = (0..40 * 13).map(|i| ((i * 7919 + i / 5) % 37) as u16).collect();
+        let data = TokenSet::new(tokens, 13).unwrap();
+        let tc = TrainConfig {
+            steps: 1,
+            batch_size: 5,
+            lr: 0.0,
+            warmup_steps: 1,
+            min_lr_frac: 1.0,
+            weight_decay: 0.0,
+            seed: 4,
+        };
+        for threads in [1, 2] {
+            crate::with_threads(Some(threads), || {
+                let model = Gpt::new(cfg(), 3).unwrap();
+                let mut reference = Trainer::new(model.vars(), &tc).unwrap();
+                let batch = reference.next_batch(&data).unwrap();
+                let loss = model.loss(&batch).unwrap();
+                let grads = loss.backward().unwrap();
+                let mut fast = GptTrainer::new(&model, &tc).unwrap();
+                let fast_loss = fast.step(0, &data).unwrap();
+                let want = loss.to_scalar::<f32>().unwrap() as f64;
+                assert!((fast_loss - want).abs() < 1e-5, "loss {fast_loss} vs {want}");
+                for (name, g) in fast.gradients() {
+                    let c = grads.get(model.param(&name).as_tensor()).expect("candle gradient");
+                    let c = c.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    let scale = c.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
+                    let worst = g.iter().zip(&c).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                    assert!(worst < 1e-4 * scale, "{name}: gradient differs by {worst} (scale {scale})");
+                }
+            });
+        }
+    }
+
+    /// One step of the fused AdamW moves the weights as candle's AdamW does.
+    #[test]
+    fn adamw_matches_candles() {
+        let tokens: Vec<u16> = (0..40 * 13).map(|i| ((i * 31 + 7) % 37) as u16).collect();
+        let data = TokenSet::new(tokens, 13).unwrap();
+        let tc = TrainConfig {
+            steps: 2,
+            batch_size: 4,
+            lr: 1e-2,
+            warmup_steps: 1,
+            min_lr_frac: 0.5,
+            weight_decay: 0.1,
+            seed: 9,
+        };
+        let a = Gpt::new(cfg(), 5).unwrap();
+        let b = Gpt::new(cfg(), 5).unwrap();
+        let mut slow = Trainer::new(a.vars(), &tc).unwrap();
+        for step in 0..2 {
+            let batch = slow.next_batch(&data).unwrap();
+            let loss = a.loss(&batch).unwrap();
+            slow.step(step, &loss).unwrap();
+        }
+        let mut fast = GptTrainer::new(&b, &tc).unwrap();
+        for step in 0..2 {
+            fast.step(step, &data).unwrap();
+        }
+        fast.finish().unwrap();
+        for (name, t) in a.tensors() {
+            let x = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let y = b.param(&name).as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let worst = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "{name}: weights differ by {worst}");
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! Slice-level CPU kernels: the one implementation of every fused function, used both by the
+//! candle custom ops ([`crate::ops`], [`crate::attention`]) and by the hand-written training
+//! pass ([`crate::backprop`]).
+//!
+//! Row-wise kernels take whole rows; [`par_rows`] splits them across candle's thread count in
+//! chunks that do not depend on that count's value, and no kernel reduces across work items in
+//! an order that does, so every result is bit-identical on one thread and on several.
+
+/// Elements per parallel work item of the elementwise kernels.
+pub(crate) const CHUNK: usize = 1 << 14;
+
+/// The thread count candle was given (`with_threads`, `RAYON_NUM_THREADS`).
+pub(crate) fn threads() -> usize {
+    candle_core::utils::get_num_threads()
+}
+
+/// Runs `f(first_element, chunk)` over `len`-element chunks of `out`, on the rayon pool when
+/// more than one thread is allowed.
+pub(crate) fn par_chunks_mut(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    use rayon::prelude::*;
+    let len = len.max(1);
+    if threads() > 1 {
+        out.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, c)| f(i * len, c));
+    } else {
+        out.chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, c)| f(i * len, c));
+    }
+}
+
+/// Elements per parallel work item of a row-wise kernel on rows of `d`: whole rows, about
+/// [`CHUNK`].
+pub(crate) fn rows_chunk(d: usize) -> usize {
+    d.max(1) * (CHUNK / d.max(1)).max(1)
+}
+
+/// `f(first_row, rows_of_out)` over chunks of whole `d`-wide rows of `out`, in parallel.
+pub(crate) fn par_rows(out: &mut [f32], d: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    par_chunks_mut(out, rows_chunk(d), |start, o| f(start / d.max(1), o));
+}
+
+/// `e^x` in single precision without a libm call, so that loops over it vectorize: range
+/// reduction by `ln 2` and a degree-6 polynomial (Cephes' `expf` coefficients), then `2^n` built
+/// in the exponent bits. Relative error below 3e-7 on `[-87, 88]` (a test checks it against
+/// `f64::exp`); inputs are clamped to that range, so the result is never `inf` or a denormal.
+/// libm's scalar `expf` was the largest elementwise cost of a training step.
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    // n + 127 into the exponent field; t's low bits hold n + 2^22 (two's complement).
+    let n_int = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    e * f32::from_bits(((n_int + 127) << 23) as u32)
+}
+
+/// `tanh` through one [`exp`]; absolute error below 1e-6, which is all GELU needs.
+#[inline(always)]
+fn tanh(y: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * y) + 1.0)
+}
+
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+const GELU_C: f32 = 0.044_715;
+
+/// GELU, tanh approximation (GPT-2's), elementwise.
+pub(crate) fn gelu(x: &[f32], out: &mut [f32]) {
+    par_chunks_mut(out, CHUNK, |start, o| {
+        for (o, &v) in o.iter_mut().zip(&x[start..]) {
+            *o = 0.5 * v * (1.0 + tanh(SQRT_2_OVER_PI * v * (1.0 + GELU_C * v * v)));
+        }
+    });
+}
+
+/// `g * gelu'(x)`: `0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3c x^2)` with
+/// `t = tanh(sqrt(2/pi) (x + c x^3))`.
+pub(crate) fn gelu_bwd(x: &[f32], g: &[f32], out: &mut [f32]) {
+    par_chunks_mut(out, CHUNK, |start, o| {
+        for ((o, &v), &gv) in o.iter_mut().zip(&x[start..]).zip(&g[start..]) {
+            let t = tanh(SQRT_2_OVER_PI * v * (1.0 + GELU_C * v * v));
+            let dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * v * v);
+            *o = gv * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * dt);
+        }
+    });
+}
+
+/// Mean and `1 / sqrt(var + eps)` of one row.
+#[inline]
+fn row_stats(xr: &[f32], eps: f32) -> (f32, f32) {
+    let d = xr.len() as f32;
+    let mean = xr.iter().sum::<f32>() / d;
+    let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// LayerNorm without its affine map: `(x - mean) / sqrt(var + eps)` per `d`-wide row.
+pub(crate) fn ln_hat(x: &[f32], d: usize, eps: f32, out: &mut [f32]) {
+    par_rows(out, d, |r0, o| {
+        for (xr, or) in x[r0 * d..].chunks_exact(d).zip(o.chunks_exact_mut(d)) {
+            let (mean, inv) = row_stats(xr, eps);
+            for (o, v) in or.iter_mut().zip(xr) {
+                *o = (v - mean) * inv;
+            }
+        }
+    });
+}
+
+/// Gradient of [`ln_hat`] from its input `x`: `dx = inv * (g - mean(g) - xhat * mean(g * xhat))`
+/// per row.
+pub(crate) fn ln_hat_bwd(x: &[f32], g: &[f32], d: usize, eps: f32, out: &mut [f32]) {
+    par_rows(out, d, |r0, o| {
+        let rows = x[r0 * d..].chunks_exact(d).zip(g[r0 * d..].chunks_exact(d));
+        for ((xr, gr), or) in rows.zip(o.chunks_exact_mut(d)) {
+            let (mean, inv) = row_stats(xr, eps);
+            let (mut mg, mut mgx) = (0f32, 0f32);
+            for (v, gv) in xr.iter().zip(gr) {
+                mg += gv;
+                mgx += gv * (v - mean) * inv;
+            }
+            mg /= d as f32;
+            mgx /= d as f32;
+            for ((o, v), gv) in or.iter_mut().zip(xr).zip(gr) {
+                *o = inv * (gv - mg - (v - mean) * inv * mgx);
+            }
+        }
+    });
+}
+
+/// Writes `softmax(row)` into `out` and returns `ln(sum(exp(row)))`, stably.
+#[inline]
+fn softmax_row(row: &[f32], out: &mut [f32]) -> f32 {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for (o, &v) in out.iter_mut().zip(row) {
+        *o = exp(v - max);
+    }
+    let sum: f32 = out.iter().sum();
+    let inv = 1.0 / sum;
+    out.iter_mut().for_each(|o| *o *= inv);
+    max + sum.ln()
+}
+
+/// Checks that every target lies in `0..v`.
+pub(crate) fn check_targets(targets: &[u32], v: usize) -> Result<(), String> {
+    match targets.iter().find(|&&t| t as usize >= v) {
+        Some(bad) => Err(format!("target {bad} outside the vocabulary of {v}")),
+        None => Ok(()),
+    }
+}
+
+/// Mean cross-entropy of `logits` `[N, V]` against `targets` (checked by [`check_targets`]).
+/// Per-row losses are summed in row order in `f64`.
+pub(crate) fn cross_entropy(logits: &[f32], targets: &[u32], v: usize) -> f64 {
+    let mut losses = vec![0f32; targets.len()];
+    let rows_per_item = (CHUNK / v.max(1)).max(1);
+    par_chunks_mut(&mut losses, rows_per_item, |r0, o| {
+        let mut scratch = vec![0f32; v];
+        for (i, o) in o.iter_mut().enumerate() {
+            let row = &logits[(r0 + i) * v..][..v];
+            *o = softmax_row(row, &mut scratch) - row[targets[r0 + i] as usize];
+        }
+    });
+    losses.iter().map(|&l| l as f64).sum::<f64>() / targets.len().max(1) as f64
+}
+
+/// Gradient of `scale * sum of row losses` with respect to the logits:
+/// `scale * (softmax(row) - onehot(target))`, written into `out` (which may be a copy of the
+/// logits' buffer: each row is read before it is written).
+pub(crate) fn cross_entropy_bwd(logits: &[f32], targets: &[u32], v: usize, scale: f32, out: &mut [f32]) {
+    par_rows(out, v, |r0, o| {
+        for (i, or) in o.chunks_exact_mut(v).enumerate() {
+            softmax_row(&logits[(r0 + i) * v..][..v], or);
+            or.iter_mut().for_each(|x| *x *= scale);
+            or[targets[r0 + i] as usize] -= scale;
+        }
+    });
+}
+
+/// In-place variant of [`cross_entropy_bwd`] (the logits are overwritten by their gradient);
+/// returns the mean loss as [`cross_entropy`] would.
+pub(crate) fn cross_entropy_fused(logits: &mut [f32], targets: &[u32], v: usize, scale: f32) -> f64 {
+    let n = targets.len();
+    let mut losses = vec![0f32; n];
+    {
+        use rayon::prelude::*;
+        let rows = (CHUNK / v.max(1)).max(1);
+        let work = |(c, (lg, ls)): (usize, (&mut [f32], &mut [f32]))| {
+            let mut scratch = vec![0f32; v];
+            for (i, (row, l)) in lg.chunks_exact_mut(v).zip(ls.iter_mut()).enumerate() {
+                let t = targets[c * rows + i] as usize;
+                *l = softmax_row(row, &mut scratch) - row[t];
+                for (x, &p) in row.iter_mut().zip(&scratch) {
+                    *x = p * scale;
+                }
+                row[t] -= scale;
+            }
+        };
+        if threads() > 1 {
+            logits
+                .par_chunks_mut(rows * v)
+                .zip(losses.par_chunks_mut(rows))
+                .enumerate()
+                .for_each(work);
+        } else {
+            logits
+                .chunks_mut(rows * v)
+                .zip(losses.chunks_mut(rows))
+                .enumerate()
+                .for_each(work);
+        }
+    }
+    losses.iter().map(|&l| l as f64).sum::<f64>() / n.max(1) as f64
+}
+
+/// Column sums of `g` `[N, F]` into `out` `[F]` (added to what is there when `accumulate`).
+/// Each column is summed over the rows in row order; threads split the columns.
+pub(crate) fn column_sums(g: &[f32], f: usize, out: &mut [f32], accumulate: bool) {
+    par_chunks_mut(out, 64, |c0, acc| {
+        if !accumulate {
+            acc.fill(0.0);
+        }
+        for row in g.chunks_exact(f) {
+            for (a, &v) in acc.iter_mut().zip(&row[c0..]) {
+                *a += v;
+            }
+        }
+    });
+}
+
+/// Column sums of `g * x` (both `[N, F]`) into `out` `[F]`, accumulated.
+pub(crate) fn column_dot(g: &[f32], x: &[f32], f: usize, out: &mut [f32]) {
+    par_chunks_mut(out, 64, |c0, acc| {
+        for (gr, xr) in g.chunks_exact(f).zip(x.chunks_exact(f)) {
+            for ((a, &gv), &xv) in acc.iter_mut().zip(&gr[c0..]).zip(&xr[c0..]) {
+                *a += gv * xv;
+            }
+        }
+    });
+}
+
+/// A read-only strided matrix view: element `(i, j)` is `data[off + i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a> {
+    pub data: &'a [f32],
+    pub off: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    pub fn new(data: &'a [f32], off: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        Mat {
+            data,
+            off,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    /// A row-major `rows x cols` matrix.
+    pub fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Mat::new(data, 0, rows, cols, cols, 1)
+    }
+
+    pub fn t(self) -> Self {
+        Mat {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    fn last(&self) -> usize {
+        self.off + (self.rows - 1) * self.rs + (self.cols - 1) * self.cs
+    }
+}
+
+/// Where a product goes: the strided view `(off, rs, cs)` of `data`.
+pub(crate) struct Dst<'a> {
+    pub data: &'a mut [f32],
+    pub off: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> Dst<'a> {
+    /// A whole row-major matrix with rows of `cols`.
+    pub fn rows(data: &'a mut [f32], cols: usize) -> Self {
+        Dst {
+            data,
+            off: 0,
+            rs: cols,
+            cs: 1,
+        }
+    }
+}
+
+/// `dst = a b`, or `dst += a b` with `accumulate`, through the `gemm` crate (the one candle
+/// uses). `parallel` lets it split the product across the thread count; per-head products
+/// inside an already parallel loop pass `false`. Every index is bounds-checked before the
+/// unchecked call.
+pub(crate) fn gemm_into(dst: Dst, a: Mat, b: Mat, accumulate: bool, parallel: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "inner dimensions of a matrix product");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst.off + (m - 1) * dst.rs + (n - 1) * dst.cs < dst.data.len(), "output view out of range");
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                for j in 0..n {
+                    dst.data[dst.off + i * dst.rs + j * dst.cs] = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    assert!(a.last() < a.data.len() && b.last() < b.data.len(), "operand view out of range");
+    let par = match threads() {
+        t if parallel && t > 1 => gemm::Parallelism::Rayon(t),
+        _ => gemm::Parallelism::None,
+    };
+    // SAFETY: every element gemm reads or writes lies within the three slices (checked above),
+    // and `dst.data` is a unique borrow, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.data.as_mut_ptr().add(dst.off),
+            dst.cs as isize,
+            dst.rs as isize,
+            accumulate,
+            a.data.as_ptr().add(a.off),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr().add(b.off),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_accurate_over_its_range_and_clamps() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x <= 88.0 {
+            let want = (x as f64).exp();
+            worst = worst.max(((exp(x) as f64) - want).abs() / want);
+            x += 0.001_7;
+        }
+        assert!(worst < 3e-7, "relative error {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-1e30) > 0.0 && exp(-1e30) < 1e-37);
+        assert!(exp(1e30).is_finite());
+        assert!(exp(f32::NAN).is_nan(), "a diverged value stays visible");
+    }
+
+    #[test]
+    fn gemm_views_compute_strided_products() {
+        // a = [[1, 2], [3, 4], [5, 6]] (3 x 2), b = a^T (2 x 3)
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut out = vec![1.0f32; 9];
+        gemm_into(Dst::rows(&mut out, 3), Mat::rows(&a, 3, 2), Mat::rows(&a, 3, 2).t(), false, false);
+        assert_eq!(out, [5.0, 11.0, 17.0, 11.0, 25.0, 39.0, 17.0, 39.0, 61.0]);
+        let mut acc = vec![1.0f32; 4];
+        let at = Mat::rows(&a, 3, 2).t();
+        gemm_into(Dst::rows(&mut acc, 2), at, Mat::rows(&a, 3, 2), true, true);
+        assert_eq!(acc, [36.0, 45.0, 45.0, 57.0]);
+    }
+
+    #[test]
+    fn column_sums_do_not_depend_on_threads() {
+        let (n, f) = (333, 130);
+        let g: Vec<f32> = (0..n * f).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+        let sums = |t| {
+            crate::with_threads(Some(t), || {
+                let mut out = vec![0f32; f];
+                column_sums(&g, f, &mut out, false);
+                out
+            })
+        };
+        let (one, two) = (sums(1), sums(2));
+        assert_eq!(one, two);
+        let want: f32 = (0..n).map(|r| g[r * f + 129]).sum();
+        assert_eq!(one[129], want);
+    }
+}
