@@ -723,7 +723,8 @@ impl ScoreLog {
 pub enum Selection {
     /// The best valid normalized score (visible-score tasks).
     Best,
-    /// The last entry, valid or not (tasks whose score is hidden from the agent).
+    /// The last valid entry, or the last entry when none is valid (tasks whose score is hidden
+    /// from the agent: a later malformed answer must not throw away an earlier good one).
     Last,
 }
 
@@ -757,7 +758,10 @@ impl Candidate for LoggedEntry {
 pub fn select_final<E: Candidate>(entries: &[E], selection: Selection) -> Option<&E> {
     let counted = || entries.iter().filter(|e| e.counts());
     match selection {
-        Selection::Last => counted().last(),
+        Selection::Last => counted()
+            .filter(|e| e.entry().valid)
+            .last()
+            .or_else(|| counted().last()),
         Selection::Best => counted()
             .filter(|e| e.entry().valid && e.entry().normalized.is_some_and(f64::is_finite))
             .max_by(|a, b| {
@@ -1184,17 +1188,27 @@ mod tests {
     }
 
     #[test]
-    fn best_ignores_invalid_and_last_takes_last() {
+    fn best_ignores_invalid_and_last_takes_last_valid() {
         let entries = vec![
             entry(true, Some(0.3)),
             entry(true, Some(0.8)),
+            entry(true, Some(0.5)),
             entry(false, None),
         ];
         assert_eq!(
             select_final(&entries, Selection::Best).unwrap().normalized,
             Some(0.8)
         );
-        assert!(!select_final(&entries, Selection::Last).unwrap().valid);
+        // A malformed answer after a good one does not replace it.
+        let last = select_final(&entries, Selection::Last).unwrap();
+        assert!(last.valid);
+        assert_eq!(last.normalized, Some(0.5));
+        // With nothing valid, the last entry still stands (so the attempt has a reason to show).
+        let invalid = vec![entry(false, None), entry(false, None)];
+        assert!(std::ptr::eq(
+            select_final(&invalid, Selection::Last).unwrap(),
+            &invalid[1]
+        ));
         assert!(select_final::<ScoreEntry>(&[], Selection::Best).is_none());
     }
 

@@ -574,10 +574,8 @@ fn report(ctx: &Context, info: &TaskInfo, entry: &ScoreEntry, attempt: &Attempt)
             entry.reason.as_deref().unwrap_or("unknown reason")
         );
     } else if info.score_hidden {
-        say!(
-            ctx,
-            "scored (this task hides its score until the attempt ends)"
-        );
+        // The contract: a hidden score answers "recorded" and nothing else.
+        say!(ctx, "recorded");
     } else if entry.unscored {
         say!(
             ctx,

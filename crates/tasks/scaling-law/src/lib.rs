@@ -12,7 +12,7 @@
 //! provenance; losses do not depend on the hardware that measured them).
 //!
 //! The score is hidden from the agent (`score` says only whether the answer was recorded), the
-//! last entry counts, and the task's calibration is part of the task: start and reference are
+//! last valid entry counts, and the task's calibration is part of the task: start and reference are
 //! the closed formula at the starting answer and at the reference solution's answer
 //! ([`reference`], a Chinchilla fit to the sweep's small experiments).
 //!
