@@ -45,6 +45,8 @@ struct BlockActs {
     xhat1: Vec<f32>,
     h1: Vec<f32>,
     qkv: Vec<f32>,
+    /// Attention probabilities `[B, H, T, T]`, kept for the backward pass.
+    probs: Vec<f32>,
     att: Vec<f32>,
     mid: Vec<f32>,
     xhat2: Vec<f32>,
@@ -56,6 +58,7 @@ struct BlockActs {
 /// Every buffer of one step, sized for `n` tokens.
 struct Workspace {
     n: usize,
+    t: usize,
     /// Residual stream entering each block, and leaving the last one (`n_layer + 1` of them).
     x: Vec<Vec<f32>>,
     blocks: Vec<BlockActs>,
@@ -73,17 +76,19 @@ struct Workspace {
 }
 
 impl Workspace {
-    fn new(cfg: &GptConfig, n: usize) -> Self {
+    fn new(cfg: &GptConfig, n: usize, t: usize) -> Self {
         let (d, f) = (cfg.d_model, cfg.d_ff);
         let z = |k: usize| vec![0f32; n * k];
         Workspace {
             n,
+            t,
             x: (0..=cfg.n_layer).map(|_| z(d)).collect(),
             blocks: (0..cfg.n_layer)
                 .map(|_| BlockActs {
                     xhat1: z(d),
                     h1: z(d),
                     qkv: z(3 * d),
+                    probs: vec![0f32; n / t * cfg.n_head * t * t],
                     att: z(d),
                     mid: z(d),
                     xhat2: z(d),
@@ -262,8 +267,8 @@ impl<'m> GptTrainer<'m> {
         self.next_batch(data)?;
         let t = data.seq_len - 1;
         let n = self.tokens.len();
-        if self.ws.as_ref().is_none_or(|w| w.n != n) {
-            self.ws = Some(Workspace::new(&self.cfg, n));
+        if self.ws.as_ref().is_none_or(|w| w.n != n || w.t != t) {
+            self.ws = Some(Workspace::new(&self.cfg, n, t));
         }
         let mut ws = self.ws.take().expect("workspace");
         let loss = self.forward_backward(&mut ws, t);
@@ -306,7 +311,7 @@ impl<'m> GptTrainer<'m> {
             kernels::ln_hat(x_in, d, eps, &mut a.xhat1);
             affine(&a.xhat1, &p[blk(l, LN1_W)], &p[blk(l, LN1_B)], &mut a.h1);
             linear(&a.h1, &p[blk(l, QKV_W)], &p[blk(l, QKV_B)], &mut a.qkv, false);
-            attention::forward(&a.qkv, dims, scale, &mut a.att);
+            attention::forward(&a.qkv, dims, scale, &mut a.att, Some(&mut a.probs));
             a.mid.copy_from_slice(x_in);
             linear(&a.att, &p[blk(l, PROJ_W)], &p[blk(l, PROJ_B)], &mut a.mid, true);
             kernels::ln_hat(&a.mid, d, eps, &mut a.xhat2);
@@ -367,7 +372,7 @@ impl<'m> GptTrainer<'m> {
                 let (gw, gb) = two(g, blk(l, PROJ_W), blk(l, PROJ_B));
                 linear_bwd(&a.att, &p[blk(l, PROJ_W)], &ws.dres, gw, gb, Some((&mut ws.dd, false)));
             }
-            attention::backward(&a.qkv, &ws.dd, dims, scale, &mut ws.dqkv);
+            attention::backward(&a.qkv, &ws.dd, dims, scale, Some(&a.probs), &mut ws.dqkv);
             {
                 let (gw, gb) = two(g, blk(l, QKV_W), blk(l, QKV_B));
                 linear_bwd(&a.h1, &p[blk(l, QKV_W)], &ws.dqkv, gw, gb, Some((&mut ws.dd, false)));
