@@ -460,7 +460,7 @@ mod tests {
     fn cfg() -> GptConfig {
         GptConfig {
             vocab: 37,
-            ctx: 12,
+            ctx: 40, // sequences of 39 tokens: two attention query blocks
             d_model: 16,
             n_layer: 2,
             n_head: 2,
@@ -473,8 +473,8 @@ mod tests {
     /// autograd of `Gpt::loss` on the same batch), on one thread and on two.
     #[test]
     fn gradients_match_candles_autograd() {
-        let tokens: Vec<u16> = (0..40 * 13).map(|i| ((i * 7919 + i / 5) % 37) as u16).collect();
-        let data = TokenSet::new(tokens, 13).unwrap();
+        let tokens: Vec<u16> = (0..40 * 40).map(|i| ((i * 7919 + i / 5) % 37) as u16).collect();
+        let data = TokenSet::new(tokens, 40).unwrap();
         let tc = TrainConfig {
             steps: 1,
             batch_size: 5,
@@ -509,8 +509,8 @@ mod tests {
     /// One step of the fused AdamW moves the weights as candle's AdamW does.
     #[test]
     fn adamw_matches_candles() {
-        let tokens: Vec<u16> = (0..40 * 13).map(|i| ((i * 31 + 7) % 37) as u16).collect();
-        let data = TokenSet::new(tokens, 13).unwrap();
+        let tokens: Vec<u16> = (0..40 * 40).map(|i| ((i * 31 + 7) % 37) as u16).collect();
+        let data = TokenSet::new(tokens, 40).unwrap();
         let tc = TrainConfig {
             steps: 2,
             batch_size: 4,
