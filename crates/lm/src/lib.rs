@@ -26,6 +26,16 @@ pub use backprop::GptTrainer;
 pub use model::{Gpt, GptConfig};
 pub use train::{eval_loss, train, train_model, TokenSet, TrainConfig, TrainReport, Trainer};
 
+/// Version of what training computes. It changes whenever the same configuration and seeds
+/// would train different weights (a fix, or different arithmetic), and everything that stores
+/// trained results keys or labels them with it (fix-embedding's model cache, scaling-law's
+/// measured sweeps), so nothing trained by an older trainer is reused unnoticed.
+///
+/// 1: candle's autograd, in which attention probabilities had no gradient (candle's
+/// `softmax_last_dim` has no backward pass), so queries and keys never trained. 2: attention
+/// gets its gradient; [`train_model`] runs the hand-written pass ([`backprop`]).
+pub const TRAINING_VERSION: u32 = 2;
+
 /// Runs `f` with candle's CPU work limited to `threads` threads (`None`: leave candle's default,
 /// one per physical core, or whatever `RAYON_NUM_THREADS` / `CANDLE_NUM_THREADS` say).
 ///

@@ -83,6 +83,7 @@ impl Spec {
             "private_corpus_seqs": self.private_corpus_seqs,
             "model_train": self.model_train,
             "small_train": self.small_train,
+            "training": rdbench_lm::TRAINING_VERSION,
         });
         format!("{}-{}", self.name, fnv_hex(&models))
     }
@@ -93,6 +94,7 @@ impl Spec {
         let attempt = serde_json::json!({
             "train_corpus_seqs": self.train_corpus_seqs,
             "reference": self.reference,
+            "training": rdbench_lm::TRAINING_VERSION,
         });
         format!("attempt-{}", fnv_hex(&attempt))
     }

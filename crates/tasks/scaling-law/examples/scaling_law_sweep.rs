@@ -178,6 +178,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| format!("profile threads {:?}", spec.threads)),
             started_utc,
             wall_seconds: wall.elapsed().as_secs_f64(),
+            training_version: rdbench_lm::TRAINING_VERSION,
         },
     };
     let text = serde_json::to_string_pretty(&sweep)?;

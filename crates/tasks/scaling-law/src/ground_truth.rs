@@ -53,6 +53,11 @@ pub struct Provenance {
     pub threads: String,
     pub started_utc: String,
     pub wall_seconds: f64,
+    /// [`rdbench_lm::TRAINING_VERSION`] of the trainer that measured it (0: before the field
+    /// existed). A test requires the shipped sweep's to be the current one: the agent's
+    /// experiments must train exactly as the ground truth did.
+    #[serde(default)]
+    pub training_version: u32,
 }
 
 pub const FORMAT: &str = "rdbench-scaling-law-sweep/1";
