@@ -14,7 +14,7 @@
 //! Every kernel splits work in chunks that do not depend on the thread count, and no reduction
 //! crosses chunks, so training is bit-identical on one thread and on several.
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -427,7 +427,7 @@ impl<'m> GptTrainer<'m> {
     /// Writes the trained values back into the model's variables.
     pub fn finish(self) -> Result<()> {
         for ((name, shape), values) in self.cfg.param_shapes().into_iter().zip(self.params) {
-            let t = Tensor::from_vec(values, shape, &Device::Cpu)?;
+            let t = Tensor::from_vec(values, shape, self.model.device())?;
             self.model.param(&name).set(&t)?;
         }
         Ok(())

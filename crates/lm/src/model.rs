@@ -132,8 +132,16 @@ pub(crate) fn normal(rng: &mut ChaCha8Rng, n: usize, std: f64) -> Vec<f32> {
 impl Gpt {
     /// A freshly initialized model (GPT-2 initialization: N(0, 0.02) weights, residual
     /// projections scaled by 1/sqrt(2 n_layer), zero biases, unit LayerNorm gains), deterministic
-    /// in `seed`.
+    /// in `seed`, on the CPU.
     pub fn new(cfg: GptConfig, seed: u64) -> Result<Self> {
+        Self::new_on(cfg, seed, &Device::Cpu)
+    }
+
+    /// As [`Gpt::new`], with the parameters on `device` (the same values on every device). The
+    /// fused ops have CPU kernels only, so on another device the forward pass is a typed candle
+    /// error until a device build supplies them; [`crate::train_model`] then falls back to
+    /// candle's autograd ([`crate::train`]).
+    pub fn new_on(cfg: GptConfig, seed: u64, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut tensors = BTreeMap::new();
@@ -149,7 +157,7 @@ impl Gpt {
             } else {
                 normal(&mut rng, n, 0.02)
             };
-            tensors.insert(name, Tensor::from_vec(data, shape, &Device::Cpu)?);
+            tensors.insert(name, Tensor::from_vec(data, shape, device)?);
         }
         Self::from_tensors(cfg, tensors)
     }
@@ -180,6 +188,11 @@ impl Gpt {
 
     pub fn config(&self) -> &GptConfig {
         &self.cfg
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> &Device {
+        self.params["wte"].as_tensor().device()
     }
 
     /// The parameter called `name` (panics on an unknown name: names come from the config).

@@ -45,8 +45,13 @@ impl TokenSet {
         }
     }
 
-    /// Sequences `rows` as a `[rows.len(), seq_len]` `u32` tensor.
+    /// Sequences `rows` as a `[rows.len(), seq_len]` `u32` tensor on the CPU.
     pub fn batch(&self, rows: &[usize]) -> Result<Tensor> {
+        self.batch_on(rows, &Device::Cpu)
+    }
+
+    /// As [`TokenSet::batch`], on `device`.
+    pub fn batch_on(&self, rows: &[usize], device: &Device) -> Result<Tensor> {
         let mut v = Vec::with_capacity(rows.len() * self.seq_len);
         for &r in rows {
             v.extend(
@@ -55,11 +60,7 @@ impl TokenSet {
                     .map(|&x| x as u32),
             );
         }
-        Ok(Tensor::from_vec(
-            v,
-            (rows.len(), self.seq_len),
-            &Device::Cpu,
-        )?)
+        Ok(Tensor::from_vec(v, (rows.len(), self.seq_len), device)?)
     }
 
     /// Writes the tokens as little-endian `u16` (no header), atomically.
@@ -156,6 +157,7 @@ pub struct TrainReport {
 /// this plus a progress bar; the side-by-side benchmark (`examples/lm_step_bench.rs`) times
 /// exactly these calls.
 pub struct Trainer {
+    device: Device,
     opt: AdamW,
     rng: ChaCha8Rng,
     cfg: TrainConfig,
@@ -169,7 +171,12 @@ impl Trainer {
             weight_decay: cfg.weight_decay,
             ..Default::default()
         };
+        let device = vars
+            .first()
+            .map(|v| v.as_tensor().device().clone())
+            .unwrap_or(Device::Cpu);
         Ok(Trainer {
+            device,
             opt: AdamW::new(vars, params)?,
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             cfg: cfg.clone(),
@@ -183,7 +190,7 @@ impl Trainer {
         let rows: Vec<usize> = (0..self.cfg.batch_size)
             .map(|_| self.rng.gen_range(0..n_seq))
             .collect();
-        data.batch(&rows)
+        data.batch_on(&rows, &self.device)
     }
 
     /// Backward pass of `loss` and one AdamW update at the learning rate of `step`.
@@ -257,6 +264,9 @@ pub fn train_model(
     cfg: &TrainConfig,
     label: &str,
 ) -> Result<TrainReport> {
+    if !model.device().is_cpu() {
+        return train(model.vars(), data, cfg, label, |b| model.loss(b));
+    }
     let mut trainer = GptTrainer::new(model, cfg)?;
     let report = run_steps(cfg, label, |step| trainer.step(step, data))?;
     trainer.finish()?;
@@ -288,7 +298,7 @@ pub fn eval_loss(model: &Gpt, data: &TokenSet, batch_size: usize) -> Result<f64>
     );
     while i < n {
         let rows: Vec<usize> = (i..(i + batch_size).min(n)).collect();
-        let batch = data.batch(&rows)?;
+        let batch = data.batch_on(&rows, model.device())?;
         let loss = model.loss(&batch)?.to_scalar::<f32>()? as f64;
         total += loss * rows.len() as f64;
         i += rows.len();

@@ -1,7 +1,7 @@
 //! Cheap checks of the task's description, secrets and corruption.
 
 use rdbench_core::task::Task;
-use rdbench_lm::{model::max_abs_diff, Gpt};
+use rdbench_lm::{ops::max_abs_diff, Gpt};
 use rdbench_task_fix_embedding::instance::{Instance, Secret};
 use rdbench_task_fix_embedding::{instructions, prep, profile, FixEmbedding};
 
