@@ -163,7 +163,7 @@ pub fn tiny() -> Spec {
         small_train: schedule(200, 32, 1e-2, 20),
         reference: ReferenceConfig {
             adapter: tc(150, 32, 1e-2, 15, 0x7155_0009),
-            finetune: tc(300, 32, 3e-3, 30, 0x7155_000a),
+            finetune: tc(450, 32, 3e-3, 30, 0x7155_000a),
         },
         eval_batch: 128,
         threads: Some(1),
