@@ -29,7 +29,10 @@ pub(crate) struct Dims {
 impl Dims {
     fn of(l: &Layout, n_head: usize) -> candle_core::Result<Self> {
         let &[b, t, three_d] = l.dims() else {
-            candle_core::bail!("causal-attention: qkv must be [B, T, 3 d], got {:?}", l.dims());
+            candle_core::bail!(
+                "causal-attention: qkv must be [B, T, 3 d], got {:?}",
+                l.dims()
+            );
         };
         if n_head == 0 || !three_d.is_multiple_of(3 * n_head) {
             candle_core::bail!(
@@ -163,7 +166,11 @@ pub(crate) fn forward(qkv: &[f32], dm: Dims, scale: f32, y: &mut [f32], probs: O
         for head in 0..dm.h {
             // Kept: each head has its own block; otherwise one scratch block is reused.
             let p = &mut p_all[if keep { head * t * t } else { 0 }..][..t * t];
-            let (q, k, v) = (dm.part(seq, 0, head), dm.part(seq, 1, head), dm.part(seq, 2, head));
+            let (q, k, v) = (
+                dm.part(seq, 0, head),
+                dm.part(seq, 1, head),
+                dm.part(seq, 2, head),
+            );
             probabilities(q, k, t, scale, p);
             for (r0, r1) in query_blocks(t) {
                 let pb = Mat::new(p, r0 * t, r1 - r0, r1, t, 1);
@@ -195,7 +202,11 @@ pub(crate) fn backward(
         // dK and dV accumulate over query blocks.
         dqkv.fill(0.0);
         for head in 0..dm.h {
-            let (q, k, v) = (dm.part(seq, 0, head), dm.part(seq, 1, head), dm.part(seq, 2, head));
+            let (q, k, v) = (
+                dm.part(seq, 0, head),
+                dm.part(seq, 1, head),
+                dm.part(seq, 2, head),
+            );
             let p: &[f32] = match probs {
                 Some(all) => &all[(b * dm.h + head) * t * t..][..t * t],
                 None => {
@@ -208,8 +219,20 @@ pub(crate) fn backward(
             for (r0, r1) in query_blocks(t) {
                 let pb = Mat::new(p, r0 * t, r1 - r0, r1, t, 1);
                 let gyb = row_range(gyh, r0, r1);
-                gemm_into(strided(dqkv, 2 * d + head * dm.hd, 3 * d), pb.t(), gyb, true, false);
-                gemm_into(block_dst(&mut dp, t, r0), gyb, row_range(v, 0, r1).t(), false, false);
+                gemm_into(
+                    strided(dqkv, 2 * d + head * dm.hd, 3 * d),
+                    pb.t(),
+                    gyb,
+                    true,
+                    false,
+                );
+                gemm_into(
+                    block_dst(&mut dp, t, r0),
+                    gyb,
+                    row_range(v, 0, r1).t(),
+                    false,
+                    false,
+                );
                 for i in r0..r1 {
                     let (dr, pr) = (&mut dp[i * t..i * t + r1], &p[i * t..i * t + r1]);
                     let (keep, masked) = dr.split_at_mut(i + 1);
@@ -318,38 +341,84 @@ mod tests {
         let d = h * hd;
         let n = b * t * 3 * d;
         let qkv = Var::from_tensor(
-            &Tensor::from_vec(normal(&mut ChaCha8Rng::seed_from_u64(7), n, 1.5), (b, t, 3 * d), &dev)
-                .unwrap(),
+            &Tensor::from_vec(
+                normal(&mut ChaCha8Rng::seed_from_u64(7), n, 1.5),
+                (b, t, 3 * d),
+                &dev,
+            )
+            .unwrap(),
         )
         .unwrap();
-        let r = Tensor::from_vec(normal(&mut ChaCha8Rng::seed_from_u64(8), b * t * d, 1.0), (b, t, d), &dev)
-            .unwrap();
+        let r = Tensor::from_vec(
+            normal(&mut ChaCha8Rng::seed_from_u64(8), b * t * d, 1.0),
+            (b, t, d),
+            &dev,
+        )
+        .unwrap();
         let mask: Vec<f32> = (0..t * t)
-            .map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 })
+            .map(|i| {
+                if i % t > i / t {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let mask = Tensor::from_vec(mask, (t, t), &dev).unwrap();
         let scale = 1.0 / (hd as f32).sqrt();
         let reference = |x: &Tensor| -> Tensor {
             let x = x.reshape((b, t, 3, h, hd)).unwrap();
-            let part = |i| x.narrow(2, i, 1).unwrap().squeeze(2).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
+            let part = |i| {
+                x.narrow(2, i, 1)
+                    .unwrap()
+                    .squeeze(2)
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+            };
             let (q, k, v) = (part(0), part(1), part(2));
-            let s = (q.matmul(&k.t().unwrap()).unwrap() * scale as f64).unwrap().broadcast_add(&mask).unwrap();
+            let s = (q.matmul(&k.t().unwrap()).unwrap() * scale as f64)
+                .unwrap()
+                .broadcast_add(&mask)
+                .unwrap();
             let p = candle_nn::ops::softmax(&s, D::Minus1).unwrap();
-            p.matmul(&v).unwrap().transpose(1, 2).unwrap().reshape((b, t, d)).unwrap()
+            p.matmul(&v)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .reshape((b, t, d))
+                .unwrap()
         };
         for threads in [Some(1), Some(2)] {
             crate::with_threads(threads, || {
                 let fast = causal_attention(qkv.as_tensor(), h, scale).unwrap();
                 let slow = reference(qkv.as_tensor());
                 let diff = max_abs_diff(&fast, &slow).unwrap();
-                assert!(diff < 1e-5, "forward differs by {diff} ({threads:?} threads)");
+                assert!(
+                    diff < 1e-5,
+                    "forward differs by {diff} ({threads:?} threads)"
+                );
                 let g1 = (fast * &r).unwrap().sum_all().unwrap().backward().unwrap();
                 let g2 = (slow * &r).unwrap().sum_all().unwrap().backward().unwrap();
-                let (a, c) = (g1.get(qkv.as_tensor()).unwrap(), g2.get(qkv.as_tensor()).unwrap());
+                let (a, c) = (
+                    g1.get(qkv.as_tensor()).unwrap(),
+                    g2.get(qkv.as_tensor()).unwrap(),
+                );
                 let diff = max_abs_diff(a, c).unwrap();
-                assert!(diff < 1e-5, "gradient differs by {diff} ({threads:?} threads)");
+                assert!(
+                    diff < 1e-5,
+                    "gradient differs by {diff} ({threads:?} threads)"
+                );
                 // Queries and keys get a gradient (candle's softmax_last_dim would give none).
-                let dq = a.narrow(2, 0, 2 * d).unwrap().abs().unwrap().sum_all().unwrap();
+                let dq = a
+                    .narrow(2, 0, 2 * d)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap();
                 assert!(dq.to_scalar::<f32>().unwrap() > 1e-3);
             });
         }

@@ -137,7 +137,13 @@ fn linear(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], accumulate: bool) {
             }
         }
     });
-    gemm_into(Dst::rows(out, o), Mat::rows(x, n, i), Mat::rows(w, o, i).t(), true, true);
+    gemm_into(
+        Dst::rows(out, o),
+        Mat::rows(x, n, i),
+        Mat::rows(w, o, i).t(),
+        true,
+        true,
+    );
 }
 
 /// Backward of [`linear`]: `dW += dy^T x`, `db += colsum(dy)`, and `dx (+)= dy W` when asked.
@@ -152,10 +158,22 @@ fn linear_bwd(
     let o = db.len();
     let i = w.len() / o;
     let n = x.len() / i;
-    gemm_into(Dst::rows(dw, i), Mat::rows(dy, n, o).t(), Mat::rows(x, n, i), true, true);
+    gemm_into(
+        Dst::rows(dw, i),
+        Mat::rows(dy, n, o).t(),
+        Mat::rows(x, n, i),
+        true,
+        true,
+    );
     kernels::column_sums(dy, o, db, true);
     if let Some((dx, acc)) = dx {
-        gemm_into(Dst::rows(dx, i), Mat::rows(dy, n, o), Mat::rows(w, o, i), acc, true);
+        gemm_into(
+            Dst::rows(dx, i),
+            Mat::rows(dy, n, o),
+            Mat::rows(w, o, i),
+            acc,
+            true,
+        );
     }
 }
 
@@ -310,16 +328,40 @@ impl<'m> GptTrainer<'m> {
             let a = &mut ws.blocks[l];
             kernels::ln_hat(x_in, d, eps, &mut a.xhat1);
             affine(&a.xhat1, &p[blk(l, LN1_W)], &p[blk(l, LN1_B)], &mut a.h1);
-            linear(&a.h1, &p[blk(l, QKV_W)], &p[blk(l, QKV_B)], &mut a.qkv, false);
+            linear(
+                &a.h1,
+                &p[blk(l, QKV_W)],
+                &p[blk(l, QKV_B)],
+                &mut a.qkv,
+                false,
+            );
             attention::forward(&a.qkv, dims, scale, &mut a.att, Some(&mut a.probs));
             a.mid.copy_from_slice(x_in);
-            linear(&a.att, &p[blk(l, PROJ_W)], &p[blk(l, PROJ_B)], &mut a.mid, true);
+            linear(
+                &a.att,
+                &p[blk(l, PROJ_W)],
+                &p[blk(l, PROJ_B)],
+                &mut a.mid,
+                true,
+            );
             kernels::ln_hat(&a.mid, d, eps, &mut a.xhat2);
             affine(&a.xhat2, &p[blk(l, LN2_W)], &p[blk(l, LN2_B)], &mut a.h2);
-            linear(&a.h2, &p[blk(l, FC_W)], &p[blk(l, FC_B)], &mut a.fpre, false);
+            linear(
+                &a.h2,
+                &p[blk(l, FC_W)],
+                &p[blk(l, FC_B)],
+                &mut a.fpre,
+                false,
+            );
             kernels::gelu(&a.fpre, &mut a.fact);
             x_out.copy_from_slice(&a.mid);
-            linear(&a.fact, &p[blk(l, MPROJ_W)], &p[blk(l, MPROJ_B)], x_out, true);
+            linear(
+                &a.fact,
+                &p[blk(l, MPROJ_W)],
+                &p[blk(l, MPROJ_B)],
+                x_out,
+                true,
+            );
         }
         kernels::ln_hat(&ws.x[nl], d, eps, &mut ws.xhat_f);
         affine(&ws.xhat_f, &p[lnf_w], &p[lnf_b], &mut ws.h_f);
@@ -340,12 +382,32 @@ impl<'m> GptTrainer<'m> {
         {
             // Head (tied to wte): dwte += dlogits^T h_f, dh_f = dlogits wte.
             let dl = Mat::rows(&ws.logits, n, v);
-            gemm_into(Dst::rows(&mut g[0], d), dl.t(), Mat::rows(&ws.h_f, n, d), true, true);
-            gemm_into(Dst::rows(&mut ws.dd, d), dl, Mat::rows(&p[0], v, d), false, true);
+            gemm_into(
+                Dst::rows(&mut g[0], d),
+                dl.t(),
+                Mat::rows(&ws.h_f, n, d),
+                true,
+                true,
+            );
+            gemm_into(
+                Dst::rows(&mut ws.dd, d),
+                dl,
+                Mat::rows(&p[0], v, d),
+                false,
+                true,
+            );
             ws.dres.fill(0.0);
             let (gw, gb) = two(g, lnf_w, lnf_b);
             layer_norm_bwd(
-                &ws.x[nl], &ws.xhat_f, &p[lnf_w], eps, &mut ws.dd, gw, gb, &mut ws.dd2, &mut ws.dres,
+                &ws.x[nl],
+                &ws.xhat_f,
+                &p[lnf_w],
+                eps,
+                &mut ws.dd,
+                gw,
+                gb,
+                &mut ws.dd2,
+                &mut ws.dres,
             );
         }
         for l in (0..nl).rev() {
@@ -353,34 +415,76 @@ impl<'m> GptTrainer<'m> {
             // MLP: dres is the gradient of the block's output.
             {
                 let (gw, gb) = two(g, blk(l, MPROJ_W), blk(l, MPROJ_B));
-                linear_bwd(&a.fact, &p[blk(l, MPROJ_W)], &ws.dres, gw, gb, Some((&mut ws.df, false)));
+                linear_bwd(
+                    &a.fact,
+                    &p[blk(l, MPROJ_W)],
+                    &ws.dres,
+                    gw,
+                    gb,
+                    Some((&mut ws.df, false)),
+                );
             }
             kernels::gelu_bwd(&a.fpre, &ws.df, &mut ws.df2);
             {
                 let (gw, gb) = two(g, blk(l, FC_W), blk(l, FC_B));
-                linear_bwd(&a.h2, &p[blk(l, FC_W)], &ws.df2, gw, gb, Some((&mut ws.dd, false)));
+                linear_bwd(
+                    &a.h2,
+                    &p[blk(l, FC_W)],
+                    &ws.df2,
+                    gw,
+                    gb,
+                    Some((&mut ws.dd, false)),
+                );
             }
             {
                 let (gw, gb) = two(g, blk(l, LN2_W), blk(l, LN2_B));
                 layer_norm_bwd(
-                    &a.mid, &a.xhat2, &p[blk(l, LN2_W)], eps, &mut ws.dd, gw, gb, &mut ws.dd2,
+                    &a.mid,
+                    &a.xhat2,
+                    &p[blk(l, LN2_W)],
+                    eps,
+                    &mut ws.dd,
+                    gw,
+                    gb,
+                    &mut ws.dd2,
                     &mut ws.dres,
                 );
             }
             // Attention: dres is now the gradient of `mid`.
             {
                 let (gw, gb) = two(g, blk(l, PROJ_W), blk(l, PROJ_B));
-                linear_bwd(&a.att, &p[blk(l, PROJ_W)], &ws.dres, gw, gb, Some((&mut ws.dd, false)));
+                linear_bwd(
+                    &a.att,
+                    &p[blk(l, PROJ_W)],
+                    &ws.dres,
+                    gw,
+                    gb,
+                    Some((&mut ws.dd, false)),
+                );
             }
             attention::backward(&a.qkv, &ws.dd, dims, scale, Some(&a.probs), &mut ws.dqkv);
             {
                 let (gw, gb) = two(g, blk(l, QKV_W), blk(l, QKV_B));
-                linear_bwd(&a.h1, &p[blk(l, QKV_W)], &ws.dqkv, gw, gb, Some((&mut ws.dd, false)));
+                linear_bwd(
+                    &a.h1,
+                    &p[blk(l, QKV_W)],
+                    &ws.dqkv,
+                    gw,
+                    gb,
+                    Some((&mut ws.dd, false)),
+                );
             }
             {
                 let (gw, gb) = two(g, blk(l, LN1_W), blk(l, LN1_B));
                 layer_norm_bwd(
-                    &ws.x[l], &a.xhat1, &p[blk(l, LN1_W)], eps, &mut ws.dd, gw, gb, &mut ws.dd2,
+                    &ws.x[l],
+                    &a.xhat1,
+                    &p[blk(l, LN1_W)],
+                    eps,
+                    &mut ws.dd,
+                    gw,
+                    gb,
+                    &mut ws.dd2,
                     &mut ws.dres,
                 );
             }
@@ -473,7 +577,9 @@ mod tests {
     /// autograd of `Gpt::loss` on the same batch), on one thread and on two.
     #[test]
     fn gradients_match_candles_autograd() {
-        let tokens: Vec<u16> = (0..40 * 40).map(|i| ((i * 7919 + i / 5) % 37) as u16).collect();
+        let tokens: Vec<u16> = (0..40 * 40)
+            .map(|i| ((i * 7919 + i / 5) % 37) as u16)
+            .collect();
         let data = TokenSet::new(tokens, 40).unwrap();
         let tc = TrainConfig {
             steps: 1,
@@ -494,13 +600,25 @@ mod tests {
                 let mut fast = GptTrainer::new(&model, &tc).unwrap();
                 let fast_loss = fast.step(0, &data).unwrap();
                 let want = loss.to_scalar::<f32>().unwrap() as f64;
-                assert!((fast_loss - want).abs() < 1e-5, "loss {fast_loss} vs {want}");
+                assert!(
+                    (fast_loss - want).abs() < 1e-5,
+                    "loss {fast_loss} vs {want}"
+                );
                 for (name, g) in fast.gradients() {
-                    let c = grads.get(model.param(&name).as_tensor()).expect("candle gradient");
+                    let c = grads
+                        .get(model.param(&name).as_tensor())
+                        .expect("candle gradient");
                     let c = c.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                     let scale = c.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
-                    let worst = g.iter().zip(&c).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-                    assert!(worst < 1e-4 * scale, "{name}: gradient differs by {worst} (scale {scale})");
+                    let worst = g
+                        .iter()
+                        .zip(&c)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(
+                        worst < 1e-4 * scale,
+                        "{name}: gradient differs by {worst} (scale {scale})"
+                    );
                 }
             });
         }
@@ -535,8 +653,18 @@ mod tests {
         fast.finish().unwrap();
         for (name, t) in a.tensors() {
             let x = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let y = b.param(&name).as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let worst = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+            let y = b
+                .param(&name)
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let worst = x
+                .iter()
+                .zip(&y)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max);
             assert!(worst < 1e-5, "{name}: weights differ by {worst}");
         }
     }

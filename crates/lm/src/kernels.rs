@@ -62,7 +62,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     // n + 127 into the exponent field; t's low bits hold n + 2^22 (two's complement).
     let n_int = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
@@ -180,7 +180,13 @@ pub(crate) fn cross_entropy(logits: &[f32], targets: &[u32], v: usize) -> f64 {
 /// Gradient of `scale * sum of row losses` with respect to the logits:
 /// `scale * (softmax(row) - onehot(target))`, written into `out` (which may be a copy of the
 /// logits' buffer: each row is read before it is written).
-pub(crate) fn cross_entropy_bwd(logits: &[f32], targets: &[u32], v: usize, scale: f32, out: &mut [f32]) {
+pub(crate) fn cross_entropy_bwd(
+    logits: &[f32],
+    targets: &[u32],
+    v: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
     par_rows(out, v, |r0, o| {
         for (i, or) in o.chunks_exact_mut(v).enumerate() {
             softmax_row(&logits[(r0 + i) * v..][..v], or);
@@ -192,7 +198,12 @@ pub(crate) fn cross_entropy_bwd(logits: &[f32], targets: &[u32], v: usize, scale
 
 /// In-place variant of [`cross_entropy_bwd`] (the logits are overwritten by their gradient);
 /// returns the mean loss as [`cross_entropy`] would.
-pub(crate) fn cross_entropy_fused(logits: &mut [f32], targets: &[u32], v: usize, scale: f32) -> f64 {
+pub(crate) fn cross_entropy_fused(
+    logits: &mut [f32],
+    targets: &[u32],
+    v: usize,
+    scale: f32,
+) -> f64 {
     let n = targets.len();
     let mut losses = vec![0f32; n];
     {
@@ -264,7 +275,14 @@ pub(crate) struct Mat<'a> {
 }
 
 impl<'a> Mat<'a> {
-    pub fn new(data: &'a [f32], off: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+    pub fn new(
+        data: &'a [f32],
+        off: usize,
+        rows: usize,
+        cols: usize,
+        rs: usize,
+        cs: usize,
+    ) -> Self {
         Mat {
             data,
             off,
@@ -325,7 +343,10 @@ pub(crate) fn gemm_into(dst: Dst, a: Mat, b: Mat, accumulate: bool, parallel: bo
     if m == 0 || n == 0 {
         return;
     }
-    assert!(dst.off + (m - 1) * dst.rs + (n - 1) * dst.cs < dst.data.len(), "output view out of range");
+    assert!(
+        dst.off + (m - 1) * dst.rs + (n - 1) * dst.cs < dst.data.len(),
+        "output view out of range"
+    );
     if k == 0 {
         if !accumulate {
             for i in 0..m {
@@ -336,7 +357,10 @@ pub(crate) fn gemm_into(dst: Dst, a: Mat, b: Mat, accumulate: bool, parallel: bo
         }
         return;
     }
-    assert!(a.last() < a.data.len() && b.last() < b.data.len(), "operand view out of range");
+    assert!(
+        a.last() < a.data.len() && b.last() < b.data.len(),
+        "operand view out of range"
+    );
     let par = match threads() {
         t if parallel && t > 1 => gemm::Parallelism::Rayon(t),
         _ => gemm::Parallelism::None,
@@ -393,7 +417,13 @@ mod tests {
         // a = [[1, 2], [3, 4], [5, 6]] (3 x 2), b = a^T (2 x 3)
         let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         let mut out = vec![1.0f32; 9];
-        gemm_into(Dst::rows(&mut out, 3), Mat::rows(&a, 3, 2), Mat::rows(&a, 3, 2).t(), false, false);
+        gemm_into(
+            Dst::rows(&mut out, 3),
+            Mat::rows(&a, 3, 2),
+            Mat::rows(&a, 3, 2).t(),
+            false,
+            false,
+        );
         assert_eq!(out, [5.0, 11.0, 17.0, 11.0, 25.0, 39.0, 17.0, 39.0, 61.0]);
         let mut acc = vec![1.0f32; 4];
         let at = Mat::rows(&a, 3, 2).t();
@@ -404,7 +434,9 @@ mod tests {
     #[test]
     fn column_sums_do_not_depend_on_threads() {
         let (n, f) = (333, 130);
-        let g: Vec<f32> = (0..n * f).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+        let g: Vec<f32> = (0..n * f)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+            .collect();
         let sums = |t| {
             crate::with_threads(Some(t), || {
                 let mut out = vec![0f32; f];

@@ -13,16 +13,16 @@
 
 mod attention;
 pub mod backprop;
-mod kernels;
 pub mod corpus;
 pub mod io;
+mod kernels;
 pub mod model;
 pub mod ops;
 pub mod train;
 
+pub use backprop::GptTrainer;
 pub use corpus::{Hmm, HmmConfig};
 pub use io::{load_checked, load_model, save_model, save_tensors, LoadError, LoadErrorKind};
-pub use backprop::GptTrainer;
 pub use model::{Gpt, GptConfig};
 pub use train::{eval_loss, train, train_model, TokenSet, TrainConfig, TrainReport, Trainer};
 

@@ -271,8 +271,8 @@ impl Gpt {
                 &format!("{pre}.attn.qkv.weight"),
                 &format!("{pre}.attn.qkv.bias"),
             )?;
-            let y = causal_attention(&qkv.reshape((b, t, 3 * d))?, nh, scale)?
-                .reshape((b * t, d))?;
+            let y =
+                causal_attention(&qkv.reshape((b, t, 3 * d))?, nh, scale)?.reshape((b * t, d))?;
             let y = lin(
                 &y,
                 &format!("{pre}.attn.proj.weight"),

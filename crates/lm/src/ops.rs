@@ -214,7 +214,8 @@ fn ce_inputs<'a>(
     };
     let v = last_dim(l1);
     let tg = &tg[a..b];
-    kernels::check_targets(tg, v).map_err(|e| candle_core::Error::Msg(format!("cross-entropy: {e}")))?;
+    kernels::check_targets(tg, v)
+        .map_err(|e| candle_core::Error::Msg(format!("cross-entropy: {e}")))?;
     Ok((x, tg, v))
 }
 
@@ -279,7 +280,11 @@ impl CustomOp2 for CrossEntropyBwd {
 pub(crate) fn bias_add(x: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     let (_, f) = x.dims2()?;
     if b.dims() != [f] {
-        candle_core::bail!("bias-add: bias {:?} does not match {:?}", b.dims(), x.dims());
+        candle_core::bail!(
+            "bias-add: bias {:?} does not match {:?}",
+            b.dims(),
+            x.dims()
+        );
     }
     x.contiguous()?.apply_op2(&b.contiguous()?, BiasAdd)
 }
@@ -449,7 +454,6 @@ mod tests {
         }
     }
 
-
     /// The fused cross-entropy and its gradient agree with candle's `cross_entropy`; a target
     /// outside the vocabulary is an error, not a wild read.
     #[test]
@@ -457,8 +461,12 @@ mod tests {
         let dev = Device::Cpu;
         let (n, v) = (301, 97);
         let x = Var::from_tensor(
-            &Tensor::from_vec(normal(&mut ChaCha8Rng::seed_from_u64(9), n * v, 3.0), (n, v), &dev)
-                .unwrap(),
+            &Tensor::from_vec(
+                normal(&mut ChaCha8Rng::seed_from_u64(9), n * v, 3.0),
+                (n, v),
+                &dev,
+            )
+            .unwrap(),
         )
         .unwrap();
         let tg: Vec<u32> = (0..n as u32).map(|i| (i * 31) % v as u32).collect();
@@ -474,8 +482,11 @@ mod tests {
                 assert!((a - b).abs() < 1e-5, "loss {a} vs {b}");
                 let g1 = (fast * 1.7).unwrap().backward().unwrap();
                 let g2 = (reference * 1.7).unwrap().backward().unwrap();
-                let d = max_abs_diff(g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap())
-                    .unwrap();
+                let d = max_abs_diff(
+                    g1.get(x.as_tensor()).unwrap(),
+                    g2.get(x.as_tensor()).unwrap(),
+                )
+                .unwrap();
                 assert!(d < 1e-6, "gradient differs by {d}");
             });
         }
