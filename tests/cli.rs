@@ -634,6 +634,23 @@ fn scaling_law_records_hidden_scores_and_counts_the_last_valid() {
     let said = text(&out);
     assert!(said.lines().any(|l| l.trim() == "recorded"), "{said}");
     assert!(!said.contains("0.36"), "{said}");
+    // Experiments go through the scorer, which keeps their record out of the agent's folder.
+    let out = env.rdbench(&["tool", d, "train", "n_embd=8", "max_iters=20"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("validation_loss"), "{}", text(&out));
+    assert!(!dir.join("experiments.jsonl").exists());
+    let logs: Vec<_> = walk(env.home.path())
+        .into_iter()
+        .filter(|p| p.ends_with("task/experiments.jsonl"))
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(
+        std::fs::read_to_string(&logs[0]).unwrap().lines().count(),
+        1
+    );
+    let out = env.rdbench(&["tool", d, "train", "n_embd=8", "max_iters=999999"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("experiment limit"), "{}", text(&out));
     // A malformed answer is one invalid entry with its reason.
     std::fs::write(dir.join("answer.json"), r#"{"n_embd": 24, "n_embd": 24}"#).unwrap();
     let out = env.rdbench(&["score", d]);

@@ -299,6 +299,28 @@ fn an_agent_as_another_user_cannot_cheat_the_scoring_service() {
         .unwrap();
     assert_eq!(code(&out), Some(0), "operator's start: {}", text(&out));
     chmod(&theirs, 0o755);
+    // A served tool is opened like every other command: only the caller's own attempt.
+    let out = d.client(
+        &service,
+        &[
+            "tool",
+            theirs.to_str().unwrap(),
+            "train",
+            "n_embd=8",
+            "max_iters=1",
+        ],
+    );
+    seen.output("tool on another's attempt", &out);
+    assert_eq!(code(&out), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("no attempt was started here"),
+        "{}",
+        text(&out)
+    );
+    let out = d.client(&service, &["tool", a1s, "train", "n_embd=8", "max_iters=1"]);
+    seen.output("tool of a task without tools", &out);
+    assert_eq!(code(&out), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("has no tool"), "{}", text(&out));
     for cmd in ["log", "score", "finish"] {
         let out = d.client(&service, &[cmd, theirs.to_str().unwrap()]);
         seen.output(&format!("{cmd} on another's attempt"), &out);

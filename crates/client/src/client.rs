@@ -55,6 +55,16 @@ pub enum AttemptCommand {
         #[arg(long)]
         emulate: bool,
     },
+    /// Run one of the task's experiment tools for an attempt, through the scorer, which keeps
+    /// the tool's record where the agent cannot edit it (scaling-law: `train n_embd=64
+    /// max_iters=500 [seed=0]`).
+    Tool {
+        dir: PathBuf,
+        /// The tool (the task's instructions name its tools).
+        name: String,
+        /// The tool's arguments, as KEY=VALUE.
+        args: Vec<String>,
+    },
     /// Show an attempt's score log.
     Log { dir: PathBuf },
     /// End an attempt: pick the final score, seal the log and write the attempt summary.
@@ -147,6 +157,11 @@ pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply
         },
         AttemptCommand::Log { dir } => Request::Log {
             dir: attempt_folder(dir)?,
+        },
+        AttemptCommand::Tool { dir, name, args } => Request::Tool {
+            dir: attempt_folder(dir)?,
+            name: name.clone(),
+            args: args.clone(),
         },
         AttemptCommand::Finish { dir, .. } => Request::Finish {
             dir: attempt_folder(dir)?,

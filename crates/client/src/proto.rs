@@ -12,7 +12,7 @@ use rdbench_core::outcome::InvalidKind;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; a mismatch is refused with a message naming both.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What a client sends first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +49,12 @@ pub enum Request {
     },
     Log {
         dir: PathBuf,
+    },
+    /// A task's experiment tool for the attempt in `dir` ([`crate::AttemptCommand::Tool`]).
+    Tool {
+        dir: PathBuf,
+        name: String,
+        args: Vec<String>,
     },
     Finish {
         dir: PathBuf,

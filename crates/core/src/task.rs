@@ -255,4 +255,54 @@ pub trait Task: Send + Sync {
     fn cpu_baseline(&self, _profile: &str) -> Result<Option<CpuBaseline>> {
         Ok(None)
     }
+
+    /// Runs one of the task's experiment tools for an attempt (`rdbench tool DIR NAME K=V...`,
+    /// served like `score`): work the agent may ask for but whose record must be the scorer's,
+    /// such as scaling-law's training runs, logged in `req.private_dir` where the agent cannot
+    /// edit them. Tasks without tools refuse every name.
+    fn run_tool(&self, req: &ToolRequest) -> Result<ToolReply> {
+        Err(crate::Error::Usage(format!(
+            "this task has no tool {:?}",
+            req.name
+        )))
+    }
+}
+
+/// One call of a task's experiment tool ([`Task::run_tool`]).
+#[derive(Debug, Clone)]
+pub struct ToolRequest {
+    pub profile: String,
+    pub name: String,
+    /// `KEY=VALUE` arguments, parsed; a key given twice is refused before the task sees it.
+    pub args: std::collections::BTreeMap<String, String>,
+    /// The attempt's private folder (the same one scoring gets), for the tool's own log.
+    pub private_dir: PathBuf,
+    pub cache_dir: PathBuf,
+}
+
+impl ToolRequest {
+    /// Parses `KEY=VALUE` words into [`ToolRequest::args`].
+    pub fn parse_args(words: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+        let mut args = std::collections::BTreeMap::new();
+        for w in words {
+            let Some((k, v)) = w.split_once('=') else {
+                return Err(crate::Error::Usage(format!(
+                    "tool argument {w:?} is not KEY=VALUE"
+                )));
+            };
+            if k.is_empty() || args.insert(k.to_string(), v.to_string()).is_some() {
+                return Err(crate::Error::Usage(format!(
+                    "tool argument {k:?} is empty or given twice"
+                )));
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// What a tool call printed, and the same as one JSON value for `--json`.
+#[derive(Debug, Clone)]
+pub struct ToolReply {
+    pub text: String,
+    pub value: serde_json::Value,
 }

@@ -67,6 +67,9 @@ pub fn run_local(ctx: &Context, command: &AttemptCommand) -> Result<i32> {
             )
         }
         AttemptCommand::Log { dir } => log(ctx, &Attempt::open(&ctx.home, dir)?),
+        AttemptCommand::Tool { dir, name, args } => {
+            tool(ctx, &Attempt::open(&ctx.home, dir)?, name, args)
+        }
         AttemptCommand::Finish { dir, out } => {
             let summary = finish(ctx, Attempt::open(&ctx.home, dir)?)?;
             if let Some(out) = out {
@@ -77,6 +80,32 @@ pub fn run_local(ctx: &Context, command: &AttemptCommand) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `tool`: one call of the task's experiment tool for `attempt`, refused once the attempt is
+/// over (its record would no longer count for anything).
+pub fn tool(ctx: &Context, attempt: &Attempt, name: &str, args: &[String]) -> Result<i32> {
+    if attempt.is_late(Utc::now()) {
+        return Err(Error::Usage(
+            "this attempt is over (finished or past its time limit): no more tool runs".into(),
+        ));
+    }
+    let task = registry::find(&attempt.record.task)?;
+    let req = rdbench_core::task::ToolRequest {
+        profile: attempt.record.profile.clone(),
+        name: name.into(),
+        args: rdbench_core::task::ToolRequest::parse_args(args)?,
+        private_dir: attempt.task_private_dir(),
+        cache_dir: ctx.home.cache_dir(),
+    };
+    rdbench_core::fsutil::create_private_dir_all(&req.private_dir)?;
+    let reply = task.run_tool(&req)?;
+    if ctx.json {
+        ctx.out.json(&reply.value);
+    } else {
+        say!(ctx, "{}", reply.text);
+    }
+    Ok(0)
 }
 
 /// A prepared, not yet visible attempt: its starting files in `public_dir` (inside the

@@ -286,6 +286,7 @@ fn op_name(request: &Request) -> &'static str {
         Request::Start { .. } => "start",
         Request::Score { .. } => "score",
         Request::Log { .. } => "log",
+        Request::Tool { .. } => "tool",
         Request::Finish { .. } => "finish",
     }
 }
@@ -398,6 +399,9 @@ fn dispatch(
             .map(code)
         }
         Request::Log { dir } => attempt::log(ctx, &open_own(ctx, &dir)?).map(code),
+        Request::Tool { dir, name, args } => {
+            attempt::tool(ctx, &open_own(ctx, &dir)?, &name, &args).map(code)
+        }
         Request::Finish { dir } => {
             let summary = attempt::finish(ctx, open_own(ctx, &dir)?)?;
             Ok(Served {

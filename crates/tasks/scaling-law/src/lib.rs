@@ -31,7 +31,7 @@ use std::path::Path;
 
 use rdbench_core::task::{
     Backend, Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
-    ShippedCalibration, Solution, SubmissionKind, Task, TaskInfo,
+    ShippedCalibration, Solution, SubmissionKind, Task, TaskInfo, ToolReply, ToolRequest,
 };
 use rdbench_core::{Error, Result};
 use serde::Serialize;
@@ -162,13 +162,17 @@ fn write_answer(dir: &Path, a: &Answer) -> Result<()> {
     rdbench_core::fsutil::atomic_write(&dir.join(answer::FILE), format!("{text}\n").as_bytes())
 }
 
-/// What the agent's experiment log says, for reports only (the agent can write it).
-fn log_report(dir: &Path) -> serde_json::Value {
-    let bytes = match rdbench_core::fsutil::read_untrusted(&dir.join(EXPERIMENT_LOG), MAX_LOG_BYTES)
-    {
+/// What the scorer's experiment log of this attempt says (every `rdbench tool DIR train` run,
+/// appended by [`ScalingLaw::run_tool`] in the attempt's private folder, out of the agent's
+/// reach), for reports: the score never depends on it.
+pub fn log_report(private_dir: &Path) -> serde_json::Value {
+    let bytes = match rdbench_core::fsutil::read_untrusted(
+        &private_dir.join(EXPERIMENT_LOG),
+        MAX_LOG_BYTES,
+    ) {
         Ok(b) => b,
         Err(rdbench_core::fsutil::UntrustedReadError::NotFound) => {
-            return json!({ "runs": 0, "note": "no experiment log" })
+            return json!({ "runs": 0, "note": "no experiments were run through `rdbench tool`" })
         }
         Err(e) => return json!({ "unreadable": e.to_string() }),
     };
@@ -183,13 +187,14 @@ fn log_report(dir: &Path) -> serde_json::Value {
         "unparsed_lines": lines - runs.len(),
         "total_flops": runs.iter().map(|r| r.flops).sum::<f64>(),
         "largest_flops": runs.iter().map(|r| r.flops).fold(0.0, f64::max),
-        "note": "written by the agent's trainer in the attempt folder: informative only",
+        "note": "runs of `rdbench tool DIR train`, logged by the scorer",
     })
 }
 
 impl ScalingLaw {
-    /// Scores the answer in `dir` for `spec`.
-    pub fn score_dir(&self, spec: &Spec, dir: &Path) -> Result<ScoreOutcome> {
+    /// Scores the answer in `dir` for `spec`; the report of the experiments is read from the
+    /// attempt's `private_dir`.
+    pub fn score_dir(&self, spec: &Spec, dir: &Path, private_dir: &Path) -> Result<ScoreOutcome> {
         let surface = surface(spec)?;
         let a = match answer::read(dir) {
             Ok(a) => a,
@@ -221,7 +226,7 @@ impl ScalingLaw {
                 "answer": { "n_embd": a.n_embd, "max_iters": a.max_iters, "loss_prediction": a.loss_prediction },
                 "evaluation": ev,
                 "flops_over_budget": ev.flops / spec.budget,
-                "experiment_log": log_report(dir),
+                "experiment_log": log_report(private_dir),
             }),
         })
     }
@@ -253,7 +258,7 @@ impl Task for ScalingLaw {
             raw_score: "1 - [(L(answer) - L_opt) + |loss_prediction - L(answer)|], L in nats".into(),
             direction: Direction::HigherIsBetter,
             submission: SubmissionKind::Artifact,
-            submission_files: vec![answer::FILE.into(), EXPERIMENT_LOG.into()],
+            submission_files: vec![answer::FILE.into()],
             profiles: vec![
                 ProfileInfo {
                     name: "tiny".into(),
@@ -314,11 +319,67 @@ impl Task for ScalingLaw {
     }
 
     fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
-        let outcome = self.score_dir(&spec(&req.profile)?, &req.submission_dir)?;
+        let outcome =
+            self.score_dir(&spec(&req.profile)?, &req.submission_dir, &req.private_dir)?;
         if let ScoreOutcome::Valid { details, .. } = &outcome {
             let _ = req.save_samples(details);
         }
         Ok(outcome)
+    }
+
+    /// `train n_embd=N max_iters=N [seed=N]`: one experiment, refused above the experiment
+    /// limit before it trains, appended to the attempt's private experiment log.
+    fn run_tool(&self, req: &ToolRequest) -> Result<ToolReply> {
+        if req.name != "train" {
+            return Err(Error::Usage(format!(
+                "scaling-law has one tool, train (n_embd=N max_iters=N [seed=N]), not {:?}",
+                req.name
+            )));
+        }
+        let spec = spec(&req.profile)?;
+        // No sweep means no trainer either (the full profile needs a GPU build of the trainer).
+        surface(&spec)?;
+        if let Some(k) = req
+            .args
+            .keys()
+            .find(|k| !matches!(k.as_str(), "n_embd" | "max_iters" | "seed"))
+        {
+            return Err(Error::Usage(format!(
+                "train takes n_embd, max_iters and seed, not {k:?}"
+            )));
+        }
+        let number = |k: &str| -> Result<Option<u64>> {
+            req.args
+                .get(k)
+                .map(|v| {
+                    v.parse::<u64>().map_err(|_| {
+                        Error::Usage(format!("train: {k}={v:?} is not a whole number"))
+                    })
+                })
+                .transpose()
+        };
+        let need = |k: &str| number(k)?.ok_or_else(|| Error::Usage(format!("train needs {k}=N")));
+        let (n_embd, max_iters) = (need("n_embd")?, need("max_iters")?);
+        let seed = number("seed")?.unwrap_or(0);
+        let (n_embd, max_iters) = (
+            usize::try_from(n_embd).map_err(|_| Error::Usage("n_embd is too large".into()))?,
+            usize::try_from(max_iters)
+                .map_err(|_| Error::Usage("max_iters is too large".into()))?,
+        );
+        experiment::check_experiment(&spec, n_embd, max_iters)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let internal = |e: rdbench_lm::LmError| Error::Internal(e.to_string());
+        let data = experiment::data(&spec).map_err(internal)?;
+        let run = experiment::run(&spec, &data, n_embd, max_iters, seed).map_err(internal)?;
+        let log = req.private_dir.join(EXPERIMENT_LOG);
+        experiment::append_log(&log, &spec.name, &run).map_err(|e| Error::io(&log, e))?;
+        Ok(ToolReply {
+            text: format!(
+                "n_embd {n_embd} max_iters {max_iters} seed {seed} flops {:.4e} validation_loss {:.4} ({:.1} s)",
+                run.flops, run.loss, run.train_seconds
+            ),
+            value: serde_json::to_value(&run).map_err(|e| Error::Internal(e.to_string()))?,
+        })
     }
 
     fn shipped_calibration(&self, profile: &str) -> Option<ShippedCalibration> {
@@ -372,7 +433,6 @@ pub fn instructions(spec: &Spec) -> Result<String> {
             ("START_N", &start.n_embd.to_string()),
             ("START_ITERS", &start.max_iters.to_string()),
             ("START_LOSS", &start.loss_prediction.to_string()),
-            ("LOG", EXPERIMENT_LOG),
         ],
     )
 }

@@ -167,7 +167,9 @@ fn budget_limits_and_the_swept_range() {
 }
 
 fn outcome(dir: &Path) -> ScoreOutcome {
-    ScalingLaw::default().score_dir(&tiny(), dir).unwrap()
+    ScalingLaw::default()
+        .score_dir(&tiny(), dir, &dir.join("private"))
+        .unwrap()
 }
 
 #[test]
@@ -206,10 +208,27 @@ extern "C" {
     fn libc_mkfifo(path: *const std::ffi::c_char, mode: u32) -> i32;
 }
 
+fn tool(private: &Path, words: &[&str]) -> rdbench_core::Result<rdbench_core::task::ToolReply> {
+    let (name, args) = words.split_first().unwrap();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    ScalingLaw::default().run_tool(&rdbench_core::task::ToolRequest {
+        profile: "tiny".into(),
+        name: name.to_string(),
+        args: rdbench_core::task::ToolRequest::parse_args(&args)?,
+        private_dir: private.into(),
+        cache_dir: private.join("cache"),
+    })
+}
+
+/// Experiments run through the served tool are logged by the scorer in the attempt's private
+/// folder and reported with every score; the agent's folder plays no part, and the report
+/// never changes the score.
 #[test]
-fn the_experiment_log_is_reported_and_changes_nothing() {
+fn tool_runs_are_logged_scorer_side_and_reported() {
     let task = ScalingLaw::default();
     let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
     task.install_solution(Solution::Starting, "tiny", dir.path(), dir.path())
         .unwrap();
     let raw = |o: ScoreOutcome| match o {
@@ -218,15 +237,48 @@ fn the_experiment_log_is_reported_and_changes_nothing() {
     };
     let (plain, log) = raw(outcome(dir.path()));
     assert_eq!(log["runs"], 0);
-    // A forged log (a run far over the limit, garbage lines) is reported, not believed.
-    let forged = r#"{"n_embd":96,"max_iters":999999,"seed":0,"flops":1e20,"loss":1.0,"floor":3.6,"train_seconds":1.0}
-not json
-"#;
+    // A log the agent writes into its own folder is neither read nor reported.
+    let forged = r#"{"n_embd":96,"max_iters":999999,"seed":0,"flops":1e20,"loss":1.0,"floor":3.6,"train_seconds":1.0}"#;
     std::fs::write(dir.path().join(EXPERIMENT_LOG), forged).unwrap();
+    assert_eq!(raw(outcome(dir.path())).1["runs"], 0);
+    let reply = tool(&private, &["train", "n_embd=8", "max_iters=20", "seed=3"]).unwrap();
+    assert!(reply.text.contains("validation_loss"), "{}", reply.text);
+    assert_eq!(reply.value["n_embd"], 8);
     let (with_log, log) = raw(outcome(dir.path()));
     assert_eq!(plain, with_log);
     assert_eq!(log["runs"], 1);
-    assert_eq!(log["unparsed_lines"], 1);
+    assert_eq!(log["unparsed_lines"], 0);
+    // Refused before training, and not logged: over the limit, bad or unknown arguments, other
+    // tools.
+    let spec = tiny();
+    let over = steps_for(&spec, 32, 1.0 / spec.experiment_ratio) + 1;
+    for words in [
+        vec![
+            "train".to_string(),
+            "n_embd=32".into(),
+            format!("max_iters={over}"),
+        ],
+        vec!["train".into(), "n_embd=8".into()],
+        vec!["train".into(), "n_embd=eight".into(), "max_iters=1".into()],
+        vec![
+            "train".into(),
+            "n_embd=8".into(),
+            "max_iters=1".into(),
+            "lr=1".into(),
+        ],
+        vec![
+            "train".into(),
+            "n_embd=8".into(),
+            "n_embd=8".into(),
+            "max_iters=1".into(),
+        ],
+        vec!["sweep".into()],
+    ] {
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let err = tool(&private, &words).unwrap_err();
+        assert!(matches!(err, Error::Usage(_)), "{words:?}: {err}");
+    }
+    assert_eq!(raw(outcome(dir.path())).1["runs"], 1);
 }
 
 #[test]
@@ -241,7 +293,7 @@ fn the_full_profile_without_a_sweep_is_an_environment_error() {
     task.install_solution(Solution::Starting, "full", dir.path(), dir.path())
         .unwrap();
     assert!(matches!(
-        task.score_dir(&profile::full(), dir.path()),
+        task.score_dir(&profile::full(), dir.path(), dir.path()),
         Err(Error::Environment(_))
     ));
 }
