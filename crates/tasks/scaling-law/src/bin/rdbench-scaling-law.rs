@@ -1,8 +1,10 @@
 //! `rdbench-scaling-law`: the scaling-law agent's trainer.
 //!
-//! `train` trains one model at the requested width and step count, refuses anything above the
-//! experiment limit (budget / 50) before training, prints the validation loss and appends the
-//! run to the experiment log. `flops` and `limits` answer the arithmetic without training.
+//! `flops` and `limits` answer the arithmetic without training. `train` trains one model at the
+//! requested width and step count, refusing anything above the experiment limit (budget / 50)
+//! before training, and appends the run to a log in the caller's folder: a tool for task authors
+//! working offline. An attempt's experiments run through `rdbench tool DIR train`, whose record
+//! the scorer keeps.
 //! The binary links no ground truth: it holds the profile and the trainer only (a test checks
 //! that the sweep's text is not in it).
 
