@@ -573,6 +573,11 @@ mod tests {
         }
     }
 
+    /// 40 sequences of 40 tokens, token `i` being `token(i)`.
+    fn corpus(token: impl Fn(usize) -> usize) -> TokenSet {
+        TokenSet::new((0..40 * 40).map(|i| token(i) as u16).collect(), 40).unwrap()
+    }
+
     /// The hand-written pass computes candle's loss and every parameter's gradient (candle's
     /// autograd of `Gpt::loss` on the same batch), on one thread and on two.
     #[test]
@@ -627,8 +632,7 @@ mod tests {
     /// One step of the fused AdamW moves the weights as candle's AdamW does.
     #[test]
     fn adamw_matches_candles() {
-        let tokens: Vec<u16> = (0..40 * 40).map(|i| ((i * 31 + 7) % 37) as u16).collect();
-        let data = TokenSet::new(tokens, 40).unwrap();
+        let data = corpus(|i| (i * 31 + 7) % 37);
         let tc = TrainConfig {
             steps: 2,
             batch_size: 4,

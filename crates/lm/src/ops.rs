@@ -53,6 +53,72 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
     (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
 }
 
+/// A shape-preserving op given by its two kernels, over rows of the last dimension `d`: the
+/// forward pass from `x`, the backward pass from `x` and the output gradient `g`.
+trait RowKernel: Copy + Send + Sync + 'static {
+    const NAME: &'static str;
+    const BWD_NAME: &'static str;
+    fn forward(&self, x: &[f32], d: usize, out: &mut [f32]);
+    fn backward(&self, x: &[f32], g: &[f32], d: usize, out: &mut [f32]);
+}
+
+/// A [`RowKernel`] as a candle op with a backward pass.
+#[derive(Clone, Copy)]
+struct Fused<K>(K);
+
+impl<K: RowKernel> Fused<K> {
+    fn apply(kernel: K, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.contiguous()?.apply_op1(Fused(kernel))
+    }
+}
+
+impl<K: RowKernel> CustomOp1 for Fused<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, K::NAME)?;
+        let mut out = vec![0f32; x.len()];
+        self.0.forward(x, last_dim(l), &mut out);
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let dx = arg
+            .contiguous()?
+            .apply_op2_no_bwd(&grad_res.contiguous()?, &FusedBwd(self.0))?;
+        Ok(Some(dx))
+    }
+}
+
+/// The gradient of a [`Fused`] op.
+struct FusedBwd<K>(K);
+
+impl<K: RowKernel> CustomOp2 for FusedBwd<K> {
+    fn name(&self) -> &'static str {
+        K::BWD_NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, g) = f32_pair(s1, l1, s2, l2, K::BWD_NAME)?;
+        let mut out = vec![0f32; x.len()];
+        self.0.backward(x, g, last_dim(l1), &mut out);
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
 /// LayerNorm over the last dimension: a fused normalization followed by the affine map.
 pub(crate) fn layer_norm(
     x: &Tensor,
@@ -60,8 +126,7 @@ pub(crate) fn layer_norm(
     b: &Tensor,
     eps: f32,
 ) -> candle_core::Result<Tensor> {
-    x.contiguous()?
-        .apply_op1(LnHat { eps })?
+    Fused::apply(LnHat { eps }, x)?
         .broadcast_mul(w)?
         .broadcast_add(b)
 }
@@ -72,108 +137,34 @@ struct LnHat {
     eps: f32,
 }
 
-impl CustomOp1 for LnHat {
-    fn name(&self) -> &'static str {
-        "ln-hat"
+impl RowKernel for LnHat {
+    const NAME: &'static str = "ln-hat";
+    const BWD_NAME: &'static str = "ln-hat-bwd";
+    fn forward(&self, x: &[f32], d: usize, out: &mut [f32]) {
+        kernels::ln_hat(x, d, self.eps, out)
     }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, "ln-hat")?;
-        let mut out = vec![0f32; x.len()];
-        kernels::ln_hat(x, last_dim(l), self.eps, &mut out);
-        Ok((CpuStorage::F32(out), l.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let dx = arg
-            .contiguous()?
-            .apply_op2_no_bwd(&grad_res.contiguous()?, &LnHatBwd { eps: self.eps })?;
-        Ok(Some(dx))
-    }
-}
-
-/// Gradient of [`LnHat`].
-struct LnHatBwd {
-    eps: f32,
-}
-
-impl CustomOp2 for LnHatBwd {
-    fn name(&self) -> &'static str {
-        "ln-hat-bwd"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, g) = f32_pair(s1, l1, s2, l2, "ln-hat-bwd")?;
-        let mut out = vec![0f32; x.len()];
-        kernels::ln_hat_bwd(x, g, last_dim(l1), self.eps, &mut out);
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    fn backward(&self, x: &[f32], g: &[f32], d: usize, out: &mut [f32]) {
+        kernels::ln_hat_bwd(x, g, d, self.eps, out)
     }
 }
 
 /// GELU, tanh approximation (GPT-2's), with a fused backward pass. candle's own `gelu` computes
 /// the same values, but its backward pass builds the derivative from about ten temporary tensors.
 pub(crate) fn gelu_tanh(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op1(GeluTanh)
+    Fused::apply(GeluTanh, x)
 }
 
 #[derive(Clone, Copy)]
 struct GeluTanh;
 
-impl CustomOp1 for GeluTanh {
-    fn name(&self) -> &'static str {
-        "gelu-tanh"
+impl RowKernel for GeluTanh {
+    const NAME: &'static str = "gelu-tanh";
+    const BWD_NAME: &'static str = "gelu-tanh-bwd";
+    fn forward(&self, x: &[f32], _d: usize, out: &mut [f32]) {
+        kernels::gelu(x, out)
     }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, "gelu-tanh")?;
-        let mut out = vec![0f32; x.len()];
-        kernels::gelu(x, &mut out);
-        Ok((CpuStorage::F32(out), l.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let dx = arg
-            .contiguous()?
-            .apply_op2_no_bwd(&grad_res.contiguous()?, &GeluTanhBwd)?;
-        Ok(Some(dx))
-    }
-}
-
-/// Gradient of [`GeluTanh`].
-struct GeluTanhBwd;
-
-impl CustomOp2 for GeluTanhBwd {
-    fn name(&self) -> &'static str {
-        "gelu-tanh-bwd"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, g) = f32_pair(s1, l1, s2, l2, "gelu-tanh-bwd")?;
-        let mut out = vec![0f32; x.len()];
-        kernels::gelu_bwd(x, g, &mut out);
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    fn backward(&self, x: &[f32], g: &[f32], _d: usize, out: &mut [f32]) {
+        kernels::gelu_bwd(x, g, out)
     }
 }
 
