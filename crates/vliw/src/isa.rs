@@ -136,7 +136,7 @@ impl AluOp {
                 if b == 0 {
                     return None;
                 }
-                ((a as u64 + b as u64 - 1) / b as u64) as u32
+                (a as u64).div_ceil(b as u64) as u32
             }
             AluOp::Xor => a ^ b,
             AluOp::And => a & b,
