@@ -86,6 +86,22 @@ impl Deployment {
         let bin = root.join("rdbench");
         std::fs::copy(super::rdbench_bin(), &bin).unwrap();
         chmod(&bin, 0o755);
+        // A child another test thread forked while the copy was open for writing holds that fd
+        // until it execs, and exec of the copy fails with "Text file busy" meanwhile. Wait until
+        // it runs once; after that no writer can exist (the file is closed).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Command::new(&bin).arg("--version").output() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    assert!(Instant::now() < deadline, "{bin:?} stays busy");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => {
+                    other.expect("the copied rdbench runs");
+                    break;
+                }
+            }
+        }
         Some(Deployment {
             _root: tmp,
             root,

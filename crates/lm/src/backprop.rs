@@ -15,13 +15,13 @@
 //! crosses chunks, so training is bit-identical on one thread and on several.
 
 use candle_core::Tensor;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::attention::{self, Dims};
 use crate::kernels::{self, gemm_into, par_rows, Dst, Mat};
 use crate::model::{Gpt, GptConfig};
-use crate::train::{TokenSet, TrainConfig};
+use crate::train::{draw_rows, TokenSet, TrainConfig};
 use crate::{LmError, Result};
 
 /// Parameters per block, in [`GptConfig::param_shapes`] order.
@@ -146,17 +146,13 @@ fn linear(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], accumulate: bool) {
     );
 }
 
-/// Backward of [`linear`]: `dW += dy^T x`, `db += colsum(dy)`, and `dx (+)= dy W` when asked.
-fn linear_bwd(
-    x: &[f32],
-    w: &[f32],
-    dy: &[f32],
-    dw: &mut [f32],
-    db: &mut [f32],
-    dx: Option<(&mut [f32], bool)>,
-) {
+/// Backward of [`linear`] for the weight `p[w]` and its bias `p[w + 1]` (every layer's bias
+/// follows its weight in [`GptConfig::param_shapes`]): `dW += dy^T x`, `db += colsum(dy)`,
+/// `dx = dy W`.
+fn linear_bwd(p: &[Vec<f32>], g: &mut [Vec<f32>], w: usize, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let (weight, (dw, db)) = (&p[w], two(g, w, w + 1));
     let o = db.len();
-    let i = w.len() / o;
+    let i = weight.len() / o;
     let n = x.len() / i;
     gemm_into(
         Dst::rows(dw, i),
@@ -166,32 +162,30 @@ fn linear_bwd(
         true,
     );
     kernels::column_sums(dy, o, db, true);
-    if let Some((dx, acc)) = dx {
-        gemm_into(
-            Dst::rows(dx, i),
-            Mat::rows(dy, n, o),
-            Mat::rows(w, o, i),
-            acc,
-            true,
-        );
-    }
+    gemm_into(
+        Dst::rows(dx, i),
+        Mat::rows(dy, n, o),
+        Mat::rows(weight, o, i),
+        false,
+        true,
+    );
 }
 
-/// Backward of LayerNorm with its affine map, from the normalized input `xhat`, the input `x`
-/// and the output gradient `dh` (overwritten): `dw += colsum(dh * xhat)`, `db += colsum(dh)`,
-/// `dx += ln_hat_bwd(x, dh * w)` (through `tmp`).
+/// Backward of LayerNorm with its affine map (gain `p[w]`, shift `p[w + 1]`), from the input
+/// `x`, the normalized input `xhat` and the output gradient `dh` (overwritten):
+/// `dw += colsum(dh * xhat)`, `db += colsum(dh)`, `dx += ln_hat_bwd(x, dh * w)` (through `tmp`).
 #[allow(clippy::too_many_arguments)]
 fn layer_norm_bwd(
-    x: &[f32],
-    xhat: &[f32],
-    w: &[f32],
+    p: &[Vec<f32>],
+    g: &mut [Vec<f32>],
+    w: usize,
     eps: f32,
+    (x, xhat): (&[f32], &[f32]),
     dh: &mut [f32],
-    dw: &mut [f32],
-    db: &mut [f32],
     tmp: &mut [f32],
     dx: &mut [f32],
 ) {
+    let (w, (dw, db)) = (&p[w][..], two(g, w, w + 1));
     let d = w.len();
     kernels::column_dot(dh, xhat, d, dw);
     kernels::column_sums(dh, d, db, true);
@@ -256,7 +250,7 @@ impl<'m> GptTrainer<'m> {
 
     /// Draws the next batch exactly as [`crate::Trainer::next_batch`] does (same seed, same rows).
     fn next_batch(&mut self, data: &TokenSet) -> Result<()> {
-        let (n_seq, s) = (data.n_seq(), data.seq_len);
+        let s = data.seq_len;
         if s > self.cfg.ctx + 1 {
             return Err(LmError::Config(format!(
                 "sequences of {s} tokens exceed the context {} + 1",
@@ -265,8 +259,7 @@ impl<'m> GptTrainer<'m> {
         }
         self.tokens.clear();
         self.targets.clear();
-        for _ in 0..self.train.batch_size {
-            let r = self.rng.gen_range(0..n_seq);
+        for r in draw_rows(&mut self.rng, data, self.train.batch_size) {
             let seq = &data.tokens[r * s..(r + 1) * s];
             self.tokens.extend(seq[..s - 1].iter().map(|&t| t as u32));
             self.targets.extend(seq[1..].iter().map(|&t| t as u32));
@@ -397,15 +390,14 @@ impl<'m> GptTrainer<'m> {
                 true,
             );
             ws.dres.fill(0.0);
-            let (gw, gb) = two(g, lnf_w, lnf_b);
+            let (x, xhat) = (&ws.x[nl][..], &ws.xhat_f[..]);
             layer_norm_bwd(
-                &ws.x[nl],
-                &ws.xhat_f,
-                &p[lnf_w],
+                p,
+                g,
+                lnf_w,
                 eps,
+                (x, xhat),
                 &mut ws.dd,
-                gw,
-                gb,
                 &mut ws.dd2,
                 &mut ws.dres,
             );
@@ -413,81 +405,35 @@ impl<'m> GptTrainer<'m> {
         for l in (0..nl).rev() {
             let a = &ws.blocks[l];
             // MLP: dres is the gradient of the block's output.
-            {
-                let (gw, gb) = two(g, blk(l, MPROJ_W), blk(l, MPROJ_B));
-                linear_bwd(
-                    &a.fact,
-                    &p[blk(l, MPROJ_W)],
-                    &ws.dres,
-                    gw,
-                    gb,
-                    Some((&mut ws.df, false)),
-                );
-            }
+            linear_bwd(p, g, blk(l, MPROJ_W), &a.fact, &ws.dres, &mut ws.df);
             kernels::gelu_bwd(&a.fpre, &ws.df, &mut ws.df2);
-            {
-                let (gw, gb) = two(g, blk(l, FC_W), blk(l, FC_B));
-                linear_bwd(
-                    &a.h2,
-                    &p[blk(l, FC_W)],
-                    &ws.df2,
-                    gw,
-                    gb,
-                    Some((&mut ws.dd, false)),
-                );
-            }
-            {
-                let (gw, gb) = two(g, blk(l, LN2_W), blk(l, LN2_B));
-                layer_norm_bwd(
-                    &a.mid,
-                    &a.xhat2,
-                    &p[blk(l, LN2_W)],
-                    eps,
-                    &mut ws.dd,
-                    gw,
-                    gb,
-                    &mut ws.dd2,
-                    &mut ws.dres,
-                );
-            }
+            linear_bwd(p, g, blk(l, FC_W), &a.h2, &ws.df2, &mut ws.dd);
+            let ln2 = (&a.mid[..], &a.xhat2[..]);
+            layer_norm_bwd(
+                p,
+                g,
+                blk(l, LN2_W),
+                eps,
+                ln2,
+                &mut ws.dd,
+                &mut ws.dd2,
+                &mut ws.dres,
+            );
             // Attention: dres is now the gradient of `mid`.
-            {
-                let (gw, gb) = two(g, blk(l, PROJ_W), blk(l, PROJ_B));
-                linear_bwd(
-                    &a.att,
-                    &p[blk(l, PROJ_W)],
-                    &ws.dres,
-                    gw,
-                    gb,
-                    Some((&mut ws.dd, false)),
-                );
-            }
+            linear_bwd(p, g, blk(l, PROJ_W), &a.att, &ws.dres, &mut ws.dd);
             attention::backward(&a.qkv, &ws.dd, dims, scale, Some(&a.probs), &mut ws.dqkv);
-            {
-                let (gw, gb) = two(g, blk(l, QKV_W), blk(l, QKV_B));
-                linear_bwd(
-                    &a.h1,
-                    &p[blk(l, QKV_W)],
-                    &ws.dqkv,
-                    gw,
-                    gb,
-                    Some((&mut ws.dd, false)),
-                );
-            }
-            {
-                let (gw, gb) = two(g, blk(l, LN1_W), blk(l, LN1_B));
-                layer_norm_bwd(
-                    &ws.x[l],
-                    &a.xhat1,
-                    &p[blk(l, LN1_W)],
-                    eps,
-                    &mut ws.dd,
-                    gw,
-                    gb,
-                    &mut ws.dd2,
-                    &mut ws.dres,
-                );
-            }
+            linear_bwd(p, g, blk(l, QKV_W), &a.h1, &ws.dqkv, &mut ws.dd);
+            let ln1 = (&ws.x[l][..], &a.xhat1[..]);
+            layer_norm_bwd(
+                p,
+                g,
+                blk(l, LN1_W),
+                eps,
+                ln1,
+                &mut ws.dd,
+                &mut ws.dd2,
+                &mut ws.dres,
+            );
         }
         // Embeddings, in token order (a fixed summation order).
         {

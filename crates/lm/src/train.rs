@@ -186,10 +186,7 @@ impl Trainer {
     /// The next batch: `batch_size` sequences of `data` drawn uniformly (with replacement) in
     /// the order fixed by the seed.
     pub fn next_batch(&mut self, data: &TokenSet) -> Result<Tensor> {
-        let n_seq = data.n_seq();
-        let rows: Vec<usize> = (0..self.cfg.batch_size)
-            .map(|_| self.rng.gen_range(0..n_seq))
-            .collect();
+        let rows = draw_rows(&mut self.rng, data, self.cfg.batch_size);
         data.batch_on(&rows, &self.device)
     }
 
@@ -199,6 +196,13 @@ impl Trainer {
         self.opt.backward_step(loss)?;
         Ok(())
     }
+}
+
+/// The rows of the next batch: `batch_size` sequences of `data` drawn uniformly with
+/// replacement. Both training paths draw through this, so they see the same batches.
+pub(crate) fn draw_rows(rng: &mut ChaCha8Rng, data: &TokenSet, batch_size: usize) -> Vec<usize> {
+    let n_seq = data.n_seq();
+    (0..batch_size).map(|_| rng.gen_range(0..n_seq)).collect()
 }
 
 /// Trains `vars` with AdamW on random batches of `data`, minimizing `loss_fn(batch)`, where

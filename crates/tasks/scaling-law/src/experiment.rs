@@ -141,6 +141,49 @@ pub fn run(
     })
 }
 
+/// Why [`experiment`] did not log a run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    /// Refused before training (the caller's mistake).
+    #[error("{0}")]
+    Refused(#[from] Refused),
+    #[error("training: {0}")]
+    Training(#[from] rdbench_lm::LmError),
+    #[error("{}: {source}", path.display())]
+    Log {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One experiment as the agent's trainer and the served `train` tool run it: refused above the
+/// experiment limit before anything trains, then trained, evaluated and appended to `log`.
+pub fn experiment(
+    spec: &Spec,
+    n_embd: usize,
+    max_iters: usize,
+    seed: u64,
+    log: &Path,
+) -> Result<Run, ExperimentError> {
+    check_experiment(spec, n_embd, max_iters)?;
+    let run = run(spec, &data(spec)?, n_embd, max_iters, seed)?;
+    append_log(log, &spec.name, &run).map_err(|source| ExperimentError::Log {
+        path: log.into(),
+        source,
+    })?;
+    Ok(run)
+}
+
+impl Run {
+    /// The one line both trainers print.
+    pub fn summary(&self) -> String {
+        format!(
+            "n_embd {} max_iters {} seed {} flops {:.4e} validation_loss {:.4} ({:.1} s)",
+            self.n_embd, self.max_iters, self.seed, self.flops, self.loss, self.train_seconds
+        )
+    }
+}
+
 /// Appends `run` as one JSON line to the experiment log at `path`.
 pub fn append_log(path: &Path, profile: &str, run: &Run) -> std::io::Result<()> {
     let mut line = serde_json::to_value(run).map_err(std::io::Error::other)?;

@@ -366,18 +366,15 @@ impl Task for ScalingLaw {
             usize::try_from(max_iters)
                 .map_err(|_| Error::Usage("max_iters is too large".into()))?,
         );
-        experiment::check_experiment(&spec, n_embd, max_iters)
-            .map_err(|e| Error::Usage(e.to_string()))?;
-        let internal = |e: rdbench_lm::LmError| Error::Internal(e.to_string());
-        let data = experiment::data(&spec).map_err(internal)?;
-        let run = experiment::run(&spec, &data, n_embd, max_iters, seed).map_err(internal)?;
         let log = req.private_dir.join(EXPERIMENT_LOG);
-        experiment::append_log(&log, &spec.name, &run).map_err(|e| Error::io(&log, e))?;
+        let run =
+            experiment::experiment(&spec, n_embd, max_iters, seed, &log).map_err(|e| match e {
+                experiment::ExperimentError::Refused(r) => Error::Usage(r.to_string()),
+                experiment::ExperimentError::Log { path, source } => Error::io(&path, source),
+                e => Error::Internal(e.to_string()),
+            })?;
         Ok(ToolReply {
-            text: format!(
-                "n_embd {n_embd} max_iters {max_iters} seed {seed} flops {:.4e} validation_loss {:.4} ({:.1} s)",
-                run.flops, run.loss, run.train_seconds
-            ),
+            text: run.summary(),
             value: serde_json::to_value(&run).map_err(|e| Error::Internal(e.to_string()))?,
         })
     }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rdbench_task_scaling_law::experiment::{self, check_experiment};
+use rdbench_task_scaling_law::experiment;
 use rdbench_task_scaling_law::profile::{self, Spec};
 
 #[derive(Parser)]
@@ -82,17 +82,9 @@ fn run(command: Command) -> Result<(), String> {
             seed,
             log,
         } => {
-            let spec = spec(&profile)?;
-            check_experiment(&spec, n_embd, max_iters).map_err(|e| e.to_string())?;
-            let data = experiment::data(&spec).map_err(|e| e.to_string())?;
-            let run = experiment::run(&spec, &data, n_embd, max_iters, seed)
+            let run = experiment::experiment(&spec(&profile)?, n_embd, max_iters, seed, &log)
                 .map_err(|e| e.to_string())?;
-            experiment::append_log(&log, &spec.name, &run)
-                .map_err(|e| format!("{}: {e}", log.display()))?;
-            println!(
-                "n_embd {n_embd} max_iters {max_iters} flops {:.4e} validation_loss {:.4} ({:.1} s)",
-                run.flops, run.loss, run.train_seconds
-            );
+            println!("{}", run.summary());
             Ok(())
         }
         Command::Flops {
