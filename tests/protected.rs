@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use super::text;
 
-const AGENT_USER: &str = "rdbench-agent";
-const CANARY: &str = "CANARY-7f3e9c1d-do-not-leak";
+pub(super) const AGENT_USER: &str = "rdbench-agent";
+pub(super) const CANARY: &str = "CANARY-7f3e9c1d-do-not-leak";
 
-struct Service {
-    child: Child,
-    socket: PathBuf,
+pub(super) struct Service {
+    pub(super) child: Child,
+    pub(super) socket: PathBuf,
 }
 
 impl Drop for Service {
@@ -29,15 +29,15 @@ impl Drop for Service {
     }
 }
 
-struct Deployment {
+pub(super) struct Deployment {
     /// World-traversable root of the test (tempdirs are 0700).
     _root: tempfile::TempDir,
-    root: PathBuf,
-    home: PathBuf,
-    agent_dir: PathBuf,
-    bin: PathBuf,
-    uid: u32,
-    gid: u32,
+    pub(super) root: PathBuf,
+    pub(super) home: PathBuf,
+    pub(super) agent_dir: PathBuf,
+    pub(super) bin: PathBuf,
+    pub(super) uid: u32,
+    pub(super) gid: u32,
 }
 
 fn id_of(flag: &str) -> Option<u32> {
@@ -47,7 +47,7 @@ fn id_of(flag: &str) -> Option<u32> {
 
 impl Deployment {
     /// None where this test cannot make a second user (not root, no useradd).
-    fn new() -> Option<Self> {
+    pub(super) fn new() -> Option<Self> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("protected-scoring test skipped: it needs root to create the agent's user");
@@ -113,7 +113,7 @@ impl Deployment {
         })
     }
 
-    fn serve(&self, name: &str) -> Service {
+    pub(super) fn serve(&self, name: &str) -> Service {
         let socket = self.root.join("run").join(format!("{name}.sock"));
         let child = Command::new(&self.bin)
             .args(["--home", self.home.to_str().unwrap(), "serve", "--socket"])
@@ -136,7 +136,7 @@ impl Deployment {
     }
 
     /// A command as the agent: its own user, a clean environment, no home of its own.
-    fn agent(&self, program: &Path, args: &[&str]) -> Output {
+    pub(super) fn agent(&self, program: &Path, args: &[&str]) -> Output {
         Command::new(program)
             .args(args)
             .env_clear()
@@ -151,19 +151,19 @@ impl Deployment {
     }
 
     /// `rdbench --socket S ARGS` as the agent.
-    fn client(&self, service: &Service, args: &[&str]) -> Output {
+    pub(super) fn client(&self, service: &Service, args: &[&str]) -> Output {
         let mut all = vec!["--socket", service.socket.to_str().unwrap()];
         all.extend_from_slice(args);
         self.agent(&self.bin, &all)
     }
 
-    fn write_as_agent(&self, path: &Path, bytes: &[u8]) {
+    pub(super) fn write_as_agent(&self, path: &Path, bytes: &[u8]) {
         std::fs::write(path, bytes).unwrap();
         std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)).unwrap();
     }
 }
 
-fn chmod(path: &Path, mode: u32) {
+pub(super) fn chmod(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
@@ -199,7 +199,7 @@ impl Seen {
     }
 }
 
-fn code(out: &Output) -> Option<i32> {
+pub(super) fn code(out: &Output) -> Option<i32> {
     out.status.code()
 }
 
