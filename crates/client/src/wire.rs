@@ -9,8 +9,20 @@
 //!
 //! Every length is checked against the reader's [`Limits`] *before* anything is allocated, so a
 //! hostile peer that announces a 100 GB blob costs the reader nothing.
+//!
+//! A connection may also keep a [`Deadline`] per message (the service does; the client does
+//! not, since a score can take minutes before its reply starts). Reading one message must then
+//! finish in time as a whole: its first byte within `first_byte`, the framing and header within
+//! `header` of that byte, and every announced blob at `min_rate` on average (each blob's length
+//! extends the deadline by length / rate), never more than `max`. Before every read the socket's
+//! timeout is set to the time left, so a peer that trickles one byte per timeout cannot stretch
+//! a message: the deadline ends it with a protocol error that names it. Sending keeps the same
+//! deadline (header, plus the blobs at the rate), so a peer that stops reading holds nothing
+//! for long either.
 
 use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -41,6 +53,60 @@ impl Limits {
         max_blob: 4 << 30,
         max_total: 8 << 30,
     };
+    /// What the service accepts as a connection's first message: a request, no blobs (only
+    /// the submission, later, carries bytes, and those are reserved from a budget first).
+    pub const ENVELOPE: Limits = Limits {
+        max_header: 1 << 20,
+        max_blobs: 0,
+        max_blob: 0,
+        max_total: 0,
+    };
+}
+
+/// How long receiving (or sending) one whole message may take; see the module's overview.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// The longest wait for the message's first byte.
+    pub first_byte: Duration,
+    /// From the first byte: the framing, the header and the blob lengths.
+    pub header: Duration,
+    /// Blob bytes per second, at least, on average: each announced blob extends the deadline
+    /// by its length at this rate.
+    pub min_rate: u64,
+    /// The longest any message may take from its first byte, however large.
+    pub max: Duration,
+}
+
+impl Deadline {
+    /// What the service gives a client's request: 10 s to start, 10 s for the header, blobs
+    /// at 4 MiB/s, 10 min at most (a 2 GiB submission needs 522 s at the rate).
+    pub const REQUEST: Deadline = Deadline {
+        first_byte: Duration::from_secs(10),
+        header: Duration::from_secs(10),
+        min_rate: 4 << 20,
+        max: Duration::from_secs(600),
+    };
+
+    /// As [`Deadline::REQUEST`], with 120 s to start: the client reads the submission files
+    /// from its disk before it sends the first byte.
+    pub const SUBMISSION: Deadline = Deadline {
+        first_byte: Duration::from_secs(120),
+        ..Deadline::REQUEST
+    };
+
+    /// The time `len` blob bytes may take at the minimum rate.
+    fn for_blob(&self, len: u64) -> Duration {
+        Duration::from_secs_f64(len as f64 / self.min_rate.max(1) as f64)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} s for the header, then blobs at {} KiB/s, {} s at most",
+            self.header.as_secs_f64(),
+            self.min_rate >> 10,
+            self.max.as_secs_f64()
+        )
+    }
 }
 
 /// Why a message could not be read.
@@ -67,6 +133,9 @@ impl std::error::Error for WireError {}
 
 impl From<io::Error> for WireError {
     fn from(e: io::Error) -> Self {
+        if let Some(passed) = e.get_ref().and_then(|i| i.downcast_ref::<DeadlinePassed>()) {
+            return WireError::Protocol(passed.0.clone());
+        }
         if e.kind() == io::ErrorKind::UnexpectedEof {
             WireError::Closed
         } else {
@@ -75,40 +144,228 @@ impl From<io::Error> for WireError {
     }
 }
 
+/// A [`Deadline`] passed; carried inside an `io::Error` out of `Read`/`Write` calls.
+#[derive(Debug)]
+struct DeadlinePassed(String);
+
+impl std::fmt::Display for DeadlinePassed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DeadlinePassed {}
+
+/// A reader that knows the blob lengths as the message announces them.
+trait MessageRead: Read {
+    /// A blob of `len` bytes was announced.
+    fn announce(&mut self, _len: u64) {}
+}
+
+/// A plain reader: no deadline.
+struct Untimed<R>(R);
+
+impl<R: Read> Read for Untimed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read> MessageRead for Untimed<R> {}
+
+/// The socket under a reader or writer, whose timeout a deadline sets.
+trait Socket {
+    fn socket(&self) -> &UnixStream;
+}
+
+impl Socket for io::BufReader<UnixStream> {
+    fn socket(&self) -> &UnixStream {
+        self.get_ref()
+    }
+}
+
+impl Socket for io::BufWriter<UnixStream> {
+    fn socket(&self) -> &UnixStream {
+        self.get_ref()
+    }
+}
+
+/// One message's read or write under a [`Deadline`].
+struct Timed<'a, S> {
+    inner: &'a mut S,
+    deadline: Deadline,
+    waiting_since: Instant,
+    /// When the first byte came (a reader), or the start (a writer).
+    first: Option<Instant>,
+    /// What the announced blobs add to `deadline.header`.
+    blobs: Duration,
+}
+
+impl<'a, S: Socket> Timed<'a, S> {
+    fn reading(inner: &'a mut S, deadline: Deadline) -> Self {
+        Timed {
+            inner,
+            deadline,
+            waiting_since: Instant::now(),
+            first: None,
+            blobs: Duration::ZERO,
+        }
+    }
+
+    fn writing(inner: &'a mut S, deadline: Deadline, bytes: u64) -> Self {
+        Timed {
+            inner,
+            deadline,
+            waiting_since: Instant::now(),
+            first: Some(Instant::now()),
+            blobs: deadline.for_blob(bytes),
+        }
+    }
+
+    /// The instant the message must be done by, and what it is, in words.
+    fn limit(&self) -> (Instant, String) {
+        match self.first {
+            None => (
+                self.waiting_since + self.deadline.first_byte,
+                format!(
+                    "no message began within {} s",
+                    self.deadline.first_byte.as_secs_f64()
+                ),
+            ),
+            Some(first) => {
+                let allowed = (self.deadline.header + self.blobs).min(self.deadline.max);
+                (
+                    first + allowed,
+                    format!(
+                        "the message did not complete within its deadline of {:.1} s ({})",
+                        allowed.as_secs_f64(),
+                        self.deadline.describe()
+                    ),
+                )
+            }
+        }
+    }
+
+    /// Sets the socket's timeout (through `set`) to the time left, then runs `op`; a timeout
+    /// before the deadline (the clock's granularity) is retried, one at or after it ends the
+    /// message.
+    fn timed<T>(
+        &mut self,
+        set: fn(&UnixStream, Option<Duration>) -> io::Result<()>,
+        mut op: impl FnMut(&mut S) -> io::Result<T>,
+    ) -> io::Result<T> {
+        loop {
+            let (limit, what) = self.limit();
+            let left = limit.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    DeadlinePassed(what),
+                ));
+            }
+            // A zero timeout would mean "none"; a millisecond is the least.
+            set(
+                self.inner.socket(),
+                Some(left.max(Duration::from_millis(1))),
+            )?;
+            match op(&mut *self.inner) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<S: Socket + Read> Read for Timed<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.timed(UnixStream::set_read_timeout, |r| r.read(buf))?;
+        if n > 0 && self.first.is_none() {
+            self.first = Some(Instant::now());
+        }
+        Ok(n)
+    }
+}
+
+impl<S: Socket + Read> MessageRead for Timed<'_, S> {
+    fn announce(&mut self, len: u64) {
+        self.blobs += self.deadline.for_blob(len);
+    }
+}
+
+impl<S: Socket + Write> Write for Timed<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.timed(UnixStream::set_write_timeout, |w| w.write(buf))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.timed(UnixStream::set_write_timeout, |w| w.flush())
+    }
+}
+
 /// Both halves of a connected socket, buffered: what the client and the service each speak
 /// through.
 pub struct Connection {
-    reader: io::BufReader<std::os::unix::net::UnixStream>,
-    writer: io::BufWriter<std::os::unix::net::UnixStream>,
+    reader: io::BufReader<UnixStream>,
+    writer: io::BufWriter<UnixStream>,
+    deadline: Option<Deadline>,
 }
 
 impl Connection {
-    pub fn new(stream: std::os::unix::net::UnixStream) -> io::Result<Self> {
+    /// A connection without deadlines: reads and writes wait as long as the socket's own
+    /// timeouts allow.
+    pub fn new(stream: UnixStream) -> io::Result<Self> {
         let writer = stream.try_clone()?;
         Ok(Connection {
             reader: io::BufReader::new(stream),
             writer: io::BufWriter::new(writer),
+            deadline: None,
         })
     }
 
+    /// The deadline every later message, received or sent, must keep (`None`: no deadline).
+    /// It takes over the socket's timeouts.
+    pub fn set_deadline(&mut self, deadline: Option<Deadline>) {
+        self.deadline = deadline;
+    }
+
     pub fn send<T: Serialize>(&mut self, header: &T, blobs: &[&[u8]]) -> Result<(), WireError> {
-        write_message(&mut self.writer, header, blobs)
+        match self.deadline {
+            None => write_message(&mut self.writer, header, blobs),
+            Some(deadline) => {
+                let bytes = blobs.iter().map(|b| b.len() as u64).sum();
+                write_message(
+                    &mut Timed::writing(&mut self.writer, deadline, bytes),
+                    header,
+                    blobs,
+                )
+            }
+        }
     }
 
     pub fn receive<T: DeserializeOwned>(
         &mut self,
         limits: Limits,
     ) -> Result<(T, Vec<Vec<u8>>), WireError> {
-        read_message(&mut self.reader, limits)
+        self.receive_reserving(limits, &mut |_| true)
     }
 
-    /// [`read_message_reserving`] on this connection.
+    /// [`read_message_reserving`] on this connection, within its deadline.
     pub fn receive_reserving<T: DeserializeOwned>(
         &mut self,
         limits: Limits,
         reserve: &mut dyn FnMut(u64) -> bool,
     ) -> Result<(T, Vec<Vec<u8>>), WireError> {
-        read_message_reserving(&mut self.reader, limits, reserve)
+        match self.deadline {
+            None => read_framed(&mut Untimed(&mut self.reader), limits, reserve),
+            Some(deadline) => read_framed(
+                &mut Timed::reading(&mut self.reader, deadline),
+                limits,
+                reserve,
+            ),
+        }
     }
 }
 
@@ -156,6 +413,14 @@ pub fn read_message_reserving<T: DeserializeOwned>(
     limits: Limits,
     reserve: &mut dyn FnMut(u64) -> bool,
 ) -> Result<(T, Vec<Vec<u8>>), WireError> {
+    read_framed(&mut Untimed(r), limits, reserve)
+}
+
+fn read_framed<T: DeserializeOwned>(
+    r: &mut impl MessageRead,
+    limits: Limits,
+    reserve: &mut dyn FnMut(u64) -> bool,
+) -> Result<(T, Vec<Vec<u8>>), WireError> {
     let mut magic = [0u8; 4];
     r.read_exact(&mut magic)?;
     if &magic != MAGIC {
@@ -199,10 +464,11 @@ pub fn read_message_reserving<T: DeserializeOwned>(
                 "blob {i} of {len} bytes does not fit in what the reader can hold now; try again later"
             )));
         }
+        r.announce(len);
         let mut blob = Vec::new();
         // `take` + `read_to_end` grows the buffer as bytes arrive: a peer that announces a
         // large blob and sends nothing costs nothing.
-        r.take(len).read_to_end(&mut blob)?;
+        r.by_ref().take(len).read_to_end(&mut blob)?;
         if blob.len() as u64 != len {
             return Err(WireError::Closed);
         }
@@ -289,6 +555,123 @@ mod tests {
             read_message_reserving::<H>(&mut buf.as_slice(), Limits::REQUEST, &mut |_| true)
                 .unwrap();
         assert_eq!(blobs, vec![b"0123456789".to_vec(), b"abc".to_vec()]);
+    }
+
+    fn deadline(first_byte_ms: u64, header_ms: u64, min_rate: u64) -> Deadline {
+        Deadline {
+            first_byte: Duration::from_millis(first_byte_ms),
+            header: Duration::from_millis(header_ms),
+            min_rate,
+            max: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn a_trickled_message_ends_at_its_deadline_though_every_read_gets_a_byte() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let mut conn = Connection::new(ours).unwrap();
+        conn.set_deadline(Some(deadline(5_000, 300, 1 << 20)));
+        // A byte every 20 ms: far inside any per-read timeout, for up to 10 s.
+        let trickler = std::thread::spawn(move || {
+            let mut sent = 0;
+            // A header of 1 MiB - 1 bytes is announced, and comes as spaces.
+            let framing = [b"RDB1".as_slice(), &0x000f_ffffu32.to_le_bytes()].concat();
+            for byte in framing.iter().chain([b' '; 500].iter()) {
+                if theirs.write_all(&[*byte]).is_err() {
+                    break;
+                }
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            sent
+        });
+        let err = conn.receive::<H>(Limits::REQUEST).unwrap_err();
+        assert!(
+            matches!(&err, WireError::Protocol(m) if m.contains("deadline of 0.3 s")),
+            "{err}"
+        );
+        drop(conn);
+        let sent = trickler.join().unwrap();
+        assert!(
+            sent < 504,
+            "the trickler sent its whole message first: {sent}"
+        );
+    }
+
+    #[test]
+    fn the_wait_for_a_first_byte_is_bounded() {
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let mut conn = Connection::new(ours).unwrap();
+        conn.set_deadline(Some(deadline(100, 5_000, 1 << 20)));
+        let err = conn.receive::<H>(Limits::REQUEST).unwrap_err();
+        assert!(
+            matches!(&err, WireError::Protocol(m) if m.contains("no message began within 0.1 s")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_announced_blob_extends_the_deadline_at_the_minimum_rate() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let mut conn = Connection::new(ours).unwrap();
+        // 200 ms for the header; the 4,000-byte blob adds 4 s at 1,000 bytes/s.
+        conn.set_deadline(Some(deadline(5_000, 200, 1_000)));
+        let mut buf = Vec::new();
+        let h = H {
+            op: "x".into(),
+            n: 1,
+        };
+        let blob = vec![7u8; 4_000];
+        write_message(&mut buf, &h, &[&blob]).unwrap();
+        let sender = std::thread::spawn(move || {
+            // The framing now, the blob after the header's 200 ms (inside the blob's 4 s).
+            let split = buf.len() - blob.len();
+            theirs.write_all(&buf[..split]).unwrap();
+            std::thread::sleep(Duration::from_millis(600));
+            theirs.write_all(&buf[split..]).unwrap();
+            theirs
+        });
+        let (got, blobs) = conn.receive::<H>(Limits::REQUEST).unwrap();
+        assert_eq!(got, h);
+        assert_eq!(blobs, vec![vec![7u8; 4_000]]);
+        drop(sender.join().unwrap());
+    }
+
+    #[test]
+    fn a_send_to_a_peer_that_stops_reading_ends_at_its_deadline() {
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let mut conn = Connection::new(ours).unwrap();
+        conn.set_deadline(Some(deadline(5_000, 200, 1 << 30)));
+        // Far more than the socket's buffer holds; nobody reads it.
+        let blob = vec![0u8; 16 << 20];
+        let err = conn
+            .send(
+                &H {
+                    op: "x".into(),
+                    n: 1,
+                },
+                &[&blob],
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, WireError::Protocol(m) if m.contains("deadline")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_first_message_carries_no_blobs() {
+        let mut buf = Vec::new();
+        let h = H {
+            op: "x".into(),
+            n: 1,
+        };
+        write_message(&mut buf, &h, &[]).unwrap();
+        assert!(read_message::<H>(&mut buf.as_slice(), Limits::ENVELOPE).is_ok());
+        let mut buf = Vec::new();
+        write_message(&mut buf, &h, &[b"x"]).unwrap();
+        let err = read_message::<H>(&mut buf.as_slice(), Limits::ENVELOPE).unwrap_err();
+        assert!(err.to_string().contains("over the limit of 0"), "{err}");
     }
 
     #[test]
