@@ -1,18 +1,22 @@
 //! The commands on the agent's side: validate locally, send, print what the service says.
 //!
 //! Everything that touches the agent's folder happens here, with the agent's rights: `start`
-//! makes the folder and writes the starting files the service sends; `score` reads the
-//! submission files (bounded, no links, no FIFOs) and sends their bytes.
+//! makes the folder and writes the starting files the service sends (as the owner, when root
+//! starts an attempt for a user); `score` reads the submission files (bounded by each file's
+//! limit, no links anywhere on the path, no FIFOs) and sends their bytes; `finish --out`
+//! replaces its file without following a link. See [`rdbench_core::untrusted_tree`].
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use rdbench_core::fsutil::{read_untrusted, UntrustedReadError};
-use rdbench_core::outcome::InvalidKind;
+use rdbench_core::attempt::AttemptRef;
+use rdbench_core::fsutil::UntrustedReadError;
+use rdbench_core::task::SubmissionFile;
+use rdbench_core::untrusted_tree::{self, UserIds};
 
 use crate::proto::{
-    is_plain_relative, Envelope, FileState, Reply, Request, ServiceMessage, SubmittedFile,
+    is_plain_relative, Envelope, FileState, Refusal, Reply, Request, ServiceMessage, SubmittedFile,
     SubmittedFiles, PROTOCOL_VERSION,
 };
 use crate::wire::{Connection, Limits, WireError};
@@ -24,10 +28,13 @@ pub enum AttemptCommand {
     List,
     /// Describe one task and its calibration on this machine.
     Info { task: String },
-    /// Start an attempt: copy the starting solution and instructions into DIR.
+    /// Start an attempt: copy the starting solution and instructions into DIR; prints the
+    /// attempt's id, which every other command accepts (through the scoring service, the
+    /// operator's commands take only the id).
     Start {
         task: String,
-        /// The attempt's folder (created; must be empty if it exists).
+        /// The attempt's folder (created; must be empty if it exists; no symbolic link on its
+        /// path).
         #[arg(long)]
         dir: PathBuf,
         #[arg(long, default_value = "full")]
@@ -35,13 +42,19 @@ pub enum AttemptCommand {
         /// Time limit of the attempt, minutes [default: the task's].
         #[arg(long)]
         time_limit: Option<f64>,
-        /// Who makes the attempt (recorded in the summary).
+        /// Who makes the attempt (recorded in the summary; at most 128 printable characters).
         #[arg(long, default_value = "unknown")]
         agent: String,
+        /// The Unix user the attempt is for (the operator starting an agent's attempt through
+        /// the scoring service): the folder and its files are made as that user, and only that
+        /// user's client may score it.
+        #[arg(long)]
+        owner: Option<String>,
     },
-    /// Score the submission in an attempt's folder and append the result to its score log.
+    /// Score the submission of an attempt and append the result to its score log.
     Score {
-        dir: PathBuf,
+        /// The attempt: the id `start` printed (att-...), or its folder.
+        attempt: PathBuf,
         /// Score even without a calibration for this device (raw score only).
         #[arg(long)]
         allow_uncalibrated: bool,
@@ -59,18 +72,25 @@ pub enum AttemptCommand {
     /// the tool's record where the agent cannot edit it (scaling-law: `train n_embd=64
     /// max_iters=500 [seed=0]`).
     Tool {
-        dir: PathBuf,
+        /// The attempt: the id `start` printed (att-...), or its folder.
+        attempt: PathBuf,
         /// The tool (the task's instructions name its tools).
         name: String,
         /// The tool's arguments, as KEY=VALUE.
         args: Vec<String>,
     },
     /// Show an attempt's score log.
-    Log { dir: PathBuf },
-    /// End an attempt: pick the final score, seal the log and write the attempt summary.
+    Log {
+        /// The attempt: the id `start` printed (att-...), or its folder.
+        attempt: PathBuf,
+    },
+    /// End an attempt: pick the final score, seal the log and write the attempt summary (the
+    /// operator's command).
     Finish {
-        dir: PathBuf,
-        /// Also write the summary here (e.g. shared storage for `aggregate`).
+        /// The attempt: the id `start` printed (att-...), or (same-user mode only) its folder.
+        attempt: PathBuf,
+        /// Also write the summary here (e.g. shared storage for `aggregate`); written without
+        /// following a link anywhere on the path.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -128,6 +148,7 @@ pub fn run(socket: &Path, json: bool, command: &AttemptCommand) -> i32 {
 
 /// As [`run`], returning the service's reply instead of printing it.
 pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply, ClientError> {
+    let mut start_folder = None;
     let request = match command {
         AttemptCommand::List => Request::List,
         AttemptCommand::Info { task } => Request::Info { task: task.clone() },
@@ -137,34 +158,51 @@ pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply
             profile,
             time_limit,
             agent,
-        } => Request::Start {
-            task: task.clone(),
-            dir: make_attempt_folder(dir)?,
-            profile: profile.clone(),
-            time_limit: *time_limit,
-            agent: agent.clone(),
-        },
+            owner,
+        } => {
+            let owner_ids = owner
+                .as_deref()
+                .map(|name| {
+                    untrusted_tree::lookup_user(name)
+                        .map_err(|e| ClientError::usage(format!("--owner: {e}")))
+                })
+                .transpose()?;
+            let folder = make_attempt_folder(dir, owner_ids)?;
+            start_folder = Some((folder.clone(), owner_ids));
+            Request::Start {
+                task: task.clone(),
+                dir: folder,
+                profile: profile.clone(),
+                time_limit: *time_limit,
+                agent: agent.clone(),
+                owner: owner.clone(),
+            }
+        }
         AttemptCommand::Score {
-            dir,
+            attempt,
             allow_uncalibrated,
             timeout,
             emulate,
         } => Request::Score {
-            dir: attempt_folder(dir)?,
+            attempt: attempt_ref(attempt)?,
             allow_uncalibrated: *allow_uncalibrated,
             timeout: *timeout,
             emulate: *emulate,
         },
-        AttemptCommand::Log { dir } => Request::Log {
-            dir: attempt_folder(dir)?,
+        AttemptCommand::Log { attempt } => Request::Log {
+            attempt: attempt_ref(attempt)?,
         },
-        AttemptCommand::Tool { dir, name, args } => Request::Tool {
-            dir: attempt_folder(dir)?,
+        AttemptCommand::Tool {
+            attempt,
+            name,
+            args,
+        } => Request::Tool {
+            attempt: attempt_ref(attempt)?,
             name: name.clone(),
             args: args.clone(),
         },
-        AttemptCommand::Finish { dir, .. } => Request::Finish {
-            dir: attempt_folder(dir)?,
+        AttemptCommand::Finish { attempt, .. } => Request::Finish {
+            attempt: attempt_ref(attempt)?,
         },
     };
     let stream = UnixStream::connect(socket).map_err(|e| {
@@ -192,28 +230,29 @@ pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply
         })?;
         match message {
             ServiceMessage::Reply(reply) => break (reply, blobs),
-            ServiceMessage::NeedFiles { names, max_file } => {
-                let Request::Score { dir, .. } = &request else {
+            ServiceMessage::NeedFiles { dir, files } => {
+                if !matches!(request, Request::Score { .. }) {
                     return Err(ClientError::environment(
                         "the scoring service asked for files outside `score`",
                     ));
-                };
-                let (files, bytes) = read_submission(dir, &names, max_file);
+                }
+                let (files, bytes) = read_submission(&dir, &files);
                 let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
                 conn.send(&SubmittedFiles { files }, &refs).map_err(sent)?;
             }
         }
     };
     match command {
-        AttemptCommand::Start { dir, .. } if reply.code == 0 => {
-            write_starting_files(dir, &reply, blobs)?
+        AttemptCommand::Start { .. } if reply.code == 0 => {
+            if let Some((folder, owner)) = &start_folder {
+                write_starting_files(folder, *owner, &reply, blobs)?
+            }
         }
         AttemptCommand::Finish { out: Some(out), .. } => {
             if let Some(summary) = &reply.summary {
                 let text = serde_json::to_vec_pretty(summary)
                     .map_err(|e| ClientError::environment(e.to_string()))?;
-                std::fs::write(out, text)
-                    .map_err(|e| ClientError::usage(format!("--out {}: {e}", out.display())))?;
+                write_summary(out, &text)?;
             }
         }
         _ => {}
@@ -221,77 +260,79 @@ pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply
     Ok(reply)
 }
 
-/// The canonical path of an existing attempt folder.
-fn attempt_folder(dir: &Path) -> Result<PathBuf, ClientError> {
-    dir.canonicalize()
-        .map_err(|_| ClientError::usage(format!("{}: no such attempt folder", dir.display())))
+/// An attempt named on the command line: an id as it is, a folder resolved (with the caller's
+/// rights) to its canonical path.
+fn attempt_ref(arg: &Path) -> Result<AttemptRef, ClientError> {
+    match AttemptRef::parse(arg) {
+        AttemptRef::Dir(dir) => dir
+            .canonicalize()
+            .map(AttemptRef::Dir)
+            .map_err(|_| ClientError::usage(format!("{}: no such attempt folder", dir.display()))),
+        id => Ok(id),
+    }
 }
 
-/// Makes (or checks) the new attempt's empty folder, with the caller's rights, and returns its
-/// canonical path; shared by the client and `rdbench`'s same-user mode.
-pub fn make_attempt_folder(dir: &Path) -> Result<PathBuf, ClientError> {
-    if dir.exists() {
-        let mut entries = std::fs::read_dir(dir)
-            .map_err(|e| ClientError::usage(format!("{}: {e}", dir.display())))?;
-        if entries.next().is_some() {
-            return Err(ClientError::usage(format!(
-                "{}: not empty; an attempt starts in a new or empty folder",
-                dir.display()
-            )));
+/// `path` made absolute against the current folder (a physical path), without `.`, and
+/// refused with `..`: with no link on it either, it is the canonical path.
+fn absolute(path: &Path) -> Result<PathBuf, ClientError> {
+    let abs = std::path::absolute(path)
+        .map_err(|e| ClientError::usage(format!("{}: {e}", path.display())))?;
+    if abs
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(ClientError::usage(format!(
+            "{}: `..` in the path; give the folder's real path",
+            path.display()
+        )));
+    }
+    Ok(abs.components().collect())
+}
+
+/// Runs `work` as `owner` where this process is root writing for another user, else as this
+/// process: what the operator's client writes into an agent's tree, it writes with the
+/// agent's rights.
+fn as_writer(
+    owner: Option<UserIds>,
+    work: impl FnOnce() -> Result<String, String>,
+) -> Result<String, ClientError> {
+    match owner {
+        Some(user) if rdbench_core::fsutil::effective_uid() == 0 && user.uid != 0 => {
+            untrusted_tree::as_user(user, work)
         }
+        _ => work(),
     }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| ClientError::usage(format!("{}: {e}", dir.display())))?;
-    attempt_folder(dir)
+    .map_err(ClientError::usage)
 }
 
-/// Reads the submission files the service asked for, as the agent, bounded and without
-/// following links. A refusal is sent as such, for the service to log as an invalid entry.
-pub fn read_submission(
-    dir: &Path,
-    names: &[String],
-    max_file: u64,
-) -> (Vec<SubmittedFile>, Vec<Vec<u8>>) {
-    let mut files = Vec::new();
-    let mut blobs = Vec::new();
-    for name in names {
-        let path = dir.join(name);
-        let state = if !is_plain_relative(name) {
-            FileState::Refused {
-                kind: InvalidKind::RuleViolation,
-                reason: format!("{name}: not a plain file name"),
-            }
-        } else {
-            match read_untrusted(&path, max_file) {
-                Ok(bytes) => {
-                    blobs.push(bytes);
-                    FileState::Present
-                }
-                Err(UntrustedReadError::NotFound) => FileState::Missing,
-                Err(e) => FileState::Refused {
-                    kind: refusal_kind(&e),
-                    reason: format!("{}: {e}", path.display()),
-                },
-            }
-        };
-        files.push(SubmittedFile {
-            name: name.clone(),
-            state,
-        });
-    }
-    (files, blobs)
+/// Makes (or checks) the new attempt's empty folder, as `owner` where given (else as the
+/// caller), never through a link, and returns its canonical path; shared by the client and
+/// `rdbench`'s same-user mode.
+pub fn make_attempt_folder(dir: &Path, owner: Option<UserIds>) -> Result<PathBuf, ClientError> {
+    let abs = absolute(dir)?;
+    let shown = dir.display().to_string();
+    as_writer(owner, || {
+        let fd = untrusted_tree::create_dir_all(&abs).map_err(|e| format!("{shown}: {e}"))?;
+        match untrusted_tree::is_empty(&fd) {
+            Ok(true) => Ok(String::new()),
+            Ok(false) => Err(format!(
+                "{shown}: not empty; an attempt starts in a new or empty folder"
+            )),
+            Err(e) => Err(format!("{shown}: {e}")),
+        }
+    })?;
+    Ok(abs)
 }
 
-/// The class of entry a refused submission file becomes.
-pub fn refusal_kind(e: &UntrustedReadError) -> InvalidKind {
-    match e {
-        UntrustedReadError::TooLarge { .. } => InvalidKind::TooLarge,
-        UntrustedReadError::NotARegularFile(_) => InvalidKind::RuleViolation,
-        UntrustedReadError::NotFound | UntrustedReadError::Io(_) => InvalidKind::MissingFile,
-    }
-}
-
-fn write_starting_files(dir: &Path, reply: &Reply, blobs: Vec<Vec<u8>>) -> Result<(), ClientError> {
+/// Writes the starting files into the attempt's folder: as its owner where given, each file
+/// created exclusively, never through a link (a name planted meanwhile makes `start` fail
+/// rather than write elsewhere).
+pub fn write_starting_files(
+    folder: &Path,
+    owner: Option<UserIds>,
+    reply: &Reply,
+    blobs: Vec<Vec<u8>>,
+) -> Result<(), ClientError> {
     if blobs.len() != reply.files.len() {
         return Err(ClientError::environment(format!(
             "the scoring service sent {} starting files but {} contents",
@@ -299,20 +340,64 @@ fn write_starting_files(dir: &Path, reply: &Reply, blobs: Vec<Vec<u8>>) -> Resul
             blobs.len()
         )));
     }
-    for (file, bytes) in reply.files.iter().zip(blobs) {
-        if !is_plain_relative(&file.path) {
-            return Err(ClientError::environment(format!(
-                "the scoring service sent a starting file with a path outside the folder: {:?}",
-                file.path
-            )));
-        }
-        let path = dir.join(&file.path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| ClientError::usage(format!("{}: {e}", parent.display())))?;
-        }
-        std::fs::write(&path, bytes)
-            .map_err(|e| ClientError::usage(format!("{}: {e}", path.display())))?;
+    if let Some(bad) = reply.files.iter().find(|f| !is_plain_relative(&f.path)) {
+        return Err(ClientError::environment(format!(
+            "the scoring service sent a starting file with a path outside the folder: {:?}",
+            bad.path
+        )));
     }
+    as_writer(owner, || {
+        let dir =
+            untrusted_tree::open_dir(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+        for (file, bytes) in reply.files.iter().zip(&blobs) {
+            untrusted_tree::write_new(&dir, &file.path, bytes)
+                .map_err(|e| format!("{}/{}: {e}", folder.display(), file.path))?;
+        }
+        Ok(String::new())
+    })?;
     Ok(())
+}
+
+/// Writes `finish --out`: replaced atomically, never through a link on the path.
+pub fn write_summary(out: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+    let abs = absolute(out)?;
+    untrusted_tree::replace_file(&abs, bytes)
+        .map_err(|e| ClientError::usage(format!("--out {}: {e}", out.display())))
+}
+
+/// Reads the submission files the service asked for from the attempt's folder `dir`, bounded
+/// by each file's limit and never through a link (the folder is walked from `/` without
+/// following one). A refusal is sent as its cause, for the service to log.
+pub fn read_submission(dir: &Path, files: &[SubmissionFile]) -> (Vec<SubmittedFile>, Vec<Vec<u8>>) {
+    let folder = untrusted_tree::open_dir(dir);
+    let mut submitted = Vec::new();
+    let mut blobs = Vec::new();
+    for file in files {
+        let state = match &folder {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileState::Missing,
+            Err(_) => FileState::Refused {
+                cause: Refusal::FolderNotReachable,
+            },
+            Ok(_) if !is_plain_relative(&file.name) || file.name.contains('/') => {
+                FileState::Refused {
+                    cause: Refusal::Unreadable,
+                }
+            }
+            Ok(fd) => match untrusted_tree::read_file(fd, &file.name, file.max_bytes) {
+                Ok(bytes) => {
+                    blobs.push(bytes);
+                    FileState::Present
+                }
+                Err(UntrustedReadError::NotFound) => FileState::Missing,
+                Err(e) => FileState::Refused {
+                    cause: Refusal::of(&e),
+                },
+            },
+        };
+        submitted.push(SubmittedFile {
+            name: file.name.clone(),
+            state,
+        });
+    }
+    (submitted, blobs)
 }

@@ -8,11 +8,13 @@
 
 use std::path::PathBuf;
 
-use rdbench_core::outcome::InvalidKind;
+use rdbench_core::attempt::AttemptRef;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; a mismatch is refused with a message naming both.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: attempts named by id; `start --owner`; per-file size limits; refusals classified by the
+/// service.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// What a client sends first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,8 +25,9 @@ pub struct Envelope {
     pub request: Request,
 }
 
-/// The commands an agent may give the service. `calibrate`, `serve` and the task author's
-/// tools are not among them: they run only as the scoring identity.
+/// The commands of the service. `calibrate`, `serve` and the task author's tools are not
+/// among them: they run only as the scoring identity. `start` and `finish` are the
+/// operator's; an agent scores, reads its log and uses tools on the attempts started for it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
@@ -32,32 +35,34 @@ pub enum Request {
     Info {
         task: String,
     },
-    /// `dir` is the canonical path of a new, empty folder the client made with its own rights.
+    /// `dir` is the absolute path of a new, empty folder the client made (as the owner).
     Start {
         task: String,
         dir: PathBuf,
         profile: String,
         time_limit: Option<f64>,
         agent: String,
+        /// The user the attempt is for (operators only); the caller when absent.
+        owner: Option<String>,
     },
-    /// `dir` is the canonical path of the attempt's folder.
+    /// A folder in `attempt` is the canonical path the client resolved.
     Score {
-        dir: PathBuf,
+        attempt: AttemptRef,
         allow_uncalibrated: bool,
         timeout: Option<u64>,
         emulate: bool,
     },
     Log {
-        dir: PathBuf,
+        attempt: AttemptRef,
     },
-    /// A task's experiment tool for the attempt in `dir` ([`crate::AttemptCommand::Tool`]).
+    /// A task's experiment tool for the attempt ([`crate::AttemptCommand::Tool`]).
     Tool {
-        dir: PathBuf,
+        attempt: AttemptRef,
         name: String,
         args: Vec<String>,
     },
     Finish {
-        dir: PathBuf,
+        attempt: AttemptRef,
     },
 }
 
@@ -65,9 +70,12 @@ pub enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ServiceMessage {
-    /// `score`, turn two: send these files of the attempt's folder, each at most `max_file`
-    /// bytes.
-    NeedFiles { names: Vec<String>, max_file: u64 },
+    /// `score`, turn two: send these files of the attempt's folder `dir` (the folder recorded
+    /// at `start`), each at most its `max_bytes`.
+    NeedFiles {
+        dir: PathBuf,
+        files: Vec<rdbench_core::task::SubmissionFile>,
+    },
     /// The end of the command.
     Reply(Reply),
 }
@@ -106,7 +114,9 @@ pub struct SubmittedFile {
     pub state: FileState,
 }
 
-/// What the client found when it read one submission file.
+/// What the client found when it read one submission file. A refusal carries only its
+/// cause: the service classifies it and words the reason, so a client cannot choose the kind
+/// of entry (a `crash` or a `kernel_fault` on a CPU task) or its text.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum FileState {
@@ -115,9 +125,73 @@ pub enum FileState {
     Missing,
     /// A link, FIFO, device or oversized file: logged as an invalid entry naming the file.
     Refused {
-        kind: InvalidKind,
-        reason: String,
+        cause: Refusal,
     },
+}
+
+/// Why the client did not send a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    SymbolicLink,
+    Directory,
+    Fifo,
+    Socket,
+    Device,
+    /// Larger than the file's limit (its size as found).
+    TooLarge {
+        size: u64,
+    },
+    /// The attempt's folder could not be opened without following a link.
+    FolderNotReachable,
+    Unreadable,
+}
+
+impl Refusal {
+    /// The cause of a failed bounded read.
+    pub fn of(e: &rdbench_core::fsutil::UntrustedReadError) -> Refusal {
+        use rdbench_core::fsutil::UntrustedReadError as E;
+        match e {
+            E::TooLarge { size, .. } => Refusal::TooLarge { size: *size },
+            E::NotARegularFile("symbolic link") => Refusal::SymbolicLink,
+            E::NotARegularFile("directory") => Refusal::Directory,
+            E::NotARegularFile("FIFO") => Refusal::Fifo,
+            E::NotARegularFile("socket") => Refusal::Socket,
+            E::NotARegularFile(_) => Refusal::Device,
+            E::NotFound | E::Io(_) => Refusal::Unreadable,
+        }
+    }
+
+    /// The entry's kind and reason, worded by the service from the task's own file name.
+    pub fn entry(self, name: &str, max_bytes: u64) -> (rdbench_core::outcome::InvalidKind, String) {
+        use rdbench_core::outcome::InvalidKind as K;
+        let not_plain = |what: &str| {
+            (
+                K::RuleViolation,
+                format!(
+                    "{name}: a {what}, not a regular file (links, FIFOs and devices are refused)"
+                ),
+            )
+        };
+        match self {
+            Refusal::SymbolicLink => not_plain("symbolic link"),
+            Refusal::Directory => not_plain("folder"),
+            Refusal::Fifo => not_plain("FIFO"),
+            Refusal::Socket => not_plain("socket"),
+            Refusal::Device => not_plain("device"),
+            Refusal::TooLarge { size } => (
+                K::TooLarge,
+                format!("{name}: {size} bytes is over its {max_bytes}-byte limit"),
+            ),
+            Refusal::FolderNotReachable => (
+                K::RuleViolation,
+                format!(
+                    "{name}: the attempt's folder, or a folder on its path, was replaced by a link"
+                ),
+            ),
+            Refusal::Unreadable => (K::MissingFile, format!("{name}: could not be read")),
+        }
+    }
 }
 
 /// Whether `path` is a plain relative path (no root, no `..`, no empty parts).

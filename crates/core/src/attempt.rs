@@ -2,8 +2,12 @@
 //!
 //! The public folder (given to `start --dir`) holds only the starting solution and the
 //! instructions. Everything private (the attempt record, the score log, raw samples, monitor
-//! timelines) lives under `$RDBENCH_HOME/attempts/<id>/`, where `<id>` is derived from the
-//! folder's canonical path, so nothing inside the folder can redirect the scorer.
+//! timelines) lives under `$RDBENCH_HOME/attempts/<id>/`, where `<id>` (`att-` and 32 hex
+//! digits) is drawn at random by `start` and printed: the platform names an attempt by its id,
+//! which nothing in the agent's folder can redirect (a folder can be renamed and replaced by a
+//! link to another; an id cannot). Looking an attempt up by its folder is kept for the agent's
+//! convenience through an index, `attempts/by-dir/<hash of the canonical path>`; homes from
+//! before the random ids keep their path-derived ids and are still found.
 //!
 //! Opening an attempt loads the home's [`InstallationKey`], which authenticates its score log.
 
@@ -51,10 +55,80 @@ fn canonical(dir: &Path) -> Result<PathBuf> {
     dir.canonicalize().map_err(|e| Error::io(dir, e))
 }
 
-/// The private id of a public folder.
+/// The index key of a public folder (and the whole id of attempts started before ids were
+/// random).
 pub fn attempt_id(canonical_dir: &Path) -> String {
     let hash = hex::encode(Sha256::digest(canonical_dir.as_os_str().as_encoded_bytes()));
     hash[..16].to_string()
+}
+
+const ID_PREFIX: &str = "att-";
+
+/// A fresh attempt id: `att-` and 128 random bits in hex.
+pub fn new_attempt_id() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| Error::Environment(format!("no randomness for an attempt id: {e}")))?;
+    Ok(format!("{ID_PREFIX}{}", hex::encode(bytes)))
+}
+
+/// Whether `s` has the form of an attempt id (and so can name a folder of the home safely).
+pub fn is_attempt_id(s: &str) -> bool {
+    s.strip_prefix(ID_PREFIX)
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// How a command names an attempt: by the id `start` printed, or by its folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptRef {
+    Id(String),
+    Dir(PathBuf),
+}
+
+impl AttemptRef {
+    /// An argument that has the form of an id is one; anything else is a folder (write
+    /// `./att-...` for a folder named like an id).
+    pub fn parse(arg: &Path) -> AttemptRef {
+        match arg.to_str() {
+            Some(s) if is_attempt_id(s) => AttemptRef::Id(s.to_string()),
+            _ => AttemptRef::Dir(arg.to_path_buf()),
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptRef::Id(id) => f.write_str(id),
+            AttemptRef::Dir(d) => write!(f, "{}", d.display()),
+        }
+    }
+}
+
+/// The folder index: `by-dir/<key>` holds the id of the attempt started on that folder.
+const BY_DIR: &str = "by-dir";
+
+fn index_path(home: &Home, canonical_dir: &Path) -> PathBuf {
+    home.attempts_dir()
+        .join(BY_DIR)
+        .join(attempt_id(canonical_dir))
+}
+
+/// The id the index holds for a folder, if it names an attempt that exists.
+fn indexed_id(home: &Home, canonical_dir: &Path) -> Option<String> {
+    let bytes = crate::fsutil::read_untrusted(&index_path(home, canonical_dir), 64).ok()?;
+    let id = String::from_utf8(bytes).ok()?;
+    (is_attempt_id(&id) && home.attempts_dir().join(&id).join("attempt.json").exists())
+        .then_some(id)
+}
+
+fn no_attempt_here(dir: &Path) -> Error {
+    Error::Usage(format!(
+        "{}: no attempt was started here; run `rdbench start <task> --dir {}` first",
+        dir.display(),
+        dir.display()
+    ))
 }
 
 impl Attempt {
@@ -83,9 +157,15 @@ impl Attempt {
         time_limit_minutes: Option<f64>,
         owner_uid: Option<u32>,
     ) -> Result<StagedAttempt> {
-        let id = attempt_id(dir);
+        let id = new_attempt_id()?;
         let final_dir = home.attempts_dir().join(&id);
-        if final_dir.join("attempt.json").exists() {
+        if indexed_id(home, dir).is_some()
+            || home
+                .attempts_dir()
+                .join(attempt_id(dir))
+                .join("attempt.json")
+                .exists()
+        {
             return Err(Error::Usage(format!(
                 "an attempt already exists for {}; use a new folder",
                 dir.display()
@@ -102,7 +182,6 @@ impl Attempt {
         let staging =
             home.attempts_dir()
                 .join(format!("{STAGING_PREFIX}{}-{}", std::process::id(), &id));
-        let _ = std::fs::remove_dir_all(&staging);
         crate::fsutil::create_private_dir_all(&staging)?;
         let record = AttemptRecord {
             id,
@@ -132,19 +211,37 @@ impl Attempt {
         Attempt::open_canonical(home, &canon)
     }
 
+    /// Opens the attempt `what` names; a folder is resolved here, with this process's rights.
+    pub fn open_ref(home: &Home, what: &AttemptRef) -> Result<Attempt> {
+        match what {
+            AttemptRef::Id(id) => Attempt::open_id(home, id),
+            AttemptRef::Dir(dir) => Attempt::open(home, dir),
+        }
+    }
+
+    /// Opens the attempt with the id `start` printed.
+    pub fn open_id(home: &Home, id: &str) -> Result<Attempt> {
+        if !is_attempt_id(id) {
+            return Err(Error::Usage(format!(
+                "{id:?}: not an attempt id (`start` prints one: att- and 32 hex digits)"
+            )));
+        }
+        Attempt::load(home, home.attempts_dir().join(id), || {
+            Error::Usage(format!("{id}: no such attempt"))
+        })
+    }
+
     /// Opens the attempt started on the canonical path `dir` without touching that path (the
     /// scoring service takes it from the client, which resolved it with the agent's rights).
     pub fn open_canonical(home: &Home, dir: &Path) -> Result<Attempt> {
-        let private_dir = home.attempts_dir().join(attempt_id(dir));
-        let path = private_dir.join("attempt.json");
+        let id = indexed_id(home, dir).unwrap_or_else(|| attempt_id(dir));
         // The message names the agent's folder only, never the private one.
-        let bytes = std::fs::read(&path).map_err(|_| {
-            Error::Usage(format!(
-                "{}: no attempt was started here; run `rdbench start <task> --dir {}` first",
-                dir.display(),
-                dir.display()
-            ))
-        })?;
+        Attempt::load(home, home.attempts_dir().join(id), || no_attempt_here(dir))
+    }
+
+    fn load(home: &Home, private_dir: PathBuf, missing: impl Fn() -> Error) -> Result<Attempt> {
+        let path = private_dir.join("attempt.json");
+        let bytes = std::fs::read(&path).map_err(|_| missing())?;
         let record: AttemptRecord = serde_json::from_slice(&bytes)
             .map_err(|e| Error::bad_input(&path, format!("malformed attempt record: {e}")))?;
         // A log already chained needs the key that chained it: a lost key is an error here,
@@ -222,6 +319,45 @@ impl Attempt {
     }
 }
 
+/// Creates the index entry `index` naming `id`, exclusively; fails if it names an attempt
+/// that exists.
+fn claim_index(index: &Path, id: &str, attempts_dir: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = index.parent() {
+        crate::fsutil::create_private_dir_all(dir)?;
+    }
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(index)
+        {
+            Ok(mut f) => {
+                f.write_all(id.as_bytes())
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e| Error::io(index, e))?;
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let held = crate::fsutil::read_untrusted(index, 64).unwrap_or_default();
+                let held = String::from_utf8_lossy(&held).into_owned();
+                if is_attempt_id(&held) && attempts_dir.join(&held).join("attempt.json").exists() {
+                    return Err(Error::Usage(
+                        "an attempt already exists for this folder; use a new folder".into(),
+                    ));
+                }
+                let _ = std::fs::remove_file(index);
+            }
+            Err(e) => return Err(Error::io(index, e)),
+        }
+    }
+    Err(Error::Usage(
+        "another `start` on this folder is under way; use a new folder".into(),
+    ))
+}
+
 /// Staging folders of `start` begin with this; `<prefix><pid>-<id>`.
 const STAGING_PREFIX: &str = ".staging-";
 
@@ -239,7 +375,24 @@ impl StagedAttempt {
     /// same folder won the race.
     pub fn publish(mut self) -> Result<Attempt> {
         self.attempt.save()?;
+        let home_attempts = self
+            .final_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        // The folder's index entry first, created exclusively: of two `start`s racing on one
+        // folder exactly one gets it. An entry naming no attempt is a killed `start`'s and is
+        // taken over.
+        let index = home_attempts
+            .join(BY_DIR)
+            .join(attempt_id(&self.attempt.record.dir));
+        let claimed = claim_index(&index, &self.attempt.record.id, &home_attempts);
+        if let Err(e) = claimed {
+            let _ = std::fs::remove_dir_all(&self.attempt.private_dir);
+            return Err(e);
+        }
         if let Err(e) = std::fs::rename(&self.attempt.private_dir, &self.final_dir) {
+            let _ = std::fs::remove_file(&index);
             let _ = std::fs::remove_dir_all(&self.attempt.private_dir);
             return Err(if self.final_dir.exists() {
                 Error::Usage(format!(
@@ -399,8 +552,96 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("damaged installation key"), "{err}");
-        let id = attempt_id(&other.path().canonicalize().unwrap());
-        assert!(!home.attempts_dir().join(id).exists());
+        assert!(Attempt::open(&home, other.path()).is_err());
+        let left: Vec<_> = std::fs::read_dir(home.attempts_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != BY_DIR && n != &a.record.id)
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn ids_are_random_and_name_the_attempt_whatever_happens_to_its_folder() {
+        let home_dir = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let home = Home::new(home_dir.path());
+        let p = work.path().canonicalize().unwrap().join("p");
+        let q = work.path().canonicalize().unwrap().join("q");
+        std::fs::create_dir(&p).unwrap();
+        std::fs::create_dir(&q).unwrap();
+        let a = Attempt::create(&home, "t", "tiny", "agent", &p, None).unwrap();
+        let b = Attempt::create(&home, "t", "tiny", "agent", &q, None).unwrap();
+        assert!(is_attempt_id(&a.record.id) && is_attempt_id(&b.record.id));
+        assert_ne!(a.record.id, b.record.id);
+        assert_ne!(a.record.id, attempt_id(&p), "not derived from the path");
+        // The agent swaps its folders: by path, P now reaches Q's attempt; by id, never.
+        std::fs::rename(&p, work.path().join("p.old")).unwrap();
+        std::os::unix::fs::symlink(&q, &p).unwrap();
+        assert_eq!(Attempt::open(&home, &p).unwrap().record.id, b.record.id);
+        let by_id = Attempt::open_ref(&home, &AttemptRef::Id(a.record.id.clone())).unwrap();
+        assert_eq!(by_id.record.dir, p);
+        // Ids are checked for their form before they name a folder of the home.
+        for bad in ["../x", "att-../../etc", "att-ABC", "", "by-dir"] {
+            assert!(Attempt::open_id(&home, bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            AttemptRef::parse(Path::new(&a.record.id)),
+            AttemptRef::Id(a.record.id.clone())
+        );
+        assert_eq!(
+            AttemptRef::parse(Path::new("./x")),
+            AttemptRef::Dir("./x".into())
+        );
+        let unknown = format!("att-{}", "0".repeat(32));
+        let err = Attempt::open_id(&home, &unknown).unwrap_err().to_string();
+        assert!(err.contains("no such attempt"), "{err}");
+    }
+
+    #[test]
+    fn of_two_starts_on_one_folder_one_wins_and_a_killed_start_blocks_nothing() {
+        let home_dir = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let home = Home::new(home_dir.path());
+        let dir = work.path().canonicalize().unwrap();
+        let first = Attempt::stage(&home, "t", "tiny", "a", &dir, None, None).unwrap();
+        let second = Attempt::stage(&home, "t", "tiny", "a", &dir, None, None).unwrap();
+        first.publish().unwrap();
+        assert!(matches!(second.publish(), Err(Error::Usage(_))));
+        // An index entry naming no attempt (a `start` killed between its two steps).
+        let other = tempfile::tempdir().unwrap();
+        let other_dir = other.path().canonicalize().unwrap();
+        std::fs::write(
+            index_path(&home, &other_dir),
+            format!("att-{}", "1".repeat(32)),
+        )
+        .unwrap();
+        Attempt::create(&home, "t", "tiny", "a", &other_dir, None).unwrap();
+    }
+
+    #[test]
+    fn an_attempt_of_a_home_from_before_random_ids_still_opens_by_folder() {
+        let home_dir = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let home = Home::new(home_dir.path());
+        let dir = work.path().canonicalize().unwrap();
+        let a = Attempt::create(&home, "t", "tiny", "a", &dir, None).unwrap();
+        // Rewrite it the old way: private folder and id from the path, no index.
+        let legacy = home.attempts_dir().join(attempt_id(&dir));
+        std::fs::rename(&a.private_dir, &legacy).unwrap();
+        std::fs::remove_file(index_path(&home, &dir)).unwrap();
+        let mut record = a.record.clone();
+        record.id = attempt_id(&dir);
+        std::fs::write(
+            legacy.join("attempt.json"),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            Attempt::open(&home, &dir).unwrap().record.id,
+            attempt_id(&dir)
+        );
     }
 
     #[test]

@@ -125,7 +125,6 @@ pub fn build_once(
 /// at most `max` bytes on the open descriptor (no swap between check and read), then read
 /// through a `max + 1` byte window (a file growing meanwhile cannot exhaust memory).
 pub fn read_untrusted(path: &Path, max: u64) -> std::result::Result<Vec<u8>, UntrustedReadError> {
-    use std::io::Read;
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -137,6 +136,16 @@ pub fn read_untrusted(path: &Path, max: u64) -> std::result::Result<Vec<u8>, Unt
             }
             _ => UntrustedReadError::Io(e.to_string()),
         })?;
+    read_untrusted_file(file, max)
+}
+
+/// The checks and the bounded read of [`read_untrusted`], on a file already opened without
+/// following links.
+pub fn read_untrusted_file(
+    file: File,
+    max: u64,
+) -> std::result::Result<Vec<u8>, UntrustedReadError> {
+    use std::io::Read;
     let meta = file
         .metadata()
         .map_err(|e| UntrustedReadError::Io(e.to_string()))?;

@@ -17,6 +17,8 @@
 //! - [`calibration`]: start/reference raw scores keyed by a [`DeviceFingerprint`](calibration::DeviceFingerprint),
 //!   and the normalization `norm = (raw - start) / (ref - start)`.
 //! - [`summary`]: the attempt summary that `rdbench finish` writes and `rdbench aggregate` reads.
+//! - [`untrusted_tree`]: reading and writing in a folder another user controls, never through
+//!   a link (the operator's client in the agent's folder).
 //! - [`error`]: the error kinds, each mapped to one CLI exit code.
 
 pub mod attempt;
@@ -32,5 +34,6 @@ pub mod summary;
 pub mod task;
 pub mod task_secret;
 pub mod template;
+pub mod untrusted_tree;
 
 pub use error::{Error, ExitCode, Result};

@@ -377,6 +377,25 @@ impl ScoreLog {
         &self.path
     }
 
+    /// How many lines the log holds (entries, the seal, torn lines): a cheap bound for
+    /// callers that cap a log's growth, read without parsing or verifying anything.
+    pub fn entry_count(&self) -> Result<usize> {
+        use std::io::Read;
+        let mut file = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(&self.path, e)),
+        };
+        let (mut count, mut buf) = (0, vec![0u8; 64 << 10]);
+        loop {
+            let n = file.read(&mut buf).map_err(|e| Error::io(&self.path, e))?;
+            if n == 0 {
+                return Ok(count);
+            }
+            count += buf[..n].iter().filter(|&&b| b == b'\n').count();
+        }
+    }
+
     fn mac_hex(&self, body: &[u8]) -> String {
         hex::encode(hmac_sha256(&self.key, body))
     }

@@ -55,8 +55,10 @@ pub struct TaskInfo {
     pub raw_score: String,
     pub direction: Direction,
     pub submission: SubmissionKind,
-    /// Files in the attempt folder that the scorer reads (and hashes into the log entry).
-    pub submission_files: Vec<String>,
+    /// Files in the attempt folder that the scorer reads (and hashes into the log entry), each
+    /// with the most bytes it may have: enforced on the open file before a byte is read, by the
+    /// client, the service and the local scorer alike.
+    pub submission_files: Vec<SubmissionFile>,
     pub profiles: Vec<ProfileInfo>,
     /// Whether the agent is shown its score. Hidden tasks count the last entry, not the best.
     pub score_hidden: bool,
@@ -71,7 +73,31 @@ pub struct TaskInfo {
     pub human_minutes: Option<f64>,
 }
 
+/// One file of a submission and its size limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmissionFile {
+    pub name: String,
+    pub max_bytes: u64,
+}
+
+impl SubmissionFile {
+    pub fn new(name: impl Into<String>, max_bytes: u64) -> Self {
+        SubmissionFile {
+            name: name.into(),
+            max_bytes,
+        }
+    }
+}
+
 impl TaskInfo {
+    /// The submission files' names, in order.
+    pub fn submission_names(&self) -> Vec<String> {
+        self.submission_files
+            .iter()
+            .map(|f| f.name.clone())
+            .collect()
+    }
+
     /// Looks up a profile by name, with an error listing the valid names.
     pub fn profile(&self, name: &str) -> Result<&ProfileInfo> {
         self.profiles

@@ -5,15 +5,17 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rdbench_client::client::read_submission;
-use rdbench_client::proto::{FileState, SubmittedFile};
+use rdbench_client::proto::{FileState, Refusal, SubmittedFile};
 use rdbench_client::AttemptCommand;
-use rdbench_core::attempt::{Attempt, StagedAttempt};
+use rdbench_core::attempt::{Attempt, AttemptRef, StagedAttempt};
 use rdbench_core::calibration::CalibrationEntry;
 use rdbench_core::fsutil::{atomic_write, hash_files};
 use rdbench_core::outcome::InvalidKind;
 use rdbench_core::score_log::{ScoreEntry, Selection};
 use rdbench_core::summary::{AttemptSummary, SUMMARY_SCHEMA};
-use rdbench_core::task::{Backend, PrepareRequest, ScoreOutcome, ScoreRequest, Task, TaskInfo};
+use rdbench_core::task::{
+    Backend, PrepareRequest, ScoreOutcome, ScoreRequest, SubmissionFile, Task, TaskInfo,
+};
 use rdbench_core::{Error, Result};
 
 use super::{device_fingerprint, find_calibration, Context};
@@ -23,6 +25,7 @@ use crate::registry;
 
 /// Runs an attempt command in this process (same-user mode).
 pub fn run_local(ctx: &Context, command: &AttemptCommand) -> Result<i32> {
+    let open = |what: &Path| Attempt::open_ref(&ctx.home, &AttemptRef::parse(what));
     match command {
         AttemptCommand::List => super::catalog::list(ctx),
         AttemptCommand::Info { task } => super::catalog::info(ctx, task),
@@ -32,28 +35,45 @@ pub fn run_local(ctx: &Context, command: &AttemptCommand) -> Result<i32> {
             profile,
             time_limit,
             agent,
+            owner,
         } => {
-            let canonical = rdbench_client::client::make_attempt_folder(dir)
+            if owner.is_some() {
+                return Err(Error::Usage(
+                    "--owner is for starting an agent's attempt through the scoring service \
+                     (`rdbench --socket S start ... --owner USER`); same-user mode protects nothing"
+                        .into(),
+                ));
+            }
+            let canonical = rdbench_client::client::make_attempt_folder(dir, None)
                 .map_err(|e| Error::Usage(e.message))?;
-            let staged = stage_attempt(ctx, task, &canonical, profile, *time_limit, agent)?;
+            let staged = stage_attempt(
+                ctx,
+                task,
+                &canonical,
+                profile,
+                *time_limit,
+                agent,
+                ctx.caller.uid(),
+            )?;
+            let folder = rdbench_core::untrusted_tree::open_dir(&canonical)
+                .map_err(|e| Error::io(&canonical, e))?;
             for rel in &staged.files {
-                let (from, to) = (staged.public_dir.join(rel), canonical.join(rel));
-                if let Some(parent) = to.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-                }
-                std::fs::copy(&from, &to).map_err(|e| Error::io(&to, e))?;
+                let from = staged.public_dir.join(rel);
+                let bytes = std::fs::read(&from).map_err(|e| Error::io(&from, e))?;
+                rdbench_core::untrusted_tree::write_new(&folder, rel, &bytes)
+                    .map_err(|e| Error::io(canonical.join(rel), e))?;
             }
             let attempt = staged.publish()?;
             report_started(ctx, &attempt, dir);
             Ok(0)
         }
         AttemptCommand::Score {
-            dir,
+            attempt,
             allow_uncalibrated,
             timeout,
             emulate,
         } => {
-            let attempt = Attempt::open(&ctx.home, dir)?;
+            let attempt = open(attempt)?;
             let backend = if *emulate {
                 Backend::Emulator
             } else {
@@ -66,16 +86,19 @@ pub fn run_local(ctx: &Context, command: &AttemptCommand) -> Result<i32> {
                 (*allow_uncalibrated, *timeout, backend),
             )
         }
-        AttemptCommand::Log { dir } => log(ctx, &Attempt::open(&ctx.home, dir)?),
-        AttemptCommand::Tool { dir, name, args } => {
-            tool(ctx, &Attempt::open(&ctx.home, dir)?, name, args)
-        }
-        AttemptCommand::Finish { dir, out } => {
-            let summary = finish(ctx, Attempt::open(&ctx.home, dir)?)?;
+        AttemptCommand::Log { attempt } => log(ctx, &open(attempt)?),
+        AttemptCommand::Tool {
+            attempt,
+            name,
+            args,
+        } => tool(ctx, &open(attempt)?, name, args),
+        AttemptCommand::Finish { attempt, out } => {
+            let summary = finish(ctx, open(attempt)?)?;
             if let Some(out) = out {
                 let json = serde_json::to_vec_pretty(&summary)
                     .map_err(|e| Error::Internal(e.to_string()))?;
-                atomic_write(out, &json)?;
+                rdbench_client::client::write_summary(out, &json)
+                    .map_err(|e| Error::Usage(e.message))?;
             }
             Ok(0)
         }
@@ -135,10 +158,12 @@ pub fn stage_attempt(
     profile: &str,
     time_limit: Option<f64>,
     agent: &str,
+    owner_uid: u32,
 ) -> Result<Staged> {
     let task = registry::find(task_name)?;
     let info = task.info();
     info.profile(profile)?;
+    check_agent_name(agent)?;
     if let Some(t) = time_limit {
         if !(t.is_finite() && t > 0.0) {
             return Err(Error::Usage(format!(
@@ -154,7 +179,7 @@ pub fn stage_attempt(
         agent,
         canonical_dir,
         Some(limit),
-        Some(ctx.caller.uid()),
+        Some(owner_uid),
     )?;
     let public_dir = staged.attempt.private_dir.join("public");
     let prepared = rdbench_core::fsutil::create_private_dir_all(&public_dir).and_then(|_| {
@@ -177,6 +202,22 @@ pub fn stage_attempt(
             Err(e)
         }
     }
+}
+
+/// Longest `--agent` name: it is stored in the record and every summary.
+const MAX_AGENT_NAME: usize = 128;
+
+/// `--agent` is a label for reports: short and printable.
+fn check_agent_name(agent: &str) -> Result<()> {
+    if agent.is_empty()
+        || agent.chars().count() > MAX_AGENT_NAME
+        || agent.chars().any(char::is_control)
+    {
+        return Err(Error::Usage(format!(
+            "--agent must be 1 to {MAX_AGENT_NAME} printable characters"
+        )));
+    }
+    Ok(())
 }
 
 /// The regular files under `root`, relative and `/`-separated, sorted.
@@ -206,9 +247,10 @@ pub fn report_started(ctx: &Context, attempt: &Attempt, given_dir: &Path) {
     } else {
         say!(
             ctx,
-            "started {} ({}) in {} — read INSTRUCTIONS.md there; score with `rdbench score {}`",
+            "started {} ({}) as {} in {} — read INSTRUCTIONS.md there; score with `rdbench score {}`",
             attempt.record.task,
             attempt.record.profile,
+            attempt.record.id,
             attempt.record.dir.display(),
             given_dir.display()
         );
@@ -405,9 +447,14 @@ pub fn score(
         std::process::id(),
         run_stamp()
     ));
+    if attempt.score_log().entry_count()? >= MAX_ENTRIES_PER_ATTEMPT {
+        return Err(Error::Usage(format!(
+            "this attempt has logged {MAX_ENTRIES_PER_ATTEMPT} scoring runs, its limit; no more are recorded"
+        )));
+    }
     if let Err((kind, reason)) = snapshot(submission, &info.submission_files, &snapshot_dir) {
         // Hash only what was read: the live folder may hold a FIFO that would block a read.
-        let sha = hash_files(&snapshot_dir, &info.submission_files);
+        let sha = hash_files(&snapshot_dir, &info.submission_names());
         let _ = std::fs::remove_dir_all(&snapshot_dir);
         let rejected = JobResult::rejected(kind, reason, started);
         let entry = entry_for(&info, &profile, &rejected, None, None, sha, None);
@@ -427,51 +474,58 @@ pub fn score(
 }
 
 /// Writes the submission's files (read from the folder untrusted: no links, FIFOs or devices;
-/// bounded; or received from the client) into `dest`. A missing file is left missing for the task to report; any other refusal is an
-/// invalid submission naming the file.
+/// bounded by each file's limit; or received from the client) into `dest`. A missing file is
+/// left missing for the task to report; any other refusal is an invalid submission naming the
+/// file, classified and worded here, never by the client.
 fn snapshot(
     submission: Submission<'_>,
-    names: &[String],
+    task_files: &[SubmissionFile],
     dest: &Path,
 ) -> std::result::Result<(), (InvalidKind, String)> {
     use rdbench_core::fsutil::create_private_dir_all;
     let internal = |e: Error| (InvalidKind::MissingFile, e.to_string());
     create_private_dir_all(dest).map_err(internal)?;
     let (files, blobs) = match submission {
-        Submission::Folder(dir) => read_submission(dir, names, MAX_SUBMISSION_FILE),
+        Submission::Folder(dir) => read_submission(dir, task_files),
         Submission::Received(files, blobs) => (files, blobs),
     };
     let mut blobs = blobs.into_iter();
     for file in files {
+        // Only the task's own file names count: the client chose none of them.
+        let task_file = task_files.iter().find(|f| f.name == file.name);
         match file.state {
             // Blobs come in the order of the files present, whatever the name.
             FileState::Present => {
                 let bytes = blobs.next().ok_or_else(|| {
                     (
                         InvalidKind::MissingFile,
-                        format!("{}: announced but not sent", file.name),
+                        format!("{}: announced but not sent", one_line(&file.name, 64)),
                     )
                 })?;
-                // Only the task's own file names are written: the client chose none of them.
-                if let Some(name) = names.iter().find(|n| **n == file.name) {
-                    if bytes.len() as u64 > MAX_SUBMISSION_FILE {
-                        return Err((
-                            InvalidKind::TooLarge,
-                            format!("{name}: over the {MAX_SUBMISSION_FILE}-byte limit"),
-                        ));
+                if let Some(f) = task_file {
+                    if bytes.len() as u64 > f.max_bytes {
+                        return Err(Refusal::TooLarge {
+                            size: bytes.len() as u64,
+                        }
+                        .entry(&f.name, f.max_bytes));
                     }
-                    atomic_write(&dest.join(name), &bytes).map_err(internal)?;
+                    atomic_write(&dest.join(&f.name), &bytes).map_err(internal)?;
                 }
             }
             FileState::Missing => {}
-            FileState::Refused { kind, reason } => return Err((kind, reason)),
+            FileState::Refused { cause } => {
+                if let Some(f) = task_file {
+                    return Err(cause.entry(&f.name, f.max_bytes));
+                }
+            }
         }
     }
     Ok(())
 }
 
-/// No submission file of any task comes near this; the task's own limit is tighter.
-pub const MAX_SUBMISSION_FILE: u64 = 1 << 30;
+/// Scoring runs one attempt may log: each keeps an entry, its samples and a timeline, so an
+/// agent scoring in a loop cannot fill the scorer's disk.
+pub const MAX_ENTRIES_PER_ATTEMPT: usize = 10_000;
 
 /// Messages name the snapshot's files; the agent knows them by their folder's path.
 fn unsnapshot(result: &mut JobResult, snapshot_dir: &Path, attempt_dir: &Path) {
@@ -525,7 +579,7 @@ fn score_snapshot(
         timeout,
         backend,
     );
-    let sha = hash_files(snapshot_dir, &info.submission_files);
+    let sha = hash_files(snapshot_dir, &info.submission_names());
     // 1. Checks that need no GPU: a bad submission is logged invalid right away.
     if let Some((kind, reason)) = task.precheck(&job.request)? {
         let mut rejected = JobResult::rejected(kind, reason, started);

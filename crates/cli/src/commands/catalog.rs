@@ -65,7 +65,11 @@ pub fn info(ctx: &Context, name: &str) -> Result<i32> {
         ctx,
         "submission:   {:?}: {}",
         info.submission,
-        info.submission_files.join(", ")
+        info.submission_files
+            .iter()
+            .map(|f| format!("{} (at most {} bytes)", f.name, f.max_bytes))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     say!(
         ctx,

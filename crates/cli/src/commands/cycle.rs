@@ -187,7 +187,7 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
             info.name,
             solution.as_str()
         ));
-        let sha = hash_files(&attempt.record.dir, &info.submission_files);
+        let sha = hash_files(&attempt.record.dir, &info.submission_names());
         let result = score_solution_dir(
             ctx,
             task,

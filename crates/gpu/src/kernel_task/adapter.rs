@@ -6,8 +6,8 @@ use std::path::Path;
 
 use rdbench_core::outcome::InvalidKind;
 use rdbench_core::task::{
-    Backend, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution, SubmissionKind,
-    Task, TaskInfo,
+    Backend, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution, SubmissionFile,
+    SubmissionKind, Task, TaskInfo,
 };
 use rdbench_core::{Error, Result};
 
@@ -15,7 +15,9 @@ use super::{KernelFiles, KernelProfile, KernelTask};
 use crate::backend::cuda::CudaBackend;
 use crate::backend::emu::EmuBackend;
 use crate::bench::{BenchRequest, StoppingRule};
-use crate::submission::{CompileCheck, KernelSubmission, SubmissionError, PLAN_FILE, SOURCE_FILE};
+use crate::submission::{
+    CompileCheck, KernelSubmission, SubmissionError, MAX_FILE_BYTES, PLAN_FILE, SOURCE_FILE,
+};
 
 /// The architectures every kernel `.cu` must compile for (A100 and H100/H200).
 pub const TARGET_ARCHS: [u32; 2] = [80, 90];
@@ -131,7 +133,10 @@ impl<T: KernelTask> Task for KernelTaskAdapter<T> {
     fn info(&self) -> TaskInfo {
         let mut info = self.task.info();
         info.submission = SubmissionKind::Kernel;
-        info.submission_files = vec![SOURCE_FILE.into(), PLAN_FILE.into()];
+        info.submission_files = vec![
+            SubmissionFile::new(SOURCE_FILE, MAX_FILE_BYTES),
+            SubmissionFile::new(PLAN_FILE, MAX_FILE_BYTES),
+        ];
         info.profiles = self
             .task
             .profiles()

@@ -199,7 +199,16 @@ impl Task for FixEmbedding {
             raw_score: "ln(mean held-out next-token loss - exact Bayes-optimal loss of the same text), nats".into(),
             direction: Direction::LowerIsBetter,
             submission: SubmissionKind::Artifact,
-            submission_files: vec![SUBMISSION.into()],
+            submission_files: vec![rdbench_core::task::SubmissionFile::new(
+                SUBMISSION,
+                // The model's own f32 weights plus room for the safetensors header.
+                [&t, &f]
+                    .iter()
+                    .map(|s| s.model.data_bytes())
+                    .max()
+                    .unwrap_or(0)
+                    + (1 << 20),
+            )],
             profiles: vec![
                 ProfileInfo { name: "tiny".into(), description: describe(&t), needs_gpu: false },
                 ProfileInfo { name: "full".into(), description: describe(&f), needs_gpu: false },

@@ -12,8 +12,15 @@ fn info_and_instructions_are_complete() {
     assert_eq!(info.name, "fix-embedding");
     assert!(info.hardware_independent);
     assert_eq!(
-        info.submission_files,
+        info.submission_names(),
         vec!["fixed_model.safetensors".to_string()]
+    );
+    // The limit admits the full model and little more.
+    let full = task.spec("full").unwrap().model.data_bytes();
+    let limit = info.submission_files[0].max_bytes;
+    assert!(
+        limit > full && limit < full + (2 << 20),
+        "{limit} vs {full}"
     );
     for p in ["tiny", "full"] {
         assert!(info.profile(p).is_ok());

@@ -258,7 +258,10 @@ impl Task for ScalingLaw {
             raw_score: "1 - [(L(answer) - L_opt) + |loss_prediction - L(answer)|], L in nats".into(),
             direction: Direction::HigherIsBetter,
             submission: SubmissionKind::Artifact,
-            submission_files: vec![answer::FILE.into()],
+            submission_files: vec![rdbench_core::task::SubmissionFile::new(
+                answer::FILE,
+                answer::MAX_BYTES,
+            )],
             profiles: vec![
                 ProfileInfo {
                     name: "tiny".into(),
