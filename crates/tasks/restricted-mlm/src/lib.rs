@@ -51,6 +51,17 @@ use profile::Spec;
 
 /// The graph file of a submission.
 pub const MODEL_FILE: &str = "model.toml";
+/// The most bytes `weights.safetensors` may have: the largest profile's parameter cap in f32,
+/// plus room for the safetensors header (checked before a byte of it is read).
+pub fn max_weights_bytes() -> u64 {
+    [profile::tiny(), profile::full()]
+        .iter()
+        .map(|s| s.limits.max_params * 4)
+        .max()
+        .unwrap_or(0)
+        + (16 << 20)
+}
+
 /// The weights file of a submission.
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
 /// Largest `model.toml` read (10,000 nodes of a few lines each fit easily).
@@ -194,7 +205,10 @@ impl Task for RestrictedMlm {
             raw_score: "ln(mean held-out masked-token loss - exact Bayes-optimal loss of the same positions), nats".into(),
             direction: Direction::LowerIsBetter,
             submission: SubmissionKind::Artifact,
-            submission_files: vec![MODEL_FILE.into(), WEIGHTS_FILE.into()],
+            submission_files: vec![
+                rdbench_core::task::SubmissionFile::new(MODEL_FILE, MAX_MODEL_BYTES),
+                rdbench_core::task::SubmissionFile::new(WEIGHTS_FILE, max_weights_bytes()),
+            ],
             profiles: vec![
                 ProfileInfo { name: "tiny".into(), description: describe(&profile::tiny()), needs_gpu: false },
                 ProfileInfo { name: "full".into(), description: describe(&profile::full()), needs_gpu: false },

@@ -245,7 +245,10 @@ impl Task for TreeTraversal {
             ),
             direction: Direction::LowerIsBetter,
             submission: SubmissionKind::Artifact,
-            submission_files: vec![SUBMISSION.into()],
+            submission_files: vec![rdbench_core::task::SubmissionFile::new(
+                SUBMISSION,
+                rdbench_vliw::program::MAX_PROGRAM_BYTES,
+            )],
             profiles: profiles()
                 .iter()
                 .map(|p| ProfileInfo {
