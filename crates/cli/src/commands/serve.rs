@@ -28,13 +28,13 @@ use rdbench_client::proto::{
     Envelope, Reply, ReplyFile, Request, ServiceMessage, SubmittedFiles, PROTOCOL_VERSION,
 };
 use rdbench_client::wire::{Connection, Limits, WireError};
-use rdbench_core::attempt::{sweep_stale, Attempt};
+use rdbench_core::attempt::{sweep_stale, Attempt, AttemptRef};
 use rdbench_core::fsutil::{effective_uid, ensure_private_dir};
 use rdbench_core::home::Home;
 use rdbench_core::task::Backend;
 use rdbench_core::{Error, Result};
 
-use super::attempt::{self, Submission, MAX_SUBMISSION_FILE};
+use super::attempt::{self, Submission};
 use super::{catalog, Caller, Context};
 use crate::output::Out;
 
@@ -331,9 +331,26 @@ fn dispatch(
             profile,
             time_limit,
             agent,
+            owner,
         } => {
+            let owner_uid = match (ctx.caller, owner) {
+                (Caller::Agent { .. }, _) => {
+                    return Err(Error::Usage(
+                        "starting attempts is the platform's: an operator starts yours \
+                         (`start TASK --dir D --owner USER` as root or the scoring user)"
+                            .into(),
+                    ))
+                }
+                (caller, None) => caller.uid(),
+                (_, Some(name)) => {
+                    rdbench_core::untrusted_tree::lookup_user(&name)
+                        .map_err(|e| Error::Usage(format!("--owner: {e}")))?
+                        .uid
+                }
+            };
             require_absolute(&dir)?;
-            let staged = attempt::stage_attempt(ctx, &task, &dir, &profile, time_limit, &agent)?;
+            let staged =
+                attempt::stage_attempt(ctx, &task, &dir, &profile, time_limit, &agent, owner_uid)?;
             let mut served = code(0);
             for rel in &staged.files {
                 let path = staged.public_dir.join(rel);
@@ -347,12 +364,12 @@ fn dispatch(
             Ok(served)
         }
         Request::Score {
-            dir,
+            attempt,
             allow_uncalibrated,
             timeout,
             emulate,
         } => {
-            let attempt = open_own(ctx, &dir)?;
+            let attempt = open_own(ctx, &attempt)?;
             let is_agent = matches!(ctx.caller, Caller::Agent { .. });
             if emulate && is_agent && !service.allow_emulator_for_agents {
                 return Err(Error::Usage(
@@ -370,13 +387,23 @@ fn dispatch(
             };
             conn.reply(
                 &ServiceMessage::NeedFiles {
-                    names: info.submission_files.clone(),
-                    max_file: MAX_SUBMISSION_FILE,
+                    dir: attempt.record.dir.clone(),
+                    files: info.submission_files.clone(),
                 },
                 &[],
             )?;
+            // No blob may be larger than the task's largest file, nor all of them together
+            // than its files' limits together: checked on each announced length, before a
+            // byte of it is read (the snapshot then checks each file against its own limit).
+            let largest = info.submission_files.iter().map(|f| f.max_bytes).max();
+            let all: u64 = info.submission_files.iter().map(|f| f.max_bytes).sum();
+            let mut announced = 0u64;
             let mut held = 0u64;
             let received = conn.receive_reserving::<SubmittedFiles>(Limits::REQUEST, &mut |n| {
+                announced = announced.saturating_add(n);
+                if largest.is_none_or(|l| n > l) || announced > all {
+                    return false;
+                }
                 let granted = service.budget.take(n);
                 held += if granted { n } else { 0 };
                 granted
@@ -398,12 +425,21 @@ fn dispatch(
             )
             .map(code)
         }
-        Request::Log { dir } => attempt::log(ctx, &open_own(ctx, &dir)?).map(code),
-        Request::Tool { dir, name, args } => {
-            attempt::tool(ctx, &open_own(ctx, &dir)?, &name, &args).map(code)
-        }
-        Request::Finish { dir } => {
-            let summary = attempt::finish(ctx, open_own(ctx, &dir)?)?;
+        Request::Log { attempt } => attempt::log(ctx, &open_own(ctx, &attempt)?).map(code),
+        Request::Tool {
+            attempt,
+            name,
+            args,
+        } => attempt::tool(ctx, &open_own(ctx, &attempt)?, &name, &args).map(code),
+        Request::Finish { attempt } => {
+            if matches!(ctx.caller, Caller::Agent { .. }) {
+                return Err(Error::Usage(
+                    "finishing an attempt is the platform's: it picks the final score, which an \
+                     agent of a hidden-score task must not learn"
+                        .into(),
+                ));
+            }
+            let summary = attempt::finish(ctx, open_own(ctx, &attempt)?)?;
             Ok(Served {
                 summary: serde_json::to_value(&summary).ok(),
                 ..code(0)
@@ -432,19 +468,37 @@ fn require_absolute(dir: &Path) -> Result<()> {
     }
 }
 
-/// The caller's attempt on `dir`. Another user's attempt looks exactly like no attempt, so
-/// the answer tells an agent nothing about others.
-fn open_own(ctx: &Context, dir: &Path) -> Result<Attempt> {
-    require_absolute(dir)?;
-    let attempt = Attempt::open_canonical(&ctx.home, dir)?;
-    match ctx.caller {
-        Caller::Agent { uid } if attempt.record.owner_uid != Some(uid) => {
-            Err(Error::Usage(format!(
-                "{}: no attempt was started here; run `rdbench start <task> --dir {}` first",
-                dir.display(),
-                dir.display()
-            )))
+/// The attempt `what` names, for this caller. An agent reaches only the attempts started for
+/// it, by id or by its folder; another user's attempt reads exactly like no attempt at all
+/// (the same words), so the answer tells it nothing about others. An operator names attempts
+/// by id only: a folder's path belongs to the agent, who can rename it and plant a link to
+/// another attempt in its place.
+fn open_own(ctx: &Context, what: &AttemptRef) -> Result<Attempt> {
+    let opened = match what {
+        AttemptRef::Id(id) => Attempt::open_id(&ctx.home, id),
+        AttemptRef::Dir(dir) => {
+            if matches!(ctx.caller, Caller::Operator { .. }) {
+                return Err(Error::Usage(format!(
+                    "{}: through the scoring service an operator names an attempt by the id `start` \
+                     printed (att-...), never by its folder, which its owner controls",
+                    dir.display()
+                )));
+            }
+            require_absolute(dir)?;
+            Attempt::open_canonical(&ctx.home, dir)
         }
-        _ => Ok(attempt),
+    };
+    let nothing_here = || match what {
+        AttemptRef::Id(id) => Error::Usage(format!("{id}: no such attempt")),
+        AttemptRef::Dir(dir) => Error::Usage(format!(
+            "{}: no attempt was started here; run `rdbench start <task> --dir {}` first",
+            dir.display(),
+            dir.display()
+        )),
+    };
+    match (ctx.caller, opened) {
+        (Caller::Agent { uid }, Ok(a)) if a.record.owner_uid != Some(uid) => Err(nothing_here()),
+        (Caller::Agent { .. }, Err(Error::Usage(_))) => Err(nothing_here()),
+        (_, opened) => opened,
     }
 }
