@@ -14,7 +14,7 @@
 //! | `embedding` | ids, table `[rows, d]` | | `ids.shape + [d]` (rows ≥ vocab + 1: ids include the mask id) |
 //! | `linear` | x `[..., in]`, w `[out, in]`, optional b `[out]` | | `x @ w^T + b` |
 //! | `matmul` | a `[..., m, k]`, b `[..., k, n]` | | batched product, leading dims broadcast |
-//! | `einsum` | a, b | `spec` like `"bsd,de->bse"` | product summed over the letters not in the output |
+//! | `einsum` | a, b | `spec` like `"bsd,de->bse"` | product summed over the letters not in the output; the batch axis only as the same first letter of every batched input and of the output |
 //! | `add` | a, b | | broadcast sum |
 //! | `mul` | a, b, or a alone | `scale` (a number, with one input) | broadcast product, or `a * scale` |
 //! | `relu` | x | | `max(x, 0)`, the only nonlinearity |
@@ -32,7 +32,10 @@
 //! node named by `output` must be `[batch, seq, vocab]` logits. `batch` is symbolic and stays the
 //! first axis of every value computed from the tokens: no op may move, reduce, slice or join
 //! along it, so each sequence's logits depend on that sequence alone and on nothing else in the
-//! batch. `seq` and every other size are numbers fixed by the profile.
+//! batch. Every value holds the batch axis first and at most once (checked for every op's
+//! result, so the caps, which count elements per sequence, count every axis). `seq` and every
+//! other size are numbers fixed by the profile. All of this is decided by explicit rules over
+//! ordered maps: the same graph gets the same verdict on every run.
 //!
 //! Token ids are integers; they may be reshaped, permuted, sliced, selected, unsqueezed and
 //! concatenated, and used as the ids of `embedding` or the index of `gather`, but no arithmetic
@@ -44,7 +47,7 @@
 //! [`Limits`] (nodes, parameters, floating-point operations per token, size of any one value and
 //! of all values together).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
@@ -367,13 +370,13 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Graph, GraphError> {
     }
     let mut checker = Checker {
         limits,
-        names: HashMap::new(),
+        names: BTreeMap::new(),
         types: vec![tokens_ty(limits)],
         nodes: Vec::new(),
         over_limit: std::cell::Cell::new(false),
     };
     checker.names.insert(TOKENS.to_string(), 0);
-    let all_names: HashMap<String, usize> = raw
+    let all_names: BTreeMap<String, usize> = raw
         .node
         .iter()
         .enumerate()
@@ -488,7 +491,7 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Graph, GraphError> {
 
 struct Checker<'a> {
     limits: &'a Limits,
-    names: HashMap<String, usize>,
+    names: BTreeMap<String, usize>,
     types: Vec<Ty>,
     nodes: Vec<Node>,
     /// Set when the last error was a size cap rather than a malformed node.
@@ -605,7 +608,7 @@ impl Checker<'_> {
     fn add(
         &mut self,
         table: toml::Table,
-        all_names: &HashMap<String, usize>,
+        all_names: &BTreeMap<String, usize>,
     ) -> Result<(), String> {
         let mut attrs = Attrs(table.into_iter().collect());
         let name = match attrs.take("name") {
@@ -669,6 +672,14 @@ impl Checker<'_> {
             return Err(format!("the result {ty} has more than {MAX_RANK} axes"));
         }
         // Weights are capped by the parameter count; everything computed, by this.
+        // Every value keeps the batch axis first and at most once, whatever the op: the caps
+        // count elements per sequence, which is only right for such values.
+        if ty.dims.iter().skip(1).any(|d| *d == Dim::Batch) {
+            return Err(format!(
+                "the result {ty} carries the batch axis other than once, first: each sequence is \
+                 computed on its own"
+            ));
+        }
         if !matches!(op, Op::Weight { .. }) && ty.elements() > self.limits.max_value_elements {
             self.over_limit.set(true);
             return Err(format!(
@@ -854,6 +865,29 @@ impl Checker<'_> {
                     }
                     broadcast(&a.dims[..ra - 2], &b.dims[..rb - 2])?
                 };
+                // The interpreter multiplies a plain matrix (no leading axes but size 1) without
+                // copying it; otherwise it copies each operand whose leading axes broadcast, and
+                // each copy is a value under the cap like any other.
+                let plain = |t: &Ty| t.dims[..t.dims.len() - 2].iter().all(|d| *d == Dim::N(1));
+                if !plain(a) && !plain(b) {
+                    for (i, t) in [a, b].into_iter().enumerate() {
+                        let r = t.dims.len();
+                        if t.dims[..r - 2] != lead[..] {
+                            let mut dims = lead.clone();
+                            dims.extend_from_slice(&t.dims[r - 2..]);
+                            let copy = float(dims);
+                            if copy.elements() > self.limits.max_value_elements {
+                                self.over_limit.set(true);
+                                return Err(format!(
+                                    "input {i} ({t}) broadcast to {copy} has {} elements per \
+                                     sequence; at most {} are allowed",
+                                    copy.elements(),
+                                    self.limits.max_value_elements
+                                ));
+                            }
+                        }
+                    }
+                }
                 let mut dims = lead;
                 dims.push(m);
                 dims.push(Dim::N(n));
@@ -1221,7 +1255,8 @@ fn einsum_type(spec: &EinsumSpec, a: &Ty, b: &Ty) -> Result<(Ty, u64), String> {
             b.dims.len()
         ));
     }
-    let mut size: HashMap<char, Dim> = HashMap::new();
+    // An ordered map: every decision below is the same on every run.
+    let mut size: BTreeMap<char, Dim> = BTreeMap::new();
     for (letters, ty) in [(&spec.a, a), (&spec.b, b)] {
         for (c, d) in letters.iter().zip(&ty.dims) {
             match size.insert(*c, *d) {
@@ -1234,10 +1269,30 @@ fn einsum_type(spec: &EinsumSpec, a: &Ty, b: &Ty) -> Result<(Ty, u64), String> {
             }
         }
     }
-    let batch_letter = size
+    // The batch rule, explicitly: a batched input carries the batch axis as its first letter
+    // (values keep it first and once); two batched inputs must name it with the same letter;
+    // that letter is the output's first. Anything else would pair or sum sequences of the
+    // batch with each other, and the caps (which count the batch axis once) would not see it.
+    let batch_of = |letters: &[char], ty: &Ty| ty.batched().then(|| letters[0]);
+    let batch_letter = match (batch_of(&spec.a, a), batch_of(&spec.b, b)) {
+        (Some(x), Some(y)) if x != y => {
+            return Err(format!(
+                "both inputs carry the batch axis, as letters {x} and {y}; two batched inputs must \
+                 name it with the same letter (each sequence is computed on its own)"
+            ))
+        }
+        (Some(x), _) | (None, Some(x)) => Some(x),
+        (None, None) => None,
+    };
+    if let Some((c, _)) = size
         .iter()
-        .find(|(_, d)| **d == Dim::Batch)
-        .map(|(c, _)| *c);
+        .find(|(c, d)| **d == Dim::Batch && Some(**c) != batch_letter)
+    {
+        return Err(format!(
+            "letter {c} is a second batch axis; an einsum carries the batch axis only as the \
+             first letter of its batched inputs and of its output"
+        ));
+    }
     if let Some(c) = batch_letter {
         if spec.out.first() != Some(&c) {
             return Err(format!(

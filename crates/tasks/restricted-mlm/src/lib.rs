@@ -152,22 +152,39 @@ pub struct Evaluation {
     pub seconds: f64,
 }
 
-/// Evaluates `model` on the held-out split of `inst`.
-pub fn evaluate(spec: &Spec, inst: &Instance, model: &MlmModel) -> Result<Evaluation> {
+/// Evaluates `model` on the held-out split of `inst`. A node of the graph that cannot be
+/// evaluated as checked (a shape the checker did not predict, an allocation over the bound) is
+/// the submission's defect: a [`Rejection`] of kind `bad_artifact`, never an internal error.
+pub fn evaluate(
+    spec: &Spec,
+    inst: &Instance,
+    model: &MlmModel,
+) -> Result<std::result::Result<Evaluation, Rejection>> {
     let t = std::time::Instant::now();
     let (set, masks, floor, n) = prep::heldout(spec, inst)?;
-    let (loss, counted) = rdbench_lm::with_threads(spec.threads, || {
+    let evaluated = rdbench_lm::with_threads(spec.threads, || {
         mlm::eval_masked_loss(model, &set, &masks, spec.eval_batch)
-    })
-    .map_err(|e| Error::Internal(format!("restricted-mlm evaluation: {e}")))?;
+    });
+    let (loss, counted) = match evaluated {
+        Ok(x) => x,
+        Err(interp::ForwardError::Node(e)) => {
+            return Ok(Err((
+                InvalidKind::BadArtifact,
+                format!("{MODEL_FILE}: {e}"),
+            )))
+        }
+        Err(interp::ForwardError::Device(e)) => {
+            return Err(Error::Internal(format!("restricted-mlm evaluation: {e}")))
+        }
+    };
     debug_assert_eq!(n, counted);
-    Ok(Evaluation {
+    Ok(Ok(Evaluation {
         loss,
         floor,
         raw: (loss - floor).max(MIN_GAP).ln(),
         masked_positions: n,
         seconds: t.elapsed().as_secs_f64(),
-    })
+    }))
 }
 
 fn copy_solution(from: &Path, to: &Path) -> Result<()> {
@@ -285,7 +302,16 @@ impl Task for RestrictedMlm {
             }
         };
         let inst = Instance::load(&spec, &req.cache_dir)?;
-        let ev = evaluate(&spec, &inst, &model)?;
+        let ev = match evaluate(&spec, &inst, &model)? {
+            Ok(ev) => ev,
+            Err((kind, reason)) => {
+                return Ok(ScoreOutcome::Invalid {
+                    kind,
+                    reason,
+                    details: json!({ "stage": "evaluation" }),
+                })
+            }
+        };
         if !ev.loss.is_finite() {
             return Ok(ScoreOutcome::Invalid {
                 kind: InvalidKind::NonFinite,

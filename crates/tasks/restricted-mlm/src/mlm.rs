@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rdbench_lm::{TokenSet, TrainConfig, TrainReport};
 
-use crate::interp::MlmModel;
+use crate::interp::{ForwardError, MlmModel};
 
 /// Fraction of positions masked (RE-Bench's 15 %).
 pub const MASK_RATE: f64 = 0.15;
@@ -64,13 +64,14 @@ pub fn masked_nll_sum(
 }
 
 /// Mean masked-token loss of `model` on `set` with mask flags `masks` (row-major like the
-/// tokens), `batch_size` sequences at a time; with the number of masked positions.
+/// tokens), `batch_size` sequences at a time; with the number of masked positions. A node of
+/// the graph that fails is [`ForwardError::Node`] (the submission's fault).
 pub fn eval_masked_loss(
     model: &MlmModel,
     set: &TokenSet,
     masks: &[bool],
     batch_size: usize,
-) -> candle_core::Result<(f64, usize)> {
+) -> Result<(f64, usize), ForwardError> {
     let mask_id = model.limits().vocab as u32;
     let n = set.n_seq();
     let (mut total, mut count) = (0.0f64, 0usize);
@@ -78,7 +79,7 @@ pub fn eval_masked_loss(
     while i < n {
         let rows: Vec<usize> = (i..(i + batch_size).min(n)).collect();
         let (ids, targets, weights) = masked_batch(set, masks, &rows, mask_id, model.device())?;
-        let logits = model.forward(&ids)?;
+        let logits = model.forward_checked(&ids)?;
         total += masked_nll_sum(&logits, &targets, &weights)?.to_scalar::<f32>()? as f64;
         count += rows
             .iter()

@@ -457,3 +457,246 @@ fn relu_tricks_are_allowed_and_compute_what_they_should() {
         }
     }
 }
+
+/// Two batched embeddings of the tokens, `x` and `y`, each `[batch, 6, 4]`, ending in the
+/// einsum `spec` over them (node `z`); the rest of the graph is not needed to be refused.
+fn two_batched(spec: &str) -> String {
+    let mut g = GraphText::new("z");
+    g.weight("e", &[6, 4])
+        .node("x", "embedding", &["tokens", "e"], &[])
+        .weight("f", &[6, 4])
+        .node("y", "embedding", &["tokens", "f"], &[])
+        .node("z", "einsum", &["x", "y"], &[("spec", format!("{spec:?}"))]);
+    g.text("two batched inputs")
+}
+
+/// The einsum batch rule is decided by explicit rules, the same way on every run: the red
+/// team's `"bsd,csd->bs"` (sums over every sequence of the batch) was accepted about one time
+/// in four while the batch letter came out of a hash map.
+#[test]
+fn einsum_batch_axis_rule_is_explicit_and_deterministic() {
+    let refused = [
+        (
+            "bsd,csd->bs",
+            "both inputs carry the batch axis, as letters b and c",
+        ),
+        (
+            "bsd,csd->cs",
+            "both inputs carry the batch axis, as letters b and c",
+        ),
+        (
+            "bsd,csd->bcs",
+            "both inputs carry the batch axis, as letters b and c",
+        ),
+        (
+            "bsd,ctd->bcst",
+            "both inputs carry the batch axis, as letters b and c",
+        ),
+        (
+            "bsd,bsd->sd",
+            "letter b is the batch axis; it must be the first output letter",
+        ),
+        (
+            "bsd,bsd->sbd",
+            "letter b is the batch axis; it must be the first output letter",
+        ),
+    ];
+    for (spec, want) in refused {
+        // Many parses: a decision that depended on iteration order would differ among them.
+        for _ in 0..64 {
+            let err = parse(&two_batched(spec)).expect_err(spec);
+            assert!(!err.over_limit, "{spec}: a rule, not a cap");
+            let msg = err.to_string();
+            assert!(msg.contains("node 4 (\"z\")"), "{spec}: {msg}");
+            assert!(msg.contains(want), "{spec}: {msg:?} lacks {want:?}");
+        }
+    }
+    // The same letter on both batched inputs and first in the output: each sequence alone.
+    let mut g = GraphText::new("logits");
+    g.weight("e", &[6, 4])
+        .node("x", "embedding", &["tokens", "e"], &[])
+        .weight("f", &[6, 4])
+        .node("y", "embedding", &["tokens", "f"], &[])
+        .node(
+            "z",
+            "einsum",
+            &["x", "y"],
+            &[("spec", "\"bsd,bsd->bsd\"".into())],
+        );
+    let text = with_head(&mut g, "z", 4);
+    let (m, both) = run(&text, 11);
+    let e: Vec<Vec<f32>> = m.tensors()["e"].to_vec2().unwrap();
+    let f: Vec<Vec<f32>> = m.tensors()["f"].to_vec2().unwrap();
+    let head: Vec<Vec<f32>> = m.tensors()["head"].to_vec2().unwrap();
+    let out = v3(&both);
+    let toks = [[0usize, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]];
+    for b in 0..2 {
+        for t in 0..6 {
+            let tok = toks[b][t];
+            for v in 0..5 {
+                let want: f32 = (0..4).map(|d| e[tok][d] * f[tok][d] * head[v][d]).sum();
+                assert!((out[b][t][v] - want).abs() < 1e-4, "b {b} t {t} v {v}");
+            }
+        }
+    }
+}
+
+/// The red team's axis-cap bypass: with the second batch letter counted as one, the product
+/// `"bsd,ctd->bcst"` looked like 6 x 6 x 4 elements per sequence while holding batch^2 times
+/// as many. Refused by the rule; and no op can leave a second batch axis in any value.
+#[test]
+fn no_value_carries_a_second_batch_axis() {
+    let err = parse(&two_batched("bsd,ctd->bcst")).unwrap_err();
+    assert!(err.to_string().contains("as letters b and c"), "{err}");
+    // A batched value broadcast against another on a later axis is refused too.
+    let mut g = GraphText::new("z");
+    g.weight("e", &[6, 4])
+        .node("x", "embedding", &["tokens", "e"], &[])
+        .node("u", "unsqueeze", &["x"], &[("axis", "1".into())])
+        .node(
+            "s",
+            "select",
+            &["x"],
+            &[("axis", "2".into()), ("index", "0".into())],
+        )
+        .node("z", "add", &["u", "s"], &[]);
+    let err = parse(&g.text("batch against a later axis")).unwrap_err();
+    assert!(err.to_string().contains("batch"), "{err}");
+}
+
+/// `matmul` of a plain matrix (a rank-2 weight) with a batched value on either side computes
+/// the product without copying the matrix per sequence, and agrees with `einsum`.
+#[test]
+fn matmul_with_plain_matrices_on_either_side_agrees_with_einsum() {
+    // left: w [3, 6] @ x^T [b, 6, 4]... built as x [b, 6, 4] permuted to [b, 4, 6] then w^T.
+    let cases: [(&str, Vec<(&str, &str)>, &str); 3] = [
+        // w [5, 6] @ x [b, 6, 4] -> [b, 5, 4] (plain left operand)
+        ("left", vec![("w", "[5, 6]")], "vs,bsd->bvd"),
+        // x [b, 6, 4] @ k [1, 4, 5] -> [b, 6, 5] (leading axis of size 1: plain)
+        ("right", vec![("w", "[1, 4, 5]")], "bsd,odv->bsv"),
+        // x4 [b, 1, 6, 4] @ k [2, 4, 5] -> [b, 2, 6, 5] (both have leading axes: broadcast)
+        ("both", vec![("w", "[2, 4, 5]")], "bosd,pdv->bpsv"),
+    ];
+    for (what, weights, spec) in cases {
+        let mut results = Vec::new();
+        for op in ["matmul", "einsum"] {
+            let mut g = GraphText::new("y");
+            g.node("e", "weight", &[], &[("shape", "[6, 4]".into())])
+                .node("x", "embedding", &["tokens", "e"], &[]);
+            for (n, shape) in &weights {
+                g.node(n, "weight", &[], &[("shape", shape.to_string())]);
+            }
+            let (a, b) = match what {
+                "left" => ("w", "x"),
+                "right" => ("x", "w"),
+                _ => {
+                    g.node("x4", "unsqueeze", &["x"], &[("axis", "1".into())]);
+                    ("x4", "w")
+                }
+            };
+            let mut attrs = Vec::new();
+            if op == "einsum" {
+                attrs.push(("spec", format!("{spec:?}")));
+            }
+            g.node("p", op, &[a, b], &attrs);
+            // Logits [b, 6, 5] from p, whatever its shape: flattened, then a linear layer.
+            let per_seq: usize = match what {
+                "left" => 5 * 4,
+                "right" => 6 * 5,
+                _ => 2 * 6 * 5,
+            };
+            g.node(
+                "flat",
+                "reshape",
+                &["p"],
+                &[("shape", format!("[\"batch\", {per_seq}]"))],
+            )
+            .weight("h", &[30, per_seq])
+            .node("hh", "linear", &["flat", "h"], &[])
+            .node(
+                "y",
+                "reshape",
+                &["hh"],
+                &[("shape", "[\"batch\", \"seq\", 5]".into())],
+            );
+            let (_, out) = run(&g.text(what), 21);
+            results.push(out.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        }
+        for (x, y) in results[0].iter().zip(&results[1]) {
+            assert!((x - y).abs() < 1e-4, "{what}: {x} vs {y}");
+        }
+    }
+}
+
+/// A matmul whose operands both have leading axes copies the one that broadcasts: that copy
+/// is a value under the cap like any other (it used to be unbounded: a weight copied once per
+/// sequence of the batch).
+#[test]
+fn matmul_broadcast_copies_count_against_the_value_cap() {
+    // x4 [b, 1, 6, 50] @ w [30, 50, 80]: the result [b, 30, 6, 80] (14,400 per sequence) is
+    // under the cap of 100,000, the copy of w per sequence (120,000) is not.
+    let mut g = GraphText::new("p");
+    g.weight("e", &[6, 50])
+        .node("x", "embedding", &["tokens", "e"], &[])
+        .node("x4", "unsqueeze", &["x"], &[("axis", "1".into())])
+        .weight("w", &[30, 50, 80])
+        .node("p", "matmul", &["x4", "w"], &[]);
+    let lim = Limits {
+        max_params: 1_000_000,
+        ..limits()
+    };
+    let err = graph::parse(&g.text("copy"), &lim).unwrap_err();
+    assert!(err.over_limit, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(
+            "node 4 (\"p\"): input 1 ([30, 50, 80]) broadcast to [batch, 30, 50, 80] has 120000"
+        ),
+        "{msg}"
+    );
+}
+
+/// The interpreter trusts the checker but verifies: a result whose shape differs from the
+/// checked one, or an allocation over the bound, is a [`NodeError`] naming the node (the
+/// scorer's `bad_artifact` entry), never a panic or an internal error.
+#[test]
+fn evaluation_failures_are_node_errors() {
+    use rdbench_task_restricted_mlm::interp::ForwardError;
+    let text = start::graph(
+        &limits(),
+        start::MlpShape {
+            embed: 3,
+            hidden: 7,
+        },
+    );
+    // 1. A graph whose recorded type of the reshape "flat" is wrong (as if the checker had
+    //    counted an axis wrongly): the reshape's sizes differ at evaluation.
+    let mut g = parse(&text).unwrap();
+    let flat = g.nodes.iter().position(|n| n.name == "flat").unwrap();
+    g.nodes[flat].ty.dims.push(graph::Dim::N(2));
+    let m = MlmModel::init(g, limits(), 1, &Device::Cpu).unwrap();
+    match m.forward_checked(&tokens()) {
+        Err(ForwardError::Node(e)) => {
+            assert_eq!(e.name, "flat");
+            assert!(e.message.contains("the sizes differ"), "{e}");
+        }
+        other => panic!("expected a node error, got {other:?}"),
+    }
+    // 2. A graph checked under generous caps, evaluated under a bound it exceeds: refused
+    //    before allocating, naming the first node over it.
+    let g = parse(&text).unwrap();
+    let small = Limits {
+        max_value_elements: 10,
+        ..limits()
+    };
+    let m = MlmModel::init(g, small, 1, &Device::Cpu).unwrap();
+    match m.forward_checked(&tokens()) {
+        Err(ForwardError::Node(e)) => {
+            assert_eq!(e.name, "x", "{e}");
+            assert!(e.message.contains("over the bound of 20"), "{e}");
+        }
+        other => panic!("expected a node error, got {other:?}"),
+    }
+    // 3. The training entry point reports the same as a plain error, without panicking.
+    assert!(m.forward(&tokens()).is_err());
+}
