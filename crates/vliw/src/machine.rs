@@ -11,7 +11,10 @@
 //! - A bundle costs one cycle when it names any engine but `debug`.
 //! - Words are 32 bits, arithmetic is modulo 2^32, shifts by 32 or more give 0, and a
 //!   division or remainder by zero is a [`Fault`], as is a memory address outside the image,
-//!   a jump to a negative bundle index, or a run past the cycle limit.
+//!   a jump to a negative bundle index, or a run past one of its [`Bounds`].
+//! - The work of a run is bounded twice: by cycles, and by bundles executed, free ones
+//!   included. Bundles that name no engine (or only `debug`) cost no cycle, so a loop through
+//!   a long run of them spends time without spending cycles; only the second bound stops it.
 //!
 //! The loop is the inner loop of every score and of an agent's search, so it decodes nothing
 //! and allocates nothing: writes go to two fixed buffers sized for the most a bundle can write.
@@ -19,7 +22,7 @@
 use std::fmt;
 
 use crate::isa::{Slot, SCRATCH_SIZE, VLEN};
-use crate::program::Program;
+use crate::program::{Program, MAX_BUNDLES};
 
 /// Why a run ended early. `cycle` is the cycle the faulting bundle would have been (from 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +40,8 @@ pub enum Fault {
     NegativeJump { bundle: usize, cycle: u64 },
     /// Still running after `limit` cycles.
     CycleLimit { limit: u64 },
+    /// Still running after executing `limit` bundles (free ones included), `cycles` cycles in.
+    BundleLimit { limit: u64, cycles: u64 },
 }
 
 impl fmt::Display for Fault {
@@ -55,6 +60,11 @@ impl fmt::Display for Fault {
             Fault::CycleLimit { limit } => {
                 write!(f, "the program did not halt within {limit} cycles")
             }
+            Fault::BundleLimit { limit, cycles } => write!(
+                f,
+                "the program did not halt within {limit} executed bundles (the bound on bundles, \
+                 free ones included; {cycles} cycles had run)"
+            ),
         }
     }
 }
@@ -80,9 +90,40 @@ const MAX_SCRATCH_WRITES: usize = 12 + 6 * VLEN + 2 * VLEN + VLEN;
 /// Most memory words one bundle can write: 2 x 8 store.
 const MAX_MEM_WRITES: usize = 2 * VLEN;
 
-/// Runs `program` on `mem` (changed in place) from zeroed scratch, for at most `max_cycles`.
+/// The most work a run may do: cycles, and bundles executed (free ones included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub cycles: u64,
+    pub bundles: u64,
+}
+
+/// Free bundles per cycle that [`Bounds::for_cycles`] allows on top of [`MAX_BUNDLES`].
+pub const DEFAULT_BUNDLES_PER_CYCLE: u64 = 16;
+
+impl Bounds {
+    /// `max_cycles` cycles, and `16 x max_cycles + MAX_BUNDLES` bundles: any program that fits
+    /// the file caps can run through once, and a loop may carry up to 16 free (`debug`-only or
+    /// empty) bundles per cycle it spends, far more than any useful program.
+    pub fn for_cycles(max_cycles: u64) -> Bounds {
+        Bounds {
+            cycles: max_cycles,
+            bundles: max_cycles
+                .saturating_mul(DEFAULT_BUNDLES_PER_CYCLE)
+                .saturating_add(MAX_BUNDLES as u64),
+        }
+    }
+}
+
+/// Runs `program` on `mem` (changed in place) from zeroed scratch, for at most `max_cycles`
+/// (and the bundles of [`Bounds::for_cycles`]).
 pub fn run(program: &Program, mem: &mut [u32], max_cycles: u64) -> Result<RunStats, Fault> {
-    run_with_core(program, mem, max_cycles).map(|(stats, _)| stats)
+    run_bounded(program, mem, Bounds::for_cycles(max_cycles))
+}
+
+/// [`run`] within explicit [`Bounds`].
+pub fn run_bounded(program: &Program, mem: &mut [u32], bounds: Bounds) -> Result<RunStats, Fault> {
+    let mut scratch = vec![0u32; SCRATCH_SIZE];
+    execute(program, mem, &mut scratch, bounds)
 }
 
 /// [`run`], also returning the final scratch.
@@ -92,7 +133,7 @@ pub fn run_with_core(
     max_cycles: u64,
 ) -> Result<(RunStats, Core), Fault> {
     let mut scratch = vec![0u32; SCRATCH_SIZE];
-    let stats = execute(program, mem, &mut scratch, max_cycles)?;
+    let stats = execute(program, mem, &mut scratch, Bounds::for_cycles(max_cycles))?;
     Ok((stats, Core { scratch }))
 }
 
@@ -100,8 +141,9 @@ fn execute(
     program: &Program,
     mem: &mut [u32],
     scratch: &mut [u32],
-    max_cycles: u64,
+    bounds: Bounds,
 ) -> Result<RunStats, Fault> {
+    let max_cycles = bounds.cycles;
     let scratch: &mut [u32; SCRATCH_SIZE] =
         scratch.try_into().expect("scratch has SCRATCH_SIZE words");
     let mut sw_addr = [0u16; MAX_SCRATCH_WRITES];
@@ -117,6 +159,12 @@ fn execute(
         let bundle = program.bundles[pc];
         let here = pc;
         pc += 1;
+        if executed == bounds.bundles {
+            return Err(Fault::BundleLimit {
+                limit: bounds.bundles,
+                cycles,
+            });
+        }
         executed += 1;
         if bundle.costs_cycle {
             if cycles == max_cycles {
@@ -449,6 +497,79 @@ mod tests {
             run(&p, &mut [0; 4], 50),
             Err(Fault::CycleLimit { limit: 50 })
         );
+    }
+
+    /// A loop through free bundles spends almost no cycles: the red team's 3 MB program of
+    /// empty bundles and one jump ran for 120 s under a cycle bound alone. The bundle bound
+    /// stops it, and says so.
+    #[test]
+    fn a_loop_of_free_bundles_stops_at_the_bundle_bound() {
+        let json = format!(
+            r#"{{"format": "rdbench-vliw/1", "bundles": [{}{{"flow": [["jump", 0]]}}]}}"#,
+            "{}, ".repeat(10_000)
+        );
+        let p = Program::parse(json.as_bytes()).unwrap();
+        assert_eq!(p.cycle_bundles(), 1, "only the jump costs a cycle");
+        let bounds = Bounds {
+            cycles: 1_000_000,
+            bundles: 50_000,
+        };
+        let started = std::time::Instant::now();
+        let err = run_bounded(&p, &mut [0; 4], bounds).unwrap_err();
+        assert_eq!(
+            err,
+            Fault::BundleLimit {
+                limit: 50_000,
+                cycles: 4
+            }
+        );
+        assert!(err.to_string().contains("50000 executed bundles"), "{err}");
+        assert!(started.elapsed().as_secs() < 5);
+        // The default bounds of `run` stop it too, long before the cycle bound.
+        let err = run(&p, &mut [0; 4], 1_000).unwrap_err();
+        assert!(
+            matches!(err, Fault::BundleLimit { limit, .. } if limit == 1_000 * DEFAULT_BUNDLES_PER_CYCLE + MAX_BUNDLES as u64),
+            "{err}"
+        );
+        // A cycle-costing loop still stops at the cycle bound first.
+        let p = prog(&[vec![Slot::Jump { target: 0 }]]);
+        let bounds = Bounds {
+            cycles: 1_000,
+            bundles: 50_000,
+        };
+        assert_eq!(
+            run_bounded(&p, &mut [0; 4], bounds),
+            Err(Fault::CycleLimit { limit: 1_000 })
+        );
+        // Exactly at the bound is still fine: 3 bundles with a bound of 3.
+        let p = Program::parse(
+            br#"{"format": "rdbench-vliw/1", "bundles": [{}, {}, {"flow": [["halt"]]}]}"#,
+        )
+        .unwrap();
+        let stats = run_bounded(
+            &p,
+            &mut [0; 4],
+            Bounds {
+                cycles: 10,
+                bundles: 3,
+            },
+        )
+        .unwrap();
+        assert_eq!((stats.cycles, stats.bundles), (1, 3));
+        assert!(matches!(
+            run_bounded(
+                &p,
+                &mut [0; 4],
+                Bounds {
+                    cycles: 10,
+                    bundles: 2
+                }
+            ),
+            Err(Fault::BundleLimit {
+                limit: 2,
+                cycles: 0
+            })
+        ));
     }
 
     #[test]

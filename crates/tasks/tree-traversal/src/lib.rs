@@ -32,7 +32,7 @@ use rdbench_core::task::{
 };
 use rdbench_core::template::{render, thousands};
 use rdbench_core::{Error, Result};
-use rdbench_vliw::machine::{self, Fault};
+use rdbench_vliw::machine::{self, Bounds, Fault};
 use rdbench_vliw::problem::{output_values, Input, Params};
 use rdbench_vliw::program::{self, Program};
 use serde_json::json;
@@ -45,6 +45,27 @@ pub const INPUTS: u64 = 8;
 
 /// A program is stopped (and invalid) after this many times the profile's baseline cycles.
 pub const CYCLE_LIMIT_FACTOR: u64 = 10;
+
+/// A program is also stopped (and invalid) after executing this many times the baseline's
+/// bundles plus [`program::MAX_BUNDLES`], free bundles included. Bundles that name no engine
+/// but `debug` cost no cycle, so without this bound a loop through a long run of them works
+/// for ever inside the cycle bound (the red team's 3 MB program used 120 s of a core and ended
+/// as the worker's generic timeout). The baseline is one slot per bundle with no free bundle,
+/// so its bundles equal its cycles (a test pins that): the bound allows 10 times the start's
+/// work plus one pass through the largest program a file may hold, which no useful program
+/// comes near (tiny 1,069,660 bundles, full 2,453,980; a few milliseconds of simulation each).
+pub const BUNDLE_LIMIT_FACTOR: u64 = 10;
+
+/// The bounds of one simulated run for a profile whose baseline takes `start_cycles` cycles
+/// (and as many bundles).
+pub fn run_bounds(start_cycles: u64) -> Bounds {
+    Bounds {
+        cycles: start_cycles.saturating_mul(CYCLE_LIMIT_FACTOR),
+        bundles: start_cycles
+            .saturating_mul(BUNDLE_LIMIT_FACTOR)
+            .saturating_add(program::MAX_BUNDLES as u64),
+    }
+}
 
 /// The published marks of the original take-home (cycles, who, when), from its README.
 pub const PUBLISHED_MARKS: [(u64, &str); 8] = [
@@ -171,20 +192,33 @@ pub enum Verdict {
 
 /// Simulates `program` on [`INPUTS`] inputs from `seed` and checks every output value.
 pub fn judge(program: &Program, params: &Params, start_cycles: u64, seed: u64) -> Verdict {
-    let limit = start_cycles * CYCLE_LIMIT_FACTOR;
+    let bounds = run_bounds(start_cycles);
     let mut cycles = Vec::new();
     for k in 0..INPUTS {
         let input = Input::generate(params, splitmix64(seed ^ k.wrapping_mul(0x9E37)));
         let mut mem = input.memory_image(params);
-        let stats = match machine::run(program, &mut mem, limit) {
+        let stats = match machine::run_bounded(program, &mut mem, bounds) {
             Ok(s) => s,
             Err(f @ Fault::CycleLimit { .. }) => {
                 return Verdict::Invalid(
                     InvalidKind::Timeout,
                     format!(
-                        "input {} of {INPUTS}: {f} ({CYCLE_LIMIT_FACTOR} x the baseline's {})",
+                        "input {} of {INPUTS}: {f}: the cycle bound ({CYCLE_LIMIT_FACTOR} x the \
+                         baseline's {})",
                         k + 1,
                         thousands(start_cycles as i64)
+                    ),
+                )
+            }
+            Err(f @ Fault::BundleLimit { .. }) => {
+                return Verdict::Invalid(
+                    InvalidKind::Timeout,
+                    format!(
+                        "input {} of {INPUTS}: {f}: the bundle bound ({BUNDLE_LIMIT_FACTOR} x the \
+                         baseline's {} bundles + {}, the most bundles a program file holds)",
+                        k + 1,
+                        thousands(start_cycles as i64),
+                        thousands(program::MAX_BUNDLES as i64)
                     ),
                 )
             }
@@ -426,7 +460,11 @@ fn instructions(p: &Profile) -> Result<String> {
             ("REFERENCE_CYCLES", &thousands(p.reference_cycles as i64)),
             (
                 "LIMIT_CYCLES",
-                &thousands((p.start_cycles * CYCLE_LIMIT_FACTOR) as i64),
+                &thousands(run_bounds(p.start_cycles).cycles as i64),
+            ),
+            (
+                "LIMIT_BUNDLES",
+                &thousands(run_bounds(p.start_cycles).bundles as i64),
             ),
             ("INPUTS", &INPUTS.to_string()),
             ("MARKS", &marks),

@@ -44,6 +44,9 @@ fn the_pinned_cycle_counts_are_the_shipped_programs() {
         let r = solution_program(Solution::Reference, profile).unwrap();
         // Straight-line programs: every bundle runs once, on every input.
         assert_eq!(s.cycle_bundles() as u64, start, "{profile} start");
+        // The bundle bound is set from the start's bundles, which are its cycles (no free
+        // bundle in the baseline).
+        assert_eq!(s.bundles.len() as u64, start, "{profile} start bundles");
         assert_eq!(r.cycle_bundles() as u64, reference, "{profile} reference");
         let params = Params::preset(profile).unwrap();
         for (what, program, cycles) in [("start", &s, start), ("reference", &r, reference)] {
@@ -189,6 +192,45 @@ fn a_program_that_knows_one_inputs_answer_fails_the_scoring_inputs() {
     );
 }
 
+/// The red team's program: a long run of empty bundles (no cycle) and one jump back. Stopped
+/// by the bundle bound within a fraction of a second, with a reason naming that bound, for a
+/// loop body far longer than the bound (one pass) and for a short one (many passes).
+#[test]
+fn a_loop_of_empty_bundles_stops_at_the_bundle_bound() {
+    let params = Params::preset("tiny").unwrap();
+    for body in [900_000usize, 1_000] {
+        let json = format!(
+            r#"{{"format": "rdbench-vliw/1", "bundles": [{}{{"flow": [["jump", 0]]}}]}}"#,
+            "{},".repeat(body)
+        );
+        let program = Program::parse(json.as_bytes()).unwrap();
+        let started = std::time::Instant::now();
+        match judge(&program, &params, TINY_START_CYCLES, 7) {
+            Verdict::Invalid(InvalidKind::Timeout, why) => {
+                assert!(why.contains("executed bundles"), "{why}");
+                assert!(why.contains("the bundle bound"), "{why}");
+                assert!(why.contains("1069660 executed bundles"), "{why}");
+            }
+            other => panic!("{body}: {other:?}"),
+        }
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "{body}: {:?}",
+            started.elapsed()
+        );
+    }
+    // A loop that costs a cycle per bundle still hits the cycle bound, and says so.
+    let program =
+        Program::parse(br#"{"format": "rdbench-vliw/1", "bundles": [{"flow": [["jump", 0]]}]}"#)
+            .unwrap();
+    match judge(&program, &params, TINY_START_CYCLES, 7) {
+        Verdict::Invalid(InvalidKind::Timeout, why) => {
+            assert!(why.contains("the cycle bound"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn an_empty_program_is_wrong_and_the_first_wrong_walker_is_named() {
     let params = Params::tiny();
@@ -259,6 +301,20 @@ fn the_instructions_render_for_every_profile_with_the_right_numbers() {
             .unwrap();
         let text = std::fs::read_to_string(attempt.join("INSTRUCTIONS.md")).unwrap();
         assert!(!text.contains("{{"), "{profile}");
+        let bounds = rdbench_task_tree_traversal::run_bounds(match profile {
+            "tiny" => TINY_START_CYCLES,
+            "full" => FULL_START_CYCLES,
+            _ => 147_734,
+        });
+        let shown = |n: u64| rdbench_core::template::thousands(n as i64);
+        assert!(
+            text.contains(&shown(bounds.bundles)),
+            "{profile}: bundle bound"
+        );
+        assert!(
+            text.contains(&shown(bounds.cycles)),
+            "{profile}: cycle bound"
+        );
         let params: Params =
             serde_json::from_str(&std::fs::read_to_string(attempt.join("params.json")).unwrap())
                 .unwrap();

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rdbench_vliw::machine::run;
+use rdbench_vliw::machine::{run_bounded, Bounds};
 use rdbench_vliw::problem::{output_values, Input, Params};
 use rdbench_vliw::program::{Program, MAX_PROGRAM_BYTES};
 
@@ -41,6 +41,10 @@ enum Command {
         /// Stop a run after this many cycles.
         #[arg(long, default_value_t = 10_000_000)]
         max_cycles: u64,
+        /// Stop a run after this many executed bundles, free ones included (default: 16 per
+        /// cycle of --max-cycles plus 1,000,000).
+        #[arg(long)]
+        max_bundles: Option<u64>,
     },
     /// Print a profile's parameters as JSON.
     Params {
@@ -93,7 +97,12 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
             seed,
             inputs,
             max_cycles,
+            max_bundles,
         } => {
+            let mut bounds = Bounds::for_cycles(max_cycles);
+            if let Some(b) = max_bundles {
+                bounds.bundles = b;
+            }
             let params = match params {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
@@ -115,7 +124,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
                 let input = Input::generate(&params, seed.wrapping_add(k));
                 let mut mem = input.memory_image(&params);
                 let started = std::time::Instant::now();
-                match run(&prog, &mut mem, max_cycles) {
+                match run_bounded(&prog, &mut mem, bounds) {
                     Err(fault) => {
                         println!("input {k}: {fault}");
                         failed = true;
