@@ -1,5 +1,6 @@
 //! The subcommands. Each takes the validated [`Context`] and returns the process exit code.
 
+mod admission;
 mod attempt;
 mod calibrate;
 mod catalog;

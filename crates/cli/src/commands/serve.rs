@@ -15,7 +15,22 @@
 //!
 //! One connection carries one command, on its own thread; a panic in it becomes an internal
 //! error for that client, never the end of the service.
+//!
+//! No agent can starve the service or the operator (issue 20):
+//!
+//! - every message is read within a deadline ([`Deadline`]): its first byte within 10 s (120 s
+//!   for the submission, which the client reads from disk first), the header within 10 s of
+//!   that, blobs at 4 MiB/s at least, 10 min at most; a peer trickling bytes is cut at the
+//!   deadline, not kept alive by each byte. Replies are sent under the same deadline;
+//! - admission ([`super::admission`]): 8 connections per agent uid, 64 for all agents, and an
+//!   operator lane of 16 that agents never fill; submission bytes are reserved before they are
+//!   read, 1.25 GiB per agent uid within 3 GiB for all agents, 2 GiB apart for operators;
+//! - tool runs (which train inside this process) queue: one per attempt, half the cores at once
+//!   per machine, a caller waits at most 10 min;
+//! - a refusal is one line naming the cap that was hit; at most 32 refusals are answered at
+//!   once, and connections beyond those are closed unanswered, so a flood costs no threads.
 
+use std::cell::Cell;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -27,43 +42,27 @@ use std::time::Duration;
 use rdbench_client::proto::{
     Envelope, Reply, ReplyFile, Request, ServiceMessage, SubmittedFiles, PROTOCOL_VERSION,
 };
-use rdbench_client::wire::{Connection, Limits, WireError};
+use rdbench_client::wire::{Connection, Deadline, Limits, WireError};
 use rdbench_core::attempt::{sweep_stale, Attempt, AttemptRef};
 use rdbench_core::fsutil::{effective_uid, ensure_private_dir};
 use rdbench_core::home::Home;
 use rdbench_core::task::Backend;
 use rdbench_core::{Error, Result};
 
+use super::admission::{Admission, Busy, Caps, Slot, ToolTurn};
 use super::attempt::{self, Submission};
 use super::{catalog, Caller, Context};
 use crate::output::Out;
 
-/// Connections served at once; more are told the service is busy.
-const MAX_CONNECTIONS: usize = 64;
-/// How long a client may take to send a message (a stalled client holds only its thread).
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
-/// Submission bytes held for all connections together: many clients each sending their
-/// largest allowed file cannot exhaust the scorer's memory.
-const RECEIVE_BUDGET: u64 = 3 << 30;
-
-/// What is left of [`RECEIVE_BUDGET`].
-#[derive(Debug)]
-struct ReceiveBudget(std::sync::Mutex<u64>);
-
-impl ReceiveBudget {
-    fn take(&self, n: u64) -> bool {
-        let mut left = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if *left >= n {
-            *left -= n;
-            true
-        } else {
-            false
-        }
-    }
-    fn give(&self, n: u64) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) += n;
-    }
-}
+/// Refused connections answered at once (each reads the request, briefly, to answer it in the
+/// protocol); more are closed unanswered.
+const MAX_REFUSING: usize = 32;
+/// How long a refused connection's request may take: it is only read to be answered.
+const REFUSAL_DEADLINE: Deadline = Deadline {
+    first_byte: Duration::from_secs(2),
+    header: Duration::from_secs(2),
+    ..Deadline::REQUEST
+};
 
 /// What every connection's thread needs.
 #[derive(Debug)]
@@ -71,7 +70,34 @@ struct Service {
     home: Home,
     uid: u32,
     allow_emulator_for_agents: bool,
-    budget: ReceiveBudget,
+    /// Connections, receive budgets and the tool queue, per caller.
+    admission: Arc<Admission>,
+}
+
+thread_local! {
+    /// Why this connection's last reservation was refused, for its reply (a connection is one
+    /// thread).
+    static REFUSED: Cell<Option<Busy>> = const { Cell::new(None) };
+}
+
+impl Service {
+    /// Takes `n` bytes of the caller's receive budget (per agent uid, all agents, or the
+    /// operators'); a [`Held`] gives them back.
+    fn reserve(&self, caller: Caller, n: u64) -> bool {
+        match self.admission.reserve(caller, n) {
+            Ok(()) => true,
+            Err(busy) => {
+                REFUSED.with(|r| r.set(Some(busy)));
+                false
+            }
+        }
+    }
+
+    /// Waits for a turn to run a tool on `attempt`: tools run inside this process, so they
+    /// queue (one per attempt, a few per machine); a wait past the bound is a busy refusal.
+    fn tool_turn(&self, caller: Caller, attempt: &Attempt) -> Result<ToolTurn<'_>> {
+        Ok(self.admission.tool_turn(caller, &attempt.private_dir)?)
+    }
 }
 
 pub fn serve(ctx: &Context, socket: &Path, allow_emulator_for_agents: bool) -> Result<i32> {
@@ -83,7 +109,7 @@ pub fn serve(ctx: &Context, socket: &Path, allow_emulator_for_agents: bool) -> R
         home: ctx.home.clone(),
         uid: effective_uid(),
         allow_emulator_for_agents,
-        budget: ReceiveBudget(std::sync::Mutex::new(RECEIVE_BUDGET)),
+        admission: Arc::new(Admission::new(Caps::for_this_machine())),
     });
     warn!(
         ctx,
@@ -101,7 +127,7 @@ pub fn serve(ctx: &Context, socket: &Path, allow_emulator_for_agents: bool) -> R
             ""
         }
     );
-    let active = Arc::new(AtomicUsize::new(0));
+    let refusing = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,
@@ -110,13 +136,32 @@ pub fn serve(ctx: &Context, socket: &Path, allow_emulator_for_agents: bool) -> R
                 continue;
             }
         };
-        let (service, active) = (service.clone(), active.clone());
+        let Ok(uid) = peer_uid(&stream) else {
+            continue;
+        };
+        let caller = if uid == 0 || uid == service.uid {
+            Caller::Operator { uid }
+        } else {
+            Caller::Agent { uid }
+        };
+        // Admitted here, before a thread exists: a refused flood never holds a slot.
+        let admitted = service.admission.connect(caller);
+        if let Err(busy) = &admitted {
+            tracing::info!(uid, %busy, "refused");
+            if refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSING {
+                refusing.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
+        }
+        let (service, refusing) = (service.clone(), refusing.clone());
         let spawned = std::thread::Builder::new()
             .name("rdbench-serve".into())
             .spawn(move || {
-                let busy = active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS;
-                handle(&service, stream, busy);
-                active.fetch_sub(1, Ordering::SeqCst);
+                let refused = admitted.is_err();
+                handle(&service, stream, caller, admitted);
+                if refused {
+                    refusing.fetch_sub(1, Ordering::SeqCst);
+                }
             });
         if let Err(e) = spawned {
             tracing::warn!("cannot start a connection thread: {e}");
@@ -187,7 +232,8 @@ impl ServiceSide for Connection {
     fn receive_request<T: serde::de::DeserializeOwned>(
         &mut self,
     ) -> std::result::Result<(T, Vec<Vec<u8>>), WireError> {
-        self.receive(Limits::REQUEST)
+        // A first message carries no blobs: only a submission does, reserved first.
+        self.receive(Limits::ENVELOPE)
     }
     fn reply(&mut self, message: &ServiceMessage, blobs: &[&[u8]]) -> Result<()> {
         self.send(message, blobs)
@@ -204,21 +250,20 @@ struct Served {
     summary: Option<serde_json::Value>,
 }
 
-fn handle(service: &Service, stream: UnixStream, busy: bool) {
-    let Ok(uid) = peer_uid(&stream) else {
-        return;
-    };
-    // A peer that stops reading or writing holds its thread for a bounded time only.
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
+/// Serves one connection: `admitted` holds its place, or says why it has none (the caller is
+/// told so in its reply).
+fn handle(service: &Service, stream: UnixStream, caller: Caller, admitted: Result<Slot, Busy>) {
+    let uid = caller.uid();
     let Ok(mut conn) = Connection::new(stream) else {
         return;
     };
-    let caller = if uid == 0 || uid == service.uid {
-        Caller::Operator { uid }
+    // A peer that stops sending or reading holds its thread until a message's deadline only.
+    conn.set_deadline(Some(if admitted.is_ok() {
+        Deadline::REQUEST
     } else {
-        Caller::Agent { uid }
-    };
+        REFUSAL_DEADLINE
+    }));
+    REFUSED.with(|r| r.set(None));
     let ctx = Context {
         home: service.home.clone(),
         json: false,
@@ -236,11 +281,11 @@ fn handle(service: &Service, stream: UnixStream, busy: bool) {
         json: envelope.json,
         ..ctx
     };
+    // The next message is `score`'s submission, which the client reads from disk first.
+    conn.set_deadline(Some(Deadline::SUBMISSION));
     let op = op_name(&envelope.request);
-    let result = if busy {
-        Err(Error::Environment(
-            "the scoring service is busy; try again in a moment".into(),
-        ))
+    let result = if let Err(busy) = admitted {
+        Err(busy.into())
     } else if envelope.protocol != PROTOCOL_VERSION {
         Err(Error::Usage(format!(
             "rdbench-client speaks protocol {}, this service {PROTOCOL_VERSION}; use the client installed with it",
@@ -270,7 +315,11 @@ fn handle(service: &Service, stream: UnixStream, busy: bool) {
                 served.blobs,
             )
         }
-        Err(e) => (error_reply(&ctx, &e), Vec::new()),
+        // A refused reservation says which budget was full, not how the read ended.
+        Err(e) => match REFUSED.with(|r| r.take()) {
+            Some(busy) => (error_reply(&ctx, &busy.into()), Vec::new()),
+            None => (error_reply(&ctx, &e), Vec::new()),
+        },
     };
     if let ServiceMessage::Reply(r) = &message {
         tracing::info!(uid, op, code = r.code, "served");
@@ -404,12 +453,12 @@ fn dispatch(
                 if largest.is_none_or(|l| n > l) || announced > all {
                     return false;
                 }
-                let granted = service.budget.take(n);
+                let granted = service.reserve(ctx.caller, n);
                 held += if granted { n } else { 0 };
                 granted
             });
             // Given back when this command ends, however it ends.
-            let _held = Held(&service.budget, held);
+            let _held = Held(service, ctx.caller, held);
             let (files, blobs) =
                 received.map_err(|e| Error::Usage(format!("receiving the submission: {e}")))?;
             let backend = if emulate {
@@ -430,7 +479,11 @@ fn dispatch(
             attempt,
             name,
             args,
-        } => attempt::tool(ctx, &open_own(ctx, &attempt)?, &name, &args).map(code),
+        } => {
+            let attempt = open_own(ctx, &attempt)?;
+            let _turn = service.tool_turn(ctx.caller, &attempt)?;
+            attempt::tool(ctx, &attempt, &name, &args).map(code)
+        }
         Request::Finish { attempt } => {
             if matches!(ctx.caller, Caller::Agent { .. }) {
                 return Err(Error::Usage(
@@ -448,12 +501,12 @@ fn dispatch(
     }
 }
 
-/// Bytes of the receive budget held by one command.
-struct Held<'a>(&'a ReceiveBudget, u64);
+/// Bytes of the caller's receive budget held by one command, given back on drop.
+struct Held<'a>(&'a Service, Caller, u64);
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.0.give(self.1);
+        self.0.admission.release(self.1, self.2);
     }
 }
 
