@@ -25,9 +25,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-/// Longest accepted expression text, in bytes.
+/// Longest accepted expression text, in bytes. This bounds the size of an expression: at most
+/// about 2,000 terms and operators.
 pub const MAX_EXPR_LEN: usize = 4096;
-/// Deepest accepted expression tree (and parser recursion).
+/// Deepest accepted nesting (and parser recursion): parentheses, function calls, negations and
+/// changes of operator precedence. A chain of one precedence (`a + b - c + ...`,
+/// `a * b / c * ...`) is one level however long it is, so a flat sum of many terms is accepted
+/// while `1 + (1 + (1 + ...))` is bounded.
 pub const MAX_EXPR_DEPTH: u32 = 128;
 /// The functions an expression may call, all of arity 2.
 pub const FUNCTIONS: &[&str] = &["ceil_div", "min", "max", "align_up"];
@@ -229,9 +233,20 @@ impl ExprError {
 #[derive(Debug, Clone)]
 struct Node {
     kind: Kind,
-    /// Byte offset of the token this node is reported at (operator, name, literal, function).
+    /// Byte offset of the token this node is reported at (first operator, name, literal,
+    /// function).
     pos: usize,
+    /// Nesting depth: 1 for a leaf, one more than the deepest child otherwise. Every walk of
+    /// the tree recurses at most this deep.
     depth: u32,
+}
+
+/// One operator of a chain and its right operand, with the operator's byte offset.
+#[derive(Debug, Clone)]
+struct Link {
+    op: BinOp,
+    pos: usize,
+    rhs: Node,
 }
 
 #[derive(Debug, Clone)]
@@ -239,7 +254,9 @@ enum Kind {
     Int(i64),
     Name(String),
     Neg(Box<Node>),
-    Bin(BinOp, Box<Node>, Box<Node>),
+    /// A left-associated chain of operators of one precedence: `first op1 rhs1 op2 rhs2 ...`
+    /// is `((first op1 rhs1) op2 rhs2) ...`. Kept flat, so a long chain is shallow.
+    Chain(Box<Node>, Vec<Link>),
     Call(Func, Box<Node>, Box<Node>),
 }
 
@@ -248,7 +265,8 @@ impl Node {
         let depth = match &kind {
             Kind::Int(_) | Kind::Name(_) => 1,
             Kind::Neg(a) => a.depth + 1,
-            Kind::Bin(_, a, b) | Kind::Call(_, a, b) => a.depth.max(b.depth) + 1,
+            Kind::Chain(a, rest) => rest.iter().map(|l| l.rhs.depth).fold(a.depth, u32::max) + 1,
+            Kind::Call(_, a, b) => a.depth.max(b.depth) + 1,
         };
         Node { kind, pos, depth }
     }
@@ -258,8 +276,13 @@ impl Node {
             (Kind::Int(a), Kind::Int(b)) => a == b,
             (Kind::Name(a), Kind::Name(b)) => a == b,
             (Kind::Neg(a), Kind::Neg(b)) => a.same_shape(b),
-            (Kind::Bin(o1, a1, b1), Kind::Bin(o2, a2, b2)) => {
-                o1 == o2 && a1.same_shape(a2) && b1.same_shape(b2)
+            (Kind::Chain(a1, r1), Kind::Chain(a2, r2)) => {
+                a1.same_shape(a2)
+                    && r1.len() == r2.len()
+                    && r1
+                        .iter()
+                        .zip(r2)
+                        .all(|(x, y)| x.op == y.op && x.rhs.same_shape(&y.rhs))
             }
             (Kind::Call(f1, a1, b1), Kind::Call(f2, a2, b2)) => {
                 f1 == f2 && a1.same_shape(a2) && b1.same_shape(b2)
@@ -275,7 +298,13 @@ impl Node {
                 out.insert(n.as_str());
             }
             Kind::Neg(a) => a.collect_names(out),
-            Kind::Bin(_, a, b) | Kind::Call(_, a, b) => {
+            Kind::Chain(a, rest) => {
+                a.collect_names(out);
+                for l in rest {
+                    l.rhs.collect_names(out);
+                }
+            }
+            Kind::Call(_, a, b) => {
                 a.collect_names(out);
                 b.collect_names(out);
             }
@@ -288,7 +317,7 @@ impl Node {
             Kind::Int(v) if *v < 0 => 4, // printed in parentheses
             Kind::Int(_) | Kind::Name(_) | Kind::Call(..) => 4,
             Kind::Neg(_) => 3,
-            Kind::Bin(op, ..) => op.precedence(),
+            Kind::Chain(_, rest) => rest.first().map_or(4, |l| l.op.precedence()),
         }
     }
 
@@ -302,11 +331,14 @@ impl Node {
                 write!(f, "-")?;
                 write_child(f, a, a.print_precedence() < 3)
             }
-            Kind::Bin(op, a, b) => {
-                let p = op.precedence();
+            Kind::Chain(a, rest) => {
+                let p = self.print_precedence();
                 write_child(f, a, a.print_precedence() < p)?;
-                write!(f, " {} ", op.symbol())?;
-                write_child(f, b, b.print_precedence() <= p)
+                for l in rest {
+                    write!(f, " {} ", l.op.symbol())?;
+                    write_child(f, &l.rhs, l.rhs.print_precedence() <= p)?;
+                }
+                Ok(())
             }
             Kind::Call(func, a, b) => {
                 write!(f, "{}(", func.name())?;
@@ -476,6 +508,29 @@ impl Eval<'_> {
         self.err(ExprErrorKind::Overflow { what }, offset)
     }
 
+    /// `a op b`, checked; errors are reported at `pos` (the operator).
+    fn apply(&self, op: BinOp, a: i64, b: i64, pos: usize) -> Result<i64, ExprError> {
+        let r = match op {
+            BinOp::Add => a.checked_add(b),
+            BinOp::Sub => a.checked_sub(b),
+            BinOp::Mul => a.checked_mul(b),
+            BinOp::Div => {
+                if b == 0 {
+                    return Err(self.err(ExprErrorKind::DivisionByZero, pos));
+                }
+                a.checked_div(b)
+            }
+            BinOp::Rem => {
+                if b == 0 {
+                    return Err(self.err(ExprErrorKind::ModuloByZero, pos));
+                }
+                // i64::MIN % -1 is mathematically 0.
+                Some(a.checked_rem(b).unwrap_or(0))
+            }
+        };
+        r.ok_or_else(|| self.overflow(format!("{a} {} {b}", op.symbol()), pos))
+    }
+
     fn node(&self, n: &Node) -> Result<i64, ExprError> {
         match &n.kind {
             Kind::Int(v) => Ok(*v),
@@ -493,28 +548,14 @@ impl Eval<'_> {
                 a.checked_neg()
                     .ok_or_else(|| self.overflow(format!("-({a})"), n.pos))
             }
-            Kind::Bin(op, a, b) => {
-                let a = self.node(a)?;
-                let b = self.node(b)?;
-                let r = match op {
-                    BinOp::Add => a.checked_add(b),
-                    BinOp::Sub => a.checked_sub(b),
-                    BinOp::Mul => a.checked_mul(b),
-                    BinOp::Div => {
-                        if b == 0 {
-                            return Err(self.err(ExprErrorKind::DivisionByZero, n.pos));
-                        }
-                        a.checked_div(b)
-                    }
-                    BinOp::Rem => {
-                        if b == 0 {
-                            return Err(self.err(ExprErrorKind::ModuloByZero, n.pos));
-                        }
-                        // i64::MIN % -1 is mathematically 0.
-                        Some(a.checked_rem(b).unwrap_or(0))
-                    }
-                };
-                r.ok_or_else(|| self.overflow(format!("{a} {} {b}", op.symbol()), n.pos))
+            Kind::Chain(first, rest) => {
+                // Left to right, iteratively: a chain of any length costs no recursion.
+                let mut acc = self.node(first)?;
+                for l in rest {
+                    let b = self.node(&l.rhs)?;
+                    acc = self.apply(l.op, acc, b, l.pos)?;
+                }
+                Ok(acc)
             }
             Kind::Call(func, a, b) => {
                 let a = self.node(a)?;
@@ -721,42 +762,66 @@ impl Parser<'_> {
 
     fn expr(&mut self) -> Result<Node, ExprError> {
         self.enter()?;
-        let mut lhs = self.term()?;
-        loop {
-            let t = self.peek().clone();
-            match t.tok {
-                Tok::Op(op @ (BinOp::Add | BinOp::Sub)) => {
-                    self.bump();
-                    let rhs = self.term()?;
-                    lhs = self.check_depth(Node::new(
-                        Kind::Bin(op, Box::new(lhs), Box::new(rhs)),
-                        t.pos,
-                    ))?;
-                }
-                _ => break,
-            }
-        }
+        let first = self.term()?;
+        let node = self.chain(first, 1, Self::term)?;
         self.recursion -= 1;
-        Ok(lhs)
+        Ok(node)
     }
 
     fn term(&mut self) -> Result<Node, ExprError> {
-        let mut lhs = self.unary()?;
+        let first = self.unary()?;
+        self.chain(first, 2, Self::unary)
+    }
+
+    /// The operators of precedence `prec` after `first`, each followed by an `operand`, as one
+    /// flat chain (a loop, not recursion: the chain's length costs no depth). A parenthesized
+    /// `first` that is itself a chain of this precedence is extended, not nested: `(a + b) + c`
+    /// is `a + b + c`, as it means.
+    fn chain(
+        &mut self,
+        first: Node,
+        prec: u8,
+        operand: fn(&mut Self) -> Result<Node, ExprError>,
+    ) -> Result<Node, ExprError> {
+        let mut rest = Vec::new();
         loop {
             let t = self.peek().clone();
             match t.tok {
-                Tok::Op(op @ (BinOp::Mul | BinOp::Div | BinOp::Rem)) => {
+                Tok::Op(op) if op.precedence() == prec => {
                     self.bump();
-                    let rhs = self.unary()?;
-                    lhs = self.check_depth(Node::new(
-                        Kind::Bin(op, Box::new(lhs), Box::new(rhs)),
-                        t.pos,
-                    ))?;
+                    let rhs = operand(self)?;
+                    rest.push(Link {
+                        op,
+                        pos: t.pos,
+                        rhs,
+                    });
                 }
                 _ => break,
             }
         }
-        Ok(lhs)
+        if rest.is_empty() {
+            return Ok(first);
+        }
+        let pos = rest[0].pos;
+        let node = match first.kind {
+            Kind::Chain(a, mut head) if head.first().map(|l| l.op.precedence()) == Some(prec) => {
+                let pos = head[0].pos;
+                head.extend(rest);
+                Node::new(Kind::Chain(a, head), pos)
+            }
+            kind => Node::new(
+                Kind::Chain(
+                    Box::new(Node {
+                        kind,
+                        pos: first.pos,
+                        depth: first.depth,
+                    }),
+                    rest,
+                ),
+                pos,
+            ),
+        };
+        self.check_depth(node)
     }
 
     fn unary(&mut self) -> Result<Node, ExprError> {
@@ -1015,9 +1080,10 @@ mod tests {
             Expr::parse(&deep_neg).unwrap_err().kind,
             ExprErrorKind::TooDeep
         );
-        let chain = vec!["1"; 1000].join("+");
+        // Nesting to the right is nesting: bounded.
+        let right = format!("{}1{}", "1 + (".repeat(200), ")".repeat(200));
         assert_eq!(
-            Expr::parse(&chain).unwrap_err().kind,
+            Expr::parse(&right).unwrap_err().kind,
             ExprErrorKind::TooDeep
         );
         let long = "1".repeat(MAX_EXPR_LEN + 1);
@@ -1025,8 +1091,72 @@ mod tests {
             Expr::parse(&long).unwrap_err().kind,
             ExprErrorKind::TooLong { .. }
         ));
-        let ok_chain = vec!["1"; 100].join(" + ");
-        assert_eq!(ev(&ok_chain, &[]).unwrap(), 100);
+        let long_sum = vec!["1"; MAX_EXPR_LEN / 2 + 1].join("+");
+        assert!(matches!(
+            Expr::parse(&long_sum).unwrap_err().kind,
+            ExprErrorKind::TooLong { .. }
+        ));
+    }
+
+    /// A flat chain of one precedence is one level of nesting however long: the red team's
+    /// legitimate sum of 129 terms was refused as "nested too deep" when every `+` was a level.
+    #[test]
+    fn long_flat_chains_are_shallow() {
+        let sum129 = (0..129)
+            .map(|i| format!("{i}"))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let e = Expr::parse(&sum129).expect("a flat sum of 129 terms");
+        assert_eq!(e.eval(&vars(&[])).unwrap(), 128 * 129 / 2);
+        assert_eq!(e.root.depth, 2);
+        // The longest chain the length cap allows, of each precedence and mixed.
+        let sum = vec!["1"; 2000].join("+");
+        assert_eq!(ev(&sum, &[]).unwrap(), 2000);
+        let product = vec!["n"; 1000].join("*");
+        assert_eq!(ev(&product, &[("n", 1)]).unwrap(), 1);
+        let mixed = vec!["2 * n - 1"; 300].join(" + ");
+        assert_eq!(ev(&mixed, &[("n", 3)]).unwrap(), 1500);
+        assert_eq!(Expr::parse(&mixed).unwrap().root.depth, 3);
+        // Left-associated, left to right: 100 - 1 - 1 - ... and a division chain.
+        let diff = format!("100{}", " - 1".repeat(150));
+        assert_eq!(ev(&diff, &[]).unwrap(), -50);
+        assert_eq!(ev("1000 / 10 / 5 % 3", &[]).unwrap(), 2);
+        // A parenthesized left operand of the same precedence is the same chain.
+        assert_eq!(
+            Expr::parse("(a + b) + c").unwrap(),
+            Expr::parse("a + b + c").unwrap()
+        );
+        assert_ne!(
+            Expr::parse("a + (b + c)").unwrap(),
+            Expr::parse("a + b + c").unwrap()
+        );
+        assert_eq!(
+            Expr::parse("a - (b - c)").unwrap().to_string(),
+            "a - (b - c)"
+        );
+        assert_eq!(
+            ev("a - (b - c)", &[("a", 10), ("b", 4), ("c", 1)]).unwrap(),
+            7
+        );
+        // Errors inside a chain point at their operator.
+        let e = ev("1 + 2 + 3 / 0 + 4", &[]).unwrap_err();
+        assert_eq!((e.column(), e.kind), (11, ExprErrorKind::DivisionByZero));
+        let e = ev("9223372036854775807 - 1 + 1 + 1", &[]).unwrap_err();
+        assert!(matches!(e.kind, ExprErrorKind::Overflow { .. }), "{e}");
+        assert_eq!(e.column(), 29);
+        // Nesting is still counted: 120 levels of parentheses around a sum pass, 200 do not.
+        let nest = |k: usize| format!("{}a + b{}", "(".repeat(k), ")".repeat(k));
+        assert!(Expr::parse(&nest(120)).is_ok());
+        assert_eq!(
+            Expr::parse(&nest(200)).unwrap_err().kind,
+            ExprErrorKind::TooDeep
+        );
+        let calls = |k: usize| format!("{}1{}", "max(1, ".repeat(k), ")".repeat(k));
+        assert!(Expr::parse(&calls(100)).is_ok());
+        assert_eq!(
+            Expr::parse(&calls(200)).unwrap_err().kind,
+            ExprErrorKind::TooDeep
+        );
     }
 
     #[test]
