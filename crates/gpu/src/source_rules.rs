@@ -202,13 +202,6 @@ impl Scanner<'_> {
         self.t.bytes.get(i).copied()
     }
 
-    fn starts(&self, i: usize, s: &[u8]) -> bool {
-        self.t
-            .bytes
-            .get(i..)
-            .is_some_and(|rest| rest.starts_with(s))
-    }
-
     fn err(&self, i: usize, what: impl Into<String>) -> Violation {
         violation(self.t.line(i), what)
     }
@@ -495,11 +488,10 @@ impl Scanner<'_> {
         let mut j = self.i + 1;
         while j < bytes.len() {
             let c = bytes[j];
-            if matches!(c, b'e' | b'E' | b'p' | b'P')
-                && matches!(bytes.get(j + 1), Some(b'+' | b'-'))
-            {
-                j += 2;
-            } else if c == b'\'' && bytes.get(j + 1).is_some_and(|&d| is_ident_char(d)) {
+            let exponent_sign = matches!(c, b'e' | b'E' | b'p' | b'P')
+                && matches!(bytes.get(j + 1), Some(b'+' | b'-'));
+            let separator = c == b'\'' && bytes.get(j + 1).is_some_and(|&d| is_ident_char(d));
+            if exponent_sign || separator {
                 j += 2;
             } else if is_ident_char(c) || c == b'.' {
                 j += 1;

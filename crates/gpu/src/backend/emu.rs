@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::{Arg, BackendInfo, CompileReport, Dims, KernelBackend};
+use crate::nvrtc::sandbox::{PreparedRuleset, Sandbox};
 use crate::plan::{parse_kernel_signatures, KernelSignature};
 use crate::GpuError;
 
@@ -224,6 +225,21 @@ impl EmuBackend {
         // The same limits as NVRTC's child: the source's templates could exhaust memory here
         // as well. In its own process group, so a kill stops cc1plus, not only the driver.
         limits.apply(&mut cmd);
+        // And the same kind of sandbox: the toolchain reads only the system's toolchain
+        // folders and writes only the build folder (its temporary files go there too).
+        let ruleset = host_compile_ruleset(&self.compiler, &build_dir)?;
+        if let Sandbox::Unavailable { why } = ruleset.sandbox() {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!("the emulator's host compiler runs without a sandbox ({why})")
+            });
+        }
+        cmd.env("TMPDIR", &build_dir);
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: apply_in_child makes only async-signal-safe system calls.
+            unsafe { cmd.pre_exec(move || ruleset.apply_in_child()) };
+        }
         let mut child = cmd
             .args([
                 "-std=c++17",
@@ -279,6 +295,9 @@ impl EmuBackend {
             let mut log = String::from_utf8_lossy(&log).into_owned();
             // The wrapper's paths are the kit's, not the agent's: show the submission's name.
             log = log.replace(&build_dir.join("solution.cu").display().to_string(), name);
+            // Only what the compiler says about the submission itself (not the wrapper, the
+            // header or a system file it quotes) comes back.
+            let log = crate::child_limits::filter_log(&log, name);
             let log = crate::child_limits::cap_log(log, limits.max_log_bytes);
             // cc1plus out of address space says so and exits; killed by RLIMIT_CPU it dies
             // by SIGXCPU (or SIGKILL at the hard limit).
@@ -312,6 +331,45 @@ impl EmuBackend {
         }
         Ok((so, false))
     }
+}
+
+/// The Landlock ruleset of a host compile with `compiler` in `build_dir`: read (and run) the
+/// system's toolchain folders and the compiler's own installation, read and write the build
+/// folder and `/dev/null`; nothing else (no home folder, no `/proc`, no scorer secrets).
+fn host_compile_ruleset(compiler: &str, build_dir: &Path) -> Result<PreparedRuleset, GpuError> {
+    let mut read: Vec<PathBuf> = [
+        "/usr",
+        "/bin",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/etc/ld.so.cache",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    // A compiler installed elsewhere (`CXX=/opt/gcc-13/bin/g++`): its installation prefix.
+    let found = if compiler.contains('/') {
+        Some(PathBuf::from(compiler))
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(compiler))
+                .find(|p| p.is_file())
+        })
+    };
+    if let Some(exe) = found.and_then(|p| p.canonicalize().ok()) {
+        let bin = exe.parent().map(Path::to_path_buf);
+        let prefix = bin.as_deref().and_then(Path::parent);
+        match prefix {
+            Some(prefix) if prefix != Path::new("/") => read.push(prefix.into()),
+            _ => read.extend(bin),
+        }
+    }
+    let read: Vec<&Path> = read.iter().map(PathBuf::as_path).collect();
+    PreparedRuleset::new(&read, &[build_dir, Path::new("/dev/null")])
+        .map_err(|e| GpuError::NoDriver(format!("the host compiler's sandbox: {e}")))
 }
 
 /// The C++ wrapper: the emulator header, the source, and one launcher per kernel.
@@ -676,6 +734,33 @@ extern "C" __global__ void block_sum(const int* x, long long n, unsigned long lo
             .prepare_launch(&axpy.function, "axpy", &Dims::linear(1, 48))
             .unwrap_err();
         assert!(e.is_submission_fault(), "{e}");
+    }
+
+    #[test]
+    fn the_host_compile_cannot_read_files_outside_its_sandbox() {
+        let Ok(emu) = EmuBackend::new() else {
+            return eprintln!("skipped: no host C++ compiler");
+        };
+        let secret_dir = tempfile::tempdir().unwrap();
+        let secret = secret_dir.path().join("key.h");
+        std::fs::write(&secret, "int key_4f2a = 1;\n").unwrap();
+        // The source rules would refuse this; the backend compiles it to show the sandbox.
+        let src = format!(
+            "#include \"{}\"\nextern \"C\" __global__ void k(int* y) {{ y[0] = key_4f2a; }}\n",
+            secret.display()
+        );
+        let ruleset = host_compile_ruleset(&emu.compiler, secret_dir.path()).unwrap();
+        if !ruleset.sandbox().is_enforced() {
+            return eprintln!("skipped: no Landlock on this kernel");
+        }
+        match emu.compile(&src, "solution.cu", None) {
+            Err(GpuError::Compile { log, .. }) => {
+                assert!(log.contains("Permission denied"), "{log}");
+                assert!(!log.contains("key_4f2a = 1"), "{log}");
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("the host compiler read {}", secret.display()),
+        }
     }
 
     #[test]

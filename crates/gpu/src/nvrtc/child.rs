@@ -3,8 +3,15 @@
 //!
 //! Framing, one request and one reply, both bounded:
 //! - stdin: one JSON [`Request`] (at most [`MAX_REQUEST_BYTES`]);
-//! - stdout: one JSON [`Reply`] on a line, then exactly `image_len` bytes of image. The child
+//! - stdout: one JSON [`Header`] on a line, then exactly `image_len` bytes of image. The child
 //!   moves its stdout aside before compiling, so nothing NVRTC might print lands in the frame.
+//!
+//! Before compiling, the child restricts itself with Landlock ([`super::sandbox`]) to reading
+//! NVRTC's own library folder, and starts with an environment of only `PATH` and
+//! `LD_LIBRARY_PATH`: an include that got past the source rules finds nothing to read. A
+//! kernel without Landlock is reported ([`Sandbox::Unavailable`], a warning in the scorer's
+//! log) and the compile goes on, guarded by the source rules alone; a sandbox that the kernel
+//! supports but that could not be set up fails the compile as an environment error.
 //!
 //! A child that went over a limit (out of memory inside NVRTC, killed at the wall clock or by
 //! `RLIMIT_CPU`, died by a signal, produced an oversized answer) becomes
@@ -18,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::sandbox::{restrict_nvrtc_child, Sandbox};
 use super::{compile_uncached, is_out_of_memory, Output};
 use crate::child_limits::{cap_log, gib, kill_group, CompileLimits};
 use crate::GpuError;
@@ -42,6 +50,19 @@ struct Request {
     /// searching again (the search asks python3 for its site-packages, ~150 ms).
     library: Option<std::path::PathBuf>,
 }
+
+/// The child's reply line: how the compile ended, and under which sandbox.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    reply: Reply,
+    /// `None` when the child stopped before compiling (a bad request).
+    sandbox: Option<Sandbox>,
+}
+
+/// Variables the compile child keeps: the library search path NVRTC's dependencies may need.
+/// The rest of the scorer's environment (which the red team read through
+/// `/proc/self/environ`) stays out of the process that compiles an agent's source.
+const KEPT_ENV: [&str; 2] = ["PATH", "LD_LIBRARY_PATH"];
 
 /// How a compile in the child ended, as the child reports it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -86,6 +107,12 @@ pub(super) fn compile(
     })
     .map_err(|e| GpuError::CompileChild(format!("encoding the request: {e}")))?;
     let mut cmd = Command::new(exe);
+    cmd.env_clear();
+    for var in KEPT_ENV {
+        if let Some(value) = std::env::var_os(var) {
+            cmd.env(var, value);
+        }
+    }
     cmd.args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -196,8 +223,16 @@ pub(super) fn compile(
             }
         )));
     };
-    let reply: Reply = serde_json::from_slice(&out[..newline])
+    let Header { reply, sandbox } = serde_json::from_slice(&out[..newline])
         .map_err(|e| GpuError::CompileChild(format!("its reply: {e}")))?;
+    if let Some(Sandbox::Unavailable { why }) = &sandbox {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "NVRTC compiles without a sandbox ({why}): only the source rules keep a submission from reading files"
+            )
+        });
+    }
     let compile_err = |log: String| GpuError::Compile {
         name: name.into(),
         options: flags.join(" "),
@@ -332,6 +367,18 @@ pub fn child_main() -> i32 {
             .map(|_| r)
             .map_err(|e| e.to_string())
     });
+    // The sandbox, on this (still the only) thread, so the compile thread inherits it.
+    let mut sandbox = None;
+    let request = request.and_then(|r| {
+        let lib = r
+            .library
+            .clone()
+            .or_else(|| crate::probe::probe().libnvrtc.path.clone())
+            .ok_or_else(|| "the compile child does not know where libnvrtc is".to_string())?;
+        let status = restrict_nvrtc_child(&lib).map_err(|e| e.to_string())?;
+        sandbox = Some(status);
+        Ok(r)
+    });
     let (reply, image) = match request {
         Err(message) => (Reply::Environment { message }, Vec::new()),
         Ok(req) => {
@@ -390,7 +437,7 @@ pub fn child_main() -> i32 {
         Reply::Environment { .. } => 3,
         _ => 0,
     };
-    let mut frame = serde_json::to_vec(&reply).expect("a reply serializes");
+    let mut frame = serde_json::to_vec(&Header { reply, sandbox }).expect("a reply serializes");
     frame.push(b'\n');
     frame.extend_from_slice(&image);
     match out.write_all(&frame).and_then(|_| out.flush()) {

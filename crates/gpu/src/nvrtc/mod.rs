@@ -11,6 +11,10 @@
 //!   template bomb costs one invalid entry of kind `resource_limit` instead of the scorer's
 //!   memory. A library user that sets nothing (the unit tests) compiles in its own process.
 //!   Cache hits never start a child.
+//! - **A sandbox** ([`sandbox`]): the child restricts itself with Landlock before compiling,
+//!   so that NVRTC can read only its own library folder, whatever the source asks for; and
+//!   every log is cut down to the diagnostics about the submission's own file
+//!   ([`filter_log`](crate::child_limits::filter_log)), so no other file's lines come back.
 //! - **An authenticated cache** ([`cache`]): results are cached on disk keyed by the source,
 //!   the options and the NVRTC version, and an entry counts only if its HMAC under the
 //!   cache's private secret checks out, so a CUBIN planted under the predictable name is
@@ -18,6 +22,7 @@
 
 mod cache;
 mod child;
+pub(crate) mod sandbox;
 
 use std::ffi::{CString, OsString};
 use std::path::{Path, PathBuf};
@@ -257,7 +262,8 @@ fn compile_uncached(
                     .map(|&c| c as u8)
                     .take_while(|&b| b != 0)
                     .collect();
-                String::from_utf8_lossy(&bytes).into_owned()
+                // Only what NVRTC says about the submission itself reaches the agent.
+                crate::child_limits::filter_log(&String::from_utf8_lossy(&bytes), name)
             })
             .unwrap_or_default();
         match compiled {
