@@ -5,8 +5,9 @@
 //! It is not a C++ parser. Comments and preprocessor lines are blanked out, the rest is cut into
 //! identifiers, strings, numbers and punctuation, and [`parse_kernel_signatures`] walks the
 //! tokens keeping track of braces and `extern "C" {` blocks. Each parameter becomes a
-//! [`ParamKind`]: a pointer (const or not), an integer scalar a plan can pass, or anything else,
-//! which is not checked. Malformed source gives fewer kernels, never a panic.
+//! [`ParamKind`]: a pointer (const or not), an integer scalar a plan can pass, or anything else
+//! (a struct, a float, ...), which a plan may not pass at all. Malformed source gives fewer
+//! kernels, never a panic.
 //!
 //! [`crate::plan`] re-exports [`KernelSignature`], [`ParamKind`] and [`parse_kernel_signatures`].
 
@@ -23,7 +24,9 @@ pub enum ParamKind {
     Pointer { is_const: bool },
     /// An integer scalar the plan can pass.
     Scalar(ScalarType),
-    /// Anything else (float, struct, `T**`, reference, ...), with its type text. Not checked.
+    /// Anything else (float, struct, `T**`, reference, ...), with its type text. A launch plan
+    /// cannot pass it (see [`crate::plan::LaunchPlan::check_against`]); only the scorer's own
+    /// harness kernels take such parameters (an `f32` for a `float`).
     Other(String),
 }
 

@@ -16,7 +16,10 @@ impl LaunchPlan {
     /// Errors: unknown kernel (the message lists the kernels found), wrong number of arguments,
     /// a buffer passed to a scalar parameter or a scalar to a pointer parameter, a scalar whose
     /// type differs from the declared one (e.g. `i32` to `long long`, or `i32` to
-    /// `unsigned int`). Parameters of kind [`ParamKind::Other`] are not checked. A read-only
+    /// `unsigned int`), and any parameter of kind [`ParamKind::Other`] (a struct, `float`, `T**`,
+    /// a reference, a type the front end does not know): a plan passes only buffers and integer
+    /// scalars, and an argument smaller than its parameter would have the driver copy host
+    /// memory past it into the kernel, so such a kernel cannot be launched by a plan. A read-only
     /// task buffer passed to a non-`const` pointer is allowed (the scorer checks that inputs are
     /// unmodified).
     pub fn check_against(
@@ -70,7 +73,19 @@ impl LaunchPlan {
             for (j, (arg, param)) in l.args.iter().zip(&sig.params).enumerate() {
                 let aloc = format!("{loc}: args[{j}]");
                 match (arg, param) {
-                    (_, ParamKind::Other(_)) => {}
+                    (_, ParamKind::Other(ty)) => {
+                        return Err(self.invalid(
+                            aloc,
+                            format!(
+                                "parameter {j} of kernel {} is `{ty}`, a type a launch plan cannot \
+                                 pass: a plan passes buffers to pointer parameters (`T*`) and \
+                                 \"i32/u32/i64/u64: EXPR\" values to integer parameters, nothing \
+                                 else (no struct, floating-point, pointer-to-pointer or reference \
+                                 parameters); pass such data through a buffer",
+                                l.kernel
+                            ),
+                        ))
+                    }
                     (ArgSpec::Buffer(name), ParamKind::Pointer { is_const }) => {
                         let task = buffers.iter().find(|b| &b.name == name);
                         if task.is_none() && !scratch.contains(name.as_str()) {

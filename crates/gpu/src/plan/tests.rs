@@ -741,7 +741,7 @@ fn missing_and_extra_arguments() {
 
 #[test]
 fn pointer_scalar_mismatches() {
-    let src = r#"extern "C" __global__ void k(int* out, long long n, unsigned int m, float scale, float** pp) {}"#;
+    let src = r#"extern "C" __global__ void k(int* out, long long n, unsigned int m, int scale, const float* pp) {}"#;
     let check = |args: &str| {
         parse(&format!(
             "[[launch]]\nkernel = \"k\"\ngrid = 1\nblock = 1\nargs = [{args}]\n"
@@ -773,6 +773,51 @@ fn pointer_scalar_mismatches() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("args[0]: unknown buffer `outptu`"), "{msg}");
+}
+
+/// A parameter the plan cannot express (a struct of any size, a float, `T**`, a reference, an
+/// unknown type) used to take any argument unchecked: an 8-byte pointer for a 4 KiB struct
+/// would have the driver read 4 KiB of the scorer's memory into the kernel. Now refused, with
+/// the parameter's type and what a plan can pass.
+#[test]
+fn parameters_a_plan_cannot_pass_are_refused() {
+    let cases = [
+        ("struct Big { int x[1024]; };", "struct Big p", "\"input\""),
+        ("struct Big { int x[1024]; };", "Big p", "\"i64: n\""),
+        (
+            "typedef struct { float a, b; } Pair;",
+            "Pair p",
+            "\"i32: 1\"",
+        ),
+        ("", "float scale", "\"i32: 1\""),
+        ("", "double scale", "\"u64: n\""),
+        ("", "float** pp", "\"input\""),
+        ("", "int& r", "\"i32: 1\""),
+        ("", "__half h", "\"i32: 1\""),
+        ("", "short s", "\"i32: 1\""),
+    ];
+    for (decl, param, arg) in cases {
+        let src = format!(r#"{decl} extern "C" __global__ void k(int* out, {param}) {{}}"#);
+        let sigs = sigs_from(&src);
+        assert!(
+            matches!(sigs[0].params[1], ParamKind::Other(_)),
+            "{param}: {:?}",
+            sigs[0].params
+        );
+        let plan = parse(&format!(
+            "[[launch]]\nkernel = \"k\"\ngrid = 1\nblock = 1\nargs = [\"output\", {arg}]\n"
+        ))
+        .unwrap();
+        let msg = plan
+            .check_against(&sigs, &buffers())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("args[1]: parameter 1 of kernel k is `")
+                && msg.contains("a type a launch plan cannot pass"),
+            "{param}: {msg}"
+        );
+    }
 }
 
 #[test]
@@ -814,4 +859,33 @@ proptest::proptest! {
             let _ = plan.check_against(&parse_kernel_signatures(GOOD_CU), &buffers());
         }
     }
+}
+
+/// A plan expression written as a long flat sum is one level deep: the red team's legitimate
+/// 129-term sum was refused as "nested too deep". Deep nesting is still refused, as a plan
+/// error naming the field.
+#[test]
+fn a_flat_sum_of_129_terms_is_accepted() {
+    let sum = vec!["1"; 128].join(" + ") + " + ceil_div(n, BLOCK * ITEMS)";
+    let plan = parse(&GOOD.replace(
+        "grid = \"ceil_div(n, BLOCK * ITEMS)\"",
+        &format!("grid = \"{sum}\""),
+    ))
+    .unwrap();
+    plan.check_against(&sigs_from(GOOD_CU), &buffers()).unwrap();
+    let r = plan
+        .resolve(&n(100_000), &buffers(), &PlanLimits::default())
+        .unwrap();
+    assert_eq!(
+        r.launches[0].grid[0],
+        128 + 100_000u64.div_ceil(256 * 16) as u32
+    );
+    let deep = format!("{}n{}", "(1 + ".repeat(200), ")".repeat(200));
+    let msg = parse(&GOOD.replace(
+        "grid = \"ceil_div(n, BLOCK * ITEMS)\"",
+        &format!("grid = \"{deep}\""),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("nests too deeply"), "{msg}");
 }
