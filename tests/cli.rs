@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod protected;
+mod protected_starvation;
 
 /// The binary under test (`RDBENCH_BIN` lets the prebuilt test binary run on another machine).
 fn rdbench_bin() -> PathBuf {

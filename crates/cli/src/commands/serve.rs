@@ -273,7 +273,12 @@ fn handle(service: &Service, stream: UnixStream, caller: Caller, admitted: Resul
     let envelope = match conn.receive_request::<Envelope>() {
         Ok((envelope, _)) => envelope,
         Err(e) => {
-            let _ = conn.reply(&error_reply(&ctx, &Error::Usage(e.to_string())), &[]);
+            // A refused caller hears why, whatever it sent.
+            let e = match &admitted {
+                Err(busy) => (*busy).into(),
+                Ok(_) => Error::Usage(e.to_string()),
+            };
+            let _ = conn.reply(&error_reply(&ctx, &e), &[]);
             return;
         }
     };
