@@ -35,7 +35,11 @@ pub(super) struct Deployment {
     pub(super) root: PathBuf,
     pub(super) home: PathBuf,
     pub(super) agent_dir: PathBuf,
+    /// The full `rdbench`, 0750 root:root as the README's deployment has it: the agent can
+    /// neither run nor read it.
     pub(super) bin: PathBuf,
+    /// `rdbench-client`, 0755: what the agent has.
+    pub(super) client_bin: PathBuf,
     pub(super) uid: u32,
     pub(super) gid: u32,
 }
@@ -85,20 +89,25 @@ impl Deployment {
         // The checkout may sit under a folder the agent cannot enter (/root in CI).
         let bin = root.join("rdbench");
         std::fs::copy(super::rdbench_bin(), &bin).unwrap();
-        chmod(&bin, 0o755);
+        chmod(&bin, 0o750);
+        let client_bin = root.join("rdbench-client");
+        std::fs::copy(client_bin_built(), &client_bin).unwrap();
+        chmod(&client_bin, 0o755);
         // A child another test thread forked while the copy was open for writing holds that fd
         // until it execs, and exec of the copy fails with "Text file busy" meanwhile. Wait until
         // it runs once; after that no writer can exist (the file is closed).
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match Command::new(&bin).arg("--version").output() {
-                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                    assert!(Instant::now() < deadline, "{bin:?} stays busy");
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                other => {
-                    other.expect("the copied rdbench runs");
-                    break;
+        for b in [&bin, &client_bin] {
+            loop {
+                match Command::new(b).arg("--version").output() {
+                    Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                        assert!(Instant::now() < deadline, "{b:?} stays busy");
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    other => {
+                        other.expect("the copied binary runs");
+                        break;
+                    }
                 }
             }
         }
@@ -108,6 +117,7 @@ impl Deployment {
             home,
             agent_dir,
             bin,
+            client_bin,
             uid,
             gid,
         })
@@ -137,6 +147,12 @@ impl Deployment {
 
     /// A command as the agent: its own user, a clean environment, no home of its own.
     pub(super) fn agent(&self, program: &Path, args: &[&str]) -> Output {
+        self.agent_try(program, args)
+            .expect("the agent's command runs")
+    }
+
+    /// As [`Self::agent`], where the program may not even start.
+    pub(super) fn agent_try(&self, program: &Path, args: &[&str]) -> std::io::Result<Output> {
         Command::new(program)
             .args(args)
             .env_clear()
@@ -147,20 +163,65 @@ impl Deployment {
             .gid(self.gid)
             .stdin(Stdio::null())
             .output()
-            .expect("the agent's command runs")
     }
 
-    /// `rdbench --socket S ARGS` as the agent.
+    /// `rdbench-client --socket S ARGS` as the agent.
     pub(super) fn client(&self, service: &Service, args: &[&str]) -> Output {
         let mut all = vec!["--socket", service.socket.to_str().unwrap()];
         all.extend_from_slice(args);
-        self.agent(&self.bin, &all)
+        self.agent(&self.client_bin, &all)
+    }
+
+    /// `rdbench --socket S ARGS` as the operator (root, the test's own user).
+    pub(super) fn operator(&self, service: &Service, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .arg("--socket")
+            .arg(&service.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the operator's command runs")
+    }
+
+    /// The operator starts an attempt of `task` (tiny) for the agent in `dir`; its id.
+    pub(super) fn start_for_agent(&self, service: &Service, task: &str, dir: &Path) -> String {
+        let out = self.operator(
+            service,
+            &[
+                "--json",
+                "start",
+                task,
+                "--profile",
+                "tiny",
+                "--owner",
+                AGENT_USER,
+                "--dir",
+                dir.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code(&out), Some(0), "operator's start: {}", text(&out));
+        let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        record["id"].as_str().unwrap().to_string()
     }
 
     pub(super) fn write_as_agent(&self, path: &Path, bytes: &[u8]) {
         std::fs::write(path, bytes).unwrap();
         std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)).unwrap();
     }
+}
+
+/// `rdbench-client` as cargo built it beside `rdbench` (a workspace test run builds it; a run
+/// of this package alone builds it here).
+fn client_bin_built() -> PathBuf {
+    let path = super::rdbench_bin().with_file_name("rdbench-client");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "rdbench-client", "--bin", "rdbench-client"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building rdbench-client");
+    }
+    path
 }
 
 pub(super) fn chmod(path: &Path, mode: u32) {
@@ -214,17 +275,33 @@ fn an_agent_as_another_user_cannot_cheat_the_scoring_service() {
     let a1 = d.agent_dir.join("a1");
     let a1s = a1.to_str().unwrap();
 
-    // start: the client makes the folder and writes the files; they are the agent's.
+    // An agent may not start attempts (throwaway attempts would be score oracles, and a start
+    // on a path squats it); the operator starts one for it, and the folder and files are the
+    // agent's.
+    let mine = d.agent_dir.join("mine");
     let out = d.client(
         &service,
-        &["start", "prefix-sum", "--profile", "tiny", "--dir", a1s],
+        &[
+            "start",
+            "prefix-sum",
+            "--profile",
+            "tiny",
+            "--dir",
+            mine.to_str().unwrap(),
+        ],
     );
-    seen.output("start", &out);
-    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    seen.output("agent's start", &out);
+    assert_eq!(code(&out), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("platform's"), "{}", text(&out));
+    let a1_id = d.start_for_agent(&service, "prefix-sum", &a1);
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(a1.join("solution.cu")).unwrap();
     assert_eq!(meta.uid(), d.uid, "the starting files belong to the agent");
-
+    assert_eq!(
+        std::fs::metadata(&a1).unwrap().uid(),
+        d.uid,
+        "so does the folder"
+    );
     // The home, the service's environment and memory are out of reach.
     let home = d.home.to_str().unwrap();
     for args in [
@@ -243,11 +320,19 @@ fn an_agent_as_another_user_cannot_cheat_the_scoring_service() {
             assert_ne!(code(&out), Some(0), "/proc/{pid}/{file}: {}", text(&out));
         }
     }
-    // The full binary pointed at the scorer's home, without the socket, is refused by the
-    // file system: same-user mode does not reach another user's home.
-    let out = d.agent(&d.bin, &["--home", home, "log", a1s]);
-    probes.output("log --home", &out);
-    assert_ne!(code(&out), Some(0), "{}", text(&out));
+    // The full binary holds every reference solution: the agent can neither run it (to
+    // `install-solution reference`) nor read it.
+    let ran = d.agent_try(
+        &d.bin,
+        &["install-solution", "prefix-sum", "reference", "--dir", a1s],
+    );
+    assert!(
+        ran.as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied),
+        "{ran:?}"
+    );
+    let out = d.agent(Path::new("/bin/cat"), &[d.bin.to_str().unwrap()]);
+    assert_ne!(code(&out), Some(0), "the agent read the full binary");
 
     // Each cheat through the service is one invalid entry (or a refusal), never a leak.
     let solution = a1.join("solution.cu");
@@ -337,7 +422,7 @@ fn an_agent_as_another_user_cannot_cheat_the_scoring_service() {
     seen.output("tool of a task without tools", &out);
     assert_eq!(code(&out), Some(2), "{}", text(&out));
     assert!(text(&out).contains("has no tool"), "{}", text(&out));
-    for cmd in ["log", "score", "finish"] {
+    for cmd in ["log", "score"] {
         let out = d.client(&service, &[cmd, theirs.to_str().unwrap()]);
         seen.output(&format!("{cmd} on another's attempt"), &out);
         assert_eq!(code(&out), Some(2), "{cmd}: {}", text(&out));
@@ -346,6 +431,27 @@ fn an_agent_as_another_user_cannot_cheat_the_scoring_service() {
             "{}",
             text(&out)
         );
+    }
+    // By id, another's attempt and an unknown id read alike, to the byte (no existence oracle).
+    let theirs_id = std::fs::read_dir(d.home.join("attempts"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("att-") && *n != a1_id)
+        .unwrap();
+    let unknown = format!("att-{}", "0".repeat(32));
+    let by_id = |id: &str| {
+        let out = d.client(&service, &["log", id]);
+        assert_eq!(code(&out), Some(2), "{}", text(&out));
+        String::from_utf8_lossy(&out.stderr).replace(id, "ID")
+    };
+    assert_eq!(by_id(&theirs_id), by_id(&unknown));
+    // Finishing is the platform's, on any attempt, the agent's own included.
+    for target in [theirs.to_str().unwrap(), a1s, a1_id.as_str()] {
+        let out = d.client(&service, &["finish", target]);
+        seen.output("agent's finish", &out);
+        assert_eq!(code(&out), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("platform's"), "{}", text(&out));
     }
 
     // A hostile client: garbage, a huge announced message, a stall. The service stays up.
@@ -371,11 +477,15 @@ fn an_agent_as_another_user_cannot_cheat_the_scoring_service() {
         assert_eq!(e["valid"], false);
     }
 
-    // finish, then nothing left behind in the home.
+    // The operator finishes by id, never by the agent's folder; then nothing is left behind
+    // in the home.
+    let out = d.operator(&service, &["finish", a1s]);
+    assert_eq!(code(&out), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("by the id"), "{}", text(&out));
     let summary = d.agent_dir.join("summary.json");
-    let out = d.client(
+    let out = d.operator(
         &service,
-        &["finish", a1s, "--out", summary.to_str().unwrap()],
+        &["finish", &a1_id, "--out", summary.to_str().unwrap()],
     );
     seen.output("finish", &out);
     assert_eq!(code(&out), Some(0), "{}", text(&out));
@@ -402,9 +512,9 @@ fn an_agent_as_another_user_cannot_cheat_the_scoring_service() {
         "{}",
         text(&out)
     );
-    let out = d.client(
+    let out = d.operator(
         &service,
-        &["finish", a1s, "--out", summary.to_str().unwrap()],
+        &["finish", &a1_id, "--out", summary.to_str().unwrap()],
     );
     seen.output("second finish", &out);
     let second: serde_json::Value =
@@ -438,18 +548,7 @@ fn concurrent_agents_and_kill_9_lose_no_acknowledged_entry_and_leave_nothing_beh
     let Some(d) = Deployment::new() else { return };
     let mut service = d.serve("kill");
     let a = d.agent_dir.join("k1");
-    let out = d.client(
-        &service,
-        &[
-            "start",
-            "prefix-sum",
-            "--profile",
-            "tiny",
-            "--dir",
-            a.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    d.start_for_agent(&service, "prefix-sum", &a);
     // An invalid submission is logged without a GPU, so every call appends an entry.
     let solution = a.join("solution.cu");
     let mut src = b"#include <cstdio>\n".to_vec();
@@ -475,7 +574,7 @@ fn concurrent_agents_and_kill_9_lose_no_acknowledged_entry_and_leave_nothing_beh
             let (d, a, socket, acknowledged, delays) = (&d, &a, &socket, &acknowledged, &delays);
             scope.spawn(move || {
                 for i in 0..CALLS {
-                    let mut child = Command::new(&d.bin)
+                    let mut child = Command::new(&d.client_bin)
                         .args([
                             "--socket",
                             socket.to_str().unwrap(),
@@ -552,19 +651,7 @@ fn a_tree_traversal_attempt_is_scored_through_the_service() {
     let dir = d.agent_dir.join("tt");
     let dirs = dir.to_str().unwrap();
     let mut seen = Seen(Vec::new());
-    let out = d.client(
-        &service,
-        &[
-            "start",
-            "tree-traversal",
-            "--profile",
-            "tiny",
-            "--dir",
-            dirs,
-        ],
-    );
-    seen.output("start", &out);
-    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let id = d.start_for_agent(&service, "tree-traversal", &dir);
     use std::os::unix::fs::MetadataExt;
     for file in [
         "program.json",
@@ -591,11 +678,227 @@ fn a_tree_traversal_attempt_is_scored_through_the_service() {
     assert_eq!(code(&out), Some(1), "{}", text(&out));
     assert!(text(&out).contains("walker 0"), "{}", text(&out));
     d.write_as_agent(&program, &start);
-    let out = d.client(&service, &["--json", "finish", dirs]);
+    let out = d.operator(&service, &["--json", "finish", &id]);
     seen.output("finish", &out);
     assert_eq!(code(&out), Some(0), "{}", text(&out));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["score"], 0.0);
     assert_eq!(summary["entries"], 2);
+    seen.assert_clean(&[CANARY, d.home.to_str().unwrap()]);
+}
+
+/// The operator's side names attempts by id and follows no link the agent plants: a folder
+/// swapped for a link to another attempt, a summary path or a starting folder pointing at a
+/// root-only file, links planted while `start` writes. And what a hidden-score task keeps
+/// from the agent stays out of `info`, `finish` and the log; terminal controls are escaped.
+#[test]
+fn the_operator_follows_no_agent_link_and_hidden_scores_stay_hidden() {
+    let Some(d) = Deployment::new() else { return };
+    let service = d.serve("links");
+    let mut seen = Seen(Vec::new());
+    let vault = d.root.join("vault");
+    std::fs::create_dir(&vault).unwrap();
+    chmod(&vault, 0o755); // traversable, but nothing in it is the agent's to write
+    let precious = vault.join("precious");
+    std::fs::write(&precious, "keep").unwrap();
+    chmod(&precious, 0o600);
+    let vault_listing = || {
+        let mut v: Vec<String> = std::fs::read_dir(&vault)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let as_agent = |args: &[&str]| {
+        let out = d.agent(Path::new(args[0]), &args[1..]);
+        assert_eq!(code(&out), Some(0), "{args:?}: {}", text(&out));
+    };
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+
+    // 1. mv P P.old; ln -s Q P: the platform's finish of P's id finishes P, not Q.
+    let (p, q) = (d.agent_dir.join("p"), d.agent_dir.join("q"));
+    let p_id = d.start_for_agent(&service, "tree-traversal", &p);
+    let q_id = d.start_for_agent(&service, "tree-traversal", &q);
+    as_agent(&["/bin/mv", &s(&p), &format!("{}.old", s(&p))]);
+    as_agent(&["/bin/ln", "-s", &s(&q), &s(&p)]);
+    let out = d.operator(&service, &["--json", "finish", &p_id]);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["attempt_id"], p_id.as_str());
+    let out = d.client(&service, &["log", &s(&q)]);
+    assert!(text(&out).contains("chain: intact"), "{}", text(&out));
+    assert!(
+        !text(&out).contains("sealed"),
+        "Q was finished: {}",
+        text(&out)
+    );
+    let out = d.client(&service, &["log", &p_id]);
+    assert!(text(&out).contains("sealed"), "{}", text(&out));
+
+    // 2. finish --out through a link planted at the name, or on the path: never written through.
+    let planted = d.agent_dir.join("summary.json");
+    as_agent(&["/bin/ln", "-s", &s(&precious), &s(&planted)]);
+    let out = d.operator(&service, &["finish", &q_id, "--out", &s(&planted)]);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep");
+    assert!(!planted.is_symlink() && planted.is_file());
+    let linked_dir = d.agent_dir.join("linked");
+    as_agent(&["/bin/ln", "-s", &s(&vault), &s(&linked_dir)]);
+    let out = d.operator(
+        &service,
+        &["finish", &q_id, "--out", &s(&linked_dir.join("s.json"))],
+    );
+    assert_eq!(code(&out), Some(2), "{}", text(&out));
+    assert_eq!(vault_listing(), vec!["precious".to_string()]);
+
+    // 3. start into a folder that is a link to a root-only place, for the agent and as root.
+    for owner in [true, false] {
+        let evil = d.agent_dir.join(format!("evil-{owner}"));
+        as_agent(&["/bin/ln", "-s", &s(&vault), &s(&evil)]);
+        let mut args = vec!["start", "tree-traversal", "--profile", "tiny"];
+        let evil_s = s(&evil);
+        args.extend(["--dir", &evil_s]);
+        if owner {
+            args.extend(["--owner", AGENT_USER]);
+        }
+        let out = d.operator(&service, &args);
+        assert_eq!(code(&out), Some(2), "{}", text(&out));
+        assert_eq!(vault_listing(), vec!["precious".to_string()]);
+    }
+
+    // 4. Links planted at the starting files' names while `start` writes them: each start
+    // either fails or writes real files; nothing is written through a link.
+    let racer = format!(
+        r#"
+import os, time
+end = time.time() + 4
+while time.time() < end:
+    for i in range(6):
+        d = "{dir}/race-%d" % i
+        for name in ("program.json", "INSTRUCTIONS.md", "params.json", "build_program.py"):
+            try:
+                os.symlink("{precious}", os.path.join(d, name))
+            except OSError:
+                pass
+"#,
+        dir = s(&d.agent_dir),
+        precious = s(&precious)
+    );
+    let mut race = Command::new("python3")
+        .args(["-c", &racer])
+        .uid(d.uid)
+        .gid(d.gid)
+        .spawn()
+        .unwrap();
+    for i in 0..6 {
+        let dir = d.agent_dir.join(format!("race-{i}"));
+        let dir_s = s(&dir);
+        let _ = d.operator(
+            &service,
+            &[
+                "start",
+                "tree-traversal",
+                "--profile",
+                "tiny",
+                "--owner",
+                AGENT_USER,
+                "--dir",
+                &dir_s,
+            ],
+        );
+        let _ = d.operator(
+            &service,
+            &[
+                "start",
+                "tree-traversal",
+                "--profile",
+                "tiny",
+                "--dir",
+                &format!("{dir_s}-root"),
+            ],
+        );
+    }
+    let _ = race.wait();
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep");
+    assert_eq!(vault_listing(), vec!["precious".to_string()]);
+
+    // 5. A hidden-score task: `info` shows the agent neither the reference's answer nor the
+    // calibration's anchors; scoring answers "recorded"; only the platform finishes.
+    let out = d.operator(&service, &["info", "scaling-law"]);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("answer is not shown"), "{}", text(&out));
+    assert!(
+        !text(&out).contains("max_iters ") && !text(&out).contains("n_embd "),
+        "{}",
+        text(&out)
+    );
+    for args in [
+        vec!["info", "scaling-law"],
+        vec!["--json", "info", "scaling-law"],
+    ] {
+        let out = d.client(&service, &args);
+        seen.output("info scaling-law", &out);
+        assert_eq!(code(&out), Some(0), "{}", text(&out));
+        for hidden in ["Chinchilla", "0.8451", "sweeps/", "rmse"] {
+            assert!(!text(&out).contains(hidden), "{hidden}: {}", text(&out));
+        }
+    }
+    let sl = d.agent_dir.join("sl");
+    let sl_id = d.start_for_agent(&service, "scaling-law", &sl);
+    let out = d.client(&service, &["score", &s(&sl)]);
+    seen.output("score scaling-law", &out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "recorded",
+        "{}",
+        text(&out)
+    );
+    let out = d.client(&service, &["--json", "log", &sl_id]);
+    seen.output("log scaling-law", &out);
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entries.len(), 1);
+    for field in ["raw", "normalized", "calibration", "headline"] {
+        assert!(entries[0][field].is_null(), "{field}: {}", entries[0]);
+    }
+    let out = d.client(&service, &["finish", &sl_id]);
+    assert_eq!(code(&out), Some(2), "{}", text(&out));
+
+    // 6. Terminal controls in what the agent submits reach the operator escaped.
+    let tt = d.agent_dir.join("tt");
+    let tt_id = d.start_for_agent(&service, "tree-traversal", &tt);
+    d.write_as_agent(
+        &tt.join("program.json"),
+        br#"{"format": "\u001b]0;owned\u0007\u001b[2J", "bundles": []}"#,
+    );
+    let out = d.client(&service, &["score", &s(&tt)]);
+    assert_eq!(code(&out), Some(1), "{}", text(&out));
+    for out in [
+        out,
+        d.operator(&service, &["log", &tt_id]),
+        d.client(&service, &["log", &s(&tt)]),
+    ] {
+        assert!(
+            !out.stdout.contains(&0x1b) && !out.stderr.contains(&0x1b),
+            "{}",
+            text(&out)
+        );
+        assert!(!out.stdout.contains(&0x07), "{}", text(&out));
+        assert!(text(&out).contains("owned"), "{}", text(&out));
+    }
+
+    // 7. `serve` refuses to run from a binary other users can run or read.
+    let public = d.root.join("public-rdbench");
+    std::fs::copy(&d.bin, &public).unwrap();
+    chmod(&public, 0o755);
+    let out = Command::new(&public)
+        .args(["--home", d.home.to_str().unwrap(), "serve", "--socket"])
+        .arg(d.root.join("run").join("public.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("0750"), "{}", text(&out));
+
     seen.assert_clean(&[CANARY, d.home.to_str().unwrap()]);
 }

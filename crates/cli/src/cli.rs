@@ -48,6 +48,10 @@ pub enum Command {
         /// code and runs it as the scoring user: never on a machine holding real secrets.
         #[arg(long)]
         allow_emulator_for_agents: bool,
+        /// Serve even though this binary is readable or executable by other users. It holds
+        /// every reference solution (`install-solution`): only for a machine with no agent.
+        #[arg(long)]
+        allow_public_binary: bool,
     },
     /// Measure the starting and reference solutions on this device and store the calibration.
     Calibrate {

@@ -24,7 +24,10 @@ fn main() -> std::process::ExitCode {
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("rdbench: {e}");
+            eprintln!(
+                "rdbench: {}",
+                rdbench_core::template::printable(&e.to_string())
+            );
             let code = e.exit_code() as i32;
             // A platform reading --json output gets the error there too, as JSON.
             if json {

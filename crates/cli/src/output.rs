@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::fmt::Display;
 
+use rdbench_core::template::printable;
 use serde::Serialize;
 
 /// Prints `value` as pretty JSON on stdout.
@@ -30,32 +31,37 @@ impl Out {
             captured: Some(RefCell::new(Default::default())),
         }
     }
-    /// A line on stdout.
+    /// A line on stdout, terminal controls escaped ([`printable`]).
     pub fn line(&self, text: impl Display) {
+        self.raw_line(&printable(&text.to_string()));
+    }
+    fn raw_line(&self, text: &str) {
         match &self.captured {
             None => println!("{text}"),
             Some(c) => {
                 let out = &mut c.borrow_mut().0;
-                out.push_str(&text.to_string());
+                out.push_str(text);
                 out.push('\n');
             }
         }
     }
-    /// A line on stderr (warnings, notes).
+    /// A line on stderr (warnings, notes), terminal controls escaped.
     pub fn warn(&self, text: impl Display) {
+        let text = text.to_string();
+        let text = printable(&text);
         match &self.captured {
             None => eprintln!("{text}"),
             Some(c) => {
                 let err = &mut c.borrow_mut().1;
-                err.push_str(&text.to_string());
+                err.push_str(&text);
                 err.push('\n');
             }
         }
     }
-    /// `value` as pretty JSON on stdout.
+    /// `value` as pretty JSON on stdout (JSON escapes its own control characters).
     pub fn json<T: Serialize>(&self, value: &T) {
         match serde_json::to_string_pretty(value) {
-            Ok(s) => self.line(s),
+            Ok(s) => self.raw_line(&s),
             Err(e) => self.warn(format!("rdbench: cannot serialize output: {e}")),
         }
     }

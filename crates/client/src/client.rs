@@ -13,6 +13,7 @@ use clap::Subcommand;
 use rdbench_core::attempt::AttemptRef;
 use rdbench_core::fsutil::UntrustedReadError;
 use rdbench_core::task::SubmissionFile;
+use rdbench_core::template::printable;
 use rdbench_core::untrusted_tree::{self, UserIds};
 
 use crate::proto::{
@@ -129,12 +130,13 @@ impl std::fmt::Display for ClientError {
 pub fn run(socket: &Path, json: bool, command: &AttemptCommand) -> i32 {
     match call(socket, json, command) {
         Ok(reply) => {
-            print!("{}", reply.stdout);
-            eprint!("{}", reply.stderr);
+            // The service escapes its text already; a client prints nothing raw either way.
+            print!("{}", printable(&reply.stdout));
+            eprint!("{}", printable(&reply.stderr));
             reply.code
         }
         Err(e) => {
-            eprintln!("rdbench: {e}");
+            eprintln!("rdbench: {}", printable(&e.to_string()));
             if json {
                 println!(
                     "{}",

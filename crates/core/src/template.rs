@@ -36,6 +36,29 @@ pub fn render(text: &str, values: &[(&str, &str)]) -> Result<String> {
     Ok(out)
 }
 
+/// `text` safe to print on a terminal: control characters other than newline and tab
+/// (escape sequences, carriage returns, C1 controls) and the bidirectional overrides are
+/// written as `\u{..}` escapes. Reasons, headlines and names can carry an agent's bytes, and an
+/// operator reads them.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `100000000` as `100,000,000`.
 pub fn thousands(n: i64) -> String {
     let s = n.unsigned_abs().to_string();
@@ -55,6 +78,15 @@ pub fn thousands(n: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_terminal_controls_only() {
+        assert_eq!(printable("plain\nline\tx"), "plain\nline\tx");
+        assert_eq!(
+            printable("a\x1b[2Jb\rc\u{9b}d\u{202e}"),
+            "a\\u{1b}[2Jb\\u{d}c\\u{9b}d\\u{202e}"
+        );
+    }
 
     #[test]
     fn renders_and_refuses_leftovers() {

@@ -452,7 +452,12 @@ pub fn score(
             "this attempt has logged {MAX_ENTRIES_PER_ATTEMPT} scoring runs, its limit; no more are recorded"
         )));
     }
-    if let Err((kind, reason)) = snapshot(submission, &info.submission_files, &snapshot_dir) {
+    if let Err((kind, reason)) = snapshot(
+        submission,
+        &info.submission_files,
+        &attempt.record.dir,
+        &snapshot_dir,
+    ) {
         // Hash only what was read: the live folder may hold a FIFO that would block a read.
         let sha = hash_files(&snapshot_dir, &info.submission_names());
         let _ = std::fs::remove_dir_all(&snapshot_dir);
@@ -480,8 +485,11 @@ pub fn score(
 fn snapshot(
     submission: Submission<'_>,
     task_files: &[SubmissionFile],
+    attempt_dir: &Path,
     dest: &Path,
 ) -> std::result::Result<(), (InvalidKind, String)> {
+    // Reasons name the file as the agent knows it: in its attempt's folder.
+    let shown = |name: &str| attempt_dir.join(name).display().to_string();
     use rdbench_core::fsutil::create_private_dir_all;
     let internal = |e: Error| (InvalidKind::MissingFile, e.to_string());
     create_private_dir_all(dest).map_err(internal)?;
@@ -507,7 +515,7 @@ fn snapshot(
                         return Err(Refusal::TooLarge {
                             size: bytes.len() as u64,
                         }
-                        .entry(&f.name, f.max_bytes));
+                        .entry(&shown(&f.name), f.max_bytes));
                     }
                     atomic_write(&dest.join(&f.name), &bytes).map_err(internal)?;
                 }
@@ -515,7 +523,7 @@ fn snapshot(
             FileState::Missing => {}
             FileState::Refused { cause } => {
                 if let Some(f) = task_file {
-                    return Err(cause.entry(&f.name, f.max_bytes));
+                    return Err(cause.entry(&shown(&f.name), f.max_bytes));
                 }
             }
         }
@@ -701,7 +709,7 @@ pub fn log(ctx: &Context, attempt: &Attempt) -> Result<i32> {
         for e in &mut read.entries {
             let entry = &mut e.entry;
             (entry.raw, entry.normalized, entry.headline) = (None, None, None);
-            entry.details = serde_json::Value::Null;
+            (entry.details, entry.calibration) = (serde_json::Value::Null, None);
         }
     }
     for w in &read.warnings {

@@ -2,7 +2,7 @@
 
 use rdbench_core::Result;
 
-use super::{device_fingerprint, find_calibration, Context};
+use super::{device_fingerprint, find_calibration, Caller, Context};
 use crate::output::Table;
 use crate::registry;
 
@@ -38,11 +38,25 @@ pub fn info(ctx: &Context, name: &str) -> Result<i32> {
     let task = registry::find(name)?;
     let info = task.info();
     let mut calibrations = Vec::new();
+    // An agent is told whether a calibration exists and, where scores are shown, its two
+    // anchors; never where it came from (provenance names the scorer's files and, for a
+    // hidden-score task, could carry the answer) and never a hidden task's anchors.
+    let for_agent = matches!(ctx.caller, Caller::Agent { .. });
     for p in &info.profiles {
         let found = match device_fingerprint(&info, &p.name) {
             Ok(fp) => find_calibration(ctx, task.as_ref(), &p.name, &fp)?.map(|c| (fp.id(), c)),
             Err(_) => None,
         };
+        let found = found.map(|(dev, mut c)| {
+            if for_agent {
+                c.provenance = "not shown to agents".into();
+                c.details = serde_json::Value::Null;
+                if info.score_hidden {
+                    (c.start, c.reference) = (f64::NAN, f64::NAN);
+                }
+            }
+            (dev, c)
+        });
         calibrations.push((p.name.clone(), found));
     }
     if ctx.json {
@@ -97,6 +111,7 @@ pub fn info(ctx: &Context, name: &str) -> Result<i32> {
     }
     for (profile, c) in &calibrations {
         match c {
+            Some((dev, c)) if c.start.is_nan() => say!(ctx, "calibration {profile}: present on {dev} (a hidden-score task's anchors are not shown)"),
             Some((dev, c)) => say!(ctx, "calibration {profile}: start {:.4}, reference {:.4} on {dev} ({})", c.start, c.reference, c.provenance),
             None => say!(ctx, "calibration {profile}: none for this machine (run `rdbench calibrate --task {} --profile {profile}`)", info.name),
         }

@@ -181,7 +181,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Serve {
             socket,
             allow_emulator_for_agents,
-        } => serve::serve(&ctx, &socket, allow_emulator_for_agents),
+            allow_public_binary,
+        } => {
+            serve::check_own_binary(&ctx, allow_public_binary)?;
+            serve::serve(&ctx, &socket, allow_emulator_for_agents)
+        }
         Command::InstallSolution {
             task,
             what,

@@ -349,7 +349,10 @@ fn op_name(request: &Request) -> &'static str {
 fn error_reply(ctx: &Context, e: &Error) -> ServiceMessage {
     let (stdout, mut stderr) = ctx.out.take();
     let code = e.exit_code() as i32;
-    stderr.push_str(&format!("rdbench: {e}\n"));
+    stderr.push_str(&format!(
+        "rdbench: {}\n",
+        rdbench_core::template::printable(&e.to_string())
+    ));
     let stdout = if ctx.json {
         format!(
             "{}\n",
@@ -559,4 +562,42 @@ fn open_own(ctx: &Context, what: &AttemptRef) -> Result<Attempt> {
         (Caller::Agent { .. }, Err(Error::Usage(_))) => Err(nothing_here()),
         (_, opened) => opened,
     }
+}
+
+/// Refuses to serve from a binary other users can read or run: it holds every reference
+/// solution, and an agent that finds it (its path is in the service's world-readable
+/// `/proc/PID/cmdline`) would run `install-solution` and submit the reference. A binary under a
+/// folder others cannot enter is unreachable whatever its own mode.
+pub fn check_own_binary(ctx: &Context, allow_public_binary: bool) -> Result<()> {
+    let Some(exposed) = exposed_binary() else {
+        return Ok(());
+    };
+    if allow_public_binary {
+        warn!(
+            ctx,
+            "rdbench serve: WARNING: {exposed}; any user can run this binary's install-solution \
+             and read every reference solution (--allow-public-binary)"
+        );
+        return Ok(());
+    }
+    Err(Error::Environment(format!(
+        "{exposed}: other users could run it and install the reference solutions it holds; \
+         install it mode 0750 under a group no agent is in (README, \"Protected scoring\"), \
+         or pass --allow-public-binary on a machine with no agent"
+    )))
+}
+
+/// The running binary and its mode, where every folder above it lets others through and the
+/// file itself lets them read or execute it.
+fn exposed_binary() -> Option<String> {
+    let exe = std::fs::read_link("/proc/self/exe").ok()?;
+    let mode = std::fs::metadata(&exe).ok()?.permissions().mode();
+    if mode & 0o005 == 0 {
+        return None;
+    }
+    let reachable = exe
+        .ancestors()
+        .skip(1)
+        .all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0));
+    reachable.then(|| format!("{} (mode {:o})", exe.display(), mode & 0o7777))
 }

@@ -391,15 +391,12 @@ impl Task for ScalingLaw {
         Some(ShippedCalibration {
             start: start.score,
             reference: reference.score,
+            // The reference's answer is the task's secret: submitted as it is, it scores 1.
+            // The provenance says how it was made, never what it is.
             provenance: format!(
-                "closed formula over the shipped sweep sweeps/{profile}.json: start = the starting answer \
-                 (n_embd {}, max_iters {}), reference = the Chinchilla fit to the sweep's small experiments \
-                 (n_embd {}, max_iters {}, prediction {:.4}; fit rmse {:.4})",
-                starting_answer(&spec).n_embd,
-                starting_answer(&spec).max_iters,
-                ra.n_embd,
-                ra.max_iters,
-                ra.loss_prediction,
+                "closed formula over the shipped sweep of profile {profile}: start = the starting answer, \
+                 reference = the Chinchilla fit to the sweep's small experiments (fit rmse {:.4}); \
+                 the reference's answer is not shown",
                 fit.rmse
             ),
         })
