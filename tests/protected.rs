@@ -753,6 +753,34 @@ fn the_operator_follows_no_agent_link_and_hidden_scores_stay_hidden() {
     assert_eq!(code(&out), Some(2), "{}", text(&out));
     assert_eq!(vault_listing(), vec!["precious".to_string()]);
 
+    // 2b. The operator's client scoring the agent's attempt (as root) reads no link, no hard
+    // link, and no folder swapped for a link: each is one invalid entry naming the file.
+    let r = d.agent_dir.join("r");
+    let r_id = d.start_for_agent(&service, "tree-traversal", &r);
+    let program = s(&r.join("program.json"));
+    as_agent(&["/bin/rm", &program]);
+    as_agent(&["/bin/ln", "-s", &s(&precious), &program]);
+    let out = d.operator(&service, &["score", &r_id]);
+    assert_eq!(code(&out), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("symbolic link"), "{}", text(&out));
+    as_agent(&["/bin/rm", &program]);
+    as_agent(&[
+        "/bin/cp",
+        &s(&q.join("program.json")),
+        &s(&r.join("own.json")),
+    ]);
+    as_agent(&["/bin/ln", &s(&r.join("own.json")), &program]);
+    let out = d.operator(&service, &["score", &r_id]);
+    assert_eq!(code(&out), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("hard link"), "{}", text(&out));
+    as_agent(&["/bin/mv", &s(&r), &format!("{}.old", s(&r))]);
+    as_agent(&["/bin/ln", "-s", &s(&vault), &s(&r)]);
+    std::fs::write(vault.join("program.json"), "{}").unwrap();
+    let out = d.operator(&service, &["score", &r_id]);
+    std::fs::remove_file(vault.join("program.json")).unwrap();
+    assert_eq!(code(&out), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("replaced by a link"), "{}", text(&out));
+
     // 3. start into a folder that is a link to a root-only place, for the agent and as root.
     for owner in [true, false] {
         let evil = d.agent_dir.join(format!("evil-{owner}"));

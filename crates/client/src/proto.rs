@@ -134,6 +134,7 @@ pub enum FileState {
 #[serde(rename_all = "snake_case")]
 pub enum Refusal {
     SymbolicLink,
+    HardLink,
     Directory,
     Fifo,
     Socket,
@@ -154,6 +155,7 @@ impl Refusal {
         match e {
             E::TooLarge { size, .. } => Refusal::TooLarge { size: *size },
             E::NotARegularFile("symbolic link") => Refusal::SymbolicLink,
+            E::NotARegularFile("hard link") => Refusal::HardLink,
             E::NotARegularFile("directory") => Refusal::Directory,
             E::NotARegularFile("FIFO") => Refusal::Fifo,
             E::NotARegularFile("socket") => Refusal::Socket,
@@ -175,6 +177,10 @@ impl Refusal {
         };
         match self {
             Refusal::SymbolicLink => not_plain("symbolic link"),
+            Refusal::HardLink => (
+                K::RuleViolation,
+                format!("{name}: a hard link (a file with another name); submit a file of its own"),
+            ),
             Refusal::Directory => not_plain("folder"),
             Refusal::Fifo => not_plain("FIFO"),
             Refusal::Socket => not_plain("socket"),

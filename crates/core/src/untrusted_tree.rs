@@ -235,7 +235,9 @@ fn rand_u64() -> u64 {
 
 /// Reads the file `name` of the opened folder as [`crate::fsutil::read_untrusted`] does: no
 /// link, no FIFO or device, at most `max` bytes checked on the open descriptor before a byte
-/// is read.
+/// is read. A file with more than one name (a hard link) is refused too: an operator's client
+/// reading as root must not send the scorer a root-only file the agent linked into its folder
+/// where the kernel's `protected_hardlinks` is off.
 pub fn read_file(dir: &OwnedFd, name: &str, max: u64) -> Result<Vec<u8>, UntrustedReadError> {
     let fd = open_at(
         dir.as_raw_fd(),
@@ -250,7 +252,16 @@ pub fn read_file(dir: &OwnedFd, name: &str, max: u64) -> Result<Vec<u8>, Untrust
         }
         Err(e) => return Err(UntrustedReadError::Io(e.to_string())),
     };
-    crate::fsutil::read_untrusted_file(File::from(fd), max)
+    let file = File::from(fd);
+    use std::os::unix::fs::MetadataExt;
+    match file.metadata() {
+        Ok(m) if m.is_file() && m.nlink() > 1 => {
+            return Err(UntrustedReadError::NotARegularFile("hard link"))
+        }
+        Ok(_) => {}
+        Err(e) => return Err(UntrustedReadError::Io(e.to_string())),
+    }
+    crate::fsutil::read_untrusted_file(file, max)
 }
 
 /// Who to become for [`as_user`].
@@ -412,5 +423,12 @@ mod tests {
             read_file(&dir, "l2", 10),
             Err(UntrustedReadError::NotARegularFile(_))
         ));
+        std::fs::hard_link(target.join("precious"), root.join("a/b/hard")).unwrap();
+        assert!(matches!(
+            read_file(&dir, "hard", 10),
+            Err(UntrustedReadError::NotARegularFile("hard link"))
+        ));
+        std::fs::write(root.join("a/b/plain"), b"ok").unwrap();
+        assert_eq!(read_file(&dir, "plain", 10).unwrap(), b"ok");
     }
 }
