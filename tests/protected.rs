@@ -916,6 +916,28 @@ while time.time() < end:
         assert!(text(&out).contains("owned"), "{}", text(&out));
     }
 
+    // 6b. Sizes before reads: a 20 GiB sparse submission is refused on its size, at once.
+    let sparse = s(&tt.join("program.json"));
+    as_agent(&["/bin/rm", &sparse]);
+    as_agent(&["/usr/bin/truncate", "-s", "20G", &sparse]);
+    let started = Instant::now();
+    let out = d.client(&service, &["--json", "score", &s(&tt)]);
+    assert_eq!(code(&out), Some(1), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entry["kind"], "too_large", "{entry}");
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap()
+            .contains("21474836480 bytes"),
+        "{entry}"
+    );
+
     // 7. `serve` refuses to run from a binary other users can run or read.
     let public = d.root.join("public-rdbench");
     std::fs::copy(&d.bin, &public).unwrap();
