@@ -891,7 +891,18 @@ while time.time() < end:
         assert!(entries[0][field].is_null(), "{field}: {}", entries[0]);
     }
     let out = d.client(&service, &["finish", &sl_id]);
+    seen.output("agent's finish of scaling-law", &out);
     assert_eq!(code(&out), Some(2), "{}", text(&out));
+    let out = d.operator(&service, &["--json", "finish", &sl_id]);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let raw = summary["raw"]
+        .as_f64()
+        .expect("the platform sees the hidden raw score");
+    // The hidden score, in every spelling a reply could use, is in nothing the agent saw.
+    let spellings = [format!("{raw}"), format!("{raw:.4}"), format!("{raw:.3}")];
+    let spellings: Vec<&str> = spellings.iter().map(String::as_str).collect();
+    seen.assert_clean(&spellings);
 
     // 6. Terminal controls in what the agent submits reach the operator escaped.
     let tt = d.agent_dir.join("tt");
