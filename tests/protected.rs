@@ -823,30 +823,22 @@ while time.time() < end:
     for i in 0..6 {
         let dir = d.agent_dir.join(format!("race-{i}"));
         let dir_s = s(&dir);
-        let _ = d.operator(
-            &service,
-            &[
-                "start",
-                "tree-traversal",
-                "--profile",
-                "tiny",
-                "--owner",
-                AGENT_USER,
-                "--dir",
-                &dir_s,
-            ],
-        );
-        let _ = d.operator(
-            &service,
-            &[
+        // As the agent (the owner) and as root (no owner): the two ways the client writes.
+        for (dir, owner) in [
+            (dir_s.clone(), Some(AGENT_USER)),
+            (format!("{dir_s}-root"), None),
+        ] {
+            let mut args = vec![
                 "start",
                 "tree-traversal",
                 "--profile",
                 "tiny",
                 "--dir",
-                &format!("{dir_s}-root"),
-            ],
-        );
+                &dir,
+            ];
+            args.extend(owner.into_iter().flat_map(|o| ["--owner", o]));
+            let _ = d.operator(&service, &args);
+        }
     }
     let _ = race.wait();
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep");
