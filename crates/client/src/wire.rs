@@ -94,16 +94,22 @@ impl Deadline {
         ..Deadline::REQUEST
     };
 
-    /// The time `len` blob bytes may take at the minimum rate.
+    /// The time `len` blob bytes may take at the minimum rate (saturating: a length is the
+    /// peer's word).
     fn for_blob(&self, len: u64) -> Duration {
-        Duration::from_secs_f64(len as f64 / self.min_rate.max(1) as f64)
+        Duration::try_from_secs_f64(len as f64 / self.min_rate.max(1) as f64)
+            .unwrap_or(Duration::MAX)
     }
 
     fn describe(&self) -> String {
+        let rate = if self.min_rate >= 1 << 20 {
+            format!("{} MiB/s", self.min_rate as f64 / (1u64 << 20) as f64)
+        } else {
+            format!("{} bytes/s", self.min_rate)
+        };
         format!(
-            "{} s for the header, then blobs at {} KiB/s, {} s at most",
+            "{} s for the header, then blobs at {rate}, {} s at most",
             self.header.as_secs_f64(),
-            self.min_rate >> 10,
             self.max.as_secs_f64()
         )
     }
@@ -233,7 +239,8 @@ impl<'a, S: Socket> Timed<'a, S> {
                 ),
             ),
             Some(first) => {
-                let allowed = (self.deadline.header + self.blobs).min(self.deadline.max);
+                let allowed =
+                    (self.deadline.header.saturating_add(self.blobs)).min(self.deadline.max);
                 (
                     first + allowed,
                     format!(
@@ -292,7 +299,7 @@ impl<S: Socket + Read> Read for Timed<'_, S> {
 
 impl<S: Socket + Read> MessageRead for Timed<'_, S> {
     fn announce(&mut self, len: u64) {
-        self.blobs += self.deadline.for_blob(len);
+        self.blobs = self.blobs.saturating_add(self.deadline.for_blob(len));
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! - connections: 8 per agent uid, 64 for all agents, 16 for operators;
 //! - receive budget (submission bytes reserved before they are read): 1.25 GiB per agent uid
-//!   (one 1 GiB file and change), 3 GiB for all agents, 2 GiB for operators;
+//!   (three of the largest submission file, restricted-mlm's 397 MiB of weights), 3 GiB for
+//!   all agents, 2 GiB for operators;
 //! - tool runs (which run inside the service, e.g. scaling-law's `train`): one at a time per
 //!   attempt, at most half the cores (at least one) at once on the machine, first come first
 //!   served; a caller waits in the queue up to 10 min, then is told the service is busy.
