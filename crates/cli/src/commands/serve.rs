@@ -30,7 +30,6 @@
 //! - a refusal is one line naming the cap that was hit; at most 32 refusals are answered at
 //!   once, and connections beyond those are closed unanswered, so a flood costs no threads.
 
-use std::cell::Cell;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -74,23 +73,11 @@ struct Service {
     admission: Arc<Admission>,
 }
 
-thread_local! {
-    /// Why this connection's last reservation was refused, for its reply (a connection is one
-    /// thread).
-    static REFUSED: Cell<Option<Busy>> = const { Cell::new(None) };
-}
-
 impl Service {
     /// Takes `n` bytes of the caller's receive budget (per agent uid, all agents, or the
     /// operators'); a [`Held`] gives them back.
-    fn reserve(&self, caller: Caller, n: u64) -> bool {
-        match self.admission.reserve(caller, n) {
-            Ok(()) => true,
-            Err(busy) => {
-                REFUSED.with(|r| r.set(Some(busy)));
-                false
-            }
-        }
+    fn reserve(&self, caller: Caller, n: u64) -> std::result::Result<(), Busy> {
+        self.admission.reserve(caller, n)
     }
 
     /// Waits for a turn to run a tool on `attempt`: tools run inside this process, so they
@@ -263,7 +250,6 @@ fn handle(service: &Service, stream: UnixStream, caller: Caller, admitted: Resul
     } else {
         REFUSAL_DEADLINE
     }));
-    REFUSED.with(|r| r.set(None));
     let ctx = Context {
         home: service.home.clone(),
         json: false,
@@ -320,11 +306,7 @@ fn handle(service: &Service, stream: UnixStream, caller: Caller, admitted: Resul
                 served.blobs,
             )
         }
-        // A refused reservation says which budget was full, not how the read ended.
-        Err(e) => match REFUSED.with(|r| r.take()) {
-            Some(busy) => (error_reply(&ctx, &busy.into()), Vec::new()),
-            None => (error_reply(&ctx, &e), Vec::new()),
-        },
+        Err(e) => (error_reply(&ctx, &e), Vec::new()),
     };
     if let ServiceMessage::Reply(r) = &message {
         tracing::info!(uid, op, code = r.code, "served");
@@ -456,17 +438,35 @@ fn dispatch(
             let all: u64 = info.submission_files.iter().map(|f| f.max_bytes).sum();
             let mut announced = 0u64;
             let mut held = 0u64;
+            let mut refused = None;
             let received = conn.receive_reserving::<SubmittedFiles>(Limits::REQUEST, &mut |n| {
                 announced = announced.saturating_add(n);
                 if largest.is_none_or(|l| n > l) || announced > all {
+                    refused = Some(Error::Usage(format!(
+                        "the client announced {announced} bytes of submission, more than {}'s \
+                         files may have ({all} bytes, at most {} in one)",
+                        info.name,
+                        largest.unwrap_or(0)
+                    )));
                     return false;
                 }
-                let granted = service.reserve(ctx.caller, n);
-                held += if granted { n } else { 0 };
-                granted
+                match service.reserve(ctx.caller, n) {
+                    Ok(()) => {
+                        held += n;
+                        true
+                    }
+                    Err(busy) => {
+                        refused = Some(busy.into());
+                        false
+                    }
+                }
             });
             // Given back when this command ends, however it ends.
             let _held = Held(service, ctx.caller, held);
+            // A refused reservation says which limit was hit, not how the read ended.
+            if let Some(e) = refused {
+                return Err(e);
+            }
             let (files, blobs) =
                 received.map_err(|e| Error::Usage(format!("receiving the submission: {e}")))?;
             let backend = if emulate {
