@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# The test suite, exactly as CI runs it (.ci/run calls this). Installs what the tests need:
-# NVRTC from PyPI (every .cu in the repository is compiled with it; no GPU needed) and the
-# Python packages of the aggregation cross-check; then runs the kernel emulator tests and
-# every Rust test of the workspace.
+# The test suite, exactly as CI runs it (.ci/run calls this). Installs what the tests need into
+# the project's own virtual environment, .venv: NVRTC from PyPI (every .cu in the repository is
+# compiled with it; no GPU needed) and the Python packages of the aggregation cross-check; then
+# runs the kernel emulator tests and every Rust test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet --disable-pip-version-check nvidia-cuda-nvrtc scikit-learn numpy
+# The project's own virtual environment (.venv, ignored by git), never the system's Python;
+# first on the PATH, so the tests' `python3` and NVRTC's search both find it.
+if [ ! -x .venv/bin/python3 ]; then
+  python3 -m venv .venv 2>/dev/null || {
+    echo "== python3 -m venv failed; installing Debian's python3-venv"
+    apt-get install -y -qq python3-venv >/dev/null && python3 -m venv .venv
+  }
+fi
+.venv/bin/python3 -m pip install --quiet --disable-pip-version-check nvidia-cuda-nvrtc scikit-learn numpy
+export PATH="$PWD/.venv/bin:$PATH"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== kernel logic on the CPU emulator (kernels/tools)"

@@ -816,6 +816,8 @@ while time.time() < end:
     );
     let mut race = Command::new("python3")
         .args(["-c", &racer])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
         .uid(d.uid)
         .gid(d.gid)
         .spawn()
