@@ -737,6 +737,120 @@ mod tests {
         assert_eq!(check(&templ), Ok(()));
     }
 
+    /// Differential check against the compilers themselves: thousands of spellings of an
+    /// include (line starts, `#` spellings, separators, split names); whenever NVRTC or the
+    /// host C++ compiler actually includes the probe file, the rules must have refused the
+    /// source. Slow (a compile per spelling): `cargo test -p rdbench-gpu --lib -- --ignored`.
+    #[test]
+    #[ignore]
+    fn no_spelling_that_a_compiler_includes_passes() {
+        use crate::nvrtc::{compile_with, CompileOptions, Isolation};
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("probe.h");
+        std::fs::write(&probe, "#define RDB_PROBE_INCLUDED 1\n").unwrap();
+        let nvrtc = crate::probe::require_nvrtc().is_ok();
+        let gcc = std::process::Command::new("g++")
+            .arg("--version")
+            .output()
+            .is_ok();
+        let prefixes = [
+            "",
+            "  ",
+            "\x0c",
+            "\x0b",
+            "/* c */ ",
+            "/*\n*/ ",
+            "int rdb_a; /*\n*/ ",
+            "\\\n",
+            "int rdb_a; \\\n",
+            "\u{feff}",
+            "\r\n",
+        ];
+        let hashes = ["#", "%:", "??=", "#\\\n", "%\\\n:"];
+        let seps = [
+            "", " ", "\t", "\x0c", "\x0b", "/**/", "/*\n*/", "\\\n", " \\\n ", "\\ \n",
+        ];
+        let names = ["include", "inc\\\nlude", "include_next", "import"];
+        // Lines before the directive that a tokenizer could misread (a literal or comment
+        // that does or does not continue), each with a plain line start after it.
+        let before = [
+            "// c\n",
+            "// c \\\n",
+            "// c \\ \n",
+            "char c = '\\'';\n",
+            "const char* s = \"\\\\\";\n",
+            "const char* s = \"a\\\nb\";\n",
+            "auto r = R\"(x)\";\n",
+            "auto r = R\"x()\")x\";\n",
+            "int n = 1'0; int m = 1'0'0;\n",
+            "/* a */\n",
+            "/* a\n */\n",
+            "#define M \\\n",
+            "#define M(x) #x\n",
+            "int a = 'a' /* ' */;\n",
+            "char q = '\"'; // \"\n",
+            "const char* u = u8\"\\\"\";\n",
+        ];
+        let mut prefixes: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+        prefixes.extend(before.iter().map(|b| b.to_string()));
+        // Skipped groups around literals: a compiler that did not lex a raw string there would
+        // see the `#else` inside it (NVRTC and GCC both do lex it).
+        for open in [
+            "auto r = R\"(\n",
+            "auto r = R\"x(\n",
+            "char c = '\n",
+            "auto s = \"\n",
+        ] {
+            prefixes.push(format!("#if 0\n{open}#else\n"));
+        }
+        let (mut included, mut checked) = (0, 0);
+        for prefix in &prefixes {
+            for hash in hashes {
+                for sep in seps {
+                    for name in names {
+                        let src = format!(
+                            "{prefix}{hash}{sep}{name} \"{}\"\n#ifdef RDB_PROBE_INCLUDED\n#error RDB_INCLUDED_YES\n#endif\n",
+                            probe.display()
+                        );
+                        let by_nvrtc = nvrtc
+                            && match compile_with(
+                                &src,
+                                "x.cu",
+                                &CompileOptions::cubin(80),
+                                &Isolation::InProcess,
+                            ) {
+                                Err(e) => e.to_string().contains("RDB_INCLUDED_YES"),
+                                Ok(_) => false,
+                            };
+                        let by_gcc = gcc && {
+                            let file = dir.path().join("x.cpp");
+                            std::fs::write(&file, &src).unwrap();
+                            let out = std::process::Command::new("g++")
+                                .args(["-std=c++17", "-fsyntax-only", "-w"])
+                                .arg(&file)
+                                .output()
+                                .unwrap();
+                            String::from_utf8_lossy(&out.stderr).contains("RDB_INCLUDED_YES")
+                        };
+                        checked += 1;
+                        if by_nvrtc || by_gcc {
+                            included += 1;
+                            assert!(
+                                check(&src).is_err(),
+                                "included (NVRTC {by_nvrtc}, g++ {by_gcc}) but allowed: {src:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("{checked} spellings, {included} included by a compiler, all refused");
+        assert!(
+            included > 100 || !(nvrtc || gcc),
+            "the probe never worked: {included}"
+        );
+    }
+
     /// Every `.cu` the repository ships as a starting or reference solution passes.
     #[test]
     fn the_repositorys_own_kernels_pass() {
