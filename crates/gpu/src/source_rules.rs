@@ -737,6 +737,19 @@ mod tests {
         assert_eq!(check(&templ), Ok(()));
     }
 
+    proptest::proptest! {
+        /// Any text (built from the characters the tokenizer cares about) is answered without
+        /// a panic, and a refusal names a line of the text.
+        #[test]
+        fn arbitrary_text_never_panics(
+            s in "[a-zR_ \t\x0b\x0c\r\n(){}<>%:#?=/*\"'\\\\u8L0-9.\u{e9}\u{feff}]{0,160}",
+        ) {
+            if let Err(v) = check(&s) {
+                proptest::prop_assert!(v.line >= 1 && v.line <= s.lines().count() + 2);
+            }
+        }
+    }
+
     /// Differential check against the compilers themselves: thousands of spellings of an
     /// include (line starts, `#` spellings, separators, split names); whenever NVRTC or the
     /// host C++ compiler actually includes the probe file, the rules must have refused the
