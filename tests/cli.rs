@@ -523,6 +523,22 @@ fn tree_traversal_starts_scores_and_finishes_on_a_cpu_with_exact_anchors() {
         .map(|e| e["normalized"].as_f64().unwrap())
         .collect();
     assert_eq!(scores, vec![0.0, 1.0], "exact: no timing noise");
+    // `status`, by folder in text and by id in JSON, tells the best so far and the time left.
+    let out = env.rdbench(&["status", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("best:    1.0000"), "{}", text(&out));
+    assert!(text(&out).contains("min left"), "{}", text(&out));
+    let id = text(&out)
+        .split_whitespace()
+        .find(|w| w.starts_with("att-"))
+        .unwrap()
+        .to_string();
+    let out = env.rdbench(&["--json", "status", &id]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (status["entries"].clone(), status["valid_entries"].clone()),
+        (2.into(), 2.into())
+    );
     assert_eq!(
         log[1]["details"]["cycles_per_input"]
             .as_array()

@@ -210,18 +210,41 @@ impl Deployment {
     }
 }
 
-/// `rdbench-client` as cargo built it beside `rdbench` (a workspace test run builds it; a run
-/// of this package alone builds it here).
+/// `rdbench-client` as cargo built it beside `rdbench`. A workspace test run (`scripts/test.sh`)
+/// builds it; a run of this package alone does not, and cannot from here (cargo holds its lock
+/// while tests run), so a missing or stale client is a message, not a silent old binary.
 fn client_bin_built() -> PathBuf {
     let path = super::rdbench_bin().with_file_name("rdbench-client");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "rdbench-client", "--bin", "rdbench-client"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building rdbench-client");
+    let built = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let newest = ["client/src", "core/src"]
+        .iter()
+        .filter_map(|d| newest_mtime(&sources.join(d)))
+        .max();
+    match (built, newest) {
+        (Some(b), Some(n)) if b >= n => path,
+        (Some(_), None) => path,
+        _ => panic!(
+            "{} is missing or older than its sources: run `cargo build -p rdbench-client` \
+             (a workspace test run builds it)",
+            path.display()
+        ),
     }
-    path
+}
+
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            if m.is_dir() {
+                newest_mtime(&e.path())
+            } else {
+                m.modified().ok()
+            }
+        })
+        .max()
 }
 
 pub(super) fn chmod(path: &Path, mode: u32) {
@@ -667,6 +690,15 @@ fn a_tree_traversal_attempt_is_scored_through_the_service() {
     assert_eq!(code(&out), Some(0), "{}", text(&out));
     let entry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(entry["normalized"], 0.0, "{entry}");
+    // `status`, as the agent: its time left, its entries, its best score.
+    let out = d.client(&service, &["--json", "status", dirs]);
+    seen.output("status", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["id"], id.as_str(), "{status}");
+    assert_eq!(status["entries"], 1, "{status}");
+    assert_eq!(status["best"][0], 0.0, "{status}");
+    assert!(status["minutes_left"].as_f64().unwrap() > 0.0, "{status}");
     let program = dir.join("program.json");
     let start = std::fs::read(&program).unwrap();
     d.write_as_agent(
@@ -884,6 +916,12 @@ while time.time() < end:
     for field in ["raw", "normalized", "calibration", "headline"] {
         assert!(entries[0][field].is_null(), "{field}: {}", entries[0]);
     }
+    let out = d.client(&service, &["--json", "status", &sl_id]);
+    seen.output("status scaling-law", &out);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["score_hidden"], true, "{status}");
+    assert!(status["best"].is_null(), "{status}");
+    assert_eq!(status["valid_entries"], 1, "{status}");
     let out = d.client(&service, &["finish", &sl_id]);
     seen.output("agent's finish of scaling-law", &out);
     assert_eq!(code(&out), Some(2), "{}", text(&out));

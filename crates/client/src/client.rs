@@ -80,6 +80,12 @@ pub enum AttemptCommand {
         /// The tool's arguments, as KEY=VALUE.
         args: Vec<String>,
     },
+    /// Where an attempt stands: time used and left, entries so far, the best score (where
+    /// the task shows scores).
+    Status {
+        /// The attempt: the id `start` printed (att-...), or its folder.
+        attempt: PathBuf,
+    },
     /// Show an attempt's score log.
     Log {
         /// The attempt: the id `start` printed (att-...), or its folder.
@@ -192,6 +198,9 @@ pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply
             emulate: *emulate,
         },
         AttemptCommand::Log { attempt } => Request::Log {
+            attempt: attempt_ref(attempt)?,
+        },
+        AttemptCommand::Status { attempt } => Request::Status {
             attempt: attempt_ref(attempt)?,
         },
         AttemptCommand::Tool {

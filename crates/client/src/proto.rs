@@ -55,6 +55,9 @@ pub enum Request {
     Log {
         attempt: AttemptRef,
     },
+    Status {
+        attempt: AttemptRef,
+    },
     /// A task's experiment tool for the attempt ([`crate::AttemptCommand::Tool`]).
     Tool {
         attempt: AttemptRef,

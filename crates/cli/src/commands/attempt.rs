@@ -87,6 +87,7 @@ pub fn run_local(ctx: &Context, command: &AttemptCommand) -> Result<i32> {
             )
         }
         AttemptCommand::Log { attempt } => log(ctx, &open(attempt)?),
+        AttemptCommand::Status { attempt } => status(ctx, &open(attempt)?),
         AttemptCommand::Tool {
             attempt,
             name,
@@ -699,6 +700,105 @@ fn report(ctx: &Context, info: &TaskInfo, entry: &ScoreEntry, attempt: &Attempt)
             }
         );
     }
+}
+
+/// What `status` reports: what an agent's scaffold shows it between actions.
+#[derive(Debug, serde::Serialize)]
+struct Status {
+    id: String,
+    task: String,
+    profile: String,
+    started_at: chrono::DateTime<Utc>,
+    time_limit_minutes: Option<f64>,
+    minutes_used: f64,
+    /// `None` without a time limit; never below 0.
+    minutes_left: Option<f64>,
+    finished: bool,
+    entries: usize,
+    valid_entries: usize,
+    late_entries: usize,
+    score_hidden: bool,
+    /// The best counted entry's normalized and raw scores (`None` for a hidden-score task).
+    best: Option<(Option<f64>, Option<f64>)>,
+}
+
+/// `status`: time used and left, entries so far, and the best score where the task shows
+/// scores. Reads the log as `log` does; nothing is written.
+pub fn status(ctx: &Context, attempt: &Attempt) -> Result<i32> {
+    let task = registry::find(&attempt.record.task)?;
+    let info = task.info();
+    let read = attempt.score_log().read_verified()?;
+    let counted: Vec<&ScoreEntry> = read.counted().map(|e| &e.entry).collect();
+    let used = attempt.elapsed_minutes();
+    let status = Status {
+        id: attempt.record.id.clone(),
+        task: info.name.clone(),
+        profile: attempt.record.profile.clone(),
+        started_at: attempt.record.started_at,
+        time_limit_minutes: attempt.record.time_limit_minutes,
+        minutes_used: used,
+        minutes_left: attempt
+            .record
+            .time_limit_minutes
+            .map(|l| (l - used).max(0.0)),
+        finished: attempt.record.finished_at.is_some(),
+        entries: counted.len(),
+        valid_entries: counted.iter().filter(|e| e.valid).count(),
+        late_entries: read.entries.iter().filter(|e| !e.counts()).count(),
+        score_hidden: info.score_hidden,
+        best: (!info.score_hidden).then(|| {
+            read.select_final(Selection::Best)
+                .filter(|e| e.entry.valid)
+                .map(|e| (e.entry.normalized, e.entry.raw))
+                .unwrap_or((None, None))
+        }),
+    };
+    if ctx.json {
+        ctx.out.json(&status);
+        return Ok(0);
+    }
+    say!(
+        ctx,
+        "{} {} ({}), started {}",
+        status.id,
+        status.task,
+        status.profile,
+        status.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    say!(
+        ctx,
+        "time:    {}",
+        match (
+            status.finished,
+            status.time_limit_minutes,
+            status.minutes_left
+        ) {
+            (true, _, _) => "finished".to_string(),
+            (false, Some(limit), Some(left)) => format!(
+                "{:.1} of {limit:.0} min used, {left:.1} min left",
+                status.minutes_used
+            ),
+            _ => format!("{:.1} min used, no time limit", status.minutes_used),
+        }
+    );
+    say!(
+        ctx,
+        "entries: {} counted ({} valid), {} late or after a break",
+        status.entries,
+        status.valid_entries,
+        status.late_entries
+    );
+    match status.best {
+        None => say!(
+            ctx,
+            "score:   hidden until the attempt ends; the last valid entry counts"
+        ),
+        Some((None, None)) => say!(ctx, "best:    no valid scored entry yet"),
+        Some((normalized, raw)) => {
+            say!(ctx, "best:    {} (raw {})", num(normalized), num(raw))
+        }
+    }
+    Ok(0)
 }
 
 pub fn log(ctx: &Context, attempt: &Attempt) -> Result<i32> {

@@ -322,6 +322,7 @@ fn op_name(request: &Request) -> &'static str {
         Request::Start { .. } => "start",
         Request::Score { .. } => "score",
         Request::Log { .. } => "log",
+        Request::Status { .. } => "status",
         Request::Tool { .. } => "tool",
         Request::Finish { .. } => "finish",
     }
@@ -483,6 +484,7 @@ fn dispatch(
             .map(code)
         }
         Request::Log { attempt } => attempt::log(ctx, &open_own(ctx, &attempt)?).map(code),
+        Request::Status { attempt } => attempt::status(ctx, &open_own(ctx, &attempt)?).map(code),
         Request::Tool {
             attempt,
             name,
