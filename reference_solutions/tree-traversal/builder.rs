@@ -127,7 +127,7 @@ pub fn build(params: &Params, options: &Options) -> Result<Program, String> {
                 .into(),
         );
     }
-    if params.batch as usize % VLEN != 0 {
+    if !(params.batch as usize).is_multiple_of(VLEN) {
         return Err(format!(
             "the batch ({}) is not a multiple of {VLEN}",
             params.batch
@@ -427,7 +427,7 @@ impl<'a> Generator<'a> {
             }
         }
         let last = round + 1 == self.params.rounds;
-        let wraps = (round + 1) % period == 0;
+        let wraps = (round + 1).is_multiple_of(period);
         if last || wraps {
             return; // the index is never read again before the walk restarts at the root
         }
