@@ -8,10 +8,11 @@
 //!
 //! Before compiling, the child restricts itself with Landlock ([`super::sandbox`]) to reading
 //! NVRTC's own library folder, and starts with an environment of only `PATH` and
-//! `LD_LIBRARY_PATH`: an include that got past the source rules finds nothing to read. A
-//! kernel without Landlock is reported ([`Sandbox::Unavailable`], a warning in the scorer's
-//! log) and the compile goes on, guarded by the source rules alone; a sandbox that the kernel
-//! supports but that could not be set up fails the compile as an environment error.
+//! `LD_LIBRARY_PATH`: an include that got past the source rules finds nothing to read. On a
+//! kernel without Landlock the child moves into an empty mount namespace instead; where
+//! neither works it says so ([`Sandbox::Unavailable`], a warning in the scorer's log) and the
+//! compile goes on, guarded by the source rules alone. A sandbox that could not be completed
+//! fails the compile as an environment error.
 //!
 //! A child that went over a limit (out of memory inside NVRTC, killed at the wall clock or by
 //! `RLIMIT_CPU`, died by a signal, produced an oversized answer) becomes

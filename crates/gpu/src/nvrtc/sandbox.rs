@@ -19,8 +19,12 @@
 //!
 //! Landlock hides file *contents*, not existence (`stat` is not mediated): a probe such as
 //! `__has_include` is refused by the source rules alone. Without Landlock (a kernel before
-//! 5.13, or one built without it) the status says [`Sandbox::Unavailable`] and the caller
-//! records it; the compile itself runs the same way, and the source rules still hold.
+//! 5.13, or one built without it) the NVRTC child falls back to [`restrict_by_namespace`]: a
+//! new user and mount namespace whose root is an empty tmpfs holding only NVRTC's folder,
+//! read-only (which hides existence too). Where that is not possible either (no unprivileged
+//! user namespaces), the status says [`Sandbox::Unavailable`] and the caller records it; the
+//! compile runs the same way, and the source rules still hold. The emulator's host compile
+//! has no such fallback: its toolchain is spread over the system.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -45,6 +49,9 @@ pub enum Sandbox {
         /// mediated by every version; newer rights such as networking may be missing).
         full: bool,
     },
+    /// Without Landlock: a new user and mount namespace whose root is an empty tmpfs that
+    /// holds only the allowed folder, read-only (no `/proc`, no home, no `/etc`).
+    Namespace,
     /// No sandbox: why (the source rules still apply).
     Unavailable { why: String },
 }
@@ -52,7 +59,7 @@ pub enum Sandbox {
 impl Sandbox {
     #[cfg(test)]
     pub fn is_enforced(&self) -> bool {
-        matches!(self, Sandbox::Landlock { .. })
+        matches!(self, Sandbox::Landlock { .. } | Sandbox::Namespace)
     }
 }
 
@@ -66,6 +73,8 @@ pub enum SandboxError {
     },
     #[error("building the compiler's Landlock ruleset: {0}")]
     Ruleset(#[from] landlock::RulesetError),
+    #[error("moving the compiler into an empty mount namespace: {0}")]
+    Namespace(NamespaceError),
 }
 
 /// Rights over the allowed folders: read files and list folders, map libraries (execute is
@@ -124,6 +133,21 @@ pub fn restrict_self(read: &[&Path], write: &[&Path]) -> Result<Sandbox, Sandbox
 /// lazily from `libnvrtc`'s folder, then restricts the process to reading that folder.
 /// Call on the main thread before any other thread starts.
 pub fn restrict_nvrtc_child(libnvrtc: &Path) -> Result<Sandbox, SandboxError> {
+    let dir = preload_nvrtc(libnvrtc);
+    match restrict_self(&[dir], &[])? {
+        Sandbox::Unavailable { why } => match restrict_by_namespace(dir) {
+            Ok(()) => Ok(Sandbox::Namespace),
+            Err(e) if e.entered => Err(SandboxError::Namespace(e)),
+            Err(e) => Ok(Sandbox::Unavailable {
+                why: format!("{why}; an empty mount namespace could not be made either: {e}"),
+            }),
+        },
+        enforced => Ok(enforced),
+    }
+}
+
+/// Loads what NVRTC would load lazily while compiling; returns `libnvrtc`'s folder.
+fn preload_nvrtc(libnvrtc: &Path) -> &Path {
     let dir = libnvrtc.parent().unwrap_or(Path::new("/"));
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
@@ -135,7 +159,122 @@ pub fn restrict_nvrtc_child(libnvrtc: &Path) -> Result<Sandbox, SandboxError> {
     }
     // NVRTC also looks for the driver while compiling; loaded here, it is found by name.
     preload(Path::new("libcuda.so.1"));
-    restrict_self(&[dir], &[])
+    dir
+}
+
+/// The fallback without Landlock: moves this process into a new user and mount namespace
+/// whose root is an empty tmpfs holding only `dir`, bind-mounted read-only at its own path.
+/// Needs a single-threaded caller (a user namespace requires it) and unprivileged user
+/// namespaces. An error with `entered: false` left the process as it was; with `entered:
+/// true` the process is half-way (its view of the files changed) and must not compile.
+pub fn restrict_by_namespace(dir: &Path) -> Result<(), NamespaceError> {
+    // SAFETY: plain getters.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| NamespaceError::new(false, e))?;
+    // SAFETY: unshare affects only this process.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) } != 0 {
+        return Err(NamespaceError::new(false, std::io::Error::last_os_error()));
+    }
+    enter_empty_root(&dir, uid, gid).map_err(|e| NamespaceError::new(true, e))
+}
+
+/// Why [`restrict_by_namespace`] failed, and whether the process had entered the namespace.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}{}", if *.entered { " (after entering the namespace)" } else { "" })]
+pub struct NamespaceError {
+    pub entered: bool,
+    pub source: std::io::Error,
+}
+
+impl NamespaceError {
+    fn new(entered: bool, source: std::io::Error) -> Self {
+        NamespaceError { entered, source }
+    }
+}
+
+/// Inside a fresh user and mount namespace: maps this user to itself, then pivots to an
+/// empty tmpfs root holding only `dir`, read-only.
+fn enter_empty_root(dir: &Path, uid: libc::uid_t, gid: libc::gid_t) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let os = |step: &str, rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            let e = std::io::Error::last_os_error();
+            Err(std::io::Error::new(e.kind(), format!("{step}: {e}")))
+        }
+    };
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes()).map_err(|_| std::io::Error::other("a NUL in a path"))
+    };
+    // Without a mapping, files created in the namespace would belong to no one (EOVERFLOW).
+    std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n"))?;
+    std::fs::write("/proc/self/setgroups", "deny\n")?;
+    std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n"))?;
+    let new_root = Path::new("/tmp");
+    let inside = new_root.join(dir.strip_prefix("/").unwrap_or(dir));
+    let (root, old, target) = (c(new_root)?, c(&new_root.join("old"))?, c(&inside)?);
+    let none = std::ptr::null::<libc::c_char>();
+    // SAFETY (every block below): plain system calls on NUL-terminated paths that outlive them.
+    unsafe {
+        // Nothing done here propagates back to the scorer's mount namespace.
+        let private = libc::MS_REC | libc::MS_PRIVATE;
+        let rc = libc::mount(none, c"/".as_ptr(), none, private, std::ptr::null());
+        os("making / private", rc)?;
+    }
+    // Opened in the new namespace (a mount of another namespace cannot be bound), before
+    // /tmp is covered (the folder may live under /tmp).
+    let held = std::fs::File::open(dir)?;
+    let source = c(Path::new(&format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&held)
+    )))?;
+    unsafe {
+        let flags = libc::MS_NOSUID | libc::MS_NODEV;
+        let opts = c"size=1m,mode=0755";
+        let rc = libc::mount(
+            c"rdbench".as_ptr(),
+            root.as_ptr(),
+            c"tmpfs".as_ptr(),
+            flags,
+            opts.as_ptr().cast(),
+        );
+        os("mounting the tmpfs", rc)?;
+    }
+    std::fs::create_dir_all(&inside)?;
+    std::fs::create_dir_all(new_root.join("old"))?;
+    unsafe {
+        let bind = libc::MS_BIND | libc::MS_REC;
+        let rc = libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            none,
+            bind,
+            std::ptr::null(),
+        );
+        os("binding the folder", rc)?;
+        let ro =
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+        let rc = libc::mount(none, target.as_ptr(), none, ro, std::ptr::null());
+        os("making it read-only", rc)?;
+        let rc = libc::syscall(libc::SYS_pivot_root, root.as_ptr(), old.as_ptr()) as libc::c_int;
+        os("pivot_root", rc)?;
+        os("chdir", libc::chdir(c"/".as_ptr()))?;
+        os(
+            "detaching the old root",
+            libc::umount2(c"/old".as_ptr(), libc::MNT_DETACH),
+        )?;
+        os("removing /old", libc::rmdir(c"/old".as_ptr()))?;
+        os(
+            "no_new_privs",
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+        )?;
+    }
+    drop(held);
+    Ok(())
 }
 
 /// Loads a library for good, ignoring failure (a missing one is looked for and not found
@@ -277,6 +416,101 @@ mod tests {
         for what in ["secret", "environ", "passwd", "thread"] {
             assert!(
                 out.contains(&format!("OPEN {what} PermissionDenied")),
+                "{what}: {out}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_namespace_fallback_shows_only_the_allowed_folder() {
+        if std::env::var_os(CHILD_ENV).is_some() {
+            let Some(allowed) = std::env::var_os("NS_ALLOWED") else {
+                return;
+            };
+            let allowed = PathBuf::from(allowed);
+            let secret = PathBuf::from(std::env::var_os("SECRET").unwrap());
+            let nvrtc = crate::probe::require_nvrtc().is_ok();
+            let nvrtc_dir = crate::probe::probe()
+                .libnvrtc
+                .path
+                .as_deref()
+                .filter(|_| nvrtc)
+                .map(|lib| preload_nvrtc(lib).to_path_buf());
+            // A user namespace needs a single-threaded process, and libtest runs this on a
+            // thread of its own: fork (which keeps only this thread) and report from there.
+            // SAFETY: fork in a test process; the child only prints and exits.
+            let pid = unsafe { libc::fork() };
+            if pid > 0 {
+                let mut status = 0;
+                // SAFETY: waits for the child just forked.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                return;
+            }
+            // The fallback shows one folder: the allowed one, or NVRTC's when there is one.
+            let shown = nvrtc_dir.clone().unwrap_or_else(|| allowed.clone());
+            match restrict_by_namespace(&shown) {
+                Err(e) => println!("STATUS unavailable {e}"),
+                Ok(()) => println!("STATUS namespace"),
+            }
+            if nvrtc_dir.is_some() {
+                use crate::nvrtc::{compile_uncached, Output};
+                let flags = ["--gpu-architecture=sm_80".to_string()];
+                let good = "extern \"C\" __global__ void k(int* x) { x[0] = 1; }\n";
+                match compile_uncached(good, "good.cu", &flags, Output::Cubin) {
+                    Ok((image, _)) => println!("NVRTC good {}", image.len()),
+                    Err(e) => println!("NVRTC good failed: {e}"),
+                }
+                let bad = format!("#include \"{}\"\n", secret.display());
+                match compile_uncached(&bad, "bad.cu", &flags, Output::Cubin) {
+                    Ok(_) => println!("NVRTC bad compiled"),
+                    Err(e) => println!("NVRTC bad {e}"),
+                }
+            } else {
+                println!("NVRTC absent");
+            }
+            for (what, path) in [
+                ("allowed", allowed.join("ok.txt")),
+                ("secret", secret),
+                ("environ", PathBuf::from("/proc/self/environ")),
+                ("passwd", PathBuf::from("/etc/passwd")),
+            ] {
+                println!("OPEN {what} {}", outcome(&path));
+            }
+            let write = std::fs::write(allowed.join("new.txt"), "x").is_ok();
+            println!("WRITE allowed {write}");
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            // SAFETY: ends the forked child without running the harness's exit path.
+            unsafe { libc::_exit(0) };
+        }
+        let allowed = tempfile::tempdir().unwrap();
+        std::fs::write(allowed.path().join("ok.txt"), "fine").unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let secret = other.path().join("key");
+        std::fs::write(&secret, "the installation key").unwrap();
+        let out = rerun(
+            "nvrtc::sandbox::tests::the_namespace_fallback_shows_only_the_allowed_folder",
+            &[("NS_ALLOWED", allowed.path()), ("SECRET", &secret)],
+        );
+        eprintln!("{out}");
+        if out.contains("STATUS unavailable") {
+            return eprintln!("skipped: no user namespaces here");
+        }
+        assert!(out.contains("STATUS namespace"), "{out}");
+        if out.contains("NVRTC absent") {
+            assert!(out.contains("OPEN allowed read"), "{out}");
+            assert!(out.contains("WRITE allowed false"), "read-only: {out}");
+        } else {
+            // NVRTC's folder was the one shown: it compiles, and the secret is not there.
+            assert!(out.contains("NVRTC good "), "{out}");
+            assert!(!out.contains("NVRTC good failed"), "{out}");
+            assert!(out.contains("cannot open source file"), "{out}");
+            assert!(!out.contains("installation key"), "{out}");
+            assert!(out.contains("OPEN allowed NotFound"), "{out}");
+        }
+        for what in ["secret", "environ", "passwd"] {
+            assert!(
+                out.contains(&format!("OPEN {what} NotFound")),
                 "{what}: {out}"
             );
         }
