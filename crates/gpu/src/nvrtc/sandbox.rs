@@ -556,8 +556,10 @@ mod tests {
                 return;
             };
             let lib = crate::probe::probe().libnvrtc.path.clone().unwrap();
+            let started = std::time::Instant::now();
             let status = restrict_nvrtc_child(&lib).unwrap();
-            println!("STATUS {status:?}");
+            let took = started.elapsed().as_secs_f64() * 1e3;
+            println!("STATUS {status:?} (preloading and restricting took {took:.1} ms)");
             let flags = ["--gpu-architecture=sm_80".to_string()];
             let good = "extern \"C\" __global__ void k(int* x) { x[0] = 1; }\n";
             match compile_uncached(good, "good.cu", &flags, Output::Cubin) {
