@@ -117,7 +117,7 @@ impl Logical {
                 b'\r' if src.get(i + 1) != Some(&b'\n') => {
                     return Err(violation(
                         line,
-                        "a carriage return not followed by a line feed is not allowed (GCC ends a line there, NVRTC does not)",
+                        "a carriage return not followed by a line feed is not allowed (compilers disagree on whether it ends a line)",
                     ));
                 }
                 // CRLF is a line feed.
