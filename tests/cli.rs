@@ -59,7 +59,13 @@ impl Env {
     fn log(&self, dir: &Path) -> Vec<serde_json::Value> {
         let out = self.rdbench(&["--json", "log", dir.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(0), "log: {}", text(&out));
-        serde_json::from_slice(&out.stdout).expect("log --json is JSON")
+        let log: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("log --json is JSON");
+        assert!(log["chain"]["intact"].is_boolean(), "{log}");
+        log["entries"]
+            .as_array()
+            .expect("log --json has entries")
+            .clone()
     }
 }
 
@@ -453,6 +459,10 @@ fn finish_writes_a_summary_and_log_survives_a_torn_line() {
     assert_eq!(summary["valid_entries"], 0);
     assert!(summary["score"].is_null());
     assert_eq!(summary["task"], "prefix-sum");
+    // The text says there is no final score rather than printing blanks.
+    let out = env.rdbench(&["finish", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("no final score"), "{}", text(&out));
 }
 
 #[test]
@@ -555,11 +565,28 @@ fn tree_traversal_starts_scores_and_finishes_on_a_cpu_with_exact_anchors() {
     let out = env.rdbench(&["score", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("walker 0"), "{}", text(&out));
+    // The log numbers its entries 1, 2, 3 and says an invalid one does not count.
+    let out = env.rdbench(&["log", dir.to_str().unwrap()]);
+    let rows: Vec<&str> = std::str::from_utf8(&out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(rows.len(), 3, "{}", text(&out));
+    for (n, row) in rows.iter().enumerate() {
+        assert!(row.starts_with(&format!("{} ", n + 1)), "{row}");
+    }
+    assert!(rows[2].contains("no: invalid"), "{}", rows[2]);
     let out = env.rdbench(&["--json", "finish", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["score"], 1.0);
     assert_eq!(summary["valid_entries"], 2);
+    // After finish the JSON log says the chain is intact and sealed.
+    let out = env.rdbench(&["--json", "log", dir.to_str().unwrap()]);
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(log["chain"]["intact"], true, "{log}");
+    assert!(log["chain"]["sealed_at"].is_string(), "{log}");
 }
 
 #[test]

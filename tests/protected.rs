@@ -494,7 +494,8 @@ fn an_agent_as_another_user_cannot_cheat_the_scoring_service() {
     let out = d.client(&service, &["--json", "log", a1s]);
     seen.output("log", &out);
     assert_eq!(code(&out), Some(0), "{}", text(&out));
-    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = log["entries"].as_array().unwrap().clone();
     assert_eq!(entries.len(), expected_entries, "{}", text(&out));
     for e in &entries {
         assert_eq!(e["valid"], false);
@@ -634,7 +635,8 @@ fn concurrent_agents_and_kill_9_lose_no_acknowledged_entry_and_leave_nothing_beh
 
     let out = d.client(&service, &["--json", "log", a.to_str().unwrap()]);
     assert_eq!(code(&out), Some(0), "{}", text(&out));
-    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = log["entries"].as_array().unwrap().clone();
     let acked = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
     eprintln!("{} log entries, {acked} calls acknowledged", entries.len());
     assert!(acked > 0, "no call got through");
@@ -911,7 +913,8 @@ while time.time() < end:
     );
     let out = d.client(&service, &["--json", "log", &sl_id]);
     seen.output("log scaling-law", &out);
-    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = log["entries"].as_array().unwrap().clone();
     assert_eq!(entries.len(), 1);
     for field in ["raw", "normalized", "calibration", "headline"] {
         assert!(entries[0][field].is_null(), "{field}: {}", entries[0]);

@@ -823,7 +823,21 @@ pub fn log(ctx: &Context, attempt: &Attempt) -> Result<i32> {
     }
     if ctx.json {
         let entries: Vec<&ScoreEntry> = read.entries.iter().map(|e| &e.entry).collect();
-        ctx.out.json(&entries);
+        let warnings: Vec<String> = read
+            .warnings
+            .iter()
+            .map(|w| format!("line {}: {}", w.line, w.message))
+            .collect();
+        ctx.out.json(&serde_json::json!({
+            "attempt": attempt.record.id,
+            "entries": entries,
+            "chain": {
+                "intact": read.broken.is_none(),
+                "broken_at": read.broken.as_ref().map(|b| b.to_string()),
+                "sealed_at": read.seal.as_ref().map(|s| s.seal.finished_at),
+            },
+            "warnings": warnings,
+        }));
         return Ok(0);
     }
     let mut table = Table::new(&[
@@ -836,10 +850,12 @@ pub fn log(ctx: &Context, attempt: &Attempt) -> Result<i32> {
         "counts",
         "result",
     ]);
-    for e in &read.entries {
+    // Entries are numbered 1, 2, 3, ... as listed (the log's own record numbers also count
+    // the seal, which is not an entry).
+    for (n, e) in read.entries.iter().enumerate() {
         let logged = &e.entry;
         table.row(vec![
-            e.seq.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+            (n + 1).to_string(),
             logged.timestamp.format("%Y-%m-%d %H:%M:%S").to_string(),
             if logged.valid {
                 "yes".into()
@@ -853,6 +869,10 @@ pub fn log(ctx: &Context, attempt: &Attempt) -> Result<i32> {
                 "no: after a break".into()
             } else if logged.late || e.after_seal {
                 "no: late".into()
+            } else if !logged.valid {
+                "no: invalid".into()
+            } else if logged.unscored {
+                "no: not scored".into()
             } else {
                 "yes".into()
             },
@@ -936,6 +956,16 @@ pub fn finish(ctx: &Context, mut attempt: Attempt) -> Result<AttemptSummary> {
         ctx.out.json(&summary);
     } else {
         // The summary's own path is private: the platform asks for a copy with --out.
+        if summary.raw.is_none() {
+            say!(
+                ctx,
+                "finished {} ({}): no final score: none of its {} counted entries is a valid scored one",
+                info.name,
+                summary.profile,
+                summary.entries
+            );
+            return Ok(summary);
+        }
         say!(
             ctx,
             "finished {} ({}): final score {} (raw {}), {} of {} entries valid, {} entry counts",
