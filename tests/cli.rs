@@ -159,6 +159,10 @@ fn usage_errors_exit_2_with_a_message() {
         "{}",
         text(&out)
     );
+    assert!(!dir.exists(), "a failed start leaves no folder behind");
+    let out = env.rdbench(&["start", "no-such-task", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!dir.exists(), "a failed start leaves no folder behind");
     let out = env.rdbench(&["score", env.work.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

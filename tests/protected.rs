@@ -316,6 +316,7 @@ fn an_agent_as_another_user_cannot_cheat_the_scoring_service() {
     seen.output("agent's start", &out);
     assert_eq!(code(&out), Some(2), "{}", text(&out));
     assert!(text(&out).contains("platform's"), "{}", text(&out));
+    assert!(!mine.exists(), "the refused start left its folder behind");
     let a1_id = d.start_for_agent(&service, "prefix-sum", &a1);
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(a1.join("solution.cu")).unwrap();

@@ -176,10 +176,11 @@ pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply
                 })
                 .transpose()?;
             let folder = make_attempt_folder(dir, owner_ids)?;
-            start_folder = Some((folder.clone(), owner_ids));
+            let path = folder.path.clone();
+            start_folder = Some((folder, owner_ids));
             Request::Start {
                 task: task.clone(),
-                dir: folder,
+                dir: path,
                 profile: profile.clone(),
                 time_limit: *time_limit,
                 agent: agent.clone(),
@@ -216,6 +217,44 @@ pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply
             attempt: attempt_ref(attempt)?,
         },
     };
+    let exchanged = exchange(socket, json, &request);
+    match (command, &start_folder, exchanged) {
+        (AttemptCommand::Start { .. }, Some((folder, owner)), Ok((reply, blobs)))
+            if reply.code == 0 =>
+        {
+            write_starting_files(&folder.path, *owner, &reply, blobs)?;
+            Ok(reply)
+        }
+        // A start that did not happen leaves no folder behind (one it made, still empty).
+        (AttemptCommand::Start { .. }, Some((folder, owner)), result) => {
+            if folder.created {
+                let _ = as_writer(*owner, || {
+                    untrusted_tree::remove_empty_dir(&folder.path)
+                        .map(|_| String::new())
+                        .map_err(|e| e.to_string())
+                });
+            }
+            result.map(|(reply, _)| reply)
+        }
+        (AttemptCommand::Finish { out: Some(out), .. }, _, Ok((reply, _))) => {
+            if let Some(summary) = &reply.summary {
+                let text = serde_json::to_vec_pretty(summary)
+                    .map_err(|e| ClientError::environment(e.to_string()))?;
+                write_summary(out, &text)?;
+            }
+            Ok(reply)
+        }
+        (_, _, result) => result.map(|(reply, _)| reply),
+    }
+}
+
+/// One command's exchange with the service: the request, the submission's files when the
+/// service asks for them, the reply and its blobs.
+fn exchange(
+    socket: &Path,
+    json: bool,
+    request: &Request,
+) -> Result<(Reply, Vec<Vec<u8>>), ClientError> {
     let stream = UnixStream::connect(socket).map_err(|e| {
         ClientError::environment(format!(
             "cannot reach the scoring service at {}: {e}; is `rdbench serve` running there?",
@@ -235,12 +274,12 @@ pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply
         &[],
     )
     .map_err(sent)?;
-    let (reply, blobs) = loop {
+    loop {
         let (message, blobs) = conn.receive(Limits::REPLY).map_err(|e| {
             ClientError::environment(format!("reading the scoring service's reply: {e}"))
         })?;
         match message {
-            ServiceMessage::Reply(reply) => break (reply, blobs),
+            ServiceMessage::Reply(reply) => return Ok((reply, blobs)),
             ServiceMessage::NeedFiles { dir, files } => {
                 if !matches!(request, Request::Score { .. }) {
                     return Err(ClientError::environment(
@@ -252,23 +291,7 @@ pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply
                 conn.send(&SubmittedFiles { files }, &refs).map_err(sent)?;
             }
         }
-    };
-    match command {
-        AttemptCommand::Start { .. } if reply.code == 0 => {
-            if let Some((folder, owner)) = &start_folder {
-                write_starting_files(folder, *owner, &reply, blobs)?
-            }
-        }
-        AttemptCommand::Finish { out: Some(out), .. } => {
-            if let Some(summary) = &reply.summary {
-                let text = serde_json::to_vec_pretty(summary)
-                    .map_err(|e| ClientError::environment(e.to_string()))?;
-                write_summary(out, &text)?;
-            }
-        }
-        _ => {}
     }
-    Ok(reply)
 }
 
 /// An attempt named on the command line: an id as it is, a folder resolved (with the caller's
@@ -316,23 +339,38 @@ fn as_writer(
     .map_err(ClientError::usage)
 }
 
+/// A new attempt's folder: its canonical path, and whether this `start` made it (and so
+/// removes it again, still empty, if the start fails).
+#[derive(Debug, Clone)]
+pub struct AttemptFolder {
+    pub path: PathBuf,
+    pub created: bool,
+}
+
 /// Makes (or checks) the new attempt's empty folder, as `owner` where given (else as the
 /// caller), never through a link, and returns its canonical path; shared by the client and
 /// `rdbench`'s same-user mode.
-pub fn make_attempt_folder(dir: &Path, owner: Option<UserIds>) -> Result<PathBuf, ClientError> {
+pub fn make_attempt_folder(
+    dir: &Path,
+    owner: Option<UserIds>,
+) -> Result<AttemptFolder, ClientError> {
     let abs = absolute(dir)?;
     let shown = dir.display().to_string();
-    as_writer(owner, || {
+    let created = as_writer(owner, || {
+        let existed = untrusted_tree::open_dir(&abs).is_ok();
         let fd = untrusted_tree::create_dir_all(&abs).map_err(|e| format!("{shown}: {e}"))?;
         match untrusted_tree::is_empty(&fd) {
-            Ok(true) => Ok(String::new()),
+            Ok(true) => Ok(if existed { "" } else { "created" }.to_string()),
             Ok(false) => Err(format!(
                 "{shown}: not empty; an attempt starts in a new or empty folder"
             )),
             Err(e) => Err(format!("{shown}: {e}")),
         }
     })?;
-    Ok(abs)
+    Ok(AttemptFolder {
+        path: abs,
+        created: created == "created",
+    })
 }
 
 /// Writes the starting files into the attempt's folder: as its owner where given, each file

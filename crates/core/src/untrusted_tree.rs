@@ -117,6 +117,21 @@ fn walk(path: &Path, create: bool) -> io::Result<OwnedFd> {
     Ok(dir)
 }
 
+/// Removes the folder at the absolute `path` if it is empty, reached without following a link.
+pub fn remove_empty_dir(path: &Path) -> io::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a folder path", path.display()),
+        ));
+    };
+    let dir = open_dir(parent)?;
+    let c = cstr(name)?;
+    // SAFETY: a valid C string relative to an opened folder; AT_REMOVEDIR removes only an
+    // empty folder and never follows a link.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) }).map(|_| ())
+}
+
 /// Whether the opened folder has no entries.
 pub fn is_empty(dir: &OwnedFd) -> io::Result<bool> {
     // A fresh descriptor of the same folder: the listing reads from its own offset.
@@ -408,6 +423,14 @@ mod tests {
         assert!(replace_file(&root.join("a/../link/out.json"), b"x").is_err());
         assert!(replace_file(&root.join("link/out.json"), b"x").is_err());
         assert!(!target.join("out.json").exists());
+        // An empty folder is removed; one with files, or a link, is not.
+        let empty = root.join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        remove_empty_dir(&empty).unwrap();
+        assert!(!empty.exists());
+        assert!(remove_empty_dir(&root.join("a")).is_err());
+        assert!(remove_empty_dir(&root.join("link")).is_err());
+        assert!(target.exists());
         // Reads refuse links and oversized files.
         std::fs::write(root.join("a/b/big"), vec![0u8; 100]).unwrap();
         assert!(matches!(

@@ -44,8 +44,11 @@ pub fn run_local(ctx: &Context, command: &AttemptCommand) -> Result<i32> {
                         .into(),
                 ));
             }
-            let canonical = rdbench_client::client::make_attempt_folder(dir, None)
+            // A typo in the task or profile is refused before a folder is made.
+            registry::find(task)?.info().profile(profile)?;
+            let folder = rdbench_client::client::make_attempt_folder(dir, None)
                 .map_err(|e| Error::Usage(e.message))?;
+            let canonical = folder.path.clone();
             let staged = stage_attempt(
                 ctx,
                 task,
@@ -54,7 +57,12 @@ pub fn run_local(ctx: &Context, command: &AttemptCommand) -> Result<i32> {
                 *time_limit,
                 agent,
                 ctx.caller.uid(),
-            )?;
+            )
+            .inspect_err(|_| {
+                if folder.created {
+                    let _ = rdbench_core::untrusted_tree::remove_empty_dir(&canonical);
+                }
+            })?;
             let folder = rdbench_core::untrusted_tree::open_dir(&canonical)
                 .map_err(|e| Error::io(&canonical, e))?;
             for rel in &staged.files {
