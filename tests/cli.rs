@@ -663,6 +663,19 @@ fn aggregate_reads_runs_and_rejects_bad_lines() {
         err.contains("runs.jsonl:2") && err.contains("human_minutes"),
         "names file, line and field: {err}"
     );
+    assert!(
+        err.starts_with("rdbench: "),
+        "as every command says it: {err}"
+    );
+    // With --json the error is a JSON document on stdout, as for every command.
+    let out = env.rdbench(&["--json", "aggregate", runs.to_str().unwrap(), "--no-files"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON error");
+    assert_eq!(err["exit_code"], 2, "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("human_minutes"),
+        "{err}"
+    );
 }
 
 /// scaling-law's score is hidden from the agent: `score` says only that the answer was

@@ -127,10 +127,19 @@ impl AggregateArgs {
     }
 }
 
-/// Runs `rdbench aggregate`. Returns the exit code: 0 on success, 2 for bad input or settings
-/// (the message, naming file, line and field, goes to stderr). Failing to write outputs is an
-/// `Err`.
-pub fn run(args: &AggregateArgs, json: bool) -> anyhow::Result<i32> {
+/// Runs `rdbench aggregate`: 0 on success; bad input or settings are a usage error (exit 2,
+/// the message naming file, line and field), failing to write outputs an environment error
+/// (exit 3), both reported as every command reports its errors (`rdbench: ...`, and JSON on
+/// stdout with `--json`).
+pub fn run(args: &AggregateArgs, json: bool) -> rdbench_core::Result<i32> {
+    run_inner(args, json).map_err(|e| match e.downcast::<rdbench_scoring::ScoringError>() {
+        Ok(e) if e.is_input_error() => rdbench_core::Error::Usage(e.to_string()),
+        Ok(e) => rdbench_core::Error::Environment(e.to_string()),
+        Err(e) => rdbench_core::Error::Environment(format!("{e:#}")),
+    })
+}
+
+fn run_inner(args: &AggregateArgs, json: bool) -> anyhow::Result<i32> {
     let format = if json {
         OutputFormat::Json
     } else {
@@ -141,14 +150,7 @@ pub fn run(args: &AggregateArgs, json: bool) -> anyhow::Result<i32> {
         let runs = load_files(&args.inputs)?;
         aggregate(&runs, &cfg)
     });
-    let report = match result {
-        Ok(r) => r,
-        Err(e) if e.is_input_error() => {
-            eprintln!("error: {e}");
-            return Ok(2);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let report = result?;
     let mut written = Vec::new();
     if !args.no_files {
         written.extend(report.write_files(&args.out)?);

@@ -208,9 +208,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             interval_ms,
             duration,
         } => monitor::monitor(&ctx, &dir, interval_ms, duration),
-        Command::Aggregate(args) => {
-            crate::aggregate::run(&args, ctx.json).map_err(|e| Error::Environment(format!("{e:#}")))
-        }
+        Command::Aggregate(args) => crate::aggregate::run(&args, ctx.json),
         Command::Doctor => doctor::doctor(&ctx),
         Command::Cycle { task, profile } => cycle::cycle(&ctx, &task, &profile),
         Command::Worker { task } => {
