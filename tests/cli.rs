@@ -18,6 +18,8 @@ fn rdbench_bin() -> PathBuf {
 struct Env {
     home: tempfile::TempDir,
     work: tempfile::TempDir,
+    /// The commands' temporary folder ($TMPDIR), to show nothing is left there.
+    tmp: tempfile::TempDir,
 }
 
 impl Env {
@@ -25,6 +27,7 @@ impl Env {
         Env {
             home: tempfile::tempdir().unwrap(),
             work: tempfile::tempdir().unwrap(),
+            tmp: tempfile::tempdir().unwrap(),
         }
     }
 
@@ -34,6 +37,7 @@ impl Env {
         Command::new(rdbench_bin())
             .args(args)
             .env("RDBENCH_HOME", self.home.path())
+            .env("TMPDIR", self.tmp.path())
             .env(
                 "RDBENCH_SHIPPED_CALIBRATION",
                 self.home.path().join("no-shipped"),
@@ -298,6 +302,11 @@ fn emulated_scores_are_correctness_only() {
     let dir = env.attempt("a", "prefix-sum", "tiny");
     let out = env.rdbench(&["--json", "score", dir.to_str().unwrap(), "--emulate"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let left: Vec<_> = std::fs::read_dir(env.tmp.path())
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "left in the temporary folder: {left:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("never gives a score"),
         "the emulator says what it is: {}",

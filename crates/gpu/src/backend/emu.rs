@@ -54,8 +54,10 @@ type Launcher = unsafe extern "C" fn(u32, u32, *mut *mut c_void);
 /// The CPU emulator as a kernel backend.
 pub struct EmuBackend {
     compiler: String,
-    /// Compiled modules when no cache is given; removed on drop.
-    scratch: tempfile::TempDir,
+    /// Compiled modules when no cache is given; made on first use (a scorer compiling into
+    /// the cache never makes one, so none is left behind by a process that exits without
+    /// dropping it), removed on drop.
+    scratch: std::sync::OnceLock<tempfile::TempDir>,
     /// Whether samples are timed by the host's wall clock ([`EmuBackend::with_wall_clock`]).
     wall_clock: bool,
 }
@@ -131,6 +133,22 @@ fn page_size() -> usize {
 }
 
 impl EmuBackend {
+    /// The scratch folder for modules compiled without a cache, made on first use.
+    fn scratch_dir(&self) -> Result<&Path, GpuError> {
+        if let Some(dir) = self.scratch.get() {
+            return Ok(dir.path());
+        }
+        let made = tempfile::Builder::new()
+            .prefix("rdbench-emu-")
+            .tempdir()
+            .map_err(|e| GpuError::Io {
+                path: std::env::temp_dir(),
+                source: e,
+            })?;
+        // Another thread may have won; its folder is used and ours is dropped (removed).
+        Ok(self.scratch.get_or_init(|| made).path())
+    }
+
     /// The emulator with the host compiler `$CXX` (default `g++`); an environment error when
     /// that compiler does not run.
     pub fn new() -> Result<Self, GpuError> {
@@ -146,16 +164,9 @@ impl EmuBackend {
                 "the CPU emulator needs a host C++ compiler: `{compiler} --version` did not run (set CXX)"
             )));
         }
-        let scratch = tempfile::Builder::new()
-            .prefix("rdbench-emu-")
-            .tempdir()
-            .map_err(|e| GpuError::Io {
-                path: std::env::temp_dir(),
-                source: e,
-            })?;
         Ok(EmuBackend {
             compiler,
-            scratch,
+            scratch: std::sync::OnceLock::new(),
             wall_clock: false,
         })
     }
@@ -200,7 +211,10 @@ impl EmuBackend {
             }
             hex::encode(&h.finalize()[..16])
         };
-        let dir = cache.unwrap_or(self.scratch.path()).join(&key);
+        let dir = match cache {
+            Some(cache) => cache.join(&key),
+            None => self.scratch_dir()?.join(&key),
+        };
         let so = dir.join("module.so");
         if so.is_file() {
             return Ok((so, true));
