@@ -36,7 +36,8 @@ impl Env {
         // (the GPU check carries binaries built here).
         Command::new(rdbench_bin())
             .args(args)
-            .env("RDBENCH_HOME", self.home.path())
+            // A home rdbench makes itself, so its own mode is rdbench's doing.
+            .env("RDBENCH_HOME", self.home.path().join("home"))
             .env("TMPDIR", self.tmp.path())
             .env(
                 "RDBENCH_SHIPPED_CALIBRATION",
@@ -71,6 +72,35 @@ impl Env {
             .expect("log --json has entries")
             .clone()
     }
+}
+
+/// Every folder and file under `root` (links not followed) is private to its user.
+fn assert_private(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![root.to_path_buf()];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let meta = entry.path().symlink_metadata().unwrap();
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            let mode = meta.permissions().mode() & 0o777;
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "{} is mode {mode:o}",
+                entry.path().display()
+            );
+            seen += 1;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    let mode = std::fs::metadata(root).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", root.display());
+    assert!(seen > 0, "nothing under {}", root.display());
 }
 
 fn text(out: &Output) -> String {
@@ -307,6 +337,8 @@ fn emulated_scores_are_correctness_only() {
         .flatten()
         .collect();
     assert!(left.is_empty(), "left in the temporary folder: {left:?}");
+    // The emulator's module cache and the attempt's samples are private too.
+    assert_private(&env.home.path().join("home"));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("never gives a score"),
         "the emulator says what it is: {}",
@@ -595,6 +627,8 @@ fn tree_traversal_starts_scores_and_finishes_on_a_cpu_with_exact_anchors() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["score"], 1.0);
     assert_eq!(summary["valid_entries"], 2);
+    // The home (made by this test's first command) holds nothing other users can read.
+    assert_private(&env.home.path().join("home"));
     // After finish the JSON log says the chain is intact and sealed.
     let out = env.rdbench(&["--json", "log", dir.to_str().unwrap()]);
     let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -20,6 +20,14 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = cli::Cli::parse();
+    // Everything rdbench makes is private to its user by construction (the home, its caches,
+    // every attempt's samples and timelines, the workers' files), whatever the caller's umask;
+    // a file meant for others gets its mode explicitly (the service's socket). `aggregate`
+    // writes reports for people and keeps the caller's umask.
+    if !matches!(cli.command, cli::Command::Aggregate(_)) {
+        // SAFETY: umask only sets this process's file-creation mask.
+        unsafe { libc::umask(0o077) };
+    }
     let json = cli.json;
     let code = match commands::run(cli) {
         Ok(code) => code,

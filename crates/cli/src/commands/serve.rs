@@ -162,7 +162,18 @@ pub fn serve(ctx: &Context, socket: &Path, allow_emulator_for_agents: bool) -> R
 fn bind(socket: &Path) -> Result<UnixListener> {
     use std::os::unix::fs::FileTypeExt;
     if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        if !parent.exists() {
+            // Made 0755 whatever the process's umask (rdbench's is 077): agents must reach
+            // the socket in it.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(|e| Error::io(parent, e))?;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| Error::io(parent, e))?;
+        }
     }
     if let Ok(meta) = std::fs::symlink_metadata(socket) {
         if !meta.file_type().is_socket() {
