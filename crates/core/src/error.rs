@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-/// Process exit codes of the `rdbench` CLI (see DESIGN.md).
+/// Process exit codes of the `rdbench` CLI (the README lists them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i32)]
 pub enum ExitCode {

@@ -20,7 +20,7 @@ pub enum Direction {
     HigherIsBetter,
 }
 
-/// How the scorer sees a submission (DESIGN.md, "Submission contracts").
+/// How the scorer sees a submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SubmissionKind {

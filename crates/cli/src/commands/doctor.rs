@@ -36,7 +36,7 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         .collect();
     let cuda = driver_version();
     let nvrtc = nvrtc_version();
-    // The PTX trap of DESIGN.md: PTX from an NVRTC newer than the driver cannot load; the
+    // The PTX trap: PTX from an NVRTC newer than the driver cannot load; the
     // scorer compiles CUBIN for the device's architecture, which is not affected.
     let version_note = match (&cuda, &nvrtc) {
         (Some(c), Some(n)) if version_key(n) > version_key(c) => Some(format!(
