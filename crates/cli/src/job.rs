@@ -1,18 +1,20 @@
 //! One scoring run of one submission, end to end: cheap checks in this process, then the
-//! task's `score` in a worker child process (its own CUDA context, its own process group)
-//! under a time limit, with the NVML (or /proc) monitor sampling beside it.
+//! task's `score` in a worker child process (its own CUDA context) under a time limit, with the
+//! NVML (or /proc) monitor sampling beside it.
 //!
 //! Whatever the worker does (wrong output, illegal address, segfault, hang) the caller gets a
 //! [`JobResult`] to log; only environment problems (no GPU) come back as errors.
 //!
-//! The protocol leaves nothing at a predictable path: the request (with a fresh random token)
-//! goes to the worker's stdin, the result comes back on an inherited pipe (descriptor 3) and is
-//! accepted only from a worker that exited normally, as one JSON document carrying the token.
-//! The worker makes itself non-dumpable first thing, so other processes of the same user can
-//! neither read its memory (the token, the seed) nor write into its descriptors through /proc.
+//! The worker runs through `rdbench-runner`: its lifecycle (own process group and PID
+//! namespace, parent-death signal, the deadline killing everything it started, `setsid`
+//! descendants included) and the worker protocol (the request with a fresh random token on
+//! stdin, the reply on an inherited pipe, accepted only from a worker that exited normally,
+//! as one document carrying the token; the worker non-dumpable) are that crate's, described
+//! there. This file says what a scoring run makes of them. The monitor follows the worker
+//! process by pid (its `MonitorConfig` takes a fixed list of pids): not the worker's own
+//! children, such as the NVRTC child.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rdbench_core::outcome::InvalidKind;
@@ -20,12 +22,11 @@ use rdbench_core::task::{ScoreOutcome, ScoreRequest, Task};
 use rdbench_core::ExitCode;
 use rdbench_core::{Error, Result};
 use rdbench_gpu::monitor::{self, MonitorConfig, MonitorSummary};
+use rdbench_runner::worker::{self, Refusal};
+use rdbench_runner::{Command, Exit, Output};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-/// What the worker writes to its result pipe.
+/// What the worker replies.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WorkerResult {
@@ -34,25 +35,15 @@ pub enum WorkerResult {
     Failed { message: String },
 }
 
-/// What the parent sends on the worker's stdin.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct WorkerRequest {
-    /// Echoed in the reply: a result without it was not written by this worker.
-    pub token: String,
-    pub request: ScoreRequest,
-}
-
-/// What the worker writes on descriptor [`RESULT_FD`].
-#[derive(Debug, Serialize, Deserialize)]
-pub struct WorkerReply {
-    pub token: String,
-    pub result: WorkerResult,
-}
-
-/// The descriptor the worker writes its reply to.
-pub const RESULT_FD: i32 = 3;
 /// Largest reply accepted (an outcome with its details is a few kilobytes).
-const MAX_REPLY_BYTES: u64 = 8 << 20;
+const MAX_REPLY_BYTES: usize = 8 << 20;
+/// Bytes of the worker's stderr kept for crash reports.
+const STDERR_TAIL_BYTES: usize = 64 << 10;
+/// Lines of that tail quoted in a crash reason.
+const CRASH_LINES: usize = 5;
+/// The worker's exit codes that go with a reply: 0 an outcome was reported, 3 anything else
+/// (environment or the kit failing).
+const REPLY_CODES: [i32; 2] = [ExitCode::Scored as i32, ExitCode::Environment as i32];
 
 /// Everything one scoring run needs.
 pub struct Job<'a> {
@@ -66,88 +57,13 @@ pub struct Job<'a> {
     pub device_lock: Option<PathBuf>,
 }
 
-/// The worker command line (`rdbench __worker ...`); tests substitute a misbehaving one.
-fn worker_command(task: &str) -> Result<tokio::process::Command> {
-    #[cfg(test)]
-    if let Some(script) = tests::FAKE_WORKER.with(|w| w.borrow().clone()) {
-        let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c").arg(script).arg("worker");
-        return Ok(cmd);
-    }
-    let exe =
-        std::env::current_exe().map_err(|e| Error::Internal(format!("locating rdbench: {e}")))?;
-    let mut cmd = tokio::process::Command::new(exe);
+/// The worker command line: `rdbench __worker --task T`, run as `/proc/self/exe`, the very
+/// binary this process runs: not whatever a path names by the time the worker starts (a
+/// rebuilt or upgraded binary replaces the file under a running service).
+fn worker_command(task: &str) -> Result<Command<'static>> {
+    let mut cmd = Command::new("/proc/self/exe");
     cmd.arg("__worker").arg("--task").arg(task);
     Ok(cmd)
-}
-
-/// A pipe for the worker's reply: (read end, write end); both close on exec, and the child
-/// gets its own copy of the write end as [`RESULT_FD`] (see [`pass_result_fd`]).
-fn result_pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2 writes two descriptors into `fds`.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Error::Internal(format!(
-            "creating the result pipe: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-        )
-    })
-}
-
-/// Gives the child the write end of the result pipe as descriptor [`RESULT_FD`].
-fn pass_result_fd(cmd: &mut tokio::process::Command, write_end: i32) {
-    // SAFETY: runs in the forked child before exec and calls only dup2 or fcntl, which are
-    // async-signal-safe; dup2 clears close-on-exec on the new descriptor.
-    unsafe {
-        cmd.pre_exec(move || {
-            // dup2 onto itself would keep close-on-exec: clear the flag instead.
-            let rc = if write_end == RESULT_FD {
-                libc::fcntl(RESULT_FD, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(write_end, RESULT_FD)
-            };
-            if rc < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Makes the worker die when this process dies, however it dies (a SIGKILL from an evaluation
-/// platform's timeout included): in its own process group it would otherwise go on scoring,
-/// holding the device and writing into an attempt nobody supervises.
-fn die_with_parent(cmd: &mut tokio::process::Command) {
-    #[cfg(target_os = "linux")]
-    {
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: runs in the forked child before exec and calls only async-signal-safe
-        // syscalls (prctl, getppid, _exit).
-        unsafe {
-            cmd.pre_exec(move || {
-                // The signal follows the thread that forked; `supervise` forks from the thread
-                // that blocks on it, which outlives the worker.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The parent may have died between fork and prctl.
-                if libc::getppid() != parent {
-                    libc::_exit(137);
-                }
-                Ok(())
-            });
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
 }
 
 /// What one scoring run produced.
@@ -172,9 +88,6 @@ impl JobResult {
     }
 }
 
-/// Lines of the worker's stderr kept for crash reports.
-const STDERR_TAIL: usize = 40;
-
 impl Job<'_> {
     /// Runs the precheck, the environment check and the worker.
     pub fn run(&self) -> Result<JobResult> {
@@ -187,6 +100,15 @@ impl Job<'_> {
 
     /// The environment check and the worker (after a passed precheck).
     pub fn run_checked(&self) -> Result<JobResult> {
+        self.run_checked_with(|| worker_command(&self.task.info().name))
+    }
+
+    /// As [`Self::run_checked`] with the worker command `worker` makes (the tests give a
+    /// misbehaving one).
+    fn run_checked_with(
+        &self,
+        worker: impl FnOnce() -> Result<Command<'static>>,
+    ) -> Result<JobResult> {
         let start = Instant::now();
         self.task
             .check_environment(&self.request.profile, self.request.backend)?;
@@ -194,12 +116,7 @@ impl Job<'_> {
             Some(path) => Some(rdbench_core::fsutil::lock_exclusive(path)?),
             None => None,
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
-        let (outcome, monitor) = runtime.block_on(self.supervise())?;
+        let (outcome, monitor) = self.supervise(worker()?)?;
         Ok(JobResult {
             outcome,
             wall_s: start.elapsed().as_secs_f64(),
@@ -208,111 +125,28 @@ impl Job<'_> {
         })
     }
 
-    async fn supervise(&self) -> Result<(ScoreOutcome, Option<MonitorSummary>)> {
-        use std::os::fd::AsRawFd;
+    fn supervise(&self, mut cmd: Command<'_>) -> Result<(ScoreOutcome, Option<MonitorSummary>)> {
         let dir = self.request.private_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let token = format!(
-            "{:016x}{:016x}",
-            rand::random::<u64>(),
-            rand::random::<u64>()
-        );
-        let mut request = serde_json::to_vec(&WorkerRequest {
-            token: token.clone(),
-            request: self.request.clone(),
-        })
-        .map_err(|e| Error::Internal(e.to_string()))?;
-        request.push(b'\n');
-        let (read_end, write_end) = result_pipe()?;
-
-        let mut cmd = worker_command(&self.task.info().name)?;
-        pass_result_fd(&mut cmd, write_end.as_raw_fd());
         // A working directory of no value: nothing relative resolves to the caller's files.
         cmd.current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Own process group, so a timeout kills everything the worker started.
-            .process_group(0);
-        die_with_parent(&mut cmd);
-        let mut child = cmd
-            .spawn()
+            .stdout(Output::Null)
+            .stderr(Output::Capture {
+                tail: STDERR_TAIL_BYTES,
+            })
+            .on_stderr_line(|line| eprintln!("  [worker] {}", printable_line(line)))
+            .deadline(self.timeout);
+        let pending = worker::start(&mut cmd, &self.request, MAX_REPLY_BYTES)
             .map_err(|e| Error::Internal(format!("starting the scoring worker: {e}")))?;
-        // Only the child holds the write end now, so its exit ends the reply.
-        drop(write_end);
-        let pid = child.id();
-        let mut stdin = child.stdin.take().expect("stdin is piped");
-        let feed = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            // A worker that dies before reading is reported by its exit status.
-            let _ = stdin.write_all(&request).await;
-        });
-        let reply = tokio::task::spawn_blocking(move || {
-            use std::io::Read;
-            let mut bytes = Vec::new();
-            let mut file = std::fs::File::from(read_end).take(MAX_REPLY_BYTES + 1);
-            let _ = file.read_to_end(&mut bytes);
-            bytes
-        });
         let monitor = monitor::start(
             MonitorConfig {
                 interval: Duration::from_millis(100),
                 gpu_indices: scored_gpu(),
-                pids: pid.map(|p| vec![p]),
+                pids: Some(vec![pending.child().pid()]),
             },
             &self.timeline_path,
         );
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let tail = tokio::spawn(async move {
-            // Drain until EOF whatever the bytes are: a reader that stopped early would leave
-            // the worker writing into a closed pipe and crashing on EPIPE.
-            let mut reader = BufReader::new(stderr);
-            let mut tail: Vec<String> = Vec::new();
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf)
-                            .trim_end()
-                            .chars()
-                            .take(2000)
-                            .collect::<String>();
-                        let _ = writeln!(std::io::stderr(), "  [worker] {line}");
-                        tail.push(line);
-                        if tail.len() > STDERR_TAIL {
-                            tail.remove(0);
-                        }
-                    }
-                }
-            }
-            tail
-        });
-        let waited = tokio::time::timeout(self.timeout, child.wait()).await;
-        let timed_out = waited.is_err();
-        if timed_out {
-            if let Some(pid) = pid {
-                // SAFETY: plain syscall on the worker's process group id (= its pid).
-                unsafe { libc::killpg(pid as i32, libc::SIGKILL) };
-            }
-            let _ = child.kill().await;
-        }
-        let status = match waited {
-            Ok(Ok(status)) => Some(status),
-            Ok(Err(e)) => {
-                return Err(Error::Internal(format!(
-                    "waiting for the scoring worker: {e}"
-                )))
-            }
-            Err(_) => None,
-        };
-        let tail = tokio::time::timeout(Duration::from_secs(5), tail)
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .unwrap_or_default();
+        let call = pending.finish::<WorkerResult>(&REPLY_CODES);
         let summary = match monitor {
             Ok(handle) => handle.stop().ok(),
             Err(e) => {
@@ -320,44 +154,42 @@ impl Job<'_> {
                 None
             }
         };
-        feed.abort();
-        let reply = tokio::time::timeout(Duration::from_secs(5), reply)
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .unwrap_or_default();
-        // Accepted only from a worker that exited by itself, whole, and with our token.
-        let exited_normally = status.is_some_and(|s| {
-            matches!(s.code(), Some(c) if c == ExitCode::Scored as i32 || c == ExitCode::Environment as i32)
-        });
-        let result = (exited_normally && reply.len() as u64 <= MAX_REPLY_BYTES)
-            .then(|| serde_json::from_slice::<WorkerReply>(&reply).ok())
-            .flatten()
-            .filter(|r| r.token == token)
-            .map(|r| r.result);
-        let outcome = match (timed_out, result, status) {
-            (true, _, _) => ScoreOutcome::invalid(InvalidKind::Timeout, format!(
+        let call =
+            call.map_err(|e| Error::Internal(format!("waiting for the scoring worker: {e}")))?;
+        let outcome = match (call.outcome.exit, call.reply) {
+            (Exit::TimedOut, _) => ScoreOutcome::invalid(InvalidKind::Timeout, format!(
                 "scoring exceeded the time limit of {} s (a hang or a far too slow solution); the worker was killed",
                 self.timeout.as_secs()
             )),
-            (false, Some(WorkerResult::Outcome { outcome }), _) => outcome,
-            (false, Some(WorkerResult::Environment { message }), _) => return Err(Error::Environment(message)),
-            (false, Some(WorkerResult::Failed { message }), _) => {
+            (_, Ok(WorkerResult::Outcome { outcome })) => outcome,
+            (_, Ok(WorkerResult::Environment { message })) => return Err(Error::Environment(message)),
+            (_, Ok(WorkerResult::Failed { message })) => {
                 return Err(Error::Internal(format!("the scorer failed: {message}")))
             }
-            (false, None, status) if exited_normally => ScoreOutcome::invalid(
+            // It exited by itself with a reply code, but no reply of its own came with it.
+            (Exit::Exited(code), Err(_)) if REPLY_CODES.contains(&code) => ScoreOutcome::invalid(
                 InvalidKind::Crash,
                 format!(
-                    "the scoring worker exited (code {}) without one well-formed result carrying its request's token",
-                    status.and_then(|s| s.code()).unwrap_or(-1)
+                    "the scoring worker exited (code {code}) without one well-formed result carrying its request's token"
                 ),
             ),
-            (false, None, status) => {
-                ScoreOutcome::invalid(InvalidKind::Crash, crash_reason(status, &tail))
-            }
+            (exit, Err(refusal)) => ScoreOutcome::invalid(
+                InvalidKind::Crash,
+                crash_reason(exit, &refusal, &call.outcome.stderr.tail),
+            ),
         };
         Ok((outcome, summary))
     }
+}
+
+/// A line of the worker's stderr as echoed and quoted: invalid UTF-8 replaced, at most 2000
+/// characters.
+fn printable_line(line: &[u8]) -> String {
+    String::from_utf8_lossy(line)
+        .trim_end()
+        .chars()
+        .take(2000)
+        .collect()
 }
 
 /// The NVML index of the GPU the worker scores on (CUDA device 0), so that a multi-GPU node's
@@ -369,22 +201,21 @@ fn scored_gpu() -> Option<Vec<u32>> {
     ])
 }
 
-fn crash_reason(status: Option<std::process::ExitStatus>, tail: &[String]) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    let how = match status {
-        Some(s) if s.signal().is_some() => {
-            format!("killed by signal {}", s.signal().unwrap_or_default())
-        }
-        Some(s) => format!("exited with code {}", s.code().unwrap_or(-1)),
-        None => "vanished".into(),
+fn crash_reason(exit: Exit, refusal: &Refusal, stderr_tail: &[u8]) -> String {
+    let how = match exit {
+        Exit::Exited(code) => format!("exited with code {code}"),
+        Exit::Signaled(sig) => format!("killed by signal {sig}"),
+        // Not reached (the worker runs without rlimits other than core dumps, and a timeout
+        // is reported as such), but worded if it is.
+        other => other.to_string(),
     };
-    let last: Vec<&str> = tail
-        .iter()
-        .rev()
-        .take(5)
-        .rev()
-        .map(String::as_str)
+    let lines: Vec<String> = stderr_tail
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(printable_line)
         .collect();
+    let last = &lines[lines.len().saturating_sub(CRASH_LINES)..];
+    tracing::debug!("scoring worker reply refused: {refusal}");
     if last.is_empty() {
         format!("the scoring worker crashed ({how}) before reporting a result")
     } else {
@@ -395,81 +226,43 @@ fn crash_reason(status: Option<std::process::ExitStatus>, tail: &[String]) -> St
     }
 }
 
-/// The worker side: reads the request from stdin, runs `task.score` and writes the reply to
-/// [`RESULT_FD`]. Returns the exit code.
+/// The worker side (`rdbench __worker`): reads the request, runs `task.score` and replies
+/// through the runner's worker protocol. Returns the exit code.
 pub fn worker_main(task: &dyn Task) -> i32 {
-    use std::io::{Read, Write};
-    use std::os::fd::FromRawFd;
-    // First: no other process of this user may read this one's memory or open its
-    // descriptors through /proc (exec reset the flag).
-    // SAFETY: plain prctl call.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    let mut input = Vec::new();
-    let read = std::io::stdin()
-        .lock()
-        .take(MAX_REPLY_BYTES)
-        .read_to_end(&mut input);
-    let (token, result) = match read
-        .map_err(|e| e.to_string())
-        .and_then(|_| serde_json::from_slice::<WorkerRequest>(&input).map_err(|e| e.to_string()))
-    {
-        Err(e) => (
-            String::new(),
-            WorkerResult::Failed {
-                message: format!("the worker's request: {e}"),
+    let served = worker::serve(|request: ScoreRequest| {
+        let result = match task.score(&request) {
+            Ok(outcome) => WorkerResult::Outcome { outcome },
+            Err(Error::Environment(message)) => WorkerResult::Environment { message },
+            Err(e) => WorkerResult::Failed {
+                message: e.to_string(),
             },
-        ),
-        Ok(WorkerRequest { token, request }) => (
-            token,
-            match task.score(&request) {
-                Ok(outcome) => WorkerResult::Outcome { outcome },
-                Err(Error::Environment(message)) => WorkerResult::Environment { message },
-                Err(e) => WorkerResult::Failed {
-                    message: e.to_string(),
-                },
-            },
-        ),
-    };
-    // The parent reads the result, not the exit code; the code only keeps to the documented
-    // contract: 0 an outcome was reported, 3 anything else (environment or the kit failing).
-    let code = match &result {
-        WorkerResult::Outcome { .. } => ExitCode::Scored,
-        WorkerResult::Environment { .. } | WorkerResult::Failed { .. } => ExitCode::Environment,
-    };
-    match serde_json::to_vec(&WorkerReply { token, result }) {
-        Ok(bytes) => {
-            // SAFETY: the parent passed the pipe's write end as RESULT_FD; nothing else in
-            // this process uses that descriptor.
-            let mut pipe = unsafe { std::fs::File::from_raw_fd(RESULT_FD) };
-            if let Err(e) = pipe.write_all(&bytes) {
-                eprintln!("rdbench worker: writing the result: {e}");
-                return ExitCode::Environment as i32;
-            }
-        }
+        };
+        // The parent reads the reply, not the code; the code keeps to the documented
+        // contract: 0 an outcome was reported, 3 anything else.
+        let code = match &result {
+            WorkerResult::Outcome { .. } => ExitCode::Scored,
+            WorkerResult::Environment { .. } | WorkerResult::Failed { .. } => ExitCode::Environment,
+        };
+        (result, code as i32)
+    });
+    match served {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("rdbench worker: {e}");
-            return ExitCode::Environment as i32;
+            ExitCode::Environment as i32
         }
     }
-    code as i32
 }
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
     use std::path::Path;
 
     use rdbench_core::task::{PrepareRequest, Solution, TaskInfo};
 
     use super::*;
 
-    thread_local! {
-        /// A shell script run as the worker instead of `rdbench __worker`: the request is on
-        /// its stdin, the reply goes to descriptor 3.
-        pub static FAKE_WORKER: RefCell<Option<String>> = const { RefCell::new(None) };
-    }
-
-    /// A task whose checks all pass, so the (fake) worker always runs.
+    /// A task whose checks all pass, so the worker always runs.
     struct Passing;
 
     impl Task for Passing {
@@ -489,7 +282,7 @@ mod tests {
             Ok(())
         }
         fn score(&self, _: &ScoreRequest) -> Result<ScoreOutcome> {
-            unreachable!("scored by the fake worker")
+            unreachable!("scored by the shell worker")
         }
     }
 
@@ -512,12 +305,16 @@ mod tests {
         }
     }
 
-    /// Runs `script` as the worker of a job; the job's own error, if any, is returned as is.
+    /// Runs `/bin/sh -c script` as the worker of a job (a real child under the real
+    /// supervisor: the request is on its stdin, the reply goes to descriptor 3); the job's own
+    /// error, if any, is returned as is.
     fn try_run_with(script: &str, timeout: Duration) -> (Result<JobResult>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        FAKE_WORKER.with(|w| *w.borrow_mut() = Some(script.to_string()));
-        let result = job(dir.path(), timeout).run();
-        FAKE_WORKER.with(|w| *w.borrow_mut() = None);
+        let result = job(dir.path(), timeout).run_checked_with(|| {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.arg("-c").arg(script).arg("worker");
+            Ok(cmd)
+        });
         (result, dir)
     }
 
@@ -533,17 +330,28 @@ mod tests {
         }
     }
 
+    /// Whether a process with this pid exists (zombies included).
+    fn exists(pid: i32) -> bool {
+        // SAFETY: signal 0 only checks whether the process exists.
+        unsafe { libc::kill(pid, 0) == 0 }
+    }
+
     #[test]
     fn a_hanging_worker_and_its_children_are_killed_at_the_time_limit() {
         let marker = tempfile::tempdir().unwrap();
         let pidfile = marker.path().join("grandchild.pid");
-        // The worker starts a grandchild in its process group, then hangs.
-        let script = format!("sleep 60 & echo $! > {}; sleep 60", pidfile.display());
+        // The worker starts a grandchild that leaves its session and process group and
+        // writes its pid as this process sees it (/proc/self/stat, read by that shell
+        // itself), then hangs.
+        let script = format!(
+            "(setsid sh -c 'read p r < /proc/self/stat; echo $p > {pf}.tmp; mv {pf}.tmp {pf}; exec sleep 60' > /dev/null 2>&1 &); sleep 60",
+            pf = pidfile.display()
+        );
         let started = Instant::now();
         let (result, _dir) = run_with(&script, Duration::from_secs(1));
         assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "killed promptly"
+            started.elapsed() < Duration::from_secs(50),
+            "killed at the limit, not after the sleep"
         );
         assert!(
             reason(&result).contains("time limit"),
@@ -556,23 +364,14 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-        // SAFETY: signal 0 only checks whether the process exists.
-        let alive = unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid);
         assert!(
-            !alive,
-            "the grandchild {pid} was killed with the process group"
+            !exists(pid),
+            "the grandchild {pid} was killed with the worker"
         );
         assert!(
             result.monitor.is_some(),
             "the monitor ran beside the worker"
         );
-    }
-
-    fn is_zombie(pid: i32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z "))
-            .unwrap_or(true)
     }
 
     #[test]
@@ -589,11 +388,11 @@ mod tests {
         assert_eq!(result.outcome.invalid_kind(), Some(InvalidKind::Crash));
     }
 
-    /// A fake worker that replies `result` (JSON) on descriptor 3 with the request's token,
+    /// A shell worker that replies `result` (JSON) on descriptor 3 with the request's token,
     /// then runs `after`.
     fn replying(result: &str, after: &str) -> String {
         format!(
-            r#"token=$(head -c 60 | sed -n 's/.*"token":"\([0-9a-f]*\)".*/\1/p'); printf '{{"token":"%s","result":%s}}' "$token" '{result}' >&3; {after}"#
+            r#"token=$(head -c 60 | sed -n 's/.*"token":"\([0-9a-f]*\)".*/\1/p'); printf '{{"token":"%s","reply":%s}}' "$token" '{result}' >&3; {after}"#
         )
     }
 
@@ -603,30 +402,26 @@ mod tests {
             r#"{"kind":"outcome","outcome":{"status":"valid","raw":0.25,"details":null}}"#,
             "exit 0",
         );
-        let (result, _dir) = run_with(&script, Duration::from_secs(30));
+        let (result, dir) = run_with(&script, Duration::from_secs(30));
         match result.outcome {
             ScoreOutcome::Valid { raw, .. } => assert_eq!(raw, 0.25),
             other => panic!("{other:?}"),
         }
-        let env = replying(r#"{"kind":"environment","message":"no GPU"}"#, "exit 3");
-        let (result, _dir) = try_run_with(&env, Duration::from_secs(30));
-        assert!(matches!(result, Err(Error::Environment(m)) if m == "no GPU"));
         // Nothing is left at a path another process could have written to.
-        let dir = tempfile::tempdir().unwrap();
-        FAKE_WORKER.with(|w| *w.borrow_mut() = Some(script.clone()));
-        let _ = job(dir.path(), Duration::from_secs(30)).run();
-        FAKE_WORKER.with(|w| *w.borrow_mut() = None);
         let left: Vec<_> = std::fs::read_dir(dir.path().join("private"))
             .map(|d| d.flatten().map(|e| e.file_name()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "files left behind: {left:?}");
+        let env = replying(r#"{"kind":"environment","message":"no GPU"}"#, "exit 3");
+        let (result, _dir) = try_run_with(&env, Duration::from_secs(30));
+        assert!(matches!(result, Err(Error::Environment(m)) if m == "no GPU"));
     }
 
     #[test]
     fn forged_or_unfinished_replies_are_not_accepted() {
         let valid = r#"{"kind":"outcome","outcome":{"status":"valid","raw":-9.0,"details":null}}"#;
         // The right shape without the request's token: not this worker's reply.
-        let forged = format!(r#"printf '{{"token":"0000","result":%s}}' '{valid}' >&3"#);
+        let forged = format!(r#"printf '{{"token":"0000","reply":%s}}' '{valid}' >&3"#);
         let (result, _dir) = run_with(&forged, Duration::from_secs(30));
         assert_eq!(
             result.outcome.invalid_kind(),
@@ -634,6 +429,7 @@ mod tests {
             "{:?}",
             result.outcome
         );
+        assert!(reason(&result).contains("without one well-formed result"));
         // A genuine reply from a worker that was then killed: it did not exit normally.
         let killed = replying(valid, "kill -KILL $$");
         let (result, _dir) = run_with(&killed, Duration::from_secs(30));
@@ -643,6 +439,7 @@ mod tests {
             "{:?}",
             result.outcome
         );
+        assert!(reason(&result).contains("signal 9"), "{}", reason(&result));
         // A reply followed by more bytes is not one document.
         let doubled = replying(valid, "printf 'x' >&3; exit 0");
         let (result, _dir) = run_with(&doubled, Duration::from_secs(30));
@@ -652,5 +449,34 @@ mod tests {
             "{:?}",
             result.outcome
         );
+        // A genuine reply with an exit code that goes with none.
+        let odd = replying(valid, "exit 1");
+        let (result, _dir) = run_with(&odd, Duration::from_secs(30));
+        assert!(
+            reason(&result).contains("exited with code 1"),
+            "{}",
+            reason(&result)
+        );
+    }
+
+    /// The request reaches the worker whole on its stdin, with the token the reply needs.
+    /// (The worker side, `rdbench __worker`, is the real binary's: tests/cli.rs scores
+    /// through it end to end.)
+    #[test]
+    fn the_request_reaches_the_worker_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = job(dir.path(), Duration::from_secs(60));
+        let script = r#"req=$(cat); token=$(printf '%s' "$req" | sed -n 's/.*"token":"\([0-9a-f]*\)".*/\1/p'); case "$req" in *'"profile":"tiny"'*) ok=1;; *) ok=0;; esac; printf '{"token":"%s","reply":{"kind":"outcome","outcome":{"status":"valid","raw":%s,"details":null}}}' "$token" "$ok" >&3"#;
+        let result = job
+            .run_checked_with(|| {
+                let mut cmd = Command::new("/bin/sh");
+                cmd.arg("-c").arg(script);
+                Ok(cmd)
+            })
+            .unwrap();
+        match result.outcome {
+            ScoreOutcome::Valid { raw, .. } => assert_eq!(raw, 1.0, "the request arrived whole"),
+            other => panic!("{other:?}"),
+        }
     }
 }

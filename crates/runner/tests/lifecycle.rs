@@ -443,7 +443,8 @@ fn overhead_of_a_spawn_against_std() {
             assert_eq!(o.exit, Exit::Exited(0));
         }
     };
-    let mut variants: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Variant = (&'static str, Box<dyn Fn()>);
+    let variants: Vec<Variant> = vec![
         ("std::process::Command", Box::new(std_spawn)),
         (
             "runner, process group",
@@ -460,7 +461,7 @@ fn overhead_of_a_spawn_against_std() {
     ];
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
     for round in 0..=n {
-        for (i, (_, f)) in variants.iter_mut().enumerate() {
+        for (i, (_, f)) in variants.iter().enumerate() {
             let start = Instant::now();
             f();
             // Round 0 warms up.
