@@ -25,8 +25,9 @@
 //!    descendant is detected when it still holds an output pipe after the reap (the
 //!    nextest "leaky" test) and reported as [`Outcome::leaked`]; one that closed its
 //!    descriptors is invisible. A delegated cgroup v2 would close that gap and also give a
-//!    tree-wide memory and process count; it is not used yet (no cgroup is delegated on the
-//!    machines rdbench runs on today; the sandbox of issue 21 part 2 is where it belongs).
+//!    tree-wide memory and process count; it is not used yet (the development machine mounts cgroup v1
+//!    controllers with no v2 subtree delegated; the sandbox of issue 21 part 2 is where it
+//!    belongs).
 //! 3. **Limits** ([`Limits`], one value): `setrlimit` in the program before exec, soft = hard
 //!    (so it cannot raise them): address space, CPU seconds (hard limit [`CPU_GRACE`] above the
 //!    soft one), file size, open files, processes (per user; never enforced for root: use
@@ -56,12 +57,22 @@
 //! [`worker`] is the worker protocol on top: request and token on stdin, reply on an
 //! inherited descriptor, accepted only from a normal exit with the token, non-dumpable worker.
 //!
-//! **Cost** (`cargo test -p rdbench-runner --test lifecycle -- --nocapture overhead`, as root on
-//! the 2-core development machine under other builds, debug build, medians of 300 interleaved
-//! spawns of `/bin/true`): `std::process::Command` 1.1-2.6 ms; the runner with a process group
-//! 1.4-1.9 ms; with a PID namespace 1.8-4.6 ms; with a namespace, both outputs captured and a
-//! deadline 1.8-4.1 ms. So a namespace costs about 0.5-2 ms a spawn over a plain one, noise
-//! of the same order; the scoring worker's own start (a CUDA context) is hundreds of times that.
+//! **Cost** (`cargo test -p rdbench-runner --test lifecycle -- --nocapture overhead`: debug
+//! build, the 2-core development machine, medians of 300 interleaved spawns of `/bin/true`,
+//! p90 within 0.4 ms of each):
+//!
+//! | spawn of `/bin/true`                                   | as root | unprivileged |
+//! |--------------------------------------------------------|---------|--------------|
+//! | `std::process::Command`                                | 1.11 ms | 0.87 ms      |
+//! | runner, process group only                             | 1.52 ms | 1.24 ms      |
+//! | runner, PID namespace (+ user namespace unprivileged)  | 1.86 ms | 1.60 ms      |
+//! | same, stdout and stderr captured, a deadline           | 1.87 ms | 1.63 ms      |
+//!
+//! About 0.4 ms of the difference is the clone itself (std uses `posix_spawn`, which shares
+//! the parent's memory instead of copying its page tables; the runner's child must run code
+//! of its own before exec), about 0.35 ms the namespace (and its init's extra fork); the poll
+//! loop and captures cost nothing measurable. Under other builds the medians rose to 2-4.6 ms
+//! for all alike. A scoring worker's own start (a CUDA context) is hundreds of times this.
 //!
 //! Linux only: namespaces, pidfds, `prctl` and `/proc` are Linux's.
 
