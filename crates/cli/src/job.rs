@@ -156,6 +156,19 @@ impl Job<'_> {
         };
         let call =
             call.map_err(|e| Error::Internal(format!("waiting for the scoring worker: {e}")))?;
+        if let rdbench_runner::Containment::ProcessGroup { why } = &call.outcome.containment {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "scoring workers run in a process group only ({why}): a descendant that leaves it outlives the run"
+                )
+            });
+        }
+        if call.outcome.leaked {
+            tracing::warn!(
+                "the scoring worker left a descendant outside its process group holding its output"
+            );
+        }
         let outcome = match (call.outcome.exit, call.reply) {
             (Exit::TimedOut, _) => ScoreOutcome::invalid(InvalidKind::Timeout, format!(
                 "scoring exceeded the time limit of {} s (a hang or a far too slow solution); the worker was killed",
