@@ -223,7 +223,9 @@ impl EmuBackend {
             let path = path.to_path_buf();
             move |e| GpuError::Io { path, source: e }
         };
-        let build_dir = dir.with_extension(format!("tmp{}", std::process::id()));
+        // Random, not the pid: every scoring worker is pid 2 in its own PID namespace, and two
+        // of them may build the same module into one cache at once.
+        let build_dir = dir.with_extension(format!("tmp{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&build_dir).map_err(io(&build_dir))?;
         for (file, text) in [
             ("cuda_emu.h", EMU_HEADER),
