@@ -7,10 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The project's own virtual environment (.venv, ignored by git), never the system's Python;
 # first on the PATH, so the tests' `python3` and NVRTC's search both find it.
-if [ ! -x .venv/bin/python3 ]; then
+if [ ! -x .venv/bin/pip ]; then
+  rm -rf .venv
   python3 -m venv .venv 2>/dev/null || {
     echo "== python3 -m venv failed; installing Debian's python3-venv"
-    apt-get install -y -qq python3-venv >/dev/null && python3 -m venv .venv
+    rm -rf .venv
+    { apt-get update -qq && apt-get install -y -qq python3-venv; } >/dev/null
+    python3 -m venv .venv
   }
 fi
 .venv/bin/python3 -m pip install --quiet --disable-pip-version-check nvidia-cuda-nvrtc scikit-learn numpy
