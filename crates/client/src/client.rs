@@ -356,11 +356,13 @@ pub fn make_attempt_folder(
 ) -> Result<AttemptFolder, ClientError> {
     let abs = absolute(dir)?;
     let shown = dir.display().to_string();
-    let created = as_writer(owner, || {
-        let existed = untrusted_tree::open_dir(&abs).is_ok();
+    // Looked up first, never through a link: a failed start removes only a folder that was not
+    // there before, and only while it is empty.
+    let existed = untrusted_tree::open_dir(&abs).is_ok();
+    as_writer(owner, || {
         let fd = untrusted_tree::create_dir_all(&abs).map_err(|e| format!("{shown}: {e}"))?;
         match untrusted_tree::is_empty(&fd) {
-            Ok(true) => Ok(if existed { "" } else { "created" }.to_string()),
+            Ok(true) => Ok(String::new()),
             Ok(false) => Err(format!(
                 "{shown}: not empty; an attempt starts in a new or empty folder"
             )),
@@ -369,7 +371,7 @@ pub fn make_attempt_folder(
     })?;
     Ok(AttemptFolder {
         path: abs,
-        created: created == "created",
+        created: !existed,
     })
 }
 

@@ -154,15 +154,15 @@ pub enum Refusal {
 impl Refusal {
     /// The cause of a failed bounded read.
     pub fn of(e: &rdbench_core::fsutil::UntrustedReadError) -> Refusal {
-        use rdbench_core::fsutil::UntrustedReadError as E;
+        use rdbench_core::fsutil::{NotRegular as N, UntrustedReadError as E};
         match e {
             E::TooLarge { size, .. } => Refusal::TooLarge { size: *size },
-            E::NotARegularFile("symbolic link") => Refusal::SymbolicLink,
-            E::NotARegularFile("hard link") => Refusal::HardLink,
-            E::NotARegularFile("directory") => Refusal::Directory,
-            E::NotARegularFile("FIFO") => Refusal::Fifo,
-            E::NotARegularFile("socket") => Refusal::Socket,
-            E::NotARegularFile(_) => Refusal::Device,
+            E::NotARegularFile(N::SymbolicLink) => Refusal::SymbolicLink,
+            E::NotARegularFile(N::HardLink) => Refusal::HardLink,
+            E::NotARegularFile(N::Directory) => Refusal::Directory,
+            E::NotARegularFile(N::Fifo) => Refusal::Fifo,
+            E::NotARegularFile(N::Socket) => Refusal::Socket,
+            E::NotARegularFile(N::Device) => Refusal::Device,
             E::NotFound | E::Io(_) => Refusal::Unreadable,
         }
     }

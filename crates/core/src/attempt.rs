@@ -123,7 +123,14 @@ fn indexed_id(home: &Home, canonical_dir: &Path) -> Option<String> {
         .then_some(id)
 }
 
-fn no_attempt_here(dir: &Path) -> Error {
+/// The answer for an id with no attempt (and, through the service, another user's id).
+pub fn no_such_id(id: &str) -> Error {
+    Error::Usage(format!("{id}: no such attempt"))
+}
+
+/// The answer for a folder with no attempt (also what the service gives an agent for another
+/// user's attempt: one wording, so the two cannot be told apart).
+pub fn no_attempt_here(dir: &Path) -> Error {
     Error::Usage(format!(
         "{}: no attempt was started here; run `rdbench start <task> --dir {}` first",
         dir.display(),
@@ -226,9 +233,7 @@ impl Attempt {
                 "{id:?}: not an attempt id (`start` prints one: att- and 32 hex digits)"
             )));
         }
-        Attempt::load(home, home.attempts_dir().join(id), || {
-            Error::Usage(format!("{id}: no such attempt"))
-        })
+        Attempt::load(home, home.attempts_dir().join(id), || no_such_id(id))
     }
 
     /// Opens the attempt started on the canonical path `dir` without touching that path (the

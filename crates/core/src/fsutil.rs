@@ -69,12 +69,37 @@ pub fn lock_exclusive(path: &Path) -> Result<LockGuard> {
     Ok(LockGuard { file })
 }
 
+/// What a refused file was instead of a regular file of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotRegular {
+    SymbolicLink,
+    /// A regular file with a second name (read as root, it could be another user's file).
+    HardLink,
+    Directory,
+    Fifo,
+    Socket,
+    Device,
+}
+
+impl std::fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NotRegular::SymbolicLink => "symbolic link",
+            NotRegular::HardLink => "hard link",
+            NotRegular::Directory => "directory",
+            NotRegular::Fifo => "FIFO",
+            NotRegular::Socket => "socket",
+            NotRegular::Device => "device",
+        })
+    }
+}
+
 /// Why a submission file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UntrustedReadError {
     NotFound,
     /// A symbolic link, FIFO, socket, device or directory: only regular files are read.
-    NotARegularFile(&'static str),
+    NotARegularFile(NotRegular),
     TooLarge {
         size: u64,
         max: u64,
@@ -132,7 +157,7 @@ pub fn read_untrusted(path: &Path, max: u64) -> std::result::Result<Vec<u8>, Unt
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => UntrustedReadError::NotFound,
             _ if e.raw_os_error() == Some(libc::ELOOP) => {
-                UntrustedReadError::NotARegularFile("symbolic link")
+                UntrustedReadError::NotARegularFile(NotRegular::SymbolicLink)
             }
             _ => UntrustedReadError::Io(e.to_string()),
         })?;
@@ -153,13 +178,13 @@ pub fn read_untrusted_file(
     if !ft.is_file() {
         use std::os::unix::fs::FileTypeExt;
         return Err(UntrustedReadError::NotARegularFile(if ft.is_dir() {
-            "directory"
+            NotRegular::Directory
         } else if ft.is_fifo() {
-            "FIFO"
+            NotRegular::Fifo
         } else if ft.is_socket() {
-            "socket"
+            NotRegular::Socket
         } else {
-            "device"
+            NotRegular::Device
         }));
     }
     if meta.len() > max {
@@ -217,7 +242,9 @@ mod tests {
         std::os::unix::fs::symlink(&ok, &link).unwrap();
         assert_eq!(
             read_untrusted(&link, 100),
-            Err(UntrustedReadError::NotARegularFile("symbolic link"))
+            Err(UntrustedReadError::NotARegularFile(
+                NotRegular::SymbolicLink
+            ))
         );
         let zero = dir.path().join("zero");
         std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
@@ -227,7 +254,7 @@ mod tests {
         ));
         assert!(matches!(
             read_untrusted(Path::new("/dev/zero"), 100),
-            Err(UntrustedReadError::NotARegularFile("device"))
+            Err(UntrustedReadError::NotARegularFile(NotRegular::Device))
         ));
         let fifo = dir.path().join("fifo");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
@@ -236,7 +263,7 @@ mod tests {
         // Returns at once (no writer needed): the FIFO is refused, not waited on.
         assert_eq!(
             read_untrusted(&fifo, 100),
-            Err(UntrustedReadError::NotARegularFile("FIFO"))
+            Err(UntrustedReadError::NotARegularFile(NotRegular::Fifo))
         );
         assert_eq!(
             read_untrusted(&dir.path().join("none"), 1),

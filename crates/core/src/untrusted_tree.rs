@@ -22,7 +22,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
-use crate::fsutil::UntrustedReadError;
+use crate::fsutil::{NotRegular, UntrustedReadError};
 
 fn cstr(name: &std::ffi::OsStr) -> io::Result<CString> {
     CString::new(name.as_bytes())
@@ -263,7 +263,9 @@ pub fn read_file(dir: &OwnedFd, name: &str, max: u64) -> Result<Vec<u8>, Untrust
         Ok(fd) => fd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(UntrustedReadError::NotFound),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(UntrustedReadError::NotARegularFile("symbolic link"))
+            return Err(UntrustedReadError::NotARegularFile(
+                NotRegular::SymbolicLink,
+            ))
         }
         Err(e) => return Err(UntrustedReadError::Io(e.to_string())),
     };
@@ -271,7 +273,7 @@ pub fn read_file(dir: &OwnedFd, name: &str, max: u64) -> Result<Vec<u8>, Untrust
     use std::os::unix::fs::MetadataExt;
     match file.metadata() {
         Ok(m) if m.is_file() && m.nlink() > 1 => {
-            return Err(UntrustedReadError::NotARegularFile("hard link"))
+            return Err(UntrustedReadError::NotARegularFile(NotRegular::HardLink))
         }
         Ok(_) => {}
         Err(e) => return Err(UntrustedReadError::Io(e.to_string())),
@@ -449,7 +451,7 @@ mod tests {
         std::fs::hard_link(target.join("precious"), root.join("a/b/hard")).unwrap();
         assert!(matches!(
             read_file(&dir, "hard", 10),
-            Err(UntrustedReadError::NotARegularFile("hard link"))
+            Err(UntrustedReadError::NotARegularFile(NotRegular::HardLink))
         ));
         std::fs::write(root.join("a/b/plain"), b"ok").unwrap();
         assert_eq!(read_file(&dir, "plain", 10).unwrap(), b"ok");

@@ -74,12 +74,6 @@ struct Service {
 }
 
 impl Service {
-    /// Takes `n` bytes of the caller's receive budget (per agent uid, all agents, or the
-    /// operators'); a [`Held`] gives them back.
-    fn reserve(&self, caller: Caller, n: u64) -> std::result::Result<(), Busy> {
-        self.admission.reserve(caller, n)
-    }
-
     /// Waits for a turn to run a tool on `attempt`: tools run inside this process, so they
     /// queue (one per attempt, a few per machine); a wait past the bound is a busy refusal.
     fn tool_turn(&self, caller: Caller, attempt: &Attempt) -> Result<ToolTurn<'_>> {
@@ -462,7 +456,9 @@ fn dispatch(
                     )));
                     return false;
                 }
-                match service.reserve(ctx.caller, n) {
+                // The caller's receive budget (per agent uid, all agents, or the operators');
+                // `Held` gives it back.
+                match service.admission.reserve(ctx.caller, n) {
                     Ok(()) => {
                         held += n;
                         true
@@ -563,12 +559,8 @@ fn open_own(ctx: &Context, what: &AttemptRef) -> Result<Attempt> {
         }
     };
     let nothing_here = || match what {
-        AttemptRef::Id(id) => Error::Usage(format!("{id}: no such attempt")),
-        AttemptRef::Dir(dir) => Error::Usage(format!(
-            "{}: no attempt was started here; run `rdbench start <task> --dir {}` first",
-            dir.display(),
-            dir.display()
-        )),
+        AttemptRef::Id(id) => rdbench_core::attempt::no_such_id(id),
+        AttemptRef::Dir(dir) => rdbench_core::attempt::no_attempt_here(dir),
     };
     match (ctx.caller, opened) {
         (Caller::Agent { uid }, Ok(a)) if a.record.owner_uid != Some(uid) => Err(nothing_here()),

@@ -368,6 +368,18 @@ mod tests {
         text
     }
 
+    /// What opening each probe gives, one `OPEN <what> <outcome>` line each, for the parent.
+    fn print_opens(allowed: &Path, secret: &Path) {
+        for (what, path) in [
+            ("allowed", allowed.join("ok.txt")),
+            ("secret", secret.to_path_buf()),
+            ("environ", PathBuf::from("/proc/self/environ")),
+            ("passwd", PathBuf::from("/etc/passwd")),
+        ] {
+            println!("OPEN {what} {}", outcome(&path));
+        }
+    }
+
     fn outcome(path: &Path) -> String {
         match std::fs::read(path) {
             Ok(_) => "read".into(),
@@ -384,14 +396,7 @@ mod tests {
             let secret = PathBuf::from(std::env::var_os("SECRET").unwrap());
             let status = restrict_self(&[&allowed], &[]).unwrap();
             println!("STATUS {status:?}");
-            for (what, path) in [
-                ("allowed", allowed.join("ok.txt")),
-                ("secret", secret),
-                ("environ", PathBuf::from("/proc/self/environ")),
-                ("passwd", PathBuf::from("/etc/passwd")),
-            ] {
-                println!("OPEN {what} {}", outcome(&path));
-            }
+            print_opens(&allowed, &secret);
             // A thread started afterwards is restricted too (NVRTC compiles on one).
             let later = std::thread::spawn(|| outcome(Path::new("/etc/passwd")))
                 .join()
@@ -468,14 +473,7 @@ mod tests {
             } else {
                 println!("NVRTC absent");
             }
-            for (what, path) in [
-                ("allowed", allowed.join("ok.txt")),
-                ("secret", secret),
-                ("environ", PathBuf::from("/proc/self/environ")),
-                ("passwd", PathBuf::from("/etc/passwd")),
-            ] {
-                println!("OPEN {what} {}", outcome(&path));
-            }
+            print_opens(&allowed, &secret);
             let write = std::fs::write(allowed.join("new.txt"), "x").is_ok();
             println!("WRITE allowed {write}");
             use std::io::Write;
