@@ -77,6 +77,7 @@
 //! Linux only: namespaces, pidfds, `prctl` and `/proc` are Linux's.
 
 mod capture;
+mod forked;
 mod spawn;
 pub mod worker;
 
@@ -89,6 +90,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use capture::Captured;
+pub use forked::{fork_call, ForkError};
 use capture::Tail;
 
 /// What a child may use, set with `setrlimit` in the child before exec (soft and hard limit
@@ -373,6 +375,7 @@ pub struct Command<'a> {
     contain: Contain,
     credentials: Option<(u32, u32)>,
     on_stderr_line: Option<LineHook<'a>>,
+    pre_exec: Option<Box<spawn::PreExec>>,
 }
 
 /// Longest line handed to [`Command::on_stderr_line`]; longer lines come in pieces.
@@ -399,6 +402,7 @@ impl<'a> Command<'a> {
             contain: Contain::Best,
             credentials: None,
             on_stderr_line: None,
+            pre_exec: None,
         }
     }
 
@@ -489,6 +493,24 @@ impl<'a> Command<'a> {
     /// captured: a live view beside the kept tail.
     pub fn on_stderr_line(&mut self, hook: impl FnMut(&[u8]) + 'a) -> &mut Self {
         self.on_stderr_line = Some(Box::new(hook));
+        self
+    }
+
+    /// A step run in the program right before `execve`, after its descriptors, folder,
+    /// limits and credentials are set (a Landlock ruleset made beforehand, say). An error
+    /// fails the spawn with [`Error::Spawn`] and the error's OS code.
+    ///
+    /// # Safety
+    /// `step` runs in a copy of one thread of a possibly multi-threaded parent, where a lock
+    /// another thread held at the clone (the allocator's among them) is never released: it
+    /// may only make system calls on values prepared before the spawn (no allocation, no
+    /// formatting, no glibc call that takes a lock), and return an error made by
+    /// `io::Error::last_os_error` or `from_raw_os_error`.
+    pub unsafe fn pre_exec(
+        &mut self,
+        step: impl Fn() -> io::Result<()> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.pre_exec = Some(Box::new(step));
         self
     }
 
@@ -595,6 +617,7 @@ impl<'a> Command<'a> {
             credentials: self.credentials,
             // SAFETY: plain getpid.
             parent: unsafe { libc::getpid() },
+            pre_exec: self.pre_exec.as_deref(),
         };
         let (err_r, err_w) = spawn::pipe().map_err(os("creating the exec-error pipe"))?;
         // SAFETY: plain geteuid.

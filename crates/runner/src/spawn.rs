@@ -33,6 +33,7 @@ pub(crate) enum Stage {
     Groups,
     Gid,
     Uid,
+    PreExec,
     Fork,
     Exec,
 }
@@ -50,6 +51,7 @@ impl Stage {
             Groups,
             Gid,
             Uid,
+            PreExec,
             Fork,
             Exec,
         ]
@@ -68,14 +70,18 @@ impl Stage {
             Stage::Groups => "dropping supplementary groups",
             Stage::Gid => "setting its group id",
             Stage::Uid => "setting its user id",
+            Stage::PreExec => "its caller's step before exec",
             Stage::Fork => "forking the program from the namespace's init",
             Stage::Exec => "executing the program",
         }
     }
 }
 
+/// A step the caller runs in the child right before exec (see `Command::pre_exec`).
+pub(crate) type PreExec = dyn Fn() -> io::Result<()> + Send + Sync;
+
 /// Everything the child needs, prepared before the clone.
-pub(crate) struct Plan {
+pub(crate) struct Plan<'p> {
     pub prog: CString,
     /// Kept alive for the pointers in `argv_ptrs`.
     pub _argv: Vec<CString>,
@@ -90,6 +96,7 @@ pub(crate) struct Plan {
     pub rlimits: Vec<(libc::c_int, libc::rlim_t, libc::rlim_t)>,
     pub credentials: Option<(libc::uid_t, libc::gid_t)>,
     pub parent: libc::pid_t,
+    pub pre_exec: Option<&'p PreExec>,
 }
 
 /// A pipe, both ends close-on-exec: (read, write).
@@ -262,7 +269,8 @@ unsafe fn close_all_but(keep: RawFd) {
     }
 }
 
-/// The program's side: signals, descriptors, folder, limits, credentials, exec.
+/// The program's side: signals, descriptors, folder, limits, credentials, the caller's step,
+/// exec.
 unsafe fn exec(plan: &Plan, err_w: RawFd) -> ! {
     // Ignored signals stay ignored across exec (Rust ignores SIGPIPE), and the mask is
     // inherited: give the program the defaults.
@@ -304,6 +312,12 @@ unsafe fn exec(plan: &Plan, err_w: RawFd) -> ! {
         }
         if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
             fail(err_w, Stage::Uid);
+        }
+    }
+    if let Some(step) = plan.pre_exec {
+        if let Err(e) = step() {
+            *libc::__errno_location() = e.raw_os_error().unwrap_or(libc::EINVAL);
+            fail(err_w, Stage::PreExec);
         }
     }
     libc::execve(
