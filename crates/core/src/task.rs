@@ -71,6 +71,41 @@ pub struct TaskInfo {
     pub score_timeout_s: u64,
     /// Estimated human time for the task (for METR's time horizon), if known.
     pub human_minutes: Option<f64>,
+    /// The experiment tools an attempt may run through the scorer ([`Task::run_tool`]), each
+    /// with the limits its worker process runs under.
+    #[serde(default)]
+    pub tools: Vec<ToolSpec>,
+}
+
+/// One experiment tool of a task and what one call of it may use. Each call runs in a worker
+/// process of its own (like a scoring run), so these are enforced from outside: a call over
+/// them is stopped and refused, and the service goes on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    /// Its arguments, as the instructions show them (`n_embd=N max_iters=N [seed=N]`).
+    pub usage: String,
+    /// Wall-clock limit of one call, seconds.
+    pub wall_s: u64,
+    /// Address space of the worker, bytes (virtual memory: mapped libraries and thread stacks
+    /// count).
+    pub memory_bytes: u64,
+    /// Whether a call on a GPU profile uses the GPU, and so holds the device lock that keeps
+    /// scoring runs' timings undisturbed.
+    pub needs_gpu: bool,
+}
+
+impl ToolSpec {
+    /// A CPU tool.
+    pub fn cpu(name: &str, usage: &str, wall_s: u64, memory_bytes: u64) -> Self {
+        ToolSpec {
+            name: name.into(),
+            usage: usage.into(),
+            wall_s,
+            memory_bytes,
+            needs_gpu: false,
+        }
+    }
 }
 
 /// One file of a submission and its size limit.
@@ -96,6 +131,26 @@ impl TaskInfo {
             .iter()
             .map(|f| f.name.clone())
             .collect()
+    }
+
+    /// Looks up a tool by name, with an error listing the task's tools.
+    pub fn tool(&self, name: &str) -> Result<&ToolSpec> {
+        self.tools.iter().find(|t| t.name == name).ok_or_else(|| {
+            crate::Error::Usage(if self.tools.is_empty() {
+                format!("task {} has no tools (asked for {name:?})", self.name)
+            } else {
+                let names: Vec<String> = self
+                    .tools
+                    .iter()
+                    .map(|t| format!("{} {}", t.name, t.usage))
+                    .collect();
+                format!(
+                    "task {} has no tool {name:?}; its tools: {}",
+                    self.name,
+                    names.join("; ")
+                )
+            })
+        })
     }
 
     /// Looks up a profile by name, with an error listing the valid names.
@@ -294,8 +349,8 @@ pub trait Task: Send + Sync {
     }
 }
 
-/// One call of a task's experiment tool ([`Task::run_tool`]).
-#[derive(Debug, Clone)]
+/// One call of a task's experiment tool ([`Task::run_tool`]), as the tool's worker receives it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ToolRequest {
     pub profile: String,
     pub name: String,
@@ -327,7 +382,7 @@ impl ToolRequest {
 }
 
 /// What a tool call printed, and the same as one JSON value for `--json`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ToolReply {
     pub text: String,
     pub value: serde_json::Value,

@@ -147,6 +147,7 @@ impl KernelTask for CudaBacktest {
             // samples also run the (multi-threaded) CPU oracle.
             score_timeout_s: 600,
             human_minutes: Some(770.0),
+            tools: Vec::new(),
         }
     }
 

@@ -218,6 +218,7 @@ impl Task for FixEmbedding {
             default_time_limit_minutes: 480,
             score_timeout_s: 600,
             human_minutes: Some(480.0),
+            tools: Vec::new(),
         }
     }
 

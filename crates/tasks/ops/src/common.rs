@@ -421,6 +421,7 @@ pub fn info(name: &str, title: &str, summary: &str, score_timeout_s: u64) -> Tas
         default_time_limit_minutes: 480,
         score_timeout_s,
         human_minutes: Some(240.0),
+        tools: Vec::new(),
     }
 }
 

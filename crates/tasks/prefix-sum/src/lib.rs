@@ -116,6 +116,7 @@ impl KernelTask for PrefixSum {
             default_time_limit_minutes: 480,
             score_timeout_s: 180,
             human_minutes: Some(480.0),
+            tools: Vec::new(),
         }
     }
 

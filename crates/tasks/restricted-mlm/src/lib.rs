@@ -235,6 +235,7 @@ impl Task for RestrictedMlm {
             default_time_limit_minutes: 480,
             score_timeout_s: 1800,
             human_minutes: Some(480.0),
+            tools: Vec::new(),
         }
     }
 

@@ -48,6 +48,16 @@ pub const EXPERIMENT_LOG: &str = "experiments.jsonl";
 /// Most bytes of the experiment log the scorer reads for its report.
 const MAX_LOG_BYTES: u64 = 16 << 20;
 
+/// The `train` tool and the limits of one call. The longest legal run (at the experiment cap)
+/// takes well under the wall limit on the CPU trainer; the address space covers the trainer's
+/// threads and buffers with room, and stops an allocation that runs away.
+fn train_tool() -> rdbench_core::task::ToolSpec {
+    rdbench_core::task::ToolSpec {
+        needs_gpu: true,
+        ..rdbench_core::task::ToolSpec::cpu("train", "n_embd=N max_iters=N [seed=N]", 600, 4 << 30)
+    }
+}
+
 /// The scaling-law task. Construct with `ScalingLaw::default()`.
 #[derive(Debug, Clone, Default)]
 pub struct ScalingLaw {}
@@ -279,6 +289,7 @@ impl Task for ScalingLaw {
             default_time_limit_minutes: 480,
             score_timeout_s: 60,
             human_minutes: Some(480.0),
+            tools: vec![train_tool()],
         }
     }
 
@@ -410,6 +421,7 @@ pub fn instructions(spec: &Spec) -> Result<String> {
         None => (spec.min_n_embd, spec.max_n_embd),
     };
     let start = starting_answer(spec);
+    let example = spec.example_experiment();
     rdbench_core::template::render(
         include_str!("instructions.md"),
         &[
@@ -427,6 +439,8 @@ pub fn instructions(spec: &Spec) -> Result<String> {
             ("MAX_W", &hi.to_string()),
             ("TRAIN_MIN_W", &spec.min_n_embd.to_string()),
             ("TRAIN_MAX_W", &spec.max_n_embd.to_string()),
+            ("EXAMPLE_N", &example.0.to_string()),
+            ("EXAMPLE_ITERS", &example.1.to_string()),
             ("START_N", &start.n_embd.to_string()),
             ("START_ITERS", &start.max_iters.to_string()),
             ("START_LOSS", &start.loss_prediction.to_string()),

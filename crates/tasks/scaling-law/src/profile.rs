@@ -77,6 +77,14 @@ impl Spec {
         self.budget / self.experiment_ratio
     }
 
+    /// An experiment the instructions show as an example (`n_embd`, `max_iters`): twice the
+    /// smallest width, for half the experiment cap, so that it runs as shown on this profile.
+    pub fn example_experiment(&self) -> (usize, usize) {
+        let n_embd = (2 * self.min_n_embd).min(self.max_n_embd);
+        let iters = (self.experiment_cap() / 2.0 / self.flops_per_iter(n_embd as f64)).floor();
+        (n_embd, (iters as usize).max(1))
+    }
+
     /// The most FLOPs a valid answer may use (10 % over the budget, as in RE-Bench).
     pub fn answer_cap(&self) -> f64 {
         1.1 * self.budget
@@ -183,6 +191,16 @@ pub fn by_name(name: &str) -> Option<Spec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_instructions_example_is_a_legal_experiment_on_every_profile() {
+        for spec in [tiny(), full()] {
+            let (n_embd, max_iters) = spec.example_experiment();
+            crate::experiment::check_experiment(&spec, n_embd, max_iters)
+                .unwrap_or_else(|e| panic!("{}: {n_embd} x {max_iters}: {e}", spec.name));
+            assert!(max_iters >= 10, "{}: {max_iters} steps", spec.name);
+        }
+    }
 
     #[test]
     fn flops_follow_the_original_formula() {

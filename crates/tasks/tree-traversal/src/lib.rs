@@ -297,6 +297,7 @@ impl Task for TreeTraversal {
             default_time_limit_minutes: 120,
             score_timeout_s: 120,
             human_minutes: Some(120.0),
+            tools: Vec::new(),
         }
     }
 
