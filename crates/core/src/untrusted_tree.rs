@@ -17,7 +17,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
@@ -317,78 +317,75 @@ pub fn lookup_user(name: &str) -> io::Result<UserIds> {
     ))
 }
 
+/// How long [`as_user`]'s writer may take before it is killed: writing an attempt's files
+/// takes milliseconds, so only a writer stuck on its filesystem gets near it.
+pub const WRITER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Runs `work` in a child process that has become `user` (no supplementary groups), and
 /// returns what it returned. For root writing into a user's tree: the kernel then refuses
-/// whatever the user could not do. The caller must be single-threaded (a command-line
-/// client): the child of a fork only runs `work` and exits.
+/// whatever the user could not do. The child is forked, dropped to `user`, reaped and its
+/// result checked by [`rdbench_runner::fork_call`].
+///
+/// The caller must be single-threaded (a command-line client): the child of a fork is a copy
+/// of the calling thread alone, and `work` allocates (paths, messages), so an allocator or
+/// stdio lock another thread held at the fork would never be released there. That is the
+/// whole of `fork_call`'s safety condition, and why this is for the operator's client only.
+/// The writer is killed after [`WRITER_DEADLINE`].
 pub fn as_user(
     user: UserIds,
     work: impl FnOnce() -> Result<String, String>,
 ) -> Result<String, String> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the two descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", io::Error::last_os_error()));
-    }
-    let (read_end, write_end) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
-    // SAFETY: the caller is single-threaded; the child only drops privileges, runs `work`,
-    // writes its answer and exits without unwinding into the parent's state.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("fork: {}", io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        drop(read_end);
-        let mut out = write_end;
-        let dropped = unsafe {
-            libc::setgroups(0, std::ptr::null()) == 0
-                && libc::setresgid(user.gid, user.gid, user.gid) == 0
-                && libc::setresuid(user.uid, user.uid, user.uid) == 0
-                && libc::geteuid() == user.uid
-        };
-        let (code, text) = if !dropped {
-            (
-                1,
-                format!(
-                    "cannot become uid {}: {}",
-                    user.uid,
-                    io::Error::last_os_error()
-                ),
-            )
-        } else {
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
-                Ok(Ok(text)) => (0, text),
-                Ok(Err(text)) => (1, text),
-                Err(_) => (1, "the writer failed".to_string()),
-            }
-        };
-        let _ = out.write_all(text.as_bytes());
-        drop(out);
-        // SAFETY: ends the child without running the parent's exit handlers.
-        unsafe { libc::_exit(code) };
-    }
-    drop(write_end);
-    let mut text = String::new();
-    let _ = (&read_end).take(1 << 20).read_to_string(&mut text);
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
-        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            return Err(format!("waitpid: {}", io::Error::last_os_error()));
-        }
-    }
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-        Ok(text)
-    } else if text.is_empty() {
-        Err(format!("the writer as uid {} failed", user.uid))
-    } else {
-        Err(text)
+    let ids = Some((user.uid, user.gid));
+    // SAFETY: the caller is single-threaded (above); the child runs `work` and exits.
+    match unsafe { rdbench_runner::fork_call(work, ids, Some(WRITER_DEADLINE)) } {
+        Ok(result) => result,
+        Err(e @ rdbench_runner::ForkError::Credentials { .. }) => Err(e.to_string()),
+        Err(e) => Err(format!("the writer as uid {}: {e}", user.uid)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// As root: the work runs with the user's rights (a folder of root's is refused, one of
+    /// the user's is written, the file is the user's); otherwise dropping is refused.
+    #[test]
+    fn as_user_writes_with_the_users_rights_only() {
+        use std::os::unix::fs::MetadataExt;
+        let nobody = UserIds {
+            uid: 65534,
+            gid: 65534,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let write = |dir: std::path::PathBuf| {
+            move || {
+                let fd = open_dir(&dir).map_err(|e| e.to_string())?;
+                write_new(&fd, "f.txt", b"x").map_err(|e| e.to_string())?;
+                Ok(format!("wrote as {}", unsafe { libc::geteuid() }))
+            }
+        };
+        if crate::fsutil::effective_uid() != 0 {
+            let e = as_user(nobody, write(root.clone())).unwrap_err();
+            assert!(e.contains("cannot become uid 65534"), "{e}");
+            return;
+        }
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let e = as_user(nobody, write(root.clone())).unwrap_err();
+        assert!(e.contains("Permission denied"), "root's folder: {e}");
+        assert!(!root.join("f.txt").exists());
+        let theirs = root.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(nobody.uid), Some(nobody.gid)).unwrap();
+        assert_eq!(
+            as_user(nobody, write(theirs.clone())).unwrap(),
+            "wrote as 65534"
+        );
+        let meta = std::fs::metadata(theirs.join("f.txt")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    }
 
     #[test]
     fn a_walk_refuses_a_link_anywhere_and_new_files_never_write_through_one() {

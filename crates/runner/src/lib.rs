@@ -90,8 +90,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use capture::Captured;
-pub use forked::{fork_call, ForkError};
 use capture::Tail;
+pub use forked::{fork_call, ForkError};
 
 /// What a child may use, set with `setrlimit` in the child before exec (soft and hard limit
 /// alike, so the program cannot raise them again). `None` leaves the parent's limit.
