@@ -78,6 +78,7 @@
 
 mod capture;
 mod forked;
+pub mod sandbox;
 mod spawn;
 pub mod worker;
 
@@ -320,6 +321,8 @@ pub struct Outcome {
     /// group killed: it left the process group (only possible without a PID namespace) and
     /// may still be running.
     pub leaked: bool,
+    /// What the sandbox applied, for a [`Command::sandbox`] run.
+    pub sandbox: Option<sandbox::Applied>,
 }
 
 /// Why a child could not be run. The OS error is kept as it came.
@@ -349,6 +352,8 @@ pub enum Error {
     Nul,
     #[error("a descriptor to capture must be 3 or above and given once, not {0}")]
     BadDescriptor(RawFd),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
 }
 
 fn os(what: &'static str) -> impl FnOnce(io::Error) -> Error {
@@ -376,6 +381,9 @@ pub struct Command<'a> {
     credentials: Option<(u32, u32)>,
     on_stderr_line: Option<LineHook<'a>>,
     pre_exec: Option<Box<spawn::PreExec>>,
+    sandbox: Option<sandbox::Sandbox>,
+    /// Descriptors the child inherits as they are: (ours, its number there).
+    pass: Vec<(OwnedFd, RawFd)>,
 }
 
 /// Longest line handed to [`Command::on_stderr_line`]; longer lines come in pieces.
@@ -403,6 +411,8 @@ impl<'a> Command<'a> {
             credentials: None,
             on_stderr_line: None,
             pre_exec: None,
+            sandbox: None,
+            pass: Vec::new(),
         }
     }
 
@@ -514,6 +524,15 @@ impl<'a> Command<'a> {
         self
     }
 
+    /// Runs the program in `sandbox` (see [`sandbox`]): the program is resolved on the
+    /// sandbox's `PATH`, its environment is the sandbox's plus what [`Self::env`] sets, its
+    /// folder ([`Self::current_dir`]) a path inside; limits, deadline, output and the typed
+    /// exit are as without it. The sandbox decides the user ([`Self::credentials`] is not used).
+    pub fn sandbox(&mut self, sandbox: sandbox::Sandbox) -> &mut Self {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
     /// Spawns and waits: the whole lifecycle.
     pub fn run(&mut self) -> Result<Outcome, Error> {
         self.spawn()?.wait()
@@ -521,6 +540,39 @@ impl<'a> Command<'a> {
 
     /// Starts the child. Its output is read only by [`Child::wait`]: call it next.
     pub fn spawn(&mut self) -> Result<Child<'a>, Error> {
+        match self.sandbox.clone() {
+            Some(sandbox) => self.spawn_sandboxed(&sandbox),
+            None => self.spawn_direct(),
+        }
+    }
+
+    /// The same lifecycle around bwrap, which sets the sandbox up and runs the program
+    /// through the shim; the shim's status pipe is captured like any descriptor.
+    fn spawn_sandboxed(&mut self, sandbox: &sandbox::Sandbox) -> Result<Child<'a>, Error> {
+        let launch = sandbox.launch(&self.program, &self.args, &self.env, self.cwd.as_deref())?;
+        let mut outer = Command::new(&launch.bwrap);
+        outer.args(&launch.args).env_clear();
+        outer.stdin = self.stdin.take();
+        outer.stdout = self.stdout;
+        outer.stderr = self.stderr;
+        outer.fds = self.fds.clone();
+        outer.fds.push((launch.status_fd, 4096));
+        outer.limits = self.limits.clone();
+        outer.deadline = self.deadline;
+        outer.contain = self.contain;
+        outer.credentials = launch.credentials;
+        outer.on_stderr_line = self.on_stderr_line.take();
+        outer.pre_exec = self.pre_exec.take();
+        outer.pass = launch.pass;
+        let mut child = outer.spawn_direct()?;
+        child.sandbox = Some(sandbox::Running {
+            status_fd: launch.status_fd,
+            program: self.program.to_string_lossy().into_owned(),
+        });
+        Ok(child)
+    }
+
+    fn spawn_direct(&mut self) -> Result<Child<'a>, Error> {
         let started = Instant::now();
         let prog = resolve(&self.program, self.path_var().as_deref())?;
         let program_name = self.program.to_string_lossy().into_owned();
@@ -551,7 +603,8 @@ impl<'a> Command<'a> {
         // Descriptors: (source in the parent, target in the child); the parent keeps the
         // other ends.
         let mut targets: Vec<RawFd> = vec![0, 1, 2];
-        for &(fd, _) in &self.fds {
+        let asked = self.fds.iter().map(|&(fd, _)| fd);
+        for fd in asked.chain(self.pass.iter().map(|&(_, fd)| fd)) {
             if fd < 3 || targets.contains(&fd) {
                 return Err(Error::BadDescriptor(fd));
             }
@@ -595,6 +648,7 @@ impl<'a> Command<'a> {
             child_ends.push((w, fd));
             streams.push(Stream::new(r, Which::Fd(fd), tail));
         }
+        child_ends.append(&mut self.pass);
         // Every source above every target: no dup2 in the child overwrites one still needed.
         let child_ends: Vec<(OwnedFd, RawFd)> = child_ends
             .into_iter()
@@ -730,6 +784,7 @@ impl<'a> Command<'a> {
             limits: self.limits.clone(),
             on_stderr_line: self.on_stderr_line.take(),
             reaped: false,
+            sandbox: None,
         })
     }
 
@@ -886,6 +941,7 @@ pub struct Child<'a> {
     limits: Limits,
     on_stderr_line: Option<LineHook<'a>>,
     reaped: bool,
+    sandbox: Option<sandbox::Running>,
 }
 
 impl Child<'_> {
@@ -996,9 +1052,6 @@ impl Child<'_> {
         }
         let (raw, ru) = reaped.expect("the loop ends after the reap");
         let usage = Usage::from_rusage(&ru);
-        // With a namespace the init passed on the program's own status; without it (the
-        // init itself was killed: our deadline) the init's status stands.
-        let status = Status::from_raw(self.program_status().unwrap_or(raw));
         let mut stderr = Captured::default();
         let mut stdout = Captured::default();
         let mut fds = Vec::new();
@@ -1010,6 +1063,18 @@ impl Child<'_> {
                 Which::Fd(fd) => fds.push((fd, got)),
             }
         }
+        // In a sandbox the shim reports the program's exact status (bwrap only passes on an
+        // exit code); else, with a namespace, the init passed it on; without either (the init
+        // itself was killed: our deadline) the init's status stands.
+        let (shim_status, applied) = match &self.sandbox {
+            Some(running) => {
+                let at = fds.iter().position(|(fd, _)| *fd == running.status_fd);
+                let report = at.map(|i| fds.remove(i).1).unwrap_or_default();
+                sandbox::conclude(running, &report.tail, timed_out, &stderr.tail)?
+            }
+            None => (None, None),
+        };
+        let status = Status::from_raw(shim_status.or_else(|| self.program_status()).unwrap_or(raw));
         let exit = classify(status, timed_out, &self.limits, &usage, &stderr);
         Ok(Outcome {
             exit,
@@ -1021,6 +1086,7 @@ impl Child<'_> {
             fds,
             containment: self.containment.clone(),
             leaked,
+            sandbox: applied,
         })
     }
 

@@ -1,0 +1,286 @@
+//! The shim: the first program bwrap runs inside the sandbox, after its mounts and under its
+//! seccomp filters, as pid 1 of the sandbox's PID namespace (`--as-pid-1`). It
+//!
+//! 1. makes itself non-dumpable (so the program, same uid, cannot open its descriptors or
+//!    memory through `/proc`),
+//! 2. applies the Landlock ruleset (read-only on the binds, read-write on `/work` and `/tmp`,
+//!    device files under `/dev`); Landlock comes after bwrap's mounts because a landlocked
+//!    process may not change its mount topology,
+//! 3. reports `ready` on the status descriptor, forks the program and execs it (resolved on
+//!    the sandbox's `PATH`), reaping every orphan of the namespace meanwhile,
+//! 4. reports the program's raw wait status, and exits: pid 1 exiting makes the kernel kill
+//!    whatever is left in the namespace.
+//!
+//! bwrap itself only passes on an exit code (a signal becomes 128 + its number); the status
+//! line keeps signals, and so the runner's limit classification, exact. As pid 1 the shim
+//! receives no signal from inside the namespace that it does not handle, so the program
+//! cannot kill its own reporter.
+//!
+//! The status descriptor carries lines: `ready landlock=full|partial|none`,
+//! `error STAGE ERRNO` (then exit 127), `status RAW`.
+
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
+    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+};
+
+use super::{Applied, LandlockApplied};
+
+/// The Landlock version whose rights are handled; an older kernel enforces the subset it knows.
+const TARGET_ABI: ABI = ABI::V6;
+
+/// One Landlock rule the shim is asked to add, as passed on its command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// Read and execute beneath this path (`ro:PATH`).
+    Read(PathBuf),
+    /// Every right beneath this path (`rw:PATH`).
+    Write(PathBuf),
+    /// Read, write and ioctl of device files beneath this path (`dev:PATH`).
+    Device(PathBuf),
+}
+
+impl Rule {
+    pub(crate) fn to_arg(&self) -> OsString {
+        let (tag, path) = match self {
+            Rule::Read(p) => ("ro:", p),
+            Rule::Write(p) => ("rw:", p),
+            Rule::Device(p) => ("dev:", p),
+        };
+        let mut arg = OsString::from(tag);
+        arg.push(path);
+        arg
+    }
+
+    fn parse(arg: &[u8]) -> Option<Rule> {
+        let path = |rest: &[u8]| PathBuf::from(OsString::from_vec(rest.to_vec()));
+        if let Some(rest) = arg.strip_prefix(b"ro:") {
+            Some(Rule::Read(path(rest)))
+        } else if let Some(rest) = arg.strip_prefix(b"rw:") {
+            Some(Rule::Write(path(rest)))
+        } else {
+            arg.strip_prefix(b"dev:")
+                .map(|rest| Rule::Device(path(rest)))
+        }
+    }
+}
+
+/// Stages a shim failure names on the status line.
+const STAGE_ARGS: &str = "arguments";
+const STAGE_LANDLOCK: &str = "landlock";
+const STAGE_FORK: &str = "fork";
+pub(crate) const STAGE_EXEC: &str = "exec";
+
+/// Runs the shim with its command line (without the program name): `STATUS_FD RULE... --
+/// PROGRAM ARG...`. Never returns.
+pub fn main(args: Vec<OsString>) -> ! {
+    let Some((status_fd, rules, program)) = parse_args(&args) else {
+        eprintln!(
+            "rdbench-sandbox-shim: usage: STATUS_FD [ro:|rw:|dev:PATH]... -- PROGRAM [ARG]..."
+        );
+        // The status descriptor may be unknown here: stderr is all there is.
+        std::process::exit(127);
+    };
+    let report = |line: String| {
+        let bytes = line.into_bytes();
+        // SAFETY: writes from a live buffer to our own descriptor.
+        unsafe { libc::write(status_fd, bytes.as_ptr().cast(), bytes.len()) };
+    };
+    let fail = |stage: &str, errno: i32| -> ! {
+        report(format!("error {stage} {errno}\n"));
+        std::process::exit(127)
+    };
+    // SAFETY: plain prctl and fcntl on our own descriptor.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        // The program must not inherit the status line.
+        if libc::fcntl(status_fd, libc::F_SETFD, libc::FD_CLOEXEC) != 0 {
+            fail(STAGE_ARGS, errno());
+        }
+    }
+    let landlock = match restrict(&rules) {
+        Ok(applied) => applied,
+        Err(e) => fail(STAGE_LANDLOCK, e.raw_os_error().unwrap_or(libc::EINVAL)),
+    };
+    report(format!("ready landlock={}\n", landlock.as_str()));
+    let Ok(argv) = program
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        fail(STAGE_ARGS, libc::EINVAL)
+    };
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: the shim is single-threaded; the child only execs (or reports and exits).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        fail(STAGE_FORK, errno());
+    }
+    if pid == 0 {
+        // SAFETY: execvp with NUL-terminated arrays that outlive the call.
+        unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
+        fail(STAGE_EXEC, errno());
+    }
+    let mut st: libc::c_int = 0;
+    loop {
+        // Orphans of the namespace come to pid 1: reap them too, until the program.
+        // SAFETY: waits for our own children.
+        let r = unsafe { libc::waitpid(-1, &mut st, 0) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && errno() != libc::EINTR {
+            std::process::exit(125);
+        }
+    }
+    report(format!("status {st}\n"));
+    // Exiting ends the namespace, and with it whatever the program left behind.
+    std::process::exit(if libc::WIFEXITED(st) {
+        libc::WEXITSTATUS(st)
+    } else {
+        128 + libc::WTERMSIG(st)
+    })
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn parse_args(args: &[OsString]) -> Option<(libc::c_int, Vec<Rule>, Vec<OsString>)> {
+    let status_fd: libc::c_int = args.first()?.to_str()?.parse().ok()?;
+    let sep = args.iter().position(|a| a == "--")?;
+    let rules = args[1..sep]
+        .iter()
+        .map(|a| Rule::parse(a.as_bytes()))
+        .collect::<Option<Vec<_>>>()?;
+    let program = args[sep + 1..].to_vec();
+    (status_fd >= 3 && !program.is_empty()).then_some((status_fd, rules, program))
+}
+
+/// Applies the ruleset to this process (and so to the program it forks). Paths that do not
+/// exist are skipped: a bind made with `optional`.
+fn restrict(rules: &[Rule]) -> std::io::Result<LandlockApplied> {
+    let io = |e: landlock::RulesetError| std::io::Error::other(e.to_string());
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(TARGET_ABI))
+        .map_err(io)?
+        // No rule for TCP: binding and connecting are refused (there is no network anyway).
+        .handle_access(AccessNet::from_all(TARGET_ABI))
+        .map_err(io)?
+        // Signals and abstract Unix sockets only within the sandbox.
+        .scope(Scope::from_all(TARGET_ABI))
+        .map_err(io)?
+        .create()
+        .map_err(io)?;
+    let read = AccessFs::from_read(TARGET_ABI);
+    let device = AccessFs::ReadFile
+        | AccessFs::WriteFile
+        | AccessFs::ReadDir
+        | AccessFs::Truncate
+        | AccessFs::IoctlDev;
+    for rule in rules {
+        let (path, rights): (&Path, _) = match rule {
+            Rule::Read(p) => (p, read),
+            Rule::Write(p) => (p, AccessFs::from_all(TARGET_ABI)),
+            Rule::Device(p) => (p, device),
+        };
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        // A file (`/etc/ld.so.cache`, a device node) takes only file rights.
+        let rights = if meta.is_dir() {
+            rights
+        } else {
+            rights & AccessFs::from_file(TARGET_ABI)
+        };
+        let fd = PathFd::new(path).map_err(|e| std::io::Error::other(e.to_string()))?;
+        ruleset = ruleset.add_rule(PathBeneath::new(fd, rights)).map_err(io)?;
+    }
+    let status = ruleset.restrict_self().map_err(io)?;
+    Ok(match status.ruleset {
+        RulesetStatus::FullyEnforced => LandlockApplied::Full,
+        RulesetStatus::PartiallyEnforced => LandlockApplied::Partial,
+        RulesetStatus::NotEnforced => LandlockApplied::None,
+    })
+}
+
+/// What the shim said on the status descriptor.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Report {
+    pub ready: Option<LandlockApplied>,
+    /// A stage and an errno: the shim failed, before or at the program's exec.
+    pub error: Option<(String, i32)>,
+    /// The program's raw wait status.
+    pub status: Option<libc::c_int>,
+}
+
+impl Report {
+    pub(crate) fn parse(bytes: &[u8]) -> Report {
+        let mut report = Report::default();
+        for line in String::from_utf8_lossy(bytes).lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["ready", landlock] => {
+                    report.ready = LandlockApplied::parse(landlock.trim_start_matches("landlock="))
+                }
+                ["error", stage, errno] => {
+                    report.error = errno.parse().ok().map(|e| (stage.to_string(), e))
+                }
+                ["status", raw] => report.status = raw.parse().ok(),
+                _ => {}
+            }
+        }
+        report
+    }
+
+    pub(crate) fn applied(&self) -> Option<Applied> {
+        self.ready.map(|landlock| Applied {
+            landlock,
+            limits: super::LimitsBy::Rlimits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_survive_the_command_line() {
+        for rule in [
+            Rule::Read("/usr".into()),
+            Rule::Write("/work dir".into()),
+            Rule::Device("/dev".into()),
+        ] {
+            assert_eq!(Rule::parse(rule.to_arg().as_bytes()), Some(rule));
+        }
+        assert_eq!(Rule::parse(b"xx:/usr"), None);
+    }
+
+    #[test]
+    fn a_report_is_read_line_by_line() {
+        let r = Report::parse(b"ready landlock=partial\nstatus 9\n");
+        assert_eq!(r.ready, Some(LandlockApplied::Partial));
+        assert_eq!(r.status, Some(9));
+        assert_eq!(r.error, None);
+        let r = Report::parse(b"ready landlock=full\nerror exec 2\n");
+        assert_eq!(r.error, Some(("exec".into(), 2)));
+        assert_eq!(Report::parse(b"").ready, None);
+    }
+
+    #[test]
+    fn arguments_need_a_descriptor_a_separator_and_a_program() {
+        let a = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        let (fd, rules, prog) = parse_args(&a(&["12", "ro:/usr", "--", "sh", "-c"])).unwrap();
+        assert_eq!((fd, rules.len(), prog.len()), (12, 1, 2));
+        assert!(parse_args(&a(&["12", "ro:/usr", "--"])).is_none());
+        assert!(parse_args(&a(&["2", "--", "sh"])).is_none());
+        assert!(parse_args(&a(&["12", "bad", "--", "sh"])).is_none());
+    }
+}
