@@ -8,7 +8,8 @@
 //! - [`nvrtc`]: compiles CUDA C++ with NVRTC (to CUBIN for the device's exact architecture,
 //!   or PTX), in a resource-limited child process when the binary says so, with an
 //!   authenticated on-disk cache keyed by source, options and NVRTC version.
-//! - [`child_limits`]: the rlimits and wall clock of compiler child processes.
+//! - [`compile_limits`]: the rlimits and wall clock of compiler child processes (run through
+//!   `rdbench_runner`), and [`compile_log`]: what of a compiler's log comes back.
 //! - [`cuda_sig`]: the `extern "C" __global__` signatures of a CUDA source (a small C front end).
 //! - [`expr`] and [`plan`]: the declarative `launch.toml` of kernel submissions: integer
 //!   expressions of the problem size and named constants, scratch buffers, launches.
@@ -24,7 +25,8 @@
 
 pub mod backend;
 pub mod bench;
-pub mod child_limits;
+pub mod compile_limits;
+pub mod compile_log;
 pub mod cuda_sig;
 pub mod device;
 pub mod error;

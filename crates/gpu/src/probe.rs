@@ -102,6 +102,10 @@ pub(crate) fn nvml_loadable() -> Result<(), String> {
     }
 }
 
+/// How long python3 may take to name its site-packages (it takes about 150 ms; a broken
+/// interpreter must not hang the probe).
+const PYTHON_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Folders where the `nvidia-cuda-nvrtc` wheel or a CUDA toolkit may have put libnvrtc.
 fn nvrtc_search_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
@@ -121,13 +125,21 @@ fn nvrtc_search_dirs() -> Vec<PathBuf> {
         dirs.push(PathBuf::from(cuda));
     }
     // Python site-packages: ask python3 once, it knows its own layout.
-    if let Ok(out) = std::process::Command::new("python3")
+    let asked = rdbench_runner::Command::new("python3")
         .args(["-c", "import site,sys;print('\\n'.join(site.getsitepackages()+[site.getusersitepackages()]))"])
-        .stderr(std::process::Stdio::null())
-        .output()
+        .stdout(rdbench_runner::Output::Capture { tail: 64 << 10 })
+        .deadline(PYTHON_DEADLINE)
+        .run();
+    if let Some(out) = asked
+        .ok()
+        .filter(|o| o.exit == rdbench_runner::Exit::Exited(0))
     {
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            for sub in ["nvidia/cu13/lib", "nvidia/cu12/lib", "nvidia/cuda_nvrtc/lib"] {
+        for line in out.stdout.text().lines() {
+            for sub in [
+                "nvidia/cu13/lib",
+                "nvidia/cu12/lib",
+                "nvidia/cuda_nvrtc/lib",
+            ] {
                 dirs.push(Path::new(line.trim()).join(sub));
             }
         }

@@ -786,10 +786,10 @@ mod tests {
         let probe = dir.path().join("probe.h");
         std::fs::write(&probe, "#define RDB_PROBE_INCLUDED 1\n").unwrap();
         let nvrtc = crate::probe::require_nvrtc().is_ok();
-        let gcc = std::process::Command::new("g++")
+        let gcc = rdbench_runner::Command::new("g++")
             .arg("--version")
-            .output()
-            .is_ok();
+            .run()
+            .is_ok_and(|o| o.exit == rdbench_runner::Exit::Exited(0));
         let prefixes = [
             "",
             "  ",
@@ -866,12 +866,14 @@ mod tests {
                         let by_gcc = gcc && {
                             let file = dir.path().join("x.cpp");
                             std::fs::write(&file, &src).unwrap();
-                            let out = std::process::Command::new("g++")
+                            let out = rdbench_runner::Command::new("g++")
                                 .args(["-std=c++17", "-fsyntax-only", "-w"])
                                 .arg(&file)
-                                .output()
+                                .stderr(rdbench_runner::Output::Capture { tail: 1 << 20 })
+                                .deadline(std::time::Duration::from_secs(60))
+                                .run()
                                 .unwrap();
-                            String::from_utf8_lossy(&out.stderr).contains("RDB_INCLUDED_YES")
+                            out.stderr.text().contains("RDB_INCLUDED_YES")
                         };
                         checked += 1;
                         if by_nvrtc || by_gcc {

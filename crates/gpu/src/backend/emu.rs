@@ -21,13 +21,16 @@
 
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use rdbench_runner::{Exit, Output};
 
 use sha2::{Digest, Sha256};
 
 use super::{Arg, BackendInfo, CompileReport, Dims, KernelBackend};
+use crate::compile_limits::{stderr_suffix, CompileLimits};
+use crate::compile_log::{cap_log, filter_log, filter_log_tail};
 use crate::nvrtc::sandbox::{PreparedRuleset, Sandbox};
 use crate::plan::{parse_kernel_signatures, KernelSignature};
 use crate::GpuError;
@@ -37,15 +40,23 @@ pub const EMU_HEADER: &str = include_str!("../../../../kernels/tools/cuda_emu.h"
 
 /// Limits of the host compile of one emulated module: NVRTC's address space, a longer wall
 /// clock (the emulator header is heavy C++), 16 KiB of log.
-fn host_compile_limits() -> crate::child_limits::CompileLimits {
+fn host_compile_limits() -> CompileLimits {
     let wall = Duration::from_secs(180);
-    crate::child_limits::CompileLimits {
+    CompileLimits {
         wall,
         cpu: wall + Duration::from_secs(15),
         max_log_bytes: 16 * 1024,
         ..Default::default()
     }
 }
+
+/// The end of the host compiler's stderr kept, before [`filter_log_tail`] and the cap: far
+/// more than the submission's own diagnostics need, and bounded whatever the compiler prints.
+const HOST_STDERR_TAIL: usize = 4 << 20;
+
+/// `$CXX --version` answers well within this on any machine; a compiler that does not is
+/// taken for one that does not run.
+const VERSION_DEADLINE: Duration = Duration::from_secs(30);
 
 const BACKEND: &str = "emulator";
 
@@ -54,6 +65,8 @@ type Launcher = unsafe extern "C" fn(u32, u32, *mut *mut c_void);
 /// The CPU emulator as a kernel backend.
 pub struct EmuBackend {
     compiler: String,
+    /// The first line of `$CXX --version`, asked once: part of every module's cache key.
+    version: String,
     /// Compiled modules when no cache is given; made on first use (a scorer compiling into
     /// the cache never makes one, so none is left behind by a process that exits without
     /// dropping it), removed on drop.
@@ -153,19 +166,14 @@ impl EmuBackend {
     /// that compiler does not run.
     pub fn new() -> Result<Self, GpuError> {
         let compiler = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
-        let ok = Command::new(&compiler)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
+        let Some(version) = compiler_version(&compiler) else {
             return Err(GpuError::NoDriver(format!(
                 "the CPU emulator needs a host C++ compiler: `{compiler} --version` did not run (set CXX)"
             )));
-        }
+        };
         Ok(EmuBackend {
             compiler,
+            version,
             scratch: std::sync::OnceLock::new(),
             wall_clock: false,
         })
@@ -183,16 +191,6 @@ impl EmuBackend {
         })
     }
 
-    fn compiler_version(&self) -> String {
-        Command::new(&self.compiler)
-            .arg("--version")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.lines().next().map(str::to_string))
-            .unwrap_or_else(|| self.compiler.clone())
-    }
-
     /// The shared object for `source`, built unless the cache has it.
     fn build(
         &self,
@@ -202,10 +200,10 @@ impl EmuBackend {
         cache: Option<&Path>,
     ) -> Result<(PathBuf, bool), GpuError> {
         let wrapper = wrapper_source(signatures);
-        let version = self.compiler_version();
+        let version = &self.version;
         let key = {
             let mut h = Sha256::new();
-            for part in [EMU_HEADER, source, &wrapper, &version] {
+            for part in [EMU_HEADER, source, &wrapper, version] {
                 h.update((part.len() as u64).to_le_bytes());
                 h.update(part.as_bytes());
             }
@@ -236,11 +234,11 @@ impl EmuBackend {
             std::fs::write(&p, text).map_err(io(&p))?;
         }
         let out = build_dir.join("module.so");
-        let limits = host_compile_limits();
-        let mut cmd = Command::new(&self.compiler);
         // The same limits as NVRTC's child: the source's templates could exhaust memory here
-        // as well. In its own process group, so a kill stops cc1plus, not only the driver.
-        limits.apply(&mut cmd);
+        // as well. Through the runner: its deadline and namespace stop cc1plus and `as` too,
+        // not only the driver.
+        let limits = host_compile_limits();
+        let mut cmd = limits.command(&self.compiler, HOST_STDERR_TAIL);
         // And the same kind of sandbox: the toolchain reads only the system's toolchain
         // folders and writes only the build folder (its temporary files go there too).
         let ruleset = host_compile_ruleset(&self.compiler, &build_dir)?;
@@ -250,13 +248,9 @@ impl EmuBackend {
                 tracing::warn!("the emulator's host compiler runs without a sandbox ({why})")
             });
         }
-        cmd.env("TMPDIR", &build_dir);
-        {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: apply_in_child makes only async-signal-safe system calls.
-            unsafe { cmd.pre_exec(move || ruleset.apply_in_child()) };
-        }
-        let mut child = cmd
+        // SAFETY: apply_in_child makes only system calls on the ruleset made above.
+        unsafe { cmd.pre_exec(move || ruleset.apply_in_child()) };
+        cmd.env("TMPDIR", &build_dir)
             .args([
                 "-std=c++17",
                 "-O1",
@@ -269,67 +263,47 @@ impl EmuBackend {
             .arg(&build_dir)
             .arg("-o")
             .arg(&out)
-            .arg(build_dir.join("wrapper.cpp"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| GpuError::NoDriver(format!("running {}: {e}", self.compiler)))?;
-        let stderr = child.stderr.take();
-        let reader = std::thread::spawn(move || {
-            let mut log = Vec::new();
-            if let Some(mut s) = stderr {
-                let _ = std::io::Read::read_to_end(&mut s, &mut log);
-            }
-            log
-        });
-        let started = Instant::now();
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if started.elapsed() > limits.wall => {
-                    crate::child_limits::kill_group(child.id());
-                    let _ = child.wait();
-                    let _ = std::fs::remove_dir_all(&build_dir);
-                    return Err(GpuError::ResourceLimit {
-                        name: name.into(),
-                        limit: format!("{} s wall clock", limits.wall.as_secs()),
-                        detail: format!(
-                            "the host compile ({}, CPU emulator) was still running after {} s and was killed",
-                            self.compiler,
-                            limits.wall.as_secs()
-                        ),
-                    });
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => return Err(GpuError::NoDriver(format!("{}: {e}", self.compiler))),
+            .arg(build_dir.join("wrapper.cpp"));
+        let what = format!("the host compile ({}, CPU emulator)", self.compiler);
+        let outcome = cmd.run();
+        let failed = |e| {
+            let _ = std::fs::remove_dir_all(&build_dir);
+            Err(e)
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                return failed(GpuError::NoDriver(format!(
+                    "running {}: {e}",
+                    self.compiler
+                )))
             }
         };
-        let log = reader.join().unwrap_or_default();
-        if !status.success() {
-            let _ = std::fs::remove_dir_all(&build_dir);
-            let mut log = String::from_utf8_lossy(&log).into_owned();
+        if let Some(e) = limits.ended_at_a_limit(name, &what, &outcome) {
+            return failed(e);
+        }
+        if outcome.exit != Exit::Exited(0) {
+            let mut log = outcome.stderr.text();
             // The wrapper's paths are the kit's, not the agent's: show the submission's name.
             log = log.replace(&build_dir.join("solution.cu").display().to_string(), name);
             // Only what the compiler says about the submission itself (not the wrapper, the
             // header or a system file it quotes) comes back.
-            let log = crate::child_limits::filter_log(&log, name);
-            let log = crate::child_limits::cap_log(log, limits.max_log_bytes);
-            // cc1plus out of address space says so and exits; killed by RLIMIT_CPU it dies
-            // by SIGXCPU (or SIGKILL at the hard limit).
-            use std::os::unix::process::ExitStatusExt;
-            let cpu = matches!(status.signal(), Some(libc::SIGXCPU | libc::SIGKILL));
-            if cpu || log.contains("out of memory") || log.contains("virtual memory exhausted") {
-                return Err(GpuError::ResourceLimit {
+            let log = if outcome.stderr.complete() {
+                filter_log(&log, name)
+            } else {
+                filter_log_tail(&log, name)
+            };
+            let log = cap_log(log, limits.max_log_bytes);
+            // A SIGKILL that was neither the deadline nor the CPU limit: the kernel's OOM
+            // killer, stopping what this source made the compiler do.
+            if outcome.exit == Exit::Signaled(libc::SIGKILL) {
+                return failed(GpuError::ResourceLimit {
                     name: name.into(),
                     limit: limits.describe(),
-                    detail: format!(
-                        "the host compile ({}, CPU emulator): {status}\n{log}",
-                        self.compiler
-                    ),
+                    detail: format!("{what}: {}{}", outcome.exit, stderr_suffix(&outcome)),
                 });
             }
-            return Err(GpuError::Compile {
+            return failed(GpuError::Compile {
                 name: name.into(),
                 options: format!("{} (CPU emulator)", self.compiler),
                 log,
@@ -347,6 +321,23 @@ impl EmuBackend {
         }
         Ok((so, false))
     }
+}
+
+/// The first line of `compiler --version` (or the compiler's name when it prints none), or
+/// `None` when it does not run and exit 0 within [`VERSION_DEADLINE`].
+fn compiler_version(compiler: &str) -> Option<String> {
+    let outcome = rdbench_runner::Command::new(compiler)
+        .arg("--version")
+        .stdout(Output::Capture { tail: 4096 })
+        .deadline(VERSION_DEADLINE)
+        .run()
+        .ok()?;
+    (outcome.exit == Exit::Exited(0)).then(|| {
+        let text = outcome.stdout.text();
+        text.lines()
+            .next()
+            .map_or_else(|| compiler.to_string(), str::to_string)
+    })
 }
 
 /// The Landlock ruleset of a host compile with `compiler` in `build_dir`: read (and run) the
@@ -458,7 +449,7 @@ impl KernelBackend for EmuBackend {
             timed: self.wall_clock,
             peaks: None,
             l2_bytes: 0,
-            compiler: self.compiler_version(),
+            compiler: self.version.clone(),
         }
     }
 
@@ -482,7 +473,7 @@ impl KernelBackend for EmuBackend {
                 signatures,
             },
             CompileReport {
-                compiler: self.compiler_version(),
+                compiler: self.version.clone(),
                 cached,
             },
         ))

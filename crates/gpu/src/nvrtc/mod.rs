@@ -14,7 +14,7 @@
 //! - **A sandbox** ([`sandbox`]): the child restricts itself with Landlock before compiling,
 //!   so that NVRTC can read only its own library folder, whatever the source asks for; and
 //!   every log is cut down to the diagnostics about the submission's own file
-//!   ([`filter_log`](crate::child_limits::filter_log)), so no other file's lines come back.
+//!   ([`filter_log`](crate::compile_log::filter_log)), so no other file's lines come back.
 //! - **An authenticated cache** ([`cache`]): results are cached on disk keyed by the source,
 //!   the options and the NVRTC version, and an entry counts only if its HMAC under the
 //!   cache's private secret checks out, so a CUBIN planted under the predictable name is
@@ -31,7 +31,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use crate::child_limits::CompileLimits;
+pub use crate::compile_limits::CompileLimits;
 pub use child::child_main;
 
 use crate::probe::{nvrtc_version, require_nvrtc};
@@ -198,19 +198,19 @@ pub fn compile_with(
     }
     let (image, log) = match isolation {
         Isolation::InProcess => compile_uncached(source, name, &flags, opts.output)
-            .map(|(image, log)| (image, crate::child_limits::cap_log(log, MAX_LOG_BYTES)))
+            .map(|(image, log)| (image, crate::compile_log::cap_log(log, MAX_LOG_BYTES)))
             .map_err(|e| match e {
                 GpuError::Compile { log, .. } if is_out_of_memory(&log) => {
                     GpuError::ResourceLimit {
                         name: name.into(),
                         limit: "this machine's memory".into(),
-                        detail: crate::child_limits::cap_log(log, MAX_LOG_BYTES),
+                        detail: crate::compile_log::cap_log(log, MAX_LOG_BYTES),
                     }
                 }
                 GpuError::Compile { name, options, log } => GpuError::Compile {
                     name,
                     options,
-                    log: crate::child_limits::cap_log(log, MAX_LOG_BYTES),
+                    log: crate::compile_log::cap_log(log, MAX_LOG_BYTES),
                 },
                 other => other,
             })?,
@@ -228,7 +228,7 @@ pub fn compile_with(
 }
 
 /// Most compiler log kept from an in-process compile (a child's limits carry their own).
-const MAX_LOG_BYTES: usize = crate::child_limits::DEFAULT_MAX_LOG_BYTES;
+const MAX_LOG_BYTES: usize = crate::compile_limits::DEFAULT_MAX_LOG_BYTES;
 
 /// NVRTC's wording when an allocation fails inside the compiler: the API reports it as a
 /// plain compilation error (`NVRTC_ERROR_COMPILATION`), with this in the log.
@@ -263,7 +263,7 @@ fn compile_uncached(
                     .take_while(|&b| b != 0)
                     .collect();
                 // Only what NVRTC says about the submission itself reaches the agent.
-                crate::child_limits::filter_log(&String::from_utf8_lossy(&bytes), name)
+                crate::compile_log::filter_log(&String::from_utf8_lossy(&bytes), name)
             })
             .unwrap_or_default();
         match compiled {

@@ -352,32 +352,33 @@ mod tests {
 
     /// Runs the test `name` of this binary again as a child with `vars`, returning its output.
     fn rerun(name: &str, vars: &[(&str, &Path)]) -> String {
-        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        use rdbench_runner::{Exit, Output};
+        let mut cmd = rdbench_runner::Command::new(std::env::current_exe().unwrap());
         cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, "1");
+            .env(CHILD_ENV, "1")
+            .stdout(Output::Capture { tail: 1 << 20 })
+            .stderr(Output::Capture { tail: 1 << 20 })
+            .deadline(std::time::Duration::from_secs(300));
         for (k, v) in vars {
             cmd.env(k, v);
         }
-        let out = cmd.output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "the child failed:\n{text}");
+        let out = cmd.run().unwrap();
+        let text = format!("{}{}", out.stdout.text(), out.stderr.text());
+        assert_eq!(out.exit, Exit::Exited(0), "the child failed:\n{text}");
         text
     }
 
     /// What opening each probe gives, one `OPEN <what> <outcome>` line each, for the parent.
-    fn print_opens(allowed: &Path, secret: &Path) {
-        for (what, path) in [
+    fn opens(allowed: &Path, secret: &Path) -> String {
+        [
             ("allowed", allowed.join("ok.txt")),
             ("secret", secret.to_path_buf()),
             ("environ", PathBuf::from("/proc/self/environ")),
             ("passwd", PathBuf::from("/etc/passwd")),
-        ] {
-            println!("OPEN {what} {}", outcome(&path));
-        }
+        ]
+        .iter()
+        .map(|(what, path)| format!("OPEN {what} {}\n", outcome(path)))
+        .collect()
     }
 
     fn outcome(path: &Path) -> String {
@@ -396,7 +397,7 @@ mod tests {
             let secret = PathBuf::from(std::env::var_os("SECRET").unwrap());
             let status = restrict_self(&[&allowed], &[]).unwrap();
             println!("STATUS {status:?}");
-            print_opens(&allowed, &secret);
+            print!("{}", opens(&allowed, &secret));
             // A thread started afterwards is restricted too (NVRTC compiles on one).
             let later = std::thread::spawn(|| outcome(Path::new("/etc/passwd")))
                 .join()
@@ -443,43 +444,42 @@ mod tests {
                 .map(|lib| preload_nvrtc(lib).to_path_buf());
             // A user namespace needs a single-threaded process, and libtest runs this on a
             // thread of its own: fork (which keeps only this thread) and report from there.
-            // SAFETY: fork in a test process; the child only prints and exits.
-            let pid = unsafe { libc::fork() };
-            if pid > 0 {
-                let mut status = 0;
-                // SAFETY: waits for the child just forked.
-                unsafe { libc::waitpid(pid, &mut status, 0) };
-                return;
-            }
-            // The fallback shows one folder: the allowed one, or NVRTC's when there is one.
-            let shown = nvrtc_dir.clone().unwrap_or_else(|| allowed.clone());
-            match restrict_by_namespace(&shown) {
-                Err(e) => println!("STATUS unavailable {e}"),
-                Ok(()) => println!("STATUS namespace"),
-            }
-            if nvrtc_dir.is_some() {
-                use crate::nvrtc::{compile_uncached, Output};
-                let flags = ["--gpu-architecture=sm_80".to_string()];
-                let good = "extern \"C\" __global__ void k(int* x) { x[0] = 1; }\n";
-                match compile_uncached(good, "good.cu", &flags, Output::Cubin) {
-                    Ok((image, _)) => println!("NVRTC good {}", image.len()),
-                    Err(e) => println!("NVRTC good failed: {e}"),
+            let report = move || {
+                let mut out = String::new();
+                // The fallback shows one folder: the allowed one, or NVRTC's when there is one.
+                let shown = nvrtc_dir.clone().unwrap_or_else(|| allowed.clone());
+                match restrict_by_namespace(&shown) {
+                    Err(e) => out += &format!("STATUS unavailable {e}\n"),
+                    Ok(()) => out += "STATUS namespace\n",
                 }
-                let bad = format!("#include \"{}\"\n", secret.display());
-                match compile_uncached(&bad, "bad.cu", &flags, Output::Cubin) {
-                    Ok(_) => println!("NVRTC bad compiled"),
-                    Err(e) => println!("NVRTC bad {e}"),
+                if nvrtc_dir.is_some() {
+                    use crate::nvrtc::{compile_uncached, Output};
+                    let flags = ["--gpu-architecture=sm_80".to_string()];
+                    let good = "extern \"C\" __global__ void k(int* x) { x[0] = 1; }\n";
+                    match compile_uncached(good, "good.cu", &flags, Output::Cubin) {
+                        Ok((image, _)) => out += &format!("NVRTC good {}\n", image.len()),
+                        Err(e) => out += &format!("NVRTC good failed: {e}\n"),
+                    }
+                    let bad = format!("#include \"{}\"\n", secret.display());
+                    match compile_uncached(&bad, "bad.cu", &flags, Output::Cubin) {
+                        Ok(_) => out += "NVRTC bad compiled\n",
+                        Err(e) => out += &format!("NVRTC bad {e}\n"),
+                    }
+                } else {
+                    out += "NVRTC absent\n";
                 }
-            } else {
-                println!("NVRTC absent");
+                out += &opens(&allowed, &secret);
+                let write = std::fs::write(allowed.join("new.txt"), "x").is_ok();
+                out + &format!("WRITE allowed {write}\n")
+            };
+            // SAFETY: this re-run of the binary runs this one test; libtest's main thread
+            // only waits for it, so no other thread holds a lock at the fork.
+            let deadline = Some(std::time::Duration::from_secs(120));
+            match unsafe { rdbench_runner::fork_call(report, None, deadline) } {
+                Ok(text) => print!("{text}"),
+                Err(e) => println!("FORK failed: {e}"),
             }
-            print_opens(&allowed, &secret);
-            let write = std::fs::write(allowed.join("new.txt"), "x").is_ok();
-            println!("WRITE allowed {write}");
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-            // SAFETY: ends the forked child without running the harness's exit path.
-            unsafe { libc::_exit(0) };
+            return;
         }
         let allowed = tempfile::tempdir().unwrap();
         std::fs::write(allowed.path().join("ok.txt"), "fine").unwrap();
@@ -529,18 +529,28 @@ mod tests {
         if !ruleset.sandbox().is_enforced() {
             return eprintln!("skipped: no Landlock on this kernel");
         }
-        let mut cmd = std::process::Command::new("sh");
-        cmd.arg("-c").arg(format!(
-            "cat {}/ok.txt; echo; cat {}/key || echo denied",
-            allowed.path().display(),
-            other.path().display()
-        ));
-        use std::os::unix::process::CommandExt;
-        // SAFETY: apply_in_child makes only async-signal-safe system calls.
+        let mut cmd = rdbench_runner::Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "cat {}/ok.txt; echo; cat {}/key || echo denied",
+                allowed.path().display(),
+                other.path().display()
+            ))
+            .stdout(rdbench_runner::Output::Capture { tail: 4096 });
+        // SAFETY: apply_in_child makes only system calls.
         unsafe { cmd.pre_exec(move || ruleset.apply_in_child()) };
-        let out = cmd.output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(text, "fine\ndenied\n", "{text}");
+        let out = cmd.run().unwrap();
+        assert_eq!(out.stdout.text(), "fine\ndenied\n");
+        // A step that fails stops the spawn with its OS error: nothing runs unrestricted.
+        let mut cmd = rdbench_runner::Command::new("true");
+        // SAFETY: returns an error, nothing else.
+        unsafe { cmd.pre_exec(|| Err(std::io::Error::from_raw_os_error(libc::EPERM))) };
+        match cmd.run() {
+            Err(rdbench_runner::Error::Spawn { source, .. }) => {
+                assert_eq!(source.raw_os_error(), Some(libc::EPERM))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     /// NVRTC itself, restricted: a source that includes a file outside the allowed folder

@@ -1,120 +1,7 @@
-//! Resource limits for compiler child processes (NVRTC on untrusted source, the emulator's host
-//! compiler): the address space (`RLIMIT_AS`), CPU time (`RLIMIT_CPU`), no core dumps, a
-//! wall-clock limit the parent enforces, and the most log text kept.
-//!
-//! A compiler is the one place an agent's source can make the scorer do unbounded work before
-//! anything runs: an exponential template instantiation drives NVRTC to gigabytes (5 GB in
-//! 25 s for 2^18 instantiations, measured). A time limit alone does not bound memory, so the
-//! compile runs in a child that the kernel stops at the limit; the parent only sees a child
-//! that failed or died, and reports it as a [`GpuError::ResourceLimit`](crate::GpuError).
-
-use std::time::Duration;
-
-/// What a compiler child may use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompileLimits {
-    /// Address space of the child, bytes (`RLIMIT_AS`): virtual, so it includes the mapped
-    /// compiler library and thread stacks, not only the heap.
-    pub address_space: u64,
-    /// CPU seconds (`RLIMIT_CPU`, soft; the hard limit is a few seconds above it, so SIGXCPU
-    /// comes first and SIGKILL only if that is ignored). A backstop behind `wall`.
-    pub cpu: Duration,
-    /// Wall-clock time after which the parent kills the child.
-    pub wall: Duration,
-    /// Most bytes of compiler log kept; a longer log is cut and says so.
-    pub max_log_bytes: usize,
-}
-
-/// Default address-space limit of a compile: a normal kernel's compile peaks far below it
-/// (NVRTC maps about 0.3 GB and uses tens of MB), the template bomb would take 5 GB and more.
-pub const DEFAULT_ADDRESS_SPACE: u64 = 3 << 30;
-/// Default wall-clock limit, the same as the submission checks' compile timeout.
-pub const DEFAULT_WALL: Duration = crate::submission::COMPILE_TIMEOUT;
-/// Default log cap.
-pub const DEFAULT_MAX_LOG_BYTES: usize = 64 * 1024;
-
-impl Default for CompileLimits {
-    fn default() -> Self {
-        CompileLimits {
-            address_space: DEFAULT_ADDRESS_SPACE,
-            // Above the wall clock: a single-threaded compiler cannot use more CPU than wall
-            // time, so the wall clock fires first and names the limit; this one catches a
-            // child whose parent is no longer watching.
-            cpu: DEFAULT_WALL + Duration::from_secs(15),
-            wall: DEFAULT_WALL,
-            max_log_bytes: DEFAULT_MAX_LOG_BYTES,
-        }
-    }
-}
-
-impl CompileLimits {
-    /// The limits in words, for messages: `3.0 GiB address space, 60 s`.
-    pub fn describe(&self) -> String {
-        format!(
-            "{} address space, {} s wall clock, {} s CPU",
-            gib(self.address_space),
-            self.wall.as_secs(),
-            self.cpu.as_secs()
-        )
-    }
-
-    /// Makes `cmd`'s child start under these limits (address space, CPU, no core file), in its
-    /// own process group (so that killing the group stops a compiler driver's subprocesses
-    /// too), and killed when the thread that spawned it dies.
-    pub fn apply(&self, cmd: &mut std::process::Command) {
-        use std::os::unix::process::CommandExt;
-        let address_space = self.address_space as libc::rlim_t;
-        let cpu = self.cpu.as_secs().max(1) as libc::rlim_t;
-        // SAFETY: runs in the forked child before exec and calls only async-signal-safe
-        // functions (setrlimit, setpgid, prctl, getppid, _exit) on values computed before fork.
-        let parent = std::process::id() as libc::pid_t;
-        unsafe {
-            cmd.pre_exec(move || {
-                let set = |resource, soft: libc::rlim_t, hard: libc::rlim_t| {
-                    let lim = libc::rlimit {
-                        rlim_cur: soft,
-                        rlim_max: hard,
-                    };
-                    if libc::setrlimit(resource, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                };
-                set(libc::RLIMIT_AS, address_space, address_space)?;
-                set(libc::RLIMIT_CPU, cpu, cpu + 5)?;
-                set(libc::RLIMIT_CORE, 0, 0)?;
-                if libc::setpgid(0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                #[cfg(target_os = "linux")]
-                {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    // The parent may have died between fork and prctl.
-                    if libc::getppid() != parent {
-                        libc::_exit(137);
-                    }
-                }
-                #[cfg(not(target_os = "linux"))]
-                let _ = parent;
-                Ok(())
-            });
-        }
-    }
-}
-
-/// Kills the process group `pgid` led by a child started under [`CompileLimits::apply`].
-/// Call only before the child has been reaped (its id cannot have been reused then).
-pub fn kill_group(pgid: u32) {
-    // SAFETY: plain kill(2) on a negative pid: the group the unreaped child leads.
-    unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) };
-}
-
-/// Bytes in GiB with one decimal, for messages.
-pub fn gib(bytes: u64) -> String {
-    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
-}
+//! What a compiler says that comes back to the agent: only the diagnostics about the
+//! submission's own file ([`filter_log`]), cut to a size ([`cap_log`]). A compiler quotes the
+//! lines of whatever file it reports on, so a log about an included file would carry that
+//! file's content (the red team read the service's environment this way).
 
 /// Cuts `log` to at most `max` bytes (on a character boundary) and says so.
 pub fn cap_log(mut log: String, max: usize) -> String {
@@ -139,8 +26,19 @@ pub fn cap_log(mut log: String, max: usize) -> String {
 /// submission's own text may come back. Lines before the first diagnostic (NVRTC's option
 /// errors) and the error summary naming the submission are kept.
 pub fn filter_log(log: &str, name: &str) -> String {
+    filter_lines(log, name, true)
+}
+
+/// As [`filter_log`], for the end of a log whose beginning was not kept (a capture's tail):
+/// the lines before its first diagnostic may be the rest of one about another file, so they
+/// go too.
+pub fn filter_log_tail(log: &str, name: &str) -> String {
+    filter_lines(log, name, false)
+}
+
+fn filter_lines(log: &str, name: &str, keep_leading: bool) -> String {
     let summary = format!("detected in the compilation of \"{name}\"");
-    let mut keep = true;
+    let mut keep = keep_leading;
     let mut dropped = 0usize;
     let mut out = String::with_capacity(log.len());
     for line in log.split_inclusive('\n') {
@@ -264,22 +162,17 @@ mod tests {
     }
 
     #[test]
-    fn a_child_starts_under_the_limits() {
-        // The limits reach the exec'd program, as its shell reports them.
-        let limits = CompileLimits {
-            address_space: 64 << 20,
-            ..CompileLimits::default()
-        };
-        let mut cmd = std::process::Command::new("sh");
-        cmd.arg("-c").arg("ulimit -v; ulimit -c; ulimit -t");
-        limits.apply(&mut cmd);
-        let out = cmd.output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines,
-            ["65536", "0", "75"],
-            "ulimit -v (KiB), -c, -t: {text}"
+    fn a_cut_log_loses_its_lines_before_the_first_diagnostic() {
+        // The tail of a log that began inside a quote of another file.
+        let tail = "  SECRET=hunter2\n\nx.cu(2): error: e\n  y = 1;\n";
+        let kept = filter_log_tail(tail, "x.cu");
+        assert!(!kept.contains("hunter2"), "{kept}");
+        assert!(kept.starts_with("x.cu(2): error: e\n  y = 1;\n"), "{kept}");
+        assert!(
+            kept.contains("[2 log lines about files other than x.cu removed]"),
+            "{kept}"
         );
+        // From the start, the same leading lines are NVRTC's own (option errors): kept.
+        assert!(filter_log(tail, "x.cu").contains("hunter2"));
     }
 }
