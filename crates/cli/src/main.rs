@@ -1,12 +1,15 @@
 //! The `rdbench` binary: parse flags, run the command, map the result to an exit code.
 
+// `say!` and `warn!`: a line into a command's output (the terminal, or the service's reply).
 #[macro_use]
-mod output;
+extern crate rdbench_attempts;
+
 mod aggregate;
 mod cli;
 mod commands;
 mod exploits;
 mod job;
+mod output;
 mod registry;
 
 use clap::Parser;

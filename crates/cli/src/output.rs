@@ -1,11 +1,11 @@
 //! Printing: one JSON document with `--json`, aligned text otherwise; on the terminal, or
-//! captured for the scoring service to send to its client.
+//! captured for the scoring service to send to its client. [`Out`] and the table helpers are
+//! the attempt library's, shared with every command here, as are its `say!` and `warn!`
+//! (imported in `main.rs`).
 
-use std::cell::RefCell;
-use std::fmt::Display;
-
-use rdbench_core::template::printable;
 use serde::Serialize;
+
+pub use rdbench_attempts::output::{num, one_line, Out, Table};
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn json<T: Serialize>(value: &T) {
@@ -13,148 +13,4 @@ pub fn json<T: Serialize>(value: &T) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("rdbench: cannot serialize output: {e}"),
     }
-}
-
-/// Where a command's output goes: the process's stdout and stderr, or (in `rdbench serve`)
-/// two buffers that become the client's reply, so a command prints the same text either way.
-#[derive(Debug, Default)]
-pub struct Out {
-    captured: Option<RefCell<(String, String)>>,
-}
-
-impl Out {
-    pub fn terminal() -> Self {
-        Out { captured: None }
-    }
-    pub fn capture() -> Self {
-        Out {
-            captured: Some(RefCell::new(Default::default())),
-        }
-    }
-    /// A line on stdout, terminal controls escaped ([`printable`]).
-    pub fn line(&self, text: impl Display) {
-        self.raw_line(&printable(&text.to_string()));
-    }
-    fn raw_line(&self, text: &str) {
-        match &self.captured {
-            None => println!("{text}"),
-            Some(c) => {
-                let out = &mut c.borrow_mut().0;
-                out.push_str(text);
-                out.push('\n');
-            }
-        }
-    }
-    /// A line on stderr (warnings, notes), terminal controls escaped.
-    pub fn warn(&self, text: impl Display) {
-        let text = text.to_string();
-        let text = printable(&text);
-        match &self.captured {
-            None => eprintln!("{text}"),
-            Some(c) => {
-                let err = &mut c.borrow_mut().1;
-                err.push_str(&text);
-                err.push('\n');
-            }
-        }
-    }
-    /// `value` as pretty JSON on stdout (JSON escapes its own control characters).
-    pub fn json<T: Serialize>(&self, value: &T) {
-        match serde_json::to_string_pretty(value) {
-            Ok(s) => self.raw_line(&s),
-            Err(e) => self.warn(format!("rdbench: cannot serialize output: {e}")),
-        }
-    }
-    /// What was captured (stdout, stderr), emptying the buffers.
-    pub fn take(&self) -> (String, String) {
-        self.captured
-            .as_ref()
-            .map(|c| std::mem::take(&mut *c.borrow_mut()))
-            .unwrap_or_default()
-    }
-}
-
-/// A plain text table with left-aligned columns.
-pub struct Table {
-    header: Vec<String>,
-    rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    pub fn new(header: &[&str]) -> Self {
-        Table {
-            header: header.iter().map(|s| s.to_string()).collect(),
-            rows: Vec::new(),
-        }
-    }
-
-    pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
-    }
-
-    pub fn render(&self) -> String {
-        let cols = self.header.len();
-        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
-        for r in &self.rows {
-            for (i, c) in r.iter().enumerate().take(cols) {
-                widths[i] = widths[i].max(c.chars().count());
-            }
-        }
-        let line = |cells: &[String]| {
-            let mut s = String::new();
-            for (i, c) in cells.iter().enumerate().take(cols) {
-                if i + 1 == cols {
-                    s.push_str(c);
-                } else {
-                    s.push_str(&format!("{:<w$}  ", c, w = widths[i]));
-                }
-            }
-            s.trim_end().to_string()
-        };
-        let mut out = line(&self.header);
-        out.push('\n');
-        out.push_str(
-            &widths
-                .iter()
-                .map(|w| "-".repeat(*w))
-                .collect::<Vec<_>>()
-                .join("  "),
-        );
-        for r in &self.rows {
-            out.push('\n');
-            out.push_str(&line(r));
-        }
-        out
-    }
-}
-
-/// A number for tables: 4 significant decimals, or a dash.
-pub fn num(x: Option<f64>) -> String {
-    match x {
-        Some(v) if v.is_finite() => format!("{v:.4}"),
-        Some(_) => "NaN".into(),
-        None => "-".into(),
-    }
-}
-
-/// Cuts a reason to one line of at most `max` characters.
-pub fn one_line(s: &str, max: usize) -> String {
-    let first = s.lines().next().unwrap_or("");
-    if first.chars().count() > max {
-        format!("{}...", first.chars().take(max).collect::<String>())
-    } else if s.lines().count() > 1 {
-        format!("{first} ...")
-    } else {
-        first.to_string()
-    }
-}
-
-/// `println!` into a command's [`Out`].
-macro_rules! say {
-    ($ctx:expr, $($arg:tt)*) => { $ctx.out.line(format_args!($($arg)*)) };
-}
-
-/// `eprintln!` into a command's [`Out`].
-macro_rules! warn {
-    ($ctx:expr, $($arg:tt)*) => { $ctx.out.warn(format_args!($($arg)*)) };
 }

@@ -9,99 +9,17 @@
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use clap::Subcommand;
-use rdbench_core::attempt::AttemptRef;
 use rdbench_core::fsutil::UntrustedReadError;
 use rdbench_core::task::SubmissionFile;
 use rdbench_core::template::printable;
 use rdbench_core::untrusted_tree::{self, UserIds};
 
+use crate::command::AttemptCommand;
 use crate::proto::{
     is_plain_relative, Envelope, FileState, Refusal, Reply, Request, ServiceMessage, SubmittedFile,
     SubmittedFiles, PROTOCOL_VERSION,
 };
 use crate::wire::{Connection, Limits, WireError};
-
-/// The commands of an attempt, shared by `rdbench` and `rdbench-client`.
-#[derive(Debug, Clone, Subcommand)]
-pub enum AttemptCommand {
-    /// List the tasks.
-    List,
-    /// Describe one task and its calibration on this machine.
-    Info { task: String },
-    /// Start an attempt: copy the starting solution and instructions into DIR; prints the
-    /// attempt's id, which every other command accepts (through the scoring service, the
-    /// operator's commands take only the id).
-    Start {
-        task: String,
-        /// The attempt's folder (created; must be empty if it exists; no symbolic link on its
-        /// path).
-        #[arg(long)]
-        dir: PathBuf,
-        #[arg(long, default_value = "full")]
-        profile: String,
-        /// Time limit of the attempt, minutes [default: the task's].
-        #[arg(long)]
-        time_limit: Option<f64>,
-        /// Who makes the attempt (recorded in the summary; at most 128 printable characters).
-        #[arg(long, default_value = "unknown")]
-        agent: String,
-        /// The Unix user the attempt is for (the operator starting an agent's attempt through
-        /// the scoring service): the folder and its files are made as that user, and only that
-        /// user's client may score it.
-        #[arg(long)]
-        owner: Option<String>,
-    },
-    /// Score the submission of an attempt and append the result to its score log.
-    Score {
-        /// The attempt: the id `start` printed (att-...), or its folder.
-        attempt: PathBuf,
-        /// Score even without a calibration for this device (raw score only).
-        #[arg(long)]
-        allow_uncalibrated: bool,
-        /// Override the task's scoring time limit, seconds (at least 1; through the service,
-        /// at most the task's own limit).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        timeout: Option<u64>,
-        /// Run a kernel task on the CPU emulator: correctness only, never a score. For the
-        /// project's own kernels and tests: the .cu is compiled as host code, so the scoring
-        /// service refuses it to agents.
-        #[arg(long)]
-        emulate: bool,
-    },
-    /// Run one of the task's experiment tools for an attempt, through the scorer, which keeps
-    /// the tool's record where the agent cannot edit it (scaling-law: `train n_embd=64
-    /// max_iters=500 [seed=0]`).
-    Tool {
-        /// The attempt: the id `start` printed (att-...), or its folder.
-        attempt: PathBuf,
-        /// The tool (the task's instructions name its tools).
-        name: String,
-        /// The tool's arguments, as KEY=VALUE.
-        args: Vec<String>,
-    },
-    /// Where an attempt stands: time used and left, entries so far, the best score (where
-    /// the task shows scores).
-    Status {
-        /// The attempt: the id `start` printed (att-...), or its folder.
-        attempt: PathBuf,
-    },
-    /// Show an attempt's score log.
-    Log {
-        /// The attempt: the id `start` printed (att-...), or its folder.
-        attempt: PathBuf,
-    },
-    /// End an attempt: pick the final score, seal the log and write the attempt summary (the
-    /// operator's command).
-    Finish {
-        /// The attempt: the id `start` printed (att-...), or (same-user mode only) its folder.
-        attempt: PathBuf,
-        /// Also write the summary here (e.g. shared storage for `aggregate`); written without
-        /// following a link anywhere on the path.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-}
 
 /// A failure on the client's side, with the exit code it maps to (2 usage, 3 environment).
 #[derive(Debug)]
@@ -157,66 +75,20 @@ pub fn run(socket: &Path, json: bool, command: &AttemptCommand) -> i32 {
 /// As [`run`], returning the service's reply instead of printing it.
 pub fn call(socket: &Path, json: bool, command: &AttemptCommand) -> Result<Reply, ClientError> {
     let mut start_folder = None;
-    let request = match command {
-        AttemptCommand::List => Request::List,
-        AttemptCommand::Info { task } => Request::Info { task: task.clone() },
-        AttemptCommand::Start {
-            task,
-            dir,
-            profile,
-            time_limit,
-            agent,
-            owner,
-        } => {
-            let owner_ids = owner
-                .as_deref()
-                .map(|name| {
-                    untrusted_tree::lookup_user(name)
-                        .map_err(|e| ClientError::usage(format!("--owner: {e}")))
-                })
-                .transpose()?;
-            let folder = make_attempt_folder(dir, owner_ids)?;
-            let path = folder.path.clone();
-            start_folder = Some((folder, owner_ids));
-            Request::Start {
-                task: task.clone(),
-                dir: path,
-                profile: profile.clone(),
-                time_limit: *time_limit,
-                agent: agent.clone(),
-                owner: owner.clone(),
-            }
-        }
-        AttemptCommand::Score {
-            attempt,
-            allow_uncalibrated,
-            timeout,
-            emulate,
-        } => Request::Score {
-            attempt: attempt_ref(attempt)?,
-            allow_uncalibrated: *allow_uncalibrated,
-            timeout: *timeout,
-            emulate: *emulate,
-        },
-        AttemptCommand::Log { attempt } => Request::Log {
-            attempt: attempt_ref(attempt)?,
-        },
-        AttemptCommand::Status { attempt } => Request::Status {
-            attempt: attempt_ref(attempt)?,
-        },
-        AttemptCommand::Tool {
-            attempt,
-            name,
-            args,
-        } => Request::Tool {
-            attempt: attempt_ref(attempt)?,
-            name: name.clone(),
-            args: args.clone(),
-        },
-        AttemptCommand::Finish { attempt, .. } => Request::Finish {
-            attempt: attempt_ref(attempt)?,
-        },
-    };
+    if let AttemptCommand::Start { dir, owner, .. } = command {
+        let owner_ids = owner
+            .as_deref()
+            .map(|name| {
+                untrusted_tree::lookup_user(name)
+                    .map_err(|e| ClientError::usage(format!("--owner: {e}")))
+            })
+            .transpose()?;
+        start_folder = Some((make_attempt_folder(dir, owner_ids)?, owner_ids));
+    }
+    let request = command.resolved(
+        canonical_attempt_folder,
+        start_folder.as_ref().map(|(folder, _)| folder.path.clone()),
+    )?;
     let exchanged = exchange(socket, json, &request);
     match (command, &start_folder, exchanged) {
         (AttemptCommand::Start { .. }, Some((folder, owner)), Ok((reply, blobs)))
@@ -294,16 +166,11 @@ fn exchange(
     }
 }
 
-/// An attempt named on the command line: an id as it is, a folder resolved (with the caller's
-/// rights) to its canonical path.
-fn attempt_ref(arg: &Path) -> Result<AttemptRef, ClientError> {
-    match AttemptRef::parse(arg) {
-        AttemptRef::Dir(dir) => dir
-            .canonicalize()
-            .map(AttemptRef::Dir)
-            .map_err(|_| ClientError::usage(format!("{}: no such attempt folder", dir.display()))),
-        id => Ok(id),
-    }
+/// An attempt's folder named on the command line, resolved (with the caller's rights) to its
+/// canonical path.
+fn canonical_attempt_folder(dir: &Path) -> Result<PathBuf, ClientError> {
+    dir.canonicalize()
+        .map_err(|_| ClientError::usage(format!("{}: no such attempt folder", dir.display())))
 }
 
 /// `path` made absolute against the current folder (a physical path), without `.`, and

@@ -9,12 +9,15 @@
 //! The same [`AttemptCommand`]s are `rdbench`'s own `start`, `score`, `log`, `finish`, `list`
 //! and `info`: with `--socket` (or `$RDBENCH_SOCKET`) the full binary forwards them here.
 //!
+//! - [`command`]: the commands, one type for the flags and the wire;
 //! - [`wire`]: the framing (JSON header + bounded binary blobs);
 //! - [`proto`]: the messages;
 //! - [`client`]: what each command does on the agent's side.
 
 pub mod client;
+pub mod command;
 pub mod proto;
 pub mod wire;
 
-pub use client::{run, AttemptCommand};
+pub use client::run;
+pub use command::AttemptCommand;

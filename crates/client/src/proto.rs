@@ -8,12 +8,12 @@
 
 use std::path::PathBuf;
 
-use rdbench_core::attempt::AttemptRef;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; a mismatch is refused with a message naming both.
 /// 3: attempts named by id; `start --owner`; per-file size limits; refusals classified by the
-/// service.
+/// service. (Still 3 when the request became the command type itself: its JSON is the same
+/// `op` tags and fields, which `command`'s tests pin, so old and new clients interoperate.)
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// What a client sends first.
@@ -25,49 +25,9 @@ pub struct Envelope {
     pub request: Request,
 }
 
-/// The commands of the service. `calibrate`, `serve` and the task author's tools are not
-/// among them: they run only as the scoring identity. `start` and `finish` are the
-/// operator's; an agent scores, reads its log and uses tools on the attempts started for it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
-    List,
-    Info {
-        task: String,
-    },
-    /// `dir` is the absolute path of a new, empty folder the client made (as the owner).
-    Start {
-        task: String,
-        dir: PathBuf,
-        profile: String,
-        time_limit: Option<f64>,
-        agent: String,
-        /// The user the attempt is for (operators only); the caller when absent.
-        owner: Option<String>,
-    },
-    /// A folder in `attempt` is the canonical path the client resolved.
-    Score {
-        attempt: AttemptRef,
-        allow_uncalibrated: bool,
-        timeout: Option<u64>,
-        emulate: bool,
-    },
-    Log {
-        attempt: AttemptRef,
-    },
-    Status {
-        attempt: AttemptRef,
-    },
-    /// A task's experiment tool for the attempt ([`crate::AttemptCommand::Tool`]).
-    Tool {
-        attempt: AttemptRef,
-        name: String,
-        args: Vec<String>,
-    },
-    Finish {
-        attempt: AttemptRef,
-    },
-}
+/// The commands of the service are the attempt commands themselves, one type for the flags
+/// and the wire ([`crate::command`]).
+pub use crate::command::AttemptCommand as Request;
 
 /// What the service sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -19,8 +19,6 @@ use rdbench_core::home::Home;
 use rdbench_core::task::{Task, TaskInfo};
 use rdbench_core::{Error, Result};
 
-use rdbench_client::AttemptCommand;
-
 use crate::cli::{Cli, Command};
 use crate::output::Out;
 
@@ -29,27 +27,7 @@ pub const UNPROTECTED_NOTE: &str = "rdbench: unprotected mode: the scorer runs a
      and change its score logs, calibrations and secrets; agents must use `rdbench-client` against `rdbench serve` \
      (README, \"Protected scoring\")";
 
-/// Who gives a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Caller {
-    /// This process's own user, on the command line: the unprotected same-user mode.
-    Local,
-    /// A client of `rdbench serve` that is not the operator: may use only its own attempts,
-    /// never the emulator (unless the operator allowed it), never a longer scoring limit.
-    Agent { uid: u32 },
-    /// A client of `rdbench serve` running as root or as the scoring user itself.
-    Operator { uid: u32 },
-}
-
-impl Caller {
-    /// The uid that owns what this caller starts.
-    pub fn uid(self) -> u32 {
-        match self {
-            Caller::Local => rdbench_core::fsutil::effective_uid(),
-            Caller::Agent { uid } | Caller::Operator { uid } => uid,
-        }
-    }
-}
+pub use rdbench_attempts::Caller;
 
 /// Settings every command shares, validated from the flags.
 pub struct Context {
@@ -71,6 +49,23 @@ impl Context {
             json: cli.json,
             out: Out::terminal(),
             caller: Caller::Local,
+        }
+    }
+
+    /// This command as the attempt library sees it: `host` supplies the binary's parts,
+    /// `rights` says what the caller may do.
+    pub fn attempts<'a>(
+        &'a self,
+        host: &'a dyn rdbench_attempts::Host,
+        rights: rdbench_attempts::Rights,
+    ) -> rdbench_attempts::Ctx<'a> {
+        rdbench_attempts::Ctx {
+            home: &self.home,
+            json: self.json,
+            out: &self.out,
+            caller: self.caller,
+            rights,
+            host,
         }
     }
 
@@ -173,10 +168,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             if let Some(socket) = &cli.socket {
                 return Ok(rdbench_client::run(socket, ctx.json, &command));
             }
-            if !matches!(command, AttemptCommand::List | AttemptCommand::Info { .. }) {
+            if !command.is_catalog() {
                 warn!(ctx, "{UNPROTECTED_NOTE}");
             }
-            attempt::run_local(&ctx, &command)
+            attempt::run_local(&ctx, command)
         }
         Command::Serve {
             socket,

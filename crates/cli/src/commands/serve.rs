@@ -38,19 +38,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdbench_attempts::dispatch::require_absolute;
+use rdbench_attempts::{Peer, Rights};
+use rdbench_client::client::AttemptFolder;
 use rdbench_client::proto::{
-    Envelope, Reply, ReplyFile, Request, ServiceMessage, SubmittedFiles, PROTOCOL_VERSION,
+    Envelope, Reply, ReplyFile, ServiceMessage, SubmittedFile, SubmittedFiles, PROTOCOL_VERSION,
 };
 use rdbench_client::wire::{Connection, Deadline, Limits, WireError};
-use rdbench_core::attempt::{sweep_stale, Attempt, AttemptRef};
+use rdbench_core::attempt::{sweep_stale, Attempt};
 use rdbench_core::fsutil::{effective_uid, ensure_private_dir};
 use rdbench_core::home::Home;
-use rdbench_core::task::Backend;
+use rdbench_core::summary::AttemptSummary;
+use rdbench_core::task::TaskInfo;
 use rdbench_core::{Error, Result};
 
-use super::admission::{Admission, Busy, Caps, Slot, ToolTurn};
-use super::attempt::{self, Submission};
-use super::{catalog, Caller, Context};
+use super::admission::{Admission, Busy, Caps, Slot};
+use super::attempt::Kit;
+use super::{Caller, Context};
 use crate::output::Out;
 
 /// Refused connections answered at once (each reads the request, briefly, to answer it in the
@@ -71,14 +75,6 @@ struct Service {
     allow_emulator_for_agents: bool,
     /// Connections, receive budgets and the tool queue, per caller.
     admission: Arc<Admission>,
-}
-
-impl Service {
-    /// Waits for a turn to run a tool on `attempt`: tools run inside this process, so they
-    /// queue (one per attempt, a few per machine); a wait past the bound is a busy refusal.
-    fn tool_turn(&self, caller: Caller, attempt: &Attempt) -> Result<ToolTurn<'_>> {
-        Ok(self.admission.tool_turn(caller, &attempt.private_dir)?)
-    }
 }
 
 pub fn serve(ctx: &Context, socket: &Path, allow_emulator_for_agents: bool) -> Result<i32> {
@@ -233,15 +229,6 @@ impl ServiceSide for Connection {
     }
 }
 
-/// What a served command leaves besides its printed output.
-#[derive(Default)]
-struct Served {
-    code: i32,
-    files: Vec<ReplyFile>,
-    blobs: Vec<Vec<u8>>,
-    summary: Option<serde_json::Value>,
-}
-
 /// Serves one connection: `admitted` holds its place, or says why it has none (the caller is
 /// told so in its reply).
 fn handle(service: &Service, stream: UnixStream, caller: Caller, admitted: Result<Slot, Busy>) {
@@ -279,7 +266,16 @@ fn handle(service: &Service, stream: UnixStream, caller: Caller, admitted: Resul
     };
     // The next message is `score`'s submission, which the client reads from disk first.
     conn.set_deadline(Some(Deadline::SUBMISSION));
-    let op = op_name(&envelope.request);
+    let op = envelope.request.name();
+    let mut peer = Client {
+        service,
+        conn: &mut conn,
+        caller,
+        held: 0,
+        files: Vec::new(),
+        blobs: Vec::new(),
+        summary: None,
+    };
     let result = if let Err(busy) = admitted {
         Err(busy.into())
     } else if envelope.protocol != PROTOCOL_VERSION {
@@ -288,8 +284,10 @@ fn handle(service: &Service, stream: UnixStream, caller: Caller, admitted: Resul
             envelope.protocol
         )))
     } else {
+        let kit = Kit(&ctx);
+        let rights = Rights::of(caller, service.allow_emulator_for_agents);
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            dispatch(service, &ctx, &mut conn, envelope.request)
+            rdbench_attempts::dispatch(&ctx.attempts(&kit, rights), &mut peer, envelope.request)
         }))
         .unwrap_or_else(|_| {
             Err(Error::Internal(format!(
@@ -297,18 +295,20 @@ fn handle(service: &Service, stream: UnixStream, caller: Caller, admitted: Resul
             )))
         })
     };
+    // The submission's receive budget goes back here, however the command ended.
+    let (files, blobs, summary) = peer.finish();
     let (message, blobs) = match result {
-        Ok(served) => {
+        Ok(code) => {
             let (stdout, stderr) = ctx.out.take();
             (
                 ServiceMessage::Reply(Reply {
-                    code: served.code,
+                    code,
                     stdout,
                     stderr,
-                    files: served.files,
-                    summary: served.summary,
+                    files,
+                    summary,
                 }),
-                served.blobs,
+                blobs,
             )
         }
         Err(e) => (error_reply(&ctx, &e), Vec::new()),
@@ -318,19 +318,6 @@ fn handle(service: &Service, stream: UnixStream, caller: Caller, admitted: Resul
     }
     let refs: Vec<&[u8]> = blobs.iter().map(|b| b.as_slice()).collect();
     let _ = conn.reply(&message, &refs);
-}
-
-fn op_name(request: &Request) -> &'static str {
-    match request {
-        Request::List => "list",
-        Request::Info { .. } => "info",
-        Request::Start { .. } => "start",
-        Request::Score { .. } => "score",
-        Request::Log { .. } => "log",
-        Request::Status { .. } => "status",
-        Request::Tool { .. } => "tool",
-        Request::Finish { .. } => "finish",
-    }
 }
 
 /// An error as `rdbench` itself reports it: a line on stderr, and JSON on stdout with --json.
@@ -357,95 +344,85 @@ fn error_reply(ctx: &Context, e: &Error) -> ServiceMessage {
     })
 }
 
-fn dispatch(
-    service: &Service,
-    ctx: &Context,
-    conn: &mut Connection,
-    request: Request,
-) -> Result<Served> {
-    let code = |code| Served {
-        code,
-        ..Served::default()
-    };
-    match request {
-        Request::List => catalog::list(ctx).map(code),
-        Request::Info { task } => catalog::info(ctx, &task).map(code),
-        Request::Start {
-            task,
-            dir,
-            profile,
-            time_limit,
-            agent,
-            owner,
-        } => {
-            let owner_uid = match (ctx.caller, owner) {
-                (Caller::Agent { .. }, _) => {
-                    return Err(Error::Usage(
-                        "starting attempts is the platform's: an operator starts yours \
-                         (`start TASK --dir D --owner USER` as root or the scoring user)"
-                            .into(),
-                    ))
-                }
-                (caller, None) => caller.uid(),
-                (_, Some(name)) => {
-                    rdbench_core::untrusted_tree::lookup_user(&name)
-                        .map_err(|e| Error::Usage(format!("--owner: {e}")))?
-                        .uid
-                }
-            };
-            require_absolute(&dir)?;
-            let staged =
-                attempt::stage_attempt(ctx, &task, &dir, &profile, time_limit, &agent, owner_uid)?;
-            let mut served = code(0);
-            for rel in &staged.files {
-                let path = staged.public_dir.join(rel);
-                served
-                    .blobs
-                    .push(std::fs::read(&path).map_err(|e| Error::io(&path, e))?);
-                served.files.push(ReplyFile { path: rel.clone() });
-            }
-            let attempt = staged.publish()?;
-            attempt::report_started(ctx, &attempt, &dir);
-            Ok(served)
+/// The service's side of a command's files: its client, which reads and writes them with
+/// the agent's rights. The service never opens a path in the agent's folder.
+struct Client<'a> {
+    service: &'a Service,
+    conn: &'a mut Connection,
+    caller: Caller,
+    /// Bytes of the caller's receive budget this command holds (given back by [`Self::finish`]
+    /// or on drop).
+    held: u64,
+    /// `start`: the starting files for the client to write, and their contents.
+    files: Vec<ReplyFile>,
+    blobs: Vec<Vec<u8>>,
+    /// `finish`: the summary, for the client's `--out`.
+    summary: Option<serde_json::Value>,
+}
+
+impl Client<'_> {
+    /// What the reply carries besides the printed output; the receive budget goes back.
+    fn finish(mut self) -> (Vec<ReplyFile>, Vec<Vec<u8>>, Option<serde_json::Value>) {
+        (
+            std::mem::take(&mut self.files),
+            std::mem::take(&mut self.blobs),
+            self.summary.take(),
+        )
+    }
+}
+
+impl Drop for Client<'_> {
+    fn drop(&mut self) {
+        self.service.admission.release(self.caller, self.held);
+    }
+}
+
+impl Peer for Client<'_> {
+    /// The client made the folder (as its owner) and sent its absolute, canonical path; it
+    /// removes it again if the start fails.
+    fn attempt_folder(&mut self, dir: &Path) -> Result<AttemptFolder> {
+        require_absolute(dir)?;
+        Ok(AttemptFolder {
+            path: dir.into(),
+            created: false,
+        })
+    }
+
+    fn starting_files(&mut self, _folder: &Path, staged: &Path, files: &[String]) -> Result<()> {
+        for rel in files {
+            let path = staged.join(rel);
+            self.blobs
+                .push(std::fs::read(&path).map_err(|e| Error::io(&path, e))?);
+            self.files.push(ReplyFile { path: rel.clone() });
         }
-        Request::Score {
-            attempt,
-            allow_uncalibrated,
-            timeout,
-            emulate,
-        } => {
-            let attempt = open_own(ctx, &attempt)?;
-            let is_agent = matches!(ctx.caller, Caller::Agent { .. });
-            if emulate && is_agent && !service.allow_emulator_for_agents {
-                return Err(Error::Usage(
-                    "score --emulate is not served to agents: the emulator compiles solution.cu as host code \
-                     and would run it as the scorer"
-                        .into(),
-                ));
-            }
-            let task = crate::registry::find(&attempt.record.task)?;
-            let info = task.info();
-            // An agent may shorten the scoring limit, never lengthen it.
-            let timeout = match (is_agent, timeout) {
-                (true, Some(t)) => Some(t.min(info.score_timeout_s)),
-                (_, t) => t,
-            };
-            conn.reply(
-                &ServiceMessage::NeedFiles {
-                    dir: attempt.record.dir.clone(),
-                    files: info.submission_files.clone(),
-                },
-                &[],
-            )?;
-            // No blob may be larger than the task's largest file, nor all of them together
-            // than its files' limits together: checked on each announced length, before a
-            // byte of it is read (the snapshot then checks each file against its own limit).
-            let largest = info.submission_files.iter().map(|f| f.max_bytes).max();
-            let all: u64 = info.submission_files.iter().map(|f| f.max_bytes).sum();
-            let mut announced = 0u64;
-            let mut held = 0u64;
-            let mut refused = None;
-            let received = conn.receive_reserving::<SubmittedFiles>(Limits::REQUEST, &mut |n| {
+        Ok(())
+    }
+
+    /// Asks the client for the files, and receives them within the task's limits and the
+    /// caller's receive budget.
+    fn submission(
+        &mut self,
+        info: &TaskInfo,
+        dir: &Path,
+    ) -> Result<(Vec<SubmittedFile>, Vec<Vec<u8>>)> {
+        self.conn.reply(
+            &ServiceMessage::NeedFiles {
+                dir: dir.into(),
+                files: info.submission_files.clone(),
+            },
+            &[],
+        )?;
+        // No blob may be larger than the task's largest file, nor all of them together
+        // than its files' limits together: checked on each announced length, before a
+        // byte of it is read (the snapshot then checks each file against its own limit).
+        let largest = info.submission_files.iter().map(|f| f.max_bytes).max();
+        let all: u64 = info.submission_files.iter().map(|f| f.max_bytes).sum();
+        let mut announced = 0u64;
+        let mut refused = None;
+        let (admission, caller, held) = (&self.service.admission, self.caller, &mut self.held);
+        let received = self
+            .conn
+            .receive_reserving::<SubmittedFiles>(Limits::REQUEST, &mut |n| {
                 announced = announced.saturating_add(n);
                 if largest.is_none_or(|l| n > l) || announced > all {
                     refused = Some(Error::Usage(format!(
@@ -457,10 +434,10 @@ fn dispatch(
                     return false;
                 }
                 // The caller's receive budget (per agent uid, all agents, or the operators');
-                // `Held` gives it back.
-                match service.admission.reserve(ctx.caller, n) {
+                // held until the command ends.
+                match admission.reserve(caller, n) {
                     Ok(()) => {
-                        held += n;
+                        *held += n;
                         true
                     }
                     Err(busy) => {
@@ -469,103 +446,34 @@ fn dispatch(
                     }
                 }
             });
-            // Given back when this command ends, however it ends.
-            let _held = Held(service, ctx.caller, held);
-            // A refused reservation says which limit was hit, not how the read ended.
-            if let Some(e) = refused {
-                return Err(e);
-            }
-            let (files, blobs) =
-                received.map_err(|e| Error::Usage(format!("receiving the submission: {e}")))?;
-            let backend = if emulate {
-                Backend::Emulator
-            } else {
-                Backend::Cuda
-            };
-            attempt::score(
-                ctx,
-                &attempt,
-                Submission::Received(files.files, blobs),
-                (allow_uncalibrated, timeout, backend),
-            )
-            .map(code)
+        // A refused reservation says which limit was hit, not how the read ended.
+        if let Some(e) = refused {
+            return Err(e);
         }
-        Request::Log { attempt } => attempt::log(ctx, &open_own(ctx, &attempt)?).map(code),
-        Request::Status { attempt } => attempt::status(ctx, &open_own(ctx, &attempt)?).map(code),
-        Request::Tool {
-            attempt,
-            name,
-            args,
-        } => {
-            let attempt = open_own(ctx, &attempt)?;
-            let _turn = service.tool_turn(ctx.caller, &attempt)?;
-            attempt::tool(ctx, &attempt, &name, &args).map(code)
-        }
-        Request::Finish { attempt } => {
-            if matches!(ctx.caller, Caller::Agent { .. }) {
-                return Err(Error::Usage(
-                    "finishing an attempt is the platform's: it picks the final score, which an \
-                     agent of a hidden-score task must not learn"
-                        .into(),
-                ));
-            }
-            let summary = attempt::finish(ctx, open_own(ctx, &attempt)?)?;
-            Ok(Served {
-                summary: serde_json::to_value(&summary).ok(),
-                ..code(0)
-            })
-        }
+        let (files, blobs) =
+            received.map_err(|e| Error::Usage(format!("receiving the submission: {e}")))?;
+        Ok((files.files, blobs))
     }
-}
 
-/// Bytes of the caller's receive budget held by one command, given back on drop.
-struct Held<'a>(&'a Service, Caller, u64);
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.0.admission.release(self.1, self.2);
+    /// Tools run inside this process, so they queue (one per attempt, a few per machine); a
+    /// wait past the bound is a busy refusal.
+    fn tool_turn(
+        &mut self,
+        attempt: &Attempt,
+        tool: &mut dyn FnMut() -> Result<i32>,
+    ) -> Result<i32> {
+        let _turn = self
+            .service
+            .admission
+            .tool_turn(self.caller, &attempt.private_dir)?;
+        tool()
     }
-}
 
-fn require_absolute(dir: &Path) -> Result<()> {
-    if dir.is_absolute() {
+    /// The client writes `--out` (the flag never reaches the service); the reply carries the
+    /// summary.
+    fn summary(&mut self, _out: Option<&Path>, summary: &AttemptSummary) -> Result<()> {
+        self.summary = serde_json::to_value(summary).ok();
         Ok(())
-    } else {
-        Err(Error::Usage(format!(
-            "{}: the client sends the folder's absolute path",
-            dir.display()
-        )))
-    }
-}
-
-/// The attempt `what` names, for this caller. An agent reaches only the attempts started for
-/// it, by id or by its folder; another user's attempt reads exactly like no attempt at all
-/// (the same words), so the answer tells it nothing about others. An operator names attempts
-/// by id only: a folder's path belongs to the agent, who can rename it and plant a link to
-/// another attempt in its place.
-fn open_own(ctx: &Context, what: &AttemptRef) -> Result<Attempt> {
-    let opened = match what {
-        AttemptRef::Id(id) => Attempt::open_id(&ctx.home, id),
-        AttemptRef::Dir(dir) => {
-            if matches!(ctx.caller, Caller::Operator { .. }) {
-                return Err(Error::Usage(format!(
-                    "{}: through the scoring service an operator names an attempt by the id `start` \
-                     printed (att-...), never by its folder, which its owner controls",
-                    dir.display()
-                )));
-            }
-            require_absolute(dir)?;
-            Attempt::open_canonical(&ctx.home, dir)
-        }
-    };
-    let nothing_here = || match what {
-        AttemptRef::Id(id) => rdbench_core::attempt::no_such_id(id),
-        AttemptRef::Dir(dir) => rdbench_core::attempt::no_attempt_here(dir),
-    };
-    match (ctx.caller, opened) {
-        (Caller::Agent { uid }, Ok(a)) if a.record.owner_uid != Some(uid) => Err(nothing_here()),
-        (Caller::Agent { .. }, Err(Error::Usage(_))) => Err(nothing_here()),
-        (_, opened) => opened,
     }
 }
 

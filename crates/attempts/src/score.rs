@@ -1,0 +1,565 @@
+//! `score`: one scoring run of an attempt's submission, logged.
+//!
+//! The submission is scored as a snapshot, not the live folder: each file is read once,
+//! untrusted (by the [`crate::Peer`]: here, or by the client with the agent's rights), into the
+//! attempt's private area, so the file scored is the file hashed and a swap during scoring
+//! changes nothing. Cheap checks run here; the scoring worker is the binary's
+//! ([`crate::Host::run_scoring`]).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rdbench_client::proto::{FileState, Refusal, SubmittedFile};
+use rdbench_core::attempt::Attempt;
+use rdbench_core::calibration::CalibrationEntry;
+use rdbench_core::fsutil::{atomic_write, hash_files};
+use rdbench_core::home::Home;
+use rdbench_core::outcome::InvalidKind;
+use rdbench_core::score_log::ScoreEntry;
+use rdbench_core::task::{Backend, ScoreOutcome, ScoreRequest, SubmissionFile, Task, TaskInfo};
+use rdbench_core::{Error, Result};
+
+use crate::context::{refused, Ctx, Peer};
+use crate::output::{num, one_line};
+
+/// What one scoring run produced (the binary's worker result, as the log needs it).
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub outcome: ScoreOutcome,
+    pub wall_s: f64,
+    /// The monitor's summary of the run, as logged.
+    pub monitor: Option<serde_json::Value>,
+    /// Whether the worker ran (false when the precheck already rejected the submission).
+    pub ran_worker: bool,
+}
+
+impl RunResult {
+    /// A submission rejected before any worker ran.
+    pub fn rejected(kind: InvalidKind, reason: String, start: Instant) -> Self {
+        RunResult {
+            outcome: ScoreOutcome::invalid(kind, reason),
+            wall_s: start.elapsed().as_secs_f64(),
+            monitor: None,
+            ran_worker: false,
+        }
+    }
+}
+
+/// Everything one scoring run needs but the task: what the binary's worker is given.
+#[derive(Debug, Clone)]
+pub struct ScoringRun {
+    pub request: ScoreRequest,
+    /// Where the monitor writes its timeline.
+    pub timeline_path: PathBuf,
+    pub timeout: Duration,
+    /// Held while the worker runs, so that scoring runs sharing a GPU never overlap.
+    pub device_lock: Option<PathBuf>,
+}
+
+/// What `score` was asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScoreOptions {
+    /// Score even without a calibration for this device (raw score only).
+    pub allow_uncalibrated: bool,
+    /// The scoring time limit, seconds [default: the task's].
+    pub timeout: Option<u64>,
+    /// On the CPU emulator: correctness only.
+    pub emulate: bool,
+}
+
+/// What the emulator flag says on every use, so nobody mistakes it for a score.
+pub const EMULATOR_WARNING: &str = "emulated run: the CPU emulator checks correctness only and never gives a score; \
+     it compiles solution.cu as host code, so use it for the project's own kernels and tests, never for an untrusted submission";
+
+/// `score`: the caller's rights (the emulator, the time limit), the entry limit, the snapshot
+/// of the submission the peer supplies, the run, the entry and its report. Exit code 0 for a
+/// valid entry, 1 for an invalid one.
+pub fn score(
+    ctx: &Ctx,
+    peer: &mut dyn Peer,
+    attempt: &Attempt,
+    options: ScoreOptions,
+) -> Result<i32> {
+    if options.emulate {
+        refused(ctx.rights.emulator)?;
+        warn!(ctx, "rdbench: {EMULATOR_WARNING}");
+    }
+    let backend = if options.emulate {
+        Backend::Emulator
+    } else {
+        Backend::Cuda
+    };
+    let task = ctx.host.task(&attempt.record.task)?;
+    let info = task.info();
+    let timeout = match options.timeout {
+        Some(t) if ctx.rights.timeout_at_most_the_tasks => Some(t.min(info.score_timeout_s)),
+        t => t,
+    };
+    let profile = attempt.record.profile.clone();
+    let started = Instant::now();
+    // The pid in the snapshot's name lets a later sweep remove it if this process dies.
+    let snapshot_dir = attempt.private_dir.join("snapshots").join(format!(
+        "{}-{}",
+        std::process::id(),
+        run_stamp()
+    ));
+    if attempt.score_log().entry_count()? >= MAX_ENTRIES_PER_ATTEMPT {
+        return Err(Error::Usage(format!(
+            "this attempt has logged {MAX_ENTRIES_PER_ATTEMPT} scoring runs, its limit; no more are recorded"
+        )));
+    }
+    let submitted = peer.submission(&info, &attempt.record.dir)?;
+    if let Err((kind, reason)) = snapshot(
+        submitted,
+        &info.submission_files,
+        &attempt.record.dir,
+        &snapshot_dir,
+    ) {
+        // Hash only what was read: the live folder may hold a FIFO that would block a read.
+        let sha = hash_files(&snapshot_dir, &info.submission_names());
+        let _ = std::fs::remove_dir_all(&snapshot_dir);
+        let rejected = RunResult::rejected(kind, reason, started);
+        let entry = entry_for(&info, &profile, &rejected, None, None, sha, None);
+        let entry = record(attempt, entry)?;
+        report(ctx, &info, &entry, attempt);
+        return Ok(1);
+    }
+    let scored = score_snapshot(
+        ctx,
+        task.as_ref(),
+        attempt,
+        &snapshot_dir,
+        (options.allow_uncalibrated, timeout, backend, started),
+    );
+    let _ = std::fs::remove_dir_all(&snapshot_dir);
+    scored
+}
+
+/// Writes the submission's files (read untrusted: no links, FIFOs or devices; bounded by each
+/// file's limit) into `dest`. A missing file is
+/// left missing for the task to report; any other refusal is an invalid submission naming the
+/// file, classified and worded here, never by the client.
+fn snapshot(
+    (files, blobs): (Vec<SubmittedFile>, Vec<Vec<u8>>),
+    task_files: &[SubmissionFile],
+    attempt_dir: &Path,
+    dest: &Path,
+) -> std::result::Result<(), (InvalidKind, String)> {
+    // Reasons name the file as the agent knows it: in its attempt's folder.
+    let shown = |name: &str| attempt_dir.join(name).display().to_string();
+    use rdbench_core::fsutil::create_private_dir_all;
+    let internal = |e: Error| (InvalidKind::MissingFile, e.to_string());
+    create_private_dir_all(dest).map_err(internal)?;
+    let mut blobs = blobs.into_iter();
+    for file in files {
+        // Only the task's own file names count: the client chose none of them.
+        let task_file = task_files.iter().find(|f| f.name == file.name);
+        match file.state {
+            // Blobs come in the order of the files present, whatever the name.
+            FileState::Present => {
+                let bytes = blobs.next().ok_or_else(|| {
+                    (
+                        InvalidKind::MissingFile,
+                        format!("{}: announced but not sent", one_line(&file.name, 64)),
+                    )
+                })?;
+                if let Some(f) = task_file {
+                    if bytes.len() as u64 > f.max_bytes {
+                        return Err(Refusal::TooLarge {
+                            size: bytes.len() as u64,
+                        }
+                        .entry(&shown(&f.name), f.max_bytes));
+                    }
+                    atomic_write(&dest.join(&f.name), &bytes).map_err(internal)?;
+                }
+            }
+            FileState::Missing => {}
+            FileState::Refused { cause } => {
+                if let Some(f) = task_file {
+                    return Err(cause.entry(&shown(&f.name), f.max_bytes));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Scoring runs one attempt may log: each keeps an entry, its samples and a timeline, so an
+/// agent scoring in a loop cannot fill the scorer's disk.
+pub const MAX_ENTRIES_PER_ATTEMPT: usize = 10_000;
+
+/// Messages name the snapshot's files; the agent knows them by their folder's path.
+fn unsnapshot(result: &mut RunResult, snapshot_dir: &Path, attempt_dir: &Path) {
+    let (from, to) = (
+        snapshot_dir.display().to_string(),
+        attempt_dir.display().to_string(),
+    );
+    let fix = |s: &mut String| *s = s.replace(&from, &to);
+    let fix_value = |v: &mut serde_json::Value| {
+        let text = v.to_string();
+        if text.contains(&from) {
+            if let Ok(fixed) = serde_json::from_str(&text.replace(&from, &to)) {
+                *v = fixed;
+            }
+        }
+    };
+    match &mut result.outcome {
+        ScoreOutcome::Invalid {
+            reason, details, ..
+        } => {
+            fix(reason);
+            fix_value(details);
+        }
+        ScoreOutcome::Valid {
+            headline, details, ..
+        }
+        | ScoreOutcome::Unscored { headline, details } => {
+            fix(headline);
+            fix_value(details);
+        }
+    }
+}
+
+/// The rest of `score`, on the snapshot in `snapshot_dir`.
+fn score_snapshot(
+    ctx: &Ctx,
+    task: &dyn Task,
+    attempt: &Attempt,
+    snapshot_dir: &Path,
+    (allow_uncalibrated, timeout, backend, started): (bool, Option<u64>, Backend, Instant),
+) -> Result<i32> {
+    let info = task.info();
+    let profile = attempt.record.profile.clone();
+    // The attempt's private folder has the layout scoring_run expects (task_private_dir is `task/`).
+    let (run, files) = scoring_run(
+        ctx.home,
+        &info,
+        &profile,
+        snapshot_dir,
+        &attempt.private_dir,
+        timeout,
+        backend,
+    );
+    let sha = hash_files(snapshot_dir, &info.submission_names());
+    // 1. Checks that need no GPU: a bad submission is logged invalid right away.
+    if let Some((kind, reason)) = task.precheck(&run.request)? {
+        let mut rejected = RunResult::rejected(kind, reason, started);
+        unsnapshot(&mut rejected, snapshot_dir, &attempt.record.dir);
+        let entry = entry_for(&info, &profile, &rejected, None, None, sha, None);
+        let entry = record(attempt, entry)?;
+        report(ctx, &info, &entry, attempt);
+        return Ok(1);
+    }
+    // 2. The environment and the calibration, before spending GPU time. An emulated run
+    // has neither a device nor a score to normalize.
+    task.check_environment(&profile, backend)?;
+    let (fp, calibration) = if backend == Backend::Emulator {
+        (None, None)
+    } else {
+        let (fp, calibration) = ctx.host.calibration(task, &profile)?;
+        (Some(fp), calibration)
+    };
+    if let (Some(fp), None, false) = (&fp, &calibration, allow_uncalibrated) {
+        return Err(Error::Environment(format!(
+            "no calibration of {}/{profile} for this device ({}); run `rdbench calibrate --task {} --profile {profile}` \
+             first, or score with --allow-uncalibrated for a raw score only",
+            info.name,
+            fp.id(),
+            info.name
+        )));
+    }
+    // 3. The worker.
+    let mut result = ctx.host.run_scoring(task, run)?;
+    unsnapshot(&mut result, snapshot_dir, &attempt.record.dir);
+    let entry = entry_for(
+        &info,
+        &profile,
+        &result,
+        calibration.as_ref(),
+        fp.map(|f| f.id()),
+        sha,
+        Some(files),
+    );
+    let entry = record(attempt, entry)?;
+    report(ctx, &info, &entry, attempt);
+    Ok(if entry.valid { 0 } else { 1 })
+}
+
+/// Appends `entry` to the attempt's log, late if the time limit has passed or the attempt was
+/// finished (the log itself also marks late whatever follows its seal).
+fn record(attempt: &Attempt, mut entry: ScoreEntry) -> Result<ScoreEntry> {
+    entry.late = attempt.is_late(Utc::now());
+    let appended = attempt.score_log().append(&entry)?;
+    entry.late = appended.late;
+    Ok(entry)
+}
+
+fn report(ctx: &Ctx, info: &TaskInfo, entry: &ScoreEntry, attempt: &Attempt) {
+    if ctx.json {
+        if info.score_hidden {
+            ctx.out.json(
+                &serde_json::json!({ "valid": entry.valid, "reason": entry.reason, "hidden": true }),
+            );
+        } else {
+            ctx.out.json(entry);
+        }
+        return;
+    }
+    let elapsed = attempt.elapsed_minutes();
+    let over = attempt
+        .record
+        .time_limit_minutes
+        .is_some_and(|l| elapsed > l);
+    if !entry.valid {
+        say!(
+            ctx,
+            "INVALID: {}",
+            entry.reason.as_deref().unwrap_or("unknown reason")
+        );
+    } else if info.score_hidden {
+        // The issue's contract: a hidden score answers "recorded" and nothing else.
+        say!(ctx, "recorded");
+    } else if entry.unscored {
+        say!(
+            ctx,
+            "CORRECT, NOT SCORED: {}",
+            entry.headline.as_deref().unwrap_or("no measurement")
+        );
+    } else {
+        let headline = match entry.headline.as_deref().filter(|h| !h.is_empty()) {
+            Some(h) => format!(": {h}"),
+            None => String::new(),
+        };
+        say!(
+            ctx,
+            "score {} (raw {}{headline})",
+            num(entry.normalized),
+            num(entry.raw)
+        );
+        if entry.normalized.is_none() {
+            say!(ctx, "  not normalized: no calibration for this device");
+        }
+    }
+    if entry.late {
+        say!(
+            ctx,
+            "  note: recorded late ({}): this entry never counts",
+            if attempt.record.finished_at.is_some() || !over {
+                "the attempt was finished".to_string()
+            } else {
+                format!("the time limit has passed, {elapsed:.0} min elapsed")
+            }
+        );
+    }
+}
+
+/// Builds the log entry of one scoring run.
+pub fn entry_for(
+    info: &TaskInfo,
+    profile: &str,
+    result: &RunResult,
+    calibration: Option<&CalibrationEntry>,
+    device: Option<String>,
+    submission_sha256: String,
+    // (samples file, timeline file), relative to the attempt's private folder.
+    files: Option<(String, String)>,
+) -> ScoreEntry {
+    let (samples_file, timeline_file) = files.unzip();
+    let mut kind = None;
+    let mut headline = None;
+    let mut unscored = false;
+    let (valid, raw, reason, details) = match &result.outcome {
+        ScoreOutcome::Valid {
+            raw,
+            headline: h,
+            details,
+        } if raw.is_finite() => {
+            headline = Some(h.clone());
+            let mut details = details.clone();
+            // Speed-ups from the calibration: over the start at each timed size, and over
+            // the CPU baseline for a task that has one.
+            if let Some(c) = calibration {
+                c.annotate_shapes(&mut details);
+            }
+            let median_ms = details.get("median_ms").and_then(|v| v.as_f64());
+            if let (Some(c), Some(ms), Some(obj)) =
+                (calibration, median_ms, details.as_object_mut())
+            {
+                if let Some(serde_json::Value::Object(speedup)) = c.cpu_speedup(ms) {
+                    obj.extend(speedup);
+                }
+            }
+            (true, Some(*raw), None, details)
+        }
+        ScoreOutcome::Valid { raw, details, .. } => {
+            kind = Some(InvalidKind::NonFinite);
+            (
+                false,
+                None,
+                Some(format!(
+                    "the scorer produced a non-finite raw score ({raw})"
+                )),
+                details.clone(),
+            )
+        }
+        ScoreOutcome::Invalid {
+            kind: k,
+            reason,
+            details,
+        } => {
+            kind = Some(*k);
+            (false, None, Some(reason.clone()), details.clone())
+        }
+        ScoreOutcome::Unscored {
+            headline: h,
+            details,
+        } => {
+            headline = Some(h.clone());
+            unscored = true;
+            (true, None, None, details.clone())
+        }
+    };
+    ScoreEntry {
+        timestamp: Utc::now(),
+        task: info.name.clone(),
+        profile: profile.into(),
+        valid,
+        raw,
+        normalized: raw.and_then(|r| calibration.map(|c| c.normalize(r))),
+        reason,
+        kind,
+        headline,
+        unscored,
+        submission_sha256,
+        device,
+        calibration: calibration.map(|c| [c.start, c.reference]),
+        wall_s: result.wall_s,
+        details,
+        monitor: result.monitor.clone(),
+        samples_file: if result.ran_worker {
+            samples_file
+        } else {
+            None
+        },
+        timeline_file: if result.ran_worker {
+            timeline_file
+        } else {
+            None
+        },
+        late: false,
+    }
+}
+
+/// The lock that serializes GPU scoring runs on this machine (`None` for CPU profiles and
+/// emulated runs).
+fn device_lock(home: &Home, info: &TaskInfo, profile: &str, backend: Backend) -> Option<PathBuf> {
+    let needs_gpu = info.profile(profile).map(|p| p.needs_gpu).unwrap_or(false);
+    (needs_gpu && backend == Backend::Cuda).then(|| home.root().join("locks").join("gpu-0"))
+}
+
+/// One scoring run of the submission in `submission_dir`, with its files laid out under
+/// `private_dir` as in an attempt (`task/`, `samples/`, `timelines/`). Returns the run and the
+/// samples and timeline paths relative to `private_dir`, for the log entry.
+pub fn scoring_run(
+    home: &Home,
+    info: &TaskInfo,
+    profile: &str,
+    submission_dir: &Path,
+    private_dir: &Path,
+    timeout: Option<u64>,
+    backend: Backend,
+) -> (ScoringRun, (String, String)) {
+    let stamp = run_stamp();
+    let files = (
+        format!("samples/{stamp}.json"),
+        format!("timelines/score-{stamp}.jsonl"),
+    );
+    let run = ScoringRun {
+        request: ScoreRequest {
+            profile: profile.into(),
+            submission_dir: submission_dir.into(),
+            private_dir: private_dir.join("task"),
+            cache_dir: home.cache_dir(),
+            samples_path: private_dir.join(&files.0),
+            seed: rand::random(),
+            backend,
+        },
+        timeline_path: private_dir.join(&files.1),
+        timeout: Duration::from_secs(timeout.unwrap_or(info.score_timeout_s)),
+        device_lock: device_lock(home, info, profile, backend),
+    };
+    (run, files)
+}
+
+/// A fresh name for one scoring run's files.
+pub fn run_stamp() -> String {
+    format!(
+        "{}-{:08x}",
+        Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        rand::random::<u32>()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::fake_info;
+
+    fn calibration(info: &TaskInfo) -> CalibrationEntry {
+        CalibrationEntry {
+            task: info.name.clone(),
+            profile: "tiny".into(),
+            start: 100f64.ln(),
+            reference: 5f64.ln(),
+            measured_at: Utc::now(),
+            provenance: String::new(),
+            details: serde_json::json!({}),
+        }
+    }
+
+    /// A valid kernel score next to a calibration with a CPU baseline reports its speed-up
+    /// and the task's target flag; without a baseline its details are the task's own.
+    #[test]
+    fn a_score_reports_its_speedup_over_the_calibrated_cpu_baseline() {
+        let info = fake_info();
+        let result = RunResult {
+            outcome: ScoreOutcome::Valid {
+                raw: 10f64.ln(),
+                headline: "10 ms".into(),
+                details: serde_json::json!({ "median_ms": 10.0 }),
+            },
+            wall_s: 1.0,
+            monitor: None,
+            ran_worker: true,
+        };
+        let mut cal = calibration(&info);
+        let entry = entry_for(
+            &info,
+            "tiny",
+            &result,
+            Some(&cal),
+            None,
+            String::new(),
+            None,
+        );
+        assert!(entry.details.get("speedup_vs_cpu").is_none());
+        cal.details[rdbench_core::calibration::CPU_BASELINE_KEY] =
+            serde_json::json!({ "ms": 250.0, "description": "one thread", "target_speedup": 30.0 });
+        let entry = entry_for(
+            &info,
+            "tiny",
+            &result,
+            Some(&cal),
+            None,
+            String::new(),
+            None,
+        );
+        assert_eq!(entry.details["speedup_vs_cpu"], 25.0);
+        assert_eq!(entry.details["meets_target_speedup"], false);
+        assert_eq!(
+            entry.details["median_ms"], 10.0,
+            "the task's details are kept"
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! `start`: the task prepares into the home's private staging folder, never into the agent's
+//! folder, so the scorer writes nothing where the agent could have planted a link, and a
+//! killed `start` leaves no attempt. The [`crate::Peer`] then puts the starting files into the
+//! agent's folder (this process in same-user mode, the client through the service).
+
+use std::path::{Path, PathBuf};
+
+use rdbench_core::attempt::{Attempt, StagedAttempt};
+use rdbench_core::task::PrepareRequest;
+use rdbench_core::{Error, Result};
+
+use crate::context::{refused, Ctx, OwnerFlag, Peer};
+
+/// What `start` was asked for.
+#[derive(Debug, Clone)]
+pub struct StartRequest<'a> {
+    pub task: &'a str,
+    /// The folder as the command names it (shown back in the report).
+    pub dir: &'a Path,
+    pub profile: &'a str,
+    pub time_limit: Option<f64>,
+    pub agent: &'a str,
+    pub owner: Option<&'a str>,
+}
+
+/// `start`, whole: the caller's rights, the owner, the folder, staging, the starting files,
+/// publishing and the report.
+pub fn start(ctx: &Ctx, peer: &mut dyn Peer, req: &StartRequest) -> Result<i32> {
+    refused(ctx.rights.start)?;
+    let owner_uid = match (req.owner, ctx.rights.owner_flag) {
+        (None, _) => ctx.caller.uid(),
+        (Some(_), OwnerFlag::Refused(why)) => return Err(Error::Usage(why.into())),
+        (Some(name), OwnerFlag::LookedUp) => {
+            rdbench_core::untrusted_tree::lookup_user(name)
+                .map_err(|e| Error::Usage(format!("--owner: {e}")))?
+                .uid
+        }
+    };
+    // A typo in the task or profile is refused before a folder is made.
+    ctx.host.task(req.task)?.info().profile(req.profile)?;
+    let folder = peer.attempt_folder(req.dir)?;
+    let staged = stage(ctx, req, &folder.path, owner_uid).inspect_err(|_| {
+        if folder.created {
+            let _ = rdbench_core::untrusted_tree::remove_empty_dir(&folder.path);
+        }
+    })?;
+    peer.starting_files(&folder.path, &staged.public_dir, &staged.files)?;
+    let attempt = staged.publish()?;
+    report_started(ctx, &attempt, req.dir);
+    Ok(0)
+}
+
+/// A prepared, not yet visible attempt: its starting files in `public_dir` (inside the
+/// staging folder, private), for the caller to put into the agent's folder.
+pub struct Staged {
+    staged: StagedAttempt,
+    pub public_dir: PathBuf,
+    /// The starting files, relative to `public_dir`.
+    pub files: Vec<String>,
+}
+
+impl Staged {
+    /// Makes the attempt visible; the staged copy of the starting files goes.
+    pub fn publish(self) -> Result<Attempt> {
+        let _ = std::fs::remove_dir_all(&self.public_dir);
+        self.staged.publish()
+    }
+}
+
+/// `start`, up to the point where the starting files exist, for the attempt on the canonical
+/// folder `canonical_dir` owned by `owner_uid`.
+pub fn stage(
+    ctx: &Ctx,
+    req: &StartRequest,
+    canonical_dir: &Path,
+    owner_uid: u32,
+) -> Result<Staged> {
+    let task = ctx.host.task(req.task)?;
+    let info = task.info();
+    info.profile(req.profile)?;
+    check_agent_name(req.agent)?;
+    if let Some(t) = req.time_limit {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(Error::Usage(format!(
+                "--time-limit must be a positive number of minutes, not {t}"
+            )));
+        }
+    }
+    let limit = req
+        .time_limit
+        .unwrap_or(info.default_time_limit_minutes as f64);
+    let staged = Attempt::stage(
+        ctx.home,
+        &info.name,
+        req.profile,
+        req.agent,
+        canonical_dir,
+        Some(limit),
+        Some(owner_uid),
+    )?;
+    let public_dir = staged.attempt.private_dir.join("public");
+    let prepared = rdbench_core::fsutil::create_private_dir_all(&public_dir).and_then(|_| {
+        task.prepare(&PrepareRequest {
+            profile: req.profile.into(),
+            attempt_dir: public_dir.clone(),
+            private_dir: staged.attempt.task_private_dir(),
+            cache_dir: ctx.home.cache_dir(),
+        })
+    });
+    let files = prepared.and_then(|_| list_files(&public_dir));
+    match files {
+        Ok(files) => Ok(Staged {
+            staged,
+            public_dir,
+            files,
+        }),
+        Err(e) => {
+            staged.abandon();
+            Err(e)
+        }
+    }
+}
+
+/// Longest `--agent` name: it is stored in the record and every summary.
+const MAX_AGENT_NAME: usize = 128;
+
+/// `--agent` is a label for reports: short and printable.
+fn check_agent_name(agent: &str) -> Result<()> {
+    if agent.is_empty()
+        || agent.chars().count() > MAX_AGENT_NAME
+        || agent.chars().any(char::is_control)
+    {
+        return Err(Error::Usage(format!(
+            "--agent must be 1 to {MAX_AGENT_NAME} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The regular files under `root`, relative and `/`-separated, sorted.
+fn list_files(root: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let ft = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
+            if ft.is_dir() {
+                stack.push(entry.path());
+            } else if ft.is_file() {
+                let rel = entry.path();
+                let rel = rel.strip_prefix(root).unwrap_or(&rel);
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What `start` prints: the record with `--json`, else where the attempt is and how to score.
+pub fn report_started(ctx: &Ctx, attempt: &Attempt, given_dir: &Path) {
+    if ctx.json {
+        ctx.out.json(&attempt.record);
+    } else {
+        say!(
+            ctx,
+            "started {} ({}) as {} in {} — read INSTRUCTIONS.md there; score with `rdbench score {}`",
+            attempt.record.task,
+            attempt.record.profile,
+            attempt.record.id,
+            attempt.record.dir.display(),
+            given_dir.display()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Fixture;
+
+    /// Nested starting files are listed relative and sorted; folders are not files.
+    #[test]
+    fn starting_files_are_listed_relative_and_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("b/c")).unwrap();
+        std::fs::write(dir.path().join("z.txt"), "").unwrap();
+        std::fs::write(dir.path().join("b/c/a.cu"), "").unwrap();
+        std::fs::write(dir.path().join("a.md"), "").unwrap();
+        assert_eq!(
+            list_files(dir.path()).unwrap(),
+            ["a.md", "b/c/a.cu", "z.txt"]
+        );
+    }
+
+    #[test]
+    fn agent_names_are_short_and_printable() {
+        assert!(check_agent_name("claude-4 (run 3)").is_ok());
+        for bad in ["".to_string(), "a\u{1b}[2J".into(), "x".repeat(129)] {
+            assert!(
+                matches!(check_agent_name(&bad), Err(Error::Usage(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// A start whose task fails to prepare leaves no attempt and no staging folder behind.
+    #[test]
+    fn a_failed_preparation_leaves_nothing() {
+        let f = Fixture::new();
+        let ctx = f.ctx(crate::Caller::Local);
+        let dir = f.folder("att");
+        std::fs::create_dir_all(&dir).unwrap();
+        let req = StartRequest {
+            task: "fake",
+            dir: &dir,
+            profile: crate::testing::BROKEN_PROFILE,
+            time_limit: None,
+            agent: "a",
+            owner: None,
+        };
+        let e = stage(&ctx, &req, &dir, 0).err().unwrap();
+        assert!(e.to_string().contains("cannot prepare"), "{e}");
+        let left: Vec<_> = std::fs::read_dir(f.home.attempts_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|name| name != "by-dir")
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
