@@ -1,7 +1,7 @@
-//! The one child-process lifecycle of rdbench: every child rdbench runs (the scoring worker
-//! today; the NVRTC child, the emulator's build and the served tools next) is spawned, limited,
-//! timed, captured, killed and reaped here, the same way. In the manner of cargo-nextest's
-//! process supervision, on one page:
+//! The one child-process lifecycle of rdbench: every child rdbench runs (the scoring worker,
+//! the NVRTC child, the emulator's host compiler, the probes of `python3` and `$CXX`) is
+//! spawned, limited, timed, captured, killed and reaped here, the same way. In the manner of
+//! cargo-nextest's process supervision, on one page:
 //!
 //! 1. **Spawn** ([`Command::spawn`]). Everything the child needs (argv, environment, folder,
 //!    descriptors, limits) is prepared before a raw `clone`; between it and `execve` the child
@@ -56,6 +56,8 @@
 //!
 //! [`worker`] is the worker protocol on top: request and token on stdin, reply on an
 //! inherited descriptor, accepted only from a normal exit with the token, non-dumpable worker.
+//! [`fork_call`] is the one child without an exec (a closure run as another user), forked
+//! and reaped here too; it is `unsafe` for the reason given in `forked.rs`.
 //!
 //! **Cost** (`cargo test -p rdbench-runner --test lifecycle -- --nocapture overhead`: debug
 //! build, the 2-core development machine, medians of 300 interleaved spawns of `/bin/true`,

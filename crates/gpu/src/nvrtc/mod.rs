@@ -7,9 +7,10 @@
 //! Two defences, because the source is an agent's:
 //! - **Isolation** ([`Isolation`], set once per process with [`set_isolation`]): the `rdbench`
 //!   binary compiles in a child of itself (its hidden `__nvrtc` subcommand runs
-//!   [`child_main`]) under [`CompileLimits`] (address space, CPU, wall clock, log size), so a
-//!   template bomb costs one invalid entry of kind `resource_limit` instead of the scorer's
-//!   memory. A library user that sets nothing (the unit tests) compiles in its own process.
+//!   [`child_main`], a `rdbench_runner` worker) under [`CompileLimits`] (address space, CPU,
+//!   wall clock, log size), so a template bomb costs one invalid entry of kind
+//!   `resource_limit` instead of the scorer's memory. A library user that sets nothing (the
+//!   unit tests) compiles in its own process.
 //!   Cache hits never start a child.
 //! - **A sandbox** ([`sandbox`]): the child restricts itself with Landlock before compiling,
 //!   so that NVRTC can read only its own library folder, whatever the source asks for; and
