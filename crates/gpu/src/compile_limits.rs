@@ -94,11 +94,14 @@ impl CompileLimits {
     /// The error for a compile of `name` by `compiler` (words for messages: "the compiler")
     /// that ended at one of these limits: the wall clock, CPU time, or an allocation that
     /// failed and said so; `None` for any other ending (the caller reads its output).
+    /// `shown` is what of the compiler's output the message may carry: a compiler's own log
+    /// only after [`filter_log`](crate::compile_log::filter_log), since it quotes other files.
     pub fn ended_at_a_limit(
         &self,
         name: &str,
         compiler: &str,
         outcome: &Outcome,
+        shown: &str,
     ) -> Option<GpuError> {
         let over = |limit: String, detail: String| GpuError::ResourceLimit {
             name: name.into(),
@@ -120,14 +123,14 @@ impl CompileLimits {
                 format!(
                     "{compiler} used {:.1} s of CPU time in {secs:.1} s and was stopped{}",
                     outcome.usage.cpu().as_secs_f64(),
-                    stderr_suffix(outcome)
+                    output_suffix(shown)
                 ),
             ),
             Exit::LimitHit(Limit::AddressSpace) => over(
                 format!("{} address space", gib(self.address_space)),
                 format!(
                     "{compiler} ran out of memory after {secs:.1} s at peak memory {peak}{}",
-                    stderr_suffix(outcome)
+                    output_suffix(shown)
                 ),
             ),
             Exit::LimitHit(other) => over(
@@ -139,18 +142,23 @@ impl CompileLimits {
     }
 }
 
-/// `; its stderr:` and the captured stderr (what was kept of it), or nothing when empty.
-pub(crate) fn stderr_suffix(outcome: &Outcome) -> String {
+/// A child's captured stderr as text for a message, saying so when its start was cut.
+pub(crate) fn stderr_text(outcome: &Outcome) -> String {
     let text = outcome.stderr.text();
-    if text.trim().is_empty() {
-        return String::new();
+    if outcome.stderr.complete() {
+        text
+    } else {
+        format!("[the last {} bytes]\n{text}", outcome.stderr.tail.len())
     }
-    let cut = if outcome.stderr.complete() {
+}
+
+/// `; its output:` and `shown`, or nothing when that is empty.
+pub(crate) fn output_suffix(shown: &str) -> String {
+    if shown.trim().is_empty() {
         String::new()
     } else {
-        format!(" (its last {} bytes)", outcome.stderr.tail.len())
-    };
-    format!("; its stderr{cut}:\n{text}")
+        format!("; its output:\n{shown}")
+    }
 }
 
 /// Bytes in GiB with one decimal, for messages.
@@ -192,7 +200,7 @@ mod tests {
             ..CompileLimits::default()
         };
         let sleeping = limits.command("sleep", 4096).arg("30").run().unwrap();
-        match limits.ended_at_a_limit("x.cu", "the compiler", &sleeping) {
+        match limits.ended_at_a_limit("x.cu", "the compiler", &sleeping, "") {
             Some(GpuError::ResourceLimit { limit, detail, .. }) => {
                 assert_eq!(limit, "0 s wall clock");
                 assert!(detail.contains("was killed"), "{detail}");
@@ -208,13 +216,13 @@ mod tests {
             .args(["-c", "while :; do :; done"])
             .run()
             .unwrap();
-        match limits.ended_at_a_limit("x.cu", "the compiler", &spinning) {
+        match limits.ended_at_a_limit("x.cu", "the compiler", &spinning, "") {
             Some(GpuError::ResourceLimit { limit, .. }) => assert_eq!(limit, "1 s CPU"),
             other => panic!("{other:?}"),
         }
         let fine = limits.command("true", 4096).run().unwrap();
         assert!(limits
-            .ended_at_a_limit("x.cu", "the compiler", &fine)
+            .ended_at_a_limit("x.cu", "the compiler", &fine, "")
             .is_none());
     }
 }

@@ -29,7 +29,7 @@ use rdbench_runner::{Exit, Output};
 use sha2::{Digest, Sha256};
 
 use super::{Arg, BackendInfo, CompileReport, Dims, KernelBackend};
-use crate::compile_limits::{stderr_suffix, CompileLimits};
+use crate::compile_limits::CompileLimits;
 use crate::compile_log::{cap_log, filter_log, filter_log_tail};
 use crate::nvrtc::sandbox::{PreparedRuleset, Sandbox};
 use crate::plan::{parse_kernel_signatures, KernelSignature};
@@ -279,48 +279,53 @@ impl EmuBackend {
                 )))
             }
         };
-        if let Some(e) = limits.ended_at_a_limit(name, &what, &outcome) {
+        if outcome.exit == Exit::Exited(0) {
+            return publish(&build_dir, &dir, so);
+        }
+        let mut log = outcome.stderr.text();
+        // The wrapper's paths are the kit's, not the agent's: show the submission's name.
+        log = log.replace(&build_dir.join("solution.cu").display().to_string(), name);
+        // Only what the compiler says about the submission itself (not the wrapper, the
+        // header or a system file it quotes) comes back, whatever the ending.
+        let log = if outcome.stderr.complete() {
+            filter_log(&log, name)
+        } else {
+            filter_log_tail(&log, name)
+        };
+        let log = cap_log(log, limits.max_log_bytes);
+        if let Some(e) = limits.ended_at_a_limit(name, &what, &outcome, &log) {
             return failed(e);
         }
-        if outcome.exit != Exit::Exited(0) {
-            let mut log = outcome.stderr.text();
-            // The wrapper's paths are the kit's, not the agent's: show the submission's name.
-            log = log.replace(&build_dir.join("solution.cu").display().to_string(), name);
-            // Only what the compiler says about the submission itself (not the wrapper, the
-            // header or a system file it quotes) comes back.
-            let log = if outcome.stderr.complete() {
-                filter_log(&log, name)
-            } else {
-                filter_log_tail(&log, name)
-            };
-            let log = cap_log(log, limits.max_log_bytes);
-            // A SIGKILL that was neither the deadline nor the CPU limit: the kernel's OOM
-            // killer, stopping what this source made the compiler do.
-            if outcome.exit == Exit::Signaled(libc::SIGKILL) {
-                return failed(GpuError::ResourceLimit {
-                    name: name.into(),
-                    limit: limits.describe(),
-                    detail: format!("{what}: {}{}", outcome.exit, stderr_suffix(&outcome)),
-                });
-            }
-            return failed(GpuError::Compile {
+        // A SIGKILL that was neither the deadline nor the CPU limit: the kernel's OOM killer,
+        // stopping what this source made the compiler do.
+        if outcome.exit == Exit::Signaled(libc::SIGKILL) {
+            return failed(GpuError::ResourceLimit {
                 name: name.into(),
-                options: format!("{} (CPU emulator)", self.compiler),
-                log,
+                limit: limits.describe(),
+                detail: format!("{what}: {}\n{log}", outcome.exit),
             });
         }
-        // Publish atomically: a concurrent build of the same key either wins or finds ours.
-        if std::fs::rename(&build_dir, &dir).is_err() {
-            let _ = std::fs::remove_dir_all(&build_dir);
-            if !so.is_file() {
-                return Err(GpuError::Io {
-                    path: dir,
-                    source: std::io::Error::other("could not publish the emulated module"),
-                });
-            }
-        }
-        Ok((so, false))
+        failed(GpuError::Compile {
+            name: name.into(),
+            options: format!("{} (CPU emulator)", self.compiler),
+            log,
+        })
     }
+}
+
+/// Publishes a finished build folder as `dir` (holding `so`), atomically: a concurrent build
+/// of the same key either wins or finds ours.
+fn publish(build_dir: &Path, dir: &Path, so: PathBuf) -> Result<(PathBuf, bool), GpuError> {
+    if std::fs::rename(build_dir, dir).is_err() {
+        let _ = std::fs::remove_dir_all(build_dir);
+        if !so.is_file() {
+            return Err(GpuError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::other("could not publish the emulated module"),
+            });
+        }
+    }
+    Ok((so, false))
 }
 
 /// The first line of `compiler --version` (or the compiler's name when it prints none), or

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sandbox::{restrict_nvrtc_child, Sandbox};
 use super::{compile_uncached, is_out_of_memory, Output};
-use crate::compile_limits::{gib, stderr_suffix, CompileLimits};
+use crate::compile_limits::{gib, output_suffix, stderr_text, CompileLimits};
 use crate::compile_log::cap_log;
 use crate::GpuError;
 
@@ -128,7 +128,10 @@ pub(super) fn compile(
         gib(outcome.usage.peak_rss),
         outcome.exit
     );
-    if let Some(e) = limits.ended_at_a_limit(name, "the compiler", outcome) {
+    // The child's stderr is not the compiler's log (that comes in the reply, filtered): it
+    // may be shown as it is.
+    let stderr = stderr_text(outcome);
+    if let Some(e) = limits.ended_at_a_limit(name, "the compiler", outcome, &stderr) {
         return Err(e);
     }
     if let Exit::Signaled(sig) = outcome.exit {
@@ -141,7 +144,7 @@ pub(super) fn compile(
                 "the compiler died by signal {sig} after {:.1} s at peak memory {}{}",
                 outcome.wall.as_secs_f64(),
                 gib(outcome.usage.peak_rss),
-                stderr_suffix(outcome)
+                output_suffix(&stderr)
             ),
         });
     }
@@ -152,7 +155,7 @@ pub(super) fn compile(
     };
     let Header { reply, sandbox } = call.reply.map_err(|refusal| match refusal {
         Refusal::TooLong { .. } => too_large(),
-        other => GpuError::CompileChild(format!("{other}{}", stderr_suffix(outcome))),
+        other => GpuError::CompileChild(format!("{other}{}", output_suffix(&stderr))),
     })?;
     if let Some(Sandbox::Unavailable { why }) = &sandbox {
         static WARNED: std::sync::Once = std::sync::Once::new();
