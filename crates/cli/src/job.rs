@@ -1,6 +1,9 @@
 //! One scoring run of one submission, end to end: cheap checks in this process, then the
 //! task's `score` in a worker child process (its own CUDA context) under a time limit, with the
-//! NVML (or /proc) monitor sampling beside it.
+//! NVML (or /proc) monitor sampling beside it. And one call of a task's experiment tool
+//! ([`ToolJob`]), which runs in the same worker under the limits the task declares for it
+//! ([`ToolSpec`]): never inside the calling process, so a tool that hangs, crashes or
+//! allocates without end costs one refused call, never the service.
 //!
 //! Whatever the worker does (wrong output, illegal address, segfault, hang) the caller gets a
 //! [`JobResult`] to log; only environment problems (no GPU) come back as errors.
@@ -10,29 +13,50 @@
 //! descendants included) and the worker protocol (the request with a fresh random token on
 //! stdin, the reply on an inherited pipe, accepted only from a worker that exited normally,
 //! as one document carrying the token; the worker non-dumpable) are that crate's, described
-//! there. This file says what a scoring run makes of them. The monitor follows the worker
-//! process by pid (its `MonitorConfig` takes a fixed list of pids): not the worker's own
-//! children, such as the NVRTC child.
+//! there. This file says what a scoring run makes of them. The monitor follows the worker's
+//! whole process tree (`Watched::TreeOf`, found again at each sample), so the NVRTC child and
+//! anything else the worker starts count in its memory and GPU use.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rdbench_core::outcome::InvalidKind;
-use rdbench_core::task::{ScoreOutcome, ScoreRequest, Task};
+use rdbench_core::task::{ScoreOutcome, ScoreRequest, Task, ToolReply, ToolRequest, ToolSpec};
 use rdbench_core::ExitCode;
 use rdbench_core::{Error, Result};
 use rdbench_gpu::monitor::{self, MonitorConfig, MonitorSummary};
 use rdbench_runner::worker::{self, Refusal};
-use rdbench_runner::{Command, Exit, Output};
+use rdbench_runner::{Command, Exit, Limit, Limits, Output};
 use serde::{Deserialize, Serialize};
+
+/// What the worker is asked to do.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkerRequest {
+    Score(ScoreRequest),
+    Tool(ToolRequest),
+}
 
 /// What the worker replies.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WorkerResult {
-    Outcome { outcome: ScoreOutcome },
-    Environment { message: String },
-    Failed { message: String },
+    Outcome {
+        outcome: ScoreOutcome,
+    },
+    Tool {
+        reply: ToolReply,
+    },
+    /// The tool refused its arguments (the caller's mistake, worded for the caller).
+    Usage {
+        message: String,
+    },
+    Environment {
+        message: String,
+    },
+    Failed {
+        message: String,
+    },
 }
 
 /// Largest reply accepted (an outcome with its details is a few kilobytes).
@@ -41,9 +65,13 @@ const MAX_REPLY_BYTES: usize = 8 << 20;
 const STDERR_TAIL_BYTES: usize = 64 << 10;
 /// Lines of that tail quoted in a crash reason.
 const CRASH_LINES: usize = 5;
-/// The worker's exit codes that go with a reply: 0 an outcome was reported, 3 anything else
-/// (environment or the kit failing).
-const REPLY_CODES: [i32; 2] = [ExitCode::Scored as i32, ExitCode::Environment as i32];
+/// The worker's exit codes that go with a reply: 0 an outcome or a tool's result was reported,
+/// 2 a tool refused its arguments, 3 anything else (environment or the kit failing).
+const REPLY_CODES: [i32; 3] = [
+    ExitCode::Scored as i32,
+    ExitCode::Usage as i32,
+    ExitCode::Environment as i32,
+];
 
 /// Everything one scoring run needs.
 pub struct Job<'a> {
@@ -136,13 +164,16 @@ impl Job<'_> {
             })
             .on_stderr_line(|line| eprintln!("  [worker] {}", printable_line(line)))
             .deadline(self.timeout);
-        let pending = worker::start(&mut cmd, &self.request, MAX_REPLY_BYTES)
+        let request = WorkerRequest::Score(self.request.clone());
+        let pending = worker::start(&mut cmd, &request, MAX_REPLY_BYTES)
             .map_err(|e| Error::Internal(format!("starting the scoring worker: {e}")))?;
         let monitor = monitor::start(
             MonitorConfig {
                 interval: Duration::from_millis(100),
                 gpu_indices: scored_gpu(),
-                pids: Some(vec![pending.child().pid()]),
+                processes: Some(monitor::Watched::TreeOf {
+                    root: pending.child().pid(),
+                }),
             },
             &self.timeline_path,
         );
@@ -179,6 +210,11 @@ impl Job<'_> {
             (_, Ok(WorkerResult::Failed { message })) => {
                 return Err(Error::Internal(format!("the scorer failed: {message}")))
             }
+            (_, Ok(WorkerResult::Tool { .. } | WorkerResult::Usage { .. })) => {
+                return Err(Error::Internal(
+                    "the scoring worker answered as a tool".into(),
+                ))
+            }
             // It exited by itself with a reply code, but no reply of its own came with it.
             (Exit::Exited(code), Err(_)) if REPLY_CODES.contains(&code) => ScoreOutcome::invalid(
                 InvalidKind::Crash,
@@ -188,7 +224,7 @@ impl Job<'_> {
             ),
             (exit, Err(refusal)) => ScoreOutcome::invalid(
                 InvalidKind::Crash,
-                crash_reason(exit, &refusal, &call.outcome.stderr.tail),
+                crash_reason("the scoring worker", exit, &refusal, &call.outcome.stderr.tail),
             ),
         };
         Ok((outcome, summary))
@@ -214,7 +250,8 @@ fn scored_gpu() -> Option<Vec<u32>> {
     ])
 }
 
-fn crash_reason(exit: Exit, refusal: &Refusal, stderr_tail: &[u8]) -> String {
+/// A crash worded for the caller: how `who` ended and its last lines of stderr.
+fn crash_reason(who: &str, exit: Exit, refusal: &Refusal, stderr_tail: &[u8]) -> String {
     let how = match exit {
         Exit::Exited(code) => format!("exited with code {code}"),
         Exit::Signaled(sig) => format!("killed by signal {sig}"),
@@ -228,36 +265,122 @@ fn crash_reason(exit: Exit, refusal: &Refusal, stderr_tail: &[u8]) -> String {
         .map(printable_line)
         .collect();
     let last = &lines[lines.len().saturating_sub(CRASH_LINES)..];
-    tracing::debug!("scoring worker reply refused: {refusal}");
+    tracing::debug!("{who}: reply refused: {refusal}");
     if last.is_empty() {
-        format!("the scoring worker crashed ({how}) before reporting a result")
+        format!("{who} crashed ({how}) before reporting a result")
     } else {
         format!(
-            "the scoring worker crashed ({how}) before reporting a result; its last output: {}",
+            "{who} crashed ({how}) before reporting a result; its last output: {}",
             last.join(" | ")
         )
     }
 }
 
-/// The worker side (`rdbench __worker`): reads the request, runs `task.score` and replies
-/// through the runner's worker protocol. Returns the exit code.
+/// One call of a task's experiment tool, in a worker process under the tool's [`ToolSpec`]:
+/// its address space, its wall-clock limit (the deadline kills the worker and everything it
+/// started), and the device lock when it uses the GPU.
+pub struct ToolJob<'a> {
+    pub task: &'a dyn Task,
+    pub request: ToolRequest,
+    pub spec: ToolSpec,
+    /// Held while a GPU tool runs (see [`Job::device_lock`]).
+    pub device_lock: Option<PathBuf>,
+}
+
+impl ToolJob<'_> {
+    /// Runs the call. A call the tool refuses is `Error::Usage` with its words; a call stopped
+    /// at a limit is `Error::Usage` naming the limit (a smaller run fits); a crash is
+    /// `Error::Internal` with the worker's last words. None of them harms the caller.
+    pub fn run(&self) -> Result<ToolReply> {
+        self.run_with(worker_command(&self.task.info().name)?)
+    }
+
+    fn run_with(&self, mut cmd: Command<'_>) -> Result<ToolReply> {
+        let _lock = match &self.device_lock {
+            Some(path) => Some(rdbench_core::fsutil::lock_exclusive(path)?),
+            None => None,
+        };
+        let dir = &self.request.private_dir;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let wall = Duration::from_secs(self.spec.wall_s);
+        cmd.current_dir(dir)
+            .stdout(Output::Null)
+            .stderr(Output::Capture {
+                tail: STDERR_TAIL_BYTES,
+            })
+            .on_stderr_line(|line| eprintln!("  [tool] {}", printable_line(line)))
+            .limits(Limits {
+                address_space: Some(self.spec.memory_bytes),
+                ..Limits::default()
+            })
+            .deadline(wall);
+        let request = WorkerRequest::Tool(self.request.clone());
+        let call =
+            worker::call::<_, WorkerResult>(&mut cmd, &request, MAX_REPLY_BYTES, &REPLY_CODES)
+                .map_err(|e| Error::Internal(format!("running the tool's worker: {e}")))?;
+        let name = &self.spec.name;
+        match (call.outcome.exit, call.reply) {
+            (Exit::TimedOut, _) => Err(Error::Usage(format!(
+                "the {name} run went over the tool's time limit of {} s and was stopped; nothing was recorded",
+                self.spec.wall_s
+            ))),
+            (Exit::LimitHit(Limit::AddressSpace), _) => Err(Error::Usage(format!(
+                "the {name} run went over the tool's memory limit of {} MiB and was stopped; ask for a smaller run",
+                self.spec.memory_bytes >> 20
+            ))),
+            (_, Ok(WorkerResult::Tool { reply })) => Ok(reply),
+            (_, Ok(WorkerResult::Usage { message })) => Err(Error::Usage(message)),
+            (_, Ok(WorkerResult::Environment { message })) => Err(Error::Environment(message)),
+            (_, Ok(WorkerResult::Failed { message })) => {
+                Err(Error::Internal(format!("the {name} tool failed: {message}")))
+            }
+            (_, Ok(WorkerResult::Outcome { .. })) => Err(Error::Internal(
+                "the tool's worker answered with a score".into(),
+            )),
+            (exit, Err(refusal)) => Err(Error::Internal(crash_reason(
+                &format!("the {name} tool"),
+                exit,
+                &refusal,
+                &call.outcome.stderr.tail,
+            ))),
+        }
+    }
+}
+
+/// The worker side (`rdbench __worker`): reads the request, runs `task.score` or the tool and
+/// replies through the runner's worker protocol. Returns the exit code.
 pub fn worker_main(task: &dyn Task) -> i32 {
-    let served = worker::serve(|request: ScoreRequest| {
-        let result = match task.score(&request) {
-            Ok(outcome) => WorkerResult::Outcome { outcome },
-            Err(Error::Environment(message)) => WorkerResult::Environment { message },
-            Err(e) => WorkerResult::Failed {
-                message: e.to_string(),
+    let served = worker::serve(|request: WorkerRequest| {
+        let result = match request {
+            WorkerRequest::Score(request) => match task.score(&request) {
+                Ok(outcome) => WorkerResult::Outcome { outcome },
+                Err(e) => failure(e),
+            },
+            WorkerRequest::Tool(request) => match task.run_tool(&request) {
+                Ok(reply) => WorkerResult::Tool { reply },
+                Err(e @ (Error::Usage(_) | Error::BadInput { .. })) => WorkerResult::Usage {
+                    message: e.to_string(),
+                },
+                Err(e) => failure(e),
             },
         };
         // The parent reads the reply, not the code; the code keeps to the documented
-        // contract: 0 an outcome was reported, 3 anything else.
+        // contract: 0 a result was reported, 2 refused arguments, 3 anything else.
         let code = match &result {
-            WorkerResult::Outcome { .. } => ExitCode::Scored,
+            WorkerResult::Outcome { .. } | WorkerResult::Tool { .. } => ExitCode::Scored,
+            WorkerResult::Usage { .. } => ExitCode::Usage,
             WorkerResult::Environment { .. } | WorkerResult::Failed { .. } => ExitCode::Environment,
         };
         (result, code as i32)
     });
+    fn failure(e: Error) -> WorkerResult {
+        match e {
+            Error::Environment(message) => WorkerResult::Environment { message },
+            e => WorkerResult::Failed {
+                message: e.to_string(),
+            },
+        }
+    }
     match served {
         Ok(code) => code,
         Err(e) => {
@@ -470,6 +593,75 @@ mod tests {
             "{}",
             reason(&result)
         );
+    }
+
+    /// A tool call of the always-passing task under `spec`, its worker `/bin/sh -c script`.
+    fn run_tool_with(script: &str, spec: ToolSpec) -> Result<ToolReply> {
+        let dir = tempfile::tempdir().unwrap();
+        let job = ToolJob {
+            task: &Passing,
+            request: ToolRequest {
+                profile: "tiny".into(),
+                name: spec.name.clone(),
+                args: Default::default(),
+                private_dir: dir.path().join("private"),
+                cache_dir: dir.path().join("cache"),
+            },
+            spec,
+            device_lock: None,
+        };
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(script).arg("tool");
+        job.run_with(cmd)
+    }
+
+    fn train_spec(wall_s: u64) -> ToolSpec {
+        ToolSpec::cpu("train", "n=N", wall_s, 1 << 30)
+    }
+
+    #[test]
+    fn a_tool_replies_through_its_worker_and_its_refusals_are_the_callers() {
+        let ok = replying(
+            r#"{"kind":"tool","reply":{"text":"loss 2.5","value":{"loss":2.5}}}"#,
+            "exit 0",
+        );
+        let reply = run_tool_with(&ok, train_spec(30)).unwrap();
+        assert_eq!(reply.text, "loss 2.5");
+        assert_eq!(reply.value["loss"], 2.5);
+        let refused = replying(r#"{"kind":"usage","message":"train needs n=N"}"#, "exit 2");
+        match run_tool_with(&refused, train_spec(30)) {
+            Err(Error::Usage(m)) => assert_eq!(m, "train needs n=N"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_hanging_tool_is_stopped_at_its_wall_limit_and_a_crash_is_reported() {
+        let started = Instant::now();
+        match run_tool_with("sleep 60", train_spec(1)) {
+            Err(Error::Usage(m)) => assert!(m.contains("time limit of 1 s"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(30));
+        match run_tool_with("echo 'tool fell over' >&2; kill -ABRT $$", train_spec(30)) {
+            Err(Error::Internal(m)) => {
+                assert!(m.contains("the train tool crashed"), "{m}");
+                assert!(m.contains("tool fell over"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_tool_over_its_memory_limit_is_refused_by_name() {
+        // A worker whose allocation failed under its address space, saying so the way Rust's
+        // runtime does before it aborts (the runner's reading of such an ending is tested in
+        // crates/runner with real allocations).
+        let script = "echo 'memory allocation of 1500000000 bytes failed' >&2; kill -ABRT $$";
+        match run_tool_with(script, ToolSpec::cpu("train", "", 30, 256 << 20)) {
+            Err(Error::Usage(m)) => assert!(m.contains("memory limit of 256 MiB"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// The request reaches the worker whole on its stdin, with the token the reply needs.

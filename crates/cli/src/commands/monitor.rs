@@ -30,7 +30,7 @@ pub fn monitor(ctx: &Context, dir: &Path, interval_ms: u64, duration: Option<f64
         MonitorConfig {
             interval: Duration::from_millis(interval_ms),
             gpu_indices: None,
-            pids: None,
+            processes: None,
         },
         &path,
     )

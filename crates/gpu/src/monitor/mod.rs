@@ -40,10 +40,12 @@ pub use clocks::{ClockReader, ClockSnapshot};
 pub use error::MonitorError;
 pub use model::{
     CpuSample, GpuSample, MonitorConfig, MonitorSummary, ProcessMem, Sample, Source, Timeline,
-    TimelineConfig, TimelineHeader, TIMELINE_SCHEMA,
+    TimelineConfig, TimelineHeader, Watched, TIMELINE_SCHEMA,
 };
 pub use nvml::{gpu_count, nvml, throttle_reason_names};
-pub use procfs::{parse_meminfo, parse_proc_stat, parse_status_rss, ProcSampler};
+pub use procfs::{
+    parse_meminfo, parse_proc_stat, parse_stat_ids, parse_status_rss, tree_of, ProcSampler,
+};
 pub use report::{nvml_report, NvmlDevice, NvmlReport};
 pub use sampler::{next_deadline, start, Monitor, MonitorHandle};
 pub use summary::{summarize, summarize_timeline, SummaryBuilder};

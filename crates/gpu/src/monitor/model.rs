@@ -18,7 +18,21 @@ pub struct MonitorConfig {
     /// GPUs to sample, by NVML index; `None` = all.
     pub gpu_indices: Option<Vec<u32>>,
     /// Processes whose GPU memory (and host RSS) to record; `None` = all GPU processes, no RSS.
-    pub pids: Option<Vec<u32>>,
+    pub processes: Option<Watched>,
+}
+
+/// Which processes a monitor follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Watched {
+    /// Exactly these processes.
+    Pids { pids: Vec<u32> },
+    /// A process and everything it started, found again at each sample: its descendants by
+    /// parent, and every member of its process group. A worker's own children (the NVRTC
+    /// child, a tool's subprocesses) count with it; with the runner's PID namespace the root is
+    /// the namespace's init, to which orphans are reparented, so a descendant that left the
+    /// group is still under the root.
+    TreeOf { root: u32 },
 }
 
 impl Default for MonitorConfig {
@@ -26,7 +40,7 @@ impl Default for MonitorConfig {
         Self {
             interval: Duration::from_millis(100),
             gpu_indices: None,
-            pids: None,
+            processes: None,
         }
     }
 }
@@ -67,7 +81,7 @@ pub struct CpuSample {
     pub cpu_busy_pct: f64,
     pub mem_used_bytes: u64,
     pub mem_total_bytes: u64,
-    /// Summed VmRSS of the configured pids (that still exist); `None` without pids.
+    /// Summed VmRSS of the watched processes (that still exist); `None` when none are watched.
     pub process_rss_bytes: Option<u64>,
 }
 
@@ -118,7 +132,8 @@ impl Source {
 pub struct TimelineConfig {
     pub interval_ms: f64,
     pub gpu_indices: Option<Vec<u32>>,
-    pub pids: Option<Vec<u32>>,
+    #[serde(default)]
+    pub processes: Option<Watched>,
 }
 
 impl From<&MonitorConfig> for TimelineConfig {
@@ -126,7 +141,7 @@ impl From<&MonitorConfig> for TimelineConfig {
         Self {
             interval_ms: c.interval.as_secs_f64() * 1e3,
             gpu_indices: c.gpu_indices.clone(),
-            pids: c.pids.clone(),
+            processes: c.processes.clone(),
         }
     }
 }

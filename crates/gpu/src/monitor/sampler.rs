@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::error::{io_err, MonitorError};
 use super::model::{
     GpuSample, MonitorConfig, MonitorSummary, ProcessMem, Sample, Source, TimelineConfig,
-    TimelineHeader, TIMELINE_SCHEMA,
+    TimelineHeader, Watched, TIMELINE_SCHEMA,
 };
 use super::nvml::{device_throttle, nvml};
 use super::procfs::ProcSampler;
@@ -30,7 +30,7 @@ use super::summary::SummaryBuilder;
 pub struct Monitor {
     source: Source,
     devices: Vec<(u32, Device<'static>)>,
-    pids: Option<Vec<u32>>,
+    processes: Option<Watched>,
     proc: ProcSampler,
     origin: Instant,
     /// Test hook: time each sample takes on top of the reads (slow NVML), to test drift.
@@ -42,7 +42,7 @@ impl std::fmt::Debug for Monitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Monitor")
             .field("source", &self.source)
-            .field("pids", &self.pids)
+            .field("processes", &self.processes)
             .finish()
     }
 }
@@ -54,11 +54,11 @@ impl Monitor {
         if config.interval.is_zero() {
             return Err(MonitorError::Config("interval must be > 0".into()));
         }
-        let proc = ProcSampler::new(config.pids.clone());
+        let proc = ProcSampler::new();
         let base = |source| Monitor {
             source,
             devices: Vec::new(),
-            pids: config.pids.clone(),
+            processes: config.processes.clone(),
             proc: proc.clone(),
             origin: Instant::now(),
             #[cfg(test)]
@@ -120,12 +120,13 @@ impl Monitor {
     pub fn sample(&mut self) -> Sample {
         let t_s = self.origin.elapsed().as_secs_f64();
         let unix_ms = chrono::Utc::now().timestamp_millis();
+        let pids = self.processes.as_ref().map(Watched::resolve);
         let gpus = self
             .devices
             .iter()
-            .map(|(i, d)| sample_gpu(*i, d, self.pids.as_deref()))
+            .map(|(i, d)| sample_gpu(*i, d, pids.as_deref()))
             .collect();
-        let cpu = self.proc.sample();
+        let cpu = self.proc.sample(pids.as_deref());
         #[cfg(test)]
         std::thread::sleep(self.sample_delay);
         Sample {
