@@ -17,6 +17,15 @@ if [ ! -x .venv/bin/pip ]; then
   }
 fi
 .venv/bin/python3 -m pip install --quiet --disable-pip-version-check nvidia-cuda-nvrtc scikit-learn numpy
+# bubblewrap: the sandbox for agents' programs (crates/runner's sandbox and its escape tests).
+if ! command -v bwrap >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing bubblewrap"
+    { apt-get install -y -qq bubblewrap || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; } >/dev/null
+  else
+    echo "== bubblewrap (bwrap) is missing and this is not root: sandboxed runs will be refused"
+  fi
+fi
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

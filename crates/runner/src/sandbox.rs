@@ -19,12 +19,12 @@
 //!   skipped), further user namespaces disabled (`--disable-userns`), a new session, every
 //!   capability dropped, no new privileges, and a root that is an empty tmpfs holding only the
 //!   binds, remounted read-only;
-//! - **seccomp** ([`seccomp`](self::seccomp)): two filters compiled with `seccompiler`, passed to bwrap as
-//!   BPF on inherited descriptors: `EPERM` for tracing, mounts, namespaces (`clone` flags
+//! - **seccomp** ([`seccomp`](self::seccomp)): two filters compiled with `seccompiler`,
+//!   passed to bwrap as BPF on inherited descriptors: `EPERM` for tracing, mounts, namespaces (`clone` flags
 //!   included), BPF, perf, kexec, keyrings, modules, reboot, swap, accounting, file handles,
 //!   userfaultfd and io_uring; `ENOSYS` for `clone3` so libc falls back to `clone`;
-//! - **Landlock** (the shim, [`shim`](self::shim)): bwrap execs our shim as pid 1 of the sandbox's PID
-//!   namespace; it applies a ruleset (read on the binds and `/proc`, everything on `/work` and
+//! - **Landlock** (the shim, [`shim`](self::shim)): bwrap execs our shim as pid 1 of the
+//!   sandbox's PID namespace; it applies a ruleset (read on the binds and `/proc`, everything on `/work` and
 //!   `/tmp`, device files under `/dev`, no TCP, signals and abstract sockets scoped to the
 //!   sandbox) after bwrap's mounts, since a landlocked process may not change its mount
 //!   topology; then it forks the program, reaps, and reports the program's exact wait status
@@ -37,7 +37,7 @@
 //!   file (`file_size`); `/tmp` by its tmpfs size.
 //!
 //! **bwrap or our own namespaces.** Doing the namespaces and mounts in the runner's clone
-//! would save one exec (about 1 ms) and a dependency, but repeats what bwrap already gets
+//! would save bwrap's exec and a dependency, but would repeat what bwrap already gets
 //! right and has been audited for: the order of user-namespace id maps, `pivot_root` onto a
 //! tmpfs, bind flags (`nosuid`, `nodev`, read-only remounts of recursive binds), a minimal
 //! `/dev`, `/proc` of the new PID namespace, loopback in the new network namespace, the
@@ -52,12 +52,23 @@
 //! refusing TCP). [`Network::Socket`] binds one Unix socket of the scorer's at
 //! [`MODEL_SOCKET`]; a TCP forwarder on `127.0.0.1` inside is left to the model-serving issue.
 //!
-//! **Cost** (`cargo test -p rdbench-runner --test escape -- --nocapture overhead`, debug
-//! build, the 2-core development machine, no GPU, as root, medians of 100 interleaved runs):
+//! **Cost** (`cargo test -p rdbench-runner --test escape -- --nocapture --test-threads=1
+//! overhead`: debug build, the 2-core development machine, no GPU, as root, medians of 60
+//! interleaved runs each; other builds were running on the machine, so p90s were 1.5-3x the
+//! medians):
 //!
-//! | run                                        | median  |
-//! |--------------------------------------------|---------|
-//! | `/bin/true`, `std::process::Command`       | see below |
+//! | run                                          | median  | sandbox's cost |
+//! |----------------------------------------------|---------|----------------|
+//! | `/bin/true`, `std::process::Command`         | 1.2 ms  |                |
+//! | `/bin/true`, runner (PID namespace)          | 2.4 ms  |                |
+//! | `/bin/true`, runner in the sandbox           | 19.7 ms | 17 ms          |
+//! | `python3 -c 'print(1)'`, runner              | 24.0 ms |                |
+//! | `python3 -c 'print(1)'`, runner in the sandbox | 48.5 ms | 24 ms        |
+//!
+//! Most of it is bwrap's own namespaces: bare bwrap with the same namespaces and `/proc`,
+//! without our seccomp, shim or Landlock, cost 10 ms over a plain `setpriv` for `/bin/true`
+//! and 15 ms for Python (a new PID namespace with its `/proc` mount and teardown is the bulk);
+//! the filters, the shim's exec and Landlock add about 3 ms. Within the 50 ms goal.
 //!
 //! The shim is the `rdbench-sandbox-shim` binary of this crate ([`Shim::locate`]), or any
 //! binary that calls [`shim::main`] ([`use_shim`]).
@@ -548,7 +559,7 @@ struct Args {
 }
 
 impl Args {
-    fn push<'s, const N: usize>(&mut self, words: [&'s OsStr; N]) {
+    fn push<const N: usize>(&mut self, words: [&OsStr; N]) {
         self.args.extend(words.iter().map(|w| w.to_os_string()));
     }
 

@@ -34,6 +34,7 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
             Err(e) => serde_json::json!({ "path": path, "error": e.to_string() }),
         })
         .collect();
+    let sandbox = rdbench_runner::sandbox::capabilities();
     let cuda = driver_version();
     let nvrtc = nvrtc_version();
     // The PTX trap: PTX from an NVRTC newer than the driver cannot load; the
@@ -56,6 +57,7 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         "gpus": gpus,
         "cpu": rdbench_core::calibration::DeviceFingerprint::this_cpu(),
         "calibrations": calibrations,
+        "sandbox": sandbox,
     });
     if ctx.json {
         output::json(&report);
@@ -119,6 +121,7 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
             None => println!("GPU {}     error: {}", g["ordinal"], g["error"]),
         }
     }
+    print_sandbox(&sandbox);
     if calibrations.is_empty() {
         println!("calibrations: none (run `rdbench calibrate` on a GPU machine)");
     }
@@ -132,6 +135,33 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// The sandbox for agents' programs: whether it can run here, its layers, and which limits.
+fn print_sandbox(caps: &rdbench_runner::sandbox::Capabilities) {
+    match &caps.why_not {
+        None => println!(
+            "sandbox   ready: {} at {}, user namespaces, seccomp, {}",
+            caps.bwrap.as_ref().map_or("bwrap", |b| b.version.as_str()),
+            caps.bwrap
+                .as_ref()
+                .map_or(String::new(), |b| b.path.display().to_string()),
+            match caps.landlock_abi {
+                0 => "no Landlock".to_string(),
+                abi => format!("Landlock ABI {abi}"),
+            }
+        ),
+        Some(why) => println!("sandbox   NOT AVAILABLE: {why}"),
+    }
+    match &caps.cgroup {
+        rdbench_runner::sandbox::Cgroup::Delegated { path } => println!(
+            "          limits: rlimits (cgroup v2 delegated at {}, not used yet)",
+            path.display()
+        ),
+        rdbench_runner::sandbox::Cgroup::NotDelegated { why } => {
+            println!("          limits: rlimits ({why})")
+        }
+    }
 }
 
 fn version_key(v: &str) -> (u32, u32) {

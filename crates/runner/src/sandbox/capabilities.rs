@@ -168,7 +168,10 @@ fn cgroup() -> Cgroup {
                 .find_map(|l| l.strip_prefix("0::").map(|p| p.to_string()))
         })
         .unwrap_or_else(|| "/".into());
-    let dir = Path::new(mount).join(own.trim_start_matches('/'));
+    let dir = match own.trim_start_matches('/') {
+        "" => PathBuf::from(mount),
+        sub => Path::new(mount).join(sub),
+    };
     let controllers = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
     let missing: Vec<&str> = ["memory", "pids"]
         .into_iter()

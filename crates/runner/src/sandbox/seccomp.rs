@@ -119,7 +119,7 @@ pub fn filters() -> Result<[BpfProgram; 2], seccompiler::Error> {
     let mut refused: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for &(_, nr) in REFUSED {
         for n in with_x32(nr) {
-            refused.insert(n as i64, Vec::new());
+            refused.insert(n, Vec::new());
         }
     }
     // One rule per flag: rules of a call are alternatives, so any flag set matches.
@@ -137,11 +137,11 @@ pub fn filters() -> Result<[BpfProgram; 2], seccompiler::Error> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     for n in with_x32(libc::SYS_clone) {
-        refused.insert(n as i64, namespace_rules.clone());
+        refused.insert(n, namespace_rules.clone());
     }
     let mut clone3 = BTreeMap::new();
     for n in with_x32(libc::SYS_clone3) {
-        clone3.insert(n as i64, Vec::new());
+        clone3.insert(n, Vec::new());
     }
     Ok([
         compile(refused, SeccompAction::Errno(libc::EPERM as u32))?,
