@@ -50,7 +50,10 @@
 //!
 //! **Network**: none by default (a network namespace with only loopback, and Landlock
 //! refusing TCP). [`Network::Socket`] binds one Unix socket of the scorer's at
-//! [`MODEL_SOCKET`]; a TCP forwarder on `127.0.0.1` inside is left to the model-serving issue.
+//! [`MODEL_SOCKET`], and with a `tcp_port` the shim also serves it as `127.0.0.1:PORT` inside
+//! (for HTTP clients that speak only TCP): it binds that port before Landlock (so the
+//! program can bind none) and forwards each connection to the socket from a process of its
+//! own; Landlock lets the program connect to that one port only.
 //!
 //! **Cost** (`cargo test -p rdbench-runner --test escape -- --nocapture --test-threads=1
 //! overhead`: debug build, the 2-core development machine, no GPU, as root, medians of 60
@@ -190,8 +193,13 @@ pub enum Network {
     /// Nothing: a network namespace with only loopback.
     #[default]
     None,
-    /// That, plus this Unix socket of the scorer's, at [`MODEL_SOCKET`].
-    Socket { path: PathBuf },
+    /// That, plus this Unix socket of the scorer's, at [`MODEL_SOCKET`]; with `tcp_port`,
+    /// also forwarded from `127.0.0.1:tcp_port` inside.
+    Socket {
+        path: PathBuf,
+        #[serde(default)]
+        tcp_port: Option<u16>,
+    },
 }
 
 fn default_tmp_size() -> u64 {
@@ -503,7 +511,7 @@ impl Sandbox {
             shim_outside.as_os_str(),
             SHIM_INSIDE.as_ref(),
         ]);
-        if let Network::Socket { path } = &self.network {
+        if let Network::Socket { path, tcp_port } = &self.network {
             std::fs::metadata(path).map_err(|source| SandboxError::Path {
                 what: "the model socket",
                 path: path.clone(),
@@ -514,6 +522,9 @@ impl Sandbox {
                 path.as_os_str(),
                 MODEL_SOCKET.as_ref(),
             ]);
+            if let Some(port) = tcp_port {
+                rules.push(shim::Rule::Forward(*port));
+            }
         }
         if self.gpu {
             let nodes = gpu_nodes(Path::new("/dev"));

@@ -303,21 +303,33 @@ fn the_network_is_unreachable_but_the_model_socket_answers() {
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     tcp.set_nonblocking(true).unwrap();
     let port = tcp.local_addr().unwrap().port();
+    // UDP is not Landlock's: the network namespace alone keeps it in.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
     let sockdir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(sockdir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let sock = sockdir.path().join("model.sock");
     let unix = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Two clients: the socket itself, then through the forwarder on 127.0.0.1:8080.
     let server = std::thread::spawn(move || {
         use std::io::{Read, Write};
-        let (mut conn, _) = unix.accept().unwrap();
-        let mut got = [0u8; 4];
-        conn.read_exact(&mut got).unwrap();
-        conn.write_all(b"pong").unwrap();
-        got
+        let mut requests = Vec::new();
+        for _ in 0..2 {
+            let (mut conn, _) = unix.accept().unwrap();
+            let mut got = Vec::new();
+            conn.read_to_end(&mut got).unwrap();
+            conn.write_all(b"pong").unwrap();
+            requests.push(String::from_utf8(got).unwrap());
+        }
+        requests
     });
     let mut sb = case.sandbox();
-    sb.network = Network::Socket { path: sock.clone() };
+    sb.network = Network::Socket {
+        path: sock.clone(),
+        tcp_port: Some(8080),
+    };
     let body = format!(
         r#"
 def connect(addr):
@@ -326,10 +338,26 @@ def connect(addr):
 probe("host_loopback_port", lambda: connect(("127.0.0.1", {port})))
 probe("outside_address", lambda: connect(("1.1.1.1", 53)))
 probe("outside_name", lambda: connect(("example.com", 80)))
+def udp(addr):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    return s.sendto(b"escaped", addr)
+probe("udp_outside", lambda: udp(("1.1.1.1", 53)))
+print("udp_host_loopback: sent " + str(udp(("127.0.0.1", {udp_port}))))
+probe("outside_port_on_loopback", lambda: connect(("127.0.0.1", 8081)))
+def listen():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 9000))
+    s.listen()
+    return s.getsockname()
+probe("bind_tcp", listen)
+def ask(s, what):
+    s.sendall(what)
+    s.shutdown(socket.SHUT_WR)
+    return s.recv(4).decode()
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect({MODEL_SOCKET:?})
-s.sendall(b"ping")
-print("model: " + s.recv(4).decode())
+print("model: " + ask(s, b"ping"))
+print("model_tcp: " + ask(socket.create_connection(("127.0.0.1", 8080), timeout=5), b"GET / HTTP/1.0"))
 "#
     );
     let r = case.probe(sb, Limits::default(), &body);
@@ -339,13 +367,23 @@ print("model: " + s.recv(4).decode())
             ("host_loopback_port", None),
             ("outside_address", None),
             ("outside_name", None),
+            ("outside_port_on_loopback", Some("EACCES")),
+            ("udp_outside", Some("ENETUNREACH")),
+            ("bind_tcp", Some("EACCES")),
         ],
     );
     assert_eq!(r["model"], "pong");
-    assert_eq!(&server.join().unwrap(), b"ping");
-    // Nothing reached the host's listener.
+    assert_eq!(r["model_tcp"], "pong");
+    assert_eq!(server.join().unwrap(), ["ping", "GET / HTTP/1.0"]);
+    // Nothing reached the host's listeners: the datagram went to the sandbox's own loopback.
+    assert_eq!(r["udp_host_loopback"], "sent 7");
     assert_eq!(
         tcp.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        udp.recv_from(&mut buf).unwrap_err().kind(),
         std::io::ErrorKind::WouldBlock
     );
 }

@@ -6,9 +6,11 @@
 //! 2. applies the Landlock ruleset (read-only on the binds, read-write on `/work` and `/tmp`,
 //!    device files under `/dev`); Landlock comes after bwrap's mounts because a landlocked
 //!    process may not change its mount topology,
-//! 3. reports `ready` on the status descriptor, forks the program and execs it (resolved on
+//! 3. with a forwarded port (`fwd:PORT`), has bound `127.0.0.1:PORT` before Landlock and
+//!    forks a forwarder that copies each connection to and from [`super::MODEL_SOCKET`],
+//! 4. reports `ready` on the status descriptor, forks the program and execs it (resolved on
 //!    the sandbox's `PATH`), reaping every orphan of the namespace meanwhile,
-//! 4. reports the program's raw wait status, and exits: pid 1 exiting makes the kernel kill
+//! 5. reports the program's raw wait status, and exits: pid 1 exiting makes the kernel kill
 //!    whatever is left in the namespace.
 //!
 //! bwrap itself only passes on an exit code (a signal becomes 128 + its number); the status
@@ -20,11 +22,14 @@
 //! `error STAGE ERRNO` (then exit 127), `status RAW`.
 
 use std::ffi::{CString, OsString};
+use std::io;
+use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
+    Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset,
     RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
@@ -42,6 +47,8 @@ pub(crate) enum Rule {
     Write(PathBuf),
     /// Read, write and ioctl of device files beneath this path (`dev:PATH`).
     Device(PathBuf),
+    /// Serve the model socket on `127.0.0.1:PORT` (`fwd:PORT`); the program may connect there.
+    Forward(u16),
 }
 
 impl Rule {
@@ -50,6 +57,7 @@ impl Rule {
             Rule::Read(p) => ("ro:", p),
             Rule::Write(p) => ("rw:", p),
             Rule::Device(p) => ("dev:", p),
+            Rule::Forward(port) => return format!("fwd:{port}").into(),
         };
         let mut arg = OsString::from(tag);
         arg.push(path);
@@ -62,9 +70,11 @@ impl Rule {
             Some(Rule::Read(path(rest)))
         } else if let Some(rest) = arg.strip_prefix(b"rw:") {
             Some(Rule::Write(path(rest)))
+        } else if let Some(rest) = arg.strip_prefix(b"dev:") {
+            Some(Rule::Device(path(rest)))
         } else {
-            arg.strip_prefix(b"dev:")
-                .map(|rest| Rule::Device(path(rest)))
+            let port = std::str::from_utf8(arg.strip_prefix(b"fwd:")?).ok()?;
+            port.parse().ok().map(Rule::Forward)
         }
     }
 }
@@ -72,6 +82,7 @@ impl Rule {
 /// Stages a shim failure names on the status line.
 const STAGE_ARGS: &str = "arguments";
 const STAGE_LANDLOCK: &str = "landlock";
+const STAGE_FORWARD: &str = "forward";
 const STAGE_FORK: &str = "fork";
 pub(crate) const STAGE_EXEC: &str = "exec";
 
@@ -102,6 +113,14 @@ pub fn main(args: Vec<OsString>) -> ! {
             fail(STAGE_ARGS, errno());
         }
     }
+    // Bound before Landlock, which then refuses the program any bind of its own.
+    let forward = match forwarded_port(&rules) {
+        Some(port) => match TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            Ok(listener) => Some(listener),
+            Err(e) => fail(STAGE_FORWARD, e.raw_os_error().unwrap_or(libc::EINVAL)),
+        },
+        None => None,
+    };
     let landlock = match restrict(&rules) {
         Ok(applied) => applied,
         Err(e) => fail(STAGE_LANDLOCK, e.raw_os_error().unwrap_or(libc::EINVAL)),
@@ -116,6 +135,19 @@ pub fn main(args: Vec<OsString>) -> ! {
     };
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
+    if let Some(listener) = forward {
+        // SAFETY: the shim is single-threaded; the child only serves connections.
+        match unsafe { libc::fork() } {
+            0 => {
+                // SAFETY: closes our own descriptor: the forwarder reports nothing.
+                unsafe { libc::close(status_fd) };
+                serve_model_socket(listener)
+            }
+            pid if pid < 0 => fail(STAGE_FORK, errno()),
+            // The program must not inherit the listener (it is close-on-exec too).
+            _ => drop(listener),
+        }
+    }
     // SAFETY: the shim is single-threaded; the child only execs (or reports and exits).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -147,6 +179,41 @@ pub fn main(args: Vec<OsString>) -> ! {
     })
 }
 
+fn forwarded_port(rules: &[Rule]) -> Option<u16> {
+    rules.iter().find_map(|r| match r {
+        Rule::Forward(port) => Some(*port),
+        _ => None,
+    })
+}
+
+/// The forwarder: each TCP connection to the listener is copied both ways to a new
+/// connection to the model socket, one thread a direction. Runs until the namespace ends.
+fn serve_model_socket(listener: TcpListener) -> ! {
+    for tcp in listener.incoming().flatten() {
+        let Ok(unix) = UnixStream::connect(super::MODEL_SOCKET) else {
+            continue;
+        };
+        std::thread::spawn(move || {
+            let _ = pump(tcp, unix);
+        });
+    }
+    std::process::exit(0)
+}
+
+fn pump(tcp: TcpStream, unix: UnixStream) -> io::Result<()> {
+    let (mut tcp_in, mut tcp_out) = (tcp.try_clone()?, tcp);
+    let (mut unix_in, mut unix_out) = (unix.try_clone()?, unix);
+    let upstream = std::thread::spawn(move || {
+        let _ = io::copy(&mut tcp_in, &mut unix_out);
+        // The client is done sending: so is the forwarded request.
+        let _ = unix_out.shutdown(Shutdown::Write);
+    });
+    let _ = io::copy(&mut unix_in, &mut tcp_out);
+    let _ = tcp_out.shutdown(Shutdown::Write);
+    let _ = upstream.join();
+    Ok(())
+}
+
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
@@ -165,19 +232,19 @@ fn parse_args(args: &[OsString]) -> Option<(libc::c_int, Vec<Rule>, Vec<OsString
 /// Applies the ruleset to this process (and so to the program it forks). Paths that do not
 /// exist are skipped: a bind made with `optional`.
 fn restrict(rules: &[Rule]) -> std::io::Result<LandlockApplied> {
-    let io = |e: landlock::RulesetError| std::io::Error::other(e.to_string());
+    let ruleset_err = |e: landlock::RulesetError| io::Error::other(e.to_string());
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(TARGET_ABI))
-        .map_err(io)?
+        .map_err(ruleset_err)?
         // No rule for TCP: binding and connecting are refused (there is no network anyway).
         .handle_access(AccessNet::from_all(TARGET_ABI))
-        .map_err(io)?
+        .map_err(ruleset_err)?
         // Signals and abstract Unix sockets only within the sandbox.
         .scope(Scope::from_all(TARGET_ABI))
-        .map_err(io)?
+        .map_err(ruleset_err)?
         .create()
-        .map_err(io)?;
+        .map_err(ruleset_err)?;
     let read = AccessFs::from_read(TARGET_ABI);
     let device = AccessFs::ReadFile
         | AccessFs::WriteFile
@@ -189,6 +256,12 @@ fn restrict(rules: &[Rule]) -> std::io::Result<LandlockApplied> {
             Rule::Read(p) => (p, read),
             Rule::Write(p) => (p, AccessFs::from_all(TARGET_ABI)),
             Rule::Device(p) => (p, device),
+            Rule::Forward(port) => {
+                ruleset = ruleset
+                    .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
+                    .map_err(ruleset_err)?;
+                continue;
+            }
         };
         let Ok(meta) = std::fs::metadata(path) else {
             continue;
@@ -200,9 +273,11 @@ fn restrict(rules: &[Rule]) -> std::io::Result<LandlockApplied> {
             rights & AccessFs::from_file(TARGET_ABI)
         };
         let fd = PathFd::new(path).map_err(|e| std::io::Error::other(e.to_string()))?;
-        ruleset = ruleset.add_rule(PathBeneath::new(fd, rights)).map_err(io)?;
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd, rights))
+            .map_err(ruleset_err)?;
     }
-    let status = ruleset.restrict_self().map_err(io)?;
+    let status = ruleset.restrict_self().map_err(ruleset_err)?;
     Ok(match status.ruleset {
         RulesetStatus::FullyEnforced => LandlockApplied::Full,
         RulesetStatus::PartiallyEnforced => LandlockApplied::Partial,
@@ -257,10 +332,12 @@ mod tests {
             Rule::Read("/usr".into()),
             Rule::Write("/work dir".into()),
             Rule::Device("/dev".into()),
+            Rule::Forward(8080),
         ] {
             assert_eq!(Rule::parse(rule.to_arg().as_bytes()), Some(rule));
         }
         assert_eq!(Rule::parse(b"xx:/usr"), None);
+        assert_eq!(Rule::parse(b"fwd:70000"), None);
     }
 
     #[test]
