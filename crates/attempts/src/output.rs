@@ -140,3 +140,37 @@ pub fn one_line(s: &str, max: usize) -> String {
         first.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Captured output is what the terminal would get: lines on their stream, terminal
+    /// controls escaped in text (JSON escapes its own).
+    #[test]
+    fn captured_output_is_split_and_escaped() {
+        let out = Out::capture();
+        out.line("a\u{1b}[2Jb");
+        out.warn("careful");
+        out.json(&serde_json::json!({ "k": "\u{1b}" }));
+        let (stdout, stderr) = out.take();
+        assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
+        assert!(
+            stdout.ends_with("{\n  \"k\": \"\\u001b\"\n}\n"),
+            "{stdout:?}"
+        );
+        assert_eq!(stderr, "careful\n");
+        assert_eq!(out.take(), (String::new(), String::new()), "taking empties");
+    }
+
+    #[test]
+    fn tables_numbers_and_one_liners() {
+        let mut t = Table::new(&["#", "result"]);
+        t.row(vec!["10".into(), "ok".into()]);
+        assert_eq!(t.render(), "#   result\n--  ------\n10  ok");
+        assert_eq!(num(Some(0.123456)), "0.1235");
+        assert_eq!((num(None), num(Some(f64::NAN))), ("-".into(), "NaN".into()));
+        assert_eq!(one_line("first\nsecond", 90), "first ...");
+        assert_eq!(one_line("abcdef", 3), "abc...");
+    }
+}

@@ -296,3 +296,122 @@ pub fn finish(ctx: &Ctx, mut attempt: Attempt) -> Result<AttemptSummary> {
     }
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use rdbench_client::AttemptCommand;
+    use rdbench_core::attempt::AttemptRef;
+
+    use super::*;
+    use crate::testing::{Fixture, SOLUTION};
+    use crate::{dispatch, Caller, LocalPeer};
+
+    /// Starts an attempt on `name` and scores each of `solutions` in turn (same-user mode).
+    fn scored(f: &Fixture, name: &str, solutions: &[&str]) -> Attempt {
+        let ctx = f.ctx(Caller::Local);
+        let dir = f.folder(name);
+        let start = AttemptCommand::Start {
+            task: "fake".into(),
+            dir: dir.clone(),
+            profile: "tiny".into(),
+            time_limit: None,
+            agent: "a".into(),
+            owner: None,
+        };
+        dispatch(&ctx, &mut LocalPeer, start).unwrap();
+        for solution in solutions {
+            std::fs::write(dir.join(SOLUTION), solution).unwrap();
+            let score = AttemptCommand::Score {
+                attempt: AttemptRef::Dir(dir.clone()),
+                allow_uncalibrated: false,
+                timeout: None,
+                emulate: false,
+            };
+            dispatch(&ctx, &mut LocalPeer, score).unwrap();
+        }
+        f.out.take();
+        Attempt::open(&f.home, &dir).unwrap()
+    }
+
+    /// A shown score: the best valid entry counts (raw is ms: the shortest solution wins).
+    #[test]
+    fn finish_picks_the_best_entry_where_scores_are_shown() {
+        let f = Fixture::new();
+        let attempt = scored(&f, "att", &["12345678", "bad", "1234", "123456"]);
+        let summary = finish(&f.ctx(Caller::Local), attempt).unwrap();
+        assert_eq!(summary.selection, Selection::Best);
+        assert_eq!(summary.raw, Some(4f64.ln()));
+        assert_eq!((summary.entries, summary.valid_entries), (4, 3));
+        let (said, _) = f.out.take();
+        assert!(
+            said.contains("3 of 4 entries valid, best entry counts"),
+            "{said}"
+        );
+    }
+
+    /// A hidden score: the last valid entry counts, `log` and `status` show no score, and
+    /// an entry after `finish` is late and never counts.
+    #[test]
+    fn hidden_scores_stay_hidden_and_the_last_entry_counts() {
+        let f = Fixture::new();
+        f.host.score_hidden.set(true);
+        let attempt = scored(&f, "att", &["1234", "12345678"]);
+        let ctx = f.ctx(Caller::Local);
+
+        log(&ctx, &attempt).unwrap();
+        let (said, _) = f.out.take();
+        assert!(!said.contains("ms"), "no headline shown: {said}");
+        assert!(!said.contains("1.0"), "no score shown: {said}");
+
+        status(&ctx, &attempt).unwrap();
+        let (said, _) = f.out.take();
+        assert!(
+            said.contains("score:   hidden until the attempt ends"),
+            "{said}"
+        );
+
+        let summary = finish(&ctx, Attempt::open_id(&f.home, &attempt.record.id).unwrap()).unwrap();
+        assert_eq!(summary.selection, Selection::Last);
+        assert_eq!(summary.raw, Some(8f64.ln()));
+        let (said, _) = f.out.take();
+        assert!(said.contains("last entry counts"), "{said}");
+
+        // Scored after the seal: recorded late, never counted.
+        std::fs::write(attempt.record.dir.join(SOLUTION), "1").unwrap();
+        let score = AttemptCommand::Score {
+            attempt: AttemptRef::Id(attempt.record.id.clone()),
+            allow_uncalibrated: false,
+            timeout: None,
+            emulate: false,
+        };
+        dispatch(&ctx, &mut LocalPeer, score).unwrap();
+        let (said, _) = f.out.take();
+        assert!(said.starts_with("recorded\n"), "{said}");
+        assert!(
+            said.contains("recorded late (the attempt was finished)"),
+            "{said}"
+        );
+        let read = attempt.score_log().read_verified().unwrap();
+        assert_eq!(read.counted().count(), 2);
+    }
+
+    /// `status --json` reports time and entries; nothing is written by reading.
+    #[test]
+    fn status_counts_entries_and_time() {
+        let f = Fixture::new();
+        let attempt = scored(&f, "att", &["12", "bad"]);
+        let ctx = crate::Ctx {
+            json: true,
+            ..f.ctx(Caller::Local)
+        };
+        status(&ctx, &attempt).unwrap();
+        let (said, _) = f.out.take();
+        let v: serde_json::Value = serde_json::from_str(&said).unwrap();
+        assert_eq!(v["entries"], 2);
+        assert_eq!(v["valid_entries"], 1);
+        assert_eq!(v["finished"], false);
+        assert_eq!(v["time_limit_minutes"], 60.0);
+        assert!(v["minutes_left"].as_f64().unwrap() > 59.0);
+        assert_eq!(v["best"][1], 2f64.ln());
+    }
+}

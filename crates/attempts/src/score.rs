@@ -562,4 +562,109 @@ mod tests {
             "the task's details are kept"
         );
     }
+
+    fn sent(name: &str, state: FileState) -> SubmittedFile {
+        SubmittedFile {
+            name: name.into(),
+            state,
+        }
+    }
+
+    /// The snapshot keeps only the task's own files, each within its limit, and words every
+    /// refusal itself, naming the file in the attempt's folder.
+    #[test]
+    fn the_snapshot_takes_only_the_tasks_files_within_their_limits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = fake_info().submission_files;
+        let attempt_dir = Path::new("/home/agent/att");
+        let dest = tmp.path().join("snap");
+        let ok = (
+            vec![
+                sent("elsewhere.txt", FileState::Present),
+                sent("solution.txt", FileState::Present),
+            ],
+            vec![b"ignored".to_vec(), b"kept".to_vec()],
+        );
+        snapshot(ok, &files, attempt_dir, &dest).unwrap();
+        assert_eq!(std::fs::read(dest.join("solution.txt")).unwrap(), b"kept");
+        assert!(!dest.join("elsewhere.txt").exists());
+
+        let big = vec![0u8; 65];
+        let too_large = (vec![sent("solution.txt", FileState::Present)], vec![big]);
+        let (kind, reason) =
+            snapshot(too_large, &files, attempt_dir, &tmp.path().join("b")).unwrap_err();
+        assert_eq!(kind, InvalidKind::TooLarge);
+        assert_eq!(
+            reason,
+            "/home/agent/att/solution.txt: 65 bytes is over its 64-byte limit"
+        );
+
+        let unsent = (vec![sent("solution.txt", FileState::Present)], Vec::new());
+        let (kind, reason) =
+            snapshot(unsent, &files, attempt_dir, &tmp.path().join("c")).unwrap_err();
+        assert_eq!(kind, InvalidKind::MissingFile);
+        assert!(reason.contains("announced but not sent"), "{reason}");
+
+        let missing = (vec![sent("solution.txt", FileState::Missing)], Vec::new());
+        snapshot(missing, &files, attempt_dir, &tmp.path().join("d")).unwrap();
+        assert!(
+            !tmp.path().join("d/solution.txt").exists(),
+            "left for the task"
+        );
+    }
+
+    /// Reasons and details name the agent's folder, never the private snapshot.
+    #[test]
+    fn messages_name_the_attempts_folder_not_the_snapshot() {
+        let mut result = RunResult::rejected(
+            InvalidKind::Compile,
+            "/private/snap-1/solution.cu:3: error".into(),
+            Instant::now(),
+        );
+        if let ScoreOutcome::Invalid { details, .. } = &mut result.outcome {
+            *details = serde_json::json!({ "log": "in /private/snap-1/solution.cu" });
+        }
+        unsnapshot(
+            &mut result,
+            Path::new("/private/snap-1"),
+            Path::new("/home/a/att"),
+        );
+        let ScoreOutcome::Invalid {
+            reason, details, ..
+        } = &result.outcome
+        else {
+            panic!("{:?}", result.outcome);
+        };
+        assert_eq!(reason, "/home/a/att/solution.cu:3: error");
+        assert_eq!(details["log"], "in /home/a/att/solution.cu");
+    }
+
+    /// A GPU profile's run holds the device lock; the emulator and CPU profiles do not.
+    #[test]
+    fn only_gpu_runs_hold_the_device_lock() {
+        let home = Home::new("/h");
+        let mut info = fake_info();
+        info.profiles[0].needs_gpu = true;
+        let run = |info: &TaskInfo, backend| {
+            let (run, _) = scoring_run(
+                &home,
+                info,
+                "tiny",
+                Path::new("/s"),
+                Path::new("/p"),
+                None,
+                backend,
+            );
+            run
+        };
+        let lock = |info: &TaskInfo, backend| run(info, backend).device_lock;
+        assert_eq!(
+            lock(&info, Backend::Cuda),
+            Some(PathBuf::from("/h/locks/gpu-0"))
+        );
+        assert_eq!(lock(&info, Backend::Emulator), None);
+        assert_eq!(run(&info, Backend::Cuda).timeout, Duration::from_secs(60));
+        info.profiles[0].needs_gpu = false;
+        assert_eq!(lock(&info, Backend::Cuda), None);
+    }
 }

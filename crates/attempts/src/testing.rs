@@ -2,7 +2,7 @@
 //! worker, and a peer that stands for the service's client. Everything else is real: a home in
 //! a temporary folder, real attempts, real score logs.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 
 use rdbench_client::client::AttemptFolder;
@@ -57,11 +57,16 @@ pub fn fake_info() -> TaskInfo {
 
 /// Prepares `INSTRUCTIONS.md` and `solution.txt` ("start"); prechecks that the solution is
 /// there and not "bad"; never scores in-process (the host does).
-struct FakeTask;
+struct FakeTask {
+    score_hidden: bool,
+}
 
 impl Task for FakeTask {
     fn info(&self) -> TaskInfo {
-        fake_info()
+        TaskInfo {
+            score_hidden: self.score_hidden,
+            ..fake_info()
+        }
     }
     fn prepare(&self, req: &PrepareRequest) -> Result<()> {
         if req.profile == BROKEN_PROFILE {
@@ -105,12 +110,16 @@ pub struct Calls {
 #[derive(Default)]
 pub struct FakeHost {
     pub calls: RefCell<Calls>,
+    /// Whether the fake task hides its scores from the agent.
+    pub score_hidden: Cell<bool>,
 }
 
 impl Host for FakeHost {
     fn task(&self, name: &str) -> Result<Box<dyn Task>> {
         match name {
-            "fake" => Ok(Box::new(FakeTask)),
+            "fake" => Ok(Box::new(FakeTask {
+                score_hidden: self.score_hidden.get(),
+            })),
             _ => Err(Error::Usage(format!("unknown task {name:?}"))),
         }
     }
