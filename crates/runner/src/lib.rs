@@ -58,6 +58,8 @@
 //! inherited descriptor, accepted only from a normal exit with the token, non-dumpable worker.
 //! [`fork_call`] is the one child without an exec (a closure run as another user), forked
 //! and reaped here too; it is `unsafe` for the reason given in `forked.rs`.
+//! [`Command::sandbox`] puts the program into a [`sandbox`] (bwrap's namespaces, seccomp,
+//! Landlock, one work folder) under this same lifecycle.
 //!
 //! **Cost** (`cargo test -p rdbench-runner --test lifecycle -- --nocapture overhead`: debug
 //! build, the 2-core development machine, medians of 300 interleaved spawns of `/bin/true`,

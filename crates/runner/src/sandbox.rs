@@ -19,11 +19,11 @@
 //!   skipped), further user namespaces disabled (`--disable-userns`), a new session, every
 //!   capability dropped, no new privileges, and a root that is an empty tmpfs holding only the
 //!   binds, remounted read-only;
-//! - **seccomp** ([`seccomp`](self::seccomp)): two filters compiled with `seccompiler`,
+//! - **seccomp** ([`seccomp`]): two filters compiled with `seccompiler`,
 //!   passed to bwrap as BPF on inherited descriptors: `EPERM` for tracing, mounts, namespaces (`clone` flags
 //!   included), BPF, perf, kexec, keyrings, modules, reboot, swap, accounting, file handles,
 //!   userfaultfd and io_uring; `ENOSYS` for `clone3` so libc falls back to `clone`;
-//! - **Landlock** (the shim, [`shim`](self::shim)): bwrap execs our shim as pid 1 of the
+//! - **Landlock** (the shim, [`shim`]): bwrap execs our shim as pid 1 of the
 //!   sandbox's PID namespace; it applies a ruleset (read on the binds and `/proc`, everything on `/work` and
 //!   `/tmp`, device files under `/dev`, no TCP, signals and abstract sockets scoped to the
 //!   sandbox) after bwrap's mounts, since a landlocked process may not change its mount
@@ -270,6 +270,11 @@ pub struct Applied {
 pub enum SandboxError {
     #[error("no sandbox can run here: {why}")]
     Unavailable { why: String },
+    #[error(
+        "the sandbox's shim ({}) is not found (looked at {looked})",
+        Shim::NAME
+    )]
+    NoShim { looked: String },
     #[error("refusing to run a sandboxed program as root (uid {uid}, gid {gid})")]
     RootRefused { uid: u32, gid: u32 },
     #[error("the scorer runs as root: the sandbox needs another user to run the program as")]
@@ -341,16 +346,12 @@ impl Shim {
                 program: p.clone(),
                 args: Vec::new(),
             }),
-            None => Err(SandboxError::Unavailable {
-                why: format!(
-                    "the {} binary is not found (looked at {})",
-                    Self::NAME,
-                    looked
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+            None => Err(SandboxError::NoShim {
+                looked: looked
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }

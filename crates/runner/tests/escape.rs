@@ -39,16 +39,16 @@ impl Case {
             println!("skipped: the escape corpus runs as root (each case as its own uid)");
             return None;
         }
+        use_shim(Shim {
+            program: env!("CARGO_BIN_EXE_rdbench-sandbox-shim").into(),
+            args: Vec::new(),
+        });
         let caps = capabilities();
         assert!(
             caps.can_run,
             "this machine should run the sandbox: {:?}",
             caps.why_not
         );
-        use_shim(Shim {
-            program: env!("CARGO_BIN_EXE_rdbench-sandbox-shim").into(),
-            args: Vec::new(),
-        });
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let uid = 1_500_000_000
             + (std::process::id() % 100_000) * 100

@@ -53,10 +53,19 @@ pub enum Cgroup {
     },
 }
 
-/// Probes the machine (once per process: user namespaces take a fork to try).
+/// Probes the machine (once per process: user namespaces take a fork to try); the shim is
+/// looked for on every call, since [`super::use_shim`] may name it later.
 pub fn capabilities() -> Capabilities {
     static CAPS: OnceLock<Capabilities> = OnceLock::new();
-    CAPS.get_or_init(probe).clone()
+    let mut caps = CAPS.get_or_init(probe).clone();
+    match Shim::locate() {
+        Ok(shim) => caps.shim = Some(shim.program),
+        Err(e) => {
+            caps.why_not.get_or_insert(e.to_string());
+        }
+    }
+    caps.can_run = caps.why_not.is_none();
+    caps
 }
 
 fn probe() -> Capabilities {
@@ -80,15 +89,12 @@ fn probe() -> Capabilities {
     };
     // SAFETY: a plain query.
     let seccomp = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } >= 0;
-    let shim = Shim::locate().ok().map(|s| s.program);
     let why_not = if bwrap.is_none() {
         Some("bwrap (bubblewrap) is not installed".to_string())
     } else if let Err(e) = &user_namespaces {
         Some(format!("user namespaces are not usable: {e}"))
     } else if !seccomp {
         Some("the kernel has no seccomp".to_string())
-    } else if shim.is_none() {
-        Some(format!("the {} binary is not found", Shim::NAME))
     } else {
         None
     };
@@ -100,7 +106,7 @@ fn probe() -> Capabilities {
         cgroup: cgroup(),
         // A delegated cgroup is detected but not used yet: the run's limits are rlimits.
         limits: LimitsBy::Rlimits,
-        shim,
+        shim: None,
         can_run: why_not.is_none(),
         why_not,
     }
