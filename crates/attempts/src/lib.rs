@@ -41,4 +41,4 @@ mod testing;
 
 pub use context::{Caller, Ctx, Host, LocalPeer, Peer, Rights};
 pub use dispatch::dispatch;
-pub use score::{entry_for, run_stamp, scoring_run, RunResult, ScoringRun};
+pub use score::{device_lock, entry_for, run_stamp, scoring_run, RunResult, ScoringRun};

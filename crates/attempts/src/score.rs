@@ -451,9 +451,14 @@ pub fn entry_for(
     }
 }
 
-/// The lock that serializes GPU scoring runs on this machine (`None` for CPU profiles and
-/// emulated runs).
-fn device_lock(home: &Home, info: &TaskInfo, profile: &str, backend: Backend) -> Option<PathBuf> {
+/// The lock that serializes GPU scoring runs (and GPU tool calls) on this machine (`None` for
+/// CPU profiles and emulated runs).
+pub fn device_lock(
+    home: &Home,
+    info: &TaskInfo,
+    profile: &str,
+    backend: Backend,
+) -> Option<PathBuf> {
     let needs_gpu = info.profile(profile).map(|p| p.needs_gpu).unwrap_or(false);
     (needs_gpu && backend == Backend::Cuda).then(|| home.root().join("locks").join("gpu-0"))
 }

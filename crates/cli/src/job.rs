@@ -283,7 +283,10 @@ pub struct ToolJob<'a> {
     pub task: &'a dyn Task,
     pub request: ToolRequest,
     pub spec: ToolSpec,
-    /// Held while a GPU tool runs (see [`Job::device_lock`]).
+    /// Held while a GPU tool runs (see [`Job::device_lock`]). A run holding it gets no
+    /// address-space limit: a CUDA context reserves far more virtual memory than any limit
+    /// that would mean something (a delegated cgroup's memory limit would bound it; none is
+    /// used yet).
     pub device_lock: Option<PathBuf>,
 }
 
@@ -310,7 +313,7 @@ impl ToolJob<'_> {
             })
             .on_stderr_line(|line| eprintln!("  [tool] {}", printable_line(line)))
             .limits(Limits {
-                address_space: Some(self.spec.memory_bytes),
+                address_space: self.device_lock.is_none().then_some(self.spec.memory_bytes),
                 ..Limits::default()
             })
             .deadline(wall);

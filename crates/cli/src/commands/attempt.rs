@@ -17,7 +17,7 @@ use rdbench_core::task::{Backend, Task, TaskInfo};
 use rdbench_core::{Error, Result};
 
 use super::{device_fingerprint, find_calibration, Context};
-use crate::job::{Job, JobResult};
+use crate::job::{Job, JobResult, ToolJob};
 use crate::registry;
 
 pub use rdbench_attempts::run_stamp;
@@ -67,7 +67,9 @@ impl rdbench_attempts::Host for Kit<'_> {
 
 /// `tool`: one call of the task's experiment tool for `attempt`, refused once the attempt is
 /// over (its record would no longer count for anything). The dispatcher has already opened
-/// the attempt for the caller and, through the service, waited for the attempt's turn.
+/// the attempt for the caller and, through the service, waited for the attempt's turn. The
+/// call runs in a worker process under the limits the task declares for the tool
+/// ([`ToolJob`]); a GPU tool on a GPU profile holds the device lock like a scoring run.
 pub fn tool(ctx: &Context, attempt: &Attempt, name: &str, args: &[String]) -> Result<i32> {
     if attempt.is_late(Utc::now()) {
         return Err(Error::Usage(
@@ -75,15 +77,29 @@ pub fn tool(ctx: &Context, attempt: &Attempt, name: &str, args: &[String]) -> Re
         ));
     }
     let task = registry::find(&attempt.record.task)?;
-    let req = rdbench_core::task::ToolRequest {
+    let info = task.info();
+    let spec = info.tool(name)?.clone();
+    let profile = &attempt.record.profile;
+    let device_lock = if spec.needs_gpu {
+        rdbench_attempts::device_lock(&ctx.home, &info, profile, Backend::Cuda)
+    } else {
+        None
+    };
+    let request = rdbench_core::task::ToolRequest {
         profile: attempt.record.profile.clone(),
         name: name.into(),
         args: rdbench_core::task::ToolRequest::parse_args(args)?,
         private_dir: attempt.task_private_dir(),
         cache_dir: ctx.home.cache_dir(),
     };
-    rdbench_core::fsutil::create_private_dir_all(&req.private_dir)?;
-    let reply = task.run_tool(&req)?;
+    rdbench_core::fsutil::create_private_dir_all(&request.private_dir)?;
+    let reply = ToolJob {
+        task: task.as_ref(),
+        request,
+        spec,
+        device_lock,
+    }
+    .run()?;
     if ctx.json {
         ctx.out.json(&reply.value);
     } else {
