@@ -8,7 +8,8 @@
 //! - receive budget (submission bytes reserved before they are read): 1.25 GiB per agent uid
 //!   (three of the largest submission file, restricted-mlm's 397 MiB of weights), 3 GiB for
 //!   all agents, 2 GiB for operators;
-//! - tool runs (which run inside the service, e.g. scaling-law's `train`): one at a time per
+//! - tool runs (each in a worker process under the tool's declared limits, e.g. scaling-law's
+//!   `train`, which uses the CPU for seconds to minutes): one at a time per
 //!   attempt, at most half the cores (at least one) at once on the machine, first come first
 //!   served; a caller waits in the queue up to 10 min, then is told the service is busy.
 //!

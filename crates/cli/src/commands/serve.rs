@@ -25,7 +25,8 @@
 //! - admission ([`super::admission`]): 8 connections per agent uid, 64 for all agents, and an
 //!   operator lane of 16 that agents never fill; submission bytes are reserved before they are
 //!   read, 1.25 GiB per agent uid within 3 GiB for all agents, 2 GiB apart for operators;
-//! - tool runs (which train inside this process) queue: one per attempt, half the cores at once
+//! - tool runs (a worker process each, under the tool's declared wall and memory limits) queue:
+//!   one per attempt, half the cores at once
 //!   per machine, a caller waits at most 10 min;
 //! - a refusal is one line naming the cap that was hit; at most 32 refusals are answered at
 //!   once, and connections beyond those are closed unanswered, so a flood costs no threads.
@@ -455,8 +456,8 @@ impl Peer for Client<'_> {
         Ok((files.files, blobs))
     }
 
-    /// Tools run inside this process, so they queue (one per attempt, a few per machine); a
-    /// wait past the bound is a busy refusal.
+    /// Tools use the machine's cores for up to their wall limit, so they queue (one per
+    /// attempt, a few per machine); a wait past the bound is a busy refusal.
     fn tool_turn(
         &mut self,
         attempt: &Attempt,
