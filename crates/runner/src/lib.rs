@@ -553,7 +553,14 @@ impl<'a> Command<'a> {
     /// The same lifecycle around bwrap, which sets the sandbox up and runs the program
     /// through the shim; the shim's status pipe is captured like any descriptor.
     fn spawn_sandboxed(&mut self, sandbox: &sandbox::Sandbox) -> Result<Child<'a>, Error> {
-        let launch = sandbox.launch(&self.program, &self.args, &self.env, self.cwd.as_deref())?;
+        let captured: Vec<RawFd> = self.fds.iter().map(|&(fd, _)| fd).collect();
+        let launch = sandbox.launch(
+            &self.program,
+            &self.args,
+            &self.env,
+            self.cwd.as_deref(),
+            &captured,
+        )?;
         let mut outer = Command::new(&launch.bwrap);
         outer.args(&launch.args).env_clear();
         outer.stdin = self.stdin.take();

@@ -410,13 +410,15 @@ impl Sandbox {
 
     /// bwrap's command line and descriptors for `program args` (resolved inside, on the
     /// sandbox's `PATH`), with `env` (set or removed) on top of [`Self::env`], in `cwd` inside
-    /// ([`WORK_DIR`] when `None`).
+    /// ([`WORK_DIR`] when `None`), keeping the descriptors `keep` (the caller's captures) open
+    /// for the program.
     pub(crate) fn launch(
         &self,
         program: &OsStr,
         args: &[OsString],
         env: &[(OsString, Option<OsString>)],
         cwd: Option<&Path>,
+        keep: &[RawFd],
     ) -> Result<Launch, SandboxError> {
         let caps = capabilities();
         if let Some(why) = caps.why_not {
@@ -487,6 +489,7 @@ impl Sandbox {
             shim::Rule::Read("/proc".into()),
             shim::Rule::Device("/dev".into()),
         ];
+        rules.extend(keep.iter().map(|&fd| shim::Rule::Keep(fd)));
         for bind in &self.read_only {
             absolute("a bind's inside path", &bind.inside)?;
             match std::fs::metadata(&bind.outside) {

@@ -932,3 +932,41 @@ fn unprivileged_scorer_inner() {
         String::from_utf8_lossy(&o.stderr.tail)
     );
 }
+
+#[test]
+fn the_program_inherits_only_its_descriptors_and_default_signals() {
+    let Some(case) = Case::new() else { return };
+    // A descriptor the scorer opened without close-on-exec, on a file of its own.
+    let (_home, secret) = scorer_home();
+    let path = std::ffi::CString::new(secret.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: open on a valid C string; closed below.
+    let leaked = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    assert!(leaked > 2);
+    let list_open = "import os\n\
+                     def is_open(fd):\n\
+                     \x20   try:\n\
+                     \x20       return bool(os.fstat(fd))\n\
+                     \x20   except OSError:\n\
+                     \x20       return False\n\
+                     print(','.join(str(fd) for fd in range(1024) if is_open(fd)))";
+    let o = Command::new(PYTHON)
+        .args(["-c", list_open])
+        .stdout(CAP)
+        .stderr(CAP)
+        .capture_fd(7, 64)
+        .deadline(Duration::from_secs(20))
+        .sandbox(case.sandbox())
+        .run()
+        .unwrap();
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(leaked) };
+    // Only the standard three and the one captured descriptor.
+    assert_eq!(o.stdout.tail, b"0,1,2,7\n", "{o:?}");
+    // The shim's runtime ignores SIGPIPE; the program gets it back at its default.
+    let o = case.sh("grep SigIgn /proc/self/status");
+    let out = String::from_utf8_lossy(&o.stdout.tail).into_owned();
+    let mask = out.trim().trim_start_matches("SigIgn:").trim();
+    let mask = u64::from_str_radix(mask, 16).unwrap();
+    assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "{out}");
+    case.assert_nothing_left();
+}

@@ -24,6 +24,7 @@
 use std::ffi::{CString, OsString};
 use std::io;
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::os::fd::RawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,9 @@ pub(crate) enum Rule {
     Device(PathBuf),
     /// Serve the model socket on `127.0.0.1:PORT` (`fwd:PORT`); the program may connect there.
     Forward(u16),
+    /// Leave this descriptor open for the program (`keep:FD`: one the caller captures); every
+    /// other one above stderr is closed, whatever the scorer let through.
+    Keep(RawFd),
 }
 
 impl Rule {
@@ -58,6 +62,7 @@ impl Rule {
             Rule::Write(p) => ("rw:", p),
             Rule::Device(p) => ("dev:", p),
             Rule::Forward(port) => return format!("fwd:{port}").into(),
+            Rule::Keep(fd) => return format!("keep:{fd}").into(),
         };
         let mut arg = OsString::from(tag);
         arg.push(path);
@@ -72,6 +77,8 @@ impl Rule {
             Some(Rule::Write(path(rest)))
         } else if let Some(rest) = arg.strip_prefix(b"dev:") {
             Some(Rule::Device(path(rest)))
+        } else if let Some(rest) = arg.strip_prefix(b"keep:") {
+            std::str::from_utf8(rest).ok()?.parse().ok().map(Rule::Keep)
         } else {
             let port = std::str::from_utf8(arg.strip_prefix(b"fwd:")?).ok()?;
             port.parse().ok().map(Rule::Forward)
@@ -105,6 +112,15 @@ pub fn main(args: Vec<OsString>) -> ! {
         report(format!("error {stage} {errno}\n"));
         std::process::exit(127)
     };
+    let mut keep: Vec<RawFd> = rules
+        .iter()
+        .filter_map(|r| match r {
+            Rule::Keep(fd) => Some(*fd),
+            _ => None,
+        })
+        .collect();
+    keep.push(status_fd);
+    close_all_but(&keep);
     // SAFETY: plain prctl and fcntl on our own descriptor.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -154,8 +170,13 @@ pub fn main(args: Vec<OsString>) -> ! {
         fail(STAGE_FORK, errno());
     }
     if pid == 0 {
-        // SAFETY: execvp with NUL-terminated arrays that outlive the call.
-        unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
+        // SAFETY: signal and execvp with NUL-terminated arrays that outlive the call.
+        unsafe {
+            // Rust's runtime ignores SIGPIPE in the shim, and exec keeps an ignored signal:
+            // the program gets the default, as the runner gives it outside a sandbox.
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::execvp(ptrs[0], ptrs.as_ptr());
+        }
         fail(STAGE_EXEC, errno());
     }
     let mut st: libc::c_int = 0;
@@ -177,6 +198,21 @@ pub fn main(args: Vec<OsString>) -> ! {
     } else {
         128 + libc::WTERMSIG(st)
     })
+}
+
+/// Closes every descriptor above stderr but `keep`.
+fn close_all_but(keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd > 2).collect();
+    keep.sort_unstable();
+    let mut from: libc::c_uint = 3;
+    for fd in keep.into_iter().chain([RawFd::MAX]) {
+        let fd = fd as libc::c_uint;
+        if fd > from {
+            // SAFETY: closes descriptors of this single-threaded process that nothing uses.
+            unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0 as libc::c_uint) };
+        }
+        from = fd.saturating_add(1);
+    }
 }
 
 fn forwarded_port(rules: &[Rule]) -> Option<u16> {
@@ -256,6 +292,7 @@ fn restrict(rules: &[Rule]) -> std::io::Result<LandlockApplied> {
             Rule::Read(p) => (p, read),
             Rule::Write(p) => (p, AccessFs::from_all(TARGET_ABI)),
             Rule::Device(p) => (p, device),
+            Rule::Keep(_) => continue,
             Rule::Forward(port) => {
                 ruleset = ruleset
                     .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
@@ -333,6 +370,7 @@ mod tests {
             Rule::Write("/work dir".into()),
             Rule::Device("/dev".into()),
             Rule::Forward(8080),
+            Rule::Keep(3),
         ] {
             assert_eq!(Rule::parse(rule.to_arg().as_bytes()), Some(rule));
         }
