@@ -56,22 +56,23 @@
 //! own; Landlock lets the program connect to that one port only.
 //!
 //! **Cost** (`cargo test -p rdbench-runner --test escape -- --nocapture --test-threads=1
-//! overhead`: debug build, the 2-core development machine, no GPU, as root, medians of 60
-//! interleaved runs each; other builds were running on the machine, so p90s were 1.5-3x the
-//! medians):
+//! overhead`: debug build, the 2-core development machine, no GPU, as root, a quiet machine
+//! (load below 1), medians of 60 interleaved runs each, the same within 0.3 ms over three
+//! runs; p90 within 2 ms of the median):
 //!
-//! | run                                          | median  | sandbox's cost |
-//! |----------------------------------------------|---------|----------------|
-//! | `/bin/true`, `std::process::Command`         | 1.2 ms  |                |
-//! | `/bin/true`, runner (PID namespace)          | 2.4 ms  |                |
-//! | `/bin/true`, runner in the sandbox           | 19.7 ms | 17 ms          |
-//! | `python3 -c 'print(1)'`, runner              | 24.0 ms |                |
-//! | `python3 -c 'print(1)'`, runner in the sandbox | 48.5 ms | 24 ms        |
+//! | run                                            | median  | the sandbox's cost |
+//! |------------------------------------------------|---------|--------------------|
+//! | `/bin/true`, `std::process::Command`           | 0.96 ms |                    |
+//! | `/bin/true`, runner (PID namespace)            | 1.67 ms |                    |
+//! | `/bin/true`, runner in the sandbox             | 8.8 ms  | 7.2 ms             |
+//! | `python3 -c 'print(1)'`, runner                | 13.7 ms |                    |
+//! | `python3 -c 'print(1)'`, runner in the sandbox | 20.6 ms | 6.9 ms             |
 //!
-//! Most of it is bwrap's own namespaces: bare bwrap with the same namespaces and `/proc`,
-//! without our seccomp, shim or Landlock, cost 10 ms over a plain `setpriv` for `/bin/true`
-//! and 15 ms for Python (a new PID namespace with its `/proc` mount and teardown is the bulk);
-//! the filters, the shim's exec and Landlock add about 3 ms. Within the 50 ms goal.
+//! Most of it is bwrap's namespaces: bare bwrap with the same namespaces and mounts, without
+//! our seccomp, shim or Landlock, cost 4.3 ms (`/bin/true`) and 4.7 ms (Python) over a plain
+//! `setpriv` to the same user; the runner's side, the filters, the shim's exec and Landlock
+//! make the other 2.5 ms. Well within the 50 ms goal. While other builds loaded the machine
+//! the same medians were 19.7 and 48.5 ms (2.4 and 24.0 ms without the sandbox).
 //!
 //! The shim is the `rdbench-sandbox-shim` binary of this crate ([`Shim::locate`]), or any
 //! binary that calls [`shim::main`] ([`use_shim`]).
