@@ -89,15 +89,7 @@ fn probe() -> Capabilities {
     };
     // SAFETY: a plain query.
     let seccomp = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } >= 0;
-    let why_not = if bwrap.is_none() {
-        Some("bwrap (bubblewrap) is not installed".to_string())
-    } else if let Err(e) = &user_namespaces {
-        Some(format!("user namespaces are not usable: {e}"))
-    } else if !seccomp {
-        Some("the kernel has no seccomp".to_string())
-    } else {
-        None
-    };
+    let why_not = missing(bwrap.is_some(), &user_namespaces, seccomp);
     Capabilities {
         bwrap,
         user_namespaces: user_namespaces.is_ok(),
@@ -109,6 +101,19 @@ fn probe() -> Capabilities {
         shim: None,
         can_run: why_not.is_none(),
         why_not,
+    }
+}
+
+/// The first requirement this machine lacks, in words.
+fn missing(bwrap: bool, user_namespaces: &io::Result<()>, seccomp: bool) -> Option<String> {
+    if !bwrap {
+        Some("bwrap (bubblewrap) is not installed".to_string())
+    } else if let Err(e) = user_namespaces {
+        Some(format!("user namespaces are not usable: {e}"))
+    } else if !seccomp {
+        Some("the kernel has no seccomp".to_string())
+    } else {
+        None
     }
 }
 
@@ -205,5 +210,32 @@ fn cgroup() -> Cgroup {
             "the cgroup v2 folder {} is not writable by this process",
             dir.display()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_missing_requirement_is_named() {
+        let denied = || Err(io::Error::from_raw_os_error(libc::EPERM));
+        assert_eq!(missing(true, &Ok(()), true), None);
+        let why = missing(false, &denied(), false).unwrap();
+        assert!(why.contains("bwrap"), "{why}");
+        let why = missing(true, &denied(), true).unwrap();
+        assert!(
+            why.contains("user namespaces") && why.contains("not permitted"),
+            "{why}"
+        );
+        assert!(missing(true, &Ok(()), false).unwrap().contains("seccomp"));
+    }
+
+    #[test]
+    fn this_machine_is_probed_without_panicking() {
+        let caps = capabilities();
+        assert_eq!(caps.can_run, caps.why_not.is_none());
+        let text = serde_json::to_string(&caps).unwrap();
+        assert_eq!(serde_json::from_str::<Capabilities>(&text).unwrap(), caps);
     }
 }
