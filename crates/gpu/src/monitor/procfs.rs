@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn the_tree_of_a_real_process_holds_its_children() {
-        let mut child = std::process::Command::new("sleep")
+        let child = rdbench_runner::Command::new("sleep")
             .arg("30")
             .spawn()
             .unwrap();
@@ -224,10 +224,10 @@ mod tests {
             root: std::process::id(),
         }
         .resolve();
-        let _ = child.kill();
-        let _ = child.wait();
+        let pid = child.pid();
+        drop(child); // killed and reaped
         assert!(tree.contains(&std::process::id()), "{tree:?}");
-        assert!(tree.contains(&child.id()), "{tree:?}");
+        assert!(tree.contains(&pid), "{tree:?}");
     }
 
     #[test]
