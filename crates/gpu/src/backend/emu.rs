@@ -18,6 +18,20 @@
 //! collectives. A compiled `.cu` is host code (static initializers, system calls), so this
 //! backend is for the project's own kernels and its exploit corpus, run inside the scoring
 //! worker: never for an untrusted submission.
+//!
+//! **Why the service still refuses it to agents, with the sandbox there.** The module is
+//! `dlopen`ed into the scoring worker, which is the `rdbench` binary: that binary holds every
+//! reference solution (`install-solution`), which is why `serve` refuses to run from a copy
+//! other users can read. So the worker cannot move into the agent's sandbox, and the module
+//! cannot run in the worker without running as the scorer. What would make it safe: a small
+//! launch host that holds no secret (its own binary, readable by agents), run by the worker in
+//! `rdbench_runner`'s sandbox as the agent's user, which `dlopen`s only the module and runs
+//! launches on buffers the worker shares with it (`memfd`s passed over a Unix socket, mapped
+//! with the same guard pages on both sides); the worker keeps generating inputs, poisoning and
+//! checking outputs, so a module that forges anything can only fail its own checks. A fault
+//! ends the host, and the launch is an invalid entry, as a fault of the in-process module ends
+//! the worker today. Not built yet: until it is, `serve --allow-emulator-for-agents` runs
+//! agents' code as the scorer and says so when the service starts.
 
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
