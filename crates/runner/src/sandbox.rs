@@ -291,6 +291,8 @@ pub enum SandboxError {
     },
     #[error("{what} {} must be an absolute path without '..'", path.display())]
     NotAbsolute { what: &'static str, path: PathBuf },
+    #[error("a bind may not cover {}: the sandbox's root and /run/rdbench are its own", path.display())]
+    Reserved { path: PathBuf },
     #[error("the sandbox asks for the GPU but /dev has no nvidia device")]
     NoGpu,
     #[error("compiling the seccomp filters: {0}")]
@@ -493,6 +495,11 @@ impl Sandbox {
         rules.extend(keep.iter().map(|&fd| shim::Rule::Keep(fd)));
         for bind in &self.read_only {
             absolute("a bind's inside path", &bind.inside)?;
+            if reserved(&bind.inside) {
+                return Err(SandboxError::Reserved {
+                    path: bind.inside.clone(),
+                });
+            }
             match std::fs::metadata(&bind.outside) {
                 Ok(_) => {}
                 Err(_) if bind.optional => continue,
@@ -592,6 +599,13 @@ fn absolute(what: &'static str, path: &Path) -> Result<(), SandboxError> {
     })
 }
 
+/// Whether a bind at `inside` would replace the sandbox's root or the shim's and socket's
+/// folder.
+fn reserved(inside: &Path) -> bool {
+    inside == Path::new("/")
+        || inside.starts_with(Path::new(SHIM_INSIDE).parent().unwrap_or(Path::new("/")))
+}
+
 /// The GPU's device nodes under `dev`: `nvidia*` (the control device, each GPU, UVM) and the
 /// `nvidia-caps` folder.
 fn gpu_nodes(dev: &Path) -> Vec<PathBuf> {
@@ -661,6 +675,14 @@ mod tests {
         assert!(absolute("x", Path::new("/data/in")).is_ok());
         assert!(absolute("x", Path::new("data")).is_err());
         assert!(absolute("x", Path::new("/work/../etc")).is_err());
+    }
+
+    #[test]
+    fn binds_may_not_replace_the_root_or_the_shims_folder() {
+        assert!(reserved(Path::new("/")));
+        assert!(reserved(Path::new("/run/rdbench")));
+        assert!(reserved(Path::new("/run/rdbench/shim")));
+        assert!(!reserved(Path::new("/run")) && !reserved(Path::new("/usr")));
     }
 
     #[test]

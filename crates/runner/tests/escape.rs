@@ -774,6 +774,12 @@ fn what_cannot_be_sandboxed_is_a_typed_error() {
         Err(Error::Sandbox(SandboxError::Path { .. }))
     ));
     let mut sb = case.sandbox();
+    sb.read_only.push(Bind::new("/", "/"));
+    assert!(matches!(
+        run(sb, "true"),
+        Err(Error::Sandbox(SandboxError::Reserved { .. }))
+    ));
+    let mut sb = case.sandbox();
     sb.read_only.push(Bind::new("/usr", "relative"));
     assert!(matches!(
         run(sb, "true"),
