@@ -14,7 +14,16 @@ mod registry;
 
 use clap::Parser;
 
+/// The hidden first argument under which this binary is the sandbox's shim (see
+/// `commands::use_self_as_sandbox_shim`): bwrap runs it as pid 1 of a sandbox, where it must do
+/// nothing of rdbench's own set-up, so it is recognised before anything else.
+pub const SANDBOX_SHIM_ARG: &str = "__sandbox-shim";
+
 fn main() -> std::process::ExitCode {
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() == Some(std::ffi::OsStr::new(SANDBOX_SHIM_ARG)) {
+        rdbench_runner::sandbox::shim::main(args.collect());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RDBENCH_LOG")

@@ -23,9 +23,8 @@ use crate::cli::{Cli, Command};
 use crate::output::Out;
 
 /// What same-user mode says on every attempt command, so nobody mistakes it for protection.
-pub const UNPROTECTED_NOTE: &str = "rdbench: unprotected mode: the scorer runs as you, so anything you run can read \
-     and change its score logs, calibrations and secrets; agents must use `rdbench-client` against `rdbench serve` \
-     (README, \"Protected scoring\")";
+pub const UNPROTECTED_NOTE: &str =
+    "rdbench: unprotected mode: anything you run can change your scores (README, \"Protected scoring\")";
 
 pub use rdbench_attempts::Caller;
 
@@ -154,6 +153,32 @@ pub fn find_calibration(
     Ok(info.hardware_independent.then(shipped_with_task).flatten())
 }
 
+/// Where no `rdbench-sandbox-shim` is installed (a `cargo run --bin rdbench` builds only this
+/// binary), this binary serves as the sandbox's shim behind a hidden argument, if the
+/// sandbox's user can run it: when this process is not root the sandbox runs as this user;
+/// as root it runs as another user, who needs the binary readable and executable by others.
+/// A protected service's binary is not (it holds the reference solutions; `serve` refuses a
+/// public one), so there the shim must be installed beside it, and a program task says so.
+fn use_self_as_sandbox_shim() {
+    use rdbench_runner::sandbox::{use_shim, Shim};
+    use std::os::unix::fs::PermissionsExt;
+    if Shim::locate().is_ok() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let others_may_run = std::fs::metadata(&exe)
+        .map(|m| m.permissions().mode() & 0o005 == 0o005)
+        .unwrap_or(false);
+    if rdbench_core::fsutil::effective_uid() != 0 || others_may_run {
+        use_shim(Shim {
+            program: exe,
+            args: vec![crate::SANDBOX_SHIM_ARG.into()],
+        });
+    }
+}
+
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<i32> {
     // Every compile of this process (the scorer's precheck, the worker's) runs in a limited
@@ -162,6 +187,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         let isolation = rdbench_gpu::nvrtc::Isolation::current_exe(&["__nvrtc"])?;
         let _ = rdbench_gpu::nvrtc::set_isolation(isolation);
     }
+    use_self_as_sandbox_shim();
     let ctx = Context::from_cli(&cli);
     match cli.command {
         Command::Attempt(command) => {
