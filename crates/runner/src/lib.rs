@@ -678,6 +678,13 @@ impl<'a> Command<'a> {
                 .iter()
                 .map(|(fd, t)| (fd.as_raw_fd(), *t))
                 .collect(),
+            inherited: {
+                let mut fds: Vec<RawFd> =
+                    (0..3).chain(child_ends.iter().map(|(_, t)| *t)).collect();
+                fds.sort_unstable();
+                fds.dedup();
+                fds
+            },
             rlimits: self.limits.rlimits(),
             credentials: self.credentials,
             // SAFETY: plain getpid.

@@ -92,6 +92,9 @@ pub(crate) struct Plan<'p> {
     /// (source, target) descriptors; every source is above every target, so no dup2 can
     /// overwrite a source still to be used.
     pub dups: Vec<(RawFd, RawFd)>,
+    /// The descriptors the program inherits, ascending: 0, 1, 2 and every target of `dups`.
+    /// Every other is made close-on-exec before exec.
+    pub inherited: Vec<RawFd>,
     /// (resource, soft, hard).
     pub rlimits: Vec<(libc::c_int, libc::rlim_t, libc::rlim_t)>,
     pub credentials: Option<(libc::uid_t, libc::gid_t)>,
@@ -269,6 +272,27 @@ unsafe fn close_all_but(keep: RawFd) {
     }
 }
 
+/// Marks descriptors `lo..=hi` close-on-exec (not closed: the exec-error pipe and a pre-exec
+/// step's descriptors are still needed until exec).
+unsafe fn cloexec_range(lo: RawFd, hi: RawFd) {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    let done = libc::syscall(
+        libc::SYS_close_range,
+        lo as libc::c_uint,
+        hi as libc::c_uint,
+        CLOSE_RANGE_CLOEXEC,
+    ) == 0;
+    if !done {
+        // Kernels before 5.11: one by one, as far as any descriptor of ours can be numbered.
+        for fd in lo..=hi.min(4095) {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
 /// The program's side: signals, descriptors, folder, limits, credentials, the caller's step,
 /// exec.
 unsafe fn exec(plan: &Plan, err_w: RawFd) -> ! {
@@ -289,6 +313,16 @@ unsafe fn exec(plan: &Plan, err_w: RawFd) -> ! {
             fail(err_w, Stage::Descriptors);
         }
     }
+    // A descriptor something in this process left inheritable (a library's, a test
+    // harness's) must not reach the program: only the ones it is given do.
+    let mut from: RawFd = 0;
+    for &fd in &plan.inherited {
+        if fd > from {
+            cloexec_range(from, fd - 1);
+        }
+        from = fd + 1;
+    }
+    cloexec_range(from, RawFd::MAX);
     if let Some(cwd) = &plan.cwd {
         if libc::chdir(cwd.as_ptr()) != 0 {
             fail(err_w, Stage::WorkingDirectory);

@@ -81,6 +81,31 @@ fn an_exit_code_and_both_outputs_come_back() {
 /// The program is not the namespace's pid 1 (which ignores signals from inside the
 /// namespace): a shell that signals itself dies of it, as it would outside.
 #[test]
+fn a_descriptor_left_inheritable_in_the_parent_does_not_reach_the_program() {
+    // A descriptor without close-on-exec, as a library or a test harness may leave one.
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    // SAFETY: clearing the flag on our own open descriptor.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    let mut cmd = sh("ls /proc/self/fd");
+    cmd.capture_fd(3, 1 << 10);
+    let o = cmd.run().unwrap();
+    let fds: Vec<i32> = o
+        .stdout
+        .text()
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    assert!(!fds.contains(&fd), "descriptor {fd} leaked into {fds:?}");
+    // stdin, stdout, stderr, the captured 3, and the one `ls` opens for /proc/self/fd.
+    assert!(fds.iter().all(|&f| f <= 4), "{fds:?}");
+    assert!(
+        fds.contains(&3),
+        "the captured descriptor is inherited: {fds:?}"
+    );
+}
+
+#[test]
 fn a_program_that_kills_itself_is_signaled_in_either_containment() {
     for contain in [Contain::PidNamespace, Contain::ProcessGroup] {
         let o = sh("echo bye >&2; kill -SEGV $$; sleep 5")
