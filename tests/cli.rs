@@ -32,9 +32,15 @@ impl Env {
     }
 
     fn rdbench(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("rdbench runs")
+    }
+
+    /// `rdbench args` in this environment, not yet started.
+    fn command(&self, args: &[&str]) -> Command {
         // RDBENCH_BIN / RDBENCH_REPO let the prebuilt test binary run on another machine
         // (the GPU check carries binaries built here).
-        Command::new(rdbench_bin())
+        let mut command = Command::new(rdbench_bin());
+        command
             .args(args)
             // A home rdbench makes itself, so its own mode is rdbench's doing.
             .env("RDBENCH_HOME", self.home.path().join("home"))
@@ -42,9 +48,8 @@ impl Env {
             .env(
                 "RDBENCH_SHIPPED_CALIBRATION",
                 self.home.path().join("no-shipped"),
-            )
-            .output()
-            .expect("rdbench runs")
+            );
+        command
     }
 
     fn attempt(&self, name: &str, task: &str, profile: &str) -> PathBuf {
@@ -510,39 +515,141 @@ fn finish_writes_a_summary_and_log_survives_a_torn_line() {
     assert!(text(&out).contains("no final score"), "{}", text(&out));
 }
 
+/// `cycle` prints a header, then one line per task as it finishes (through a pipe too), each
+/// within 120 characters, saying what ran and what was skipped and why; the raw scores' units
+/// follow. Its length is a fixed few lines plus one per task and a unit line or two per raw
+/// unit: the whole registry must fit 40 lines.
 #[test]
 fn cycle_runs_and_says_what_it_skipped() {
+    use std::io::BufRead;
     let env = Env::new();
-    let out = env.rdbench(&["--json", "cycle", "--task", "prefix-sum"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let row = &rows[0];
+    // tree-traversal first: it finishes in well under a second, prefix-sum takes seconds (the
+    // emulator without a GPU, calibration and timing with one).
+    let mut child = env
+        .command(&["cycle", "--task", "tree-traversal", "--task", "prefix-sum"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rdbench runs");
+    let mut stderr = child.stderr.take().unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    });
+    let mut lines = Vec::new();
+    let mut still_running_after_first_task = None;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("tree-traversal ") {
+            still_running_after_first_task = Some(child.try_wait().unwrap().is_none());
+        }
+        lines.push(line);
+    }
+    let status = child.wait().unwrap();
+    let stderr = drain.join().unwrap();
+    let all = lines.join("\n");
+    assert_eq!(status.code(), Some(0), "{all}\n{stderr}");
+    assert_eq!(
+        still_running_after_first_task,
+        Some(true),
+        "tree-traversal's line comes while prefix-sum still runs: {all}"
+    );
+    for line in &lines {
+        assert!(line.chars().count() <= 120, "over 120 characters: {line}");
+    }
+    let line_of = |task: &str| {
+        let found: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("{task} ")))
+            .collect();
+        assert_eq!(found.len(), 1, "one line for {task}: {all}");
+        found[0].clone()
+    };
+    // Columns: task, start, ref, raw start, →, raw ref, wall, result.
+    let scores = |line: &str| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        (words[1].parse::<f64>(), words[2].parse::<f64>())
+    };
+    let traversal = line_of("tree-traversal");
+    assert_eq!(scores(&traversal), (Ok(0.0), Ok(1.0)), "{traversal}");
+    assert!(traversal.ends_with("scored"), "{traversal}");
+    assert!(
+        all.contains("tree-traversal: ln(simulated cycles)"),
+        "the raw unit: {all}"
+    );
+    let prefix = line_of("prefix-sum");
     if has_gpu() {
-        let start = row["start_score"].as_f64().unwrap();
-        let reference = row["reference_score"].as_f64().unwrap();
+        let (Ok(start), Ok(reference)) = scores(&prefix) else {
+            panic!("prefix-sum scored: {prefix}")
+        };
         assert!(
             start.abs() < 0.05 && (reference - 1.0).abs() < 0.05,
-            "{row}"
+            "{prefix}"
         );
     } else {
-        assert!(row["status"].as_str().unwrap().contains("skipped"), "{row}");
-        assert!(
-            row["note"]
-                .as_str()
-                .unwrap()
-                .contains("GPU-free checks passed"),
-            "{row}"
-        );
+        assert!(prefix.contains("skipped timing (no GPU)"), "{prefix}");
+        assert!(prefix.contains("ran checks"), "{prefix}");
         if rdbench_gpu::backend::emu::EmuBackend::new().is_ok() {
             assert!(
-                row["note"]
-                    .as_str()
-                    .unwrap()
-                    .contains("on the CPU emulator"),
-                "without a GPU the cycle runs both solutions on the emulator: {row}"
+                prefix.contains("emulator") && !prefix.contains("skipped emulator"),
+                "without a GPU the cycle runs both solutions on the emulator: {prefix}"
             );
         }
     }
+    // The whole registry: this output's other lines, one per task, and at most two per
+    // distinct raw unit (a unit's line wraps once at most).
+    let out = env.rdbench(&["--json", "list"]);
+    let tasks: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut units: Vec<&str> = tasks
+        .iter()
+        .map(|t| t["raw_score"].as_str().unwrap())
+        .collect();
+    units.sort();
+    units.dedup();
+    let whole = lines.len() - 2 + tasks.len() + 2 * units.len();
+    assert!(
+        whole <= 40,
+        "{whole} lines for {} tasks: {all}",
+        tasks.len()
+    );
+
+    // --json: every row, its details and the raw unit.
+    let out = env.rdbench(&["--json", "cycle", "--task", "tree-traversal"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &rows[0];
+    assert_eq!(row["status"], "scored", "{row}");
+    assert_eq!(row["reference_score"], 1.0, "{row}");
+    assert!(
+        row["raw_unit"]
+            .as_str()
+            .unwrap()
+            .starts_with("ln(simulated cycles)"),
+        "{row}"
+    );
+    assert!(row["calibration"].as_str().is_some(), "{row}");
+}
+
+/// Same-user mode says it protects nothing in one short line before anything else, errors
+/// included, and points at the README's section.
+#[test]
+fn same_user_mode_warns_in_one_short_line() {
+    let env = Env::new();
+    let out = env.rdbench(&["status", env.work.path().join("none").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("rdbench: unprotected mode")
+            && first.contains("README, \"Protected scoring\"")
+            && first.chars().count() < 100,
+        "{first}"
+    );
+    assert!(
+        stderr.lines().nth(1).is_some_and(|l| l.contains("none")),
+        "the error follows: {stderr}"
+    );
 }
 
 /// The tree-traversal task needs no GPU: the whole attempt runs here, and its scores are exact.

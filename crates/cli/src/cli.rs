@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use rdbench_client::command::{DEFAULT_PROFILE, PROFILE_HELP};
 use rdbench_client::AttemptCommand;
 
 use crate::aggregate::AggregateArgs;
@@ -58,7 +59,7 @@ pub enum Command {
         /// Task to calibrate [default: every task this machine can run].
         #[arg(long)]
         task: Vec<String>,
-        #[arg(long, default_value = "full")]
+        #[arg(long, default_value = DEFAULT_PROFILE, help = PROFILE_HELP)]
         profile: String,
         /// Separate scoring processes per solution (the median counts).
         #[arg(long, default_value_t = 3)]
@@ -78,13 +79,16 @@ pub enum Command {
     /// Report the driver, CUDA, NVRTC, NVML, GPUs and calibrations found.
     Doctor,
     /// The built-in default job: for every task, start an attempt, score the starting
-    /// solution, apply the reference solution, score it, and print a table.
+    /// solution, apply the reference solution, score it, and print a line as it finishes.
     Cycle {
         /// Only these tasks [default: all].
         #[arg(long)]
         task: Vec<String>,
-        #[arg(long, default_value = "tiny")]
+        #[arg(long, default_value = DEFAULT_PROFILE, help = PROFILE_HELP)]
         profile: String,
+        /// Each task's details under its line: what ran and was skipped, in full.
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// The conformance checks every task must pass: profiles, deterministic preparation,
     /// nothing private in the attempt folder, every .cu compiling for sm_80 and sm_90, start
@@ -92,7 +96,7 @@ pub enum Command {
     /// tasks without a GPU), and the task's exploit corpus giving its expected verdicts.
     CheckTask {
         task: String,
-        #[arg(long, default_value = "tiny")]
+        #[arg(long, default_value = DEFAULT_PROFILE, help = PROFILE_HELP)]
         profile: String,
         /// The exploit corpus root [default: tests/exploits of the checkout].
         #[arg(long)]
@@ -110,8 +114,11 @@ pub enum Command {
         what: String,
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value = "tiny")]
-        profile: String,
+        /// The task's profile (its size; `info TASK` lists them). Every command defaults to
+        /// tiny; where DIR is an attempt's folder, the attempt's profile (naming another is
+        /// refused: that attempt could not score what it installs).
+        #[arg(long)]
+        profile: Option<String>,
     },
     /// Internal: score one submission in this process (the scorer's worker).
     #[command(name = "__worker", hide = true)]

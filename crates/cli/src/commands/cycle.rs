@@ -4,6 +4,11 @@
 //! after the checks that need no GPU: for kernel tasks, parsing and NVRTC compilation of the
 //! starting and reference solutions, and both run through the real scorer on the CPU
 //! emulator (correctness only, no score).
+//!
+//! The text is one line per task, printed as the task finishes (a pipe gets it then too),
+//! within [`WIDTH`] columns: the scores, the wall time, and what ran and what was skipped and
+//! why in a few words; the raw scores' units follow the table. `--verbose` prints each task's
+//! details under its line; `--json` prints every row with its details at the end.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rdbench_core::attempt::Attempt;
@@ -15,10 +20,12 @@ use rdbench_core::{Error, Result};
 
 use super::attempt::{entry_for, run_stamp, score_solution_dir, score_solution_dir_on};
 use super::calibrate::calibrate_task;
+use super::glance::{dedup_counted, fit, wrap, WIDTH};
 use super::{device_fingerprint, find_calibration, Context};
-use crate::output::{self, num, one_line, Table};
+use crate::output;
 use crate::registry;
 
+/// One task's cycle: what `--json` prints, and what its line and details are made of.
 #[derive(Debug, Default, serde::Serialize)]
 struct Row {
     task: String,
@@ -27,21 +34,110 @@ struct Row {
     start_score: Option<f64>,
     reference_raw: Option<f64>,
     reference_score: Option<f64>,
+    /// What the raw score measures, in the task's own words (its unit included).
+    raw_unit: String,
     wall_s: f64,
+    /// The result in a few words, as the line shows it.
     status: String,
-    /// The long form of the status: what was skipped and why, what was checked instead.
+    /// What ran besides scoring, each with its long form.
+    ran: Vec<Step>,
+    /// What was skipped: what, why in a few words, and the long form.
+    skipped: Vec<Skip>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    note: Option<String>,
+    calibration: Option<String>,
+    /// Why a solution scored invalid, in full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invalid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
-/// Checks the starting and reference solutions without a GPU.
+#[derive(Debug, serde::Serialize)]
+struct Step {
+    what: String,
+    detail: String,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Skip {
+    what: String,
+    why: String,
+    detail: String,
+}
+
+impl Row {
+    fn new(task: &dyn Task, profile: &str) -> Self {
+        let info = task.info();
+        Row {
+            task: info.name,
+            profile: profile.into(),
+            raw_unit: info.raw_score,
+            ..Row::default()
+        }
+    }
+
+    /// "ran A, B; skipped C (why)", from `ran` and `skipped`.
+    fn ran_and_skipped(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.ran.is_empty() {
+            let names: Vec<&str> = self.ran.iter().map(|s| s.what.as_str()).collect();
+            parts.push(format!("ran {}", names.join(", ")));
+        }
+        if !self.skipped.is_empty() {
+            let names: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|s| format!("{} ({})", s.what, s.why))
+                .collect();
+            parts.push(format!("skipped {}", names.join(", ")));
+        }
+        parts.join("; ")
+    }
+
+    /// The details `--verbose` prints under the line.
+    fn details(&self) -> Vec<(String, String)> {
+        let mut out = vec![("raw".to_string(), self.raw_unit.clone())];
+        for step in &self.ran {
+            out.push((step.what.clone(), step.detail.clone()));
+        }
+        for skip in &self.skipped {
+            out.push((format!("skipped {}", skip.what), skip.detail.clone()));
+        }
+        for (label, text) in [
+            ("calibration", &self.calibration),
+            ("invalid", &self.invalid),
+            ("error", &self.error),
+        ] {
+            if let Some(text) = text {
+                out.push((label.to_string(), text.clone()));
+            }
+        }
+        out
+    }
+}
+
+/// A reason in a few words: the kind of thing missing, else the reason's first clause.
+fn few_words(reason: &str) -> String {
+    if reason.contains("host C++ compiler") {
+        "no C++ compiler".into()
+    } else if reason.contains("no NVIDIA driver") {
+        "no GPU".into()
+    } else if reason.contains("NVRTC not found") {
+        "not found".into()
+    } else {
+        fit(reason.split(": ").next().unwrap_or(reason), 28)
+    }
+}
+
+/// Checks the starting and reference solutions without a GPU, into `row.ran` and
+/// `row.skipped`.
 fn gpu_free_checks(
     ctx: &Context,
     task: &dyn Task,
     profile: &str,
     root: &std::path::Path,
-) -> Result<String> {
-    let mut notes = Vec::new();
+    row: &mut Row,
+) -> Result<()> {
     for solution in [Solution::Starting, Solution::Reference] {
         let dir = root.join(solution.as_str());
         task.install_solution(solution, profile, &ctx.home.cache_dir(), &dir)?;
@@ -54,33 +150,42 @@ fn gpu_free_checks(
             seed: 0,
             backend: Backend::Cuda,
         };
-        match task.precheck(&req)? {
-            None => notes.push(format!("{} ok", solution.as_str())),
-            Some((_, reason)) => {
-                return Err(Error::Internal(format!(
-                    "the {} solution fails its own checks: {reason}",
-                    solution.as_str()
-                )))
-            }
+        if let Some((_, reason)) = task.precheck(&req)? {
+            return Err(Error::Internal(format!(
+                "the {} solution fails its own checks: {reason}",
+                solution.as_str()
+            )));
         }
     }
-    let compiler = match rdbench_gpu::probe::require_nvrtc() {
-        Ok(()) => format!(
-            "NVRTC {} compiled them for sm_{}",
-            rdbench_gpu::probe::nvrtc_version().unwrap_or_default(),
-            rdbench_gpu::kernel_task::PRECHECK_ARCH
-        ),
-        Err(_) => "NVRTC not found, compile check skipped (pip install nvidia-cuda-nvrtc)".into(),
-    };
-    let emulated = if task.info().submission == SubmissionKind::Kernel {
-        format!("; {}", emulated_checks(ctx, task, profile, root)?)
-    } else {
-        String::new()
-    };
-    Ok(format!(
-        "GPU-free checks passed ({}; {compiler}{emulated})",
-        notes.join(", ")
-    ))
+    let kernel = task.info().submission == SubmissionKind::Kernel;
+    row.ran.push(Step {
+        what: "checks".into(),
+        detail: if kernel {
+            "the starting and reference solutions pass the source rules and launch-plan checks"
+        } else {
+            "the starting and reference solutions pass the submission checks"
+        }
+        .into(),
+    });
+    if !kernel {
+        return Ok(());
+    }
+    let arch = rdbench_gpu::kernel_task::PRECHECK_ARCH;
+    match rdbench_gpu::probe::require_nvrtc() {
+        Ok(()) => row.ran.push(Step {
+            what: format!("NVRTC sm_{arch}"),
+            detail: format!(
+                "NVRTC {} compiled both for sm_{arch}",
+                rdbench_gpu::probe::nvrtc_version().unwrap_or_default()
+            ),
+        }),
+        Err(e) => row.skipped.push(Skip {
+            what: "NVRTC".into(),
+            why: few_words(&e.to_string()),
+            detail: format!("compile check: {e} (README: install NVRTC into .venv)"),
+        }),
+    }
+    emulated_checks(ctx, task, profile, root, row)
 }
 
 /// Runs the starting and reference solutions through the real scorer on the CPU emulator.
@@ -89,9 +194,15 @@ fn emulated_checks(
     task: &dyn Task,
     profile: &str,
     root: &std::path::Path,
-) -> Result<String> {
+    row: &mut Row,
+) -> Result<()> {
     if let Err(e) = task.check_environment(profile, Backend::Emulator) {
-        return Ok(format!("emulator skipped: {e}"));
+        row.skipped.push(Skip {
+            what: "emulator".into(),
+            why: few_words(&e.to_string()),
+            detail: e.to_string(),
+        });
+        return Ok(());
     }
     let mut done = Vec::new();
     for solution in [Solution::Starting, Solution::Reference] {
@@ -122,10 +233,14 @@ fn emulated_checks(
             }
         }
     }
-    Ok(format!(
-        "on the CPU emulator, through the real scorer: {} (emulated: correctness only, not timed)",
-        done.join(", ")
-    ))
+    row.ran.push(Step {
+        what: "emulator".into(),
+        detail: format!(
+            "through the real scorer on the CPU emulator: {} (correctness only, not timed)",
+            done.join(", ")
+        ),
+    });
+    Ok(())
 }
 
 fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) -> Result<Row> {
@@ -135,20 +250,21 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
         .home
         .runs_dir()
         .join(format!("cycle-{}-{profile}-{}", info.name, run_stamp()));
-    let mut row = Row {
-        task: info.name.clone(),
-        profile: profile.into(),
-        ..Row::default()
-    };
+    let mut row = Row::new(task, profile);
     if let Err(env) = task.check_environment(profile, Backend::Cuda) {
         bar.set_message(format!("{}: checks without a GPU", info.name));
-        let checks = gpu_free_checks(ctx, task, profile, &root)?;
-        row.status = if env.to_string().contains("no NVIDIA driver") {
-            "skipped scoring: no NVIDIA GPU here".into()
+        gpu_free_checks(ctx, task, profile, &root, &mut row)?;
+        let scoring = if info.submission == SubmissionKind::Kernel {
+            "timing"
         } else {
-            "skipped scoring: environment".into()
+            "scoring"
         };
-        row.note = Some(format!("{env}. {checks}"));
+        row.skipped.push(Skip {
+            what: scoring.into(),
+            why: few_words(&env.to_string()),
+            detail: env.to_string(),
+        });
+        row.status = row.ran_and_skipped();
         row.wall_s = started.elapsed().as_secs_f64();
         return Ok(row);
     }
@@ -159,6 +275,11 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
             info.name
         ));
         calibrate_task(ctx, task, profile, 3, bar)?;
+        row.ran.push(Step {
+            what: "calibration".into(),
+            detail: "none was found for this device: calibrated here, 3 runs of each solution"
+                .into(),
+        });
     }
     let calibration = find_calibration(ctx, task, profile, &fp)?;
     let dir = root.join("attempt");
@@ -206,11 +327,9 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
         );
         log.append(&entry)?;
         if !entry.valid {
-            row.status = format!(
-                "the {} solution scored invalid: {}",
-                solution.as_str(),
-                one_line(entry.reason.as_deref().unwrap_or(""), 200)
-            );
+            let kind = entry.kind.map(|k| k.to_string()).unwrap_or_default();
+            row.status = format!("the {} solution scored invalid ({kind})", solution.as_str());
+            row.invalid = Some(entry.reason.unwrap_or_default());
             row.wall_s = started.elapsed().as_secs_f64();
             return Ok(row);
         }
@@ -222,15 +341,93 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
         }
         bar.inc(1);
     }
-    row.status = match &calibration {
-        Some(c) => format!("scored; calibration: {}", one_line(&c.provenance, 80)),
-        None => "scored; no calibration, raw scores only".into(),
+    row.ran.push(Step {
+        what: "scoring".into(),
+        detail: format!("both solutions scored in {}", attempt.record.dir.display()),
+    });
+    match &calibration {
+        Some(c) => row.calibration = Some(c.provenance.clone()),
+        None => row.skipped.push(Skip {
+            what: "normalizing".into(),
+            why: "no calibration".into(),
+            detail: "no calibration for this device: raw scores only (`rdbench calibrate`)".into(),
+        }),
+    }
+    row.status = if row.skipped.is_empty() && row.ran.len() == 1 {
+        "scored".into()
+    } else {
+        row.ran_and_skipped()
     };
     row.wall_s = started.elapsed().as_secs_f64();
     Ok(row)
 }
 
-pub fn cycle(ctx: &Context, tasks: &[String], profile: &str) -> Result<i32> {
+/// The text form: fixed columns (known before the first task ends, so each line can be
+/// printed as its task finishes) and the result in the columns left of [`WIDTH`].
+struct Lines {
+    name_width: usize,
+}
+
+impl Lines {
+    const RAW_WIDTH: usize = 17;
+
+    fn columns(&self, task: &str, start: &str, reference: &str, raw: &str, wall: &str) -> String {
+        format!(
+            "{task:<nw$}  {start:>5}  {reference:>5}  {raw:<rw$}  {wall:>6}  ",
+            nw = self.name_width,
+            rw = Self::RAW_WIDTH
+        )
+    }
+
+    fn header(&self) -> String {
+        self.columns("task", "start", "ref", "raw start → ref", "wall") + "result"
+    }
+
+    fn line(&self, row: &Row) -> String {
+        let score = |s: Option<f64>| match s {
+            Some(v) if v.is_finite() => format!("{:.2}", v + 0.0),
+            Some(_) => "NaN".into(),
+            None => "-".into(),
+        };
+        let raw = match (row.start_raw, row.reference_raw) {
+            (Some(s), Some(r)) => format!("{s:.3} → {r:.3}"),
+            (Some(s), None) => format!("{s:.3} → -"),
+            _ => "-".into(),
+        };
+        let columns = self.columns(
+            &row.task,
+            &score(row.start_score),
+            &score(row.reference_score),
+            &raw,
+            &format!("{:.1}s", row.wall_s),
+        );
+        let room = WIDTH.saturating_sub(columns.chars().count()).max(20);
+        columns + &fit(&row.status, room)
+    }
+
+    /// The units of the raw scores shown, one line per distinct unit.
+    fn units(rows: &[Row]) -> Vec<String> {
+        let shown = rows.iter().filter(|r| r.start_raw.is_some());
+        let units = dedup_counted(shown.clone().map(|r| r.raw_unit.as_str()));
+        let mut lines = Vec::new();
+        for (unit, _) in units {
+            let tasks: Vec<&str> = shown
+                .clone()
+                .filter(|r| r.raw_unit == unit)
+                .map(|r| r.task.as_str())
+                .collect();
+            lines.extend(wrap(
+                &format!("  {}: ", tasks.join(", ")),
+                "      ",
+                unit,
+                WIDTH,
+            ));
+        }
+        lines
+    }
+}
+
+pub fn cycle(ctx: &Context, tasks: &[String], profile: &str, verbose: bool) -> Result<i32> {
     let selected: Vec<Box<dyn Task>> = if tasks.is_empty() {
         registry::all()
     } else {
@@ -251,54 +448,64 @@ pub fn cycle(ctx: &Context, tasks: &[String], profile: &str) -> Result<i32> {
     if ctx.json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    let lines = Lines {
+        name_width: selected
+            .iter()
+            .map(|t| t.info().name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(4),
+    };
+    // Printed through the bar, so its spinner never garbles a line.
+    let say = |text: &str| {
+        if !ctx.json {
+            bar.suspend(|| println!("{text}"));
+        }
+    };
+    say(&format!(
+        "rdbench cycle: {} task{}, profile {profile}; a line each as it finishes",
+        selected.len(),
+        if selected.len() == 1 { "" } else { "s" }
+    ));
+    say(&lines.header());
     let mut rows = Vec::new();
     let mut failed = false;
     for task in &selected {
-        match run_task(ctx, task.as_ref(), profile, &bar) {
-            Ok(row) => rows.push(row),
+        let row = match run_task(ctx, task.as_ref(), profile, &bar) {
+            Ok(row) => row,
             Err(e) => {
                 failed = true;
-                rows.push(Row {
-                    task: task.info().name,
-                    profile: profile.into(),
-                    status: "error".into(),
-                    note: Some(e.to_string()),
-                    ..Row::default()
-                });
+                let mut row = Row::new(task.as_ref(), profile);
+                row.status = format!("error: {e}");
+                row.error = Some(e.to_string());
+                row
+            }
+        };
+        say(&lines.line(&row));
+        if verbose {
+            for (label, text) in row.details() {
+                for line in wrap(&format!("    {label}: "), "        ", &text, WIDTH) {
+                    say(&line);
+                }
             }
         }
+        rows.push(row);
     }
     bar.finish_and_clear();
     if ctx.json {
         output::json(&rows);
-    } else {
-        let mut table = Table::new(&[
-            "task",
-            "profile",
-            "start raw",
-            "start score",
-            "ref raw",
-            "ref score",
-            "wall s",
-            "status",
-        ]);
-        for r in &rows {
-            table.row(vec![
-                r.task.clone(),
-                r.profile.clone(),
-                num(r.start_raw),
-                num(r.start_score),
-                num(r.reference_raw),
-                num(r.reference_score),
-                format!("{:.1}", r.wall_s),
-                r.status.clone(),
-            ]);
+        return Ok(if failed { 3 } else { 0 });
+    }
+    say("start, ref: normalized scores (starting solution 0, reference 1; expected about 0 and 1)");
+    let units = Lines::units(&rows);
+    if !verbose && !units.is_empty() {
+        say("raw, in each task's unit:");
+        for line in units {
+            say(&line);
         }
-        println!("{}", table.render());
-        for r in rows.iter().filter(|r| r.note.is_some()) {
-            println!("\n{}: {}", r.task, r.note.as_deref().unwrap_or_default());
-        }
-        println!("\nNormalized scores put the starting solution at 0 and the reference at 1 (expected: about 0 and 1).");
+    }
+    if !verbose {
+        say("details: --verbose or --json");
     }
     Ok(if failed { 3 } else { 0 })
 }

@@ -7,6 +7,7 @@ mod catalog;
 mod check_task;
 mod cycle;
 mod doctor;
+mod glance;
 mod monitor;
 mod serve;
 
@@ -212,7 +213,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             what,
             dir,
             profile,
-        } => check_task::install(&ctx, &task, &what, &dir, &profile),
+        } => check_task::install(&ctx, &task, &what, &dir, profile.as_deref()),
         Command::CheckTask {
             task,
             profile,
@@ -231,7 +232,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => monitor::monitor(&ctx, &dir, interval_ms, duration),
         Command::Aggregate(args) => crate::aggregate::run(&args, ctx.json),
         Command::Doctor => doctor::doctor(&ctx),
-        Command::Cycle { task, profile } => cycle::cycle(&ctx, &task, &profile),
+        Command::Cycle {
+            task,
+            profile,
+            verbose,
+        } => cycle::cycle(&ctx, &task, &profile, verbose),
         Command::Worker { task } => {
             let task = crate::registry::find(&task)?;
             Ok(crate::job::worker_main(task.as_ref()))
