@@ -4,10 +4,13 @@
 //!
 //! A training step is what [`rdbench_lm::train_model`] does per step ([`GptTrainer::step`]):
 //! draw the batch, forward, backward, AdamW. The evaluation forward pass is
-//! [`rdbench_lm::eval_loss`]'s per batch (candle with the fused ops). Prints one JSON line per measured quantity with every sample.
+//! [`rdbench_lm::eval_loss`]'s per batch on the CPU ([`GptEvaluator::batch_loss`]: batch,
+//! forward, mean loss). Prints one JSON line per measured quantity with every sample.
 //!
 //! Flags (defaults: fix-embedding's `full` model): `--vocab 2048 --ctx 128 --d-model 192
-//! --layers 4 --heads 4 --batch 32 --threads 2 --steps 12 --warmup 3`.
+//! --layers 4 --heads 4 --batch 32 --threads 2 --steps 12 --warmup 3`; `--only train_step` or
+//! `--only eval_forward` times one of the two (for a profiler); `--candle` also times candle's
+//! forward pass of the same batches (`Gpt::loss`, what evaluation ran before).
 use std::time::Instant;
 
 use rdbench_lm::*;
@@ -47,6 +50,12 @@ fn main() -> Result<()> {
     };
     let (batch, threads) = (flag(&args, "--batch", 32), flag(&args, "--threads", 2));
     let (steps, warmup) = (flag(&args, "--steps", 12), flag(&args, "--warmup", 3));
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let candle = args.iter().any(|a| a == "--candle");
+    let runs = |what: &str| only.as_deref().is_none_or(|o| o == what);
     let n_seq = 256;
     let tokens: Vec<u16> = (0..n_seq * (cfg.ctx + 1))
         .map(|i| ((i as u64 * 2_654_435_761) % cfg.vocab as u64) as u16)
@@ -65,7 +74,11 @@ fn main() -> Result<()> {
         let model = Gpt::new(cfg.clone(), 1)?;
         let mut step_ms = Vec::new();
         let mut trainer = GptTrainer::new(&model, &tc)?;
-        for step in 0..warmup + steps {
+        for step in 0..if runs("train_step") {
+            warmup + steps
+        } else {
+            0
+        } {
             let t = Instant::now();
             trainer.step(step, &data)?;
             if step >= warmup {
@@ -73,20 +86,43 @@ fn main() -> Result<()> {
             }
         }
         trainer.finish()?;
+        // What `eval_loss` does per batch on the CPU; `--candle` also times the candle forward
+        // pass (`Gpt::loss` on tensors, the evaluation path before `GptEvaluator`).
+        let mut evaluator = GptEvaluator::new(&model)?;
         let mut fwd_ms = Vec::new();
-        for i in 0..warmup + steps {
+        let mut candle_ms = Vec::new();
+        for i in 0..if runs("eval_forward") {
+            warmup + steps
+        } else {
+            0
+        } {
             let rows: Vec<usize> = (0..batch).map(|r| (r + i * batch) % n_seq).collect();
             let t = Instant::now();
-            let b = data.batch(&rows)?;
-            model.loss(&b)?.to_scalar::<f32>()?;
+            evaluator.batch_loss(&data, &rows)?;
             if i >= warmup {
                 fwd_ms.push(t.elapsed().as_secs_f64() * 1e3);
             }
+            if candle {
+                let t = Instant::now();
+                let b = data.batch(&rows)?;
+                model.loss(&b)?.to_scalar::<f32>()?;
+                if i >= warmup {
+                    candle_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
         }
-        for (what, samples) in [("train_step", &step_ms), ("eval_forward", &fwd_ms)] {
+        let measures = [
+            ("rdbench-lm", "train_step", &step_ms),
+            ("rdbench-lm", "eval_forward", &fwd_ms),
+            ("rdbench-lm candle forward", "eval_forward", &candle_ms),
+        ];
+        for (name, what, samples) in measures {
+            if samples.is_empty() {
+                continue;
+            }
             let rounded: Vec<f64> = samples.iter().map(|s| (s * 1e3).round() / 1e3).collect();
             println!(
-                "{{\"impl\": \"rdbench-lm\", \"measure\": \"{what}\", \"threads\": {threads}, \
+                "{{\"impl\": \"{name}\", \"measure\": \"{what}\", \"threads\": {threads}, \
                  \"median_ms\": {}, \"samples_ms\": {rounded:?}}}",
                 median(samples)
             );

@@ -55,18 +55,26 @@ struct BlockActs {
     fact: Vec<f32>,
 }
 
-/// Every buffer of one step, sized for `n` tokens.
+/// Every buffer of one forward pass (and, when training, of its backward pass), sized for `n`
+/// tokens.
+///
+/// Training keeps every block's activations (`n_layer + 1` residual streams, `n_layer` blocks);
+/// evaluation needs none of them after the next block, so it reuses one block's buffers and two
+/// residual streams, and allocates no backward temporaries. [`forward`] addresses both layouts
+/// modulo their length.
 struct Workspace {
     n: usize,
     t: usize,
-    /// Residual stream entering each block, and leaving the last one (`n_layer + 1` of them).
+    pass: Pass,
+    /// Residual stream entering each block, and leaving the last one (`n_layer + 1` of them, or
+    /// two used in turn).
     x: Vec<Vec<f32>>,
     blocks: Vec<BlockActs>,
     xhat_f: Vec<f32>,
     h_f: Vec<f32>,
-    /// Logits, overwritten by their gradient.
+    /// Logits, overwritten by their gradient when training.
     logits: Vec<f32>,
-    // Backward temporaries.
+    // Backward temporaries (empty when evaluating).
     dres: Vec<f32>,
     dd: Vec<f32>,
     dd2: Vec<f32>,
@@ -75,20 +83,49 @@ struct Workspace {
     df2: Vec<f32>,
 }
 
+/// What a [`Workspace`] is for.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Pass {
+    /// Forward with every activation kept, then backward.
+    Train,
+    /// Forward only, buffers reused across blocks.
+    Eval,
+}
+
 impl Workspace {
-    fn new(cfg: &GptConfig, n: usize, t: usize) -> Self {
+    /// `old` if it has this size and purpose, else a new workspace.
+    fn fitting(old: Option<Self>, cfg: &GptConfig, n: usize, t: usize, pass: Pass) -> Self {
+        match old {
+            Some(ws) if ws.n == n && ws.t == t && ws.pass == pass => ws,
+            _ => Workspace::new(cfg, n, t, pass),
+        }
+    }
+
+    fn new(cfg: &GptConfig, n: usize, t: usize, pass: Pass) -> Self {
         let (d, f) = (cfg.d_model, cfg.d_ff);
+        let train = pass == Pass::Train;
         let z = |k: usize| vec![0f32; n * k];
+        let zt = |k: usize| if train { z(k) } else { Vec::new() };
+        let (streams, blocks) = if train {
+            (cfg.n_layer + 1, cfg.n_layer)
+        } else {
+            (2, 1)
+        };
         Workspace {
             n,
             t,
-            x: (0..=cfg.n_layer).map(|_| z(d)).collect(),
-            blocks: (0..cfg.n_layer)
+            pass,
+            x: (0..streams).map(|_| z(d)).collect(),
+            blocks: (0..blocks)
                 .map(|_| BlockActs {
                     xhat1: z(d),
                     h1: z(d),
                     qkv: z(3 * d),
-                    probs: vec![0f32; n / t * cfg.n_head * t * t],
+                    probs: if train {
+                        vec![0f32; n / t * cfg.n_head * t * t]
+                    } else {
+                        Vec::new()
+                    },
                     att: z(d),
                     mid: z(d),
                     xhat2: z(d),
@@ -100,12 +137,12 @@ impl Workspace {
             xhat_f: z(d),
             h_f: z(d),
             logits: z(cfg.vocab),
-            dres: z(d),
-            dd: z(d),
-            dd2: z(d),
-            dqkv: z(3 * d),
-            df: z(f),
-            df2: z(f),
+            dres: zt(d),
+            dd: zt(d),
+            dd2: zt(d),
+            dqkv: zt(3 * d),
+            df: zt(f),
+            df2: zt(f),
         }
     }
 }
@@ -218,19 +255,14 @@ pub struct GptTrainer<'m> {
     adam_v: Vec<Vec<f32>>,
     adam_t: i32,
     ws: Option<Workspace>,
-    tokens: Vec<u32>,
-    targets: Vec<u32>,
+    batch: Batch,
 }
 
 impl<'m> GptTrainer<'m> {
     pub fn new(model: &'m Gpt, train: &TrainConfig) -> Result<Self> {
         crate::keep_freed_memory();
         let cfg = model.config().clone();
-        let mut params = Vec::new();
-        for (name, _) in cfg.param_shapes() {
-            let t = model.param(&name).as_tensor();
-            params.push(t.flatten_all()?.to_vec1::<f32>()?);
-        }
+        let params = param_values(model)?;
         let zeros: Vec<Vec<f32>> = params.iter().map(|p| vec![0f32; p.len()]).collect();
         Ok(GptTrainer {
             model,
@@ -243,33 +275,14 @@ impl<'m> GptTrainer<'m> {
             params,
             adam_t: 0,
             ws: None,
-            tokens: Vec::new(),
-            targets: Vec::new(),
+            batch: Batch::default(),
         })
     }
 
     /// Draws the next batch exactly as [`crate::Trainer::next_batch`] does (same seed, same rows).
     fn next_batch(&mut self, data: &TokenSet) -> Result<()> {
-        let s = data.seq_len;
-        if s > self.cfg.ctx + 1 {
-            return Err(LmError::Config(format!(
-                "sequences of {s} tokens exceed the context {} + 1",
-                self.cfg.ctx
-            )));
-        }
-        self.tokens.clear();
-        self.targets.clear();
-        for r in draw_rows(&mut self.rng, data, self.train.batch_size) {
-            let seq = &data.tokens[r * s..(r + 1) * s];
-            self.tokens.extend(seq[..s - 1].iter().map(|&t| t as u32));
-            self.targets.extend(seq[1..].iter().map(|&t| t as u32));
-        }
-        if let Err(e) = kernels::check_targets(&self.tokens, self.cfg.vocab)
-            .and_then(|_| kernels::check_targets(&self.targets, self.cfg.vocab))
-        {
-            return Err(LmError::Config(format!("training data: {e}")));
-        }
-        Ok(())
+        let rows = draw_rows(&mut self.rng, data, self.train.batch_size);
+        Batch::fill(&mut self.batch, &self.cfg, data, &rows, "training data")
     }
 
     /// One step on the next batch of `data`: forward, backward, AdamW at the rate of `step`.
@@ -277,11 +290,8 @@ impl<'m> GptTrainer<'m> {
     pub fn step(&mut self, step: usize, data: &TokenSet) -> Result<f64> {
         self.next_batch(data)?;
         let t = data.seq_len - 1;
-        let n = self.tokens.len();
-        if self.ws.as_ref().is_none_or(|w| w.n != n || w.t != t) {
-            self.ws = Some(Workspace::new(&self.cfg, n, t));
-        }
-        let mut ws = self.ws.take().expect("workspace");
+        let n = self.batch.tokens.len();
+        let mut ws = Workspace::fitting(self.ws.take(), &self.cfg, n, t, Pass::Train);
         let loss = self.forward_backward(&mut ws, t);
         self.ws = Some(ws);
         self.adamw(self.train.lr_at(step));
@@ -293,79 +303,15 @@ impl<'m> GptTrainer<'m> {
         let (d, v, nl) = (cfg.d_model, cfg.vocab, cfg.n_layer);
         let eps = cfg.ln_eps as f32;
         let n = ws.n;
-        let dims = Dims {
-            b: n / t,
-            t,
-            h: cfg.n_head,
-            hd: d / cfg.n_head,
-        };
+        let dims = attention_dims(cfg, n, t);
         let scale = 1.0 / (dims.hd as f32).sqrt();
         let p = &self.params;
         let blk = |l: usize, k: usize| 2 + l * PER_BLOCK + k;
-        let (lnf_w, lnf_b) = (2 + nl * PER_BLOCK, 3 + nl * PER_BLOCK);
+        let lnf_w = 2 + nl * PER_BLOCK;
 
-        // Forward.
-        {
-            let (wte, wpe) = (&p[0], &p[1]);
-            let x0 = &mut ws.x[0];
-            for (r, (row, &tok)) in x0.chunks_exact_mut(d).zip(&self.tokens).enumerate() {
-                let (e, pos) = (&wte[tok as usize * d..][..d], &wpe[(r % t) * d..][..d]);
-                for ((o, &a), &b) in row.iter_mut().zip(e).zip(pos) {
-                    *o = a + b;
-                }
-            }
-        }
-        for l in 0..nl {
-            let (xs, rest) = ws.x.split_at_mut(l + 1);
-            let (x_in, x_out) = (&xs[l], &mut rest[0]);
-            let a = &mut ws.blocks[l];
-            kernels::ln_hat(x_in, d, eps, &mut a.xhat1);
-            affine(&a.xhat1, &p[blk(l, LN1_W)], &p[blk(l, LN1_B)], &mut a.h1);
-            linear(
-                &a.h1,
-                &p[blk(l, QKV_W)],
-                &p[blk(l, QKV_B)],
-                &mut a.qkv,
-                false,
-            );
-            attention::forward(&a.qkv, dims, scale, &mut a.att, Some(&mut a.probs));
-            a.mid.copy_from_slice(x_in);
-            linear(
-                &a.att,
-                &p[blk(l, PROJ_W)],
-                &p[blk(l, PROJ_B)],
-                &mut a.mid,
-                true,
-            );
-            kernels::ln_hat(&a.mid, d, eps, &mut a.xhat2);
-            affine(&a.xhat2, &p[blk(l, LN2_W)], &p[blk(l, LN2_B)], &mut a.h2);
-            linear(
-                &a.h2,
-                &p[blk(l, FC_W)],
-                &p[blk(l, FC_B)],
-                &mut a.fpre,
-                false,
-            );
-            kernels::gelu(&a.fpre, &mut a.fact);
-            x_out.copy_from_slice(&a.mid);
-            linear(
-                &a.fact,
-                &p[blk(l, MPROJ_W)],
-                &p[blk(l, MPROJ_B)],
-                x_out,
-                true,
-            );
-        }
-        kernels::ln_hat(&ws.x[nl], d, eps, &mut ws.xhat_f);
-        affine(&ws.xhat_f, &p[lnf_w], &p[lnf_b], &mut ws.h_f);
-        gemm_into(
-            Dst::rows(&mut ws.logits, v),
-            Mat::rows(&ws.h_f, n, d),
-            Mat::rows(&p[0], v, d).t(),
-            false,
-            true,
-        );
-        let loss = kernels::cross_entropy_fused(&mut ws.logits, &self.targets, v, 1.0 / n as f32);
+        forward(cfg, p, &self.batch.tokens, ws);
+        let per_token = 1.0 / n as f32;
+        let loss = kernels::cross_entropy_fused(&mut ws.logits, &self.batch.targets, v, per_token);
 
         // Backward. Every gradient starts at zero and is accumulated in place.
         for g in &mut self.grads {
@@ -438,7 +384,7 @@ impl<'m> GptTrainer<'m> {
         // Embeddings, in token order (a fixed summation order).
         {
             let (gwte, gwpe) = two(g, 0, 1);
-            for (r, (row, &tok)) in ws.dres.chunks_exact(d).zip(&self.tokens).enumerate() {
+            for (r, (row, &tok)) in ws.dres.chunks_exact(d).zip(&self.batch.tokens).enumerate() {
                 let e = &mut gwte[tok as usize * d..][..d];
                 e.iter_mut().zip(row).for_each(|(a, &b)| *a += b);
                 let pos = &mut gwpe[(r % t) * d..][..d];
@@ -493,6 +439,195 @@ impl<'m> GptTrainer<'m> {
             .zip(self.grads.iter().cloned())
             .collect()
     }
+}
+
+/// The inputs and next-token targets of a batch of sequences, as `u32`.
+#[derive(Default)]
+struct Batch {
+    tokens: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl Batch {
+    /// Fills `batch` with sequences `rows` of `data`: tokens `0..s - 1` as inputs, `1..s` as
+    /// targets. Sequences longer than the context + 1 and tokens outside the vocabulary are
+    /// errors (named by `what`), never a panic or an out-of-range read.
+    fn fill(
+        batch: &mut Batch,
+        cfg: &GptConfig,
+        data: &TokenSet,
+        rows: &[usize],
+        what: &str,
+    ) -> Result<()> {
+        let s = data.seq_len;
+        if s > cfg.ctx + 1 {
+            return Err(LmError::Config(format!(
+                "sequences of {s} tokens exceed the context {} + 1",
+                cfg.ctx
+            )));
+        }
+        batch.tokens.clear();
+        batch.targets.clear();
+        for &r in rows {
+            let seq = data
+                .tokens
+                .get(r * s..(r + 1) * s)
+                .ok_or_else(|| LmError::Config(format!("{what}: no sequence {r}")))?;
+            batch.tokens.extend(seq[..s - 1].iter().map(|&t| t as u32));
+            batch.targets.extend(seq[1..].iter().map(|&t| t as u32));
+        }
+        // Every target is also an input except the last of each sequence, so checking both
+        // covers every token.
+        if let Err(e) = kernels::check_targets(&batch.tokens, cfg.vocab)
+            .and_then(|_| kernels::check_targets(&batch.targets, cfg.vocab))
+        {
+            return Err(LmError::Config(format!("{what}: {e}")));
+        }
+        Ok(())
+    }
+}
+
+/// Next-token loss of one [`Gpt`] without candle: the forward pass of [`GptTrainer`] on a copy
+/// of the parameters, with no activation kept, buffers allocated once for a batch size and
+/// reused. [`crate::eval_loss`] runs it on the CPU.
+///
+/// It computes [`Gpt::loss`] with the same kernels in the same order, except that each linear
+/// layer writes its bias first and adds the product onto it (candle adds the bias to the
+/// product), so losses agree to float rounding (a test bounds the difference); like training,
+/// the result is bit-identical on one thread and on several.
+pub struct GptEvaluator {
+    cfg: GptConfig,
+    params: Vec<Vec<f32>>,
+    ws: Option<Workspace>,
+    batch: Batch,
+}
+
+impl GptEvaluator {
+    /// Copies the current parameters of `model` (later changes to the model are not seen).
+    pub fn new(model: &Gpt) -> Result<Self> {
+        crate::keep_freed_memory();
+        Ok(GptEvaluator {
+            cfg: model.config().clone(),
+            params: param_values(model)?,
+            ws: None,
+            batch: Batch::default(),
+        })
+    }
+
+    /// Mean next-token loss (nats) over every predicted position (`1..seq_len`) of sequences
+    /// `rows` of `data`, as [`Gpt::loss`] of that batch.
+    pub fn batch_loss(&mut self, data: &TokenSet, rows: &[usize]) -> Result<f64> {
+        Batch::fill(&mut self.batch, &self.cfg, data, rows, "evaluation data")?;
+        let (n, t) = (self.batch.tokens.len(), data.seq_len - 1);
+        if n == 0 {
+            return Err(LmError::Config("evaluation of an empty batch".into()));
+        }
+        let mut ws = Workspace::fitting(self.ws.take(), &self.cfg, n, t, Pass::Eval);
+        forward(&self.cfg, &self.params, &self.batch.tokens, &mut ws);
+        let loss = kernels::cross_entropy(&ws.logits, &self.batch.targets, self.cfg.vocab);
+        self.ws = Some(ws);
+        Ok(loss)
+    }
+}
+
+/// The values of every parameter of `model`, in [`GptConfig::param_shapes`] order.
+fn param_values(model: &Gpt) -> Result<Vec<Vec<f32>>> {
+    let mut params = Vec::new();
+    for (name, _) in model.config().param_shapes() {
+        let t = model.param(&name).as_tensor();
+        params.push(t.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(params)
+}
+
+/// The shape of attention for `n` tokens in sequences of `t`.
+fn attention_dims(cfg: &GptConfig, n: usize, t: usize) -> Dims {
+    Dims {
+        b: n / t,
+        t,
+        h: cfg.n_head,
+        hd: cfg.d_model / cfg.n_head,
+    }
+}
+
+/// The forward pass of `tokens` (sequences of `ws.t`) up to the logits, in `ws.logits`. With a
+/// training workspace every block's activations stay in its own buffers; with an evaluation
+/// workspace block `l` uses buffers `l mod len` (one block's, two residual streams in turn).
+fn forward(cfg: &GptConfig, p: &[Vec<f32>], tokens: &[u32], ws: &mut Workspace) {
+    let (d, v, nl) = (cfg.d_model, cfg.vocab, cfg.n_layer);
+    let eps = cfg.ln_eps as f32;
+    let (n, t) = (ws.n, ws.t);
+    let dims = attention_dims(cfg, n, t);
+    let scale = 1.0 / (dims.hd as f32).sqrt();
+    let blk = |l: usize, k: usize| 2 + l * PER_BLOCK + k;
+    let (lnf_w, lnf_b) = (2 + nl * PER_BLOCK, 3 + nl * PER_BLOCK);
+    {
+        let (wte, wpe) = (&p[0], &p[1]);
+        for (r, (row, &tok)) in ws.x[0].chunks_exact_mut(d).zip(tokens).enumerate() {
+            let (e, pos) = (&wte[tok as usize * d..][..d], &wpe[(r % t) * d..][..d]);
+            for ((o, &a), &b) in row.iter_mut().zip(e).zip(pos) {
+                *o = a + b;
+            }
+        }
+    }
+    let (streams, blocks) = (ws.x.len(), ws.blocks.len());
+    for l in 0..nl {
+        let (i, o) = (l % streams, (l + 1) % streams);
+        let (x_in, x_out) = if i < o {
+            let (lo, hi) = ws.x.split_at_mut(o);
+            (&lo[i], &mut hi[0])
+        } else {
+            let (lo, hi) = ws.x.split_at_mut(i);
+            (&hi[0], &mut lo[o])
+        };
+        let a = &mut ws.blocks[l % blocks];
+        kernels::ln_hat(x_in, d, eps, &mut a.xhat1);
+        affine(&a.xhat1, &p[blk(l, LN1_W)], &p[blk(l, LN1_B)], &mut a.h1);
+        linear(
+            &a.h1,
+            &p[blk(l, QKV_W)],
+            &p[blk(l, QKV_B)],
+            &mut a.qkv,
+            false,
+        );
+        let probs = (!a.probs.is_empty()).then_some(&mut a.probs[..]);
+        attention::forward(&a.qkv, dims, scale, &mut a.att, probs);
+        a.mid.copy_from_slice(x_in);
+        linear(
+            &a.att,
+            &p[blk(l, PROJ_W)],
+            &p[blk(l, PROJ_B)],
+            &mut a.mid,
+            true,
+        );
+        kernels::ln_hat(&a.mid, d, eps, &mut a.xhat2);
+        affine(&a.xhat2, &p[blk(l, LN2_W)], &p[blk(l, LN2_B)], &mut a.h2);
+        linear(
+            &a.h2,
+            &p[blk(l, FC_W)],
+            &p[blk(l, FC_B)],
+            &mut a.fpre,
+            false,
+        );
+        kernels::gelu(&a.fpre, &mut a.fact);
+        x_out.copy_from_slice(&a.mid);
+        linear(
+            &a.fact,
+            &p[blk(l, MPROJ_W)],
+            &p[blk(l, MPROJ_B)],
+            x_out,
+            true,
+        );
+    }
+    kernels::ln_hat(&ws.x[nl % streams], d, eps, &mut ws.xhat_f);
+    affine(&ws.xhat_f, &p[lnf_w], &p[lnf_b], &mut ws.h_f);
+    gemm_into(
+        Dst::rows(&mut ws.logits, v),
+        Mat::rows(&ws.h_f, n, d),
+        Mat::rows(&p[0], v, d).t(),
+        false,
+        true,
+    );
 }
 
 /// Two distinct elements of `v`, mutably.
@@ -573,6 +708,67 @@ mod tests {
                 }
             });
         }
+    }
+
+    /// The evaluator's loss is candle's `Gpt::loss` of the same batches (a trained model, a
+    /// ragged last batch) to float rounding, and bit-identical on one thread and on two.
+    #[test]
+    fn evaluation_matches_candles_forward() {
+        let data = corpus(|i| (i * 7919 + i / 3) % 37);
+        let tc = TrainConfig {
+            steps: 30,
+            batch_size: 8,
+            lr: 1e-2,
+            warmup_steps: 3,
+            min_lr_frac: 0.1,
+            weight_decay: 0.0,
+            seed: 2,
+        };
+        let model = Gpt::new(cfg(), 6).unwrap();
+        crate::train_model(&model, &data, &tc, "test").unwrap();
+        let batch = 7;
+        let losses = |threads| {
+            crate::with_threads(Some(threads), || {
+                let mut eval = GptEvaluator::new(&model).unwrap();
+                (0..data.n_seq())
+                    .step_by(batch)
+                    .map(|i| {
+                        let rows: Vec<usize> = (i..(i + batch).min(data.n_seq())).collect();
+                        let fast = eval.batch_loss(&data, &rows).unwrap();
+                        let b = data.batch(&rows).unwrap();
+                        let slow = model.loss(&b).unwrap().to_scalar::<f32>().unwrap() as f64;
+                        (fast, slow)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let (one, two) = (losses(1), losses(2));
+        assert_eq!(one.len(), 6);
+        for ((fast, slow), (fast2, _)) in one.iter().zip(&two) {
+            assert_eq!(fast.to_bits(), fast2.to_bits(), "differs across threads");
+            assert!(
+                (fast - slow).abs() < 1e-6 * slow,
+                "{fast} vs candle's {slow}"
+            );
+        }
+        // The model learned something, so the comparison is not of two near-uniform losses.
+        assert!(one[0].1 < 0.9 * (37f64).ln(), "loss {}", one[0].1);
+    }
+
+    /// Bad evaluation input is an error, not a panic or an out-of-range read.
+    #[test]
+    fn evaluation_refuses_bad_batches() {
+        let model = Gpt::new(cfg(), 1).unwrap();
+        let mut eval = GptEvaluator::new(&model).unwrap();
+        let outside = corpus(|i| if i == 77 { 37 } else { i % 37 });
+        let e = eval.batch_loss(&outside, &[0, 1, 2]).unwrap_err();
+        assert!(e.to_string().contains("outside the vocabulary"), "{e}");
+        let long = TokenSet::new(vec![1; 2 * 42], 42).unwrap();
+        assert!(eval.batch_loss(&long, &[0]).is_err());
+        let data = corpus(|i| i % 37);
+        assert!(eval.batch_loss(&data, &[]).is_err());
+        assert!(eval.batch_loss(&data, &[40]).is_err());
+        assert!(eval.batch_loss(&data, &[39]).is_ok());
     }
 
     /// One step of the fused AdamW moves the weights as candle's AdamW does.

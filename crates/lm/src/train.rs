@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::backprop::GptTrainer;
+use crate::backprop::{GptEvaluator, GptTrainer};
 use crate::model::Gpt;
 use crate::{LmError, Result};
 
@@ -278,7 +278,9 @@ pub fn train_model(
 }
 
 /// Mean next-token loss (nats) of `model` over every predicted position of every sequence of
-/// `data` (positions `1..seq_len`), evaluated `batch_size` sequences at a time.
+/// `data` (positions `1..seq_len`), evaluated `batch_size` sequences at a time. On the CPU this
+/// is [`GptEvaluator`]'s forward pass (no candle tensors, no autograd graph, buffers reused
+/// across batches); it agrees with [`Gpt::loss`] to float rounding.
 pub fn eval_loss(model: &Gpt, data: &TokenSet, batch_size: usize) -> Result<f64> {
     if data.seq_len > model.config().ctx + 1 {
         return Err(LmError::Config(format!(
@@ -300,10 +302,24 @@ pub fn eval_loss(model: &Gpt, data: &TokenSet, batch_size: usize) -> Result<f64>
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    if batch_size == 0 {
+        return Err(LmError::Config("evaluation batch size 0".into()));
+    }
+    // On the CPU the hand-written forward pass; elsewhere candle's (same function).
+    let mut fast = if model.device().is_cpu() {
+        Some(GptEvaluator::new(model)?)
+    } else {
+        None
+    };
     while i < n {
         let rows: Vec<usize> = (i..(i + batch_size).min(n)).collect();
-        let batch = data.batch_on(&rows, model.device())?;
-        let loss = model.loss(&batch)?.to_scalar::<f32>()? as f64;
+        let loss = match &mut fast {
+            Some(eval) => eval.batch_loss(data, &rows)?,
+            None => {
+                let batch = data.batch_on(&rows, model.device())?;
+                model.loss(&batch)?.to_scalar::<f32>()? as f64
+            }
+        };
         total += loss * rows.len() as f64;
         i += rows.len();
         bar.inc(rows.len() as u64);
