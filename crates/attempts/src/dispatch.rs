@@ -23,6 +23,7 @@ pub fn dispatch(ctx: &Ctx, peer: &mut dyn Peer, command: AttemptCommand) -> Resu
             time_limit,
             agent,
             owner,
+            allow_unscorable,
         } => start::start(
             ctx,
             peer,
@@ -33,6 +34,7 @@ pub fn dispatch(ctx: &Ctx, peer: &mut dyn Peer, command: AttemptCommand) -> Resu
                 time_limit,
                 agent: &agent,
                 owner: owner.as_deref(),
+                allow_unscorable,
             },
         ),
         AttemptCommand::Score {
@@ -139,6 +141,7 @@ mod tests {
             time_limit: None,
             agent: "tester".into(),
             owner: None,
+            allow_unscorable: false,
         }
     }
 
@@ -471,6 +474,27 @@ mod tests {
         assert_eq!(
             calls.runs[0].1, "12345",
             "the bytes the client sent were scored"
+        );
+    }
+
+    /// `--emulate` on a task that is not a kernel task is refused: it would score as usual and
+    /// log a raw score, which the emulator never gives.
+    #[test]
+    fn only_kernel_tasks_are_emulated() {
+        let f = Fixture::new();
+        let attempt = attempt_of(&f, "mine", 0);
+        let emulated = AttemptCommand::Score {
+            attempt: by_id(&attempt),
+            allow_uncalibrated: false,
+            timeout: None,
+            emulate: true,
+        };
+        let text = usage_text(dispatch(&f.ctx(Caller::Local), &mut LocalPeer, emulated));
+        assert!(text.contains("for kernel tasks"), "{text}");
+        assert!(f.host.calls.borrow().runs.is_empty());
+        assert_eq!(
+            attempt.score_log().read_verified().unwrap().entries.len(),
+            0
         );
     }
 

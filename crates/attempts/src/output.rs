@@ -85,6 +85,48 @@ impl Table {
     }
 
     pub fn render(&self) -> String {
+        self.render_within(usize::MAX)
+    }
+
+    /// As [`Table::render`], the last column wrapped at spaces so that no line is wider than
+    /// `max` characters (a single word longer than the room left keeps its own line).
+    pub fn render_within(&self, max: usize) -> String {
+        let cols = self.header.len();
+        let Some(last) = cols.checked_sub(1) else {
+            return String::new();
+        };
+        let before: usize = self
+            .rows
+            .iter()
+            .chain([&self.header])
+            .fold(vec![0; last], |mut w: Vec<usize>, r| {
+                for (i, c) in r.iter().enumerate().take(last) {
+                    w[i] = w[i].max(c.chars().count());
+                }
+                w
+            })
+            .iter()
+            .map(|w| w + 2)
+            .sum();
+        let room = max.saturating_sub(before).max(1);
+        let mut wrapped = Table::new(&[]);
+        wrapped.header = self.header.clone();
+        for r in &self.rows {
+            let lines = r.get(last).map_or_else(Vec::new, |c| wrap(c, room));
+            for (n, line) in lines.into_iter().enumerate() {
+                let mut cells: Vec<String> = if n == 0 {
+                    r.iter().take(last).cloned().collect()
+                } else {
+                    vec![String::new(); last]
+                };
+                cells.push(line);
+                wrapped.rows.push(cells);
+            }
+        }
+        wrapped.render_unwrapped()
+    }
+
+    fn render_unwrapped(&self) -> String {
         let cols = self.header.len();
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
         for r in &self.rows {
@@ -118,6 +160,23 @@ impl Table {
         }
         out
     }
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces (at least one line).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let line = lines.last_mut().expect("at least one line");
+        if line.is_empty() {
+            line.push_str(word);
+        } else if line.chars().count() + 1 + word.chars().count() <= width {
+            line.push(' ');
+            line.push_str(word);
+        } else {
+            lines.push(word.to_string());
+        }
+    }
+    lines
 }
 
 /// A number for tables: 4 significant decimals, or a dash.
@@ -168,6 +227,11 @@ mod tests {
         let mut t = Table::new(&["#", "result"]);
         t.row(vec!["10".into(), "ok".into()]);
         assert_eq!(t.render(), "#   result\n--  ------\n10  ok");
+        t.row(vec!["11".into(), "one two three".into()]);
+        assert_eq!(
+            t.render_within(11),
+            "#   result\n--  -------\n10  ok\n11  one two\n    three"
+        );
         assert_eq!(num(Some(0.123456)), "0.1235");
         assert_eq!((num(None), num(Some(f64::NAN))), ("-".into(), "NaN".into()));
         assert_eq!(one_line("first\nsecond", 90), "first ...");

@@ -317,6 +317,7 @@ mod tests {
             time_limit: None,
             agent: "a".into(),
             owner: None,
+            allow_unscorable: false,
         };
         dispatch(&ctx, &mut LocalPeer, start).unwrap();
         for solution in solutions {

@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rdbench_client::proto::{FileState, Refusal, SubmittedFile};
 use rdbench_core::attempt::Attempt;
-use rdbench_core::calibration::CalibrationEntry;
+use rdbench_core::calibration::{CalibrationEntry, DeviceFingerprint};
 use rdbench_core::fsutil::{atomic_write, hash_files};
 use rdbench_core::home::Home;
 use rdbench_core::outcome::InvalidKind;
 use rdbench_core::score_log::ScoreEntry;
-use rdbench_core::task::{Backend, ScoreOutcome, ScoreRequest, SubmissionFile, Task, TaskInfo};
+use rdbench_core::task::{
+    Backend, ScoreOutcome, ScoreRequest, SubmissionFile, SubmissionKind, Task, TaskInfo,
+};
 use rdbench_core::{Error, Result};
 
 use crate::context::{refused, Ctx, Peer};
@@ -81,8 +83,19 @@ pub fn score(
     attempt: &Attempt,
     options: ScoreOptions,
 ) -> Result<i32> {
+    let task = ctx.host.task(&attempt.record.task)?;
+    let info = task.info();
     if options.emulate {
         refused(ctx.rights.emulator)?;
+        // Another kind of task would score as usual and log a raw score the emulator never
+        // gives.
+        if info.submission != SubmissionKind::Kernel {
+            return Err(Error::Usage(format!(
+                "score --emulate is for kernel tasks (solution.cu); {} is scored as usual, \
+                 without it",
+                info.name
+            )));
+        }
         warn!(ctx, "rdbench: {EMULATOR_WARNING}");
     }
     let backend = if options.emulate {
@@ -90,8 +103,6 @@ pub fn score(
     } else {
         Backend::Cuda
     };
-    let task = ctx.host.task(&attempt.record.task)?;
-    let info = task.info();
     let timeout = match options.timeout {
         Some(t) if ctx.rights.timeout_at_most_the_tasks => Some(t.min(info.score_timeout_s)),
         t => t,
@@ -137,9 +148,9 @@ pub fn score(
 }
 
 /// Writes the submission's files (read untrusted: no links, FIFOs or devices; bounded by each
-/// file's limit) into `dest`. A missing file is
-/// left missing for the task to report; any other refusal is an invalid submission naming the
-/// file, classified and worded here, never by the client.
+/// file's limit) into `dest`. A missing file and every refusal are an invalid submission
+/// naming the file by its path in the attempt's folder, classified and worded here (never by
+/// the client, nor differently by each task).
 fn snapshot(
     (files, blobs): (Vec<SubmittedFile>, Vec<Vec<u8>>),
     task_files: &[SubmissionFile],
@@ -152,6 +163,7 @@ fn snapshot(
     let internal = |e: Error| (InvalidKind::MissingFile, e.to_string());
     create_private_dir_all(dest).map_err(internal)?;
     let mut blobs = blobs.into_iter();
+    let mut written = Vec::new();
     for file in files {
         // Only the task's own file names count: the client chose none of them.
         let task_file = task_files.iter().find(|f| f.name == file.name);
@@ -172,6 +184,7 @@ fn snapshot(
                         .entry(&shown(&f.name), f.max_bytes));
                     }
                     atomic_write(&dest.join(&f.name), &bytes).map_err(internal)?;
+                    written.push(f.name.as_str());
                 }
             }
             FileState::Missing => {}
@@ -181,6 +194,27 @@ fn snapshot(
                 }
             }
         }
+    }
+    // Missing, or never announced by the client: the same words either way.
+    if let Some(f) = task_files
+        .iter()
+        .find(|f| !written.contains(&f.name.as_str()))
+    {
+        let whole = match task_files {
+            [_] => String::new(),
+            _ => format!(
+                " (the submission is {})",
+                task_files
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+        };
+        return Err((
+            InvalidKind::MissingFile,
+            format!("{}: missing{whole}", shown(&f.name)),
+        ));
     }
     Ok(())
 }
@@ -251,22 +285,13 @@ fn score_snapshot(
         report(ctx, &info, &entry, attempt);
         return Ok(1);
     }
-    // 2. The environment and the calibration, before spending GPU time. An emulated run
-    // has neither a device nor a score to normalize.
-    task.check_environment(&profile, backend)?;
-    let (fp, calibration) = if backend == Backend::Emulator {
-        (None, None)
-    } else {
-        let (fp, calibration) = ctx.host.calibration(task, &profile)?;
-        (Some(fp), calibration)
-    };
+    // 2. The environment and the calibration, before spending GPU time.
+    let Readiness { fp, calibration } = readiness(ctx, task, &profile, backend)?;
     if let (Some(fp), None, false) = (&fp, &calibration, allow_uncalibrated) {
         return Err(Error::Environment(format!(
-            "no calibration of {}/{profile} for this device ({}); run `rdbench calibrate --task {} --profile {profile}` \
-             first, or score with --allow-uncalibrated for a raw score only",
-            info.name,
-            fp.id(),
-            info.name
+            "{}; run {} first, or score with --allow-uncalibrated for a raw score only",
+            no_calibration(&info.name, &profile, fp),
+            calibrate_command(&info.name, &profile),
         )));
     }
     // 3. The worker.
@@ -284,6 +309,51 @@ fn score_snapshot(
     let entry = record(attempt, entry)?;
     report(ctx, &info, &entry, attempt);
     Ok(if entry.valid { 0 } else { 1 })
+}
+
+/// What scoring a profile needs on this installation, looked up before a run is spent.
+pub(crate) struct Readiness {
+    /// The device the scores are measured on (none for the emulator, which never scores).
+    pub fp: Option<DeviceFingerprint>,
+    /// The calibration that normalizes them there, if this installation has one.
+    pub calibration: Option<CalibrationEntry>,
+}
+
+/// The task's own environment check for `profile` on `backend` (a GPU, a ground-truth
+/// sweep: `Err(Environment)` says what is missing), then the device and its calibration. An
+/// emulated run has neither a device nor a score to normalize. `score` and `start` (which
+/// refuses what cannot be scored) ask the same question here.
+pub(crate) fn readiness(
+    ctx: &Ctx,
+    task: &dyn Task,
+    profile: &str,
+    backend: Backend,
+) -> Result<Readiness> {
+    task.check_environment(profile, backend)?;
+    if backend == Backend::Emulator {
+        return Ok(Readiness {
+            fp: None,
+            calibration: None,
+        });
+    }
+    let (fp, calibration) = ctx.host.calibration(task, profile)?;
+    Ok(Readiness {
+        fp: Some(fp),
+        calibration,
+    })
+}
+
+/// Why a score of `task`/`profile` cannot be normalized on the device `fp`.
+pub(crate) fn no_calibration(task: &str, profile: &str, fp: &DeviceFingerprint) -> String {
+    format!(
+        "no calibration of {task}/{profile} for this device ({})",
+        fp.id()
+    )
+}
+
+/// The operator's command that makes `task`/`profile` normalizable here.
+pub(crate) fn calibrate_command(task: &str, profile: &str) -> String {
+    format!("`rdbench calibrate --task {task} --profile {profile}`")
 }
 
 /// Appends `entry` to the attempt's log, late if the time limit has passed or the attempt was
@@ -610,11 +680,28 @@ mod tests {
         assert_eq!(kind, InvalidKind::MissingFile);
         assert!(reason.contains("announced but not sent"), "{reason}");
 
+        // Missing, or not announced at all: the file's path and the one word, as a refusal
+        // names it.
         let missing = (vec![sent("solution.txt", FileState::Missing)], Vec::new());
-        snapshot(missing, &files, attempt_dir, &tmp.path().join("d")).unwrap();
-        assert!(
-            !tmp.path().join("d/solution.txt").exists(),
-            "left for the task"
+        let unannounced = (Vec::new(), Vec::new());
+        for (n, sent) in [missing, unannounced].into_iter().enumerate() {
+            let (kind, reason) =
+                snapshot(sent, &files, attempt_dir, &tmp.path().join(format!("d{n}"))).unwrap_err();
+            assert_eq!(kind, InvalidKind::MissingFile);
+            assert_eq!(reason, "/home/agent/att/solution.txt: missing");
+        }
+        let two = [
+            SubmissionFile::new("a.toml", 8),
+            SubmissionFile::new("b.bin", 8),
+        ];
+        let only_a = (
+            vec![sent("a.toml", FileState::Present)],
+            vec![b"x".to_vec()],
+        );
+        let (_, reason) = snapshot(only_a, &two, attempt_dir, &tmp.path().join("e")).unwrap_err();
+        assert_eq!(
+            reason,
+            "/home/agent/att/b.bin: missing (the submission is a.toml and b.bin)"
         );
     }
 

@@ -6,10 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use rdbench_core::attempt::{Attempt, StagedAttempt};
-use rdbench_core::task::PrepareRequest;
+use rdbench_core::task::{Backend, PrepareRequest, Task};
 use rdbench_core::{Error, Result};
 
 use crate::context::{refused, Ctx, OwnerFlag, Peer};
+use crate::score::{calibrate_command, no_calibration, readiness, Readiness};
 
 /// What `start` was asked for.
 #[derive(Debug, Clone)]
@@ -21,6 +22,8 @@ pub struct StartRequest<'a> {
     pub time_limit: Option<f64>,
     pub agent: &'a str,
     pub owner: Option<&'a str>,
+    /// Start even though this installation cannot score the profile.
+    pub allow_unscorable: bool,
 }
 
 /// `start`, whole: the caller's rights, the owner, the folder, staging, the starting files,
@@ -36,8 +39,13 @@ pub fn start(ctx: &Ctx, peer: &mut dyn Peer, req: &StartRequest) -> Result<i32> 
                 .uid
         }
     };
-    // A typo in the task or profile is refused before a folder is made.
-    ctx.host.task(req.task)?.info().profile(req.profile)?;
+    // A typo in the task or profile, and a profile this installation cannot score, are
+    // refused before a folder is made or an attempt recorded.
+    let task = ctx.host.task(req.task)?;
+    task.info().profile(req.profile)?;
+    if !req.allow_unscorable {
+        refuse_unscorable(ctx, task.as_ref(), req.profile)?;
+    }
     let folder = peer.attempt_folder(req.dir)?;
     let staged = stage(ctx, req, &folder.path, owner_uid).inspect_err(|_| {
         if folder.created {
@@ -48,6 +56,58 @@ pub fn start(ctx: &Ctx, peer: &mut dyn Peer, req: &StartRequest) -> Result<i32> 
     let attempt = staged.publish()?;
     report_started(ctx, &attempt, req.dir);
     Ok(0)
+}
+
+/// Why this installation cannot score `profile` of `task`, and the operator's command that
+/// would make it scorable where there is one; `None` where it can score it. It cannot where
+/// the task's environment check fails (no GPU for a GPU profile, no ground-truth sweep), or
+/// where no calibration normalizes its scores on this device: `score` would refuse every run
+/// (or log raw scores only with `--allow-uncalibrated`) and `finish` would give no final score.
+fn unscorable(
+    ctx: &Ctx,
+    task: &dyn Task,
+    profile: &str,
+) -> Result<Option<(String, Option<String>)>> {
+    let name = task.info().name;
+    match readiness(ctx, task, profile, Backend::Cuda) {
+        Err(Error::Environment(why)) => Ok(Some((why, None))),
+        Err(e) => Err(e),
+        Ok(Readiness {
+            fp: Some(fp),
+            calibration: None,
+        }) => Ok(Some((
+            no_calibration(&name, profile, &fp),
+            Some(calibrate_command(&name, profile)),
+        ))),
+        Ok(_) => Ok(None),
+    }
+}
+
+/// Refuses (exit code 3, one line) a profile this installation cannot score, naming why, the
+/// task's other profiles that it can score, and the operator's command where one helps.
+fn refuse_unscorable(ctx: &Ctx, task: &dyn Task, profile: &str) -> Result<()> {
+    let Some((why, fix)) = unscorable(ctx, task, profile)? else {
+        return Ok(());
+    };
+    let info = task.info();
+    let mut line = format!(
+        "{}/{profile} cannot be scored on this installation: {}",
+        info.name,
+        why.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    if let Some(fix) = fix {
+        line.push_str(&format!("; the operator runs {fix} first"));
+    }
+    let mut scorable = Vec::new();
+    for other in info.profiles.iter().filter(|p| p.name != profile) {
+        if unscorable(ctx, task, &other.name)?.is_none() {
+            scorable.push(format!("--profile {}", other.name));
+        }
+    }
+    if !scorable.is_empty() {
+        line.push_str(&format!("; {} can be scored here", scorable.join(" or ")));
+    }
+    Err(Error::Environment(line))
 }
 
 /// A prepared, not yet visible attempt: its starting files in `public_dir` (inside the
@@ -205,6 +265,102 @@ mod tests {
         }
     }
 
+    /// What the home holds besides its index: the attempts recorded.
+    fn attempts_recorded(f: &Fixture) -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(f.home.attempts_dir())
+            .map(|dir| {
+                dir.flatten()
+                    .map(|e| e.file_name())
+                    .filter(|name| name != "by-dir")
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn request<'a>(dir: &'a Path, profile: &'a str) -> StartRequest<'a> {
+        StartRequest {
+            task: "fake",
+            dir,
+            profile,
+            time_limit: None,
+            agent: "a",
+            owner: None,
+            allow_unscorable: false,
+        }
+    }
+
+    fn environment_text(result: Result<i32>) -> String {
+        match result {
+            Err(Error::Environment(text)) => text,
+            other => panic!("expected an environment error, got {other:?}"),
+        }
+    }
+
+    /// A profile whose environment check fails is refused in one line naming why and the
+    /// profiles this installation can score, before a folder or an attempt exists; the
+    /// operator's `--allow-unscorable` starts it anyway.
+    #[test]
+    fn a_profile_that_cannot_be_scored_is_refused_before_anything_is_written() {
+        let f = Fixture::new();
+        let ctx = f.ctx(crate::Caller::Local);
+        let dir = f.folder("att");
+        let text = environment_text(start(
+            &ctx,
+            &mut crate::LocalPeer,
+            &request(&dir, crate::testing::GPU_PROFILE),
+        ));
+        assert_eq!(
+            text,
+            format!(
+                "fake/gpu cannot be scored on this installation: {}; \
+                 --profile tiny or --profile broken can be scored here",
+                crate::testing::NO_GPU
+            )
+        );
+        assert!(!dir.exists(), "no folder made");
+        assert!(attempts_recorded(&f).is_empty());
+
+        let mut anyway = request(&dir, crate::testing::GPU_PROFILE);
+        anyway.allow_unscorable = true;
+        assert_eq!(start(&ctx, &mut crate::LocalPeer, &anyway).unwrap(), 0);
+        assert_eq!(attempts_recorded(&f).len(), 1);
+    }
+
+    /// Without a calibration nothing a start leads to can be normalized: refused, naming
+    /// the operator's `calibrate` command, also for the operator through the service (whose
+    /// client is never asked for the folder).
+    #[test]
+    fn an_uncalibrated_profile_is_refused_with_the_operators_command() {
+        let f = Fixture::new();
+        f.host.uncalibrated.set(true);
+        let dir = f.folder("att");
+        let text = environment_text(start(
+            &f.ctx(crate::Caller::Local),
+            &mut crate::LocalPeer,
+            &request(&dir, "tiny"),
+        ));
+        assert!(
+            text.starts_with("fake/tiny cannot be scored on this installation: no calibration"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "; the operator runs `rdbench calibrate --task fake --profile tiny` first"
+            ),
+            "no other profile is scorable either: {text}"
+        );
+        assert!(!text.contains('\n'));
+        assert!(!dir.exists());
+
+        let mut peer = crate::testing::RemotePeer::default();
+        let operator = f.ctx(crate::Caller::Operator { uid: 0 });
+        std::fs::create_dir(&dir).unwrap();
+        let served = environment_text(start(&operator, &mut peer, &request(&dir, "tiny")));
+        assert_eq!(served, text, "the same line through the service");
+        assert_eq!(peer.folders_asked, 0);
+        assert!(attempts_recorded(&f).is_empty());
+    }
+
     /// A start whose task fails to prepare leaves no attempt and no staging folder behind.
     #[test]
     fn a_failed_preparation_leaves_nothing() {
@@ -219,6 +375,7 @@ mod tests {
             time_limit: None,
             agent: "a",
             owner: None,
+            allow_unscorable: false,
         };
         let e = stage(&ctx, &req, &dir, 0).err().unwrap();
         assert!(e.to_string().contains("cannot prepare"), "{e}");

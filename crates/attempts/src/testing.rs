@@ -24,6 +24,10 @@ use crate::score::{RunResult, ScoringRun};
 
 /// A profile whose preparation fails.
 pub const BROKEN_PROFILE: &str = "broken";
+/// A profile whose environment check fails, as a GPU profile's does on a machine without one.
+pub const GPU_PROFILE: &str = "gpu";
+/// What the environment check of [`GPU_PROFILE`] says.
+pub const NO_GPU: &str = "no NVIDIA driver found; fake is scored on an NVIDIA GPU";
 /// The fake task's scoring limit, seconds.
 pub const SCORE_TIMEOUT_S: u64 = 60;
 /// The one submission file and its limit.
@@ -34,7 +38,7 @@ pub fn fake_info() -> TaskInfo {
     let profile = |name: &str| ProfileInfo {
         name: name.into(),
         description: String::new(),
-        needs_gpu: false,
+        needs_gpu: name == GPU_PROFILE,
     };
     TaskInfo {
         name: "fake".into(),
@@ -45,7 +49,11 @@ pub fn fake_info() -> TaskInfo {
         direction: Direction::LowerIsBetter,
         submission: SubmissionKind::Artifact,
         submission_files: vec![SubmissionFile::new(SOLUTION, SOLUTION_MAX_BYTES)],
-        profiles: vec![profile("tiny"), profile(BROKEN_PROFILE)],
+        profiles: vec![
+            profile("tiny"),
+            profile(BROKEN_PROFILE),
+            profile(GPU_PROFILE),
+        ],
         score_hidden: false,
         hardware_independent: true,
         default_time_limit_minutes: 60,
@@ -90,7 +98,10 @@ impl Task for FakeTask {
             },
         )
     }
-    fn check_environment(&self, _: &str, _: Backend) -> Result<()> {
+    fn check_environment(&self, profile: &str, _: Backend) -> Result<()> {
+        if profile == GPU_PROFILE {
+            return Err(Error::Environment(NO_GPU.into()));
+        }
         Ok(())
     }
     fn score(&self, _: &ScoreRequest) -> Result<ScoreOutcome> {
@@ -112,6 +123,8 @@ pub struct FakeHost {
     pub calls: RefCell<Calls>,
     /// Whether the fake task hides its scores from the agent.
     pub score_hidden: Cell<bool>,
+    /// Whether this installation lacks the fake task's calibration.
+    pub uncalibrated: Cell<bool>,
 }
 
 impl Host for FakeHost {
@@ -150,7 +163,8 @@ impl Host for FakeHost {
             provenance: "test".into(),
             details: serde_json::Value::Null,
         };
-        Ok((DeviceFingerprint::this_cpu(), Some(calibration)))
+        let calibration = (!self.uncalibrated.get()).then_some(calibration);
+        Ok((DeviceFingerprint::this_cpu(), calibration))
     }
     fn run_scoring(&self, _task: &dyn Task, run: ScoringRun) -> Result<RunResult> {
         let text = std::fs::read_to_string(run.request.submission_dir.join(SOLUTION))

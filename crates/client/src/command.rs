@@ -19,6 +19,16 @@ use clap::Subcommand;
 use rdbench_core::attempt::AttemptRef;
 use serde::{Deserialize, Serialize};
 
+/// The profile every command that takes `--profile` uses when none is named: a constant, so a
+/// command means the same on every machine, and `tiny`, the size that every task has, that
+/// runs in minutes and that the self-test cycle and `check-task` already use. A command given
+/// an attempt takes no `--profile`: it uses the attempt's own.
+pub const DEFAULT_PROFILE: &str = "tiny";
+
+/// `--profile`'s help, the same on every command that takes it.
+pub const PROFILE_HELP: &str = "The task's profile (its size; `info TASK` lists them). \
+     Every command defaults to tiny; a command given an attempt uses the attempt's profile";
+
 /// An attempt named on the command line: an id as it is (`att-...`), anything else a folder.
 fn attempt_arg() -> impl TypedValueParser<Value = AttemptRef> {
     clap::builder::PathBufValueParser::new().map(|path| AttemptRef::parse(&path))
@@ -47,7 +57,7 @@ pub enum AttemptCommand {
         // owner).
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value = "full")]
+        #[arg(long, default_value = DEFAULT_PROFILE, help = PROFILE_HELP)]
         profile: String,
         /// Time limit of the attempt, minutes [default: the task's].
         #[arg(long)]
@@ -60,6 +70,12 @@ pub enum AttemptCommand {
         /// user's client may score it.
         #[arg(long)]
         owner: Option<String>,
+        /// Start even though this installation cannot score the profile (no GPU, no sweep, no
+        /// calibration): for the project's own tests and the CPU emulator. Its entries are
+        /// then refused, emulated or raw, and `finish` gives no final score.
+        #[arg(long)]
+        #[serde(default)]
+        allow_unscorable: bool,
     },
     /// Score the submission of an attempt and append the result to its score log.
     Score {
@@ -80,8 +96,8 @@ pub enum AttemptCommand {
         emulate: bool,
     },
     /// Run one of the task's experiment tools for an attempt, through the scorer, which keeps
-    /// the tool's record where the agent cannot edit it (scaling-law: `train n_embd=64
-    /// max_iters=500 [seed=0]`).
+    /// the tool's record where the agent cannot edit it (scaling-law: `train n_embd=N
+    /// max_iters=N [seed=N]`; its instructions give an example that fits the profile).
     Tool {
         /// The attempt: the id `start` printed (att-...), or its folder.
         #[arg(value_name = "ATTEMPT", value_parser = attempt_arg())]
@@ -223,10 +239,35 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&start).unwrap(),
             serde_json::json!({
-                "op": "start", "task": "prefix-sum", "dir": "/a/b", "profile": "full",
+                "op": "start", "task": "prefix-sum", "dir": "/a/b", "profile": "tiny",
                 "time_limit": null, "agent": "unknown", "owner": "u",
+                "allow_unscorable": false,
             })
         );
+    }
+
+    /// A client of before `--allow-unscorable` sends no such field: it reads as not given.
+    #[test]
+    fn a_start_without_allow_unscorable_still_parses() {
+        let wire = serde_json::json!({
+            "op": "start", "task": "t", "dir": "/d", "profile": "full",
+            "time_limit": null, "agent": "a", "owner": null,
+        });
+        let start: AttemptCommand = serde_json::from_value(wire).unwrap();
+        assert!(matches!(
+            start,
+            AttemptCommand::Start { allow_unscorable: false, ref profile, .. } if profile == "full"
+        ));
+    }
+
+    /// Every `--profile` defaults to the one constant.
+    #[test]
+    fn start_defaults_to_the_one_default_profile() {
+        let start = parse(&["start", "t", "--dir", "d"]);
+        assert!(matches!(
+            start,
+            AttemptCommand::Start { ref profile, .. } if profile == DEFAULT_PROFILE
+        ));
     }
 
     /// `finish --out` is the caller's path: it never goes on the wire, and what comes back

@@ -1,10 +1,15 @@
 //! `list` and `info`.
 
+use rdbench_core::task::ProfileInfo;
 use rdbench_core::Result;
 
 use super::{device_fingerprint, find_calibration, Caller, Context};
 use crate::output::Table;
 use crate::registry;
+
+/// Widest line `list` prints: the table fits a terminal beside an editor; `info` has the
+/// rest (raw score, profiles in full, calibrations).
+pub const LIST_WIDTH: usize = 100;
 
 pub fn list(ctx: &Context) -> Result<i32> {
     let infos: Vec<_> = registry::all().iter().map(|t| t.info()).collect();
@@ -12,26 +17,37 @@ pub fn list(ctx: &Context) -> Result<i32> {
         ctx.out.json(&infos);
         return Ok(0);
     }
-    let mut table = Table::new(&["task", "profiles", "needs GPU", "raw score", "title"]);
+    let mut table = Table::new(&["task", "profiles: where they run", "title"]);
     for i in &infos {
-        let profiles: Vec<&str> = i.profiles.iter().map(|p| p.name.as_str()).collect();
-        let gpu = if i.profiles.iter().all(|p| p.needs_gpu) {
-            "yes"
-        } else if i.profiles.iter().any(|p| p.needs_gpu) {
-            "some"
-        } else {
-            "no"
-        };
         table.row(vec![
             i.name.clone(),
-            profiles.join(","),
-            gpu.into(),
-            i.raw_score.clone(),
+            profile_devices(&i.profiles),
             i.title.clone(),
         ]);
     }
-    say!(ctx, "{}", table.render());
+    say!(ctx, "{}", table.render_within(LIST_WIDTH));
+    say!(
+        ctx,
+        "(`rdbench info TASK`: the raw score, each profile's size and its calibration here)"
+    );
     Ok(0)
+}
+
+/// Each profile and the device it is scored on, runs of profiles on the same device
+/// together: `tiny, full: GPU`, `tiny: CPU; full: GPU`.
+fn profile_devices(profiles: &[ProfileInfo]) -> String {
+    let mut groups: Vec<(bool, Vec<&str>)> = Vec::new();
+    for p in profiles {
+        match groups.last_mut() {
+            Some((gpu, names)) if *gpu == p.needs_gpu => names.push(&p.name),
+            _ => groups.push((p.needs_gpu, vec![&p.name])),
+        }
+    }
+    groups
+        .iter()
+        .map(|(gpu, names)| format!("{}: {}", names.join(", "), if *gpu { "GPU" } else { "CPU" }))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 pub fn info(ctx: &Context, name: &str) -> Result<i32> {
@@ -117,4 +133,26 @@ pub fn info(ctx: &Context, name: &str) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_on_one_device_are_grouped() {
+        let p = |name: &str, needs_gpu| ProfileInfo {
+            name: name.into(),
+            description: String::new(),
+            needs_gpu,
+        };
+        assert_eq!(
+            profile_devices(&[p("tiny", true), p("full", true)]),
+            "tiny, full: GPU"
+        );
+        assert_eq!(
+            profile_devices(&[p("tiny", false), p("full", true)]),
+            "tiny: CPU; full: GPU"
+        );
+    }
 }

@@ -16,6 +16,8 @@
 
 use std::path::{Path, PathBuf};
 
+use rdbench_client::command::DEFAULT_PROFILE;
+use rdbench_core::attempt::Attempt;
 use rdbench_core::task::{Backend, PrepareRequest, ScoreOutcome, Solution, SubmissionKind, Task};
 use rdbench_core::{Error, Result};
 use serde::Serialize;
@@ -486,9 +488,10 @@ pub fn install(
     task_name: &str,
     what: &str,
     dir: &Path,
-    profile: &str,
+    profile: Option<&str>,
 ) -> Result<i32> {
     let task = registry::find(task_name)?;
+    let profile = &install_profile(ctx, task_name, dir, profile)?;
     task.info().profile(profile)?;
     let cache = ctx.home.cache_dir();
     if let Some(case_name) = what.strip_prefix("exploit:") {
@@ -515,4 +518,36 @@ pub fn install(
         println!("installed {task_name} {what} in {}", dir.display());
     }
     Ok(0)
+}
+
+/// The profile `install-solution` installs for: where `dir` is an attempt's folder, the
+/// attempt's (the one rule: a command given an attempt uses its profile; naming another
+/// profile, or another task, is refused, since that attempt could not score what it
+/// installs); else the one named, else [`DEFAULT_PROFILE`].
+fn install_profile(
+    ctx: &Context,
+    task_name: &str,
+    dir: &Path,
+    named: Option<&str>,
+) -> Result<String> {
+    let attempt = match Attempt::open(&ctx.home, dir) {
+        Ok(attempt) => attempt,
+        // Not an attempt's folder (or no folder yet): a plain installation.
+        Err(Error::Usage(_)) => return Ok(named.unwrap_or(DEFAULT_PROFILE).to_string()),
+        Err(e) => return Err(e),
+    };
+    let record = &attempt.record;
+    if record.task != task_name || named.is_some_and(|p| p != record.profile) {
+        return Err(Error::Usage(format!(
+            "{} is the folder of attempt {} ({}, profile {}): install-solution there installs \
+             for {} {}, or into another folder",
+            dir.display(),
+            record.id,
+            record.task,
+            record.profile,
+            record.task,
+            record.profile
+        )));
+    }
+    Ok(record.profile.clone())
 }

@@ -175,11 +175,19 @@ pub fn experiment(
 }
 
 impl Run {
-    /// The one line both trainers print.
+    /// The one line both trainers print: every field of the run's JSON (`--json`), `loss` as
+    /// `validation_loss` and `floor` explained, so the text and the JSON tell the same.
     pub fn summary(&self) -> String {
         format!(
-            "n_embd {} max_iters {} seed {} flops {:.4e} validation_loss {:.4} ({:.1} s)",
-            self.n_embd, self.max_iters, self.seed, self.flops, self.loss, self.train_seconds
+            "n_embd {} max_iters {} seed {} flops {:.4e} validation_loss {:.4} \
+             (floor {:.4}: the data's Bayes-optimal loss, below any model's) ({:.1} s)",
+            self.n_embd,
+            self.max_iters,
+            self.seed,
+            self.flops,
+            self.loss,
+            self.floor,
+            self.train_seconds
         )
     }
 }
@@ -206,6 +214,38 @@ pub fn append_log(path: &Path, profile: &str, run: &Run) -> std::io::Result<()> 
 mod tests {
     use super::*;
     use crate::profile::tiny;
+
+    /// Every number of the JSON a tool call returns is in its text.
+    #[test]
+    fn the_summary_says_what_the_json_says() {
+        let run = Run {
+            n_embd: 16,
+            max_iters: 26,
+            seed: 3,
+            flops: 1.5e9,
+            loss: 4.25,
+            floor: 3.618,
+            train_seconds: 0.9,
+        };
+        let text = run.summary();
+        let json = serde_json::to_value(&run).unwrap();
+        assert_eq!(
+            json.as_object().unwrap().len(),
+            7,
+            "a new field: add it to the text"
+        );
+        for said in [
+            "n_embd 16",
+            "max_iters 26",
+            "seed 3",
+            "flops 1.5000e9",
+            "validation_loss 4.2500",
+            "floor 3.6180",
+            "(0.9 s)",
+        ] {
+            assert!(text.contains(said), "{said:?} in {text}");
+        }
+    }
 
     #[test]
     fn experiments_above_budget_over_50_are_refused() {
