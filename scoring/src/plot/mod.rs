@@ -7,16 +7,27 @@
 //! 2. `score_vs_budget`: normalized score of the best allocation against total time budget per
 //!    agent, with bootstrap interval bands, like RE-Bench's figures.
 //! 3. `horizon_p50`: p50 horizon per agent with interval whiskers, on a log axis.
+//!
+//! Every figure's title is sized to fit its canvas, time axes tick at round durations (at least
+//! three), and labels sit a fixed number of pixels from their points, whatever the number of
+//! agents; `tests.rs` renders each figure at the size it is written and checks the pixels.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{Result, ScoringError};
 use crate::horizon::{AgentHorizon, FitStatus};
 use crate::report::{format_duration, format_horizon, Report};
+
+mod glyphs;
+#[cfg(test)]
+mod tests;
+
+use glyphs::Glyphs;
 
 /// Image formats to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,17 +79,93 @@ fn color(i: usize) -> RGBColor {
     RGBColor(r, g, b)
 }
 
-/// "30s", "4m", "2h" tick labels for minute axes.
+/// "30s", "4m", "2h", "1d", "2w" tick labels for minute axes (exact for the ticks of
+/// [`time_ticks`]; other values are rounded).
 fn minute_label(m: f64) -> String {
+    const DAY: f64 = 1440.0;
     if m < 1.0 {
         format!("{:.0}s", m * 60.0)
     } else if m < 60.0 {
         format!("{m:.0}m")
-    } else if m < 60.0 * 48.0 {
+    } else if m < DAY {
         format!("{:.0}h", m / 60.0)
+    } else if m < 7.0 * DAY {
+        format!("{:.0}d", m / DAY)
     } else {
-        format!("{:.0}d", m / 1440.0)
+        format!("{:.0}w", m / (7.0 * DAY))
     }
+}
+
+/// Ticks for a log axis of minutes from `lo` to `hi`: round durations (seconds, minutes,
+/// hours, days, weeks) inside the range, at least 3 of them whenever the range spans a factor
+/// of 10 (each step of the ladder is at most 2.5x), thinned to at most 8.
+fn time_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    const S: f64 = 1.0 / 60.0;
+    const H: f64 = 60.0;
+    const D: f64 = 1440.0;
+    const W: f64 = 7.0 * D;
+    const LADDER: [f64; 31] = [
+        S,
+        2.0 * S,
+        5.0 * S,
+        10.0 * S,
+        15.0 * S,
+        30.0 * S, // seconds
+        1.0,
+        2.0,
+        5.0,
+        10.0,
+        15.0,
+        30.0, // minutes
+        H,
+        2.0 * H,
+        4.0 * H,
+        8.0 * H,
+        16.0 * H, // hours
+        D,
+        2.0 * D,
+        4.0 * D, // days
+        W,
+        2.0 * W,
+        4.0 * W,
+        8.0 * W,
+        16.0 * W,
+        32.0 * W,
+        64.0 * W,
+        128.0 * W,
+        256.0 * W,
+        512.0 * W,
+        1024.0 * W,
+    ];
+    let inside: Vec<f64> = LADDER
+        .iter()
+        .copied()
+        .filter(|m| *m >= lo * (1.0 - 1e-9) && *m <= hi * (1.0 + 1e-9))
+        .collect();
+    let step = inside.len().div_ceil(8).max(1);
+    inside.into_iter().step_by(step).collect()
+}
+
+/// The largest font of at most `max` pixels (and at least 10) in which `text` fits `width`
+/// pixels of `area`, so a title is never cut at the canvas's edges.
+fn fitted_font<'a, DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    text: &str,
+    width: u32,
+    max: u32,
+) -> TextStyle<'a> {
+    let mut size = max;
+    while size > 10 {
+        let fits = area
+            .estimate_text_size(text, &(FONT, size).into_text_style(area))
+            .map(|(w, _)| w <= width)
+            .unwrap_or(true);
+        if fits {
+            break;
+        }
+        size -= 1;
+    }
+    (FONT, size).into_text_style(area)
 }
 
 /// Writes every figure in every format into `dir`; returns the paths written.
@@ -89,18 +176,8 @@ pub fn write_plots(report: &Report, dir: &Path, formats: &[PlotFormat]) -> Resul
         message: err.to_string(),
     })?;
     let mut written = Vec::new();
-    type Figure = fn(&Report, (u32, u32)) -> Option<(u32, u32)>;
-    let figures: [(&str, Figure); 3] = [
-        ("horizon_fits", |r, _| fits_size(r)),
-        ("score_vs_budget", |r, s| {
-            (!r.budgets.agents.is_empty()).then_some(s)
-        }),
-        ("horizon_p50", |r, s| {
-            (!r.horizon.agents.is_empty()).then_some(s)
-        }),
-    ];
-    for (name, size_of) in figures {
-        let Some(size) = size_of(report, (960, 600)) else {
+    for name in FIGURES {
+        let Some(size) = figure_size(name, report) else {
             continue;
         };
         for &fmt in formats {
@@ -114,7 +191,7 @@ pub fn write_plots(report: &Report, dir: &Path, formats: &[PlotFormat]) -> Resul
                 PlotFormat::Png => draw(
                     name,
                     report,
-                    BitMapBackend::new(&path, size).into_drawing_area(),
+                    Glyphs::new(BitMapBackend::new(&path, size)).into_drawing_area(),
                 ),
             };
             result.map_err(|message| ScoringError::Output {
@@ -125,6 +202,18 @@ pub fn write_plots(report: &Report, dir: &Path, formats: &[PlotFormat]) -> Resul
         }
     }
     Ok(written)
+}
+
+/// The figures, in the order they are written.
+const FIGURES: [&str; 3] = ["horizon_fits", "score_vs_budget", "horizon_p50"];
+
+/// A figure's size in pixels for this report; `None` where it has nothing to show.
+fn figure_size(name: &str, report: &Report) -> Option<(u32, u32)> {
+    match name {
+        "horizon_fits" => fits_size(report),
+        "score_vs_budget" => (!report.budgets.agents.is_empty()).then_some((960, 600)),
+        _ => p50_size(report, 960),
+    }
 }
 
 fn draw<DB: DrawingBackend>(
@@ -153,18 +242,23 @@ fn fits_size(r: &Report) -> Option<(u32, u32)> {
         return None;
     }
     let (rows, cols) = grid(n);
-    Some((cols as u32 * 420, rows as u32 * 320 + 40))
+    // One panel alone is wider, so the figure's title stays legible.
+    Some(((cols as u32 * 420).max(560), rows as u32 * 320 + 40))
+}
+
+/// A row per agent, at most 900 pixels tall: a few agents get a short figure, so their
+/// whiskers and labels stay compact.
+fn p50_size(r: &Report, width: u32) -> Option<(u32, u32)> {
+    let n = r.horizon.agents.len() as u32;
+    (n > 0).then(|| (width, (140 + 40 * n).clamp(300, 900)))
 }
 
 fn draw_fits<DB: DrawingBackend>(report: &Report, root: &DrawingArea<DB, Shift>) -> DrawResult {
     let agents = &report.horizon.agents;
     let (rows, cols) = grid(agents.len());
-    let root = root
-        .titled(
-            "Success against human time, with the fitted logistic curve (METR time horizon)",
-            (FONT, 20),
-        )
-        .map_err(e)?;
+    let title = "Success against human time, with the fitted logistic curve (METR time horizon)";
+    let style = fitted_font(root, title, root.dim_in_pixel().0.saturating_sub(24), 20);
+    let root = root.titled(title, style).map_err(e)?;
     let (lo, hi) = agents
         .iter()
         .flat_map(|a| a.task_rates.iter().map(|t| t.human_minutes))
@@ -191,18 +285,21 @@ fn draw_fit_panel<DB: DrawingBackend>(
         Some(h) => format!("{}  (p50 {})", a.agent, format_horizon(h.minutes)),
         None => a.agent.clone(),
     };
+    let style = fitted_font(area, &title, area.dim_in_pixel().0.saturating_sub(16), 15);
     let mut chart = ChartBuilder::on(area)
-        .caption(title, (FONT, 15))
+        .caption(title, style)
         .margin(8)
         .x_label_area_size(32)
         .y_label_area_size(38)
-        .build_cartesian_2d((lo..hi).log_scale(), -0.02f64..1.02f64)
+        .build_cartesian_2d(
+            (lo..hi).log_scale().with_key_points(time_ticks(lo, hi)),
+            -0.02f64..1.02f64,
+        )
         .map_err(e)?;
     chart
         .configure_mesh()
         .x_desc("human time")
         .y_desc("success")
-        .x_labels(6)
         .y_labels(6)
         .x_label_formatter(&|v| minute_label(*v))
         .light_line_style(WHITE.mix(0.0))
@@ -284,14 +381,13 @@ fn draw_budgets<DB: DrawingBackend>(report: &Report, root: &DrawingArea<DB, Shif
             .unwrap_or(0) as f64
     };
     let n = budgets.len();
+    let title = format!(
+        "Normalized score at total time budget (best allocation, {:.0}% CI)",
+        b.ci_level * 100.0
+    );
+    let style = fitted_font(root, &title, root.dim_in_pixel().0.saturating_sub(24), 20);
     let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!(
-                "Normalized score at total time budget (best allocation, {:.0}% CI)",
-                b.ci_level * 100.0
-            ),
-            (FONT, 20),
-        )
+        .caption(title, style)
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -405,18 +501,20 @@ fn draw_p50<DB: DrawingBackend>(report: &Report, root: &DrawingArea<DB, Shift>) 
     let longest = names.iter().map(|s| s.chars().count()).max().unwrap_or(5) as u32;
     // Agents top (longest horizon) to bottom, horizon on a log x axis.
     let row = |i: usize| (n - 1 - i) as f64;
+    let title = format!(
+        "50% time horizon per agent ({:.0}% CI)",
+        report.horizon.ci_level * 100.0
+    );
+    let style = fitted_font(root, &title, root.dim_in_pixel().0.saturating_sub(24), 20);
     let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!(
-                "50% time horizon per agent ({:.0}% CI)",
-                report.horizon.ci_level * 100.0
-            ),
-            (FONT, 20),
-        )
+        .caption(title, style)
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(20 + 7 * longest.min(40))
-        .build_cartesian_2d((lo..hi).log_scale(), -0.6f64..(n as f64 - 0.4))
+        .build_cartesian_2d(
+            (lo..hi).log_scale().with_key_points(time_ticks(lo, hi)),
+            -0.6f64..(n as f64 - 0.4),
+        )
         .map_err(e)?;
     chart
         .configure_mesh()
@@ -437,6 +535,12 @@ fn draw_p50<DB: DrawingBackend>(report: &Report, root: &DrawingArea<DB, Shift>) 
         .disable_y_mesh()
         .draw()
         .map_err(e)?;
+    // Whisker caps and labels are placed in pixels from their point, so they stay beside it
+    // however few rows (and so however tall each row) the figure has.
+    let cap = |x: f64, y: f64, col: RGBColor| {
+        EmptyElement::at((x, y)) + PathElement::new(vec![(0, -7), (0, 7)], col.stroke_width(2))
+    };
+    let right_quarter = |m: f64| (m / lo).ln() / (hi / lo).ln() > 0.75;
     for (i, a) in agents.iter().enumerate() {
         let Some(h) = p50(a) else { continue };
         let y = row(i);
@@ -444,27 +548,30 @@ fn draw_p50<DB: DrawingBackend>(report: &Report, root: &DrawingArea<DB, Shift>) 
         if let (Some(l), Some(u)) = (h.ci_low, h.ci_high) {
             let (l, u) = (l.clamp(lo, hi), u.clamp(lo, hi));
             chart
-                .draw_series([
-                    PathElement::new(vec![(l, y), (u, y)], col.stroke_width(2)),
-                    PathElement::new(vec![(l, y - 0.2), (l, y + 0.2)], col.stroke_width(2)),
-                    PathElement::new(vec![(u, y - 0.2), (u, y + 0.2)], col.stroke_width(2)),
-                ])
+                .draw_series([PathElement::new(vec![(l, y), (u, y)], col.stroke_width(2))])
+                .map_err(e)?;
+            chart
+                .draw_series([cap(l, y, col), cap(u, y, col)])
                 .map_err(e)?;
         }
         let (point, text) = match h.minutes {
             None => (hi, "unbounded".to_string()),
             Some(m) => (m.clamp(lo, hi), format_horizon(Some(m))),
         };
-        chart
-            .draw_series(std::iter::once(Circle::new((point, y), 5, col.filled())))
-            .map_err(e)?;
-        chart
-            .draw_series(std::iter::once(Text::new(
+        // Above the point, on its right; on its left near the axis's right end.
+        let (anchor, offset) = if right_quarter(point) {
+            (Pos::new(HPos::Right, VPos::Bottom), (-4, -7))
+        } else {
+            (Pos::new(HPos::Left, VPos::Bottom), (4, -7))
+        };
+        let label = EmptyElement::at((point, y))
+            + Circle::new((0, 0), 5, col.filled())
+            + Text::new(
                 text,
-                (point * 1.15, y + 0.38),
-                (FONT, 12),
-            )))
-            .map_err(e)?;
+                offset,
+                TextStyle::from((FONT, 12).into_font()).pos(anchor),
+            );
+        chart.draw_series(std::iter::once(label)).map_err(e)?;
     }
     Ok(())
 }
