@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod documented_commands;
 mod protected;
 mod protected_starvation;
 
@@ -39,9 +40,15 @@ impl Env {
     fn command(&self, args: &[&str]) -> Command {
         // RDBENCH_BIN / RDBENCH_REPO let the prebuilt test binary run on another machine
         // (the GPU check carries binaries built here).
-        let mut command = Command::new(rdbench_bin());
+        let mut command = self.program(&rdbench_bin());
+        command.args(args);
         command
-            .args(args)
+    }
+
+    /// `program` (rdbench or one of the helpers built beside it) in this environment.
+    fn program(&self, program: &Path) -> Command {
+        let mut command = Command::new(program);
+        command
             // A home rdbench makes itself, so its own mode is rdbench's doing.
             .env("RDBENCH_HOME", self.home.path().join("home"))
             .env("TMPDIR", self.tmp.path())
@@ -53,15 +60,24 @@ impl Env {
     }
 
     fn attempt(&self, name: &str, task: &str, profile: &str) -> PathBuf {
+        self.start(name, &["start", task, "--profile", profile])
+    }
+
+    /// As [`Env::attempt`], for a profile this installation may be unable to score (a kernel
+    /// task without a GPU, or without a calibration in the test's home): for the tests of the
+    /// scorer's checks before the environment's, and of the emulator.
+    fn attempt_anyway(&self, name: &str, task: &str, profile: &str) -> PathBuf {
+        self.start(
+            name,
+            &["start", task, "--profile", profile, "--allow-unscorable"],
+        )
+    }
+
+    fn start(&self, name: &str, args: &[&str]) -> PathBuf {
         let dir = self.work.path().join(name);
-        let out = self.rdbench(&[
-            "start",
-            task,
-            "--dir",
-            dir.to_str().unwrap(),
-            "--profile",
-            profile,
-        ]);
+        let mut args = args.to_vec();
+        args.extend(["--dir", dir.to_str().unwrap()]);
+        let out = self.rdbench(&args);
         assert_eq!(out.status.code(), Some(0), "start: {}", text(&out));
         dir
     }
@@ -225,7 +241,7 @@ fn usage_errors_exit_2_with_a_message() {
 #[test]
 fn start_copies_the_starting_solution_and_keeps_the_log_outside() {
     let env = Env::new();
-    let dir = env.attempt("a", "prefix-sum", "tiny");
+    let dir = env.attempt_anyway("a", "prefix-sum", "tiny");
     for f in [
         "solution.cu",
         "launch.toml",
@@ -246,7 +262,13 @@ fn start_copies_the_starting_solution_and_keeps_the_log_outside() {
         "the profile's n is in the instructions"
     );
     // A second start on the same folder is refused.
-    let out = env.rdbench(&["start", "prefix-sum", "--dir", dir.to_str().unwrap()]);
+    let out = env.rdbench(&[
+        "start",
+        "prefix-sum",
+        "--allow-unscorable",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
@@ -270,7 +292,7 @@ fn score_without_gpu_exits_3_and_logs_nothing() {
         return;
     }
     let env = Env::new();
-    let dir = env.attempt("a", "prefix-sum", "tiny");
+    let dir = env.attempt_anyway("a", "prefix-sum", "tiny");
     let out = env.rdbench(&["score", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
@@ -334,7 +356,7 @@ fn emulated_scores_are_correctness_only() {
         return;
     }
     let env = Env::new();
-    let dir = env.attempt("a", "prefix-sum", "tiny");
+    let dir = env.attempt_anyway("a", "prefix-sum", "tiny");
     let out = env.rdbench(&["--json", "score", dir.to_str().unwrap(), "--emulate"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let left: Vec<_> = std::fs::read_dir(env.tmp.path())
@@ -390,7 +412,7 @@ fn bad_files_are_invalid_entries_naming_the_file() {
         ),
     ];
     for (name, file, content, kind) in cases {
-        let dir = env.attempt(name, "prefix-sum", "tiny");
+        let dir = env.attempt_anyway(name, "prefix-sum", "tiny");
         if content == b"<delete>" {
             std::fs::remove_file(dir.join(file)).unwrap();
         } else {
@@ -415,7 +437,7 @@ fn bad_files_are_invalid_entries_naming_the_file() {
 #[test]
 fn links_and_fifos_are_refused_and_reasons_name_the_attempts_files() {
     let env = Env::new();
-    let dir = env.attempt("a", "prefix-sum", "tiny");
+    let dir = env.attempt_anyway("a", "prefix-sum", "tiny");
     let secret = env.work.path().join("secret.txt");
     std::fs::write(&secret, "canary-7f3a9c").unwrap();
     std::fs::remove_file(dir.join("launch.toml")).unwrap();
@@ -462,7 +484,7 @@ fn links_and_fifos_are_refused_and_reasons_name_the_attempts_files() {
 #[test]
 fn finish_writes_a_summary_and_log_survives_a_torn_line() {
     let env = Env::new();
-    let dir = env.attempt("a", "prefix-sum", "tiny");
+    let dir = env.attempt_anyway("a", "prefix-sum", "tiny");
     std::fs::write(
         dir.join("launch.toml"),
         b"[[launch]]\nkernel = \"nope\"\ngrid = 1\nblock = 1\nargs = []\n",
@@ -746,7 +768,7 @@ fn tree_traversal_starts_scores_and_finishes_on_a_cpu_with_exact_anchors() {
 #[test]
 fn monitor_records_a_timeline_for_a_short_duration() {
     let env = Env::new();
-    let dir = env.attempt("a", "prefix-sum", "tiny");
+    let dir = env.attempt_anyway("a", "prefix-sum", "tiny");
     let out = env.rdbench(&[
         "--json",
         "monitor",
@@ -889,4 +911,219 @@ fn scaling_law_records_hidden_scores_and_counts_the_last_valid() {
         serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
     assert_eq!(summary["selection"], "last");
     assert!(summary["raw"].as_f64().unwrap() > 0.99, "{summary}");
+}
+
+/// The attempts this environment's home has recorded.
+fn attempts_recorded(home: &Path) -> Vec<String> {
+    std::fs::read_dir(home.join("attempts"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("att-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The one line of `out`'s stderr that says `what`.
+fn line_saying(out: &Output, what: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains(what)).collect();
+    assert_eq!(lines.len(), 1, "one line says {what:?}: {}", text(out));
+    lines[0].to_string()
+}
+
+/// One default profile, tiny, for every command that takes `--profile`, and each `--help`
+/// says so. `start` refuses a profile this installation cannot score before it writes
+/// anything: exit 3, one line naming why, the profile it can score and the operator's command.
+/// `install-solution` into an attempt's folder installs for the attempt's own profile.
+#[test]
+fn one_default_profile_and_start_refuses_what_cannot_be_scored() {
+    let env = Env::new();
+    let home = env.home.path().join("home");
+    for command in [
+        "start",
+        "calibrate",
+        "check-task",
+        "install-solution",
+        "cycle",
+    ] {
+        let out = env.rdbench(&[command, "--help"]);
+        assert!(
+            text(&out).contains("Every command defaults to tiny"),
+            "{command} --help: {}",
+            text(&out)
+        );
+    }
+    let dir = env.work.path().join("refused");
+    let d = dir.to_str().unwrap();
+
+    // No ground-truth sweep for scaling-law's full profile: tiny is named instead.
+    let out = env.rdbench(&["start", "scaling-law", "--profile", "full", "--dir", d]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let line = line_saying(&out, "cannot be scored");
+    assert!(
+        line.starts_with("rdbench: scaling-law/full cannot be scored"),
+        "{line}"
+    );
+    assert!(line.contains("no ground-truth sweep"), "{line}");
+    assert!(
+        line.ends_with("; --profile tiny can be scored here"),
+        "{line}"
+    );
+
+    // No calibration of fix-embedding in this home (the default profile, tiny): the operator's
+    // command, and no other profile to offer.
+    let out = env.rdbench(&["--json", "start", "fix-embedding", "--dir", d]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let line = line_saying(&out, "cannot be scored");
+    assert!(
+        line.contains("no calibration of fix-embedding/tiny")
+            && line.ends_with(
+                "; the operator runs `rdbench calibrate --task fix-embedding --profile tiny` first"
+            ),
+        "{line}"
+    );
+    let err: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON error");
+    assert_eq!(err["exit_code"], 3, "{err}");
+
+    // A kernel task: no GPU here, or (with one) no calibration in this home.
+    let out = env.rdbench(&["start", "prefix-sum", "--dir", d]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    line_saying(&out, "prefix-sum/tiny cannot be scored");
+    assert!(!dir.exists(), "a refused start leaves no folder");
+    assert!(attempts_recorded(&home).is_empty(), "nor an attempt");
+
+    // The default is tiny; a command given the attempt uses its profile.
+    let out = env.rdbench(&["--json", "start", "tree-traversal", "--dir", d]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["profile"], "tiny");
+    let full = env.attempt("full", "tree-traversal", "full");
+    let f = full.to_str().unwrap();
+    let out = env.rdbench(&[
+        "install-solution",
+        "tree-traversal",
+        "reference",
+        "--dir",
+        f,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = env.rdbench(&["--json", "score", f]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (entry["profile"].as_str(), entry["normalized"].as_f64()),
+        (Some("full"), Some(1.0)),
+        "the full reference, installed without naming the profile: {entry}"
+    );
+    let args = [
+        "install-solution",
+        "tree-traversal",
+        "start",
+        "--dir",
+        f,
+        "--profile",
+        "tiny",
+    ];
+    let out = env.rdbench(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("profile full"), "{}", text(&out));
+}
+
+/// Through the service the operator's start of a profile the service cannot score is refused
+/// the same way: exit 3, the one line, no folder left in the agent's place, no attempt.
+#[test]
+fn the_service_refuses_to_start_what_it_cannot_score() {
+    let Some(d) = protected::Deployment::new() else {
+        return;
+    };
+    let service = d.serve("unscorable");
+    let dir = d.agent_dir.join("uncalibrated");
+    let args = [
+        "start",
+        "fix-embedding",
+        "--owner",
+        protected::AGENT_USER,
+        "--dir",
+        dir.to_str().unwrap(),
+    ];
+    let out = d.operator(&service, &args);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let line = line_saying(&out, "cannot be scored");
+    assert!(
+        line.contains("`rdbench calibrate --task fix-embedding --profile tiny`"),
+        "{line}"
+    );
+    assert!(!dir.exists(), "the client removed the folder it made");
+    assert!(attempts_recorded(&d.home).is_empty());
+}
+
+/// README's aggregation example runs from a clone as written: its line, with the shell's glob
+/// expanded, on the summaries in docs/examples/aggregate (which make.sh made with the binary).
+#[test]
+fn readme_aggregation_example_runs() {
+    let env = Env::new();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let prefix = "cargo run --release --bin rdbench -- ";
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with(prefix) && l.contains(" aggregate "))
+        .expect("README shows an aggregation example");
+    let out_dir = env.work.path().join("example");
+    let mut args: Vec<String> = Vec::new();
+    let mut words = line[prefix.len()..].split_whitespace();
+    while let Some(word) = words.next() {
+        if word == "--out" {
+            words.next();
+            args.extend(["--out".into(), out_dir.display().to_string()]);
+        } else if let Some(folder) = word.strip_suffix("/*.json") {
+            let mut files: Vec<String> = std::fs::read_dir(repo().join(folder))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .map(|p| p.display().to_string())
+                .collect();
+            files.sort();
+            assert!(files.len() >= 3, "summaries in {folder}: {files:?}");
+            args.extend(files);
+        } else {
+            args.push(word.into());
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env.rdbench(&args);
+    assert_eq!(out.status.code(), Some(0), "{line}\n{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("12 runs, 3 agents"), "{stdout}");
+    for agent in ["start-only", "reference", "partial"] {
+        assert!(stdout.contains(agent), "{agent}: {stdout}");
+    }
+    for file in ["report.json", "horizon_fits.png", "horizon_p50.png"] {
+        assert!(out_dir.join(file).is_file(), "{file} written");
+    }
+}
+
+/// `doctor`'s text is short lines, each library name tried at most once (the full detail is
+/// in `--json`), and the sandbox's section is there.
+#[test]
+fn doctor_prints_short_lines_and_each_name_once() {
+    let env = Env::new();
+    let out = env.rdbench(&["doctor"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() <= 30, "{stdout}");
+    for line in &lines {
+        assert!(line.chars().count() <= 120, "over 120 characters: {line}");
+    }
+    let mut names: Vec<&str> = stdout
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ':')
+        .filter(|w| w.starts_with("lib") && w.contains(".so"))
+        .collect();
+    let all = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), all, "a library named twice: {stdout}");
+    assert!(stdout.contains("\nsandbox "), "{stdout}");
 }
