@@ -202,3 +202,40 @@ fn glyphs_keep_their_bearings() {
     let widest_gap = columns.windows(2).map(|p| p[1] - p[0] - 1).max().unwrap();
     assert!(widest_gap <= 3, "a {widest_gap} px gap inside \"PT\"");
 }
+
+/// Agents with equal scores at a budget still show one point each: in a report whose agents
+/// all score the same, the budget figure has as many distinct point positions per budget as
+/// agents.
+#[test]
+fn equal_budget_scores_show_side_by_side() {
+    let mut runs = metr_like(&SynthConfig {
+        agents: 3,
+        tasks: 20,
+        seed: 4,
+        ..Default::default()
+    });
+    for run in &mut runs {
+        run.score = 1.0;
+        run.score_binarized = Some(1.0);
+    }
+    let mut cfg = AggregateConfig::default();
+    cfg.horizon.bootstrap_samples = 10;
+    cfg.budget.bootstrap_samples = 10;
+    let rep = aggregate(&runs, &cfg).unwrap();
+    let svg = svg("score_vs_budget", &rep);
+    let mut points: Vec<(i64, i64)> = svg
+        .split("<circle")
+        .skip(1)
+        .filter_map(|c| {
+            let (x, y, _) = positions(&format!("<circle{c}"), "circle", "cx", "cy")
+                .into_iter()
+                .next()?;
+            Some((x.round() as i64, y.round() as i64))
+        })
+        .collect();
+    let all = points.len();
+    points.sort();
+    points.dedup();
+    assert!(all >= 3, "{all} points");
+    assert_eq!(points.len(), all, "points drawn over each other");
+}
