@@ -320,6 +320,7 @@ impl<T: ProgramTask> Task for ProgramAdapter<T> {
         };
         let pool = self.pool(profile, &req.cache_dir)?;
         let entry = pool.draw(req.seed);
+        let input_seed = Pool::seed(&req.cache_dir, &self.0.info().name, profile, entry.index)?;
         let r = self.run_tree(profile, &files, &entry.input)?;
         let seconds = r.ran.wall.as_secs_f64();
         let run = json!({
@@ -348,24 +349,22 @@ impl<T: ProgramTask> Task for ProgramAdapter<T> {
             }
         };
         let expected = read_expected(&entry.expected, &contract)?;
-        Ok(
-            match self.0.check(profile, &entry.input, &expected, &got)? {
-                Verdict::Valid { headline, details } => ScoreOutcome::Valid {
-                    raw: seconds.ln(),
-                    headline: format!("{seconds:.2} s; {headline}"),
-                    details: json!({ "run": run, "check": details }),
-                },
-                Verdict::Invalid {
-                    kind,
-                    reason,
-                    details,
-                } => ScoreOutcome::Invalid {
-                    kind,
-                    reason,
-                    details: json!({ "run": run, "check": details }),
-                },
+        Ok(match self.0.check(profile, input_seed, &expected, &got)? {
+            Verdict::Valid { headline, details } => ScoreOutcome::Valid {
+                raw: seconds.ln(),
+                headline: format!("{seconds:.2} s; {headline}"),
+                details: json!({ "run": run, "check": details }),
             },
-        )
+            Verdict::Invalid {
+                kind,
+                reason,
+                details,
+            } => ScoreOutcome::Invalid {
+                kind,
+                reason,
+                details: json!({ "run": run, "check": details }),
+            },
+        })
     }
 
     fn shipped_calibration(&self, profile: &str) -> Option<ShippedCalibration> {

@@ -133,15 +133,10 @@ pub trait ProgramTask: Send + Sync {
     /// is secret for scoring inputs and public for the example an attempt starts with.
     fn make_input(&self, profile: &str, seed: u64, dir: &Path) -> Result<()>;
 
-    /// Checks a run's outputs against the reference program's on the same input (`input` is
-    /// that input's folder, for held-out checks the task derives from it).
-    fn check(
-        &self,
-        profile: &str,
-        input: &Path,
-        expected: &Outputs,
-        got: &Outputs,
-    ) -> Result<Verdict>;
+    /// Checks a run's outputs against the reference program's on the same input, the one
+    /// [`Self::make_input`] made from `seed` (for held-out checks the task derives from it).
+    fn check(&self, profile: &str, seed: u64, expected: &Outputs, got: &Outputs)
+        -> Result<Verdict>;
 
     /// The seed of the public example input an attempt starts with.
     fn example_seed(&self, profile: &str) -> u64;

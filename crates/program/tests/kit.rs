@@ -85,7 +85,7 @@ impl ProgramTask for Toy {
         std::fs::write(dir.join("in.txt"), format!("input {seed:x}\n"))
             .map_err(|e| Error::io(dir, e))
     }
-    fn check(&self, _p: &str, _i: &Path, expected: &Outputs, got: &Outputs) -> Result<Verdict> {
+    fn check(&self, _p: &str, _seed: u64, expected: &Outputs, got: &Outputs) -> Result<Verdict> {
         Ok(if expected == got {
             Verdict::Valid {
                 headline: "same output".into(),
