@@ -353,10 +353,11 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
             detail: "no calibration for this device: raw scores only (`rdbench calibrate`)".into(),
         }),
     }
-    row.status = if row.skipped.is_empty() && row.ran.len() == 1 {
-        "scored".into()
-    } else {
-        row.ran_and_skipped()
+    let calibrated_now = row.ran.iter().any(|s| s.what == "calibration");
+    row.status = match (calibrated_now, calibration.is_some()) {
+        (_, false) => "scored, raw only: no calibration here".into(),
+        (true, true) => "scored, after calibrating here (3 runs each)".into(),
+        (false, true) => "scored".into(),
     };
     row.wall_s = started.elapsed().as_secs_f64();
     Ok(row)
