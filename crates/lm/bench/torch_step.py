@@ -83,6 +83,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--attention", choices=["explicit", "sdpa"], default="explicit")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--only", choices=["train_step", "eval_forward"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -98,7 +99,7 @@ def main():
         return torch.randint(0, a.vocab, (a.batch, a.ctx + 1), generator=gen)
 
     step_ms = []
-    for i in range(a.warmup + a.steps):
+    for i in range(a.warmup + a.steps if a.only in (None, "train_step") else 0):
         idx = batch()
         t0 = time.perf_counter()
         loss = loss_fn(idx)
@@ -110,7 +111,7 @@ def main():
             step_ms.append(dt)
     fwd_ms = []
     with torch.no_grad():
-        for i in range(a.warmup + a.steps):
+        for i in range(a.warmup + a.steps if a.only in (None, "eval_forward") else 0):
             idx = batch()
             t0 = time.perf_counter()
             loss_fn(idx).item()
@@ -118,6 +119,8 @@ def main():
             if i >= a.warmup:
                 fwd_ms.append(dt)
     for what, samples in (("train_step", step_ms), ("eval_forward", fwd_ms)):
+        if not samples:
+            continue
         print(json.dumps({
             "impl": name,
             "measure": what,

@@ -10,7 +10,8 @@
 //! Flags (defaults: fix-embedding's `full` model): `--vocab 2048 --ctx 128 --d-model 192
 //! --layers 4 --heads 4 --batch 32 --threads 2 --steps 12 --warmup 3`; `--only train_step` or
 //! `--only eval_forward` times one of the two (for a profiler); `--candle` also times candle's
-//! forward pass of the same batches (`Gpt::loss`, what evaluation ran before).
+//! forward pass of the same batches (`Gpt::loss`, what evaluation ran before); `--breakdown`
+//! prints to stderr what the evaluation pass's time is made of (extra passes, timed by part).
 use std::time::Instant;
 
 use rdbench_lm::*;
@@ -55,6 +56,7 @@ fn main() -> Result<()> {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
     let candle = args.iter().any(|a| a == "--candle");
+    let breakdown = args.iter().any(|a| a == "--breakdown");
     let runs = |what: &str| only.as_deref().is_none_or(|o| o == what);
     let n_seq = 256;
     let tokens: Vec<u16> = (0..n_seq * (cfg.ctx + 1))
@@ -110,6 +112,22 @@ fn main() -> Result<()> {
                     candle_ms.push(t.elapsed().as_secs_f64() * 1e3);
                 }
             }
+        }
+        if breakdown && runs("eval_forward") {
+            // Separate passes, so the clock reads do not touch the timed ones.
+            let mut parts = Breakdown::default();
+            for i in 0..steps {
+                let rows: Vec<usize> = (0..batch).map(|r| (r + i * batch) % n_seq).collect();
+                evaluator.batch_loss_timed(&data, &rows, Some(&mut parts))?;
+            }
+            let per_pass = |s: f64| s * 1e3 / steps.max(1) as f64;
+            eprintln!("evaluation forward pass, {threads} threads, mean of {steps} passes:");
+            for part in Part::ALL {
+                let ms = per_pass(parts.seconds(part));
+                let share = 100.0 * parts.seconds(part) / parts.total();
+                eprintln!("  {:32} {ms:7.1} ms {share:5.1} %", part.name());
+            }
+            eprintln!("  {:32} {:7.1} ms", "total", per_pass(parts.total()));
         }
         let measures = [
             ("rdbench-lm", "train_step", &step_ms),

@@ -14,7 +14,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 
-use crate::kernels::{exp, gemm_into, par_chunks_mut, Dst, Mat};
+use crate::kernels::{exp, gemm_into, par_chunks_mut, wide, Dst, Mat};
 use crate::ops::f32_slice;
 
 /// Shape of one attention call: batch, tokens, heads, head width.
@@ -89,6 +89,7 @@ fn block_dst(p: &mut [f32], t: usize, r0: usize) -> Dst<'_> {
 /// Causal softmax in place over rows `r0..r1` of `scale * s` (`t x t`, only columns `..r1`
 /// used): row `i` keeps columns `0..=i`; columns `i + 1..r1` become exactly zero and are never
 /// exponentiated.
+#[inline(always)]
 fn causal_softmax_rows(s: &mut [f32], t: usize, r0: usize, r1: usize, scale: f32) {
     for i in r0..r1 {
         let row = &mut s[i * t..i * t + r1];
@@ -105,6 +106,7 @@ fn causal_softmax_rows(s: &mut [f32], t: usize, r0: usize, r1: usize, scale: f32
 
 /// One head's causal probabilities `P = softmax(q k^T * scale + mask)` of one sequence into the
 /// `t x t` buffer `p` (blocks only: entries right of each block's last key are never written).
+#[inline(always)]
 fn probabilities(q: Mat, k: Mat, t: usize, scale: f32, p: &mut [f32]) {
     for (r0, r1) in query_blocks(t) {
         let (qb, kb) = (row_range(q, r0, r1), row_range(k, 0, r1));
@@ -133,18 +135,29 @@ fn per_sequence(
     f: impl Fn(usize, &mut [f32], Option<&mut [f32]>) + Sync,
 ) {
     use rayon::prelude::*;
+    let kept = |(i, (o, p))| {
+        wide(
+            #[inline(always)]
+            || f(i, o, Some(p)),
+        )
+    };
     match probs {
         Some(p) if crate::kernels::threads() > 1 => out
             .par_chunks_mut(out_len)
             .zip(p.par_chunks_mut(probs_len))
             .enumerate()
-            .for_each(|(i, (o, p))| f(i, o, Some(p))),
+            .for_each(kept),
         Some(p) => out
             .chunks_mut(out_len)
             .zip(p.chunks_mut(probs_len))
             .enumerate()
-            .for_each(|(i, (o, p))| f(i, o, Some(p))),
-        None => par_chunks_mut(out, out_len, |start, o| f(start / out_len, o, None)),
+            .for_each(kept),
+        None => par_chunks_mut(
+            out,
+            out_len,
+            #[inline(always)]
+            |start, o| f(start / out_len, o, None),
+        ),
     }
 }
 
@@ -152,33 +165,40 @@ fn per_sequence(
 /// (`[B, H, T, T]`), when given, keeps the probabilities for [`backward`].
 pub(crate) fn forward(qkv: &[f32], dm: Dims, scale: f32, y: &mut [f32], probs: Option<&mut [f32]>) {
     let (t, d) = (dm.t, dm.d());
-    per_sequence(y, t * d, probs, dm.h * t * t, |b, y, kept| {
-        let seq = &qkv[b * t * 3 * d..][..t * 3 * d];
-        let mut scratch = Vec::new();
-        let keep = kept.is_some();
-        let p_all = match kept {
-            Some(p) => p,
-            None => {
-                scratch.resize(t * t, 0f32);
-                &mut scratch[..]
+    per_sequence(
+        y,
+        t * d,
+        probs,
+        dm.h * t * t,
+        #[inline(always)]
+        |b, y, kept| {
+            let seq = &qkv[b * t * 3 * d..][..t * 3 * d];
+            let mut scratch = Vec::new();
+            let keep = kept.is_some();
+            let p_all = match kept {
+                Some(p) => p,
+                None => {
+                    scratch.resize(t * t, 0f32);
+                    &mut scratch[..]
+                }
+            };
+            for head in 0..dm.h {
+                // Kept: each head has its own block; otherwise one scratch block is reused.
+                let p = &mut p_all[if keep { head * t * t } else { 0 }..][..t * t];
+                let (q, k, v) = (
+                    dm.part(seq, 0, head),
+                    dm.part(seq, 1, head),
+                    dm.part(seq, 2, head),
+                );
+                probabilities(q, k, t, scale, p);
+                for (r0, r1) in query_blocks(t) {
+                    let pb = Mat::new(p, r0 * t, r1 - r0, r1, t, 1);
+                    let out = strided(y, r0 * d + head * dm.hd, d);
+                    gemm_into(out, pb, row_range(v, 0, r1), false, false);
+                }
             }
-        };
-        for head in 0..dm.h {
-            // Kept: each head has its own block; otherwise one scratch block is reused.
-            let p = &mut p_all[if keep { head * t * t } else { 0 }..][..t * t];
-            let (q, k, v) = (
-                dm.part(seq, 0, head),
-                dm.part(seq, 1, head),
-                dm.part(seq, 2, head),
-            );
-            probabilities(q, k, t, scale, p);
-            for (r0, r1) in query_blocks(t) {
-                let pb = Mat::new(p, r0 * t, r1 - r0, r1, t, 1);
-                let out = strided(y, r0 * d + head * dm.hd, d);
-                gemm_into(out, pb, row_range(v, 0, r1), false, false);
-            }
-        }
-    });
+        },
+    );
 }
 
 /// Gradient of [`forward`] with respect to `qkv`, from the output gradient `gy` `[B, T, d]`,
@@ -194,63 +214,68 @@ pub(crate) fn backward(
     dqkv: &mut [f32],
 ) {
     let (t, d) = (dm.t, dm.d());
-    par_chunks_mut(dqkv, t * 3 * d, |start, dqkv| {
-        let b = start / (t * 3 * d);
-        let seq = &qkv[start..][..t * 3 * d];
-        let gy_seq = &gy[b * t * d..][..t * d];
-        let (mut p_own, mut dp) = (Vec::new(), vec![0f32; t * t]);
-        // dK and dV accumulate over query blocks.
-        dqkv.fill(0.0);
-        for head in 0..dm.h {
-            let (q, k, v) = (
-                dm.part(seq, 0, head),
-                dm.part(seq, 1, head),
-                dm.part(seq, 2, head),
-            );
-            let p: &[f32] = match probs {
-                Some(all) => &all[(b * dm.h + head) * t * t..][..t * t],
-                None => {
-                    p_own.resize(t * t, 0f32);
-                    probabilities(q, k, t, scale, &mut p_own);
-                    &p_own
-                }
-            };
-            let gyh = Mat::new(gy_seq, head * dm.hd, t, dm.hd, d, 1);
-            for (r0, r1) in query_blocks(t) {
-                let pb = Mat::new(p, r0 * t, r1 - r0, r1, t, 1);
-                let gyb = row_range(gyh, r0, r1);
-                gemm_into(
-                    strided(dqkv, 2 * d + head * dm.hd, 3 * d),
-                    pb.t(),
-                    gyb,
-                    true,
-                    false,
+    par_chunks_mut(
+        dqkv,
+        t * 3 * d,
+        #[inline(always)]
+        |start, dqkv| {
+            let b = start / (t * 3 * d);
+            let seq = &qkv[start..][..t * 3 * d];
+            let gy_seq = &gy[b * t * d..][..t * d];
+            let (mut p_own, mut dp) = (Vec::new(), vec![0f32; t * t]);
+            // dK and dV accumulate over query blocks.
+            dqkv.fill(0.0);
+            for head in 0..dm.h {
+                let (q, k, v) = (
+                    dm.part(seq, 0, head),
+                    dm.part(seq, 1, head),
+                    dm.part(seq, 2, head),
                 );
-                gemm_into(
-                    block_dst(&mut dp, t, r0),
-                    gyb,
-                    row_range(v, 0, r1).t(),
-                    false,
-                    false,
-                );
-                for i in r0..r1 {
-                    let (dr, pr) = (&mut dp[i * t..i * t + r1], &p[i * t..i * t + r1]);
-                    let (keep, masked) = dr.split_at_mut(i + 1);
-                    let pr = &pr[..=i];
-                    let dot: f32 = keep.iter().zip(pr).map(|(a, b)| a * b).sum();
-                    for (x, &pv) in keep.iter_mut().zip(pr) {
-                        *x = scale * pv * (*x - dot);
+                let p: &[f32] = match probs {
+                    Some(all) => &all[(b * dm.h + head) * t * t..][..t * t],
+                    None => {
+                        p_own.resize(t * t, 0f32);
+                        probabilities(q, k, t, scale, &mut p_own);
+                        &p_own
                     }
-                    masked.fill(0.0);
+                };
+                let gyh = Mat::new(gy_seq, head * dm.hd, t, dm.hd, d, 1);
+                for (r0, r1) in query_blocks(t) {
+                    let pb = Mat::new(p, r0 * t, r1 - r0, r1, t, 1);
+                    let gyb = row_range(gyh, r0, r1);
+                    gemm_into(
+                        strided(dqkv, 2 * d + head * dm.hd, 3 * d),
+                        pb.t(),
+                        gyb,
+                        true,
+                        false,
+                    );
+                    gemm_into(
+                        block_dst(&mut dp, t, r0),
+                        gyb,
+                        row_range(v, 0, r1).t(),
+                        false,
+                        false,
+                    );
+                    for i in r0..r1 {
+                        let (dr, pr) = (&mut dp[i * t..i * t + r1], &p[i * t..i * t + r1]);
+                        let (keep, masked) = dr.split_at_mut(i + 1);
+                        let pr = &pr[..=i];
+                        let dot: f32 = keep.iter().zip(pr).map(|(a, b)| a * b).sum();
+                        for (x, &pv) in keep.iter_mut().zip(pr) {
+                            *x = scale * pv * (*x - dot);
+                        }
+                        masked.fill(0.0);
+                    }
+                    let ds = Mat::new(&dp, r0 * t, r1 - r0, r1, t, 1);
+                    let dq = strided(dqkv, r0 * 3 * d + head * dm.hd, 3 * d);
+                    gemm_into(dq, ds, row_range(k, 0, r1), false, false);
+                    let dk = strided(dqkv, d + head * dm.hd, 3 * d);
+                    gemm_into(dk, ds.t(), row_range(q, r0, r1), true, false);
                 }
-                let ds = Mat::new(&dp, r0 * t, r1 - r0, r1, t, 1);
-                let dq = strided(dqkv, r0 * 3 * d + head * dm.hd, 3 * d);
-                gemm_into(dq, ds, row_range(k, 0, r1), false, false);
-                let dk = strided(dqkv, d + head * dm.hd, 3 * d);
-                gemm_into(dk, ds.t(), row_range(q, r0, r1), true, false);
             }
-        }
-    });
+        },
+    );
 }
 
 /// `softmax(q k^T * scale + causal mask) v` for every head of `qkv` `[B, T, 3 d]` with

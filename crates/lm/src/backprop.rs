@@ -118,7 +118,7 @@ impl Workspace {
             x: (0..streams).map(|_| z(d)).collect(),
             blocks: (0..blocks)
                 .map(|_| BlockActs {
-                    xhat1: z(d),
+                    xhat1: zt(d),
                     h1: z(d),
                     qkv: z(3 * d),
                     probs: if train {
@@ -128,13 +128,13 @@ impl Workspace {
                     },
                     att: z(d),
                     mid: z(d),
-                    xhat2: z(d),
+                    xhat2: zt(d),
                     h2: z(d),
                     fpre: z(f),
                     fact: z(f),
                 })
                 .collect(),
-            xhat_f: z(d),
+            xhat_f: zt(d),
             h_f: z(d),
             logits: z(cfg.vocab),
             dres: zt(d),
@@ -150,13 +150,18 @@ impl Workspace {
 /// `out = xhat * w + b` per row.
 fn affine(xhat: &[f32], w: &[f32], b: &[f32], out: &mut [f32]) {
     let d = w.len();
-    par_rows(out, d, |r0, o| {
-        for (or, xr) in o.chunks_exact_mut(d).zip(xhat[r0 * d..].chunks_exact(d)) {
-            for (((o, &x), &wv), &bv) in or.iter_mut().zip(xr).zip(w).zip(b) {
-                *o = x * wv + bv;
+    par_rows(
+        out,
+        d,
+        #[inline(always)]
+        |r0, o| {
+            for (or, xr) in o.chunks_exact_mut(d).zip(xhat[r0 * d..].chunks_exact(d)) {
+                for (((o, &x), &wv), &bv) in or.iter_mut().zip(xr).zip(w).zip(b) {
+                    *o = x * wv + bv;
+                }
             }
-        }
-    });
+        },
+    );
 }
 
 /// `out (+)= x W^T + b` for `x` `[n, in]`, `W` `[out, in]`: the bias rows are written (or added)
@@ -165,15 +170,20 @@ fn linear(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], accumulate: bool) {
     let o = b.len();
     let i = w.len() / o;
     let n = x.len() / i;
-    par_rows(out, o, |_, rows| {
-        for r in rows.chunks_exact_mut(o) {
-            if accumulate {
-                r.iter_mut().zip(b).for_each(|(v, &bv)| *v += bv);
-            } else {
-                r.copy_from_slice(b);
+    par_rows(
+        out,
+        o,
+        #[inline(always)]
+        |_, rows| {
+            for r in rows.chunks_exact_mut(o) {
+                if accumulate {
+                    r.iter_mut().zip(b).for_each(|(v, &bv)| *v += bv);
+                } else {
+                    r.copy_from_slice(b);
+                }
             }
-        }
-    });
+        },
+    );
     gemm_into(
         Dst::rows(out, o),
         Mat::rows(x, n, i),
@@ -226,20 +236,30 @@ fn layer_norm_bwd(
     let d = w.len();
     kernels::column_dot(dh, xhat, d, dw);
     kernels::column_sums(dh, d, db, true);
-    par_rows(dh, d, |_, rows| {
-        for r in rows.chunks_exact_mut(d) {
-            r.iter_mut().zip(w).for_each(|(v, &wv)| *v *= wv);
-        }
-    });
+    par_rows(
+        dh,
+        d,
+        #[inline(always)]
+        |_, rows| {
+            for r in rows.chunks_exact_mut(d) {
+                r.iter_mut().zip(w).for_each(|(v, &wv)| *v *= wv);
+            }
+        },
+    );
     kernels::ln_hat_bwd(x, dh, d, eps, tmp);
     add_into(dx, tmp);
 }
 
 /// `acc += x`, elementwise.
 fn add_into(acc: &mut [f32], x: &[f32]) {
-    kernels::par_chunks_mut(acc, kernels::CHUNK, |start, a| {
-        a.iter_mut().zip(&x[start..]).for_each(|(v, &y)| *v += y);
-    });
+    kernels::par_chunks_mut(
+        acc,
+        kernels::CHUNK,
+        #[inline(always)]
+        |start, a| {
+            a.iter_mut().zip(&x[start..]).for_each(|(v, &y)| *v += y);
+        },
+    );
 }
 
 /// A training run of one [`Gpt`] on next-token loss: parameters, AdamW state and buffers.
@@ -309,7 +329,7 @@ impl<'m> GptTrainer<'m> {
         let blk = |l: usize, k: usize| 2 + l * PER_BLOCK + k;
         let lnf_w = 2 + nl * PER_BLOCK;
 
-        forward(cfg, p, &self.batch.tokens, ws);
+        forward(cfg, p, &self.batch.tokens, ws, &mut Laps::new(None));
         let per_token = 1.0 / n as f32;
         let loss = kernels::cross_entropy_fused(&mut ws.logits, &self.batch.targets, v, per_token);
 
@@ -405,19 +425,25 @@ impl<'m> GptTrainer<'m> {
         let c1 = (1.0 / (1.0 - B1.powi(self.adam_t))) as f32;
         let c2 = (1.0 / (1.0 - B2.powi(self.adam_t))) as f32;
         let (b1, b2, lr) = (B1 as f32, B2 as f32, lr as f32);
-        for (((w, g), m), v) in self
+        let all = self
             .params
             .iter_mut()
             .zip(&self.grads)
             .zip(&mut self.adam_m)
-            .zip(&mut self.adam_v)
-        {
-            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                *w = *w * decay - lr * (*m * c1) / ((*v * c2).sqrt() + EPS);
-            }
-        }
+            .zip(&mut self.adam_v);
+        kernels::wide(
+            #[inline(always)]
+            || {
+                for (((w, g), m), v) in all {
+                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
+                    {
+                        *m = b1 * *m + (1.0 - b1) * g;
+                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        *w = *w * decay - lr * (*m * c1) / ((*v * c2).sqrt() + EPS);
+                    }
+                }
+            },
+        );
     }
 
     /// Writes the trained values back into the model's variables.
@@ -517,14 +543,33 @@ impl GptEvaluator {
     /// Mean next-token loss (nats) over every predicted position (`1..seq_len`) of sequences
     /// `rows` of `data`, as [`Gpt::loss`] of that batch.
     pub fn batch_loss(&mut self, data: &TokenSet, rows: &[usize]) -> Result<f64> {
+        self.batch_loss_timed(data, rows, None)
+    }
+
+    /// As [`Self::batch_loss`], adding the time of each part of the pass to `breakdown` when
+    /// given (a profiling aid: `lm_step_bench --breakdown`).
+    pub fn batch_loss_timed(
+        &mut self,
+        data: &TokenSet,
+        rows: &[usize],
+        breakdown: Option<&mut Breakdown>,
+    ) -> Result<f64> {
         Batch::fill(&mut self.batch, &self.cfg, data, rows, "evaluation data")?;
         let (n, t) = (self.batch.tokens.len(), data.seq_len - 1);
         if n == 0 {
             return Err(LmError::Config("evaluation of an empty batch".into()));
         }
         let mut ws = Workspace::fitting(self.ws.take(), &self.cfg, n, t, Pass::Eval);
-        forward(&self.cfg, &self.params, &self.batch.tokens, &mut ws);
-        let loss = kernels::cross_entropy(&ws.logits, &self.batch.targets, self.cfg.vocab);
+        let mut laps = Laps::new(breakdown);
+        forward(
+            &self.cfg,
+            &self.params,
+            &self.batch.tokens,
+            &mut ws,
+            &mut laps,
+        );
+        let loss = kernels::mean_nll(&ws.logits, &self.batch.targets, self.cfg.vocab);
+        laps.lap(Part::CrossEntropy);
         self.ws = Some(ws);
         Ok(loss)
     }
@@ -550,10 +595,108 @@ fn attention_dims(cfg: &GptConfig, n: usize, t: usize) -> Dims {
     }
 }
 
+/// The parts of a forward pass that [`Breakdown`] times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Token plus position embeddings.
+    Embed,
+    /// Every LayerNorm (normalization and affine map).
+    LayerNorm,
+    /// The QKV projection (a matrix product with its bias).
+    Qkv,
+    /// Causal attention: per-head products, softmax.
+    Attention,
+    /// Attention's output projection, added to the residual stream.
+    AttnProj,
+    /// The MLP's first layer.
+    MlpFc,
+    Gelu,
+    /// The MLP's second layer, added to the residual stream.
+    MlpProj,
+    /// Copies of the residual stream.
+    Copies,
+    /// The tied head's matrix product (the logits).
+    Head,
+    /// The mean cross-entropy of the logits.
+    CrossEntropy,
+}
+
+impl Part {
+    pub const ALL: [Part; 11] = [
+        Part::Embed,
+        Part::LayerNorm,
+        Part::Qkv,
+        Part::Attention,
+        Part::AttnProj,
+        Part::MlpFc,
+        Part::Gelu,
+        Part::MlpProj,
+        Part::Copies,
+        Part::Head,
+        Part::CrossEntropy,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Embed => "embeddings",
+            Part::LayerNorm => "layer norm",
+            Part::Qkv => "matmul: qkv",
+            Part::Attention => "attention (products, softmax)",
+            Part::AttnProj => "matmul: attention proj",
+            Part::MlpFc => "matmul: mlp fc",
+            Part::Gelu => "gelu",
+            Part::MlpProj => "matmul: mlp proj",
+            Part::Copies => "residual copies",
+            Part::Head => "matmul: tied head",
+            Part::CrossEntropy => "cross-entropy",
+        }
+    }
+}
+
+/// Wall time of each [`Part`] of forward passes, summed over the passes timed.
+#[derive(Clone, Debug, Default)]
+pub struct Breakdown {
+    seconds: [f64; Part::ALL.len()],
+}
+
+impl Breakdown {
+    /// Seconds spent in `part`.
+    pub fn seconds(&self, part: Part) -> f64 {
+        self.seconds[part as usize]
+    }
+
+    /// Seconds over every part.
+    pub fn total(&self) -> f64 {
+        self.seconds.iter().sum()
+    }
+}
+
+/// Charges the time since the last lap to a [`Part`] of a [`Breakdown`]; does nothing (reads
+/// no clock) when there is no breakdown.
+struct Laps<'a> {
+    into: Option<&'a mut Breakdown>,
+    last: Option<std::time::Instant>,
+}
+
+impl<'a> Laps<'a> {
+    fn new(into: Option<&'a mut Breakdown>) -> Self {
+        let last = into.as_ref().map(|_| std::time::Instant::now());
+        Laps { into, last }
+    }
+
+    fn lap(&mut self, part: Part) {
+        if let (Some(b), Some(last)) = (self.into.as_deref_mut(), self.last.as_mut()) {
+            let now = std::time::Instant::now();
+            b.seconds[part as usize] += (now - *last).as_secs_f64();
+            *last = now;
+        }
+    }
+}
+
 /// The forward pass of `tokens` (sequences of `ws.t`) up to the logits, in `ws.logits`. With a
 /// training workspace every block's activations stay in its own buffers; with an evaluation
 /// workspace block `l` uses buffers `l mod len` (one block's, two residual streams in turn).
-fn forward(cfg: &GptConfig, p: &[Vec<f32>], tokens: &[u32], ws: &mut Workspace) {
+fn forward(cfg: &GptConfig, p: &[Vec<f32>], tokens: &[u32], ws: &mut Workspace, laps: &mut Laps) {
     let (d, v, nl) = (cfg.d_model, cfg.vocab, cfg.n_layer);
     let eps = cfg.ln_eps as f32;
     let (n, t) = (ws.n, ws.t);
@@ -570,6 +713,18 @@ fn forward(cfg: &GptConfig, p: &[Vec<f32>], tokens: &[u32], ws: &mut Workspace) 
             }
         }
     }
+    laps.lap(Part::Embed);
+    // LayerNorm into `h`, through the kept normalized rows `xhat` when training (the backward
+    // pass needs them), in one pass otherwise (same values).
+    let keep = ws.pass == Pass::Train;
+    let norm = |x: &[f32], (w, b): (&[f32], &[f32]), xhat: &mut [f32], h: &mut [f32]| {
+        if keep {
+            kernels::ln_hat(x, d, eps, xhat);
+            affine(xhat, w, b, h);
+        } else {
+            kernels::layer_norm(x, w, b, eps, h);
+        }
+    };
     let (streams, blocks) = (ws.x.len(), ws.blocks.len());
     for l in 0..nl {
         let (i, o) = (l % streams, (l + 1) % streams);
@@ -581,8 +736,13 @@ fn forward(cfg: &GptConfig, p: &[Vec<f32>], tokens: &[u32], ws: &mut Workspace) 
             (&hi[0], &mut lo[o])
         };
         let a = &mut ws.blocks[l % blocks];
-        kernels::ln_hat(x_in, d, eps, &mut a.xhat1);
-        affine(&a.xhat1, &p[blk(l, LN1_W)], &p[blk(l, LN1_B)], &mut a.h1);
+        norm(
+            x_in,
+            (&p[blk(l, LN1_W)], &p[blk(l, LN1_B)]),
+            &mut a.xhat1,
+            &mut a.h1,
+        );
+        laps.lap(Part::LayerNorm);
         linear(
             &a.h1,
             &p[blk(l, QKV_W)],
@@ -590,9 +750,12 @@ fn forward(cfg: &GptConfig, p: &[Vec<f32>], tokens: &[u32], ws: &mut Workspace) 
             &mut a.qkv,
             false,
         );
+        laps.lap(Part::Qkv);
         let probs = (!a.probs.is_empty()).then_some(&mut a.probs[..]);
         attention::forward(&a.qkv, dims, scale, &mut a.att, probs);
+        laps.lap(Part::Attention);
         a.mid.copy_from_slice(x_in);
+        laps.lap(Part::Copies);
         linear(
             &a.att,
             &p[blk(l, PROJ_W)],
@@ -600,8 +763,14 @@ fn forward(cfg: &GptConfig, p: &[Vec<f32>], tokens: &[u32], ws: &mut Workspace) 
             &mut a.mid,
             true,
         );
-        kernels::ln_hat(&a.mid, d, eps, &mut a.xhat2);
-        affine(&a.xhat2, &p[blk(l, LN2_W)], &p[blk(l, LN2_B)], &mut a.h2);
+        laps.lap(Part::AttnProj);
+        norm(
+            &a.mid,
+            (&p[blk(l, LN2_W)], &p[blk(l, LN2_B)]),
+            &mut a.xhat2,
+            &mut a.h2,
+        );
+        laps.lap(Part::LayerNorm);
         linear(
             &a.h2,
             &p[blk(l, FC_W)],
@@ -609,8 +778,11 @@ fn forward(cfg: &GptConfig, p: &[Vec<f32>], tokens: &[u32], ws: &mut Workspace) 
             &mut a.fpre,
             false,
         );
+        laps.lap(Part::MlpFc);
         kernels::gelu(&a.fpre, &mut a.fact);
+        laps.lap(Part::Gelu);
         x_out.copy_from_slice(&a.mid);
+        laps.lap(Part::Copies);
         linear(
             &a.fact,
             &p[blk(l, MPROJ_W)],
@@ -618,9 +790,15 @@ fn forward(cfg: &GptConfig, p: &[Vec<f32>], tokens: &[u32], ws: &mut Workspace) 
             x_out,
             true,
         );
+        laps.lap(Part::MlpProj);
     }
-    kernels::ln_hat(&ws.x[nl % streams], d, eps, &mut ws.xhat_f);
-    affine(&ws.xhat_f, &p[lnf_w], &p[lnf_b], &mut ws.h_f);
+    norm(
+        &ws.x[nl % streams],
+        (&p[lnf_w], &p[lnf_b]),
+        &mut ws.xhat_f,
+        &mut ws.h_f,
+    );
+    laps.lap(Part::LayerNorm);
     gemm_into(
         Dst::rows(&mut ws.logits, v),
         Mat::rows(&ws.h_f, n, d),
@@ -628,6 +806,7 @@ fn forward(cfg: &GptConfig, p: &[Vec<f32>], tokens: &[u32], ws: &mut Workspace) 
         false,
         true,
     );
+    laps.lap(Part::Head);
 }
 
 /// Two distinct elements of `v`, mutably.
@@ -753,6 +932,62 @@ mod tests {
         }
         // The model learned something, so the comparison is not of two near-uniform losses.
         assert!(one[0].1 < 0.9 * (37f64).ln(), "loss {}", one[0].1);
+    }
+
+    /// The evaluation workspace (buffers reused, fused LayerNorm) computes exactly the logits
+    /// of the training forward pass.
+    #[test]
+    fn evaluation_forward_is_the_training_forward() {
+        let cfg = cfg();
+        let model = Gpt::new(cfg.clone(), 8).unwrap();
+        let params = param_values(&model).unwrap();
+        let (b, t) = (3, 39);
+        let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 13 + 5) % 37) as u32).collect();
+        let logits = |pass| {
+            let mut ws = Workspace::new(&cfg, b * t, t, pass);
+            forward(&cfg, &params, &tokens, &mut ws, &mut Laps::new(None));
+            ws.logits.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        };
+        assert_eq!(logits(Pass::Eval), logits(Pass::Train));
+    }
+
+    /// The kernels built for AVX2 compute bit-identical results to the baseline build: two
+    /// training steps and an evaluation give the same weights and loss either way.
+    #[test]
+    fn wide_kernels_are_bit_identical_to_the_baseline_build() {
+        let data = corpus(|i| (i * 7919 + i / 3) % 37);
+        let tc = TrainConfig {
+            steps: 2,
+            batch_size: 6,
+            lr: 1e-2,
+            warmup_steps: 1,
+            min_lr_frac: 0.1,
+            weight_decay: 0.1,
+            seed: 3,
+        };
+        let run = || {
+            crate::with_threads(Some(1), || {
+                let m = Gpt::new(cfg(), 2).unwrap();
+                let mut trainer = GptTrainer::new(&m, &tc).unwrap();
+                for step in 0..2 {
+                    trainer.step(step, &data).unwrap();
+                }
+                let weights: Vec<u32> = trainer
+                    .params
+                    .iter()
+                    .flatten()
+                    .map(|x| x.to_bits())
+                    .collect();
+                trainer.finish().unwrap();
+                let loss = GptEvaluator::new(&m)
+                    .unwrap()
+                    .batch_loss(&data, &[0, 5, 9])
+                    .unwrap();
+                (weights, loss.to_bits())
+            })
+        };
+        let wide = run();
+        assert_eq!(kernels::with_baseline(run), wide);
     }
 
     /// Bad evaluation input is an error, not a panic or an out-of-range read.

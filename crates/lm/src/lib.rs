@@ -20,7 +20,7 @@ pub mod model;
 pub mod ops;
 pub mod train;
 
-pub use backprop::{GptEvaluator, GptTrainer};
+pub use backprop::{Breakdown, GptEvaluator, GptTrainer, Part};
 pub use corpus::{Hmm, HmmConfig};
 pub use io::{load_checked, load_model, save_model, save_tensors, LoadError, LoadErrorKind};
 pub use model::{Gpt, GptConfig};

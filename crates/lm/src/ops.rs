@@ -299,13 +299,18 @@ impl CustomOp2 for BiasAdd {
         let b = f32_slice(s2, l2, "bias-add")?;
         let f = b.len();
         let mut out = vec![0f32; x.len()];
-        kernels::par_rows(&mut out, f, |r0, o| {
-            for (or, xr) in o.chunks_exact_mut(f).zip(x[r0 * f..].chunks_exact(f)) {
-                for ((o, &xv), &bv) in or.iter_mut().zip(xr).zip(b) {
-                    *o = xv + bv;
+        kernels::par_rows(
+            &mut out,
+            f,
+            #[inline(always)]
+            |r0, o| {
+                for (or, xr) in o.chunks_exact_mut(f).zip(x[r0 * f..].chunks_exact(f)) {
+                    for ((o, &xv), &bv) in or.iter_mut().zip(xr).zip(b) {
+                        *o = xv + bv;
+                    }
                 }
-            }
-        });
+            },
+        );
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
