@@ -82,6 +82,7 @@
 
 mod capture;
 mod forked;
+pub mod landlock_rules;
 pub mod sandbox;
 mod spawn;
 pub mod worker;

@@ -29,15 +29,10 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use landlock::{
-    Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
-    RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
-};
+use landlock::{Access, AccessFs, RulesetCreated, RulesetCreatedAttr, RulesetStatus};
 use serde::{Deserialize, Serialize};
 
-/// The Landlock version whose rights are requested; a kernel with an older one enforces the
-/// subset it knows (every version mediates reading files).
-const TARGET_ABI: ABI = ABI::V6;
+use rdbench_runner::landlock_rules::{deny_all, path_rule, TARGET_ABI};
 
 /// Whether a compiler child ran sandboxed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,31 +82,20 @@ fn read_rights() -> landlock::BitFlags<AccessFs> {
 /// scopes, allowing `read` folders to be read and `write` folders to be written as well.
 /// Paths that do not exist are skipped (a toolchain without `/lib64`); a path may be a file.
 fn build(read: &[&Path], write: &[&Path]) -> Result<RulesetCreated, SandboxError> {
-    let mut ruleset = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(AccessFs::from_all(TARGET_ABI))?
-        .handle_access(AccessNet::from_all(TARGET_ABI))?
-        .scope(Scope::from_all(TARGET_ABI))?
-        .create()?;
+    let mut ruleset = deny_all()?;
     let rules = read
         .iter()
         .map(|p| (*p, read_rights()))
         .chain(write.iter().map(|p| (*p, AccessFs::from_all(TARGET_ABI))));
     for (path, rights) in rules {
-        let Ok(meta) = std::fs::metadata(path) else {
+        let Some(rule) = path_rule(path, rights) else {
             continue;
         };
-        // A single file (`/dev/null`, `/etc/ld.so.cache`) takes only file rights.
-        let rights = if meta.is_dir() {
-            rights
-        } else {
-            rights & AccessFs::from_file(TARGET_ABI)
-        };
-        let fd = PathFd::new(path).map_err(|source| SandboxError::Path {
+        let rule = rule.map_err(|source| SandboxError::Path {
             path: path.into(),
             source,
         })?;
-        ruleset = ruleset.add_rule(PathBeneath::new(fd, rights))?;
+        ruleset = ruleset.add_rule(rule)?;
     }
     Ok(ruleset)
 }

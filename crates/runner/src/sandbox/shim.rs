@@ -29,15 +29,10 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use landlock::{
-    Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset,
-    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
-};
+use landlock::{Access, AccessFs, AccessNet, NetPort, RulesetCreatedAttr, RulesetStatus};
 
 use super::{Applied, LandlockApplied};
-
-/// The Landlock version whose rights are handled; an older kernel enforces the subset it knows.
-const TARGET_ABI: ABI = ABI::V6;
+use crate::landlock_rules::{deny_all, path_rule, TARGET_ABI};
 
 /// One Landlock rule the shim is asked to add, as passed on its command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,18 +264,9 @@ fn parse_args(args: &[OsString]) -> Option<(libc::c_int, Vec<Rule>, Vec<OsString
 /// exist are skipped: a bind made with `optional`.
 fn restrict(rules: &[Rule]) -> std::io::Result<LandlockApplied> {
     let ruleset_err = |e: landlock::RulesetError| io::Error::other(e.to_string());
-    let mut ruleset = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(AccessFs::from_all(TARGET_ABI))
-        .map_err(ruleset_err)?
-        // No rule for TCP: binding and connecting are refused (there is no network anyway).
-        .handle_access(AccessNet::from_all(TARGET_ABI))
-        .map_err(ruleset_err)?
-        // Signals and abstract Unix sockets only within the sandbox.
-        .scope(Scope::from_all(TARGET_ABI))
-        .map_err(ruleset_err)?
-        .create()
-        .map_err(ruleset_err)?;
+    // No rule for TCP below but the forwarded port: binding and connecting are refused (there
+    // is no network anyway). Signals and abstract Unix sockets stay within the sandbox.
+    let mut ruleset = deny_all().map_err(ruleset_err)?;
     let read = AccessFs::from_read(TARGET_ABI);
     let device = AccessFs::ReadFile
         | AccessFs::WriteFile
@@ -300,19 +286,11 @@ fn restrict(rules: &[Rule]) -> std::io::Result<LandlockApplied> {
                 continue;
             }
         };
-        let Ok(meta) = std::fs::metadata(path) else {
+        let Some(rule) = path_rule(path, rights) else {
             continue;
         };
-        // A file (`/etc/ld.so.cache`, a device node) takes only file rights.
-        let rights = if meta.is_dir() {
-            rights
-        } else {
-            rights & AccessFs::from_file(TARGET_ABI)
-        };
-        let fd = PathFd::new(path).map_err(|e| std::io::Error::other(e.to_string()))?;
-        ruleset = ruleset
-            .add_rule(PathBeneath::new(fd, rights))
-            .map_err(ruleset_err)?;
+        let rule = rule.map_err(|e| std::io::Error::other(e.to_string()))?;
+        ruleset = ruleset.add_rule(rule).map_err(ruleset_err)?;
     }
     let status = ruleset.restrict_self().map_err(ruleset_err)?;
     Ok(match status.ruleset {
