@@ -340,6 +340,14 @@ mod tests {
             !dir.join(SOLUTION).exists(),
             "the service writes nothing into the agent's folder"
         );
+        let (said, _) = f.out.take();
+        assert!(
+            said.contains(&format!(
+                "score with `rdbench-client score {}`",
+                dir.display()
+            )),
+            "the agent scores through its client: {said}"
+        );
 
         let text = usage_text(dispatch(
             &operator,

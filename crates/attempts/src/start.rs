@@ -9,7 +9,7 @@ use rdbench_core::attempt::{Attempt, StagedAttempt};
 use rdbench_core::task::{Backend, PrepareRequest, Task};
 use rdbench_core::{Error, Result};
 
-use crate::context::{refused, Ctx, OwnerFlag, Peer};
+use crate::context::{refused, Caller, Ctx, OwnerFlag, Peer};
 use crate::score::{calibrate_command, no_calibration, readiness, Readiness};
 
 /// What `start` was asked for.
@@ -223,9 +223,14 @@ pub fn report_started(ctx: &Ctx, attempt: &Attempt, given_dir: &Path) {
     if ctx.json {
         ctx.out.json(&attempt.record);
     } else {
+        // Through the service the attempt is someone else's, who scores with the client.
+        let scorer = match ctx.caller {
+            Caller::Local => "rdbench",
+            Caller::Agent { .. } | Caller::Operator { .. } => "rdbench-client",
+        };
         say!(
             ctx,
-            "started {} ({}) as {} in {} — read INSTRUCTIONS.md there; score with `rdbench score {}`",
+            "started {} ({}) as {} in {} — read INSTRUCTIONS.md there; score with `{scorer} score {}`",
             attempt.record.task,
             attempt.record.profile,
             attempt.record.id,
