@@ -312,11 +312,9 @@ pub(crate) fn check_targets(targets: &[u32], v: usize) -> Result<(), String> {
 /// Mean cross-entropy of `logits` `[N, V]` against `targets` (checked by [`check_targets`]).
 /// Per-row losses are summed in row order in `f64`.
 pub(crate) fn cross_entropy(logits: &[f32], targets: &[u32], v: usize) -> f64 {
-    let mut losses = vec![0f32; targets.len()];
-    let rows_per_item = (CHUNK / v.max(1)).max(1);
-    par_chunks_mut(
-        &mut losses,
-        rows_per_item,
+    mean_of_row_losses(
+        targets.len(),
+        v,
         #[inline(always)]
         |r0, o| {
             let mut scratch = vec![0f32; v];
@@ -325,8 +323,16 @@ pub(crate) fn cross_entropy(logits: &[f32], targets: &[u32], v: usize) -> f64 {
                 *o = softmax_row(row, &mut scratch) - row[targets[r0 + i] as usize];
             }
         },
-    );
-    losses.iter().map(|&l| l as f64).sum::<f64>() / targets.len().max(1) as f64
+    )
+}
+
+/// The mean of `n` per-row losses of rows `v` wide, `row_losses(r0, out)` writing the losses
+/// of rows `r0..r0 + out.len()`; the rows are split over the threads, and the losses summed in
+/// row order in `f64`, so the result does not depend on the thread count.
+fn mean_of_row_losses(n: usize, v: usize, row_losses: impl Fn(usize, &mut [f32]) + Sync) -> f64 {
+    let mut losses = vec![0f32; n];
+    par_chunks_mut(&mut losses, (CHUNK / v.max(1)).max(1), row_losses);
+    losses.iter().map(|&l| l as f64).sum::<f64>() / n.max(1) as f64
 }
 
 /// Mean cross-entropy of `logits` `[N, V]` against `targets` (checked by [`check_targets`]),
@@ -337,11 +343,9 @@ pub(crate) fn cross_entropy(logits: &[f32], targets: &[u32], v: usize) -> f64 {
 /// losses are summed in row order in `f64`, so the result does not depend on the thread count.
 pub(crate) fn mean_nll(logits: &[f32], targets: &[u32], v: usize) -> f64 {
     const LANES: usize = 8;
-    let mut losses = vec![0f32; targets.len()];
-    let rows_per_item = (CHUNK / v.max(1)).max(1);
-    par_chunks_mut(
-        &mut losses,
-        rows_per_item,
+    mean_of_row_losses(
+        targets.len(),
+        v,
         #[inline(always)]
         |r0, o| {
             for (i, o) in o.iter_mut().enumerate() {
@@ -367,8 +371,7 @@ pub(crate) fn mean_nll(logits: &[f32], targets: &[u32], v: usize) -> f64 {
                 *o = max + sum.ln() - row[targets[r0 + i] as usize];
             }
         },
-    );
-    losses.iter().map(|&l| l as f64).sum::<f64>() / targets.len().max(1) as f64
+    )
 }
 
 /// Gradient of `scale * sum of row losses` with respect to the logits:

@@ -12,8 +12,7 @@ use rdbench_attempts::{LocalPeer, Rights, RunResult, ScoringRun};
 use rdbench_client::AttemptCommand;
 use rdbench_core::attempt::Attempt;
 use rdbench_core::calibration::{CalibrationEntry, DeviceFingerprint};
-use rdbench_core::score_log::ScoreEntry;
-use rdbench_core::task::{Backend, Task, TaskInfo};
+use rdbench_core::task::{Backend, Task};
 use rdbench_core::{Error, Result};
 
 use super::{device_fingerprint, find_calibration, Context};
@@ -109,7 +108,7 @@ pub fn tool(ctx: &Context, attempt: &Attempt, name: &str, args: &[String]) -> Re
 }
 
 /// The worker's result as the attempt library logs it.
-fn run_result(result: JobResult) -> RunResult {
+pub fn run_result(result: JobResult) -> RunResult {
     RunResult {
         outcome: result.outcome,
         wall_s: result.wall_s,
@@ -130,28 +129,6 @@ fn job(task: &dyn Task, run: ScoringRun) -> Job<'_> {
         timeout: run.timeout,
         device_lock: run.device_lock,
     }
-}
-
-/// The log entry of one scoring run outside an attempt's `score` (the self-test cycle).
-pub fn entry_for(
-    info: &TaskInfo,
-    profile: &str,
-    result: &JobResult,
-    calibration: Option<&CalibrationEntry>,
-    device: Option<String>,
-    submission_sha256: String,
-    // (samples file, timeline file), relative to the attempt's private folder.
-    files: Option<(String, String)>,
-) -> ScoreEntry {
-    rdbench_attempts::entry_for(
-        info,
-        profile,
-        &run_result(result.clone()),
-        calibration,
-        device,
-        submission_sha256,
-        files,
-    )
 }
 
 /// Scores one installed solution outside any attempt (calibration and the self-test cycle).

@@ -18,7 +18,7 @@ use rdbench_core::task::{
 };
 use rdbench_core::{Error, Result};
 
-use super::attempt::{entry_for, run_stamp, score_solution_dir, score_solution_dir_on};
+use super::attempt::{run_result, run_stamp, score_solution_dir, score_solution_dir_on};
 use super::calibrate::calibrate_task;
 use super::glance::{dedup_counted, fit, wrap, WIDTH};
 use super::{device_fingerprint, find_calibration, Context};
@@ -316,10 +316,10 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
             &attempt.record.dir,
             &attempt.private_dir,
         )?;
-        let entry = entry_for(
+        let entry = rdbench_attempts::entry_for(
             &info,
             profile,
-            &result,
+            &run_result(result.clone()),
             calibration.as_ref(),
             Some(fp.id()),
             sha,
