@@ -274,6 +274,7 @@ fn stalled_uploads_hold_only_the_agents_own_budget_and_the_operator_still_scores
             .map(|name| SubmittedFile {
                 name: name.into(),
                 state: FileState::Present,
+                executable: false,
             })
             .to_vec(),
     })

@@ -20,6 +20,7 @@ use rdbench_core::score_log::ScoreEntry;
 use rdbench_core::task::{
     Backend, ScoreOutcome, ScoreRequest, SubmissionFile, SubmissionKind, Task, TaskInfo,
 };
+use rdbench_core::tree::TreeFile;
 use rdbench_core::{Error, Result};
 
 use crate::context::{refused, Ctx, Peer};
@@ -164,9 +165,36 @@ fn snapshot(
     create_private_dir_all(dest).map_err(internal)?;
     let mut blobs = blobs.into_iter();
     let mut written = Vec::new();
+    // A tree's files, by the tree's index in `task_files`.
+    let mut trees: Vec<Vec<TreeFile>> = vec![Vec::new(); task_files.len()];
     for file in files {
         // Only the task's own file names count: the client chose none of them.
-        let task_file = task_files.iter().find(|f| f.name == file.name);
+        let task_file = task_files
+            .iter()
+            .find(|f| f.name == file.name && f.tree.is_none());
+        if let Some((i, tree)) = tree_of(task_files, &file.name) {
+            match file.state {
+                FileState::Present => {
+                    let bytes = blobs.next().ok_or_else(|| {
+                        (
+                            InvalidKind::MissingFile,
+                            format!("{}: announced but not sent", one_line(&file.name, 64)),
+                        )
+                    })?;
+                    let path = file.name[tree.name.len()..].trim_start_matches('/');
+                    trees[i].push(TreeFile {
+                        path: path.to_string(),
+                        bytes,
+                        executable: file.executable,
+                    });
+                }
+                FileState::Missing => {}
+                FileState::Refused { cause } => {
+                    return Err(cause.entry(&shown(&one_line(&file.name, 300)), tree));
+                }
+            }
+            continue;
+        }
         match file.state {
             // Blobs come in the order of the files present, whatever the name.
             FileState::Present => {
@@ -181,7 +209,7 @@ fn snapshot(
                         return Err(Refusal::TooLarge {
                             size: bytes.len() as u64,
                         }
-                        .entry(&shown(&f.name), f.max_bytes));
+                        .entry(&shown(&f.name), f));
                     }
                     atomic_write(&dest.join(&f.name), &bytes).map_err(internal)?;
                     written.push(f.name.as_str());
@@ -190,10 +218,28 @@ fn snapshot(
             FileState::Missing => {}
             FileState::Refused { cause } => {
                 if let Some(f) = task_file {
-                    return Err(cause.entry(&shown(&f.name), f.max_bytes));
+                    return Err(cause.entry(&shown(&f.name), f));
                 }
             }
         }
+    }
+    for (tree, files) in task_files.iter().zip(&trees) {
+        let Some(limits) = tree.tree.filter(|_| !files.is_empty()) else {
+            continue;
+        };
+        // The client's list is checked as a read of the folder would have been.
+        if let Err(e) = rdbench_core::tree::check_files(files, &limits) {
+            let (path, cause) = Refusal::of_tree(&e);
+            let name = match path {
+                Some(p) => format!("{}/{p}", tree.name),
+                None => tree.name.clone(),
+            };
+            return Err(cause.entry(&shown(&one_line(&name, 300)), tree));
+        }
+        let to = dest.join(&tree.name);
+        rdbench_core::tree::write_tree(&to, files)
+            .map_err(|e| (InvalidKind::MissingFile, format!("{}: {e}", to.display())))?;
+        written.push(tree.name.as_str());
     }
     // Missing, or never announced by the client: the same words either way.
     if let Some(f) = task_files
@@ -217,6 +263,20 @@ fn snapshot(
         ));
     }
     Ok(())
+}
+
+/// The tree (index and file) a submitted name `tree/...` belongs to.
+fn tree_of<'a>(
+    task_files: &'a [SubmissionFile],
+    name: &str,
+) -> Option<(usize, &'a SubmissionFile)> {
+    task_files.iter().enumerate().find(|(_, f)| {
+        f.tree.is_some()
+            && (name == f.name
+                || name
+                    .strip_prefix(f.name.as_str())
+                    .is_some_and(|rest| rest.starts_with('/')))
+    })
 }
 
 /// Scoring runs one attempt may log: each keeps an entry, its samples and a timeline, so an
@@ -642,6 +702,7 @@ mod tests {
         SubmittedFile {
             name: name.into(),
             state,
+            executable: false,
         }
     }
 
@@ -703,6 +764,85 @@ mod tests {
             reason,
             "/home/agent/att/b.bin: missing (the submission is a.toml and b.bin)"
         );
+    }
+
+    /// A tree arrives as one entry per file: written back as the scorer's own copy (modes
+    /// kept), checked against its caps as a read of the folder would be, and refused with the
+    /// path the agent knows.
+    #[test]
+    fn a_tree_submission_is_checked_and_written_back() {
+        use rdbench_core::tree::TreeLimits;
+        let tmp = tempfile::tempdir().unwrap();
+        let limits = TreeLimits {
+            max_files: 3,
+            max_bytes: 10,
+            max_depth: 1,
+        };
+        let tree = [SubmissionFile::tree("solution", limits)];
+        let attempt_dir = Path::new("/home/agent/att");
+        let run = |files: Vec<SubmittedFile>, blobs: Vec<&[u8]>, at: &str| {
+            let blobs = blobs.into_iter().map(<[u8]>::to_vec).collect();
+            snapshot((files, blobs), &tree, attempt_dir, &tmp.path().join(at))
+        };
+        let mut script = sent("solution/run.sh", FileState::Present);
+        script.executable = true;
+        run(
+            vec![script.clone(), sent("solution/a/x", FileState::Present)],
+            vec![b"echo", b"x"],
+            "ok",
+        )
+        .unwrap();
+        let ok = tmp.path().join("ok/solution");
+        assert_eq!(std::fs::read(ok.join("a/x")).unwrap(), b"x");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(ok.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0o111);
+
+        let cases: Vec<(Vec<SubmittedFile>, Vec<&[u8]>, InvalidKind, &str)> = vec![
+            (
+                vec![sent("solution/../x", FileState::Present)],
+                vec![b"x"],
+                InvalidKind::RuleViolation,
+                "/home/agent/att/solution/../x: a name",
+            ),
+            (
+                vec![sent("solution/a/b/x", FileState::Present)],
+                vec![b"x"],
+                InvalidKind::TooLarge,
+                "deeper than 1 folders",
+            ),
+            (
+                vec![script.clone(), sent("solution/y", FileState::Present)],
+                vec![b"echo", b"0123456789"],
+                InvalidKind::TooLarge,
+                "/home/agent/att/solution/y: the folder's files together are over its 10-byte",
+            ),
+            (
+                vec![sent(
+                    "solution/link",
+                    FileState::Refused {
+                        cause: Refusal::SymbolicLink,
+                    },
+                )],
+                vec![],
+                InvalidKind::RuleViolation,
+                "/home/agent/att/solution/link: a symbolic link",
+            ),
+            (
+                vec![sent("solution", FileState::Missing)],
+                vec![],
+                InvalidKind::MissingFile,
+                "/home/agent/att/solution: missing",
+            ),
+        ];
+        for (n, (files, blobs, kind, reason)) in cases.into_iter().enumerate() {
+            let (k, r) = run(files, blobs, &format!("bad{n}")).unwrap_err();
+            assert_eq!(k, kind, "{r}");
+            assert!(r.contains(reason), "{r}");
+        }
     }
 
     /// Reasons and details name the agent's folder, never the private snapshot.

@@ -228,6 +228,7 @@ impl Peer for RemotePeer {
         let file = SubmittedFile {
             name: SOLUTION.into(),
             state,
+            executable: false,
         };
         Ok((vec![file], blobs))
     }

@@ -301,6 +301,10 @@ pub fn read_submission(dir: &Path, files: &[SubmissionFile]) -> (Vec<SubmittedFi
                     cause: Refusal::Unreadable,
                 }
             }
+            Ok(_) if file.tree.is_some() => {
+                read_tree_into(dir, file, &mut submitted, &mut blobs);
+                continue;
+            }
             Ok(fd) => match untrusted_tree::read_file(fd, &file.name, file.max_bytes) {
                 Ok(bytes) => {
                     blobs.push(bytes);
@@ -315,7 +319,107 @@ pub fn read_submission(dir: &Path, files: &[SubmissionFile]) -> (Vec<SubmittedFi
         submitted.push(SubmittedFile {
             name: file.name.clone(),
             state,
+            executable: false,
         });
     }
     (submitted, blobs)
+}
+
+/// A tree submission as one entry per file (`name/path`), or one refusal naming where the
+/// read stopped. An empty or absent folder is missing.
+fn read_tree_into(
+    dir: &Path,
+    file: &SubmissionFile,
+    submitted: &mut Vec<SubmittedFile>,
+    blobs: &mut Vec<Vec<u8>>,
+) {
+    let limits = file.tree.expect("a tree submission file");
+    let state = match rdbench_core::tree::read_tree(&dir.join(&file.name), &limits) {
+        Ok(files) if !files.is_empty() => {
+            for f in files {
+                submitted.push(SubmittedFile {
+                    name: format!("{}/{}", file.name, f.path),
+                    state: FileState::Present,
+                    executable: f.executable,
+                });
+                blobs.push(f.bytes);
+            }
+            return;
+        }
+        Ok(_) | Err(rdbench_core::tree::TreeError::Missing(_)) => {
+            (file.name.clone(), FileState::Missing)
+        }
+        Err(e) => {
+            let (path, cause) = Refusal::of_tree(&e);
+            let name = match path.as_deref() {
+                Some(".") | None => file.name.clone(),
+                Some(p) => format!("{}/{p}", file.name),
+            };
+            (name, FileState::Refused { cause })
+        }
+    };
+    submitted.push(SubmittedFile {
+        name: state.0,
+        state: state.1,
+        executable: false,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdbench_core::tree::TreeLimits;
+
+    const LIMITS: TreeLimits = TreeLimits {
+        max_files: 8,
+        max_bytes: 1 << 10,
+        max_depth: 2,
+    };
+
+    /// A tree is read as one entry per file with its mode, and a link inside it is one refusal
+    /// naming the link's path; an empty or absent folder is missing.
+    #[test]
+    fn a_tree_is_sent_file_by_file_and_a_link_in_it_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let tree = [SubmissionFile::tree("solution", LIMITS)];
+        let sol = d.path().join("solution");
+        std::fs::create_dir_all(sol.join("lib")).unwrap();
+        std::fs::write(sol.join("run.sh"), "echo hi\n").unwrap();
+        std::fs::set_permissions(sol.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::write(sol.join("lib/a.py"), "x = 1\n").unwrap();
+        let (files, blobs) = read_submission(d.path(), &tree);
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["solution/lib/a.py", "solution/run.sh"]);
+        assert!(files[1].executable && !files[0].executable);
+        assert_eq!(blobs, [b"x = 1\n".to_vec(), b"echo hi\n".to_vec()]);
+
+        std::os::unix::fs::symlink("/etc/shadow", sol.join("lib/secret")).unwrap();
+        let (files, blobs) = read_submission(d.path(), &tree);
+        assert!(blobs.is_empty());
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].name, "solution/lib/secret");
+        assert!(matches!(
+            files[0].state,
+            FileState::Refused {
+                cause: Refusal::SymbolicLink
+            }
+        ));
+
+        for dir in [tempfile::tempdir().unwrap(), {
+            let e = tempfile::tempdir().unwrap();
+            std::fs::create_dir(e.path().join("solution")).unwrap();
+            e
+        }] {
+            let (files, _) = read_submission(dir.path(), &tree);
+            assert!(matches!(
+                files[..],
+                [SubmittedFile {
+                    state: FileState::Missing,
+                    ..
+                }]
+            ));
+        }
+    }
 }

@@ -11,10 +11,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; a mismatch is refused with a message naming both.
+/// 4: tree submissions (a program task's `solution/`: one entry per file, `executable`, the
+/// tree refusals).
 /// 3: attempts named by id; `start --owner`; per-file size limits; refusals classified by the
 /// service. (Still 3 when the request became the command type itself: its JSON is the same
 /// `op` tags and fields, which `command`'s tests pin, so old and new clients interoperate.)
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// What a client sends first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,10 +73,16 @@ pub struct SubmittedFiles {
     pub files: Vec<SubmittedFile>,
 }
 
+/// One file as the client found it. A tree submission (`solution/`) is sent as one entry per
+/// file, named by its path under the attempt's folder (`solution/train.py`); a tree refused as
+/// a whole (too many files, too deep) as one entry naming the tree or the file where it stopped.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubmittedFile {
     pub name: String,
     pub state: FileState,
+    /// Anyone may execute it (a tree's scripts keep the bit).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub executable: bool,
 }
 
 /// What the client found when it read one submission file. A refusal carries only its
@@ -109,6 +117,14 @@ pub enum Refusal {
     /// The attempt's folder could not be opened without following a link.
     FolderNotReachable,
     Unreadable,
+    /// A tree with more files than its cap.
+    TooManyFiles,
+    /// A tree's folder deeper than its cap.
+    TooDeep,
+    /// A tree's files together larger than its cap.
+    TreeTooLarge,
+    /// A name in a tree that is not UTF-8, has a control character or is too long.
+    BadName,
 }
 
 impl Refusal {
@@ -127,9 +143,45 @@ impl Refusal {
         }
     }
 
-    /// The entry's kind and reason, worded by the service from the task's own file name.
-    pub fn entry(self, name: &str, max_bytes: u64) -> (rdbench_core::outcome::InvalidKind, String) {
+    /// The cause of a refused tree, and the path (under the tree) it names.
+    pub fn of_tree(e: &rdbench_core::tree::TreeError) -> (Option<String>, Refusal) {
+        use rdbench_core::fsutil::NotRegular as N;
+        use rdbench_core::tree::TreeError as T;
+        match e {
+            T::NotPlain { path, what } => (
+                Some(path.clone()),
+                match what {
+                    N::SymbolicLink => Refusal::SymbolicLink,
+                    N::HardLink => Refusal::HardLink,
+                    N::Directory => Refusal::Directory,
+                    N::Fifo => Refusal::Fifo,
+                    N::Socket => Refusal::Socket,
+                    N::Device => Refusal::Device,
+                },
+            ),
+            T::BadName { path } => (Some(path.clone()), Refusal::BadName),
+            T::TooManyFiles { .. } => (None, Refusal::TooManyFiles),
+            T::TooLarge { path, .. } => (Some(path.clone()), Refusal::TreeTooLarge),
+            T::TooDeep { path, .. } => (Some(path.clone()), Refusal::TooDeep),
+            T::Missing(_) => (None, Refusal::Unreadable),
+            T::Io { path, .. } => (Some(path.clone()), Refusal::Unreadable),
+        }
+    }
+
+    /// The entry's kind and reason, worded by the service from the task's own file (its limits)
+    /// and `name`, the path the agent knows it by.
+    pub fn entry(
+        self,
+        name: &str,
+        file: &rdbench_core::task::SubmissionFile,
+    ) -> (rdbench_core::outcome::InvalidKind, String) {
         use rdbench_core::outcome::InvalidKind as K;
+        let max_bytes = file.max_bytes;
+        let tree = file.tree.unwrap_or(rdbench_core::tree::TreeLimits {
+            max_files: 1,
+            max_bytes,
+            max_depth: 0,
+        });
         let not_plain = |what: &str| {
             (
                 K::RuleViolation,
@@ -159,6 +211,28 @@ impl Refusal {
                 ),
             ),
             Refusal::Unreadable => (K::MissingFile, format!("{name}: could not be read")),
+            Refusal::TooManyFiles => (
+                K::TooLarge,
+                format!("{name}: more than {} files", tree.max_files),
+            ),
+            Refusal::TooDeep => (
+                K::TooLarge,
+                format!("{name}: deeper than {} folders", tree.max_depth),
+            ),
+            Refusal::TreeTooLarge => (
+                K::TooLarge,
+                format!(
+                    "{name}: the folder's files together are over its {}-byte limit",
+                    tree.max_bytes
+                ),
+            ),
+            Refusal::BadName => (
+                K::RuleViolation,
+                format!(
+                    "{name}: a name that is not UTF-8, has a control character or is longer than {} bytes",
+                    rdbench_core::tree::MAX_NAME_BYTES
+                ),
+            ),
         }
     }
 }

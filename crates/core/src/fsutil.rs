@@ -206,14 +206,28 @@ pub fn read_untrusted_file(
     Ok(bytes)
 }
 
-/// Hex SHA-256 of the given files' names and contents, in order; missing files hash as absent.
+/// Hex SHA-256 of the given files' names and contents, in order; missing files hash as absent,
+/// a folder (a tree submission) as its [`crate::tree::tree_hash`].
 pub fn hash_files(dir: &Path, names: &[String]) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     for name in names {
         hasher.update(name.as_bytes());
         hasher.update([0]);
-        match std::fs::read(dir.join(name)) {
+        let path = dir.join(name);
+        if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            let everything = crate::tree::TreeLimits {
+                max_files: usize::MAX,
+                max_bytes: u64::MAX,
+                max_depth: usize::MAX,
+            };
+            match crate::tree::read_tree(&path, &everything) {
+                Ok(files) => hasher.update(crate::tree::tree_hash(&files).as_bytes()),
+                Err(_) => hasher.update(b"<unreadable tree>"),
+            }
+            continue;
+        }
+        match std::fs::read(&path) {
             Ok(bytes) => {
                 hasher.update((bytes.len() as u64).to_le_bytes());
                 hasher.update(&bytes);

@@ -34,6 +34,7 @@ pub mod summary;
 pub mod task;
 pub mod task_secret;
 pub mod template;
+pub mod tree;
 pub mod untrusted_tree;
 
 pub use error::{Error, ExitCode, Result};

@@ -108,11 +108,16 @@ impl ToolSpec {
     }
 }
 
-/// One file of a submission and its size limit.
+/// One file of a submission and its size limit, or a folder tree (a program task's
+/// `solution/`) and its caps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmissionFile {
     pub name: String,
+    /// A file's limit; a tree's bytes in all.
     pub max_bytes: u64,
+    /// Set when the submission is the folder `name`, read as a tree within these caps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<crate::tree::TreeLimits>,
 }
 
 impl SubmissionFile {
@@ -120,7 +125,22 @@ impl SubmissionFile {
         SubmissionFile {
             name: name.into(),
             max_bytes,
+            tree: None,
         }
+    }
+
+    /// The folder `name`, a tree within `limits`.
+    pub fn tree(name: impl Into<String>, limits: crate::tree::TreeLimits) -> Self {
+        SubmissionFile {
+            name: name.into(),
+            max_bytes: limits.max_bytes,
+            tree: Some(limits),
+        }
+    }
+
+    /// How many files (message blobs) it may be sent as.
+    pub fn max_files(&self) -> usize {
+        self.tree.map_or(1, |t| t.max_files)
     }
 }
 

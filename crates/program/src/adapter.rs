@@ -263,10 +263,7 @@ impl<T: ProgramTask> Task for ProgramAdapter<T> {
     fn info(&self) -> TaskInfo {
         let mut info = self.0.info();
         info.submission = SubmissionKind::Program;
-        info.submission_files = vec![SubmissionFile::new(
-            SOLUTION_DIR,
-            self.0.tree_limits().max_bytes,
-        )];
+        info.submission_files = vec![SubmissionFile::tree(SOLUTION_DIR, self.0.tree_limits())];
         info
     }
 

@@ -6,7 +6,7 @@
 //! LLM Foundry" is one (make a training script faster, same weights); a code-contest scaffold
 //! is another. The kit owns everything generic, as the kernel-task kit does for kernels:
 //!
-//! - **the tree submission** ([`tree`]): a bounded walk that reads a folder without following
+//! - **the tree submission** ([`tree`], in rdbench-core: the client reads it too): a bounded walk that reads a folder without following
 //!   a link, refuses FIFOs, devices and hard links, and caps files, bytes and depth before a
 //!   byte is read; names are checked; the copy the scorer runs is its own;
 //! - **the sandboxed run** ([`run`]): the copy in a fresh work folder of the sandbox's user,
@@ -30,7 +30,6 @@ pub mod adapter;
 pub mod pool;
 pub mod run;
 pub mod tensors;
-pub mod tree;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +40,8 @@ use rdbench_core::Result;
 pub use rdbench_runner::sandbox::Bind;
 
 pub use adapter::ProgramAdapter;
+/// The tree submission: `rdbench_core::tree`, shared with the client that reads it.
+pub use rdbench_core::tree;
 pub use tree::TreeLimits;
 
 /// The folder of the attempt that is the submission, and the name the scorer gives it.

@@ -421,9 +421,19 @@ impl Peer for Client<'_> {
         let mut announced = 0u64;
         let mut refused = None;
         let (admission, caller, held) = (&self.service.admission, self.caller, &mut self.held);
+        // A tree is sent as one blob per file: as many as its cap allows.
+        let limits = Limits {
+            max_blobs: info
+                .submission_files
+                .iter()
+                .map(|f| f.max_files() as u32)
+                .sum::<u32>()
+                .max(Limits::REQUEST.max_blobs),
+            ..Limits::REQUEST
+        };
         let received = self
             .conn
-            .receive_reserving::<SubmittedFiles>(Limits::REQUEST, &mut |n| {
+            .receive_reserving::<SubmittedFiles>(limits, &mut |n| {
                 announced = announced.saturating_add(n);
                 if largest.is_none_or(|l| n > l) || announced > all {
                     refused = Some(Error::Usage(format!(

@@ -2,7 +2,7 @@
 //! is read, written out again as the scorer's own copy.
 //!
 //! [`read_tree`] opens every folder from `/` one component at a time with `O_NOFOLLOW`
-//! (`rdbench_core::untrusted_tree`), so a link anywhere, swapped in at any moment, is refused
+//! ([`crate::untrusted_tree`]), so a link anywhere, swapped in at any moment, is refused
 //! rather than followed; each file is read through the same no-link open, and a FIFO, socket,
 //! device or hard link is refused. The caps (files, total bytes, depth, name length) are checked
 //! on each file's size from its open descriptor before its bytes are read, so a tree over them
@@ -12,8 +12,8 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rdbench_core::fsutil::{NotRegular, UntrustedReadError};
-use rdbench_core::untrusted_tree;
+use crate::fsutil::{NotRegular, UntrustedReadError};
+use crate::untrusted_tree;
 use serde::{Deserialize, Serialize};
 
 /// Caps on a submitted tree.
@@ -43,8 +43,8 @@ pub struct TreeFile {
 pub enum TreeError {
     #[error("{0}: not found")]
     Missing(PathBuf),
-    #[error("{path}: {what}, not a file or folder (links, FIFOs, sockets, devices and hard links are refused)")]
-    NotPlain { path: String, what: String },
+    #[error("{path}: a {what}, not a file or folder (links, FIFOs, sockets, devices and hard links are refused)")]
+    NotPlain { path: String, what: NotRegular },
     #[error("{path}: the name is not allowed (UTF-8 without control characters, at most {MAX_NAME_BYTES} bytes)")]
     BadName { path: String },
     #[error("more than {max} files")]
@@ -103,7 +103,7 @@ fn walk(
         io::ErrorKind::NotFound if rel.is_empty() => TreeError::Missing(root.to_path_buf()),
         io::ErrorKind::InvalidInput => TreeError::NotPlain {
             path: shown(rel),
-            what: "a symbolic link".into(),
+            what: NotRegular::SymbolicLink,
         },
         _ => TreeError::Io {
             path: shown(rel),
@@ -169,7 +169,7 @@ fn walk(
             },
             UntrustedReadError::NotARegularFile(what) => TreeError::NotPlain {
                 path: path.clone(),
-                what: describe(what),
+                what,
             },
             UntrustedReadError::NotFound => TreeError::Io {
                 path: path.clone(),
@@ -194,8 +194,39 @@ fn walk(
     Ok(())
 }
 
-fn describe(what: NotRegular) -> String {
-    format!("a {what}")
+/// Checks files that arrived from elsewhere (a client's message) as [`read_tree`] checks what it
+/// reads: plain relative paths of allowed names, no folder deeper than the cap, no path twice,
+/// and the count and the bytes within the caps.
+pub fn check_files(files: &[TreeFile], limits: &TreeLimits) -> Result<(), TreeError> {
+    if files.len() > limits.max_files {
+        return Err(TreeError::TooManyFiles {
+            max: limits.max_files,
+        });
+    }
+    let mut total = 0u64;
+    let mut seen = std::collections::BTreeSet::new();
+    for f in files {
+        let parts: Vec<&str> = f.path.split('/').collect();
+        if parts.iter().any(|p| !name_ok(p)) || !seen.insert(f.path.as_str()) {
+            return Err(TreeError::BadName {
+                path: f.path.clone(),
+            });
+        }
+        if parts.len() - 1 > limits.max_depth {
+            return Err(TreeError::TooDeep {
+                path: f.path.clone(),
+                max: limits.max_depth,
+            });
+        }
+        total = total.saturating_add(f.bytes.len() as u64);
+        if total > limits.max_bytes {
+            return Err(TreeError::TooLarge {
+                path: f.path.clone(),
+                max: limits.max_bytes,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Writes `files` under `dest` (created), folders 0755, files 0644 or 0755 when executable.
@@ -339,6 +370,42 @@ mod tests {
         assert!(matches!(
             read_tree(&bad.path().join("none"), &LIMITS).unwrap_err(),
             TreeError::Missing(_)
+        ));
+    }
+
+    #[test]
+    fn received_files_are_checked_as_a_read_tree_is() {
+        let f = |p: &str, n: usize| TreeFile {
+            path: p.into(),
+            bytes: vec![0; n],
+            executable: false,
+        };
+        assert!(check_files(&[f("run.sh", 10), f("a/b/x", 10)], &LIMITS).is_ok());
+        for bad in ["../x", "a//b", "/etc/passwd", "a/./b", "x\n"] {
+            assert!(
+                matches!(
+                    check_files(&[f(bad, 1)], &LIMITS),
+                    Err(TreeError::BadName { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            check_files(&[f("x", 1), f("x", 1)], &LIMITS),
+            Err(TreeError::BadName { .. })
+        ));
+        assert!(matches!(
+            check_files(&[f("a/b/c/x", 1)], &LIMITS),
+            Err(TreeError::TooDeep { .. })
+        ));
+        assert!(matches!(
+            check_files(&[f("x", 60), f("y", 60)], &LIMITS),
+            Err(TreeError::TooLarge { .. })
+        ));
+        let many: Vec<TreeFile> = (0..5).map(|i| f(&format!("f{i}"), 0)).collect();
+        assert!(matches!(
+            check_files(&many, &LIMITS),
+            Err(TreeError::TooManyFiles { max: 4 })
         ));
     }
 
