@@ -2,7 +2,8 @@
 # The test suite, exactly as CI runs it (.ci/run calls this). Installs what the tests need into
 # the project's own virtual environment, .venv: NVRTC from PyPI (every .cu in the repository is
 # compiled with it; no GPU needed) and the Python packages of the aggregation cross-check; then
-# runs the kernel emulator tests and every Rust test of the workspace.
+# runs the kernel emulator tests and every Rust test of the workspace. PyTorch goes into the same
+# .venv (optimize-train).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The project's own virtual environment (.venv, ignored by git), never the system's Python;
@@ -17,6 +18,15 @@ if [ ! -x .venv/bin/pip ]; then
   }
 fi
 .venv/bin/python3 -m pip install --quiet --disable-pip-version-check nvidia-cuda-nvrtc scikit-learn numpy
+# PyTorch: optimize-train's programs run on it in the sandbox (the task's tests, check-task and
+# exploit corpus). PyPI's Linux build brings its CUDA libraries: about 4 GB and 2-3 minutes the
+# first time; the CPU-only index is not reachable from every CI machine.
+if ! .venv/bin/python3 -c "import torch" 2>/dev/null; then
+  echo "== installing PyTorch into .venv (disk free before: $(df -h --output=avail . | tail -1 | tr -d ' '))"
+  started=$SECONDS
+  .venv/bin/python3 -m pip install --quiet --disable-pip-version-check torch
+  echo "== PyTorch installed in $((SECONDS - started)) s; .venv is $(du -sh .venv | cut -f1)"
+fi
 # bubblewrap: the sandbox for agents' programs (crates/runner's sandbox and its escape tests).
 if ! command -v bwrap >/dev/null; then
   if [ "$(id -u)" = 0 ]; then

@@ -726,6 +726,108 @@ fn a_tree_traversal_attempt_is_scored_through_the_service() {
     seen.assert_clean(&[CANARY, d.home.to_str().unwrap()]);
 }
 
+/// Whether optimize-train's PyTorch is here (the checkout's `.venv`, or `$RDBENCH_TORCH_VENV`);
+/// CI installs it (`scripts/test.sh`), so there its absence is a failure, not a skip.
+fn torch_installed() -> bool {
+    let venv = std::env::var_os("RDBENCH_TORCH_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv"));
+    let found = std::fs::read_dir(venv.join("lib"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("site-packages/torch").is_dir());
+    assert!(
+        found || std::env::var_os("CI").is_none(),
+        "CI installs PyTorch into .venv (scripts/test.sh); it is missing"
+    );
+    found
+}
+
+/// A program task through the service: the agent's `solution/` folder travels file by file
+/// through `rdbench-client` with the agent's rights; a link planted in it is refused naming its
+/// path, before anything runs; a program that skips the training is wrong on the secret
+/// dataset; the reference program, written by the agent, is valid. The program's output and
+/// the scorer's home never reach the agent.
+#[test]
+fn an_optimize_train_attempt_is_scored_through_the_service() {
+    let Some(d) = Deployment::new() else { return };
+    if !torch_installed() {
+        eprintln!("skipped: no PyTorch in .venv (scripts/test.sh installs it)");
+        return;
+    }
+    // The service's binary is private (0750): the sandbox's own user runs the shim beside it.
+    let shim = super::rdbench_bin().with_file_name("rdbench-sandbox-shim");
+    assert!(
+        shim.is_file(),
+        "{} is missing: a workspace build makes it",
+        shim.display()
+    );
+    let shim_copy = d.root.join("rdbench-sandbox-shim");
+    std::fs::copy(&shim, &shim_copy).unwrap();
+    chmod(&shim_copy, 0o755);
+    let service = d.serve("ot");
+    let dir = d.agent_dir.join("ot");
+    let dirs = dir.to_str().unwrap();
+    let mut seen = Seen(Vec::new());
+    let id = d.start_for_agent(&service, "optimize-train", &dir);
+    let solution = dir.join("solution");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(solution.join("train.sh")).unwrap().uid(),
+        d.uid
+    );
+
+    // A link inside the tree: refused with its path, nothing run.
+    let link = solution.join("data/peek");
+    std::os::unix::fs::symlink(&d.home, &link).unwrap();
+    let out = d.client(&service, &["score", dirs]);
+    seen.output("score with a link", &out);
+    assert_eq!(code(&out), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{dirs}/solution/data/peek: a symbolic link")),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_file(&link).unwrap();
+
+    // No training: untrained weights are far from the reference's on the secret data.
+    let programs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tasks/optimize-train/program");
+    let untrained = "import torch\nfrom model import GPT, load_config, save_safetensors\n\
+        cfg = load_config('train.toml')\ntorch.manual_seed(cfg['train']['seed'])\n\
+        save_safetensors(dict(GPT(cfg['model']).named_parameters()), 'trained_model/model.safetensors')\n";
+    d.write_as_agent(&solution.join("skip.py"), untrained.as_bytes());
+    d.write_as_agent(
+        &solution.join("train.sh"),
+        b"cd \"$(dirname \"$0\")\" && mkdir -p trained_model && python3 skip.py\n",
+    );
+    let out = d.client(&service, &["--json", "score", "--allow-uncalibrated", dirs]);
+    seen.output("score untrained", &out);
+    assert_eq!(code(&out), Some(1), "{}", text(&out));
+    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entry["kind"], "wrong_output", "{entry}");
+
+    // The reference program, as the agent would write it: valid (a raw score only: this
+    // installation has no calibration, and calibrating would cost six runs).
+    for file in ["train.sh", "train.py"] {
+        let bytes = std::fs::read(programs.join("reference").join(file)).unwrap();
+        d.write_as_agent(&solution.join(file), &bytes);
+    }
+    let out = d.client(&service, &["--json", "score", "--allow-uncalibrated", dirs]);
+    seen.output("score reference", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(entry["raw"].as_f64().unwrap() > 0.0, "{entry}");
+
+    let out = d.operator(&service, &["--json", "finish", &id]);
+    seen.output("finish", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["entries"], 3, "{summary}");
+    seen.folder(&dir);
+    seen.assert_clean(&[CANARY, d.home.to_str().unwrap()]);
+}
+
 /// The operator's side names attempts by id and follows no link the agent plants: a folder
 /// swapped for a link to another attempt, a summary path or a starting folder pointing at a
 /// root-only file, links planted while `start` writes. And what a hidden-score task keeps

@@ -14,6 +14,7 @@ pub fn all() -> Vec<Box<dyn Task>> {
         rdbench_task_tree_traversal::tasks(),
         rdbench_task_restricted_mlm::tasks(),
         rdbench_task_scaling_law::tasks(),
+        rdbench_task_optimize_train::tasks(),
     ]
     .into_iter()
     .flatten()

@@ -216,10 +216,11 @@ pub fn hash_files(dir: &Path, names: &[String]) -> String {
         hasher.update([0]);
         let path = dir.join(name);
         if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            // The scorer's own copy, already within the task's caps.
             let everything = crate::tree::TreeLimits {
-                max_files: usize::MAX,
-                max_bytes: u64::MAX,
-                max_depth: usize::MAX,
+                max_files: 1 << 20,
+                max_bytes: 1 << 40,
+                max_depth: 64,
             };
             match crate::tree::read_tree(&path, &everything) {
                 Ok(files) => hasher.update(crate::tree::tree_hash(&files).as_bytes()),
@@ -241,6 +242,19 @@ pub fn hash_files(dir: &Path, names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A folder hashes as its tree: a change to any file inside changes the hash.
+    #[test]
+    fn a_folder_hashes_as_its_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("solution/lib")).unwrap();
+        std::fs::write(dir.path().join("solution/lib/a.py"), "a").unwrap();
+        let names = ["solution".to_string()];
+        let first = hash_files(dir.path(), &names);
+        assert_eq!(first, hash_files(dir.path(), &names));
+        std::fs::write(dir.path().join("solution/lib/a.py"), "b").unwrap();
+        assert_ne!(first, hash_files(dir.path(), &names));
+    }
 
     #[test]
     fn untrusted_reads_refuse_links_fifos_devices_and_big_files() {

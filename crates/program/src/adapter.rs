@@ -2,7 +2,9 @@
 //!
 //! One scoring call: read the submitted `solution/` tree within the task's caps (a link, a
 //! FIFO or a tree over the caps is an invalid entry before anything runs); draw a secret input
-//! from the installation's pool (built on first use, with the reference program's outputs);
+//! from the installation's pool (the drawn entry built on its first draw: the input made and
+//! the reference program run on it, so the first calls take a reference run longer, and
+//! starting an attempt runs nothing);
 //! write the tree into a fresh work folder, replace its input folder with the drawn input and
 //! remove any output file already there; run the contract's command in the sandbox under the
 //! deadline; read the outputs without following a link after every process has ended; let the
@@ -25,7 +27,7 @@ use rdbench_core::{Error, Result};
 use rdbench_runner::Exit;
 use serde_json::json;
 
-use crate::pool::Pool;
+use crate::pool::{Entry, Pool};
 use crate::run::{run_in_sandbox, run_user, Ran, WorkDir};
 use crate::tree::{read_tree, write_tree, TreeError, TreeFile};
 use crate::{Contract, Outputs, ProgramTask, SandboxEnv, Verdict, SOLUTION_DIR};
@@ -47,24 +49,39 @@ impl<T: ProgramTask> ProgramAdapter<T> {
         run_tree(&contract, &env, files, input)
     }
 
-    /// The pool of `profile`, every entry built (running the reference program for each).
+    /// The pool of `profile` (entries are built when first drawn, or all by [`Self::build_pool`]).
     pub fn pool(&self, profile: &str, cache_dir: &Path) -> Result<Pool> {
-        let info = self.0.info();
         let contract = self.0.contract(profile)?;
-        let pool = Pool::new(cache_dir, &info.name, profile, contract.pool_size);
-        if pool.is_complete() {
-            return Ok(pool);
+        Ok(Pool::new(
+            cache_dir,
+            &self.0.info().name,
+            profile,
+            contract.pool_size,
+        ))
+    }
+
+    /// Every entry of `profile`'s pool, built (the reference program run for each missing one).
+    pub fn build_pool(&self, profile: &str, cache_dir: &Path) -> Result<Pool> {
+        let pool = self.pool(profile, cache_dir)?;
+        for i in 0..pool.size() {
+            self.entry(&pool, profile, cache_dir, i)?;
         }
-        let env = self.0.sandbox_env(profile)?;
-        let reference = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        self.0
-            .write_solution(Solution::Reference, profile, reference.path())?;
-        let files = read_tree(reference.path(), &self.0.tree_limits())
-            .map_err(|e| Error::Internal(format!("the reference solution's tree: {e}")))?;
-        pool.ensure(|i, input, expected| {
-            let seed = Pool::seed(cache_dir, &info.name, profile, i)?;
+        Ok(pool)
+    }
+
+    /// Entry `index` of `pool`, its input made and the reference program run on it first if
+    /// no call has built it yet.
+    fn entry(&self, pool: &Pool, profile: &str, cache_dir: &Path, index: usize) -> Result<Entry> {
+        let name = self.0.info().name;
+        pool.ensure_entry(index, |i, input, expected| {
+            let seed = Pool::seed(cache_dir, &name, profile, i)?;
             self.0.make_input(profile, seed, input)?;
-            let r = run_tree(&contract, &env, &files, input)?;
+            let reference = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            self.0
+                .write_solution(Solution::Reference, profile, reference.path())?;
+            let files = read_tree(reference.path(), &self.0.tree_limits())
+                .map_err(|e| Error::Internal(format!("the reference solution's tree: {e}")))?;
+            let r = self.run_tree(profile, &files, input)?;
             let outputs = match r.outputs {
                 Ok(o) if r.ran.succeeded() => o,
                 Ok(_) | Err(_) => {
@@ -87,8 +104,7 @@ impl<T: ProgramTask> ProgramAdapter<T> {
                 format!("{:.3}\n", r.ran.wall.as_secs_f64()),
             )
             .map_err(|e| Error::io(expected, e))
-        })?;
-        Ok(pool)
+        })
     }
 
     fn write_solution_with_example(
@@ -271,9 +287,7 @@ impl<T: ProgramTask> Task for ProgramAdapter<T> {
         self.write_solution_with_example(Solution::Starting, &req.profile, &req.attempt_dir)?;
         let text = self.0.instructions(&req.profile)?;
         let p = req.attempt_dir.join("INSTRUCTIONS.md");
-        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
-        // The secret inputs and the reference's outputs, before the first score needs them.
-        self.pool(&req.profile, &req.cache_dir).map(|_| ())
+        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))
     }
 
     fn install_solution(
@@ -316,7 +330,7 @@ impl<T: ProgramTask> Task for ProgramAdapter<T> {
             }
         };
         let pool = self.pool(profile, &req.cache_dir)?;
-        let entry = pool.draw(req.seed);
+        let entry = self.entry(&pool, profile, &req.cache_dir, pool.draw(req.seed).index)?;
         let input_seed = Pool::seed(&req.cache_dir, &self.0.info().name, profile, entry.index)?;
         let r = self.run_tree(profile, &files, &entry.input)?;
         let seconds = r.ran.wall.as_secs_f64();

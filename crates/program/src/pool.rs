@@ -8,8 +8,9 @@
 //! holds `input/` (what the program reads) and `expected/` (the reference program's outputs,
 //! written by running it in the same sandbox), published by a rename under a lock, so a
 //! concurrent first use builds each entry once and never sees half of one. A scoring call
-//! draws entry `seed % K` with its own fresh secret seed: the agent cannot know which data its
-//! run will get, and no output of an earlier run can stand for this one's.
+//! draws entry `seed % K` with its own fresh secret seed (and builds it if no call has yet):
+//! the agent cannot know which data its run will get, and no output of an earlier run can
+//! stand for this one's.
 
 use std::path::{Path, PathBuf};
 
@@ -73,31 +74,40 @@ impl Pool {
     /// Builds every missing entry with `make(index, input, expected)`, which writes the two
     /// folders it is given (temporary ones, published when it returns `Ok`).
     pub fn ensure(&self, make: impl Fn(usize, &Path, &Path) -> Result<()>) -> Result<()> {
-        for i in 0..self.size {
-            let entry = self.entry(i);
-            let dir = self.root.join(i.to_string());
-            rdbench_core::fsutil::build_once(
-                &self.root,
-                &format!("{i}"),
-                || entry.expected.is_dir(),
-                || {
-                    let tmp = self.root.join(format!(".{i}.tmp-{}", std::process::id()));
+        (0..self.size).try_for_each(|i| self.ensure_entry(i, &make).map(|_| ()))
+    }
+
+    /// Entry `index`, built first with `make` if it is missing (as [`Self::ensure`] does).
+    pub fn ensure_entry(
+        &self,
+        index: usize,
+        make: impl Fn(usize, &Path, &Path) -> Result<()>,
+    ) -> Result<Entry> {
+        let entry = self.entry(index);
+        let dir = self.root.join(index.to_string());
+        rdbench_core::fsutil::build_once(
+            &self.root,
+            &format!("{index}"),
+            || entry.expected.is_dir(),
+            || {
+                let tmp = self
+                    .root
+                    .join(format!(".{index}.tmp-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&tmp);
+                let (input, expected) = (tmp.join("input"), tmp.join("expected"));
+                for d in [&input, &expected] {
+                    rdbench_core::fsutil::create_private_dir_all(d)?;
+                }
+                let made = make(index, &input, &expected);
+                if let Err(e) = made {
                     let _ = std::fs::remove_dir_all(&tmp);
-                    let (input, expected) = (tmp.join("input"), tmp.join("expected"));
-                    for d in [&input, &expected] {
-                        rdbench_core::fsutil::create_private_dir_all(d)?;
-                    }
-                    let made = make(i, &input, &expected);
-                    if let Err(e) = made {
-                        let _ = std::fs::remove_dir_all(&tmp);
-                        return Err(e);
-                    }
-                    let _ = std::fs::remove_dir_all(&dir);
-                    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))
-                },
-            )?;
-        }
-        Ok(())
+                    return Err(e);
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))
+            },
+        )?;
+        Ok(entry)
     }
 }
 
