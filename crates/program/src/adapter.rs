@@ -49,7 +49,7 @@ impl<T: ProgramTask> ProgramAdapter<T> {
         run_tree(&contract, &env, files, input)
     }
 
-    /// The pool of `profile` (entries are built when first drawn, or all by [`Self::build_pool`]).
+    /// The pool of `profile` (an entry is built when it is first drawn).
     pub fn pool(&self, profile: &str, cache_dir: &Path) -> Result<Pool> {
         let contract = self.0.contract(profile)?;
         Ok(Pool::new(
@@ -58,15 +58,6 @@ impl<T: ProgramTask> ProgramAdapter<T> {
             profile,
             contract.pool_size,
         ))
-    }
-
-    /// Every entry of `profile`'s pool, built (the reference program run for each missing one).
-    pub fn build_pool(&self, profile: &str, cache_dir: &Path) -> Result<Pool> {
-        let pool = self.pool(profile, cache_dir)?;
-        for i in 0..pool.size() {
-            self.entry(&pool, profile, cache_dir, i)?;
-        }
-        Ok(pool)
     }
 
     /// Entry `index` of `pool`, its input made and the reference program run on it first if
