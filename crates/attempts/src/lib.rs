@@ -41,4 +41,6 @@ mod testing;
 
 pub use context::{Caller, Ctx, Host, LocalPeer, Peer, Rights};
 pub use dispatch::dispatch;
-pub use score::{device_lock, entry_for, run_stamp, scoring_run, RunResult, ScoringRun};
+pub use score::{
+    device_lock, entry_for, run_stamp, scoring_run, snapshot_folder, RunResult, ScoringRun,
+};

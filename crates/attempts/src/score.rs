@@ -148,6 +148,19 @@ pub fn score(
     scored
 }
 
+/// Reads the submission in `dir` as the client reads an agent's (the task's files only, each
+/// bounded, never through a link) and writes the scorer's snapshot of it into `dest`, or says
+/// why it is an invalid entry: what `score` does before a worker runs, for a caller scoring a
+/// folder of its own (check-task's exploit corpus), so that it meets an agent's refusals.
+pub fn snapshot_folder(
+    info: &TaskInfo,
+    dir: &Path,
+    dest: &Path,
+) -> std::result::Result<(), (InvalidKind, String)> {
+    let files = rdbench_client::client::read_submission(dir, &info.submission_files);
+    snapshot(files, &info.submission_files, dir, dest)
+}
+
 /// Writes the submission's files (read untrusted: no links, FIFOs or devices; bounded by each
 /// file's limit) into `dest`. A missing file and every refusal are an invalid submission
 /// naming the file by its path in the attempt's folder, classified and worded here (never by

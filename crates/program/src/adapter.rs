@@ -261,7 +261,9 @@ fn tree_refusal(e: &TreeError) -> (InvalidKind, String) {
         TreeError::TooManyFiles { .. } | TreeError::TooLarge { .. } | TreeError::TooDeep { .. } => {
             InvalidKind::TooLarge
         }
-        _ => InvalidKind::BadArtifact,
+        // As the service's snapshot classifies them (it refuses them first).
+        TreeError::NotPlain { .. } | TreeError::BadName { .. } => InvalidKind::RuleViolation,
+        TreeError::Io { .. } => InvalidKind::BadArtifact,
     };
     (kind, format!("{SOLUTION_DIR}/: {e}"))
 }

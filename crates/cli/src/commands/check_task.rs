@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use rdbench_client::command::DEFAULT_PROFILE;
 use rdbench_core::attempt::Attempt;
+use rdbench_core::outcome::InvalidKind;
 use rdbench_core::task::{Backend, PrepareRequest, ScoreOutcome, Solution, SubmissionKind, Task};
 use rdbench_core::{Error, Result};
 use serde::Serialize;
@@ -336,9 +337,16 @@ fn check_case(
     case.materialize(&dir, |d| {
         task.install_solution(Solution::Starting, profile, &ctx.home.cache_dir(), d)
     })?;
+    // As an agent's submission: read as the client reads it, into the scorer's snapshot.
+    let snapshot = root.join("exploit-snapshots").join(&case.name);
+    if let Err((kind, reason)) = rdbench_attempts::snapshot_folder(&task.info(), &dir, &snapshot) {
+        let outcome = ScoreOutcome::invalid(kind, reason);
+        return verdict(case, &outcome, case.expect.kind, "");
+    }
+    let dir = snapshot;
     // Cases caught before any worker need no device; run-stage cases need one.
     let backend = match (case.expect.stage, backend) {
-        (Stage::Run, Err(why)) => return skip(format!("needs a device to run: {why}")),
+        (Stage::Run, Err(why)) => return skip(format!("cannot run here: {why}")),
         (_, Ok(b)) => *b,
         (_, Err(_)) => Backend::Cuda,
     };
@@ -375,7 +383,17 @@ fn check_case(
     } else {
         ""
     };
-    match &result.outcome {
+    verdict(case, &result.outcome, want, on)
+}
+
+/// Whether `outcome` is the verdict `case` expects (`want`; `on` names the emulator).
+fn verdict(
+    case: &exploits::Case,
+    outcome: &ScoreOutcome,
+    want: InvalidKind,
+    on: &str,
+) -> Result<(Status, String)> {
+    match outcome {
         ScoreOutcome::Invalid { kind, reason, .. } => {
             if *kind != want {
                 return fail(format!(
