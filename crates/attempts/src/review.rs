@@ -55,7 +55,7 @@ pub fn status(ctx: &Ctx, attempt: &Attempt) -> Result<i32> {
         late_entries: read.entries.iter().filter(|e| !e.counts()).count(),
         score_hidden: info.score_hidden,
         best: (!info.score_hidden).then(|| {
-            read.select_final(Selection::Best)
+            read.select_final(Selection::Best, info.direction)
                 .filter(|e| e.entry.valid)
                 .map(|e| (e.entry.normalized, e.entry.raw))
                 .unwrap_or((None, None))
@@ -219,7 +219,9 @@ pub fn finish(ctx: &Ctx, mut attempt: Attempt) -> Result<AttemptSummary> {
         Selection::Best
     };
     // Seal first, under the log's lock: a scorer racing this call lands after the seal, late.
-    let read = attempt.score_log().seal(Utc::now(), selection)?;
+    let read = attempt
+        .score_log()
+        .seal(Utc::now(), selection, info.direction)?;
     let finished_at = read
         .seal
         .as_ref()
@@ -231,7 +233,9 @@ pub fn finish(ctx: &Ctx, mut attempt: Attempt) -> Result<AttemptSummary> {
             "warning: the score log was altered or damaged: {b}; only the entries before it count"
         );
     }
-    let chosen = read.select_final(selection).map(|e| &e.entry);
+    let chosen = read
+        .select_final(selection, info.direction)
+        .map(|e| &e.entry);
     let counted: Vec<&ScoreEntry> = read.counted().map(|e| &e.entry).collect();
     let summary = AttemptSummary {
         schema: SUMMARY_SCHEMA.into(),

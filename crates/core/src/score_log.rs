@@ -67,6 +67,7 @@ use serde_json::{Map, Value};
 
 use crate::outcome::InvalidKind;
 use crate::secret::{hmac_sha256, HmacSha256, InstallationKey};
+use crate::task::Direction;
 use crate::{Error, Result};
 
 /// The label of the score log's key, derived from the installation key.
@@ -279,8 +280,8 @@ impl LogRead {
     }
 
     /// The entry that counts, never a late or untrusted one.
-    pub fn select_final(&self, selection: Selection) -> Option<&LoggedEntry> {
-        select_final(&self.entries, selection)
+    pub fn select_final(&self, selection: Selection, direction: Direction) -> Option<&LoggedEntry> {
+        select_final(&self.entries, selection, direction)
     }
 }
 
@@ -682,7 +683,12 @@ impl ScoreLog {
     /// Seals the log at `finished_at`: appends a [`Seal`] recording what counted and which
     /// entry `selection` chose, under the lock, so every entry appended afterwards is late.
     /// Sealing a sealed log changes nothing. Returns the log as read right after.
-    pub fn seal(&self, finished_at: DateTime<Utc>, selection: Selection) -> Result<LogRead> {
+    pub fn seal(
+        &self,
+        finished_at: DateTime<Utc>,
+        selection: Selection,
+        direction: Direction,
+    ) -> Result<LogRead> {
         self.append_locked(|scan| {
             if scan.read.seal.is_some() {
                 return Ok((None, ()));
@@ -693,7 +699,10 @@ impl ScoreLog {
                 last_seq: seq - 1,
                 counted: scan.read.counted().count(),
                 selection,
-                chosen_seq: scan.read.select_final(selection).and_then(|e| e.seq),
+                chosen_seq: scan
+                    .read
+                    .select_final(selection, direction)
+                    .and_then(|e| e.seq),
             };
             let Ok(Value::Object(mut fields)) = serde_json::to_value(&seal) else {
                 return Err(Error::Internal("a seal is not a JSON object".into()));
@@ -740,7 +749,8 @@ impl ScoreLog {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Selection {
-    /// The best valid normalized score (visible-score tasks).
+    /// The best valid normalized score (visible-score tasks); when no entry has one (an
+    /// uncalibrated device), the best valid raw score in the task's direction.
     Best,
     /// The last valid entry, or the last entry when none is valid (tasks whose score is hidden
     /// from the agent: a later malformed answer must not throw away an earlier good one).
@@ -773,25 +783,36 @@ impl Candidate for LoggedEntry {
 }
 
 /// Picks the entry that counts, never a late one (nor, for [`LoggedEntry`], an untrusted one
-/// or one after the seal). Entries without a normalized score rank below any valid one.
-pub fn select_final<E: Candidate>(entries: &[E], selection: Selection) -> Option<&E> {
+/// or one after the seal). For [`Selection::Best`], entries without a finite normalized score
+/// rank below any with one; among those, the best raw score in the task's `direction` wins
+/// (normalized scores need no direction: the reference sits on the good side of the start).
+/// Ties go to the later entry.
+pub fn select_final<E: Candidate>(
+    entries: &[E],
+    selection: Selection,
+    direction: Direction,
+) -> Option<&E> {
     let counted = || entries.iter().filter(|e| e.counts());
+    let scored = || counted().filter(|e| e.entry().valid && !e.entry().unscored);
+    let finite = |x: Option<f64>| x.filter(|x| x.is_finite());
     match selection {
         Selection::Last => counted()
             .filter(|e| e.entry().valid)
             .last()
             .or_else(|| counted().last()),
-        Selection::Best => counted()
-            .filter(|e| e.entry().valid && e.entry().normalized.is_some_and(f64::is_finite))
-            .max_by(|a, b| {
-                let n = |e: &&E| e.entry().normalized.unwrap();
-                n(a).total_cmp(&n(b))
-            })
+        Selection::Best => scored()
+            .filter_map(|e| finite(e.entry().normalized).map(|n| (e, n)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
             .or_else(|| {
-                counted()
-                    .rev()
-                    .find(|e| e.entry().valid && !e.entry().unscored)
+                scored()
+                    .filter_map(|e| finite(e.entry().raw).map(|r| (e, r)))
+                    .max_by(|a, b| match direction {
+                        Direction::HigherIsBetter => a.1.total_cmp(&b.1),
+                        Direction::LowerIsBetter => b.1.total_cmp(&a.1),
+                    })
             })
+            .map(|(e, _)| e)
+            .or_else(|| scored().last())
             .or_else(|| counted().last()),
     }
 }
@@ -799,6 +820,9 @@ pub fn select_final<E: Candidate>(entries: &[E], selection: Selection) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The direction of [`entry`]'s scores: its raw score is minus the normalized one.
+    const DIR: Direction = Direction::LowerIsBetter;
 
     fn key(byte: u8) -> InstallationKey {
         InstallationKey::from_bytes_for_tests([byte; 32])
@@ -912,9 +936,12 @@ mod tests {
         // The edited entry is still shown, untrusted.
         assert_eq!(read.entries[2].entry.profile, "huge");
         // Best would be 0.5 (line 5): untrusted entries never count.
-        let best = read.select_final(Selection::Best).unwrap();
+        let best = read.select_final(Selection::Best, DIR).unwrap();
         assert_eq!(best.entry.normalized, Some(0.2));
-        assert_eq!(read.select_final(Selection::Last).unwrap().seq, Some(2));
+        assert_eq!(
+            read.select_final(Selection::Last, DIR).unwrap().seq,
+            Some(2)
+        );
         // The legacy reader reports the break as a warning.
         let (_, warnings) = log.read().unwrap();
         assert!(warnings[0].message.contains("bad MAC"), "{warnings:?}");
@@ -992,7 +1019,10 @@ mod tests {
         assert_eq!(read.entries.len(), 4);
         assert!(!read.entries[3].trusted);
         assert_eq!(
-            read.select_final(Selection::Best).unwrap().entry.normalized,
+            read.select_final(Selection::Best, DIR)
+                .unwrap()
+                .entry
+                .normalized,
             Some(0.3)
         );
         // The real writer chains past the forgery from its own last record.
@@ -1109,7 +1139,7 @@ mod tests {
         late.late = true;
         log.append(&late).unwrap();
         let finished_at = Utc::now();
-        let read = log.seal(finished_at, Selection::Best).unwrap();
+        let read = log.seal(finished_at, Selection::Best, DIR).unwrap();
         let seal = read.seal.clone().unwrap();
         assert_eq!(seal.line, 4);
         assert_eq!(seal.seq, 4);
@@ -1134,17 +1164,25 @@ mod tests {
         let after = &read.entries[3];
         assert!(after.entry.late && after.after_seal && after.trusted && !after.counts());
         assert_eq!(read.counted().count(), 2);
-        assert_eq!(read.select_final(Selection::Best).unwrap().seq, Some(2));
-        assert_eq!(read.select_final(Selection::Last).unwrap().seq, Some(2));
+        assert_eq!(
+            read.select_final(Selection::Best, DIR).unwrap().seq,
+            Some(2)
+        );
+        assert_eq!(
+            read.select_final(Selection::Last, DIR).unwrap().seq,
+            Some(2)
+        );
         // The bare-entry selection skips late entries too.
         let bare: Vec<ScoreEntry> = read.entries.iter().map(|e| e.entry.clone()).collect();
         assert_eq!(
-            select_final(&bare, Selection::Best).unwrap().normalized,
+            select_final(&bare, Selection::Best, DIR)
+                .unwrap()
+                .normalized,
             Some(0.2)
         );
         // Sealing again changes nothing.
         let before = std::fs::read(&path).unwrap();
-        let again = log.seal(Utc::now(), Selection::Last).unwrap();
+        let again = log.seal(Utc::now(), Selection::Last, DIR).unwrap();
         assert_eq!(again.seal.unwrap().seal.finished_at, finished_at);
         assert_eq!(std::fs::read(&path).unwrap(), before);
         // Deleting the seal breaks the chain at the entry after it.
@@ -1169,7 +1207,7 @@ mod tests {
                     }
                 });
             }
-            s.spawn(|| log.seal(Utc::now(), Selection::Best).unwrap());
+            s.spawn(|| log.seal(Utc::now(), Selection::Best, DIR).unwrap());
         });
         let read = log.read_verified().unwrap();
         assert!(read.is_intact(), "{:?}", read.broken);
@@ -1180,7 +1218,7 @@ mod tests {
         }
         assert_eq!(seal.seal.counted, read.counted().count());
         assert_eq!(
-            read.select_final(Selection::Best).and_then(|e| e.seq),
+            read.select_final(Selection::Best, DIR).and_then(|e| e.seq),
             seal.seal.chosen_seq
         );
     }
@@ -1190,7 +1228,7 @@ mod tests {
         let (_dir, _path, log) = log_of(0);
         let read = log.read_verified().unwrap();
         assert!(read.is_intact() && read.entries.is_empty() && read.seal.is_none());
-        let read = log.seal(Utc::now(), Selection::Best).unwrap();
+        let read = log.seal(Utc::now(), Selection::Best, DIR).unwrap();
         let seal = read.seal.unwrap();
         assert_eq!((seal.seq, seal.seal.last_seq, seal.seal.counted), (1, 0, 0));
         assert_eq!(seal.seal.chosen_seq, None);
@@ -1215,20 +1253,74 @@ mod tests {
             entry(false, None),
         ];
         assert_eq!(
-            select_final(&entries, Selection::Best).unwrap().normalized,
+            select_final(&entries, Selection::Best, DIR)
+                .unwrap()
+                .normalized,
             Some(0.8)
         );
         // A malformed answer after a good one does not replace it.
-        let last = select_final(&entries, Selection::Last).unwrap();
+        let last = select_final(&entries, Selection::Last, DIR).unwrap();
         assert!(last.valid);
         assert_eq!(last.normalized, Some(0.5));
         // With nothing valid, the last entry still stands (so the attempt has a reason to show).
         let invalid = vec![entry(false, None), entry(false, None)];
         assert!(std::ptr::eq(
-            select_final(&invalid, Selection::Last).unwrap(),
+            select_final(&invalid, Selection::Last, DIR).unwrap(),
             &invalid[1]
         ));
-        assert!(select_final::<ScoreEntry>(&[], Selection::Best).is_none());
+        assert!(select_final::<ScoreEntry>(&[], Selection::Best, DIR).is_none());
+    }
+
+    /// Without a calibration, entries carry a raw score only: the best one in the task's
+    /// direction counts, not the last; a normalized score still outranks any raw-only one.
+    #[test]
+    fn best_without_normalized_scores_takes_the_best_raw_in_the_tasks_direction() {
+        let raw_only = |raw: f64| {
+            let mut e = entry(true, None);
+            e.raw = Some(raw);
+            e
+        };
+        let unscored = || ScoreEntry {
+            unscored: true,
+            ..entry(true, None)
+        };
+        let mut late = raw_only(0.5);
+        late.late = true;
+        let entries = vec![
+            raw_only(3.0),
+            raw_only(1.0),
+            entry(false, None),
+            raw_only(2.0),
+            unscored(),
+            late,
+        ];
+        let pick = |direction| {
+            select_final(&entries, Selection::Best, direction).map(|e| e.raw.unwrap_or(f64::NAN))
+        };
+        assert_eq!(pick(Direction::LowerIsBetter), Some(1.0));
+        assert_eq!(pick(Direction::HigherIsBetter), Some(3.0));
+
+        let mut calibrated = entries.clone();
+        calibrated.push(entry(true, Some(0.1)));
+        for direction in [Direction::LowerIsBetter, Direction::HigherIsBetter] {
+            let best = select_final(&calibrated, Selection::Best, direction).unwrap();
+            assert_eq!(best.normalized, Some(0.1));
+        }
+        // A non-finite normalized score (a degenerate calibration) ranks as none.
+        let mut degenerate = entries.clone();
+        degenerate[3].normalized = Some(f64::NAN);
+        assert_eq!(
+            select_final(&degenerate, Selection::Best, Direction::LowerIsBetter)
+                .unwrap()
+                .raw,
+            Some(1.0)
+        );
+        // Nothing scored: the last counted entry stands, as before.
+        let nothing = [entry(false, None), unscored(), entry(false, None)];
+        assert!(std::ptr::eq(
+            select_final(&nothing, Selection::Best, DIR).unwrap(),
+            &nothing[2]
+        ));
     }
 
     mod props {
