@@ -26,8 +26,8 @@ pub struct Cli {
     /// Where rdbench keeps score logs, calibrations and caches [default: $RDBENCH_HOME or ~/.local/share/rdbench].
     #[arg(long, global = true, env = "RDBENCH_HOME")]
     pub home: Option<PathBuf>,
-    /// Send `start`, `score`, `log`, `finish`, `list` and `info` to the scoring service on this
-    /// socket instead of running them as this user (protected mode).
+    /// Send the attempt commands (`start`, `score`, `tool`, `status`, `log`, `finish`, `list`,
+    /// `info`) to the scoring service on this socket instead of running them as this user (protected mode).
     #[arg(long, global = true, env = "RDBENCH_SOCKET")]
     pub socket: Option<PathBuf>,
     #[command(subcommand)]
@@ -36,7 +36,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// `start`, `score`, `log`, `finish`, `list`, `info`: the same in `rdbench-client`.
+    /// `start`, `score`, `tool`, `status`, `log`, `finish`, `list`, `info`: the same in
+    /// `rdbench-client`.
     #[command(flatten)]
     Attempt(AttemptCommand),
     /// Run the protected scoring service: as the scoring user, serve agents' `start`, `score`,
@@ -126,7 +127,8 @@ pub enum Command {
         #[arg(long)]
         task: String,
     },
-    /// Internal: compile one NVRTC request from stdin, reply on stdout (the limited child).
+    /// Internal: compile one NVRTC request from stdin, reply on the worker protocol's
+    /// descriptor 3 (the limited child).
     #[command(name = "__nvrtc", hide = true)]
     Nvrtc,
 }

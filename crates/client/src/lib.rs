@@ -6,8 +6,8 @@
 //! `rdbench-client`, which contains none of them (it links no task crate), and talks to the
 //! service over a Unix socket. The service knows the caller by the socket's peer credentials.
 //!
-//! The same [`AttemptCommand`]s are `rdbench`'s own `start`, `score`, `log`, `finish`, `list`
-//! and `info`: with `--socket` (or `$RDBENCH_SOCKET`) the full binary forwards them here.
+//! The same [`AttemptCommand`]s are `rdbench`'s own `start`, `score`, `tool`, `status`, `log`,
+//! `finish`, `list` and `info`: with `--socket` (or `$RDBENCH_SOCKET`) the full binary forwards them here.
 //!
 //! - [`command`]: the commands, one type for the flags and the wire;
 //! - [`wire`]: the framing (JSON header + bounded binary blobs);
