@@ -165,6 +165,9 @@ pub trait Host {
     /// Runs the scoring worker on a prechecked submission (the environment check and the
     /// worker; whatever the submission does comes back as an outcome).
     fn run_scoring(&self, task: &dyn Task, run: ScoringRun) -> Result<RunResult>;
+    /// The name of the GPU that GPU runs use, for the device lock: by its PCI bus id where the
+    /// driver gives one ([`rdbench_core::calibration::gpu_name`]).
+    fn gpu_name(&self) -> String;
 }
 
 /// Everything one command needs.

@@ -347,6 +347,7 @@ fn score_snapshot(
         &attempt.private_dir,
         timeout,
         backend,
+        || ctx.host.gpu_name(),
     );
     let sha = hash_files(snapshot_dir, &info.submission_names());
     // 1. Checks that need no GPU: a bad submission is logged invalid right away.
@@ -594,21 +595,25 @@ pub fn entry_for(
     }
 }
 
-/// The lock that serializes GPU scoring runs (and GPU tool calls) on this machine (`None` for
-/// CPU profiles and emulated runs).
+/// The lock that serializes GPU scoring runs (and GPU tool calls) on this machine, named after
+/// the GPU they use: `locks/<gpu>`, `gpu` giving the name ([`crate::Host::gpu_name`], asked only
+/// for a GPU run). `None` for CPU profiles and emulated runs.
 pub fn device_lock(
     home: &Home,
     info: &TaskInfo,
     profile: &str,
     backend: Backend,
+    gpu: impl FnOnce() -> String,
 ) -> Option<PathBuf> {
     let needs_gpu = info.profile(profile).map(|p| p.needs_gpu).unwrap_or(false);
-    (needs_gpu && backend == Backend::Cuda).then(|| home.root().join("locks").join("gpu-0"))
+    (needs_gpu && backend == Backend::Cuda).then(|| home.root().join("locks").join(gpu()))
 }
 
 /// One scoring run of the submission in `submission_dir`, with its files laid out under
 /// `private_dir` as in an attempt (`task/`, `samples/`, `timelines/`). Returns the run and the
-/// samples and timeline paths relative to `private_dir`, for the log entry.
+/// samples and timeline paths relative to `private_dir`, for the log entry. `gpu` names the
+/// GPU for the device lock ([`device_lock`]).
+#[allow(clippy::too_many_arguments)] // each named at its call
 pub fn scoring_run(
     home: &Home,
     info: &TaskInfo,
@@ -617,6 +622,7 @@ pub fn scoring_run(
     private_dir: &Path,
     timeout: Option<u64>,
     backend: Backend,
+    gpu: impl FnOnce() -> String,
 ) -> (ScoringRun, (String, String)) {
     let stamp = run_stamp();
     let files = (
@@ -635,7 +641,7 @@ pub fn scoring_run(
         },
         timeline_path: private_dir.join(&files.1),
         timeout: Duration::from_secs(timeout.unwrap_or(info.score_timeout_s)),
-        device_lock: device_lock(home, info, profile, backend),
+        device_lock: device_lock(home, info, profile, backend, gpu),
     };
     (run, files)
 }
@@ -884,13 +890,16 @@ mod tests {
         assert_eq!(details["log"], "in /home/a/att/solution.cu");
     }
 
-    /// A GPU profile's run holds the device lock; the emulator and CPU profiles do not.
+    /// A GPU profile's run holds the device lock, named after the GPU by its PCI bus id where
+    /// one is known and by its ordinal otherwise; the emulator and CPU profiles hold none and
+    /// never ask for the GPU's name.
     #[test]
     fn only_gpu_runs_hold_the_device_lock() {
+        use rdbench_core::calibration::{gpu_name, SCORED_GPU_ORDINAL};
         let home = Home::new("/h");
         let mut info = fake_info();
         info.profiles[0].needs_gpu = true;
-        let run = |info: &TaskInfo, backend| {
+        let run = |info: &TaskInfo, backend, bus: Option<&str>| {
             let (run, _) = scoring_run(
                 &home,
                 info,
@@ -899,17 +908,32 @@ mod tests {
                 Path::new("/p"),
                 None,
                 backend,
+                || gpu_name(SCORED_GPU_ORDINAL, bus),
             );
             run
         };
-        let lock = |info: &TaskInfo, backend| run(info, backend).device_lock;
+        let lock = |info: &TaskInfo, backend, bus| run(info, backend, bus).device_lock;
         assert_eq!(
-            lock(&info, Backend::Cuda),
+            lock(&info, Backend::Cuda, None),
             Some(PathBuf::from("/h/locks/gpu-0"))
         );
-        assert_eq!(lock(&info, Backend::Emulator), None);
-        assert_eq!(run(&info, Backend::Cuda).timeout, Duration::from_secs(60));
+        assert_eq!(
+            lock(&info, Backend::Cuda, Some("00000000:18:00.0")),
+            Some(PathBuf::from("/h/locks/gpu-0000:18:00.0"))
+        );
+        let unasked = || -> String { panic!("a run without the GPU asked for its name") };
+        assert_eq!(
+            device_lock(&home, &info, "tiny", Backend::Emulator, unasked),
+            None
+        );
+        assert_eq!(
+            run(&info, Backend::Cuda, None).timeout,
+            Duration::from_secs(60)
+        );
         info.profiles[0].needs_gpu = false;
-        assert_eq!(lock(&info, Backend::Cuda), None);
+        assert_eq!(
+            device_lock(&home, &info, "tiny", Backend::Cuda, unasked),
+            None
+        );
     }
 }

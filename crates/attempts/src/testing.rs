@@ -128,6 +128,10 @@ pub struct FakeHost {
 }
 
 impl Host for FakeHost {
+    /// No GPU here: the name a machine without one gets.
+    fn gpu_name(&self) -> String {
+        rdbench_core::calibration::gpu_name(rdbench_core::calibration::SCORED_GPU_ORDINAL, None)
+    }
     fn task(&self, name: &str) -> Result<Box<dyn Task>> {
         match name {
             "fake" => Ok(Box::new(FakeTask {

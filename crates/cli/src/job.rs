@@ -241,10 +241,11 @@ fn printable_line(line: &[u8]) -> String {
         .collect()
 }
 
-/// The NVML index of the GPU the worker scores on (CUDA device 0), so that a multi-GPU node's
-/// other GPUs do not enter the entry's energy and busy time; `None` (all GPUs) if unknown.
+/// The NVML index of the GPU the worker scores on ([`rdbench_gpu::device::scored`]), so that a
+/// multi-GPU node's other GPUs do not enter the entry's energy and busy time; `None` (all GPUs)
+/// if unknown.
 fn scored_gpu() -> Option<Vec<u32>> {
-    let bus = rdbench_gpu::device::describe(0).ok()?.pci_bus_id?;
+    let bus = rdbench_gpu::device::scored().ok()?.pci_bus_id?;
     Some(vec![
         rdbench_gpu::monitor::ClockReader::open_pci(&bus)?.index()
     ])

@@ -89,6 +89,44 @@ impl DeviceFingerprint {
     }
 }
 
+/// The CUDA ordinal of the GPU rdbench scores on: the first one the process sees.
+pub const SCORED_GPU_ORDINAL: usize = 0;
+
+/// A GPU's name for the device lock: `gpu-<PCI bus id>` (e.g. `gpu-0000:18:00.0`) where the
+/// driver gave one, so that processes numbering their GPUs differently (`CUDA_VISIBLE_DEVICES`,
+/// `CUDA_DEVICE_ORDER`) lock the same GPU under the same name; `gpu-<ordinal>` where none is
+/// known (no driver, a CPU machine, tests) or the id does not read as one. The bus id is
+/// written one way whoever reported it: lowercase hex, the domain in at least four digits
+/// (CUDA writes `0000:18:00.0`, NVML `00000000:18:00.0`).
+pub fn gpu_name(ordinal: usize, pci_bus_id: Option<&str>) -> String {
+    match pci_bus_id.and_then(canonical_pci_bus_id) {
+        Some(bus) => format!("gpu-{bus}"),
+        None => format!("gpu-{ordinal}"),
+    }
+}
+
+/// `domain:bus:device.function` in hex, written `{:04x}:{:02x}:{:02x}.{:x}`; `None` for
+/// anything else.
+fn canonical_pci_bus_id(id: &str) -> Option<String> {
+    let hex = |s: &str, max: u32| {
+        let digits = !s.is_empty() && s.len() <= 8 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        digits
+            .then(|| u32::from_str_radix(s, 16).ok())
+            .flatten()
+            .filter(|&v| v <= max)
+    };
+    let (domain, rest) = id.split_once(':')?;
+    let (bus, rest) = rest.split_once(':')?;
+    let (device, function) = rest.split_once('.')?;
+    Some(format!(
+        "{:04x}:{:02x}:{:02x}.{:x}",
+        hex(domain, u32::MAX)?,
+        hex(bus, 0xff)?,
+        hex(device, 0x1f)?,
+        hex(function, 0x7)?
+    ))
+}
+
 /// Start and reference raw scores of one task profile on one device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationEntry {
@@ -462,6 +500,32 @@ impl CalibrationStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lock names a GPU by its bus id, however the driver wrote it, and by its ordinal
+    /// without one.
+    #[test]
+    fn a_gpu_is_named_by_its_pci_bus_id_else_its_ordinal() {
+        assert_eq!(gpu_name(0, Some("0000:18:00.0")), "gpu-0000:18:00.0");
+        // NVML's eight-digit domain and CUDA's uppercase name the same GPU as CUDA's form.
+        assert_eq!(gpu_name(0, Some("00000000:3B:00.0")), "gpu-0000:3b:00.0");
+        assert_eq!(gpu_name(1, Some("0000:3B:00.0")), "gpu-0000:3b:00.0");
+        assert_eq!(gpu_name(0, Some("10000:01:00.1")), "gpu-10000:01:00.1");
+        assert_eq!(gpu_name(0, None), "gpu-0");
+        assert_eq!(gpu_name(2, None), "gpu-2");
+        for odd in [
+            "",
+            "0000:18:00",
+            "0000:18.00.0",
+            "0000:118:00.0",
+            "0000:18:00.8",
+            "0000:+1:00.0",
+            "../0000:18:00.0",
+            "0000:18:00.0/x",
+            "000000000:18:00.0",
+        ] {
+            assert_eq!(gpu_name(3, Some(odd)), "gpu-3", "{odd:?}");
+        }
+    }
     use proptest::prelude::*;
 
     #[test]

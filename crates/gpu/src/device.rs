@@ -13,6 +13,7 @@ use cudarc::driver::{
     CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig,
     PushKernelArg,
 };
+use rdbench_core::calibration::{gpu_name, SCORED_GPU_ORDINAL};
 use serde::Serialize;
 
 pub use crate::backend::{Arg, Dims};
@@ -102,6 +103,22 @@ pub fn device_count() -> Result<usize, GpuError> {
         ));
     }
     Ok(n as usize)
+}
+
+/// The GPU rdbench scores on (CUDA's device [`SCORED_GPU_ORDINAL`]), described: what calibration
+/// keys, the monitor and the device lock name it by.
+pub fn scored() -> Result<DeviceInfo, GpuError> {
+    describe(SCORED_GPU_ORDINAL)
+}
+
+/// The scored GPU's name for the device lock: by its PCI bus id, or by its ordinal where no
+/// GPU can be described (see [`gpu_name`]).
+pub fn scored_gpu_name() -> String {
+    let info = scored().ok();
+    gpu_name(
+        SCORED_GPU_ORDINAL,
+        info.as_ref().and_then(|d| d.pci_bus_id.as_deref()),
+    )
 }
 
 /// Reads a device's facts without creating a context (cheap; used for calibration keys and

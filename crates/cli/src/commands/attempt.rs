@@ -62,6 +62,10 @@ impl rdbench_attempts::Host for Kit<'_> {
     fn run_scoring(&self, task: &dyn Task, run: ScoringRun) -> Result<RunResult> {
         job(task, run).run_checked().map(run_result)
     }
+
+    fn gpu_name(&self) -> String {
+        rdbench_gpu::device::scored_gpu_name()
+    }
 }
 
 /// `tool`: one call of the task's experiment tool for `attempt`, refused once the attempt is
@@ -80,7 +84,13 @@ pub fn tool(ctx: &Context, attempt: &Attempt, name: &str, args: &[String]) -> Re
     let spec = info.tool(name)?.clone();
     let profile = &attempt.record.profile;
     let device_lock = if spec.needs_gpu {
-        rdbench_attempts::device_lock(&ctx.home, &info, profile, Backend::Cuda)
+        rdbench_attempts::device_lock(
+            &ctx.home,
+            &info,
+            profile,
+            Backend::Cuda,
+            rdbench_gpu::device::scored_gpu_name,
+        )
     } else {
         None
     };
@@ -168,6 +178,7 @@ pub fn score_solution_dir_on(
         private_dir,
         timeout,
         backend,
+        rdbench_gpu::device::scored_gpu_name,
     );
     job(task, run).run()
 }

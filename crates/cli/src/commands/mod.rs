@@ -106,7 +106,7 @@ pub fn device_fingerprint(info: &TaskInfo, profile: &str) -> Result<DeviceFinger
     if info.hardware_independent || !needs_gpu {
         return Ok(DeviceFingerprint::this_cpu());
     }
-    rdbench_gpu::device::describe(0)
+    rdbench_gpu::device::scored()
         .map(|d| d.fingerprint())
         .map_err(|e| Error::Environment(e.to_string()))
 }

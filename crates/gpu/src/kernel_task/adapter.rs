@@ -236,10 +236,11 @@ impl<T: KernelTask> Task for KernelTaskAdapter<T> {
         let br = self.bench_request(req, &profile, self.rule.unwrap_or_default());
         match req.backend {
             Backend::Cuda => {
-                let dev = CudaBackend::open(0).map_err(|e| match e {
-                    crate::GpuError::NoDriver(_) => Error::Environment(e.to_string()),
-                    e => Error::Environment(format!("opening the GPU: {e}")),
-                })?;
+                let dev = CudaBackend::open(rdbench_core::calibration::SCORED_GPU_ORDINAL)
+                    .map_err(|e| match e {
+                        crate::GpuError::NoDriver(_) => Error::Environment(e.to_string()),
+                        e => Error::Environment(format!("opening the GPU: {e}")),
+                    })?;
                 crate::bench::score(&dev, &self.task, &br)
             }
             Backend::Emulator => {
