@@ -820,7 +820,8 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o111, 0o111);
 
-        let cases: Vec<(Vec<SubmittedFile>, Vec<&[u8]>, InvalidKind, &str)> = vec![
+        type Case<'a> = (Vec<SubmittedFile>, Vec<&'a [u8]>, InvalidKind, &'a str);
+        let cases: Vec<Case> = vec![
             (
                 vec![sent("solution/../x", FileState::Present)],
                 vec![b"x"],
