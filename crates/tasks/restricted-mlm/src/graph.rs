@@ -604,6 +604,71 @@ fn fixed(d: Dim, what: &str) -> Result<usize, String> {
     }
 }
 
+/// What an op's check gives: the op, its result type and its flops per sequence.
+type Checked = Result<(Op, Ty, u64), String>;
+
+/// The inputs of the op being checked: their types, and the op's name for messages.
+struct OpInputs<'t> {
+    op: &'t str,
+    tys: &'t [Ty],
+}
+
+impl OpInputs<'_> {
+    /// Fails unless the op has `lo` to `hi` inputs.
+    fn arity(&self, lo: usize, hi: usize) -> Result<(), String> {
+        let (op, tys) = (self.op, self.tys);
+        if tys.len() < lo || tys.len() > hi {
+            let want = if lo == hi {
+                format!("{lo}")
+            } else {
+                format!("{lo} to {hi}")
+            };
+            return Err(format!("op {op:?} takes {want} inputs, got {}", tys.len()));
+        }
+        Ok(())
+    }
+
+    /// Fails unless every input holds numbers.
+    fn floats(&self) -> Result<(), String> {
+        for (i, t) in self.tys.iter().enumerate() {
+            if t.kind != Kind::Float {
+                return Err(format!(
+                    "input {i} holds token ids; arithmetic takes numbers (use `embedding` to \
+                     turn ids into numbers)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A value of numbers with these axes.
+fn float(dims: Vec<Dim>) -> Ty {
+    Ty {
+        kind: Kind::Float,
+        dims,
+    }
+}
+
+/// Axes of a batched value: never the batch axis.
+fn data_axis(t: &Ty, raw: i64, what: &str) -> Result<usize, String> {
+    let a = axis_of(raw, t.dims.len())?;
+    if a == 0 && t.batched() {
+        return Err(format!(
+            "{what} along axis 0, the batch axis, is not allowed: each sequence is \
+             computed on its own"
+        ));
+    }
+    Ok(a)
+}
+
+/// The `axis` attribute, which the op requires.
+fn required_axis(attrs: &mut Attrs) -> Result<i64, String> {
+    attrs
+        .int("axis")?
+        .ok_or_else(|| "`axis` is required".to_string())
+}
+
 impl Checker<'_> {
     fn add(
         &mut self,
@@ -701,492 +766,535 @@ impl Checker<'_> {
     }
 
     /// Checks one op's inputs and attributes; returns the op, its result type and its flops per
-    /// sequence.
-    fn check_op(&self, op: &str, attrs: &mut Attrs, tys: &[Ty]) -> Result<(Op, Ty, u64), String> {
-        let arity = |lo: usize, hi: usize| -> Result<(), String> {
-            if tys.len() < lo || tys.len() > hi {
-                let want = if lo == hi {
-                    format!("{lo}")
-                } else {
-                    format!("{lo} to {hi}")
-                };
-                return Err(format!("op {op:?} takes {want} inputs, got {}", tys.len()));
-            }
-            Ok(())
-        };
-        let floats = || -> Result<(), String> {
-            for (i, t) in tys.iter().enumerate() {
-                if t.kind != Kind::Float {
-                    return Err(format!(
-                        "input {i} holds token ids; arithmetic takes numbers (use `embedding` to \
-                         turn ids into numbers)"
-                    ));
-                }
-            }
-            Ok(())
-        };
-        let float = |dims: Vec<Dim>| Ty {
-            kind: Kind::Float,
-            dims,
-        };
-        // Axes of a batched value: never the batch axis.
-        let data_axis = |t: &Ty, raw: i64, what: &str| -> Result<usize, String> {
-            let a = axis_of(raw, t.dims.len())?;
-            if a == 0 && t.batched() {
-                return Err(format!(
-                    "{what} along axis 0, the batch axis, is not allowed: each sequence is \
-                     computed on its own"
-                ));
-            }
-            Ok(a)
-        };
-        let required_axis = |attrs: &mut Attrs| -> Result<i64, String> {
-            attrs
-                .int("axis")?
-                .ok_or_else(|| "`axis` is required".to_string())
-        };
+    /// sequence. Each op has its own `check_*` below.
+    fn check_op(&self, op: &str, attrs: &mut Attrs, tys: &[Ty]) -> Checked {
+        let ins = OpInputs { op, tys };
         match op {
-            "weight" => {
-                arity(0, 0)?;
-                let shape = match attrs.take("shape") {
-                    Some(toml::Value::Array(a)) => a
-                        .into_iter()
-                        .map(|v| match v {
-                            toml::Value::Integer(i) if i >= 1 => Ok(i as usize),
-                            v => Err(format!("`shape` entries must be positive integers, not {v}")),
-                        })
-                        .collect::<Result<Vec<_>, _>>()?,
-                    Some(v) => return Err(format!("`shape` must be a list, not {v}")),
-                    None => return Err("`shape` is required".into()),
-                };
-                if shape.is_empty() || shape.len() > MAX_RANK {
-                    return Err(format!("a weight has 1 to {MAX_RANK} axes"));
-                }
-                product(&shape)?;
-                let trainable = attrs.boolean("trainable", true)?;
-                let init = match attrs.take("init") {
-                    None if shape.len() == 1 => Init::Fill(0.0),
-                    None => Init::Normal,
-                    Some(toml::Value::String(s)) if s == "normal" => Init::Normal,
-                    Some(toml::Value::Float(f)) if f.is_finite() => Init::Fill(f),
-                    Some(toml::Value::Integer(i)) => Init::Fill(i as f64),
-                    Some(v) => {
-                        return Err(format!("`init` is \"normal\" or a finite number, not {v}"))
-                    }
-                };
-                let ty = float(shape.iter().map(|&n| Dim::N(n)).collect());
-                Ok((Op::Weight { shape, trainable, init }, ty, 0))
-            }
-            "embedding" => {
-                arity(2, 2)?;
-                let (ids, table) = (&tys[0], &tys[1]);
-                if ids.kind != Kind::Ids {
-                    return Err("input 0 (the ids) must be token ids".into());
-                }
-                if table.kind != Kind::Float || table.batched() || table.dims.len() != 2 {
-                    return Err(format!(
-                        "input 1 (the table) must be a [rows, width] weight, got {table}"
-                    ));
-                }
-                let rows = fixed(table.dims[0], "rows")?;
-                if rows < self.limits.vocab + 1 {
-                    return Err(format!(
-                        "the table has {rows} rows; token ids go up to {} (the mask id), so it needs at \
-                         least {}",
-                        self.limits.vocab,
-                        self.limits.vocab + 1
-                    ));
-                }
-                let mut dims = ids.dims.clone();
-                dims.push(table.dims[1]);
-                let ty = float(dims);
-                let flops = ty.elements();
-                Ok((Op::Embedding, ty, flops))
-            }
-            "linear" => {
-                arity(2, 3)?;
-                floats()?;
-                let (x, w) = (&tys[0], &tys[1]);
-                if w.batched() || w.dims.len() != 2 {
-                    return Err(format!("input 1 (the weight) must be [out, in], got {w}"));
-                }
-                let (out, inn) = (fixed(w.dims[0], "out")?, fixed(w.dims[1], "in")?);
-                if x.dims.last() != Some(&Dim::N(inn)) {
-                    return Err(format!(
-                        "input 0 is {x}; its last axis must be the weight's `in` ({inn})"
-                    ));
-                }
-                if x.dims.len() < 2 {
-                    return Err(format!("input 0 is {x}; `linear` needs at least 2 axes"));
-                }
-                if let Some(b) = tys.get(2) {
-                    if b.dims != [Dim::N(out)] {
-                        return Err(format!("input 2 (the bias) must be [{out}], got {b}"));
-                    }
-                }
-                let mut dims = x.dims.clone();
-                *dims.last_mut().expect("rank >= 1") = Dim::N(out);
-                let ty = float(dims);
-                let rows = x.elements() / inn as u64;
-                let flops = rows
-                    .saturating_mul(inn as u64)
-                    .saturating_mul(out as u64)
-                    .saturating_mul(2)
-                    .saturating_add(if tys.len() == 3 { ty.elements() } else { 0 });
-                Ok((Op::Linear, ty, flops))
-            }
-            "matmul" => {
-                arity(2, 2)?;
-                floats()?;
-                let (a, b) = (&tys[0], &tys[1]);
-                if a.dims.len() < 2 || b.dims.len() < 2 {
-                    return Err(format!("both inputs need at least 2 axes, got {a} and {b}"));
-                }
-                let (ra, rb) = (a.dims.len(), b.dims.len());
-                let k = fixed(a.dims[ra - 1], "the contracted axis")?;
-                let kb = fixed(b.dims[rb - 2], "the contracted axis")?;
-                let n = fixed(b.dims[rb - 1], "the last axis of input 1")?;
-                if k != kb {
-                    return Err(format!(
-                        "{a} @ {b}: the last axis of input 0 ({k}) must equal the second-last of input 1 ({kb})"
-                    ));
-                }
-                let m = a.dims[ra - 2];
-                let lead = if m == Dim::Batch {
-                    if ra != 2 || rb != 2 {
-                        return Err(format!(
-                            "{a} @ {b}: with the batch axis as rows both inputs must have 2 axes"
-                        ));
-                    }
-                    Vec::new()
-                } else {
-                    if b.dims[rb - 2..].contains(&Dim::Batch) {
-                        return Err(format!("{a} @ {b}: input 1's matrix axes cannot be the batch axis"));
-                    }
-                    broadcast(&a.dims[..ra - 2], &b.dims[..rb - 2])?
-                };
-                // The interpreter multiplies a plain matrix (no leading axes but size 1) without
-                // copying it; otherwise it copies each operand whose leading axes broadcast, and
-                // each copy is a value under the cap like any other.
-                let plain = |t: &Ty| t.dims[..t.dims.len() - 2].iter().all(|d| *d == Dim::N(1));
-                if !plain(a) && !plain(b) {
-                    for (i, t) in [a, b].into_iter().enumerate() {
-                        let r = t.dims.len();
-                        if t.dims[..r - 2] != lead[..] {
-                            let mut dims = lead.clone();
-                            dims.extend_from_slice(&t.dims[r - 2..]);
-                            let copy = float(dims);
-                            if copy.elements() > self.limits.max_value_elements {
-                                self.over_limit.set(true);
-                                return Err(format!(
-                                    "input {i} ({t}) broadcast to {copy} has {} elements per \
-                                     sequence; at most {} are allowed",
-                                    copy.elements(),
-                                    self.limits.max_value_elements
-                                ));
-                            }
-                        }
-                    }
-                }
-                let mut dims = lead;
-                dims.push(m);
-                dims.push(Dim::N(n));
-                let ty = float(dims);
-                let flops = ty.elements().saturating_mul(2 * k as u64);
-                Ok((Op::Matmul, ty, flops))
-            }
-            "einsum" => {
-                arity(2, 2)?;
-                floats()?;
-                let spec = match attrs.take("spec") {
-                    Some(toml::Value::String(s)) => s,
-                    Some(v) => return Err(format!("`spec` must be a string, not {v}")),
-                    None => return Err("`spec` is required".into()),
-                };
-                let spec = parse_einsum(&spec)?;
-                let (ty, flops) = einsum_type(&spec, &tys[0], &tys[1])?;
-                // The interpreter forms the full product before summing: that is a value too.
-                if flops / 2 > self.limits.max_value_elements {
-                    self.over_limit.set(true);
-                    return Err(format!(
-                        "the product over every letter has {} elements per sequence; at most {} are allowed",
-                        flops / 2,
-                        self.limits.max_value_elements
-                    ));
-                }
-                Ok((Op::Einsum(spec), ty, flops))
-            }
-            "add" => {
-                arity(2, 2)?;
-                floats()?;
-                let ty = float(broadcast(&tys[0].dims, &tys[1].dims)?);
-                let flops = ty.elements();
-                Ok((Op::Add, ty, flops))
-            }
-            "mul" => {
-                arity(1, 2)?;
-                floats()?;
-                let scale = match attrs.take("scale") {
-                    None => None,
-                    Some(toml::Value::Float(f)) => Some(f),
-                    Some(toml::Value::Integer(i)) => Some(i as f64),
-                    Some(v) => return Err(format!("`scale` must be a number, not {v}")),
-                };
-                match (tys.len(), scale) {
-                    (1, Some(s)) if s.is_finite() => {
-                        let ty = tys[0].clone();
-                        let flops = ty.elements();
-                        Ok((Op::Mul { scale }, ty, flops))
-                    }
-                    (1, Some(s)) => Err(format!("`scale` must be finite, got {s}")),
-                    (2, None) => {
-                        let ty = float(broadcast(&tys[0].dims, &tys[1].dims)?);
-                        let flops = ty.elements();
-                        Ok((Op::Mul { scale: None }, ty, flops))
-                    }
-                    _ => Err("`mul` takes two inputs, or one input and `scale`".into()),
-                }
-            }
-            "relu" => {
-                arity(1, 1)?;
-                floats()?;
-                let ty = tys[0].clone();
-                let flops = ty.elements();
-                Ok((Op::Relu, ty, flops))
-            }
-            "sum" => {
-                arity(1, 1)?;
-                floats()?;
-                let x = &tys[0];
-                let axis = data_axis(x, required_axis(attrs)?, "summing")?;
-                let keepdim = attrs.boolean("keepdim", false)?;
-                let mut dims = x.dims.clone();
-                if keepdim {
-                    dims[axis] = Dim::N(1);
-                } else {
-                    dims.remove(axis);
-                }
-                let flops = x.elements();
-                Ok((Op::Sum { axis, keepdim }, float(dims), flops))
-            }
-            "gather" => {
-                arity(2, 2)?;
-                let (x, idx) = (&tys[0], &tys[1]);
-                if x.kind != Kind::Float || idx.kind != Kind::Ids {
-                    return Err("`gather` takes numbers (input 0) and token ids (input 1)".into());
-                }
-                if x.dims.len() != idx.dims.len() {
-                    return Err(format!("{x} and the index {idx} must have the same number of axes"));
-                }
-                let axis = data_axis(x, required_axis(attrs)?, "gathering")?;
-                for (i, (a, b)) in x.dims.iter().zip(&idx.dims).enumerate() {
-                    if i != axis && a != b {
-                        return Err(format!(
-                            "{x} and the index {idx} must agree on every axis but {axis}"
-                        ));
-                    }
-                }
-                let len = fixed(x.dims[axis], "the gathered axis")?;
-                if len < self.limits.vocab + 1 {
-                    return Err(format!(
-                        "token ids go up to {}, but axis {axis} of {x} has only {len} entries",
-                        self.limits.vocab
-                    ));
-                }
-                let ty = float(idx.dims.clone());
-                let flops = ty.elements();
-                Ok((Op::Gather { axis }, ty, flops))
-            }
-            "select" => {
-                arity(1, 1)?;
-                let x = &tys[0];
-                let axis = data_axis(x, required_axis(attrs)?, "selecting")?;
-                let index = attrs.count("index", None)?;
-                let len = fixed(x.dims[axis], "the selected axis")?;
-                if index >= len {
-                    return Err(format!("index {index} is out of range for axis {axis} of {x}"));
-                }
-                let mut dims = x.dims.clone();
-                dims.remove(axis);
-                let ty = Ty { kind: x.kind, dims };
-                let flops = ty.elements();
-                Ok((Op::Select { axis, index }, ty, flops))
-            }
-            "slice" => {
-                arity(1, 1)?;
-                let x = &tys[0];
-                let axis = data_axis(x, required_axis(attrs)?, "slicing")?;
-                let len = fixed(x.dims[axis], "the sliced axis")?;
-                let start = attrs.count("start", Some(0))?;
-                let end = attrs.count("end", Some(len))?;
-                let step = attrs.count("step", Some(1))?;
-                if step == 0 || start >= end || end > len {
-                    return Err(format!(
-                        "slice {start}:{end}:{step} of an axis of {len} must satisfy \
-                         0 <= start < end <= {len} and step >= 1"
-                    ));
-                }
-                let mut dims = x.dims.clone();
-                dims[axis] = Dim::N((end - start).div_ceil(step));
-                let ty = Ty { kind: x.kind, dims };
-                let flops = ty.elements();
-                Ok((Op::Slice { axis, start, end, step }, ty, flops))
-            }
-            "reshape" => {
-                arity(1, 1)?;
-                let x = &tys[0];
-                let shape = match attrs.take("shape") {
-                    Some(toml::Value::Array(a)) => a
-                        .into_iter()
-                        .map(|v| match v {
-                            toml::Value::Integer(i) if i >= 1 => Ok(ShapeEntry::N(i as usize)),
-                            toml::Value::String(s) if s == "batch" => Ok(ShapeEntry::Batch),
-                            toml::Value::String(s) if s == "seq" => {
-                                Ok(ShapeEntry::N(self.limits.seq))
-                            }
-                            v => Err(format!(
-                                "`shape` entries are positive integers, \"batch\" or \"seq\", not {v}"
-                            )),
-                        })
-                        .collect::<Result<Vec<_>, _>>()?,
-                    Some(v) => return Err(format!("`shape` must be a list, not {v}")),
-                    None => return Err("`shape` is required".into()),
-                };
-                let batches = shape.iter().filter(|e| **e == ShapeEntry::Batch).count();
-                if x.batched() && (batches != 1 || shape[0] != ShapeEntry::Batch) {
-                    return Err(
-                        "the input has a batch axis, so the shape must start with \"batch\" and name it once"
-                            .into(),
-                    );
-                }
-                if !x.batched() && batches != 0 {
-                    return Err("the input has no batch axis, so the shape cannot name one".into());
-                }
-                let dims: Vec<Dim> = shape
-                    .iter()
-                    .map(|e| match e {
-                        ShapeEntry::Batch => Dim::Batch,
-                        ShapeEntry::N(n) => Dim::N(*n),
-                    })
-                    .collect();
-                let ty = Ty { kind: x.kind, dims };
-                let fixed_of = |t: &Ty| {
-                    product(&t.dims.iter().filter_map(|d| match d {
-                        Dim::N(n) => Some(*n),
-                        Dim::Batch => None,
-                    }).collect::<Vec<_>>())
-                };
-                if fixed_of(x)? != fixed_of(&ty)? {
-                    return Err(format!("cannot reshape {x} into {ty}: the sizes differ"));
-                }
-                Ok((Op::Reshape { shape }, ty, 0))
-            }
-            "permute" => {
-                arity(1, 1)?;
-                let x = &tys[0];
-                let dims = match attrs.take("dims") {
-                    Some(toml::Value::Array(a)) => a
-                        .into_iter()
-                        .map(|v| match v {
-                            toml::Value::Integer(i) => axis_of(i, x.dims.len()),
-                            v => Err(format!("`dims` entries must be integers, not {v}")),
-                        })
-                        .collect::<Result<Vec<_>, _>>()?,
-                    Some(v) => return Err(format!("`dims` must be a list, not {v}")),
-                    None => return Err("`dims` is required".into()),
-                };
-                let mut sorted = dims.clone();
-                sorted.sort_unstable();
-                if sorted != (0..x.dims.len()).collect::<Vec<_>>() {
-                    return Err(format!("`dims` {dims:?} is not a permutation of the axes of {x}"));
-                }
-                if x.batched() && dims[0] != 0 {
-                    return Err("the batch axis must stay first".into());
-                }
-                let ty = Ty {
-                    kind: x.kind,
-                    dims: dims.iter().map(|&d| x.dims[d]).collect(),
-                };
-                let flops = ty.elements();
-                Ok((Op::Permute { dims }, ty, flops))
-            }
-            "unsqueeze" => {
-                arity(1, 1)?;
-                let x = &tys[0];
-                let axis = axis_of(required_axis(attrs)?, x.dims.len() + 1)?;
-                if axis == 0 && x.batched() {
-                    return Err("a new axis before the batch axis is not allowed".into());
-                }
-                let mut dims = x.dims.clone();
-                dims.insert(axis, Dim::N(1));
-                Ok((Op::Unsqueeze { axis }, Ty { kind: x.kind, dims }, 0))
-            }
-            "concat" => {
-                arity(2, 64)?;
-                let first = &tys[0];
-                let axis = data_axis(first, required_axis(attrs)?, "joining")?;
-                let mut total = 0usize;
-                for (i, t) in tys.iter().enumerate() {
-                    let same_elsewhere = t.kind == first.kind
-                        && t.dims.len() == first.dims.len()
-                        && t.dims
-                            .iter()
-                            .zip(&first.dims)
-                            .enumerate()
-                            .all(|(j, (a, b))| j == axis || a == b);
-                    if !same_elsewhere {
-                        return Err(format!(
-                            "input {i} is {t}; every input must be like input 0 ({first}) except along axis {axis}"
-                        ));
-                    }
-                    total += fixed(t.dims[axis], "the joined axis")?;
-                }
-                let mut dims = first.dims.clone();
-                dims[axis] = Dim::N(total);
-                let ty = Ty { kind: first.kind, dims };
-                let flops = ty.elements();
-                Ok((Op::Concat { axis }, ty, flops))
-            }
-            "window" => {
-                arity(1, 1)?;
-                floats()?;
-                let x = &tys[0];
-                let axis = data_axis(x, required_axis(attrs)?, "windows")?;
-                let size = attrs.count("size", None)?;
-                let stride = attrs.count("stride", Some(1))?;
-                let pad_before = attrs.count("pad_before", Some(0))?;
-                let pad_after = attrs.count("pad_after", Some(0))?;
-                let len = fixed(x.dims[axis], "the windowed axis")?;
-                let padded = len + pad_before + pad_after;
-                // A window of padding alone computes nothing, so padding stays below the size.
-                if size == 0 || stride == 0 || size > padded || pad_before >= size || pad_after >= size {
-                    return Err(format!(
-                        "windows of {size} with stride {stride} and padding {pad_before}+{pad_after} do not fit an axis of {len}"
-                    ));
-                }
-                let count = (padded - size) / stride + 1;
-                let mut dims = x.dims.clone();
-                dims[axis] = Dim::N(count);
-                dims.push(Dim::N(size));
-                let ty = float(dims);
-                let flops = ty.elements();
-                Ok((
-                    Op::Window {
-                        axis,
-                        size,
-                        stride,
-                        pad_before,
-                        pad_after,
-                    },
-                    ty,
-                    flops,
-                ))
-            }
+            "weight" => self.check_weight(&ins, attrs),
+            "embedding" => self.check_embedding(&ins),
+            "linear" => self.check_linear(&ins),
+            "matmul" => self.check_matmul(&ins),
+            "einsum" => self.check_einsum(&ins, attrs),
+            "add" => self.check_add(&ins),
+            "mul" => self.check_mul(&ins, attrs),
+            "relu" => self.check_relu(&ins),
+            "sum" => self.check_sum(&ins, attrs),
+            "gather" => self.check_gather(&ins, attrs),
+            "select" => self.check_select(&ins, attrs),
+            "slice" => self.check_slice(&ins, attrs),
+            "reshape" => self.check_reshape(&ins, attrs),
+            "permute" => self.check_permute(&ins, attrs),
+            "unsqueeze" => self.check_unsqueeze(&ins, attrs),
+            "concat" => self.check_concat(&ins, attrs),
+            "window" => self.check_window(&ins, attrs),
             other => Err(format!(
                 "there is no op {other:?} (the ops are weight, embedding, linear, matmul, einsum, add, \
                  mul, relu, sum, gather, select, slice, reshape, permute, unsqueeze, concat, window)"
             )),
         }
+    }
+
+    /// `weight`: a parameter of the given `shape`, trainable or not, with its `init`.
+    fn check_weight(&self, ins: &OpInputs, attrs: &mut Attrs) -> Checked {
+        ins.arity(0, 0)?;
+        let shape = match attrs.take("shape") {
+            Some(toml::Value::Array(a)) => a
+                .into_iter()
+                .map(|v| match v {
+                    toml::Value::Integer(i) if i >= 1 => Ok(i as usize),
+                    v => Err(format!(
+                        "`shape` entries must be positive integers, not {v}"
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(v) => return Err(format!("`shape` must be a list, not {v}")),
+            None => return Err("`shape` is required".into()),
+        };
+        if shape.is_empty() || shape.len() > MAX_RANK {
+            return Err(format!("a weight has 1 to {MAX_RANK} axes"));
+        }
+        product(&shape)?;
+        let trainable = attrs.boolean("trainable", true)?;
+        let init = match attrs.take("init") {
+            None if shape.len() == 1 => Init::Fill(0.0),
+            None => Init::Normal,
+            Some(toml::Value::String(s)) if s == "normal" => Init::Normal,
+            Some(toml::Value::Float(f)) if f.is_finite() => Init::Fill(f),
+            Some(toml::Value::Integer(i)) => Init::Fill(i as f64),
+            Some(v) => return Err(format!("`init` is \"normal\" or a finite number, not {v}")),
+        };
+        let ty = float(shape.iter().map(|&n| Dim::N(n)).collect());
+        Ok((
+            Op::Weight {
+                shape,
+                trainable,
+                init,
+            },
+            ty,
+            0,
+        ))
+    }
+
+    /// `embedding`: rows of a `[rows, width]` table picked by token ids.
+    fn check_embedding(&self, ins: &OpInputs) -> Checked {
+        ins.arity(2, 2)?;
+        let (ids, table) = (&ins.tys[0], &ins.tys[1]);
+        if ids.kind != Kind::Ids {
+            return Err("input 0 (the ids) must be token ids".into());
+        }
+        if table.kind != Kind::Float || table.batched() || table.dims.len() != 2 {
+            return Err(format!(
+                "input 1 (the table) must be a [rows, width] weight, got {table}"
+            ));
+        }
+        let rows = fixed(table.dims[0], "rows")?;
+        if rows < self.limits.vocab + 1 {
+            return Err(format!(
+                "the table has {rows} rows; token ids go up to {} (the mask id), so it needs at \
+                 least {}",
+                self.limits.vocab,
+                self.limits.vocab + 1
+            ));
+        }
+        let mut dims = ids.dims.clone();
+        dims.push(table.dims[1]);
+        let ty = float(dims);
+        let flops = ty.elements();
+        Ok((Op::Embedding, ty, flops))
+    }
+
+    /// `linear`: `x @ w^T` over the last axis, plus an optional bias.
+    fn check_linear(&self, ins: &OpInputs) -> Checked {
+        ins.arity(2, 3)?;
+        ins.floats()?;
+        let (x, w) = (&ins.tys[0], &ins.tys[1]);
+        if w.batched() || w.dims.len() != 2 {
+            return Err(format!("input 1 (the weight) must be [out, in], got {w}"));
+        }
+        let (out, inn) = (fixed(w.dims[0], "out")?, fixed(w.dims[1], "in")?);
+        if x.dims.last() != Some(&Dim::N(inn)) {
+            return Err(format!(
+                "input 0 is {x}; its last axis must be the weight's `in` ({inn})"
+            ));
+        }
+        if x.dims.len() < 2 {
+            return Err(format!("input 0 is {x}; `linear` needs at least 2 axes"));
+        }
+        if let Some(b) = ins.tys.get(2) {
+            if b.dims != [Dim::N(out)] {
+                return Err(format!("input 2 (the bias) must be [{out}], got {b}"));
+            }
+        }
+        let mut dims = x.dims.clone();
+        *dims.last_mut().expect("rank >= 1") = Dim::N(out);
+        let ty = float(dims);
+        let rows = x.elements() / inn as u64;
+        let flops = rows
+            .saturating_mul(inn as u64)
+            .saturating_mul(out as u64)
+            .saturating_mul(2)
+            .saturating_add(if ins.tys.len() == 3 { ty.elements() } else { 0 });
+        Ok((Op::Linear, ty, flops))
+    }
+
+    /// `matmul`: a batched matrix product; leading axes broadcast, and a broadcast copy is a
+    /// value under the cap.
+    fn check_matmul(&self, ins: &OpInputs) -> Checked {
+        ins.arity(2, 2)?;
+        ins.floats()?;
+        let (a, b) = (&ins.tys[0], &ins.tys[1]);
+        if a.dims.len() < 2 || b.dims.len() < 2 {
+            return Err(format!("both inputs need at least 2 axes, got {a} and {b}"));
+        }
+        let (ra, rb) = (a.dims.len(), b.dims.len());
+        let k = fixed(a.dims[ra - 1], "the contracted axis")?;
+        let kb = fixed(b.dims[rb - 2], "the contracted axis")?;
+        let n = fixed(b.dims[rb - 1], "the last axis of input 1")?;
+        if k != kb {
+            return Err(format!(
+                "{a} @ {b}: the last axis of input 0 ({k}) must equal the second-last of input 1 ({kb})"
+            ));
+        }
+        let m = a.dims[ra - 2];
+        let lead = if m == Dim::Batch {
+            if ra != 2 || rb != 2 {
+                return Err(format!(
+                    "{a} @ {b}: with the batch axis as rows both inputs must have 2 axes"
+                ));
+            }
+            Vec::new()
+        } else {
+            if b.dims[rb - 2..].contains(&Dim::Batch) {
+                return Err(format!(
+                    "{a} @ {b}: input 1's matrix axes cannot be the batch axis"
+                ));
+            }
+            broadcast(&a.dims[..ra - 2], &b.dims[..rb - 2])?
+        };
+        // The interpreter multiplies a plain matrix (no leading axes but size 1) without
+        // copying it; otherwise it copies each operand whose leading axes broadcast, and
+        // each copy is a value under the cap like any other.
+        let plain = |t: &Ty| t.dims[..t.dims.len() - 2].iter().all(|d| *d == Dim::N(1));
+        if !plain(a) && !plain(b) {
+            for (i, t) in [a, b].into_iter().enumerate() {
+                let r = t.dims.len();
+                if t.dims[..r - 2] != lead[..] {
+                    let mut dims = lead.clone();
+                    dims.extend_from_slice(&t.dims[r - 2..]);
+                    let copy = float(dims);
+                    if copy.elements() > self.limits.max_value_elements {
+                        self.over_limit.set(true);
+                        return Err(format!(
+                            "input {i} ({t}) broadcast to {copy} has {} elements per \
+                             sequence; at most {} are allowed",
+                            copy.elements(),
+                            self.limits.max_value_elements
+                        ));
+                    }
+                }
+            }
+        }
+        let mut dims = lead;
+        dims.push(m);
+        dims.push(Dim::N(n));
+        let ty = float(dims);
+        let flops = ty.elements().saturating_mul(2 * k as u64);
+        Ok((Op::Matmul, ty, flops))
+    }
+
+    /// `einsum`: two operands by a `spec`; the full product over every letter is a value under the
+    /// cap.
+    fn check_einsum(&self, ins: &OpInputs, attrs: &mut Attrs) -> Checked {
+        ins.arity(2, 2)?;
+        ins.floats()?;
+        let spec = match attrs.take("spec") {
+            Some(toml::Value::String(s)) => s,
+            Some(v) => return Err(format!("`spec` must be a string, not {v}")),
+            None => return Err("`spec` is required".into()),
+        };
+        let spec = parse_einsum(&spec)?;
+        let (ty, flops) = einsum_type(&spec, &ins.tys[0], &ins.tys[1])?;
+        // The interpreter forms the full product before summing: that is a value too.
+        if flops / 2 > self.limits.max_value_elements {
+            self.over_limit.set(true);
+            return Err(format!(
+                "the product over every letter has {} elements per sequence; at most {} are allowed",
+                flops / 2,
+                self.limits.max_value_elements
+            ));
+        }
+        Ok((Op::Einsum(spec), ty, flops))
+    }
+
+    /// `add`: elementwise, broadcasting.
+    fn check_add(&self, ins: &OpInputs) -> Checked {
+        ins.arity(2, 2)?;
+        ins.floats()?;
+        let ty = float(broadcast(&ins.tys[0].dims, &ins.tys[1].dims)?);
+        let flops = ty.elements();
+        Ok((Op::Add, ty, flops))
+    }
+
+    /// `mul`: two inputs elementwise (broadcasting), or one input times a finite `scale`.
+    fn check_mul(&self, ins: &OpInputs, attrs: &mut Attrs) -> Checked {
+        ins.arity(1, 2)?;
+        ins.floats()?;
+        let scale = match attrs.take("scale") {
+            None => None,
+            Some(toml::Value::Float(f)) => Some(f),
+            Some(toml::Value::Integer(i)) => Some(i as f64),
+            Some(v) => return Err(format!("`scale` must be a number, not {v}")),
+        };
+        match (ins.tys.len(), scale) {
+            (1, Some(s)) if s.is_finite() => {
+                let ty = ins.tys[0].clone();
+                let flops = ty.elements();
+                Ok((Op::Mul { scale }, ty, flops))
+            }
+            (1, Some(s)) => Err(format!("`scale` must be finite, got {s}")),
+            (2, None) => {
+                let ty = float(broadcast(&ins.tys[0].dims, &ins.tys[1].dims)?);
+                let flops = ty.elements();
+                Ok((Op::Mul { scale: None }, ty, flops))
+            }
+            _ => Err("`mul` takes two inputs, or one input and `scale`".into()),
+        }
+    }
+
+    /// `relu`: elementwise.
+    fn check_relu(&self, ins: &OpInputs) -> Checked {
+        ins.arity(1, 1)?;
+        ins.floats()?;
+        let ty = ins.tys[0].clone();
+        let flops = ty.elements();
+        Ok((Op::Relu, ty, flops))
+    }
+
+    /// `sum`: along a data `axis`, keeping it as 1 with `keepdim`.
+    fn check_sum(&self, ins: &OpInputs, attrs: &mut Attrs) -> Checked {
+        ins.arity(1, 1)?;
+        ins.floats()?;
+        let x = &ins.tys[0];
+        let axis = data_axis(x, required_axis(attrs)?, "summing")?;
+        let keepdim = attrs.boolean("keepdim", false)?;
+        let mut dims = x.dims.clone();
+        if keepdim {
+            dims[axis] = Dim::N(1);
+        } else {
+            dims.remove(axis);
+        }
+        let flops = x.elements();
+        Ok((Op::Sum { axis, keepdim }, float(dims), flops))
+    }
+
+    /// `gather`: numbers picked along a data `axis` by token ids.
+    fn check_gather(&self, ins: &OpInputs, attrs: &mut Attrs) -> Checked {
+        ins.arity(2, 2)?;
+        let (x, idx) = (&ins.tys[0], &ins.tys[1]);
+        if x.kind != Kind::Float || idx.kind != Kind::Ids {
+            return Err("`gather` takes numbers (input 0) and token ids (input 1)".into());
+        }
+        if x.dims.len() != idx.dims.len() {
+            return Err(format!(
+                "{x} and the index {idx} must have the same number of axes"
+            ));
+        }
+        let axis = data_axis(x, required_axis(attrs)?, "gathering")?;
+        for (i, (a, b)) in x.dims.iter().zip(&idx.dims).enumerate() {
+            if i != axis && a != b {
+                return Err(format!(
+                    "{x} and the index {idx} must agree on every axis but {axis}"
+                ));
+            }
+        }
+        let len = fixed(x.dims[axis], "the gathered axis")?;
+        if len < self.limits.vocab + 1 {
+            return Err(format!(
+                "token ids go up to {}, but axis {axis} of {x} has only {len} entries",
+                self.limits.vocab
+            ));
+        }
+        let ty = float(idx.dims.clone());
+        let flops = ty.elements();
+        Ok((Op::Gather { axis }, ty, flops))
+    }
+
+    /// `select`: one `index` of a data `axis`, which goes away.
+    fn check_select(&self, ins: &OpInputs, attrs: &mut Attrs) -> Checked {
+        ins.arity(1, 1)?;
+        let x = &ins.tys[0];
+        let axis = data_axis(x, required_axis(attrs)?, "selecting")?;
+        let index = attrs.count("index", None)?;
+        let len = fixed(x.dims[axis], "the selected axis")?;
+        if index >= len {
+            return Err(format!(
+                "index {index} is out of range for axis {axis} of {x}"
+            ));
+        }
+        let mut dims = x.dims.clone();
+        dims.remove(axis);
+        let ty = Ty { kind: x.kind, dims };
+        let flops = ty.elements();
+        Ok((Op::Select { axis, index }, ty, flops))
+    }
+
+    /// `slice`: `start:end:step` of a data `axis`.
+    fn check_slice(&self, ins: &OpInputs, attrs: &mut Attrs) -> Checked {
+        ins.arity(1, 1)?;
+        let x = &ins.tys[0];
+        let axis = data_axis(x, required_axis(attrs)?, "slicing")?;
+        let len = fixed(x.dims[axis], "the sliced axis")?;
+        let start = attrs.count("start", Some(0))?;
+        let end = attrs.count("end", Some(len))?;
+        let step = attrs.count("step", Some(1))?;
+        if step == 0 || start >= end || end > len {
+            return Err(format!(
+                "slice {start}:{end}:{step} of an axis of {len} must satisfy \
+                 0 <= start < end <= {len} and step >= 1"
+            ));
+        }
+        let mut dims = x.dims.clone();
+        dims[axis] = Dim::N((end - start).div_ceil(step));
+        let ty = Ty { kind: x.kind, dims };
+        let flops = ty.elements();
+        Ok((
+            Op::Slice {
+                axis,
+                start,
+                end,
+                step,
+            },
+            ty,
+            flops,
+        ))
+    }
+
+    /// `reshape`: to `shape` (sizes, `"batch"` or `"seq"`), the batch axis kept first.
+    fn check_reshape(&self, ins: &OpInputs, attrs: &mut Attrs) -> Checked {
+        ins.arity(1, 1)?;
+        let x = &ins.tys[0];
+        let shape = match attrs.take("shape") {
+            Some(toml::Value::Array(a)) => a
+                .into_iter()
+                .map(|v| match v {
+                    toml::Value::Integer(i) if i >= 1 => Ok(ShapeEntry::N(i as usize)),
+                    toml::Value::String(s) if s == "batch" => Ok(ShapeEntry::Batch),
+                    toml::Value::String(s) if s == "seq" => Ok(ShapeEntry::N(self.limits.seq)),
+                    v => Err(format!(
+                        "`shape` entries are positive integers, \"batch\" or \"seq\", not {v}"
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(v) => return Err(format!("`shape` must be a list, not {v}")),
+            None => return Err("`shape` is required".into()),
+        };
+        let batches = shape.iter().filter(|e| **e == ShapeEntry::Batch).count();
+        if x.batched() && (batches != 1 || shape[0] != ShapeEntry::Batch) {
+            return Err(
+                "the input has a batch axis, so the shape must start with \"batch\" and name it once"
+                    .into(),
+            );
+        }
+        if !x.batched() && batches != 0 {
+            return Err("the input has no batch axis, so the shape cannot name one".into());
+        }
+        let dims: Vec<Dim> = shape
+            .iter()
+            .map(|e| match e {
+                ShapeEntry::Batch => Dim::Batch,
+                ShapeEntry::N(n) => Dim::N(*n),
+            })
+            .collect();
+        let ty = Ty { kind: x.kind, dims };
+        let fixed_of = |t: &Ty| {
+            product(
+                &t.dims
+                    .iter()
+                    .filter_map(|d| match d {
+                        Dim::N(n) => Some(*n),
+                        Dim::Batch => None,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        if fixed_of(x)? != fixed_of(&ty)? {
+            return Err(format!("cannot reshape {x} into {ty}: the sizes differ"));
+        }
+        Ok((Op::Reshape { shape }, ty, 0))
+    }
+
+    /// `permute`: axes reordered by `dims`, the batch axis kept first.
+    fn check_permute(&self, ins: &OpInputs, attrs: &mut Attrs) -> Checked {
+        ins.arity(1, 1)?;
+        let x = &ins.tys[0];
+        let dims = match attrs.take("dims") {
+            Some(toml::Value::Array(a)) => a
+                .into_iter()
+                .map(|v| match v {
+                    toml::Value::Integer(i) => axis_of(i, x.dims.len()),
+                    v => Err(format!("`dims` entries must be integers, not {v}")),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(v) => return Err(format!("`dims` must be a list, not {v}")),
+            None => return Err("`dims` is required".into()),
+        };
+        let mut sorted = dims.clone();
+        sorted.sort_unstable();
+        if sorted != (0..x.dims.len()).collect::<Vec<_>>() {
+            return Err(format!(
+                "`dims` {dims:?} is not a permutation of the axes of {x}"
+            ));
+        }
+        if x.batched() && dims[0] != 0 {
+            return Err("the batch axis must stay first".into());
+        }
+        let ty = Ty {
+            kind: x.kind,
+            dims: dims.iter().map(|&d| x.dims[d]).collect(),
+        };
+        let flops = ty.elements();
+        Ok((Op::Permute { dims }, ty, flops))
+    }
+
+    /// `unsqueeze`: a new axis of 1 at `axis`, never before the batch axis.
+    fn check_unsqueeze(&self, ins: &OpInputs, attrs: &mut Attrs) -> Checked {
+        ins.arity(1, 1)?;
+        let x = &ins.tys[0];
+        let axis = axis_of(required_axis(attrs)?, x.dims.len() + 1)?;
+        if axis == 0 && x.batched() {
+            return Err("a new axis before the batch axis is not allowed".into());
+        }
+        let mut dims = x.dims.clone();
+        dims.insert(axis, Dim::N(1));
+        Ok((Op::Unsqueeze { axis }, Ty { kind: x.kind, dims }, 0))
+    }
+
+    /// `concat`: 2 to 64 inputs joined along a data `axis`.
+    fn check_concat(&self, ins: &OpInputs, attrs: &mut Attrs) -> Checked {
+        ins.arity(2, 64)?;
+        let first = &ins.tys[0];
+        let axis = data_axis(first, required_axis(attrs)?, "joining")?;
+        let mut total = 0usize;
+        for (i, t) in ins.tys.iter().enumerate() {
+            let same_elsewhere = t.kind == first.kind
+                && t.dims.len() == first.dims.len()
+                && t.dims
+                    .iter()
+                    .zip(&first.dims)
+                    .enumerate()
+                    .all(|(j, (a, b))| j == axis || a == b);
+            if !same_elsewhere {
+                return Err(format!(
+                    "input {i} is {t}; every input must be like input 0 ({first}) except along axis {axis}"
+                ));
+            }
+            total += fixed(t.dims[axis], "the joined axis")?;
+        }
+        let mut dims = first.dims.clone();
+        dims[axis] = Dim::N(total);
+        let ty = Ty {
+            kind: first.kind,
+            dims,
+        };
+        let flops = ty.elements();
+        Ok((Op::Concat { axis }, ty, flops))
+    }
+
+    /// `window`: sliding windows of `size` along a data `axis`, with stride and padding.
+    fn check_window(&self, ins: &OpInputs, attrs: &mut Attrs) -> Checked {
+        ins.arity(1, 1)?;
+        ins.floats()?;
+        let x = &ins.tys[0];
+        let axis = data_axis(x, required_axis(attrs)?, "windows")?;
+        let size = attrs.count("size", None)?;
+        let stride = attrs.count("stride", Some(1))?;
+        let pad_before = attrs.count("pad_before", Some(0))?;
+        let pad_after = attrs.count("pad_after", Some(0))?;
+        let len = fixed(x.dims[axis], "the windowed axis")?;
+        let padded = len + pad_before + pad_after;
+        // A window of padding alone computes nothing, so padding stays below the size.
+        if size == 0 || stride == 0 || size > padded || pad_before >= size || pad_after >= size {
+            return Err(format!(
+                "windows of {size} with stride {stride} and padding {pad_before}+{pad_after} do not fit an axis of {len}"
+            ));
+        }
+        let count = (padded - size) / stride + 1;
+        let mut dims = x.dims.clone();
+        dims[axis] = Dim::N(count);
+        dims.push(Dim::N(size));
+        let ty = float(dims);
+        let flops = ty.elements();
+        Ok((
+            Op::Window {
+                axis,
+                size,
+                stride,
+                pad_before,
+                pad_after,
+            },
+            ty,
+            flops,
+        ))
     }
 }
 
