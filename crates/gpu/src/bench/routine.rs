@@ -3,6 +3,7 @@
 //! is in [`crate::bench`].
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Instant;
 
 use rdbench_core::outcome::InvalidKind;
@@ -18,12 +19,12 @@ use super::analysis::{
 use super::plan_runner::PlanRunner;
 use super::samples::{SampleRecord, SavedSamples, ShapeSamples};
 use crate::backend::{
-    Arg, BackendInfo, CheckedKernel, Dims, KernelBackend, SampleTimer, TimedWindow,
+    Arg, BackendInfo, CheckedKernel, CompileReport, Dims, KernelBackend, SampleTimer, TimedWindow,
 };
 use crate::kernel_task::{
     format_element, Compare, HArg, Harness, HostOutputs, KernelTask, Role, TaskBuffer, Vars,
 };
-use crate::plan::{parse_kernel_signatures, BufferSpec, ElemType};
+use crate::plan::{parse_kernel_signatures, BufferSpec, ElemType, PlanLimits, ResolvedPlan};
 use crate::submission::KernelSubmission;
 use crate::GpuError;
 
@@ -717,7 +718,24 @@ impl<B: KernelBackend, T: KernelTask + ?Sized> Bench<'_, B, T> {
     }
 }
 
-/// Scores the submission in `br.req.submission_dir` on `dev`.
+/// What a stage of [`score`] that can end the run gives: `Ok(Ok(value))` to go on,
+/// `Ok(Err(outcome))` when the submission already has its verdict (an invalid entry), `Err`
+/// for the machine's or the kit's failures.
+type Stage<T> = Result<std::result::Result<T, ScoreOutcome>>;
+
+/// The timed sizes, in order, each with its plan and buffers ready.
+type TimedSizes<B> = Vec<(Vars, Prepared<B>)>;
+
+/// A device failure as the machine's, saying what failed.
+fn env_err(what: &str) -> impl FnOnce(GpuError) -> Error {
+    let what = what.to_string();
+    move |e: GpuError| Error::Environment(format!("{what}: {e}"))
+}
+
+/// Scores the submission in `br.req.submission_dir` on `dev`, in stages: the submission's plan
+/// resolved at every size, the trusted harness and then the submission compiled, harness
+/// scratch allocated, the correctness matrix, then warm-up and timed samples at every timed
+/// size and the report (or, on a backend that cannot time, a few untimed runs and no score).
 pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
     dev: &B,
     task: &T,
@@ -727,6 +745,48 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
     let buffers = task.buffers();
     let specs = buffer_specs(&buffers);
     let limits = task.plan_limits();
+    check_timed_sizes(br)?;
+    let (submission, plans) = match resolve_plans(&specs, &limits, br) {
+        Ok(resolved) => resolved,
+        Err(outcome) => return Ok(outcome),
+    };
+    let info = dev.info();
+    let cache = req.cache_dir.join(match info.backend {
+        rdbench_core::task::Backend::Cuda => "nvrtc",
+        rdbench_core::task::Backend::Emulator => "emu",
+    });
+    let kernels = compile_harness(dev, task, &cache)?;
+    let (module, compiled) = match compile_submission(dev, &submission, req, &cache)? {
+        Ok(compiled) => compiled,
+        Err(outcome) => return Ok(outcome),
+    };
+    let harness_scratch = alloc_harness_scratch(dev, task, &br.cases)?;
+    let mut bench = Bench {
+        dev,
+        task,
+        buffers,
+        kernels,
+        harness_scratch,
+        verdict: dev.alloc(32).map_err(env_err("verdict buffer"))?,
+        seeds: SplitMix64(req.seed),
+    };
+    let (cases, mut timed) = match bench.check_correctness(&module, br, &plans)? {
+        Ok(passed) => passed,
+        Err(outcome) => return Ok(outcome),
+    };
+    let registers = timed[0].1.runner.registers(dev);
+    let Some(mut timer) = dev.timer().map_err(env_err("timer"))? else {
+        return bench.run_untimed(&mut timed, cases, &info, &compiled, registers);
+    };
+    let runs = match bench.time_sizes(&mut timed, &mut timer, &br.rule, cases)? {
+        Ok(runs) => runs,
+        Err(outcome) => return Ok(outcome),
+    };
+    report(task, br, runs, cases, registers, &info, &compiled)
+}
+
+/// The profile's sizes make sense: at least one timed size, each among the correctness cases.
+fn check_timed_sizes(br: &BenchRequest<'_>) -> Result<()> {
     if br.timed.is_empty() {
         return Err(Error::Internal(
             "a kernel profile without a timed size".into(),
@@ -738,31 +798,44 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
             case_name(v)
         )));
     }
-    let submission = match KernelSubmission::load(&req.submission_dir, &specs) {
+    Ok(())
+}
+
+/// Loads the submission and resolves its plan at every correctness size, before any device
+/// work; a submission that does not load or resolve gets its invalid outcome.
+fn resolve_plans(
+    specs: &[BufferSpec],
+    limits: &PlanLimits,
+    br: &BenchRequest<'_>,
+) -> std::result::Result<(KernelSubmission, Vec<ResolvedPlan>), ScoreOutcome> {
+    let submission = match KernelSubmission::load(&br.req.submission_dir, specs) {
         Ok(s) => s,
-        Err(e) => return Ok(ScoreOutcome::invalid(e.invalid_kind(), e.to_string())),
+        Err(e) => return Err(ScoreOutcome::invalid(e.invalid_kind(), e.to_string())),
     };
     let mut plans = Vec::with_capacity(br.cases.len());
     for vars in &br.cases {
-        match submission.resolve_vars(vars, &specs, &limits) {
+        match submission.resolve_vars(vars, specs, limits) {
             Ok(p) => plans.push(p),
-            Err(e) => return Ok(ScoreOutcome::invalid(e.invalid_kind(), e.to_string())),
+            Err(e) => return Err(ScoreOutcome::invalid(e.invalid_kind(), e.to_string())),
         }
     }
-    let info = dev.info();
-    let cache = req.cache_dir.join(match info.backend {
-        rdbench_core::task::Backend::Cuda => "nvrtc",
-        rdbench_core::task::Backend::Emulator => "emu",
-    });
-    // The trusted kernels first: if this machine cannot build them, that is an environment
-    // problem, not the submission's.
+    Ok((submission, plans))
+}
+
+/// The trusted kernels (the kit's harness and the task's), built before the submission: if
+/// this machine cannot build them, that is an environment problem, not the submission's.
+fn compile_harness<B: KernelBackend, T: KernelTask + ?Sized>(
+    dev: &B,
+    task: &T,
+    cache: &Path,
+) -> Result<HashMap<String, CheckedKernel<B>>> {
     let harness = task.harness();
     let mut kernels = HashMap::new();
     for (name, source) in [
         ("kernels/harness/kit.cu", KIT_HARNESS),
         (harness.name, harness.source),
     ] {
-        let (module, _) = dev.compile(source, name, Some(&cache)).map_err(|e| {
+        let (module, _) = dev.compile(source, name, Some(cache)).map_err(|e| {
             Error::Environment(format!(
                 "the trusted harness kernels do not build or load here: {e}"
             ))
@@ -774,21 +847,35 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
             kernels.insert(s.name.clone(), k);
         }
     }
+    Ok(kernels)
+}
+
+/// Compiles and loads the submission's `solution.cu`: an error the submission caused gets its
+/// invalid outcome, any other is the machine's.
+fn compile_submission<B: KernelBackend>(
+    dev: &B,
+    submission: &KernelSubmission,
+    req: &ScoreRequest,
+    cache: &Path,
+) -> Stage<(B::Module, CompileReport)> {
     let source_name = req.submission_dir.join("solution.cu").display().to_string();
-    let (module, compiled) = match dev.compile(&submission.source, &source_name, Some(&cache)) {
-        Ok(m) => m,
+    match dev.compile(&submission.source, &source_name, Some(cache)) {
+        Ok(m) => Ok(Ok(m)),
         Err(e) => match e.invalid_kind() {
-            Some(kind) => return Ok(ScoreOutcome::invalid(kind, e.to_string())),
-            None => return Err(Error::Environment(e.to_string())),
+            Some(kind) => Ok(Err(ScoreOutcome::invalid(kind, e.to_string()))),
+            None => Err(Error::Environment(e.to_string())),
         },
-    };
-    let env = |what: &str| {
-        let what = what.to_string();
-        move |e: GpuError| Error::Environment(format!("{what}: {e}"))
-    };
-    // Harness scratch large enough for every size the run uses.
+    }
+}
+
+/// Harness scratch large enough for every size the run uses.
+fn alloc_harness_scratch<B: KernelBackend, T: KernelTask + ?Sized>(
+    dev: &B,
+    task: &T,
+    cases: &[Vars],
+) -> Result<Vec<(String, B::Buffer)>> {
     let mut scratch_bytes: Vec<(&'static str, u64)> = Vec::new();
-    for vars in &br.cases {
+    for vars in cases {
         for (name, bytes) in task.harness_scratch(vars) {
             match scratch_bytes.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, b)) => *b = (*b).max(bytes),
@@ -800,89 +887,101 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
     for (name, bytes) in scratch_bytes {
         harness_scratch.push((
             name.to_string(),
-            dev.alloc(bytes as usize).map_err(env("harness scratch"))?,
+            dev.alloc(bytes as usize)
+                .map_err(env_err("harness scratch"))?,
         ));
     }
-    let mut bench = Bench {
-        dev,
-        task,
-        buffers,
-        kernels,
-        harness_scratch,
-        verdict: dev.alloc(32).map_err(env("verdict buffer"))?,
-        seeds: SplitMix64(req.seed),
-    };
-    let oracle_max = task.oracle_max_elements();
-    let dists = task.distributions();
+    Ok(harness_scratch)
+}
 
-    // Correctness: every size x every distribution, on buffers of exactly that size, so that
-    // reads and writes past the end leave the allocation instead of landing in a larger one.
-    // The timed sizes keep their buffers for timing.
-    let mut cases = 0usize;
-    let mut timed: Vec<Option<Prepared<B>>> = br.timed.iter().map(|_| None).collect();
-    for (vars, plan) in br.cases.iter().zip(&plans) {
-        let runner = match PlanRunner::new(dev, &module, plan) {
-            Ok(r) => r,
-            Err(e) => {
-                return outcome_of(
-                    from_plan(e, &format!("preparing the plan at {}", case_name(vars))),
-                    cases,
-                )
+impl<B: KernelBackend, T: KernelTask + ?Sized> Bench<'_, B, T> {
+    /// Correctness: every size x every distribution, on buffers of exactly that size, so that
+    /// reads and writes past the end leave the allocation instead of landing in a larger one.
+    /// The timed sizes keep their buffers for timing. Gives the number of cases passed and the
+    /// timed sizes, prepared, in order.
+    fn check_correctness(
+        &mut self,
+        module: &B::Module,
+        br: &BenchRequest<'_>,
+        plans: &[ResolvedPlan],
+    ) -> Stage<(usize, TimedSizes<B>)> {
+        let oracle_max = self.task.oracle_max_elements();
+        let dists = self.task.distributions();
+        let mut cases = 0usize;
+        let mut timed: Vec<Option<Prepared<B>>> = br.timed.iter().map(|_| None).collect();
+        for (vars, plan) in br.cases.iter().zip(plans) {
+            let runner = match PlanRunner::new(self.dev, module, plan) {
+                Ok(r) => r,
+                Err(e) => {
+                    return outcome_of(
+                        from_plan(e, &format!("preparing the plan at {}", case_name(vars))),
+                        cases,
+                    )
+                    .map(Err)
+                }
+            };
+            let case = self
+                .alloc_case(vars)
+                .map_err(env_err("allocating case buffers"))?;
+            let mut prep = Prepared { runner, case };
+            let largest = self
+                .buffers
+                .iter()
+                .map(|b| self.task.elements(b.name, vars))
+                .max()
+                .unwrap_or(0);
+            for (dist, dist_name) in dists.iter().enumerate() {
+                let during = format!("at {} ({dist_name} input)", case_name(vars));
+                let cpu = largest <= oracle_max;
+                let run = self.checked_run(&mut prep, vars, dist, None, cpu, &during);
+                if let Err(fail) = run {
+                    return outcome_of(fail, cases).map(Err);
+                }
+                cases += 1;
             }
-        };
-        let case = bench
-            .alloc_case(vars)
-            .map_err(env("allocating case buffers"))?;
-        let mut prep = Prepared { runner, case };
-        let largest = bench
-            .buffers
-            .iter()
-            .map(|b| task.elements(b.name, vars))
-            .max()
-            .unwrap_or(0);
-        for (dist, dist_name) in dists.iter().enumerate() {
-            let during = format!("at {} ({dist_name} input)", case_name(vars));
-            let cpu = largest <= oracle_max;
-            let run = bench.checked_run(&mut prep, vars, dist, None, cpu, &during);
-            if let Err(fail) = run {
-                return outcome_of(fail, cases);
+            if let Some(slot) = br
+                .timed
+                .iter()
+                .position(|t| t == vars)
+                .and_then(|i| timed.get_mut(i))
+            {
+                if slot.is_none() {
+                    *slot = Some(prep);
+                }
             }
-            cases += 1;
         }
-        if let Some(slot) = br
+        let timed: TimedSizes<B> = br
             .timed
             .iter()
-            .position(|t| t == vars)
-            .and_then(|i| timed.get_mut(i))
-        {
-            if slot.is_none() {
-                *slot = Some(prep);
-            }
-        }
+            .cloned()
+            .zip(timed)
+            .map(|(v, p)| p.map(|p| (v, p)))
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::Internal("a timed size missing from the cases".into()))?;
+        Ok(Ok((cases, timed)))
     }
-    let mut timed: Vec<(Vars, Prepared<B>)> = br
-        .timed
-        .iter()
-        .cloned()
-        .zip(timed)
-        .map(|(v, p)| p.map(|p| (v, p)))
-        .collect::<Option<_>>()
-        .ok_or_else(|| Error::Internal("a timed size missing from the cases".into()))?;
-    let registers = timed[0].1.runner.registers(dev);
 
-    let Some(mut timer) = dev.timer().map_err(env("timer"))? else {
-        // A backend that cannot time: a few runs through the sample protocol, then no score.
-        for (vars, prep) in &mut timed {
+    /// A backend that cannot time: a few runs through the sample protocol at each timed size,
+    /// then no score.
+    fn run_untimed(
+        &mut self,
+        timed: &mut [(Vars, Prepared<B>)],
+        cases: usize,
+        info: &BackendInfo,
+        compiled: &CompileReport,
+        registers: Vec<(String, Option<i32>)>,
+    ) -> Result<ScoreOutcome> {
+        for (vars, prep) in timed.iter_mut() {
             for i in 0..UNTIMED_RUNS {
                 let during = format!("in run {i} at {}", case_name(vars));
-                let run = bench.checked_run(prep, vars, 0, None, i == 0, &during);
+                let run = self.checked_run(prep, vars, 0, None, i == 0, &during);
                 if let Err(fail) = run {
                     return outcome_of(fail, cases);
                 }
             }
         }
         let sizes: Vec<&Vars> = timed.iter().map(|(v, _)| v).collect();
-        return Ok(ScoreOutcome::Unscored {
+        Ok(ScoreOutcome::Unscored {
             headline: format!(
                 "correct on {cases} cases and {UNTIMED_RUNS} sample runs ({}, not timed: no score)",
                 info.name
@@ -895,16 +994,39 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
                 "compiler": compiled.compiler,
                 "registers": registers,
             }),
-        });
-    };
-
-    let mut runs = Vec::with_capacity(timed.len());
-    for (vars, prep) in &mut timed {
-        match bench.time_shape(prep, vars, &mut timer, &br.rule) {
-            Ok(run) => runs.push(run),
-            Err(fail) => return outcome_of(fail, cases),
-        }
+        })
     }
+
+    /// Warm-up and timed samples at each timed size, in order.
+    fn time_sizes(
+        &mut self,
+        timed: &mut [(Vars, Prepared<B>)],
+        timer: &mut B::Timer,
+        rule: &StoppingRule,
+        cases: usize,
+    ) -> Stage<Vec<ShapeRun>> {
+        let mut runs = Vec::with_capacity(timed.len());
+        for (vars, prep) in timed.iter_mut() {
+            match self.time_shape(prep, vars, timer, rule) {
+                Ok(run) => runs.push(run),
+                Err(fail) => return outcome_of(fail, cases).map(Err),
+            }
+        }
+        Ok(Ok(runs))
+    }
+}
+
+/// The outcome of a valid timed run: details aggregated over the timed sizes, every size's
+/// samples written to the samples file, the raw score from the sizes' medians.
+fn report<T: KernelTask + ?Sized>(
+    task: &T,
+    br: &BenchRequest<'_>,
+    runs: Vec<ShapeRun>,
+    cases: usize,
+    registers: Vec<(String, Option<i32>)>,
+    info: &BackendInfo,
+    compiled: &CompileReport,
+) -> Result<ScoreOutcome> {
     let medians: Vec<f64> = runs.iter().map(|r| r.stats.median_ms).collect();
     let mut shapes = Vec::with_capacity(runs.len());
     let mut saved = Vec::with_capacity(runs.len());
@@ -921,7 +1043,7 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
         shapes,
         cases,
         registers,
-        &info,
+        info,
         compiled.compiler.clone(),
         compiled.cached,
     );
@@ -932,7 +1054,7 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
         rule: br.rule,
         shapes: saved,
     }
-    .write(&req.samples_path)?;
+    .write(&br.req.samples_path)?;
     Ok(ScoreOutcome::Valid {
         raw: task.raw_score(&medians),
         headline,
