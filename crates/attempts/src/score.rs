@@ -176,7 +176,16 @@ fn snapshot(
     use rdbench_core::fsutil::create_private_dir_all;
     let internal = |e: Error| (InvalidKind::MissingFile, e.to_string());
     create_private_dir_all(dest).map_err(internal)?;
+    // Blobs come in the order of the files present, whatever the name.
     let mut blobs = blobs.into_iter();
+    let mut next_blob = |name: &str| {
+        blobs.next().ok_or_else(|| {
+            (
+                InvalidKind::MissingFile,
+                format!("{}: announced but not sent", one_line(name, 64)),
+            )
+        })
+    };
     let mut written = Vec::new();
     // A tree's files, by the tree's index in `task_files`.
     let mut trees: Vec<Vec<TreeFile>> = vec![Vec::new(); task_files.len()];
@@ -188,12 +197,7 @@ fn snapshot(
         if let Some((i, tree)) = tree_of(task_files, &file.name) {
             match file.state {
                 FileState::Present => {
-                    let bytes = blobs.next().ok_or_else(|| {
-                        (
-                            InvalidKind::MissingFile,
-                            format!("{}: announced but not sent", one_line(&file.name, 64)),
-                        )
-                    })?;
+                    let bytes = next_blob(&file.name)?;
                     let path = file.name[tree.name.len()..].trim_start_matches('/');
                     trees[i].push(TreeFile {
                         path: path.to_string(),
@@ -209,14 +213,8 @@ fn snapshot(
             continue;
         }
         match file.state {
-            // Blobs come in the order of the files present, whatever the name.
             FileState::Present => {
-                let bytes = blobs.next().ok_or_else(|| {
-                    (
-                        InvalidKind::MissingFile,
-                        format!("{}: announced but not sent", one_line(&file.name, 64)),
-                    )
-                })?;
+                let bytes = next_blob(&file.name)?;
                 if let Some(f) = task_file {
                     if bytes.len() as u64 > f.max_bytes {
                         return Err(Refusal::TooLarge {
