@@ -242,10 +242,11 @@ fn generic_cheats_fail() {
     assert!(!s.home.path().join("planted").exists());
     let hang = score(&s, "sleep 60\n", |_| {});
     assert_eq!(kind(&hang), InvalidKind::Timeout);
+    // A link in the submitted tree: refused before anything runs, as the service's snapshot does.
     let linked_tree = score(&s, REFERENCE, |sol| {
         std::os::unix::fs::symlink("/etc/passwd", sol.join("passwd")).unwrap();
     });
-    assert_eq!(kind(&linked_tree), InvalidKind::BadArtifact);
+    assert_eq!(kind(&linked_tree), InvalidKind::RuleViolation);
     let big_tree = score(&s, REFERENCE, |sol| {
         std::fs::write(sol.join("big"), vec![b'x'; 20_000]).unwrap();
     });
