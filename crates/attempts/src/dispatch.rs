@@ -514,7 +514,9 @@ mod tests {
         let attempt = attempt_of(&f, "mine", 4242);
         let mut peer = RemotePeer {
             solution: Some(FileState::Refused {
-                cause: Refusal::SymbolicLink,
+                cause: Refusal::NotPlain {
+                    what: rdbench_core::fsutil::NotRegular::SymbolicLink,
+                },
             }),
             ..RemotePeer::default()
         };

@@ -842,7 +842,9 @@ mod tests {
                 vec![sent(
                     "solution/link",
                     FileState::Refused {
-                        cause: Refusal::SymbolicLink,
+                        cause: Refusal::NotPlain {
+                            what: rdbench_core::fsutil::NotRegular::SymbolicLink,
+                        },
                     },
                 )],
                 vec![],

@@ -403,7 +403,9 @@ mod tests {
         assert!(matches!(
             files[0].state,
             FileState::Refused {
-                cause: Refusal::SymbolicLink
+                cause: Refusal::NotPlain {
+                    what: rdbench_core::fsutil::NotRegular::SymbolicLink,
+                }
             }
         ));
 

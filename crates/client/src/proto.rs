@@ -8,11 +8,12 @@
 
 use std::path::PathBuf;
 
+use rdbench_core::fsutil::NotRegular;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; a mismatch is refused with a message naming both.
 /// 4: tree submissions (a program task's `solution/`: one entry per file, `executable`, the
-/// tree refusals).
+/// tree refusals); a file that is not plain is one refusal carrying core's `NotRegular`.
 /// 3: attempts named by id; `start --owner`; per-file size limits; refusals classified by the
 /// service. (Still 3 when the request became the command type itself: its JSON is the same
 /// `op` tags and fields, which `command`'s tests pin, so old and new clients interoperate.)
@@ -104,12 +105,10 @@ pub enum FileState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Refusal {
-    SymbolicLink,
-    HardLink,
-    Directory,
-    Fifo,
-    Socket,
-    Device,
+    /// A link, hard link, folder, FIFO, socket or device where a file of its own belongs.
+    NotPlain {
+        what: NotRegular,
+    },
     /// Larger than the file's limit (its size as found).
     TooLarge {
         size: u64,
@@ -130,35 +129,19 @@ pub enum Refusal {
 impl Refusal {
     /// The cause of a failed bounded read.
     pub fn of(e: &rdbench_core::fsutil::UntrustedReadError) -> Refusal {
-        use rdbench_core::fsutil::{NotRegular as N, UntrustedReadError as E};
+        use rdbench_core::fsutil::UntrustedReadError as E;
         match e {
             E::TooLarge { size, .. } => Refusal::TooLarge { size: *size },
-            E::NotARegularFile(N::SymbolicLink) => Refusal::SymbolicLink,
-            E::NotARegularFile(N::HardLink) => Refusal::HardLink,
-            E::NotARegularFile(N::Directory) => Refusal::Directory,
-            E::NotARegularFile(N::Fifo) => Refusal::Fifo,
-            E::NotARegularFile(N::Socket) => Refusal::Socket,
-            E::NotARegularFile(N::Device) => Refusal::Device,
+            E::NotARegularFile(what) => Refusal::NotPlain { what: *what },
             E::NotFound | E::Io(_) => Refusal::Unreadable,
         }
     }
 
     /// The cause of a refused tree, and the path (under the tree) it names.
     pub fn of_tree(e: &rdbench_core::tree::TreeError) -> (Option<String>, Refusal) {
-        use rdbench_core::fsutil::NotRegular as N;
         use rdbench_core::tree::TreeError as T;
         match e {
-            T::NotPlain { path, what } => (
-                Some(path.clone()),
-                match what {
-                    N::SymbolicLink => Refusal::SymbolicLink,
-                    N::HardLink => Refusal::HardLink,
-                    N::Directory => Refusal::Directory,
-                    N::Fifo => Refusal::Fifo,
-                    N::Socket => Refusal::Socket,
-                    N::Device => Refusal::Device,
-                },
-            ),
+            T::NotPlain { path, what } => (Some(path.clone()), Refusal::NotPlain { what: *what }),
             T::BadName { path } => (Some(path.clone()), Refusal::BadName),
             T::TooManyFiles { .. } => (None, Refusal::TooManyFiles),
             T::TooLarge { path, .. } => (Some(path.clone()), Refusal::TreeTooLarge),
@@ -182,24 +165,24 @@ impl Refusal {
             max_bytes,
             max_depth: 0,
         });
-        let not_plain = |what: &str| {
-            (
-                K::RuleViolation,
-                format!(
-                    "{name}: a {what}, not a regular file (links, FIFOs and devices are refused)"
-                ),
-            )
-        };
+        use rdbench_core::fsutil::NotRegular as N;
         match self {
-            Refusal::SymbolicLink => not_plain("symbolic link"),
-            Refusal::HardLink => (
+            Refusal::NotPlain { what: N::HardLink } => (
                 K::RuleViolation,
                 format!("{name}: a hard link (a file with another name); submit a file of its own"),
             ),
-            Refusal::Directory => not_plain("folder"),
-            Refusal::Fifo => not_plain("FIFO"),
-            Refusal::Socket => not_plain("socket"),
-            Refusal::Device => not_plain("device"),
+            Refusal::NotPlain { what } => {
+                let what = match what {
+                    N::Directory => "folder".to_string(),
+                    other => other.to_string(),
+                };
+                (
+                    K::RuleViolation,
+                    format!(
+                        "{name}: a {what}, not a regular file (links, FIFOs and devices are refused)"
+                    ),
+                )
+            }
             Refusal::TooLarge { size } => (
                 K::TooLarge,
                 format!("{name}: {size} bytes is over its {max_bytes}-byte limit"),

@@ -69,8 +69,10 @@ pub fn lock_exclusive(path: &Path) -> Result<LockGuard> {
     Ok(LockGuard { file })
 }
 
-/// What a refused file was instead of a regular file of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a refused file was instead of a regular file of its own (also the client's refusal
+/// on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum NotRegular {
     SymbolicLink,
     /// A regular file with a second name (read as root, it could be another user's file).
