@@ -865,6 +865,44 @@ mod tests {
         }
     }
 
+    /// A tree refused by the scorer's own read and the same tree refused by the client are the
+    /// same kind of entry.
+    #[test]
+    fn a_refused_tree_is_the_same_kind_from_the_client_or_the_scorers_read() {
+        use rdbench_core::fsutil::NotRegular;
+        use rdbench_core::tree::{TreeError, TreeLimits};
+        let tree = SubmissionFile::tree("solution", TreeLimits::OWN);
+        let path = || "x".to_string();
+        let errors = [
+            TreeError::NotPlain {
+                path: path(),
+                what: NotRegular::SymbolicLink,
+            },
+            TreeError::NotPlain {
+                path: path(),
+                what: NotRegular::HardLink,
+            },
+            TreeError::BadName { path: path() },
+            TreeError::TooManyFiles { max: 1 },
+            TreeError::TooLarge {
+                path: path(),
+                max: 1,
+            },
+            TreeError::TooDeep {
+                path: path(),
+                max: 1,
+            },
+        ];
+        for e in errors {
+            let (_, refusal) = Refusal::of_tree(&e);
+            assert_eq!(
+                refusal.entry("solution/x", &tree).0,
+                e.invalid_kind(),
+                "{e}"
+            );
+        }
+    }
+
     /// Reasons and details name the agent's folder, never the private snapshot.
     #[test]
     fn messages_name_the_attempts_folder_not_the_snapshot() {

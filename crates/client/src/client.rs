@@ -291,6 +291,10 @@ pub fn read_submission(dir: &Path, files: &[SubmissionFile]) -> (Vec<SubmittedFi
     let mut submitted = Vec::new();
     let mut blobs = Vec::new();
     for file in files {
+        if let (Ok(_), Some(limits)) = (&folder, file.tree) {
+            read_tree_into(dir, &file.name, limits, &mut submitted, &mut blobs);
+            continue;
+        }
         let state = match &folder {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileState::Missing,
             Err(_) => FileState::Refused {
@@ -300,10 +304,6 @@ pub fn read_submission(dir: &Path, files: &[SubmissionFile]) -> (Vec<SubmittedFi
                 FileState::Refused {
                     cause: Refusal::Unreadable,
                 }
-            }
-            Ok(_) if file.tree.is_some() => {
-                read_tree_into(dir, file, &mut submitted, &mut blobs);
-                continue;
             }
             Ok(fd) => match untrusted_tree::read_file(fd, &file.name, file.max_bytes) {
                 Ok(bytes) => {
@@ -329,16 +329,16 @@ pub fn read_submission(dir: &Path, files: &[SubmissionFile]) -> (Vec<SubmittedFi
 /// read stopped. An empty or absent folder is missing.
 fn read_tree_into(
     dir: &Path,
-    file: &SubmissionFile,
+    tree: &str,
+    limits: rdbench_core::tree::TreeLimits,
     submitted: &mut Vec<SubmittedFile>,
     blobs: &mut Vec<Vec<u8>>,
 ) {
-    let limits = file.tree.expect("a tree submission file");
-    let state = match rdbench_core::tree::read_tree(&dir.join(&file.name), &limits) {
+    let state = match rdbench_core::tree::read_tree(&dir.join(tree), &limits) {
         Ok(files) if !files.is_empty() => {
             for f in files {
                 submitted.push(SubmittedFile {
-                    name: format!("{}/{}", file.name, f.path),
+                    name: format!("{tree}/{}", f.path),
                     state: FileState::Present,
                     executable: f.executable,
                 });
@@ -347,13 +347,13 @@ fn read_tree_into(
             return;
         }
         Ok(_) | Err(rdbench_core::tree::TreeError::Missing(_)) => {
-            (file.name.clone(), FileState::Missing)
+            (tree.to_string(), FileState::Missing)
         }
         Err(e) => {
             let (path, cause) = Refusal::of_tree(&e);
             let name = match path.as_deref() {
-                Some(".") | None => file.name.clone(),
-                Some(p) => format!("{}/{p}", file.name),
+                Some(".") | None => tree.to_string(),
+                Some(p) => format!("{tree}/{p}"),
             };
             (name, FileState::Refused { cause })
         }

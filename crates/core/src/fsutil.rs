@@ -219,12 +219,7 @@ pub fn hash_files(dir: &Path, names: &[String]) -> String {
         let path = dir.join(name);
         if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
             // The scorer's own copy, already within the task's caps.
-            let everything = crate::tree::TreeLimits {
-                max_files: 1 << 20,
-                max_bytes: 1 << 40,
-                max_depth: 64,
-            };
-            match crate::tree::read_tree(&path, &everything) {
+            match crate::tree::read_tree(&path, &crate::tree::TreeLimits::OWN) {
                 Ok(files) => hasher.update(crate::tree::tree_hash(&files).as_bytes()),
                 Err(_) => hasher.update(b"<unreadable tree>"),
             }

@@ -26,6 +26,16 @@ pub struct TreeLimits {
     pub max_depth: usize,
 }
 
+impl TreeLimits {
+    /// Caps for a tree of the project's or the scorer's own (a snapshot already within a task's
+    /// caps, an exploit case): generous, but finite so a mistake cannot exhaust memory.
+    pub const OWN: TreeLimits = TreeLimits {
+        max_files: 1 << 20,
+        max_bytes: 1 << 40,
+        max_depth: 64,
+    };
+}
+
 /// Longest file or folder name, bytes.
 pub const MAX_NAME_BYTES: usize = 255;
 
@@ -59,6 +69,23 @@ pub enum TreeError {
         #[source]
         source: io::Error,
     },
+}
+
+impl TreeError {
+    /// The kind of invalid entry a submitted tree refused for this reason is: the same as the
+    /// service's snapshot gives the client's refusal of it (a test in rdbench-attempts holds
+    /// the two together).
+    pub fn invalid_kind(&self) -> crate::outcome::InvalidKind {
+        use crate::outcome::InvalidKind as K;
+        match self {
+            TreeError::Missing(_) => K::MissingFile,
+            TreeError::TooManyFiles { .. }
+            | TreeError::TooLarge { .. }
+            | TreeError::TooDeep { .. } => K::TooLarge,
+            TreeError::NotPlain { .. } | TreeError::BadName { .. } => K::RuleViolation,
+            TreeError::Io { .. } => K::BadArtifact,
+        }
+    }
 }
 
 fn name_ok(name: &str) -> bool {

@@ -256,16 +256,7 @@ fn exit_verdict(ran: &Ran, deadline: Duration) -> Option<(InvalidKind, String)> 
 }
 
 fn tree_refusal(e: &TreeError) -> (InvalidKind, String) {
-    let kind = match e {
-        TreeError::Missing(_) => InvalidKind::MissingFile,
-        TreeError::TooManyFiles { .. } | TreeError::TooLarge { .. } | TreeError::TooDeep { .. } => {
-            InvalidKind::TooLarge
-        }
-        // As the service's snapshot classifies them (it refuses them first).
-        TreeError::NotPlain { .. } | TreeError::BadName { .. } => InvalidKind::RuleViolation,
-        TreeError::Io { .. } => InvalidKind::BadArtifact,
-    };
-    (kind, format!("{SOLUTION_DIR}/: {e}"))
+    (e.invalid_kind(), format!("{SOLUTION_DIR}/: {e}"))
 }
 
 impl<T: ProgramTask> Task for ProgramAdapter<T> {
