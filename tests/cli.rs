@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 mod documented_commands;
 mod protected;
 mod protected_starvation;
+mod task_standard;
 
 /// The binary under test (`RDBENCH_BIN` lets the prebuilt test binary run on another machine).
 fn rdbench_bin() -> PathBuf {

@@ -79,6 +79,9 @@ pub enum Command {
     Aggregate(AggregateArgs),
     /// Report the driver, CUDA, NVRTC, NVML, GPUs and calibrations found.
     Doctor,
+    /// Write a task out for another platform (a METR Task Standard family).
+    #[command(subcommand)]
+    Export(crate::commands::export::ExportCommand),
     /// The built-in default job: for every task, start an attempt, score the starting
     /// solution, apply the reference solution, score it, and print a line as it finishes.
     Cycle {

@@ -35,8 +35,11 @@ fn main() -> std::process::ExitCode {
     // Everything rdbench makes is private to its user by construction (the home, its caches,
     // every attempt's samples and timelines, the workers' files), whatever the caller's umask;
     // a file meant for others gets its mode explicitly (the service's socket). `aggregate`
-    // writes reports for people and keeps the caller's umask.
-    if !matches!(cli.command, cli::Command::Aggregate(_)) {
+    // writes reports and `export` task families for people, and keeps the caller's umask.
+    if !matches!(
+        cli.command,
+        cli::Command::Aggregate(_) | cli::Command::Export(_)
+    ) {
         // SAFETY: umask only sets this process's file-creation mask.
         unsafe { libc::umask(0o077) };
     }

@@ -7,6 +7,7 @@ mod catalog;
 mod check_task;
 mod cycle;
 mod doctor;
+pub mod export;
 mod glance;
 mod monitor;
 mod serve;
@@ -232,6 +233,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => monitor::monitor(&ctx, &dir, interval_ms, duration),
         Command::Aggregate(args) => crate::aggregate::run(&args, ctx.json),
         Command::Doctor => doctor::doctor(&ctx),
+        Command::Export(command) => export::run(&ctx, &command),
         Command::Cycle {
             task,
             profile,
