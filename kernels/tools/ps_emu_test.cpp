@@ -11,7 +11,7 @@
 #include <random>
 #include <string>
 
-#include "../prefix_sum/harness.cu"
+#include "../prefix-sum/harness.cu"
 #if SOL_KIND != 0
 #include SOL_FILE
 #endif

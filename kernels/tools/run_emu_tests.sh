@@ -17,8 +17,8 @@ run() { # name kind file
     fi
     if "$TMP/t" >"$TMP/out.log" 2>&1; then echo "PASS  $1"; else echo "FAIL  $1"; tail -5 "$TMP/out.log"; fail=1; fi
 }
-run harness 0 kernels/prefix_sum/harness.cu
-run start 1 kernels/prefix_sum/start/solution.cu
+run harness 0 kernels/prefix-sum/harness.cu
+run start 1 kernels/prefix-sum/start/solution.cu
 run reference 2 reference_solutions/prefix-sum/reference/solution.cu
 run fastest 3 reference_solutions/prefix-sum/fastest/solution.cu
 exit $fail

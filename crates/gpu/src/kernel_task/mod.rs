@@ -12,6 +12,7 @@
 //! every kernel task.
 
 mod adapter;
+mod files;
 
 use std::collections::BTreeMap;
 
@@ -86,7 +87,7 @@ pub struct KernelSolutions {
 /// A task's trusted device code.
 #[derive(Debug, Clone, Copy)]
 pub struct HarnessSource {
-    /// Repository path, for messages (`kernels/prefix_sum/harness.cu`).
+    /// Repository path, for messages (`kernels/prefix-sum/harness.cu`).
     pub name: &'static str,
     pub source: &'static str,
 }

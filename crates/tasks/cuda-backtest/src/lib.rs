@@ -9,7 +9,7 @@
 //! score is `ln(milliseconds)` of the whole launch plan.
 //!
 //! This crate holds only what is the task's own: sizes, the harness kernels that generate
-//! inputs and compute expected outputs (`kernels/cuda_backtest/harness.cu`), the CPU oracle
+//! inputs and compute expected outputs (`kernels/cuda-backtest/harness.cu`), the CPU oracle
 //! and baseline ([`oracle`]), the poison word and the instructions. Loading, checking, timing
 //! and validation are the kernel-task kit's ([`rdbench_gpu::bench`]).
 
@@ -20,8 +20,8 @@ use rdbench_core::template::{render, thousands};
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::bench::Work;
 use rdbench_gpu::kernel_task::{
-    vars, HArg, Harness, HarnessSource, HostOutputs, KernelFiles, KernelProfile, KernelSolutions,
-    KernelTask, KernelTaskAdapter, Mismatch, Role, TaskBuffer, Vars,
+    vars, HArg, Harness, HarnessSource, HostOutputs, KernelProfile, KernelSolutions, KernelTask,
+    KernelTaskAdapter, Mismatch, Role, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::{ElemType, PlanLimits};
 use rdbench_gpu::GpuError;
@@ -33,30 +33,13 @@ pub fn tasks() -> Vec<Box<dyn Task>> {
     vec![Box::new(KernelTaskAdapter::new(CudaBacktest))]
 }
 
-/// The starting solution: a literal port of a per-bar loop, one thread per pair.
-pub const STARTING: KernelFiles = KernelFiles {
-    source: include_str!("../../../../kernels/cuda_backtest/start/solution.cu"),
-    plan: include_str!("../../../../kernels/cuda_backtest/start/launch.toml"),
-};
+/// The starting solution (a literal port of a per-bar loop, one thread per pair); the reference
+/// (one block per asset, parameter sets across threads, shared-memory tiles of bars, O(1)
+/// rolling window sums: normalized score 1); the fastest version we could write (the reference
+/// with cheaper per-bar arithmetic, not yet timed on a GPU).
+pub const SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("cuda-backtest", fastest);
 
-/// The reference: one block per asset, parameter sets across threads, shared-memory tiles of
-/// bars, O(1) rolling window sums (normalized score 1).
-pub const REFERENCE: KernelFiles = KernelFiles {
-    source: include_str!("../../../../reference_solutions/cuda_backtest/reference/solution.cu"),
-    plan: include_str!("../../../../reference_solutions/cuda_backtest/reference/launch.toml"),
-};
-
-/// The fastest version we could write: the reference with cheaper per-bar arithmetic (not yet
-/// timed on a GPU).
-pub const FASTEST: KernelFiles = KernelFiles {
-    source: include_str!("../../../../reference_solutions/cuda_backtest/fastest/solution.cu"),
-    plan: include_str!("../../../../reference_solutions/cuda_backtest/fastest/launch.toml"),
-};
-
-const HARNESS: HarnessSource = HarnessSource {
-    name: "kernels/cuda_backtest/harness.cu",
-    source: include_str!("../../../../kernels/cuda_backtest/harness.cu"),
-};
+const HARNESS: HarnessSource = rdbench_gpu::kernel_harness!("cuda-backtest");
 
 const INSTRUCTIONS: &str = include_str!("instructions.md");
 
@@ -204,11 +187,7 @@ impl KernelTask for CudaBacktest {
     }
 
     fn solutions(&self) -> KernelSolutions {
-        KernelSolutions {
-            start: STARTING,
-            reference: REFERENCE,
-            fastest: Some(FASTEST),
-        }
+        SOLUTIONS
     }
 
     fn harness(&self) -> HarnessSource {

@@ -1,5 +1,5 @@
 //! The CPU side of cuda-backtest: the input generator (bit-identical to the harness kernels
-//! `bt_generate_bars` and `bt_generate_setup` in `kernels/cuda_backtest/harness.cu`), the
+//! `bt_generate_bars` and `bt_generate_setup` in `kernels/cuda-backtest/harness.cu`), the
 //! strategy that defines every output ([`simulate`]), and the CPU baseline the calibration
 //! times ([`backtest`] on one thread: O(1) rolling sums, what a careful script does).
 //!

@@ -1,6 +1,6 @@
 //! `ops-attention`: causal self-attention forward with bf16 inputs and output, head dimension
 //! 64, f32 softmax and accumulation: `bh` (batch x heads) independent sequences of length `s`.
-//! Harness: `kernels/ops/attention/harness.cu` (one thread per query row, everything in double).
+//! Harness: `kernels/ops-attention/harness.cu` (one thread per query row, everything in double).
 
 use rdbench_core::task::TaskInfo;
 use rdbench_gpu::backend::Dims;
@@ -17,9 +17,9 @@ use crate::common::{self, Dist, Gen};
 /// The starting solution (one thread per query row, a naive two-pass softmax) and the
 /// reference (flash-attention's schedule: 64-query tiles, keys and values through shared
 /// memory, scores and P v on bf16 tensor cores through `mma.sync`, online softmax).
-pub const SOLUTIONS: KernelSolutions = op_solutions!("attention");
+pub const SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("ops-attention");
 
-const HARNESS: HarnessSource = op_harness!("attention");
+const HARNESS: HarnessSource = op_harness!("ops-attention");
 
 /// The head dimension (GPT-2's and GPT-NeoX's).
 pub const HEAD_DIM: u64 = 64;

@@ -1,5 +1,5 @@
 //! What every op of the family shares: the input generator (the harness kernels
-//! `ops_generate` / `ops_generate_bf16` of `kernels/ops/generate.cu` and their bit-exact CPU
+//! `ops_generate` / `ops_generate_bf16` of `kernels/harness/ops_generate.cu` and their bit-exact CPU
 //! twin [`Gen`]), the comparison of the CPU oracles ([`check_rows`], f32 or bf16 outputs), the
 //! bf16 tolerance, the NaN poison word, profiles, task info, buffers and the common half of the
 //! instructions.
@@ -15,50 +15,11 @@ use rdbench_gpu::kernel_task::{
 use rdbench_gpu::plan::ElemType;
 use rdbench_gpu::GpuError;
 
-/// An op's harness: the shared generator followed by the op's own `harness.cu`.
+/// An op's harness: the family's shared generator (`kernels/harness/ops_generate.cu`) followed
+/// by the op's own `kernels/ops-<op>/harness.cu`.
 macro_rules! op_harness {
-    ($op:literal) => {
-        rdbench_gpu::kernel_task::HarnessSource {
-            name: concat!("kernels/ops/", $op, "/harness.cu"),
-            source: concat!(
-                include_str!("../../../../kernels/ops/generate.cu"),
-                include_str!(concat!("../../../../kernels/ops/", $op, "/harness.cu"))
-            ),
-        }
-    };
-}
-
-/// An op's shipped solutions: `kernels/ops/<op>/start/` and
-/// `reference_solutions/ops/<op>/reference/` (no fastest version).
-macro_rules! op_solutions {
-    ($op:literal) => {
-        rdbench_gpu::kernel_task::KernelSolutions {
-            start: rdbench_gpu::kernel_task::KernelFiles {
-                source: include_str!(concat!(
-                    "../../../../kernels/ops/",
-                    $op,
-                    "/start/solution.cu"
-                )),
-                plan: include_str!(concat!(
-                    "../../../../kernels/ops/",
-                    $op,
-                    "/start/launch.toml"
-                )),
-            },
-            reference: rdbench_gpu::kernel_task::KernelFiles {
-                source: include_str!(concat!(
-                    "../../../../reference_solutions/ops/",
-                    $op,
-                    "/reference/solution.cu"
-                )),
-                plan: include_str!(concat!(
-                    "../../../../reference_solutions/ops/",
-                    $op,
-                    "/reference/launch.toml"
-                )),
-            },
-            fastest: None,
-        }
+    ($task:literal) => {
+        rdbench_gpu::kernel_harness!($task, prelude = "kernels/harness/ops_generate.cu")
     };
 }
 

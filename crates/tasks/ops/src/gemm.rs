@@ -1,6 +1,6 @@
 //! `ops-gemm`: `C = A x B` with bf16 inputs and output and f32 accumulation, row-major, three
 //! size variables (`m`, `n`, `k`): the GEMM of a transformer's linear layers, the contract of
-//! bf16 tensor cores. Harness: `kernels/ops/gemm/harness.cu` (one thread per output, dot
+//! bf16 tensor cores. Harness: `kernels/ops-gemm/harness.cu` (one thread per output, dot
 //! products in double). `ops-matmul` beside it is the f32 GEMM on CUDA cores, where tensor-core
 //! precision is the exploit; here tensor cores are the point. The task itself is the shared
 //! [`Product`]; this file says what is bf16 about it.
@@ -14,7 +14,7 @@ use crate::product::{Product, ProductSpec, DISTS};
 
 /// The starting solution (one thread per output, f32 on CUDA cores) and the reference (64 x 64
 /// tiles on bf16 tensor cores through `mma.sync`).
-pub const SOLUTIONS: KernelSolutions = op_solutions!("gemm");
+pub const SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("ops-gemm");
 
 /// The tolerance at size `vars`: the bf16 rtol, and an atol that grows with the length of the
 /// dot product as `ops-matmul`'s does (f32 accumulation error, see [`ATOL_PER_K`]).
@@ -83,7 +83,7 @@ pub static SPEC: ProductSpec = ProductSpec {
     full_note: "4,096 cubed, and Llama-2-7B's MLP up and down projections at 2,048 tokens; \
                 about 1 ms each for the reference on an H100, estimated",
     solutions: SOLUTIONS,
-    harness: op_harness!("gemm"),
+    harness: op_harness!("ops-gemm"),
     expected_kernel: "ops_gemm_expected",
     tolerance,
     instructions,

@@ -14,10 +14,10 @@
 //!   dimension 64, size variables `bh` (batch x heads) and `s` (sequence length).
 //!
 //! What the ops share lives in [`common`]: the one input generator (harness kernel
-//! `kernels/ops/generate.cu` and its bit-exact CPU twin), the tolerance rule of the CPU
+//! `kernels/harness/ops_generate.cu` and its bit-exact CPU twin), the tolerance rule of the CPU
 //! oracles, the NaN poison word, profiles, task info and the common half of the instructions.
-//! Each op's own files: `kernels/ops/<op>/` (harness and starting solution),
-//! `reference_solutions/ops/<op>/`, `tests/exploits/ops-<op>/`.
+//! Each op's own files: `kernels/ops-<op>/` (harness and starting solution),
+//! `reference_solutions/ops-<op>/`, `tests/exploits/ops-<op>/`.
 
 #[macro_use]
 pub mod common;

@@ -1,5 +1,5 @@
 //! `ops-matmul`: `C = A x B` in f32, row-major, with three size variables (`m`, `n`, `k`).
-//! Harness: `kernels/ops/matmul/harness.cu` (one thread per output, dot products in double).
+//! Harness: `kernels/ops-matmul/harness.cu` (one thread per output, dot products in double).
 //! The task itself is the shared [`Product`]; this file says what is f32 about it.
 
 use rdbench_gpu::kernel_task::{Compare, KernelFiles, KernelProfile, KernelSolutions, Vars};
@@ -10,7 +10,7 @@ use crate::product::{Product, ProductSpec, DISTS};
 
 /// The starting solution (one thread per output, a plain loop) and the reference (32 x 32
 /// shared-memory tiles).
-pub const SOLUTIONS: KernelSolutions = op_solutions!("matmul");
+pub const SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("ops-matmul");
 pub const STARTING: KernelFiles = SOLUTIONS.start;
 pub const REFERENCE: KernelFiles = SOLUTIONS.reference;
 
@@ -74,7 +74,7 @@ pub static SPEC: ProductSpec = ProductSpec {
     full_note: "4,096 cubed and Llama-2-7B's MLP up projection at 2,048 tokens; about 20 ms \
                 each for the reference on an H100, estimated",
     solutions: SOLUTIONS,
-    harness: op_harness!("matmul"),
+    harness: op_harness!("ops-matmul"),
     expected_kernel: "ops_matmul_expected",
     tolerance,
     instructions,

@@ -1,7 +1,7 @@
 //! `ops-rmsnorm` and `ops-layernorm`: row normalizations of an `m x n` bf16 matrix (`m` tokens,
 //! hidden size `n`) with f32 statistics, one task each, sharing one implementation ([`Norm`])
 //! because they differ only in the statistics, the bias and the epsilon. Harnesses:
-//! `kernels/ops/rmsnorm/harness.cu` and `kernels/ops/layernorm/harness.cu` (one warp per row,
+//! `kernels/ops-rmsnorm/harness.cu` and `kernels/ops-layernorm/harness.cu` (one warp per row,
 //! everything in double).
 
 use rdbench_core::task::TaskInfo;
@@ -18,8 +18,8 @@ use crate::common::{self, Dist, Gen};
 
 /// Starting solutions: one thread per row, serial passes. References: one block per row,
 /// 16-byte loads, a block reduction.
-pub const RMS_SOLUTIONS: KernelSolutions = op_solutions!("rmsnorm");
-pub const LAYER_SOLUTIONS: KernelSolutions = op_solutions!("layernorm");
+pub const RMS_SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("ops-rmsnorm");
+pub const LAYER_SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("ops-layernorm");
 
 /// The distributions of `x`, in the order of the `dist` index the kit passes (`weight` and
 /// `bias` are always uniform in [-1, 1)). No constant row: a LayerNorm of a constant row
@@ -185,8 +185,8 @@ impl KernelTask for Norm {
 
     fn harness(&self) -> HarnessSource {
         match self {
-            Norm::Rms => op_harness!("rmsnorm"),
-            Norm::Layer => op_harness!("layernorm"),
+            Norm::Rms => op_harness!("ops-rmsnorm"),
+            Norm::Layer => op_harness!("ops-layernorm"),
         }
     }
 

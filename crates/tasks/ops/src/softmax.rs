@@ -1,5 +1,5 @@
 //! `ops-softmax`: row-wise, numerically stable softmax of an `m x n` f32 matrix (`input` ->
-//! `output`). Harness: `kernels/ops/softmax/harness.cu` (one warp per row, exponentials and
+//! `output`). Harness: `kernels/ops-softmax/harness.cu` (one warp per row, exponentials and
 //! sums in double).
 
 use rdbench_core::task::TaskInfo;
@@ -16,11 +16,11 @@ use crate::common::{self, Dist, Gen};
 
 /// The starting solution (one thread per row, three serial passes) and the reference (one
 /// block per row, a block reduction).
-pub const SOLUTIONS: KernelSolutions = op_solutions!("softmax");
+pub const SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("ops-softmax");
 pub const STARTING: KernelFiles = SOLUTIONS.start;
 pub const REFERENCE: KernelFiles = SOLUTIONS.reference;
 
-const HARNESS: HarnessSource = op_harness!("softmax");
+const HARNESS: HarnessSource = op_harness!("ops-softmax");
 
 /// The distributions, in the order of the `dist` index the kit passes.
 pub const DISTS: [Dist; 3] = [Dist::Uniform, Dist::Large, Dist::ConstantRow];

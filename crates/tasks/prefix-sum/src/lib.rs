@@ -5,7 +5,7 @@
 //! is `ln(milliseconds)` of the whole launch plan (lower is better).
 //!
 //! This crate holds only what is prefix-sum's own: sizes, distributions, the harness kernels
-//! that generate inputs and compute the expected output (`kernels/prefix_sum/harness.cu`), the
+//! that generate inputs and compute the expected output (`kernels/prefix-sum/harness.cu`), the
 //! CPU oracle ([`oracle`]), the poison word and the instructions. Loading, checking, timing and
 //! validation are the kernel-task kit's ([`rdbench_gpu::bench`]).
 
@@ -29,28 +29,13 @@ pub fn tasks() -> Vec<Box<dyn Task>> {
     vec![Box::new(KernelTaskAdapter::new(PrefixSum))]
 }
 
-/// The starting solution handed to the agent: two textbook scans, 6 launches.
-pub const STARTING: KernelFiles = KernelFiles {
-    source: include_str!("../../../../kernels/prefix_sum/start/solution.cu"),
-    plan: include_str!("../../../../kernels/prefix_sum/start/launch.toml"),
-};
+/// The starting solution (two textbook scans, 6 launches), RE-Bench's reference (a
+/// reduce-then-scan of a few kernels: normalized score 1) and the fastest version we could
+/// write (a single-pass scan with decoupled look-back).
+pub const SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("prefix-sum", fastest);
+pub const REFERENCE: KernelFiles = SOLUTIONS.reference;
 
-/// RE-Bench's reference: a reduce-then-scan of a few kernels (normalized score 1).
-pub const REFERENCE: KernelFiles = KernelFiles {
-    source: include_str!("../../../../reference_solutions/prefix-sum/reference/solution.cu"),
-    plan: include_str!("../../../../reference_solutions/prefix-sum/reference/launch.toml"),
-};
-
-/// The fastest version we could write: a single-pass scan with decoupled look-back.
-pub const FASTEST: KernelFiles = KernelFiles {
-    source: include_str!("../../../../reference_solutions/prefix-sum/fastest/solution.cu"),
-    plan: include_str!("../../../../reference_solutions/prefix-sum/fastest/launch.toml"),
-};
-
-const HARNESS: HarnessSource = HarnessSource {
-    name: "kernels/prefix_sum/harness.cu",
-    source: include_str!("../../../../kernels/prefix_sum/harness.cu"),
-};
+const HARNESS: HarnessSource = rdbench_gpu::kernel_harness!("prefix-sum");
 
 const INSTRUCTIONS: &str = include_str!("instructions.md");
 
@@ -156,11 +141,7 @@ impl KernelTask for PrefixSum {
     }
 
     fn solutions(&self) -> KernelSolutions {
-        KernelSolutions {
-            start: STARTING,
-            reference: REFERENCE,
-            fastest: Some(FASTEST),
-        }
+        SOLUTIONS
     }
 
     fn harness(&self) -> HarnessSource {

@@ -1,7 +1,7 @@
-// rdbench-prelude: kernels/ops/generate.cu
+// rdbench-prelude: kernels/harness/ops_generate.cu
 // rdbench ops-layernorm: the scorer's trusted kernels (never timed). The input generator and the
 // bf16 conversions (ops_generate_bf16, ops_bf16_to_f32, ops_f32_to_bf16) are
-// kernels/ops/generate.cu, prepended by the Rust crate.
+// kernels/harness/ops_generate.cu, prepended by the Rust crate.
 //
 // Task: y[r][j] = (x[r][j] - mean_r) / sqrt(var_r + 1e-5) * w[j] + b[j], mean_r and var_r (biased)
 // over row r; x, y m x n row-major bf16, w and b n bf16 (bf16 as unsigned short bits).

@@ -1,6 +1,6 @@
-// rdbench-prelude: kernels/ops/generate.cu
+// rdbench-prelude: kernels/harness/ops_generate.cu
 // rdbench ops-gemm: the scorer's trusted kernels (never timed). The input generator and the bf16
-// conversions (ops_generate_bf16, ops_bf16_to_f32, ops_f32_to_bf16) are kernels/ops/generate.cu,
+// conversions (ops_generate_bf16, ops_bf16_to_f32, ops_f32_to_bf16) are kernels/harness/ops_generate.cu,
 // prepended by the Rust crate.
 //
 // Task: C = A x B, bf16 in and out (unsigned short bits), row-major: A m x k, B k x n, C m x n,

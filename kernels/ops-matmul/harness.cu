@@ -1,5 +1,5 @@
 // rdbench ops-matmul: the scorer's trusted kernels (never timed). The input generator,
-// ops_generate, is kernels/ops/generate.cu, prepended by the Rust crate.
+// ops_generate, is kernels/harness/ops_generate.cu, prepended by the Rust crate.
 //
 // Task: C = A x B, f32, row-major: A m x k, B k x n, C m x n, c[i][j] = sum_p a[i][p] * b[p][j].
 //

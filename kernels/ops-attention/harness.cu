@@ -1,7 +1,7 @@
-// rdbench-prelude: kernels/ops/generate.cu
+// rdbench-prelude: kernels/harness/ops_generate.cu
 // rdbench ops-attention: the scorer's trusted kernels (never timed). The input generator and the
 // bf16 conversions (ops_generate_bf16, ops_bf16_to_f32, ops_f32_to_bf16) are
-// kernels/ops/generate.cu, prepended by the Rust crate.
+// kernels/harness/ops_generate.cu, prepended by the Rust crate.
 //
 // Task: causal self-attention forward, head dimension 64, bf16 (unsigned short bits): q, k, v, o
 // are [bh][s][64] row-major (bh = batch x heads), o[h][i] = sum_{j <= i} p_ij v[h][j] with

@@ -1,5 +1,5 @@
 // rdbench ops-softmax: the scorer's trusted kernels (never timed). The input generator,
-// ops_generate, is kernels/ops/generate.cu, prepended by the Rust crate.
+// ops_generate, is kernels/harness/ops_generate.cu, prepended by the Rust crate.
 //
 // Task: y[r][j] = exp(x[r][j] - max_j' x[r][j']) / sum_j'' exp(x[r][j''] - max_j' x[r][j']), for an
 // m x n row-major f32 matrix x.

@@ -1,7 +1,7 @@
-// rdbench-prelude: kernels/ops/generate.cu
+// rdbench-prelude: kernels/harness/ops_generate.cu
 // rdbench ops-rmsnorm: the scorer's trusted kernels (never timed). The input generator and the
 // bf16 conversions (ops_generate_bf16, ops_bf16_to_f32, ops_f32_to_bf16) are
-// kernels/ops/generate.cu, prepended by the Rust crate.
+// kernels/harness/ops_generate.cu, prepended by the Rust crate.
 //
 // Task: y[r][j] = x[r][j] / sqrt(mean_j' x[r][j']^2 + 1e-6) * w[j], x m x n row-major bf16, w n
 // bf16, y m x n bf16 (bf16 as unsigned short bits).
