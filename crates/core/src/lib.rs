@@ -21,6 +21,7 @@
 //!   a link (the operator's client in the agent's folder).
 //! - [`error`]: the error kinds, each mapped to one CLI exit code.
 
+pub mod artifact;
 pub mod attempt;
 pub mod calibration;
 pub mod error;

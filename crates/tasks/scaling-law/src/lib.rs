@@ -29,8 +29,9 @@ pub mod profile;
 
 use std::path::Path;
 
+use rdbench_core::artifact::{ArtifactTask, ArtifactTaskAdapter, Rejection};
 use rdbench_core::task::{
-    Backend, Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
+    Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
     ShippedCalibration, Solution, SubmissionKind, Task, TaskInfo, ToolReply, ToolRequest,
 };
 use rdbench_core::{Error, Result};
@@ -64,15 +65,12 @@ pub struct ScalingLaw {}
 
 /// The tasks of this crate, for the CLI's registry.
 pub fn tasks() -> Vec<Box<dyn Task>> {
-    vec![Box::new(ScalingLaw::default())]
+    vec![Box::new(task())]
 }
 
-fn spec(profile: &str) -> Result<Spec> {
-    profile::by_name(profile).ok_or_else(|| {
-        Error::Usage(format!(
-            "task scaling-law has no profile {profile:?}; its profiles are: tiny, full"
-        ))
-    })
+/// The task as the registry holds it: [`ScalingLaw`] behind the artifact-task adapter.
+pub fn task() -> ArtifactTaskAdapter<ScalingLaw> {
+    ArtifactTaskAdapter::new(ScalingLaw::default())
 }
 
 /// The shipped sweep of `profile`, if it has one.
@@ -242,7 +240,9 @@ impl ScalingLaw {
     }
 }
 
-impl Task for ScalingLaw {
+impl ArtifactTask for ScalingLaw {
+    type Profile = Spec;
+
     fn info(&self) -> TaskInfo {
         let describe = |s: &Spec| {
             format!(
@@ -293,66 +293,55 @@ impl Task for ScalingLaw {
         }
     }
 
-    fn prepare(&self, req: &PrepareRequest) -> Result<()> {
-        let spec = spec(&req.profile)?;
-        let dir = &req.attempt_dir;
-        write_answer(dir, &starting_answer(&spec))?;
-        rdbench_core::fsutil::atomic_write(
-            &dir.join("INSTRUCTIONS.md"),
-            instructions(&spec)?.as_bytes(),
-        )
+    fn profile(&self, name: &str) -> Option<Spec> {
+        profile::by_name(name)
     }
 
-    fn install_solution(
+    fn prepare(&self, spec: &Spec, req: &PrepareRequest) -> Result<()> {
+        write_answer(&req.attempt_dir, &starting_answer(spec))
+    }
+
+    fn instructions(&self, spec: &Spec) -> Result<String> {
+        instructions(spec)
+    }
+
+    fn install(
         &self,
         solution: Solution,
-        profile: &str,
+        spec: &Spec,
         _cache_dir: &Path,
         dir: &Path,
     ) -> Result<()> {
-        let spec = spec(profile)?;
-        let a = match solution {
-            Solution::Starting => starting_answer(&spec),
-            Solution::Reference => reference_answer(&spec)?.0,
-            Solution::Fastest => {
-                return Err(Error::Usage(
-                    "scaling-law ships no solution beyond its reference".into(),
-                ))
-            }
+        let answer = match solution {
+            Solution::Starting => starting_answer(spec),
+            Solution::Reference | Solution::Fastest => reference_answer(spec)?.0,
         };
-        write_answer(dir, &a)
+        write_answer(dir, &answer)
     }
 
-    fn precheck(&self, req: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {
-        spec(&req.profile)?;
+    fn check_submission(&self, _spec: &Spec, req: &ScoreRequest) -> Result<Option<Rejection>> {
         Ok(answer::read(&req.submission_dir).err())
     }
 
-    fn check_environment(&self, profile: &str, _backend: Backend) -> Result<()> {
-        surface(&spec(profile)?).map(|_| ())
+    fn check_environment(&self, spec: &Spec) -> Result<()> {
+        surface(spec).map(|_| ())
     }
 
-    fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
-        let outcome =
-            self.score_dir(&spec(&req.profile)?, &req.submission_dir, &req.private_dir)?;
-        if let ScoreOutcome::Valid { details, .. } = &outcome {
-            let _ = req.save_samples(details);
-        }
-        Ok(outcome)
+    fn score(&self, spec: &Spec, req: &ScoreRequest) -> Result<ScoreOutcome> {
+        self.score_dir(spec, &req.submission_dir, &req.private_dir)
     }
 
     /// `train n_embd=N max_iters=N [seed=N]`: one experiment, refused above the experiment
     /// limit before it trains, appended to the attempt's private experiment log.
-    fn run_tool(&self, req: &ToolRequest) -> Result<ToolReply> {
+    fn run_tool(&self, spec: &Spec, req: &ToolRequest) -> Result<ToolReply> {
         if req.name != "train" {
             return Err(Error::Usage(format!(
                 "scaling-law has one tool, train (n_embd=N max_iters=N [seed=N]), not {:?}",
                 req.name
             )));
         }
-        let spec = spec(&req.profile)?;
         // No sweep means no trainer either (the full profile needs a GPU build of the trainer).
-        surface(&spec)?;
+        surface(spec)?;
         if let Some(k) = req
             .args
             .keys()
@@ -382,7 +371,7 @@ impl Task for ScalingLaw {
         );
         let log = req.private_dir.join(EXPERIMENT_LOG);
         let run =
-            experiment::experiment(&spec, n_embd, max_iters, seed, &log).map_err(|e| match e {
+            experiment::experiment(spec, n_embd, max_iters, seed, &log).map_err(|e| match e {
                 experiment::ExperimentError::Refused(r) => Error::Usage(r.to_string()),
                 experiment::ExperimentError::Log { path, source } => Error::io(&path, source),
                 e => Error::Internal(e.to_string()),
@@ -393,21 +382,21 @@ impl Task for ScalingLaw {
         })
     }
 
-    fn shipped_calibration(&self, profile: &str) -> Option<ShippedCalibration> {
-        let spec = spec(profile).ok()?;
-        let surface = surface(&spec).ok()?;
-        let start = evaluate(&spec, &surface, &starting_answer(&spec)).ok()?;
-        let (ra, fit) = reference_answer(&spec).ok()?;
-        let reference = evaluate(&spec, &surface, &ra).ok()?;
+    fn shipped_calibration(&self, spec: &Spec) -> Option<ShippedCalibration> {
+        let surface = surface(spec).ok()?;
+        let start = evaluate(spec, &surface, &starting_answer(spec)).ok()?;
+        let (ra, fit) = reference_answer(spec).ok()?;
+        let reference = evaluate(spec, &surface, &ra).ok()?;
         Some(ShippedCalibration {
             start: start.score,
             reference: reference.score,
             // The reference's answer is the task's secret: submitted as it is, it scores 1.
             // The provenance says how it was made, never what it is.
             provenance: format!(
-                "closed formula over the shipped sweep of profile {profile}: start = the starting answer, \
+                "closed formula over the shipped sweep of profile {}: start = the starting answer, \
                  reference = the Chinchilla fit to the sweep's small experiments (fit rmse {:.4}); \
                  the reference's answer is not shown",
+                spec.name,
                 fit.rmse
             ),
         })

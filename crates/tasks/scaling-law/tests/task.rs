@@ -9,7 +9,7 @@ use rdbench_core::task::{Backend, InvalidKind, ScoreOutcome, Solution, Task};
 use rdbench_core::Error;
 use rdbench_task_scaling_law::answer::Answer;
 use rdbench_task_scaling_law::{
-    evaluate, profile, reference_answer, starting_answer, surface, ScalingLaw, EXPERIMENT_LOG,
+    evaluate, profile, reference_answer, starting_answer, surface, EXPERIMENT_LOG,
 };
 
 fn tiny() -> profile::Spec {
@@ -43,7 +43,9 @@ fn start_and_reference_score_as_documented() {
     );
     assert!((r - REFERENCE_SCORE).abs() < 5e-4, "reference {r} ({ra:?})");
     assert!(r > s + 0.05, "the reference beats the start clearly");
-    let cal = ScalingLaw::default().shipped_calibration("tiny").unwrap();
+    let cal = rdbench_task_scaling_law::task()
+        .shipped_calibration("tiny")
+        .unwrap();
     assert_eq!((cal.start, cal.reference), (s, r));
 }
 
@@ -167,7 +169,8 @@ fn budget_limits_and_the_swept_range() {
 }
 
 fn outcome(dir: &Path) -> ScoreOutcome {
-    ScalingLaw::default()
+    rdbench_task_scaling_law::task()
+        .task()
         .score_dir(&tiny(), dir, &dir.join("private"))
         .unwrap()
 }
@@ -211,7 +214,7 @@ extern "C" {
 fn tool(private: &Path, words: &[&str]) -> rdbench_core::Result<rdbench_core::task::ToolReply> {
     let (name, args) = words.split_first().unwrap();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    ScalingLaw::default().run_tool(&rdbench_core::task::ToolRequest {
+    rdbench_task_scaling_law::task().run_tool(&rdbench_core::task::ToolRequest {
         profile: "tiny".into(),
         name: name.to_string(),
         args: rdbench_core::task::ToolRequest::parse_args(&args)?,
@@ -225,7 +228,7 @@ fn tool(private: &Path, words: &[&str]) -> rdbench_core::Result<rdbench_core::ta
 /// never changes the score.
 #[test]
 fn tool_runs_are_logged_scorer_side_and_reported() {
-    let task = ScalingLaw::default();
+    let task = rdbench_task_scaling_law::task();
     let dir = tempfile::tempdir().unwrap();
     let private = dir.path().join("private");
     std::fs::create_dir(&private).unwrap();
@@ -283,7 +286,7 @@ fn tool_runs_are_logged_scorer_side_and_reported() {
 
 #[test]
 fn the_full_profile_without_a_sweep_is_an_environment_error() {
-    let task = ScalingLaw::default();
+    let task = rdbench_task_scaling_law::task();
     match task.check_environment("full", Backend::Cuda) {
         Err(Error::Environment(m)) => assert!(m.contains("has not been measured"), "{m}"),
         other => panic!("{other:?}"),
@@ -293,7 +296,8 @@ fn the_full_profile_without_a_sweep_is_an_environment_error() {
     task.install_solution(Solution::Starting, "full", dir.path(), dir.path())
         .unwrap();
     assert!(matches!(
-        task.score_dir(&profile::full(), dir.path(), dir.path()),
+        task.task()
+            .score_dir(&profile::full(), dir.path(), dir.path()),
         Err(Error::Environment(_))
     ));
 }
