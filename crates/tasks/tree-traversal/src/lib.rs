@@ -24,10 +24,11 @@ pub mod reference;
 
 use std::path::Path;
 
+use rdbench_core::artifact::{ArtifactTask, ArtifactTaskAdapter, Rejection};
 use rdbench_core::fsutil::{atomic_write, read_untrusted, UntrustedReadError};
 use rdbench_core::rng::splitmix64;
 use rdbench_core::task::{
-    Backend, Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
+    Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
     ShippedCalibration, Solution, SubmissionKind, Task, TaskInfo,
 };
 use rdbench_core::template::{render, thousands};
@@ -83,7 +84,7 @@ pub const PUBLISHED_MARKS: [(u64, &str); 8] = [
 ];
 
 /// One profile: its parameters and its calibration anchors (exact cycle counts).
-struct Profile {
+pub struct Profile {
     name: &'static str,
     params: Params,
     /// Cycles of the scalar baseline (straight-line, so the same on every input).
@@ -128,15 +129,8 @@ pub const TINY_REFERENCE_CYCLES: u64 = 104;
 pub const FULL_START_CYCLES: u64 = 145_398;
 pub const FULL_REFERENCE_CYCLES: u64 = 1_846;
 
-fn profile(name: &str) -> Result<Profile> {
-    profiles()
-        .into_iter()
-        .find(|p| p.name == name)
-        .ok_or_else(|| {
-            Error::Usage(format!(
-            "task tree-traversal has no profile {name:?}; its profiles are: tiny, full, original"
-        ))
-        })
+fn profile(name: &str) -> Option<Profile> {
+    profiles().into_iter().find(|p| p.name == name)
 }
 
 /// The tree-traversal task.
@@ -145,18 +139,26 @@ pub struct TreeTraversal;
 
 /// The tasks of this crate, for the CLI's registry.
 pub fn tasks() -> Vec<Box<dyn Task>> {
-    vec![Box::new(TreeTraversal)]
+    vec![Box::new(task())]
 }
 
-/// The program a shipped solution is, for `profile`.
+/// The task as the registry holds it: [`TreeTraversal`] behind the artifact-task adapter.
+pub fn task() -> ArtifactTaskAdapter<TreeTraversal> {
+    ArtifactTaskAdapter::new(TreeTraversal)
+}
+
+/// The program a shipped solution is, for the profile `profile_name`.
 pub fn solution_program(solution: Solution, profile_name: &str) -> Result<Program> {
-    let p = profile(profile_name)?;
+    build_solution(solution, &task().profile(profile_name)?)
+}
+
+fn build_solution(solution: Solution, p: &Profile) -> Result<Program> {
     let built = match solution {
         Solution::Starting => rdbench_vliw::baseline::baseline(&p.params),
         Solution::Reference => reference::reference(&p.params),
         Solution::Fastest => reference::fastest(&p.params),
     };
-    built.map_err(|e| Error::Usage(format!("tree-traversal/{profile_name}: {e}")))
+    built.map_err(|e| Error::Usage(format!("tree-traversal/{}: {e}", p.name)))
 }
 
 /// Reads and validates the submission; `Err` is the invalid verdict.
@@ -252,7 +254,9 @@ pub fn judge(program: &Program, params: &Params, start_cycles: u64, seed: u64) -
     Verdict::Correct(cycles)
 }
 
-impl Task for TreeTraversal {
+impl ArtifactTask for TreeTraversal {
+    type Profile = Profile;
+
     fn info(&self) -> TaskInfo {
         let describe = |p: &Profile| {
             format!(
@@ -301,10 +305,13 @@ impl Task for TreeTraversal {
         }
     }
 
-    fn prepare(&self, req: &PrepareRequest) -> Result<()> {
-        let p = profile(&req.profile)?;
+    fn profile(&self, name: &str) -> Option<Profile> {
+        profile(name)
+    }
+
+    fn prepare(&self, p: &Profile, req: &PrepareRequest) -> Result<()> {
         let out = &req.attempt_dir;
-        let start = solution_program(Solution::Starting, p.name)?;
+        let start = build_solution(Solution::Starting, p)?;
         atomic_write(&out.join(SUBMISSION), start.to_json().as_bytes())?;
         atomic_write(
             &out.join("build_program.py"),
@@ -312,34 +319,33 @@ impl Task for TreeTraversal {
         )?;
         let params =
             serde_json::to_string_pretty(&p.params).map_err(|e| Error::Internal(e.to_string()))?;
-        atomic_write(&out.join("params.json"), format!("{params}\n").as_bytes())?;
-        atomic_write(&out.join("INSTRUCTIONS.md"), instructions(&p)?.as_bytes())?;
-        Ok(())
+        atomic_write(&out.join("params.json"), format!("{params}\n").as_bytes())
     }
 
-    fn install_solution(
+    fn instructions(&self, p: &Profile) -> Result<String> {
+        instructions(p)
+    }
+
+    fn install(
         &self,
         solution: Solution,
-        profile: &str,
+        p: &Profile,
         _cache_dir: &Path,
         dir: &Path,
     ) -> Result<()> {
-        let program = solution_program(solution, profile)?;
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let program = build_solution(solution, p)?;
         atomic_write(&dir.join(SUBMISSION), program.to_json().as_bytes())
     }
 
-    fn precheck(&self, req: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {
-        profile(&req.profile)?;
+    fn ships_fastest(&self) -> bool {
+        true
+    }
+
+    fn check_submission(&self, _p: &Profile, req: &ScoreRequest) -> Result<Option<Rejection>> {
         Ok(load_submission(&req.submission_dir).err())
     }
 
-    fn check_environment(&self, profile_name: &str, _backend: Backend) -> Result<()> {
-        profile(profile_name).map(|_| ())
-    }
-
-    fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
-        let p = profile(&req.profile)?;
+    fn score(&self, p: &Profile, req: &ScoreRequest) -> Result<ScoreOutcome> {
         let program = match load_submission(&req.submission_dir) {
             Ok(program) => program,
             Err((kind, reason)) => return Ok(ScoreOutcome::invalid(kind, reason)),
@@ -370,7 +376,6 @@ impl Task for TreeTraversal {
             "simulation_seconds": started.elapsed().as_secs_f64(),
             "published_marks_beaten": if p.name == "original" { json!(beats) } else { json!(null) },
         });
-        let _ = req.save_samples(&details);
         let spread = if best == worst {
             String::new()
         } else {
@@ -386,8 +391,7 @@ impl Task for TreeTraversal {
         })
     }
 
-    fn shipped_calibration(&self, profile_name: &str) -> Option<ShippedCalibration> {
-        let p = profile(profile_name).ok()?;
+    fn shipped_calibration(&self, p: &Profile) -> Option<ShippedCalibration> {
         Some(ShippedCalibration {
             start: (p.start_cycles as f64).ln(),
             reference: (p.reference_cycles as f64).ln(),

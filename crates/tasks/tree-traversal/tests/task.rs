@@ -6,8 +6,8 @@ use std::path::Path;
 
 use rdbench_core::task::{InvalidKind, PrepareRequest, ScoreOutcome, ScoreRequest, Solution, Task};
 use rdbench_task_tree_traversal::{
-    judge, solution_program, TreeTraversal, Verdict, FULL_REFERENCE_CYCLES, FULL_START_CYCLES,
-    SUBMISSION, TINY_REFERENCE_CYCLES, TINY_START_CYCLES,
+    judge, solution_program, Verdict, FULL_REFERENCE_CYCLES, FULL_START_CYCLES, SUBMISSION,
+    TINY_REFERENCE_CYCLES, TINY_START_CYCLES,
 };
 use rdbench_vliw::isa::{Slot, VLEN};
 use rdbench_vliw::problem::{Input, Params};
@@ -23,7 +23,7 @@ fn score_dir(dir: &Path, profile: &str, seed: u64) -> ScoreOutcome {
         seed,
         backend: Default::default(),
     };
-    let task = TreeTraversal;
+    let task = rdbench_task_tree_traversal::task();
     if let Some((kind, reason)) = task.precheck(&req).unwrap() {
         return ScoreOutcome::invalid(kind, reason);
     }
@@ -83,7 +83,7 @@ fn no_program_ships_for_the_original_parameters() {
 #[test]
 fn start_and_reference_normalize_to_zero_and_one_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let task = TreeTraversal;
+    let task = rdbench_task_tree_traversal::task();
     for profile in ["tiny", "full"] {
         let cal = task.shipped_calibration(profile).unwrap();
         for (solution, want) in [(Solution::Starting, 0.0), (Solution::Reference, 1.0)] {
@@ -105,7 +105,7 @@ fn start_and_reference_normalize_to_zero_and_one_exactly() {
 #[test]
 fn the_python_builder_writes_the_same_starting_program() {
     let dir = tempfile::tempdir().unwrap();
-    let task = TreeTraversal;
+    let task = rdbench_task_tree_traversal::task();
     for profile in ["tiny", "full"] {
         let attempt = dir.path().join(profile);
         std::fs::create_dir_all(&attempt).unwrap();
@@ -291,7 +291,7 @@ fn the_instructions_render_for_every_profile_with_the_right_numbers() {
     for profile in ["tiny", "full", "original"] {
         let attempt = dir.path().join(profile);
         std::fs::create_dir_all(&attempt).unwrap();
-        TreeTraversal
+        rdbench_task_tree_traversal::task()
             .prepare(&PrepareRequest {
                 profile: profile.into(),
                 attempt_dir: attempt.clone(),
