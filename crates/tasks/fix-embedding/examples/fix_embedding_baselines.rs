@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use rdbench_core::Error;
 use rdbench_lm::{train_model, Gpt, TokenSet, TrainConfig};
-use rdbench_task_fix_embedding::{evaluate, instance::Instance, prep, FixEmbedding};
+use rdbench_task_fix_embedding::{evaluate, instance::Instance, prep};
 
 fn main() -> rdbench_core::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,7 +41,7 @@ fn main() -> rdbench_core::Result<()> {
     if which.is_empty() {
         which = vec!["original", "scratch", "finetune"];
     }
-    let spec = FixEmbedding::default().spec(profile)?;
+    let spec = rdbench_task_fix_embedding::task().profile(profile)?;
     let inst = Instance::load(&spec, &cache)?;
     let at = prep::Prepared::locate(&cache, &spec, &inst);
     if !at.models.join("prep.json").is_file() || !at.train_tokens().is_file() {

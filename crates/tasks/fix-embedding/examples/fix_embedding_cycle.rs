@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use rdbench_core::task::{PrepareRequest, ScoreOutcome, ScoreRequest, Solution, Task};
-use rdbench_task_fix_embedding::{evaluate, instance::Instance, prep, FixEmbedding, SUBMISSION};
+use rdbench_task_fix_embedding::{evaluate, instance::Instance, prep, SUBMISSION};
 
 fn main() -> rdbench_core::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,8 +20,8 @@ fn main() -> rdbench_core::Result<()> {
         .get(1)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().join("cache"));
-    let task = FixEmbedding::default();
-    let spec = task.spec(&profile)?;
+    let task = rdbench_task_fix_embedding::task();
+    let spec = task.profile(&profile)?;
     let attempt = tmp.path().join("attempt");
     let private = tmp.path().join("private");
     let whole = Instant::now();

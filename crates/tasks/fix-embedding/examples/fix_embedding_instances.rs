@@ -23,7 +23,7 @@ use rdbench_core::Error;
 use rdbench_lm::Gpt;
 use rdbench_task_fix_embedding::instance::Instance;
 use rdbench_task_fix_embedding::profile::Spec;
-use rdbench_task_fix_embedding::{evaluate, prep, FixEmbedding};
+use rdbench_task_fix_embedding::{evaluate, prep};
 use serde_json::json;
 
 /// The permutation seed tiny published in its spec before the instance was secret.
@@ -88,8 +88,8 @@ fn main() -> rdbench_core::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let profile = args.first().cloned().unwrap_or_else(|| "tiny".into());
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(4).max(2);
-    let task = FixEmbedding::default();
-    let spec = task.spec(&profile)?;
+    let task = rdbench_task_fix_embedding::task();
+    let spec = task.profile(&profile)?;
     let tmp = tempfile::tempdir().map_err(|e| Error::io("/tmp", e))?;
 
     let mut all = vec![];

@@ -33,9 +33,10 @@ pub mod profile;
 
 use std::path::Path;
 
+use rdbench_core::artifact::{ArtifactTask, ArtifactTaskAdapter, Rejection};
 use rdbench_core::task::{
-    Backend, Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
-    Solution, SubmissionKind, Task, TaskInfo,
+    Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution,
+    SubmissionKind, Task, TaskInfo,
 };
 use rdbench_core::{Error, Result};
 use rdbench_lm::{eval_loss, load_model, Gpt};
@@ -54,14 +55,6 @@ pub const MIN_GAP: f64 = 1e-6;
 /// The fix-embedding task. Construct with `FixEmbedding::default()`.
 #[derive(Debug, Clone, Default)]
 pub struct FixEmbedding {}
-
-fn spec(profile: &str) -> Result<Spec> {
-    profile::by_name(profile).ok_or_else(|| {
-        Error::Usage(format!(
-            "task fix-embedding has no profile {profile:?}; its profiles are: tiny, full"
-        ))
-    })
-}
 
 fn copy(from: &Path, to: &Path) -> Result<()> {
     if let Some(dir) = to.parent() {
@@ -120,15 +113,15 @@ fn load_error_kind(e: &rdbench_lm::io::LoadError) -> InvalidKind {
 
 /// The tasks of this crate, for the CLI's registry.
 pub fn tasks() -> Vec<Box<dyn Task>> {
-    vec![Box::new(FixEmbedding::default())]
+    vec![Box::new(task())]
+}
+
+/// The task as the registry holds it: [`FixEmbedding`] behind the artifact-task adapter.
+pub fn task() -> ArtifactTaskAdapter<FixEmbedding> {
+    ArtifactTaskAdapter::new(FixEmbedding::default())
 }
 
 impl FixEmbedding {
-    /// The profile's public spec (sizes, training schedules).
-    pub fn spec(&self, profile: &str) -> Result<Spec> {
-        spec(profile)
-    }
-
     /// Scores the model file at `path` on the installation's held-out split.
     pub fn score_file(&self, spec: &Spec, path: &Path, cache_dir: &Path) -> Result<ScoreOutcome> {
         let model = match load_model(path, &spec.model) {
@@ -171,7 +164,9 @@ impl FixEmbedding {
     }
 }
 
-impl Task for FixEmbedding {
+impl ArtifactTask for FixEmbedding {
+    type Profile = Spec;
+
     fn info(&self) -> TaskInfo {
         let t = profile::tiny();
         let f = profile::full();
@@ -222,9 +217,12 @@ impl Task for FixEmbedding {
         }
     }
 
-    fn prepare(&self, req: &PrepareRequest) -> Result<()> {
-        let spec = spec(&req.profile)?;
-        let at = prep::ensure_prepared(&spec, &req.cache_dir)?;
+    fn profile(&self, name: &str) -> Option<Spec> {
+        profile::by_name(name)
+    }
+
+    fn prepare(&self, spec: &Spec, req: &PrepareRequest) -> Result<()> {
+        let at = prep::ensure_prepared(spec, &req.cache_dir)?;
         let out = &req.attempt_dir;
         copy(&at.corrupted(), &out.join("corrupted_model.safetensors"))?;
         copy(&at.corrupted(), &out.join(SUBMISSION))?;
@@ -244,32 +242,22 @@ impl Task for FixEmbedding {
             &out.join("corpus.json"),
             &serde_json::to_string_pretty(&corpus).unwrap_or_default(),
         )?;
-        write_text(&out.join("INSTRUCTIONS.md"), &instructions(&spec))?;
         Ok(())
     }
 
-    fn install_solution(
-        &self,
-        solution: Solution,
-        profile: &str,
-        cache_dir: &Path,
-        dir: &Path,
-    ) -> Result<()> {
-        let spec = spec(profile)?;
+    fn instructions(&self, spec: &Spec) -> Result<String> {
+        Ok(instructions(spec))
+    }
+
+    fn install(&self, solution: Solution, spec: &Spec, cache_dir: &Path, dir: &Path) -> Result<()> {
         let src = match solution {
-            Solution::Starting => prep::ensure_prepared(&spec, cache_dir)?.corrupted(),
-            Solution::Reference => prep::ensure_reference(&spec, cache_dir)?,
-            Solution::Fastest => {
-                return Err(Error::Usage(
-                    "fix-embedding ships no solution beyond its reference".into(),
-                ))
-            }
+            Solution::Starting => prep::ensure_prepared(spec, cache_dir)?.corrupted(),
+            Solution::Reference | Solution::Fastest => prep::ensure_reference(spec, cache_dir)?,
         };
         copy(&src, &dir.join(SUBMISSION))
     }
 
-    fn precheck(&self, req: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {
-        let spec = spec(&req.profile)?;
+    fn check_submission(&self, spec: &Spec, req: &ScoreRequest) -> Result<Option<Rejection>> {
         Ok(
             load_model(&req.submission_dir.join(SUBMISSION), &spec.model)
                 .err()
@@ -277,18 +265,8 @@ impl Task for FixEmbedding {
         )
     }
 
-    fn check_environment(&self, profile: &str, _backend: Backend) -> Result<()> {
-        spec(profile).map(|_| ())
-    }
-
-    fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
-        let spec = spec(&req.profile)?;
-        let outcome =
-            self.score_file(&spec, &req.submission_dir.join(SUBMISSION), &req.cache_dir)?;
-        if let ScoreOutcome::Valid { details, .. } = &outcome {
-            let _ = req.save_samples(details);
-        }
-        Ok(outcome)
+    fn score(&self, spec: &Spec, req: &ScoreRequest) -> Result<ScoreOutcome> {
+        self.score_file(spec, &req.submission_dir.join(SUBMISSION), &req.cache_dir)
     }
 
     // No `shipped_calibration`: the raw scores of the start and the reference depend on the

@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use rdbench_core::task::{Backend, ScoreOutcome, ScoreRequest, Task};
 use rdbench_lm::{io::save_tensors, Gpt};
-use rdbench_task_fix_embedding::{FixEmbedding, SUBMISSION};
+use rdbench_task_fix_embedding::SUBMISSION;
 
 fn request(dir: &Path) -> ScoreRequest {
     ScoreRequest {
@@ -22,7 +22,7 @@ fn request(dir: &Path) -> ScoreRequest {
 }
 
 /// Scores `dir` and returns the invalid reason (fails the test on a valid outcome or an error).
-fn invalid_reason(task: &FixEmbedding, dir: &Path) -> String {
+fn invalid_reason(task: &dyn rdbench_core::task::Task, dir: &Path) -> String {
     let req = request(dir);
     let pre = task.precheck(&req).expect("precheck must not error");
     let (kind, reason) = match task.score(&req).expect("score must not error") {
@@ -43,8 +43,8 @@ fn invalid_reason(task: &FixEmbedding, dir: &Path) -> String {
 
 #[test]
 fn every_bad_submission_is_invalid_with_a_clear_reason() {
-    let task = FixEmbedding::default();
-    let cfg = task.spec("tiny").unwrap().model;
+    let task = rdbench_task_fix_embedding::task();
+    let cfg = task.profile("tiny").unwrap().model;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(SUBMISSION);
     let good = Gpt::new(cfg.clone(), 1).unwrap().tensors();
@@ -125,7 +125,7 @@ fn every_bad_submission_is_invalid_with_a_clear_reason() {
 
 #[test]
 fn unknown_profiles_are_usage_errors() {
-    let task = FixEmbedding::default();
+    let task = rdbench_task_fix_embedding::task();
     let dir = tempfile::tempdir().unwrap();
     let mut req = request(dir.path());
     req.profile = "huge".into();

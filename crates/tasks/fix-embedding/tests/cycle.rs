@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use rdbench_core::task::{PrepareRequest, ScoreOutcome, ScoreRequest, Solution, Task};
 use rdbench_lm::{save_model, Gpt};
 use rdbench_task_fix_embedding::instance::{Instance, Secret};
-use rdbench_task_fix_embedding::{evaluate, prep, FixEmbedding, SUBMISSION};
+use rdbench_task_fix_embedding::{evaluate, prep, SUBMISSION};
 
 /// The permutation seed of tiny's public spec before the instance was derived from the secret.
 const OLD_TINY_PERMUTATION_SEED: u64 = 0x7155_0008;
@@ -34,7 +34,7 @@ const OLD_TINY_PERMUTATION_SEED: u64 = 0x7155_0008;
 const CHEAT_CEILING: f64 = 0.1;
 
 /// The raw score of the submission in `dir`, scored against the installation at `cache`.
-fn raw(task: &FixEmbedding, dir: &Path, cache: &Path) -> f64 {
+fn raw(task: &dyn rdbench_core::task::Task, dir: &Path, cache: &Path) -> f64 {
     let req = ScoreRequest {
         profile: "tiny".into(),
         submission_dir: dir.to_path_buf(),
@@ -81,8 +81,8 @@ fn pin_secret(cache: &std::path::Path, word: &str) {
 
 #[test]
 fn tiny_cycle_scores_start_0_and_reference_1_and_no_public_seed_cheat_works() {
-    let task = FixEmbedding::default();
-    let spec = task.spec("tiny").unwrap();
+    let task = rdbench_task_fix_embedding::task();
+    let spec = task.profile("tiny").unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let attempt = tmp.path().join("attempt");

@@ -3,11 +3,11 @@
 use rdbench_core::task::Task;
 use rdbench_lm::{ops::max_abs_diff, Gpt};
 use rdbench_task_fix_embedding::instance::{Instance, Secret};
-use rdbench_task_fix_embedding::{instructions, prep, profile, FixEmbedding};
+use rdbench_task_fix_embedding::{instructions, prep, profile};
 
 #[test]
 fn info_and_instructions_are_complete() {
-    let task = FixEmbedding::default();
+    let task = rdbench_task_fix_embedding::task();
     let info = task.info();
     assert_eq!(info.name, "fix-embedding");
     assert!(info.hardware_independent);
@@ -16,7 +16,7 @@ fn info_and_instructions_are_complete() {
         vec!["fixed_model.safetensors".to_string()]
     );
     // The limit admits the full model and little more.
-    let full = task.spec("full").unwrap().model.data_bytes();
+    let full = task.profile("full").unwrap().model.data_bytes();
     let limit = info.submission_files[0].max_bytes;
     assert!(
         limit > full && limit < full + (2 << 20),
@@ -24,7 +24,7 @@ fn info_and_instructions_are_complete() {
     );
     for p in ["tiny", "full"] {
         assert!(info.profile(p).is_ok());
-        let text = instructions(&task.spec(p).unwrap());
+        let text = instructions(&task.profile(p).unwrap());
         assert!(
             !text.contains("{{"),
             "unfilled placeholder in {p} instructions"
