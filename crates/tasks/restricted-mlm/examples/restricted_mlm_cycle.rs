@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use rdbench_core::task::{ScoreOutcome, ScoreRequest, Solution, Task};
-use rdbench_task_restricted_mlm::RestrictedMlm;
 
 fn main() {
     let profile = std::env::args().nth(1).unwrap_or_else(|| "tiny".into());
@@ -12,7 +11,7 @@ fn main() {
         .nth(2)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().join("cache"));
-    let task = RestrictedMlm::default();
+    let task = rdbench_task_restricted_mlm::task();
     let mut raws = Vec::new();
     for sol in [Solution::Starting, Solution::Reference] {
         let dir = tmp.path().join(sol.as_str());

@@ -37,10 +37,11 @@ pub mod start;
 use std::path::Path;
 
 use candle_core::Device;
+use rdbench_core::artifact::{ArtifactTask, ArtifactTaskAdapter};
 use rdbench_core::fsutil::{read_untrusted, UntrustedReadError};
 use rdbench_core::task::{
-    Backend, Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
-    Solution, SubmissionKind, Task, TaskInfo,
+    Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution,
+    SubmissionKind, Task, TaskInfo,
 };
 use rdbench_core::{fsutil, Error, Result};
 use serde_json::json;
@@ -75,19 +76,15 @@ pub struct RestrictedMlm {}
 
 /// The tasks of this crate, for the CLI's registry.
 pub fn tasks() -> Vec<Box<dyn Task>> {
-    vec![Box::new(RestrictedMlm::default())]
+    vec![Box::new(task())]
 }
 
-fn spec(profile: &str) -> Result<Spec> {
-    profile::by_name(profile).ok_or_else(|| {
-        Error::Usage(format!(
-            "task restricted-mlm has no profile {profile:?}; its profiles are: tiny, full"
-        ))
-    })
+/// The task as the registry holds it: [`RestrictedMlm`] behind the artifact-task adapter.
+pub fn task() -> ArtifactTaskAdapter<RestrictedMlm> {
+    ArtifactTaskAdapter::new(RestrictedMlm::default())
 }
 
-/// Why a submission is invalid: its kind and a reason naming the file.
-pub type Rejection = (InvalidKind, String);
+pub use rdbench_core::artifact::Rejection;
 
 /// Reads and checks a submission folder: the graph (parsed and validated against the profile),
 /// then its weights. Any failure is one [`Rejection`] naming the file and, for graphs, the node.
@@ -197,7 +194,9 @@ fn copy_solution(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-impl Task for RestrictedMlm {
+impl ArtifactTask for RestrictedMlm {
+    type Profile = Spec;
+
     fn info(&self) -> TaskInfo {
         let describe = |s: &Spec| {
             format!(
@@ -239,12 +238,15 @@ impl Task for RestrictedMlm {
         }
     }
 
-    fn prepare(&self, req: &PrepareRequest) -> Result<()> {
-        let spec = spec(&req.profile)?;
-        let inst = Instance::load(&spec, &req.cache_dir)?;
-        let start = prep::ensure_solution(&spec, &inst, &req.cache_dir, Solution::Starting)?;
+    fn profile(&self, name: &str) -> Option<Spec> {
+        profile::by_name(name)
+    }
+
+    fn prepare(&self, spec: &Spec, req: &PrepareRequest) -> Result<()> {
+        let inst = Instance::load(spec, &req.cache_dir)?;
+        let start = prep::ensure_solution(spec, &inst, &req.cache_dir, Solution::Starting)?;
         copy_solution(&start, &req.attempt_dir)?;
-        let corpus = prep::ensure_train_corpus(&spec, &inst, &req.cache_dir)?;
+        let corpus = prep::ensure_train_corpus(spec, &inst, &req.cache_dir)?;
         let bytes = std::fs::read(&corpus).map_err(|e| Error::io(&corpus, e))?;
         fsutil::atomic_write(&req.attempt_dir.join(prep::TRAIN_TOKENS), &bytes)?;
         let info = json!({
@@ -261,38 +263,25 @@ impl Task for RestrictedMlm {
             serde_json::to_string_pretty(&info)
                 .unwrap_or_default()
                 .as_bytes(),
-        )?;
-        fsutil::atomic_write(
-            &req.attempt_dir.join("INSTRUCTIONS.md"),
-            instructions(&spec)?.as_bytes(),
         )
     }
 
-    fn install_solution(
-        &self,
-        solution: Solution,
-        profile: &str,
-        cache_dir: &Path,
-        dir: &Path,
-    ) -> Result<()> {
-        let spec = spec(profile)?;
-        let inst = Instance::load(&spec, cache_dir)?;
-        let from = prep::ensure_solution(&spec, &inst, cache_dir, solution)?;
+    fn instructions(&self, spec: &Spec) -> Result<String> {
+        instructions(spec)
+    }
+
+    fn install(&self, solution: Solution, spec: &Spec, cache_dir: &Path, dir: &Path) -> Result<()> {
+        let inst = Instance::load(spec, cache_dir)?;
+        let from = prep::ensure_solution(spec, &inst, cache_dir, solution)?;
         copy_solution(&from, dir)
     }
 
-    fn precheck(&self, req: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {
-        let spec = spec(&req.profile)?;
-        Ok(load_submission(&spec, &req.submission_dir)?.err())
+    fn check_submission(&self, spec: &Spec, req: &ScoreRequest) -> Result<Option<Rejection>> {
+        Ok(load_submission(spec, &req.submission_dir)?.err())
     }
 
-    fn check_environment(&self, profile: &str, _backend: Backend) -> Result<()> {
-        spec(profile).map(|_| ())
-    }
-
-    fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
-        let spec = spec(&req.profile)?;
-        let model = match load_submission(&spec, &req.submission_dir)? {
+    fn score(&self, spec: &Spec, req: &ScoreRequest) -> Result<ScoreOutcome> {
+        let model = match load_submission(spec, &req.submission_dir)? {
             Ok(m) => m,
             Err((kind, reason)) => {
                 return Ok(ScoreOutcome::Invalid {
@@ -302,8 +291,8 @@ impl Task for RestrictedMlm {
                 })
             }
         };
-        let inst = Instance::load(&spec, &req.cache_dir)?;
-        let ev = match evaluate(&spec, &inst, &model)? {
+        let inst = Instance::load(spec, &req.cache_dir)?;
+        let ev = match evaluate(spec, &inst, &model)? {
             Ok(ev) => ev,
             Err((kind, reason)) => {
                 return Ok(ScoreOutcome::Invalid {
@@ -332,13 +321,6 @@ impl Task for RestrictedMlm {
             "flops_per_token": model.graph().flops_per_token,
             "eval_seconds": ev.seconds,
         });
-        if let Some(dir) = req.samples_path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = std::fs::write(
-            &req.samples_path,
-            serde_json::to_vec_pretty(&details).unwrap_or_default(),
-        );
         Ok(ScoreOutcome::Valid {
             raw: ev.raw,
             headline: format!(

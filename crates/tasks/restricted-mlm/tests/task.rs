@@ -9,7 +9,7 @@ use rdbench_core::task::{PrepareRequest, ScoreOutcome, ScoreRequest, Task};
 use rdbench_lm::{Hmm, HmmConfig, TokenSet, TrainConfig};
 use rdbench_task_restricted_mlm::graph::{self, Limits};
 use rdbench_task_restricted_mlm::interp::MlmModel;
-use rdbench_task_restricted_mlm::{mlm, profile, start, RestrictedMlm, MODEL_FILE, WEIGHTS_FILE};
+use rdbench_task_restricted_mlm::{mlm, profile, start, MODEL_FILE, WEIGHTS_FILE};
 
 fn request(dir: &Path, cache: &Path) -> ScoreRequest {
     ScoreRequest {
@@ -29,7 +29,7 @@ fn corpus_root() -> PathBuf {
 
 #[test]
 fn every_exploit_case_gets_its_verdict_before_any_evaluation() {
-    let task = RestrictedMlm::default();
+    let task = rdbench_task_restricted_mlm::task();
     let readme = std::fs::read_to_string(corpus_root().join("README.md")).unwrap();
     let mut cases = 0;
     for entry in std::fs::read_dir(corpus_root()).unwrap() {
@@ -191,7 +191,7 @@ fn the_trainer_learns_a_toy_corpus() {
 /// attempt folder holds no held-out data and no secret.
 #[test]
 fn a_prepared_attempt_scores_its_start_and_holds_nothing_hidden() {
-    let task = RestrictedMlm::default();
+    let task = rdbench_task_restricted_mlm::task();
     let root = tempfile::tempdir().unwrap();
     let (attempt, cache) = (root.path().join("attempt"), root.path().join("cache"));
     task.prepare(&PrepareRequest {
