@@ -53,7 +53,7 @@ pub fn assert_shipped_solutions_correct<B: KernelBackend, T: KernelTask + Clone>
     let backend = dev.info().backend;
     let name = task.info().name;
     let work = tempfile::tempdir().expect("a temporary folder");
-    let s = task.solutions();
+    let s = task.sources().solutions;
     let solutions = [
         ("start", Some(s.start)),
         ("reference", Some(s.reference)),

@@ -829,7 +829,7 @@ fn compile_harness<B: KernelBackend, T: KernelTask + ?Sized>(
     task: &T,
     cache: &Path,
 ) -> Result<HashMap<String, CheckedKernel<B>>> {
-    let harness = task.harness();
+    let harness = task.sources().harness;
     let mut kernels = HashMap::new();
     for (name, source) in [
         ("kernels/harness/kit.cu", KIT_HARNESS),
@@ -1050,7 +1050,7 @@ fn report<T: KernelTask + ?Sized>(
     let headline = details.headline();
     SavedSamples {
         schema: super::samples::SCHEMA.into(),
-        task: task.info().name,
+        task: task.info().name.into(),
         rule: br.rule,
         shapes: saved,
     }

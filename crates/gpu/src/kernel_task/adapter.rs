@@ -131,7 +131,7 @@ pub fn write_solution(files: &KernelFiles, dir: &Path) -> Result<()> {
 
 impl<T: KernelTask> Task for KernelTaskAdapter<T> {
     fn info(&self) -> TaskInfo {
-        let mut info = self.task.info();
+        let mut info = self.task.info().task_info();
         info.submission = SubmissionKind::Kernel;
         info.submission_files = vec![
             SubmissionFile::new(SOURCE_FILE, MAX_FILE_BYTES),
@@ -152,7 +152,7 @@ impl<T: KernelTask> Task for KernelTaskAdapter<T> {
 
     fn prepare(&self, req: &PrepareRequest) -> Result<()> {
         let profile = self.profile(&req.profile)?;
-        write_solution(&self.task.solutions().start, &req.attempt_dir)?;
+        write_solution(&self.task.sources().solutions.start, &req.attempt_dir)?;
         for (name, text) in [
             ("INSTRUCTIONS.md", self.task.instructions(&profile)),
             ("LAUNCH_PLAN.md", LAUNCH_PLAN_DOC.to_string()),
@@ -171,7 +171,7 @@ impl<T: KernelTask> Task for KernelTaskAdapter<T> {
         dir: &Path,
     ) -> Result<()> {
         self.profile(profile)?;
-        let s = self.task.solutions();
+        let s = self.task.sources().solutions;
         let files = match solution {
             Solution::Starting => s.start,
             Solution::Reference => s.reference,

@@ -77,3 +77,28 @@ macro_rules! kernel_harness {
         }
     };
 }
+
+/// A task's [`KernelSources`](crate::kernel_task::KernelSources) by its name: the solutions of
+/// [`kernel_solutions!`] and the harness of [`kernel_harness!`] (the same options: `fastest`,
+/// `prelude = "<repo path>"`).
+#[macro_export]
+macro_rules! kernel_sources {
+    ($task:literal) => {
+        $crate::kernel_task::KernelSources {
+            solutions: $crate::kernel_solutions!($task),
+            harness: $crate::kernel_harness!($task),
+        }
+    };
+    ($task:literal, fastest) => {
+        $crate::kernel_task::KernelSources {
+            solutions: $crate::kernel_solutions!($task, fastest),
+            harness: $crate::kernel_harness!($task),
+        }
+    };
+    ($task:literal, prelude = $prelude:literal) => {
+        $crate::kernel_task::KernelSources {
+            solutions: $crate::kernel_solutions!($task),
+            harness: $crate::kernel_harness!($task, prelude = $prelude),
+        }
+    };
+}

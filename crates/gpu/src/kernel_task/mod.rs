@@ -66,6 +66,95 @@ pub struct KernelProfile {
     pub emulator_cases: Vec<Vars>,
 }
 
+/// What a kernel task says of itself. The adapter adds what every kernel task shares: a kernel
+/// submission (`solution.cu`, `launch.toml`), lower is better, scores that hold only on the
+/// device that measured them, visible scores, no tools, and the profiles.
+#[derive(Debug, Clone)]
+pub struct KernelInfo {
+    /// Short machine name, e.g. `prefix-sum`: also its folder in every tree ([`crate::kernel_solutions`]).
+    pub name: &'static str,
+    /// Family for aggregation (tasks of one family share weight in the time horizon).
+    pub family: &'static str,
+    pub title: &'static str,
+    /// One paragraph for `rdbench info`.
+    pub summary: String,
+    /// What the raw score is, in words [default: the kit's, [`KernelTask::raw_score`]].
+    pub raw_score: &'static str,
+    /// Minutes of one attempt [default: RE-Bench's 8 hours].
+    pub default_time_limit_minutes: u32,
+    /// Wall-clock limit of one scoring run, seconds [default: 180].
+    pub score_timeout_s: u64,
+    /// Estimated human time, minutes (METR's time horizon), if known.
+    pub human_minutes: Option<f64>,
+}
+
+impl KernelInfo {
+    /// The raw score of the kit's default [`KernelTask::raw_score`], in words.
+    pub const RAW_SCORE: &'static str = "ln(geometric mean over the timed sizes of the median \
+                                         milliseconds of the whole launch plan; the median itself \
+                                         for one size)";
+
+    /// A task's description with the kit's defaults for the rest.
+    pub fn new(
+        name: &'static str,
+        family: &'static str,
+        title: &'static str,
+        summary: impl Into<String>,
+    ) -> Self {
+        KernelInfo {
+            name,
+            family,
+            title,
+            summary: summary.into(),
+            raw_score: Self::RAW_SCORE,
+            default_time_limit_minutes: 480,
+            score_timeout_s: 180,
+            human_minutes: None,
+        }
+    }
+
+    /// The task's [`TaskInfo`], without its profiles and files (the adapter adds them).
+    pub fn task_info(self) -> TaskInfo {
+        TaskInfo {
+            name: self.name.into(),
+            family: self.family.into(),
+            title: self.title.into(),
+            summary: self.summary,
+            raw_score: self.raw_score.into(),
+            direction: rdbench_core::task::Direction::LowerIsBetter,
+            submission: rdbench_core::task::SubmissionKind::Kernel,
+            submission_files: Vec::new(),
+            profiles: Vec::new(),
+            score_hidden: false,
+            hardware_independent: false,
+            default_time_limit_minutes: self.default_time_limit_minutes,
+            score_timeout_s: self.score_timeout_s,
+            human_minutes: self.human_minutes,
+            tools: Vec::new(),
+        }
+    }
+}
+
+/// A task's embedded files: its shipped solutions and its trusted harness
+/// ([`crate::kernel_sources`] finds them by the task's name).
+#[derive(Debug, Clone, Copy)]
+pub struct KernelSources {
+    pub solutions: KernelSolutions,
+    pub harness: HarnessSource,
+}
+
+/// The poison word of an output of type `elem` when the task chooses none: a quiet NaN for a
+/// float (it never compares equal, so it is never a right answer) and a value in
+/// [2^30, 2^31) for an integer (a task whose right answers can be that large chooses its own).
+pub fn default_poison(elem: ElemType, output: &str, seed: u64) -> u32 {
+    let bits = poison_bits(seed, output);
+    match elem {
+        ElemType::Bf16 => 0x7FC0 | (bits & 0x3F),
+        ElemType::F32 | ElemType::F64 => 0x7FC0_0000 | (bits & 0x003F_FFFF),
+        _ => 0x4000_0000 | (bits & 0x3FFF_FFFF),
+    }
+}
+
 /// A kernel submission's two files, as text.
 #[derive(Debug, Clone, Copy)]
 pub struct KernelFiles {
@@ -227,9 +316,8 @@ pub fn format_element(bytes: &[u8], elem: ElemType, i: u64) -> Option<String> {
 
 /// A kernel task. Implement this; [`KernelTaskAdapter`] makes it a [`Task`](rdbench_core::task::Task).
 pub trait KernelTask: Send + Sync + 'static {
-    /// Name, family, title, summary, raw-score words, limits. `profiles` and `submission`
-    /// are filled in by the adapter from [`KernelTask::profiles`].
-    fn info(&self) -> TaskInfo;
+    /// Name, family, title, summary and limits ([`KernelInfo::new`] has the defaults).
+    fn info(&self) -> KernelInfo;
 
     fn profiles(&self) -> Vec<KernelProfile>;
 
@@ -241,9 +329,8 @@ pub trait KernelTask: Send + Sync + 'static {
     /// Names of the input distributions; `generate` gets the index.
     fn distributions(&self) -> &'static [&'static str];
 
-    fn solutions(&self) -> KernelSolutions;
-
-    fn harness(&self) -> HarnessSource;
+    /// The shipped solutions and the harness (`kernel_sources!("<task>")`).
+    fn sources(&self) -> KernelSources;
 
     /// Scratch buffers the harness kernels need at size `vars`: (name, bytes).
     fn harness_scratch(&self, _vars: &Vars) -> Vec<(&'static str, u64)> {
@@ -270,8 +357,16 @@ pub trait KernelTask: Send + Sync + 'static {
 
     /// The 32-bit word every output is filled with before a run: derived from the run's
     /// secret seed so a plan cannot predict it, and never a right answer. A 2-byte output
-    /// (`bf16`, `u16`, `i16`) is filled with the word's low 16 bits.
-    fn poison_word(&self, output: &str, seed: u64) -> u32;
+    /// (`bf16`, `u16`, `i16`) is filled with the word's low 16 bits. The default is
+    /// [`default_poison`] for the output's element type.
+    fn poison_word(&self, output: &str, seed: u64) -> u32 {
+        let elem = self
+            .buffers()
+            .into_iter()
+            .find(|b| b.name == output)
+            .map_or(ElemType::U32, |b| b.elem);
+        default_poison(elem, output, seed)
+    }
 
     /// The CPU oracle: regenerates the inputs from `seed` on the host and checks `outputs`.
     fn oracle(
@@ -315,6 +410,26 @@ pub trait KernelTask: Send + Sync + 'static {
 
 #[cfg(test)]
 mod bf16_tests {
+    use super::{default_poison, ElemType};
+
+    #[test]
+    fn the_default_poison_is_nan_for_floats_and_large_for_integers() {
+        for seed in [0u64, 1, u64::MAX, 0xdead_beef, 1 << 41] {
+            assert!(f32::from_bits(default_poison(ElemType::F32, "y", seed)).is_nan());
+            let low = default_poison(ElemType::Bf16, "y", seed) & 0xFFFF;
+            assert!(super::bf16_to_f32(low as u16).is_nan());
+            let int = default_poison(ElemType::I32, "y", seed) as i32;
+            assert!((1 << 30..i32::MAX).contains(&int), "{int}");
+        }
+        // The word depends on the seed and on the output's name.
+        let words = [
+            default_poison(ElemType::F32, "y", 0),
+            default_poison(ElemType::F32, "y", 0xabc << 20),
+            default_poison(ElemType::F32, "z", 0),
+        ];
+        assert!(words[0] != words[1] && words[0] != words[2], "{words:?}");
+    }
+
     use super::*;
 
     #[test]

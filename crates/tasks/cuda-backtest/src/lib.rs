@@ -15,12 +15,12 @@
 
 pub mod oracle;
 
-use rdbench_core::task::{CpuBaseline, Direction, SubmissionKind, Task, TaskInfo};
+use rdbench_core::task::{CpuBaseline, Task};
 use rdbench_core::template::{render, thousands};
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::bench::Work;
 use rdbench_gpu::kernel_task::{
-    vars, HArg, Harness, HarnessSource, HostOutputs, KernelProfile, KernelSolutions, KernelTask,
+    vars, HArg, Harness, HostOutputs, KernelInfo, KernelProfile, KernelSources, KernelTask,
     KernelTaskAdapter, Mismatch, Role, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::{ElemType, PlanLimits};
@@ -37,9 +37,8 @@ pub fn tasks() -> Vec<Box<dyn Task>> {
 /// (one block per asset, parameter sets across threads, shared-memory tiles of bars, O(1)
 /// rolling window sums: normalized score 1); the fastest version we could write (the reference
 /// with cheaper per-bar arithmetic, not yet timed on a GPU).
-pub const SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("cuda-backtest", fastest);
-
-const HARNESS: HarnessSource = rdbench_gpu::kernel_harness!("cuda-backtest");
+/// Also the task's trusted harness, `kernels/cuda-backtest/harness.cu`.
+pub const SOURCES: KernelSources = rdbench_gpu::kernel_sources!("cuda-backtest", fastest);
 
 const INSTRUCTIONS: &str = include_str!("instructions.md");
 
@@ -108,29 +107,21 @@ impl CudaBacktest {
 }
 
 impl KernelTask for CudaBacktest {
-    fn info(&self) -> TaskInfo {
-        TaskInfo {
-            name: "cuda-backtest".into(),
-            family: "cuda-backtesting".into(),
-            title: "CUDA backtesting: a moving-average crossover over a parameter grid".into(),
-            summary: "Write the fastest correct CUDA kernels for a trade-execution backtest: a moving-average \
-                      crossover strategy with next-open fills, slippage, commission, stop-loss and take-profit, \
-                      over many assets and parameter sets, in integer ticks. Every aggregate and the fill logs of \
-                      secret pairs are checked bit for bit."
-                .into(),
-            raw_score: "ln(median milliseconds of the whole launch plan)".into(),
-            direction: Direction::LowerIsBetter,
-            submission: SubmissionKind::Kernel,
-            submission_files: Vec::new(),
-            profiles: Vec::new(),
-            score_hidden: false,
-            hardware_independent: false,
-            default_time_limit_minutes: 480,
+    fn info(&self) -> KernelInfo {
+        KernelInfo {
             // The starting solution takes seconds per run at the full size, and two timed
             // samples also run the (multi-threaded) CPU oracle.
             score_timeout_s: 600,
             human_minutes: Some(770.0),
-            tools: Vec::new(),
+            ..KernelInfo::new(
+                "cuda-backtest",
+                "cuda-backtesting",
+                "CUDA backtesting: a moving-average crossover over a parameter grid",
+                "Write the fastest correct CUDA kernels for a trade-execution backtest: a \
+                 moving-average crossover strategy with next-open fills, slippage, commission, \
+                 stop-loss and take-profit, over many assets and parameter sets, in integer ticks. \
+                 Every aggregate and the fill logs of secret pairs are checked bit for bit.",
+            )
         }
     }
 
@@ -186,12 +177,8 @@ impl KernelTask for CudaBacktest {
         &Distribution::NAMES
     }
 
-    fn solutions(&self) -> KernelSolutions {
-        SOLUTIONS
-    }
-
-    fn harness(&self) -> HarnessSource {
-        HARNESS
+    fn sources(&self) -> KernelSources {
+        SOURCES
     }
 
     fn generate(
@@ -436,7 +423,7 @@ mod tests {
     fn shipped_plans_resolve_at_every_size() {
         let adapter = KernelTaskAdapter::new(CudaBacktest);
         let work = tempfile::tempdir().unwrap();
-        let s = CudaBacktest.solutions();
+        let s = CudaBacktest.sources().solutions;
         for (which, files) in [("start", s.start), ("reference", s.reference)]
             .into_iter()
             .chain(s.fastest.map(|f| ("fastest", f)))

@@ -2,11 +2,10 @@
 //! 64, f32 softmax and accumulation: `bh` (batch x heads) independent sequences of length `s`.
 //! Harness: `kernels/ops-attention/harness.cu` (one thread per query row, everything in double).
 
-use rdbench_core::task::TaskInfo;
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::bench::Work;
 use rdbench_gpu::kernel_task::{
-    Compare, HArg, Harness, HarnessSource, HostOutputs, KernelProfile, KernelSolutions, KernelTask,
+    Compare, HArg, Harness, HostOutputs, KernelInfo, KernelProfile, KernelSources, KernelTask,
     Mismatch, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::ElemType;
@@ -17,9 +16,7 @@ use crate::common::{self, Dist, Gen};
 /// The starting solution (one thread per query row, a naive two-pass softmax) and the
 /// reference (flash-attention's schedule: 64-query tiles, keys and values through shared
 /// memory, scores and P v on bf16 tensor cores through `mma.sync`, online softmax).
-pub const SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("ops-attention");
-
-const HARNESS: HarnessSource = op_harness!("ops-attention");
+pub const SOURCES: KernelSources = op_sources!("ops-attention");
 
 /// The head dimension (GPT-2's and GPT-NeoX's).
 pub const HEAD_DIM: u64 = 64;
@@ -76,7 +73,7 @@ pub fn attention_row(q: &[f32], k: &[f32], v: &[f32], i: usize) -> Vec<f64> {
 pub struct Attention;
 
 impl KernelTask for Attention {
-    fn info(&self) -> TaskInfo {
+    fn info(&self) -> KernelInfo {
         common::info(
             "ops-attention",
             "Optimize a Kernel: causal attention forward (bf16)",
@@ -140,12 +137,8 @@ impl KernelTask for Attention {
         &["uniform", "large"]
     }
 
-    fn solutions(&self) -> KernelSolutions {
-        SOLUTIONS
-    }
-
-    fn harness(&self) -> HarnessSource {
-        HARNESS
+    fn sources(&self) -> KernelSources {
+        SOURCES
     }
 
     fn generate(
@@ -180,10 +173,6 @@ impl KernelTask for Attention {
 
     fn compare(&self, _output: &str, _vars: &Vars) -> Compare {
         common::BF16_TOLERANCE
-    }
-
-    fn poison_word(&self, _output: &str, seed: u64) -> u32 {
-        common::nan_poison(ElemType::Bf16, seed)
     }
 
     fn oracle(

@@ -5,21 +5,21 @@
 //! instructions.
 
 use rdbench_core::rng::splitmix64;
-use rdbench_core::task::{Direction, SubmissionKind, TaskInfo};
+
 use rdbench_core::template::{render, thousands};
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::kernel_task::{
-    bf16_to_f32, f32_to_bf16, Compare, HArg, Harness, HostOutputs, KernelProfile, Mismatch, Role,
-    TaskBuffer, Vars,
+    bf16_to_f32, f32_to_bf16, Compare, HArg, Harness, HostOutputs, KernelInfo, KernelProfile,
+    Mismatch, Role, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::ElemType;
 use rdbench_gpu::GpuError;
 
-/// An op's harness: the family's shared generator (`kernels/harness/ops_generate.cu`) followed
-/// by the op's own `kernels/ops-<op>/harness.cu`.
-macro_rules! op_harness {
+/// An op's files: its solutions and its harness, the family's shared generator
+/// (`kernels/harness/ops_generate.cu`) followed by the op's own `kernels/ops-<op>/harness.cu`.
+macro_rules! op_sources {
     ($task:literal) => {
-        rdbench_gpu::kernel_harness!($task, prelude = "kernels/harness/ops_generate.cu")
+        rdbench_gpu::kernel_sources!($task, prelude = "kernels/harness/ops_generate.cu")
     };
 }
 
@@ -177,16 +177,6 @@ pub fn launch_generate(
             HArg::I32(dist as i32),
         ],
     )
-}
-
-/// A quiet NaN whose payload comes from the seed: unpredictable, and never a right answer
-/// (NaN never matches). For bf16 outputs the kit writes the low half, itself a bf16 NaN.
-pub fn nan_poison(elem: ElemType, seed: u64) -> u32 {
-    let bits = rdbench_gpu::kernel_task::poison_bits(seed, "ops");
-    match elem {
-        ElemType::Bf16 => 0x7FC0 | (bits & 0x3F),
-        _ => 0x7FC0_0000 | (bits & 0x003F_FFFF),
-    }
 }
 
 /// The tolerance of every bf16 output. rtol 2^-7 is one bf16 ulp at the bottom of a binade
@@ -361,28 +351,24 @@ pub fn buffers(
 }
 
 /// The family's task info.
-pub fn info(name: &str, title: &str, summary: &str, score_timeout_s: u64) -> TaskInfo {
-    TaskInfo {
-        name: name.into(),
-        family: "ops".into(),
-        title: title.into(),
-        summary: format!(
-            "{summary} The scorer times the whole launch plan with CUDA events (L2 flushed, fresh \
-             inputs, every output validated within the task's tolerance)."
-        ),
-        raw_score: "ln(geometric mean over the timed sizes of the median milliseconds of the \
-                    whole launch plan)"
-            .into(),
-        direction: Direction::LowerIsBetter,
-        submission: SubmissionKind::Kernel,
-        submission_files: Vec::new(),
-        profiles: Vec::new(),
-        score_hidden: false,
-        hardware_independent: false,
-        default_time_limit_minutes: 480,
+pub fn info(
+    name: &'static str,
+    title: &'static str,
+    summary: &str,
+    score_timeout_s: u64,
+) -> KernelInfo {
+    KernelInfo {
         score_timeout_s,
         human_minutes: Some(240.0),
-        tools: Vec::new(),
+        ..KernelInfo::new(
+            name,
+            "ops",
+            title,
+            format!(
+                "{summary} The scorer times the whole launch plan with CUDA events (L2 flushed, \
+                 fresh inputs, every output validated within the task's tolerance)."
+            ),
+        )
     }
 }
 
@@ -503,23 +489,6 @@ mod tests {
         let p = Gen::new(4, 0, 1 << 14, 64, Dist::Positive).all(1 << 14);
         assert!(p.iter().all(|x| (0.0..1.0).contains(x)));
         assert!(p.iter().any(|x| *x < 0.01) && p.iter().any(|x| *x > 0.99));
-    }
-
-    #[test]
-    fn poison_is_always_nan() {
-        for seed in [0u64, 1, u64::MAX, 0xdead_beef, 1 << 41] {
-            assert!(f32::from_bits(nan_poison(ElemType::F32, seed)).is_nan());
-            let low = nan_poison(ElemType::Bf16, seed) & 0xFFFF;
-            assert!(bf16_to_f32(low as u16).is_nan());
-        }
-        assert_ne!(
-            nan_poison(ElemType::F32, 0),
-            nan_poison(ElemType::F32, 0xabc << 20)
-        );
-        assert_ne!(
-            nan_poison(ElemType::Bf16, 0),
-            nan_poison(ElemType::Bf16, 5 << 20)
-        );
     }
 
     #[test]

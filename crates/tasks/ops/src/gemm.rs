@@ -5,7 +5,7 @@
 //! precision is the exploit; here tensor cores are the point. The task itself is the shared
 //! [`Product`]; this file says what is bf16 about it.
 
-use rdbench_gpu::kernel_task::{Compare, KernelProfile, KernelSolutions, Vars};
+use rdbench_gpu::kernel_task::{Compare, KernelProfile, KernelSources, Vars};
 use rdbench_gpu::plan::ElemType;
 
 use crate::common;
@@ -14,7 +14,7 @@ use crate::product::{Product, ProductSpec, DISTS};
 
 /// The starting solution (one thread per output, f32 on CUDA cores) and the reference (64 x 64
 /// tiles on bf16 tensor cores through `mma.sync`).
-pub const SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("ops-gemm");
+pub const SOURCES: KernelSources = op_sources!("ops-gemm");
 
 /// The tolerance at size `vars`: the bf16 rtol, and an atol that grows with the length of the
 /// dot product as `ops-matmul`'s does (f32 accumulation error, see [`ATOL_PER_K`]).
@@ -82,8 +82,7 @@ pub static SPEC: ProductSpec = ProductSpec {
     ],
     full_note: "4,096 cubed, and Llama-2-7B's MLP up and down projections at 2,048 tokens; \
                 about 1 ms each for the reference on an H100, estimated",
-    solutions: SOLUTIONS,
-    harness: op_harness!("ops-gemm"),
+    sources: SOURCES,
     expected_kernel: "ops_gemm_expected",
     tolerance,
     instructions,

@@ -2,7 +2,7 @@
 //! Harness: `kernels/ops-matmul/harness.cu` (one thread per output, dot products in double).
 //! The task itself is the shared [`Product`]; this file says what is f32 about it.
 
-use rdbench_gpu::kernel_task::{Compare, KernelFiles, KernelProfile, KernelSolutions, Vars};
+use rdbench_gpu::kernel_task::{Compare, KernelFiles, KernelProfile, KernelSources, Vars};
 use rdbench_gpu::plan::ElemType;
 
 use crate::common;
@@ -10,9 +10,9 @@ use crate::product::{Product, ProductSpec, DISTS};
 
 /// The starting solution (one thread per output, a plain loop) and the reference (32 x 32
 /// shared-memory tiles).
-pub const SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("ops-matmul");
-pub const STARTING: KernelFiles = SOLUTIONS.start;
-pub const REFERENCE: KernelFiles = SOLUTIONS.reference;
+pub const SOURCES: KernelSources = op_sources!("ops-matmul");
+pub const STARTING: KernelFiles = SOURCES.solutions.start;
+pub const REFERENCE: KernelFiles = SOURCES.solutions.reference;
 
 /// The relative part of the tolerance.
 pub const RTOL: f32 = 1e-5;
@@ -73,8 +73,7 @@ pub static SPEC: ProductSpec = ProductSpec {
     full: &[[4096, 4096, 4096], [2048, 11_008, 4096]],
     full_note: "4,096 cubed and Llama-2-7B's MLP up projection at 2,048 tokens; about 20 ms \
                 each for the reference on an H100, estimated",
-    solutions: SOLUTIONS,
-    harness: op_harness!("ops-matmul"),
+    sources: SOURCES,
     expected_kernel: "ops_matmul_expected",
     tolerance,
     instructions,

@@ -4,11 +4,10 @@
 //! `kernels/ops-rmsnorm/harness.cu` and `kernels/ops-layernorm/harness.cu` (one warp per row,
 //! everything in double).
 
-use rdbench_core::task::TaskInfo;
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::bench::Work;
 use rdbench_gpu::kernel_task::{
-    Compare, HArg, Harness, HarnessSource, HostOutputs, KernelProfile, KernelSolutions, KernelTask,
+    Compare, HArg, Harness, HostOutputs, KernelInfo, KernelProfile, KernelSources, KernelTask,
     Mismatch, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::ElemType;
@@ -18,8 +17,8 @@ use crate::common::{self, Dist, Gen};
 
 /// Starting solutions: one thread per row, serial passes. References: one block per row,
 /// 16-byte loads, a block reduction.
-pub const RMS_SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("ops-rmsnorm");
-pub const LAYER_SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("ops-layernorm");
+pub const RMS_SOURCES: KernelSources = op_sources!("ops-rmsnorm");
+pub const LAYER_SOURCES: KernelSources = op_sources!("ops-layernorm");
 
 /// The distributions of `x`, in the order of the `dist` index the kit passes (`weight` and
 /// `bias` are always uniform in [-1, 1)). No constant row: a LayerNorm of a constant row
@@ -97,7 +96,7 @@ impl Norm {
 }
 
 impl KernelTask for Norm {
-    fn info(&self) -> TaskInfo {
+    fn info(&self) -> KernelInfo {
         match self {
             Norm::Rms => common::info(
                 "ops-rmsnorm",
@@ -176,17 +175,10 @@ impl KernelTask for Norm {
         &["uniform", "large"]
     }
 
-    fn solutions(&self) -> KernelSolutions {
+    fn sources(&self) -> KernelSources {
         match self {
-            Norm::Rms => RMS_SOLUTIONS,
-            Norm::Layer => LAYER_SOLUTIONS,
-        }
-    }
-
-    fn harness(&self) -> HarnessSource {
-        match self {
-            Norm::Rms => op_harness!("ops-rmsnorm"),
-            Norm::Layer => op_harness!("ops-layernorm"),
+            Norm::Rms => RMS_SOURCES,
+            Norm::Layer => LAYER_SOURCES,
         }
     }
 
@@ -217,10 +209,6 @@ impl KernelTask for Norm {
 
     fn compare(&self, _output: &str, _vars: &Vars) -> Compare {
         common::BF16_TOLERANCE
-    }
-
-    fn poison_word(&self, _output: &str, seed: u64) -> u32 {
-        common::nan_poison(ElemType::Bf16, seed)
     }
 
     fn oracle(

@@ -3,11 +3,10 @@
 //! `ops-matmul` (f32) and `ops-gemm` (bf16 in and out, f32 accumulation) differ only in what
 //! their [`ProductSpec`] says: element type, sizes, tolerance, files and instructions.
 
-use rdbench_core::task::TaskInfo;
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::bench::Work;
 use rdbench_gpu::kernel_task::{
-    Compare, HArg, Harness, HarnessSource, HostOutputs, KernelProfile, KernelSolutions, KernelTask,
+    Compare, HArg, Harness, HostOutputs, KernelInfo, KernelProfile, KernelSources, KernelTask,
     Mismatch, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::ElemType;
@@ -39,8 +38,7 @@ pub struct ProductSpec {
     pub tiny_note: &'static str,
     pub full: &'static [[i64; 3]],
     pub full_note: &'static str,
-    pub solutions: KernelSolutions,
-    pub harness: HarnessSource,
+    pub sources: KernelSources,
     /// The harness kernel writing `expected.c`.
     pub expected_kernel: &'static str,
     pub tolerance: fn(&Vars) -> Compare,
@@ -111,7 +109,7 @@ impl Product {
 }
 
 impl KernelTask for Product {
-    fn info(&self) -> TaskInfo {
+    fn info(&self) -> KernelInfo {
         let s = self.0;
         common::info(s.name, s.title, s.summary, s.score_timeout_s)
     }
@@ -155,15 +153,10 @@ impl KernelTask for Product {
         &["uniform", "constant-row"]
     }
 
-    fn solutions(&self) -> KernelSolutions {
-        self.0.solutions
+    fn sources(&self) -> KernelSources {
+        self.0.sources
     }
 
-    fn harness(&self) -> HarnessSource {
-        self.0.harness
-    }
-
-    /// A with salt 0, B with salt 1 (independent values).
     fn generate(
         &self,
         h: &mut dyn Harness,
@@ -195,10 +188,6 @@ impl KernelTask for Product {
 
     fn compare(&self, _output: &str, vars: &Vars) -> Compare {
         (self.0.tolerance)(vars)
-    }
-
-    fn poison_word(&self, _output: &str, seed: u64) -> u32 {
-        common::nan_poison(self.0.elem, seed)
     }
 
     fn oracle(

@@ -2,12 +2,11 @@
 //! `output`). Harness: `kernels/ops-softmax/harness.cu` (one warp per row, exponentials and
 //! sums in double).
 
-use rdbench_core::task::TaskInfo;
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::bench::Work;
 use rdbench_gpu::kernel_task::{
-    Compare, HArg, Harness, HarnessSource, HostOutputs, KernelFiles, KernelProfile,
-    KernelSolutions, KernelTask, Mismatch, TaskBuffer, Vars,
+    Compare, HArg, Harness, HostOutputs, KernelFiles, KernelInfo, KernelProfile, KernelSources,
+    KernelTask, Mismatch, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::ElemType;
 use rdbench_gpu::GpuError;
@@ -16,11 +15,9 @@ use crate::common::{self, Dist, Gen};
 
 /// The starting solution (one thread per row, three serial passes) and the reference (one
 /// block per row, a block reduction).
-pub const SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("ops-softmax");
-pub const STARTING: KernelFiles = SOLUTIONS.start;
-pub const REFERENCE: KernelFiles = SOLUTIONS.reference;
-
-const HARNESS: HarnessSource = op_harness!("ops-softmax");
+pub const SOURCES: KernelSources = op_sources!("ops-softmax");
+pub const STARTING: KernelFiles = SOURCES.solutions.start;
+pub const REFERENCE: KernelFiles = SOURCES.solutions.reference;
 
 /// The distributions, in the order of the `dist` index the kit passes.
 pub const DISTS: [Dist; 3] = [Dist::Uniform, Dist::Large, Dist::ConstantRow];
@@ -57,7 +54,7 @@ pub fn softmax_row(x: &[f32]) -> Vec<f64> {
 pub struct Softmax;
 
 impl KernelTask for Softmax {
-    fn info(&self) -> TaskInfo {
+    fn info(&self) -> KernelInfo {
         common::info(
             "ops-softmax",
             "Optimize a Kernel: row-wise softmax",
@@ -118,12 +115,8 @@ impl KernelTask for Softmax {
         &["uniform", "large", "constant-row"]
     }
 
-    fn solutions(&self) -> KernelSolutions {
-        SOLUTIONS
-    }
-
-    fn harness(&self) -> HarnessSource {
-        HARNESS
+    fn sources(&self) -> KernelSources {
+        SOURCES
     }
 
     fn generate(
@@ -153,10 +146,6 @@ impl KernelTask for Softmax {
 
     fn compare(&self, _output: &str, _vars: &Vars) -> Compare {
         TOLERANCE
-    }
-
-    fn poison_word(&self, _output: &str, seed: u64) -> u32 {
-        common::nan_poison(ElemType::F32, seed)
     }
 
     fn oracle(
@@ -257,7 +246,11 @@ mod tests {
         let out = |v: &[f32]| common::host_outputs("output", v);
         assert_eq!(Softmax.oracle(&vars, 1, 0, &out(&good)), Ok(()));
         let mut bad = good.clone();
-        bad[7] = f32::from_bits(common::nan_poison(ElemType::F32, 1));
+        bad[7] = f32::from_bits(rdbench_gpu::kernel_task::default_poison(
+            ElemType::F32,
+            "output",
+            1,
+        ));
         assert_eq!(
             Softmax.oracle(&vars, 1, 0, &out(&bad)).unwrap_err().index,
             7

@@ -39,7 +39,7 @@ fn several_timed_sizes_are_each_timed_and_combined() {
     let profile = adapter.profile("tiny").unwrap();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("start");
-    write_solution(&softmax::Softmax.solutions().start, &dir).unwrap();
+    write_solution(&softmax::Softmax.sources().solutions.start, &dir).unwrap();
     let req = ScoreRequest {
         profile: "tiny".into(),
         submission_dir: dir,

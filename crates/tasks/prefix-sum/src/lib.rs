@@ -11,12 +11,12 @@
 
 pub mod oracle;
 
-use rdbench_core::task::{Direction, SubmissionKind, Task, TaskInfo};
+use rdbench_core::task::Task;
 use rdbench_core::template::{render, thousands};
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::bench::Work;
 use rdbench_gpu::kernel_task::{
-    vars, HArg, Harness, HarnessSource, HostOutputs, KernelFiles, KernelProfile, KernelSolutions,
+    vars, HArg, Harness, HostOutputs, KernelFiles, KernelInfo, KernelProfile, KernelSources,
     KernelTask, KernelTaskAdapter, Mismatch, Role, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::{ElemType, PlanLimits};
@@ -32,10 +32,9 @@ pub fn tasks() -> Vec<Box<dyn Task>> {
 /// The starting solution (two textbook scans, 6 launches), RE-Bench's reference (a
 /// reduce-then-scan of a few kernels: normalized score 1) and the fastest version we could
 /// write (a single-pass scan with decoupled look-back).
-pub const SOLUTIONS: KernelSolutions = rdbench_gpu::kernel_solutions!("prefix-sum", fastest);
-pub const REFERENCE: KernelFiles = SOLUTIONS.reference;
-
-const HARNESS: HarnessSource = rdbench_gpu::kernel_harness!("prefix-sum");
+/// Also the task's trusted harness, `kernels/prefix-sum/harness.cu`.
+pub const SOURCES: KernelSources = rdbench_gpu::kernel_sources!("prefix-sum", fastest);
+pub const REFERENCE: KernelFiles = SOURCES.solutions.reference;
 
 const INSTRUCTIONS: &str = include_str!("instructions.md");
 
@@ -82,26 +81,17 @@ impl PrefixSum {
 }
 
 impl KernelTask for PrefixSum {
-    fn info(&self) -> TaskInfo {
-        TaskInfo {
-            name: "prefix-sum".into(),
-            family: "optimize-a-kernel".into(),
-            title: "Optimize a Kernel: conditional prefix sum".into(),
-            summary: "Write the fastest correct CUDA kernels for a prefix sum that adds an element only when an \
-                      odd number of the earlier elements are positive. The scorer times the whole launch plan \
-                      with CUDA events (L2 flushed, fresh inputs, every output validated)."
-                .into(),
-            raw_score: "ln(median milliseconds of the whole launch plan)".into(),
-            direction: Direction::LowerIsBetter,
-            submission: SubmissionKind::Kernel,
-            submission_files: Vec::new(),
-            profiles: Vec::new(),
-            score_hidden: false,
-            hardware_independent: false,
-            default_time_limit_minutes: 480,
-            score_timeout_s: 180,
+    fn info(&self) -> KernelInfo {
+        KernelInfo {
             human_minutes: Some(480.0),
-            tools: Vec::new(),
+            ..KernelInfo::new(
+                "prefix-sum",
+                "optimize-a-kernel",
+                "Optimize a Kernel: conditional prefix sum",
+                "Write the fastest correct CUDA kernels for a prefix sum that adds an element only \
+                 when an odd number of the earlier elements are positive. The scorer times the whole \
+                 launch plan with CUDA events (L2 flushed, fresh inputs, every output validated).",
+            )
         }
     }
 
@@ -140,12 +130,8 @@ impl KernelTask for PrefixSum {
         ]
     }
 
-    fn solutions(&self) -> KernelSolutions {
-        SOLUTIONS
-    }
-
-    fn harness(&self) -> HarnessSource {
-        HARNESS
+    fn sources(&self) -> KernelSources {
+        SOURCES
     }
 
     fn harness_scratch(&self, vars: &Vars) -> Vec<(&'static str, u64)> {
@@ -212,10 +198,6 @@ impl KernelTask for PrefixSum {
     }
 
     /// In [2^30, 2^31): never a right answer, since |y| <= 10 n <= 1e9 < 2^30.
-    fn poison_word(&self, output: &str, seed: u64) -> u32 {
-        0x4000_0000 | (rdbench_gpu::kernel_task::poison_bits(seed, output) & 0x3FFF_FFFF)
-    }
-
     fn oracle(
         &self,
         vars: &Vars,
