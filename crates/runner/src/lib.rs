@@ -586,8 +586,80 @@ impl<'a> Command<'a> {
 
     fn spawn_direct(&mut self) -> Result<Child<'a>, Error> {
         let started = Instant::now();
-        let prog = resolve(&self.program, self.path_var().as_deref())?;
         let program_name = self.program.to_string_lossy().into_owned();
+        let (prog_c, argv, envp, cwd) = self.exec_strings()?;
+        let (child_ends, streams, stdin) = self.child_descriptors()?;
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|c| c.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+        let plan = spawn::Plan {
+            prog: prog_c,
+            argv_ptrs: ptrs(&argv),
+            _argv: argv,
+            envp_ptrs: ptrs(&envp),
+            _envp: envp,
+            cwd,
+            dups: child_ends
+                .iter()
+                .map(|(fd, t)| (fd.as_raw_fd(), *t))
+                .collect(),
+            inherited: {
+                let mut fds: Vec<RawFd> =
+                    (0..3).chain(child_ends.iter().map(|(_, t)| *t)).collect();
+                fds.sort_unstable();
+                fds.dedup();
+                fds
+            },
+            rlimits: self.limits.rlimits(),
+            credentials: self.credentials,
+            // SAFETY: plain getpid.
+            parent: unsafe { libc::getpid() },
+            pre_exec: self.pre_exec.as_deref(),
+        };
+        let (err_r, err_w) = spawn::pipe().map_err(os("creating the exec-error pipe"))?;
+        let (pid, containment, status_r) = self.clone_contained(&plan, &err_w)?;
+        drop(err_w);
+        drop(child_ends);
+        // Also from this side, so that a kill of the group right away cannot miss.
+        // SAFETY: plain setpgid on our unreaped child; it fails harmlessly after its exec.
+        unsafe { libc::setpgid(pid, pid) };
+        exec_outcome(pid, &err_r, program_name)?;
+        drop(plan);
+        // SAFETY: pidfd_open on our unreaped child; an old kernel answers ENOSYS.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: a fresh descriptor when non-negative.
+        let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) });
+        let target = match containment {
+            Containment::PidNamespace { .. } => first_child(pid).unwrap_or(pid as u32),
+            Containment::ProcessGroup { .. } => pid as u32,
+        };
+        Ok(Child {
+            pid,
+            target,
+            pidfd,
+            status_r,
+            containment,
+            streams,
+            stdin,
+            started,
+            deadline: self.deadline.map(|d| started + d),
+            limits: self.limits.clone(),
+            on_stderr_line: self.on_stderr_line.take(),
+            reaped: false,
+            sandbox: None,
+        })
+    }
+
+    /// The program's path, its argv and environment, and its working directory, as the
+    /// C strings the child's exec takes (built before the clone: the child allocates nothing).
+    #[allow(clippy::type_complexity)]
+    fn exec_strings(
+        &self,
+    ) -> Result<(CString, Vec<CString>, Vec<CString>, Option<CString>), Error> {
+        let prog = resolve(&self.program, self.path_var().as_deref())?;
         let cstr = |s: &OsStr| CString::new(s.as_bytes()).map_err(|_| Error::Nul);
         let prog_c = cstr(prog.as_os_str())?;
         let mut argv = vec![cstr(&self.program)?];
@@ -604,16 +676,18 @@ impl<'a> Command<'a> {
                 CString::new(kv).map_err(|_| Error::Nul)
             })
             .collect::<Result<_, _>>()?;
-        let ptrs = |v: &[CString]| {
-            v.iter()
-                .map(|c| c.as_ptr())
-                .chain(std::iter::once(std::ptr::null()))
-                .collect::<Vec<_>>()
-        };
         let cwd = self.cwd.as_ref().map(|d| cstr(d.as_os_str())).transpose()?;
+        Ok((prog_c, argv, envp, cwd))
+    }
 
-        // Descriptors: (source in the parent, target in the child); the parent keeps the
-        // other ends.
+    /// The child's descriptors, each with the number it gets in the child (stdin, stdout and
+    /// stderr, the captured descriptors and the passed ones), numbered above every target so
+    /// that no dup2 in the child overwrites one still needed; and the parent's ends: the
+    /// captured streams and the stdin writer.
+    #[allow(clippy::type_complexity)]
+    fn child_descriptors(
+        &mut self,
+    ) -> Result<(Vec<(OwnedFd, RawFd)>, Vec<Stream>, Option<Stdin>), Error> {
         let mut targets: Vec<RawFd> = vec![0, 1, 2];
         let asked = self.fds.iter().map(|&(fd, _)| fd);
         for fd in asked.chain(self.pass.iter().map(|&(_, fd)| fd)) {
@@ -667,35 +741,18 @@ impl<'a> Command<'a> {
             .map(|(fd, target)| Ok((spawn::dup_above(fd.as_raw_fd(), above)?, target)))
             .collect::<io::Result<_>>()
             .map_err(os("numbering the child's descriptors"))?;
+        Ok((child_ends, streams, stdin))
+    }
 
-        let plan = spawn::Plan {
-            prog: prog_c,
-            argv_ptrs: ptrs(&argv),
-            _argv: argv,
-            envp_ptrs: ptrs(&envp),
-            _envp: envp,
-            cwd,
-            dups: child_ends
-                .iter()
-                .map(|(fd, t)| (fd.as_raw_fd(), *t))
-                .collect(),
-            inherited: {
-                let mut fds: Vec<RawFd> =
-                    (0..3).chain(child_ends.iter().map(|(_, t)| *t)).collect();
-                fds.sort_unstable();
-                fds.dedup();
-                fds
-            },
-            rlimits: self.limits.rlimits(),
-            credentials: self.credentials,
-            // SAFETY: plain getpid.
-            parent: unsafe { libc::getpid() },
-            pre_exec: self.pre_exec.as_deref(),
-        };
-        let (err_r, err_w) = spawn::pipe().map_err(os("creating the exec-error pipe"))?;
+    /// Clones the child into a new PID namespace (in a user namespace when not root), or, where
+    /// that is not possible and not required, as a plain child in its own process group.
+    fn clone_contained(
+        &self,
+        plan: &spawn::Plan,
+        err_w: &OwnedFd,
+    ) -> Result<(libc::pid_t, Containment, Option<OwnedFd>), Error> {
         // SAFETY: plain geteuid.
         let root = unsafe { libc::geteuid() } == 0;
-
         let mut ns = None;
         let mut fallback_why = String::from("not asked for");
         if self.contain != Contain::ProcessGroup {
@@ -713,7 +770,7 @@ impl<'a> Command<'a> {
             };
             // SAFETY: `plan` and every descriptor it names live until after the error pipe
             // is read below.
-            match unsafe { spawn::clone_child(&plan, &how, err_w.as_raw_fd()) } {
+            match unsafe { spawn::clone_child(plan, &how, err_w.as_raw_fd()) } {
                 Ok(pid) => {
                     drop(sync_r);
                     drop(status_w);
@@ -753,58 +810,12 @@ impl<'a> Command<'a> {
             None => {
                 // SAFETY: as above.
                 let pid =
-                    unsafe { spawn::clone_child(&plan, &spawn::Clone::Direct, err_w.as_raw_fd()) }
+                    unsafe { spawn::clone_child(plan, &spawn::Clone::Direct, err_w.as_raw_fd()) }
                         .map_err(os("cloning the child"))?;
                 (pid, Containment::ProcessGroup { why: fallback_why }, None)
             }
         };
-        drop(err_w);
-        drop(child_ends);
-        // Also from this side, so that a kill of the group right away cannot miss.
-        // SAFETY: plain setpgid on our unreaped child; it fails harmlessly after its exec.
-        unsafe { libc::setpgid(pid, pid) };
-        match spawn::read_failure(&err_r) {
-            Ok(None) => {}
-            Ok(Some((stage, source))) => {
-                reap(pid);
-                return Err(Error::Spawn {
-                    program: program_name,
-                    stage: stage.describe(),
-                    source,
-                });
-            }
-            Err(e) => {
-                kill_and_reap(pid);
-                return Err(Error::Os {
-                    what: "reading the exec-error pipe",
-                    source: e,
-                });
-            }
-        }
-        drop(plan);
-        // SAFETY: pidfd_open on our unreaped child; an old kernel answers ENOSYS.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        // SAFETY: a fresh descriptor when non-negative.
-        let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) });
-        let target = match containment {
-            Containment::PidNamespace { .. } => first_child(pid).unwrap_or(pid as u32),
-            Containment::ProcessGroup { .. } => pid as u32,
-        };
-        Ok(Child {
-            pid,
-            target,
-            pidfd,
-            status_r,
-            containment,
-            streams,
-            stdin,
-            started,
-            deadline: self.deadline.map(|d| started + d),
-            limits: self.limits.clone(),
-            on_stderr_line: self.on_stderr_line.take(),
-            reaped: false,
-            sandbox: None,
-        })
+        Ok((pid, containment, status_r))
     }
 
     fn path_var(&self) -> Option<OsString> {
@@ -901,6 +912,30 @@ fn reap(pid: libc::pid_t) {
     while unsafe { libc::waitpid(pid, &mut st, 0) } < 0
         && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
     {}
+}
+
+/// Whether the child reached its exec: the stage and error it reported through the error
+/// pipe if not (the child is then reaped).
+fn exec_outcome(pid: libc::pid_t, err_r: &OwnedFd, program: String) -> Result<(), Error> {
+    match spawn::read_failure(&err_r) {
+        Ok(None) => {}
+        Ok(Some((stage, source))) => {
+            reap(pid);
+            return Err(Error::Spawn {
+                program,
+                stage: stage.describe(),
+                source,
+            });
+        }
+        Err(e) => {
+            kill_and_reap(pid);
+            return Err(Error::Os {
+                what: "reading the exec-error pipe",
+                source: e,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn kill_and_reap(pid: libc::pid_t) {
