@@ -493,60 +493,13 @@ impl Sandbox {
             shim::Rule::Device("/dev".into()),
         ];
         rules.extend(keep.iter().map(|&fd| shim::Rule::Keep(fd)));
-        for bind in &self.read_only {
-            absolute("a bind's inside path", &bind.inside)?;
-            if reserved(&bind.inside) {
-                return Err(SandboxError::Reserved {
-                    path: bind.inside.clone(),
-                });
-            }
-            match std::fs::metadata(&bind.outside) {
-                Ok(_) => {}
-                Err(_) if bind.optional => continue,
-                Err(source) => {
-                    return Err(SandboxError::Path {
-                        what: "a read-only bind",
-                        path: bind.outside.clone(),
-                        source,
-                    })
-                }
-            }
-            a.push([
-                "--ro-bind".as_ref(),
-                bind.outside.as_os_str(),
-                bind.inside.as_os_str(),
-            ]);
-            rules.push(shim::Rule::Read(bind.inside.clone()));
-        }
+        self.bind_read_only(&mut a, &mut rules)?;
         a.push([
             "--ro-bind".as_ref(),
             shim_outside.as_os_str(),
             SHIM_INSIDE.as_ref(),
         ]);
-        if let Network::Socket { path, tcp_port } = &self.network {
-            std::fs::metadata(path).map_err(|source| SandboxError::Path {
-                what: "the model socket",
-                path: path.clone(),
-                source,
-            })?;
-            a.push([
-                "--ro-bind".as_ref(),
-                path.as_os_str(),
-                MODEL_SOCKET.as_ref(),
-            ]);
-            if let Some(port) = tcp_port {
-                rules.push(shim::Rule::Forward(*port));
-            }
-        }
-        if self.gpu {
-            let nodes = gpu_nodes(Path::new("/dev"));
-            if nodes.is_empty() {
-                return Err(SandboxError::NoGpu);
-            }
-            for node in nodes {
-                a.push(["--dev-bind".as_ref(), node.as_os_str(), node.as_os_str()]);
-            }
-        }
+        self.bind_model_socket_and_gpu(&mut a, &mut rules)?;
         // The root tmpfs: nothing may be created in it (Landlock says so too).
         a.flags(&["--remount-ro", "/"]);
         a.push(["--chdir".as_ref(), cwd.as_os_str()]);
@@ -573,6 +526,75 @@ impl Sandbox {
             pass,
             status_fd: STATUS_FD,
         })
+    }
+
+    /// The read-only binds the caller asked for (an optional one whose outside path is
+    /// missing is left out), each readable under Landlock.
+    fn bind_read_only(
+        &self,
+        a: &mut Args,
+        rules: &mut Vec<shim::Rule>,
+    ) -> Result<(), SandboxError> {
+        for bind in &self.read_only {
+            absolute("a bind's inside path", &bind.inside)?;
+            if reserved(&bind.inside) {
+                return Err(SandboxError::Reserved {
+                    path: bind.inside.clone(),
+                });
+            }
+            match std::fs::metadata(&bind.outside) {
+                Ok(_) => {}
+                Err(_) if bind.optional => continue,
+                Err(source) => {
+                    return Err(SandboxError::Path {
+                        what: "a read-only bind",
+                        path: bind.outside.clone(),
+                        source,
+                    })
+                }
+            }
+            a.push([
+                "--ro-bind".as_ref(),
+                bind.outside.as_os_str(),
+                bind.inside.as_os_str(),
+            ]);
+            rules.push(shim::Rule::Read(bind.inside.clone()));
+        }
+        Ok(())
+    }
+
+    /// The model's socket where the task grants one (with its TCP bridge), and the GPU's
+    /// device nodes for a GPU sandbox.
+    fn bind_model_socket_and_gpu(
+        &self,
+        a: &mut Args,
+        rules: &mut Vec<shim::Rule>,
+    ) -> Result<(), SandboxError> {
+        if let Network::Socket { path, tcp_port } = &self.network {
+            std::fs::metadata(path).map_err(|source| SandboxError::Path {
+                what: "the model socket",
+                path: path.clone(),
+                source,
+            })?;
+            a.push([
+                "--ro-bind".as_ref(),
+                path.as_os_str(),
+                MODEL_SOCKET.as_ref(),
+            ]);
+            if let Some(port) = tcp_port {
+                rules.push(shim::Rule::Forward(*port));
+            }
+        }
+        if self.gpu {
+            let nodes = gpu_nodes(Path::new("/dev"));
+            if nodes.is_empty() {
+                return Err(SandboxError::NoGpu);
+            }
+            for node in nodes {
+                a.push(["--dev-bind".as_ref(), node.as_os_str(), node.as_os_str()]);
+            }
+        }
+        Ok(())
     }
 }
 
