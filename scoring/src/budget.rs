@@ -116,19 +116,7 @@ fn limit_key(minutes: f64) -> i64 {
 
 /// Computes the budget table.
 pub fn budget_scores(runs: &[Run], cfg: &BudgetConfig) -> Result<BudgetReport> {
-    for &b in &cfg.budgets_minutes {
-        if !(b > 0.0 && b.is_finite()) {
-            return Err(ScoringError::Config(format!(
-                "budgets must be positive minutes, got {b}"
-            )));
-        }
-    }
-    if !(cfg.ci_level > 0.0 && cfg.ci_level < 1.0) {
-        return Err(ScoringError::Config(format!(
-            "the interval level must be in (0, 1), got {}",
-            cfg.ci_level
-        )));
-    }
+    cfg.validate()?;
     // agent -> limit -> task -> (scores, hidden)
     let mut grouped: BTreeMap<&str, BTreeMap<i64, (f64, TaskMap)>> = BTreeMap::new();
     let mut used = 0;
@@ -204,14 +192,7 @@ pub fn budget_scores(runs: &[Run], cfg: &BudgetConfig) -> Result<BudgetReport> {
                     .enumerate()
                     .map(|(j, &(bi, k))| {
                         let column: Vec<f64> = samples.iter().map(|s| s[j]).collect();
-                        let mut counts = [0usize; 3];
-                        for t in tasks {
-                            counts[match method_for(t.sorted.len(), k, t.hidden) {
-                                Method::WithoutReplacement => 0,
-                                Method::WithReplacement => 1,
-                                Method::Mean => 2,
-                            }] += 1;
-                        }
+                        let counts = method_counts(tasks, k);
                         let allocation = Allocation {
                             time_limit_minutes: *limit,
                             k,
@@ -266,6 +247,45 @@ pub fn budget_scores(runs: &[Run], cfg: &BudgetConfig) -> Result<BudgetReport> {
         runs_used: used,
         agents,
     })
+}
+
+impl BudgetConfig {
+    /// Refuses settings no report can use, naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        for &b in &self.budgets_minutes {
+            if !(b > 0.0 && b.is_finite()) {
+                return Err(ScoringError::Config(format!(
+                    "budgets must be positive minutes, got {b}"
+                )));
+            }
+        }
+        check_ci_level(self.ci_level)
+    }
+}
+
+/// A confidence interval's level must be strictly between 0 and 1.
+pub(crate) fn check_ci_level(level: f64) -> Result<()> {
+    if level > 0.0 && level < 1.0 {
+        Ok(())
+    } else {
+        Err(ScoringError::Config(format!(
+            "the interval level must be in (0, 1), got {level}"
+        )))
+    }
+}
+
+/// How many of the tasks use each sampling method at `k` attempts: without replacement, with
+/// replacement, the mean.
+fn method_counts(tasks: &[TaskScores], k: usize) -> [usize; 3] {
+    let mut counts = [0usize; 3];
+    for t in tasks {
+        counts[match method_for(t.sorted.len(), k, t.hidden) {
+            Method::WithoutReplacement => 0,
+            Method::WithReplacement => 1,
+            Method::Mean => 2,
+        }] += 1;
+    }
+    counts
 }
 
 fn mean_score(tasks: &[TaskScores], k: usize) -> f64 {

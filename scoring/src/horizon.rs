@@ -472,30 +472,7 @@ fn horizon_minutes(status: FitStatus, fit: Option<&LogisticFit>, q: f64) -> Opti
 
 /// Computes every agent's time horizon and, with `bootstrap_samples > 0`, its intervals.
 pub fn time_horizons(runs: &[Run], cfg: &HorizonConfig) -> Result<HorizonReport> {
-    if !(cfg.regularization > 0.0 && cfg.regularization.is_finite()) {
-        return Err(ScoringError::Config(format!(
-            "regularization must be positive, got {}",
-            cfg.regularization
-        )));
-    }
-    if !(cfg.ci_level > 0.0 && cfg.ci_level < 1.0) {
-        return Err(ScoringError::Config(format!(
-            "the interval level must be in (0, 1), got {}",
-            cfg.ci_level
-        )));
-    }
-    for &q in &cfg.success_probabilities {
-        if !(q > 0.0 && q < 1.0) {
-            return Err(ScoringError::Config(format!(
-                "success probabilities must be in (0, 1), got {q}"
-            )));
-        }
-    }
-    if let Outcome::Binary { threshold, .. } = cfg.outcome {
-        if !threshold.is_finite() {
-            return Err(ScoringError::Config(format!("bad threshold {threshold}")));
-        }
-    }
+    cfg.validate()?;
     let c = 1.0 / cfg.regularization;
     let used: Vec<&Run> = runs.iter().filter(|r| r.human_minutes.is_some()).collect();
     let without = runs.len() - used.len();
@@ -565,30 +542,8 @@ pub fn time_horizons(runs: &[Run], cfg: &HorizonConfig) -> Result<HorizonReport>
             .iter()
             .map(|g| g.weight * g.outcomes.iter().sum::<f64>())
             .sum();
-        let bce_loss = fit.map(|f| {
-            let n: usize = groups.iter().map(|g| g.outcomes.len()).sum();
-            let mean_w = total_w / n as f64;
-            let mut loss = 0.0;
-            for g in groups {
-                let p = f.probability(prep.task_x[g.task]).clamp(1e-15, 1.0 - 1e-15);
-                for &y in &g.outcomes {
-                    loss -= g.weight / mean_w * (y * p.ln() + (1.0 - y) * (1.0 - p).ln());
-                }
-            }
-            loss / n as f64
-        });
-        let families = {
-            let mut fams = std::collections::BTreeSet::new();
-            for g in groups {
-                let fi = prep
-                    .family_tasks
-                    .iter()
-                    .position(|ts| ts.contains(&g.task))
-                    .expect("every task has a family");
-                fams.insert(fi);
-            }
-            fams.len()
-        };
+        let bce_loss = fit.map(|f| weighted_bce(&f, groups, &prep.task_x, total_w));
+        let families = family_count(groups, &prep.family_tasks);
         agents.push(AgentHorizon {
             agent: agent.clone(),
             runs: groups.iter().map(|g| g.outcomes.len()).sum(),
@@ -630,6 +585,59 @@ pub fn time_horizons(runs: &[Run], cfg: &HorizonConfig) -> Result<HorizonReport>
         agents,
         samples,
     })
+}
+
+impl HorizonConfig {
+    /// Refuses settings no fit can use, naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.regularization > 0.0 && self.regularization.is_finite()) {
+            return Err(ScoringError::Config(format!(
+                "regularization must be positive, got {}",
+                self.regularization
+            )));
+        }
+        crate::budget::check_ci_level(self.ci_level)?;
+        for &q in &self.success_probabilities {
+            if !(q > 0.0 && q < 1.0) {
+                return Err(ScoringError::Config(format!(
+                    "success probabilities must be in (0, 1), got {q}"
+                )));
+            }
+        }
+        if let Outcome::Binary { threshold, .. } = self.outcome {
+            if !threshold.is_finite() {
+                return Err(ScoringError::Config(format!("bad threshold {threshold}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The mean weighted binary cross-entropy of `fit` over an agent's runs.
+fn weighted_bce(fit: &LogisticFit, groups: &[Group], task_x: &[f64], total_w: f64) -> f64 {
+    let n: usize = groups.iter().map(|g| g.outcomes.len()).sum();
+    let mean_w = total_w / n as f64;
+    let mut loss = 0.0;
+    for g in groups {
+        let p = fit.probability(task_x[g.task]).clamp(1e-15, 1.0 - 1e-15);
+        for &y in &g.outcomes {
+            loss -= g.weight / mean_w * (y * p.ln() + (1.0 - y) * (1.0 - p).ln());
+        }
+    }
+    loss / n as f64
+}
+
+/// How many task families an agent's runs cover.
+fn family_count(groups: &[Group], family_tasks: &[Vec<usize>]) -> usize {
+    let mut families = std::collections::BTreeSet::new();
+    for g in groups {
+        let family = family_tasks
+            .iter()
+            .position(|tasks| tasks.contains(&g.task))
+            .expect("every task has a family");
+        families.insert(family);
+    }
+    families.len()
 }
 
 /// Weighted success rates in bins of human minutes at powers of 4.
