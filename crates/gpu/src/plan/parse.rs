@@ -95,144 +95,9 @@ impl LaunchPlan {
             message: e.to_string().trim_end().to_string(),
         })?;
 
-        // Constants.
-        let mut constants = BTreeMap::new();
-        for (name, value) in &raw.constants {
-            let loc = format!("constants.{name}");
-            if !is_identifier(name) {
-                return Err(invalid(
-                    loc,
-                    "a constant's name must be an identifier (letters, digits, `_`, not starting with a digit)".into(),
-                ));
-            }
-            if FUNCTIONS.contains(&name.as_str()) {
-                return Err(invalid(
-                    loc,
-                    format!("`{name}` is the name of a function; choose another name"),
-                ));
-            }
-            match value {
-                toml::Value::Integer(v) => {
-                    constants.insert(name.clone(), *v);
-                }
-                other => {
-                    let hint = match other {
-                        toml::Value::String(_) => {
-                            "; constants are plain integers, not expressions (write `BLOCK = 256`, not `BLOCK = \"256\"`)"
-                        }
-                        toml::Value::Float(_) => "; constants must be whole numbers",
-                        _ => "",
-                    };
-                    return Err(invalid(
-                        loc,
-                        format!("expected an integer, found {}{hint}", toml_type_name(other)),
-                    ));
-                }
-            }
-        }
-
-        // Scratch buffers.
-        let mut scratch = Vec::new();
-        let mut scratch_names = BTreeSet::new();
-        for (i, s) in raw.scratch.iter().enumerate() {
-            let loc = if is_identifier(&s.name) {
-                format!("scratch {:?}", s.name)
-            } else {
-                format!("scratch[{i}]")
-            };
-            if !is_identifier(&s.name) {
-                return Err(invalid(
-                    format!("{loc}: name"),
-                    format!(
-                        "{:?} is not an identifier (letters, digits, `_`, not starting with a digit)",
-                        s.name
-                    ),
-                ));
-            }
-            if !scratch_names.insert(s.name.clone()) {
-                return Err(invalid(
-                    loc,
-                    format!("duplicate scratch buffer name `{}`", s.name),
-                ));
-            }
-            if constants.contains_key(&s.name) {
-                return Err(invalid(
-                    loc,
-                    format!(
-                        "scratch buffer `{}` has the name of a constant; rename one of them",
-                        s.name
-                    ),
-                ));
-            }
-            let elem = ElemType::from_name(&s.ty).ok_or_else(|| {
-                invalid(
-                    format!("{loc}: type"),
-                    format!(
-                        "unknown element type {:?}; expected one of {}",
-                        s.ty,
-                        quote_list(ElemType::ALL.iter().map(|t| t.name()))
-                    ),
-                )
-            })?;
-            let len = value_to_expr(&s.len).map_err(|m| invalid(format!("{loc}: len"), m))?;
-            let zero_init = match s.init.as_deref() {
-                None | Some("zero") => true,
-                Some("none") => false,
-                Some(other) => {
-                    return Err(invalid(
-                        format!("{loc}: init"),
-                        format!("unknown init {other:?}; expected \"zero\" or \"none\""),
-                    ))
-                }
-            };
-            scratch.push(ScratchSpec {
-                name: s.name.clone(),
-                elem,
-                len,
-                zero_init,
-            });
-        }
-
-        // Launches.
-        if raw.launch.is_empty() {
-            return Err(invalid(
-                "launch".into(),
-                "the plan has no launches; add at least one [[launch]] table with kernel, grid, block and args".into(),
-            ));
-        }
-        let mut launches = Vec::new();
-        for (i, l) in raw.launch.iter().enumerate() {
-            let loc = launch_location(i, &l.kernel);
-            if !is_identifier(&l.kernel) {
-                return Err(invalid(
-                    format!("{loc}: kernel"),
-                    "the kernel name must be a C identifier (the name of an extern \"C\" __global__ function)".into(),
-                ));
-            }
-            let grid = value_to_dims(&l.grid)
-                .map_err(|(sub, m)| invalid(format!("{loc}: grid{sub}"), m))?;
-            let block = value_to_dims(&l.block)
-                .map_err(|(sub, m)| invalid(format!("{loc}: block{sub}"), m))?;
-            let shared_mem = match &l.shared_mem {
-                None => Expr::constant(0),
-                Some(v) => {
-                    value_to_expr(v).map_err(|m| invalid(format!("{loc}: shared_mem"), m))?
-                }
-            };
-            let mut args = Vec::new();
-            for (j, a) in l.args.iter().enumerate() {
-                let arg = parse_arg(a).map_err(|m| invalid(format!("{loc}: args[{j}]"), m))?;
-                args.push(arg);
-            }
-            launches.push(LaunchSpec {
-                kernel: l.kernel.clone(),
-                grid,
-                block,
-                shared_mem,
-                args,
-            });
-        }
-
+        let constants = parse_constants(&raw.constants, &invalid)?;
+        let scratch = parse_scratch(&raw.scratch, &constants, &invalid)?;
+        let launches = parse_launches(&raw.launch, &invalid)?;
         Ok(LaunchPlan {
             path: path_buf,
             constants,
@@ -240,6 +105,161 @@ impl LaunchPlan {
             launches,
         })
     }
+}
+
+/// How a check words a refusal: the location in the plan and the message.
+type Invalid<'a> = dyn Fn(String, String) -> PlanError + 'a;
+
+/// `[constants]`: integers with identifier names that are not function names.
+fn parse_constants(
+    raw: &BTreeMap<String, toml::Value>,
+    invalid: &Invalid,
+) -> Result<BTreeMap<String, i64>, PlanError> {
+    let mut constants = BTreeMap::new();
+    for (name, value) in raw {
+        let loc = format!("constants.{name}");
+        if !is_identifier(name) {
+            return Err(invalid(
+                loc,
+                "a constant's name must be an identifier (letters, digits, `_`, not starting with a digit)".into(),
+            ));
+        }
+        if FUNCTIONS.contains(&name.as_str()) {
+            return Err(invalid(
+                loc,
+                format!("`{name}` is the name of a function; choose another name"),
+            ));
+        }
+        match value {
+            toml::Value::Integer(v) => {
+                constants.insert(name.clone(), *v);
+            }
+            other => {
+                let hint = match other {
+                    toml::Value::String(_) => {
+                        "; constants are plain integers, not expressions (write `BLOCK = 256`, not `BLOCK = \"256\"`)"
+                    }
+                    toml::Value::Float(_) => "; constants must be whole numbers",
+                    _ => "",
+                };
+                return Err(invalid(
+                    loc,
+                    format!("expected an integer, found {}{hint}", toml_type_name(other)),
+                ));
+            }
+        }
+    }
+    Ok(constants)
+}
+
+/// `[[scratch]]`: uniquely named buffers (no constant's name) of a known type and length.
+fn parse_scratch(
+    raw: &[RawScratch],
+    constants: &BTreeMap<String, i64>,
+    invalid: &Invalid,
+) -> Result<Vec<ScratchSpec>, PlanError> {
+    let mut scratch = Vec::new();
+    let mut scratch_names = BTreeSet::new();
+    for (i, s) in raw.iter().enumerate() {
+        let loc = if is_identifier(&s.name) {
+            format!("scratch {:?}", s.name)
+        } else {
+            format!("scratch[{i}]")
+        };
+        if !is_identifier(&s.name) {
+            return Err(invalid(
+                format!("{loc}: name"),
+                format!(
+                    "{:?} is not an identifier (letters, digits, `_`, not starting with a digit)",
+                    s.name
+                ),
+            ));
+        }
+        if !scratch_names.insert(s.name.clone()) {
+            return Err(invalid(
+                loc,
+                format!("duplicate scratch buffer name `{}`", s.name),
+            ));
+        }
+        if constants.contains_key(&s.name) {
+            return Err(invalid(
+                loc,
+                format!(
+                    "scratch buffer `{}` has the name of a constant; rename one of them",
+                    s.name
+                ),
+            ));
+        }
+        let elem = ElemType::from_name(&s.ty).ok_or_else(|| {
+            invalid(
+                format!("{loc}: type"),
+                format!(
+                    "unknown element type {:?}; expected one of {}",
+                    s.ty,
+                    quote_list(ElemType::ALL.iter().map(|t| t.name()))
+                ),
+            )
+        })?;
+        let len = value_to_expr(&s.len).map_err(|m| invalid(format!("{loc}: len"), m))?;
+        let zero_init = match s.init.as_deref() {
+            None | Some("zero") => true,
+            Some("none") => false,
+            Some(other) => {
+                return Err(invalid(
+                    format!("{loc}: init"),
+                    format!("unknown init {other:?}; expected \"zero\" or \"none\""),
+                ))
+            }
+        };
+        scratch.push(ScratchSpec {
+            name: s.name.clone(),
+            elem,
+            len,
+            zero_init,
+        });
+    }
+    Ok(scratch)
+}
+
+/// `[[launch]]`: at least one, each a kernel name, grid, block, shared memory and arguments.
+fn parse_launches(raw: &[RawLaunch], invalid: &Invalid) -> Result<Vec<LaunchSpec>, PlanError> {
+    if raw.is_empty() {
+        return Err(invalid(
+            "launch".into(),
+            "the plan has no launches; add at least one [[launch]] table with kernel, grid, block and args".into(),
+        ));
+    }
+    let mut launches = Vec::new();
+    for (i, l) in raw.iter().enumerate() {
+        let loc = launch_location(i, &l.kernel);
+        if !is_identifier(&l.kernel) {
+            return Err(invalid(
+                format!("{loc}: kernel"),
+                "the kernel name must be a C identifier (the name of an extern \"C\" __global__ function)".into(),
+            ));
+        }
+        let grid =
+            value_to_dims(&l.grid).map_err(|(sub, m)| invalid(format!("{loc}: grid{sub}"), m))?;
+        let block =
+            value_to_dims(&l.block).map_err(|(sub, m)| invalid(format!("{loc}: block{sub}"), m))?;
+        let shared_mem = match &l.shared_mem {
+            None => Expr::constant(0),
+            Some(v) => value_to_expr(v).map_err(|m| invalid(format!("{loc}: shared_mem"), m))?,
+        };
+        let mut args = Vec::new();
+        for (j, a) in l.args.iter().enumerate() {
+            let arg = parse_arg(a).map_err(|m| invalid(format!("{loc}: args[{j}]"), m))?;
+            args.push(arg);
+        }
+        launches.push(LaunchSpec {
+            kernel: l.kernel.clone(),
+            grid,
+            block,
+            shared_mem,
+            args,
+        });
+    }
+    Ok(launches)
 }
 
 /// A TOML value that is an integer or an expression string.
