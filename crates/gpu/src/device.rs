@@ -19,7 +19,7 @@ use serde::Serialize;
 pub use crate::backend::{Arg, Dims};
 use crate::nvrtc::{self, CompileOptions, Compiled};
 use crate::probe::{driver_version, require_driver};
-use crate::GpuError;
+use crate::{GpuError, GpuResult};
 
 /// Static facts about a device, read once when it is opened.
 #[derive(Debug, Clone, Serialize)]
@@ -227,7 +227,7 @@ impl Function {
 
     /// Allows `bytes` of dynamic shared memory per block. Needed when static plus dynamic
     /// shared memory exceeds the default 48 KiB; set once, outside any timed region.
-    pub fn allow_dynamic_shared(&self, bytes: u32) -> Result<(), GpuError> {
+    pub fn allow_dynamic_shared(&self, bytes: u32) -> GpuResult {
         self.inner
             .set_attribute(
                 CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -321,7 +321,7 @@ impl GpuDevice {
     }
 
     /// Sets every byte of `buf` to `byte`, asynchronously on the scorer's stream.
-    pub fn fill_bytes(&self, buf: &mut Buffer, byte: u8) -> Result<(), GpuError> {
+    pub fn fill_bytes(&self, buf: &mut Buffer, byte: u8) -> GpuResult {
         use cudarc::driver::DevicePtrMut;
         let len = buf.len_bytes();
         let (ptr, _record) = buf.slice.device_ptr_mut(&self.stream);
@@ -341,7 +341,7 @@ impl GpuDevice {
     }
 
     /// Copies host bytes into the start of `buf`.
-    pub fn upload_bytes(&self, data: &[u8], buf: &mut Buffer) -> Result<(), GpuError> {
+    pub fn upload_bytes(&self, data: &[u8], buf: &mut Buffer) -> GpuResult {
         if data.len() > buf.len_bytes() {
             return Err(GpuError::Signature {
                 kernel: "cuMemcpyHtoD".into(),
@@ -355,7 +355,7 @@ impl GpuDevice {
     }
 
     /// Waits for all work on the scorer's stream; a kernel fault surfaces here.
-    pub fn synchronize(&self) -> Result<(), GpuError> {
+    pub fn synchronize(&self) -> GpuResult {
         self.stream
             .synchronize()
             .map_err(|e| GpuError::driver("cuStreamSynchronize", e))
@@ -367,12 +367,7 @@ impl GpuDevice {
     /// `args` must match the kernel's parameters in number and type (see
     /// [`crate::backend::CheckedKernel`]), and every buffer must cover what the kernel
     /// accesses; a violation by a submission is contained by the worker process.
-    pub unsafe fn launch(
-        &self,
-        f: &Function,
-        dims: Dims,
-        args: &[Arg<'_, Buffer>],
-    ) -> Result<(), GpuError> {
+    pub unsafe fn launch(&self, f: &Function, dims: Dims, args: &[Arg<'_, Buffer>]) -> GpuResult {
         let mut builder = self.stream.launch_builder(&f.inner);
         // The builder keeps pointers to the scalars: they live in `args`, which outlives it.
         for arg in args {
@@ -409,14 +404,14 @@ impl GpuDevice {
     }
 
     /// Makes the context current on this thread (before raw driver calls).
-    pub(crate) fn bind(&self) -> Result<(), GpuError> {
+    pub(crate) fn bind(&self) -> GpuResult {
         self.ctx
             .bind_to_thread()
             .map_err(|e| GpuError::driver("cuCtxSetCurrent", e))
     }
 
     /// Resets persisting L2 lines so one sample's accesses cannot pin data for the next.
-    pub fn reset_persisting_l2(&self) -> Result<(), GpuError> {
+    pub fn reset_persisting_l2(&self) -> GpuResult {
         if self.info.max_persisting_l2_bytes == 0 {
             return Ok(());
         }

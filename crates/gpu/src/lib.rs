@@ -44,3 +44,6 @@ pub mod testing;
 pub use bench::analysis as timing;
 
 pub use error::GpuError;
+
+/// What the GPU layer's fallible steps return (a launch, a copy, a harness call).
+pub type GpuResult<T = ()> = Result<T, GpuError>;

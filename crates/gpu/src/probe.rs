@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 
-use crate::GpuError;
+use crate::{GpuError, GpuResult};
 
 /// What was found for one library.
 #[derive(Debug, Clone, Serialize)]
@@ -212,7 +212,7 @@ pub fn probe() -> &'static Probe {
 }
 
 /// Ok when cudarc's driver API can be called without panicking.
-pub fn require_driver() -> Result<(), GpuError> {
+pub fn require_driver() -> GpuResult {
     let p = probe();
     if p.libcuda.found {
         Ok(())
@@ -225,7 +225,7 @@ pub fn require_driver() -> Result<(), GpuError> {
 }
 
 /// Ok when cudarc's NVRTC API can be called without panicking.
-pub fn require_nvrtc() -> Result<(), GpuError> {
+pub fn require_nvrtc() -> GpuResult {
     let p = probe();
     if p.libnvrtc.found {
         Ok(())

@@ -10,7 +10,7 @@ use crate::plan::{
     parse_kernel_signatures, BufferSpec, KernelSignature, LaunchPlan, PlanError, PlanLimits,
     ResolvedPlan,
 };
-use crate::GpuError;
+use crate::{GpuError, GpuResult};
 
 /// The device code file of a kernel submission.
 pub const SOURCE_FILE: &str = "solution.cu";
@@ -197,7 +197,7 @@ impl KernelSubmission {
 
 /// An in-process compile on a thread with room for the compiler's recursion, abandoned after
 /// [`COMPILE_TIMEOUT`].
-fn compile_on_thread(source: &str, name: &str, opts: CompileOptions) -> Result<(), GpuError> {
+fn compile_on_thread(source: &str, name: &str, opts: CompileOptions) -> GpuResult {
     let (source, file, arch) = (source.to_string(), name.to_string(), opts.arch);
     let (tx, rx) = std::sync::mpsc::channel();
     // A compiler parses recursively: give it room (virtual; only what it touches is

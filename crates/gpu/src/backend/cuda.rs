@@ -19,7 +19,7 @@ use super::{Arg, BackendInfo, CompileReport, Dims, KernelBackend, SampleTimer, T
 use crate::device::{Buffer, Function, GpuDevice, Module};
 use crate::monitor::ClockReader;
 use crate::nvrtc;
-use crate::GpuError;
+use crate::{GpuError, GpuResult};
 
 /// The kit's L2 flush kernel.
 pub const L2_FLUSH_SOURCE: &str = include_str!("../../../../kernels/harness/l2_flush.cu");
@@ -126,7 +126,7 @@ impl KernelBackend for CudaBackend {
         f.num_regs()
     }
 
-    fn prepare_launch(&self, f: &Function, kernel: &str, dims: &Dims) -> Result<(), GpuError> {
+    fn prepare_launch(&self, f: &Function, kernel: &str, dims: &Dims) -> GpuResult {
         let info = self.dev.info();
         let total = f.static_shared_bytes() as u64 + dims.shared_mem_bytes as u64;
         if total > info.max_shared_mem_per_block_optin as u64 {
@@ -154,11 +154,11 @@ impl KernelBackend for CudaBackend {
         buf.len_bytes()
     }
 
-    fn fill_bytes(&self, buf: &mut Buffer, byte: u8) -> Result<(), GpuError> {
+    fn fill_bytes(&self, buf: &mut Buffer, byte: u8) -> GpuResult {
         self.dev.fill_bytes(buf, byte)
     }
 
-    fn upload(&self, data: &[u8], buf: &mut Buffer) -> Result<(), GpuError> {
+    fn upload(&self, data: &[u8], buf: &mut Buffer) -> GpuResult {
         self.dev.upload_bytes(data, buf)
     }
 
@@ -166,17 +166,12 @@ impl KernelBackend for CudaBackend {
         self.dev.download_bytes(buf)
     }
 
-    unsafe fn launch(
-        &self,
-        f: &Function,
-        dims: Dims,
-        args: &[Arg<'_, Buffer>],
-    ) -> Result<(), GpuError> {
+    unsafe fn launch(&self, f: &Function, dims: Dims, args: &[Arg<'_, Buffer>]) -> GpuResult {
         // SAFETY: forwarded contract.
         unsafe { self.dev.launch(f, dims, args) }
     }
 
-    fn synchronize(&self) -> Result<(), GpuError> {
+    fn synchronize(&self) -> GpuResult {
         self.dev.synchronize()
     }
 
@@ -184,7 +179,7 @@ impl KernelBackend for CudaBackend {
         CudaTimer::new(&self.dev).map(Some)
     }
 
-    fn flush_caches(&self) -> Result<(), GpuError> {
+    fn flush_caches(&self) -> GpuResult {
         self.dev.reset_persisting_l2()?;
         let f = self.flusher()?;
         // SAFETY: rdbench_l2_flush(unsigned int* buf, unsigned long long n_words), and
@@ -310,7 +305,7 @@ impl CudaTimer {
 }
 
 impl SampleTimer for CudaTimer {
-    fn start(&mut self) -> Result<(), GpuError> {
+    fn start(&mut self) -> GpuResult {
         self.blocked = false;
         if let Some((f, flag)) = &self.blocker {
             flag.set(0);
@@ -334,7 +329,7 @@ impl SampleTimer for CudaTimer {
             .map_err(|e| GpuError::driver("cuEventRecord", e))
     }
 
-    fn stop(&mut self) -> Result<(), GpuError> {
+    fn stop(&mut self) -> GpuResult {
         self.end
             .record(&self.stream)
             .map_err(|e| GpuError::driver("cuEventRecord", e))?;

@@ -47,7 +47,7 @@ use crate::compile_limits::CompileLimits;
 use crate::compile_log::{cap_log, filter_log, filter_log_tail};
 use crate::nvrtc::sandbox::{PreparedRuleset, Sandbox};
 use crate::plan::{parse_kernel_signatures, KernelSignature};
-use crate::GpuError;
+use crate::{GpuError, GpuResult};
 
 /// The emulator header, compiled into the binary so it needs no checkout at run time.
 pub const EMU_HEADER: &str = include_str!("../../../../kernels/tools/cuda_emu.h");
@@ -97,13 +97,13 @@ pub struct WallClockTimer {
 }
 
 impl super::SampleTimer for WallClockTimer {
-    fn start(&mut self) -> Result<(), GpuError> {
+    fn start(&mut self) -> GpuResult {
         self.started = Some(std::time::Instant::now());
         self.ms = None;
         Ok(())
     }
 
-    fn stop(&mut self) -> Result<(), GpuError> {
+    fn stop(&mut self) -> GpuResult {
         self.ms = self.started.map(|t| t.elapsed().as_secs_f64() * 1e3);
         Ok(())
     }
@@ -531,7 +531,7 @@ impl KernelBackend for EmuBackend {
         None
     }
 
-    fn prepare_launch(&self, _f: &EmuFunction, kernel: &str, dims: &Dims) -> Result<(), GpuError> {
+    fn prepare_launch(&self, _f: &EmuFunction, kernel: &str, dims: &Dims) -> GpuResult {
         let unsupported = |what: String| {
             Err(GpuError::Unsupported {
                 backend: BACKEND,
@@ -609,13 +609,13 @@ impl KernelBackend for EmuBackend {
         buf.len
     }
 
-    fn fill_bytes(&self, buf: &mut EmuBuffer, byte: u8) -> Result<(), GpuError> {
+    fn fill_bytes(&self, buf: &mut EmuBuffer, byte: u8) -> GpuResult {
         // SAFETY: `data` addresses `len` writable bytes owned by `buf`.
         unsafe { std::ptr::write_bytes(buf.data, byte, buf.len) };
         Ok(())
     }
 
-    fn upload(&self, data: &[u8], buf: &mut EmuBuffer) -> Result<(), GpuError> {
+    fn upload(&self, data: &[u8], buf: &mut EmuBuffer) -> GpuResult {
         if data.len() > buf.len {
             return Err(GpuError::Signature {
                 kernel: "upload".into(),
@@ -632,12 +632,7 @@ impl KernelBackend for EmuBackend {
         Ok(unsafe { std::slice::from_raw_parts(buf.data, buf.len) }.to_vec())
     }
 
-    unsafe fn launch(
-        &self,
-        f: &EmuFunction,
-        dims: Dims,
-        args: &[Arg<'_, EmuBuffer>],
-    ) -> Result<(), GpuError> {
+    unsafe fn launch(&self, f: &EmuFunction, dims: Dims, args: &[Arg<'_, EmuBuffer>]) -> GpuResult {
         self.prepare_launch(f, &f.name, &dims)?;
         let mut slots: Vec<Slot> = args
             .iter()
@@ -657,7 +652,7 @@ impl KernelBackend for EmuBackend {
         Ok(())
     }
 
-    fn synchronize(&self) -> Result<(), GpuError> {
+    fn synchronize(&self) -> GpuResult {
         Ok(())
     }
 
@@ -668,7 +663,7 @@ impl KernelBackend for EmuBackend {
         }))
     }
 
-    fn flush_caches(&self) -> Result<(), GpuError> {
+    fn flush_caches(&self) -> GpuResult {
         Ok(())
     }
 

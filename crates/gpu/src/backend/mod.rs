@@ -22,7 +22,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::plan::{KernelSignature, ParamKind, ScalarType};
-use crate::GpuError;
+use crate::{GpuError, GpuResult};
 
 /// Grid, block and dynamic shared memory of one launch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -159,8 +159,7 @@ pub trait KernelBackend {
 
     /// Checks a launch shape against the device and opts the kernel into the dynamic shared
     /// memory it asks for; done once per plan, outside any timed region.
-    fn prepare_launch(&self, f: &Self::Function, kernel: &str, dims: &Dims)
-        -> Result<(), GpuError>;
+    fn prepare_launch(&self, f: &Self::Function, kernel: &str, dims: &Dims) -> GpuResult;
 
     /// `bytes` of device memory (at least one byte); contents unspecified.
     fn alloc(&self, bytes: usize) -> Result<Self::Buffer, GpuError>;
@@ -168,10 +167,10 @@ pub trait KernelBackend {
     fn len_bytes(&self, buf: &Self::Buffer) -> usize;
 
     /// Sets every byte of `buf` to `byte`, in stream order.
-    fn fill_bytes(&self, buf: &mut Self::Buffer, byte: u8) -> Result<(), GpuError>;
+    fn fill_bytes(&self, buf: &mut Self::Buffer, byte: u8) -> GpuResult;
 
     /// Copies `data` into the start of `buf`, in stream order.
-    fn upload(&self, data: &[u8], buf: &mut Self::Buffer) -> Result<(), GpuError>;
+    fn upload(&self, data: &[u8], buf: &mut Self::Buffer) -> GpuResult;
 
     /// Copies a whole buffer to the host (waits for the stream).
     fn download(&self, buf: &Self::Buffer) -> Result<Vec<u8>, GpuError>;
@@ -187,17 +186,17 @@ pub trait KernelBackend {
         f: &Self::Function,
         dims: Dims,
         args: &[Arg<'_, Self::Buffer>],
-    ) -> Result<(), GpuError>;
+    ) -> GpuResult;
 
     /// Waits for all enqueued work; a kernel fault surfaces here.
-    fn synchronize(&self) -> Result<(), GpuError>;
+    fn synchronize(&self) -> GpuResult;
 
     /// A timer for samples, or `None` on a backend that cannot measure time.
     fn timer(&self) -> Result<Option<Self::Timer>, GpuError>;
 
     /// Evicts caches before a timed sample (L2 flush, persisting-L2 reset); no-op where
     /// there are none to evict.
-    fn flush_caches(&self) -> Result<(), GpuError>;
+    fn flush_caches(&self) -> GpuResult;
 
     /// SM clock and throttle reasons of the device, when NVML can read them.
     fn clocks(&self) -> Option<crate::monitor::ClockReader>;
@@ -206,9 +205,9 @@ pub trait KernelBackend {
 /// Measures one sample of enqueued work.
 pub trait SampleTimer {
     /// Starts a sample: called before the timed work is enqueued.
-    fn start(&mut self) -> Result<(), GpuError>;
+    fn start(&mut self) -> GpuResult;
     /// Ends the sample: called after the timed work is enqueued.
-    fn stop(&mut self) -> Result<(), GpuError>;
+    fn stop(&mut self) -> GpuResult;
     /// Waits for the sample and returns its milliseconds, and whether launch latency was kept
     /// out of the window.
     fn elapsed_ms(&mut self) -> Result<TimedWindow, GpuError>;
@@ -252,7 +251,7 @@ impl<B: KernelBackend> CheckedKernel<B> {
     }
 
     /// Checks `args` against the signature, then launches.
-    pub fn launch(&self, dev: &B, dims: Dims, args: &[Arg<'_, B::Buffer>]) -> Result<(), GpuError> {
+    pub fn launch(&self, dev: &B, dims: Dims, args: &[Arg<'_, B::Buffer>]) -> GpuResult {
         let params = &self.signature.params;
         if args.len() != params.len() {
             return Err(GpuError::Signature {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::backend::{Arg, Dims, KernelBackend};
 use crate::plan::{ResolvedArg, ResolvedLaunch, ResolvedPlan};
-use crate::GpuError;
+use crate::{GpuError, GpuResult};
 
 /// The byte `init = "none"` scratch is filled with: garbage, so a plan that relies on fresh
 /// allocations being zero fails instead of passing by luck.
@@ -47,7 +47,7 @@ impl<B: KernelBackend> PlanRunner<B> {
 
     /// Enqueues the whole plan: zero-initialized scratch first, then every launch in order.
     /// `buffers` binds the task's buffer names (e.g. `input`, `output`).
-    pub fn enqueue(&mut self, dev: &B, buffers: &[(&str, &B::Buffer)]) -> Result<(), GpuError> {
+    pub fn enqueue(&mut self, dev: &B, buffers: &[(&str, &B::Buffer)]) -> GpuResult {
         for name in &self.scratch_order {
             let (buf, zero) = self
                 .scratch

@@ -26,7 +26,7 @@ use crate::kernel_task::{
 };
 use crate::plan::{parse_kernel_signatures, BufferSpec, ElemType, PlanLimits, ResolvedPlan};
 use crate::submission::KernelSubmission;
-use crate::GpuError;
+use crate::{GpuError, GpuResult};
 
 /// The kit's own harness kernels (poison fill, output comparison).
 pub const KIT_HARNESS: &str = include_str!("../../../../kernels/harness/kit.cu");
@@ -121,7 +121,7 @@ struct Binding<'x, B: KernelBackend> {
 }
 
 impl<B: KernelBackend> Harness for Binding<'_, B> {
-    fn launch(&mut self, kernel: &str, dims: Dims, args: &[HArg<'_>]) -> Result<(), GpuError> {
+    fn launch(&mut self, kernel: &str, dims: Dims, args: &[HArg<'_>]) -> GpuResult {
         let k = self
             .kernels
             .get(kernel)
@@ -278,7 +278,7 @@ impl<'a, B: KernelBackend, T: KernelTask + ?Sized> Bench<'a, B, T> {
         self.validate(&prep.case, vars, seed, dist, cpu, during)
     }
 
-    fn poison(&self, buf: &mut B::Buffer, elem: ElemType, word: u32) -> Result<(), GpuError> {
+    fn poison(&self, buf: &mut B::Buffer, elem: ElemType, word: u32) -> GpuResult {
         let bytes = self.dev.len_bytes(buf);
         if elem.size_bytes() == 2 && bytes % 2 == 0 {
             // The word's low half: a 2-byte NaN pattern (bf16) needs both of its bytes.

@@ -24,7 +24,7 @@ use rdbench_core::task::TaskInfo;
 use crate::backend::Dims;
 use crate::bench::analysis::Work;
 use crate::plan::{ElemType, PlanLimits};
-use crate::GpuError;
+use crate::GpuResult;
 
 /// Values of a task's size variables (`n`, or `m`, `n`, `k`).
 pub type Vars = BTreeMap<String, i64>;
@@ -207,8 +207,11 @@ pub enum HArg<'a> {
 /// buffers (`input`, `output`...), `expected.<output>` for each output, and the task's
 /// harness scratch.
 pub trait Harness {
-    fn launch(&mut self, kernel: &str, dims: Dims, args: &[HArg<'_>]) -> Result<(), GpuError>;
+    fn launch(&mut self, kernel: &str, dims: Dims, args: &[HArg<'_>]) -> GpuResult;
 }
+
+/// What a CPU check of outputs finds: nothing wrong, or the first wrong element.
+pub type Checked = Result<(), Mismatch>;
 
 /// The first wrong element found by the CPU oracle.
 #[derive(Debug, Clone, PartialEq)]
@@ -338,16 +341,10 @@ pub trait KernelTask: Send + Sync + 'static {
     }
 
     /// Writes every input buffer from `seed` with distribution `dist`, on the device.
-    fn generate(
-        &self,
-        h: &mut dyn Harness,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-    ) -> Result<(), GpuError>;
+    fn generate(&self, h: &mut dyn Harness, vars: &Vars, seed: u64, dist: usize) -> GpuResult;
 
     /// Writes `expected.<output>` for every output from the inputs, on the device.
-    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> Result<(), GpuError>;
+    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> GpuResult;
 
     /// How `output` is compared at size `vars` (a tolerance may scale with a size, such as
     /// the length of a dot product).
@@ -369,13 +366,7 @@ pub trait KernelTask: Send + Sync + 'static {
     }
 
     /// The CPU oracle: regenerates the inputs from `seed` on the host and checks `outputs`.
-    fn oracle(
-        &self,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-        outputs: &HostOutputs,
-    ) -> Result<(), Mismatch>;
+    fn oracle(&self, vars: &Vars, seed: u64, dist: usize, outputs: &HostOutputs) -> Checked;
 
     /// Correctness cases whose largest buffer has at most this many elements also get the
     /// CPU oracle (timed runs get it on two samples whatever the size).

@@ -20,11 +20,11 @@ use rdbench_core::template::{render, thousands};
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::bench::Work;
 use rdbench_gpu::kernel_task::{
-    vars, HArg, Harness, HostOutputs, KernelInfo, KernelProfile, KernelSources, KernelTask,
-    KernelTaskAdapter, Mismatch, Role, TaskBuffer, Vars,
+    vars, Checked, HArg, Harness, HostOutputs, KernelInfo, KernelProfile, KernelSources,
+    KernelTask, KernelTaskAdapter, Mismatch, Role, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::{ElemType, PlanLimits};
-use rdbench_gpu::GpuError;
+use rdbench_gpu::GpuResult;
 
 use crate::oracle::{Distribution, Sizes};
 
@@ -181,13 +181,7 @@ impl KernelTask for CudaBacktest {
         SOURCES
     }
 
-    fn generate(
-        &self,
-        h: &mut dyn Harness,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-    ) -> Result<(), GpuError> {
+    fn generate(&self, h: &mut dyn Harness, vars: &Vars, seed: u64, dist: usize) -> GpuResult {
         let z = sizes(vars);
         let (assets, params, logs) = (z.assets as i64, z.params as i64, z.log_pairs as i64);
         h.launch(
@@ -219,7 +213,7 @@ impl KernelTask for CudaBacktest {
         )
     }
 
-    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> Result<(), GpuError> {
+    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> GpuResult {
         let z = sizes(vars);
         let mut args: Vec<HArg> = [
             "open",
@@ -263,13 +257,7 @@ impl KernelTask for CudaBacktest {
         0x4000_0000 | (rdbench_gpu::kernel_task::poison_bits(seed, output) & 0xFF) << 8
     }
 
-    fn oracle(
-        &self,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-        outputs: &HostOutputs,
-    ) -> Result<(), Mismatch> {
+    fn oracle(&self, vars: &Vars, seed: u64, dist: usize, outputs: &HostOutputs) -> Checked {
         let z = sizes(vars);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let inst = oracle::generate_threads(seed, z, Distribution::ALL[dist], threads);
@@ -370,11 +358,7 @@ pub const CPU_BASELINE_ASSETS: usize = 64;
 const CPU_BASELINE_SEED: u64 = 0xBA5E_11E5;
 
 /// The first difference between `expected` and `got` as a [`Mismatch`] of `output`.
-fn mismatch<T: PartialEq + Copy + ToString>(
-    output: &str,
-    expected: &[T],
-    got: &[T],
-) -> Result<(), Mismatch> {
+fn mismatch<T: PartialEq + Copy + ToString>(output: &str, expected: &[T], got: &[T]) -> Checked {
     match oracle::first_mismatch(expected, got) {
         None => Ok(()),
         Some((i, e, g)) => Err(Mismatch {

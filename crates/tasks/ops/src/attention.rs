@@ -5,11 +5,11 @@
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::bench::Work;
 use rdbench_gpu::kernel_task::{
-    Compare, HArg, Harness, HostOutputs, KernelInfo, KernelProfile, KernelSources, KernelTask,
-    Mismatch, TaskBuffer, Vars,
+    Checked, Compare, HArg, Harness, HostOutputs, KernelInfo, KernelProfile, KernelSources,
+    KernelTask, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::ElemType;
-use rdbench_gpu::GpuError;
+use rdbench_gpu::GpuResult;
 
 use crate::common::{self, Dist, Gen};
 
@@ -141,13 +141,7 @@ impl KernelTask for Attention {
         SOURCES
     }
 
-    fn generate(
-        &self,
-        h: &mut dyn Harness,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-    ) -> Result<(), GpuError> {
+    fn generate(&self, h: &mut dyn Harness, vars: &Vars, seed: u64, dist: usize) -> GpuResult {
         let count = self.elements("q", vars) as i64;
         let (row, bf16) = (HEAD_DIM as i64, ElemType::Bf16);
         common::launch_generate(h, "q", bf16, count, row, seed, Q_SALT, DISTS[dist])?;
@@ -155,7 +149,7 @@ impl KernelTask for Attention {
         common::launch_generate(h, "v", bf16, count, row, seed, V_SALT, Dist::Positive)
     }
 
-    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> Result<(), GpuError> {
+    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> GpuResult {
         let (bh, s) = bh_s(vars);
         h.launch(
             "ops_attention_expected",
@@ -175,13 +169,7 @@ impl KernelTask for Attention {
         common::BF16_TOLERANCE
     }
 
-    fn oracle(
-        &self,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-        outputs: &HostOutputs,
-    ) -> Result<(), Mismatch> {
+    fn oracle(&self, vars: &Vars, seed: u64, dist: usize, outputs: &HostOutputs) -> Checked {
         let (bh, s) = bh_s(vars);
         let (bh, s, d) = (bh as u64, s as u64, HEAD_DIM);
         let count = bh * s * d;

@@ -9,11 +9,11 @@ use rdbench_core::rng::splitmix64;
 use rdbench_core::template::{render, thousands};
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::kernel_task::{
-    bf16_to_f32, f32_to_bf16, Compare, HArg, Harness, HostOutputs, KernelInfo, KernelProfile,
-    Mismatch, Role, TaskBuffer, Vars,
+    bf16_to_f32, f32_to_bf16, Checked, Compare, HArg, Harness, HostOutputs, KernelInfo,
+    KernelProfile, Mismatch, Role, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::ElemType;
-use rdbench_gpu::GpuError;
+use rdbench_gpu::GpuResult;
 
 /// An op's files: its solutions and its harness, the family's shared generator
 /// (`kernels/harness/ops_generate.cu`) followed by the op's own `kernels/ops-<op>/harness.cu`.
@@ -160,7 +160,7 @@ pub fn launch_generate(
     seed: u64,
     salt: u64,
     dist: Dist,
-) -> Result<(), GpuError> {
+) -> GpuResult {
     let kernel = match elem {
         ElemType::Bf16 => "ops_generate_bf16",
         _ => "ops_generate",
@@ -232,7 +232,7 @@ pub fn check_rows(
     rows: &[u64],
     how: Compare,
     mut want_row: impl FnMut(u64) -> Vec<f64>,
-) -> Result<(), Mismatch> {
+) -> Checked {
     let len = (total_rows * row_len) as usize;
     if got.len() < len {
         return Err(Mismatch {

@@ -7,11 +7,11 @@
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::bench::Work;
 use rdbench_gpu::kernel_task::{
-    Compare, HArg, Harness, HostOutputs, KernelInfo, KernelProfile, KernelSources, KernelTask,
-    Mismatch, TaskBuffer, Vars,
+    Checked, Compare, HArg, Harness, HostOutputs, KernelInfo, KernelProfile, KernelSources,
+    KernelTask, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::ElemType;
-use rdbench_gpu::GpuError;
+use rdbench_gpu::GpuResult;
 
 use crate::common::{self, Dist, Gen};
 
@@ -182,13 +182,7 @@ impl KernelTask for Norm {
         }
     }
 
-    fn generate(
-        &self,
-        h: &mut dyn Harness,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-    ) -> Result<(), GpuError> {
+    fn generate(&self, h: &mut dyn Harness, vars: &Vars, seed: u64, dist: usize) -> GpuResult {
         let (m, n) = mn(vars);
         let bf16 = ElemType::Bf16;
         common::launch_generate(h, "input", bf16, m * n, n, seed, X_SALT, DISTS[dist])?;
@@ -199,7 +193,7 @@ impl KernelTask for Norm {
         Ok(())
     }
 
-    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> Result<(), GpuError> {
+    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> GpuResult {
         let (m, n) = mn(vars);
         let kernel = format!("ops_{}_expected", self.op());
         let mut args: Vec<HArg> = self.inputs().iter().map(|b| HArg::Buffer(b)).collect();
@@ -211,13 +205,7 @@ impl KernelTask for Norm {
         common::BF16_TOLERANCE
     }
 
-    fn oracle(
-        &self,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-        outputs: &HostOutputs,
-    ) -> Result<(), Mismatch> {
+    fn oracle(&self, vars: &Vars, seed: u64, dist: usize, outputs: &HostOutputs) -> Checked {
         let (m, n) = mn(vars);
         let (m, n) = (m as u64, n as u64);
         let x = Gen::new(seed, X_SALT, m * n, n, DISTS[dist]).in_bf16();
@@ -304,7 +292,7 @@ mod tests {
     }
 
     /// Runs the oracle on `values` (rounded to bf16) at m x n with seed 5 and dist 0.
-    fn oracle(norm: Norm, m: i64, n: i64, values: &[f32]) -> Result<(), Mismatch> {
+    fn oracle(norm: Norm, m: i64, n: i64, values: &[f32]) -> Checked {
         let vars = common::sizes(["m", "n"], &[[m, n]]).remove(0);
         norm.oracle(&vars, 5, 0, &common::host_outputs_bf16("output", values))
     }

@@ -6,11 +6,11 @@
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::bench::Work;
 use rdbench_gpu::kernel_task::{
-    Compare, HArg, Harness, HostOutputs, KernelInfo, KernelProfile, KernelSources, KernelTask,
-    Mismatch, TaskBuffer, Vars,
+    Checked, Compare, HArg, Harness, HostOutputs, KernelInfo, KernelProfile, KernelSources,
+    KernelTask, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::ElemType;
-use rdbench_gpu::GpuError;
+use rdbench_gpu::GpuResult;
 
 use crate::common::{self, Dist, Gen};
 
@@ -157,20 +157,14 @@ impl KernelTask for Product {
         self.0.sources
     }
 
-    fn generate(
-        &self,
-        h: &mut dyn Harness,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-    ) -> Result<(), GpuError> {
+    fn generate(&self, h: &mut dyn Harness, vars: &Vars, seed: u64, dist: usize) -> GpuResult {
         let (m, n, k) = mnk(vars);
         let elem = self.0.elem;
         common::launch_generate(h, "a", elem, m * k, k, seed, 0, DISTS[dist])?;
         common::launch_generate(h, "b", elem, k * n, n, seed, 1, DISTS[dist])
     }
 
-    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> Result<(), GpuError> {
+    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> GpuResult {
         let (m, n, k) = mnk(vars);
         h.launch(
             self.0.expected_kernel,
@@ -190,13 +184,7 @@ impl KernelTask for Product {
         (self.0.tolerance)(vars)
     }
 
-    fn oracle(
-        &self,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-        outputs: &HostOutputs,
-    ) -> Result<(), Mismatch> {
+    fn oracle(&self, vars: &Vars, seed: u64, dist: usize, outputs: &HostOutputs) -> Checked {
         let (m, n, k) = mnk(vars);
         let (m, n, k) = (m as u64, n as u64, k as u64);
         let a = self.source(seed, 0, m * k, k, dist);

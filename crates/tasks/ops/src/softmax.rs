@@ -5,11 +5,11 @@
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::bench::Work;
 use rdbench_gpu::kernel_task::{
-    Compare, HArg, Harness, HostOutputs, KernelFiles, KernelInfo, KernelProfile, KernelSources,
-    KernelTask, Mismatch, TaskBuffer, Vars,
+    Checked, Compare, HArg, Harness, HostOutputs, KernelFiles, KernelInfo, KernelProfile,
+    KernelSources, KernelTask, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::ElemType;
-use rdbench_gpu::GpuError;
+use rdbench_gpu::GpuResult;
 
 use crate::common::{self, Dist, Gen};
 
@@ -119,18 +119,12 @@ impl KernelTask for Softmax {
         SOURCES
     }
 
-    fn generate(
-        &self,
-        h: &mut dyn Harness,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-    ) -> Result<(), GpuError> {
+    fn generate(&self, h: &mut dyn Harness, vars: &Vars, seed: u64, dist: usize) -> GpuResult {
         let (m, n) = mn(vars);
         common::launch_generate(h, "input", ElemType::F32, m * n, n, seed, 0, DISTS[dist])
     }
 
-    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> Result<(), GpuError> {
+    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> GpuResult {
         let (m, n) = mn(vars);
         h.launch(
             "ops_softmax_expected",
@@ -148,13 +142,7 @@ impl KernelTask for Softmax {
         TOLERANCE
     }
 
-    fn oracle(
-        &self,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-        outputs: &HostOutputs,
-    ) -> Result<(), Mismatch> {
+    fn oracle(&self, vars: &Vars, seed: u64, dist: usize, outputs: &HostOutputs) -> Checked {
         let (m, n) = mn(vars);
         let (m, n) = (m as u64, n as u64);
         let g = Gen::new(seed, 0, m * n, n, DISTS[dist]);

@@ -16,11 +16,11 @@ use rdbench_core::template::{render, thousands};
 use rdbench_gpu::backend::Dims;
 use rdbench_gpu::bench::Work;
 use rdbench_gpu::kernel_task::{
-    vars, HArg, Harness, HostOutputs, KernelFiles, KernelInfo, KernelProfile, KernelSources,
-    KernelTask, KernelTaskAdapter, Mismatch, Role, TaskBuffer, Vars,
+    vars, Checked, HArg, Harness, HostOutputs, KernelFiles, KernelInfo, KernelProfile,
+    KernelSources, KernelTask, KernelTaskAdapter, Mismatch, Role, TaskBuffer, Vars,
 };
 use rdbench_gpu::plan::{ElemType, PlanLimits};
-use rdbench_gpu::GpuError;
+use rdbench_gpu::GpuResult;
 
 use crate::oracle::Distribution;
 
@@ -148,13 +148,7 @@ impl KernelTask for PrefixSum {
         .collect()
     }
 
-    fn generate(
-        &self,
-        h: &mut dyn Harness,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-    ) -> Result<(), GpuError> {
+    fn generate(&self, h: &mut dyn Harness, vars: &Vars, seed: u64, dist: usize) -> GpuResult {
         let n = n_of(vars);
         h.launch(
             "ps_generate",
@@ -169,7 +163,7 @@ impl KernelTask for PrefixSum {
     }
 
     /// The harness's three-phase reference scan into `expected.output`.
-    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> Result<(), GpuError> {
+    fn expected(&self, h: &mut dyn Harness, vars: &Vars) -> GpuResult {
         let n = n_of(vars);
         let tiles = ((n + TILE - 1) / TILE) as u32;
         let tile_state = [
@@ -197,14 +191,10 @@ impl KernelTask for PrefixSum {
         )
     }
 
-    /// In [2^30, 2^31): never a right answer, since |y| <= 10 n <= 1e9 < 2^30.
-    fn oracle(
-        &self,
-        vars: &Vars,
-        seed: u64,
-        dist: usize,
-        outputs: &HostOutputs,
-    ) -> Result<(), Mismatch> {
+    // The poison word is the kit's default for an i32 output, in [2^30, 2^31): never a right
+    // answer, since |y| <= 10 n <= 1e9 < 2^30.
+
+    fn oracle(&self, vars: &Vars, seed: u64, dist: usize, outputs: &HostOutputs) -> Checked {
         let x = oracle::generate(seed, n_of(vars) as usize, Distribution::ALL[dist]);
         let want = oracle::prefix_sum(&x);
         match oracle::first_mismatch(&want, &outputs.i32s("output")) {
