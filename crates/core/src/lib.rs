@@ -24,6 +24,7 @@
 pub mod artifact;
 pub mod attempt;
 pub mod calibration;
+pub mod conformance;
 pub mod error;
 pub mod fsutil;
 pub mod home;

@@ -1,4 +1,6 @@
 //! `check-task`: the conformance checks every registered task must pass, on this machine.
+//! Checks 1-3 are the conformance kit's (`rdbench_core::conformance`), which each task crate's
+//! own tests run too; the rest need this binary's scorer.
 //!
 //! 1. `profiles`: the profile exists and the task describes itself consistently.
 //! 2. `prepare-deterministic`: two preparations of an attempt give the same files, byte for byte.
@@ -14,14 +16,14 @@
 //!
 //! Exit 0 when every check passed or was skipped for a stated reason, 1 when one failed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rdbench_client::command::DEFAULT_PROFILE;
 use rdbench_core::attempt::Attempt;
+use rdbench_core::conformance::{self, fail, pass, skip, Status, Verdict};
 use rdbench_core::outcome::InvalidKind;
-use rdbench_core::task::{Backend, PrepareRequest, ScoreOutcome, Solution, SubmissionKind, Task};
+use rdbench_core::task::{Backend, ScoreOutcome, Solution, SubmissionKind, Task};
 use rdbench_core::{Error, Result};
-use serde::Serialize;
 
 use super::attempt::{run_stamp, score_solution_dir_on};
 use super::{checkout_dir, device_fingerprint, find_calibration, Context};
@@ -29,182 +31,7 @@ use crate::exploits::{self, Stage};
 use crate::output::{self, one_line, Table};
 use crate::registry;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Status {
-    Pass,
-    Fail,
-    Skip,
-}
-
-#[derive(Debug, Serialize)]
-struct Check {
-    check: String,
-    status: Status,
-    detail: String,
-}
-
-struct Checks(Vec<Check>);
-
-impl Checks {
-    fn push(&mut self, check: impl Into<String>, result: Result<(Status, String)>) {
-        let (status, detail) = result.unwrap_or_else(|e| (Status::Fail, e.to_string()));
-        self.0.push(Check {
-            check: check.into(),
-            status,
-            detail,
-        });
-    }
-}
-
-fn pass(detail: impl Into<String>) -> Result<(Status, String)> {
-    Ok((Status::Pass, detail.into()))
-}
-fn fail(detail: impl Into<String>) -> Result<(Status, String)> {
-    Ok((Status::Fail, detail.into()))
-}
-fn skip(detail: impl Into<String>) -> Result<(Status, String)> {
-    Ok((Status::Skip, detail.into()))
-}
-
-/// Every file under `dir`, relative, sorted.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            match std::fs::symlink_metadata(&p) {
-                Ok(m) if m.is_dir() => stack.push(p),
-                Ok(_) => out.push(p.strip_prefix(dir).unwrap_or(&p).to_path_buf()),
-                Err(_) => {}
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn digest(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
-}
-
-fn prepare(ctx: &Context, task: &dyn Task, profile: &str, root: &Path) -> Result<PathBuf> {
-    let dir = root.join("attempt");
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    task.prepare(&PrepareRequest {
-        profile: profile.into(),
-        attempt_dir: dir.clone(),
-        private_dir: root.join("private"),
-        cache_dir: ctx.home.cache_dir(),
-    })?;
-    Ok(dir)
-}
-
-fn check_profiles(task: &dyn Task, profile: &str) -> Result<(Status, String)> {
-    let info = task.info();
-    info.profile(profile)?;
-    let mut names: Vec<&str> = info.profiles.iter().map(|p| p.name.as_str()).collect();
-    names.sort();
-    names.dedup();
-    if names.len() != info.profiles.len() {
-        return fail("two profiles share a name");
-    }
-    if !names.contains(&"tiny") {
-        return fail("no `tiny` profile (every task has one for CI and laptops)");
-    }
-    if info.submission_files.is_empty() {
-        return fail("the task names no submission files");
-    }
-    pass(format!("profiles: {}", names.join(", ")))
-}
-
-fn check_deterministic(
-    ctx: &Context,
-    task: &dyn Task,
-    profile: &str,
-    root: &Path,
-) -> Result<(Status, String)> {
-    let a = prepare(ctx, task, profile, &root.join("prep-a"))?;
-    let b = prepare(ctx, task, profile, &root.join("prep-b"))?;
-    let (fa, fb) = (files_under(&a), files_under(&b));
-    if fa != fb {
-        return fail(format!("different file lists: {fa:?} vs {fb:?}"));
-    }
-    for f in &fa {
-        if digest(&a.join(f))? != digest(&b.join(f))? {
-            return fail(format!("{} differs between two preparations", f.display()));
-        }
-    }
-    pass(format!("{} files, identical", fa.len()))
-}
-
-fn check_clean(
-    ctx: &Context,
-    task: &dyn Task,
-    profile: &str,
-    root: &Path,
-) -> Result<(Status, String)> {
-    use std::os::unix::fs::MetadataExt;
-    let attempt = root.join("prep-a/attempt");
-    let reference = root.join("reference");
-    task.install_solution(
-        Solution::Reference,
-        profile,
-        &ctx.home.cache_dir(),
-        &reference,
-    )?;
-    let start = root.join("start");
-    task.install_solution(Solution::Starting, profile, &ctx.home.cache_dir(), &start)?;
-    let start_digests: Vec<String> = files_under(&start)
-        .iter()
-        .map(|f| digest(&start.join(f)))
-        .collect::<Result<_>>()?;
-    let secret_digests: Vec<String> = files_under(&reference)
-        .iter()
-        .map(|f| digest(&reference.join(f)))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .filter(|d| !start_digests.contains(d))
-        .collect();
-    let private = [
-        ctx.home.root().display().to_string(),
-        ctx.home.cache_dir().display().to_string(),
-    ];
-    let files = files_under(&attempt);
-    for f in &files {
-        let p = attempt.join(f);
-        let meta = std::fs::symlink_metadata(&p).map_err(|e| Error::io(&p, e))?;
-        if meta.file_type().is_symlink() {
-            return fail(format!("{} is a symbolic link", f.display()));
-        }
-        if meta.nlink() > 1 {
-            return fail(format!("{} has {} hard links", f.display(), meta.nlink()));
-        }
-        if secret_digests.contains(&digest(&p)?) {
-            return fail(format!(
-                "{} is a file of the reference solution",
-                f.display()
-            ));
-        }
-        let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-        let text = String::from_utf8_lossy(&bytes);
-        if let Some(path) = private.iter().find(|s| text.contains(s.as_str())) {
-            return fail(format!("{} names the private path {path}", f.display()));
-        }
-    }
-    pass(format!(
-        "{} files: no links, no reference file, no private path",
-        files.len()
-    ))
-}
-
-fn check_cu(task: &dyn Task, root: &Path) -> Result<(Status, String)> {
+fn check_cu(task: &dyn Task, root: &Path) -> Verdict {
     if task.info().submission != SubmissionKind::Kernel {
         return skip("not a kernel task");
     }
@@ -217,7 +44,7 @@ fn check_cu(task: &dyn Task, root: &Path) -> Result<(Status, String)> {
         };
     }
     let mut done = 0;
-    for which in ["start", "reference"] {
+    for which in [Solution::Starting.as_str(), Solution::Reference.as_str()] {
         let path = root.join(which).join("solution.cu");
         for arch in rdbench_gpu::kernel_task::TARGET_ARCHS {
             let opts = rdbench_gpu::nvrtc::CompileOptions::cubin(arch);
@@ -260,16 +87,14 @@ fn check_start_reference(
     profile: &str,
     root: &Path,
     backend: std::result::Result<Backend, String>,
-) -> Result<(Status, String)> {
+) -> Verdict {
     let backend = match backend {
         Ok(b) => b,
         Err(why) => return skip(why),
     };
     let mut raws = Vec::new();
-    for (which, solution) in [
-        ("start", Solution::Starting),
-        ("reference", Solution::Reference),
-    ] {
+    for solution in [Solution::Starting, Solution::Reference] {
+        let which = solution.as_str();
         let result = score_solution_dir_on(
             ctx,
             task,
@@ -332,7 +157,7 @@ fn check_case(
     root: &Path,
     case: &exploits::Case,
     backend: &std::result::Result<Backend, String>,
-) -> Result<(Status, String)> {
+) -> Verdict {
     let dir = root.join("exploits").join(&case.name);
     case.materialize(&dir, |d| {
         task.install_solution(Solution::Starting, profile, &ctx.home.cache_dir(), d)
@@ -387,12 +212,7 @@ fn check_case(
 }
 
 /// Whether `outcome` is the verdict `case` expects (`want`; `on` names the emulator).
-fn verdict(
-    case: &exploits::Case,
-    outcome: &ScoreOutcome,
-    want: InvalidKind,
-    on: &str,
-) -> Result<(Status, String)> {
+fn verdict(case: &exploits::Case, outcome: &ScoreOutcome, want: InvalidKind, on: &str) -> Verdict {
     match outcome {
         ScoreOutcome::Invalid { kind, reason, .. } => {
             if *kind != want {
@@ -431,16 +251,16 @@ pub fn check_task(
         .home
         .runs_dir()
         .join(format!("check-{task_name}-{profile}-{}", run_stamp()));
-    let mut checks = Checks(Vec::new());
-    checks.push("profiles", check_profiles(task, profile));
-    checks.push(
-        "prepare-deterministic",
-        check_deterministic(ctx, task, profile, &root),
-    );
-    checks.push(
-        "attempt-folder-clean",
-        check_clean(ctx, task, profile, &root),
-    );
+    let cache_dir = ctx.home.cache_dir();
+    let site = conformance::Site {
+        cache_dir: &cache_dir,
+        root: &root,
+        private_paths: vec![
+            ctx.home.root().display().to_string(),
+            cache_dir.display().to_string(),
+        ],
+    };
+    let mut checks = conformance::static_checks(task, profile, &site);
     checks.push("cu-compiles", check_cu(task, &root));
     let backend = backend_for(task, profile);
     checks.push(

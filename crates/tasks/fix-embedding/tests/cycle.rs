@@ -226,4 +226,7 @@ fn tiny_cycle_scores_start_0_and_reference_1_and_no_public_seed_cheat_works() {
         theirs_there > 0.8,
         "another installation's original scores only {theirs_there:.3} there"
     );
+
+    // The conformance kit, on this installation (its models are trained by now).
+    rdbench_core::conformance::assert_conformant(&task, "tiny", &cache);
 }
