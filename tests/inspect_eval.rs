@@ -36,15 +36,16 @@ fn inspect_python() -> Option<PathBuf> {
     found.then_some(python)
 }
 
-/// One scripted eval of `task` (tiny), the agent writing `submission` (the operator's
-/// `install-solution reference` of it): Inspect's log of it, as JSON.
+/// One scripted eval of `task` (tiny) against the service on `socket`, the agent writing
+/// `submission` (the operator's `install-solution reference` of it): the script's exit code
+/// (0: the eval succeeded) and Inspect's log, as JSON.
 fn scripted_eval(
     d: &Deployment,
-    service: &Service,
+    socket: &Path,
     python: &Path,
     task: &str,
     submission: &str,
-) -> Value {
+) -> (Option<i32>, Value) {
     let reference = d.root.join(format!("{task}-reference"));
     let out = Command::new(&d.bin)
         .args(["install-solution", task, "reference", "--dir"])
@@ -70,7 +71,7 @@ fn scripted_eval(
         .arg("--client")
         .arg(&d.client_bin)
         .arg("--socket")
-        .arg(&service.socket)
+        .arg(socket)
         .arg("--program")
         .arg(reference.join(submission))
         .arg("--log-dir")
@@ -89,14 +90,17 @@ fn scripted_eval(
         "scripted inspect eval of {task}: {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(code(&out), Some(0), "run_scripted.py: {}", text(&out));
+    eprintln!("{}", text(&out));
     let log = std::fs::read_dir(&logs)
         .unwrap()
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "json"))
         .expect("Inspect wrote a JSON log");
-    serde_json::from_slice(&std::fs::read(log).unwrap()).unwrap()
+    (
+        code(&out),
+        serde_json::from_slice(&std::fs::read(log).unwrap()).unwrap(),
+    )
 }
 
 /// The tool replies of the log's one sample, in order, as (function, text).
@@ -157,7 +161,8 @@ fn checked_eval(task: &str, submission: &str) -> Option<Evaluated> {
     let d = Deployment::new()?;
     let python = inspect_python()?;
     let service = d.serve("inspect");
-    let log = scripted_eval(&d, &service, &python, task, submission);
+    let (exit, log) = scripted_eval(&d, &service.socket, &python, task, submission);
+    assert_eq!(exit, Some(0), "run_scripted.py");
     assert_eq!(log["status"], "success", "{}", log["error"]);
     let sample = &log["samples"][0];
     let replies = tool_replies(sample);
@@ -277,6 +282,28 @@ fn a_hidden_score_shows_the_scripted_agent_nothing_but_reaches_inspects_log() {
     );
     assert_eq!(e.summary["selection"], "last");
     assert!(e.score["value"].as_f64().unwrap() > 0.9, "{:#}", e.score);
+}
+
+/// No service (rdbench-client's exit 3 at `start`): the sample fails with rdbench's
+/// environment error, which `inspect eval --retry-on-error` retries; nothing is scored.
+#[test]
+fn an_unreachable_service_fails_the_sample_for_a_retry() {
+    let Some(d) = Deployment::new() else { return };
+    let Some(python) = inspect_python() else {
+        return;
+    };
+    let nowhere = d.root.join("run/nothing.sock");
+    let (exit, log) = scripted_eval(&d, &nowhere, &python, "tree-traversal", "program.json");
+    assert_eq!(exit, Some(1), "run_scripted.py");
+    assert_eq!(log["status"], "error", "{log:#}");
+    let error = log["samples"][0]["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("RdbenchEnvironmentError") && error.contains("exit 3"),
+        "{:#}",
+        log["samples"][0]["error"]
+    );
 }
 
 /// The docker and k8s configurations the package ships (docker and k8s are not here to run
