@@ -15,7 +15,12 @@ from __future__ import annotations
 import os
 import pwd
 
-from inspect_ai.util import SandboxEnvironment, SandboxEnvironmentConfigType, sandboxenv
+from inspect_ai.util import (
+    SandboxEnvironment,
+    SandboxEnvironmentConfigType,
+    SandboxUserUnsupportedError,
+    sandboxenv,
+)
 from inspect_ai.util._sandbox.local import LocalSandboxEnvironment
 from inspect_ai.util._subprocess import ExecResult
 
@@ -52,7 +57,10 @@ class AgentUserLocalSandbox(LocalSandboxEnvironment):
         concurrency: bool = True,
     ) -> ExecResult[str]:
         if user is not None and user != pwd.getpwuid(os.geteuid()).pw_name:
-            account = pwd.getpwnam(user)
+            try:
+                account = pwd.getpwnam(user)
+            except KeyError:
+                raise SandboxUserUnsupportedError(f"no user {user!r} on this machine") from None
             home = account.pw_dir if os.path.isdir(account.pw_dir) else self.agent_cwd
             session = {"HOME": home, "USER": user, "LOGNAME": user, **(env or {})}
             cmd = as_user(user, cmd, session)
