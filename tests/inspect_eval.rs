@@ -53,7 +53,11 @@ fn scripted_eval(
         .output()
         .unwrap();
     assert_eq!(code(&out), Some(0), "install-solution: {}", text(&out));
-    let logs = d.root.join(format!("{task}-logs"));
+    // Inspect's home and logs where the agent cannot look (the README's advice).
+    let inspect_home = d.root.join(format!("{task}-inspect"));
+    std::fs::create_dir(&inspect_home).unwrap();
+    super::protected::chmod(&inspect_home, 0o700);
+    let logs = inspect_home.join("logs");
     let script = super::repo().join("python/rdbench_inspect/tests/run_scripted.py");
     let started = std::time::Instant::now();
     let out = Command::new(python)
@@ -81,7 +85,7 @@ fn scripted_eval(
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
-        .env("HOME", &d.root)
+        .env("HOME", &inspect_home)
         .env_remove("RDBENCH_SOCKET")
         .env_remove("RDBENCH_CLIENT")
         .output()

@@ -128,17 +128,19 @@ async def run_captured(
 ) -> Reply:
     """Runs `command` in the sandbox (as the agent where `as_agent`), its stdout and stderr
     going to files in a fresh private folder of the platform's; returns them. `extra_files`
-    names more files the command writes there (passed to it as `{private}/NAME` where `command`
-    holds `{private}`). Never retried on a timeout: a scoring call is not idempotent."""
+    names more files a platform's command writes there (`{private}` in its arguments is that
+    folder; never in an agent's, whose arguments may carry the model's text). Never retried on
+    a timeout: a scoring call is not idempotent."""
     box = sandbox(deployment.sandbox_name)
     made = await box.exec(["mktemp", "-d"], timeout=60)
     private = made.stdout.strip()
     if not made.success or not private.startswith("/"):
         raise RdbenchEnvironmentError(f"mktemp -d in the sandbox failed: {made.stderr}")
     try:
-        command = [part.replace("{private}", private) for part in command]
         if as_agent:
             command = deployment.as_agent(command)
+        else:
+            command = [part.replace("{private}", private) for part in command]
         try:
             result = await box.exec(
                 ["sh", "-c", _CAPTURE, "sh", private, *command],
