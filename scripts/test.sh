@@ -27,6 +27,11 @@ if ! .venv/bin/python3 -c "import torch" 2>/dev/null; then
   .venv/bin/python3 -m pip install --quiet --disable-pip-version-check torch
   echo "== PyTorch installed in $((SECONDS - started)) s; .venv is $(du -sh .venv | cut -f1)"
 fi
+# Inspect AI (pinned) and the rdbench_inspect package: tests/inspect_eval.rs runs a scripted
+# Inspect eval against the protected service.
+started=$SECONDS
+.venv/bin/python3 -m pip install --quiet --disable-pip-version-check inspect-ai==0.3.285 ./python/rdbench_inspect
+echo "== inspect-ai and rdbench_inspect installed in $((SECONDS - started)) s"
 # bubblewrap: the sandbox for agents' programs (crates/runner's sandbox and its escape tests).
 if ! command -v bwrap >/dev/null; then
   if [ "$(id -u)" = 0 ]; then

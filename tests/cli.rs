@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod documented_commands;
+mod inspect_eval;
 mod protected;
 mod protected_starvation;
 mod task_standard;

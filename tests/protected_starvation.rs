@@ -268,6 +268,7 @@ fn stalled_uploads_hold_only_the_agents_own_budget_and_the_operator_still_scores
         allow_uncalibrated: true,
         timeout: None,
         emulate: false,
+        key: None,
     });
     let files = serde_json::to_vec(&SubmittedFiles {
         files: ["model.toml", "weights.safetensors"]

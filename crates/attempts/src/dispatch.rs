@@ -42,6 +42,7 @@ pub fn dispatch(ctx: &Ctx, peer: &mut dyn Peer, command: AttemptCommand) -> Resu
             allow_uncalibrated,
             timeout,
             emulate,
+            key,
         } => score::score(
             ctx,
             peer,
@@ -50,6 +51,7 @@ pub fn dispatch(ctx: &Ctx, peer: &mut dyn Peer, command: AttemptCommand) -> Resu
                 allow_uncalibrated,
                 timeout,
                 emulate,
+                key,
             },
         ),
         AttemptCommand::Tool {
@@ -155,6 +157,7 @@ mod tests {
             allow_uncalibrated: false,
             timeout: None,
             emulate: false,
+            key: None,
         }
     }
 
@@ -454,6 +457,7 @@ mod tests {
             allow_uncalibrated: false,
             timeout: None,
             emulate: true,
+            key: None,
         };
         assert_eq!(
             usage_text(dispatch(&agent, &mut peer, emulated)),
@@ -466,6 +470,7 @@ mod tests {
             allow_uncalibrated: false,
             timeout: Some(100_000),
             emulate: false,
+            key: None,
         };
         assert_eq!(dispatch(&agent, &mut peer, longer.clone()).unwrap(), 0);
         assert_eq!(peer.submissions_asked, 1);
@@ -496,6 +501,7 @@ mod tests {
             allow_uncalibrated: false,
             timeout: None,
             emulate: true,
+            key: None,
         };
         let text = usage_text(dispatch(&f.ctx(Caller::Local), &mut LocalPeer, emulated));
         assert!(text.contains("for kernel tasks"), "{text}");
@@ -532,6 +538,51 @@ mod tests {
         let read = attempt.score_log().read_verified().unwrap();
         assert_eq!(read.entries.len(), 1);
         assert!(!read.entries[0].entry.valid);
+    }
+
+    /// A scoring call with a key already logged is answered from the log: the same words and
+    /// exit code, no run, no entry; another key scores as usual. An invalid entry's key too.
+    #[test]
+    fn a_key_already_logged_is_answered_from_the_log() {
+        let f = Fixture::new();
+        let ctx = f.ctx(Caller::Local);
+        let dir = f.folder("att");
+        dispatch(&ctx, &mut LocalPeer, start_command(&dir)).unwrap();
+        f.out.take();
+        let keyed = |key: &str| AttemptCommand::Score {
+            attempt: AttemptRef::Dir(dir.clone()),
+            allow_uncalibrated: false,
+            timeout: None,
+            emulate: false,
+            key: Some(key.parse().unwrap()),
+        };
+        let mut said_by_call = Vec::new();
+        for (solution, key) in [
+            ("0123456789", "call-1"),
+            ("bad", "call-1"),
+            ("bad", "call-2"),
+            ("0123456789", "call-2"),
+        ] {
+            std::fs::write(dir.join(SOLUTION), solution).unwrap();
+            let code = dispatch(&ctx, &mut LocalPeer, keyed(key)).unwrap();
+            said_by_call.push((code, f.out.take().0));
+        }
+        assert_eq!(
+            said_by_call[0],
+            (0, "score 1.0000 (raw 2.3026: 10 ms)\n".into())
+        );
+        assert_eq!(said_by_call[1], said_by_call[0], "call-1 again");
+        assert_eq!(said_by_call[2].0, 1, "{:?}", said_by_call[2]);
+        assert_eq!(said_by_call[3], said_by_call[2], "call-2 again");
+        assert_eq!(f.host.calls.borrow().runs.len(), 1, "one worker run");
+        let attempt = Attempt::open(&f.home, &dir).unwrap();
+        let read = attempt.score_log().read_verified().unwrap();
+        let keys: Vec<_> = read
+            .entries
+            .iter()
+            .map(|e| e.entry.key.as_ref().map(|k| k.as_str().to_string()))
+            .collect();
+        assert_eq!(keys, [Some("call-1".into()), Some("call-2".into())]);
     }
 
     /// `tool` runs in the peer's turn (the service's queue) and reaches the host's tool with

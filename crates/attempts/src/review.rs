@@ -331,6 +331,7 @@ mod tests {
                 allow_uncalibrated: false,
                 timeout: None,
                 emulate: false,
+                key: None,
             };
             dispatch(&ctx, &mut LocalPeer, score).unwrap();
         }
@@ -388,6 +389,7 @@ mod tests {
             allow_uncalibrated: false,
             timeout: None,
             emulate: false,
+            key: None,
         };
         dispatch(&ctx, &mut LocalPeer, score).unwrap();
         let (said, _) = f.out.take();

@@ -16,7 +16,7 @@ use rdbench_core::calibration::{CalibrationEntry, DeviceFingerprint};
 use rdbench_core::fsutil::{atomic_write, hash_files};
 use rdbench_core::home::Home;
 use rdbench_core::outcome::InvalidKind;
-use rdbench_core::score_log::ScoreEntry;
+use rdbench_core::score_log::{Recorded, ScoreEntry, ScoreKey};
 use rdbench_core::task::{
     Backend, ScoreOutcome, ScoreRequest, SubmissionFile, SubmissionKind, Task, TaskInfo,
 };
@@ -61,7 +61,7 @@ pub struct ScoringRun {
 }
 
 /// What `score` was asked for.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ScoreOptions {
     /// Score even without a calibration for this device (raw score only).
     pub allow_uncalibrated: bool,
@@ -69,15 +69,18 @@ pub struct ScoreOptions {
     pub timeout: Option<u64>,
     /// On the CPU emulator: correctness only.
     pub emulate: bool,
+    /// The call's idempotency key: an entry already logged with it is reported again instead
+    /// of a second run.
+    pub key: Option<ScoreKey>,
 }
 
 /// What the emulator flag says on every use, so nobody mistakes it for a score.
 pub const EMULATOR_WARNING: &str = "emulated run: the CPU emulator checks correctness only and never gives a score; \
      it compiles solution.cu as host code, so use it for the project's own kernels and tests, never for an untrusted submission";
 
-/// `score`: the caller's rights (the emulator, the time limit), the entry limit, the snapshot
-/// of the submission the peer supplies, the run, the entry and its report. Exit code 0 for a
-/// valid entry, 1 for an invalid one.
+/// `score`: the caller's rights (the emulator, the time limit), the key already logged, the
+/// entry limit, the snapshot of the submission the peer supplies, the run, the entry and its
+/// report. Exit code 0 for a valid entry, 1 for an invalid one.
 pub fn score(
     ctx: &Ctx,
     peer: &mut dyn Peer,
@@ -108,6 +111,14 @@ pub fn score(
         Some(t) if ctx.rights.timeout_at_most_the_tasks => Some(t.min(info.score_timeout_s)),
         t => t,
     };
+    // A retried call: the entry its key logged, reported as it was, nothing scored. (Two calls
+    // racing with one key both run; the log keeps the first entry, and both report it.)
+    if let Some(key) = &options.key {
+        if let Some(logged) = attempt.score_log().find_keyed(key)? {
+            report(ctx, &info, &logged, attempt);
+            return Ok(exit_code(&logged));
+        }
+    }
     let profile = attempt.record.profile.clone();
     let started = Instant::now();
     // The pid in the snapshot's name lets a later sweep remove it if this process dies.
@@ -133,9 +144,7 @@ pub fn score(
         let _ = std::fs::remove_dir_all(&snapshot_dir);
         let rejected = RunResult::rejected(kind, reason, started);
         let entry = entry_for(&info, &profile, &rejected, None, None, sha, None);
-        let entry = record(attempt, entry)?;
-        report(ctx, &info, &entry, attempt);
-        return Ok(1);
+        return record_and_report(ctx, &info, attempt, entry, options.key);
     }
     let scored = score_snapshot(
         ctx,
@@ -143,6 +152,7 @@ pub fn score(
         attempt,
         &snapshot_dir,
         (options.allow_uncalibrated, timeout, backend, started),
+        options.key,
     );
     let _ = std::fs::remove_dir_all(&snapshot_dir);
     scored
@@ -333,6 +343,7 @@ fn score_snapshot(
     attempt: &Attempt,
     snapshot_dir: &Path,
     (allow_uncalibrated, timeout, backend, started): (bool, Option<u64>, Backend, Instant),
+    key: Option<ScoreKey>,
 ) -> Result<i32> {
     let info = task.info();
     let profile = attempt.record.profile.clone();
@@ -353,9 +364,7 @@ fn score_snapshot(
         let mut rejected = RunResult::rejected(kind, reason, started);
         unsnapshot(&mut rejected, snapshot_dir, &attempt.record.dir);
         let entry = entry_for(&info, &profile, &rejected, None, None, sha, None);
-        let entry = record(attempt, entry)?;
-        report(ctx, &info, &entry, attempt);
-        return Ok(1);
+        return record_and_report(ctx, &info, attempt, entry, key);
     }
     // 2. The environment and the calibration, before spending GPU time.
     let Readiness { fp, calibration } = readiness(ctx, task, &profile, backend)?;
@@ -378,9 +387,7 @@ fn score_snapshot(
         sha,
         Some(files),
     );
-    let entry = record(attempt, entry)?;
-    report(ctx, &info, &entry, attempt);
-    Ok(if entry.valid { 0 } else { 1 })
+    record_and_report(ctx, &info, attempt, entry, key)
 }
 
 /// What scoring a profile needs on this installation, looked up before a run is spent.
@@ -428,13 +435,37 @@ pub(crate) fn calibrate_command(task: &str, profile: &str) -> String {
     format!("`rdbench calibrate --task {task} --profile {profile}`")
 }
 
-/// Appends `entry` to the attempt's log, late if the time limit has passed or the attempt was
-/// finished (the log itself also marks late whatever follows its seal).
-fn record(attempt: &Attempt, mut entry: ScoreEntry) -> Result<ScoreEntry> {
+/// Appends `entry` to the attempt's log with the call's `key`, late if the time limit has
+/// passed or the attempt was finished (the log itself also marks late whatever follows its
+/// seal), and reports it; or, where a racing call with the same key logged first, reports that
+/// call's entry. The exit code is the reported entry's.
+fn record_and_report(
+    ctx: &Ctx,
+    info: &TaskInfo,
+    attempt: &Attempt,
+    mut entry: ScoreEntry,
+    key: Option<ScoreKey>,
+) -> Result<i32> {
     entry.late = attempt.is_late(Utc::now());
-    let appended = attempt.score_log().append(&entry)?;
-    entry.late = appended.late;
-    Ok(entry)
+    entry.key = key;
+    let entry = match attempt.score_log().append_once(&entry)? {
+        Recorded::Appended(appended) => ScoreEntry {
+            late: appended.late,
+            ..entry
+        },
+        Recorded::AlreadyLogged(logged) => logged,
+    };
+    report(ctx, info, &entry, attempt);
+    Ok(exit_code(&entry))
+}
+
+/// `score`'s exit code for a logged entry: 0 valid, 1 invalid.
+fn exit_code(entry: &ScoreEntry) -> i32 {
+    if entry.valid {
+        0
+    } else {
+        1
+    }
 }
 
 fn report(ctx: &Ctx, info: &TaskInfo, entry: &ScoreEntry, attempt: &Attempt) {
@@ -590,6 +621,7 @@ pub fn entry_for(
             None
         },
         late: false,
+        key: None,
     }
 }
 

@@ -133,6 +133,7 @@ fn bench(c: &mut Criterion) {
         samples_file: None,
         timeline_file: None,
         late: false,
+        key: None,
     };
     c.bench_function("score_log_append", |b| {
         b.iter(|| log.append(&entry).unwrap())

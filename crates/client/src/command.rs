@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use clap::builder::TypedValueParser;
 use clap::Subcommand;
 use rdbench_core::attempt::AttemptRef;
+use rdbench_core::score_log::ScoreKey;
 use serde::{Deserialize, Serialize};
 
 /// The profile every command that takes `--profile` uses when none is named: a constant, so a
@@ -94,6 +95,12 @@ pub enum AttemptCommand {
         /// service refuses it to agents.
         #[arg(long)]
         emulate: bool,
+        /// An idempotency key (1 to 128 printable characters): if an entry with this key is
+        /// already logged for the attempt, it is reported again (same exit code) and nothing
+        /// is scored. A platform sends a fresh key per tool call, so a retried call counts once.
+        #[arg(long)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<ScoreKey>,
     },
     /// Run one of the task's experiment tools for an attempt, through the scorer, which keeps
     /// the tool's record where the agent cannot edit it (scaling-law: `train n_embd=N
@@ -244,6 +251,24 @@ mod tests {
                 "allow_unscorable": false,
             })
         );
+    }
+
+    /// `score --key` travels as a string; a key the service would refuse is refused by the
+    /// parser already, and a bad one on the wire does not parse.
+    #[test]
+    fn a_score_key_travels_checked() {
+        let score = parse(&["score", "d", "--key", "call_1"]);
+        let wire = serde_json::to_value(&score).unwrap();
+        assert_eq!(wire["key"], "call_1");
+        assert_eq!(
+            serde_json::from_value::<AttemptCommand>(wire).unwrap(),
+            score
+        );
+        let too_long = "k".repeat(129);
+        assert!(Cli::try_parse_from(["rdbench", "score", "d", "--key", &too_long]).is_err());
+        let mut bad = serde_json::to_value(&score).unwrap();
+        bad["key"] = serde_json::json!("a\u{7}b");
+        assert!(serde_json::from_value::<AttemptCommand>(bad).is_err());
     }
 
     /// A client of before `--allow-unscorable` sends no such field: it reads as not given.

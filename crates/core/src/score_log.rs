@@ -135,6 +135,55 @@ pub struct ScoreEntry {
     /// The log sets it itself on any entry appended after a seal.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub late: bool,
+    /// The caller's idempotency key (`score --key`): a second call with a key already logged
+    /// for the attempt gets this entry back instead of a second run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<ScoreKey>,
+}
+
+/// An idempotency key of a scoring call: 1 to [`ScoreKey::MAX_CHARS`] characters, none a
+/// control character. A platform whose tool call may be retried (a timeout, a scaffold that
+/// runs a tool twice) sends one fresh key per call, so the retry is answered from the log
+/// rather than scored, and logged, twice. Checked wherever one is made: the command line and
+/// the service's wire alike.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ScoreKey(String);
+
+impl ScoreKey {
+    /// The longest key, in characters.
+    pub const MAX_CHARS: usize = 128;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ScoreKey {
+    type Error = String;
+    fn try_from(key: String) -> std::result::Result<Self, String> {
+        if crate::template::is_short_label(&key, Self::MAX_CHARS) {
+            Ok(ScoreKey(key))
+        } else {
+            Err(format!(
+                "a scoring key is 1 to {} printable characters",
+                Self::MAX_CHARS
+            ))
+        }
+    }
+}
+
+impl std::str::FromStr for ScoreKey {
+    type Err = String;
+    fn from_str(key: &str) -> std::result::Result<Self, String> {
+        ScoreKey::try_from(key.to_string())
+    }
+}
+
+impl From<ScoreKey> for String {
+    fn from(key: ScoreKey) -> String {
+        key.0
+    }
 }
 
 /// The final record of a finished attempt. Appending after it is still possible, but every
@@ -283,6 +332,15 @@ impl LogRead {
     pub fn select_final(&self, selection: Selection, direction: Direction) -> Option<&LoggedEntry> {
         select_final(&self.entries, selection, direction)
     }
+}
+
+/// What [`ScoreLog::append_once`] did with an entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    /// Appended as a new record.
+    Appended(Appended),
+    /// Not appended: a trusted entry with the same key was already logged (this one).
+    AlreadyLogged(ScoreEntry),
 }
 
 /// What [`ScoreLog::append`] wrote.
@@ -650,6 +708,26 @@ impl ScoreLog {
     /// Appends one entry as a single chained line; never rewrites earlier bytes. An entry
     /// appended after the seal is written late whatever `entry.late` says.
     pub fn append(&self, entry: &ScoreEntry) -> Result<Appended> {
+        match self.append_entry(entry, false)? {
+            Recorded::Appended(appended) => Ok(appended),
+            Recorded::AlreadyLogged(_) => unreachable!("only append_once looks for its key"),
+        }
+    }
+
+    /// As [`Self::append`], unless the entry has a key that a trusted entry of this log
+    /// already has: then nothing is written and that entry comes back. The check is made under
+    /// the lock the append takes, so two calls racing with one key log one entry.
+    pub fn append_once(&self, entry: &ScoreEntry) -> Result<Recorded> {
+        self.append_entry(entry, true)
+    }
+
+    /// The trusted entry logged with `key`, if any (read without the lock: a call that finds
+    /// none still meets [`Self::append_once`]'s check).
+    pub fn find_keyed(&self, key: &ScoreKey) -> Result<Option<ScoreEntry>> {
+        Ok(keyed(&self.read_verified()?, key).cloned())
+    }
+
+    fn append_entry(&self, entry: &ScoreEntry, once: bool) -> Result<Recorded> {
         let internal =
             |e: serde_json::Error| Error::Internal(format!("serializing score entry: {e}"));
         let Value::Object(mut fields) = serde_json::to_value(entry).map_err(internal)? else {
@@ -668,6 +746,14 @@ impl ScoreLog {
             ))
         })?;
         self.append_locked(|scan| {
+            if let Some(logged) = entry
+                .key
+                .as_ref()
+                .filter(|_| once)
+                .and_then(|key| keyed(&scan.read, key))
+            {
+                return Ok((None, Recorded::AlreadyLogged(logged.clone())));
+            }
             let late = entry.late || scan.read.seal.is_some();
             if late {
                 fields.insert("late".into(), true.into());
@@ -675,7 +761,7 @@ impl ScoreLog {
             let (seq, prev) = scan.next();
             Ok((
                 Some(self.record_line(fields, seq, prev)),
-                Appended { seq, late },
+                Recorded::Appended(Appended { seq, late }),
             ))
         })
     }
@@ -743,6 +829,14 @@ impl ScoreLog {
             warnings,
         ))
     }
+}
+
+/// The first trusted entry of `read` carrying `key`.
+fn keyed<'a>(read: &'a LogRead, key: &ScoreKey) -> Option<&'a ScoreEntry> {
+    read.entries
+        .iter()
+        .find(|e| e.trusted && e.entry.key.as_ref() == Some(key))
+        .map(|e| &e.entry)
 }
 
 /// How the final score of an attempt is chosen from its log.
@@ -853,6 +947,7 @@ mod tests {
             samples_file: None,
             timeline_file: None,
             late: false,
+            key: None,
         }
     }
 
@@ -1469,6 +1564,72 @@ mod tests {
                     prop_assert!(!read.is_intact(), "byte {} changed to {}: still intact", pos, byte);
                 }
             }
+        }
+    }
+
+    /// A keyed entry is logged once: the same key again (one after the other, or from eight
+    /// threads at once) gets the first entry back and writes nothing; another key, or none,
+    /// appends as usual.
+    #[test]
+    fn a_key_already_logged_appends_nothing_and_returns_the_logged_entry() {
+        let (_dir, path, log) = log_of(1);
+        let keyed = |key: &str, normalized: f64| ScoreEntry {
+            key: Some(key.parse().unwrap()),
+            ..entry(true, Some(normalized))
+        };
+        let first = log.append_once(&keyed("call-1", 0.3)).unwrap();
+        assert_eq!(
+            first,
+            Recorded::Appended(Appended {
+                seq: 2,
+                late: false
+            })
+        );
+        match log.append_once(&keyed("call-1", 0.9)).unwrap() {
+            Recorded::AlreadyLogged(e) => assert_eq!(e.normalized, Some(0.3)),
+            other => panic!("logged twice: {other:?}"),
+        }
+        let found = log.find_keyed(&"call-1".parse().unwrap()).unwrap();
+        assert_eq!(found.and_then(|e| e.normalized), Some(0.3));
+        assert!(log
+            .find_keyed(&"call-2".parse().unwrap())
+            .unwrap()
+            .is_none());
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| log.append_once(&keyed("call-2", 0.5)).unwrap());
+            }
+        });
+        log.append_once(&entry(true, Some(0.6))).unwrap();
+        let read = log.read_verified().unwrap();
+        assert!(read.is_intact(), "{:?}", read.broken);
+        let keys: Vec<Option<&str>> = read
+            .entries
+            .iter()
+            .map(|e| e.entry.key.as_ref().map(ScoreKey::as_str))
+            .collect();
+        assert_eq!(
+            keys,
+            [None, Some("call-1"), Some("call-2"), None],
+            "{}",
+            std::fs::read_to_string(&path).unwrap()
+        );
+    }
+
+    /// A key is 1 to 128 printable characters, from the command line and from the wire alike.
+    #[test]
+    fn a_key_is_short_and_printable() {
+        assert!("toolu_01ABC-def".parse::<ScoreKey>().is_ok());
+        assert!("k".repeat(ScoreKey::MAX_CHARS).parse::<ScoreKey>().is_ok());
+        for bad in [
+            String::new(),
+            "k".repeat(129),
+            "a\nb".into(),
+            "\u{1b}[2J".into(),
+        ] {
+            assert!(bad.parse::<ScoreKey>().is_err(), "{bad:?}");
+            let wire = serde_json::json!(bad);
+            assert!(serde_json::from_value::<ScoreKey>(wire).is_err(), "{bad:?}");
         }
     }
 }

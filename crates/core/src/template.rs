@@ -59,6 +59,12 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Whether `text` is a short label: 1 to `max_chars` characters, none of them a control
+/// character (`--agent` names, scoring keys: stored in records and shown to operators).
+pub fn is_short_label(text: &str, max_chars: usize) -> bool {
+    !text.is_empty() && text.chars().count() <= max_chars && !text.chars().any(char::is_control)
+}
+
 /// `100000000` as `100,000,000`.
 pub fn thousands(n: i64) -> String {
     let s = n.unsigned_abs().to_string();
