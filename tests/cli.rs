@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod documented_commands;
+mod fanout;
 mod protected;
 mod protected_starvation;
+mod slurm;
 
 /// The binary under test (`RDBENCH_BIN` lets the prebuilt test binary run on another machine).
 fn rdbench_bin() -> PathBuf {

@@ -185,7 +185,7 @@ pub fn stage(
 const MAX_AGENT_NAME: usize = 128;
 
 /// `--agent` is a label for reports: short and printable.
-fn check_agent_name(agent: &str) -> Result<()> {
+pub fn check_agent_name(agent: &str) -> Result<()> {
     if agent.is_empty()
         || agent.chars().count() > MAX_AGENT_NAME
         || agent.chars().any(char::is_control)

@@ -9,6 +9,7 @@ mod cycle;
 mod doctor;
 mod glance;
 mod monitor;
+pub mod score_job;
 mod serve;
 
 use std::path::PathBuf;
@@ -232,6 +233,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => monitor::monitor(&ctx, &dir, interval_ms, duration),
         Command::Aggregate(args) => crate::aggregate::run(&args, ctx.json),
         Command::Doctor => doctor::doctor(&ctx),
+        Command::ScoreJob(args) => score_job::score_job(&ctx, &args),
+        Command::Fanout(args) => crate::fanout::run(&ctx, &args, cli.home.as_deref()),
         Command::Cycle {
             task,
             profile,
