@@ -61,6 +61,24 @@ impl Jobs {
         ])
     }
 
+    /// `rdbench [--json] aggregate RESULTS` (short bootstraps, no files).
+    pub fn aggregate(&self, env: &Env, json: bool) -> std::process::Output {
+        let mut args = vec!["aggregate", self.results.to_str().unwrap(), "--no-files"];
+        args.extend(["--bootstrap", "20", "--budget-bootstrap", "20"]);
+        if json {
+            args.insert(0, "--json");
+        }
+        env.rdbench(&args)
+    }
+
+    /// `rdbench fanout TARGET MANIFEST --results RESULTS ARGS...`.
+    pub fn fanout(&self, env: &Env, target: &str, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["fanout", target, self.manifest.to_str().unwrap()];
+        all.extend(["--results", self.results.to_str().unwrap()]);
+        all.extend(args);
+        env.rdbench(&all)
+    }
+
     pub fn result(&self, index: usize) -> serde_json::Value {
         let path = self.results.join(format!("{index}.json"));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -98,16 +116,7 @@ impl Jobs {
             "{}",
             self.result(2)
         );
-        let out = env.rdbench(&[
-            "--json",
-            "aggregate",
-            self.results.to_str().unwrap(),
-            "--no-files",
-            "--bootstrap",
-            "20",
-            "--budget-bootstrap",
-            "20",
-        ]);
+        let out = self.aggregate(env, true);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let report = String::from_utf8_lossy(&out.stdout);
         for agent in ["starter", "expert"] {
@@ -179,15 +188,7 @@ fn score_job_scores_each_index_once_and_aggregate_reads_the_folder() {
 
     // A broken file in the folder: one line naming it, the others still aggregated, exit 2.
     std::fs::write(jobs.results.join("4.json"), "{ torn").unwrap();
-    let out = env.rdbench(&[
-        "aggregate",
-        jobs.results.to_str().unwrap(),
-        "--no-files",
-        "--bootstrap",
-        "20",
-        "--budget-bootstrap",
-        "20",
-    ]);
+    let out = jobs.aggregate(&env, false);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -259,21 +260,24 @@ fn fanout_k8s_writes_an_indexed_job_that_validates() {
     let env = Env::new();
     let jobs = Jobs::new(&env);
     let out_file = env.work.path().join("job.json");
-    let out = env.rdbench(&[
-        "fanout",
+    let jobs = Jobs {
+        results: "/data/results".into(),
+        ..jobs
+    };
+    let out = jobs.fanout(
+        &env,
         "k8s",
-        jobs.manifest.to_str().unwrap(),
-        "--results",
-        "/data/results",
-        "--image",
-        "registry.example/rdbench:1",
-        "--pvc",
-        "rdbench-data",
-        "--max-running",
-        "2",
-        "--out",
-        out_file.to_str().unwrap(),
-    ]);
+        &[
+            "--image",
+            "registry.example/rdbench:1",
+            "--pvc",
+            "rdbench-data",
+            "--max-running",
+            "2",
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let json = std::fs::read_to_string(&out_file).unwrap();
     let job: k8s_openapi::api::batch::v1::Job = serde_json::from_str(&json).expect("a Job");
@@ -332,12 +336,15 @@ fn fanout_k8s_writes_an_indexed_job_that_validates() {
     }
     let gpu_file = env.work.path().join("gpu-job.json");
     std::fs::write(&gpu_file, gpu_json.as_bytes()).unwrap();
-    for file in [&out_file, &gpu_file] {
-        let out = std::process::Command::new(&validate)
+    let validate = |file: &Path| {
+        std::process::Command::new(&validate)
             .args(["--strict", "-k", "1.33.0"])
             .arg(file)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    for file in [&out_file, &gpu_file] {
+        let out = validate(file);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("INFO"),
@@ -347,10 +354,6 @@ fn fanout_k8s_writes_an_indexed_job_that_validates() {
     }
     // And the check can fail: a Job with a misspelt field does not validate.
     std::fs::write(&gpu_file, json.replace("completionMode", "completionMod")).unwrap();
-    let out = std::process::Command::new(&validate)
-        .args(["--strict", "-k", "1.33.0"])
-        .arg(&gpu_file)
-        .output()
-        .unwrap();
+    let out = validate(&gpu_file);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
 }

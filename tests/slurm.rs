@@ -254,19 +254,18 @@ fn a_slurm_array_scores_a_manifest_and_aggregate_reports_it() {
     let env = Env::new();
     let jobs = Jobs::new(&env);
     let script = env.work.path().join("array.sh");
-    let out = env.rdbench(&[
-        "fanout",
+    let out = jobs.fanout(
+        &env,
         "slurm",
-        jobs.manifest.to_str().unwrap(),
-        "--results",
-        jobs.results.to_str().unwrap(),
-        "--max-running",
-        "2",
-        "--time",
-        "5",
-        "--out",
-        script.to_str().unwrap(),
-    ]);
+        &[
+            "--max-running",
+            "2",
+            "--time",
+            "5",
+            "--out",
+            script.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let body = std::fs::read_to_string(&script).unwrap();
     assert!(body.contains("#SBATCH --array=0-3%2\n"), "{body}");
