@@ -57,10 +57,9 @@ struct Cluster {
 
 impl Cluster {
     fn start(dir: &Path) -> Cluster {
-        let host = String::from_utf8(Command::new("hostname").arg("-s").output().unwrap().stdout)
-            .unwrap()
-            .trim()
-            .to_string();
+        // `hostname -s`: the node's name as slurmd finds it.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let host = host.trim().split('.').next().unwrap().to_string();
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         for sub in ["munge", "state", "spool", "log"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();

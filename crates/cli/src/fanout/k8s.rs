@@ -56,15 +56,18 @@ pub struct K8sArgs {
     /// The Job's name [default: rdbench-<the manifest's name>].
     #[arg(long)]
     pub name: Option<String>,
+    /// The rdbench home in the pods (calibrations, attempts' logs) [default: the image's
+    /// $RDBENCH_HOME]. The global --home is this machine's and never goes into the Job.
+    #[arg(long)]
+    pub pod_home: Option<PathBuf>,
     /// Retries of each index before it counts as failed.
     #[arg(long, default_value_t = 2)]
     pub backoff_limit_per_index: i32,
 }
 
-/// The Job for `manifest`, as JSON. `home` (the global `--home`) is the rdbench home as the
-/// pods see it.
-pub fn job_json(args: &K8sArgs, manifest: &Manifest, home: Option<&Path>) -> Result<String> {
-    let job = job(args, manifest, home)?;
+/// The Job for `manifest`, as JSON.
+pub fn job_json(args: &K8sArgs, manifest: &Manifest) -> Result<String> {
+    let job = job(args, manifest)?;
     let mut text =
         serde_json::to_string_pretty(&job).map_err(|e| Error::Internal(e.to_string()))?;
     text.push('\n');
@@ -72,7 +75,7 @@ pub fn job_json(args: &K8sArgs, manifest: &Manifest, home: Option<&Path>) -> Res
 }
 
 /// The Job for `manifest`.
-pub fn job(args: &K8sArgs, manifest: &Manifest, home: Option<&Path>) -> Result<Job> {
+pub fn job(args: &K8sArgs, manifest: &Manifest) -> Result<Job> {
     let common = &args.common;
     let pod_manifest = match &args.pod_manifest {
         Some(p) => p.clone(),
@@ -104,7 +107,7 @@ pub fn job(args: &K8sArgs, manifest: &Manifest, home: Option<&Path>) -> Result<J
         .map_err(|_| Error::Usage("too many jobs for one Kubernetes Job".into()))?;
     let command = score_job_command(
         &args.rdbench,
-        home,
+        args.pod_home.as_deref(),
         &pod_manifest,
         &common.results,
         "JOB_COMPLETION_INDEX",

@@ -84,11 +84,14 @@ pub fn run(ctx: &Context, args: &FanoutArgs, home: Option<&Path>) -> Result<i32>
         }
         Target::K8s(a) => {
             let manifest = Manifest::load(&a.common.manifest)?;
-            let text = k8s::job_json(a, &manifest, home)?;
+            let text = k8s::job_json(a, &manifest)?;
             (&a.common, text, manifest)
         }
     };
     match &common.out {
+        None if ctx.json => ctx.out.json(&serde_json::json!({
+            "text": text, "jobs": manifest.jobs.len(), "needs_gpu": manifest.needs_gpu,
+        })),
         None => print!("{text}"),
         Some(out) => {
             rdbench_core::fsutil::atomic_write(out, text.as_bytes())?;
