@@ -18,6 +18,8 @@ if [ ! -x .venv/bin/pip ]; then
   }
 fi
 .venv/bin/python3 -m pip install --quiet --disable-pip-version-check nvidia-cuda-nvrtc scikit-learn numpy
+# kubernetes-validate: the Job schema offline, for `fanout k8s`'s test (tests/fanout.rs).
+.venv/bin/python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
 # PyTorch: optimize-train's programs run on it in the sandbox (the task's tests, check-task and
 # exploit corpus). PyPI's Linux build brings its CUDA libraries: about 4 GB and 2-3 minutes the
 # first time; the CPU-only index is not reachable from every CI machine.
@@ -40,6 +42,14 @@ if ! command -v bwrap >/dev/null; then
   else
     echo "== bubblewrap (bwrap) is missing and this is not root: sandboxed runs will be refused"
   fi
+fi
+# Slurm and munge: tests/slurm.rs starts a one-node cluster and runs `fanout slurm`'s array
+# (about 25 s to install on the 2-core build machine).
+if [ "$(id -u)" = 0 ] && ! command -v slurmctld >/dev/null; then
+  echo "== installing slurm-wlm and munge"
+  started=$SECONDS
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm munge; } >/dev/null
+  echo "== slurm-wlm and munge installed in $((SECONDS - started)) s"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== cargo fmt --check"

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod documented_commands;
+mod fanout;
 mod inspect_eval;
 mod protected;
 mod protected_starvation;
+mod slurm;
 mod task_standard;
 
 /// The binary under test (`RDBENCH_BIN` lets the prebuilt test binary run on another machine).

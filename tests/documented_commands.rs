@@ -61,6 +61,21 @@ const SKIPPED: &[(&str, Doc, &str)] = &[
         "the syntax; the same row's example (`rdbench tool A train ...`) runs",
     ),
     (
+        "rdbench score-job --manifest M --index N --results DIR",
+        Doc::Readme,
+        "needs a manifest of submissions; tests/fanout.rs runs it (and tests/slurm.rs on Slurm)",
+    ),
+    (
+        "rdbench fanout slurm M --results DIR",
+        Doc::Readme,
+        "needs a manifest of submissions; tests/fanout.rs and tests/slurm.rs run it",
+    ),
+    (
+        "rdbench fanout k8s M --results DIR --image I --pvc C",
+        Doc::Readme,
+        "needs a manifest of submissions; tests/fanout.rs runs it and validates the Job",
+    ),
+    (
         "rdbench-client score .",
         Doc::Instructions,
         "the service's client; tests/protected.rs runs it as an agent's user",

@@ -185,7 +185,7 @@ pub fn stage(
 const MAX_AGENT_NAME: usize = 128;
 
 /// `--agent` is a label for reports: short and printable.
-fn check_agent_name(agent: &str) -> Result<()> {
+pub fn check_agent_name(agent: &str) -> Result<()> {
     if !rdbench_core::template::is_short_label(agent, MAX_AGENT_NAME) {
         return Err(Error::Usage(format!(
             "--agent must be 1 to {MAX_AGENT_NAME} printable characters"

@@ -1,5 +1,7 @@
 //! `rdbench aggregate`: many attempts in, RE-Bench's score at time budgets and METR's time
 //! horizon out, as tables (or JSON/CSV) on stdout and report.json, CSV files and plots in --out.
+//! An input may be a results folder of `score-job` (its `<index>.json` files): there a broken
+//! file is one line on stderr naming it, the others are aggregated, and the exit code is 2.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,7 +10,7 @@ use rdbench_scoring::budget::BudgetConfig;
 use rdbench_scoring::horizon::{HorizonConfig, Outcome};
 use rdbench_scoring::plot::{write_plots, PlotFormat};
 use rdbench_scoring::report::parse_duration;
-use rdbench_scoring::{aggregate, load_files, with_threads, AggregateConfig};
+use rdbench_scoring::{aggregate, load_file, with_threads, AggregateConfig, Run};
 
 /// What to print on stdout.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,8 +36,9 @@ pub enum PlotKind {
 #[derive(clap::Args, Debug)]
 pub struct AggregateArgs {
     /// Attempt summaries written by `rdbench finish` or METR runs (all_runs.jsonl): one JSON
-    /// object, a JSON array, or JSON lines per file; the format is detected per record
-    #[arg(required = true, value_name = "FILE")]
+    /// object, a JSON array, or JSON lines per file; the format is detected per record. A
+    /// folder is a `score-job` results folder: every `<index>.json` in it
+    #[arg(required = true, value_name = "FILE|DIR")]
     pub inputs: Vec<PathBuf>,
     /// Folder for report.json, budgets.csv, horizons.csv, horizon_bootstrap.csv and the plots
     #[arg(long, value_name = "DIR", default_value = "rdbench-aggregate")]
@@ -146,10 +149,14 @@ fn run_inner(args: &AggregateArgs, json: bool) -> anyhow::Result<i32> {
         args.format
     };
     let cfg = args.config();
+    let mut broken = Vec::new();
     let result = with_threads(args.threads, || {
-        let runs = load_files(&args.inputs)?;
+        let runs = load_inputs(&args.inputs, &mut broken)?;
         aggregate(&runs, &cfg)
     });
+    for line in &broken {
+        eprintln!("rdbench: skipped {line}");
+    }
     let report = result?;
     let mut written = Vec::new();
     if !args.no_files {
@@ -194,5 +201,52 @@ fn run_inner(args: &AggregateArgs, json: bool) -> anyhow::Result<i32> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
         _ => {}
     }
-    Ok(0)
+    Ok(if broken.is_empty() { 0 } else { 2 })
+}
+
+/// The runs of every input: a file whole (an error in it stops the command), a results folder
+/// file by file (a broken one goes into `broken`, naming it, and the others count).
+fn load_inputs(inputs: &[PathBuf], broken: &mut Vec<String>) -> rdbench_scoring::Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for input in inputs {
+        if !input.is_dir() {
+            runs.extend(load_file(input)?);
+            continue;
+        }
+        let results = result_files(input)?;
+        if results.is_empty() {
+            return Err(rdbench_scoring::ScoringError::EmptyFile {
+                path: input.join("<index>.json"),
+            });
+        }
+        for file in results {
+            match load_file(&file) {
+                Ok(found) => runs.extend(found),
+                Err(e) => broken.push(e.to_string()),
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// The `<index>.json` files of a results folder, by index.
+fn result_files(dir: &std::path::Path) -> rdbench_scoring::Result<Vec<PathBuf>> {
+    let io = |source| rdbench_scoring::ScoringError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let index = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(index) = index {
+            found.push((index, path));
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
 }

@@ -9,6 +9,8 @@ use rdbench_client::command::{DEFAULT_PROFILE, PROFILE_HELP};
 use rdbench_client::AttemptCommand;
 
 use crate::aggregate::AggregateArgs;
+use crate::commands::score_job::ScoreJobArgs;
+use crate::fanout::FanoutArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,6 +84,12 @@ pub enum Command {
     /// Write a task out for another platform (a METR Task Standard family).
     #[command(subcommand)]
     Export(crate::commands::export::ExportCommand),
+    /// The scheduler's command: score job INDEX of a fanout manifest once and write
+    /// RESULTS/INDEX.json (a sealed result already there is reported, not scored again).
+    ScoreJob(ScoreJobArgs),
+    /// Write a Slurm array script or a Kubernetes Indexed Job that runs `score-job` for every
+    /// job of a manifest.
+    Fanout(FanoutArgs),
     /// The built-in default job: for every task, start an attempt, score the starting
     /// solution, apply the reference solution, score it, and print a line as it finishes.
     Cycle {

@@ -8,6 +8,7 @@ mod aggregate;
 mod cli;
 mod commands;
 mod exploits;
+mod fanout;
 mod job;
 mod output;
 mod registry;

@@ -10,6 +10,7 @@ mod doctor;
 pub mod export;
 mod glance;
 mod monitor;
+pub mod score_job;
 mod serve;
 
 use std::path::PathBuf;
@@ -234,6 +235,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Aggregate(args) => crate::aggregate::run(&args, ctx.json),
         Command::Doctor => doctor::doctor(&ctx),
         Command::Export(command) => export::run(&ctx, &command),
+        Command::ScoreJob(args) => score_job::score_job(&ctx, &args),
+        Command::Fanout(args) => crate::fanout::run(&ctx, &args, cli.home.as_deref()),
         Command::Cycle {
             task,
             profile,
