@@ -384,6 +384,11 @@ impl Walk<'_> {
         let attempt = self.attempt_for(words).clone();
         let one = match (before, word) {
             ("--dir", "D") => self.fresh("dir").display().to_string(),
+            // `export task-standard`: paths of the task environment it writes into the family.
+            ("--out", "D") => self.fresh("export").display().to_string(),
+            ("--service-socket", "S") => "/run/rdbench/score.sock".to_string(),
+            ("--agent-user", "U") => "agent".to_string(),
+            ("--attempt-dir", "A") => "/home/agent/attempt".to_string(),
             (_, "D" | "DIR" | "<this folder>") => attempt.dir.display().to_string(),
             (_, "A") => attempt.id,
             (_, "T" | "<task>") => TASK.to_string(),

@@ -49,7 +49,7 @@ pub enum ExportCommand {
 pub struct TaskStandardArgs {
     /// The rdbench task (`rdbench list`).
     pub task: String,
-    /// The family is written to OUT/rdbench_<task>/ (made; must not exist yet).
+    /// The family is written to OUT/rdbench_<task>/ (made, or an earlier export replaced).
     #[arg(long)]
     pub out: PathBuf,
     /// Only these profiles [default: all of the task's].
@@ -188,9 +188,11 @@ fn task_standard(ctx: &Context, args: &TaskStandardArgs) -> Result<i32> {
     }
     let name = family_name(&info.name);
     let dir = args.out.join(&name);
-    if dir.exists() {
+    // Exporting again replaces an earlier export (its spec file says it is one); any other
+    // folder of that name is someone else's.
+    if dir.exists() && !dir.join(SPEC_NAME).is_file() {
         return Err(Error::Usage(format!(
-            "{}: already exists; export into a new folder",
+            "{}: already exists and is not an exported family; export into another folder",
             dir.display()
         )));
     }
