@@ -20,6 +20,14 @@ use crate::{Error, Result};
 /// Why a submission is invalid: its kind and a reason naming the file.
 pub type Rejection = (InvalidKind, String);
 
+/// The profile `name` of a task whose profiles are made by functions, one per name.
+pub fn profile_named<P>(name: &str, profiles: &[(&str, fn() -> P)]) -> Option<P> {
+    profiles
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, make)| make())
+}
+
 /// What an artifact task supplies; everything else is [`ArtifactTaskAdapter`]'s.
 pub trait ArtifactTask: Send + Sync {
     /// A profile's settings (sizes, schedules, limits), looked up once per call by

@@ -139,3 +139,15 @@ mod tests {
         assert!(!format!("{s:?}").contains("0505"));
     }
 }
+
+/// Names a task's instance in cache paths: 16 hex digits of SHA-256 over the task's `domain` and
+/// every parameter of the instance, so a changed secret (or a hand-made instance) never reuses
+/// another instance's files, and the name reveals nothing usable (one-way).
+pub fn instance_id(domain: &[u8], instance: &impl serde::Serialize) -> String {
+    let json = serde_json::to_vec(instance).expect("an instance serializes");
+    let mut h = Sha256::new();
+    h.update(domain);
+    h.update(b"\0cache id\0");
+    h.update(&json);
+    hex::encode(h.finalize())[..16].to_string()
+}

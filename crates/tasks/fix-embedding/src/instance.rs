@@ -30,7 +30,6 @@ use rdbench_core::task_secret::TaskSecret;
 use rdbench_core::Result;
 use rdbench_lm::HmmConfig;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::profile::Spec;
 
@@ -69,10 +68,6 @@ impl Secret {
     pub fn derive(&self, profile: &str, parameter: &str) -> u64 {
         self.0.derive(DOMAIN, profile, parameter)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Every hidden parameter of one profile's instance.
@@ -118,15 +113,8 @@ impl Instance {
         Ok(Instance::derive(spec, &Secret::load_or_create(cache_dir)?))
     }
 
-    /// Names the instance in cache paths: 16 hex digits of SHA-256 over every parameter, so a
-    /// changed secret (or a hand-made instance) never reuses another instance's files, and the
-    /// name reveals nothing usable (the seeds are 64-bit HMAC outputs, the hash is one-way).
+    /// Names the instance in cache paths ([`rdbench_core::task_secret::instance_id`]).
     pub fn id(&self) -> String {
-        let json = serde_json::to_vec(self).expect("an instance serializes");
-        let mut h = Sha256::new();
-        h.update(DOMAIN);
-        h.update(b"\0cache id\0");
-        h.update(&json);
-        hex(&h.finalize())[..16].to_string()
+        rdbench_core::task_secret::instance_id(DOMAIN, self)
     }
 }

@@ -17,7 +17,6 @@ use rdbench_core::task_secret::TaskSecret;
 use rdbench_core::Result;
 use rdbench_lm::HmmConfig;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::profile::Spec;
 
@@ -57,14 +56,8 @@ impl Instance {
         ))
     }
 
-    /// Names the instance in cache paths: 16 hex digits of SHA-256 over every parameter (one-way:
-    /// the name reveals no seed).
+    /// Names the instance in cache paths ([`rdbench_core::task_secret::instance_id`]).
     pub fn id(&self) -> String {
-        let json = serde_json::to_vec(self).expect("an instance serializes");
-        let mut h = Sha256::new();
-        h.update(DOMAIN);
-        h.update(b"\0cache id\0");
-        h.update(&json);
-        hex::encode(h.finalize())[..16].to_string()
+        rdbench_core::task_secret::instance_id(DOMAIN, self)
     }
 }

@@ -179,13 +179,9 @@ pub fn full() -> Spec {
     }
 }
 
-/// The profile named `name`.
+/// The profile called `name`, if any.
 pub fn by_name(name: &str) -> Option<Spec> {
-    match name {
-        "tiny" => Some(tiny()),
-        "full" => Some(full()),
-        _ => None,
-    }
+    rdbench_core::artifact::profile_named(name, &[("tiny", tiny), ("full", full)])
 }
 
 #[cfg(test)]
