@@ -555,7 +555,7 @@ pub fn entry_for(
             if let Some(c) = calibration {
                 c.annotate_shapes(&mut details);
             }
-            let median_ms = details.get("median_ms").and_then(|v| v.as_f64());
+            let median_ms = rdbench_core::outcome::Timing::of(&details).median_ms;
             if let (Some(c), Some(ms), Some(obj)) =
                 (calibration, median_ms, details.as_object_mut())
             {

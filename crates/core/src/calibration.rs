@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::fsutil::{atomic_write, lock_exclusive};
+use crate::outcome::Timing;
 use crate::{Error, Result};
 
 /// What the scores were measured on.
@@ -145,8 +146,8 @@ pub struct CalibrationEntry {
 /// Key of the CPU baseline in [`CalibrationEntry::details`].
 pub const CPU_BASELINE_KEY: &str = "cpu_baseline";
 
-/// Key of the per-size list in a timed score's details: each element has the size's `vars`
-/// and its `median_ms` (kernel tasks that time several sizes).
+/// Key of the per-size list in a timed score's details ([`Timing::shapes`]), where
+/// `annotate_shapes` adds each size's speed-up.
 pub const SHAPES_KEY: &str = "shapes";
 
 impl CalibrationEntry {
@@ -171,17 +172,12 @@ impl CalibrationEntry {
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         let mut per_size: Vec<(serde_json::Value, Vec<f64>)> = Vec::new();
-        for shape in runs
-            .iter()
-            .filter_map(|r| r.get("details")?.get(SHAPES_KEY)?.as_array())
-            .flatten()
-        {
-            let (Some(vars), Some(ms)) = (shape.get("vars"), shape["median_ms"].as_f64()) else {
-                continue;
-            };
-            match per_size.iter_mut().find(|(v, _)| v == vars) {
-                Some((_, times)) => times.push(ms),
-                None => per_size.push((vars.clone(), vec![ms])),
+        for run in runs.iter().filter_map(|r| r.get("details")) {
+            for size in Timing::of(run).shapes {
+                match per_size.iter_mut().find(|(v, _)| *v == size.vars) {
+                    Some((_, times)) => times.push(size.median_ms),
+                    None => per_size.push((size.vars, vec![size.median_ms])),
+                }
             }
         }
         per_size
@@ -194,19 +190,20 @@ impl CalibrationEntry {
     /// in `details[SHAPES_KEY]` that the calibration measured.
     pub fn annotate_shapes(&self, details: &mut serde_json::Value) {
         let start = self.start_medians();
+        let speedups: Vec<Option<f64>> = Timing::of(details)
+            .shapes
+            .iter()
+            .map(|size| {
+                let (_, base) = start.iter().find(|(v, _)| *v == size.vars)?;
+                (size.median_ms > 0.0 && base.is_finite()).then(|| base / size.median_ms)
+            })
+            .collect();
         let Some(shapes) = details.get_mut(SHAPES_KEY).and_then(|s| s.as_array_mut()) else {
             return;
         };
-        for shape in shapes {
-            let ms = shape["median_ms"].as_f64();
-            let base = start
-                .iter()
-                .find(|(v, _)| Some(v) == shape.get("vars"))
-                .map(|(_, b)| *b);
-            if let (Some(ms), Some(base), Some(obj)) = (ms, base, shape.as_object_mut()) {
-                if ms > 0.0 && base.is_finite() {
-                    obj.insert("speedup_vs_start".into(), serde_json::json!(base / ms));
-                }
+        for (shape, speedup) in shapes.iter_mut().zip(speedups) {
+            if let (Some(speedup), Some(obj)) = (speedup, shape.as_object_mut()) {
+                obj.insert("speedup_vs_start".into(), serde_json::json!(speedup));
             }
         }
     }

@@ -169,3 +169,54 @@ mod tests {
         assert_eq!(clip_reason("short".into()), "short");
     }
 }
+
+/// The timing a timed score's details carry (the kernel kit writes it as part of its details):
+/// the run's median and, per timed size, the size's variables and median. Calibration and the
+/// score's report read it through this type, never by looking keys up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// The run's median, milliseconds (the geometric mean over the sizes for several).
+    #[serde(default)]
+    pub median_ms: Option<f64>,
+    /// Each timed size (kernel tasks that time several).
+    #[serde(default)]
+    pub shapes: Vec<SizeTiming>,
+}
+
+/// One timed size of a [`Timing`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SizeTiming {
+    /// The size's variables (`{"n": 4000037}`, `{"m": .., "n": .., "k": ..}`).
+    pub vars: serde_json::Value,
+    pub median_ms: f64,
+}
+
+impl Timing {
+    /// The timing in a score's details; none (the default) where the details carry none, as for
+    /// an untimed task.
+    pub fn of(details: &serde_json::Value) -> Timing {
+        serde_json::from_value(details.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod timing_tests {
+    use super::*;
+
+    #[test]
+    fn timing_is_read_from_details_that_carry_more_and_absent_from_those_that_carry_none() {
+        let details = serde_json::json!({
+            "median_ms": 1.5,
+            "noise": 0.01,
+            "shapes": [
+                { "vars": { "n": 8 }, "median_ms": 1.0, "noise": 0.02 },
+                { "vars": { "n": 16 }, "median_ms": 2.25, "stop_reason": "converged" },
+            ],
+        });
+        let timing = Timing::of(&details);
+        assert_eq!(timing.median_ms, Some(1.5));
+        assert_eq!(timing.shapes.len(), 2);
+        assert_eq!(timing.shapes[1].vars, serde_json::json!({ "n": 16 }));
+        assert_eq!(Timing::of(&serde_json::json!({ "loss": 2.0 })), Timing::default());
+    }
+}

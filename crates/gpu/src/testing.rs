@@ -90,6 +90,14 @@ pub fn assert_shipped_solutions_correct<B: KernelBackend, T: KernelTask + Clone>
                 assert!(req.samples_path.is_file(), "{name} {which}: samples saved");
                 let shapes = details["shapes"].as_array().expect("per-size details");
                 assert_eq!(shapes.len(), profile.timed.len(), "{name} {which}");
+                // What calibration and the score's report read: the kit's details as core's
+                // typed timing.
+                let timing = rdbench_core::outcome::Timing::of(&details);
+                assert!(
+                    timing.median_ms.is_some_and(|ms| ms > 0.0),
+                    "{name} {which}"
+                );
+                assert_eq!(timing.shapes.len(), profile.timed.len(), "{name} {which}");
                 for shape in shapes {
                     let share = shape["share_of_speed_of_light"].as_f64().unwrap_or(0.0);
                     assert!(share <= 1.0, "{name} {which}: {details}");
