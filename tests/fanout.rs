@@ -10,7 +10,8 @@ use super::{attempts_recorded, text, Env};
 
 /// A manifest of four tree-traversal submissions (a fast, exact CPU task with a built-in
 /// calibration) by two agents (the time horizon needs two runs of each): the starting
-/// solution (score 0), the reference (1), an invalid program, the reference again.
+/// solution (score 0), the reference (1), an invalid program, the reference again as a `.tar`
+/// archive.
 pub struct Jobs {
     pub manifest: PathBuf,
     pub results: PathBuf,
@@ -30,6 +31,16 @@ impl Jobs {
             ]);
             assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         }
+        // The fourth job's submission is the reference as a `.tar` archive.
+        let tar = std::process::Command::new("tar")
+            .arg("-cf")
+            .arg(root.join("subs/reference.tar"))
+            .arg("-C")
+            .arg(root.join("subs/reference"))
+            .arg(".")
+            .output()
+            .unwrap();
+        assert!(tar.status.success(), "{}", text(&tar));
         let bad = root.join("subs/invalid");
         std::fs::create_dir_all(&bad).unwrap();
         std::fs::write(bad.join("program.json"), "{\"not\": \"a program\"}").unwrap();
@@ -40,7 +51,7 @@ impl Jobs {
              {\"task\": \"tree-traversal\", \"submission\": \"subs/start\", \"agent\": \"starter\"}\n\
              {\"task\": \"tree-traversal\", \"submission\": \"subs/reference\", \"agent\": \"expert\", \"seed\": 7}\n\
              {\"task\": \"tree-traversal\", \"submission\": \"subs/invalid\", \"agent\": \"starter\", \"label\": \"not a program\"}\n\
-             {\"task\": \"tree-traversal\", \"submission\": \"subs/reference\", \"agent\": \"expert\"}\n",
+             {\"task\": \"tree-traversal\", \"submission\": \"subs/reference.tar\", \"agent\": \"expert\"}\n",
         )
         .unwrap();
         Jobs {

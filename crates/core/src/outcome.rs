@@ -217,6 +217,9 @@ mod timing_tests {
         assert_eq!(timing.median_ms, Some(1.5));
         assert_eq!(timing.shapes.len(), 2);
         assert_eq!(timing.shapes[1].vars, serde_json::json!({ "n": 16 }));
-        assert_eq!(Timing::of(&serde_json::json!({ "loss": 2.0 })), Timing::default());
+        assert_eq!(
+            Timing::of(&serde_json::json!({ "loss": 2.0 })),
+            Timing::default()
+        );
     }
 }

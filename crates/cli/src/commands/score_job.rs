@@ -18,8 +18,9 @@
 //! (no GPU, no calibration: no result, so a retry elsewhere can score it).
 //!
 //! Security: the results folder and the manifest are the operator's; the submission folder is
-//! read as untrusted. The submission runs through the same worker and sandbox as `score`; the
-//! agent that made it has no access to any of this. Like `score` without a service, this runs
+//! read as untrusted, and so is a `.tar` archive (unpacked under `fanout::archive`'s rules into
+//! the scratch folder first). The submission runs through the same worker and sandbox as
+//! `score`; the agent that made it has no access to any of this. Like `score` without a service, this runs
 //! as the operator's user (same-user mode), so it is for submissions collected after the
 //! agent's run, on machines where no agent runs.
 
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use super::attempt::Kit;
 use super::Context;
+use crate::fanout::archive;
 use crate::fanout::manifest::{Job, Manifest};
 
 /// `rdbench score-job` (the scheduler's command; see the module's overview).
@@ -84,9 +86,10 @@ pub fn score_job(ctx: &Context, args: &ScoreJobArgs) -> Result<i32> {
         return Ok(done.exit_code);
     }
     let submission = manifest.submission_dir(&job)?;
-    if !submission.is_dir() {
+    let archived = archive::is_archive(&submission) && submission.is_file();
+    if !archived && !submission.is_dir() {
         return Err(Error::Usage(format!(
-            "{}: job {} (line {}): its submission {} is not a folder",
+            "{}: job {} (line {}): its submission {} is neither a folder nor a .tar archive",
             manifest.path.display(),
             args.index,
             args.index + 2,
@@ -98,7 +101,12 @@ pub fn score_job(ctx: &Context, args: &ScoreJobArgs) -> Result<i32> {
     let scratch = args.results.join(".work").join(args.index.to_string());
     remove_if_present(&scratch)?;
     create_private_dir_all(&scratch)?;
-    let scored = run_attempt(ctx, &job, &submission, &scratch.join("attempt"));
+    let scored = if archived {
+        archive::unpack(&submission, &scratch.join("submission"))
+            .and_then(|unpacked| run_attempt(ctx, &job, &unpacked, &scratch.join("attempt")))
+    } else {
+        run_attempt(ctx, &job, &submission, &scratch.join("attempt"))
+    };
     let _ = std::fs::remove_dir_all(&scratch);
     let (exit_code, summary, report) = scored?;
     let result = JobResult {

@@ -9,6 +9,7 @@
 //! into success, so only 2 (usage: retrying cannot help) and 3 (environment: a retry may) are
 //! failures the scheduler sees.
 
+pub mod archive;
 pub mod k8s;
 pub mod manifest;
 pub mod slurm;
