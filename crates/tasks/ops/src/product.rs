@@ -22,6 +22,18 @@ pub const DISTS: [Dist; 2] = [Dist::Uniform, Dist::ConstantRow];
 /// M elements of B: a few seconds in a debug build). The device comparison checks every element.
 pub const ORACLE_BUDGET: u64 = 1 << 26;
 
+/// The correctness cases every product checks on a GPU: tails of every tile, m, n or k = 1,
+/// sizes that are no multiple of anything.
+pub const ODD_CASES: [[i64; 3]; 7] = [
+    [1, 1, 1],
+    [5, 7, 3],
+    [33, 65, 17],
+    [64, 64, 64],
+    [127, 1, 255],
+    [1, 513, 1000],
+    [300, 257, 129],
+];
+
 /// One matrix-product op.
 pub struct ProductSpec {
     pub name: &'static str,
@@ -30,7 +42,7 @@ pub struct ProductSpec {
     pub score_timeout_s: u64,
     /// The type of A, B and C (accumulation is f32 or better either way).
     pub elem: ElemType,
-    /// `[m, n, k]` of the correctness cases on a GPU, and on the emulator.
+    /// `[m, n, k]` of the correctness cases on a GPU beyond [`ODD_CASES`], and on the emulator.
     pub cases: &'static [[i64; 3]],
     pub emulator_cases: &'static [[i64; 3]],
     /// The timed `[m, n, k]` sizes of `tiny` and `full`, and what their notes say.
@@ -116,7 +128,7 @@ impl KernelTask for Product {
 
     fn profiles(&self) -> Vec<KernelProfile> {
         let s = self.0;
-        let cases = common::sizes(NAMES, s.cases);
+        let cases = common::sizes(NAMES, &[ODD_CASES.as_slice(), s.cases].concat());
         let emu = common::sizes(NAMES, s.emulator_cases);
         vec![
             common::profile(
