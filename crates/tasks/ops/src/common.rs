@@ -443,6 +443,15 @@ pub fn instructions(
     format!("{own}\n{common}")
 }
 
+/// For the ops' tests: `got` equals `want` within `tol`, element by element.
+#[cfg(test)]
+pub fn assert_close(got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < tol, "{got:?} vs {want:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -262,33 +262,32 @@ mod tests {
     use super::*;
     use rdbench_gpu::kernel_task::{bf16_to_f32, f32_to_bf16};
 
-    fn assert_close(got: &[f64], want: &[f64]) {
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() < 1e-4, "{got:?} vs {want:?}");
-        }
-    }
-
     #[test]
     fn worked_examples() {
         // The instructions' examples.
-        assert_close(
+        common::assert_close(
             &Norm::Rms.row(&[3.0, 4.0], &[1.0, 2.0], &[]),
             &[0.8485, 2.2627],
+            1e-4,
         );
         let y = Norm::Rms.row(&[3.0, 4.0], &[1.0, 2.0], &[]);
         assert_eq!(bf16_to_f32(f32_to_bf16(y[0] as f32)), 0.847_656_25);
         assert_eq!(bf16_to_f32(f32_to_bf16(y[1] as f32)), 2.265_625);
-        assert_close(
+        common::assert_close(
             &Norm::Layer.row(&[1.0, 2.0, 3.0, 4.0], &[1.0; 4], &[0.0; 4]),
             &[-1.3416, -0.4472, 0.4472, 1.3416],
+            1e-4,
         );
         // Weight scales and bias shifts each column.
         let y = Norm::Layer.row(&[1.0, 3.0], &[2.0, -1.0], &[0.5, 0.25]);
-        assert_close(&y, &[-2.0 + 0.5, -1.0 + 0.25]);
+        common::assert_close(&y, &[-2.0 + 0.5, -1.0 + 0.25], 1e-4);
         // A constant row: RMSNorm gives sign * weight (nearly), LayerNorm the bias.
-        assert_close(&Norm::Rms.row(&[-2.0; 3], &[1.0; 3], &[]), &[-1.0; 3]);
-        assert_close(&Norm::Layer.row(&[7.0; 3], &[1.0; 3], &[0.1; 3]), &[0.1; 3]);
+        common::assert_close(&Norm::Rms.row(&[-2.0; 3], &[1.0; 3], &[]), &[-1.0; 3], 1e-4);
+        common::assert_close(
+            &Norm::Layer.row(&[7.0; 3], &[1.0; 3], &[0.1; 3]),
+            &[0.1; 3],
+            1e-4,
+        );
     }
 
     /// Runs the oracle on `values` (rounded to bf16) at m x n with seed 5 and dist 0.

@@ -192,20 +192,14 @@ impl KernelTask for Softmax {
 mod tests {
     use super::*;
 
-    fn assert_close(got: &[f64], want: &[f64]) {
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() < 1e-7, "{got:?} vs {want:?}");
-        }
-    }
-
     #[test]
     fn worked_examples() {
-        assert_close(
+        common::assert_close(
             &softmax_row(&[1.0, 2.0, 3.0]),
             &[0.090_030_6, 0.244_728_5, 0.665_241_0],
+            1e-7,
         );
-        assert_close(&softmax_row(&[7.5; 4]), &[0.25; 4]);
+        common::assert_close(&softmax_row(&[7.5; 4]), &[0.25; 4], 1e-7);
         assert_eq!(softmax_row(&[-3.0]), vec![1.0]);
     }
 
