@@ -187,8 +187,8 @@ fn the_trainer_learns_a_toy_corpus() {
     );
 }
 
-/// Prepares a tiny attempt (trains the start once, ~30 s on 2 cores), scores it, and checks the
-/// attempt folder holds no held-out data and no secret.
+/// Prepares a tiny attempt (trains the start once, ~30 s on 2 cores), scores it, checks the
+/// attempt folder holds no held-out data and no secret, and runs the conformance kit.
 #[test]
 fn a_prepared_attempt_scores_its_start_and_holds_nothing_hidden() {
     let task = rdbench_task_restricted_mlm::task();
@@ -248,4 +248,7 @@ fn a_prepared_attempt_scores_its_start_and_holds_nothing_hidden() {
         }
         other => panic!("{other:?}"),
     }
+    // The conformance kit on this installation (the start is trained by now; the kit trains
+    // the reference, about 2 min in a debug build).
+    rdbench_core::conformance::assert_conformant(&task, "tiny", &cache);
 }
