@@ -131,15 +131,15 @@ pub fn write_solution(files: &KernelFiles, dir: &Path) -> Result<()> {
 
 impl<T: KernelTask> Task for KernelTaskAdapter<T> {
     fn info(&self) -> TaskInfo {
-        let mut info = self.task.info().task_info();
+        let profiles = self.task.profiles();
+        let one_size = profiles.iter().all(|p| p.timed.len() == 1);
+        let mut info = self.task.info().task_info(one_size);
         info.submission = SubmissionKind::Kernel;
         info.submission_files = vec![
             SubmissionFile::new(SOURCE_FILE, MAX_FILE_BYTES),
             SubmissionFile::new(PLAN_FILE, MAX_FILE_BYTES),
         ];
-        info.profiles = self
-            .task
-            .profiles()
+        info.profiles = profiles
             .into_iter()
             .map(|p| ProfileInfo {
                 name: p.name.into(),

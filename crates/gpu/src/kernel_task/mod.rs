@@ -78,8 +78,9 @@ pub struct KernelInfo {
     pub title: &'static str,
     /// One paragraph for `rdbench info`.
     pub summary: String,
-    /// What the raw score is, in words [default: the kit's, [`KernelTask::raw_score`]].
-    pub raw_score: &'static str,
+    /// What the raw score is, in words, for a task that changes [`KernelTask::raw_score`]
+    /// [default: the kit's words for its rule, by how many sizes the profiles time].
+    pub raw_score: Option<&'static str>,
     /// Minutes of one attempt [default: RE-Bench's 8 hours].
     pub default_time_limit_minutes: u32,
     /// Wall-clock limit of one scoring run, seconds [default: 180].
@@ -89,10 +90,11 @@ pub struct KernelInfo {
 }
 
 impl KernelInfo {
-    /// The raw score of the kit's default [`KernelTask::raw_score`], in words.
-    pub const RAW_SCORE: &'static str = "ln(geometric mean over the timed sizes of the median \
-                                         milliseconds of the whole launch plan; the median itself \
-                                         for one size)";
+    /// The kit's [`KernelTask::raw_score`] in words: for profiles that each time one size, and
+    /// for profiles that time several.
+    pub const RAW_SCORE_ONE_SIZE: &'static str = "ln(median milliseconds of the whole launch plan)";
+    pub const RAW_SCORE_SIZES: &'static str = "ln(geometric mean over the timed sizes of the \
+                                               median milliseconds of the whole launch plan)";
 
     /// A task's description with the kit's defaults for the rest.
     pub fn new(
@@ -106,21 +108,27 @@ impl KernelInfo {
             family,
             title,
             summary: summary.into(),
-            raw_score: Self::RAW_SCORE,
+            raw_score: None,
             default_time_limit_minutes: 480,
             score_timeout_s: 180,
             human_minutes: None,
         }
     }
 
-    /// The task's [`TaskInfo`], without its profiles and files (the adapter adds them).
-    pub fn task_info(self) -> TaskInfo {
+    /// The task's [`TaskInfo`], without its profiles and files (the adapter adds them);
+    /// `one_size`: every profile times one size.
+    pub fn task_info(self, one_size: bool) -> TaskInfo {
+        let kit_words = if one_size {
+            Self::RAW_SCORE_ONE_SIZE
+        } else {
+            Self::RAW_SCORE_SIZES
+        };
         TaskInfo {
             name: self.name.into(),
             family: self.family.into(),
             title: self.title.into(),
             summary: self.summary,
-            raw_score: self.raw_score.into(),
+            raw_score: self.raw_score.unwrap_or(kit_words).into(),
             direction: rdbench_core::task::Direction::LowerIsBetter,
             submission: rdbench_core::task::SubmissionKind::Kernel,
             submission_files: Vec::new(),
