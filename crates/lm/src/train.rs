@@ -132,6 +132,25 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// The tasks' usual schedule: decay to a tenth of `lr`, no weight decay.
+    pub fn cosine(
+        steps: usize,
+        batch_size: usize,
+        lr: f64,
+        warmup_steps: usize,
+        seed: u64,
+    ) -> Self {
+        TrainConfig {
+            steps,
+            batch_size,
+            lr,
+            warmup_steps,
+            min_lr_frac: 0.1,
+            weight_decay: 0.0,
+            seed,
+        }
+    }
+
     /// Learning rate at `step` (0-based).
     pub fn lr_at(&self, step: usize) -> f64 {
         if step < self.warmup_steps {

@@ -122,9 +122,6 @@ fn schedule(steps: usize, batch_size: usize, lr: f64, warmup_steps: usize) -> Sc
 }
 
 /// A reference phase: public seeds are fine there (see [`crate::instance`]).
-fn tc(steps: usize, batch_size: usize, lr: f64, warmup_steps: usize, seed: u64) -> TrainConfig {
-    schedule(steps, batch_size, lr, warmup_steps).with_seed(seed)
-}
 
 /// `tiny`: the whole cycle (prepare, score the corrupted model, run the reference, score it) in
 /// a few minutes on 2 CPU cores.
@@ -162,8 +159,8 @@ pub fn tiny() -> Spec {
         model_train: schedule(500, 32, 1e-2, 30),
         small_train: schedule(200, 32, 1e-2, 20),
         reference: ReferenceConfig {
-            adapter: tc(150, 32, 1e-2, 15, 0x7155_0009),
-            finetune: tc(450, 32, 3e-3, 30, 0x7155_000a),
+            adapter: TrainConfig::cosine(150, 32, 1e-2, 15, 0x7155_0009),
+            finetune: TrainConfig::cosine(450, 32, 3e-3, 30, 0x7155_000a),
         },
         eval_batch: 128,
         threads: Some(1),
@@ -208,8 +205,8 @@ pub fn full() -> Spec {
         model_train: schedule(1_500, 32, 3e-3, 100),
         small_train: schedule(1_000, 32, 5e-3, 50),
         reference: ReferenceConfig {
-            adapter: tc(400, 32, 1e-2, 30, 0xf011_0009),
-            finetune: tc(1_000, 32, 2e-3, 50, 0xf011_000a),
+            adapter: TrainConfig::cosine(400, 32, 1e-2, 30, 0xf011_0009),
+            finetune: TrainConfig::cosine(1_000, 32, 2e-3, 50, 0xf011_000a),
         },
         eval_batch: 64,
         threads: None,

@@ -51,18 +51,6 @@ impl Spec {
     }
 }
 
-fn tc(steps: usize, batch_size: usize, lr: f64, warmup_steps: usize, seed: u64) -> TrainConfig {
-    TrainConfig {
-        steps,
-        batch_size,
-        lr,
-        warmup_steps,
-        min_lr_frac: 0.1,
-        weight_decay: 0.0,
-        seed,
-    }
-}
-
 /// `tiny`: the whole cycle (train the start, score it, train the reference, score it) in a
 /// few minutes on 2 CPU cores.
 pub fn tiny() -> Spec {
@@ -91,7 +79,7 @@ pub fn tiny() -> Spec {
                 embed: 8,
                 hidden: 128,
             },
-            train: tc(400, 32, 3e-3, 20, 0x5ea7_0001),
+            train: TrainConfig::cosine(400, 32, 3e-3, 20, 0x5ea7_0001),
             init_seed: 0x5ea7_0002,
         },
         reference: ReferenceConfig {
@@ -99,7 +87,7 @@ pub fn tiny() -> Spec {
             blocks: 4,
             kernel: 5,
             branch_scale: 0.5,
-            train: tc(700, 32, 4e-3, 40, 0x5ef0_0001),
+            train: TrainConfig::cosine(700, 32, 4e-3, 40, 0x5ef0_0001),
             init_seed: 0x5ef0_0002,
         },
         threads: None,
@@ -134,7 +122,7 @@ pub fn full() -> Spec {
                 embed: 16,
                 hidden: 256,
             },
-            train: tc(2_000, 32, 1e-3, 100, 0xf5a7_0001),
+            train: TrainConfig::cosine(2_000, 32, 1e-3, 100, 0xf5a7_0001),
             init_seed: 0xf5a7_0002,
         },
         reference: ReferenceConfig {
@@ -142,7 +130,7 @@ pub fn full() -> Spec {
             blocks: 5,
             kernel: 5,
             branch_scale: 0.5,
-            train: tc(4_000, 32, 1e-3, 200, 0xff00_0001),
+            train: TrainConfig::cosine(4_000, 32, 1e-3, 200, 0xff00_0001),
             init_seed: 0xff00_0002,
         },
         threads: None,
