@@ -358,33 +358,9 @@ mod tests {
         .unwrap()
     }
 
-    /// Probability of a token prefix by summing over every hidden path (independent of the
-    /// forward algorithm).
+    /// `p(seq)` by summing over every hidden path.
     fn brute_prob(h: &Hmm, seq: &[u16]) -> f64 {
-        let s_n = h.config().states;
-        let n = seq.len();
-        let mut total = 0.0;
-        let mut path = vec![0usize; n];
-        loop {
-            let mut p = h.initial(path[0]) * h.emission(path[0], seq[0] as usize);
-            for t in 1..n {
-                p *= h.transition(path[t - 1], path[t]) * h.emission(path[t], seq[t] as usize);
-            }
-            total += p;
-            // next path (odometer)
-            let mut i = 0;
-            loop {
-                if i == n {
-                    return total;
-                }
-                path[i] += 1;
-                if path[i] < s_n {
-                    break;
-                }
-                path[i] = 0;
-                i += 1;
-            }
-        }
+        brute_joint(h, seq, &vec![false; seq.len()], None)
     }
 
     #[test]
