@@ -11,7 +11,7 @@ use super::text;
 
 /// Calls `expr` (Python, with the family's `TaskFamily` as `F` and its tiny task as `t`) in a
 /// fresh Python process, as a driver does; its value as JSON (NaN as the string "NaN").
-fn call(family: &Path, module: &str, expr: &str) -> Result<serde_json::Value, String> {
+fn run_method(family: &Path, module: &str, expr: &str) -> Result<serde_json::Value, String> {
     let program = format!(
         "import json, math, sys\n\
          sys.path.insert(0, {dir:?})\n\
@@ -65,7 +65,8 @@ fn an_exported_family_scores_through_the_service_from_python() {
     assert_eq!(code(&out), Some(0), "{}", text(&out));
     let family = families.join("rdbench_tree_traversal");
     let module = "rdbench_tree_traversal";
-    let call = |expr: &str| call(&family, module, expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let call =
+        |expr: &str| run_method(&family, module, expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
 
     let tasks = call("F.get_tasks()");
     assert_eq!(tasks.as_object().unwrap().len(), 1, "{tasks}");
@@ -80,7 +81,7 @@ fn an_exported_family_scores_through_the_service_from_python() {
     assert_eq!(call("F.standard_version"), "0.5.0");
     // Nothing to score before `start`: one line naming the state file, an error the driver
     // sees (not a score).
-    let before = super::task_standard::call(&family, module, "F.intermediate_score(t)");
+    let before = run_method(&family, module, "F.intermediate_score(t)");
     assert!(
         before
             .as_ref()
@@ -187,7 +188,8 @@ fn an_exported_family_hides_hidden_scores_and_raises_on_environment_errors() {
     assert_eq!(code(&out), Some(0), "{}", text(&out));
     let family = work.path().join("rdbench_scaling_law");
     let module = "rdbench_scaling_law";
-    let call = |expr: &str| call(&family, module, expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let call =
+        |expr: &str| run_method(&family, module, expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
     call("F.start(t)");
     let entry = call("F.intermediate_score(t)");
     assert_eq!(entry["score"], "NaN", "{entry}");
@@ -196,7 +198,7 @@ fn an_exported_family_hides_hidden_scores_and_raises_on_environment_errors() {
         serde_json::json!({"valid": true, "recorded": true})
     );
     std::fs::write(work.path().join("fake-client.down"), "").unwrap();
-    let down = super::task_standard::call(&family, module, "F.intermediate_score(t)");
+    let down = run_method(&family, module, "F.intermediate_score(t)");
     assert!(
         down.as_ref()
             .is_err_and(|e| e.contains("RdbenchError") && e.contains("cannot reach the service")),

@@ -195,7 +195,7 @@ impl Timing {
     /// The timing in a score's details; none (the default) where the details carry none, as for
     /// an untimed task.
     pub fn of(details: &serde_json::Value) -> Timing {
-        serde_json::from_value(details.clone()).unwrap_or_default()
+        Timing::deserialize(details).unwrap_or_default()
     }
 }
 

@@ -23,14 +23,25 @@ pub use rdbench_attempts::run_stamp;
 
 /// Runs an attempt command in this process (same-user mode).
 pub fn run_local(ctx: &Context, command: AttemptCommand) -> Result<i32> {
-    let kit = Kit(ctx);
+    let kit = Kit::new(ctx);
     // Same-user mode has no agents: the emulator setting is moot.
     let rights = Rights::of(ctx.caller, false);
     rdbench_attempts::dispatch(&ctx.attempts(&kit, rights), &mut LocalPeer, command)
 }
 
 /// The binary's part of the attempt commands, for one command's context.
-pub struct Kit<'a>(pub &'a Context);
+pub struct Kit<'a> {
+    pub ctx: &'a Context,
+    /// The seed of every scoring run, where the caller fixes it (a `score-job` manifest's
+    /// `seed`); otherwise each run draws a fresh secret one.
+    pub seed: Option<u64>,
+}
+
+impl<'a> Kit<'a> {
+    pub fn new(ctx: &'a Context) -> Self {
+        Kit { ctx, seed: None }
+    }
+}
 
 impl rdbench_attempts::Host for Kit<'_> {
     fn task(&self, name: &str) -> Result<Box<dyn Task>> {
@@ -38,15 +49,15 @@ impl rdbench_attempts::Host for Kit<'_> {
     }
 
     fn list(&self) -> Result<i32> {
-        super::catalog::list(self.0)
+        super::catalog::list(self.ctx)
     }
 
     fn info(&self, task: &str) -> Result<i32> {
-        super::catalog::info(self.0, task)
+        super::catalog::info(self.ctx, task)
     }
 
     fn tool(&self, attempt: &Attempt, name: &str, args: &[String]) -> Result<i32> {
-        tool(self.0, attempt, name, args)
+        tool(self.ctx, attempt, name, args)
     }
 
     fn calibration(
@@ -55,11 +66,14 @@ impl rdbench_attempts::Host for Kit<'_> {
         profile: &str,
     ) -> Result<(DeviceFingerprint, Option<CalibrationEntry>)> {
         let fp = device_fingerprint(&task.info(), profile)?;
-        let calibration = find_calibration(self.0, task, profile, &fp)?;
+        let calibration = find_calibration(self.ctx, task, profile, &fp)?;
         Ok((fp, calibration))
     }
 
-    fn run_scoring(&self, task: &dyn Task, run: ScoringRun) -> Result<RunResult> {
+    fn run_scoring(&self, task: &dyn Task, mut run: ScoringRun) -> Result<RunResult> {
+        if let Some(seed) = self.seed {
+            run.request.seed = seed;
+        }
         job(task, run).run_checked().map(run_result)
     }
 

@@ -27,15 +27,14 @@
 use std::path::{Path, PathBuf};
 
 use rdbench_attempts::output::Out;
-use rdbench_attempts::{Caller, Host, LocalPeer, Peer, Rights, RunResult, ScoringRun};
+use rdbench_attempts::{Caller, LocalPeer, Peer, Rights};
 use rdbench_client::client::AttemptFolder;
 use rdbench_client::proto::SubmittedFile;
 use rdbench_client::AttemptCommand;
 use rdbench_core::attempt::{Attempt, AttemptRef};
-use rdbench_core::calibration::{CalibrationEntry, DeviceFingerprint};
 use rdbench_core::fsutil::{atomic_write, create_private_dir_all, lock_exclusive};
 use rdbench_core::summary::AttemptSummary;
-use rdbench_core::task::{Task, TaskInfo};
+use rdbench_core::task::TaskInfo;
 use rdbench_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -171,8 +170,8 @@ fn run_attempt(
         out: Out::capture(),
         caller: Caller::Local,
     };
-    let host = SeededKit {
-        kit: Kit(&inner),
+    let host = Kit {
+        ctx: &inner,
         seed: job.seed,
     };
     let actx = inner.attempts(&host, Rights::of(Caller::Local, false));
@@ -269,48 +268,5 @@ impl Peer for JobPeer {
     fn summary(&mut self, _out: Option<&Path>, summary: &AttemptSummary) -> Result<()> {
         self.summary = Some(summary.clone());
         Ok(())
-    }
-}
-
-/// The binary's [`Kit`], with the manifest's seed (where it gives one) for the scoring run.
-struct SeededKit<'a> {
-    kit: Kit<'a>,
-    seed: Option<u64>,
-}
-
-impl Host for SeededKit<'_> {
-    fn task(&self, name: &str) -> Result<Box<dyn Task>> {
-        self.kit.task(name)
-    }
-
-    fn list(&self) -> Result<i32> {
-        self.kit.list()
-    }
-
-    fn info(&self, task: &str) -> Result<i32> {
-        self.kit.info(task)
-    }
-
-    fn tool(&self, attempt: &Attempt, name: &str, args: &[String]) -> Result<i32> {
-        self.kit.tool(attempt, name, args)
-    }
-
-    fn calibration(
-        &self,
-        task: &dyn Task,
-        profile: &str,
-    ) -> Result<(DeviceFingerprint, Option<CalibrationEntry>)> {
-        self.kit.calibration(task, profile)
-    }
-
-    fn run_scoring(&self, task: &dyn Task, mut run: ScoringRun) -> Result<RunResult> {
-        if let Some(seed) = self.seed {
-            run.request.seed = seed;
-        }
-        self.kit.run_scoring(task, run)
-    }
-
-    fn gpu_name(&self) -> String {
-        self.kit.gpu_name()
     }
 }

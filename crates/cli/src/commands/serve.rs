@@ -285,7 +285,7 @@ fn handle(service: &Service, stream: UnixStream, caller: Caller, admitted: Resul
             envelope.protocol
         )))
     } else {
-        let kit = Kit(&ctx);
+        let kit = Kit::new(&ctx);
         let rights = Rights::of(caller, service.allow_emulator_for_agents);
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             rdbench_attempts::dispatch(&ctx.attempts(&kit, rights), &mut peer, envelope.request)

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use rdbench_core::task::{Task, TaskInfo};
+use rdbench_core::task::TaskInfo;
 use rdbench_core::{Error, Result};
 
 use super::Context;
@@ -196,7 +196,7 @@ fn task_standard(ctx: &Context, args: &TaskStandardArgs) -> Result<i32> {
             dir.display()
         )));
     }
-    let spec = family_spec(task.as_ref(), args, &profiles);
+    let spec = family_spec(&info, args, &profiles);
     let manifest = manifest(&info, args, &profiles);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     write(
@@ -235,11 +235,10 @@ fn chosen_profiles<'a>(
 }
 
 fn family_spec(
-    task: &dyn Task,
+    info: &TaskInfo,
     args: &TaskStandardArgs,
     profiles: &[&rdbench_core::task::ProfileInfo],
 ) -> FamilySpec {
-    let info = task.info();
     let tasks = profiles
         .iter()
         .map(|p| {
@@ -247,7 +246,7 @@ fn family_spec(
                 profile: p.name.clone(),
                 needs_gpu: p.needs_gpu,
                 time_limit_minutes: info.default_time_limit_minutes,
-                instructions: instructions(&info, p, args),
+                instructions: instructions(info, p, args),
             };
             (p.name.clone(), family_task)
         })
