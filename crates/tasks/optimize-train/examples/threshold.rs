@@ -10,7 +10,7 @@ use rdbench_core::task::Solution;
 use rdbench_program::tensors::Tensors;
 use rdbench_program::tree::{read_tree, TreeFile};
 use rdbench_program::{ProgramAdapter, ProgramTask};
-use rdbench_task_optimize_train::{OptimizeTrain, WEIGHTS};
+use rdbench_task_optimize_train::{train_config, weight_distance, OptimizeTrain, WEIGHTS};
 
 fn tree(which: Solution) -> Vec<TreeFile> {
     let dir = tempfile::tempdir().unwrap();
@@ -35,6 +35,7 @@ fn main() {
         .map(|s| s.parse().unwrap())
         .unwrap_or(7);
     let task = ProgramAdapter(OptimizeTrain);
+    let (cfg, _) = train_config().unwrap();
     let input = tempfile::tempdir().unwrap();
     OptimizeTrain
         .make_input("tiny", seed, input.path())
@@ -85,7 +86,12 @@ fn main() {
         let w = Tensors::parse(&out[WEIGHTS]).unwrap();
         let (d, max) = match &base {
             Some(b) => {
-                let d = w.distance(b).unwrap();
+                let all = w.distance(b).unwrap();
+                let d = weight_distance(&w, b, &cfg).unwrap();
+                println!(
+                    "{:36} all weights: D = {:.3e}  max|diff| = {:.2e}",
+                    "", all.sum_frobenius, all.max_abs
+                );
                 (d.sum_frobenius, d.max_abs)
             }
             None => (0.0, 0.0),
