@@ -113,7 +113,7 @@ impl TemplateId {
                 &[0, 1, 2]
             }
             TemplateId::CountDivisible => &[2, 3, 5, 7],
-            TemplateId::CountAbove => &[0, 10, 50, 100],
+            TemplateId::CountAbove => &[0, 3, 10, 50],
             TemplateId::Reverse | TemplateId::RunningSum => &[0, 1],
             TemplateId::CountLetter => &[b'a' as i64, b'e' as i64, b'x' as i64, b'z' as i64],
         }
@@ -555,10 +555,14 @@ pub fn edge_cases(template: TemplateId, parameter: i64) -> Vec<Data> {
             list(&[0]),
             list(&[-parameter, parameter, 1]),
             list(&[1, 1, parameter]),
+            // n itself divisible: a reading that counts n as data is caught.
+            Data::List(vec![1; parameter as usize]),
         ],
         (T::CountAbove, _) => vec![
             list(&[parameter]),
             list(&[parameter + 1, parameter, parameter - 1, parameter + 1]),
+            // n itself above the threshold.
+            Data::List(vec![parameter; parameter as usize + 1]),
         ],
         (T::Reverse, Layout::List) => vec![list(&[42]), list(&[1, 2, 3, 4])],
         (T::Reverse, _) => vec![Data::Word("a".into()), Data::Word("abc".into())],
