@@ -300,6 +300,14 @@ pub struct Compiled {
     dir: tempfile::TempDir,
 }
 
+impl Drop for Compiled {
+    fn drop(&mut self) {
+        // The folder was made read-only for the tests: an unprivileged scorer could not remove
+        // the binary from it (TempDir's drop, after this) without its write right back.
+        let _ = std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o700));
+    }
+}
+
 /// How one compile ended.
 pub enum CompileOutcome {
     Compiled(Compiled),

@@ -771,6 +771,17 @@ mod tests {
     }
 
     #[test]
+    fn the_phrasings_of_a_combo_all_read_differently() {
+        for combo in Combo::all().into_iter().filter(|c| c.phrasing == 0) {
+            let examples = Problem::from_seed(combo, 0).public_tests;
+            let texts: BTreeSet<String> = (0..PHRASINGS)
+                .map(|phrasing| statement(Combo { phrasing, ..combo }, &examples))
+                .collect();
+            assert_eq!(texts.len(), PHRASINGS as usize, "{combo:?}");
+        }
+    }
+
+    #[test]
     fn asking_for_more_than_a_split_holds_is_refused() {
         let err = held_out(0, 1000).unwrap_err();
         assert!(
