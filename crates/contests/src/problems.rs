@@ -542,7 +542,11 @@ pub fn edge_cases(template: TemplateId, parameter: i64) -> Vec<Data> {
         (T::SumMod, _) => vec![
             list(&[0]),
             list(&[BILLION, BILLION, BILLION]),
-            list(&[parameter - 1, 1]),
+            // A sum of exactly m, each value within the stated bound.
+            list(&[
+                (parameter - 1).min(BILLION),
+                parameter - (parameter - 1).min(BILLION),
+            ]),
         ],
         (T::Extreme, _) => vec![
             list(&[-7]),
@@ -778,6 +782,31 @@ mod tests {
                 .map(|phrasing| statement(Combo { phrasing, ..combo }, &examples))
                 .collect();
             assert_eq!(texts.len(), PHRASINGS as usize, "{combo:?}");
+        }
+    }
+
+    #[test]
+    fn every_test_keeps_the_bounds_the_statement_gives() {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        for t in TemplateId::ALL {
+            for &p in t.parameters() {
+                let (lo, hi) = t.value_range(p);
+                let random = (0..50).map(|_| random_data(t, p, 100, &mut rng));
+                for data in edge_cases(t, p).into_iter().chain(random) {
+                    let fits = match &data {
+                        Data::List(a) => {
+                            (1..=100).contains(&a.len()) && a.iter().all(|x| (lo..=hi).contains(x))
+                        }
+                        Data::Pair(a, b) => (1..=hi).contains(a) && (1..=hi).contains(b),
+                        Data::Word(w) => {
+                            (1..=100).contains(&w.len())
+                                && w.bytes().all(|b| b.is_ascii_lowercase())
+                        }
+                        Data::Number(n) => *n <= MAX_NUMBER,
+                    };
+                    assert!(fits, "{t:?} {p}: {data:?}");
+                }
+            }
         }
     }
 
