@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rdbench_program::run::{run_user, WorkDir};
-use rdbench_runner::sandbox::{Bind, Sandbox, User};
+use rdbench_runner::sandbox::{Bind, Sandbox, User, WORK_DIR};
 use rdbench_runner::{Command, Exit, Limits, Outcome, Output};
 use serde::{Deserialize, Serialize};
 
@@ -452,8 +452,8 @@ impl Evaluator {
         );
         let mut cmd = Command::new("rustc");
         cmd.args(["--edition", "2021", "-O", "--crate-type", "bin", "-o"])
-            .arg(format!("/work/{BINARY_NAME}"))
-            .arg(format!("/work/{SOURCE_NAME}"))
+            .arg(format!("{WORK_DIR}/{BINARY_NAME}"))
+            .arg(format!("{WORK_DIR}/{SOURCE_NAME}"))
             .stdout(Output::Null)
             .stderr(Output::Capture {
                 tail: self.limits.stderr_bytes,
