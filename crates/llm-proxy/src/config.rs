@@ -70,7 +70,7 @@ impl ApiKey {
         }
         let raw = std::fs::read_to_string(path).map_err(io)?;
         let key = raw.trim();
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        if !Self::well_formed(key) {
             return Err(ProxyError::Config(format!(
                 "{}: the key file must hold one non-empty line of visible ASCII",
                 path.display()
@@ -82,6 +82,10 @@ impl ApiKey {
     /// A key given directly (tests, or a caller that read it itself).
     pub fn new(key: impl Into<String>) -> ApiKey {
         ApiKey(key.into())
+    }
+
+    fn well_formed(key: &str) -> bool {
+        !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic())
     }
 
     pub(crate) fn expose(&self) -> &str {
@@ -187,6 +191,13 @@ impl Config {
         if self.attempt_budget.is_some() && self.ledger.is_none() {
             return bad("a per-attempt budget needs a ledger file to survive restarts");
         }
+        if self
+            .api_key
+            .as_ref()
+            .is_some_and(|key| !ApiKey::well_formed(key.expose()))
+        {
+            return bad("the API key must be one non-empty line of visible ASCII");
+        }
         if self.upstream_timeout.is_zero() || self.body_timeout.is_zero() {
             return bad("timeouts must be positive");
         }
@@ -238,5 +249,7 @@ mod tests {
         assert!(config.validate().is_err());
         config.ledger = Some("/tmp/l".into());
         config.validate().unwrap();
+        config.api_key = Some(ApiKey::new(""));
+        assert!(config.validate().is_err());
     }
 }

@@ -542,3 +542,29 @@ async fn unix_sockets_on_both_sides() {
         "the socket is removed on shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_hanging_up_is_charged_what_the_upstream_counted() {
+    let (upstream, seen) = fake_tcp(Mode::Normal, Duration::from_millis(400)).await;
+    let mut setup = Setup::new(&upstream);
+    setup.config.ledger = Some(setup.ledger());
+    let (proxy, base) = setup.start();
+    let hung_up = downstream()
+        .post(format!("{base}/chat/completions"))
+        .header("content-type", "application/json")
+        .timeout(Duration::from_millis(50))
+        .body(serde_json::to_vec(&chat(json!({"max_tokens": 20}))).unwrap())
+        .send()
+        .await;
+    assert!(hung_up.is_err());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(seen.calls.load(Ordering::SeqCst), 1);
+    let served = seen.tokens.load(Ordering::SeqCst);
+    assert_eq!(served, PROMPT_TOKENS + 20);
+    assert_eq!(
+        proxy.spent(),
+        served,
+        "settled with the reply's usage, not the reservation"
+    );
+    shutdown(proxy).await;
+}
