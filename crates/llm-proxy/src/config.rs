@@ -21,9 +21,12 @@ pub enum Upstream {
 impl Upstream {
     /// Reads `http://…`, `https://…`, `unix:/path` or an absolute socket path.
     pub fn parse(raw: &str) -> Result<Upstream, ProxyError> {
-        if raw.starts_with("http://") || raw.starts_with("https://") {
+        let scheme = ["http://", "https://"]
+            .into_iter()
+            .find(|scheme| raw.starts_with(scheme));
+        if let Some(scheme) = scheme {
             let base = raw.trim_end_matches('/');
-            if base.len() <= "https://".len() || base.contains(char::is_whitespace) {
+            if base.len() <= scheme.len() || base.contains(char::is_whitespace) {
                 return Err(ProxyError::Config(format!("upstream `{raw}` has no host")));
             }
             return Ok(Upstream::Http(base.to_string()));
@@ -226,6 +229,7 @@ mod tests {
         assert!(Upstream::parse("ftp://x").is_err());
         assert!(Upstream::parse("relative.sock").is_err());
         assert!(Upstream::parse("http://").is_err());
+        assert!(Upstream::parse("http://x").is_ok());
     }
 
     #[test]

@@ -4,11 +4,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::body::{to_bytes, Body, Bytes};
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -151,11 +152,19 @@ async fn read_body(config: &Config, request: Request) -> Result<Bytes, ApiError>
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    let body = request.into_body();
-    match tokio::time::timeout(config.body_timeout, to_bytes(body, limit)).await {
+    let body = Limited::new(request.into_body(), limit);
+    match tokio::time::timeout(config.body_timeout, body.collect()).await {
         Err(_) => Err(ApiError::body_timeout()),
-        Ok(Err(_)) => Err(ApiError::too_large(limit)),
-        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::too_large(limit))
+        }
+        // The caller broke the connection: nobody reads this reply, the log does.
+        Ok(Err(_)) => Err(ApiError::invalid(
+            "body",
+            "request_broken",
+            "The request body broke off.".into(),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
 }
 
