@@ -90,6 +90,9 @@ pub enum Command {
     /// Write a Slurm array script or a Kubernetes Indexed Job that runs `score-job` for every
     /// job of a manifest.
     Fanout(FanoutArgs),
+    /// Run the budgeted model proxy in the foreground: one model, a token budget, rate
+    /// limits and a call log in front of an OpenAI-compatible endpoint (docs/llm-proxy.md).
+    LlmProxy(crate::commands::llm_proxy::LlmProxyArgs),
     /// The built-in default job: for every task, start an attempt, score the starting
     /// solution, apply the reference solution, score it, and print a line as it finishes.
     Cycle {

@@ -9,6 +9,7 @@ mod cycle;
 mod doctor;
 pub mod export;
 mod glance;
+pub mod llm_proxy;
 mod monitor;
 pub mod score_job;
 mod serve;
@@ -237,6 +238,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Export(command) => export::run(&ctx, &command),
         Command::ScoreJob(args) => score_job::score_job(&ctx, &args),
         Command::Fanout(args) => crate::fanout::run(&ctx, &args, cli.home.as_deref()),
+        Command::LlmProxy(args) => llm_proxy::llm_proxy(&ctx, &args),
         Command::Cycle {
             task,
             profile,
