@@ -12,7 +12,6 @@
 //! (offsets checked, header at most 100 MB); the caller bounds the file's size before reading.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 use safetensors::{Dtype, SafeTensors};
 use serde::Serialize;
@@ -130,17 +129,6 @@ impl Tensors {
 
     /// The distance from `reference`, or why the two cannot be compared.
     pub fn distance(&self, reference: &Tensors) -> Result<Distance, Mismatch> {
-        self.distance_ignoring(reference, &[])
-    }
-
-    /// [`Tensors::distance`] with the elements `ignored` names (a tensor and a range of its
-    /// flat indices) left out of both numbers: for slices the model's function does not depend
-    /// on, whose values training leaves to floating-point noise.
-    pub fn distance_ignoring(
-        &self,
-        reference: &Tensors,
-        ignored: &[(String, Range<usize>)],
-    ) -> Result<Distance, Mismatch> {
         let missing: Vec<String> = reference
             .tensors
             .keys()
@@ -174,16 +162,7 @@ impl Tensors {
                 });
             }
             let mut sq = 0.0;
-            let kept = |i: &usize| {
-                !ignored
-                    .iter()
-                    .any(|(n, range)| n == name && range.contains(i))
-            };
-            for (a, b) in (0..)
-                .zip(got.values.iter().zip(&want.values))
-                .filter(|(i, _)| kept(i))
-                .map(|(_, pair)| pair)
-            {
+            for (a, b) in got.values.iter().zip(&want.values) {
                 let diff = (a - b).abs();
                 sq += diff * diff;
                 d.max_abs = d.max_abs.max(diff);
@@ -230,12 +209,6 @@ mod tests {
         assert_eq!(d.max_abs, 4.0);
         assert_eq!(d.per_tensor["w"], 5.0);
         assert_eq!(a.distance(&a).unwrap().sum_frobenius, 0.0);
-        // Leaving out w[1] (the 4) and all of b: only the 3 remains, in both numbers.
-        let d = a
-            .distance_ignoring(&b, &[("w".into(), 1..2), ("b".into(), 0..1)])
-            .unwrap();
-        assert_eq!((d.sum_frobenius, d.max_abs), (3.0, 3.0));
-        assert_eq!(d.per_tensor["b"], 0.0);
     }
 
     #[test]

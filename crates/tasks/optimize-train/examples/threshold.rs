@@ -1,16 +1,18 @@
-//! Measures what the distance threshold must separate: runs the reference, the start and
-//! variants of the reference in the sandbox on one dataset and prints each one's time,
-//! distance to the reference (sum over tensors of the Frobenius norm of the difference),
-//! largest difference and held-out loss.
+//! Measures what the check's thresholds must separate: runs the reference, the start and
+//! variants of the reference in the sandbox on one dataset and prints each one's time, mean KL
+//! divergence of the reference's held-out predictions from its own, weight distance (sum over
+//! tensors of the Frobenius norm of the difference), largest weight difference and held-out
+//! loss.
 //!
 //! `cargo build -p rdbench-runner --bin rdbench-sandbox-shim && cargo run --release -p
-//! rdbench-task-optimize-train --example threshold [SEED]`
+//! rdbench-task-optimize-train --example threshold [SEED [DIR]]`
+//! (with DIR it only writes the dataset of SEED into DIR, to train on it by hand)
 
 use rdbench_core::task::Solution;
 use rdbench_program::tensors::Tensors;
 use rdbench_program::tree::{read_tree, TreeFile};
 use rdbench_program::{ProgramAdapter, ProgramTask};
-use rdbench_task_optimize_train::{train_config, weight_distance, OptimizeTrain, WEIGHTS};
+use rdbench_task_optimize_train::{OptimizeTrain, WEIGHTS};
 
 fn tree(which: Solution) -> Vec<TreeFile> {
     let dir = tempfile::tempdir().unwrap();
@@ -35,11 +37,16 @@ fn main() {
         .map(|s| s.parse().unwrap())
         .unwrap_or(7);
     let task = ProgramAdapter(OptimizeTrain);
-    let (cfg, _) = train_config().unwrap();
     let input = tempfile::tempdir().unwrap();
     OptimizeTrain
         .make_input("tiny", seed, input.path())
         .unwrap();
+    if let Some(dir) = std::env::args().nth(2) {
+        OptimizeTrain
+            .make_input("tiny", seed, dir.as_ref())
+            .unwrap();
+        return;
+    }
     let reference = tree(Solution::Reference);
     let variants: Vec<(&str, Vec<TreeFile>)> = vec![
         ("reference", reference.clone()),
@@ -58,6 +65,15 @@ fn main() {
             edit(reference.clone(), "train.py", "attention=\"fused\"", "attention=\"naive\""),
         ),
         ("start", tree(Solution::Starting)),
+        (
+            "reference, the last step skipped",
+            edit(
+                reference.clone(),
+                "train.py",
+                "for step in range(t[\"steps\"]):",
+                "for step in range(t[\"steps\"] - 1):",
+            ),
+        ),
         (
             "reference, 90 % of the steps",
             edit(
@@ -86,12 +102,7 @@ fn main() {
         let w = Tensors::parse(&out[WEIGHTS]).unwrap();
         let (d, max) = match &base {
             Some(b) => {
-                let all = w.distance(b).unwrap();
-                let d = weight_distance(&w, b, &cfg).unwrap();
-                println!(
-                    "{:36} all weights: D = {:.3e}  max|diff| = {:.2e}",
-                    "", all.sum_frobenius, all.max_abs
-                );
+                let d = w.distance(b).unwrap();
                 (d.sum_frobenius, d.max_abs)
             }
             None => (0.0, 0.0),
@@ -102,15 +113,15 @@ fn main() {
             &[(WEIGHTS.to_string(), base_bytes(&base, &out))].into(),
             &out,
         );
-        let loss = match verdict {
+        let (kl, loss) = match verdict {
             Ok(rdbench_program::Verdict::Valid { details, .. })
             | Ok(rdbench_program::Verdict::Invalid { details, .. }) => {
-                details["heldout_loss"].clone()
+                (details["kl"].clone(), details["heldout_loss"].clone())
             }
-            Err(e) => serde_json::json!(e.to_string()),
+            Err(e) => (serde_json::json!(e.to_string()), serde_json::Value::Null),
         };
         println!(
-            "{name:36} {:7.2} s  D = {d:.3e}  max|diff| = {max:.2e}  held-out loss {loss}",
+            "{name:36} {:7.2} s  KL = {kl}  D = {d:.3e}  max|diff| = {max:.2e}  held-out loss {loss}",
             r.ran.wall.as_secs_f64()
         );
         if base.is_none() {

@@ -65,8 +65,12 @@ fn both_solutions_have_every_file_their_train_sh_runs() {
     assert_eq!(tasks[0].info().submission_files[0].name, "solution");
 }
 
-/// A weights file of rdbench-lm's model from `seed`'s initialization.
-fn weights(seed: u64, scale: f32) -> Vec<u8> {
+/// A weights file of rdbench-lm's model from `seed`'s initialization, each tensor passed
+/// through `edit` with its name.
+fn weights_edited(
+    seed: u64,
+    edit: impl Fn(&str, candle_core::Tensor) -> candle_core::Tensor,
+) -> Vec<u8> {
     let (cfg, _) = train_config().unwrap();
     let model = rdbench_lm::Gpt::new(cfg, seed).unwrap();
     let d = tempfile::tempdir().unwrap();
@@ -74,10 +78,17 @@ fn weights(seed: u64, scale: f32) -> Vec<u8> {
     let tensors: BTreeMap<String, candle_core::Tensor> = model
         .tensors()
         .into_iter()
-        .map(|(k, v)| (k, (v * scale as f64).unwrap()))
+        .map(|(k, v)| {
+            let v = edit(&k, v);
+            (k, v)
+        })
         .collect();
     rdbench_lm::save_tensors(&tensors, &p).unwrap();
     std::fs::read(p).unwrap()
+}
+
+fn weights(seed: u64, scale: f32) -> Vec<u8> {
+    weights_edited(seed, |_, v| (v * scale as f64).unwrap())
 }
 
 #[test]
@@ -88,12 +99,33 @@ fn the_check_takes_the_reference_and_refuses_others() {
         OptimizeTrain.check("tiny", 5, &expected, &got).unwrap()
     };
     assert!(matches!(check(weights(1, 1.0)), Verdict::Valid { .. }));
+    // The key biases do not change what the model computes (softmax cancels them), so weights
+    // far from the reference's there, as AdamW's noise leaves them, are the same function.
+    let (cfg, _) = train_config().unwrap();
+    let key_biases_moved = weights_edited(1, |name, v| {
+        if !name.ends_with("attn.qkv.bias") {
+            return v;
+        }
+        let d = cfg.d_model;
+        let shift: Vec<f32> = (0..3 * d)
+            .map(|i| if (d..2 * d).contains(&i) { 0.5 } else { 0.0 })
+            .collect();
+        let shift = candle_core::Tensor::new(shift, v.device()).unwrap();
+        (v + shift).unwrap()
+    });
+    match check(key_biases_moved) {
+        Verdict::Valid { details, .. } => {
+            assert!(details["kl"].as_f64().unwrap() < 1e-9, "{details}");
+            assert!(details["distance"].as_f64().unwrap() > 1.0, "{details}");
+        }
+        v => panic!("{v:?}"),
+    }
     // Perturbing a few weights of an untrained model, or another initialization.
     for other in [weights(1, 1.01), weights(2, 1.0)] {
         match check(other) {
             Verdict::Invalid { kind, reason, .. } => {
                 assert_eq!(kind, InvalidKind::WrongOutput);
-                assert!(reason.contains("Frobenius"), "{reason}");
+                assert!(reason.contains("KL divergence"), "{reason}");
             }
             v => panic!("{v:?}"),
         }
