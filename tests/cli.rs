@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 mod documented_commands;
 mod fanout;
 mod inspect_eval;
+mod llm_proxy;
 mod protected;
 mod protected_starvation;
 mod slurm;

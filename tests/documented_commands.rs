@@ -76,6 +76,11 @@ const SKIPPED: &[(&str, Doc, &str)] = &[
         "needs a manifest of submissions; tests/fanout.rs runs it and validates the Job",
     ),
     (
+        "rdbench llm-proxy --upstream URL --model NAME --unix-socket S",
+        Doc::Readme,
+        "serves until stopped; tests/llm_proxy.rs runs it on a socket and stops it",
+    ),
+    (
         "rdbench-client score .",
         Doc::Instructions,
         "the service's client; tests/protected.rs runs it as an agent's user",
