@@ -10,6 +10,7 @@ mod fanout;
 mod inspect_eval;
 mod protected;
 mod protected_starvation;
+mod serve_llm;
 mod slurm;
 mod task_standard;
 

@@ -26,7 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let words = "Explain in a few sentences why the sky is blue, why sunsets are red, and how \
         the scattering of light by the molecules of the atmosphere depends on its wavelength. \
         Mention Rayleigh, give one everyday example, and keep the answer short and simple for \
-        a curious child who is ten years old and likes to ask questions about the world.";
+        a curious child who is ten years old and likes to ask questions about the world. Use two \
+        short paragraphs without lists, and end with one question for the child to think about.";
     let prompt = model.prompt_tokens(&[ChatMessage {
         role: "user".into(),
         content: words.into(),

@@ -103,6 +103,8 @@ async fn chat<M: ChatModel>(
     .map_err(|e| ApiError::server(format!("the generation failed: {e}")))?
     .map_err(|e| match e {
         LlmError::PromptTooLong { .. } => ApiError::context_length(e.to_string()),
+        // The template refuses conversations it cannot render (roles out of order...).
+        LlmError::Template(_) => ApiError::invalid("messages", e.to_string()),
         e => ApiError::server(e.to_string()),
     })?;
     let id = format!("chatcmpl-{:016x}", rand::random::<u64>());
