@@ -49,8 +49,10 @@ impl Drop for Server {
 /// Starts `serve-llm` on a free TCP port; returns it with its base URL, read from its line
 /// "serving `MODEL` on http://...".
 fn start(env: &Env, gguf: &PathBuf) -> (Server, String) {
+    // One thread: candle's worker threads spin at each barrier, and on a busy 2-core CI machine
+    // two of them were 10x slower than one (docs/serve-llm.md, "Speed").
     let mut child = env
-        .command(&["serve-llm", "--listen", "127.0.0.1:0", "--threads", "2"])
+        .command(&["serve-llm", "--listen", "127.0.0.1:0", "--threads", "1"])
         .args(["--model-name", MODEL, "--gguf"])
         .arg(gguf)
         .stderr(Stdio::piped())

@@ -38,11 +38,14 @@ assert all(c.finish_reason in ("stop", "length") for c in two.choices), two
 assert two.usage.prompt_tokens == u.prompt_tokens, two.usage
 assert 2 <= two.usage.completion_tokens <= 8, two.usage
 
-# A stop string ends the text before it.
+# A stop string ends the text before it: the greedy text's last two characters as the stop,
+# the same greedy request gives the text up to their first occurrence.
+text = a.choices[0].message.content
+stop = text[-2:]
 stopped = client.chat.completions.create(
-    model=model, messages=messages, temperature=0, max_tokens=6, stop=[" "]
+    model=model, messages=messages, temperature=0, max_tokens=6, stop=["never there", stop]
 )
-assert " " not in stopped.choices[0].message.content, stopped
+assert stopped.choices[0].message.content == text[: text.find(stop)], (text, stop, stopped)
 assert stopped.choices[0].finish_reason == "stop", stopped
 
 # Another model's name: OpenAI's 404, raised by the client as NotFoundError.
