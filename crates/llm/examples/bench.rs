@@ -1,4 +1,5 @@
-//! Speed of a GGUF model under rdbench-llm: prefill tokens/s on a prompt of about 127 tokens,
+//! Speed of a GGUF model under rdbench-llm: prefill tokens/s on a prompt of 118 tokens (with
+//! SmolLM2's template),
 //! then decode tokens/s for one sequence and in aggregate for 8 (one shared prefill, as the
 //! server does for `n = 8`). Build it as the server should be built:
 //!

@@ -1,6 +1,7 @@
 //! A llama-architecture GGUF model (SmolLM2, Llama, ...) on candle's CPU quantized kernels:
 //! weights through `candle_transformers::models::quantized_llama`, the tokenizer built from the
-//! GGUF's own vocabulary and merges, the chat template and end tokens from its metadata.
+//! GGUF's own vocabulary and merges, the chat template and end tokens from its metadata. Q4_1
+//! tensors are re-quantized to Q8_0 as they load (`requantize_q4_1` says why).
 //!
 //! **No batched decode.** `quantized_llama::ModelWeights` keeps its KV cache private, one batch
 //! row per model value, and its decode concatenates the new keys to that cache, so a prompt

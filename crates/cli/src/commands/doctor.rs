@@ -60,7 +60,7 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         "cpu": rdbench_core::calibration::DeviceFingerprint::this_cpu(),
         "calibrations": calibrations,
         "sandbox": sandbox,
-        // candle's quantized kernels (serve-llm) are ~25x slower without these at compile time.
+        // candle's quantized kernels (serve-llm) are slower (up to ~25x) without these at compile time.
         "built_with": { "avx2": cfg!(target_feature = "avx2"), "fma": cfg!(target_feature = "fma") },
     });
     if ctx.json {
@@ -299,7 +299,7 @@ fn built_with_note() -> &'static str {
     if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
         "built with AVX2 and FMA: candle's quantized kernels at full speed"
     } else {
-        "built without AVX2 and FMA: models run ~25x slower; build with \
+        "built without AVX2 and FMA: quantized models run slower (up to ~25x); build with \
          RUSTFLAGS=\"-C target-cpu=x86-64-v3\" (docs/serve-llm.md)"
     }
 }
