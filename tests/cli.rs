@@ -11,6 +11,7 @@ mod inspect_eval;
 mod llm_proxy;
 mod protected;
 mod protected_starvation;
+mod serve_llm;
 mod slurm;
 mod task_standard;
 

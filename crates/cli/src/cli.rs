@@ -57,6 +57,9 @@ pub enum Command {
         #[arg(long)]
         allow_public_binary: bool,
     },
+    /// Serve a GGUF chat model through an OpenAI-compatible HTTP API on a TCP address or a
+    /// Unix socket (docs/serve-llm.md).
+    ServeLlm(crate::commands::serve_llm::ServeLlmArgs),
     /// Measure the starting and reference solutions on this device and store the calibration.
     Calibrate {
         /// Task to calibrate [default: every task this machine can run].

@@ -60,6 +60,8 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         "cpu": rdbench_core::calibration::DeviceFingerprint::this_cpu(),
         "calibrations": calibrations,
         "sandbox": sandbox,
+        // candle's quantized kernels (serve-llm) are slower (up to ~25x) without these at compile time.
+        "built_with": { "avx2": cfg!(target_feature = "avx2"), "fma": cfg!(target_feature = "fma") },
     });
     if ctx.json {
         output::json(&report);
@@ -93,6 +95,7 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         nvrtc.as_ref(),
         "kernel sources are not compiled until it is installed (README, after the two commands)",
     );
+    say("serve-llm", built_with_note());
     if nvml.available {
         say(
             "NVML",
@@ -288,6 +291,16 @@ fn print_calibrations(say: &dyn Fn(&str, &str), store: &[CalibrationListing]) {
                 &format!("{}: unreadable: {e}", path.display()),
             ),
         }
+    }
+}
+
+/// Whether this binary's quantized model kernels can use AVX2 and FMA (decided at compile time).
+fn built_with_note() -> &'static str {
+    if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
+        "built with AVX2 and FMA: candle's quantized kernels at full speed"
+    } else {
+        "built without AVX2 and FMA: quantized models run slower (up to ~25x); build with \
+         RUSTFLAGS=\"-C target-cpu=x86-64-v3\" (docs/serve-llm.md)"
     }
 }
 

@@ -13,6 +13,7 @@ pub mod llm_proxy;
 mod monitor;
 pub mod score_job;
 mod serve;
+pub mod serve_llm;
 
 use std::path::PathBuf;
 
@@ -211,6 +212,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             serve::check_own_binary(&ctx, allow_public_binary)?;
             serve::serve(&ctx, &socket, allow_emulator_for_agents)
         }
+        Command::ServeLlm(args) => serve_llm::serve_llm(&ctx, &args),
         Command::InstallSolution {
             task,
             what,
