@@ -76,6 +76,11 @@ const SKIPPED: &[(&str, Doc, &str)] = &[
         "needs a manifest of submissions; tests/fanout.rs runs it and validates the Job",
     ),
     (
+        "rdbench serve-llm --gguf PATH --listen ADDR",
+        Doc::Readme,
+        "serves until stopped; tests/serve_llm.rs runs it on the real GGUF with the OpenAI client",
+    ),
+    (
         "rdbench llm-proxy --upstream URL --model NAME --unix-socket S",
         Doc::Readme,
         "serves until stopped; tests/llm_proxy.rs runs it on a socket and stops it",

@@ -31,7 +31,10 @@ fn http(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {reply:?}"));
-    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     (code, body)
 }
 
