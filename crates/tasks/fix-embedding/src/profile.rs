@@ -110,14 +110,16 @@ fn fnv_hex(v: &serde_json::Value) -> String {
     format!("{h:016x}")
 }
 
+/// rdbench-lm's usual schedule ([`TrainConfig::cosine`]), its batch order left to `with_seed`.
 fn schedule(steps: usize, batch_size: usize, lr: f64, warmup_steps: usize) -> Schedule {
+    let c = TrainConfig::cosine(steps, batch_size, lr, warmup_steps, 0);
     Schedule {
-        steps,
-        batch_size,
-        lr,
-        warmup_steps,
-        min_lr_frac: 0.1,
-        weight_decay: 0.0,
+        steps: c.steps,
+        batch_size: c.batch_size,
+        lr: c.lr,
+        warmup_steps: c.warmup_steps,
+        min_lr_frac: c.min_lr_frac,
+        weight_decay: c.weight_decay,
     }
 }
 

@@ -251,31 +251,47 @@ fn log_probs(model: &rdbench_lm::Gpt, data: &TokenSet, rows: &[usize]) -> Result
         .collect())
 }
 
-/// Mean over every position of `data` of KL(reference || got), in nats: how far the run's
-/// next-token distributions are from the reference's. In f64 from the logits on: it is a
-/// second-order quantity (1e-8 for noise), below what f32 sums resolve.
-fn mean_kl(reference: &rdbench_lm::Gpt, got: &rdbench_lm::Gpt, data: &TokenSet) -> Result<f64> {
+/// How a run's next-token predictions on held-out sequences compare with the reference's,
+/// from one forward pass of each model.
+struct Comparison {
+    /// Mean over every position of KL(reference || run), in nats. In f64 from the logits on:
+    /// it is a second-order quantity (1e-14 for noise), below what f32 sums resolve.
+    kl: f64,
+    /// The run's mean held-out loss (cross-entropy of the next token), nats.
+    loss: f64,
+    reference_loss: f64,
+}
+
+fn compare_predictions(
+    reference: &rdbench_lm::Gpt,
+    got: &rdbench_lm::Gpt,
+    data: &TokenSet,
+) -> Result<Comparison> {
     let rows: Vec<usize> = (0..data.n_seq()).collect();
-    let (mut total, mut positions) = (0.0, 0usize);
+    let positions_per_row = data.seq_len - 1;
+    let (mut kl, mut loss, mut reference_loss, mut positions) = (0.0, 0.0, 0.0, 0usize);
     for chunk in rows.chunks(64) {
         let want = log_probs(reference, data, chunk)?;
         let have = log_probs(got, data, chunk)?;
-        for (p, q) in want.iter().zip(&have) {
-            total += p
+        for (i, (p, q)) in want.iter().zip(&have).enumerate() {
+            let (row, t) = (chunk[i / positions_per_row], i % positions_per_row);
+            let next = data.tokens[row * data.seq_len + t + 1] as usize;
+            kl += p
                 .iter()
                 .zip(q)
                 .map(|(lp, lq)| lp.exp() * (lp - lq))
                 .sum::<f64>();
+            loss -= q[next];
+            reference_loss -= p[next];
             positions += 1;
         }
     }
-    Ok(total / positions.max(1) as f64)
-}
-
-/// Mean held-out loss.
-fn heldout_loss(model: &rdbench_lm::Gpt, heldout: &TokenSet) -> Result<f64> {
-    rdbench_lm::eval_loss(model, heldout, 64)
-        .map_err(|e| Error::Internal(format!("held-out loss: {e}")))
+    let n = positions.max(1) as f64;
+    Ok(Comparison {
+        kl: kl / n,
+        loss: loss / n,
+        reference_loss: reference_loss / n,
+    })
 }
 
 impl ProgramTask for OptimizeTrain {
@@ -422,9 +438,11 @@ impl ProgramTask for OptimizeTrain {
         };
         let heldout = sample(profile, seed, HELDOUT_SAMPLE, s.heldout_seq)?;
         let (model, reference_model) = (model_of(bytes, &cfg)?, model_of(reference_bytes, &cfg)?);
-        let kl = mean_kl(&reference_model, &model, &heldout)?;
-        let loss = heldout_loss(&model, &heldout)?;
-        let reference_loss = heldout_loss(&reference_model, &heldout)?;
+        let Comparison {
+            kl,
+            loss,
+            reference_loss,
+        } = compare_predictions(&reference_model, &model, &heldout)?;
         let details = json!({
             "kl": kl,
             "max_kl": s.max_kl,
