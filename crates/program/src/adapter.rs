@@ -255,7 +255,8 @@ fn exit_verdict(ran: &Ran, deadline: Duration) -> Option<(InvalidKind, String)> 
     }
 }
 
-fn tree_refusal(e: &TreeError) -> (InvalidKind, String) {
+/// The invalid entry for a tree the kit refused to read.
+pub fn tree_refusal(e: &TreeError) -> (InvalidKind, String) {
     (e.invalid_kind(), format!("{SOLUTION_DIR}/: {e}"))
 }
 

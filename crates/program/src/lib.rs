@@ -16,6 +16,8 @@
 //! - **secret inputs per call** ([`pool`]): K inputs per installation and profile, each made
 //!   from a seed derived from the installation's secret, with the reference program's output
 //!   for it, under the scorer's private cache; each scoring call draws one;
+//! - **Python programs** ([`python`]): the system's interpreter with a venv's packages bound
+//!   read-only, where it imports what the task needs;
 //! - **comparing output tensors** ([`tensors`]): names, shapes and dtypes must match; the
 //!   distance is the sum over tensors of the Frobenius norm of the difference, in f64;
 //! - **the adapter** ([`ProgramAdapter`]): a [`ProgramTask`] becomes an
@@ -28,6 +30,7 @@
 
 pub mod adapter;
 pub mod pool;
+pub mod python;
 pub mod run;
 pub mod tensors;
 

@@ -21,7 +21,6 @@
 //! measured threshold and the timings are in `docs/optimize-train.md`.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use rdbench_core::task::{
@@ -32,8 +31,7 @@ use rdbench_lm::corpus::CorpusShape;
 use rdbench_lm::{GptConfig, Hmm, TokenSet};
 use rdbench_program::tensors::Tensors;
 use rdbench_program::{
-    Bind, Contract, OutputFile, Outputs, ProgramAdapter, ProgramTask, SandboxEnv, TreeLimits,
-    Verdict,
+    Contract, OutputFile, Outputs, ProgramAdapter, ProgramTask, SandboxEnv, TreeLimits, Verdict,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -148,60 +146,13 @@ fn sample(profile: &str, seed: u64, salt: u64, n: usize) -> Result<TokenSet> {
     TokenSet::new(hmm.sample(seed ^ salt, n, seq_len), seq_len).map_err(lm)
 }
 
-/// The Python environment with PyTorch whose packages the sandbox binds at `/opt/venv`:
+/// The Python environment with PyTorch whose packages the sandbox binds:
 /// `$RDBENCH_TORCH_VENV`, else the checkout's `.venv` (made by `scripts/test.sh`).
 pub fn torch_venv() -> PathBuf {
-    std::env::var_os("RDBENCH_TORCH_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../.venv")))
+    rdbench_program::python::venv_path(TORCH_VENV_VAR)
 }
 
-const VENV_INSIDE: &str = "/opt/venv";
-/// The interpreter the programs run: the system's. A venv's own `python3` is a link to the
-/// interpreter it was made from, which may sit where the sandbox's user cannot reach (pyenv
-/// under `/root`), so the sandbox runs the system's Python of the same version with the venv's
-/// packages on `PYTHONPATH`.
-const SYSTEM_PYTHON: &str = "/usr/bin/python3";
-
-/// The venv's `lib/pythonX.Y/site-packages`, relative to the venv.
-fn site_packages(venv: &Path) -> std::result::Result<String, String> {
-    let lib = venv.join("lib");
-    let entries = std::fs::read_dir(&lib).map_err(|e| format!("{}: {e}", lib.display()))?;
-    entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| n.starts_with("python3"))
-        .map(|n| format!("lib/{n}/site-packages"))
-        .ok_or_else(|| format!("{} has no python3.* folder", lib.display()))
-}
-
-/// Whether the system's Python imports torch from the venv (asked once per process, in a
-/// child with a deadline): what the sandbox will do.
-fn torch_available(venv: &Path) -> std::result::Result<String, String> {
-    static ANSWER: OnceLock<std::result::Result<String, String>> = OnceLock::new();
-    ANSWER
-        .get_or_init(|| {
-            let site = site_packages(venv)?;
-            let mut cmd = rdbench_runner::Command::new(SYSTEM_PYTHON);
-            cmd.args(["-c", "import torch"])
-                .env_clear()
-                .env("PYTHONPATH", venv.join(&site))
-                .stdout(rdbench_runner::Output::Null)
-                .stderr(rdbench_runner::Output::Capture { tail: 400 })
-                .deadline(Duration::from_secs(120));
-            match cmd.run() {
-                Ok(o) if o.exit == rdbench_runner::Exit::Exited(0) => Ok(site),
-                Ok(o) => Err(format!(
-                    "{SYSTEM_PYTHON} cannot import torch from {} ({}): {}",
-                    venv.join(&site).display(),
-                    o.exit,
-                    o.stderr.text().lines().last().unwrap_or("")
-                )),
-                Err(e) => Err(format!("{SYSTEM_PYTHON}: {e}")),
-            }
-        })
-        .clone()
-}
+const TORCH_VENV_VAR: &str = "RDBENCH_TORCH_VENV";
 
 fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<()> {
     for (name, text) in files {
@@ -384,21 +335,7 @@ impl ProgramTask for OptimizeTrain {
 
     fn sandbox_env(&self, profile: &str) -> Result<SandboxEnv> {
         spec(profile)?;
-        let venv = torch_venv();
-        let site = torch_available(&venv).map_err(|why| {
-            Error::Environment(format!(
-                "optimize-train needs PyTorch: {why} (install it: {}/bin/pip install torch, or set RDBENCH_TORCH_VENV)",
-                venv.display()
-            ))
-        })?;
-        let venv = venv.canonicalize().map_err(|e| Error::io(&venv, e))?;
-        let mut env = SandboxEnv {
-            binds: vec![Bind::new(venv, VENV_INSIDE)],
-            ..SandboxEnv::default()
-        };
-        env.env
-            .insert("PYTHONPATH".into(), format!("{VENV_INSIDE}/{site}"));
-        Ok(env)
+        rdbench_program::python::sandbox_env("optimize-train", TORCH_VENV_VAR, "torch", "torch")
     }
 
     fn make_input(&self, profile: &str, seed: u64, dir: &Path) -> Result<()> {
