@@ -151,6 +151,16 @@ pub async fn serve(
     listen: &Listen,
     on_ready: impl FnOnce(String),
 ) -> Result<(), LlmError> {
+    serve_until(router, listen, on_ready, shutdown()).await
+}
+
+/// [`serve`], stopping gracefully when `stop` completes instead of on a signal.
+pub async fn serve_until(
+    router: Router,
+    listen: &Listen,
+    on_ready: impl FnOnce(String),
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), LlmError> {
     let failed = |what: String| move |source| LlmError::Serve { what, source };
     match listen {
         Listen::Tcp(addr) => {
@@ -162,7 +172,7 @@ pub async fn serve(
                 .map_err(failed("the bound address".into()))?;
             on_ready(format!("http://{local}"));
             axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown())
+                .with_graceful_shutdown(stop)
                 .await
                 .map_err(failed(format!("serving on {local}")))
         }
@@ -172,7 +182,7 @@ pub async fn serve(
                 .map_err(failed(format!("listening on {}", path.display())))?;
             on_ready(format!("unix:{}", path.display()));
             let served = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown())
+                .with_graceful_shutdown(stop)
                 .await
                 .map_err(failed(format!("serving on {}", path.display())));
             let _ = std::fs::remove_file(path);
@@ -236,6 +246,95 @@ pub fn run<M: ChatModel>(
             source,
         })?;
     runtime.block_on(serve(router(model, config), listen, on_ready))
+}
+
+/// A server running on a thread of its own, for a process that serves a model for a while (a
+/// scorer serving the task's model to its proxy during one scoring run). Dropping it stops
+/// the server and waits for it.
+pub struct RunningServer {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), LlmError>>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets requests in flight finish, and returns how serving ended.
+    pub fn shutdown(mut self) -> Result<(), LlmError> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), LlmError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(served)) => served,
+            Some(Err(_)) => Err(LlmError::Serve {
+                what: "the server's thread".into(),
+                source: std::io::Error::other("panicked"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
+
+/// Serves `model` on `listen` from a new thread (one async worker; the model in the blocking
+/// pool) until [`RunningServer::shutdown`]. Returns once the listener is bound, so a client may
+/// connect at once; a failure to bind is returned here.
+pub fn spawn<M: ChatModel>(
+    model: M,
+    config: &ServerConfig,
+    listen: &Listen,
+) -> Result<RunningServer, LlmError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("llm-server")
+        .enable_all()
+        .build()
+        .map_err(|source| LlmError::Serve {
+            what: "starting the async runtime".into(),
+            source,
+        })?;
+    let app = router(model, config);
+    let listen = listen.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ready, bound) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("llm-server".into())
+        .spawn(move || {
+            let stopped = async move {
+                let _ = stopped.await;
+            };
+            runtime.block_on(serve_until(
+                app,
+                &listen,
+                |_| {
+                    let _ = ready.send(());
+                },
+                stopped,
+            ))
+        })
+        .map_err(|source| LlmError::Serve {
+            what: "starting the server's thread".into(),
+            source,
+        })?;
+    let mut running = RunningServer {
+        stop: Some(stop),
+        thread: Some(thread),
+    };
+    if bound.recv().is_err() {
+        // The thread ended before binding: its result says why.
+        return Err(running.stop_and_join().err().unwrap_or(LlmError::Serve {
+            what: "starting the server".into(),
+            source: std::io::Error::other("ended before listening"),
+        }));
+    }
+    Ok(running)
 }
 
 #[cfg(test)]
