@@ -149,6 +149,10 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Reading one downstream request body.
     pub body_timeout: Duration,
+    /// Keep the text of every choice the upstream returns, up to this many bytes in all, for
+    /// [`crate::RunningProxy::take_completions`] (a scorer checking that a program came from
+    /// the model); 0 keeps nothing.
+    pub record_completion_bytes: usize,
 }
 
 impl Config {
@@ -173,6 +177,7 @@ impl Config {
             burst: 20,
             upstream_timeout: Duration::from_secs(300),
             body_timeout: Duration::from_secs(30),
+            record_completion_bytes: 0,
         }
     }
 

@@ -110,6 +110,7 @@ impl Proxy {
             log,
             client,
             config,
+            completions: Mutex::new(server::Completions::default()),
         };
         Ok(Proxy {
             shared: Arc::new(shared),
@@ -238,6 +239,18 @@ impl RunningProxy {
     /// This run's usage so far.
     pub fn usage(&self) -> Usage {
         self.shared.accounts().usage()
+    }
+
+    /// The texts of the choices returned since the last call (when the config records them),
+    /// and how many were not kept for the cap; the cap is counted afresh after each call.
+    pub fn take_completions(&self) -> (Vec<String>, usize) {
+        let mut kept = self
+            .shared
+            .completions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let taken = std::mem::take(&mut *kept);
+        (taken.texts, taken.dropped)
     }
 
     /// Tokens charged to the attempt, earlier runs included.

@@ -29,6 +29,16 @@ pub struct Shared {
     pub bucket: TokenBucket,
     pub slots: Arc<Semaphore>,
     pub log: CallLog,
+    pub completions: Mutex<Completions>,
+}
+
+/// The choices' texts kept for the scorer, within [`Config::record_completion_bytes`].
+#[derive(Debug, Default)]
+pub struct Completions {
+    pub texts: Vec<String>,
+    pub bytes: usize,
+    /// Texts not kept because the cap was reached.
+    pub dropped: usize,
 }
 
 impl Shared {
@@ -294,6 +304,29 @@ async fn forward(shared: &Arc<Shared>, checked: &Checked, reservation: Reservati
     outcome
 }
 
+/// Keeps each choice's `message.content` while the cap allows.
+fn record_completions(shared: &Shared, reply: &serde_json::Map<String, Value>) {
+    let cap = shared.config.record_completion_bytes;
+    if cap == 0 {
+        return;
+    }
+    let texts = reply
+        .get("choices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.pointer("/message/content").and_then(Value::as_str));
+    let mut kept = shared.completions.lock().unwrap_or_else(|p| p.into_inner());
+    for text in texts {
+        if kept.bytes + text.len() > cap {
+            kept.dropped += 1;
+        } else {
+            kept.bytes += text.len();
+            kept.texts.push(text.to_string());
+        }
+    }
+}
+
 /// A 2xx reply: passed on as the upstream wrote it when it is a JSON object, charged by its
 /// `usage`.
 fn settle_reply(shared: &Shared, body: Bytes, reserved: u64) -> Outcome {
@@ -322,6 +355,7 @@ fn settle_reply(shared: &Shared, body: Bytes, reserved: u64) -> Outcome {
             return refused(charged);
         }
     }
+    record_completions(shared, &reply);
     let mut response = Response::new(Body::from(body));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -568,3 +568,27 @@ async fn a_caller_hanging_up_is_charged_what_the_upstream_counted() {
     );
     shutdown(proxy).await;
 }
+
+/// A scorer that checks where a program came from reads every choice served, and nothing
+/// more than its cap; a refused call records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_choices_are_recorded_within_the_cap() {
+    let (upstream, _) = fake_tcp(Mode::Normal, Duration::ZERO).await;
+    let mut setup = Setup::new(&upstream);
+    setup.config.record_completion_bytes = 5 * "fn main() {}".len();
+    let (proxy, base) = setup.start();
+    let client = downstream();
+    let (status, _) = post(&client, &base, &chat(json!({"n": 3}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = post(&client, &base, &chat(json!({"n": 99}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (texts, dropped) = proxy.take_completions();
+    assert_eq!(texts, vec!["fn main() {}"; 3]);
+    assert_eq!(dropped, 0);
+    // Taken: the next call starts afresh, and what passes the cap is counted, not kept.
+    let (status, _) = post(&client, &base, &chat(json!({"n": 7}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (texts, dropped) = proxy.take_completions();
+    assert_eq!((texts.len(), dropped), (5, 2));
+    shutdown(proxy).await;
+}
