@@ -179,6 +179,8 @@ impl Toolchain {
                     part == Path::new("lib"),
                 )?;
             }
+            // Folders made above the linked files got the process's umask (a scorer's is 077).
+            open_folders(&partial)?;
             // Another process may have published the same toolchain meanwhile: either copy is
             // the same, and the loser's is removed.
             if std::fs::rename(&partial, &staged).is_err() {
@@ -192,6 +194,10 @@ impl Toolchain {
                 "{} is not a folder of this user's",
                 staged.display()
             )));
+        }
+        // Staged by an earlier version under a private umask: open it now.
+        if meta.permissions().mode() & 0o777 != 0o755 {
+            open_folders(&staged)?;
         }
         Ok(Toolchain {
             sysroot: staged,
@@ -238,6 +244,19 @@ fn ensure_private_cache(cache: &Path) -> Result<(), EvalError> {
             "the cache {} must be a folder of this user's that no one else can write (mode {mode:o})",
             cache.display()
         )));
+    }
+    Ok(())
+}
+
+/// Makes every folder of the tree at `dir` readable and searchable by all (mode 0755).
+fn open_folders(dir: &Path) -> Result<(), EvalError> {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(io_error("staging", dir))?;
+    for entry in std::fs::read_dir(dir).map_err(io_error("staging", dir))? {
+        let entry = entry.map_err(io_error("staging", dir))?;
+        if entry.file_type().map_err(io_error("staging", dir))?.is_dir() {
+            open_folders(&entry.path())?;
+        }
     }
     Ok(())
 }
