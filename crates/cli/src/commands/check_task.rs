@@ -159,8 +159,8 @@ fn check_case(
     backend: &std::result::Result<Backend, String>,
 ) -> Verdict {
     let dir = root.join("exploits").join(&case.name);
-    case.materialize(&dir, |d| {
-        task.install_solution(Solution::Starting, profile, &ctx.home.cache_dir(), d)
+    case.materialize(&dir, |which, d| {
+        task.install_solution(which, profile, &ctx.home.cache_dir(), d)
     })?;
     // As an agent's submission: read as the client reads it, into the scorer's snapshot.
     let snapshot = root.join("exploit-snapshots").join(&case.name);
@@ -184,7 +184,7 @@ fn check_case(
         }
     }
     let want = match backend {
-        Backend::Emulator => case.expect.emulator_kind.unwrap_or(case.expect.kind),
+        Backend::Emulator => case.expect.emulator_kind.or(case.expect.kind),
         Backend::Cuda => case.expect.kind,
     };
     let result = score_solution_dir_on(
@@ -211,10 +211,17 @@ fn check_case(
     verdict(case, &result.outcome, want, on)
 }
 
-/// Whether `outcome` is the verdict `case` expects (`want`; `on` names the emulator).
-fn verdict(case: &exploits::Case, outcome: &ScoreOutcome, want: InvalidKind, on: &str) -> Verdict {
-    match outcome {
-        ScoreOutcome::Invalid { kind, reason, .. } => {
+/// Whether `outcome` is the verdict `case` expects: an invalid entry of kind `want` (`on`
+/// names the emulator), or, with no kind wanted, a valid one of raw score at most the case's
+/// `raw_at_most`.
+fn verdict(
+    case: &exploits::Case,
+    outcome: &ScoreOutcome,
+    want: Option<InvalidKind>,
+    on: &str,
+) -> Verdict {
+    match (outcome, want) {
+        (ScoreOutcome::Invalid { kind, reason, .. }, Some(want)) => {
             if *kind != want {
                 return fail(format!(
                     "{kind}{on}, want {want}: {}",
@@ -228,10 +235,27 @@ fn verdict(case: &exploits::Case, outcome: &ScoreOutcome, want: InvalidKind, on:
             }
             pass(format!("{kind}{on}: {}", one_line(reason, 120)))
         }
+        (ScoreOutcome::Valid { raw, headline, .. }, None) => {
+            let bound = case.expect.raw_at_most.unwrap_or(f64::NEG_INFINITY);
+            if *raw <= bound {
+                pass(format!("worthless{on}: {headline}"))
+            } else if !case.expect.deterministic {
+                skip(format!(
+                    "not caught this time{on} (raw {raw} above {bound}); the case is marked nondeterministic"
+                ))
+            } else {
+                fail(format!("raw {raw} above {bound}{on}: {headline}"))
+            }
+        }
+        (ScoreOutcome::Invalid { kind, reason, .. }, None) => fail(format!(
+            "{kind}{on}, want a valid entry of raw at most {}: {}",
+            case.expect.raw_at_most.unwrap_or_default(),
+            one_line(reason, 200)
+        )),
         _ if !case.expect.deterministic => skip(format!(
             "not caught this time{on}; the case is marked nondeterministic"
         )),
-        ScoreOutcome::Valid { headline, .. } | ScoreOutcome::Unscored { headline, .. } => {
+        (ScoreOutcome::Valid { headline, .. } | ScoreOutcome::Unscored { headline, .. }, _) => {
             fail(format!("not caught{on}: {headline}"))
         }
     }
@@ -341,8 +365,8 @@ pub fn install(
                 names.join(", ")
             ))
         })?;
-        case.materialize(dir, |d| {
-            task.install_solution(Solution::Starting, profile, &cache, d)
+        case.materialize(dir, |which, d| {
+            task.install_solution(which, profile, &cache, d)
         })?;
     } else {
         let solution = Solution::from_name(what).ok_or_else(|| {
