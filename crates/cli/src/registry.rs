@@ -15,6 +15,7 @@ pub fn all() -> Vec<Box<dyn Task>> {
         rdbench_task_restricted_mlm::tasks(),
         rdbench_task_scaling_law::tasks(),
         rdbench_task_optimize_train::tasks(),
+        rdbench_task_codecontests_scaffold::tasks(),
     ]
     .into_iter()
     .flatten()
