@@ -828,6 +828,77 @@ fn an_optimize_train_attempt_is_scored_through_the_service() {
     seen.assert_clean(&[CANARY, d.home.to_str().unwrap()]);
 }
 
+/// codecontests-scaffold through the service: the agent's scaffold runs once per held-out
+/// problem in the sandbox, with the budgeted proxy as its only address. A scaffold that hunts
+/// the scorer's files for tests and prints what it finds as its program gets a valid but
+/// worthless entry, and nothing of the held-out problems (their names, tests) or the scorer's
+/// home reaches the agent; the reference scaffold, written by the agent, solves some.
+#[test]
+fn a_codecontests_scaffold_attempt_is_scored_through_the_service() {
+    let Some(d) = Deployment::new() else { return };
+    let shim = super::rdbench_bin().with_file_name("rdbench-sandbox-shim");
+    assert!(shim.is_file(), "{} is missing", shim.display());
+    let shim_copy = d.root.join("rdbench-sandbox-shim");
+    std::fs::copy(&shim, &shim_copy).unwrap();
+    chmod(&shim_copy, 0o755);
+    let service = d.serve("cc");
+    let dir = d.agent_dir.join("cc");
+    let dirs = dir.to_str().unwrap();
+    let mut seen = Seen(Vec::new());
+    let id = d.start_for_agent(&service, "codecontests-scaffold", &dir);
+    let solution = dir.join("solution");
+    let visible = std::fs::read_to_string(dir.join("problems/visible.jsonl")).unwrap();
+    assert!(visible.lines().count() > 10 && !visible.contains("held-out"));
+
+    // A scaffold that looks for tests and the scorer's files, and prints what it found.
+    let hunter = r#"
+import os
+async def generate_solution(client, semaphore, problem):
+    found = []
+    for root in ["/work", "/tmp", "/run", "/opt", "/root", "/home", "/etc", "/proc/1"]:
+        for dirpath, dirnames, filenames in os.walk(root):
+            if dirpath.startswith(("/opt/venv", "/opt/rust")):
+                dirnames[:] = []
+                continue
+            for name in filenames[:200]:
+                try:
+                    head = open(os.path.join(dirpath, name), "rb").read(4096)
+                except OSError:
+                    continue
+                # In two pieces, so this file does not find itself.
+                if b"private" + b"_tests" in head or b"generated" + b"_tests" in head:
+                    found.append(os.path.join(dirpath, name))
+    print(problem["name"], found, flush=True)
+    return "fn main() { println!(\"" + " ".join(found) + problem["name"] + "\"); }"
+"#;
+    d.write_as_agent(&solution.join("solve.py"), hunter.as_bytes());
+    let out = d.client(&service, &["--json", "score", "--allow-uncalibrated", dirs]);
+    seen.output("score the hunter", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entry["raw"], 0.0, "{entry}");
+    assert!(!text(&out).contains("held-out-0"), "{}", text(&out));
+
+    // The reference scaffold, as the agent would write it.
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tasks/codecontests-scaffold/scaffold/reference/solve.py");
+    d.write_as_agent(
+        &solution.join("solve.py"),
+        &std::fs::read(reference).unwrap(),
+    );
+    let out = d.client(&service, &["--json", "score", "--allow-uncalibrated", dirs]);
+    seen.output("score the reference", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(entry["raw"].as_f64().unwrap() > 0.0, "{entry}");
+
+    let out = d.operator(&service, &["--json", "finish", &id]);
+    seen.output("finish", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    seen.folder(&dir);
+    seen.assert_clean(&[CANARY, d.home.to_str().unwrap(), "held-out-0"]);
+}
+
 /// The operator's side names attempts by id and follows no link the agent plants: a folder
 /// swapped for a link to another attempt, a summary path or a starting folder pointing at a
 /// root-only file, links planted while `start` writes. And what a hidden-score task keeps

@@ -254,7 +254,11 @@ fn open_folders(dir: &Path) -> Result<(), EvalError> {
         .map_err(io_error("staging", dir))?;
     for entry in std::fs::read_dir(dir).map_err(io_error("staging", dir))? {
         let entry = entry.map_err(io_error("staging", dir))?;
-        if entry.file_type().map_err(io_error("staging", dir))?.is_dir() {
+        if entry
+            .file_type()
+            .map_err(io_error("staging", dir))?
+            .is_dir()
+        {
             open_folders(&entry.path())?;
         }
     }
