@@ -253,6 +253,47 @@ impl RunningProxy {
         (taken.texts, taken.dropped)
     }
 
+    /// One chat completion through this proxy as any client makes it (over its own socket, so
+    /// every rule, the budget and the log apply): the HTTP status and the JSON reply. For a
+    /// scorer that calls the model on an agent's behalf (an experiment tool).
+    pub fn call_chat(
+        &self,
+        body: &serde_json::Value,
+    ) -> Result<(u16, serde_json::Value), ProxyError> {
+        let start =
+            |e: &dyn std::fmt::Display| ProxyError::Start(format!("calling the proxy: {e}"));
+        #[allow(deprecated)]
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(self.shared.config.upstream_timeout + Duration::from_secs(30));
+        let url = match &self.address {
+            Address::Unix(path) => {
+                builder = builder.unix_socket(path.clone());
+                "http://proxy/v1/chat/completions".to_string()
+            }
+            Address::Tcp(addr) => format!("http://{addr}/v1/chat/completions"),
+        };
+        let client = builder.build().map_err(|e| start(&e))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| start(&e))?;
+        runtime.block_on(async {
+            let reply = client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .map_err(|e| start(&e))?;
+            let status = reply.status().as_u16();
+            let bytes = reply.bytes().await.map_err(|e| start(&e))?;
+            let value = serde_json::from_slice(&bytes).map_err(|e| start(&e))?;
+            Ok((status, value))
+        })
+    }
+
     /// Tokens charged to the attempt, earlier runs included.
     pub fn spent(&self) -> u64 {
         self.usage().attempt_total

@@ -592,3 +592,27 @@ async fn served_choices_are_recorded_within_the_cap() {
     assert_eq!((texts.len(), dropped), (5, 2));
     shutdown(proxy).await;
 }
+
+/// The scorer's own call (an experiment tool's) goes through the same rules and budget.
+#[test]
+fn a_call_made_by_the_scorer_obeys_the_same_rules() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (upstream, seen) = runtime.block_on(fake_tcp(Mode::Normal, Duration::ZERO));
+    let mut setup = Setup::new(&upstream);
+    setup.config.run_budget = Some(10 + 2 * CHOICE_TOKENS + 5);
+    setup.config.prompt_bound = rdbench_llm_proxy::PromptBound::Fixed(10);
+    let (proxy, _) = setup.start();
+    let (status, reply) = proxy
+        .call_chat(&chat(json!({"n": 2, "max_tokens": 20})))
+        .unwrap();
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["choices"].as_array().unwrap().len(), 2);
+    let (status, reply) = proxy.call_chat(&chat(json!({"model": "other"}))).unwrap();
+    assert_eq!((status, code(&reply)), (404, "model_not_found"), "{reply}");
+    let (status, reply) = proxy
+        .call_chat(&chat(json!({"n": 2, "max_tokens": 20})))
+        .unwrap();
+    assert_eq!((status, code(&reply)), (429, "budget_exhausted"), "{reply}");
+    assert_eq!(seen.calls.load(Ordering::SeqCst), 1);
+    runtime.block_on(shutdown(proxy));
+}

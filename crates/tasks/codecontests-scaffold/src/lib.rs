@@ -44,7 +44,7 @@ use rdbench_code_model::CodeModel;
 use rdbench_contests::{EvalLimits, Evaluator, Problem, Toolchain};
 use rdbench_core::task::{
     Backend, Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
-    Solution, SubmissionFile, SubmissionKind, Task, TaskInfo,
+    Solution, SubmissionFile, SubmissionKind, Task, TaskInfo, ToolReply, ToolRequest, ToolSpec,
 };
 use rdbench_core::task_secret::TaskSecret;
 use rdbench_core::{Error, Result};
@@ -237,8 +237,65 @@ impl Task for CodecontestsScaffold {
             default_time_limit_minutes: 480,
             score_timeout_s: 3600,
             human_minutes: None,
-            tools: Vec::new(),
+            tools: vec![ToolSpec {
+                name: "complete".into(),
+                usage: "problem=K [n=N] [temperature=T] [max_tokens=M] [prompt=TEXT]".into(),
+                wall_s: 900,
+                memory_bytes: 8 << 30,
+                needs_gpu: false,
+            }],
         }
+    }
+
+    fn run_tool(&self, req: &ToolRequest) -> Result<ToolReply> {
+        if req.name != "complete" {
+            return Err(Error::Usage(format!(
+                "{NAME} has one tool, complete (problem=K [n=N] [temperature=T] [max_tokens=M] [prompt=TEXT]), not {:?}",
+                req.name
+            )));
+        }
+        let s = spec(&req.profile)?;
+        let body = completion_request(&s, &req.args)?;
+        let model = CodeModel::load(&model_dir(&req.cache_dir, &req.profile)?)
+            .map_err(|e| Error::Internal(format!("the code model: {e}")))?;
+        let session = ModelSession::start(model, &s, &req.private_dir, None)?;
+        let called = session.proxy.call_chat(&body);
+        let usage = session.finish()?;
+        let (status, reply) =
+            called.map_err(|e| Error::Internal(format!("the model proxy: {e}")))?;
+        let mut text = String::new();
+        if status == 200 {
+            for (i, choice) in reply["choices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                text.push_str(&format!(
+                    "--- choice {i} ({}) ---\n{}\n",
+                    choice["finish_reason"].as_str().unwrap_or("?"),
+                    choice["message"]["content"].as_str().unwrap_or("")
+                ));
+            }
+        } else {
+            text.push_str(&format!(
+                "refused ({status}): {}\n",
+                reply["error"]["message"].as_str().unwrap_or("")
+            ));
+        }
+        text.push_str(&format!(
+            "tokens: {} prompt, {} completion; this attempt has used {} of {}\n",
+            usage.prompt_tokens, usage.completion_tokens, usage.attempt_total, s.attempt_budget
+        ));
+        Ok(ToolReply {
+            text,
+            value: json!({
+                "status": status,
+                "reply": reply,
+                "attempt_tokens": usage.attempt_total,
+                "attempt_budget": s.attempt_budget,
+            }),
+        })
     }
 
     fn prepare(&self, req: &PrepareRequest) -> Result<()> {
@@ -354,6 +411,61 @@ fn read_scaffold(
         )
     })?;
     Ok((files, entry))
+}
+
+/// The chat request of a `complete` call: the user message is `prompt` (where `{statement}`
+/// becomes visible problem K's statement) or, without one, the starting scaffold's prompt for
+/// problem K. The proxy checks `n`, `max_tokens` and the rest as for any call.
+fn completion_request(
+    s: &Spec,
+    args: &std::collections::BTreeMap<String, String>,
+) -> Result<serde_json::Value> {
+    const KEYS: [&str; 5] = ["problem", "n", "temperature", "max_tokens", "prompt"];
+    if let Some(k) = args.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(Error::Usage(format!(
+            "complete takes {}, not {k:?}",
+            KEYS.join(", ")
+        )));
+    }
+    let number = |k: &str, default: f64| -> Result<f64> {
+        args.get(k).map_or(Ok(default), |v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| Error::Usage(format!("complete: {k}={v:?} is not a number")))
+        })
+    };
+    let statement = match args.get("problem") {
+        Some(k) => {
+            let k: usize = k.parse().ok().filter(|k| *k < s.visible).ok_or_else(|| {
+                Error::Usage(format!(
+                    "complete: problem={k:?}: a line number of problems/visible.jsonl, 0 to {}",
+                    s.visible - 1
+                ))
+            })?;
+            let problems = rdbench_contests::visible(VISIBLE_SEED, s.visible)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            Some(problems[k].description.clone())
+        }
+        None => None,
+    };
+    let content = match (args.get("prompt"), statement) {
+        (Some(p), Some(st)) => p.replace("{statement}", &st),
+        (Some(p), None) => p.clone(),
+        (None, Some(st)) => format!("Solve this problem in Rust:\n\n{st}"),
+        (None, None) => {
+            return Err(Error::Usage(
+                "complete needs problem=K (a line of problems/visible.jsonl) or prompt=TEXT".into(),
+            ))
+        }
+    };
+    Ok(json!({
+        "model": rdbench_code_model::MODEL_NAME,
+        "messages": [{"role": "user", "content": content}],
+        "n": number("n", 1.0)? as u64,
+        "temperature": number("temperature", 1.0)?,
+        "max_tokens": number("max_tokens", f64::from(s.max_tokens))? as u64,
+    }))
 }
 
 fn instructions(s: &Spec) -> String {
@@ -678,6 +790,44 @@ mod tests {
         assert_eq!(Entry::of(&[file("solve", true)]), Some(Entry::Executable));
         assert_eq!(Entry::of(&[file("solve", false)]), None);
         assert_eq!(Entry::of(&[file("main.py", false)]), None);
+    }
+
+    #[test]
+    fn the_complete_tool_builds_the_request_and_refuses_what_it_does_not_know() {
+        let s = spec("tiny").unwrap();
+        let args = |words: &[&str]| {
+            ToolRequest::parse_args(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>())
+                .unwrap()
+        };
+        let body = completion_request(&s, &args(&["problem=3", "n=8"])).unwrap();
+        let statement = rdbench_contests::visible(VISIBLE_SEED, s.visible).unwrap()[3]
+            .description
+            .clone();
+        assert_eq!(
+            body["messages"][0]["content"],
+            format!("Solve this problem in Rust:\n\n{statement}")
+        );
+        assert_eq!(
+            (body["n"].as_u64(), body["max_tokens"].as_u64()),
+            (Some(8), Some(512))
+        );
+        let body = completion_request(&s, &args(&["problem=0", "prompt=Rust please: {statement}"]))
+            .unwrap();
+        assert!(body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Rust please: "));
+        for bad in [
+            &["problem=96"][..],
+            &["n=-1", "problem=0"],
+            &["seed=1"],
+            &[],
+        ] {
+            assert!(
+                matches!(completion_request(&s, &args(bad)), Err(Error::Usage(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -65,7 +65,10 @@ fn an_attempt_starts_with_the_scaffold_the_visible_problems_and_the_rules() {
     }
     let unfilled = text.split('{').skip(1).find(|rest| {
         let name: String = rest.chars().take_while(|c| *c != '}').collect();
-        !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        // `{statement}` is the tool's own placeholder, for the agent to type.
+        !name.is_empty()
+            && name != "statement"
+            && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
     });
     assert!(unfilled.is_none(), "an unfilled placeholder: {unfilled:?}");
 }
