@@ -96,6 +96,12 @@ const SKIPPED: &[(&str, Doc, &str)] = &[
         "prose naming the tool; the code block above it, with the arguments, runs",
     ),
     (
+        "rdbench tool DIR complete problem=K",
+        Doc::Instructions,
+        "trains the task's code model first (minutes); tests/protected.rs runs it as the agent, \
+         through the service",
+    ),
+    (
         "rdbench score",
         Doc::Instructions,
         "prose naming the command; every task's `rdbench score <this folder>` runs",

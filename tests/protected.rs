@@ -850,6 +850,27 @@ fn a_codecontests_scaffold_attempt_is_scored_through_the_service() {
     let visible = std::fs::read_to_string(dir.join("problems/visible.jsonl")).unwrap();
     assert!(visible.lines().count() > 10 && !visible.contains("held-out"));
 
+    // The agent tries the model on a visible problem, on its attempt's budget.
+    let out = d.client(
+        &service,
+        &[
+            "tool",
+            dirs,
+            "complete",
+            "problem=0",
+            "n=2",
+            "max_tokens=64",
+        ],
+    );
+    seen.output("complete", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("--- choice 1"), "{}", text(&out));
+    assert!(
+        text(&out).contains("this attempt has used"),
+        "{}",
+        text(&out)
+    );
+
     // A scaffold that looks for tests and the scorer's files, and prints what it found.
     let hunter = r#"
 import os
