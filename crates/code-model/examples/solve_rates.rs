@@ -25,15 +25,27 @@ use rdbench_runner::sandbox::{use_shim, Shim};
 
 const SHIM_FLAG: &str = "--sandbox-shim";
 
-/// The fenced block's body (```` ```rust ```` or ```` ``` ````), else the whole text.
+/// The program in a completion: the body of the first ```` ```rust ```` block, else of the first
+/// ```` ``` ```` block with something in it, else the text before a stray fence, else the
+/// whole text.
 fn extract(text: &str) -> String {
-    if let Some(start) = text.find("```") {
-        let after = &text[start + 3..];
-        let body = after.find('\n').map_or("", |i| &after[i + 1..]);
-        let end = body.find("```").unwrap_or(body.len());
-        return body[..end].to_string();
+    let body_after = |i: usize, fence: &str| {
+        let body = &text[i + fence.len()..];
+        body[..body.find("```").unwrap_or(body.len())].to_string()
+    };
+    if let Some(i) = text.find("```rust\n") {
+        return body_after(i, "```rust\n");
     }
-    text.to_string()
+    if let Some(i) = text.find("```\n") {
+        let body = body_after(i, "```\n");
+        if !body.trim().is_empty() {
+            return body;
+        }
+    }
+    match text.find("```") {
+        Some(i) => text[..i].to_string(),
+        None => text.to_string(),
+    }
 }
 
 fn prompt(p: &Problem) -> Vec<ChatMessage> {
@@ -150,6 +162,12 @@ fn run_problem(
         }
     }
     let chosen = chosen.or(first).unwrap_or_default();
+    if std::env::var_os("SOLVE_RATES_VERBOSE").is_some() {
+        println!(
+            "--- {:?} {} greedy:\n{}\n--- start:\n{}",
+            p.template, p.parameter, greedy[0], start[0]
+        );
+    }
     out.greedy = c.solves(&extract(&greedy[0]));
     out.start = c.solves(&start[0]);
     out.reference = c.solves(&chosen);
@@ -208,6 +226,7 @@ fn main() {
     set!(ctx);
     set!(batch_size);
     set!(lr);
+    set!(warmup_steps);
     set!(threads);
     set!(mixture.p_reference);
     set!(mixture.p_bare);

@@ -90,7 +90,7 @@ impl Default for Settings {
     /// The profile the task trains (docs/code-model.md has its measurements).
     fn default() -> Settings {
         Settings {
-            ctx: 512,
+            ctx: 320,
             d_model: 128,
             n_layer: 3,
             n_head: 4,
@@ -102,10 +102,10 @@ impl Default for Settings {
                 p_outro: 0.4,
                 p_system: 0.3,
             },
-            steps: 600,
+            steps: 250,
             batch_size: 8,
             lr: 3e-3,
-            warmup_steps: 40,
+            warmup_steps: 20,
             threads: 1,
         }
     }

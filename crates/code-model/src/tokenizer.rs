@@ -11,7 +11,13 @@
 //! pieces), so a run of `k` spaces before a word is the piece of `k - 1` spaces, then the
 //! word with its space (code indentation stays short: `"   "` + `" let"`).
 //!
-//! **Vocabulary** ([`Vocab::build`]): the special tokens, every piece of every statement wording
+//! **Whole-line tokens.** At the start of a line, a line that the solutions of at least
+//! [`LINE_TOKEN_SHARE`] (template, parameter) pairs share ([`shared_lines`]: the program's frame,
+//! the input reading lines right and wrong, the output lines) is one token, its newline
+//! included, so the model spends its few parameters on the lines that differ (the operator,
+//! the parameter). Every such line can also be written piece by piece.
+//!
+//! **Vocabulary** ([`Vocab::build`]): the special tokens, the whole-line tokens, every piece of every statement wording
 //! of every combo (without examples), of every solution (references and wrong variants), of the
 //! corpus's own instruction and answer wrappers, the numbers 0 to 100, and every printable
 //! ASCII character with and without its space. It is a pure function of the generator and
@@ -65,10 +71,49 @@ pub const OPERATORS: [&str; 17] = [
 pub struct Vocab {
     tokens: Vec<String>,
     ids: HashMap<String, u32>,
+    /// The whole-line tokens, longest first.
+    lines: Vec<String>,
+}
+
+/// Solutions of at least this many (template, parameter) pairs share a line for it to be a
+/// whole-line token.
+pub const LINE_TOKEN_SHARE: usize = 3;
+
+/// Whether a token is a whole-line token (a line's text with its newline).
+fn is_line(token: &str) -> bool {
+    token.len() > 1 && token.ends_with('\n')
+}
+
+/// The lines (with their newline) that the solutions of at least [`LINE_TOKEN_SHARE`]
+/// (template, parameter) pairs share, references and wrong variants together.
+pub fn shared_lines() -> BTreeSet<String> {
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for t in TemplateId::ALL {
+        for &p in t.parameters() {
+            let mut lines = BTreeSet::new();
+            let sources = std::iter::once(reference(t, p))
+                .chain(wrong_variants(t, p).into_iter().map(|w| w.source));
+            for src in sources {
+                for l in src.split_inclusive('\n') {
+                    if l.ends_with('\n') && !l.trim().is_empty() {
+                        lines.insert(l.to_string());
+                    }
+                }
+            }
+            for l in lines {
+                *count.entry(l).or_default() += 1;
+            }
+        }
+    }
+    count
+        .into_iter()
+        .filter(|(_, n)| *n >= LINE_TOKEN_SHARE)
+        .map(|(l, _)| l)
+        .collect()
 }
 
 /// One piece of text: the text, and whether it is a digit run (with or without its space).
-fn pieces(text: &str) -> Vec<&str> {
+fn pieces<'a>(text: &'a str, lines: &[String]) -> Vec<&'a str> {
     let bytes = text.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -100,6 +145,13 @@ fn pieces(text: &str) -> Vec<&str> {
         }
     };
     while i < bytes.len() {
+        if i == 0 || bytes[i - 1] == b'\n' {
+            if let Some(l) = lines.iter().find(|l| text[i..].starts_with(l.as_str())) {
+                out.push(&text[i..i + l.len()]);
+                i += l.len();
+                continue;
+            }
+        }
         if bytes[i] == b' ' {
             let mut k = i;
             while k < bytes.len() && bytes[k] == b' ' {
@@ -156,8 +208,10 @@ impl Vocab {
         }
         // A lone space (before an unknown piece, at a line's end).
         let mut set = BTreeSet::from([" ".to_string()]);
+        let lines: Vec<String> = shared_lines().into_iter().collect();
+        set.extend(lines.iter().cloned());
         for text in &texts {
-            for p in pieces(text) {
+            for p in pieces(text, &[]) {
                 set.insert(p.to_string());
             }
         }
@@ -184,7 +238,9 @@ impl Vocab {
                 return Err(format!("token {i} ({t:?}) is empty or repeated"));
             }
         }
-        Ok(Vocab { tokens, ids })
+        let mut lines: Vec<String> = tokens.iter().filter(|t| is_line(t)).cloned().collect();
+        lines.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        Ok(Vocab { tokens, ids, lines })
     }
 
     pub fn len(&self) -> usize {
@@ -218,7 +274,7 @@ impl Vocab {
     /// text are ordinary text here: only the chat template inserts special ids.
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let mut out = Vec::new();
-        for p in pieces(text) {
+        for p in pieces(text, &self.lines) {
             if let Some(&id) = self.ids.get(p).filter(|&&id| id >= SPECIALS.len() as u32) {
                 out.push(id);
                 continue;
@@ -273,13 +329,29 @@ mod tests {
     #[test]
     fn pieces_join_one_space_and_keep_indentation() {
         assert_eq!(
-            pieces("You are given n ≤ 100.\n    let x = a::b(); "),
+            pieces("You are given n ≤ 100.\n    let x = a::b(); ", &[]),
             [
                 "You", " are", " given", " n", " ≤", " 100", ".", "\n", "   ", " let", " x", " =",
                 " a", "::", "b", "()", ";", " "
             ]
         );
-        assert_eq!(pieces("a  \n"), ["a", "  ", "\n"]);
+        assert_eq!(pieces("a  \n", &[]), ["a", "  ", "\n"]);
+        let lines = ["    let x = 1;\n".to_string()];
+        assert_eq!(
+            pieces("    let x = 1;\n    let x = 1;\nb    let x = 1;\n", &lines),
+            [
+                "    let x = 1;\n",
+                "    let x = 1;\n",
+                "b",
+                "   ",
+                " let",
+                " x",
+                " =",
+                " 1",
+                ";",
+                "\n"
+            ]
+        );
     }
 
     #[test]
@@ -327,6 +399,6 @@ mod tests {
         let v = Vocab::build();
         assert_eq!(v, Vocab::build());
         assert_eq!(Vocab::from_tokens(v.tokens().to_vec()).unwrap(), v);
-        assert_eq!((v.len(), &v.hash()[..16]), (742, "d945ee238d6f8447"));
+        assert_eq!((v.len(), &v.hash()[..16]), (768, "31932012ac048fd3"));
     }
 }

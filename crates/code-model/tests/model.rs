@@ -43,7 +43,7 @@ fn kv_cache_logits_match_the_full_forward_pass() {
     let mut m = model();
     let gpt = m.to_gpt().unwrap();
     let tokens = doc_tokens(&m);
-    assert!(tokens.len() > 120);
+    assert!(tokens.len() > 95, "{}", tokens.len());
     // Prefill at several lengths.
     for len in [1, 9, 64, tokens.len()] {
         let (state, logits) = m.prefill(&tokens[..len]).unwrap();
@@ -102,7 +102,7 @@ fn generate_gives_n_choices_and_refuses_a_prompt_beyond_the_context() {
     assert_eq!(g, generate(&mut m, &msgs, &params).unwrap());
     let long = vec![ChatMessage {
         role: "user".into(),
-        content: "word ".repeat(600),
+        content: "word ".repeat(2000),
     }];
     let err = generate(&mut m, &long, &params).unwrap_err();
     assert!(matches!(err, LlmError::PromptTooLong { .. }), "{err}");

@@ -1,6 +1,7 @@
-//! `rdbench serve-llm`: an OpenAI-compatible chat server for a GGUF model (rdbench-llm). The
-//! flags become a [`ServeLlmConfig`] before anything loads; the model, the API and the server
-//! are the crate's (docs/serve-llm.md).
+//! `rdbench serve-llm`: an OpenAI-compatible chat server for a GGUF model or rdbench's own tiny
+//! code model (rdbench-llm, rdbench-code-model). The flags become a [`ServeLlmConfig`] before
+//! anything loads; the model, the API and the server are the crates' (docs/serve-llm.md,
+//! docs/code-model.md).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,8 +16,12 @@ use super::Context;
 pub struct ServeLlmArgs {
     /// The model: a llama-architecture GGUF file (scripts/fetch-smollm2.sh fetches SmolLM2).
     #[arg(long)]
-    pub gguf: PathBuf,
-    /// The model name requests must give [default: the GGUF's general.name].
+    pub gguf: Option<PathBuf>,
+    /// The model: a folder of rdbench's tiny code model (docs/code-model.md), instead of --gguf.
+    #[arg(long, value_name = "DIR")]
+    pub code_model: Option<PathBuf>,
+    /// The model name requests must give [default: the GGUF's general.name, or
+    /// rdbench-code-tiny].
     #[arg(long)]
     pub model_name: Option<String>,
     /// Serve HTTP on this TCP address, e.g. 127.0.0.1:8000 (port 0: any free port).
@@ -38,10 +43,17 @@ pub struct ServeLlmArgs {
     pub max_n: usize,
 }
 
+/// Which model to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    Gguf(PathBuf),
+    CodeModel(PathBuf),
+}
+
 /// The validated flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServeLlmConfig {
-    pub gguf: PathBuf,
+    pub model: ModelSource,
     pub model_name: Option<String>,
     pub listen: Listen,
     pub threads: Option<usize>,
@@ -64,12 +76,31 @@ impl ServeLlmArgs {
                 ))
             }
         };
-        if !self.gguf.is_file() {
-            return Err(Error::Usage(format!(
-                "--gguf {}: no such file (scripts/fetch-smollm2.sh fetches SmolLM2)",
-                self.gguf.display()
-            )));
-        }
+        let model = match (&self.gguf, &self.code_model) {
+            (Some(gguf), None) => {
+                if !gguf.is_file() {
+                    return Err(Error::Usage(format!(
+                        "--gguf {}: no such file (scripts/fetch-smollm2.sh fetches SmolLM2)",
+                        gguf.display()
+                    )));
+                }
+                ModelSource::Gguf(gguf.clone())
+            }
+            (None, Some(dir)) => {
+                if !dir.is_dir() {
+                    return Err(Error::Usage(format!(
+                        "--code-model {}: no such folder",
+                        dir.display()
+                    )));
+                }
+                ModelSource::CodeModel(dir.clone())
+            }
+            _ => {
+                return Err(Error::Usage(
+                    "serve-llm: give exactly one of --gguf PATH and --code-model DIR".into(),
+                ))
+            }
+        };
         if self.threads == Some(0) {
             return Err(Error::Usage("--threads must be at least 1".into()));
         }
@@ -86,7 +117,7 @@ impl ServeLlmArgs {
             ));
         }
         Ok(ServeLlmConfig {
-            gguf: self.gguf.clone(),
+            model,
             model_name: self.model_name.clone(),
             listen,
             threads: self.threads,
@@ -102,23 +133,45 @@ pub fn serve_llm(ctx: &Context, args: &ServeLlmArgs) -> Result<i32> {
         // Before the model loads: candle reads the count once.
         rdbench_llm::set_threads(threads);
     }
-    let model = GgufLlama::load(&config.gguf).map_err(from_llm)?;
-    let mut server = ServerConfig::new(config.model_name.as_deref().unwrap_or(model.name()));
-    server.max_body_bytes = config.max_body_bytes;
-    server.max_n = config.max_n;
+    let server = |default_name: &str| {
+        let mut server = ServerConfig::new(config.model_name.as_deref().unwrap_or(default_name));
+        server.max_body_bytes = config.max_body_bytes;
+        server.max_n = config.max_n;
+        server
+    };
     let kernels = if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
         "AVX2+FMA"
     } else {
         "no AVX2+FMA: slow, see `rdbench doctor`"
     };
-    let name = server.model_name.clone();
-    rdbench_llm::server::run(model, &server, &config.listen, |addr| {
-        warn!(
-            ctx,
-            "rdbench serve-llm: serving `{name}` on {addr} ({kernels})"
-        );
-    })
-    .map_err(from_llm)?;
+    let on_ready = |name: String| {
+        move |addr: String| {
+            warn!(
+                ctx,
+                "rdbench serve-llm: serving `{name}` on {addr} ({kernels})"
+            );
+        }
+    };
+    match &config.model {
+        ModelSource::Gguf(path) => {
+            let model = GgufLlama::load(path).map_err(from_llm)?;
+            let server = server(model.name());
+            let ready = on_ready(server.model_name.clone());
+            rdbench_llm::server::run(model, &server, &config.listen, ready).map_err(from_llm)?;
+        }
+        ModelSource::CodeModel(dir) => {
+            let model = rdbench_code_model::CodeModel::load(dir).map_err(|e| match e {
+                rdbench_code_model::CodeModelError::Io { path, source } => Error::io(path, source),
+                rdbench_code_model::CodeModelError::BadModel { path, message } => {
+                    Error::bad_input(path, message)
+                }
+                e => Error::Internal(e.to_string()),
+            })?;
+            let server = server(rdbench_code_model::MODEL_NAME);
+            let ready = on_ready(server.model_name.clone());
+            rdbench_llm::server::run(model, &server, &config.listen, ready).map_err(from_llm)?;
+        }
+    }
     Ok(0)
 }
 
@@ -162,6 +215,34 @@ mod tests {
             .validate()
             .unwrap();
         assert_eq!(ok.listen, Listen::Unix("/tmp/x.sock".into()));
+        let folder = tempfile::tempdir().unwrap();
+        let dir = folder.path().to_str().unwrap();
+        let ok = args(&["--code-model", dir, "--listen", "127.0.0.1:0"])
+            .validate()
+            .unwrap();
+        assert_eq!(ok.model, ModelSource::CodeModel(dir.into()));
+        for bad in [
+            vec!["--listen", "127.0.0.1:0"],
+            vec![
+                "--gguf",
+                gguf,
+                "--code-model",
+                dir,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            vec!["--code-model", gguf, "--listen", "127.0.0.1:0"],
+            vec![
+                "--code-model",
+                "/nonexistent-dir",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            vec!["--gguf", dir, "--listen", "127.0.0.1:0"],
+        ] {
+            let err = args(&bad).validate().unwrap_err();
+            assert!(matches!(err, Error::Usage(_)), "{bad:?}: {err}");
+        }
         for bad in [
             vec!["--gguf", gguf],
             vec![
