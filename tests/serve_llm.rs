@@ -46,15 +46,15 @@ impl Drop for Server {
     }
 }
 
-/// Starts `serve-llm` on a free TCP port; returns it with its base URL, read from its line
-/// "serving `MODEL` on http://...".
-fn start(env: &Env, gguf: &PathBuf) -> (Server, String) {
+/// Starts `serve-llm` on a free TCP port for the model `--gguf PATH` or `--code-model DIR`
+/// (`flag`); returns it with its base URL, read from its line "serving `MODEL` on http://...".
+fn start(env: &Env, flag: &str, model: &PathBuf) -> (Server, String) {
     // One thread: candle's worker threads spin at each barrier, and on a busy 2-core CI machine
     // two of them were 10x slower than one (docs/serve-llm.md, "Speed").
     let mut child = env
         .command(&["serve-llm", "--listen", "127.0.0.1:0", "--threads", "1"])
-        .args(["--model-name", MODEL, "--gguf"])
-        .arg(gguf)
+        .args(["--model-name", MODEL, flag])
+        .arg(model)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -84,12 +84,37 @@ fn serve_llm_answers_the_openai_client() {
         return;
     };
     let env = Env::new();
-    let (_server, url) = start(&env, &gguf);
+    let (_server, url) = start(&env, "--gguf", &gguf);
+    assert_client_contract(&python, &url, None);
+}
+
+/// The tiny code model of codecontests-scaffold behind the same API: a small one trained here
+/// (seconds), saved as a model folder, served with `--code-model`.
+#[test]
+fn serve_llm_serves_the_tiny_code_model_to_the_openai_client() {
+    let Some((_, python)) = prerequisites() else {
+        return;
+    };
+    let env = Env::new();
+    let dir = env.work.path().join("code-model");
+    rdbench_code_model::train(5, &rdbench_code_model::Settings::tiny())
+        .unwrap()
+        .save(&dir)
+        .unwrap();
+    let (_server, url) = start(&env, "--code-model", &dir);
+    let problem = "Solve this problem in Rust:\n\nGiven n integers, find the smallest of them.";
+    assert_client_contract(&python, &url, Some(problem));
+}
+
+/// tests/serve_llm_client.py's requests and checks against the server at `url` (`prompt`: the
+/// question, for a model that only writes programs).
+fn assert_client_contract(python: &PathBuf, url: &str, prompt: Option<&str>) {
     let started = std::time::Instant::now();
     let out = Command::new(python)
         .arg(repo().join("tests/serve_llm_client.py"))
         .arg(format!("{url}/v1"))
         .arg(MODEL)
+        .args(prompt)
         .output()
         .unwrap();
     eprintln!(
