@@ -46,7 +46,7 @@ use rdbench_runner::sandbox::{Bind, Sandbox, User, WORK_DIR};
 use rdbench_runner::{Command, Exit, Limits, Outcome, Output};
 use serde::{Deserialize, Serialize};
 
-use crate::problems::Problem;
+use crate::problems::TestGroups;
 
 /// Where the toolchain's sysroot is inside the compile sandbox.
 pub const TOOLCHAIN_INSIDE: &str = "/opt/rust";
@@ -367,15 +367,15 @@ impl Evaluator {
     }
 
     /// Compiles `source` and runs all of `problem`'s tests.
-    pub fn evaluate(&self, source: &str, problem: &Problem) -> Result<Evaluation, EvalError> {
+    pub fn evaluate(
+        &self,
+        source: &str,
+        problem: &impl TestGroups,
+    ) -> Result<Evaluation, EvalError> {
         let started = Instant::now();
         let compiled = self.compile(source)?;
         let compile_seconds = started.elapsed().as_secs_f64();
-        let groups = [
-            problem.public_tests.len(),
-            problem.private_tests.len(),
-            problem.generated_tests.len(),
-        ];
+        let groups = problem.test_groups().map(|t| t.len());
         let total: usize = groups.iter().sum();
         let compiled = match compiled {
             CompileOutcome::Compiled(c) => c,

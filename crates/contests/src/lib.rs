@@ -20,4 +20,6 @@ pub mod evaluate;
 pub mod problems;
 
 pub use evaluate::{EvalError, EvalLimits, Evaluation, Evaluator, Toolchain};
-pub use problems::{held_out, visible, Problem, ScaffoldProblem, TemplateId};
+pub use problems::{
+    held_out, visible, ContestProblem, Problem, ScaffoldProblem, TemplateId, TestGroups,
+};

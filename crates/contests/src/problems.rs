@@ -251,6 +251,86 @@ pub struct Problem {
     pub phrasing: u8,
 }
 
+/// A problem's tests in METR's three groups (public, private, generated), whatever made it: a
+/// generated [`Problem`] or an operator's [`ContestProblem`]. The evaluator runs them in this
+/// order; [`crate::evaluate::Evaluation::failed_test_idxs`] counts in it.
+pub trait TestGroups {
+    fn test_groups(&self) -> [&Tests; 3];
+
+    /// Every test in order, as (input, expected output).
+    fn all_tests(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.test_groups()
+            .into_iter()
+            .flat_map(|t| t.input.iter().zip(&t.output))
+            .map(|(i, o)| (i.as_str(), o.as_str()))
+    }
+}
+
+impl TestGroups for Problem {
+    fn test_groups(&self) -> [&Tests; 3] {
+        [
+            &self.public_tests,
+            &self.private_tests,
+            &self.generated_tests,
+        ]
+    }
+}
+
+/// A problem of an operator's CodeContests JSONL (one object per line, as Hugging Face's
+/// `code_contests` and METR's split have them): the fields the task uses; the others (ratings,
+/// solutions, tags...) are ignored. Missing test groups are empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContestProblem {
+    pub name: String,
+    pub description: String,
+    #[serde(default)]
+    pub public_tests: Tests,
+    #[serde(default)]
+    pub private_tests: Tests,
+    #[serde(default)]
+    pub generated_tests: Tests,
+}
+
+impl ContestProblem {
+    /// The view for the scaffold.
+    pub fn for_scaffold(&self) -> ScaffoldProblem {
+        ScaffoldProblem {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            public_tests: self.public_tests.clone(),
+        }
+    }
+
+    /// Whether every group has as many outputs as inputs.
+    pub fn is_well_formed(&self) -> bool {
+        self.test_groups()
+            .iter()
+            .all(|t| t.input.len() == t.output.len())
+    }
+}
+
+impl TestGroups for ContestProblem {
+    fn test_groups(&self) -> [&Tests; 3] {
+        [
+            &self.public_tests,
+            &self.private_tests,
+            &self.generated_tests,
+        ]
+    }
+}
+
+impl From<&Problem> for ContestProblem {
+    fn from(p: &Problem) -> ContestProblem {
+        ContestProblem {
+            name: p.name.clone(),
+            description: p.description.clone(),
+            public_tests: p.public_tests.clone(),
+            private_tests: p.private_tests.clone(),
+            generated_tests: p.generated_tests.clone(),
+        }
+    }
+}
+
 /// What a scaffold may see of a problem: no private or generated test, no template.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -276,19 +356,6 @@ impl Problem {
             description: self.description.clone(),
             public_tests: self.public_tests.clone(),
         }
-    }
-
-    /// All tests in METR's order (public, private, generated), the indices
-    /// [`crate::evaluate::Evaluation::failed_test_idxs`] refer to.
-    pub fn all_tests(&self) -> impl Iterator<Item = (&str, &str)> {
-        [
-            &self.public_tests,
-            &self.private_tests,
-            &self.generated_tests,
-        ]
-        .into_iter()
-        .flat_map(|t| t.input.iter().zip(&t.output))
-        .map(|(i, o)| (i.as_str(), o.as_str()))
     }
 
     /// The problem for `combo` made from its own stream of `seed` (for tests and corpora).

@@ -5,6 +5,7 @@ mod common;
 
 use rdbench_contests::problems::solutions::{reference, wrong_variants};
 use rdbench_contests::problems::{Combo, Problem, TemplateId};
+use rdbench_contests::TestGroups;
 
 fn check_template(template: TemplateId) {
     let Some(evaluator) = common::evaluator() else {

@@ -6,6 +6,7 @@ mod common;
 
 use rdbench_contests::problems::solutions::reference;
 use rdbench_contests::visible;
+use rdbench_contests::TestGroups;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -41,20 +41,26 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rdbench_code_model::CodeModel;
-use rdbench_contests::{EvalLimits, Evaluator, Problem, Toolchain};
+use rdbench_contests::{ContestProblem, EvalLimits, Evaluator, Toolchain};
 use rdbench_core::task::{
     Backend, Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
     Solution, SubmissionFile, SubmissionKind, Task, TaskInfo, ToolReply, ToolRequest, ToolSpec,
 };
 use rdbench_core::task_secret::TaskSecret;
 use rdbench_core::{Error, Result};
-use rdbench_llm_proxy::{Config as ProxyConfig, Proxy, RunningProxy, Upstream};
+use rdbench_llm_proxy::{
+    ApiKey, Config as ProxyConfig, Proxy, RunningProxy, Upstream as ProxyUpstream,
+};
 use rdbench_program::run::{run_user, WorkDir};
 use rdbench_program::tree::{read_tree, write_tree, TreeFile};
 use rdbench_program::{SandboxEnv, TreeLimits, SOLUTION_DIR};
 use rdbench_runner::sandbox::{Bind, Network, Sandbox, User};
 use rdbench_runner::{Command, Exit, Limits, Output};
 use serde_json::json;
+
+pub mod operator;
+
+pub use operator::OperatorConfig;
 
 pub const NAME: &str = "codecontests-scaffold";
 /// Keeps this task's secrets apart from every other use of the installation's secret.
@@ -91,10 +97,8 @@ pub fn tasks() -> Vec<Box<dyn Task>> {
 /// A profile's sizes and rules.
 #[derive(Debug, Clone)]
 pub struct Spec {
-    /// Held-out problems per scoring run.
-    pub held_out: usize,
-    /// Visible problems in the attempt's folder.
-    pub visible: usize,
+    /// Held-out problems per scoring run (`full`: every problem of the operator's file).
+    pub held_out: Option<usize>,
     /// Wall time of the scaffold on one problem.
     pub problem_deadline: Duration,
     /// Tokens (prompt and completion) one scoring run may use.
@@ -103,24 +107,56 @@ pub struct Spec {
     pub attempt_budget: u64,
     pub max_n: u32,
     pub max_tokens: u32,
-    /// The printed program must be a completion's text or a fenced block of one.
+    /// The printed program must be a completion's text or a fenced block of one (this needs
+    /// the problems run one at a time, so that each completion belongs to one problem).
     pub from_model_only: bool,
+    /// Problems whose scaffolds run at once.
+    pub concurrency: usize,
+    /// The model's name, as requests must give it.
+    pub model: String,
+    pub source: Source,
+}
+
+/// Where a profile's problems and model come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// rdbench's generator, and the tiny code model served in-process.
+    Generated { visible: usize },
+    /// The operator's CodeContests files and endpoint (`full`).
+    Operator(OperatorConfig),
 }
 
 pub fn spec(profile: &str) -> Result<Spec> {
     match profile {
         "tiny" => Ok(Spec {
-            held_out: 12,
-            visible: 96,
+            held_out: Some(12),
             problem_deadline: Duration::from_secs(90),
             run_budget: 150_000,
             attempt_budget: 10_000_000,
             max_n: 16,
             max_tokens: 512,
             from_model_only: true,
+            concurrency: 1,
+            model: rdbench_code_model::MODEL_NAME.into(),
+            source: Source::Generated { visible: 96 },
         }),
+        "full" => {
+            let c = OperatorConfig::from_env()?;
+            Ok(Spec {
+                held_out: None,
+                problem_deadline: Duration::from_secs(c.problem_deadline_s),
+                run_budget: c.run_budget_tokens,
+                attempt_budget: c.attempt_budget_tokens,
+                max_n: 16,
+                max_tokens: 2048,
+                from_model_only: false,
+                concurrency: c.concurrency,
+                model: c.model.clone(),
+                source: Source::Operator(c),
+            })
+        }
         other => Err(Error::Usage(format!(
-            "{NAME} has no profile {other:?}; its profile is tiny"
+            "{NAME} has no profile {other:?}; its profiles are tiny and full"
         ))),
     }
 }
@@ -176,9 +212,40 @@ fn secret_seed(cache_dir: &Path, profile: &str, what: &str) -> Result<u64> {
     Ok(TaskSecret::load_or_create(cache_dir, NAME)?.derive(DOMAIN, profile, what))
 }
 
-fn held_out_problems(cache_dir: &Path, profile: &str, n: usize) -> Result<Vec<Problem>> {
-    let seed = secret_seed(cache_dir, profile, "held-out problems")?;
-    rdbench_contests::held_out(seed, n).map_err(|e| Error::Internal(e.to_string()))
+/// The problems of a scoring run: generated from the installation's secret (`tiny`), or the
+/// operator's held-out file (`full`).
+fn held_out_problems(s: &Spec, cache_dir: &Path, profile: &str) -> Result<Vec<ContestProblem>> {
+    match &s.source {
+        Source::Generated { .. } => {
+            let seed = secret_seed(cache_dir, profile, "held-out problems")?;
+            let n = s.held_out.unwrap_or_default();
+            let problems =
+                rdbench_contests::held_out(seed, n).map_err(|e| Error::Internal(e.to_string()))?;
+            Ok(problems.iter().map(ContestProblem::from).collect())
+        }
+        Source::Operator(c) => c.problems(),
+    }
+}
+
+/// The attempt's visible problems, one JSON line each (generated ones keep their template, a
+/// public fact of the visible split).
+fn visible_lines(s: &Spec) -> Result<Vec<(String, String)>> {
+    match &s.source {
+        Source::Generated { visible } => rdbench_contests::visible(VISIBLE_SEED, *visible)
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .iter()
+            .map(|p| Ok((p.description.clone(), to_line(p)?)))
+            .collect(),
+        Source::Operator(c) => c
+            .visible()?
+            .iter()
+            .map(|p| Ok((p.description.clone(), to_line(p)?)))
+            .collect(),
+    }
+}
+
+fn to_line(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// The tiny profile's model folder, trained on first use (minutes) and cached.
@@ -188,6 +255,22 @@ fn model_dir(cache_dir: &Path, profile: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     rdbench_code_model::prepare_cached(&dir, seed)
         .map_err(|e| Error::Internal(format!("the code model: {e}")))
+}
+
+/// What the proxy forwards to: the tiny code model in this process, or the operator's endpoint.
+enum Upstream {
+    Local(Box<CodeModel>),
+    Remote(OperatorConfig),
+}
+
+fn upstream(s: &Spec, cache_dir: &Path, profile: &str) -> Result<Upstream> {
+    match &s.source {
+        Source::Generated { .. } => Ok(Upstream::Local(Box::new(
+            CodeModel::load(&model_dir(cache_dir, profile)?)
+                .map_err(|e| Error::Internal(format!("the code model: {e}")))?,
+        ))),
+        Source::Operator(c) => Ok(Upstream::Remote(c.clone())),
+    }
 }
 
 /// Where the Rust toolchain is staged for the sandboxes: a folder of the scorer's under the
@@ -225,13 +308,23 @@ impl Task for CodecontestsScaffold {
             direction: Direction::HigherIsBetter,
             submission: SubmissionKind::Program,
             submission_files: vec![SubmissionFile::tree(SOLUTION_DIR, TREE_LIMITS)],
-            profiles: vec![ProfileInfo {
-                name: "tiny".into(),
-                description: "2 CPU cores: 12 held-out generated problems, rdbench's tiny \
+            profiles: vec![
+                ProfileInfo {
+                    name: "tiny".into(),
+                    description: "2 CPU cores: 12 held-out generated problems, rdbench's tiny \
                               code model (trained at the first score, about 2 minutes)"
-                    .into(),
-                needs_gpu: false,
-            }],
+                        .into(),
+                    needs_gpu: false,
+                },
+                ProfileInfo {
+                    name: "full".into(),
+                    description: "the operator's CodeContests problems (METR's 175 held-out) and \
+                              OpenAI-compatible endpoint, checked against a recorded manifest \
+                              ($RDBENCH_CODECONTESTS_FULL)"
+                        .into(),
+                    needs_gpu: false,
+                },
+            ],
             score_hidden: false,
             hardware_independent: false,
             default_time_limit_minutes: 480,
@@ -256,9 +349,8 @@ impl Task for CodecontestsScaffold {
         }
         let s = spec(&req.profile)?;
         let body = completion_request(&s, &req.args)?;
-        let model = CodeModel::load(&model_dir(&req.cache_dir, &req.profile)?)
-            .map_err(|e| Error::Internal(format!("the code model: {e}")))?;
-        let session = ModelSession::start(model, &s, &req.private_dir, None)?;
+        let upstream = upstream(&s, &req.cache_dir, &req.profile)?;
+        let session = ModelSession::start(upstream, &s, &req.private_dir, None)?;
         let called = session.proxy.call_chat(&body);
         let usage = session.finish()?;
         let (status, reply) =
@@ -301,20 +393,17 @@ impl Task for CodecontestsScaffold {
     fn prepare(&self, req: &PrepareRequest) -> Result<()> {
         let s = spec(&req.profile)?;
         write_solution(Solution::Starting, &req.attempt_dir)?;
-        let problems = rdbench_contests::visible(VISIBLE_SEED, s.visible)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let visible = visible_lines(&s)?;
         let dir = req.attempt_dir.join("problems");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let mut text = String::new();
-        for p in &problems {
-            let line = serde_json::to_string(p).map_err(|e| Error::Internal(e.to_string()))?;
-            text.push_str(&line);
-            text.push('\n');
-        }
+        let text: String = visible
+            .iter()
+            .map(|(_, line)| format!("{line}\n"))
+            .collect();
         let path = dir.join("visible.jsonl");
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
         let path = req.attempt_dir.join("INSTRUCTIONS.md");
-        std::fs::write(&path, instructions(&s)).map_err(|e| Error::io(&path, e))
+        std::fs::write(&path, instructions(&s, visible.len())).map_err(|e| Error::io(&path, e))
     }
 
     fn install_solution(
@@ -340,6 +429,14 @@ impl Task for CodecontestsScaffold {
             )));
         }
         python_env()?;
+        if let Source::Operator(c) = &spec(profile)?.source {
+            c.problems()?;
+            c.visible()?;
+            if let Some(key) = &c.key_file {
+                ApiKey::from_file(key)
+                    .map_err(|e| Error::Environment(format!("the endpoint's key: {e}")))?;
+            }
+        }
         toolchain().map(drop)
     }
 
@@ -349,24 +446,26 @@ impl Task for CodecontestsScaffold {
             Ok(x) => x,
             Err((kind, reason)) => return Ok(ScoreOutcome::invalid(kind, reason)),
         };
-        let problems = held_out_problems(&req.cache_dir, &req.profile, s.held_out)?;
-        let model = CodeModel::load(&model_dir(&req.cache_dir, &req.profile)?)
-            .map_err(|e| Error::Internal(format!("the code model: {e}")))?;
-        let env = scaffold_env(&toolchain()?)?;
+        let problems = held_out_problems(&s, &req.cache_dir, &req.profile)?;
+        let upstream = upstream(&s, &req.cache_dir, &req.profile)?;
+        let env = scaffold_env(&toolchain()?, &s)?;
         let evaluator = Evaluator::new(toolchain()?, EvalLimits::default());
         let started = Instant::now();
         let user = run_user();
-        let session = ModelSession::start(model, &s, &req.private_dir, user)?;
-        let mut tally = Tally::default();
-        for problem in &problems {
+        let session = ModelSession::start(upstream, &s, &req.private_dir, user)?;
+        let judged = for_each_problem(&problems, s.concurrency, |problem| {
             let ran = run_scaffold(&files, entry, problem, &session, &env, &s, user)?;
+            // One problem at a time when provenance counts: what the proxy served since the
+            // last problem is this problem's.
             let (completions, dropped) = session.proxy.take_completions();
-            tally.count(
-                judge(&ran, &completions, dropped, problem, &evaluator, &s)?,
-                &ran,
-            );
-        }
+            let result = judge(&ran, &completions, dropped, problem, &evaluator, &s)?;
+            Ok((result, ran))
+        });
         let usage = session.finish()?;
+        let mut tally = Tally::default();
+        for judged in judged? {
+            tally.count(judged.0, &judged.1);
+        }
         let solved = tally.solved as f64 / problems.len() as f64;
         let details = json!({
             "problems": problems.len(),
@@ -437,15 +536,18 @@ fn completion_request(
     };
     let statement = match args.get("problem") {
         Some(k) => {
-            let k: usize = k.parse().ok().filter(|k| *k < s.visible).ok_or_else(|| {
-                Error::Usage(format!(
-                    "complete: problem={k:?}: a line number of problems/visible.jsonl, 0 to {}",
-                    s.visible - 1
-                ))
-            })?;
-            let problems = rdbench_contests::visible(VISIBLE_SEED, s.visible)
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            Some(problems[k].description.clone())
+            let visible = visible_lines(s)?;
+            let k: usize = k
+                .parse()
+                .ok()
+                .filter(|k| *k < visible.len())
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "complete: problem={k:?}: a line number of problems/visible.jsonl, 0 to {}",
+                        visible.len().saturating_sub(1)
+                    ))
+                })?;
+            Some(visible[k].0.clone())
         }
         None => None,
     };
@@ -460,7 +562,7 @@ fn completion_request(
         }
     };
     Ok(json!({
-        "model": rdbench_code_model::MODEL_NAME,
+        "model": s.model,
         "messages": [{"role": "user", "content": content}],
         "n": number("n", 1.0)? as u64,
         "temperature": number("temperature", 1.0)?,
@@ -468,22 +570,45 @@ fn completion_request(
     }))
 }
 
-fn instructions(s: &Spec) -> String {
+fn instructions(s: &Spec, visible: usize) -> String {
+    let generated = matches!(s.source, Source::Generated { .. });
+    let (model_note, visible_note) = if generated {
+        (
+            "It is a small model rdbench trained on problems like these: one sample is seldom a \
+             working program, several often hold one. It reads the problem statement well when \
+             the statement is in your message; it was not trained to follow other instructions.",
+            "the same kinds of problems as the held-out ones, with other parameters and wordings",
+        )
+    } else {
+        ("", "problems of the same source as the held-out ones")
+    };
+    let provenance_rule = if s.from_model_only {
+        "The program you print must come from the model: trimmed, it must be the whole text of \
+         one completion the endpoint returned during that problem's run, or the contents of one \
+         fenced code block in one. Choose among the model's programs as you like; do not write \
+         or edit the program yourself."
+    } else {
+        ""
+    };
+    let held_out = s.held_out.map_or("the".to_string(), |n| n.to_string());
     include_str!("instructions.md")
-        .replace("{held_out}", &s.held_out.to_string())
-        .replace("{visible}", &s.visible.to_string())
+        .replace("{held_out}", &held_out)
+        .replace("{visible}", &visible.to_string())
+        .replace("{visible_note}", visible_note)
+        .replace("{model_note}", model_note)
+        .replace("{provenance_rule}", provenance_rule)
         .replace("{deadline_s}", &s.problem_deadline.as_secs().to_string())
         .replace("{run_budget}", &s.run_budget.to_string())
         .replace("{attempt_budget}", &s.attempt_budget.to_string())
         .replace("{max_n}", &s.max_n.to_string())
         .replace("{max_tokens}", &s.max_tokens.to_string())
-        .replace("{model}", rdbench_code_model::MODEL_NAME)
+        .replace("{model}", &s.model)
         .replace("{port}", &PROXY_PORT.to_string())
 }
 
 /// The sandbox's Python (with `openai`) and the Rust toolchain, and the variables a scaffold
 /// reads.
-fn scaffold_env(toolchain: &Toolchain) -> Result<SandboxEnv> {
+fn scaffold_env(toolchain: &Toolchain, s: &Spec) -> Result<SandboxEnv> {
     let mut env = python_env()?;
     env.binds
         .push(Bind::new(toolchain.sysroot.clone(), TOOLCHAIN_INSIDE));
@@ -499,7 +624,7 @@ fn scaffold_env(toolchain: &Toolchain) -> Result<SandboxEnv> {
         // The proxy ignores it (the upstream's key, if any, is the proxy's own); clients
         // insist on one.
         ("OPENAI_API_KEY", "rdbench-sandbox".into()),
-        ("RDBENCH_MODEL", rdbench_code_model::MODEL_NAME.into()),
+        ("RDBENCH_MODEL", s.model.clone()),
         ("PYTHONDONTWRITEBYTECODE", "1".into()),
     ];
     for (k, v) in vars {
@@ -512,34 +637,52 @@ fn scaffold_env(toolchain: &Toolchain) -> Result<SandboxEnv> {
 /// it on a socket the sandbox's user reaches, for one scoring run.
 struct ModelSession {
     proxy: RunningProxy,
-    server: rdbench_llm::server::RunningServer,
+    /// The in-process model's server (`tiny`).
+    server: Option<rdbench_llm::server::RunningServer>,
     proxy_socket: PathBuf,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
 impl ModelSession {
-    fn start(model: CodeModel, s: &Spec, private_dir: &Path, user: Option<User>) -> Result<Self> {
+    fn start(upstream: Upstream, s: &Spec, private_dir: &Path, user: Option<User>) -> Result<Self> {
         let private = scorer_dir("rdbench-model-")?;
-        let model_socket = private.path().join("model.sock");
-        let mut server_config = rdbench_llm::ServerConfig::new(rdbench_code_model::MODEL_NAME);
-        server_config.max_n = s.max_n as usize;
-        let server = rdbench_llm::server::spawn(
-            model,
-            &server_config,
-            &rdbench_llm::Listen::Unix(model_socket.clone()),
-        )
-        .map_err(|e| Error::Internal(format!("serving the model: {e}")))?;
+        let (server, upstream, key) = match upstream {
+            Upstream::Local(model) => {
+                let model_socket = private.path().join("model.sock");
+                let mut server_config = rdbench_llm::ServerConfig::new(s.model.clone());
+                server_config.max_n = s.max_n as usize;
+                let server = rdbench_llm::server::spawn(
+                    *model,
+                    &server_config,
+                    &rdbench_llm::Listen::Unix(model_socket.clone()),
+                )
+                .map_err(|e| Error::Internal(format!("serving the model: {e}")))?;
+                let upstream = ProxyUpstream::parse(&format!("unix:{}", model_socket.display()))
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                (Some(server), upstream, None)
+            }
+            Upstream::Remote(c) => {
+                let upstream = ProxyUpstream::parse(&c.base_url)
+                    .map_err(|e| Error::Environment(format!("{}: {e}", operator::CONFIG_VAR)))?;
+                let key = c
+                    .key_file
+                    .as_deref()
+                    .map(ApiKey::from_file)
+                    .transpose()
+                    .map_err(|e| Error::Environment(format!("the endpoint's key: {e}")))?;
+                (None, upstream, key)
+            }
+        };
         std::fs::create_dir_all(private_dir).map_err(|e| Error::io(private_dir, e))?;
-        let upstream = Upstream::parse(&format!("unix:{}", model_socket.display()))
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let mut config = ProxyConfig::new(upstream, rdbench_code_model::MODEL_NAME);
+        let mut config = ProxyConfig::new(upstream, s.model.clone());
+        config.api_key = key;
         config.max_n = s.max_n;
         config.max_tokens = s.max_tokens;
         config.run_budget = Some(s.run_budget);
         config.attempt_budget = Some(s.attempt_budget);
         config.ledger = Some(private_dir.join("llm-ledger.jsonl"));
         config.log = Some(private_dir.join("llm-calls.jsonl"));
-        config.max_concurrent = 2;
+        config.max_concurrent = 2 * s.concurrency;
         config.requests_per_second = 20.0;
         config.burst = 40;
         config.record_completion_bytes = 16 << 20;
@@ -575,9 +718,53 @@ impl ModelSession {
             .proxy
             .shutdown()
             .map_err(|e| Error::Internal(format!("the model proxy: {e}")))?;
-        let _ = self.server.shutdown();
+        if let Some(server) = self.server {
+            let _ = server.shutdown();
+        }
         Ok(usage)
     }
+}
+
+/// `judge` on every problem, `concurrency` at a time, results in the problems' order; the
+/// first error, if any.
+fn for_each_problem<T: Send>(
+    problems: &[ContestProblem],
+    concurrency: usize,
+    judge: impl Fn(&ContestProblem) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Result<T>>>> = problems
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency.clamp(1, problems.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(problem) = problems.get(i) else {
+                    break;
+                };
+                let result = judge(problem);
+                let failed = result.is_err();
+                *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+                if failed {
+                    // The others stop at their next problem.
+                    next.store(problems.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(problems.len());
+    for slot in slots {
+        match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(result) => out.push(result?),
+            None => {}
+        }
+    }
+    if out.len() < problems.len() {
+        return Err(Error::Internal("a problem was left unjudged".into()));
+    }
+    Ok(out)
 }
 
 /// A new folder of the scorer's under the system's temporary folder, open to no one else.
@@ -605,7 +792,7 @@ struct ScaffoldRun {
 fn run_scaffold(
     files: &[TreeFile],
     entry: Entry,
-    problem: &Problem,
+    problem: &ContestProblem,
     session: &ModelSession,
     env: &SandboxEnv,
     s: &Spec,
@@ -675,7 +862,7 @@ fn judge(
     ran: &ScaffoldRun,
     completions: &[String],
     dropped: usize,
-    problem: &Problem,
+    problem: &ContestProblem,
     evaluator: &Evaluator,
     s: &Spec,
 ) -> Result<Result1> {
@@ -800,7 +987,7 @@ mod tests {
                 .unwrap()
         };
         let body = completion_request(&s, &args(&["problem=3", "n=8"])).unwrap();
-        let statement = rdbench_contests::visible(VISIBLE_SEED, s.visible).unwrap()[3]
+        let statement = rdbench_contests::visible(VISIBLE_SEED, 96).unwrap()[3]
             .description
             .clone();
         assert_eq!(
@@ -831,8 +1018,13 @@ mod tests {
     }
 
     #[test]
-    fn only_the_tiny_profile_exists() {
+    fn full_needs_the_operators_files_and_other_profiles_do_not_exist() {
         assert!(spec("tiny").is_ok());
-        assert!(matches!(spec("full"), Err(Error::Usage(_))));
+        if std::env::var_os(operator::CONFIG_VAR).is_none() {
+            let e = spec("full").unwrap_err();
+            assert!(matches!(e, Error::Environment(_)), "{e}");
+            assert!(e.to_string().contains(operator::CONFIG_VAR), "{e}");
+        }
+        assert!(matches!(spec("huge"), Err(Error::Usage(_))));
     }
 }

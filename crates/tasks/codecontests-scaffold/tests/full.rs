@@ -1,0 +1,150 @@
+//! The `full` profile end to end without a network: an operator's CodeContests file and
+//! manifest, and a fake OpenAI-compatible endpoint (a local axum server) behind the proxy, with
+//! a key the proxy adds. The starting scaffold, run in the sandbox, asks once per problem: the
+//! fake answers the first problem with a right program and the second with a wrong one, so
+//! the share solved must be exactly one half. Its own test binary: it sets the process's
+//! environment.
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::HeaderMap;
+use axum::Json;
+use rdbench_core::task::{ScoreOutcome, ScoreRequest, Solution};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const RIGHT: &str = "use std::io::Read;\nfn main() {\n    let mut s = String::new();\n    std::io::stdin().read_to_string(&mut s).unwrap();\n    let v: Vec<i64> = s.split_whitespace().map(|x| x.parse().unwrap()).collect();\n    println!(\"{}\", v[0] + v[1]);\n}\n";
+const WRONG: &str = "fn main() {\n    println!(\"7\");\n}\n";
+
+fn problem(name: &str, description: &str, cases: &[(&str, &str)]) -> String {
+    let tests = |range: std::ops::Range<usize>| {
+        json!({
+            "input": cases[range.clone()].iter().map(|c| c.0).collect::<Vec<_>>(),
+            "output": cases[range].iter().map(|c| c.1).collect::<Vec<_>>(),
+        })
+    };
+    json!({
+        "name": name, "description": description, "source": 2, "difficulty": 7,
+        "public_tests": tests(0..1), "private_tests": tests(1..cases.len()),
+    })
+    .to_string()
+}
+
+#[test]
+fn full_scores_the_operators_problems_through_the_operators_endpoint() {
+    if let Some(why) = rdbench_runner::sandbox::capabilities().why_not {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI has the sandbox: {why}"
+        );
+        eprintln!("skipped: no sandbox here: {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let text = [
+        problem(
+            "sum",
+            "Print a + b.",
+            &[("1 2\n", "3\n"), ("7 7\n", "14\n"), ("-1 1\n", "0\n")],
+        ),
+        problem(
+            "sum again",
+            "Print the sum of a and b.",
+            &[("2 2\n", "4\n"), ("3 4\n", "7\n")],
+        ),
+    ]
+    .join("\n");
+    let problems = tmp.path().join("test.jsonl");
+    std::fs::write(&problems, &text).unwrap();
+    let key = tmp.path().join("key");
+    std::fs::write(&key, "sk-operator-secret\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // The fake endpoint: the right program for "Print a + b.", a wrong one otherwise.
+    let seen: Arc<Mutex<Vec<(Option<String>, String)>>> = Arc::default();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |headers: HeaderMap, Json(body): Json<Value>| {
+            let log = log.clone();
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_string());
+                log.lock()
+                    .unwrap()
+                    .push((auth, body["model"].as_str().unwrap_or("").to_string()));
+                let prompt = body["messages"][0]["content"].as_str().unwrap_or("");
+                let program = if prompt.contains("Print a + b.") {
+                    RIGHT
+                } else {
+                    WRONG
+                };
+                Json(json!({
+                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": program}}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
+                }))
+            }
+        }),
+    );
+    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let config = tmp.path().join("full.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "problems = {:?}\nproblems_sha256 = \"{}\"\nbase_url = \"http://{addr}/v1\"\n\
+             model = \"operator-model\"\nkey_file = {:?}\nrun_budget_tokens = 1000\n\
+             attempt_budget_tokens = 10000\nconcurrency = 2\n",
+            problems,
+            hex::encode(Sha256::digest(text.as_bytes())),
+            key
+        ),
+    )
+    .unwrap();
+    std::env::set_var(
+        rdbench_task_codecontests_scaffold::operator::CONFIG_VAR,
+        &config,
+    );
+
+    let task = &rdbench_task_codecontests_scaffold::tasks()[0];
+    task.check_environment("full", Default::default()).unwrap();
+    let submission = tmp.path().join("submission");
+    task.install_solution(Solution::Starting, "full", tmp.path(), &submission)
+        .unwrap();
+    let request = ScoreRequest {
+        profile: "full".into(),
+        submission_dir: submission,
+        private_dir: tmp.path().join("private"),
+        cache_dir: tmp.path().join("cache"),
+        samples_path: tmp.path().join("samples.json"),
+        seed: 1,
+        backend: Default::default(),
+    };
+    let outcome = task.score(&request).unwrap();
+    let ScoreOutcome::Valid { raw, details, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(raw, 0.5, "{details}");
+    assert_eq!(details["results"]["failed_a_test"], 1, "{details}");
+    assert_eq!(details["tokens"]["prompt"], 20, "{details}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    for (auth, model) in seen.iter() {
+        assert_eq!(auth.as_deref(), Some("Bearer sk-operator-secret"));
+        assert_eq!(model, "operator-model");
+    }
+
+    // Problems other than the manifest's: refused before anything runs.
+    std::fs::write(&problems, format!("{text}\n")).unwrap();
+    let e = task.score(&request).unwrap_err();
+    assert!(e.to_string().contains("not the recorded"), "{e}");
+}
