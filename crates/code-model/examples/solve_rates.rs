@@ -49,13 +49,10 @@ fn extract(text: &str) -> String {
 }
 
 fn prompt(p: &Problem) -> Vec<ChatMessage> {
-    // The starting scaffold's kind of prompt.
+    // The starting and reference scaffolds' prompt.
     vec![ChatMessage {
         role: "user".into(),
-        content: format!(
-            "Solve the following problem in Rust. Read from stdin, write to stdout.\n\n{}",
-            p.description
-        ),
+        content: format!("Solve this problem in Rust:\n\n{}", p.description),
     }]
 }
 

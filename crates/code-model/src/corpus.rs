@@ -6,7 +6,8 @@
 //!   Rust:", "Write a Rust program...", asking for a fenced block...), with a system message
 //!   ([`SYSTEMS`]) with probability [`Mixture::p_system`], so a scaffold's own wording still
 //!   reads like the corpus.
-//! - **Answer**: the reference solution with probability [`Mixture::p_reference`], otherwise one
+//! - **Answer**: a comment restating the task ([`task_comment`]), then the reference solution
+//!   with probability [`Mixture::p_reference`], otherwise one
 //!   of the template's realistic wrong variants (uniformly); written as bare code with
 //!   probability [`Mixture::p_bare`], otherwise as a sentence ([`INTROS`]) and a fenced
 //!   ```` ```rust ```` block, followed by a closing sentence ([`OUTROS`]) with probability
@@ -81,6 +82,15 @@ pub struct Mixture {
     pub p_system: f64,
 }
 
+/// The comment a program opens with: the statement's first line (the task, with its
+/// parameter). A program that restates its task first is common in code models' answers; for
+/// a small model it also turns "find the task in the prompt, then write its lines" into two
+/// short steps (copy one line, then continue from a line a few tokens back), which it learns
+/// in a few hundred steps.
+pub fn task_comment(statement: &str) -> String {
+    format!("// {}", statement.lines().next().unwrap_or_default())
+}
+
 /// One chat document, as text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
@@ -119,6 +129,7 @@ pub fn documents(seed: u64, n: usize, mix: &Mixture) -> Vec<Document> {
                     .source
                     .clone()
             };
+            let code = format!("{}\n{code}", task_comment(&problem.description));
             let answer = if rng.gen_bool(mix.p_bare) {
                 code
             } else {

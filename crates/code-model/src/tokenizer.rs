@@ -11,12 +11,18 @@
 //! pieces), so a run of `k` spaces before a word is the piece of `k - 1` spaces, then the
 //! word with its space (code indentation stays short: `"   "` + `" let"`).
 //!
-//! **Whole-line tokens.** At the start of a line, a line that the solutions of at least
-//! [`LINE_TOKEN_SHARE`] (template, parameter) pairs share ([`shared_lines`]: the program's frame,
-//! the input reading lines right and wrong, the output lines) is one token, its newline
-//! included, so the model spends its few parameters on the lines that differ (the operator,
-//! the parameter). Every such line can also be written piece by piece.
-//!
+//! **Whole-line tokens.** At the start of a line, a whole line (its newline included) that
+//! the generator writes is one token: every line of every solution (references and wrong
+//! variants: the frame, the input reading, the template's body with its parameter) and every
+//! line of every statement wording (the task in its wording with its parameter, the input
+//! format, the output format, the section titles). So a statement is a handful of tokens plus
+//! its examples, and an answer a dozen: the model's few parameters go to choosing lines, not
+//! spelling them, and training takes a minute. A held-out statement is new as a whole (an unseen
+//! parameter and phrasing pair), never in its lines: each of its lines belongs to a visible
+//! problem too (the split holds out one phrasing per parameter, and each line depends on one
+//! half of the phrasing only). Text in any other shape (a line the generator never wrote) is
+//! cut into pieces as above. A line commented out (`// ` then a whole line) is the comment's
+//! token and the line's.
 //! **Vocabulary** ([`Vocab::build`]): the special tokens, the whole-line tokens, every piece of every statement wording
 //! of every combo (without examples), of every solution (references and wrong variants), of the
 //! corpus's own instruction and answer wrappers, the numbers 0 to 100, and every printable
@@ -75,40 +81,34 @@ pub struct Vocab {
     lines: Vec<String>,
 }
 
-/// Solutions of at least this many (template, parameter) pairs share a line for it to be a
-/// whole-line token.
-pub const LINE_TOKEN_SHARE: usize = 3;
+/// A line comment's opening: `// ` before a whole line is its own token, and the line keeps its
+/// line token (an answer's opening comment restates the task's line: the same token as in the
+/// statement, so the model copies a token instead of learning a second one for each line).
+pub const COMMENT: &str = "// ";
 
 /// Whether a token is a whole-line token (a line's text with its newline).
 fn is_line(token: &str) -> bool {
     token.len() > 1 && token.ends_with('\n')
 }
 
-/// The lines (with their newline) that the solutions of at least [`LINE_TOKEN_SHARE`]
-/// (template, parameter) pairs share, references and wrong variants together.
-pub fn shared_lines() -> BTreeSet<String> {
-    let mut count: HashMap<String, usize> = HashMap::new();
+/// Every line (with its newline, not blank) the generator writes: of every solution, right and
+/// wrong, and of every statement wording without examples.
+pub fn generator_lines() -> BTreeSet<String> {
+    let mut texts: Vec<String> = Combo::all()
+        .into_iter()
+        .map(|combo| statement(combo, &Tests::default()))
+        .collect();
     for t in TemplateId::ALL {
         for &p in t.parameters() {
-            let mut lines = BTreeSet::new();
-            let sources = std::iter::once(reference(t, p))
-                .chain(wrong_variants(t, p).into_iter().map(|w| w.source));
-            for src in sources {
-                for l in src.split_inclusive('\n') {
-                    if l.ends_with('\n') && !l.trim().is_empty() {
-                        lines.insert(l.to_string());
-                    }
-                }
-            }
-            for l in lines {
-                *count.entry(l).or_default() += 1;
-            }
+            texts.push(reference(t, p));
+            texts.extend(wrong_variants(t, p).into_iter().map(|w| w.source));
         }
     }
-    count
-        .into_iter()
-        .filter(|(_, n)| *n >= LINE_TOKEN_SHARE)
-        .map(|(l, _)| l)
+    texts
+        .iter()
+        .flat_map(|text| text.split_inclusive('\n'))
+        .filter(|l| l.ends_with('\n') && !l.trim().is_empty())
+        .map(str::to_string)
         .collect()
 }
 
@@ -144,12 +144,22 @@ fn pieces<'a>(text: &'a str, lines: &[String]) -> Vec<&'a str> {
             text[j..].chars().next().map_or(1, char::len_utf8)
         }
     };
+    let line_at = |j: usize| lines.iter().find(|l| text[j..].starts_with(l.as_str()));
     while i < bytes.len() {
         if i == 0 || bytes[i - 1] == b'\n' {
-            if let Some(l) = lines.iter().find(|l| text[i..].starts_with(l.as_str())) {
+            if let Some(l) = line_at(i) {
                 out.push(&text[i..i + l.len()]);
                 i += l.len();
                 continue;
+            }
+            // A line commented out keeps its line token after the comment's own.
+            if text[i..].starts_with(COMMENT) {
+                if let Some(l) = line_at(i + COMMENT.len()) {
+                    out.push(&text[i..i + COMMENT.len()]);
+                    out.push(&text[i + COMMENT.len()..i + COMMENT.len() + l.len()]);
+                    i += COMMENT.len() + l.len();
+                    continue;
+                }
             }
         }
         if bytes[i] == b' ' {
@@ -207,8 +217,8 @@ impl Vocab {
             texts.push(format!("{c} {c}"));
         }
         // A lone space (before an unknown piece, at a line's end).
-        let mut set = BTreeSet::from([" ".to_string()]);
-        let lines: Vec<String> = shared_lines().into_iter().collect();
+        let mut set = BTreeSet::from([" ".to_string(), COMMENT.to_string()]);
+        let lines: Vec<String> = generator_lines().into_iter().collect();
         set.extend(lines.iter().cloned());
         for text in &texts {
             for p in pieces(text, &[]) {
@@ -392,6 +402,20 @@ mod tests {
         assert!(v.decode(&[v.len() as u32]).is_err());
     }
 
+    /// An answer's opening comment restates the statement's first line with the same token.
+    #[test]
+    fn a_commented_line_keeps_its_line_token() {
+        let v = Vocab::build();
+        let combo = Combo::all()[5];
+        let text = statement(combo, &Tests::default());
+        let first = format!("{}\n", text.lines().next().unwrap());
+        let line = v.id(&first).expect("the task's line is a token");
+        assert_eq!(v.encode(&text)[0], line);
+        let comment = v.encode(&format!("{COMMENT}{first}"));
+        assert_eq!(comment, [v.id(COMMENT).unwrap(), line]);
+        assert_eq!(v.decode(&comment).unwrap(), format!("// {first}"));
+    }
+
     /// Pinned: a change of the generator's text or of this tokenizer changes the vocabulary
     /// (saved models keep their own copy; a new one needs new models).
     #[test]
@@ -399,6 +423,6 @@ mod tests {
         let v = Vocab::build();
         assert_eq!(v, Vocab::build());
         assert_eq!(Vocab::from_tokens(v.tokens().to_vec()).unwrap(), v);
-        assert_eq!((v.len(), &v.hash()[..16]), (768, "31932012ac048fd3"));
+        assert_eq!((v.len(), &v.hash()[..16]), (951, "ddc55a6d7a071f58"));
     }
 }
