@@ -225,6 +225,7 @@ fn main() {
     set!(lr);
     set!(warmup_steps);
     set!(threads);
+    set!(attempts);
     set!(mixture.p_reference);
     set!(mixture.p_bare);
     set!(mixture.p_outro);
@@ -312,7 +313,8 @@ fn main() {
             gen_seconds += o.gen_seconds;
         }
         println!(
-            "seed {seed}: train {train_s:.0} s (final loss {:.3}), eval {:.0} s: greedy {:.3} start {:.3} reference {:.3}",
+            "seed {seed}: train {train_s:.0} s ({} attempts, final loss {:.3}), eval {:.0} s: greedy {:.3} start {:.3} reference {:.3}",
+            model.meta().attempts,
             model.meta().final_loss,
             t.elapsed().as_secs_f64(),
             r[0],

@@ -35,7 +35,7 @@ pub const MODEL_NAME: &str = "rdbench-code-tiny";
 
 /// Version of the model folder's format and of what training computes here (the corpus, the
 /// tokenizer, the schedule): [`prepare_cached`] keys its folder with it.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 const WEIGHTS_FILE: &str = "model.safetensors";
 const META_FILE: &str = "model.json";
@@ -84,6 +84,9 @@ pub struct Settings {
     pub warmup_steps: usize,
     /// Threads of the training kernels.
     pub threads: usize,
+    /// Training runs at most: a run whose final loss is above [`CONVERGED_LOSS`] is followed by
+    /// one from another seed derived from the first, and the lowest loss is kept.
+    pub attempts: u32,
 }
 
 impl Default for Settings {
@@ -107,6 +110,7 @@ impl Default for Settings {
             lr: 6e-3,
             warmup_steps: 20,
             threads: 1,
+            attempts: 3,
         }
     }
 }
@@ -122,6 +126,7 @@ impl Settings {
             documents: 200,
             steps: 20,
             batch_size: 4,
+            attempts: 1,
             ..Settings::default()
         }
     }
@@ -152,6 +157,8 @@ pub struct Meta {
     pub train_seconds: f64,
     pub final_loss: f64,
     pub training_tokens: usize,
+    /// Training runs made (see [`Settings::attempts`]); this model is the one of lowest loss.
+    pub attempts: u32,
 }
 
 /// The trained model, ready to serve.
@@ -165,6 +172,39 @@ pub struct CodeModel {
 
 /// Trains a model from `seed` (weights, corpus and batch order all follow from it).
 pub fn train(seed: u64, settings: &Settings) -> Result<CodeModel, CodeModelError> {
+    let started = Instant::now();
+    let mut best: Option<CodeModel> = None;
+    for attempt in 0..settings.attempts.max(1) {
+        // Another seed, derived: a new corpus, initialization and batch order.
+        let seed = seed ^ u64::from(attempt).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let model = train_once(seed, settings)?;
+        let converged = model.meta.final_loss <= CONVERGED_LOSS;
+        if best
+            .as_ref()
+            .is_none_or(|b| model.meta.final_loss < b.meta.final_loss)
+        {
+            best = Some(model);
+        }
+        if let Some(b) = best.as_mut() {
+            b.meta.attempts = attempt + 1;
+        }
+        if converged {
+            break;
+        }
+    }
+    let mut model = best.ok_or_else(|| CodeModelError::Train("no training attempt".into()))?;
+    model.meta.train_seconds = started.elapsed().as_secs_f64();
+    Ok(model)
+}
+
+/// Final training loss (nats per token) at or below which a run has learned the task: measured
+/// runs that stayed above it had not learned to copy the task's line yet (a plateau whose
+/// length depends on the seed: one of seven seeds was at 0.78 after the default schedule, its
+/// reference-like solve rate 0.38 against 0.72-0.94 for the others).
+pub const CONVERGED_LOSS: f64 = 0.5;
+
+/// One training run of `seed`.
+fn train_once(seed: u64, settings: &Settings) -> Result<CodeModel, CodeModelError> {
     let started = Instant::now();
     let vocab = Vocab::build();
     let cfg = settings.gpt(vocab.len());
@@ -201,6 +241,7 @@ pub fn train(seed: u64, settings: &Settings) -> Result<CodeModel, CodeModelError
         train_seconds: started.elapsed().as_secs_f64(),
         final_loss: report.final_train_loss,
         training_tokens: settings.steps * settings.batch_size * settings.ctx,
+        attempts: 1,
     };
     Ok(CodeModel {
         meta,
