@@ -33,14 +33,28 @@ pub struct WorkDir {
 /// The user a run is given: when the scorer is root, a uid no account uses (one per run, from
 /// a range above the system's), never root; otherwise none (the scorer's own).
 pub fn run_user() -> Option<User> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    user_in(1_600_000_000, &NEXT)
+}
+
+/// A uid of the range starting at `base`: 100 per scorer process, by its pid, reissued after
+/// 100; none where the scorer is not root.
+fn user_in(base: u32, next: &AtomicU32) -> Option<User> {
     if rdbench_core::fsutil::effective_uid() != 0 {
         return None;
     }
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let uid = 1_600_000_000
-        + (std::process::id() % 100_000) * 100
-        + NEXT.fetch_add(1, Ordering::Relaxed) % 100;
+    let uid =
+        base + (std::process::id() % 100_000) * 100 + next.fetch_add(1, Ordering::Relaxed) % 100;
     Some(User { uid, gid: uid })
+}
+
+/// A user for several runs of one scoring call (a scaffold run once per problem, a socket
+/// handed to it), from a range of its own: [`run_user`] gives each run a uid and reissues one
+/// after 100 runs, and a run given a uid that still had a process of the session's (the kernel
+/// tearing a sandbox down) would fail its process limit at its first fork.
+pub fn session_user() -> Option<User> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    user_in(1_700_000_000, &NEXT)
 }
 
 impl WorkDir {
