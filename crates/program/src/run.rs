@@ -13,7 +13,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rdbench_runner::sandbox::{Sandbox, User};
@@ -30,31 +29,34 @@ pub struct WorkDir {
     user: Option<User>,
 }
 
-/// The user a run is given: when the scorer is root, a uid no account uses (one per run, from
-/// a range above the system's), never root; otherwise none (the scorer's own).
+/// The user a run is given: when the scorer is root, a uid no account uses, drawn at random
+/// from 400 million above the system's (1.6e9 to 2.0e9), never root; otherwise none (the
+/// scorer's own).
+///
+/// Random, not counted: the scorer's workers each run in a PID namespace of their own, where
+/// their pid is 1 or 2, so a uid made from the pid was the same in every worker, and two runs
+/// scored at once (two attempts on one service, tests in parallel) shared a uid: each counted
+/// against the other's process limit (bwrap then failed with EAGAIN), and each could reach
+/// the other's work folder. Two runs at once draw the same uid with probability about 1 in 400
+/// million.
 pub fn run_user() -> Option<User> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    user_in(1_600_000_000, &NEXT)
-}
-
-/// A uid of the range starting at `base`: 100 per scorer process, by its pid, reissued after
-/// 100; none where the scorer is not root.
-fn user_in(base: u32, next: &AtomicU32) -> Option<User> {
     if rdbench_core::fsutil::effective_uid() != 0 {
         return None;
     }
-    let uid =
-        base + (std::process::id() % 100_000) * 100 + next.fetch_add(1, Ordering::Relaxed) % 100;
+    let uid = 1_600_000_000 + random_u32() % 400_000_000;
     Some(User { uid, gid: uid })
 }
 
-/// A user for several runs of one scoring call (a scaffold run once per problem, a socket
-/// handed to it), from a range of its own: [`run_user`] gives each run a uid and reissues one
-/// after 100 runs, and a run given a uid that still had a process of the session's (the kernel
-/// tearing a sandbox down) would fail its process limit at its first fork.
-pub fn session_user() -> Option<User> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    user_in(1_700_000_000, &NEXT)
+/// Four bytes of the kernel's random source (the time's nanoseconds where it cannot be read).
+fn random_u32() -> u32 {
+    use std::io::Read;
+    let mut bytes = [0u8; 4];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+        Ok(()) => u32::from_le_bytes(bytes),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() ^ (std::process::id() << 16)),
+    }
 }
 
 impl WorkDir {
@@ -177,4 +179,25 @@ pub fn run_in_sandbox(
 /// Where the solution's copy goes in a work folder: the folder itself.
 pub fn solution_in(work: &WorkDir) -> PathBuf {
     work.path().to_path_buf()
+}
+
+#[cfg(test)]
+mod user_tests {
+    use super::*;
+
+    /// Uids are drawn, not derived from the pid (which is 1 or 2 in every worker's PID
+    /// namespace): a hundred draws are distinct (a repeat: about 1 in 80,000) and in the range.
+    #[test]
+    fn run_users_are_distinct_draws_in_their_range() {
+        if rdbench_core::fsutil::effective_uid() != 0 {
+            assert_eq!(run_user(), None);
+            return;
+        }
+        let uids: std::collections::BTreeSet<u32> =
+            (0..100).map(|_| run_user().unwrap().uid).collect();
+        assert_eq!(uids.len(), 100);
+        assert!(uids
+            .iter()
+            .all(|u| (1_600_000_000..2_000_000_000).contains(u)));
+    }
 }

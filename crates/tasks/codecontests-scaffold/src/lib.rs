@@ -51,7 +51,7 @@ use rdbench_core::{Error, Result};
 use rdbench_llm_proxy::{
     ApiKey, Config as ProxyConfig, Proxy, RunningProxy, Upstream as ProxyUpstream,
 };
-use rdbench_program::run::{session_user, WorkDir};
+use rdbench_program::run::{run_user, WorkDir};
 use rdbench_program::tree::{read_tree, write_tree, TreeFile};
 use rdbench_program::{SandboxEnv, TreeLimits, SOLUTION_DIR};
 use rdbench_runner::sandbox::{Bind, Network, Sandbox, User};
@@ -451,7 +451,8 @@ impl Task for CodecontestsScaffold {
         let env = scaffold_env(&toolchain()?, &s)?;
         let evaluator = Evaluator::new(toolchain()?, EvalLimits::default());
         let started = Instant::now();
-        let user = session_user();
+        // One user for every problem's scaffold: the proxy's socket is handed to it.
+        let user = run_user();
         let session = ModelSession::start(upstream, &s, &req.private_dir, user)?;
         let judged = for_each_problem(&problems, s.concurrency, |problem| {
             let ran = run_scaffold(&files, entry, problem, &session, &env, &s, user)?;
