@@ -847,7 +847,7 @@ fn run_scaffold(
 
 /// What became of one problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Result1 {
+enum ProblemOutcome {
     Solved,
     /// Compiled, and failed a test.
     Failed,
@@ -866,23 +866,23 @@ fn judge(
     problem: &ContestProblem,
     evaluator: &Evaluator,
     s: &Spec,
-) -> Result<Result1> {
+) -> Result<ProblemOutcome> {
     let Some(source) = ran.source.as_deref().filter(|t| !t.trim().is_empty()) else {
-        return Ok(Result1::NoProgram);
+        return Ok(ProblemOutcome::NoProgram);
     };
     // Completions beyond the recording cap (far beyond any budget) are not trusted either.
     if s.from_model_only && (dropped > 0 || !from_model(source, completions)) {
-        return Ok(Result1::NotFromModel);
+        return Ok(ProblemOutcome::NotFromModel);
     }
     let e = evaluator
         .evaluate(source, problem)
         .map_err(|e| Error::Environment(format!("the scorer's evaluator: {e}")))?;
     Ok(if e.succeeded {
-        Result1::Solved
+        ProblemOutcome::Solved
     } else if e.compiled {
-        Result1::Failed
+        ProblemOutcome::Failed
     } else {
-        Result1::NotCompiled
+        ProblemOutcome::NotCompiled
     })
 }
 
@@ -920,13 +920,13 @@ struct Tally {
 }
 
 impl Tally {
-    fn count(&mut self, r: Result1, ran: &ScaffoldRun) {
+    fn count(&mut self, r: ProblemOutcome, ran: &ScaffoldRun) {
         match r {
-            Result1::Solved => self.solved += 1,
-            Result1::Failed => self.failed += 1,
-            Result1::NotCompiled => self.not_compiled += 1,
-            Result1::NoProgram => self.no_program += 1,
-            Result1::NotFromModel => self.not_from_model += 1,
+            ProblemOutcome::Solved => self.solved += 1,
+            ProblemOutcome::Failed => self.failed += 1,
+            ProblemOutcome::NotCompiled => self.not_compiled += 1,
+            ProblemOutcome::NoProgram => self.no_program += 1,
+            ProblemOutcome::NotFromModel => self.not_from_model += 1,
         }
         if ran.exit == Exit::TimedOut {
             self.timed_out += 1;
