@@ -150,6 +150,17 @@ pub trait ProgramTask: Send + Sync {
     }
 }
 
+/// Writes a task's embedded files (name, text) into `dir`, making it first: a solution's
+/// files as the task ships them.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| rdbench_core::Error::io(dir, e))?;
+    for (name, text) in files {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| rdbench_core::Error::io(&p, e))?;
+    }
+    Ok(())
+}
+
 /// The solution folder inside an attempt (or submission) folder.
 pub fn solution_dir(dir: &Path) -> PathBuf {
     dir.join(SOLUTION_DIR)

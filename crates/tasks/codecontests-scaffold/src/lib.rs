@@ -189,21 +189,12 @@ impl Entry {
     }
 }
 
-fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    for (name, text) in files {
-        let p = dir.join(name);
-        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
-    }
-    Ok(())
-}
-
 fn write_solution(which: Solution, dir: &Path) -> Result<()> {
     let sol = dir.join(SOLUTION_DIR);
-    write_files(&sol, COMMON)?;
+    rdbench_program::write_files(&sol, COMMON)?;
     match which {
-        Solution::Starting => write_files(&sol, START),
-        Solution::Reference => write_files(&sol, REFERENCE),
+        Solution::Starting => rdbench_program::write_files(&sol, START),
+        Solution::Reference => rdbench_program::write_files(&sol, REFERENCE),
         Solution::Fastest => Err(Error::Usage(format!("{NAME} ships no fastest solution"))),
     }
 }
@@ -448,8 +439,9 @@ impl Task for CodecontestsScaffold {
         };
         let problems = held_out_problems(&s, &req.cache_dir, &req.profile)?;
         let upstream = upstream(&s, &req.cache_dir, &req.profile)?;
-        let env = scaffold_env(&toolchain()?, &s)?;
-        let evaluator = Evaluator::new(toolchain()?, EvalLimits::default());
+        let toolchain = toolchain()?;
+        let env = scaffold_env(&toolchain, &s)?;
+        let evaluator = Evaluator::new(toolchain, EvalLimits::default());
         let started = Instant::now();
         // One user for every problem's scaffold: the proxy's socket is handed to it.
         let user = run_user();
@@ -686,7 +678,9 @@ impl ModelSession {
         config.max_concurrent = 2 * s.concurrency;
         config.requests_per_second = 20.0;
         config.burst = 40;
-        config.record_completion_bytes = 16 << 20;
+        if s.from_model_only {
+            config.record_completion_bytes = 16 << 20;
+        }
         let proxy_err = |e: rdbench_llm_proxy::ProxyError| match e {
             rdbench_llm_proxy::ProxyError::LedgerLocked(_) => Error::Usage(format!(
                 "another scoring run of this attempt is using its token budget: {e}"

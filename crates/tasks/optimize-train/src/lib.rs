@@ -154,14 +154,6 @@ pub fn torch_venv() -> PathBuf {
 
 const TORCH_VENV_VAR: &str = "RDBENCH_TORCH_VENV";
 
-fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<()> {
-    for (name, text) in files {
-        let p = dir.join(name);
-        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
-    }
-    Ok(())
-}
-
 fn invalid(kind: InvalidKind, reason: String, details: serde_json::Value) -> Verdict {
     Verdict::Invalid {
         kind,
@@ -296,10 +288,10 @@ impl ProgramTask for OptimizeTrain {
 
     fn write_solution(&self, which: Solution, profile: &str, dir: &Path) -> Result<()> {
         spec(profile)?;
-        write_files(dir, COMMON)?;
+        rdbench_program::write_files(dir, COMMON)?;
         match which {
-            Solution::Starting => write_files(dir, START),
-            Solution::Reference => write_files(dir, REFERENCE),
+            Solution::Starting => rdbench_program::write_files(dir, START),
+            Solution::Reference => rdbench_program::write_files(dir, REFERENCE),
             Solution::Fastest => Err(Error::Usage(
                 "optimize-train ships no fastest solution".into(),
             )),
