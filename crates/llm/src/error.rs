@@ -17,6 +17,9 @@ pub enum LlmError {
     /// Candle failed while running the model.
     #[error("model: {0}")]
     Candle(#[from] candle_core::Error),
+    /// The model was asked something it cannot compute (a token outside its vocabulary).
+    #[error("model: {0}")]
+    Model(String),
     /// Tokenizing or detokenizing failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

