@@ -61,10 +61,10 @@ for r in rows:
     rates.setdefault(key, []).append(r["tokens"] / r["seconds"])
 def cell(engine, phase, n=0, mode="batched"):
     v = rates.get((engine, phase, n, mode))
-    return f"{statistics.median(v):.0f}" if v else "-"
+    return f"{statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})" if v else "-"
 cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": \t")
 print(f"SmolLM2-135M-Instruct (Q4_1 file), {heads['rdbench']['threads']} threads, {cpu}")
-print(f"prompt {heads['rdbench']['prompt_tokens']} tokens; tokens/s, median of the repetitions")
+print(f"prompt {heads['rdbench']['prompt_tokens']} tokens; tokens/s, median (range) of the repetitions")
 print("| engine | prefill | decode n=1 | decode n=8 (aggregate) |")
 print("|---|---|---|---|")
 print(f"| rdbench serve-llm | {cell('rdbench', 'prefill')} | "

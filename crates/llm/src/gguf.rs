@@ -15,7 +15,9 @@ use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::Tokenizer;
 
-use crate::llama::{KvCache, Llama, LlamaConfig, LlamaLayer, QuantMatrix, MAX_CONTEXT};
+use crate::llama::{
+    KvCache, Llama, LlamaConfig, LlamaLayer, Projections, QuantMatrix, MAX_CONTEXT,
+};
 use crate::template::ChatTemplate;
 use crate::{ChatMessage, ChatModel, LlmError};
 
@@ -197,24 +199,33 @@ fn load_weights<R: std::io::Read + std::io::Seek>(
             .tensor(file, name, &Device::Cpu)
             .map_err(|e| bad(format!("tensor `{name}`: {e}")))
     };
-    let mut matrix = |name: &str| {
-        QuantMatrix::new(&tensor(name)?).map_err(|e| bad(format!("tensor `{name}`: {e}")))
-    };
     let mut layers = Vec::with_capacity(config.layers);
     for i in 0..config.layers {
-        let mut w = |part: &str| matrix(&format!("blk.{i}.{part}.weight"));
+        let mut parts = |names: &[&str]| -> Result<Vec<QTensor>, LlmError> {
+            names
+                .iter()
+                .map(|part| tensor(&format!("blk.{i}.{part}.weight")))
+                .collect()
+        };
+        let projections = |tensors: Vec<QTensor>, what: &str| {
+            Projections::new(&tensors).map_err(|e| bad(format!("blk.{i}'s {what}: {e}")))
+        };
+        let qkv = projections(parts(&["attn_q", "attn_k", "attn_v"])?, "attention")?;
+        let gate_up = projections(parts(&["ffn_gate", "ffn_up"])?, "feed-forward")?;
+        let [wo, down] = [parts(&["attn_output"])?, parts(&["ffn_down"])?]
+            .map(|t| QuantMatrix::new(&t[0]).map_err(|e| bad(format!("blk.{i}: {e}"))));
         layers.push(LlamaLayer {
-            wq: w("attn_q")?,
-            wk: w("attn_k")?,
-            wv: w("attn_v")?,
-            wo: w("attn_output")?,
-            gate: w("ffn_gate")?,
-            up: w("ffn_up")?,
-            down: w("ffn_down")?,
+            qkv,
+            wo: wo?,
+            gate_up,
+            down: down?,
             attn_norm: Vec::new(),
             ffn_norm: Vec::new(),
         });
     }
+    let mut matrix = |name: &str| {
+        QuantMatrix::new(&tensor(name)?).map_err(|e| bad(format!("tensor `{name}`: {e}")))
+    };
     let embeddings = matrix("token_embd.weight")?;
     let output = if content.tensor_infos.contains_key("output.weight") {
         Some(matrix("output.weight")?)
@@ -336,6 +347,17 @@ mod tests {
     /// A random llama (GQA: 4 query heads over 2 key/value heads) as an in-memory GGUF, its
     /// matrices in `dtype`; `tied`: no `output.weight`.
     fn random_gguf(dtype: GgmlDType, tied: bool, seed: u64) -> Cursor<Vec<u8>> {
+        random_gguf_with_values(dtype, dtype, tied, seed)
+    }
+
+    /// As [`random_gguf`], `attn_v` in `values` (GGUFs often keep it in another quantization,
+    /// which stops it being stacked with the queries and keys).
+    fn random_gguf_with_values(
+        dtype: GgmlDType,
+        values: GgmlDType,
+        tied: bool,
+        seed: u64,
+    ) -> Cursor<Vec<u8>> {
         let (dim, hidden, vocab, layers) = (64usize, 128usize, 96usize, 2usize);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut random = |shape: &[usize], scale: f32| {
@@ -370,6 +392,7 @@ mod tests {
                 ("ffn_up", hidden, dim),
                 ("ffn_down", dim, hidden),
             ] {
+                let dtype = if part == "attn_v" { values } else { dtype };
                 add(
                     format!("blk.{i}.{part}.weight"),
                     random(&[rows, cols], 0.3),
@@ -442,12 +465,19 @@ mod tests {
 
     #[test]
     fn the_forward_matches_candles_quantized_llama() {
-        for (dtype, tied) in [
-            (GgmlDType::Q8_0, false),
-            (GgmlDType::Q8_0, true),
-            (GgmlDType::F32, false),
+        for (dtype, values, tied) in [
+            (GgmlDType::Q8_0, GgmlDType::Q8_0, false),
+            (GgmlDType::Q8_0, GgmlDType::Q8_0, true),
+            (GgmlDType::F32, GgmlDType::F32, false),
+            // Queries and keys stacked, values apart.
+            (GgmlDType::Q8_0, GgmlDType::F32, false),
         ] {
-            let (ours, mut candle) = load_both(random_gguf(dtype, tied, 7));
+            let (ours, mut candle) = load_both(random_gguf_with_values(dtype, values, tied, 7));
+            let stacked = matches!(
+                ours.layers[0].qkv,
+                crate::llama::Projections::Stacked { .. }
+            );
+            assert_eq!(stacked, dtype == values);
             let prompt = [5u32, 17, 3, 88, 41, 0, 60];
             let mut caches = [ours.new_cache()];
             let logits = ours.forward(&mut caches, &[&prompt]).unwrap();

@@ -115,18 +115,36 @@ impl<T: GgmlType> QuantBlocks for Blocks<T> {
 impl QuantMatrix {
     /// The matrix of a 2-D tensor (GGUF's `[cols, rows]`, candle's shape `(rows, cols)`).
     pub fn new(tensor: &QTensor) -> Result<Self, String> {
-        let (rows, cols) = tensor
-            .shape()
-            .dims2()
-            .map_err(|_| format!("shape {:?}, not a matrix", tensor.shape()))?;
-        let dtype = tensor.dtype();
+        Self::stacked(std::slice::from_ref(tensor))
+    }
+
+    /// The rows of `tensors` one after the other, as one matrix (they share a quantization and
+    /// a row length).
+    pub fn stacked(tensors: &[QTensor]) -> Result<Self, String> {
+        let first = tensors.first().ok_or("no tensor")?;
+        let dtype = first.dtype();
+        let mut rows = 0;
+        let mut cols = None;
+        let mut bytes = Vec::new();
+        for tensor in tensors {
+            let (r, c) = tensor
+                .shape()
+                .dims2()
+                .map_err(|_| format!("shape {:?}, not a matrix", tensor.shape()))?;
+            if tensor.dtype() != dtype || cols.is_some_and(|cols| cols != c) {
+                return Err("stacked matrices differ in quantization or row length".into());
+            }
+            rows += r;
+            cols = Some(c);
+            bytes.extend_from_slice(&tensor.data().map_err(|e| e.to_string())?);
+        }
+        let cols = cols.unwrap_or(0);
         if cols % dtype.block_size() != 0 {
             return Err(format!(
                 "rows of {cols} values, not whole {dtype:?} blocks of {}",
                 dtype.block_size()
             ));
         }
-        let bytes = tensor.data().map_err(|e| e.to_string())?;
         let blocks: Box<dyn QuantBlocks> = match dtype {
             GgmlDType::F32 => Box::new(Blocks(copy_blocks::<f32>(&bytes)?)),
             GgmlDType::F16 => Box::new(Blocks(copy_blocks::<f16>(&bytes)?)),
@@ -150,6 +168,77 @@ impl QuantMatrix {
         out.clear();
         out.resize(m * self.rows, 0.0);
         self.blocks.matmul((m, self.cols, self.rows), lhs, out)?;
+        Ok(())
+    }
+}
+
+/// Matrices applied to one input (a block's query, key and value; its gate and up): stacked
+/// into one matrix where their quantizations agree, so the input is quantized once and the
+/// thread pool woken once; one product each otherwise (GGUFs often keep values in another
+/// quantization than queries and keys).
+pub enum Projections {
+    Stacked {
+        matrix: QuantMatrix,
+        widths: Vec<usize>,
+    },
+    Separate(Vec<QuantMatrix>),
+}
+
+impl Projections {
+    pub fn new(tensors: &[QTensor]) -> Result<Self, String> {
+        let widths = tensors
+            .iter()
+            .map(|t| t.shape().dims().first().copied().unwrap_or(0))
+            .collect();
+        if tensors.windows(2).all(|w| w[0].dtype() == w[1].dtype()) {
+            if let Ok(matrix) = QuantMatrix::stacked(tensors) {
+                return Ok(Projections::Stacked { matrix, widths });
+            }
+        }
+        Ok(Projections::Separate(
+            tensors
+                .iter()
+                .map(QuantMatrix::new)
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+
+    /// (rows, cols) of each matrix.
+    fn shapes(&self) -> Vec<(usize, usize)> {
+        match self {
+            Projections::Stacked { matrix, widths } => {
+                widths.iter().map(|&w| (w, matrix.cols)).collect()
+            }
+            Projections::Separate(ms) => ms.iter().map(|m| (m.rows, m.cols)).collect(),
+        }
+    }
+
+    /// `outs[i] = x · matrix_iᵀ` for `m` rows of `x`.
+    fn apply(
+        &self,
+        x: &[f32],
+        m: usize,
+        outs: &mut [&mut Vec<f32>],
+        stacked: &mut Vec<f32>,
+    ) -> Result<(), LlmError> {
+        match self {
+            Projections::Separate(ms) => {
+                for (matrix, out) in ms.iter().zip(outs.iter_mut()) {
+                    matrix.matmul(x, m, out)?;
+                }
+            }
+            Projections::Stacked { matrix, widths } => {
+                matrix.matmul(x, m, stacked)?;
+                let mut offset = 0;
+                for (&width, out) in widths.iter().zip(outs.iter_mut()) {
+                    out.clear();
+                    for row in stacked.chunks_exact(matrix.rows) {
+                        out.extend_from_slice(&row[offset..offset + width]);
+                    }
+                    offset += width;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -196,13 +285,12 @@ fn copy_blocks<T: PlainBlock + Clone>(bytes: &[u8]) -> Result<Vec<T>, String> {
 /// One transformer block's weights.
 pub struct LlamaLayer {
     pub attn_norm: Vec<f32>,
-    pub wq: QuantMatrix,
-    pub wk: QuantMatrix,
-    pub wv: QuantMatrix,
+    /// Query, key and value.
+    pub qkv: Projections,
     pub wo: QuantMatrix,
     pub ffn_norm: Vec<f32>,
-    pub gate: QuantMatrix,
-    pub up: QuantMatrix,
+    /// Gate and up.
+    pub gate_up: Projections,
     pub down: QuantMatrix,
 }
 
@@ -247,6 +335,7 @@ struct Scratch {
     projected: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
+    stacked: Vec<f32>,
 }
 
 impl Llama {
@@ -283,15 +372,27 @@ impl Llama {
         if self.norm.len() != c.dim {
             return Err(format!("output_norm has {} values", self.norm.len()));
         }
-        let hidden = self.layers.first().map_or(0, |l| l.gate.rows);
+        let hidden = self.layers.first().map_or(0, |l| l.down.cols);
         for (i, l) in self.layers.iter().enumerate() {
             let name = |w: &str| format!("blk.{i}.{w}");
-            expect(&name("attn_q"), &l.wq, q_dim, c.dim)?;
-            expect(&name("attn_k"), &l.wk, kv_dim, c.dim)?;
-            expect(&name("attn_v"), &l.wv, kv_dim, c.dim)?;
+            let shapes = |what: &str, got: Vec<(usize, usize)>, want: Vec<(usize, usize)>| {
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!("blk.{i}'s {what} are {got:?}, expected {want:?}"))
+                }
+            };
+            shapes(
+                "attn_q, attn_k and attn_v",
+                l.qkv.shapes(),
+                vec![(q_dim, c.dim), (kv_dim, c.dim), (kv_dim, c.dim)],
+            )?;
             expect(&name("attn_output"), &l.wo, c.dim, q_dim)?;
-            expect(&name("ffn_gate"), &l.gate, hidden, c.dim)?;
-            expect(&name("ffn_up"), &l.up, hidden, c.dim)?;
+            shapes(
+                "ffn_gate and ffn_up",
+                l.gate_up.shapes(),
+                vec![(hidden, c.dim), (hidden, c.dim)],
+            )?;
             expect(&name("ffn_down"), &l.down, c.dim, hidden)?;
             if l.attn_norm.len() != c.dim || l.ffn_norm.len() != c.dim {
                 return Err(format!("blk.{i}'s norms are not {} values", c.dim));
@@ -365,9 +466,12 @@ impl Llama {
         let mut s = Scratch::default();
         for (l, layer) in self.layers.iter().enumerate() {
             rms_norm(&x, &layer.attn_norm, c.rms_eps, &mut s.normed);
-            layer.wq.matmul(&s.normed, m, &mut s.q)?;
-            layer.wk.matmul(&s.normed, m, &mut s.k)?;
-            layer.wv.matmul(&s.normed, m, &mut s.v)?;
+            layer.qkv.apply(
+                &s.normed,
+                m,
+                &mut [&mut s.q, &mut s.k, &mut s.v],
+                &mut s.stacked,
+            )?;
             rope.apply(&mut s.q, c.heads);
             rope.apply(&mut s.k, c.kv_heads);
             for (r, &(seq, _)) in rows.iter().enumerate() {
@@ -403,8 +507,9 @@ impl Llama {
             layer.wo.matmul(&s.attended, m, &mut s.projected)?;
             add(&mut x, &s.projected);
             rms_norm(&x, &layer.ffn_norm, c.rms_eps, &mut s.normed);
-            layer.gate.matmul(&s.normed, m, &mut s.gate)?;
-            layer.up.matmul(&s.normed, m, &mut s.up)?;
+            layer
+                .gate_up
+                .apply(&s.normed, m, &mut [&mut s.gate, &mut s.up], &mut s.stacked)?;
             for (g, u) in s.gate.iter_mut().zip(&s.up) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
             }
