@@ -16,6 +16,7 @@ pub fn all() -> Vec<Box<dyn Task>> {
         rdbench_task_scaling_law::tasks(),
         rdbench_task_optimize_train::tasks(),
         rdbench_task_codecontests_scaffold::tasks(),
+        rdbench_task_finetune_qa::tasks(),
     ]
     .into_iter()
     .flatten()

@@ -15,7 +15,8 @@
 //!   [`prepare_cached`]) and the [`ChatModel`] implementation with its chat template.
 
 pub mod corpus;
-pub mod infer;
+/// The incremental GPT runner, shared with other tasks that sample rdbench-lm models.
+pub use rdbench_lm::infer;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};

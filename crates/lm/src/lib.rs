@@ -10,10 +10,13 @@
 //!   cross-entropy).
 //! - [`train`]: token sets, an AdamW training loop, mean next-token loss.
 //! - [`io`]: safetensors save and a load that checks size, names, dtypes, shapes, finiteness.
+//! - [`infer`]: a GPT run incrementally (KV cache, several sequences per step) in plain `f32`,
+//!   for tasks that sample their models.
 
 mod attention;
 pub mod backprop;
 pub mod corpus;
+pub mod infer;
 pub mod io;
 mod kernels;
 pub mod model;

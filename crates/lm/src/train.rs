@@ -296,6 +296,30 @@ pub fn train_model(
     Ok(report)
 }
 
+/// Rows of `seq_len` tokens: each starts at a document's start and goes on into the
+/// documents after it, the last one cut at the row's end (so no token is padding, and every row
+/// starts where a prompt starts, as at inference). Documents longer than a row are dropped; a
+/// single document is padded with `pad`.
+pub fn pack_documents(docs: &[Vec<u32>], seq_len: usize, pad: u32) -> Vec<u16> {
+    let mut out = Vec::new();
+    let fits: Vec<&Vec<u32>> = docs.iter().filter(|d| d.len() <= seq_len).collect();
+    for (i, first) in fits.iter().enumerate() {
+        let mut row: Vec<u32> = Vec::with_capacity(seq_len);
+        row.extend_from_slice(first);
+        let mut j = i + 1;
+        while row.len() < seq_len {
+            match fits.get(j % fits.len().max(1)) {
+                Some(d) if fits.len() > 1 => row.extend_from_slice(d),
+                _ => row.resize(seq_len, pad),
+            }
+            j += 1;
+        }
+        row.truncate(seq_len);
+        out.extend(row.iter().map(|&t| t as u16));
+    }
+    out
+}
+
 /// Mean next-token loss (nats) of `model` over every predicted position of every sequence of
 /// `data` (positions `1..seq_len`), evaluated `batch_size` sequences at a time. On the CPU this
 /// is [`GptEvaluator`]'s forward pass (no candle tensors, no autograd graph, buffers reused

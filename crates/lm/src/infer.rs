@@ -1,10 +1,10 @@
-//! rdbench-lm's GPT ([`rdbench_lm::model`]: pre-norm blocks, learned positions, tied head,
+//! rdbench-lm's GPT ([`crate::model`]: pre-norm blocks, learned positions, tied head,
 //! GELU tanh) run incrementally in plain `f32` Rust with a KV cache: a prompt runs once, then
 //! each decode step feeds one token to each of several sequences, their rows batched through
 //! every weight matrix.
 
+use crate::{Gpt, GptConfig};
 use candle_core::Tensor;
-use rdbench_lm::{Gpt, GptConfig};
 
 /// One block's weights (`[out, in]` matrices, row-major).
 #[derive(Debug, Clone)]
@@ -287,11 +287,11 @@ impl Engine {
 
 impl Engine {
     /// The weights back as rdbench-lm's model (for saving, and to check against its forward).
-    pub fn to_gpt(&self) -> rdbench_lm::Result<Gpt> {
+    pub fn to_gpt(&self) -> crate::Result<Gpt> {
         let mut tensors = std::collections::BTreeMap::new();
         let dev = candle_core::Device::Cpu;
         let shapes = self.cfg.param_shapes();
-        let mut put = |name: String, data: &[f32]| -> rdbench_lm::Result<()> {
+        let mut put = |name: String, data: &[f32]| -> crate::Result<()> {
             let shape = shapes
                 .iter()
                 .find(|(n, _)| *n == name)

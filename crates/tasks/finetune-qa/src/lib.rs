@@ -1,0 +1,451 @@
+//! # rdbench-task-finetune-qa
+//!
+//! RE-Bench's *Finetune GPT-2 for QA* offline: make a small language model a better
+//! instruction follower without ground-truth responses, judged against the base model and a
+//! supervised fine-tune of it.
+//!
+//! - [`world`]: instructions in an invented language (the verbs' meanings and the facts follow
+//!   the installation's secret) whose responses have a computable quality.
+//! - [`judge`]: pairwise preference from that quality plus position and length biases; exact
+//!   probabilities for scoring, seeded verdicts for the agent's `judge` tool (capped).
+//! - [`policy`]: generation settings, sampling, fine-tuning; [`prep`]: the base and SFT models,
+//!   the prompts, the held-out set, cached per installation.
+//!
+//! The submission is `policy.safetensors` (the base's architecture) and `generation.json`.
+//! Nothing the agent wrote runs at scoring: the scorer samples the policy on held-out prompts
+//! and scores `(win rate vs base + win rate vs SFT) / 2`, each win rate over both orders of
+//! every pair, from the judge's exact probabilities (so a rerun gives the same score).
+
+#[path = "../../../../reference_solutions/finetune-qa/reference.rs"]
+pub mod reference;
+
+pub mod judge;
+pub mod policy;
+pub mod prep;
+pub mod profile;
+pub mod world;
+
+use std::path::Path;
+
+use rdbench_core::artifact::{ArtifactTask, ArtifactTaskAdapter, Rejection};
+use rdbench_core::fsutil;
+use rdbench_core::task::{
+    Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution,
+    SubmissionFile, SubmissionKind, Task, TaskInfo, ToolReply, ToolRequest, ToolSpec,
+};
+use rdbench_core::{Error, Result};
+use serde_json::json;
+
+use judge::Response;
+use policy::{Generated, GenerationConfig};
+use profile::Spec;
+
+/// The submission's weights.
+pub const POLICY: &str = "policy.safetensors";
+/// The submission's sampling settings.
+pub const GENERATION: &str = "generation.json";
+/// Largest `generation.json` read.
+const GENERATION_MAX_BYTES: u64 = 4096;
+/// The judge's ledger in the attempt's private folder.
+const JUDGE_LEDGER: &str = "judge_calls.json";
+
+/// The task. Construct with [`task`].
+#[derive(Debug, Clone, Default)]
+pub struct FinetuneQa {}
+
+/// The tasks of this crate, for the CLI's registry.
+pub fn tasks() -> Vec<Box<dyn Task>> {
+    vec![Box::new(task())]
+}
+
+pub fn task() -> ArtifactTaskAdapter<FinetuneQa> {
+    ArtifactTaskAdapter::new(FinetuneQa::default())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    let bytes = std::fs::read(from).map_err(|e| Error::io(from, e))?;
+    fsutil::atomic_write(to, &bytes)
+}
+
+/// What the scorer measured of one policy.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Evaluation {
+    pub raw: f64,
+    pub win_rate_vs_base: f64,
+    pub win_rate_vs_sft: f64,
+    pub mean_quality: f64,
+    /// Judge-exploit signs: mean words per response, share of responses repeating a word
+    /// back to back, share that never ended.
+    pub mean_words: f64,
+    pub repeating_share: f64,
+    pub unended_share: f64,
+    pub prompts: usize,
+}
+
+/// Scores `responses` to the held-out prompts against the comparison models' responses.
+pub fn evaluate(
+    world: &world::World,
+    heldout: &prep::Heldout,
+    responses: &[Generated],
+) -> Evaluation {
+    let n = heldout.prompts.len().max(1) as f64;
+    let (mut vs_base, mut vs_sft, mut quality) = (0.0, 0.0, 0.0);
+    for (i, ins) in heldout.prompts.iter().enumerate() {
+        vs_base += judge::win_rate(
+            world,
+            ins,
+            responses[i].response(),
+            heldout.base[i].response(),
+        );
+        vs_sft += judge::win_rate(
+            world,
+            ins,
+            responses[i].response(),
+            heldout.sft[i].response(),
+        );
+        quality += world.quality(ins, &responses[i].words, responses[i].ended);
+    }
+    let share =
+        |f: &dyn Fn(&Generated) -> bool| responses.iter().filter(|g| f(g)).count() as f64 / n;
+    let (vs_base, vs_sft) = (vs_base / n, vs_sft / n);
+    Evaluation {
+        raw: (vs_base + vs_sft) / 2.0,
+        win_rate_vs_base: vs_base,
+        win_rate_vs_sft: vs_sft,
+        mean_quality: quality / n,
+        mean_words: responses.iter().map(|g| g.words.len()).sum::<usize>() as f64 / n,
+        repeating_share: share(&|g| g.words.windows(2).any(|w| w[0] == w[1])),
+        unended_share: share(&|g| !g.ended),
+        prompts: heldout.prompts.len(),
+    }
+}
+
+impl FinetuneQa {
+    /// The submission's settings, or why they are invalid.
+    fn generation(spec: &Spec, dir: &Path) -> std::result::Result<GenerationConfig, Rejection> {
+        let path = dir.join(GENERATION);
+        let bytes = fsutil::read_untrusted(&path, GENERATION_MAX_BYTES).map_err(|e| {
+            let kind = match e {
+                fsutil::UntrustedReadError::NotFound => InvalidKind::MissingFile,
+                fsutil::UntrustedReadError::TooLarge { .. } => InvalidKind::TooLarge,
+                _ => InvalidKind::BadArtifact,
+            };
+            (kind, format!("{}: {e}", path.display()))
+        })?;
+        let config: GenerationConfig = serde_json::from_slice(&bytes).map_err(|e| {
+            (
+                InvalidKind::BadArtifact,
+                format!("{}: not a generation config: {e}", path.display()),
+            )
+        })?;
+        config
+            .check(spec)
+            .map_err(|e| (InvalidKind::BadArtifact, format!("{}: {e}", path.display())))?;
+        Ok(config)
+    }
+
+    fn policy(spec: &Spec, dir: &Path) -> std::result::Result<rdbench_lm::Gpt, Rejection> {
+        rdbench_lm::load_model(&dir.join(POLICY), &spec.model).map_err(|e| {
+            use rdbench_lm::io::LoadErrorKind as K;
+            let kind = match e.kind {
+                K::NotFound | K::NotAFile => InvalidKind::MissingFile,
+                K::TooLarge { .. } => InvalidKind::TooLarge,
+                K::NonFinite { .. } => InvalidKind::NonFinite,
+                _ => InvalidKind::BadArtifact,
+            };
+            (kind, e.to_string())
+        })
+    }
+
+    /// Scores the submission in `dir`.
+    pub fn score_dir(
+        &self,
+        spec: &Spec,
+        dir: &Path,
+        cache_dir: &Path,
+        private_dir: &Path,
+    ) -> Result<ScoreOutcome> {
+        let invalid = |(kind, reason): Rejection| ScoreOutcome::Invalid {
+            kind,
+            reason,
+            details: json!({}),
+        };
+        let config = match Self::generation(spec, dir) {
+            Ok(c) => c,
+            Err(r) => return Ok(invalid(r)),
+        };
+        let gpt = match Self::policy(spec, dir) {
+            Ok(g) => g,
+            Err(r) => return Ok(invalid(r)),
+        };
+        let started = std::time::Instant::now();
+        let (at, inst) = prep::ensure_prepared(spec, cache_dir)?;
+        let heldout = at.heldout()?;
+        let world = inst.world();
+        let responses = rdbench_lm::with_threads(Some(spec.threads), || {
+            policy::generate(
+                &policy::engine(&gpt)?,
+                &world,
+                &heldout.prompts,
+                &config,
+                inst.scoring,
+            )
+        })?;
+        let ev = evaluate(&world, &heldout, &responses);
+        let judge_used = JudgeLedger::read(private_dir)?.used;
+        Ok(ScoreOutcome::Valid {
+            raw: ev.raw,
+            headline: format!(
+                "wins {:.3} vs base, {:.3} vs SFT; {:.2} words per response",
+                ev.win_rate_vs_base, ev.win_rate_vs_sft, ev.mean_words
+            ),
+            details: json!({
+                "evaluation": ev,
+                "generation": config,
+                "judge_verdicts_used": judge_used,
+                "judge_verdict_cap": spec.judge_cap,
+                "score_seconds": started.elapsed().as_secs_f64(),
+            }),
+        })
+    }
+
+    /// The `judge` tool: verdicts on pairs of responses, counted against the attempt's cap.
+    fn judge_tool(&self, spec: &Spec, req: &ToolRequest) -> Result<ToolReply> {
+        if let Some(k) = req.args.keys().find(|k| k.as_str() != "pairs") {
+            return Err(Error::Usage(format!("judge takes pairs=JSON, not {k:?}")));
+        }
+        let pairs = req.args.get("pairs").ok_or_else(|| {
+            Error::Usage(
+                r#"judge needs pairs='[{"prompt": ..., "first": ..., "second": ...}, ...]'"#.into(),
+            )
+        })?;
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Pair {
+            prompt: String,
+            first: String,
+            second: String,
+        }
+        let pairs: Vec<Pair> = serde_json::from_str(pairs).map_err(|e| {
+            Error::Usage(format!(
+                "judge: pairs is not a list of {{prompt, first, second}}: {e}"
+            ))
+        })?;
+        if pairs.is_empty() || pairs.len() > spec.judge_batch {
+            return Err(Error::Usage(format!(
+                "judge: {} pairs; one call takes 1 to {}",
+                pairs.len(),
+                spec.judge_batch
+            )));
+        }
+        let (_, inst) = prep::ensure_prepared(spec, &req.cache_dir)?;
+        let world = inst.world();
+        let response = |text: &str, i: usize, which: &str| -> Result<(Vec<u32>, bool)> {
+            let mut words = world
+                .parse(text)
+                .map_err(|e| Error::Usage(format!("judge: pair {i}'s {which}: {e}")))?;
+            let ended = words.last() == Some(&world::EOS);
+            if ended {
+                words.pop();
+            }
+            if words.len() > spec.max_new_tokens || words.iter().any(|&t| t <= world::EOS) {
+                return Err(Error::Usage(format!(
+                    "judge: pair {i}'s {which} is not a response (at most {} words, `<eos>` only at the end)",
+                    spec.max_new_tokens
+                )));
+            }
+            Ok((words, ended))
+        };
+        let mut questions = Vec::with_capacity(pairs.len());
+        for (i, p) in pairs.iter().enumerate() {
+            let words = world
+                .parse(&p.prompt)
+                .map_err(|e| Error::Usage(format!("judge: pair {i}'s prompt: {e}")))?;
+            let ins = world
+                .instruction_from(&words)
+                .map_err(|e| Error::Usage(format!("judge: pair {i}'s prompt: {e}")))?;
+            questions.push((
+                ins,
+                response(&p.first, i, "first")?,
+                response(&p.second, i, "second")?,
+            ));
+        }
+        // Counted before answering, under the ledger's lock: a crash after this loses the
+        // agent verdicts, never the count.
+        let used = JudgeLedger::charge(&req.private_dir, questions.len() as u64, spec.judge_cap)?;
+        let key = inst.judge_key();
+        let verdicts: Vec<bool> = questions
+            .iter()
+            .map(|(ins, a, b)| {
+                judge::verdict(
+                    &world,
+                    &key,
+                    ins,
+                    Response {
+                        words: &a.0,
+                        ended: a.1,
+                    },
+                    Response {
+                        words: &b.0,
+                        ended: b.1,
+                    },
+                )
+            })
+            .collect();
+        let firsts = verdicts.iter().filter(|v| **v).count();
+        Ok(ToolReply {
+            text: format!(
+                "{} verdicts ({firsts} for the first response); {used} of {} used",
+                verdicts.len(),
+                spec.judge_cap
+            ),
+            value: json!({ "first_preferred": verdicts, "used": used, "cap": spec.judge_cap }),
+        })
+    }
+}
+
+/// The attempt's count of judge verdicts, in its private folder.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct JudgeLedger {
+    used: u64,
+}
+
+impl JudgeLedger {
+    fn read(private_dir: &Path) -> Result<JudgeLedger> {
+        let path = private_dir.join(JUDGE_LEDGER);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Internal(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(JudgeLedger::default()),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Adds `n` verdicts if the cap allows them all; returns the new total.
+    fn charge(private_dir: &Path, n: u64, cap: u64) -> Result<u64> {
+        let path = private_dir.join(JUDGE_LEDGER);
+        let _lock = fsutil::lock_exclusive(&path)?;
+        let mut ledger = JudgeLedger::read(private_dir)?;
+        if ledger.used + n > cap {
+            return Err(Error::Usage(format!(
+                "judge: {n} more verdicts would pass the attempt's cap of {cap} ({} used)",
+                ledger.used
+            )));
+        }
+        ledger.used += n;
+        fsutil::atomic_write(&path, &prep::json(&ledger))?;
+        Ok(ledger.used)
+    }
+}
+
+impl ArtifactTask for FinetuneQa {
+    type Profile = Spec;
+
+    fn info(&self) -> TaskInfo {
+        let t = profile::tiny();
+        TaskInfo {
+            name: "finetune-qa".into(),
+            family: "finetune-qa".into(),
+            title: "Finetune a small language model to follow instructions, judged pairwise".into(),
+            summary: "Make a small GPT a better instruction follower without ground-truth responses: a \
+                      judge (reachable as a capped tool) compares responses pairwise. The score is the mean \
+                      of the held-out win rates against the base model and a supervised fine-tune of it."
+                .into(),
+            raw_score: "mean of the win rates against the base and the SFT model on held-out prompts, each pair judged in both orders".into(),
+            direction: Direction::HigherIsBetter,
+            submission: SubmissionKind::Artifact,
+            submission_files: vec![
+                SubmissionFile::new(POLICY, t.model.data_bytes() + (1 << 20)),
+                SubmissionFile::new(GENERATION, GENERATION_MAX_BYTES),
+            ],
+            profiles: vec![ProfileInfo {
+                name: "tiny".into(),
+                description: format!(
+                    "GPT d={} x {} layers over {} words; {} training prompts, {} held out; {} judge verdicts",
+                    t.model.d_model, t.model.n_layer, t.model.vocab, t.train_prompts, t.heldout_prompts, t.judge_cap
+                ),
+                needs_gpu: false,
+            }],
+            score_hidden: false,
+            hardware_independent: true,
+            default_time_limit_minutes: 480,
+            score_timeout_s: 600,
+            human_minutes: Some(480.0),
+            tools: vec![ToolSpec::cpu("judge", "pairs=JSON", 300, 4 << 30)],
+        }
+    }
+
+    fn profile(&self, name: &str) -> Option<Spec> {
+        profile::by_name(name)
+    }
+
+    fn prepare(&self, spec: &Spec, req: &PrepareRequest) -> Result<()> {
+        let (at, _) = prep::ensure_prepared(spec, &req.cache_dir)?;
+        let out = &req.attempt_dir;
+        copy(&at.base(), &out.join("base_model.safetensors"))?;
+        copy(&at.base(), &out.join(POLICY))?;
+        copy(&at.train_prompts(), &out.join("train_prompts.txt"))?;
+        fsutil::atomic_write(
+            &out.join(GENERATION),
+            &prep::json(&GenerationConfig::greedy(spec)),
+        )?;
+        fsutil::atomic_write(&out.join("model_config.json"), &prep::json(&spec.model))?;
+        let vocab: Vec<&str> = world::vocabulary();
+        fsutil::atomic_write(&out.join("vocab.json"), &prep::json(&vocab))
+    }
+
+    fn instructions(&self, spec: &Spec) -> Result<String> {
+        Ok(instructions(spec))
+    }
+
+    fn install(&self, solution: Solution, spec: &Spec, cache_dir: &Path, dir: &Path) -> Result<()> {
+        let (at, inst) = prep::ensure_prepared(spec, cache_dir)?;
+        let weights = match solution {
+            Solution::Starting => at.base(),
+            Solution::Reference | Solution::Fastest => reference::ensure(spec, &at, &inst)?,
+        };
+        copy(&weights, &dir.join(POLICY))?;
+        fsutil::atomic_write(
+            &dir.join(GENERATION),
+            &prep::json(&GenerationConfig::greedy(spec)),
+        )
+    }
+
+    fn check_submission(&self, spec: &Spec, req: &ScoreRequest) -> Result<Option<Rejection>> {
+        if let Err(r) = Self::generation(spec, &req.submission_dir) {
+            return Ok(Some(r));
+        }
+        Ok(Self::policy(spec, &req.submission_dir).err())
+    }
+
+    fn score(&self, spec: &Spec, req: &ScoreRequest) -> Result<ScoreOutcome> {
+        self.score_dir(spec, &req.submission_dir, &req.cache_dir, &req.private_dir)
+    }
+
+    fn run_tool(&self, spec: &Spec, req: &ToolRequest) -> Result<ToolReply> {
+        match req.name.as_str() {
+            "judge" => self.judge_tool(spec, req),
+            other => Err(Error::Usage(format!(
+                "finetune-qa has one tool, judge (pairs=JSON), not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// The attempt's INSTRUCTIONS.md.
+pub fn instructions(spec: &Spec) -> String {
+    let m = &spec.model;
+    include_str!("instructions.md")
+        .replace("{{PROFILE}}", &spec.name)
+        .replace("{{VOCAB}}", &m.vocab.to_string())
+        .replace("{{CTX}}", &m.ctx.to_string())
+        .replace("{{D}}", &m.d_model.to_string())
+        .replace("{{LAYERS}}", &m.n_layer.to_string())
+        .replace("{{HEADS}}", &m.n_head.to_string())
+        .replace("{{FF}}", &m.d_ff.to_string())
+        .replace("{{TRAIN}}", &spec.train_prompts.to_string())
+        .replace("{{HELDOUT}}", &spec.heldout_prompts.to_string())
+        .replace("{{MAXNEW}}", &spec.max_new_tokens.to_string())
+        .replace("{{CAP}}", &spec.judge_cap.to_string())
+        .replace("{{BATCH}}", &spec.judge_batch.to_string())
+}
