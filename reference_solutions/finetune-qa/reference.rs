@@ -74,7 +74,7 @@ fn train(
     let world = inst.world();
     let key = inst.judge_key();
     let text = std::fs::read_to_string(at.train_prompts())
-        .map_err(|e| Error::io(&at.train_prompts(), e))?;
+        .map_err(|e| Error::io(at.train_prompts(), e))?;
     let prompts = text
         .lines()
         .map(|l| world.parse(l).and_then(|w| world.instruction_from(&w)))

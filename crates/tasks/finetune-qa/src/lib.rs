@@ -148,7 +148,7 @@ impl FinetuneQa {
         rdbench_lm::load_model(&dir.join(POLICY), &spec.model).map_err(|e| {
             use rdbench_lm::io::LoadErrorKind as K;
             let kind = match e.kind {
-                K::NotFound | K::NotAFile => InvalidKind::MissingFile,
+                K::NotFound => InvalidKind::MissingFile,
                 K::TooLarge { .. } => InvalidKind::TooLarge,
                 K::NonFinite { .. } => InvalidKind::NonFinite,
                 _ => InvalidKind::BadArtifact,
