@@ -926,6 +926,65 @@ async def generate_solution(client, semaphore, problem):
     seen.assert_clean(&[CANARY, d.home.to_str().unwrap(), "held-out-0"]);
 }
 
+/// finetune-qa through the service: the agent asks the judge through the client (counted in
+/// its private folder, refused past a call's limit), scores the base and an out-of-bounds
+/// setting, and never sees the scorer's home or the held-out set.
+#[test]
+fn a_finetune_qa_attempt_is_judged_and_scored_through_the_service() {
+    let Some(d) = Deployment::new() else { return };
+    let service = d.serve("fqa");
+    let dir = d.agent_dir.join("fqa");
+    let dirs = dir.to_str().unwrap();
+    let mut seen = Seen(Vec::new());
+    let id = d.start_for_agent(&service, "finetune-qa", &dir);
+    use std::os::unix::fs::MetadataExt;
+    for file in ["policy.safetensors", "generation.json", "train_prompts.txt"] {
+        let meta = std::fs::metadata(dir.join(file)).unwrap();
+        assert_eq!(meta.uid(), d.uid, "{file} belongs to the agent");
+    }
+    let prompts = std::fs::read_to_string(dir.join("train_prompts.txt")).unwrap();
+    let prompt = prompts.lines().next().unwrap();
+    let pair = format!(r#"{{"prompt": "{prompt}", "first": "um <eos>", "second": "red <eos>"}}"#);
+    let out = d.client(
+        &service,
+        &[
+            "--json",
+            "tool",
+            dirs,
+            "judge",
+            &format!("pairs=[{pair},{pair}]"),
+        ],
+    );
+    seen.output("judge", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["used"], 2, "{reply}");
+    let too_many = format!("pairs=[{}]", vec![pair.as_str(); 513].join(","));
+    let out = d.client(&service, &["tool", dirs, "judge", &too_many]);
+    seen.output("judge, too many", &out);
+    assert_ne!(code(&out), Some(0), "{}", text(&out));
+    let entry = d.score_valid(&service, dirs, &mut seen, "score the base");
+    assert!(entry["raw"].as_f64().unwrap() > 0.0, "{entry}");
+    d.write_as_agent(
+        &dir.join("generation.json"),
+        br#"{"temperature": 9, "top_k": 0, "max_new_tokens": 12}"#,
+    );
+    let out = d.client(&service, &["score", "--allow-uncalibrated", dirs]);
+    seen.output("score too hot", &out);
+    assert_eq!(code(&out), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("temperature"), "{}", text(&out));
+    let out = d.operator(&service, &["--json", "finish", &id]);
+    seen.output("finish", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    seen.folder(&dir);
+    seen.assert_clean(&[
+        CANARY,
+        d.home.to_str().unwrap(),
+        "heldout",
+        "sft.safetensors",
+    ]);
+}
+
 /// The operator's side names attempts by id and follows no link the agent plants: a folder
 /// swapped for a link to another attempt, a summary path or a starting folder pointing at a
 /// root-only file, links planted while `start` writes. And what a hidden-score task keeps
