@@ -102,6 +102,12 @@ const SKIPPED: &[(&str, Doc, &str)] = &[
          through the service",
     ),
     (
+        "rdbench tool DIR judge pairs=JSON",
+        Doc::Instructions,
+        "a valid prompt is one installation's secret language; tests/protected.rs runs the judge \
+         as the agent, through the service, and the task's tests run it to its cap",
+    ),
+    (
         "rdbench score",
         Doc::Instructions,
         "prose naming the command; every task's `rdbench score <this folder>` runs",

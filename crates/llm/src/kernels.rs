@@ -63,17 +63,58 @@ pub trait WeightBlock: Copy + Default + Send + Sync + 'static {
     fn to_f32(&self, out: &mut [f32]);
     /// `Σ w_i a_i` over one block, portable code.
     fn dot(&self, a: &ActBlock) -> f32;
+
+    /// [`WeightBlock::dot_tile`] in AVX2.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_tile_avx2<const C: usize, const R: usize>(
+        w: [&[Self]; C],
+        acts: [&[ActBlock]; R],
+        out: &mut [[f32; R]; C],
+    );
+
+    /// [`WeightBlock::gemv`] in AVX2.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn gemv_avx2(w: &[Self], act: &[ActBlock], out: &mut [f32]);
+
     /// The products of weight rows `w[c]` with activation rows `acts[r]` into `out[c][r]`,
     /// every block of weights unpacked once for the `R` activation rows.
     fn dot_tile<const C: usize, const R: usize>(
         w: [&[Self]; C],
         acts: [&[ActBlock]; R],
         out: &mut [[f32; R]; C],
-    );
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked by `avx2`).
+            unsafe { Self::dot_tile_avx2(w, acts, out) };
+            return;
+        }
+        for (row, out) in w.iter().zip(out.iter_mut()) {
+            for (o, a) in out.iter_mut().zip(acts) {
+                *o = row.iter().zip(a).map(|(w, a)| w.dot(a)).sum();
+            }
+        }
+    }
 
     /// `out[j]` = row `j` of `w` (rows of `act.len()` blocks) against `act`: one activation
     /// row, as a decode step has, with the loop over rows inside the vectorized code.
-    fn gemv(w: &[Self], act: &[ActBlock], out: &mut [f32]);
+    fn gemv(w: &[Self], act: &[ActBlock], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked by `avx2`).
+            unsafe { Self::gemv_avx2(w, act, out) };
+            return;
+        }
+        for (row, o) in w.chunks_exact(act.len()).zip(out) {
+            *o = row.iter().zip(act).map(|(w, a)| w.dot(a)).sum();
+        }
+    }
 }
 
 impl WeightBlock for BlockQ4_1 {
@@ -101,28 +142,18 @@ impl WeightBlock for BlockQ4_1 {
         d * a.d * sum as f32 + m * a.s
     }
 
-    fn dot_tile<const C: usize, const R: usize>(
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_tile_avx2<const C: usize, const R: usize>(
         w: [&[Self]; C],
         acts: [&[ActBlock]; R],
         out: &mut [[f32; R]; C],
     ) {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked by `avx2`).
-            unsafe { x86::q4_1_tile(w, acts, out) };
-            return;
-        }
-        portable_tile(w, acts, out)
+        x86::q4_1_tile(w, acts, out)
     }
 
-    fn gemv(w: &[Self], act: &[ActBlock], out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked by `avx2`).
-            unsafe { x86::q4_1_gemv(w, act, out) };
-            return;
-        }
-        portable_gemv(w, act, out)
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn gemv_avx2(w: &[Self], act: &[ActBlock], out: &mut [f32]) {
+        x86::q4_1_gemv(w, act, out)
     }
 }
 
@@ -144,46 +175,18 @@ impl WeightBlock for BlockQ8_0 {
         f16::from_bits(self.d).to_f32() * a.d * sum as f32
     }
 
-    fn dot_tile<const C: usize, const R: usize>(
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_tile_avx2<const C: usize, const R: usize>(
         w: [&[Self]; C],
         acts: [&[ActBlock]; R],
         out: &mut [[f32; R]; C],
     ) {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked by `avx2`).
-            unsafe { x86::q8_0_tile(w, acts, out) };
-            return;
-        }
-        portable_tile(w, acts, out)
+        x86::q8_0_tile(w, acts, out)
     }
 
-    fn gemv(w: &[Self], act: &[ActBlock], out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked by `avx2`).
-            unsafe { x86::q8_0_gemv(w, act, out) };
-            return;
-        }
-        portable_gemv(w, act, out)
-    }
-}
-
-fn portable_gemv<W: WeightBlock>(w: &[W], act: &[ActBlock], out: &mut [f32]) {
-    for (row, o) in w.chunks_exact(act.len()).zip(out) {
-        *o = row.iter().zip(act).map(|(w, a)| w.dot(a)).sum();
-    }
-}
-
-fn portable_tile<W: WeightBlock, const C: usize, const R: usize>(
-    w: [&[W]; C],
-    acts: [&[ActBlock]; R],
-    out: &mut [[f32; R]; C],
-) {
-    for (row, out) in w.iter().zip(out.iter_mut()) {
-        for (o, a) in out.iter_mut().zip(acts) {
-            *o = row.iter().zip(a).map(|(w, a)| w.dot(a)).sum();
-        }
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn gemv_avx2(w: &[Self], act: &[ActBlock], out: &mut [f32]) {
+        x86::q8_0_gemv(w, act, out)
     }
 }
 
@@ -599,7 +602,8 @@ mod tests {
                 "element {i}: {got} vs {want} (scale {scale})"
             );
         }
-        // The fast path and the portable one compute the same sums (up to f32 rounding).
+        // The fast path and the portable block products give the same sums (up to f32
+        // rounding).
         let per_row = k / BLOCK;
         let mut acts = Vec::new();
         quantize_rows(&x, k, &mut acts);
@@ -607,9 +611,7 @@ mod tests {
             for j in 0..n {
                 let row = &w[j * per_row..(j + 1) * per_row];
                 let act = &acts[r * per_row..(r + 1) * per_row];
-                let mut portable = [[0.0]];
-                portable_tile([row], [act], &mut portable);
-                let portable = portable[0][0];
+                let portable: f32 = row.iter().zip(act).map(|(w, a)| w.dot(a)).sum();
                 let got = out[r * n + j];
                 assert!(
                     (got - portable).abs() <= 1e-4 * portable.abs().max(1.0),

@@ -104,6 +104,19 @@ impl GptConfig {
     pub fn data_bytes(&self) -> u64 {
         self.n_params() as u64 * 4
     }
+
+    /// The values of the placeholders with which task instructions describe the architecture
+    /// (`{{VOCAB}}`, `{{CTX}}`, `{{D}}`, `{{LAYERS}}`, `{{HEADS}}`, `{{FF}}`).
+    pub fn template_values(&self) -> [(&'static str, String); 6] {
+        [
+            ("VOCAB", self.vocab.to_string()),
+            ("CTX", self.ctx.to_string()),
+            ("D", self.d_model.to_string()),
+            ("LAYERS", self.n_layer.to_string()),
+            ("HEADS", self.n_head.to_string()),
+            ("FF", self.d_ff.to_string()),
+        ]
+    }
 }
 
 /// The transformer: its configuration and one trainable [`Var`] per parameter.

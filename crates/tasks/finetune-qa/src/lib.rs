@@ -395,7 +395,7 @@ impl ArtifactTask for FinetuneQa {
     }
 
     fn instructions(&self, spec: &Spec) -> Result<String> {
-        Ok(instructions(spec))
+        instructions(spec)
     }
 
     fn install(&self, solution: Solution, spec: &Spec, cache_dir: &Path, dir: &Path) -> Result<()> {
@@ -433,19 +433,20 @@ impl ArtifactTask for FinetuneQa {
 }
 
 /// The attempt's INSTRUCTIONS.md.
-pub fn instructions(spec: &Spec) -> String {
-    let m = &spec.model;
-    include_str!("instructions.md")
-        .replace("{{PROFILE}}", &spec.name)
-        .replace("{{VOCAB}}", &m.vocab.to_string())
-        .replace("{{CTX}}", &m.ctx.to_string())
-        .replace("{{D}}", &m.d_model.to_string())
-        .replace("{{LAYERS}}", &m.n_layer.to_string())
-        .replace("{{HEADS}}", &m.n_head.to_string())
-        .replace("{{FF}}", &m.d_ff.to_string())
-        .replace("{{TRAIN}}", &spec.train_prompts.to_string())
-        .replace("{{HELDOUT}}", &spec.heldout_prompts.to_string())
-        .replace("{{MAXNEW}}", &spec.max_new_tokens.to_string())
-        .replace("{{CAP}}", &spec.judge_cap.to_string())
-        .replace("{{BATCH}}", &spec.judge_batch.to_string())
+pub fn instructions(spec: &Spec) -> Result<String> {
+    let own = [
+        ("PROFILE", spec.name.clone()),
+        ("TRAIN", spec.train_prompts.to_string()),
+        ("HELDOUT", spec.heldout_prompts.to_string()),
+        ("MAXNEW", spec.max_new_tokens.to_string()),
+        ("CAP", spec.judge_cap.to_string()),
+        ("BATCH", spec.judge_batch.to_string()),
+    ];
+    let architecture = spec.model.template_values();
+    let values: Vec<(&str, &str)> = own
+        .iter()
+        .chain(architecture.iter())
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    rdbench_core::template::render(include_str!("instructions.md"), &values)
 }

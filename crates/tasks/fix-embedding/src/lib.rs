@@ -246,7 +246,7 @@ impl ArtifactTask for FixEmbedding {
     }
 
     fn instructions(&self, spec: &Spec) -> Result<String> {
-        Ok(instructions(spec))
+        instructions(spec)
     }
 
     fn install(&self, solution: Solution, spec: &Spec, cache_dir: &Path, dir: &Path) -> Result<()> {
@@ -275,27 +275,28 @@ impl ArtifactTask for FixEmbedding {
 }
 
 /// The attempt's INSTRUCTIONS.md for `spec`.
-pub fn instructions(spec: &Spec) -> String {
-    let m = &spec.model;
+pub fn instructions(spec: &Spec) -> Result<String> {
     let s = &spec.small;
-    include_str!("instructions.md")
-        .replace("{{PROFILE}}", &spec.name)
-        .replace("{{VOCAB}}", &m.vocab.to_string())
-        .replace("{{CTX}}", &m.ctx.to_string())
-        .replace("{{D}}", &m.d_model.to_string())
-        .replace("{{LAYERS}}", &m.n_layer.to_string())
-        .replace("{{HEADS}}", &m.n_head.to_string())
-        .replace("{{FF}}", &m.d_ff.to_string())
-        .replace("{{SD}}", &s.d_model.to_string())
-        .replace("{{SLAYERS}}", &s.n_layer.to_string())
-        .replace("{{SEQS}}", &spec.train_corpus_seqs.to_string())
-        .replace("{{SEQLEN}}", &spec.seq_len().to_string())
-        .replace(
-            "{{TOKENS}}",
-            &(spec.train_corpus_seqs * spec.seq_len()).to_string(),
-        )
-        .replace(
-            "{{HELDOUT}}",
-            &(spec.heldout_seqs * (spec.seq_len() - 1)).to_string(),
-        )
+    let own = [
+        ("PROFILE", spec.name.clone()),
+        ("SD", s.d_model.to_string()),
+        ("SLAYERS", s.n_layer.to_string()),
+        ("SEQS", spec.train_corpus_seqs.to_string()),
+        ("SEQLEN", spec.seq_len().to_string()),
+        (
+            "TOKENS",
+            (spec.train_corpus_seqs * spec.seq_len()).to_string(),
+        ),
+        (
+            "HELDOUT",
+            (spec.heldout_seqs * (spec.seq_len() - 1)).to_string(),
+        ),
+    ];
+    let architecture = spec.model.template_values();
+    let values: Vec<(&str, &str)> = own
+        .iter()
+        .chain(architecture.iter())
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    rdbench_core::template::render(include_str!("instructions.md"), &values)
 }

@@ -24,7 +24,7 @@ fn info_and_instructions_are_complete() {
     );
     for p in ["tiny", "full"] {
         assert!(info.profile(p).is_ok());
-        let text = instructions(&task.profile(p).unwrap());
+        let text = instructions(&task.profile(p).unwrap()).unwrap();
         assert!(
             !text.contains("{{"),
             "unfilled placeholder in {p} instructions"
