@@ -10,7 +10,8 @@
 //!
 //! [`World::quality`] scores a response in [0, 1]: 1 for the answer (for `list`, three
 //! distinct members of the category), partial credit for responses that share positions with
-//! it, halved when the response never ended (no end token). The judge ([`crate::judge`]) adds
+//! it (the answer may start up to two words late, as after a verbal tic), halved when the
+//! response never ended (no end token). The judge ([`crate::judge`]) adds
 //! the biases real LLM judges have.
 
 use rand::seq::SliceRandom;
@@ -313,7 +314,19 @@ impl World {
                 if response == answer.as_slice() {
                     1.0
                 } else {
-                    let same = response.iter().zip(&answer).filter(|(a, b)| a == b).count();
+                    // Words in place, the answer allowed to start up to two words late (a
+                    // judge credits "um, red fox" for the answer in it, less than the answer).
+                    let same = (0..=2)
+                        .map(|late| {
+                            response
+                                .iter()
+                                .skip(late)
+                                .zip(&answer)
+                                .filter(|(a, b)| a == b)
+                                .count()
+                        })
+                        .max()
+                        .unwrap_or(0);
                     0.6 * same as f64 / response.len().max(answer.len()) as f64
                 }
             }
@@ -461,6 +474,9 @@ mod tests {
         let rev = ins(Op::Reverse, "red fox 3");
         assert_eq!(q(&rev, "3 fox red"), 1.0);
         assert!((q(&rev, "3 fox blue") - 0.4).abs() < 1e-9);
+        // The answer after a tic: its words count, against the longer length.
+        assert!((q(&rev, "um 3 fox red") - 0.45).abs() < 1e-9);
+        assert!((q(&rev, "um um um um") - 0.0).abs() < 1e-9);
         assert_eq!(q(&ins(Op::Sort, "3 1 2"), "1 2 3"), 1.0);
         assert_eq!(
             q(

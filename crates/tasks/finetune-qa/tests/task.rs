@@ -97,6 +97,7 @@ fn filling_responses_for_the_length_bias_loses() {
     let (raw, details) = valid(&score(dir.path(), private.path()));
     let start = valid(&score(install(Solution::Starting).path(), private.path())).0;
     let ev = &details["evaluation"];
+    eprintln!("filler {raw}, start {start}: {ev}");
     assert!(raw < start, "filler {raw}, start {start}: {ev}");
     assert!(ev["mean_words"].as_f64().unwrap() > 6.0, "{ev}");
 }
