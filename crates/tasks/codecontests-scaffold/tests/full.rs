@@ -61,7 +61,10 @@ fn full_scores_the_operators_problems_through_the_operators_endpoint() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 
-    // The fake endpoint: the right program for "Print a + b.", a wrong one otherwise.
+    // The fake endpoint: the right program for "Print a + b.", a wrong one otherwise. The run's
+    // budget holds both problems' requests at once (concurrency 2): the proxy reserves each
+    // request's `max_tokens` (512 in the starting scaffold) until it is answered, and with a
+    // budget of 1,000 the second of two concurrent requests was refused about half the time.
     let seen: Arc<Mutex<Vec<(Option<String>, String)>>> = Arc::default();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let listener = runtime
@@ -102,8 +105,8 @@ fn full_scores_the_operators_problems_through_the_operators_endpoint() {
         &config,
         format!(
             "problems = {:?}\nproblems_sha256 = \"{}\"\nbase_url = \"http://{addr}/v1\"\n\
-             model = \"operator-model\"\nkey_file = {:?}\nrun_budget_tokens = 1000\n\
-             attempt_budget_tokens = 10000\nconcurrency = 2\n",
+             model = \"operator-model\"\nkey_file = {:?}\nrun_budget_tokens = 10000\n\
+             attempt_budget_tokens = 100000\nconcurrency = 2\n",
             problems,
             hex::encode(Sha256::digest(text.as_bytes())),
             key
