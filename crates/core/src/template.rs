@@ -36,6 +36,13 @@ pub fn render(text: &str, values: &[(&str, &str)]) -> Result<String> {
     Ok(out)
 }
 
+/// [`render`] with owned values, as instructions that mix a task's own values with shared ones
+/// (an architecture's) build them.
+pub fn render_values(text: &str, values: &[(&str, String)]) -> Result<String> {
+    let borrowed: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    render(text, &borrowed)
+}
+
 /// `text` safe to print on a terminal: control characters other than newline and tab
 /// (escape sequences, carriage returns, C1 controls) and the bidirectional overrides are
 /// written as `\u{..}` escapes. Reasons, headlines and names can carry an agent's bytes, and an

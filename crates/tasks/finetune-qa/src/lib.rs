@@ -442,11 +442,6 @@ pub fn instructions(spec: &Spec) -> Result<String> {
         ("CAP", spec.judge_cap.to_string()),
         ("BATCH", spec.judge_batch.to_string()),
     ];
-    let architecture = spec.model.template_values();
-    let values: Vec<(&str, &str)> = own
-        .iter()
-        .chain(architecture.iter())
-        .map(|(k, v)| (*k, v.as_str()))
-        .collect();
-    rdbench_core::template::render(include_str!("instructions.md"), &values)
+    let values = [own.as_slice(), &spec.model.template_values()].concat();
+    rdbench_core::template::render_values(include_str!("instructions.md"), &values)
 }
