@@ -37,6 +37,13 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Copies the file `from` to `to` with [`atomic_write`] (tasks' prepared files into an attempt
+/// folder or a submission).
+pub fn atomic_copy(from: &Path, to: &Path) -> Result<()> {
+    let bytes = std::fs::read(from).map_err(|e| Error::io(from, e))?;
+    atomic_write(to, &bytes)
+}
+
 /// An exclusive advisory lock on `<path>.lock`, released on drop.
 pub struct LockGuard {
     file: File,

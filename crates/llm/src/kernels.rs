@@ -203,11 +203,9 @@ fn avx2() -> bool {
     })
 }
 
-/// Quantizes rows of `k` activations (`k` a multiple of [`BLOCK`]) into `out`.
-pub fn quantize_rows(x: &[f32], k: usize, out: &mut Vec<ActBlock>) {
-    out.clear();
-    out.reserve(x.len() / BLOCK);
-    debug_assert_eq!(k % BLOCK, 0);
+/// Activations (rows whose length is a multiple of [`BLOCK`]) quantized block by block.
+pub fn quantize_rows(x: &[f32]) -> Vec<ActBlock> {
+    let mut out = Vec::with_capacity(x.len() / BLOCK);
     for block in x.chunks_exact(BLOCK) {
         let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
@@ -226,6 +224,7 @@ pub fn quantize_rows(x: &[f32], k: usize, out: &mut Vec<ActBlock>) {
             qs,
         });
     }
+    out
 }
 
 /// `out[m × n] = x[m × k] · wᵀ`, `w` being `n` rows of `k / 32` blocks, the weight rows split
@@ -238,7 +237,6 @@ pub fn matmul<W: WeightBlock>(
     w: &[W],
     (m, k, n): (usize, usize, usize),
     x: &[f32],
-    acts: &mut Vec<ActBlock>,
     out: &mut [f32],
 ) {
     let per_row = k / BLOCK;
@@ -250,8 +248,8 @@ pub fn matmul<W: WeightBlock>(
         x.len() == m * k && out.len() == m * n,
         "operands are not {m} rows"
     );
-    quantize_rows(x, k, acts);
-    let acts: &[ActBlock] = acts;
+    let acts = quantize_rows(x);
+    let acts: &[ActBlock] = &acts;
     let act = |r: usize| &acts[r * per_row..(r + 1) * per_row];
     let weights = |j: usize| &w[j * per_row..(j + 1) * per_row];
     let out_ptr = SharedOut::new(out);
@@ -592,7 +590,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-2.0..2.0)).collect();
         let mut out = vec![0.0; m * n];
-        matmul(w, (m, k, n), &x, &mut Vec::new(), &mut out);
+        matmul(w, (m, k, n), &x, &mut out);
         let want = exact(w, &x, m, k);
         // 8-bit activations: each product is off by at most half a step of its block's scale.
         let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
@@ -605,8 +603,7 @@ mod tests {
         // The fast path and the portable block products give the same sums (up to f32
         // rounding).
         let per_row = k / BLOCK;
-        let mut acts = Vec::new();
-        quantize_rows(&x, k, &mut acts);
+        let acts = quantize_rows(&x);
         for r in 0..m {
             for j in 0..n {
                 let row = &w[j * per_row..(j + 1) * per_row];
@@ -671,7 +668,7 @@ mod tests {
         let theirs_w: Vec<T> = copy(&bytes, T::zeros());
         let mut ours = vec![0.0; m * n];
         let mut theirs = vec![0.0; m * n];
-        matmul(&ours_w, (m, k, n), &x, &mut Vec::new(), &mut ours);
+        matmul(&ours_w, (m, k, n), &x, &mut ours);
         candle_core::quantized::k_quants::matmul((m, k, n), &x, &theirs_w, &mut theirs).unwrap();
         for (a, b) in ours.iter().zip(&theirs) {
             assert!(
@@ -693,7 +690,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let w = random_q8_0(&mut rng, 2);
         let mut out = vec![1.0; 2];
-        matmul(&w, (1, 32, 2), &[0.0; 32], &mut Vec::new(), &mut out);
+        matmul(&w, (1, 32, 2), &[0.0; 32], &mut out);
         assert_eq!(out, [0.0, 0.0]);
     }
 }

@@ -6,15 +6,16 @@
 //! only decode one after the other, each step reading every weight once per choice. Here a
 //! sequence's cache is a plain value ([`KvCache`]); one [`Llama::forward`] takes any number of
 //! sequences, each with its new tokens, and runs every weight matrix once over all their rows
-//! (candle's `k_quants::matmul`, which tiles the rows so that a block of weights is read once
-//! per 16 rows, and splits the columns over candle's thread pool). Attention, norms and rotary
+//! (Q4_1 and Q8_0 on [`crate::kernels`], the other quantizations on candle's
+//! `k_quants::matmul`; both read a block of weights once for several rows and split the
+//! weight rows over candle's thread pool). Attention, norms and rotary
 //! embeddings are plain loops over f32 rows: next to the matrix products they cost little, and
 //! loops avoid a tensor operation's fixed cost, paid per sequence and layer in a batched decode.
 //!
 //! The arithmetic is llama's as llama.cpp and candle compute it from a GGUF: RMS norm, rotary
 //! embeddings on adjacent pairs (GGUF llama weights are permuted for that), grouped-query
 //! attention, SwiGLU; activations are quantized to the weights' dot-product type before each
-//! product, as candle does. Checked against `quantized_llama` on the same files (tests).
+//! product, as ggml does. Checked against `quantized_llama` on the same files (tests).
 
 use candle_core::quantized::k_quants::{
     self, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
@@ -81,7 +82,7 @@ impl<W: WeightBlock> QuantBlocks for OwnBlocks<W> {
         lhs: &[f32],
         out: &mut [f32],
     ) -> candle_core::Result<()> {
-        kernels::matmul(&self.0, mkn, lhs, &mut Vec::new(), out);
+        kernels::matmul(&self.0, mkn, lhs, out);
         Ok(())
     }
 
@@ -190,10 +191,10 @@ impl Projections {
             .iter()
             .map(|t| t.shape().dims().first().copied().unwrap_or(0))
             .collect();
-        if tensors.windows(2).all(|w| w[0].dtype() == w[1].dtype()) {
-            if let Ok(matrix) = QuantMatrix::stacked(tensors) {
-                return Ok(Projections::Stacked { matrix, widths });
-            }
+        // Stacking refuses matrices that differ in quantization (or row length: then
+        // `Llama::validate` names the misshapen one).
+        if let Ok(matrix) = QuantMatrix::stacked(tensors) {
+            return Ok(Projections::Stacked { matrix, widths });
         }
         Ok(Projections::Separate(
             tensors

@@ -62,11 +62,6 @@ pub fn task() -> ArtifactTaskAdapter<FinetuneQa> {
     ArtifactTaskAdapter::new(FinetuneQa::default())
 }
 
-fn copy(from: &Path, to: &Path) -> Result<()> {
-    let bytes = std::fs::read(from).map_err(|e| Error::io(from, e))?;
-    fsutil::atomic_write(to, &bytes)
-}
-
 /// What the scorer measured of one policy.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Evaluation {
@@ -382,9 +377,9 @@ impl ArtifactTask for FinetuneQa {
     fn prepare(&self, spec: &Spec, req: &PrepareRequest) -> Result<()> {
         let (at, _) = prep::ensure_prepared(spec, &req.cache_dir)?;
         let out = &req.attempt_dir;
-        copy(&at.base(), &out.join("base_model.safetensors"))?;
-        copy(&at.base(), &out.join(POLICY))?;
-        copy(&at.train_prompts(), &out.join("train_prompts.txt"))?;
+        fsutil::atomic_copy(&at.base(), &out.join("base_model.safetensors"))?;
+        fsutil::atomic_copy(&at.base(), &out.join(POLICY))?;
+        fsutil::atomic_copy(&at.train_prompts(), &out.join("train_prompts.txt"))?;
         fsutil::atomic_write(
             &out.join(GENERATION),
             &prep::json(&GenerationConfig::greedy(spec)),
@@ -404,7 +399,7 @@ impl ArtifactTask for FinetuneQa {
             Solution::Starting => at.base(),
             Solution::Reference | Solution::Fastest => reference::ensure(spec, &at, &inst)?,
         };
-        copy(&weights, &dir.join(POLICY))?;
+        fsutil::atomic_copy(&weights, &dir.join(POLICY))?;
         fsutil::atomic_write(
             &dir.join(GENERATION),
             &prep::json(&GenerationConfig::greedy(spec)),

@@ -38,7 +38,7 @@ use rdbench_core::task::{
     Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution,
     SubmissionKind, Task, TaskInfo,
 };
-use rdbench_core::{Error, Result};
+use rdbench_core::{fsutil, Error, Result};
 use rdbench_lm::{eval_loss, load_model, Gpt};
 use serde_json::json;
 
@@ -56,16 +56,8 @@ pub const MIN_GAP: f64 = 1e-6;
 #[derive(Debug, Clone, Default)]
 pub struct FixEmbedding {}
 
-fn copy(from: &Path, to: &Path) -> Result<()> {
-    if let Some(dir) = to.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let bytes = std::fs::read(from).map_err(|e| Error::io(from, e))?;
-    rdbench_core::fsutil::atomic_write(to, &bytes)
-}
-
 fn write_text(path: &Path, text: &str) -> Result<()> {
-    rdbench_core::fsutil::atomic_write(path, text.as_bytes())
+    fsutil::atomic_write(path, text.as_bytes())
 }
 
 /// What scoring measured for one model.
@@ -224,10 +216,10 @@ impl ArtifactTask for FixEmbedding {
     fn prepare(&self, spec: &Spec, req: &PrepareRequest) -> Result<()> {
         let at = prep::ensure_prepared(spec, &req.cache_dir)?;
         let out = &req.attempt_dir;
-        copy(&at.corrupted(), &out.join("corrupted_model.safetensors"))?;
-        copy(&at.corrupted(), &out.join(SUBMISSION))?;
-        copy(&at.small(), &out.join("small_model.safetensors"))?;
-        copy(&at.train_tokens(), &out.join("train_tokens.bin"))?;
+        fsutil::atomic_copy(&at.corrupted(), &out.join("corrupted_model.safetensors"))?;
+        fsutil::atomic_copy(&at.corrupted(), &out.join(SUBMISSION))?;
+        fsutil::atomic_copy(&at.small(), &out.join("small_model.safetensors"))?;
+        fsutil::atomic_copy(&at.train_tokens(), &out.join("train_tokens.bin"))?;
         let cfg = |c: &rdbench_lm::GptConfig| serde_json::to_string_pretty(c).unwrap_or_default();
         write_text(&out.join("model_config.json"), &cfg(&spec.model))?;
         write_text(&out.join("small_model_config.json"), &cfg(&spec.small))?;
@@ -254,7 +246,7 @@ impl ArtifactTask for FixEmbedding {
             Solution::Starting => prep::ensure_prepared(spec, cache_dir)?.corrupted(),
             Solution::Reference | Solution::Fastest => prep::ensure_reference(spec, cache_dir)?,
         };
-        copy(&src, &dir.join(SUBMISSION))
+        fsutil::atomic_copy(&src, &dir.join(SUBMISSION))
     }
 
     fn check_submission(&self, spec: &Spec, req: &ScoreRequest) -> Result<Option<Rejection>> {
