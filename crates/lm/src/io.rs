@@ -142,16 +142,7 @@ pub fn load_checked(
         .iter()
         .map(|(_, s)| s.iter().product::<usize>() as u64 * 4)
         .sum();
-    let max = data_bytes + HEADER_ALLOWANCE;
-    use rdbench_core::fsutil::{read_untrusted, UntrustedReadError as E};
-    let bytes = read_untrusted(path, max).map_err(|e| {
-        err(match e {
-            E::NotFound => LoadErrorKind::NotFound,
-            E::NotARegularFile(_) => LoadErrorKind::NotAFile,
-            E::TooLarge { size, max } => LoadErrorKind::TooLarge { size, max },
-            E::Io(e) => LoadErrorKind::Io(e),
-        })
-    })?;
+    let bytes = read_bounded(path, data_bytes + HEADER_ALLOWANCE)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| err(LoadErrorKind::NotSafetensors(e.to_string())))?;
     let present: std::collections::BTreeSet<String> =
@@ -178,36 +169,66 @@ pub fn load_checked(
         let view = st
             .tensor(name)
             .map_err(|e| err(LoadErrorKind::NotSafetensors(e.to_string())))?;
-        if view.dtype() != safetensors::Dtype::F32 {
-            return Err(err(LoadErrorKind::WrongDtype {
-                name: name.clone(),
-                dtype: format!("{:?}", view.dtype()),
-            }));
-        }
-        if view.shape() != shape.as_slice() {
-            return Err(err(LoadErrorKind::WrongShape {
-                name: name.clone(),
-                got: view.shape().to_vec(),
-                want: shape.clone(),
-            }));
-        }
-        let data: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let bad = data.iter().filter(|x| !x.is_finite()).count();
-        if bad > 0 {
-            return Err(err(LoadErrorKind::NonFinite {
-                name: name.clone(),
-                count: bad,
-            }));
-        }
-        let t = Tensor::from_vec(data, shape.as_slice(), device)
-            .map_err(|e| err(LoadErrorKind::Io(e.to_string())))?;
+        let t = checked_tensor(path, name, &view, shape, device)?;
         tensors.insert(name.clone(), t);
     }
     Ok(tensors)
+}
+
+/// The bytes of the untrusted file at `path`, read only if it is a regular file of at most
+/// `max` bytes.
+pub(crate) fn read_bounded(path: &Path, max: u64) -> std::result::Result<Vec<u8>, LoadError> {
+    use rdbench_core::fsutil::{read_untrusted, UntrustedReadError as E};
+    read_untrusted(path, max).map_err(|e| LoadError {
+        path: path.to_path_buf(),
+        kind: match e {
+            E::NotFound => LoadErrorKind::NotFound,
+            E::NotARegularFile(_) => LoadErrorKind::NotAFile,
+            E::TooLarge { size, max } => LoadErrorKind::TooLarge { size, max },
+            E::Io(e) => LoadErrorKind::Io(e),
+        },
+    })
+}
+
+/// The tensor `name` of the file at `path` as an `F32` tensor of `shape` on `device`, or why
+/// not (another dtype or shape, a NaN or infinity).
+pub(crate) fn checked_tensor(
+    path: &Path,
+    name: &str,
+    view: &safetensors::tensor::TensorView<'_>,
+    shape: &[usize],
+    device: &Device,
+) -> std::result::Result<Tensor, LoadError> {
+    let err = |kind| LoadError {
+        path: path.to_path_buf(),
+        kind,
+    };
+    if view.dtype() != safetensors::Dtype::F32 {
+        return Err(err(LoadErrorKind::WrongDtype {
+            name: name.to_string(),
+            dtype: format!("{:?}", view.dtype()),
+        }));
+    }
+    if view.shape() != shape {
+        return Err(err(LoadErrorKind::WrongShape {
+            name: name.to_string(),
+            got: view.shape().to_vec(),
+            want: shape.to_vec(),
+        }));
+    }
+    let data: Vec<f32> = view
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let bad = data.iter().filter(|x| !x.is_finite()).count();
+    if bad > 0 {
+        return Err(err(LoadErrorKind::NonFinite {
+            name: name.to_string(),
+            count: bad,
+        }));
+    }
+    Tensor::from_vec(data, shape, device).map_err(|e| err(LoadErrorKind::Io(e.to_string())))
 }
 
 #[cfg(test)]

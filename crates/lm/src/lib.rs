@@ -10,12 +10,15 @@
 //!   cross-entropy).
 //! - [`train`]: token sets, an AdamW training loop, mean next-token loss.
 //! - [`io`]: safetensors save and a load that checks size, names, dtypes, shapes, finiteness.
+//! - [`hf_gpt2`]: GPT-2 checkpoints in Hugging Face's layout read as (and written from) this
+//!   GPT, which is GPT-2's architecture.
 //! - [`infer`]: a GPT run incrementally (KV cache, several sequences per step) in plain `f32`,
 //!   for tasks that sample their models.
 
 mod attention;
 pub mod backprop;
 pub mod corpus;
+pub mod hf_gpt2;
 pub mod infer;
 pub mod io;
 mod kernels;
