@@ -215,6 +215,29 @@ pub fn read_untrusted_file(
     Ok(bytes)
 }
 
+/// An operator's input file (a dataset, a model) that must be exactly the one recorded: read
+/// only if it is at most `max` bytes, and only if its bytes hash to `sha256` (hex). Anything
+/// else is an environment error naming the file, so no run starts on other inputs.
+pub fn read_recorded(path: &Path, sha256: &str, max: u64) -> Result<Vec<u8>> {
+    use sha2::{Digest, Sha256};
+    let bad = |m: String| Error::Environment(format!("{}: {m}", path.display()));
+    let size = std::fs::metadata(path)
+        .map_err(|e| bad(e.to_string()))?
+        .len();
+    if size > max {
+        return Err(bad(format!("{size} bytes, over the {max}-byte limit")));
+    }
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let got = hex::encode(Sha256::digest(&bytes));
+    if !got.eq_ignore_ascii_case(sha256.trim()) {
+        return Err(bad(format!(
+            "sha256 {got}, not the recorded {}: not the file the operator's manifest names",
+            sha256.trim()
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Hex SHA-256 of the given files' names and contents, in order; missing files hash as absent,
 /// a folder (a tree submission) as its [`crate::tree::tree_hash`].
 pub fn hash_files(dir: &Path, names: &[String]) -> String {

@@ -28,7 +28,6 @@ use std::path::{Path, PathBuf};
 use rdbench_contests::ContestProblem;
 use rdbench_core::{Error, Result};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 /// The variable naming the operator's TOML file.
 pub const CONFIG_VAR: &str = "RDBENCH_CODECONTESTS_FULL";
@@ -118,21 +117,7 @@ impl OperatorConfig {
 /// A CodeContests JSONL whose bytes hash to `sha256`: one problem per non-empty line.
 pub fn read_problems(path: &Path, sha256: &str) -> Result<Vec<ContestProblem>> {
     let bad = |m: String| Error::Environment(format!("{}: {m}", path.display()));
-    let size = std::fs::metadata(path)
-        .map_err(|e| bad(e.to_string()))?
-        .len();
-    if size > MAX_FILE_BYTES {
-        return Err(bad(format!(
-            "{size} bytes, over the {MAX_FILE_BYTES}-byte limit"
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let got = hex::encode(Sha256::digest(&bytes));
-    if !got.eq_ignore_ascii_case(sha256.trim()) {
-        return Err(bad(format!(
-            "sha256 {got}, not the recorded {sha256}: not the problems the manifest names"
-        )));
-    }
+    let bytes = rdbench_core::fsutil::read_recorded(path, sha256, MAX_FILE_BYTES)?;
     let text = String::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))?;
     let mut problems = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -159,6 +144,7 @@ pub fn read_problems(path: &Path, sha256: &str) -> Result<Vec<ContestProblem>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     fn line(name: &str) -> String {
         serde_json::json!({

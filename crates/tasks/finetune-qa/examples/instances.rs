@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &policy::engine(&gpt)?,
                 &world,
                 &heldout.prompts,
-                &policy::GenerationConfig::greedy(&spec),
+                &policy::GenerationConfig::greedy(spec.max_new_tokens),
                 inst.scoring,
             )?;
             Ok(evaluate(&world, &heldout, &responses))

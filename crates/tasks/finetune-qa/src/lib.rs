@@ -19,6 +19,7 @@
 #[path = "../../../../reference_solutions/finetune-qa/reference.rs"]
 pub mod reference;
 
+pub mod full;
 pub mod judge;
 pub mod policy;
 pub mod prep;
@@ -115,41 +116,86 @@ pub fn evaluate(
     }
 }
 
+/// The submission's `generation.json`, or why it is invalid (outside `max_new_tokens` or a
+/// vocabulary of `vocab`, unknown fields, not a regular file).
+pub(crate) fn read_generation(
+    dir: &Path,
+    max_new_tokens: usize,
+    vocab: usize,
+) -> std::result::Result<GenerationConfig, Rejection> {
+    let path = dir.join(GENERATION);
+    let bytes = fsutil::read_untrusted(&path, GENERATION_MAX_BYTES).map_err(|e| {
+        let kind = match e {
+            fsutil::UntrustedReadError::NotFound => InvalidKind::MissingFile,
+            fsutil::UntrustedReadError::TooLarge { .. } => InvalidKind::TooLarge,
+            _ => InvalidKind::BadArtifact,
+        };
+        (kind, format!("{}: {e}", path.display()))
+    })?;
+    let config: GenerationConfig = serde_json::from_slice(&bytes).map_err(|e| {
+        (
+            InvalidKind::BadArtifact,
+            format!("{}: not a generation config: {e}", path.display()),
+        )
+    })?;
+    config
+        .check(max_new_tokens, vocab)
+        .map_err(|e| (InvalidKind::BadArtifact, format!("{}: {e}", path.display())))?;
+    Ok(config)
+}
+
+/// A refused weights file as the submission's verdict.
+pub(crate) fn rejection(e: rdbench_lm::LoadError) -> Rejection {
+    use rdbench_lm::io::LoadErrorKind as K;
+    let kind = match e.kind {
+        K::NotFound => InvalidKind::MissingFile,
+        K::TooLarge { .. } => InvalidKind::TooLarge,
+        K::NonFinite { .. } => InvalidKind::NonFinite,
+        _ => InvalidKind::BadArtifact,
+    };
+    (kind, e.to_string())
+}
+
+/// One question of the `judge` tool, as the agent writes it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Pair {
+    pub prompt: String,
+    pub first: String,
+    pub second: String,
+}
+
+/// The `judge` tool's `pairs=JSON`: 1 to `batch` pairs, or a usage error saying what is wrong.
+pub(crate) fn tool_pairs(req: &ToolRequest, batch: usize) -> Result<Vec<Pair>> {
+    if let Some(k) = req.args.keys().find(|k| k.as_str() != "pairs") {
+        return Err(Error::Usage(format!("judge takes pairs=JSON, not {k:?}")));
+    }
+    let pairs = req.args.get("pairs").ok_or_else(|| {
+        Error::Usage(
+            r#"judge needs pairs='[{"prompt": ..., "first": ..., "second": ...}, ...]'"#.into(),
+        )
+    })?;
+    let pairs: Vec<Pair> = serde_json::from_str(pairs).map_err(|e| {
+        Error::Usage(format!(
+            "judge: pairs is not a list of {{prompt, first, second}}: {e}"
+        ))
+    })?;
+    if pairs.is_empty() || pairs.len() > batch {
+        return Err(Error::Usage(format!(
+            "judge: {} pairs; one call takes 1 to {batch}",
+            pairs.len()
+        )));
+    }
+    Ok(pairs)
+}
+
 impl FinetuneQa {
-    /// The submission's settings, or why they are invalid.
     fn generation(spec: &Spec, dir: &Path) -> std::result::Result<GenerationConfig, Rejection> {
-        let path = dir.join(GENERATION);
-        let bytes = fsutil::read_untrusted(&path, GENERATION_MAX_BYTES).map_err(|e| {
-            let kind = match e {
-                fsutil::UntrustedReadError::NotFound => InvalidKind::MissingFile,
-                fsutil::UntrustedReadError::TooLarge { .. } => InvalidKind::TooLarge,
-                _ => InvalidKind::BadArtifact,
-            };
-            (kind, format!("{}: {e}", path.display()))
-        })?;
-        let config: GenerationConfig = serde_json::from_slice(&bytes).map_err(|e| {
-            (
-                InvalidKind::BadArtifact,
-                format!("{}: not a generation config: {e}", path.display()),
-            )
-        })?;
-        config
-            .check(spec)
-            .map_err(|e| (InvalidKind::BadArtifact, format!("{}: {e}", path.display())))?;
-        Ok(config)
+        read_generation(dir, spec.max_new_tokens, spec.model.vocab)
     }
 
     fn policy(spec: &Spec, dir: &Path) -> std::result::Result<rdbench_lm::Gpt, Rejection> {
-        rdbench_lm::load_model(&dir.join(POLICY), &spec.model).map_err(|e| {
-            use rdbench_lm::io::LoadErrorKind as K;
-            let kind = match e.kind {
-                K::NotFound => InvalidKind::MissingFile,
-                K::TooLarge { .. } => InvalidKind::TooLarge,
-                K::NonFinite { .. } => InvalidKind::NonFinite,
-                _ => InvalidKind::BadArtifact,
-            };
-            (kind, e.to_string())
-        })
+        rdbench_lm::load_model(&dir.join(POLICY), &spec.model).map_err(rejection)
     }
 
     /// Scores the submission in `dir`.
@@ -206,33 +252,7 @@ impl FinetuneQa {
 
     /// The `judge` tool: verdicts on pairs of responses, counted against the attempt's cap.
     fn judge_tool(&self, spec: &Spec, req: &ToolRequest) -> Result<ToolReply> {
-        if let Some(k) = req.args.keys().find(|k| k.as_str() != "pairs") {
-            return Err(Error::Usage(format!("judge takes pairs=JSON, not {k:?}")));
-        }
-        let pairs = req.args.get("pairs").ok_or_else(|| {
-            Error::Usage(
-                r#"judge needs pairs='[{"prompt": ..., "first": ..., "second": ...}, ...]'"#.into(),
-            )
-        })?;
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Pair {
-            prompt: String,
-            first: String,
-            second: String,
-        }
-        let pairs: Vec<Pair> = serde_json::from_str(pairs).map_err(|e| {
-            Error::Usage(format!(
-                "judge: pairs is not a list of {{prompt, first, second}}: {e}"
-            ))
-        })?;
-        if pairs.is_empty() || pairs.len() > spec.judge_batch {
-            return Err(Error::Usage(format!(
-                "judge: {} pairs; one call takes 1 to {}",
-                pairs.len(),
-                spec.judge_batch
-            )));
-        }
+        let pairs = tool_pairs(req, spec.judge_batch)?;
         let (_, inst) = prep::ensure_prepared(spec, &req.cache_dir)?;
         let world = inst.world();
         let response = |text: &str, i: usize, which: &str| -> Result<(Vec<u32>, bool)> {
@@ -301,7 +321,7 @@ impl FinetuneQa {
 
 /// The attempt's count of judge verdicts, in its private folder.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct JudgeLedger {
+pub(crate) struct JudgeLedger {
     used: u64,
 }
 
@@ -317,7 +337,7 @@ impl JudgeLedger {
     }
 
     /// Adds `n` verdicts if the cap allows them all; returns the new total.
-    fn charge(private_dir: &Path, n: u64, cap: u64) -> Result<u64> {
+    pub(crate) fn charge(private_dir: &Path, n: u64, cap: u64) -> Result<u64> {
         let path = private_dir.join(JUDGE_LEDGER);
         let _lock = fsutil::lock_exclusive(&path)?;
         let mut ledger = JudgeLedger::read(private_dir)?;
@@ -333,11 +353,18 @@ impl JudgeLedger {
     }
 }
 
+/// A profile's settings: `tiny`'s own world, or `full` on the operator's inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Profile {
+    Tiny(Spec),
+    Full(full::FullSpec),
+}
+
 impl ArtifactTask for FinetuneQa {
-    type Profile = Spec;
+    type Profile = Profile;
 
     fn info(&self) -> TaskInfo {
-        let t = profile::tiny();
+        let (t, f) = (profile::tiny(), full::spec());
         TaskInfo {
             name: "finetune-qa".into(),
             family: "finetune-qa".into(),
@@ -350,17 +377,28 @@ impl ArtifactTask for FinetuneQa {
             direction: Direction::HigherIsBetter,
             submission: SubmissionKind::Artifact,
             submission_files: vec![
-                SubmissionFile::new(POLICY, t.model.data_bytes() + (1 << 20)),
+                SubmissionFile::new(POLICY, f.policy_max_bytes.max(t.model.data_bytes() + (1 << 20))),
                 SubmissionFile::new(GENERATION, GENERATION_MAX_BYTES),
             ],
-            profiles: vec![ProfileInfo {
-                name: "tiny".into(),
-                description: format!(
-                    "GPT d={} x {} layers over {} words; {} training prompts, {} held out; {} judge verdicts",
-                    t.model.d_model, t.model.n_layer, t.model.vocab, t.train_prompts, t.heldout_prompts, t.judge_cap
-                ),
-                needs_gpu: false,
-            }],
+            profiles: vec![
+                ProfileInfo {
+                    name: "tiny".into(),
+                    description: format!(
+                        "GPT d={} x {} layers over {} words; {} training prompts, {} held out; {} judge verdicts",
+                        t.model.d_model, t.model.n_layer, t.model.vocab, t.train_prompts, t.heldout_prompts, t.judge_cap
+                    ),
+                    needs_gpu: false,
+                },
+                ProfileInfo {
+                    name: "full".into(),
+                    description: format!(
+                        "the operator's GPT-2, Alpaca prompts and LLM judge (${}); responses of up to {} tokens; \
+                         scored on the CPU, trained by the agent (RE-Bench: 2 H100s)",
+                        full::operator::CONFIG_VAR, f.max_new_tokens
+                    ),
+                    needs_gpu: false,
+                },
+            ],
             score_hidden: false,
             hardware_independent: true,
             default_time_limit_minutes: 480,
@@ -370,11 +408,18 @@ impl ArtifactTask for FinetuneQa {
         }
     }
 
-    fn profile(&self, name: &str) -> Option<Spec> {
-        profile::by_name(name)
+    fn profile(&self, name: &str) -> Option<Profile> {
+        match name {
+            "full" => Some(Profile::Full(full::spec())),
+            _ => profile::by_name(name).map(Profile::Tiny),
+        }
     }
 
-    fn prepare(&self, spec: &Spec, req: &PrepareRequest) -> Result<()> {
+    fn prepare(&self, profile: &Profile, req: &PrepareRequest) -> Result<()> {
+        let spec = match profile {
+            Profile::Tiny(spec) => spec,
+            Profile::Full(f) => return full::prepare(f, &req.attempt_dir),
+        };
         let (at, _) = prep::ensure_prepared(spec, &req.cache_dir)?;
         let out = &req.attempt_dir;
         fsutil::atomic_copy(&at.base(), &out.join("base_model.safetensors"))?;
@@ -382,18 +427,31 @@ impl ArtifactTask for FinetuneQa {
         fsutil::atomic_copy(&at.train_prompts(), &out.join("train_prompts.txt"))?;
         fsutil::atomic_write(
             &out.join(GENERATION),
-            &prep::json(&GenerationConfig::greedy(spec)),
+            &prep::json(&GenerationConfig::greedy(spec.max_new_tokens)),
         )?;
         fsutil::atomic_write(&out.join("model_config.json"), &prep::json(&spec.model))?;
         let vocab: Vec<&str> = world::vocabulary();
         fsutil::atomic_write(&out.join("vocab.json"), &prep::json(&vocab))
     }
 
-    fn instructions(&self, spec: &Spec) -> Result<String> {
-        instructions(spec)
+    fn instructions(&self, profile: &Profile) -> Result<String> {
+        match profile {
+            Profile::Tiny(spec) => instructions(spec),
+            Profile::Full(f) => full_instructions(f),
+        }
     }
 
-    fn install(&self, solution: Solution, spec: &Spec, cache_dir: &Path, dir: &Path) -> Result<()> {
+    fn install(
+        &self,
+        solution: Solution,
+        profile: &Profile,
+        cache_dir: &Path,
+        dir: &Path,
+    ) -> Result<()> {
+        let spec = match profile {
+            Profile::Tiny(spec) => spec,
+            Profile::Full(f) => return full::install(f, solution != Solution::Starting, dir),
+        };
         let (at, inst) = prep::ensure_prepared(spec, cache_dir)?;
         let weights = match solution {
             Solution::Starting => at.base(),
@@ -402,29 +460,61 @@ impl ArtifactTask for FinetuneQa {
         fsutil::atomic_copy(&weights, &dir.join(POLICY))?;
         fsutil::atomic_write(
             &dir.join(GENERATION),
-            &prep::json(&GenerationConfig::greedy(spec)),
+            &prep::json(&GenerationConfig::greedy(spec.max_new_tokens)),
         )
     }
 
-    fn check_submission(&self, spec: &Spec, req: &ScoreRequest) -> Result<Option<Rejection>> {
+    fn check_submission(&self, profile: &Profile, req: &ScoreRequest) -> Result<Option<Rejection>> {
+        let spec = match profile {
+            Profile::Tiny(spec) => spec,
+            Profile::Full(f) => return full::check_submission(f, &req.submission_dir),
+        };
         if let Err(r) = Self::generation(spec, &req.submission_dir) {
             return Ok(Some(r));
         }
         Ok(Self::policy(spec, &req.submission_dir).err())
     }
 
-    fn score(&self, spec: &Spec, req: &ScoreRequest) -> Result<ScoreOutcome> {
-        self.score_dir(spec, &req.submission_dir, &req.cache_dir, &req.private_dir)
-    }
-
-    fn run_tool(&self, spec: &Spec, req: &ToolRequest) -> Result<ToolReply> {
-        match req.name.as_str() {
-            "judge" => self.judge_tool(spec, req),
-            other => Err(Error::Usage(format!(
-                "finetune-qa has one tool, judge (pairs=JSON), not {other:?}"
-            ))),
+    fn check_environment(&self, profile: &Profile) -> Result<()> {
+        match profile {
+            Profile::Tiny(_) => Ok(()),
+            Profile::Full(_) => full::Inputs::load().map(|_| ()),
         }
     }
+
+    fn score(&self, profile: &Profile, req: &ScoreRequest) -> Result<ScoreOutcome> {
+        match profile {
+            Profile::Tiny(spec) => {
+                self.score_dir(spec, &req.submission_dir, &req.cache_dir, &req.private_dir)
+            }
+            Profile::Full(f) => full::score(f, &req.submission_dir, &req.cache_dir),
+        }
+    }
+
+    fn run_tool(&self, profile: &Profile, req: &ToolRequest) -> Result<ToolReply> {
+        if req.name != "judge" {
+            return Err(Error::Usage(format!(
+                "finetune-qa has one tool, judge (pairs=JSON), not {:?}",
+                req.name
+            )));
+        }
+        match profile {
+            Profile::Tiny(spec) => self.judge_tool(spec, req),
+            Profile::Full(f) => full::judge_tool(f, req),
+        }
+    }
+}
+
+/// The `full` attempt's INSTRUCTIONS.md.
+pub fn full_instructions(f: &full::FullSpec) -> Result<String> {
+    let op = full::operator::OperatorConfig::from_env()?;
+    let values = [
+        ("MAXNEW", f.max_new_tokens.to_string()),
+        ("BATCH", f.judge_batch.to_string()),
+        ("CAP", op.judge_verdict_cap.to_string()),
+        ("BUDGET", op.attempt_budget_tokens.to_string()),
+    ];
+    rdbench_core::template::render_values(include_str!("instructions_full.md"), &values)
 }
 
 /// The attempt's INSTRUCTIONS.md.

@@ -8,7 +8,6 @@ use rdbench_lm::infer::{Engine, KvState};
 use rdbench_lm::{Gpt, TokenSet, TrainConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::profile::Spec;
 use crate::world::{Instruction, World, BOS, EOS, PAD, SEP};
 
 /// How the scorer samples a policy: the submission's `generation.json`.
@@ -28,32 +27,33 @@ pub const MAX_TEMPERATURE: f64 = 2.0;
 impl GenerationConfig {
     /// Greedy, up to the profile's limit: the starting submission's and the comparison
     /// models' settings.
-    pub fn greedy(spec: &Spec) -> Self {
+    pub fn greedy(max_new_tokens: usize) -> Self {
         GenerationConfig {
             temperature: 0.0,
             top_k: 0,
-            max_new_tokens: spec.max_new_tokens,
+            max_new_tokens,
         }
     }
 
-    /// Why the settings are outside the profile's limits, if they are.
-    pub fn check(&self, spec: &Spec) -> std::result::Result<(), String> {
+    /// Why the settings are outside a profile's limits (`max_new_tokens`, a vocabulary of
+    /// `vocab`), if they are.
+    pub fn check(&self, max_new_tokens: usize, vocab: usize) -> std::result::Result<(), String> {
         if !(0.0..=MAX_TEMPERATURE).contains(&self.temperature) {
             return Err(format!(
                 "temperature {} is outside 0..={MAX_TEMPERATURE}",
                 self.temperature
             ));
         }
-        if self.top_k > spec.model.vocab {
+        if self.top_k > vocab {
             return Err(format!(
-                "top_k {} is more than the vocabulary's {} words",
-                self.top_k, spec.model.vocab
+                "top_k {} is more than the vocabulary's {vocab} tokens",
+                self.top_k
             ));
         }
-        if self.max_new_tokens == 0 || self.max_new_tokens > spec.max_new_tokens {
+        if self.max_new_tokens == 0 || self.max_new_tokens > max_new_tokens {
             return Err(format!(
-                "max_new_tokens {} is outside 1..={}",
-                self.max_new_tokens, spec.max_new_tokens
+                "max_new_tokens {} is outside 1..={max_new_tokens}",
+                self.max_new_tokens
             ));
         }
         Ok(())
@@ -77,9 +77,19 @@ impl Generated {
     }
 }
 
-/// Responses of `gpt` to each of `prompts`, all sequences decoded together; response `i` is
-/// sampled from ChaCha stream `i` of `seed`. Special tokens other than the end token are never
-/// sampled (a response is words).
+/// Sequences decoded together: their KV caches are what generation holds in memory (GPT-2
+/// small's are 7 MB each at 100 tokens).
+const GENERATION_BATCH: usize = 64;
+
+/// The tokens that end a response and those never sampled.
+#[derive(Debug, Clone, Copy)]
+pub struct Stops<'a> {
+    pub eos: u32,
+    pub never: &'a [u32],
+}
+
+/// Responses of the world's policy to each of `prompts` (never sampling `<pad>`, `<bos>` or
+/// `<sep>`): [`generate_tokens`] on the world's prompt tokens.
 pub fn generate(
     engine: &Engine,
     world: &World,
@@ -87,10 +97,46 @@ pub fn generate(
     config: &GenerationConfig,
     seed: u64,
 ) -> Result<Vec<Generated>> {
+    let prompts: Vec<Vec<u32>> = prompts.iter().map(|p| world.prompt_tokens(p)).collect();
+    let stops = Stops {
+        eos: EOS,
+        never: &[PAD, BOS, SEP],
+    };
+    generate_tokens(engine, &prompts, stops, config, seed)
+}
+
+/// Responses of `engine`'s model to each of `prompts` (token ids), [`GENERATION_BATCH`]
+/// sequences decoded together; response `i` is sampled from ChaCha stream `i` of `seed`, so
+/// it does not depend on the batching. A response ends at `stops.eos` (not kept), at
+/// `config.max_new_tokens` or at the context's end.
+pub fn generate_tokens(
+    engine: &Engine,
+    prompts: &[Vec<u32>],
+    stops: Stops<'_>,
+    config: &GenerationConfig,
+    seed: u64,
+) -> Result<Vec<Generated>> {
+    let mut out = Vec::with_capacity(prompts.len());
+    for (batch, chunk) in prompts.chunks(GENERATION_BATCH).enumerate() {
+        let first = batch * GENERATION_BATCH;
+        out.extend(generate_batch(engine, chunk, first, stops, config, seed)?);
+    }
+    Ok(out)
+}
+
+/// [`generate_tokens`] for one batch whose first prompt is prompt `first` of the whole list.
+fn generate_batch(
+    engine: &Engine,
+    prompts: &[Vec<u32>],
+    first: usize,
+    stops: Stops<'_>,
+    config: &GenerationConfig,
+    seed: u64,
+) -> Result<Vec<Generated>> {
     let mut states: Vec<KvState> = prompts.iter().map(|_| engine.empty_state()).collect();
     let mut rows = Vec::new();
     for (i, p) in prompts.iter().enumerate() {
-        rows.extend(world.prompt_tokens(p).into_iter().map(|t| (i, t)));
+        rows.extend(p.iter().map(|&t| (i, t)));
     }
     let mut out: Vec<Generated> = prompts
         .iter()
@@ -102,7 +148,7 @@ pub fn generate(
     let mut rngs: Vec<ChaCha8Rng> = (0..prompts.len())
         .map(|i| {
             let mut r = ChaCha8Rng::seed_from_u64(seed);
-            r.set_stream(i as u64);
+            r.set_stream((first + i) as u64);
             r
         })
         .collect();
@@ -115,9 +161,9 @@ pub fn generate(
         rows.clear();
         let mut still = Vec::new();
         for (seq, logits) in running.iter().copied().zip(logits) {
-            let token = sample(&logits, config, &mut rngs[seq]);
+            let token = sample(&logits, stops.never, config, &mut rngs[seq]);
             let g = &mut out[seq];
-            if token == EOS {
+            if token == stops.eos {
                 g.ended = true;
             } else {
                 g.words.push(token);
@@ -132,17 +178,22 @@ pub fn generate(
     Ok(out)
 }
 
-/// A token from `logits` under `config` (never PAD, BOS or SEP).
-fn sample(logits: &[f32], config: &GenerationConfig, rng: &mut impl Rng) -> u32 {
-    let allowed = |t: usize| !matches!(t as u32, PAD | BOS | SEP);
-    let mut order: Vec<usize> = (0..logits.len()).filter(|&t| allowed(t)).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+/// A token from `logits` under `config`, never one of `never`.
+fn sample(logits: &[f32], never: &[u32], config: &GenerationConfig, rng: &mut impl Rng) -> u32 {
+    // Likeliest first, ties to the lower id: one total order, so the greedy pick, the top k
+    // and the sampling walk are the same however they are found.
+    let likelier = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
+    let allowed = (0..logits.len()).filter(|&t| !never.contains(&(t as u32)));
     if config.temperature == 0.0 {
-        return order[0] as u32;
+        return allowed.min_by(likelier).expect("a vocabulary") as u32;
     }
-    if config.top_k > 0 {
+    let mut order: Vec<usize> = allowed.collect();
+    if config.top_k > 0 && config.top_k < order.len() {
+        // A vocabulary of 50,257 sorted whole for every token would dominate GPT-2's sampling.
+        order.select_nth_unstable_by(config.top_k - 1, likelier);
         order.truncate(config.top_k);
     }
+    order.sort_by(likelier);
     let top = logits[order[0]] as f64;
     let weights: Vec<f64> = order
         .iter()

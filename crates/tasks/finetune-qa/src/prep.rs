@@ -221,7 +221,7 @@ fn prepare(spec: &Spec, inst: &Instance, at: &Prepared, done: &Path) -> Result<(
         spec.threads,
     )?;
     let prompts = instructions(&world, inst.heldout_prompts, spec.heldout_prompts);
-    let greedy = GenerationConfig::greedy(spec);
+    let greedy = GenerationConfig::greedy(spec.max_new_tokens);
     let respond = |gpt: &Gpt| {
         rdbench_lm::with_threads(Some(spec.threads), || {
             policy::generate(&policy::engine(gpt)?, &world, &prompts, &greedy, 0)

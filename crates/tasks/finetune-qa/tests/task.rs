@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use rdbench_core::artifact::ArtifactTask;
 use rdbench_core::task::{InvalidKind, ScoreOutcome, Solution, ToolRequest};
 use rdbench_core::Error;
-use rdbench_task_finetune_qa::{prep, profile, FinetuneQa, GENERATION, POLICY};
+use rdbench_task_finetune_qa::{prep, profile, FinetuneQa, Profile, GENERATION, POLICY};
 
 /// The shared cache: prepared once for every test of this binary.
 fn cache() -> &'static Path {
@@ -24,7 +24,12 @@ fn cache() -> &'static Path {
 fn install(solution: Solution) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     FinetuneQa::default()
-        .install(solution, &profile::tiny(), cache(), dir.path())
+        .install(
+            solution,
+            &Profile::Tiny(profile::tiny()),
+            cache(),
+            dir.path(),
+        )
         .unwrap();
     dir
 }
@@ -144,7 +149,7 @@ fn judge(private: &Path, pairs: &str) -> rdbench_core::Result<rdbench_core::task
         private_dir: private.to_path_buf(),
         cache_dir: cache().to_path_buf(),
     };
-    FinetuneQa::default().run_tool(&profile::tiny(), &req)
+    FinetuneQa::default().run_tool(&Profile::Tiny(profile::tiny()), &req)
 }
 
 fn train_prompt() -> String {
