@@ -220,6 +220,8 @@ fn full_generates_itself_and_asks_the_operators_judge_in_both_orders() {
 
     let task = &rdbench_task_finetune_qa::tasks()[0];
     task.check_environment("full", Default::default()).unwrap();
+    let conformance = tmp.path().join("conformance");
+    rdbench_core::conformance::assert_conformant(task.as_ref(), "full", &conformance);
 
     // The attempt's folder: the base in Hugging Face's format, prompts without outputs.
     let attempt = tmp.path().join("attempt");

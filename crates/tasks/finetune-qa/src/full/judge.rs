@@ -29,8 +29,9 @@ pub struct Question<'a> {
 const SYSTEM: &str =
     "You are a helpful assistant that ranks models by the quality of their answers.";
 
-/// The judge's reply is one label; a few tokens leave room for a stray space or quote.
-const MAX_VERDICT_TOKENS: u32 = 4;
+/// The judge's reply is one label, or a short sentence naming it ("The better model is m.":
+/// 7 tokens for SmolLM2).
+const MAX_VERDICT_TOKENS: u32 = 16;
 
 /// The chat request that asks `question`.
 pub fn request(model: &str, q: &Question<'_>) -> Value {
@@ -55,22 +56,19 @@ pub fn request(model: &str, q: &Question<'_>) -> Value {
 }
 
 /// The verdict in a reply's text: `Some(true)` when the first output (`m`) is preferred,
-/// `Some(false)` for the second (`M`), `None` when the reply names neither.
+/// `Some(false)` for the second (`M`), `None` when the reply names neither or both. A label is
+/// a word of its own ("m", "**M**", "The better model is m."), so judges that answer in a
+/// sentence are read too; "Model m is better than model M" names both and is no verdict.
 pub fn parse_verdict(content: &str) -> Option<bool> {
-    let mut chars = content
-        .trim()
-        .trim_start_matches(['"', '\'', '`', '*', '('])
-        .chars();
-    let (label, rest) = (chars.next()?, chars.next());
-    // "m", "M", "m." or "M)"; not the first letter of a word ("Model m ...").
-    if rest.is_some_and(char::is_alphanumeric) {
-        return None;
-    }
-    match label {
-        'm' => Some(true),
-        'M' => Some(false),
-        _ => None,
-    }
+    let mut labels = content
+        .split(|c: char| !c.is_alphanumeric())
+        .filter_map(|word| match word {
+            "m" => Some(true),
+            "M" => Some(false),
+            _ => None,
+        });
+    let first = labels.next()?;
+    labels.all(|l| l == first).then_some(first)
 }
 
 /// The judge, reachable while this value lives.
@@ -203,8 +201,11 @@ mod tests {
             ("**M**", Some(false)),
             ("M.", Some(false)),
             ("(m)", Some(true)),
-            ("Model m", None),
+            ("The better model is m.", Some(true)),
+            ("The better model is", None),
+            ("Model m is better than model M.", None),
             ("maybe", None),
+            ("mM", None),
             ("", None),
             ("Both", None),
         ] {
