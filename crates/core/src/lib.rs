@@ -28,6 +28,7 @@ pub mod conformance;
 pub mod error;
 pub mod fsutil;
 pub mod home;
+pub mod operator;
 pub mod outcome;
 pub mod rng;
 pub mod score_log;

@@ -37,6 +37,7 @@ pub mod config;
 pub mod ledger;
 pub mod rules;
 mod server;
+pub mod testing;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

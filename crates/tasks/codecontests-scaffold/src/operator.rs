@@ -69,18 +69,16 @@ impl OperatorConfig {
     /// The file `$RDBENCH_CODECONTESTS_FULL` names, read and checked for shape (not the
     /// problem files: [`Self::problems`] reads those).
     pub fn from_env() -> Result<OperatorConfig> {
-        let path = std::env::var_os(CONFIG_VAR).map(PathBuf::from).ok_or_else(|| {
-            Error::Environment(format!(
-                "codecontests-scaffold/full needs the operator's problems and endpoint: set {CONFIG_VAR} to their TOML file (docs/codecontests-scaffold.md, \"The full profile\")"
-            ))
-        })?;
-        OperatorConfig::load(&path)
+        OperatorConfig::load(&rdbench_core::operator::config_path(
+            CONFIG_VAR,
+            "codecontests-scaffold/full needs the operator's problems and endpoint",
+            "docs/codecontests-scaffold.md",
+        )?)
     }
 
     pub fn load(path: &Path) -> Result<OperatorConfig> {
         let bad = |m: String| Error::Environment(format!("{}: {m}", path.display()));
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let c: OperatorConfig = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let c: OperatorConfig = rdbench_core::operator::read_toml(path)?;
         if c.visible.is_some() != c.visible_sha256.is_some() {
             return Err(bad("`visible` and `visible_sha256` go together".into()));
         }

@@ -5,12 +5,8 @@
 //! the share solved must be exactly one half. Its own test binary: it sets the process's
 //! environment.
 
-use std::sync::{Arc, Mutex};
-
-use axum::http::HeaderMap;
-use axum::Json;
 use rdbench_core::task::{ScoreOutcome, ScoreRequest, Solution};
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 const RIGHT: &str = "use std::io::Read;\nfn main() {\n    let mut s = String::new();\n    std::io::stdin().read_to_string(&mut s).unwrap();\n    let v: Vec<i64> = s.split_whitespace().map(|x| x.parse().unwrap()).collect();\n    println!(\"{}\", v[0] + v[1]);\n}\n";
@@ -65,50 +61,25 @@ fn full_scores_the_operators_problems_through_the_operators_endpoint() {
     // budget holds both problems' requests at once (concurrency 2): the proxy reserves each
     // request's `max_tokens` (512 in the starting scaffold) until it is answered, and with a
     // budget of 1,000 the second of two concurrent requests was refused about half the time.
-    let seen: Arc<Mutex<Vec<(Option<String>, String)>>> = Arc::default();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let log = seen.clone();
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(move |headers: HeaderMap, Json(body): Json<Value>| {
-            let log = log.clone();
-            async move {
-                let auth = headers
-                    .get("authorization")
-                    .map(|v| v.to_str().unwrap().to_string());
-                log.lock()
-                    .unwrap()
-                    .push((auth, body["model"].as_str().unwrap_or("").to_string()));
-                let prompt = body["messages"][0]["content"].as_str().unwrap_or("");
-                let program = if prompt.contains("Print a + b.") {
-                    RIGHT
-                } else {
-                    WRONG
-                };
-                Json(json!({
-                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": program}}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
-                }))
-            }
-        }),
-    );
-    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
-
+    let endpoint = rdbench_llm_proxy::testing::FakeEndpoint::start(|body| {
+        let prompt = body["messages"][0]["content"].as_str().unwrap_or("");
+        if prompt.contains("Print a + b.") {
+            RIGHT
+        } else {
+            WRONG
+        }
+        .to_string()
+    });
     let config = tmp.path().join("full.toml");
     std::fs::write(
         &config,
         format!(
-            "problems = {:?}\nproblems_sha256 = \"{}\"\nbase_url = \"http://{addr}/v1\"\n\
+            "problems = {:?}\nproblems_sha256 = \"{}\"\nbase_url = \"{}\"\n\
              model = \"operator-model\"\nkey_file = {:?}\nrun_budget_tokens = 10000\n\
              attempt_budget_tokens = 100000\nconcurrency = 2\n",
             problems,
             hex::encode(Sha256::digest(text.as_bytes())),
+            endpoint.base_url(),
             key
         ),
     )
@@ -139,11 +110,11 @@ fn full_scores_the_operators_problems_through_the_operators_endpoint() {
     assert_eq!(raw, 0.5, "{details}");
     assert_eq!(details["results"]["failed_a_test"], 1, "{details}");
     assert_eq!(details["tokens"]["prompt"], 20, "{details}");
-    let seen = seen.lock().unwrap();
+    let seen = endpoint.seen();
     assert_eq!(seen.len(), 2);
-    for (auth, model) in seen.iter() {
+    for (auth, body) in &seen {
         assert_eq!(auth.as_deref(), Some("Bearer sk-operator-secret"));
-        assert_eq!(model, "operator-model");
+        assert_eq!(body["model"], "operator-model");
     }
 
     // Problems other than the manifest's: refused before anything runs.

@@ -1,17 +1,16 @@
 //! The `full` profile end to end without a network: an operator's GPT-2-architecture
 //! checkpoints (tiny, random), a byte-level tokenizer with GPT-2's `<|endoftext|>`, Alpaca
-//! records, and a fake OpenAI-compatible judge (a local axum server) behind the proxy with a
+//! records, and a fake OpenAI-compatible judge (`rdbench_llm_proxy::testing`) behind the proxy with a
 //! key the proxy adds. The fake's rule is switched between runs: "always m" (pure position
 //! bias, which the two orders must cancel) and "the shorter output" (which a policy that ends
 //! at once must win). Its own test binary: it sets the process's environment.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::http::HeaderMap;
-use axum::Json;
 use rdbench_core::task::{InvalidKind, ScoreOutcome, ScoreRequest, Solution, ToolRequest};
+use rdbench_llm_proxy::testing::FakeEndpoint;
 use rdbench_lm::{hf_gpt2, Gpt, GptConfig};
 use rdbench_task_finetune_qa::full::operator::CONFIG_VAR;
 use serde_json::{json, Value};
@@ -153,48 +152,25 @@ fn full_generates_itself_and_asks_the_operators_judge_in_both_orders() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 
-    // The fake judge.
+    // The fake judge: the rule in force, applied to the two outputs it is shown.
     let rule = Arc::new(AtomicU8::new(ALWAYS_FIRST));
-    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (log, judge_rule) = (seen.clone(), rule.clone());
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(move |headers: HeaderMap, Json(body): Json<Value>| {
-            let (log, rule) = (log.clone(), judge_rule.clone());
-            async move {
-                log.lock().unwrap().push(
-                    headers
-                        .get("authorization")
-                        .map(|v| v.to_str().unwrap().to_string()),
-                );
-                let user = body["messages"][1]["content"].as_str().unwrap_or("");
-                let output = |label: &str, next: &str| {
-                    let start = user.find(label).unwrap() + label.len();
-                    let end = user[start..].find(next).unwrap() + start;
-                    user[start..end].chars().count()
-                };
-                let first = output("## Output of model m\n\n", "\n\n## Output of model M");
-                let second = output("## Output of model M\n\n", "\n\nAnswer with");
-                let verdict = match rule.load(Ordering::SeqCst) {
-                    ALWAYS_FIRST => "m",
-                    _ if first <= second => "m",
-                    _ => "M",
-                };
-                Json(json!({
-                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": verdict}}],
-                    "usage": {"prompt_tokens": 200, "completion_tokens": 1, "total_tokens": 201},
-                }))
-            }
-        }),
-    );
-    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let judge_rule = rule.clone();
+    let endpoint = FakeEndpoint::start(move |body| {
+        let user = body["messages"][1]["content"].as_str().unwrap_or("");
+        let output = |label: &str, next: &str| {
+            let start = user.find(label).unwrap() + label.len();
+            let end = user[start..].find(next).unwrap() + start;
+            user[start..end].chars().count()
+        };
+        let first = output("## Output of model m\n\n", "\n\n## Output of model M");
+        let second = output("## Output of model M\n\n", "\n\nAnswer with");
+        match judge_rule.load(Ordering::SeqCst) {
+            ALWAYS_FIRST => "m",
+            _ if first <= second => "The better model is m.",
+            _ => "M",
+        }
+        .to_string()
+    });
 
     let config = tmp.path().join("full.toml");
     std::fs::write(
@@ -202,7 +178,7 @@ fn full_generates_itself_and_asks_the_operators_judge_in_both_orders() {
         format!(
             "model_config = {}\ntokenizer = {}\nbase_model = {}\nsft_model = {}\n\
              reference_model = {}\ntrain_prompts = {}\nheldout_prompts = {}\n\
-             prompt_template = \"Q: {{prompt}}\\nA:\"\nbase_url = \"http://{addr}/v1\"\n\
+             prompt_template = \"Q: {{prompt}}\\nA:\"\nbase_url = \"{}\"\n\
              model = \"judge-model\"\nkey_file = {:?}\nattempt_budget_tokens = 100000\n\
              judge_verdict_cap = 3\nconcurrency = 2\nthreads = 1\n",
             recorded(&ops.join("config.json")),
@@ -212,6 +188,7 @@ fn full_generates_itself_and_asks_the_operators_judge_in_both_orders() {
             recorded(&ops.join("reference.safetensors")),
             recorded(&ops.join("train.jsonl")),
             recorded(&ops.join("heldout.jsonl")),
+            endpoint.base_url(),
             key
         ),
     )
@@ -295,8 +272,9 @@ fn full_generates_itself_and_asks_the_operators_judge_in_both_orders() {
     let (start_raw, details) = valid(task.score(&request(&start)).unwrap());
     assert_eq!(details["evaluation"]["win_rate_vs_base"], 0.5, "{details}");
     assert!(start_raw < ref_raw, "{details}");
-    for auth in seen.lock().unwrap().iter() {
+    for (auth, body) in endpoint.seen() {
         assert_eq!(auth.as_deref(), Some("Bearer sk-judge-secret"));
+        assert_eq!(body["model"], "judge-model");
     }
 
     // Settings and weights outside the rules are invalid, naming the file.
@@ -356,8 +334,9 @@ fn full_generates_itself_and_asks_the_operators_judge_in_both_orders() {
         "{reply:?}"
     );
     assert_eq!(reply.value["used"], 2);
-    assert!(
-        reply.value["tokens_used"].as_u64().unwrap() >= 402,
+    assert_eq!(
+        reply.value["tokens_used"],
+        2 * FakeEndpoint::USAGE.2,
         "{reply:?}"
     );
     assert!(!reply.text.contains("sk-judge-secret") && !reply.text.contains("127.0.0.1"));

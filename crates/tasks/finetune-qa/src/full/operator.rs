@@ -104,18 +104,16 @@ impl OperatorConfig {
     /// The file `$RDBENCH_FINETUNE_QA_FULL` names, read and checked for shape (the files it
     /// names are read, and their hashes checked, where they are used).
     pub fn from_env() -> Result<OperatorConfig> {
-        let path = std::env::var_os(CONFIG_VAR).map(PathBuf::from).ok_or_else(|| {
-            Error::Environment(format!(
-                "finetune-qa/full needs the operator's GPT-2 models, prompts and judge: set {CONFIG_VAR} to their TOML file (docs/finetune-qa.md, \"The full profile\")"
-            ))
-        })?;
-        OperatorConfig::load(&path)
+        OperatorConfig::load(&rdbench_core::operator::config_path(
+            CONFIG_VAR,
+            "finetune-qa/full needs the operator's GPT-2 models, prompts and judge",
+            "docs/finetune-qa.md",
+        )?)
     }
 
     pub fn load(path: &Path) -> Result<OperatorConfig> {
         let bad = |m: String| Error::Environment(format!("{}: {m}", path.display()));
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let c: OperatorConfig = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let c: OperatorConfig = rdbench_core::operator::read_toml(path)?;
         if c.prompt_template.matches("{prompt}").count() != 1 {
             return Err(bad(
                 "`prompt_template` must hold `{prompt}` exactly once".into()
