@@ -717,28 +717,15 @@ mod tests {
             monitor: None,
             ran_worker: true,
         };
+        let entry_against = |cal: &CalibrationEntry| {
+            entry_for(&info, "tiny", &result, Some(cal), None, String::new(), None)
+        };
         let mut cal = calibration(&info);
-        let entry = entry_for(
-            &info,
-            "tiny",
-            &result,
-            Some(&cal),
-            None,
-            String::new(),
-            None,
-        );
+        let entry = entry_against(&cal);
         assert!(entry.details.get("speedup_vs_cpu").is_none());
         cal.details[rdbench_core::calibration::CPU_BASELINE_KEY] =
             serde_json::json!({ "ms": 250.0, "description": "one thread", "target_speedup": 30.0 });
-        let entry = entry_for(
-            &info,
-            "tiny",
-            &result,
-            Some(&cal),
-            None,
-            String::new(),
-            None,
-        );
+        let entry = entry_against(&cal);
         assert_eq!(entry.details["speedup_vs_cpu"], 25.0);
         assert_eq!(entry.details["meets_target_speedup"], false);
         assert_eq!(

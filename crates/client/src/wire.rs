@@ -501,6 +501,21 @@ mod tests {
         n: u64,
     }
 
+    /// The header most tests send.
+    fn header() -> H {
+        H {
+            op: "x".into(),
+            n: 1,
+        }
+    }
+
+    /// [`header`] and `blobs` as one framed message.
+    fn encoded(blobs: &[&[u8]]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        write_message(&mut buf, &header(), blobs).unwrap();
+        buf
+    }
+
     proptest! {
         #[test]
         fn round_trips(op in ".{0,40}", n in any::<u64>(), blobs in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..5)) {
@@ -520,16 +535,7 @@ mod tests {
 
     #[test]
     fn a_huge_announced_blob_is_refused_before_any_allocation() {
-        let mut buf = Vec::new();
-        write_message(
-            &mut buf,
-            &H {
-                op: "x".into(),
-                n: 1,
-            },
-            &[],
-        )
-        .unwrap();
+        let mut buf = encoded(&[]);
         // Patch the blob count to 1 and announce 100 GB.
         let n = buf.len();
         buf[n - 4..].copy_from_slice(&1u32.to_le_bytes());
@@ -540,16 +546,7 @@ mod tests {
 
     #[test]
     fn a_refused_reservation_stops_the_read_before_the_blob() {
-        let mut buf = Vec::new();
-        write_message(
-            &mut buf,
-            &H {
-                op: "x".into(),
-                n: 1,
-            },
-            &[b"0123456789", b"abc"],
-        )
-        .unwrap();
+        let buf = encoded(&[b"0123456789", b"abc"]);
         let mut asked = Vec::new();
         let err = read_message_reserving::<H>(&mut buf.as_slice(), Limits::REQUEST, &mut |n| {
             asked.push(n);
@@ -623,13 +620,8 @@ mod tests {
         let mut conn = Connection::new(ours).unwrap();
         // 200 ms for the header; the 4,000-byte blob adds 4 s at 1,000 bytes/s.
         conn.set_deadline(Some(deadline(5_000, 200, 1_000)));
-        let mut buf = Vec::new();
-        let h = H {
-            op: "x".into(),
-            n: 1,
-        };
         let blob = vec![7u8; 4_000];
-        write_message(&mut buf, &h, &[&blob]).unwrap();
+        let buf = encoded(&[&blob]);
         let sender = std::thread::spawn(move || {
             // The framing now, the blob after the header's 200 ms (inside the blob's 4 s).
             let split = buf.len() - blob.len();
@@ -639,7 +631,7 @@ mod tests {
             theirs
         });
         let (got, blobs) = conn.receive::<H>(Limits::REQUEST).unwrap();
-        assert_eq!(got, h);
+        assert_eq!(got, header());
         assert_eq!(blobs, vec![vec![7u8; 4_000]]);
         drop(sender.join().unwrap());
     }
@@ -651,15 +643,7 @@ mod tests {
         conn.set_deadline(Some(deadline(5_000, 200, 1 << 30)));
         // Far more than the socket's buffer holds; nobody reads it.
         let blob = vec![0u8; 16 << 20];
-        let err = conn
-            .send(
-                &H {
-                    op: "x".into(),
-                    n: 1,
-                },
-                &[&blob],
-            )
-            .unwrap_err();
+        let err = conn.send(&header(), &[&blob]).unwrap_err();
         assert!(
             matches!(&err, WireError::Protocol(m) if m.contains("deadline")),
             "{err}"
@@ -668,31 +652,16 @@ mod tests {
 
     #[test]
     fn a_first_message_carries_no_blobs() {
-        let mut buf = Vec::new();
-        let h = H {
-            op: "x".into(),
-            n: 1,
-        };
-        write_message(&mut buf, &h, &[]).unwrap();
+        let buf = encoded(&[]);
         assert!(read_message::<H>(&mut buf.as_slice(), Limits::ENVELOPE).is_ok());
-        let mut buf = Vec::new();
-        write_message(&mut buf, &h, &[b"x"]).unwrap();
+        let buf = encoded(&[b"x"]);
         let err = read_message::<H>(&mut buf.as_slice(), Limits::ENVELOPE).unwrap_err();
         assert!(err.to_string().contains("over the limit of 0"), "{err}");
     }
 
     #[test]
     fn truncation_and_bad_magic_are_errors() {
-        let mut buf = Vec::new();
-        write_message(
-            &mut buf,
-            &H {
-                op: "x".into(),
-                n: 1,
-            },
-            &[b"abc"],
-        )
-        .unwrap();
+        let buf = encoded(&[b"abc"]);
         let cut = &buf[..buf.len() - 1];
         assert!(matches!(
             read_message::<H>(&mut &cut[..], Limits::REQUEST),

@@ -28,6 +28,18 @@ pub fn profile_named<P>(name: &str, profiles: &[(&str, fn() -> P)]) -> Option<P>
         .map(|(_, make)| make())
 }
 
+/// A cache key for a product derived from `inputs` (everything it depends on): FNV-1a over their
+/// JSON, as 16 hex digits. It names a folder so a changed input never reuses a stale product;
+/// it is not a security boundary.
+pub fn cache_key(inputs: &serde_json::Value) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in inputs.to_string().bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
 /// What an artifact task supplies; everything else is [`ArtifactTaskAdapter`]'s.
 pub trait ArtifactTask: Send + Sync {
     /// A profile's settings (sizes, schedules, limits), looked up once per call by
@@ -178,5 +190,20 @@ impl<T: ArtifactTask> Task for ArtifactTaskAdapter<T> {
 
     fn run_tool(&self, req: &ToolRequest) -> Result<ToolReply> {
         self.0.run_tool(&self.profile(&req.profile)?, req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key is FNV-1a of the compact JSON (cached products on disk are named by it, so it
+    /// must not drift).
+    #[test]
+    fn cache_key_is_fnv1a_of_the_json() {
+        assert_eq!(
+            cache_key(&serde_json::json!({ "a": 1 })),
+            "9c3e82dd6fcae8b1"
+        );
     }
 }

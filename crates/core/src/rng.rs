@@ -12,6 +12,17 @@ pub fn splitmix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The odd multiplier that spreads an index over all 64 bits before [`splitmix64_at`] mixes it
+/// with the key.
+pub const INDEX_MUL: u64 = 0xD1B5_4A32_D192_ED03;
+
+/// Word `index` of the counter-based stream keyed by `key`: `splitmix64(key ^ index *
+/// INDEX_MUL)`, what the CUDA harness generators compute per element
+/// (`*_splitmix64(seed ^ (i * 0xD1B54A32D192ED03ull))`), so their CPU twins match bit for bit.
+pub fn splitmix64_at(key: u64, index: u64) -> u64 {
+    splitmix64(key ^ index.wrapping_mul(INDEX_MUL))
+}
+
 /// The SplitMix64 stream: `splitmix64(seed)`, `splitmix64(seed + gamma)`, ...
 #[derive(Debug, Clone)]
 pub struct SplitMix64(pub u64);
@@ -35,5 +46,10 @@ mod tests {
         let mut s = SplitMix64(0);
         assert_eq!(s.next_u64(), 0xE220_A839_7B1D_CDAF);
         assert_eq!(s.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        assert_eq!(splitmix64_at(0, 0), splitmix64(0));
+        assert_eq!(
+            splitmix64_at(7, 3),
+            splitmix64(7 ^ 3u64.wrapping_mul(INDEX_MUL))
+        );
     }
 }

@@ -349,11 +349,9 @@ impl CustomOp2 for CausalAttentionBwd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::normal;
+    use crate::model::{normal_tensor, normal_var};
     use crate::ops::max_abs_diff;
-    use candle_core::{Device, Var, D};
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
+    use candle_core::{Device, D};
 
     /// The fused attention and its gradient agree with the same function written with candle's
     /// differentiable ops (split, transpose, matmul, scale, mask, composite softmax), on one
@@ -364,22 +362,8 @@ mod tests {
         // 70 tokens: three query blocks, the last one ragged.
         let (b, t, h, hd) = (3, 70, 2, 5);
         let d = h * hd;
-        let n = b * t * 3 * d;
-        let qkv = Var::from_tensor(
-            &Tensor::from_vec(
-                normal(&mut ChaCha8Rng::seed_from_u64(7), n, 1.5),
-                (b, t, 3 * d),
-                &dev,
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        let r = Tensor::from_vec(
-            normal(&mut ChaCha8Rng::seed_from_u64(8), b * t * d, 1.0),
-            (b, t, d),
-            &dev,
-        )
-        .unwrap();
+        let qkv = normal_var(7, 1.5, (b, t, 3 * d));
+        let r = normal_tensor(8, 1.0, (b, t, d));
         let mask: Vec<f32> = (0..t * t)
             .map(|i| {
                 if i % t > i / t {

@@ -142,6 +142,24 @@ pub(crate) fn normal(rng: &mut ChaCha8Rng, n: usize, std: f64) -> Vec<f32> {
     out
 }
 
+/// A CPU tensor of `shape` holding [`normal`] values of standard deviation `std` from `seed`.
+#[cfg(test)]
+pub(crate) fn normal_tensor(seed: u64, std: f64, shape: impl Into<candle_core::Shape>) -> Tensor {
+    let shape = shape.into();
+    let values = normal(
+        &mut ChaCha8Rng::seed_from_u64(seed),
+        shape.elem_count(),
+        std,
+    );
+    Tensor::from_vec(values, shape, &Device::Cpu).expect("as many values as the shape holds")
+}
+
+/// [`normal_tensor`] as a variable, for tests that take gradients with respect to it.
+#[cfg(test)]
+pub(crate) fn normal_var(seed: u64, std: f64, shape: impl Into<candle_core::Shape>) -> Var {
+    Var::from_tensor(&normal_tensor(seed, std, shape)).expect("a CPU tensor")
+}
+
 impl Gpt {
     /// A freshly initialized model (GPT-2 initialization: N(0, 0.02) weights, residual
     /// projections scaled by 1/sqrt(2 n_layer), zero biases, unit LayerNorm gains), deterministic

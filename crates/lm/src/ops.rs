@@ -348,7 +348,7 @@ impl CustomOp1 for ColumnSums {
 mod tests {
     use super::*;
     use crate::kernels::CHUNK;
-    use crate::model::normal;
+    use crate::model::{normal, normal_tensor, normal_var};
     use candle_core::{Device, Var, D};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -368,30 +368,10 @@ mod tests {
 
     #[test]
     fn layer_norm_matches_reference_and_its_gradient() {
-        let dev = Device::Cpu;
-        let x = Var::from_tensor(
-            &Tensor::from_vec(
-                normal(&mut ChaCha8Rng::seed_from_u64(1), 5 * 7, 1.3),
-                (5, 7),
-                &dev,
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        let w = Var::from_tensor(
-            &Tensor::from_vec(normal(&mut ChaCha8Rng::seed_from_u64(2), 7, 1.0), 7, &dev).unwrap(),
-        )
-        .unwrap();
-        let b = Var::from_tensor(
-            &Tensor::from_vec(normal(&mut ChaCha8Rng::seed_from_u64(3), 7, 1.0), 7, &dev).unwrap(),
-        )
-        .unwrap();
-        let r = Tensor::from_vec(
-            normal(&mut ChaCha8Rng::seed_from_u64(4), 5 * 7, 1.0),
-            (5, 7),
-            &dev,
-        )
-        .unwrap();
+        let x = normal_var(1, 1.3, (5, 7));
+        let w = normal_var(2, 1.0, 7);
+        let b = normal_var(3, 1.0, 7);
+        let r = normal_tensor(4, 1.0, (5, 7));
         let slow = |x: &Tensor| -> Tensor {
             let mean = x.mean_keepdim(D::Minus1).unwrap();
             let xc = x.broadcast_sub(&mean).unwrap();
@@ -423,12 +403,7 @@ mod tests {
         v[1] = 12.0;
         v[2] = 0.0;
         let x = Var::from_tensor(&Tensor::from_vec(v, (n / 7, 7), &dev).unwrap()).unwrap();
-        let r = Tensor::from_vec(
-            normal(&mut ChaCha8Rng::seed_from_u64(6), n, 1.0),
-            (n / 7, 7),
-            &dev,
-        )
-        .unwrap();
+        let r = normal_tensor(6, 1.0, (n / 7, 7));
         for threads in [Some(1), Some(2)] {
             crate::with_threads(threads, || {
                 let fast = gelu_tanh(x.as_tensor()).unwrap();
@@ -447,15 +422,7 @@ mod tests {
     fn cross_entropy_matches_candle_and_its_gradient() {
         let dev = Device::Cpu;
         let (n, v) = (301, 97);
-        let x = Var::from_tensor(
-            &Tensor::from_vec(
-                normal(&mut ChaCha8Rng::seed_from_u64(9), n * v, 3.0),
-                (n, v),
-                &dev,
-            )
-            .unwrap(),
-        )
-        .unwrap();
+        let x = normal_var(9, 3.0, (n, v));
         let tg: Vec<u32> = (0..n as u32).map(|i| (i * 31) % v as u32).collect();
         let tg = Tensor::from_vec(tg, n, &dev).unwrap();
         for threads in [Some(1), Some(2)] {

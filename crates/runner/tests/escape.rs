@@ -22,6 +22,9 @@ use rdbench_runner::sandbox::{
 };
 use rdbench_runner::{Command, Error, Exit, Limit, Limits, Outcome, Output};
 
+mod common;
+use common::{interleaved_medians, Variant};
+
 const CAP: Output = Output::Capture { tail: 1 << 16 };
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -834,7 +837,6 @@ fn overhead_of_a_sandboxed_run() {
         }
     };
     let py: &'static [&'static str] = &["-c", "print(1)"];
-    type Variant<'v> = (&'static str, Box<dyn Fn() + 'v>);
     let variants: Vec<Variant> = vec![
         (
             "/bin/true, std::process::Command",
@@ -856,26 +858,7 @@ fn overhead_of_a_sandboxed_run() {
             Box::new(sandboxed(PYTHON, py)),
         ),
     ];
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
-    for round in 0..=n {
-        for (i, (_, f)) in variants.iter().enumerate() {
-            let start = Instant::now();
-            f();
-            if round > 0 {
-                times[i].push(start.elapsed());
-            }
-        }
-    }
-    let mut medians = Vec::new();
-    for ((name, _), mut t) in variants.iter().zip(times) {
-        t.sort();
-        let median = t[t.len() / 2];
-        println!(
-            "{name}: median {median:?}, p90 {:?} ({n} runs)",
-            t[t.len() * 9 / 10]
-        );
-        medians.push(median);
-    }
+    let medians = interleaved_medians(&variants, n);
     // The sandbox's own cost, generous for a loaded machine (the goal is 50 ms).
     assert!(
         medians[2] < medians[1] + Duration::from_millis(250),

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use rdbench_runner::{Command, Contain, Containment, Exit, Limit, Limits, Output, Status};
 
+mod common;
+use common::{interleaved_medians, Variant};
+
 const CAP: Output = Output::Capture { tail: 1 << 16 };
 
 fn sh(script: &str) -> Command<'static> {
@@ -469,39 +472,20 @@ fn overhead_of_a_spawn_against_std() {
             assert_eq!(o.exit, Exit::Exited(0));
         }
     };
-    type Variant = (&'static str, Box<dyn Fn()>);
     let variants: Vec<Variant> = vec![
-        ("std::process::Command", Box::new(std_spawn)),
+        ("/bin/true, std::process::Command", Box::new(std_spawn)),
         (
-            "runner, process group",
+            "/bin/true, runner, process group",
             Box::new(runner(Contain::ProcessGroup, false)),
         ),
         (
-            "runner, PID namespace",
+            "/bin/true, runner, PID namespace",
             Box::new(runner(Contain::PidNamespace, false)),
         ),
         (
-            "runner, PID namespace, stdout+stderr captured, deadline",
+            "/bin/true, runner, PID namespace, stdout+stderr captured, deadline",
             Box::new(runner(Contain::PidNamespace, true)),
         ),
     ];
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
-    for round in 0..=n {
-        for (i, (_, f)) in variants.iter().enumerate() {
-            let start = Instant::now();
-            f();
-            // Round 0 warms up.
-            if round > 0 {
-                times[i].push(start.elapsed());
-            }
-        }
-    }
-    for ((name, _), mut t) in variants.iter().zip(times) {
-        t.sort();
-        println!(
-            "/bin/true, {name}: median {:?}, p90 {:?} ({n} runs)",
-            t[t.len() / 2],
-            t[t.len() * 9 / 10]
-        );
-    }
+    interleaved_medians(&variants, n);
 }

@@ -352,6 +352,29 @@ mod tests {
         text
     }
 
+    /// An allowed folder holding `ok.txt` ("fine"), and in another folder the secret a
+    /// restricted process must not read.
+    struct Folders {
+        allowed: tempfile::TempDir,
+        _other: tempfile::TempDir,
+        secret: PathBuf,
+    }
+
+    impl Folders {
+        fn new() -> Folders {
+            let allowed = tempfile::tempdir().unwrap();
+            std::fs::write(allowed.path().join("ok.txt"), "fine").unwrap();
+            let other = tempfile::tempdir().unwrap();
+            let secret = other.path().join("key");
+            std::fs::write(&secret, "the installation key").unwrap();
+            Folders {
+                allowed,
+                _other: other,
+                secret,
+            }
+        }
+    }
+
     /// What opening each probe gives, one `OPEN <what> <outcome>` line each, for the parent.
     fn opens(allowed: &Path, secret: &Path) -> String {
         [
@@ -389,14 +412,11 @@ mod tests {
             println!("OPEN thread {later}");
             return;
         }
-        let allowed = tempfile::tempdir().unwrap();
-        std::fs::write(allowed.path().join("ok.txt"), "fine").unwrap();
-        let other = tempfile::tempdir().unwrap();
-        let secret = other.path().join("key");
-        std::fs::write(&secret, "the installation key").unwrap();
+        let folders = Folders::new();
+        let (allowed, secret) = (&folders.allowed, &folders.secret);
         let out = rerun(
             "nvrtc::sandbox::tests::a_restricted_process_reads_only_the_allowed_folders",
-            &[("ALLOWED", allowed.path()), ("SECRET", &secret)],
+            &[("ALLOWED", allowed.path()), ("SECRET", secret)],
         );
         if out.contains("STATUS Unavailable") {
             return eprintln!("skipped: no Landlock on this kernel\n{out}");
@@ -465,14 +485,11 @@ mod tests {
             }
             return;
         }
-        let allowed = tempfile::tempdir().unwrap();
-        std::fs::write(allowed.path().join("ok.txt"), "fine").unwrap();
-        let other = tempfile::tempdir().unwrap();
-        let secret = other.path().join("key");
-        std::fs::write(&secret, "the installation key").unwrap();
+        let folders = Folders::new();
+        let (allowed, secret) = (&folders.allowed, &folders.secret);
         let out = rerun(
             "nvrtc::sandbox::tests::the_namespace_fallback_shows_only_the_allowed_folder",
-            &[("NS_ALLOWED", allowed.path()), ("SECRET", &secret)],
+            &[("NS_ALLOWED", allowed.path()), ("SECRET", secret)],
         );
         eprintln!("{out}");
         if out.contains("STATUS unavailable") {
@@ -500,10 +517,8 @@ mod tests {
 
     #[test]
     fn a_prepared_ruleset_restricts_an_execed_program() {
-        let allowed = tempfile::tempdir().unwrap();
-        std::fs::write(allowed.path().join("ok.txt"), "fine").unwrap();
-        let other = tempfile::tempdir().unwrap();
-        std::fs::write(other.path().join("key"), "the installation key").unwrap();
+        let folders = Folders::new();
+        let allowed = &folders.allowed;
         let system: Vec<&Path> = ["/bin", "/usr", "/lib", "/lib64", "/etc/ld.so.cache"]
             .iter()
             .map(Path::new)
@@ -516,9 +531,9 @@ mod tests {
         let mut cmd = rdbench_runner::Command::new("sh");
         cmd.arg("-c")
             .arg(format!(
-                "cat {}/ok.txt; echo; cat {}/key || echo denied",
+                "cat {}/ok.txt; echo; cat {} || echo denied",
                 allowed.path().display(),
-                other.path().display()
+                folders.secret.display()
             ))
             .stdout(rdbench_runner::Output::Capture { tail: 4096 });
         // SAFETY: apply_in_child makes only system calls.

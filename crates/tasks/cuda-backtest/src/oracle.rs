@@ -9,7 +9,7 @@
 //! (`asset * params + param`), outputs are indexed by pair, `fill_log` is
 //! `log_pairs x log_cap x 3` (bar, delta, price).
 
-use rdbench_core::rng::splitmix64;
+use rdbench_core::rng::splitmix64_at;
 
 /// No generated open or close is below this many ticks.
 pub const PRICE_FLOOR: i32 = 1000;
@@ -46,12 +46,6 @@ const TAG_PARAMS: u64 = 1;
 const TAG_COSTS: u64 = 2;
 const TAG_LOG: u64 = 3;
 const TAG_BASE: u64 = 4;
-const KEY_MUL: u64 = 0xD1B5_4A32_D192_ED03;
-
-/// The random word of `key` under `seed`.
-fn draw(seed: u64, key: u64) -> u64 {
-    splitmix64(seed ^ key.wrapping_mul(KEY_MUL))
-}
 
 /// Uniform in [0, n) from 16-bit lane `lane` of `u` (n <= 65,536).
 fn pick(u: u64, lane: u32, n: u32) -> i32 {
@@ -80,10 +74,10 @@ impl Bars {
 /// The bars of `asset` drawn with `seed` from `dist`.
 pub fn generate_bars(seed: u64, asset: u64, bars: usize, dist: Distribution) -> Bars {
     let mut out = Bars::default();
-    let base = 5000 + pick(draw(seed, (TAG_BASE << 56) | asset), 0, 20_000);
+    let base = 5000 + pick(splitmix64_at(seed, (TAG_BASE << 56) | asset), 0, 20_000);
     let mut prev_close = base;
     for t in 0..bars as u64 {
-        let u = draw(seed, (asset << 32) | t);
+        let u = splitmix64_at(seed, (asset << 32) | t);
         let gap = match dist {
             Distribution::Flat => 0,
             Distribution::Gaps => pick(u, 0, 401) - 200,
@@ -131,7 +125,7 @@ pub struct Param {
 
 /// Parameter set `p` under `seed`.
 pub fn param(seed: u64, p: u64) -> Param {
-    let u = draw(seed, (TAG_PARAMS << 56) | p);
+    let u = splitmix64_at(seed, (TAG_PARAMS << 56) | p);
     let fast = 2 + pick(u, 0, 63);
     Param {
         fast,
@@ -152,7 +146,7 @@ pub struct Cost {
 
 /// The costs of `asset` under `seed`.
 pub fn cost(seed: u64, asset: u64) -> Cost {
-    let u = draw(seed, (TAG_COSTS << 56) | asset);
+    let u = splitmix64_at(seed, (TAG_COSTS << 56) | asset);
     Cost {
         slippage: pick(u, 0, 4),
         commission: pick(u, 1, 6),
@@ -167,7 +161,7 @@ pub fn log_pairs(seed: u64, pairs: u64, log_pairs: u64) -> Vec<i32> {
         .map(|j| {
             let lo = j * pairs / log_pairs;
             let hi = (j + 1) * pairs / log_pairs;
-            let u = draw(seed, (TAG_LOG << 56) | j);
+            let u = splitmix64_at(seed, (TAG_LOG << 56) | j);
             (lo + (((u >> 32) * (hi - lo)) >> 32)) as i32
         })
         .collect()

@@ -2,6 +2,7 @@
 //! instance: the data distribution, the samples, the models' seeds and the permutation derive
 //! from the installation's secret ([`crate::instance`]).
 
+use rdbench_core::artifact::cache_key;
 use rdbench_lm::{GptConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +86,7 @@ impl Spec {
             "small_train": self.small_train,
             "training": rdbench_lm::TRAINING_VERSION,
         });
-        format!("{}-{}", self.name, fnv_hex(&models))
+        format!("{}-{}", self.name, cache_key(&models))
     }
 
     /// Key of what the attempt gets on top of the models (its training corpus) and of the
@@ -96,18 +97,8 @@ impl Spec {
             "reference": self.reference,
             "training": rdbench_lm::TRAINING_VERSION,
         });
-        format!("attempt-{}", fnv_hex(&attempt))
+        format!("attempt-{}", cache_key(&attempt))
     }
-}
-
-/// FNV-1a over the JSON of `v`, as 16 hex digits (a cache key, not a security boundary).
-fn fnv_hex(v: &serde_json::Value) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in v.to_string().bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
 }
 
 /// rdbench-lm's usual schedule ([`TrainConfig::cosine`]), its batch order left to `with_seed`.

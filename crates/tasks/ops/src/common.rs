@@ -4,7 +4,7 @@
 //! bf16 tolerance, the NaN poison word, profiles, task info, buffers and the common half of the
 //! instructions.
 
-use rdbench_core::rng::splitmix64;
+use rdbench_core::rng::{splitmix64, splitmix64_at, GOLDEN_GAMMA};
 
 use rdbench_core::template::{render, thousands};
 use rdbench_gpu::backend::Dims;
@@ -58,8 +58,6 @@ impl Dist {
     }
 }
 
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-const INDEX_MUL: u64 = 0xD1B5_4A32_D192_ED03;
 const CONST_ROW_KEY: u64 = 0xC0A5_7A27;
 /// 2^-23 and 25 * 2^-21: the generator's scales (exact in f32).
 const UNIT_SCALE: f32 = 1.192_092_9e-7;
@@ -81,7 +79,7 @@ pub struct Gen {
 
 impl Gen {
     pub fn new(seed: u64, salt: u64, count: u64, row_len: u64, dist: Dist) -> Gen {
-        let key = seed ^ salt.wrapping_mul(GOLDEN);
+        let key = seed ^ salt.wrapping_mul(GOLDEN_GAMMA);
         let rows = (count / row_len).max(1);
         Gen {
             key,
@@ -98,7 +96,7 @@ impl Gen {
     }
 
     fn unit(&self, i: u64) -> f32 {
-        let h = splitmix64(self.key ^ i.wrapping_mul(INDEX_MUL));
+        let h = splitmix64_at(self.key, i);
         ((h >> 40) as i64 - (1 << 23)) as f32
     }
 

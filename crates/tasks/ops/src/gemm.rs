@@ -86,7 +86,7 @@ pub fn task() -> Product {
 mod tests {
     use super::*;
     use crate::common::{Dist, Gen};
-    use crate::product::{mnk, ORACLE_BUDGET};
+    use crate::product::{mnk, naive_product, ORACLE_BUDGET};
     use rdbench_gpu::kernel_task::{bf16_to_f32, f32_to_bf16};
     use rdbench_gpu::kernel_task::{KernelTask, Vars};
 
@@ -104,8 +104,8 @@ mod tests {
         assert_eq!(atol(4096), 2f32.powi(-8));
     }
 
-    /// A naive f32 loop (as the start computes it) with the accumulator passed through `round`
-    /// after every add.
+    /// The product of the oracle's bf16 inputs (seed 3) as a naive loop computes it, the
+    /// accumulator passed through `round` after every add.
     fn product(m: usize, n: usize, k: usize, round: impl Fn(f32) -> f32) -> Vec<f32> {
         let a = Gen::new(3, 0, (m * k) as u64, k as u64, Dist::Uniform)
             .in_bf16()
@@ -113,12 +113,7 @@ mod tests {
         let b = Gen::new(3, 1, (k * n) as u64, n as u64, Dist::Uniform)
             .in_bf16()
             .all((k * n) as u64);
-        (0..m * n)
-            .map(|t| {
-                let (i, j) = (t / n, t % n);
-                (0..k).fold(0f32, |s, p| round(s + a[i * k + p] * b[p * n + j]))
-            })
-            .collect()
+        naive_product(&a, &b, (m, n, k), round)
     }
 
     #[test]

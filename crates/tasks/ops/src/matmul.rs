@@ -80,7 +80,7 @@ pub fn task() -> Product {
 mod tests {
     use super::*;
     use crate::common::{Dist, Gen};
-    use crate::product::{matmul_row, mnk, ORACLE_BUDGET};
+    use crate::product::{matmul_row, mnk, naive_product, ORACLE_BUDGET};
     use rdbench_gpu::kernel_task::KernelTask;
 
     #[test]
@@ -106,13 +106,7 @@ mod tests {
         let vars = common::sizes(["m", "n", "k"], &[[5, 7, 300]]).remove(0);
         let a = Gen::new(3, 0, 5 * 300, 300, Dist::Uniform).all(5 * 300);
         let b = Gen::new(3, 1, 300 * 7, 7, Dist::Uniform).all(300 * 7);
-        // A naive f32 loop, as the starting solution computes it.
-        let c: Vec<f32> = (0..5 * 7)
-            .map(|t| {
-                let (i, j) = (t / 7, t % 7);
-                (0..300).fold(0f32, |s, p| s + a[i * 300 + p] * b[p * 7 + j])
-            })
-            .collect();
+        let c = naive_product(&a, &b, (5, 7, 300), |s| s);
         let out = |v: &[f32]| common::host_outputs("c", v);
         assert_eq!(task().oracle(&vars, 3, 0, &out(&c)), Ok(()));
         let mut bad = c.clone();

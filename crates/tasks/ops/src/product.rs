@@ -100,6 +100,23 @@ pub fn matmul_row(a_row: &[f32], b: &[f32], n: usize) -> Vec<f64> {
     c
 }
 
+/// `C = A x B` (`m x k` by `k x n`) as a naive f32 loop computes it, the accumulator passed
+/// through `round` after every add: the starting solutions' arithmetic, for the oracles' tests.
+#[cfg(test)]
+pub(crate) fn naive_product(
+    a: &[f32],
+    b: &[f32],
+    (m, n, k): (usize, usize, usize),
+    round: impl Fn(f32) -> f32,
+) -> Vec<f32> {
+    (0..m * n)
+        .map(|t| {
+            let (i, j) = (t / n, t % n);
+            (0..k).fold(0f32, |s, p| round(s + a[i * k + p] * b[p * n + j]))
+        })
+        .collect()
+}
+
 const NAMES: [&str; 3] = ["m", "n", "k"];
 
 impl Product {

@@ -24,11 +24,11 @@ impl Distribution {
     ];
 }
 
-use rdbench_core::rng::splitmix64;
+use rdbench_core::rng::splitmix64_at;
 
 /// Element `i` of the input drawn with `seed` from `dist`.
 pub fn input_value(seed: u64, i: u64, dist: Distribution) -> i32 {
-    let u = splitmix64(seed ^ i.wrapping_mul(0xD1B5_4A32_D192_ED03)) >> 32;
+    let u = splitmix64_at(seed, i) >> 32;
     let scaled = |k: u64| ((u * k) >> 32) as i32;
     match dist {
         Distribution::Uniform => scaled(20) - 10,

@@ -122,6 +122,23 @@ fn last_uses(graph: &Graph) -> Vec<usize> {
 }
 
 impl MlmModel {
+    /// The model of `graph` with `weights` (whichever way they were made) on `device`.
+    fn with_weights(
+        graph: Graph,
+        limits: Limits,
+        weights: BTreeMap<String, Var>,
+        device: &Device,
+    ) -> Self {
+        let last_use = last_uses(&graph);
+        MlmModel {
+            graph,
+            limits,
+            weights,
+            last_use,
+            device: device.clone(),
+        }
+    }
+
     /// The graph with weights from the trainer's initialization (`init` of each weight node),
     /// drawn from `seed`.
     pub fn init(
@@ -154,14 +171,7 @@ impl MlmModel {
             let t = Tensor::from_vec(data, w.shape.as_slice(), device)?;
             weights.insert(w.name.clone(), Var::from_tensor(&t)?);
         }
-        let last_use = last_uses(&graph);
-        Ok(MlmModel {
-            graph,
-            limits,
-            weights,
-            last_use,
-            device: device.clone(),
-        })
+        Ok(MlmModel::with_weights(graph, limits, weights, device))
     }
 
     /// The graph with weights read from the safetensors file at `path`, checked by
@@ -186,14 +196,7 @@ impl MlmModel {
                 path: path.to_path_buf(),
                 kind: rdbench_lm::LoadErrorKind::Io(e.to_string()),
             })?;
-        let last_use = last_uses(&graph);
-        Ok(MlmModel {
-            graph,
-            limits,
-            weights,
-            last_use,
-            device: device.clone(),
-        })
+        Ok(MlmModel::with_weights(graph, limits, weights, device))
     }
 
     pub fn graph(&self) -> &Graph {

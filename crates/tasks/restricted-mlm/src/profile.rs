@@ -38,16 +38,10 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// Key of a cached product: FNV-1a of the JSON of everything it depends on.
+    /// Key of a cached product: everything it depends on, the profile's data and `part`.
     pub fn key(&self, part: &impl Serialize) -> String {
-        let json = serde_json::json!({ "hmm": self.hmm, "limits": self.limits,
-            "train_seqs": self.train_seqs, "part": part });
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in json.to_string().bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{h:016x}")
+        rdbench_core::artifact::cache_key(&serde_json::json!({ "hmm": self.hmm,
+            "limits": self.limits, "train_seqs": self.train_seqs, "part": part }))
     }
 }
 
