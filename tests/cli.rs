@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 mod documented_commands;
 mod fanout;
+mod finetune_qa_full;
 mod inspect_eval;
 mod llm_proxy;
 mod protected;

@@ -17,6 +17,7 @@
 
 pub mod judge;
 pub mod operator;
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 
