@@ -231,7 +231,6 @@ impl Engine {
         let (mut h, mut qkv, mut y, mut proj, mut f) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let scale = 1.0 / (hd as f32).sqrt();
-        let mut scores = Vec::new();
         for (li, b) in self.blocks.iter().enumerate() {
             layer_norm(&x, &b.ln1_w, &b.ln1_b, eps, &mut h);
             linear(&h, d, &b.qkv_w, Some(&b.qkv_b), &mut qkv);
@@ -242,43 +241,53 @@ impl Engine {
             }
             y.clear();
             y.resize(n * d, 0.0);
-            for (r, &(s, _)) in rows.iter().enumerate() {
-                let q = &qkv[r * 3 * d..r * 3 * d + d];
-                let (ks, vs) = (&states[s].k[li], &states[s].v[li]);
-                let upto = pos[r] + 1;
-                for hh in 0..n_head {
-                    let qh = &q[hh * hd..(hh + 1) * hd];
-                    scores.clear();
-                    let mut max = f32::NEG_INFINITY;
-                    for j in 0..upto {
-                        let sc = dot(qh, &ks[j * d + hh * hd..j * d + (hh + 1) * hd]) * scale;
-                        max = max.max(sc);
-                        scores.push(sc);
-                    }
-                    let mut sum = 0.0;
-                    for sc in scores.iter_mut() {
-                        *sc = (*sc - max).exp();
-                        sum += *sc;
-                    }
-                    let out = &mut y[r * d + hh * hd..r * d + (hh + 1) * hd];
-                    for (j, sc) in scores.iter().enumerate() {
-                        let w = sc / sum;
-                        let vr = &vs[j * d + hh * hd..j * d + (hh + 1) * hd];
-                        for (o, v) in out.iter_mut().zip(vr) {
-                            *o += w * v;
+            let states: &[KvState] = states;
+            // Rows are independent: each writes its own output row, so splitting them across
+            // threads changes no sum.
+            crate::kernels::par_rows(&mut y, d, |first, out_rows| {
+                let mut scores = Vec::new();
+                for (i, out) in out_rows.chunks_exact_mut(d).enumerate() {
+                    let r = first + i;
+                    let q = &qkv[r * 3 * d..r * 3 * d + d];
+                    let state = &states[rows[r].0];
+                    let (ks, vs) = (&state.k[li], &state.v[li]);
+                    let upto = pos[r] + 1;
+                    for hh in 0..n_head {
+                        let qh = &q[hh * hd..(hh + 1) * hd];
+                        scores.clear();
+                        let mut max = f32::NEG_INFINITY;
+                        for j in 0..upto {
+                            let sc = dot(qh, &ks[j * d + hh * hd..j * d + (hh + 1) * hd]) * scale;
+                            max = max.max(sc);
+                            scores.push(sc);
+                        }
+                        let mut sum = 0.0;
+                        for sc in scores.iter_mut() {
+                            *sc = (*sc - max).exp();
+                            sum += *sc;
+                        }
+                        let out = &mut out[hh * hd..(hh + 1) * hd];
+                        for (j, sc) in scores.iter().enumerate() {
+                            let w = sc / sum;
+                            let vr = &vs[j * d + hh * hd..j * d + (hh + 1) * hd];
+                            for (o, v) in out.iter_mut().zip(vr) {
+                                *o += w * v;
+                            }
                         }
                     }
                 }
-            }
+            });
             linear(&y, d, &b.proj_w, Some(&b.proj_b), &mut proj);
             for (a, p) in x.iter_mut().zip(&proj) {
                 *a += p;
             }
             layer_norm(&x, &b.ln2_w, &b.ln2_b, eps, &mut h);
             linear(&h, d, &b.fc_w, Some(&b.fc_b), &mut f);
-            for v in f.iter_mut() {
-                *v = gelu(*v);
-            }
+            crate::kernels::par_chunks_mut(&mut f, crate::kernels::CHUNK, |_, chunk| {
+                for v in chunk {
+                    *v = gelu(*v);
+                }
+            });
             linear(&f, d_ff, &b.out_w, Some(&b.out_b), &mut proj);
             for (a, p) in x.iter_mut().zip(&proj) {
                 *a += p;
