@@ -185,7 +185,10 @@ fn full_generates_itself_and_asks_the_operators_judge_in_both_orders() {
     assert!(over.to_string().contains("cap of 3"), "{over}");
     let long = "word ".repeat(80);
     let e = tool(json!([pair(&long, "b")])).unwrap_err();
-    assert!(e.to_string().contains("at most 60"), "{e}");
+    assert!(e.to_string().contains("over 60 tokens"), "{e}");
+    let huge = "x".repeat(1 << 20);
+    let e = tool(json!([pair("hi", &huge)])).unwrap_err();
+    assert!(e.to_string().contains("second is over 60 tokens"), "{e}");
 
     // Inputs other than the recorded ones: refused before anything runs.
     std::fs::write(ops.join("heldout.jsonl"), "{\"instruction\": \"Other.\"}\n").unwrap();

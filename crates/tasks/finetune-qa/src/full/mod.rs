@@ -447,10 +447,15 @@ pub fn judge_tool(spec: &FullSpec, req: &ToolRequest) -> Result<ToolReply> {
             )));
         }
         for (which, text) in [("first", &p.first), ("second", &p.second)] {
-            let tokens = inputs.encode(text)?.len();
+            // Bounded before tokenizing: no token of GPT-2's is longer than a few dozen bytes.
+            let tokens = if text.len() > operator::MAX_PROMPT_BYTES {
+                usize::MAX
+            } else {
+                inputs.encode(text)?.len()
+            };
             if tokens > spec.max_new_tokens {
                 return Err(Error::Usage(format!(
-                    "judge: pair {i}'s {which} is {tokens} tokens; a response has at most {}",
+                    "judge: pair {i}'s {which} is over {} tokens, the most a response has",
                     spec.max_new_tokens
                 )));
             }
