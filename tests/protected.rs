@@ -124,10 +124,16 @@ impl Deployment {
     }
 
     pub(super) fn serve(&self, name: &str) -> Service {
+        self.serve_with(name, &[])
+    }
+
+    /// As [`Self::serve`], with variables of the operator's in the service's environment.
+    pub(super) fn serve_with(&self, name: &str, vars: &[(&str, &Path)]) -> Service {
         let socket = self.root.join("run").join(format!("{name}.sock"));
         let child = Command::new(&self.bin)
             .args(["--home", self.home.to_str().unwrap(), "serve", "--socket"])
             .arg(&socket)
+            .envs(vars.iter().copied())
             .env("RDBENCH_SHIPPED_CALIBRATION", self.root.join("no-shipped"))
             .env("RDBENCH_TEST_CANARY", CANARY)
             .stdout(Stdio::null())
@@ -187,6 +193,17 @@ impl Deployment {
     /// a profile the service cannot score (prefix-sum without a GPU or a calibration): these
     /// tests use the checks before the environment's.
     pub(super) fn start_for_agent(&self, service: &Service, task: &str, dir: &Path) -> String {
+        self.start_for_agent_in(service, task, "tiny", dir)
+    }
+
+    /// As [`Self::start_for_agent`], in `profile`.
+    pub(super) fn start_for_agent_in(
+        &self,
+        service: &Service,
+        task: &str,
+        profile: &str,
+        dir: &Path,
+    ) -> String {
         let out = self.operator(
             service,
             &[
@@ -194,7 +211,7 @@ impl Deployment {
                 "start",
                 task,
                 "--profile",
-                "tiny",
+                profile,
                 "--allow-unscorable",
                 "--owner",
                 AGENT_USER,
@@ -982,6 +999,56 @@ fn a_finetune_qa_attempt_is_judged_and_scored_through_the_service() {
         d.home.to_str().unwrap(),
         "heldout",
         "sft.safetensors",
+    ]);
+}
+
+/// finetune-qa's `full` profile through the service: the operator's inputs (a folder only the
+/// scorer reads) and judge are named in the service's environment; the agent asks the judge
+/// through the client and scores the base, and sees neither the key, the judge's address, the
+/// held-out prompts nor any answer.
+#[test]
+fn a_finetune_qa_full_attempt_asks_the_operators_judge_through_the_service() {
+    use rdbench_task_finetune_qa::full::{operator::CONFIG_VAR, testing};
+    let Some(d) = Deployment::new() else { return };
+    let endpoint =
+        rdbench_llm_proxy::testing::FakeEndpoint::start(|body| testing::judge_reply(body, true));
+    let inputs = d.root.join("operator-inputs");
+    let config = testing::write_operator_inputs(&inputs, &endpoint.base_url()).unwrap();
+    chmod(&inputs, 0o700);
+    let service = d.serve_with("fqa-full", &[(CONFIG_VAR, config.as_path())]);
+    let dir = d.agent_dir.join("fqa-full");
+    let dirs = dir.to_str().unwrap();
+    let mut seen = Seen(Vec::new());
+    let id = d.start_for_agent_in(&service, "finetune-qa", "full", &dir);
+    let out = d.agent(Path::new("/bin/cat"), &[config.to_str().unwrap()]);
+    assert_ne!(code(&out), Some(0), "the agent read the operator's config");
+    let pair = r#"{"prompt": "Say hi.", "first": "hello there", "second": "hi"}"#;
+    let out = d.client(
+        &service,
+        &["--json", "tool", dirs, "judge", &format!("pairs=[{pair}]")],
+    );
+    seen.output("judge", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        reply["first_preferred"],
+        serde_json::json!([false]),
+        "{reply}"
+    );
+    let entry = d.score_valid(&service, dirs, &mut seen, "score the base (full)");
+    assert_eq!(entry["raw"], 0.5, "{entry}");
+    let out = d.operator(&service, &["--json", "finish", &id]);
+    seen.output("finish", &out);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    seen.folder(&dir);
+    let address = endpoint.base_url();
+    seen.assert_clean(&[
+        CANARY,
+        d.home.to_str().unwrap(),
+        "SECRET-ANSWER",
+        "sk-judge-secret",
+        &address,
+        testing::HELDOUT[1],
     ]);
 }
 
