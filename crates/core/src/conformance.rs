@@ -431,9 +431,13 @@ mod tests {
     fn names_and_files_holding_a_secret_are_listed_sorted() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("b")).unwrap();
-        std::fs::write(dir.path().join("b/deep.txt"), "has 5eed1e in it").unwrap();
-        std::fs::write(dir.path().join("c.txt"), "5eed1e").unwrap();
-        std::fs::write(dir.path().join("a.txt"), "nothing").unwrap();
+        for (name, text) in [
+            ("b/deep.txt", "has 5eed1e in it"),
+            ("c.txt", "5eed1e"),
+            ("a.txt", "nothing"),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
         assert_eq!(names_in(dir.path()).unwrap(), ["a.txt", "b", "c.txt"]);
         assert_eq!(
             files_holding(dir.path(), b"5eed1e").unwrap(),
