@@ -203,9 +203,9 @@ fn prepare_cached_trains_once_and_concurrent_callers_share_it() {
         .unwrap();
     assert_eq!(modified, again);
     // No temporary folder is left, and the seed does not show in the name.
-    let names: Vec<String> = std::fs::read_dir(dir.path())
+    let names: Vec<String> = rdbench_core::conformance::names_in(dir.path())
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .into_iter()
         .filter(|n| !n.ends_with(".lock"))
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");

@@ -10,6 +10,9 @@
 //!   the reference solution and no private path;
 //! - `solutions-pass-precheck` (crate tests): the starting and reference solutions install and
 //!   pass the task's own checks of a submission.
+//!
+//! Task crates' tests that look into a prepared attempt use [`prepare_attempt`], [`names_in`]
+//! and [`files_holding`] too, so every test prepares and inspects a folder the way the kit does.
 
 use std::path::{Path, PathBuf};
 
@@ -245,16 +248,39 @@ fn install(task: &dyn Task, solution: Solution, profile: &str, site: &Site) -> R
 }
 
 fn prepare(task: &dyn Task, profile: &str, site: &Site, name: &str) -> Result<PathBuf> {
-    let root = site.root.join(name);
+    prepare_attempt(task, profile, &site.root.join(name), site.cache_dir)
+}
+
+/// An attempt of `profile` prepared at `root/attempt` (its private folder `root/private`) from
+/// the installation's cache at `cache_dir`; the attempt folder is returned. Shared by the
+/// checks here and by task crates' tests that look into a prepared attempt.
+pub fn prepare_attempt(
+    task: &dyn Task,
+    profile: &str,
+    root: &Path,
+    cache_dir: &Path,
+) -> Result<PathBuf> {
     let dir = root.join("attempt");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     task.prepare(&PrepareRequest {
         profile: profile.into(),
         attempt_dir: dir.clone(),
         private_dir: root.join("private"),
-        cache_dir: site.cache_dir.to_path_buf(),
+        cache_dir: cache_dir.to_path_buf(),
     })?;
     Ok(dir)
+}
+
+/// The names of what `dir` holds (files and folders, not below), sorted: what tests compare
+/// a prepared folder against.
+pub fn names_in(dir: &Path) -> Result<Vec<String>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut names = entries
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<Vec<String>>>()
+        .map_err(|e| Error::io(dir, e))?;
+    names.sort();
+    Ok(names)
 }
 
 /// Every file under `dir`, relative, sorted.
@@ -276,6 +302,20 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// The files under `dir` (relative, sorted) whose bytes contain `needle`: a test's check that
+/// no file of an attempt carries a secret.
+pub fn files_holding(dir: &Path, needle: &[u8]) -> Result<Vec<PathBuf>> {
+    let mut holding = Vec::new();
+    for f in files_under(dir) {
+        let path = dir.join(&f);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        if needle.is_empty() || bytes.windows(needle.len()).any(|w| w == needle) {
+            holding.push(f);
+        }
+    }
+    Ok(holding)
 }
 
 fn digest(path: &Path) -> Result<String> {
@@ -385,5 +425,24 @@ mod tests {
             preparations: AtomicU32::new(0),
         };
         assert_eq!(failed_checks(&leaking), ["attempt-folder-clean"]);
+    }
+
+    #[test]
+    fn names_and_files_holding_a_secret_are_listed_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        for (name, text) in [
+            ("b/deep.txt", "has 5eed1e in it"),
+            ("c.txt", "5eed1e"),
+            ("a.txt", "nothing"),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        assert_eq!(names_in(dir.path()).unwrap(), ["a.txt", "b", "c.txt"]);
+        assert_eq!(
+            files_holding(dir.path(), b"5eed1e").unwrap(),
+            [PathBuf::from("b/deep.txt"), PathBuf::from("c.txt")]
+        );
+        assert!(names_in(&dir.path().join("none")).is_err());
     }
 }

@@ -338,11 +338,12 @@ mod tests {
 
     use candle_core::quantized::gguf_file::Value;
     use candle_core::quantized::GgmlDType;
-    use candle_core::{DType, Tensor};
+    use candle_core::Tensor;
     use candle_transformers::models::quantized_llama::ModelWeights;
     use rand::{Rng, SeedableRng};
 
     use super::*;
+    use crate::candle_reference::candle_logits;
 
     /// A random llama (GQA: 4 query heads over 2 key/value heads) as an in-memory GGUF, its
     /// matrices in `dtype`; `tied`: no `output.weight`.
@@ -433,21 +434,6 @@ mod tests {
         let content = gguf_file::Content::read(&mut file).unwrap();
         let candle = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
         (ours, candle)
-    }
-
-    fn candle_logits(model: &mut ModelWeights, tokens: &[u32], position: usize) -> Vec<f32> {
-        let input = Tensor::new(tokens, &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let logits = model.forward(&input, position).unwrap();
-        logits
-            .squeeze(0)
-            .unwrap()
-            .to_dtype(DType::F32)
-            .unwrap()
-            .to_vec1()
-            .unwrap()
     }
 
     fn assert_close(ours: &[f32], theirs: &[f32], what: &str) {

@@ -41,6 +41,11 @@ pub mod sampling;
 pub mod server;
 pub mod template;
 
+/// candle's forward, the reference the unit tests compare against (shared with tests/).
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod candle_reference;
+
 pub use error::LlmError;
 pub use generate::{generate, Choice, FinishReason, GenerateParams, Generation};
 pub use gguf::GgufLlama;

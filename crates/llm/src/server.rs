@@ -370,6 +370,13 @@ mod tests {
         (status, serde_json::from_slice(&bytes).unwrap())
     }
 
+    /// A request to the test model with one user message (plain text: not escaped).
+    fn user_says(content: &str) -> String {
+        format!(
+            r#"{{"model": "counter", "messages": [{{"role": "user", "content": "{content}"}}]}}"#
+        )
+    }
+
     #[tokio::test]
     async fn completes_with_usage() {
         let body = r#"{"model": "counter", "messages": [{"role": "user", "content": "ab"}], "n": 2, "temperature": 0}"#;
@@ -403,19 +410,13 @@ mod tests {
             (status, v["error"]["type"].as_str()),
             (400, Some("invalid_request_error"))
         );
-        let big = format!(
-            r#"{{"model": "counter", "messages": [{{"role": "user", "content": "{}"}}]}}"#,
-            "a".repeat(5000)
-        );
+        let big = user_says(&"a".repeat(5000));
         let (status, v) = call("POST", "/v1/chat/completions", &big).await;
         assert_eq!(
             (status, v["error"]["code"].as_str()),
             (413, Some("request_too_large"))
         );
-        let long = format!(
-            r#"{{"model": "counter", "messages": [{{"role": "user", "content": "{}"}}]}}"#,
-            "a".repeat(100)
-        );
+        let long = user_says(&"a".repeat(100));
         let (status, v) = call("POST", "/v1/chat/completions", &long).await;
         assert_eq!(
             (status, v["error"]["code"].as_str()),

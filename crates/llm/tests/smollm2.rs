@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use rdbench_llm::{ChatMessage, ChatModel, GgufLlama};
 
+mod common;
+use common::candle_logits;
+
 fn model() -> Option<GgufLlama> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -59,7 +62,7 @@ fn smollm2_tokenizer_and_template_are_the_files_own() {
 /// 11% of the largest logit, correlations 0.9967 to 0.9995), in either implementation.
 #[test]
 fn the_forward_agrees_with_candles_quantized_llama_on_smollm2() {
-    use candle_core::{DType, Device, Tensor};
+    use candle_core::Device;
     use candle_transformers::models::quantized_llama::ModelWeights;
     let Some(mut m) = model() else { return };
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -67,20 +70,6 @@ fn the_forward_agrees_with_candles_quantized_llama_on_smollm2() {
     let mut file = std::fs::File::open(&path).unwrap();
     let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
     let mut candle = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
-    let mut candle_logits = |tokens: &[u32], position: usize| -> Vec<f32> {
-        let input = Tensor::new(tokens, &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let logits = candle.forward(&input, position).unwrap();
-        logits
-            .squeeze(0)
-            .unwrap()
-            .to_dtype(DType::F32)
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
     let prompt = m
         .prompt_tokens(&[ChatMessage {
             role: "user".into(),
@@ -88,7 +77,7 @@ fn the_forward_agrees_with_candles_quantized_llama_on_smollm2() {
         }])
         .unwrap();
     let (state, mut ours) = m.prefill(&prompt).unwrap();
-    let mut theirs = candle_logits(&prompt, 0);
+    let mut theirs = candle_logits(&mut candle, &prompt, 0);
     let mut states = [state];
     let mut continuation = Vec::new();
     for step in 0..8 {
@@ -106,7 +95,7 @@ fn the_forward_agrees_with_candles_quantized_llama_on_smollm2() {
         );
         continuation.push(token);
         ours = m.decode_step(&mut states, &[token]).unwrap().remove(0);
-        theirs = candle_logits(&[token], prompt.len() + step);
+        theirs = candle_logits(&mut candle, &[token], prompt.len() + step);
     }
     // A 135 M model: its greedy answer is not "Paris".
     eprintln!("{:?}", m.detokenize(&continuation).unwrap());

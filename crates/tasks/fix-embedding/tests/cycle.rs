@@ -18,7 +18,8 @@
 
 use std::path::{Path, PathBuf};
 
-use rdbench_core::task::{PrepareRequest, ScoreOutcome, ScoreRequest, Solution, Task};
+use rdbench_core::conformance;
+use rdbench_core::task::{ScoreOutcome, ScoreRequest, Solution, Task};
 use rdbench_lm::{save_model, Gpt};
 use rdbench_task_fix_embedding::instance::{Instance, Secret};
 use rdbench_task_fix_embedding::{evaluate, prep, SUBMISSION};
@@ -85,7 +86,6 @@ fn tiny_cycle_scores_start_0_and_reference_1_and_no_public_seed_cheat_works() {
     let spec = task.profile("tiny").unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let attempt = tmp.path().join("attempt");
 
     // Both installations' secrets are fixed, so the sizing checks below are deterministic (a
     // fresh random instance lets the reference beat the original now and then: B measured
@@ -99,22 +99,11 @@ fn tiny_cycle_scores_start_0_and_reference_1_and_no_public_seed_cheat_works() {
         let (spec, theirs) = (spec.clone(), theirs.clone());
         std::thread::spawn(move || prep::ensure_prepared(&spec, &theirs).unwrap())
     };
-    task.prepare(&PrepareRequest {
-        profile: "tiny".into(),
-        attempt_dir: attempt.clone(),
-        private_dir: tmp.path().join("private"),
-        cache_dir: cache.clone(),
-    })
-    .unwrap();
+    let attempt = conformance::prepare_attempt(&task, "tiny", tmp.path(), &cache).unwrap();
 
     // The attempt gets the models, the corpus, configs and instructions; nothing held out.
-    let mut names: Vec<String> = std::fs::read_dir(&attempt)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
     assert_eq!(
-        names,
+        conformance::names_in(&attempt).unwrap(),
         [
             "INSTRUCTIONS.md",
             "corpus.json",
@@ -128,13 +117,8 @@ fn tiny_cycle_scores_start_0_and_reference_1_and_no_public_seed_cheat_works() {
     );
     let secret = std::fs::read_to_string(Secret::path(&cache)).unwrap();
     let prefix = &secret.as_bytes()[..16];
-    for n in &names {
-        let bytes = std::fs::read(attempt.join(n)).unwrap();
-        assert!(
-            !bytes.windows(prefix.len()).any(|w| w == prefix),
-            "{n} holds the secret"
-        );
-    }
+    let holding = conformance::files_holding(&attempt, prefix).unwrap();
+    assert!(holding.is_empty(), "{holding:?} hold the secret");
 
     // The starting submission is the corrupted model.
     let start = raw(&task, &attempt, &cache);
@@ -228,5 +212,5 @@ fn tiny_cycle_scores_start_0_and_reference_1_and_no_public_seed_cheat_works() {
     );
 
     // The conformance kit, on this installation (its models are trained by now).
-    rdbench_core::conformance::assert_conformant(&task, "tiny", &cache);
+    conformance::assert_conformant(&task, "tiny", &cache);
 }

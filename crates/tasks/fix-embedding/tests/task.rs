@@ -273,10 +273,7 @@ fn concurrent_preparations_train_once_and_only_the_same_secret_agrees() {
     let at = prep::Prepared::locate(cache.path(), &spec, &inst);
     // Only finished files are left (no temporary files).
     for dir in [&at.models, &at.attempt] {
-        let names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let names = rdbench_core::conformance::names_in(dir).unwrap();
         assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
     }
     let files = |at: &prep::Prepared| {

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use rdbench_core::task::{PrepareRequest, ScoreOutcome, ScoreRequest, Task};
+use rdbench_core::conformance;
+use rdbench_core::task::{ScoreOutcome, ScoreRequest, Task};
 use rdbench_lm::{Hmm, HmmConfig, TokenSet, TrainConfig};
 use rdbench_task_restricted_mlm::graph::{self, Limits};
 use rdbench_task_restricted_mlm::interp::MlmModel;
@@ -193,21 +194,10 @@ fn the_trainer_learns_a_toy_corpus() {
 fn a_prepared_attempt_scores_its_start_and_holds_nothing_hidden() {
     let task = rdbench_task_restricted_mlm::task();
     let root = tempfile::tempdir().unwrap();
-    let (attempt, cache) = (root.path().join("attempt"), root.path().join("cache"));
-    task.prepare(&PrepareRequest {
-        profile: "tiny".into(),
-        attempt_dir: attempt.clone(),
-        private_dir: root.path().join("private"),
-        cache_dir: cache.clone(),
-    })
-    .unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(&attempt)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-        .collect();
-    names.sort();
+    let cache = root.path().join("cache");
+    let attempt = conformance::prepare_attempt(&task, "tiny", root.path(), &cache).unwrap();
     assert_eq!(
-        names,
+        conformance::names_in(&attempt).unwrap(),
         [
             "INSTRUCTIONS.md",
             "corpus.json",
@@ -217,13 +207,8 @@ fn a_prepared_attempt_scores_its_start_and_holds_nothing_hidden() {
         ]
     );
     let secret = std::fs::read_to_string(cache.join("restricted-mlm/instance.secret")).unwrap();
-    for n in &names {
-        let bytes = std::fs::read(attempt.join(n)).unwrap();
-        assert!(
-            !String::from_utf8_lossy(&bytes).contains(secret.trim()),
-            "{n}"
-        );
-    }
+    let holding = conformance::files_holding(&attempt, secret.trim().as_bytes()).unwrap();
+    assert!(holding.is_empty(), "{holding:?} hold the secret");
     let spec = profile::tiny();
     let train = TokenSet::read(&attempt.join("train_tokens.bin"), spec.limits.seq).unwrap();
     assert_eq!(train.n_seq(), spec.train_seqs);
@@ -250,5 +235,5 @@ fn a_prepared_attempt_scores_its_start_and_holds_nothing_hidden() {
     }
     // The conformance kit on this installation (the start is trained by now; the kit trains
     // the reference, about 2 min in a debug build).
-    rdbench_core::conformance::assert_conformant(&task, "tiny", &cache);
+    conformance::assert_conformant(&task, "tiny", &cache);
 }
