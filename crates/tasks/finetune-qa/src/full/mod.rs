@@ -66,11 +66,13 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// The inputs `$RDBENCH_FINETUNE_QA_FULL` names.
     pub fn load() -> Result<Inputs> {
-        Inputs::from(OperatorConfig::from_env()?)
+        Inputs::read(OperatorConfig::from_env()?)
     }
 
-    pub fn from(op: OperatorConfig) -> Result<Inputs> {
+    /// Reads and checks the files `op` names that every call needs (config, tokenizer).
+    pub fn read(op: OperatorConfig) -> Result<Inputs> {
         let architecture = op.architecture()?;
         let path = op.tokenizer.path.display().to_string();
         let tokenizer = tokenizers::Tokenizer::from_bytes(op.tokenizer_bytes()?)
@@ -129,7 +131,7 @@ impl Inputs {
             .collect()
     }
 
-    /// The responses of the checkpoint at `weights` (already checked) to `prompts`.
+    /// The responses of `gpt` (already checked) to `prompts` under `config`.
     fn respond(
         &self,
         gpt: &rdbench_lm::Gpt,
