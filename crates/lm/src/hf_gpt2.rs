@@ -163,12 +163,21 @@ pub fn max_file_bytes(cfg: &GptConfig) -> u64 {
 /// checking everything (see the module docs); any other file is a [`LoadError`] naming it and
 /// the first thing wrong.
 pub fn load(path: &Path, cfg: &GptConfig) -> std::result::Result<Gpt, LoadError> {
+    load_bytes(path, &read_bounded(path, max_file_bytes(cfg))?, cfg)
+}
+
+/// [`load`] on a file's bytes already read (within [`max_file_bytes`]); `path` names it in
+/// errors.
+pub fn load_bytes(
+    path: &Path,
+    bytes: &[u8],
+    cfg: &GptConfig,
+) -> std::result::Result<Gpt, LoadError> {
     let err = |kind| LoadError {
         path: path.to_path_buf(),
         kind,
     };
-    let bytes = read_bounded(path, max_file_bytes(cfg))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| err(LoadErrorKind::NotSafetensors(e.to_string())))?;
     let expected = layout(cfg);
     let mut found: BTreeMap<&str, &str> = BTreeMap::new();

@@ -26,7 +26,8 @@ use crate::policy::{self, Generated, GenerationConfig};
 use crate::profile::Spec;
 use crate::world::{Instruction, World};
 
-const TASK: &str = "finetune-qa";
+/// The task's folder in the cache and the name of its installation secret (both profiles).
+pub(crate) const TASK: &str = "finetune-qa";
 const DOMAIN: &[u8] = b"rdbench finetune-qa instance v1";
 
 pub const BASE: &str = "base.safetensors";

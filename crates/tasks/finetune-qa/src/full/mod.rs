@@ -109,8 +109,8 @@ impl Inputs {
             .map_err(|e| Error::Internal(format!("detokenizing: {e}")))
     }
 
-    /// Every held-out or training prompt, rendered, as tokens: a prompt that leaves no room
-    /// for a response in the context is the operator's error.
+    /// The held-out prompts, rendered, as tokens: a prompt that leaves no room for a response
+    /// in the context is the operator's error, named by its place among the held-out prompts.
     fn prompt_tokens(&self, prompts: &[String], max_new_tokens: usize) -> Result<Vec<Vec<u32>>> {
         let room = self.architecture.ctx.saturating_sub(max_new_tokens);
         prompts
@@ -203,7 +203,9 @@ fn comparisons_dir(inputs: &Inputs, spec: &FullSpec, cache_dir: &Path) -> PathBu
             spec.max_new_tokens,
         ),
     );
-    cache_dir.join("finetune-qa").join(format!("full-{key}"))
+    cache_dir
+        .join(crate::prep::TASK)
+        .join(format!("full-{key}"))
 }
 
 /// Makes (once, under a lock) and reads the comparisons.
@@ -236,12 +238,8 @@ pub fn comparisons(inputs: &Inputs, spec: &FullSpec, cache_dir: &Path) -> Result
 
 /// One of the operator's checkpoints, hash and contents checked.
 fn operator_model(inputs: &Inputs, file: &operator::Recorded) -> Result<rdbench_lm::Gpt> {
-    fsutil::read_recorded(
-        &file.path,
-        &file.sha256,
-        rdbench_lm::hf_gpt2::max_file_bytes(&inputs.architecture),
-    )?;
-    rdbench_lm::hf_gpt2::load(&file.path, &inputs.architecture)
+    let bytes = file.read(rdbench_lm::hf_gpt2::max_file_bytes(&inputs.architecture))?;
+    rdbench_lm::hf_gpt2::load_bytes(&file.path, &bytes, &inputs.architecture)
         .map_err(|e| Error::Environment(e.to_string()))
 }
 
@@ -334,7 +332,7 @@ pub fn evaluate(
 
 /// The scorer's sampling seed for a temperature above 0, from the installation's secret.
 fn scoring_seed(cache_dir: &Path) -> Result<u64> {
-    Ok(TaskSecret::load_or_create(cache_dir, "finetune-qa")?.derive(DOMAIN, "full", "scoring"))
+    Ok(TaskSecret::load_or_create(cache_dir, crate::prep::TASK)?.derive(DOMAIN, "full", "scoring"))
 }
 
 /// Scores the submission in `dir`.
