@@ -18,7 +18,7 @@ use rdbench_core::attempt::Attempt;
 use rdbench_core::calibration::{CalibrationEntry, DeviceFingerprint};
 use rdbench_core::home::Home;
 use rdbench_core::summary::AttemptSummary;
-use rdbench_core::task::{Task, TaskInfo};
+use rdbench_core::task::{ProfileInfo, Task, TaskInfo};
 use rdbench_core::untrusted_tree;
 use rdbench_core::{Error, Result};
 
@@ -160,7 +160,7 @@ pub trait Host {
     fn calibration(
         &self,
         task: &dyn Task,
-        profile: &str,
+        profile: &ProfileInfo,
     ) -> Result<(DeviceFingerprint, Option<CalibrationEntry>)>;
     /// Runs the scoring worker on a prechecked submission (the environment check and the
     /// worker; whatever the submission does comes back as an outcome).

@@ -18,7 +18,8 @@ use rdbench_core::home::Home;
 use rdbench_core::outcome::InvalidKind;
 use rdbench_core::score_log::{Recorded, ScoreEntry, ScoreKey};
 use rdbench_core::task::{
-    Backend, ScoreOutcome, ScoreRequest, SubmissionFile, SubmissionKind, Task, TaskInfo,
+    profile_of, Execution, ProfileInfo, ScoreOutcome, ScoreRequest, SubmissionFile, SubmissionKind,
+    Task, TaskInfo,
 };
 use rdbench_core::tree::TreeFile;
 use rdbench_core::{Error, Result};
@@ -102,10 +103,10 @@ pub fn score(
         }
         warn!(ctx, "rdbench: {EMULATOR_WARNING}");
     }
-    let backend = if options.emulate {
-        Backend::Emulator
+    let execution = if options.emulate {
+        Execution::Emulated
     } else {
-        Backend::Cuda
+        Execution::Measured
     };
     let timeout = match options.timeout {
         Some(t) if ctx.rights.timeout_at_most_the_tasks => Some(t.min(info.score_timeout_s)),
@@ -119,7 +120,8 @@ pub fn score(
             return Ok(exit_code(&logged));
         }
     }
-    let profile = attempt.record.profile.clone();
+    // The attempt's profile, looked up once: every step below takes the record.
+    let profile = profile_of(task.as_ref(), &attempt.record.profile)?;
     let started = Instant::now();
     // The pid in the snapshot's name lets a later sweep remove it if this process dies.
     let snapshot_dir = attempt.private_dir.join("snapshots").join(format!(
@@ -143,15 +145,15 @@ pub fn score(
         let sha = hash_files(&snapshot_dir, &info.submission_names());
         let _ = std::fs::remove_dir_all(&snapshot_dir);
         let rejected = RunResult::rejected(kind, reason, started);
-        let entry = entry_for(&info, &profile, &rejected, None, None, sha, None);
+        let entry = entry_for(&info, &profile.name, &rejected, None, None, sha, None);
         return record_and_report(ctx, &info, attempt, entry, options.key);
     }
     let scored = score_snapshot(
         ctx,
         task.as_ref(),
-        attempt,
+        (attempt, &profile),
         &snapshot_dir,
-        (options.allow_uncalibrated, timeout, backend, started),
+        (options.allow_uncalibrated, timeout, execution, started),
         options.key,
     );
     let _ = std::fs::remove_dir_all(&snapshot_dir);
@@ -340,22 +342,21 @@ fn unsnapshot(result: &mut RunResult, snapshot_dir: &Path, attempt_dir: &Path) {
 fn score_snapshot(
     ctx: &Ctx,
     task: &dyn Task,
-    attempt: &Attempt,
+    (attempt, profile): (&Attempt, &ProfileInfo),
     snapshot_dir: &Path,
-    (allow_uncalibrated, timeout, backend, started): (bool, Option<u64>, Backend, Instant),
+    (allow_uncalibrated, timeout, execution, started): (bool, Option<u64>, Execution, Instant),
     key: Option<ScoreKey>,
 ) -> Result<i32> {
     let info = task.info();
-    let profile = attempt.record.profile.clone();
     // The attempt's private folder has the layout scoring_run expects (task_private_dir is `task/`).
     let (run, files) = scoring_run(
         ctx.home,
         &info,
-        &profile,
+        profile,
         snapshot_dir,
         &attempt.private_dir,
         timeout,
-        backend,
+        execution,
         || ctx.host.gpu_name(),
     );
     let sha = hash_files(snapshot_dir, &info.submission_names());
@@ -363,16 +364,16 @@ fn score_snapshot(
     if let Some((kind, reason)) = task.precheck(&run.request)? {
         let mut rejected = RunResult::rejected(kind, reason, started);
         unsnapshot(&mut rejected, snapshot_dir, &attempt.record.dir);
-        let entry = entry_for(&info, &profile, &rejected, None, None, sha, None);
+        let entry = entry_for(&info, &profile.name, &rejected, None, None, sha, None);
         return record_and_report(ctx, &info, attempt, entry, key);
     }
     // 2. The environment and the calibration, before spending GPU time.
-    let Readiness { fp, calibration } = readiness(ctx, task, &profile, backend)?;
+    let Readiness { fp, calibration } = readiness(ctx, task, profile, execution)?;
     if let (Some(fp), None, false) = (&fp, &calibration, allow_uncalibrated) {
         return Err(Error::Environment(format!(
             "{}; run {} first, or score with --allow-uncalibrated for a raw score only",
-            no_calibration(&info.name, &profile, fp),
-            calibrate_command(&info.name, &profile),
+            no_calibration(&info.name, &profile.name, fp),
+            calibrate_command(&info.name, &profile.name),
         )));
     }
     // 3. The worker.
@@ -380,7 +381,7 @@ fn score_snapshot(
     unsnapshot(&mut result, snapshot_dir, &attempt.record.dir);
     let entry = entry_for(
         &info,
-        &profile,
+        &profile.name,
         &result,
         calibration.as_ref(),
         fp.map(|f| f.id()),
@@ -398,18 +399,18 @@ pub(crate) struct Readiness {
     pub calibration: Option<CalibrationEntry>,
 }
 
-/// The task's own environment check for `profile` on `backend` (a GPU, a ground-truth
+/// The task's own environment check for `profile` with `execution` (a GPU, a ground-truth
 /// sweep: `Err(Environment)` says what is missing), then the device and its calibration. An
 /// emulated run has neither a device nor a score to normalize. `score` and `start` (which
 /// refuses what cannot be scored) ask the same question here.
 pub(crate) fn readiness(
     ctx: &Ctx,
     task: &dyn Task,
-    profile: &str,
-    backend: Backend,
+    profile: &ProfileInfo,
+    execution: Execution,
 ) -> Result<Readiness> {
-    task.check_environment(profile, backend)?;
-    if backend == Backend::Emulator {
+    task.check_environment(profile, execution)?;
+    if execution == Execution::Emulated {
         return Ok(Readiness {
             fp: None,
             calibration: None,
@@ -630,13 +631,12 @@ pub fn entry_for(
 /// for a GPU run). `None` for CPU profiles and emulated runs.
 pub fn device_lock(
     home: &Home,
-    info: &TaskInfo,
-    profile: &str,
-    backend: Backend,
+    profile: &ProfileInfo,
+    execution: Execution,
     gpu: impl FnOnce() -> String,
 ) -> Option<PathBuf> {
-    let needs_gpu = info.profile(profile).map(|p| p.needs_gpu).unwrap_or(false);
-    (needs_gpu && backend == Backend::Cuda).then(|| home.root().join("locks").join(gpu()))
+    (profile.needs_gpu && execution == Execution::Measured)
+        .then(|| home.root().join("locks").join(gpu()))
 }
 
 /// One scoring run of the submission in `submission_dir`, with its files laid out under
@@ -647,11 +647,11 @@ pub fn device_lock(
 pub fn scoring_run(
     home: &Home,
     info: &TaskInfo,
-    profile: &str,
+    profile: &ProfileInfo,
     submission_dir: &Path,
     private_dir: &Path,
     timeout: Option<u64>,
-    backend: Backend,
+    execution: Execution,
     gpu: impl FnOnce() -> String,
 ) -> (ScoringRun, (String, String)) {
     let stamp = run_stamp();
@@ -661,17 +661,17 @@ pub fn scoring_run(
     );
     let run = ScoringRun {
         request: ScoreRequest {
-            profile: profile.into(),
+            profile: profile.clone(),
             submission_dir: submission_dir.into(),
             private_dir: private_dir.join("task"),
             cache_dir: home.cache_dir(),
             samples_path: private_dir.join(&files.0),
             seed: rand::random(),
-            backend,
+            execution,
         },
         timeline_path: private_dir.join(&files.1),
         timeout: Duration::from_secs(timeout.unwrap_or(info.score_timeout_s)),
-        device_lock: device_lock(home, info, profile, backend, gpu),
+        device_lock: device_lock(home, profile, execution, gpu),
     };
     (run, files)
 }
@@ -957,40 +957,40 @@ mod tests {
         let home = Home::new("/h");
         let mut info = fake_info();
         info.profiles[0].needs_gpu = true;
-        let run = |info: &TaskInfo, backend, bus: Option<&str>| {
+        let run = |info: &TaskInfo, execution, bus: Option<&str>| {
             let (run, _) = scoring_run(
                 &home,
                 info,
-                "tiny",
+                &info.profiles[0],
                 Path::new("/s"),
                 Path::new("/p"),
                 None,
-                backend,
+                execution,
                 || gpu_name(SCORED_GPU_ORDINAL, bus),
             );
             run
         };
-        let lock = |info: &TaskInfo, backend, bus| run(info, backend, bus).device_lock;
+        let lock = |info: &TaskInfo, execution, bus| run(info, execution, bus).device_lock;
         assert_eq!(
-            lock(&info, Backend::Cuda, None),
+            lock(&info, Execution::Measured, None),
             Some(PathBuf::from("/h/locks/gpu-0"))
         );
         assert_eq!(
-            lock(&info, Backend::Cuda, Some("00000000:18:00.0")),
+            lock(&info, Execution::Measured, Some("00000000:18:00.0")),
             Some(PathBuf::from("/h/locks/gpu-0000:18:00.0"))
         );
         let unasked = || -> String { panic!("a run without the GPU asked for its name") };
         assert_eq!(
-            device_lock(&home, &info, "tiny", Backend::Emulator, unasked),
+            device_lock(&home, &info.profiles[0], Execution::Emulated, unasked),
             None
         );
         assert_eq!(
-            run(&info, Backend::Cuda, None).timeout,
+            run(&info, Execution::Measured, None).timeout,
             Duration::from_secs(60)
         );
         info.profiles[0].needs_gpu = false;
         assert_eq!(
-            device_lock(&home, &info, "tiny", Backend::Cuda, unasked),
+            device_lock(&home, &info.profiles[0], Execution::Measured, unasked),
             None
         );
     }

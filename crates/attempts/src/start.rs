@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use rdbench_core::attempt::{Attempt, StagedAttempt};
-use rdbench_core::task::{Backend, PrepareRequest, Task};
+use rdbench_core::task::{profile_of, Execution, PrepareRequest, ProfileInfo, Task};
 use rdbench_core::{Error, Result};
 
 use crate::context::{refused, Caller, Ctx, OwnerFlag, Peer};
@@ -42,9 +42,9 @@ pub fn start(ctx: &Ctx, peer: &mut dyn Peer, req: &StartRequest) -> Result<i32> 
     // A typo in the task or profile, and a profile this installation cannot score, are
     // refused before a folder is made or an attempt recorded.
     let task = ctx.host.task(req.task)?;
-    task.info().profile(req.profile)?;
+    let profile = profile_of(task.as_ref(), req.profile)?;
     if !req.allow_unscorable {
-        refuse_unscorable(ctx, task.as_ref(), req.profile)?;
+        refuse_unscorable(ctx, task.as_ref(), &profile)?;
     }
     let folder = peer.attempt_folder(req.dir)?;
     let staged = stage(ctx, req, &folder.path, owner_uid).inspect_err(|_| {
@@ -66,18 +66,18 @@ pub fn start(ctx: &Ctx, peer: &mut dyn Peer, req: &StartRequest) -> Result<i32> 
 fn unscorable(
     ctx: &Ctx,
     task: &dyn Task,
-    profile: &str,
+    profile: &ProfileInfo,
 ) -> Result<Option<(String, Option<String>)>> {
     let name = task.info().name;
-    match readiness(ctx, task, profile, Backend::Cuda) {
+    match readiness(ctx, task, profile, Execution::Measured) {
         Err(Error::Environment(why)) => Ok(Some((why, None))),
         Err(e) => Err(e),
         Ok(Readiness {
             fp: Some(fp),
             calibration: None,
         }) => Ok(Some((
-            no_calibration(&name, profile, &fp),
-            Some(calibrate_command(&name, profile)),
+            no_calibration(&name, &profile.name, &fp),
+            Some(calibrate_command(&name, &profile.name)),
         ))),
         Ok(_) => Ok(None),
     }
@@ -85,22 +85,23 @@ fn unscorable(
 
 /// Refuses (exit code 3, one line) a profile this installation cannot score, naming why, the
 /// task's other profiles that it can score, and the operator's command where one helps.
-fn refuse_unscorable(ctx: &Ctx, task: &dyn Task, profile: &str) -> Result<()> {
+fn refuse_unscorable(ctx: &Ctx, task: &dyn Task, profile: &ProfileInfo) -> Result<()> {
     let Some((why, fix)) = unscorable(ctx, task, profile)? else {
         return Ok(());
     };
     let info = task.info();
     let mut line = format!(
-        "{}/{profile} cannot be scored on this installation: {}",
+        "{}/{} cannot be scored on this installation: {}",
         info.name,
+        profile.name,
         why.split_whitespace().collect::<Vec<_>>().join(" ")
     );
     if let Some(fix) = fix {
         line.push_str(&format!("; the operator runs {fix} first"));
     }
     let mut scorable = Vec::new();
-    for other in info.profiles.iter().filter(|p| p.name != profile) {
-        if unscorable(ctx, task, &other.name)?.is_none() {
+    for other in info.profiles.iter().filter(|p| *p != profile) {
+        if unscorable(ctx, task, other)?.is_none() {
             scorable.push(format!("--profile {}", other.name));
         }
     }
@@ -137,7 +138,7 @@ pub fn stage(
 ) -> Result<Staged> {
     let task = ctx.host.task(req.task)?;
     let info = task.info();
-    info.profile(req.profile)?;
+    let profile = info.profile(req.profile)?.clone();
     check_agent_name(req.agent)?;
     if let Some(t) = req.time_limit {
         if !(t.is_finite() && t > 0.0) {
@@ -161,7 +162,7 @@ pub fn stage(
     let public_dir = staged.attempt.private_dir.join("public");
     let prepared = rdbench_core::fsutil::create_private_dir_all(&public_dir).and_then(|_| {
         task.prepare(&PrepareRequest {
-            profile: req.profile.into(),
+            profile,
             attempt_dir: public_dir.clone(),
             private_dir: staged.attempt.task_private_dir(),
             cache_dir: ctx.home.cache_dir(),

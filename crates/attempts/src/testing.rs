@@ -13,7 +13,7 @@ use rdbench_core::home::Home;
 use rdbench_core::outcome::InvalidKind;
 use rdbench_core::summary::AttemptSummary;
 use rdbench_core::task::{
-    Backend, Direction, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution,
+    Direction, Execution, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution,
     SubmissionFile, SubmissionKind, Task, TaskInfo,
 };
 use rdbench_core::{Error, Result};
@@ -77,14 +77,14 @@ impl Task for FakeTask {
         }
     }
     fn prepare(&self, req: &PrepareRequest) -> Result<()> {
-        if req.profile == BROKEN_PROFILE {
+        if req.profile.name == BROKEN_PROFILE {
             return Err(Error::Environment("cannot prepare this profile".into()));
         }
         std::fs::write(req.attempt_dir.join("INSTRUCTIONS.md"), "make it fast\n")
             .and_then(|_| std::fs::write(req.attempt_dir.join(SOLUTION), "start"))
             .map_err(|e| Error::io(&req.attempt_dir, e))
     }
-    fn install_solution(&self, _: Solution, _: &str, _: &Path, _: &Path) -> Result<()> {
+    fn install_solution(&self, _: Solution, _: &ProfileInfo, _: &Path, _: &Path) -> Result<()> {
         Err(Error::Internal("not in these tests".into()))
     }
     fn precheck(&self, req: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {
@@ -98,8 +98,8 @@ impl Task for FakeTask {
             },
         )
     }
-    fn check_environment(&self, profile: &str, _: Backend) -> Result<()> {
-        if profile == GPU_PROFILE {
+    fn check_environment(&self, profile: &ProfileInfo, _: Execution) -> Result<()> {
+        if profile.name == GPU_PROFILE {
             return Err(Error::Environment(NO_GPU.into()));
         }
         Ok(())
@@ -156,11 +156,11 @@ impl Host for FakeHost {
     fn calibration(
         &self,
         task: &dyn Task,
-        profile: &str,
+        profile: &ProfileInfo,
     ) -> Result<(DeviceFingerprint, Option<CalibrationEntry>)> {
         let calibration = CalibrationEntry {
             task: task.info().name,
-            profile: profile.into(),
+            profile: profile.name.clone(),
             start: 100f64.ln(),
             reference: 10f64.ln(),
             measured_at: chrono::Utc::now(),

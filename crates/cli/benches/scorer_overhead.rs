@@ -21,19 +21,19 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use rdbench_core::home::Home;
 use rdbench_core::score_log::{ScoreEntry, ScoreLog};
 use rdbench_core::secret::InstallationKey;
-use rdbench_core::task::{ScoreRequest, Task};
+use rdbench_core::task::{profile_of, ScoreRequest, Task};
 use rdbench_gpu::kernel_task::{write_solution, KernelTaskAdapter};
 use rdbench_task_prefix_sum::{PrefixSum, REFERENCE};
 
-fn request(dir: &Path, cache: &Path) -> ScoreRequest {
+fn request(task: &dyn Task, dir: &Path, cache: &Path) -> ScoreRequest {
     ScoreRequest {
-        profile: "full".into(),
+        profile: profile_of(task, "full").unwrap(),
         submission_dir: dir.into(),
         private_dir: dir.join("private"),
         cache_dir: cache.into(),
         samples_path: dir.join("samples.json"),
         seed: 1,
-        backend: Default::default(),
+        execution: Default::default(),
     }
 }
 
@@ -55,15 +55,20 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let cache = tempfile::tempdir().unwrap();
             assert!(task
-                .precheck(&request(&sub, cache.path()))
+                .precheck(&request(&task, &sub, cache.path()))
                 .unwrap()
                 .is_none());
         })
     });
     let cache = work.path().join("cache");
-    task.precheck(&request(&sub, &cache)).unwrap();
+    task.precheck(&request(&task, &sub, &cache)).unwrap();
     group.bench_function("cached", |b| {
-        b.iter(|| assert!(task.precheck(&request(&sub, &cache)).unwrap().is_none()))
+        b.iter(|| {
+            assert!(task
+                .precheck(&request(&task, &sub, &cache))
+                .unwrap()
+                .is_none())
+        })
     });
     group.finish();
 

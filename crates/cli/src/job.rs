@@ -139,7 +139,7 @@ impl Job<'_> {
     ) -> Result<JobResult> {
         let start = Instant::now();
         self.task
-            .check_environment(&self.request.profile, self.request.backend)?;
+            .check_environment(&self.request.profile, self.request.execution)?;
         let _lock = match &self.device_lock {
             Some(path) => Some(rdbench_core::fsutil::lock_exclusive(path)?),
             None => None,
@@ -398,7 +398,7 @@ pub fn worker_main(task: &dyn Task) -> i32 {
 mod tests {
     use std::path::Path;
 
-    use rdbench_core::task::{PrepareRequest, Solution, TaskInfo};
+    use rdbench_core::task::{Execution, PrepareRequest, ProfileInfo, Solution, TaskInfo};
 
     use super::*;
 
@@ -412,13 +412,13 @@ mod tests {
         fn prepare(&self, _: &PrepareRequest) -> Result<()> {
             Ok(())
         }
-        fn install_solution(&self, _: Solution, _: &str, _: &Path, _: &Path) -> Result<()> {
+        fn install_solution(&self, _: Solution, _: &ProfileInfo, _: &Path, _: &Path) -> Result<()> {
             Ok(())
         }
         fn precheck(&self, _: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {
             Ok(None)
         }
-        fn check_environment(&self, _: &str, _: rdbench_core::task::Backend) -> Result<()> {
+        fn check_environment(&self, _: &ProfileInfo, _: Execution) -> Result<()> {
             Ok(())
         }
         fn score(&self, _: &ScoreRequest) -> Result<ScoreOutcome> {
@@ -426,18 +426,22 @@ mod tests {
         }
     }
 
+    fn tiny() -> ProfileInfo {
+        rdbench_core::task::profile_of(&Passing, "tiny").unwrap()
+    }
+
     /// A job of the always-passing task with everything under `dir`.
     fn job(dir: &Path, timeout: Duration) -> Job<'static> {
         Job {
             task: &Passing,
             request: ScoreRequest {
-                profile: "tiny".into(),
+                profile: tiny(),
                 submission_dir: dir.into(),
                 private_dir: dir.join("private"),
                 cache_dir: dir.join("cache"),
                 samples_path: dir.join("samples.json"),
                 seed: 1,
-                backend: Default::default(),
+                execution: Default::default(),
             },
             timeline_path: dir.join("timeline.jsonl"),
             timeout,
@@ -605,7 +609,7 @@ mod tests {
         let job = ToolJob {
             task: &Passing,
             request: ToolRequest {
-                profile: "tiny".into(),
+                profile: tiny(),
                 name: spec.name.clone(),
                 args: Default::default(),
                 private_dir: dir.path().join("private"),

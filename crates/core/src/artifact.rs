@@ -12,8 +12,8 @@
 use std::path::Path;
 
 use crate::task::{
-    Backend, InvalidKind, PrepareRequest, ScoreOutcome, ScoreRequest, ShippedCalibration, Solution,
-    Task, TaskInfo, ToolReply, ToolRequest,
+    Execution, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
+    ShippedCalibration, Solution, Task, TaskInfo, ToolReply, ToolRequest,
 };
 use crate::{Error, Result};
 
@@ -141,7 +141,7 @@ impl<T: ArtifactTask> Task for ArtifactTaskAdapter<T> {
     }
 
     fn prepare(&self, req: &PrepareRequest) -> Result<()> {
-        let profile = self.profile(&req.profile)?;
+        let profile = self.profile(&req.profile.name)?;
         self.0.prepare(&profile, req)?;
         crate::fsutil::atomic_write(
             &req.attempt_dir.join("INSTRUCTIONS.md"),
@@ -152,11 +152,11 @@ impl<T: ArtifactTask> Task for ArtifactTaskAdapter<T> {
     fn install_solution(
         &self,
         solution: Solution,
-        profile: &str,
+        profile: &ProfileInfo,
         cache_dir: &Path,
         dir: &Path,
     ) -> Result<()> {
-        let profile = self.profile(profile)?;
+        let profile = self.profile(&profile.name)?;
         if solution == Solution::Fastest && !self.0.ships_fastest() {
             return Err(Error::Usage(format!(
                 "{} ships no solution beyond its reference",
@@ -168,15 +168,16 @@ impl<T: ArtifactTask> Task for ArtifactTaskAdapter<T> {
     }
 
     fn precheck(&self, req: &ScoreRequest) -> Result<Option<Rejection>> {
-        self.0.check_submission(&self.profile(&req.profile)?, req)
+        self.0
+            .check_submission(&self.profile(&req.profile.name)?, req)
     }
 
-    fn check_environment(&self, profile: &str, _backend: Backend) -> Result<()> {
-        self.0.check_environment(&self.profile(profile)?)
+    fn check_environment(&self, profile: &ProfileInfo, _: Execution) -> Result<()> {
+        self.0.check_environment(&self.profile(&profile.name)?)
     }
 
     fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
-        let outcome = self.0.score(&self.profile(&req.profile)?, req)?;
+        let outcome = self.0.score(&self.profile(&req.profile.name)?, req)?;
         if let ScoreOutcome::Valid { details, .. } = &outcome {
             // Best effort: samples that cannot be written lose only themselves.
             let _ = req.save_samples(details);
@@ -184,12 +185,12 @@ impl<T: ArtifactTask> Task for ArtifactTaskAdapter<T> {
         Ok(outcome)
     }
 
-    fn shipped_calibration(&self, profile: &str) -> Option<ShippedCalibration> {
-        self.0.shipped_calibration(&self.0.profile(profile)?)
+    fn shipped_calibration(&self, profile: &ProfileInfo) -> Option<ShippedCalibration> {
+        self.0.shipped_calibration(&self.0.profile(&profile.name)?)
     }
 
     fn run_tool(&self, req: &ToolRequest) -> Result<ToolReply> {
-        self.0.run_tool(&self.profile(&req.profile)?, req)
+        self.0.run_tool(&self.profile(&req.profile.name)?, req)
     }
 }
 

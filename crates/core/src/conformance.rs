@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::task::{PrepareRequest, Solution, Task};
+use crate::task::{profile_of, PrepareRequest, ProfileInfo, Solution, Task};
 use crate::{Error, Result};
 
 /// How one check ended.
@@ -85,6 +85,10 @@ pub struct Site<'a> {
 pub fn static_checks(task: &dyn Task, profile: &str, site: &Site) -> Checks {
     let mut checks = Checks::default();
     checks.push("profiles", profiles(task, profile));
+    let Ok(profile) = profile_of(task, profile) else {
+        return checks;
+    };
+    let profile = &profile;
     checks.push(
         "prepare-deterministic",
         deterministic_preparation(task, profile, site),
@@ -109,7 +113,7 @@ pub fn assert_conformant(task: &dyn Task, profile: &str, cache_dir: &Path) {
     let mut checks = static_checks(task, profile, &site);
     checks.push(
         "solutions-pass-precheck",
-        solutions_pass_precheck(task, profile, &site),
+        profile_of(task, profile).and_then(|p| solutions_pass_precheck(task, &p, &site)),
     );
     let failed: Vec<String> = checks
         .failed()
@@ -152,7 +156,7 @@ pub fn profiles(task: &dyn Task, profile: &str) -> Verdict {
 }
 
 /// `prepare-deterministic`: two attempts prepared under `root/prep-a` and `root/prep-b`.
-pub fn deterministic_preparation(task: &dyn Task, profile: &str, site: &Site) -> Verdict {
+pub fn deterministic_preparation(task: &dyn Task, profile: &ProfileInfo, site: &Site) -> Verdict {
     let a = prepare(task, profile, site, "prep-a")?;
     let b = prepare(task, profile, site, "prep-b")?;
     let (fa, fb) = (files_under(&a), files_under(&b));
@@ -169,7 +173,7 @@ pub fn deterministic_preparation(task: &dyn Task, profile: &str, site: &Site) ->
 
 /// `attempt-folder-clean`, on the attempt [`deterministic_preparation`] made (prepared here if
 /// it was not).
-pub fn clean_attempt_folder(task: &dyn Task, profile: &str, site: &Site) -> Verdict {
+pub fn clean_attempt_folder(task: &dyn Task, profile: &ProfileInfo, site: &Site) -> Verdict {
     use std::os::unix::fs::MetadataExt;
     let attempt = site.root.join("prep-a/attempt");
     if !attempt.exists() {
@@ -216,17 +220,17 @@ pub fn clean_attempt_folder(task: &dyn Task, profile: &str, site: &Site) -> Verd
 
 /// `solutions-pass-precheck`: the starting and reference solutions pass the task's own checks
 /// of a submission (they are scored by `check-task`, which has the scorer).
-pub fn solutions_pass_precheck(task: &dyn Task, profile: &str, site: &Site) -> Verdict {
+pub fn solutions_pass_precheck(task: &dyn Task, profile: &ProfileInfo, site: &Site) -> Verdict {
     for solution in [Solution::Starting, Solution::Reference] {
         let dir = install(task, solution, profile, site)?;
         let req = crate::task::ScoreRequest {
-            profile: profile.into(),
+            profile: profile.clone(),
             submission_dir: dir.clone(),
             private_dir: site.root.join("private"),
             cache_dir: site.cache_dir.to_path_buf(),
             samples_path: site.root.join("samples.json"),
             seed: 1,
-            backend: Default::default(),
+            execution: Default::default(),
         };
         if let Some((kind, reason)) = task.precheck(&req)? {
             return fail(format!(
@@ -239,7 +243,12 @@ pub fn solutions_pass_precheck(task: &dyn Task, profile: &str, site: &Site) -> V
 }
 
 /// The solution installed under `root/<solution>` (once).
-fn install(task: &dyn Task, solution: Solution, profile: &str, site: &Site) -> Result<PathBuf> {
+fn install(
+    task: &dyn Task,
+    solution: Solution,
+    profile: &ProfileInfo,
+    site: &Site,
+) -> Result<PathBuf> {
     let dir = site.root.join(solution.as_str());
     if !dir.exists() {
         task.install_solution(solution, profile, site.cache_dir, &dir)?;
@@ -247,7 +256,7 @@ fn install(task: &dyn Task, solution: Solution, profile: &str, site: &Site) -> R
     Ok(dir)
 }
 
-fn prepare(task: &dyn Task, profile: &str, site: &Site, name: &str) -> Result<PathBuf> {
+fn prepare(task: &dyn Task, profile: &ProfileInfo, site: &Site, name: &str) -> Result<PathBuf> {
     prepare_attempt(task, profile, &site.root.join(name), site.cache_dir)
 }
 
@@ -256,14 +265,14 @@ fn prepare(task: &dyn Task, profile: &str, site: &Site, name: &str) -> Result<Pa
 /// checks here and by task crates' tests that look into a prepared attempt.
 pub fn prepare_attempt(
     task: &dyn Task,
-    profile: &str,
+    profile: &ProfileInfo,
     root: &Path,
     cache_dir: &Path,
 ) -> Result<PathBuf> {
     let dir = root.join("attempt");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     task.prepare(&PrepareRequest {
-        profile: profile.into(),
+        profile: profile.clone(),
         attempt_dir: dir.clone(),
         private_dir: root.join("private"),
         cache_dir: cache_dir.to_path_buf(),
@@ -337,7 +346,7 @@ mod tests {
 
     use super::*;
     use crate::task::{
-        Backend, Direction, InvalidKind, ProfileInfo, ScoreOutcome, ScoreRequest, SubmissionFile,
+        Direction, Execution, InvalidKind, ProfileInfo, ScoreOutcome, ScoreRequest, SubmissionFile,
         SubmissionKind, TaskInfo,
     };
 
@@ -381,7 +390,13 @@ mod tests {
             };
             std::fs::write(req.attempt_dir.join("answer.txt"), text).map_err(|e| Error::io("", e))
         }
-        fn install_solution(&self, s: Solution, _: &str, _: &Path, dir: &Path) -> Result<()> {
+        fn install_solution(
+            &self,
+            s: Solution,
+            _: &ProfileInfo,
+            _: &Path,
+            dir: &Path,
+        ) -> Result<()> {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             let text = if s == Solution::Reference { "42" } else { "0" };
             std::fs::write(dir.join("answer.txt"), text).map_err(|e| Error::io(dir, e))
@@ -389,7 +404,7 @@ mod tests {
         fn precheck(&self, _: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {
             Ok(None)
         }
-        fn check_environment(&self, _: &str, _: Backend) -> Result<()> {
+        fn check_environment(&self, _: &ProfileInfo, _: Execution) -> Result<()> {
             Ok(())
         }
         fn score(&self, _: &ScoreRequest) -> Result<ScoreOutcome> {

@@ -33,7 +33,11 @@ pub enum SubmissionKind {
 }
 
 /// One named size of a task (`tiny` for CI and laptops, `full` sized like RE-Bench).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// A command looks its profile up once, when it starts ([`TaskInfo::profile`]: a name the task
+/// lacks is refused there, listing the valid ones), and hands this record on: every [`Task`]
+/// method and request takes it, never a bare name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileInfo {
     pub name: String,
     pub description: String,
@@ -189,6 +193,12 @@ impl TaskInfo {
     }
 }
 
+/// `task`'s profile `name`, or the usage error that lists its profiles: what a command does
+/// once, when it starts, before it calls the task.
+pub fn profile_of(task: &dyn Task, name: &str) -> Result<ProfileInfo> {
+    task.info().profile(name).cloned()
+}
+
 /// Which of a task's two anchor solutions to install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -225,7 +235,7 @@ impl Solution {
 /// Everything a task needs to lay out a new attempt.
 #[derive(Debug, Clone)]
 pub struct PrepareRequest {
-    pub profile: String,
+    pub profile: ProfileInfo,
     /// The attempt's public folder: starting solution and instructions go here.
     pub attempt_dir: PathBuf,
     /// Private per-attempt folder outside `attempt_dir`.
@@ -237,7 +247,7 @@ pub struct PrepareRequest {
 /// Everything a task needs to score one submission.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScoreRequest {
-    pub profile: String,
+    pub profile: ProfileInfo,
     /// Folder holding the submission files.
     pub submission_dir: PathBuf,
     /// Private per-attempt (or per-calibration) folder the agent cannot read.
@@ -248,10 +258,9 @@ pub struct ScoreRequest {
     pub samples_path: PathBuf,
     /// Fresh secret seed for this scoring run; never shown to the agent.
     pub seed: u64,
-    /// Where a kernel task runs: the GPU (the default), or the CPU emulator, which checks
-    /// correctness only and never produces a score.
+    /// Measured (the default), or emulated on the CPU, which checks correctness only.
     #[serde(default)]
-    pub backend: Backend,
+    pub execution: Execution,
 }
 
 impl ScoreRequest {
@@ -268,24 +277,26 @@ impl ScoreRequest {
     }
 }
 
-/// The device a kernel task's submission runs on.
+/// How a scoring run executes the submission. Core names no device: a task kind maps these to
+/// its own (the kernel kit: a CUDA GPU, or the CPU emulator of `kernels/tools/cuda_emu.h`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Backend {
-    /// An NVIDIA GPU through CUDA: timed, scored.
+pub enum Execution {
+    /// On the hardware the task measures: timed and scored. The default.
     #[default]
-    Cuda,
-    /// The CPU emulator of `kernels/tools/cuda_emu.h`: correctness only, never a score. The
-    /// submission's `.cu` is compiled as host code, so this is for the project's own kernels
-    /// and exploit corpus (CI, task authors), never for an untrusted submission.
-    Emulator,
+    Measured,
+    /// On a CPU emulation of that hardware, for tasks that have one: correctness only, never a
+    /// score ([`ScoreOutcome::Unscored`]). The emulation compiles the submission as host code, so
+    /// it is for the project's own solutions and exploit corpus (CI, task authors), never for an
+    /// untrusted submission. Tasks whose scoring needs no special hardware score as usual.
+    Emulated,
 }
 
-impl Backend {
+impl Execution {
     pub fn as_str(self) -> &'static str {
         match self {
-            Backend::Cuda => "cuda",
-            Backend::Emulator => "emulator",
+            Execution::Measured => "measured",
+            Execution::Emulated => "emulated",
         }
     }
 }
@@ -329,7 +340,7 @@ pub trait Task: Send + Sync {
     fn install_solution(
         &self,
         solution: Solution,
-        profile: &str,
+        profile: &ProfileInfo,
         cache_dir: &Path,
         dir: &Path,
     ) -> Result<()>;
@@ -339,21 +350,21 @@ pub trait Task: Send + Sync {
     /// invalid.
     fn precheck(&self, req: &ScoreRequest) -> Result<Option<(InvalidKind, String)>>;
 
-    /// Whether this machine can score the profile on `backend`; `Err(Environment)` explains
-    /// what is missing. Tasks that do not run kernels ignore `backend`.
-    fn check_environment(&self, profile: &str, backend: Backend) -> Result<()>;
+    /// Whether this machine can score the profile with `execution`; `Err(Environment)`
+    /// explains what is missing. Tasks with no emulation score as usual when asked for one.
+    fn check_environment(&self, profile: &ProfileInfo, execution: Execution) -> Result<()>;
 
     /// Scores the submission. Runs in the worker process.
     fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome>;
 
     /// Calibration values valid on every machine, if the task has them.
-    fn shipped_calibration(&self, _profile: &str) -> Option<ShippedCalibration> {
+    fn shipped_calibration(&self, _profile: &ProfileInfo) -> Option<ShippedCalibration> {
         None
     }
 
     /// Runs and times the task's CPU baseline at `profile`'s timed size, if it has one.
     /// Called by `calibrate` in the CLI process; it may take a minute.
-    fn cpu_baseline(&self, _profile: &str) -> Result<Option<CpuBaseline>> {
+    fn cpu_baseline(&self, _profile: &ProfileInfo) -> Result<Option<CpuBaseline>> {
         Ok(None)
     }
 
@@ -372,7 +383,7 @@ pub trait Task: Send + Sync {
 /// One call of a task's experiment tool ([`Task::run_tool`]), as the tool's worker receives it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ToolRequest {
-    pub profile: String,
+    pub profile: ProfileInfo,
     pub name: String,
     /// `KEY=VALUE` arguments, parsed; a key given twice is refused before the task sees it.
     pub args: std::collections::BTreeMap<String, String>,

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use rdbench_core::artifact::{ArtifactTask, ArtifactTaskAdapter, Rejection};
 use rdbench_core::task::{
-    Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution,
-    SubmissionFile, SubmissionKind, Task, TaskInfo,
+    profile_of, Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
+    Solution, SubmissionFile, SubmissionKind, Task, TaskInfo,
 };
 use rdbench_core::{Error, Result};
 
@@ -119,19 +119,20 @@ fn the_worked_example_passes_the_kit_and_scores_its_solutions() {
         rdbench_core::conformance::assert_conformant(task.as_ref(), "tiny", cache.path());
     }
     let task = &tasks()[0];
+    let tiny = profile_of(task.as_ref(), "tiny").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let raw = |solution| {
         let at = dir.path().join(Solution::as_str(solution));
-        task.install_solution(solution, "tiny", cache.path(), &at)
+        task.install_solution(solution, &tiny, cache.path(), &at)
             .unwrap();
         let req = ScoreRequest {
-            profile: "tiny".into(),
+            profile: tiny.clone(),
             submission_dir: at,
             private_dir: dir.path().join("private"),
             cache_dir: cache.path().into(),
             samples_path: dir.path().join("samples.json"),
             seed: 7,
-            backend: Default::default(),
+            execution: Default::default(),
         };
         match task.score(&req).unwrap() {
             ScoreOutcome::Valid { raw, .. } => raw,
@@ -140,8 +141,8 @@ fn the_worked_example_passes_the_kit_and_scores_its_solutions() {
     };
     assert!(raw(Solution::Reference) < 1e-12 && raw(Solution::Starting) > 0.5);
     // The adapter's own parts: the profile refusal and the fastest that does not ship.
-    let refused = task.install_solution(Solution::Starting, "huge", cache.path(), dir.path());
+    let refused = profile_of(task.as_ref(), "huge");
     assert!(matches!(refused, Err(Error::Usage(m)) if m.contains("its profiles are: tiny, full")));
-    let fastest = task.install_solution(Solution::Fastest, "tiny", cache.path(), dir.path());
+    let fastest = task.install_solution(Solution::Fastest, &tiny, cache.path(), dir.path());
     assert!(fastest.is_err());
 }

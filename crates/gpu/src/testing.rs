@@ -4,11 +4,11 @@
 //! (as `scripts/gpu-check.sh` sets it) a missing GPU fails the CUDA variant instead of
 //! skipping it, so a green run on a GPU machine cannot hide a skipped GPU test.
 
-use rdbench_core::task::{Backend, ScoreOutcome, ScoreRequest};
+use rdbench_core::task::{profile_of, ScoreOutcome, ScoreRequest};
 
 use crate::backend::cuda::CudaBackend;
 use crate::backend::emu::EmuBackend;
-use crate::backend::KernelBackend;
+use crate::backend::{BackendKind, KernelBackend};
 use crate::bench::{score, StoppingRule};
 use crate::kernel_task::{write_solution, KernelTask, KernelTaskAdapter};
 
@@ -63,13 +63,13 @@ pub fn assert_shipped_solutions_correct<B: KernelBackend, T: KernelTask + Clone>
         let dir = work.path().join(which);
         write_solution(&files, &dir).expect("solution written");
         let req = ScoreRequest {
-            profile: "tiny".into(),
+            profile: profile_of(&adapter, "tiny").expect("every task has a tiny profile"),
             submission_dir: dir,
             private_dir: work.path().join("private"),
             cache_dir: work.path().join("cache"),
             samples_path: work.path().join(format!("{which}-samples.json")),
             seed: 0x5eed,
-            backend,
+            execution: backend.execution(),
         };
         let rule = StoppingRule {
             max_time_s: 3.0,
@@ -77,7 +77,7 @@ pub fn assert_shipped_solutions_correct<B: KernelBackend, T: KernelTask + Clone>
         };
         let br = adapter.bench_request(&req, &profile, rule);
         match (backend, score(dev, &task, &br).expect("scoring runs")) {
-            (Backend::Emulator, ScoreOutcome::Unscored { details, .. }) => {
+            (BackendKind::Emulator, ScoreOutcome::Unscored { details, .. }) => {
                 let cases = details["correctness_cases"].as_u64().unwrap_or(0) as usize;
                 assert_eq!(
                     cases,
@@ -85,7 +85,7 @@ pub fn assert_shipped_solutions_correct<B: KernelBackend, T: KernelTask + Clone>
                     "{name} {which}"
                 );
             }
-            (Backend::Cuda, ScoreOutcome::Valid { raw, details, .. }) => {
+            (BackendKind::Cuda, ScoreOutcome::Valid { raw, details, .. }) => {
                 assert!(raw.is_finite(), "{name} {which}: {details}");
                 assert!(req.samples_path.is_file(), "{name} {which}: samples saved");
                 let shapes = details["shapes"].as_array().expect("per-size details");

@@ -19,8 +19,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use rdbench_core::task::{
-    Backend, InvalidKind, PrepareRequest, ScoreOutcome, ScoreRequest, ShippedCalibration, Solution,
-    SubmissionFile, SubmissionKind, Task, TaskInfo,
+    Execution, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
+    ShippedCalibration, Solution, SubmissionFile, SubmissionKind, Task, TaskInfo,
 };
 use rdbench_core::untrusted_tree;
 use rdbench_core::{Error, Result};
@@ -269,8 +269,8 @@ impl<T: ProgramTask> Task for ProgramAdapter<T> {
     }
 
     fn prepare(&self, req: &PrepareRequest) -> Result<()> {
-        self.write_solution_with_example(Solution::Starting, &req.profile, &req.attempt_dir)?;
-        let text = self.0.instructions(&req.profile)?;
+        self.write_solution_with_example(Solution::Starting, &req.profile.name, &req.attempt_dir)?;
+        let text = self.0.instructions(&req.profile.name)?;
         let p = req.attempt_dir.join("INSTRUCTIONS.md");
         std::fs::write(&p, text).map_err(|e| Error::io(&p, e))
     }
@@ -278,11 +278,11 @@ impl<T: ProgramTask> Task for ProgramAdapter<T> {
     fn install_solution(
         &self,
         solution: Solution,
-        profile: &str,
+        profile: &ProfileInfo,
         _cache_dir: &Path,
         dir: &Path,
     ) -> Result<()> {
-        self.write_solution_with_example(solution, profile, dir)
+        self.write_solution_with_example(solution, &profile.name, dir)
     }
 
     fn precheck(&self, req: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {
@@ -292,7 +292,8 @@ impl<T: ProgramTask> Task for ProgramAdapter<T> {
             .map(|e| tree_refusal(&e)))
     }
 
-    fn check_environment(&self, profile: &str, _backend: Backend) -> Result<()> {
+    fn check_environment(&self, profile: &ProfileInfo, _: Execution) -> Result<()> {
+        let profile = profile.name.as_str();
         let caps = rdbench_runner::sandbox::capabilities();
         if let Some(why) = caps.why_not {
             return Err(Error::Environment(format!(
@@ -304,7 +305,7 @@ impl<T: ProgramTask> Task for ProgramAdapter<T> {
     }
 
     fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
-        let profile = req.profile.as_str();
+        let profile = req.profile.name.as_str();
         let contract = self.0.contract(profile)?;
         let root = req.submission_dir.join(SOLUTION_DIR);
         let files = match read_tree(&root, &self.0.tree_limits()) {
@@ -363,7 +364,7 @@ impl<T: ProgramTask> Task for ProgramAdapter<T> {
         })
     }
 
-    fn shipped_calibration(&self, profile: &str) -> Option<ShippedCalibration> {
-        self.0.shipped_calibration(profile)
+    fn shipped_calibration(&self, profile: &ProfileInfo) -> Option<ShippedCalibration> {
+        self.0.shipped_calibration(&profile.name)
     }
 }

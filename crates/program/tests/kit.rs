@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use rdbench_core::task::{
-    Backend, Direction, InvalidKind, PrepareRequest, ScoreOutcome, ScoreRequest, Solution, Task,
-    TaskInfo,
+    profile_of, Direction, Execution, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome,
+    ScoreRequest, Solution, Task, TaskInfo,
 };
 use rdbench_core::{Error, Result};
 use rdbench_program::{
@@ -37,7 +37,11 @@ impl ProgramTask for Toy {
             direction: Direction::LowerIsBetter,
             submission: rdbench_core::task::SubmissionKind::Program,
             submission_files: vec![],
-            profiles: vec![],
+            profiles: vec![ProfileInfo {
+                name: "tiny".into(),
+                description: "one input".into(),
+                needs_gpu: false,
+            }],
             score_hidden: false,
             hardware_independent: false,
             default_time_limit_minutes: 10,
@@ -128,12 +132,13 @@ fn score(s: &Setup, program: &str, extra: impl Fn(&Path)) -> ScoreOutcome {
     let task = ProgramAdapter(Toy {
         program: Box::leak(program.to_string().into_boxed_str()),
     });
-    task.check_environment("tiny", Backend::Cuda).unwrap();
+    let tiny = profile_of(&task, "tiny").unwrap();
+    task.check_environment(&tiny, Execution::Measured).unwrap();
     let attempt = s.home.path().join(format!("attempt-{}", rand_name()));
     let private = s.home.path().join("private");
     let cache = s.home.path().join("cache");
     task.prepare(&PrepareRequest {
-        profile: "tiny".into(),
+        profile: tiny.clone(),
         attempt_dir: attempt.clone(),
         private_dir: private.clone(),
         cache_dir: cache.clone(),
@@ -141,13 +146,13 @@ fn score(s: &Setup, program: &str, extra: impl Fn(&Path)) -> ScoreOutcome {
     .unwrap();
     extra(&attempt.join("solution"));
     let req = ScoreRequest {
-        profile: "tiny".into(),
+        profile: tiny,
         submission_dir: attempt.clone(),
         private_dir: private,
         cache_dir: cache,
         samples_path: s.home.path().join("samples.json"),
         seed: 1,
-        backend: Backend::Cuda,
+        execution: Execution::Measured,
     };
     if let Some((kind, reason)) = task.precheck(&req).unwrap() {
         return ScoreOutcome::invalid(kind, reason);

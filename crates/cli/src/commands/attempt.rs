@@ -12,7 +12,7 @@ use rdbench_attempts::{LocalPeer, Rights, RunResult, ScoringRun};
 use rdbench_client::AttemptCommand;
 use rdbench_core::attempt::Attempt;
 use rdbench_core::calibration::{CalibrationEntry, DeviceFingerprint};
-use rdbench_core::task::{Backend, Task};
+use rdbench_core::task::{profile_of, Execution, ProfileInfo, Task};
 use rdbench_core::{Error, Result};
 
 use super::{device_fingerprint, find_calibration, Context};
@@ -63,7 +63,7 @@ impl rdbench_attempts::Host for Kit<'_> {
     fn calibration(
         &self,
         task: &dyn Task,
-        profile: &str,
+        profile: &ProfileInfo,
     ) -> Result<(DeviceFingerprint, Option<CalibrationEntry>)> {
         let fp = device_fingerprint(&task.info(), profile)?;
         let calibration = find_calibration(self.ctx, task, profile, &fp)?;
@@ -96,20 +96,19 @@ pub fn tool(ctx: &Context, attempt: &Attempt, name: &str, args: &[String]) -> Re
     let task = registry::find(&attempt.record.task)?;
     let info = task.info();
     let spec = info.tool(name)?.clone();
-    let profile = &attempt.record.profile;
+    let profile = profile_of(task.as_ref(), &attempt.record.profile)?;
     let device_lock = if spec.needs_gpu {
         rdbench_attempts::device_lock(
             &ctx.home,
-            &info,
-            profile,
-            Backend::Cuda,
+            &profile,
+            Execution::Measured,
             rdbench_gpu::device::scored_gpu_name,
         )
     } else {
         None
     };
     let request = rdbench_core::task::ToolRequest {
-        profile: attempt.record.profile.clone(),
+        profile,
         name: name.into(),
         args: rdbench_core::task::ToolRequest::parse_args(args)?,
         private_dir: attempt.task_private_dir(),
@@ -159,7 +158,7 @@ fn job(task: &dyn Task, run: ScoringRun) -> Job<'_> {
 pub fn score_solution_dir(
     ctx: &Context,
     task: &dyn Task,
-    profile: &str,
+    profile: &ProfileInfo,
     submission_dir: &Path,
     private_dir: &Path,
 ) -> Result<JobResult> {
@@ -169,19 +168,19 @@ pub fn score_solution_dir(
         profile,
         submission_dir,
         private_dir,
-        Backend::Cuda,
+        Execution::Measured,
         None,
     )
 }
 
-/// As [`score_solution_dir`], on `backend`, with an optional time limit in seconds.
+/// As [`score_solution_dir`], with `execution` and an optional time limit in seconds.
 pub fn score_solution_dir_on(
     ctx: &Context,
     task: &dyn Task,
-    profile: &str,
+    profile: &ProfileInfo,
     submission_dir: &Path,
     private_dir: &Path,
-    backend: Backend,
+    execution: Execution,
     timeout: Option<u64>,
 ) -> Result<JobResult> {
     let (run, _) = rdbench_attempts::scoring_run(
@@ -191,7 +190,7 @@ pub fn score_solution_dir_on(
         submission_dir,
         private_dir,
         timeout,
-        backend,
+        execution,
         rdbench_gpu::device::scored_gpu_name,
     );
     job(task, run).run()

@@ -5,7 +5,7 @@
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use rdbench_core::calibration::CalibrationEntry;
-use rdbench_core::task::{Backend, ScoreOutcome, Solution, Task};
+use rdbench_core::task::{Execution, ProfileInfo, ScoreOutcome, Solution, Task};
 use rdbench_core::{Error, Result};
 
 use super::attempt::{run_stamp, score_solution_dir};
@@ -22,22 +22,23 @@ fn median(xs: &[f64]) -> f64 {
 pub fn calibrate_task(
     ctx: &Context,
     task: &dyn Task,
-    profile: &str,
+    profile: &ProfileInfo,
     runs: usize,
     bar: &ProgressBar,
 ) -> Result<CalibrationEntry> {
     let info = task.info();
     let fp = device_fingerprint(&info, profile)?;
-    let root =
-        ctx.home
-            .runs_dir()
-            .join(format!("calibrate-{}-{profile}-{}", info.name, run_stamp()));
+    let name = &profile.name;
+    let root = ctx
+        .home
+        .runs_dir()
+        .join(format!("calibrate-{}-{name}-{}", info.name, run_stamp()));
     let mut raws: Vec<(Solution, Vec<f64>)> = Vec::new();
     let mut details = serde_json::Map::new();
     for solution in [Solution::Starting, Solution::Reference] {
         let dir = root.join(solution.as_str());
         bar.set_message(format!(
-            "{} {profile}: installing the {} solution",
+            "{} {name}: installing the {} solution",
             info.name,
             solution.as_str()
         ));
@@ -51,7 +52,7 @@ pub fn calibrate_task(
         let mut run_details = Vec::new();
         for i in 0..runs {
             bar.set_message(format!(
-                "{} {profile}: {} solution, run {}/{runs}",
+                "{} {name}: {} solution, run {}/{runs}",
                 info.name,
                 solution.as_str(),
                 i + 1
@@ -98,14 +99,14 @@ pub fn calibrate_task(
             info.name
         )));
     }
-    bar.set_message(format!("{} {profile}: CPU baseline", info.name));
+    bar.set_message(format!("{} {name}: CPU baseline", info.name));
     if let Some(base) = task.cpu_baseline(profile)? {
         let value = serde_json::to_value(&base).map_err(|e| Error::Internal(e.to_string()))?;
         details.insert(rdbench_core::calibration::CPU_BASELINE_KEY.into(), value);
     }
     let entry = CalibrationEntry {
         task: info.name.clone(),
-        profile: profile.into(),
+        profile: name.clone(),
         start,
         reference,
         measured_at: Utc::now(),
@@ -137,9 +138,9 @@ pub fn calibrate(ctx: &Context, tasks: &[String], profile: &str, runs: usize) ->
     let mut runnable = Vec::new();
     for task in selected {
         let info = task.info();
-        info.profile(profile)?;
-        match task.check_environment(profile, Backend::Cuda) {
-            Ok(()) => runnable.push(task),
+        let resolved = info.profile(profile)?.clone();
+        match task.check_environment(&resolved, Execution::Measured) {
+            Ok(()) => runnable.push((task, resolved)),
             Err(e) if explicit => return Err(e),
             Err(e) => {
                 results.push(serde_json::json!({ "task": info.name, "skipped": e.to_string() }))
@@ -154,9 +155,9 @@ pub fn calibrate(ctx: &Context, tasks: &[String], profile: &str, runs: usize) ->
     if ctx.json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    for task in &runnable {
+    for (task, resolved) in &runnable {
         let info = task.info();
-        let entry = calibrate_task(ctx, task.as_ref(), profile, runs, &bar)?;
+        let entry = calibrate_task(ctx, task.as_ref(), resolved, runs, &bar)?;
         results.push(serde_json::json!({ "task": info.name, "calibration": entry }));
     }
     bar.finish_and_clear();

@@ -59,8 +59,8 @@ pub fn info(ctx: &Context, name: &str) -> Result<i32> {
     // hidden-score task, could carry the answer) and never a hidden task's anchors.
     let for_agent = matches!(ctx.caller, Caller::Agent { .. });
     for p in &info.profiles {
-        let found = match device_fingerprint(&info, &p.name) {
-            Ok(fp) => find_calibration(ctx, task.as_ref(), &p.name, &fp)?.map(|c| (fp.id(), c)),
+        let found = match device_fingerprint(&info, p) {
+            Ok(fp) => find_calibration(ctx, task.as_ref(), p, &fp)?.map(|c| (fp.id(), c)),
             Err(_) => None,
         };
         let found = found.map(|(dev, mut c)| {

@@ -22,7 +22,9 @@ use rdbench_client::command::DEFAULT_PROFILE;
 use rdbench_core::attempt::Attempt;
 use rdbench_core::conformance::{self, fail, pass, skip, Status, Verdict};
 use rdbench_core::outcome::InvalidKind;
-use rdbench_core::task::{Backend, ScoreOutcome, Solution, SubmissionKind, Task};
+use rdbench_core::task::{
+    profile_of, Execution, ProfileInfo, ScoreOutcome, Solution, SubmissionKind, Task,
+};
 use rdbench_core::{Error, Result};
 
 use super::attempt::{run_stamp, score_solution_dir_on};
@@ -67,13 +69,13 @@ fn check_cu(task: &dyn Task, root: &Path) -> Verdict {
     ))
 }
 
-/// The backend this machine checks `task` on, or why it cannot.
-fn backend_for(task: &dyn Task, profile: &str) -> std::result::Result<Backend, String> {
-    match task.check_environment(profile, Backend::Cuda) {
-        Ok(()) => Ok(Backend::Cuda),
+/// How this machine checks `task`: measured, else emulated (kernel tasks), or why it cannot.
+fn execution_for(task: &dyn Task, profile: &ProfileInfo) -> std::result::Result<Execution, String> {
+    match task.check_environment(profile, Execution::Measured) {
+        Ok(()) => Ok(Execution::Measured),
         Err(cuda) if task.info().submission == SubmissionKind::Kernel => {
-            match task.check_environment(profile, Backend::Emulator) {
-                Ok(()) => Ok(Backend::Emulator),
+            match task.check_environment(profile, Execution::Emulated) {
+                Ok(()) => Ok(Execution::Emulated),
                 Err(emu) => Err(format!("{cuda}; {emu}")),
             }
         }
@@ -84,9 +86,9 @@ fn backend_for(task: &dyn Task, profile: &str) -> std::result::Result<Backend, S
 fn check_start_reference(
     ctx: &Context,
     task: &dyn Task,
-    profile: &str,
+    profile: &ProfileInfo,
     root: &Path,
-    backend: std::result::Result<Backend, String>,
+    backend: std::result::Result<Execution, String>,
 ) -> Verdict {
     let backend = match backend {
         Ok(b) => b,
@@ -116,7 +118,7 @@ fn check_start_reference(
             }
         }
     }
-    if backend == Backend::Emulator {
+    if backend == Execution::Emulated {
         return pass(
             "both correct on the CPU emulator (correctness only: no GPU here to score them)",
         );
@@ -172,10 +174,10 @@ fn tolerance(cal: &rdbench_core::calibration::CalibrationEntry) -> f64 {
 fn check_case(
     ctx: &Context,
     task: &dyn Task,
-    profile: &str,
+    profile: &ProfileInfo,
     root: &Path,
     case: &exploits::Case,
-    backend: &std::result::Result<Backend, String>,
+    backend: &std::result::Result<Execution, String>,
 ) -> Verdict {
     let dir = root.join("exploits").join(&case.name);
     case.materialize(&dir, |which, d| {
@@ -192,9 +194,9 @@ fn check_case(
     let backend = match (case.expect.stage, backend) {
         (Stage::Run, Err(why)) => return skip(format!("cannot run here: {why}")),
         (_, Ok(b)) => *b,
-        (_, Err(_)) => Backend::Cuda,
+        (_, Err(_)) => Execution::Measured,
     };
-    if case.expect.stage == Stage::Run && backend == Backend::Emulator && case.needs_gpu() {
+    if case.expect.stage == Stage::Run && backend == Execution::Emulated && case.needs_gpu() {
         return skip("only a GPU can catch it");
     }
     if case.expect.stage == Stage::Compile {
@@ -203,8 +205,8 @@ fn check_case(
         }
     }
     let want = match backend {
-        Backend::Emulator => case.expect.emulator_kind.or(case.expect.kind),
-        Backend::Cuda => case.expect.kind,
+        Execution::Emulated => case.expect.emulator_kind.or(case.expect.kind),
+        Execution::Measured => case.expect.kind,
     };
     let result = score_solution_dir_on(
         ctx,
@@ -222,7 +224,7 @@ fn check_case(
         }
         Err(e) => return Err(e),
     };
-    let on = if backend == Backend::Emulator && case.expect.stage == Stage::Run {
+    let on = if backend == Execution::Emulated && case.expect.stage == Stage::Run {
         " (emulator)"
     } else {
         ""
@@ -289,7 +291,7 @@ pub fn check_task(
 ) -> Result<i32> {
     let task = registry::find(task_name)?;
     let task = task.as_ref();
-    task.info().profile(profile)?;
+    let resolved = profile_of(task, profile)?;
     let root = ctx
         .home
         .runs_dir()
@@ -305,10 +307,10 @@ pub fn check_task(
     };
     let mut checks = conformance::static_checks(task, profile, &site);
     checks.push("cu-compiles", check_cu(task, &root));
-    let backend = backend_for(task, profile);
+    let backend = execution_for(task, &resolved);
     checks.push(
         "start-and-reference",
-        check_start_reference(ctx, task, profile, &root, backend.clone()),
+        check_start_reference(ctx, task, &resolved, &root, backend.clone()),
     );
     let corpus_root = exploits_root
         .map(Path::to_path_buf)
@@ -329,7 +331,7 @@ pub fn check_task(
     {
         checks.push(
             format!("exploit:{}", case.name),
-            check_case(ctx, task, profile, &root, case, &backend),
+            check_case(ctx, task, &resolved, &root, case, &backend),
         );
     }
     let _ = std::fs::remove_dir_all(&root);
@@ -372,8 +374,10 @@ pub fn install(
     profile: Option<&str>,
 ) -> Result<i32> {
     let task = registry::find(task_name)?;
-    let profile = &install_profile(ctx, task_name, dir, profile)?;
-    task.info().profile(profile)?;
+    let profile = &profile_of(
+        task.as_ref(),
+        &install_profile(ctx, task_name, dir, profile)?,
+    )?;
     let cache = ctx.home.cache_dir();
     if let Some(case_name) = what.strip_prefix("exploit:") {
         let cases = exploits::load(&checkout_dir("tests/exploits"), task_name)?;

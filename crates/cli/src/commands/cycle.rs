@@ -14,7 +14,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rdbench_core::attempt::Attempt;
 use rdbench_core::fsutil::hash_files;
 use rdbench_core::task::{
-    Backend, PrepareRequest, ScoreOutcome, ScoreRequest, Solution, SubmissionKind, Task,
+    profile_of, Execution, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution,
+    SubmissionKind, Task,
 };
 use rdbench_core::{Error, Result};
 
@@ -134,7 +135,7 @@ fn few_words(reason: &str) -> String {
 fn gpu_free_checks(
     ctx: &Context,
     task: &dyn Task,
-    profile: &str,
+    profile: &ProfileInfo,
     root: &std::path::Path,
     row: &mut Row,
 ) -> Result<()> {
@@ -142,13 +143,13 @@ fn gpu_free_checks(
         let dir = root.join(solution.as_str());
         task.install_solution(solution, profile, &ctx.home.cache_dir(), &dir)?;
         let req = ScoreRequest {
-            profile: profile.into(),
+            profile: profile.clone(),
             submission_dir: dir.clone(),
             private_dir: root.join("private"),
             cache_dir: ctx.home.cache_dir(),
             samples_path: root.join("samples.json"),
             seed: 0,
-            backend: Backend::Cuda,
+            execution: Execution::Measured,
         };
         if let Some((_, reason)) = task.precheck(&req)? {
             return Err(Error::Internal(format!(
@@ -192,11 +193,11 @@ fn gpu_free_checks(
 fn emulated_checks(
     ctx: &Context,
     task: &dyn Task,
-    profile: &str,
+    profile: &ProfileInfo,
     root: &std::path::Path,
     row: &mut Row,
 ) -> Result<()> {
-    if let Err(e) = task.check_environment(profile, Backend::Emulator) {
+    if let Err(e) = task.check_environment(profile, Execution::Emulated) {
         row.skipped.push(Skip {
             what: "emulator".into(),
             why: few_words(&e.to_string()),
@@ -213,7 +214,7 @@ fn emulated_checks(
             profile,
             &dir,
             &root.join(format!("emulated-{}", solution.as_str())),
-            Backend::Emulator,
+            Execution::Emulated,
             None,
         )?;
         match result.outcome {
@@ -243,15 +244,22 @@ fn emulated_checks(
     Ok(())
 }
 
-fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) -> Result<Row> {
+fn run_task(
+    ctx: &Context,
+    task: &dyn Task,
+    profile: &ProfileInfo,
+    bar: &ProgressBar,
+) -> Result<Row> {
     let info = task.info();
     let started = std::time::Instant::now();
-    let root = ctx
-        .home
-        .runs_dir()
-        .join(format!("cycle-{}-{profile}-{}", info.name, run_stamp()));
-    let mut row = Row::new(task, profile);
-    if let Err(env) = task.check_environment(profile, Backend::Cuda) {
+    let root = ctx.home.runs_dir().join(format!(
+        "cycle-{}-{}-{}",
+        info.name,
+        profile.name,
+        run_stamp()
+    ));
+    let mut row = Row::new(task, &profile.name);
+    if let Err(env) = task.check_environment(profile, Execution::Measured) {
         bar.set_message(format!("{}: checks without a GPU", info.name));
         gpu_free_checks(ctx, task, profile, &root, &mut row)?;
         let scoring = if info.submission == SubmissionKind::Kernel {
@@ -284,10 +292,17 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
     let calibration = find_calibration(ctx, task, profile, &fp)?;
     let dir = root.join("attempt");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let attempt = Attempt::create(&ctx.home, &info.name, profile, "rdbench-cycle", &dir, None)?;
+    let attempt = Attempt::create(
+        &ctx.home,
+        &info.name,
+        &profile.name,
+        "rdbench-cycle",
+        &dir,
+        None,
+    )?;
     bar.set_message(format!("{}: preparing the attempt", info.name));
     task.prepare(&PrepareRequest {
-        profile: profile.into(),
+        profile: profile.clone(),
         attempt_dir: attempt.record.dir.clone(),
         private_dir: attempt.task_private_dir(),
         cache_dir: ctx.home.cache_dir(),
@@ -318,7 +333,7 @@ fn run_task(ctx: &Context, task: &dyn Task, profile: &str, bar: &ProgressBar) ->
         )?;
         let entry = rdbench_attempts::entry_for(
             &info,
-            profile,
+            &profile.name,
             &run_result(result.clone()),
             calibration.as_ref(),
             Some(fp.id()),
@@ -437,9 +452,11 @@ pub fn cycle(ctx: &Context, tasks: &[String], profile: &str, verbose: bool) -> R
             .map(|t| registry::find(t))
             .collect::<Result<_>>()?
     };
-    for t in &selected {
-        t.info().profile(profile)?;
-    }
+    // Each task's profile, looked up once, before anything runs.
+    let resolved: Vec<ProfileInfo> = selected
+        .iter()
+        .map(|t| profile_of(t.as_ref(), profile))
+        .collect::<Result<_>>()?;
     let bar = ProgressBar::new((selected.len() * 2) as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed}] {pos}/{len} scores  {msg}")
@@ -471,8 +488,8 @@ pub fn cycle(ctx: &Context, tasks: &[String], profile: &str, verbose: bool) -> R
     say(&lines.header());
     let mut rows = Vec::new();
     let mut failed = false;
-    for task in &selected {
-        let row = match run_task(ctx, task.as_ref(), profile, &bar) {
+    for (task, resolved) in selected.iter().zip(&resolved) {
+        let row = match run_task(ctx, task.as_ref(), resolved, &bar) {
             Ok(row) => row,
             Err(e) => {
                 failed = true;

@@ -21,7 +21,7 @@ use rdbench_core::calibration::{
     CalibrationEntry, CalibrationSource, CalibrationStore, DeviceFingerprint, Disagreement,
 };
 use rdbench_core::home::Home;
-use rdbench_core::task::{Task, TaskInfo};
+use rdbench_core::task::{ProfileInfo, Task, TaskInfo};
 use rdbench_core::{Error, Result};
 
 use crate::cli::{Cli, Command};
@@ -105,9 +105,8 @@ pub fn shipped_calibration_dir() -> PathBuf {
 }
 
 /// The device a task's scores are measured on: the GPU for GPU tasks, the CPU otherwise.
-pub fn device_fingerprint(info: &TaskInfo, profile: &str) -> Result<DeviceFingerprint> {
-    let needs_gpu = info.profile(profile)?.needs_gpu;
-    if info.hardware_independent || !needs_gpu {
+pub fn device_fingerprint(info: &TaskInfo, profile: &ProfileInfo) -> Result<DeviceFingerprint> {
+    if info.hardware_independent || !profile.needs_gpu {
         return Ok(DeviceFingerprint::this_cpu());
     }
     rdbench_gpu::device::scored()
@@ -119,7 +118,7 @@ pub fn device_fingerprint(info: &TaskInfo, profile: &str) -> Result<DeviceFinger
 pub fn find_calibration(
     ctx: &Context,
     task: &dyn Task,
-    profile: &str,
+    profile: &ProfileInfo,
     fp: &DeviceFingerprint,
 ) -> Result<Option<CalibrationEntry>> {
     let info = task.info();
@@ -127,7 +126,7 @@ pub fn find_calibration(
         let shipped = task.shipped_calibration(profile)?;
         Some(CalibrationEntry {
             task: info.name.clone(),
-            profile: profile.into(),
+            profile: profile.name.clone(),
             start: shipped.start,
             reference: shipped.reference,
             measured_at: chrono::Utc::now(),
@@ -135,7 +134,10 @@ pub fn find_calibration(
             details: serde_json::Value::Null,
         })
     };
-    if let Some(mut found) = ctx.calibration_store().find(fp, &info.name, profile)? {
+    if let Some(mut found) = ctx
+        .calibration_store()
+        .find(fp, &info.name, &profile.name)?
+    {
         // A hardware-independent task's own numbers are a shipped calibration too.
         if found.disagreement.is_none() && info.hardware_independent {
             if let Some(shipped) = shipped_with_task() {
@@ -149,7 +151,7 @@ pub fn find_calibration(
         // Never silent: a measured calibration that disagrees with the shipped one is used
         // (measured here comes first) with a warning, and its provenance names its file.
         if found.disagreement.is_some() {
-            tracing::warn!("{}/{profile}: {}", info.name, found.describe());
+            tracing::warn!("{}/{}: {}", info.name, profile.name, found.describe());
         }
         let mut entry = found.entry.clone();
         entry.provenance = format!("{} [{}]", entry.provenance, found.describe());

@@ -84,7 +84,7 @@ impl KernelBackend for CudaBackend {
     fn info(&self) -> BackendInfo {
         let info = self.dev.info();
         BackendInfo {
-            backend: rdbench_core::task::Backend::Cuda,
+            backend: super::BackendKind::Cuda,
             name: info.name.clone(),
             timed: true,
             peaks: info.peaks(),

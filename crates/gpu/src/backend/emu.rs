@@ -459,7 +459,7 @@ impl KernelBackend for EmuBackend {
 
     fn info(&self) -> BackendInfo {
         BackendInfo {
-            backend: rdbench_core::task::Backend::Emulator,
+            backend: super::BackendKind::Emulator,
             name: if self.wall_clock {
                 "CPU emulator (kernels/tools/cuda_emu.h), wall-clock timer (tests only)".into()
             } else {

@@ -95,10 +95,32 @@ impl<B> Arg<'_, B> {
     }
 }
 
+/// Which implementation of [`KernelBackend`] a device is. A scoring run's
+/// [`Execution`](rdbench_core::task::Execution) picks one: measured runs on CUDA, emulated ones
+/// on the CPU emulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// An NVIDIA GPU through CUDA: timed.
+    Cuda,
+    /// The CPU emulator of `kernels/tools/cuda_emu.h`: correctness only.
+    Emulator,
+}
+
+impl BackendKind {
+    /// The execution a scoring run on this backend is.
+    pub fn execution(self) -> rdbench_core::task::Execution {
+        match self {
+            BackendKind::Cuda => rdbench_core::task::Execution::Measured,
+            BackendKind::Emulator => rdbench_core::task::Execution::Emulated,
+        }
+    }
+}
+
 /// What a backend is and what it can measure, for reports and the speed-of-light floor.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackendInfo {
-    pub backend: rdbench_core::task::Backend,
+    pub backend: BackendKind,
     /// Device name (`NVIDIA H100 80GB HBM3`, `CPU emulator (cuda_emu.h)`).
     pub name: String,
     /// Whether [`KernelBackend::timer`] measures anything: an untimed backend never scores.

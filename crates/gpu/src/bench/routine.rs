@@ -752,8 +752,8 @@ pub fn score<B: KernelBackend, T: KernelTask + ?Sized>(
     };
     let info = dev.info();
     let cache = req.cache_dir.join(match info.backend {
-        rdbench_core::task::Backend::Cuda => "nvrtc",
-        rdbench_core::task::Backend::Emulator => "emu",
+        crate::backend::BackendKind::Cuda => "nvrtc",
+        crate::backend::BackendKind::Emulator => "emu",
     });
     let kernels = compile_harness(dev, task, &cache)?;
     let (module, compiled) = match compile_submission(dev, &submission, req, &cache)? {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rdbench_core::outcome::InvalidKind;
 use rdbench_core::task::{
-    Backend, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution, SubmissionFile,
+    Execution, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest, Solution, SubmissionFile,
     SubmissionKind, Task, TaskInfo,
 };
 use rdbench_core::{Error, Result};
@@ -56,10 +56,10 @@ impl<T: KernelTask> KernelTaskAdapter<T> {
             })
     }
 
-    /// Every correctness size of `profile` on `backend`, the timed sizes last.
-    pub fn cases(&self, profile: &KernelProfile, backend: Backend) -> Vec<super::Vars> {
-        match backend {
-            Backend::Cuda => {
+    /// Every correctness size of `profile` with `execution`, the timed sizes last.
+    pub fn cases(&self, profile: &KernelProfile, execution: Execution) -> Vec<super::Vars> {
+        match execution {
+            Execution::Measured => {
                 let mut cases: Vec<_> = profile
                     .cases
                     .iter()
@@ -69,16 +69,16 @@ impl<T: KernelTask> KernelTaskAdapter<T> {
                 cases.extend(profile.timed.iter().cloned());
                 cases
             }
-            Backend::Emulator => profile.emulator_cases.clone(),
+            Execution::Emulated => profile.emulator_cases.clone(),
         }
     }
 
-    /// The sizes `profile` times on `backend`: its timed sizes on a GPU; on the emulator,
+    /// The sizes `profile` times with `execution`: its timed sizes on a GPU; on the emulator,
     /// which cannot time, its largest emulator case gets the untimed sample runs.
-    pub fn timed(&self, profile: &KernelProfile, backend: Backend) -> Vec<super::Vars> {
-        match backend {
-            Backend::Cuda => profile.timed.clone(),
-            Backend::Emulator => profile.emulator_cases.last().cloned().into_iter().collect(),
+    pub fn timed(&self, profile: &KernelProfile, execution: Execution) -> Vec<super::Vars> {
+        match execution {
+            Execution::Measured => profile.timed.clone(),
+            Execution::Emulated => profile.emulator_cases.last().cloned().into_iter().collect(),
         }
     }
 
@@ -91,8 +91,8 @@ impl<T: KernelTask> KernelTaskAdapter<T> {
     ) -> BenchRequest<'r> {
         BenchRequest {
             req,
-            cases: self.cases(profile, req.backend),
-            timed: self.timed(profile, req.backend),
+            cases: self.cases(profile, req.execution),
+            timed: self.timed(profile, req.execution),
             rule,
         }
     }
@@ -110,8 +110,8 @@ impl<T: KernelTask> KernelTaskAdapter<T> {
         let specs = self.specs();
         let sub = KernelSubmission::load(dir, &specs)?;
         let limits = self.task.plan_limits();
-        for backend in [Backend::Cuda, Backend::Emulator] {
-            for vars in self.cases(profile, backend) {
+        for execution in [Execution::Measured, Execution::Emulated] {
+            for vars in self.cases(profile, execution) {
                 sub.resolve_vars(&vars, &specs, &limits)?;
             }
         }
@@ -151,7 +151,7 @@ impl<T: KernelTask> Task for KernelTaskAdapter<T> {
     }
 
     fn prepare(&self, req: &PrepareRequest) -> Result<()> {
-        let profile = self.profile(&req.profile)?;
+        let profile = self.profile(&req.profile.name)?;
         write_solution(&self.task.sources().solutions.start, &req.attempt_dir)?;
         for (name, text) in [
             ("INSTRUCTIONS.md", self.task.instructions(&profile)),
@@ -166,11 +166,11 @@ impl<T: KernelTask> Task for KernelTaskAdapter<T> {
     fn install_solution(
         &self,
         solution: Solution,
-        profile: &str,
+        profile: &ProfileInfo,
         _cache_dir: &Path,
         dir: &Path,
     ) -> Result<()> {
-        self.profile(profile)?;
+        self.profile(&profile.name)?;
         let s = self.task.sources().solutions;
         let files = match solution {
             Solution::Starting => s.start,
@@ -186,7 +186,7 @@ impl<T: KernelTask> Task for KernelTaskAdapter<T> {
     }
 
     fn precheck(&self, req: &ScoreRequest) -> Result<Option<(InvalidKind, String)>> {
-        let profile = self.profile(&req.profile)?;
+        let profile = self.profile(&req.profile.name)?;
         let submission = match self.check_submission(&req.submission_dir, &profile) {
             Ok(s) => s,
             Err(e) => return Ok(Some((e.invalid_kind(), e.to_string()))),
@@ -201,21 +201,24 @@ impl<T: KernelTask> Task for KernelTaskAdapter<T> {
         }
     }
 
-    fn check_environment(&self, profile: &str, backend: Backend) -> Result<()> {
-        self.profile(profile)?;
+    fn check_environment(&self, profile: &ProfileInfo, execution: Execution) -> Result<()> {
+        self.profile(&profile.name)?;
         let name = self.task.info().name;
-        match backend {
-            Backend::Cuda => crate::device::device_count()
+        match execution {
+            Execution::Measured => crate::device::device_count()
                 .map(|_| ())
                 .map_err(|e| Error::Environment(format!("{e}; {name} is scored on an NVIDIA GPU"))),
-            Backend::Emulator => EmuBackend::new()
+            Execution::Emulated => EmuBackend::new()
                 .map(|_| ())
                 .map_err(|e| Error::Environment(e.to_string())),
         }
     }
 
-    fn cpu_baseline(&self, profile: &str) -> Result<Option<rdbench_core::task::CpuBaseline>> {
-        let profile = self.profile(profile)?;
+    fn cpu_baseline(
+        &self,
+        profile: &ProfileInfo,
+    ) -> Result<Option<rdbench_core::task::CpuBaseline>> {
+        let profile = self.profile(&profile.name)?;
         let baseline = profile
             .timed
             .first()
@@ -232,10 +235,10 @@ impl<T: KernelTask> Task for KernelTaskAdapter<T> {
     }
 
     fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
-        let profile = self.profile(&req.profile)?;
+        let profile = self.profile(&req.profile.name)?;
         let br = self.bench_request(req, &profile, self.rule.unwrap_or_default());
-        match req.backend {
-            Backend::Cuda => {
+        match req.execution {
+            Execution::Measured => {
                 let dev = CudaBackend::open(rdbench_core::calibration::SCORED_GPU_ORDINAL)
                     .map_err(|e| match e {
                         crate::GpuError::NoDriver(_) => Error::Environment(e.to_string()),
@@ -243,7 +246,7 @@ impl<T: KernelTask> Task for KernelTaskAdapter<T> {
                     })?;
                 crate::bench::score(&dev, &self.task, &br)
             }
-            Backend::Emulator => {
+            Execution::Emulated => {
                 let dev = EmuBackend::new().map_err(|e| Error::Environment(e.to_string()))?;
                 crate::bench::score(&dev, &self.task, &br)
             }

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use rdbench_code_model::CodeModel;
 use rdbench_contests::{ContestProblem, EvalLimits, Evaluator, Toolchain};
 use rdbench_core::task::{
-    Backend, Direction, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
+    Direction, Execution, InvalidKind, PrepareRequest, ProfileInfo, ScoreOutcome, ScoreRequest,
     Solution, SubmissionFile, SubmissionKind, Task, TaskInfo, ToolReply, ToolRequest, ToolSpec,
 };
 use rdbench_core::task_secret::TaskSecret;
@@ -338,9 +338,9 @@ impl Task for CodecontestsScaffold {
                 req.name
             )));
         }
-        let s = spec(&req.profile)?;
+        let s = spec(&req.profile.name)?;
         let body = completion_request(&s, &req.args)?;
-        let upstream = upstream(&s, &req.cache_dir, &req.profile)?;
+        let upstream = upstream(&s, &req.cache_dir, &req.profile.name)?;
         let session = ModelSession::start(upstream, &s, &req.private_dir, None)?;
         let called = session.proxy.call_chat(&body);
         let usage = session.finish()?;
@@ -382,7 +382,7 @@ impl Task for CodecontestsScaffold {
     }
 
     fn prepare(&self, req: &PrepareRequest) -> Result<()> {
-        let s = spec(&req.profile)?;
+        let s = spec(&req.profile.name)?;
         write_solution(Solution::Starting, &req.attempt_dir)?;
         let visible = visible_lines(&s)?;
         let dir = req.attempt_dir.join("problems");
@@ -400,11 +400,11 @@ impl Task for CodecontestsScaffold {
     fn install_solution(
         &self,
         solution: Solution,
-        profile: &str,
+        profile: &ProfileInfo,
         _cache_dir: &Path,
         dir: &Path,
     ) -> Result<()> {
-        spec(profile)?;
+        spec(&profile.name)?;
         write_solution(solution, dir)
     }
 
@@ -412,7 +412,8 @@ impl Task for CodecontestsScaffold {
         Ok(read_scaffold(&req.submission_dir).err())
     }
 
-    fn check_environment(&self, profile: &str, _backend: Backend) -> Result<()> {
+    fn check_environment(&self, profile: &ProfileInfo, _: Execution) -> Result<()> {
+        let profile = profile.name.as_str();
         spec(profile)?;
         if let Some(why) = rdbench_runner::sandbox::capabilities().why_not {
             return Err(Error::Environment(format!(
@@ -432,13 +433,13 @@ impl Task for CodecontestsScaffold {
     }
 
     fn score(&self, req: &ScoreRequest) -> Result<ScoreOutcome> {
-        let s = spec(&req.profile)?;
+        let s = spec(&req.profile.name)?;
         let (files, entry) = match read_scaffold(&req.submission_dir) {
             Ok(x) => x,
             Err((kind, reason)) => return Ok(ScoreOutcome::invalid(kind, reason)),
         };
-        let problems = held_out_problems(&s, &req.cache_dir, &req.profile)?;
-        let upstream = upstream(&s, &req.cache_dir, &req.profile)?;
+        let problems = held_out_problems(&s, &req.cache_dir, &req.profile.name)?;
+        let upstream = upstream(&s, &req.cache_dir, &req.profile.name)?;
         let toolchain = toolchain()?;
         let env = scaffold_env(&toolchain, &s)?;
         let evaluator = Evaluator::new(toolchain, EvalLimits::default());

@@ -5,7 +5,7 @@
 //! the share solved must be exactly one half. Its own test binary: it sets the process's
 //! environment.
 
-use rdbench_core::task::{ScoreOutcome, ScoreRequest, Solution};
+use rdbench_core::task::{profile_of, Execution, ScoreOutcome, ScoreRequest, Solution};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -90,18 +90,19 @@ fn full_scores_the_operators_problems_through_the_operators_endpoint() {
     );
 
     let task = &rdbench_task_codecontests_scaffold::tasks()[0];
-    task.check_environment("full", Default::default()).unwrap();
+    let full = profile_of(task.as_ref(), "full").unwrap();
+    task.check_environment(&full, Execution::Measured).unwrap();
     let submission = tmp.path().join("submission");
-    task.install_solution(Solution::Starting, "full", tmp.path(), &submission)
+    task.install_solution(Solution::Starting, &full, tmp.path(), &submission)
         .unwrap();
     let request = ScoreRequest {
-        profile: "full".into(),
+        profile: full,
         submission_dir: submission,
         private_dir: tmp.path().join("private"),
         cache_dir: tmp.path().join("cache"),
         samples_path: tmp.path().join("samples.json"),
         seed: 1,
-        backend: Default::default(),
+        execution: Default::default(),
     };
     let outcome = task.score(&request).unwrap();
     let ScoreOutcome::Valid { raw, details, .. } = outcome else {

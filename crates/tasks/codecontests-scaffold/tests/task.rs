@@ -1,17 +1,27 @@
 //! The task through its `Task` interface, without scoring (scoring trains the model and runs
 //! the sandbox: `rdbench check-task codecontests-scaffold` and tests/protected.rs do that).
 
-use rdbench_core::task::{InvalidKind, PrepareRequest, ScoreRequest, Solution};
+use rdbench_core::task::{
+    profile_of, InvalidKind, PrepareRequest, ProfileInfo, ScoreRequest, Solution,
+};
+
+fn tiny() -> ProfileInfo {
+    profile_of(
+        rdbench_task_codecontests_scaffold::tasks()[0].as_ref(),
+        "tiny",
+    )
+    .unwrap()
+}
 
 fn request(dir: &std::path::Path) -> ScoreRequest {
     ScoreRequest {
-        profile: "tiny".into(),
+        profile: tiny(),
         submission_dir: dir.to_path_buf(),
         private_dir: dir.join("private"),
         cache_dir: dir.join("cache"),
         samples_path: dir.join("samples.json"),
         seed: 1,
-        backend: Default::default(),
+        execution: Default::default(),
     }
 }
 
@@ -32,7 +42,7 @@ fn an_attempt_starts_with_the_scaffold_the_visible_problems_and_the_rules() {
     let attempt = tmp.path().join("attempt");
     std::fs::create_dir_all(&attempt).unwrap();
     task.prepare(&PrepareRequest {
-        profile: "tiny".into(),
+        profile: tiny(),
         attempt_dir: attempt.clone(),
         private_dir: tmp.path().join("private"),
         cache_dir: tmp.path().join("cache"),
@@ -84,7 +94,7 @@ fn a_scaffold_without_an_entry_point_or_with_a_link_is_refused_unrun() {
     let refused = task.precheck(&request(tmp.path())).unwrap().unwrap();
     assert_eq!(refused.0, InvalidKind::MissingFile, "{refused:?}");
 
-    task.install_solution(Solution::Reference, "tiny", tmp.path(), tmp.path())
+    task.install_solution(Solution::Reference, &tiny(), tmp.path(), tmp.path())
         .unwrap();
     assert_eq!(task.precheck(&request(tmp.path())).unwrap(), None);
     std::os::unix::fs::symlink("/etc", sol.join("etc")).unwrap();

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rdbench_core::task::{InvalidKind, ScoreOutcome, ScoreRequest, Solution, ToolRequest};
+use rdbench_core::task::{
+    profile_of, Execution, InvalidKind, ScoreOutcome, ScoreRequest, Solution, ToolRequest,
+};
 use rdbench_llm_proxy::testing::FakeEndpoint;
 use rdbench_lm::{hf_gpt2, Gpt, GptConfig};
 use rdbench_task_finetune_qa::full::operator::CONFIG_VAR;
@@ -37,7 +39,8 @@ fn full_generates_itself_and_asks_the_operators_judge_in_both_orders() {
     let cfg = testing::architecture();
 
     let task = &rdbench_task_finetune_qa::tasks()[0];
-    task.check_environment("full", Default::default()).unwrap();
+    let full = profile_of(task.as_ref(), "full").unwrap();
+    task.check_environment(&full, Execution::Measured).unwrap();
     let conformance = tmp.path().join("conformance");
     rdbench_core::conformance::assert_conformant(task.as_ref(), "full", &conformance);
 
@@ -45,7 +48,7 @@ fn full_generates_itself_and_asks_the_operators_judge_in_both_orders() {
     let attempt = tmp.path().join("attempt");
     std::fs::create_dir_all(&attempt).unwrap();
     task.prepare(&rdbench_core::task::PrepareRequest {
-        profile: "full".into(),
+        profile: full.clone(),
         attempt_dir: attempt.clone(),
         private_dir: tmp.path().join("private"),
         cache_dir: tmp.path().join("cache"),
@@ -75,17 +78,17 @@ fn full_generates_itself_and_asks_the_operators_judge_in_both_orders() {
     );
 
     let request = |dir: &Path| ScoreRequest {
-        profile: "full".into(),
+        profile: full.clone(),
         submission_dir: dir.to_path_buf(),
         private_dir: tmp.path().join("private"),
         cache_dir: tmp.path().join("cache"),
         samples_path: tmp.path().join("samples.json"),
         seed: 1,
-        backend: Default::default(),
+        execution: Default::default(),
     };
     let install = |solution: Solution, name: &str| {
         let dir = tmp.path().join(name);
-        task.install_solution(solution, "full", tmp.path(), &dir)
+        task.install_solution(solution, &full, tmp.path(), &dir)
             .unwrap();
         dir
     };
@@ -156,7 +159,7 @@ fn full_generates_itself_and_asks_the_operators_judge_in_both_orders() {
     // The judge tool: verdicts for the agent, counted against the attempt's cap.
     let tool = |pairs: Value| {
         task.run_tool(&ToolRequest {
-            profile: "full".into(),
+            profile: full.clone(),
             name: "judge".into(),
             args: [("pairs".to_string(), pairs.to_string())].into(),
             private_dir: tmp.path().join("private"),

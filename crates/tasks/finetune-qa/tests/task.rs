@@ -142,14 +142,15 @@ fn weights_of_another_vocabulary_or_settings_out_of_bounds_are_refused() {
 }
 
 fn judge(private: &Path, pairs: &str) -> rdbench_core::Result<rdbench_core::task::ToolReply> {
+    let task = FinetuneQa::default();
     let req = ToolRequest {
-        profile: "tiny".into(),
+        profile: task.info().profile("tiny").unwrap().clone(),
         name: "judge".into(),
         args: [("pairs".to_string(), pairs.to_string())].into(),
         private_dir: private.to_path_buf(),
         cache_dir: cache().to_path_buf(),
     };
-    FinetuneQa::default().run_tool(&Profile::Tiny(profile::tiny()), &req)
+    task.run_tool(&Profile::Tiny(profile::tiny()), &req)
 }
 
 fn train_prompt() -> String {

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use rdbench_core::task::{PrepareRequest, ScoreOutcome, ScoreRequest, Solution, Task};
+use rdbench_core::task::{profile_of, PrepareRequest, ScoreOutcome, ScoreRequest, Solution, Task};
 use rdbench_task_fix_embedding::{evaluate, instance::Instance, prep, SUBMISSION};
 
 fn main() -> rdbench_core::Result<()> {
@@ -22,6 +22,7 @@ fn main() -> rdbench_core::Result<()> {
         .unwrap_or_else(|| tmp.path().join("cache"));
     let task = rdbench_task_fix_embedding::task();
     let spec = task.profile(&profile)?;
+    let profile = profile_of(&task, &profile)?;
     let attempt = tmp.path().join("attempt");
     let private = tmp.path().join("private");
     let whole = Instant::now();
@@ -44,7 +45,7 @@ fn main() -> rdbench_core::Result<()> {
             cache_dir: cache.clone(),
             samples_path: private.join("samples.json"),
             seed: 0,
-            backend: Default::default(),
+            execution: Default::default(),
         };
         match task.score(&req)? {
             ScoreOutcome::Valid { raw, details, .. } => {
@@ -92,7 +93,7 @@ fn main() -> rdbench_core::Result<()> {
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
-            "profile": profile,
+            "profile": profile.name,
             "threads": spec.threads.map(|n| n.to_string()).unwrap_or_else(|| format!("default ({})", candle_core::utils::get_num_threads())),
             "prepare_seconds": prep_s,
             "score_start_seconds": start_s,

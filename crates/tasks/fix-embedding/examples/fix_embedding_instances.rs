@@ -107,7 +107,10 @@ fn main() -> rdbench_core::Result<()> {
             .map(|i| json!([(i.start - s) / (r - s), (i.reference_raw - s) / (r - s)]))
             .collect::<Vec<_>>()
     };
-    let shipped = rdbench_core::task::Task::shipped_calibration(&task, &profile);
+    let shipped = rdbench_core::task::Task::shipped_calibration(
+        &task,
+        &rdbench_core::task::profile_of(&task, &profile)?,
+    );
 
     // Cheats, all scored on installation 0 and normalized with its own start and reference.
     let home = &all[0];

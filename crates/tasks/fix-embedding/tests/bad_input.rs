@@ -5,19 +5,19 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use rdbench_core::task::{Backend, ScoreOutcome, ScoreRequest, Task};
+use rdbench_core::task::{profile_of, Execution, ScoreOutcome, ScoreRequest, Task};
 use rdbench_lm::{io::save_tensors, Gpt};
 use rdbench_task_fix_embedding::SUBMISSION;
 
 fn request(dir: &Path) -> ScoreRequest {
     ScoreRequest {
-        profile: "tiny".into(),
+        profile: profile_of(&rdbench_task_fix_embedding::task(), "tiny").unwrap(),
         submission_dir: dir.to_path_buf(),
         private_dir: dir.join("private"),
         cache_dir: dir.join("cache"),
         samples_path: dir.join("private/samples.json"),
         seed: 1,
-        backend: Default::default(),
+        execution: Default::default(),
     }
 }
 
@@ -127,18 +127,26 @@ fn every_bad_submission_is_invalid_with_a_clear_reason() {
 fn unknown_profiles_are_usage_errors() {
     let task = rdbench_task_fix_embedding::task();
     let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        profile_of(&task, "huge"),
+        Err(rdbench_core::Error::Usage(_))
+    ));
+    // A record the task never listed (only a hand-made request could carry one) is refused
+    // by the task too.
     let mut req = request(dir.path());
-    req.profile = "huge".into();
+    req.profile.name = "huge".into();
     assert!(matches!(
         task.score(&req),
         Err(rdbench_core::Error::Usage(_))
     ));
     assert!(matches!(
-        task.check_environment("huge", Backend::Cuda),
+        task.check_environment(&req.profile, Execution::Measured),
         Err(rdbench_core::Error::Usage(_))
     ));
-    assert!(
-        task.check_environment("tiny", Backend::Cuda).is_ok()
-            && task.check_environment("full", Backend::Cuda).is_ok()
-    );
+    for name in ["tiny", "full"] {
+        let profile = profile_of(&task, name).unwrap();
+        assert!(task
+            .check_environment(&profile, Execution::Measured)
+            .is_ok());
+    }
 }

@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use rdbench_core::conformance;
-use rdbench_core::task::{ScoreOutcome, ScoreRequest, Solution, Task};
+use rdbench_core::task::{profile_of, ScoreOutcome, ScoreRequest, Solution, Task};
 use rdbench_lm::{save_model, Gpt};
 use rdbench_task_fix_embedding::instance::{Instance, Secret};
 use rdbench_task_fix_embedding::{evaluate, prep, SUBMISSION};
@@ -37,13 +37,13 @@ const CHEAT_CEILING: f64 = 0.1;
 /// The raw score of the submission in `dir`, scored against the installation at `cache`.
 fn raw(task: &dyn rdbench_core::task::Task, dir: &Path, cache: &Path) -> f64 {
     let req = ScoreRequest {
-        profile: "tiny".into(),
+        profile: profile_of(task, "tiny").unwrap(),
         submission_dir: dir.to_path_buf(),
         private_dir: dir.join("private"),
         cache_dir: cache.to_path_buf(),
         samples_path: dir.join("private/samples.json"),
         seed: 7,
-        backend: Default::default(),
+        execution: Default::default(),
     };
     assert_eq!(task.precheck(&req).unwrap(), None);
     match task.score(&req).unwrap() {
@@ -99,7 +99,8 @@ fn tiny_cycle_scores_start_0_and_reference_1_and_no_public_seed_cheat_works() {
         let (spec, theirs) = (spec.clone(), theirs.clone());
         std::thread::spawn(move || prep::ensure_prepared(&spec, &theirs).unwrap())
     };
-    let attempt = conformance::prepare_attempt(&task, "tiny", tmp.path(), &cache).unwrap();
+    let tiny = profile_of(&task, "tiny").unwrap();
+    let attempt = conformance::prepare_attempt(&task, &tiny, tmp.path(), &cache).unwrap();
 
     // The attempt gets the models, the corpus, configs and instructions; nothing held out.
     assert_eq!(
@@ -123,12 +124,12 @@ fn tiny_cycle_scores_start_0_and_reference_1_and_no_public_seed_cheat_works() {
     // The starting submission is the corrupted model.
     let start = raw(&task, &attempt, &cache);
     let start_dir = tmp.path().join("start");
-    task.install_solution(Solution::Starting, "tiny", &cache, &start_dir)
+    task.install_solution(Solution::Starting, &tiny, &cache, &start_dir)
         .unwrap();
     assert_eq!(raw(&task, &start_dir, &cache), start);
 
     let ref_dir = tmp.path().join("reference");
-    task.install_solution(Solution::Reference, "tiny", &cache, &ref_dir)
+    task.install_solution(Solution::Reference, &tiny, &cache, &ref_dir)
         .unwrap();
     let reference = raw(&task, &ref_dir, &cache);
 
@@ -149,9 +150,9 @@ fn tiny_cycle_scores_start_0_and_reference_1_and_no_public_seed_cheat_works() {
     );
     // Normalized with this installation's own start and reference, as `rdbench calibrate`
     // measures them (nothing is shipped: the instance, hence the raw scores, is per installation).
-    assert!(
-        task.shipped_calibration("tiny").is_none() && task.shipped_calibration("full").is_none()
-    );
+    assert!(["tiny", "full"].iter().all(|p| task
+        .shipped_calibration(&profile_of(&task, p).unwrap())
+        .is_none()));
     let norm = |r: f64| (r - start) / (reference - start);
 
     // Another held-out split of the same instance gives nearly the same raw scores.

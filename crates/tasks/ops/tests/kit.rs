@@ -26,7 +26,7 @@ rdbench_gpu::backend_test!(
 /// details carry every size, and the samples file holds each size's samples.
 #[test]
 fn several_timed_sizes_are_each_timed_and_combined() {
-    use rdbench_core::task::{Backend, ScoreOutcome, ScoreRequest};
+    use rdbench_core::task::{profile_of, Execution, ScoreOutcome, ScoreRequest};
     use rdbench_gpu::bench::{samples::SavedSamples, score, StoppingRule};
     use rdbench_gpu::kernel_task::{write_solution, KernelTask, KernelTaskAdapter};
 
@@ -41,13 +41,13 @@ fn several_timed_sizes_are_each_timed_and_combined() {
     let dir = work.path().join("start");
     write_solution(&softmax::Softmax.sources().solutions.start, &dir).unwrap();
     let req = ScoreRequest {
-        profile: "tiny".into(),
+        profile: profile_of(&adapter, "tiny").unwrap(),
         submission_dir: dir,
         private_dir: work.path().join("private"),
         cache_dir: work.path().join("cache"),
         samples_path: work.path().join("samples.json"),
         seed: 0x5eed,
-        backend: Backend::Emulator,
+        execution: Execution::Emulated,
     };
     let mut br = adapter.bench_request(
         &req,

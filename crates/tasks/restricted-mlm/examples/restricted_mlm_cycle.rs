@@ -2,7 +2,7 @@
 //! times: `cargo run --example restricted_mlm_cycle -- tiny [cache folder]`.
 use std::time::Instant;
 
-use rdbench_core::task::{ScoreOutcome, ScoreRequest, Solution, Task};
+use rdbench_core::task::{profile_of, ScoreOutcome, ScoreRequest, Solution, Task};
 
 fn main() {
     let profile = std::env::args().nth(1).unwrap_or_else(|| "tiny".into());
@@ -12,6 +12,7 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().join("cache"));
     let task = rdbench_task_restricted_mlm::task();
+    let profile = profile_of(&task, &profile).unwrap();
     let mut raws = Vec::new();
     for sol in [Solution::Starting, Solution::Reference] {
         let dir = tmp.path().join(sol.as_str());
@@ -26,7 +27,7 @@ fn main() {
             cache_dir: cache.clone(),
             samples_path: dir.join("private/samples.json"),
             seed: 1,
-            backend: Default::default(),
+            execution: Default::default(),
         };
         match task.score(&req).unwrap() {
             ScoreOutcome::Valid { raw, headline, .. } => {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use rdbench_core::conformance;
-use rdbench_core::task::{ScoreOutcome, ScoreRequest, Task};
+use rdbench_core::task::{profile_of, ScoreOutcome, ScoreRequest, Task};
 use rdbench_lm::{Hmm, HmmConfig, TokenSet, TrainConfig};
 use rdbench_task_restricted_mlm::graph::{self, Limits};
 use rdbench_task_restricted_mlm::interp::MlmModel;
@@ -14,13 +14,13 @@ use rdbench_task_restricted_mlm::{mlm, profile, start, MODEL_FILE, WEIGHTS_FILE}
 
 fn request(dir: &Path, cache: &Path) -> ScoreRequest {
     ScoreRequest {
-        profile: "tiny".into(),
+        profile: profile_of(&rdbench_task_restricted_mlm::task(), "tiny").unwrap(),
         submission_dir: dir.to_path_buf(),
         private_dir: dir.join("private"),
         cache_dir: cache.to_path_buf(),
         samples_path: dir.join("private/samples.json"),
         seed: 1,
-        backend: Default::default(),
+        execution: Default::default(),
     }
 }
 
@@ -195,7 +195,13 @@ fn a_prepared_attempt_scores_its_start_and_holds_nothing_hidden() {
     let task = rdbench_task_restricted_mlm::task();
     let root = tempfile::tempdir().unwrap();
     let cache = root.path().join("cache");
-    let attempt = conformance::prepare_attempt(&task, "tiny", root.path(), &cache).unwrap();
+    let attempt = conformance::prepare_attempt(
+        &task,
+        &profile_of(&task, "tiny").unwrap(),
+        root.path(),
+        &cache,
+    )
+    .unwrap();
     assert_eq!(
         conformance::names_in(&attempt).unwrap(),
         [

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use rdbench_core::task::{Backend, InvalidKind, ScoreOutcome, Solution, Task};
+use rdbench_core::task::{profile_of, Execution, InvalidKind, ScoreOutcome, Solution, Task};
 use rdbench_core::Error;
 use rdbench_task_scaling_law::answer::Answer;
 use rdbench_task_scaling_law::{
@@ -43,8 +43,9 @@ fn start_and_reference_score_as_documented() {
     );
     assert!((r - REFERENCE_SCORE).abs() < 5e-4, "reference {r} ({ra:?})");
     assert!(r > s + 0.05, "the reference beats the start clearly");
-    let cal = rdbench_task_scaling_law::task()
-        .shipped_calibration("tiny")
+    let task = rdbench_task_scaling_law::task();
+    let cal = task
+        .shipped_calibration(&profile_of(&task, "tiny").unwrap())
         .unwrap();
     assert_eq!((cal.start, cal.reference), (s, r));
 }
@@ -214,8 +215,9 @@ extern "C" {
 fn tool(private: &Path, words: &[&str]) -> rdbench_core::Result<rdbench_core::task::ToolReply> {
     let (name, args) = words.split_first().unwrap();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    rdbench_task_scaling_law::task().run_tool(&rdbench_core::task::ToolRequest {
-        profile: "tiny".into(),
+    let task = rdbench_task_scaling_law::task();
+    task.run_tool(&rdbench_core::task::ToolRequest {
+        profile: profile_of(&task, "tiny")?,
         name: name.to_string(),
         args: rdbench_core::task::ToolRequest::parse_args(&args)?,
         private_dir: private.into(),
@@ -232,8 +234,13 @@ fn tool_runs_are_logged_scorer_side_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let private = dir.path().join("private");
     std::fs::create_dir(&private).unwrap();
-    task.install_solution(Solution::Starting, "tiny", dir.path(), dir.path())
-        .unwrap();
+    task.install_solution(
+        Solution::Starting,
+        &profile_of(&task, "tiny").unwrap(),
+        dir.path(),
+        dir.path(),
+    )
+    .unwrap();
     let raw = |o: ScoreOutcome| match o {
         ScoreOutcome::Valid { raw, details, .. } => (raw, details["experiment_log"].clone()),
         o => panic!("{o:?}"),
@@ -287,13 +294,14 @@ fn tool_runs_are_logged_scorer_side_and_reported() {
 #[test]
 fn the_full_profile_without_a_sweep_is_an_environment_error() {
     let task = rdbench_task_scaling_law::task();
-    match task.check_environment("full", Backend::Cuda) {
+    let full = profile_of(&task, "full").unwrap();
+    match task.check_environment(&full, Execution::Measured) {
         Err(Error::Environment(m)) => assert!(m.contains("has not been measured"), "{m}"),
         other => panic!("{other:?}"),
     }
-    assert!(task.shipped_calibration("full").is_none());
+    assert!(task.shipped_calibration(&full).is_none());
     let dir = tempfile::tempdir().unwrap();
-    task.install_solution(Solution::Starting, "full", dir.path(), dir.path())
+    task.install_solution(Solution::Starting, &full, dir.path(), dir.path())
         .unwrap();
     assert!(matches!(
         task.task()

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use rdbench_core::task::{InvalidKind, PrepareRequest, ScoreOutcome, ScoreRequest, Solution, Task};
+use rdbench_core::task::{
+    profile_of, InvalidKind, PrepareRequest, ScoreOutcome, ScoreRequest, Solution, Task,
+};
 use rdbench_task_tree_traversal::{
     judge, solution_program, Verdict, FULL_REFERENCE_CYCLES, FULL_START_CYCLES, SUBMISSION,
     TINY_REFERENCE_CYCLES, TINY_START_CYCLES,
@@ -14,16 +16,16 @@ use rdbench_vliw::problem::{Input, Params};
 use rdbench_vliw::program::Program;
 
 fn score_dir(dir: &Path, profile: &str, seed: u64) -> ScoreOutcome {
+    let task = rdbench_task_tree_traversal::task();
     let req = ScoreRequest {
-        profile: profile.into(),
+        profile: profile_of(&task, profile).unwrap(),
         submission_dir: dir.to_path_buf(),
         private_dir: dir.join("private"),
         cache_dir: dir.join("cache"),
         samples_path: dir.join("samples/samples.json"),
         seed,
-        backend: Default::default(),
+        execution: Default::default(),
     };
-    let task = rdbench_task_tree_traversal::task();
     if let Some((kind, reason)) = task.precheck(&req).unwrap() {
         return ScoreOutcome::invalid(kind, reason);
     }
@@ -85,10 +87,11 @@ fn start_and_reference_normalize_to_zero_and_one_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let task = rdbench_task_tree_traversal::task();
     for profile in ["tiny", "full"] {
-        let cal = task.shipped_calibration(profile).unwrap();
+        let resolved = profile_of(&task, profile).unwrap();
+        let cal = task.shipped_calibration(&resolved).unwrap();
         for (solution, want) in [(Solution::Starting, 0.0), (Solution::Reference, 1.0)] {
             let sub = dir.path().join(format!("{profile}-{}", solution.as_str()));
-            task.install_solution(solution, profile, dir.path(), &sub)
+            task.install_solution(solution, &resolved, dir.path(), &sub)
                 .unwrap();
             let ScoreOutcome::Valid { raw, .. } = score_dir(&sub, profile, 7) else {
                 panic!("{profile} {solution:?} is not valid");
@@ -110,7 +113,7 @@ fn the_python_builder_writes_the_same_starting_program() {
         let attempt = dir.path().join(profile);
         std::fs::create_dir_all(&attempt).unwrap();
         task.prepare(&PrepareRequest {
-            profile: profile.into(),
+            profile: profile_of(&task, profile).unwrap(),
             attempt_dir: attempt.clone(),
             private_dir: dir.path().join("private"),
             cache_dir: dir.path().join("cache"),
@@ -291,14 +294,14 @@ fn the_instructions_render_for_every_profile_with_the_right_numbers() {
     for profile in ["tiny", "full", "original"] {
         let attempt = dir.path().join(profile);
         std::fs::create_dir_all(&attempt).unwrap();
-        rdbench_task_tree_traversal::task()
-            .prepare(&PrepareRequest {
-                profile: profile.into(),
-                attempt_dir: attempt.clone(),
-                private_dir: dir.path().join("private"),
-                cache_dir: dir.path().join("cache"),
-            })
-            .unwrap();
+        let task = rdbench_task_tree_traversal::task();
+        task.prepare(&PrepareRequest {
+            profile: profile_of(&task, profile).unwrap(),
+            attempt_dir: attempt.clone(),
+            private_dir: dir.path().join("private"),
+            cache_dir: dir.path().join("cache"),
+        })
+        .unwrap();
         let text = std::fs::read_to_string(attempt.join("INSTRUCTIONS.md")).unwrap();
         assert!(!text.contains("{{"), "{profile}");
         let bounds = rdbench_task_tree_traversal::run_bounds(match profile {
