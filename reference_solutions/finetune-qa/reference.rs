@@ -4,6 +4,10 @@
 //! Each round: sample `samples` responses per training prompt from the current policy
 //! (temperature 1), pick each prompt's best by single elimination through the judge
 //! (`samples - 1` verdicts per prompt), and fine-tune the policy on the winners. Scored greedy.
+//!
+//! It is the crate `rdbench-reference-finetune-qa` in `reference_solutions/` (never copied into
+//! an attempt). It uses the task crate's policy, judge and preparation, so the task crate cannot
+//! depend on it: the registry hands [`REFERENCE`] to `rdbench_task_finetune_qa::tasks`.
 
 use std::path::PathBuf;
 
@@ -11,10 +15,14 @@ use rdbench_core::{fsutil, Error, Result};
 use rdbench_lm::save_model;
 use serde::{Deserialize, Serialize};
 
-use crate::judge;
-use crate::policy::{self, Generated, GenerationConfig};
-use crate::prep::{self, Instance, Prepared};
-use crate::profile::Spec;
+use rdbench_task_finetune_qa::judge;
+use rdbench_task_finetune_qa::policy::{self, Generated, GenerationConfig};
+use rdbench_task_finetune_qa::prep::{self, Instance, Prepared};
+use rdbench_task_finetune_qa::profile::Spec;
+use rdbench_task_finetune_qa::Reference;
+
+/// The reference, as the task takes it.
+pub const REFERENCE: Reference = ensure;
 
 /// The recipe's settings (public: a method's choices).
 #[derive(Debug, Clone, Serialize, Deserialize)]

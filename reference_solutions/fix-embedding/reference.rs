@@ -9,8 +9,8 @@
 //! 4. Train the whole model further on the same corpus, with a smaller learning rate.
 //!
 //! It uses only what an attempt has: the corrupted model, the small model and the training corpus.
-//! This file lives in `reference_solutions/` (never copied into an attempt) and is compiled into
-//! the task crate with `#[path]`.
+//! It is the crate `rdbench-reference-fix-embedding` in `reference_solutions/` (never copied
+//! into an attempt); the task crate depends on it and re-exports it as its `reference` module.
 
 use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;

@@ -4,26 +4,20 @@
 //! layer, applies ReLU, scales the branch by a constant (there is no normalization layer, so the
 //! residual stream is kept in range by the scale) and adds it to the stream.
 //!
-//! It is trained by the shipped trainer (AdamW on masked-token loss); compiled into the task
-//! crate by `#[path]`, so the scorer's cycle and calibration run exactly this.
+//! It is trained by the shipped trainer (AdamW on masked-token loss), with the settings of the
+//! profile (`rdbench_task_restricted_mlm::profile::ReferenceConfig`). It is the crate
+//! `rdbench-reference-restricted-mlm` in `reference_solutions/` (never copied into an attempt);
+//! it builds its graph with the task crate's `GraphText`, so the task crate cannot depend on it:
+//! the registry hands [`REFERENCE`] to `rdbench_task_restricted_mlm::tasks`, and the scorer's
+//! cycle and calibration run exactly this.
 
-use rdbench_lm::TrainConfig;
-use serde::{Deserialize, Serialize};
+use rdbench_task_restricted_mlm::build::GraphText;
+use rdbench_task_restricted_mlm::graph::Limits;
+use rdbench_task_restricted_mlm::profile::ReferenceConfig;
+use rdbench_task_restricted_mlm::Reference;
 
-use crate::build::GraphText;
-use crate::graph::Limits;
-
-/// The reference's architecture and training.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReferenceConfig {
-    pub width: usize,
-    pub blocks: usize,
-    pub kernel: usize,
-    /// Constant scale of each residual branch.
-    pub branch_scale: f64,
-    pub train: TrainConfig,
-    pub init_seed: u64,
-}
+/// The reference, as the task takes it.
+pub const REFERENCE: Reference = graph;
 
 /// The reference graph's `model.toml`.
 pub fn graph(limits: &Limits, cfg: &ReferenceConfig) -> String {

@@ -11,14 +11,29 @@
 //!    when trained on the whole budget, with as many steps as the budget allows, and predict
 //!    that fitted loss.
 //!
-//! This file lives in `reference_solutions/` (never copied into an attempt) and is compiled into
-//! the task crate with `#[path]`.
+//! It is the crate `rdbench-reference-scaling-law` in `reference_solutions/` (never copied into
+//! an attempt). It uses the task crate's types, so the task crate cannot depend on it: the
+//! registry hands [`REFERENCE`] to `rdbench_task_scaling_law::tasks`.
 
 use serde::Serialize;
 
-use crate::answer::Answer;
-use crate::experiment::Run;
-use crate::profile::Spec;
+use rdbench_task_scaling_law::answer::Answer;
+use rdbench_task_scaling_law::experiment::Run;
+use rdbench_task_scaling_law::profile::Spec;
+use rdbench_task_scaling_law::{Reference, ReferenceAnswer};
+
+/// The reference, as the task takes it.
+pub const REFERENCE: Reference = reference;
+
+/// The reference's answer: the law fitted to `runs` (see [`fit`]), extrapolated to the budget
+/// over `widths` (see [`answer`]); `None` when too few runs are finite.
+pub fn reference(spec: &Spec, runs: &[Run], widths: (usize, usize)) -> Option<ReferenceAnswer> {
+    let fit = fit(spec, runs)?;
+    Some(ReferenceAnswer {
+        answer: answer(spec, &fit, widths),
+        fit_rmse: fit.rmse,
+    })
+}
 
 /// A fitted Chinchilla law.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -157,7 +172,7 @@ mod tests {
 
     #[test]
     fn the_fit_recovers_a_law_it_was_given() {
-        let spec = crate::profile::tiny();
+        let spec = rdbench_task_scaling_law::profile::tiny();
         let truth = Fit {
             e: 2.0,
             a: 30.0,

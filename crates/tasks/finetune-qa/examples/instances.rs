@@ -6,7 +6,8 @@
 //! ```
 
 use rdbench_core::task_secret::TaskSecret;
-use rdbench_task_finetune_qa::{evaluate, policy, prep, profile, reference};
+use rdbench_reference_finetune_qa as reference;
+use rdbench_task_finetune_qa::{evaluate, policy, prep, profile};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -16,9 +16,6 @@
 //! and scores `(win rate vs base + win rate vs SFT) / 2`, each win rate over both orders of
 //! every pair, from the judge's exact probabilities (so a rerun gives the same score).
 
-#[path = "../../../../reference_solutions/finetune-qa/reference.rs"]
-pub mod reference;
-
 pub mod full;
 pub mod judge;
 pub mod policy;
@@ -26,7 +23,7 @@ pub mod prep;
 pub mod profile;
 pub mod world;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rdbench_core::artifact::{ArtifactTask, ArtifactTaskAdapter, Rejection};
 use rdbench_core::fsutil;
@@ -50,17 +47,33 @@ const GENERATION_MAX_BYTES: u64 = 4096;
 /// The judge's ledger in the attempt's private folder.
 const JUDGE_LEDGER: &str = "judge_calls.json";
 
-/// The task. Construct with [`task`].
-#[derive(Debug, Clone, Default)]
-pub struct FinetuneQa {}
+/// The reference solution of the `tiny` profile: makes (once, in the installation's cache) the
+/// reference policy from what `prep` prepared, and returns the path of its weights.
+///
+/// It lives in its own crate, `rdbench-reference-finetune-qa` (`reference_solutions/finetune-qa/`),
+/// which uses this crate's policy, judge and preparation; the registry hands it to [`tasks`], so
+/// this crate never contains its reference.
+pub type Reference = fn(&Spec, &prep::Prepared, &prep::Instance) -> Result<PathBuf>;
 
-/// The tasks of this crate, for the CLI's registry.
-pub fn tasks() -> Vec<Box<dyn Task>> {
-    vec![Box::new(task())]
+/// The task. Construct with [`task`].
+#[derive(Debug, Clone)]
+pub struct FinetuneQa {
+    reference: Reference,
 }
 
-pub fn task() -> ArtifactTaskAdapter<FinetuneQa> {
-    ArtifactTaskAdapter::new(FinetuneQa::default())
+impl FinetuneQa {
+    pub fn new(reference: Reference) -> Self {
+        Self { reference }
+    }
+}
+
+/// The tasks of this crate, for the CLI's registry.
+pub fn tasks(reference: Reference) -> Vec<Box<dyn Task>> {
+    vec![Box::new(task(reference))]
+}
+
+pub fn task(reference: Reference) -> ArtifactTaskAdapter<FinetuneQa> {
+    ArtifactTaskAdapter::new(FinetuneQa::new(reference))
 }
 
 /// What the scorer measured of one policy.
@@ -455,7 +468,7 @@ impl ArtifactTask for FinetuneQa {
         let (at, inst) = prep::ensure_prepared(spec, cache_dir)?;
         let weights = match solution {
             Solution::Starting => at.base(),
-            Solution::Reference | Solution::Fastest => reference::ensure(spec, &at, &inst)?,
+            Solution::Reference | Solution::Fastest => (self.reference)(spec, &at, &inst)?,
         };
         fsutil::atomic_copy(&weights, &dir.join(POLICY))?;
         fsutil::atomic_write(

@@ -258,7 +258,8 @@ fn prepare(spec: &Spec, inst: &Instance, at: &Prepared, done: &Path) -> Result<(
     fsutil::atomic_write(done, &json(&report))
 }
 
-pub(crate) fn json(value: &impl Serialize) -> Vec<u8> {
+/// `value` as pretty-printed JSON.
+pub fn json(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec_pretty(value).expect("serializes")
 }
 

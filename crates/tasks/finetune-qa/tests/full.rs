@@ -38,7 +38,7 @@ fn full_generates_itself_and_asks_the_operators_judge_in_both_orders() {
     std::env::set_var(CONFIG_VAR, &config);
     let cfg = testing::architecture();
 
-    let task = &rdbench_task_finetune_qa::tasks()[0];
+    let task = &rdbench_task_finetune_qa::tasks(rdbench_reference_finetune_qa::REFERENCE)[0];
     let full = profile_of(task.as_ref(), "full").unwrap();
     task.check_environment(&full, Execution::Measured).unwrap();
     let conformance = tmp.path().join("conformance");

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use rdbench_core::artifact::ArtifactTask;
 use rdbench_core::task::{InvalidKind, ScoreOutcome, Solution, ToolRequest};
 use rdbench_core::Error;
+use rdbench_reference_finetune_qa::REFERENCE;
 use rdbench_task_finetune_qa::{prep, profile, FinetuneQa, Profile, GENERATION, POLICY};
 
 /// The shared cache: prepared once for every test of this binary.
@@ -23,7 +24,7 @@ fn cache() -> &'static Path {
 
 fn install(solution: Solution) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    FinetuneQa::default()
+    FinetuneQa::new(REFERENCE)
         .install(
             solution,
             &Profile::Tiny(profile::tiny()),
@@ -35,7 +36,7 @@ fn install(solution: Solution) -> tempfile::TempDir {
 }
 
 fn score(dir: &Path, private: &Path) -> ScoreOutcome {
-    FinetuneQa::default()
+    FinetuneQa::new(REFERENCE)
         .score_dir(&profile::tiny(), dir, cache(), private)
         .unwrap()
 }
@@ -142,7 +143,7 @@ fn weights_of_another_vocabulary_or_settings_out_of_bounds_are_refused() {
 }
 
 fn judge(private: &Path, pairs: &str) -> rdbench_core::Result<rdbench_core::task::ToolReply> {
-    let task = FinetuneQa::default();
+    let task = FinetuneQa::new(REFERENCE);
     let req = ToolRequest {
         profile: task.info().profile("tiny").unwrap().clone(),
         name: "judge".into(),

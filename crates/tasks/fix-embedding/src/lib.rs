@@ -24,8 +24,7 @@
 //! calibration is shipped: `rdbench calibrate --task fix-embedding` measures this installation's
 //! (scores are still hardware-independent: the CPU does not change them, the secret does).
 
-#[path = "../../../../reference_solutions/fix-embedding/reference.rs"]
-pub mod reference;
+pub use rdbench_reference_fix_embedding as reference;
 
 pub mod instance;
 pub mod prep;

@@ -11,7 +11,7 @@ fn main() {
         .nth(2)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().join("cache"));
-    let task = rdbench_task_restricted_mlm::task();
+    let task = rdbench_task_restricted_mlm::task(rdbench_reference_restricted_mlm::REFERENCE);
     let profile = profile_of(&task, &profile).unwrap();
     let mut raws = Vec::new();
     for sol in [Solution::Starting, Solution::Reference] {

@@ -4,7 +4,8 @@ use std::time::Instant;
 
 use candle_core::Device;
 use rdbench_lm::{Hmm, TokenSet};
-use rdbench_task_restricted_mlm::{graph, interp::MlmModel, mlm, profile, reference, start};
+use rdbench_reference_restricted_mlm as reference;
+use rdbench_task_restricted_mlm::{graph, interp::MlmModel, mlm, profile, start};
 
 fn main() {
     let name = std::env::args().nth(1).unwrap_or_else(|| "tiny".into());

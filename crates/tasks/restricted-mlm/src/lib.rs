@@ -20,10 +20,8 @@
 //! between installations; as for fix-embedding, each installation calibrates its own.
 //!
 //! Training is unrestricted; [`mlm::train`] trains any valid graph on candle (the start and the
-//! reference are trained with it), and the example `restricted_mlm_train` runs it on files.
-
-#[path = "../../../../reference_solutions/restricted-mlm/reference.rs"]
-pub mod reference;
+//! reference are trained with it), and the example `restricted_mlm_train` runs it on files. The
+//! reference's graph comes from its own crate ([`Reference`]).
 
 pub mod build;
 pub mod graph;
@@ -46,9 +44,10 @@ use rdbench_core::task::{
 use rdbench_core::{fsutil, Error, Result};
 use serde_json::json;
 
+use graph::Limits;
 use instance::Instance;
 use interp::MlmModel;
-use profile::Spec;
+use profile::{ReferenceConfig, Spec};
 
 /// The graph file of a submission.
 pub const MODEL_FILE: &str = "model.toml";
@@ -70,18 +69,35 @@ pub const MAX_MODEL_BYTES: u64 = 2 << 20;
 /// Smallest `L - F` the raw score takes, keeping it finite.
 pub const MIN_GAP: f64 = 1e-6;
 
-/// The restricted-mlm task. Construct with `RestrictedMlm::default()`.
-#[derive(Debug, Clone, Default)]
-pub struct RestrictedMlm {}
+/// The reference solution: its graph (`model.toml`) for a profile's limits and the profile's
+/// reference settings; [`prep`] trains it like the start.
+///
+/// It lives in its own crate, `rdbench-reference-restricted-mlm`
+/// (`reference_solutions/restricted-mlm/`), which builds the graph with this crate's
+/// [`build::GraphText`]; the registry hands it to [`tasks`], so this crate never contains its
+/// reference.
+pub type Reference = fn(&Limits, &ReferenceConfig) -> String;
+
+/// The restricted-mlm task. Construct with [`RestrictedMlm::new`].
+#[derive(Debug, Clone)]
+pub struct RestrictedMlm {
+    reference: Reference,
+}
+
+impl RestrictedMlm {
+    pub fn new(reference: Reference) -> Self {
+        Self { reference }
+    }
+}
 
 /// The tasks of this crate, for the CLI's registry.
-pub fn tasks() -> Vec<Box<dyn Task>> {
-    vec![Box::new(task())]
+pub fn tasks(reference: Reference) -> Vec<Box<dyn Task>> {
+    vec![Box::new(task(reference))]
 }
 
 /// The task as the registry holds it: [`RestrictedMlm`] behind the artifact-task adapter.
-pub fn task() -> ArtifactTaskAdapter<RestrictedMlm> {
-    ArtifactTaskAdapter::new(RestrictedMlm::default())
+pub fn task(reference: Reference) -> ArtifactTaskAdapter<RestrictedMlm> {
+    ArtifactTaskAdapter::new(RestrictedMlm::new(reference))
 }
 
 pub use rdbench_core::artifact::Rejection;
@@ -244,7 +260,13 @@ impl ArtifactTask for RestrictedMlm {
 
     fn prepare(&self, spec: &Spec, req: &PrepareRequest) -> Result<()> {
         let inst = Instance::load(spec, &req.cache_dir)?;
-        let start = prep::ensure_solution(spec, &inst, &req.cache_dir, Solution::Starting)?;
+        let start = prep::ensure_solution(
+            spec,
+            &inst,
+            &req.cache_dir,
+            Solution::Starting,
+            self.reference,
+        )?;
         copy_solution(&start, &req.attempt_dir)?;
         let corpus = prep::ensure_train_corpus(spec, &inst, &req.cache_dir)?;
         let bytes = std::fs::read(&corpus).map_err(|e| Error::io(&corpus, e))?;
@@ -272,7 +294,7 @@ impl ArtifactTask for RestrictedMlm {
 
     fn install(&self, solution: Solution, spec: &Spec, cache_dir: &Path, dir: &Path) -> Result<()> {
         let inst = Instance::load(spec, cache_dir)?;
-        let from = prep::ensure_solution(spec, &inst, cache_dir, solution)?;
+        let from = prep::ensure_solution(spec, &inst, cache_dir, solution, self.reference)?;
         copy_solution(&from, dir)
     }
 

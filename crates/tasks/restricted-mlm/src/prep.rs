@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::instance::Instance;
 use crate::interp::MlmModel;
 use crate::profile::Spec;
-use crate::{graph, mlm, reference, start, MODEL_FILE, WEIGHTS_FILE};
+use crate::{graph, mlm, start, Reference, MODEL_FILE, WEIGHTS_FILE};
 
 pub const TRAIN_TOKENS: &str = "train_tokens.bin";
 
@@ -71,13 +71,14 @@ struct SolutionReport {
     final_train_loss: f64,
 }
 
-/// Trains (once) the shipped solution `which` and returns the folder holding its `model.toml`
-/// and `weights.safetensors`.
+/// Trains (once) the shipped solution `which` (the start, or the graph of `reference`) and
+/// returns the folder holding its `model.toml` and `weights.safetensors`.
 pub fn ensure_solution(
     spec: &Spec,
     inst: &Instance,
     cache_dir: &Path,
     which: rdbench_core::task::Solution,
+    reference: Reference,
 ) -> Result<PathBuf> {
     use rdbench_core::task::Solution;
     let (label, text, train, init_seed, key) = match which {
@@ -90,7 +91,7 @@ pub fn ensure_solution(
         ),
         Solution::Reference => (
             "reference",
-            reference::graph(&spec.limits, &spec.reference),
+            reference(&spec.limits, &spec.reference),
             spec.reference.train.clone(),
             spec.reference.init_seed,
             spec.key(&spec.reference),

@@ -5,7 +5,6 @@ use rdbench_lm::TrainConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::Limits;
-use crate::reference::ReferenceConfig;
 use crate::start::MlpShape;
 
 pub use rdbench_lm::corpus::CorpusShape;
@@ -14,6 +13,19 @@ pub use rdbench_lm::corpus::CorpusShape;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StartConfig {
     pub shape: MlpShape,
+    pub train: TrainConfig,
+    pub init_seed: u64,
+}
+
+/// The reference solution's architecture (a residual convolution network, whose graph the
+/// reference's own crate builds: [`crate::Reference`]) and how it is trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceConfig {
+    pub width: usize,
+    pub blocks: usize,
+    pub kernel: usize,
+    /// Constant scale of each residual branch.
+    pub branch_scale: f64,
     pub train: TrainConfig,
     pub init_seed: u64,
 }

@@ -6,10 +6,12 @@
 #![allow(clippy::needless_range_loop)]
 
 use candle_core::{Device, Tensor};
+use rdbench_reference_restricted_mlm as reference;
 use rdbench_task_restricted_mlm::build::GraphText;
 use rdbench_task_restricted_mlm::graph::{self, GraphError, Limits};
 use rdbench_task_restricted_mlm::interp::MlmModel;
-use rdbench_task_restricted_mlm::{reference, start};
+use rdbench_task_restricted_mlm::profile::ReferenceConfig;
+use rdbench_task_restricted_mlm::start;
 
 fn limits() -> Limits {
     Limits {
@@ -67,7 +69,7 @@ fn the_shipped_graphs_parse_and_run() {
         ),
         reference::graph(
             &l,
-            &reference::ReferenceConfig {
+            &ReferenceConfig {
                 width: 4,
                 blocks: 2,
                 kernel: 3,

@@ -14,7 +14,11 @@ use rdbench_task_restricted_mlm::{mlm, profile, start, MODEL_FILE, WEIGHTS_FILE}
 
 fn request(dir: &Path, cache: &Path) -> ScoreRequest {
     ScoreRequest {
-        profile: profile_of(&rdbench_task_restricted_mlm::task(), "tiny").unwrap(),
+        profile: profile_of(
+            &rdbench_task_restricted_mlm::task(rdbench_reference_restricted_mlm::REFERENCE),
+            "tiny",
+        )
+        .unwrap(),
         submission_dir: dir.to_path_buf(),
         private_dir: dir.join("private"),
         cache_dir: cache.to_path_buf(),
@@ -30,7 +34,7 @@ fn corpus_root() -> PathBuf {
 
 #[test]
 fn every_exploit_case_gets_its_verdict_before_any_evaluation() {
-    let task = rdbench_task_restricted_mlm::task();
+    let task = rdbench_task_restricted_mlm::task(rdbench_reference_restricted_mlm::REFERENCE);
     let readme = std::fs::read_to_string(corpus_root().join("README.md")).unwrap();
     let mut cases = 0;
     for entry in std::fs::read_dir(corpus_root()).unwrap() {
@@ -100,7 +104,7 @@ fn the_shipped_graphs_fit_their_profiles() {
     for spec in [profile::tiny(), profile::full()] {
         for text in [
             start::graph(&spec.limits, spec.start.shape),
-            rdbench_task_restricted_mlm::reference::graph(&spec.limits, &spec.reference),
+            rdbench_reference_restricted_mlm::graph(&spec.limits, &spec.reference),
         ] {
             let g =
                 graph::parse(&text, &spec.limits).unwrap_or_else(|e| panic!("{}: {e}", spec.name));
@@ -192,7 +196,7 @@ fn the_trainer_learns_a_toy_corpus() {
 /// attempt folder holds no held-out data and no secret, and runs the conformance kit.
 #[test]
 fn a_prepared_attempt_scores_its_start_and_holds_nothing_hidden() {
-    let task = rdbench_task_restricted_mlm::task();
+    let task = rdbench_task_restricted_mlm::task(rdbench_reference_restricted_mlm::REFERENCE);
     let root = tempfile::tempdir().unwrap();
     let cache = root.path().join("cache");
     let attempt = conformance::prepare_attempt(

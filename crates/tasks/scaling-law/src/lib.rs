@@ -14,13 +14,10 @@
 //! The score is hidden from the agent (`score` says only whether the answer was recorded), the
 //! last valid entry counts, and the task's calibration is part of the task: start and reference are
 //! the closed formula at the starting answer and at the reference solution's answer
-//! ([`reference`], a Chinchilla fit to the sweep's small experiments).
+//! ([`Reference`]: a Chinchilla fit to the sweep's small experiments, in its own crate).
 //!
 //! The `full` profile has no sweep yet (docs/scaling-law.md estimates its GPU cost), so scoring
 //! it is an environment error that says so.
-
-#[path = "../../../../reference_solutions/scaling-law/reference.rs"]
-pub mod reference;
 
 pub mod answer;
 pub mod experiment;
@@ -39,6 +36,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use answer::Answer;
+use experiment::Run;
 use ground_truth::{Surface, Sweep};
 use profile::Spec;
 
@@ -59,18 +57,38 @@ fn train_tool() -> rdbench_core::task::ToolSpec {
     }
 }
 
-/// The scaling-law task. Construct with `ScalingLaw::default()`.
-#[derive(Debug, Clone, Default)]
-pub struct ScalingLaw {}
+/// The reference solution: from the small experiments of a shipped sweep and the widths an
+/// answer may use (an inclusive range), its answer; `None` when the experiments are too few to
+/// fit.
+///
+/// It lives in its own crate, `rdbench-reference-scaling-law` (`reference_solutions/scaling-law/`),
+/// which uses this crate's types; the registry hands it to [`tasks`], so this crate never
+/// contains its reference.
+pub type Reference = fn(&Spec, &[Run], (usize, usize)) -> Option<ReferenceAnswer>;
+
+/// What the reference answers, and how closely its fit follows the experiments it was fitted
+/// to (for the calibration's provenance).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReferenceAnswer {
+    pub answer: Answer,
+    /// Root-mean-square error of the fit over the experiments, nats.
+    pub fit_rmse: f64,
+}
+
+/// The scaling-law task. Construct with [`ScalingLaw::new`].
+#[derive(Debug, Clone)]
+pub struct ScalingLaw {
+    reference: Reference,
+}
 
 /// The tasks of this crate, for the CLI's registry.
-pub fn tasks() -> Vec<Box<dyn Task>> {
-    vec![Box::new(task())]
+pub fn tasks(reference: Reference) -> Vec<Box<dyn Task>> {
+    vec![Box::new(task(reference))]
 }
 
 /// The task as the registry holds it: [`ScalingLaw`] behind the artifact-task adapter.
-pub fn task() -> ArtifactTaskAdapter<ScalingLaw> {
-    ArtifactTaskAdapter::new(ScalingLaw::default())
+pub fn task(reference: Reference) -> ArtifactTaskAdapter<ScalingLaw> {
+    ArtifactTaskAdapter::new(ScalingLaw::new(reference))
 }
 
 /// The shipped sweep of `profile`, if it has one.
@@ -139,25 +157,24 @@ pub fn starting_answer(spec: &Spec) -> Answer {
     }
 }
 
-/// The reference solution's answer: the Chinchilla fit to the sweep's small experiments,
-/// extrapolated to the budget over the swept widths.
-pub fn reference_answer(spec: &Spec) -> Result<(Answer, reference::Fit)> {
+/// The answer of `reference` for `spec`: from the sweep's small experiments, over the swept
+/// widths.
+pub fn reference_answer(reference: Reference, spec: &Spec) -> Result<ReferenceAnswer> {
     let sweep = sweep(&spec.name)?.ok_or_else(|| {
         surface(spec)
             .err()
             .unwrap_or_else(|| Error::Internal("no sweep".into()))
     })?;
-    let fit = reference::fit(spec, &sweep.experiments).ok_or_else(|| {
-        Error::Internal(format!(
-            "sweeps/{}.json: too few finite experiments to fit a scaling law",
-            spec.name
-        ))
-    })?;
     let widths = (
         sweep.widths[0],
         *sweep.widths.last().unwrap_or(&sweep.widths[0]),
     );
-    Ok((reference::answer(spec, &fit, widths), fit))
+    reference(spec, &sweep.experiments, widths).ok_or_else(|| {
+        Error::Internal(format!(
+            "sweeps/{}.json: too few finite experiments to fit a scaling law",
+            spec.name
+        ))
+    })
 }
 
 fn write_answer(dir: &Path, a: &Answer) -> Result<()> {
@@ -200,6 +217,10 @@ pub fn log_report(private_dir: &Path) -> serde_json::Value {
 }
 
 impl ScalingLaw {
+    pub fn new(reference: Reference) -> Self {
+        Self { reference }
+    }
+
     /// Scores the answer in `dir` for `spec`; the report of the experiments is read from the
     /// attempt's `private_dir`.
     pub fn score_dir(&self, spec: &Spec, dir: &Path, private_dir: &Path) -> Result<ScoreOutcome> {
@@ -314,7 +335,9 @@ impl ArtifactTask for ScalingLaw {
     ) -> Result<()> {
         let answer = match solution {
             Solution::Starting => starting_answer(spec),
-            Solution::Reference | Solution::Fastest => reference_answer(spec)?.0,
+            Solution::Reference | Solution::Fastest => {
+                reference_answer(self.reference, spec)?.answer
+            }
         };
         write_answer(dir, &answer)
     }
@@ -385,8 +408,8 @@ impl ArtifactTask for ScalingLaw {
     fn shipped_calibration(&self, spec: &Spec) -> Option<ShippedCalibration> {
         let surface = surface(spec).ok()?;
         let start = evaluate(spec, &surface, &starting_answer(spec)).ok()?;
-        let (ra, fit) = reference_answer(spec).ok()?;
-        let reference = evaluate(spec, &surface, &ra).ok()?;
+        let ra = reference_answer(self.reference, spec).ok()?;
+        let reference = evaluate(spec, &surface, &ra.answer).ok()?;
         Some(ShippedCalibration {
             start: start.score,
             reference: reference.score,
@@ -397,7 +420,7 @@ impl ArtifactTask for ScalingLaw {
                  reference = the Chinchilla fit to the sweep's small experiments (fit rmse {:.4}); \
                  the reference's answer is not shown",
                 spec.name,
-                fit.rmse
+                ra.fit_rmse
             ),
         })
     }

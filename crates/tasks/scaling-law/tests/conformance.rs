@@ -3,5 +3,8 @@
 
 #[test]
 fn every_task_of_the_crate_passes_the_conformance_kit() {
-    rdbench_core::conformance::assert_all_conformant(rdbench_task_scaling_law::tasks(), "tiny");
+    rdbench_core::conformance::assert_all_conformant(
+        rdbench_task_scaling_law::tasks(rdbench_reference_scaling_law::REFERENCE),
+        "tiny",
+    );
 }

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use rdbench_core::task::{profile_of, Execution, InvalidKind, ScoreOutcome, Solution, Task};
 use rdbench_core::Error;
+use rdbench_reference_scaling_law::REFERENCE;
 use rdbench_task_scaling_law::answer::Answer;
 use rdbench_task_scaling_law::{
     evaluate, profile, reference_answer, starting_answer, surface, EXPERIMENT_LOG,
@@ -35,7 +36,7 @@ const REFERENCE_SCORE: f64 = 0.84511;
 fn start_and_reference_score_as_documented() {
     let spec = tiny();
     let s = score(starting_answer(&spec)).unwrap();
-    let (ra, _) = reference_answer(&spec).unwrap();
+    let ra = reference_answer(REFERENCE, &spec).unwrap().answer;
     let r = score(ra).unwrap();
     assert!(
         (s - START_SCORE).abs() < 5e-4,
@@ -43,7 +44,7 @@ fn start_and_reference_score_as_documented() {
     );
     assert!((r - REFERENCE_SCORE).abs() < 5e-4, "reference {r} ({ra:?})");
     assert!(r > s + 0.05, "the reference beats the start clearly");
-    let task = rdbench_task_scaling_law::task();
+    let task = rdbench_task_scaling_law::task(REFERENCE);
     let cal = task
         .shipped_calibration(&profile_of(&task, "tiny").unwrap())
         .unwrap();
@@ -170,7 +171,7 @@ fn budget_limits_and_the_swept_range() {
 }
 
 fn outcome(dir: &Path) -> ScoreOutcome {
-    rdbench_task_scaling_law::task()
+    rdbench_task_scaling_law::task(REFERENCE)
         .task()
         .score_dir(&tiny(), dir, &dir.join("private"))
         .unwrap()
@@ -215,7 +216,7 @@ extern "C" {
 fn tool(private: &Path, words: &[&str]) -> rdbench_core::Result<rdbench_core::task::ToolReply> {
     let (name, args) = words.split_first().unwrap();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let task = rdbench_task_scaling_law::task();
+    let task = rdbench_task_scaling_law::task(REFERENCE);
     task.run_tool(&rdbench_core::task::ToolRequest {
         profile: profile_of(&task, "tiny")?,
         name: name.to_string(),
@@ -230,7 +231,7 @@ fn tool(private: &Path, words: &[&str]) -> rdbench_core::Result<rdbench_core::ta
 /// never changes the score.
 #[test]
 fn tool_runs_are_logged_scorer_side_and_reported() {
-    let task = rdbench_task_scaling_law::task();
+    let task = rdbench_task_scaling_law::task(REFERENCE);
     let dir = tempfile::tempdir().unwrap();
     let private = dir.path().join("private");
     std::fs::create_dir(&private).unwrap();
@@ -293,7 +294,7 @@ fn tool_runs_are_logged_scorer_side_and_reported() {
 
 #[test]
 fn the_full_profile_without_a_sweep_is_an_environment_error() {
-    let task = rdbench_task_scaling_law::task();
+    let task = rdbench_task_scaling_law::task(REFERENCE);
     let full = profile_of(&task, "full").unwrap();
     match task.check_environment(&full, Execution::Measured) {
         Err(Error::Environment(m)) => assert!(m.contains("has not been measured"), "{m}"),

@@ -19,8 +19,7 @@
 //! published marks (its licence asks that solutions not be published), so its reference
 //! point is the mark of 2,164 cycles, not a program.
 
-#[path = "../../../../reference_solutions/tree-traversal/builder.rs"]
-pub mod reference;
+pub use rdbench_reference_tree_traversal as reference;
 
 use std::path::Path;
 
