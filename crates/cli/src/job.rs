@@ -679,7 +679,7 @@ mod tests {
     fn the_request_reaches_the_worker_whole() {
         let dir = tempfile::tempdir().unwrap();
         let job = job(dir.path(), Duration::from_secs(60));
-        let script = r#"req=$(cat); token=$(printf '%s' "$req" | sed -n 's/.*"token":"\([0-9a-f]*\)".*/\1/p'); case "$req" in *'"profile":"tiny"'*) ok=1;; *) ok=0;; esac; printf '{"token":"%s","reply":{"kind":"outcome","outcome":{"status":"valid","raw":%s,"details":null}}}' "$token" "$ok" >&3"#;
+        let script = r#"req=$(cat); token=$(printf '%s' "$req" | sed -n 's/.*"token":"\([0-9a-f]*\)".*/\1/p'); case "$req" in *'"profile":{"name":"tiny"'*) ok=1;; *) ok=0;; esac; printf '{"token":"%s","reply":{"kind":"outcome","outcome":{"status":"valid","raw":%s,"details":null}}}' "$token" "$ok" >&3"#;
         let result = job
             .run_checked_with(|| {
                 let mut cmd = Command::new("/bin/sh");

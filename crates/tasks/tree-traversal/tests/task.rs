@@ -4,9 +4,7 @@
 
 use std::path::Path;
 
-use rdbench_core::task::{
-    profile_of, InvalidKind, PrepareRequest, ScoreOutcome, ScoreRequest, Solution, Task,
-};
+use rdbench_core::task::{profile_of, InvalidKind, ScoreOutcome, ScoreRequest, Solution, Task};
 use rdbench_task_tree_traversal::{
     judge, solution_program, Verdict, FULL_REFERENCE_CYCLES, FULL_START_CYCLES, SUBMISSION,
     TINY_REFERENCE_CYCLES, TINY_START_CYCLES,
@@ -14,6 +12,18 @@ use rdbench_task_tree_traversal::{
 use rdbench_vliw::isa::{Slot, VLEN};
 use rdbench_vliw::problem::{Input, Params};
 use rdbench_vliw::program::Program;
+
+/// An attempt of `profile` prepared under `root/<profile>`; its folder.
+fn prepared(task: &dyn Task, profile: &str, root: &Path) -> std::path::PathBuf {
+    let profile = profile_of(task, profile).unwrap();
+    rdbench_core::conformance::prepare_attempt(
+        task,
+        &profile,
+        &root.join(&profile.name),
+        &root.join("cache"),
+    )
+    .unwrap()
+}
 
 fn score_dir(dir: &Path, profile: &str, seed: u64) -> ScoreOutcome {
     let task = rdbench_task_tree_traversal::task();
@@ -110,15 +120,7 @@ fn the_python_builder_writes_the_same_starting_program() {
     let dir = tempfile::tempdir().unwrap();
     let task = rdbench_task_tree_traversal::task();
     for profile in ["tiny", "full"] {
-        let attempt = dir.path().join(profile);
-        std::fs::create_dir_all(&attempt).unwrap();
-        task.prepare(&PrepareRequest {
-            profile: profile_of(&task, profile).unwrap(),
-            attempt_dir: attempt.clone(),
-            private_dir: dir.path().join("private"),
-            cache_dir: dir.path().join("cache"),
-        })
-        .unwrap();
+        let attempt = prepared(&task, profile, dir.path());
         let Ok(out) = std::process::Command::new("python3")
             .arg(attempt.join("build_program.py"))
             .output()
@@ -291,17 +293,9 @@ fn hostile_files_in_place_of_the_program_are_refused_without_reading_them() {
 #[test]
 fn the_instructions_render_for_every_profile_with_the_right_numbers() {
     let dir = tempfile::tempdir().unwrap();
+    let task = rdbench_task_tree_traversal::task();
     for profile in ["tiny", "full", "original"] {
-        let attempt = dir.path().join(profile);
-        std::fs::create_dir_all(&attempt).unwrap();
-        let task = rdbench_task_tree_traversal::task();
-        task.prepare(&PrepareRequest {
-            profile: profile_of(&task, profile).unwrap(),
-            attempt_dir: attempt.clone(),
-            private_dir: dir.path().join("private"),
-            cache_dir: dir.path().join("cache"),
-        })
-        .unwrap();
+        let attempt = prepared(&task, profile, dir.path());
         let text = std::fs::read_to_string(attempt.join("INSTRUCTIONS.md")).unwrap();
         assert!(!text.contains("{{"), "{profile}");
         let bounds = rdbench_task_tree_traversal::run_bounds(match profile {
