@@ -8,6 +8,8 @@
 # A file whose folder has an expect.toml with stage = "compile" is expected to fail; as nvcc sees
 # host headers that NVRTC lacks, such a file compiling here is only noted (scripts/nvrtc_check.py
 # is the check that counts). Any other file must compile with no warnings and no spills.
+# A file whose first line is `// rdbench-prelude: <repo path>` is compiled after that file,
+# followed the same way (as scripts/nvrtc_check.py does, at most 8 deep).
 # Exit status 0 when all is as expected.
 # nvcc is taken from $NVCC, else PATH, else the pip wheel nvidia-cuda-nvcc (nvidia/cu13/bin).
 # ARCHS="80 90" overrides the architectures.
@@ -37,6 +39,20 @@ fi
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+
+# with_preludes FILE [DEPTH]: the text FILE is compiled from (its prelude chain, then itself).
+with_preludes() {
+    local first depth=${2:-0}
+    [ "$depth" -lt 8 ] || { echo "compile-cu: prelude chain of $1 loops or is too deep" >&2; return 1; }
+    IFS= read -r first < "$1" || true
+    case $first in
+    "// rdbench-prelude: "*)
+        with_preludes "${first#// rdbench-prelude: }" $((depth + 1)) || return 1
+        echo ;;
+    esac
+    cat "$1"
+}
+
 echo "nvcc: $NVCC_BIN ($("$NVCC_BIN" --version | tail -1)); archs: $ARCHS"
 problems=0
 for f in "${FILES[@]}"; do
@@ -45,9 +61,18 @@ for f in "${FILES[@]}"; do
     if [ -f "$exp" ] && grep -Eq '^[[:space:]]*stage[[:space:]]*=[[:space:]]*"compile"' "$exp"; then
         must_fail=1
     fi
+    src="$f"
+    if head -1 "$f" | grep -q '^// rdbench-prelude: '; then
+        src="$TMP/$(basename "$f")"
+        if ! with_preludes "$f" > "$src"; then
+            echo "FAILED (its preludes)   $f"
+            problems=$((problems + 1))
+            continue
+        fi
+    fi
     for a in $ARCHS; do
         log="$TMP/log"
-        "$NVCC_BIN" -arch=sm_$a -cubin -std=c++17 -Xptxas -v -o "$TMP/out.cubin" "$f" >"$log" 2>&1
+        "$NVCC_BIN" -arch=sm_$a -cubin -std=c++17 -Xptxas -v -o "$TMP/out.cubin" "$src" >"$log" 2>&1
         rc=$?
         if [ $must_fail = 1 ]; then
             if [ $rc -ne 0 ]; then

@@ -5,8 +5,10 @@ Usage: scripts/nvrtc_check.py [--arch sm_90] [--arch sm_80] [FILE.cu ...]
 
 With no files: every .cu under kernels/, reference_solutions/ and tests/exploits/. A file whose
 folder has an expect.toml with stage = "compile" must FAIL to compile; every other file must
-compile with an empty log (no warnings). Options as the scorer: --gpu-architecture=<arch>
--std=c++17; a CUBIN is produced for a real architecture (sm_XX).
+compile with an empty log (no warnings). A file whose first line is
+`// rdbench-prelude: <repo path>` is compiled after that file, followed the same way (at most 8
+deep, no loops). Options as the scorer: --gpu-architecture=<arch> -std=c++17; a CUBIN is produced
+for a real architecture (sm_XX).
 
 libnvrtc.so.13 is looked up in $NVRTC_LIB, then the pip wheel nvidia-cuda-nvrtc
 (nvidia/cu13/lib), then the system loader path. Exit status 0 when every file behaves as expected.
@@ -53,22 +55,31 @@ NVRTC.nvrtcGetErrorString.restype = ctypes.c_char_p
 
 
 PRELUDE_MARK = b"// rdbench-prelude: "
+PRELUDE_DEPTH = 8
 
 
-def source_of(path):
+def source_of(path, chain=()):
     """The file's text; one whose first line is `// rdbench-prelude: <repo path>` is compiled
-    after that file, as its task crate concatenates them (a harness sharing its family's code)."""
+    after that file (itself read the same way), as its task crate concatenates the chain (trusted
+    code shared between harnesses)."""
+    path = os.path.realpath(path)
+    if path in chain or len(chain) >= PRELUDE_DEPTH:
+        raise ValueError("prelude chain loops or is too deep: "
+                         + " -> ".join(os.path.relpath(p, ROOT) for p in chain + (path,)))
     src = open(path, "rb").read()
     first = src.split(b"\n", 1)[0]
     if first.startswith(PRELUDE_MARK):
         prelude = os.path.join(ROOT, first[len(PRELUDE_MARK):].strip().decode())
-        src = open(prelude, "rb").read() + b"\n" + src
+        src = source_of(prelude, chain + (path,)) + b"\n" + src
     return src
 
 
 def compile_source(path, arch):
     """Returns (ok, log)."""
-    src = source_of(path)
+    try:
+        src = source_of(path)
+    except (OSError, ValueError) as e:
+        return False, f"reading it and its preludes: {e}"
     prog = ctypes.c_void_p()
     rc = NVRTC.nvrtcCreateProgram(ctypes.byref(prog), ctypes.c_char_p(src),
                                   ctypes.c_char_p(os.path.basename(path).encode()), 0, None, None)

@@ -1,3 +1,4 @@
+// rdbench-prelude: kernels/harness/ops_generate.cu
 // rdbench ops-softmax: the scorer's trusted kernels (never timed). The input generator,
 // ops_generate, is kernels/harness/ops_generate.cu, prepended by the Rust crate.
 //

@@ -1,7 +1,8 @@
 //! Compiles every `.cu` file in the repository with NVRTC for sm_80 and sm_90, as the scorer
 //! would: harness kernels, starting and reference solutions, and the exploit corpus (whose
 //! `expect.toml` says `stage = "compile"` must fail to compile; every other file must compile).
-//! A file whose first line is `// rdbench-prelude: <repo path>` is compiled after that file.
+//! A file whose first line is `// rdbench-prelude: <repo path>` is compiled after that file,
+//! itself read the same way (at most [`PRELUDE_DEPTH`] deep, no loops).
 //!
 //! Without NVRTC the test is skipped with a message, except under CI (`CI` set), where a
 //! missing NVRTC is a failure: the README's test command installs it.
@@ -29,18 +30,26 @@ fn cu_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+const PRELUDE_DEPTH: usize = 8;
+
 /// The text a file is compiled from: one whose first line is `// rdbench-prelude: <repo path>`
-/// is compiled after that file, as its task crate concatenates them (a harness that shares its
-/// family's trusted code).
-fn source_of(root: &Path, cu: &Path) -> String {
+/// is compiled after that file's own text, as its task crate concatenates the chain (trusted
+/// code that harnesses share). `chain`: the files that led here.
+fn source_of(root: &Path, cu: &Path, chain: &[PathBuf]) -> String {
+    let canonical = cu
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("{} (the prelude of {chain:?}): {e}", cu.display()));
+    assert!(
+        !chain.contains(&canonical) && chain.len() < PRELUDE_DEPTH,
+        "prelude chain loops or is deeper than {PRELUDE_DEPTH}: {chain:?} then {}",
+        cu.display()
+    );
     let text = std::fs::read_to_string(cu).unwrap_or_else(|e| panic!("{}: {e}", cu.display()));
     let first = text.lines().next().unwrap_or_default();
     match first.strip_prefix("// rdbench-prelude: ") {
         Some(prelude) => {
-            let path = root.join(prelude.trim());
-            let pre = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-                panic!("{}: its prelude {}: {e}", cu.display(), path.display())
-            });
+            let chain = [chain, &[canonical]].concat();
+            let pre = source_of(root, &root.join(prelude.trim()), &chain);
             format!("{pre}\n{text}")
         }
         None => text,
@@ -87,7 +96,7 @@ fn every_cu_in_the_repository_compiles_for_sm80_and_sm90() {
     let mut failures = Vec::new();
     for cu in files.iter().filter(|cu| !refused_before_compiling(cu)) {
         for arch in [80, 90] {
-            let source = source_of(&root, cu);
+            let source = source_of(&root, cu, &[]);
             let result = compile(
                 &source,
                 &cu.display().to_string(),

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 pub use adapter::{
     write_solution, KernelTaskAdapter, LAUNCH_PLAN_DOC, PRECHECK_ARCH, TARGET_ARCHS,
 };
+pub use files::prelude_chain_holds;
 use rdbench_core::task::TaskInfo;
 
 use crate::backend::Dims;

@@ -19,7 +19,7 @@ use rdbench_gpu::GpuResult;
 /// (`kernels/harness/ops_generate.cu`) followed by the op's own `kernels/ops-<op>/harness.cu`.
 macro_rules! op_sources {
     ($task:literal) => {
-        rdbench_gpu::kernel_sources!($task, prelude = "kernels/harness/ops_generate.cu")
+        rdbench_gpu::kernel_sources!($task, prelude = ["kernels/harness/ops_generate.cu"])
     };
 }
 
