@@ -1,3 +1,4 @@
+// rdbench-prelude: kernels/harness/splitmix64.cu
 // rdbench cuda-backtest: the scorer's trusted kernels (never timed). The CPU twin of every
 // kernel here is crates/tasks/cuda-backtest/src/oracle.rs; tests pin the two together.
 //
@@ -7,30 +8,16 @@
 //                                                      params (x4), costs (x2), log_pairs
 //   bt_expected         grid-stride over assets*params every expected output
 //
-// Generation: splitmix64 as in rdbench_core::rng; draw(key) = splitmix64(seed ^ key * K) with
-// K = 0xD1B54A32D192ED03; pick(u, lane, n) = (((u >> 16 lane) & 0xFFFF) * n) >> 16. A bar's key
-// is (asset << 32) | bar; parameters, costs, log pairs and base prices use (tag << 56) | index
-// with tags 1, 2, 3, 4. Each asset's walk is sequential (the floor makes it so): one thread per
-// asset.
+// Generation: draw(key) = rdbench_splitmix64_at(seed, key) = splitmix64(seed ^ key * 0xD1B54A32D192ED03)
+// (the prelude's, kernels/harness/splitmix64.cu); pick(u, lane, n) = (((u >> 16 lane) & 0xFFFF) * n) >> 16.
+// A bar's key is (asset << 32) | bar; parameters, costs, log pairs and base prices use
+// (tag << 56) | index with tags 1, 2, 3, 4. Each asset's walk is sequential (the floor makes it
+// so): one thread per asset.
 //
 // bt_expected is the definition run plainly: one thread per (asset, parameter set), rolling
 // window sums updated in O(1) per bar, straight from global memory.
 
 #define BT_FLOOR 1000
-#define BT_K 0xD1B54A32D192ED03ull
-
-__device__ __forceinline__ unsigned long long bt_splitmix64(unsigned long long z)
-{
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-__device__ __forceinline__ unsigned long long bt_draw(unsigned long long seed, unsigned long long key)
-{
-    return bt_splitmix64(seed ^ (key * BT_K));
-}
 
 __device__ __forceinline__ int bt_pick(unsigned long long u, int lane, unsigned int n)
 {
@@ -42,10 +29,12 @@ extern "C" __global__ void bt_generate_bars(int* open, int* high, int* low, int*
 {
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long a = (long long)blockIdx.x * blockDim.x + threadIdx.x; a < assets; a += stride) {
-        int prev_close = 5000 + bt_pick(bt_draw(seed, (4ull << 56) | (unsigned long long)a), 0, 20000);
+        const unsigned long long base_draw = rdbench_splitmix64_at(seed, (4ull << 56) | (unsigned long long)a);
+        int prev_close = 5000 + bt_pick(base_draw, 0, 20000);
         const int wick = dist == 2 ? 2 : (dist == 3 ? 201 : 31);
         for (long long t = 0; t < bars; ++t) {
-            const unsigned long long u = bt_draw(seed, ((unsigned long long)a << 32) | (unsigned long long)t);
+            const unsigned long long key = ((unsigned long long)a << 32) | (unsigned long long)t;
+            const unsigned long long u = rdbench_splitmix64_at(seed, key);
             int gap, mv;
             if (dist == 2) {
                 gap = 0;
@@ -76,7 +65,7 @@ extern "C" __global__ void bt_generate_setup(int* params, int* costs, int* log_p
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
          i < n_params || i < assets || i < n_log; i += stride) {
         if (i < n_params) {
-            const unsigned long long u = bt_draw(seed, (1ull << 56) | (unsigned long long)i);
+            const unsigned long long u = rdbench_splitmix64_at(seed, (1ull << 56) | (unsigned long long)i);
             const int fast = 2 + bt_pick(u, 0, 63);
             params[4 * i + 0] = fast;
             params[4 * i + 1] = fast + 1 + bt_pick(u, 1, 448);
@@ -84,7 +73,7 @@ extern "C" __global__ void bt_generate_setup(int* params, int* costs, int* log_p
             params[4 * i + 3] = 20 + bt_pick(u, 3, 781);
         }
         if (i < assets) {
-            const unsigned long long u = bt_draw(seed, (2ull << 56) | (unsigned long long)i);
+            const unsigned long long u = rdbench_splitmix64_at(seed, (2ull << 56) | (unsigned long long)i);
             costs[2 * i + 0] = bt_pick(u, 0, 4);
             costs[2 * i + 1] = bt_pick(u, 1, 6);
         }
@@ -92,7 +81,7 @@ extern "C" __global__ void bt_generate_setup(int* params, int* costs, int* log_p
             // One pick in each of n_log equal strata of 0..pairs: distinct and increasing.
             const unsigned long long lo = (unsigned long long)(i * pairs / n_log);
             const unsigned long long hi = (unsigned long long)((i + 1) * pairs / n_log);
-            const unsigned long long u = bt_draw(seed, (3ull << 56) | (unsigned long long)i);
+            const unsigned long long u = rdbench_splitmix64_at(seed, (3ull << 56) | (unsigned long long)i);
             log_pairs[i] = (int)(lo + (((u >> 32) * (hi - lo)) >> 32));
         }
     }

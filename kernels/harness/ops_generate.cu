@@ -1,6 +1,7 @@
+// rdbench-prelude: kernels/harness/splitmix64.cu
 // rdbench ops family: the trusted device code every op's harness shares (never timed): the input
-// generator and bfloat16 conversions. The Rust crate (crates/tasks/ops) prepends this file to
-// each op's harness.cu, so one generator serves all ops; it also compiles on its own.
+// generator and bfloat16 conversions. Every op's harness.cu names this file as its
+// prelude and the Rust crate (crates/tasks/ops) prepends it, so one generator serves all ops.
 //
 //   ops_generate(float* x, long long count, long long row_len, unsigned long long seed,
 //                unsigned long long salt, int dist)
@@ -10,7 +11,8 @@
 // x[i] for i < count is a pure function of (seed, salt, i, dist, row_len) that the CPU oracle
 // reproduces bit for bit (crates/tasks/ops/src/common.rs):
 //   key = seed ^ (salt * 0x9E3779B97F4A7C15)        (salt tells the buffers of one op apart)
-//   h   = splitmix64(key ^ (i * 0xD1B54A32D192ED03)); s = (long long)(h >> 40) - 2^23, in [-2^23, 2^23)
+//   h   = rdbench_splitmix64_at(key, i) = splitmix64(key ^ (i * 0xD1B54A32D192ED03));
+//   s   = (long long)(h >> 40) - 2^23, in [-2^23, 2^23)
 //   dist 0 uniform:      (float)s * 2^-23                       uniform in [-1, 1) (exact)
 //   dist 1 large:        (float)s * (25 * 2^-21)                uniform in [-100, 100) (one rounded
 //                        multiply, the same on every IEEE device; exp overflows f32 above 88.7)
@@ -18,8 +20,7 @@
 //                        (rows = max(count / row_len, 1)) holds the value of its first element everywhere
 //   dist 3 positive:     ((float)s + 2^23) * 2^-24                uniform in [0, 1) (exact)
 //   other: 0
-// splitmix64(z): z += 0x9E3779B97F4A7C15; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
-//                z = (z ^ (z >> 27)) * 0x94D049BB133111EB; return z ^ (z >> 31)   (u64 wrapping)
+// splitmix64 and rdbench_splitmix64_at are this file's prelude's, kernels/harness/splitmix64.cu.
 // Launch: grid-stride, block 256.
 //
 // bfloat16 is handled as `unsigned short` bits (the pip NVRTC has no cuda_bf16.h, and the CPU
@@ -36,17 +37,9 @@ __device__ __forceinline__ unsigned short ops_f32_to_bf16(float f)
     return (unsigned short)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
-__device__ __forceinline__ unsigned long long ops_splitmix64(unsigned long long z)
-{
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 __device__ __forceinline__ float ops_unit(unsigned long long key, unsigned long long i)
 {
-    const unsigned long long h = ops_splitmix64(key ^ (i * 0xD1B54A32D192ED03ull));
+    const unsigned long long h = rdbench_splitmix64_at(key, i);
     const long long s = (long long)(h >> 40) - (1ll << 23);
     return (float)s;
 }
@@ -71,7 +64,7 @@ __device__ __forceinline__ float ops_value(unsigned long long key, long long i, 
 __device__ __forceinline__ long long ops_const_row(unsigned long long key, long long count, long long row_len)
 {
     const long long rows = count / row_len > 0 ? count / row_len : 1;
-    return (long long)((ops_splitmix64(key ^ 0xC0A57A27ull) >> 32) % (unsigned long long)rows);
+    return (long long)((rdbench_splitmix64(key ^ 0xC0A57A27ull) >> 32) % (unsigned long long)rows);
 }
 
 extern "C" __global__ void ops_generate(float* x, long long count, long long row_len,

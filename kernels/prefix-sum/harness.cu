@@ -1,3 +1,4 @@
+// rdbench-prelude: kernels/harness/splitmix64.cu
 // rdbench prefix-sum: the scorer's trusted kernels (never timed).
 //
 // Task: y[i] = sum_{j<=i} x[j] * p_j, p_j = 1 iff an odd number of x[0..j) are > 0 (so y[0] = 0).
@@ -28,10 +29,9 @@
 // Each thread of a tile block walks PS_ITEMS = 16 consecutive elements serially; thread 0 combines
 // the 256 per-thread aggregates serially. Slow-ish but simple; a few ms at n = 1e8.
 //
-// Input generation (the CPU reproduces it exactly):
-//   splitmix64(z): z += 0x9E3779B97F4A7C15; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
-//                  z = (z ^ (z >> 27)) * 0x94D049BB133111EB; return z ^ (z >> 31);  (u64 wrapping)
-//   h = splitmix64(seed ^ (i * 0xD1B54A32D192ED03)); u = h >> 32  (u32)
+// Input generation (the CPU reproduces it exactly; rdbench_splitmix64_at is the prelude's,
+// kernels/harness/splitmix64.cu):
+//   h = rdbench_splitmix64_at(seed, i) = splitmix64(seed ^ (i * 0xD1B54A32D192ED03)); u = h >> 32  (u32)
 //   dist 0: (int)((u * 20) >> 32) - 10          uniform [-10, 10)
 //   dist 1: (int)((u * 10) >> 32) + 1           uniform [1, 10]
 //   dist 2: -(int)((u * 11) >> 32)              uniform [-10, 0]
@@ -43,18 +43,9 @@
 #define PS_ITEMS 16 /* PS_TILE / PS_BLOCK */
 #define PS_FULL_MASK 0xffffffffu
 
-__device__ __forceinline__ unsigned long long ps_splitmix64(unsigned long long z)
-{
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 __device__ __forceinline__ int ps_value(unsigned long long seed, unsigned long long i, int dist)
 {
-    const unsigned long long h = ps_splitmix64(seed ^ (i * 0xD1B54A32D192ED03ull));
-    const unsigned long long u = h >> 32; // < 2^32, so the products below fit in 64 bits
+    const unsigned long long u = rdbench_splitmix64_at(seed, i) >> 32; // < 2^32, so the products below fit in 64 bits
     switch (dist) {
     case 0: return (int)((u * 20ull) >> 32) - 10;
     case 1: return (int)((u * 10ull) >> 32) + 1;

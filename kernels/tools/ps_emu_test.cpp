@@ -11,6 +11,7 @@
 #include <random>
 #include <string>
 
+#include "../harness/splitmix64.cu" // the harness's prelude (its first line)
 #include "../prefix-sum/harness.cu"
 #if SOL_KIND != 0
 #include SOL_FILE

@@ -1,5 +1,6 @@
 //! SplitMix64, the counter-based mixer shared by input generators (bit-identical to the CUDA
-//! harness's `ps_splitmix64`), secret seed streams and bootstrap seeding.
+//! harnesses' `rdbench_splitmix64`, `kernels/harness/splitmix64.cu`), secret seed streams and
+//! bootstrap seeding.
 
 /// The increment SplitMix64 adds before mixing (the golden ratio in 64 bits).
 pub const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -18,7 +19,7 @@ pub const INDEX_MUL: u64 = 0xD1B5_4A32_D192_ED03;
 
 /// Word `index` of the counter-based stream keyed by `key`: `splitmix64(key ^ index *
 /// INDEX_MUL)`, what the CUDA harness generators compute per element
-/// (`*_splitmix64(seed ^ (i * 0xD1B54A32D192ED03ull))`), so their CPU twins match bit for bit.
+/// (`rdbench_splitmix64_at(seed, i)`), so their CPU twins match bit for bit.
 pub fn splitmix64_at(key: u64, index: u64) -> u64 {
     splitmix64(key ^ index.wrapping_mul(INDEX_MUL))
 }

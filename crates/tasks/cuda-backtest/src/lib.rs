@@ -37,8 +37,13 @@ pub fn tasks() -> Vec<Box<dyn Task>> {
 /// (one block per asset, parameter sets across threads, shared-memory tiles of bars, O(1)
 /// rolling window sums: normalized score 1); the fastest version we could write (the reference
 /// with cheaper per-bar arithmetic, not yet timed on a GPU).
-/// Also the task's trusted harness, `kernels/cuda-backtest/harness.cu`.
-pub const SOURCES: KernelSources = rdbench_gpu::kernel_sources!("cuda-backtest", fastest);
+/// Also the task's trusted harness, `kernels/cuda-backtest/harness.cu`, after the splitmix64 hash
+/// its inputs are drawn from.
+pub const SOURCES: KernelSources = rdbench_gpu::kernel_sources!(
+    "cuda-backtest",
+    fastest,
+    prelude = ["kernels/harness/splitmix64.cu"]
+);
 
 const INSTRUCTIONS: &str = include_str!("instructions.md");
 

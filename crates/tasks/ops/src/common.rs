@@ -15,11 +15,18 @@ use rdbench_gpu::kernel_task::{
 use rdbench_gpu::plan::ElemType;
 use rdbench_gpu::GpuResult;
 
-/// An op's files: its solutions and its harness, the family's shared generator
-/// (`kernels/harness/ops_generate.cu`) followed by the op's own `kernels/ops-<op>/harness.cu`.
+/// An op's files: its solutions and its harness, the splitmix64 hash and the family's shared
+/// generator (`kernels/harness/ops_generate.cu`) followed by the op's own
+/// `kernels/ops-<op>/harness.cu`.
 macro_rules! op_sources {
     ($task:literal) => {
-        rdbench_gpu::kernel_sources!($task, prelude = ["kernels/harness/ops_generate.cu"])
+        rdbench_gpu::kernel_sources!(
+            $task,
+            prelude = [
+                "kernels/harness/splitmix64.cu",
+                "kernels/harness/ops_generate.cu"
+            ]
+        )
     };
 }
 

@@ -32,8 +32,13 @@ pub fn tasks() -> Vec<Box<dyn Task>> {
 /// The starting solution (two textbook scans, 6 launches), RE-Bench's reference (a
 /// reduce-then-scan of a few kernels: normalized score 1) and the fastest version we could
 /// write (a single-pass scan with decoupled look-back).
-/// Also the task's trusted harness, `kernels/prefix-sum/harness.cu`.
-pub const SOURCES: KernelSources = rdbench_gpu::kernel_sources!("prefix-sum", fastest);
+/// Also the task's trusted harness, `kernels/prefix-sum/harness.cu`, after the splitmix64 hash
+/// its inputs are drawn from.
+pub const SOURCES: KernelSources = rdbench_gpu::kernel_sources!(
+    "prefix-sum",
+    fastest,
+    prelude = ["kernels/harness/splitmix64.cu"]
+);
 pub const REFERENCE: KernelFiles = SOURCES.solutions.reference;
 
 const INSTRUCTIONS: &str = include_str!("instructions.md");
