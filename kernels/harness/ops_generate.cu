@@ -1,6 +1,6 @@
 // rdbench-prelude: kernels/harness/splitmix64.cu
 // rdbench ops family: the trusted device code every op's harness shares (never timed): the input
-// generator and bfloat16 conversions. Every op's harness.cu names this file as its
+// generator, bfloat16 conversions and a warp sum. Every op's harness.cu names this file as its
 // prelude and the Rust crate (crates/tasks/ops) prepends it, so one generator serves all ops.
 //
 //   ops_generate(float* x, long long count, long long row_len, unsigned long long seed,
@@ -26,6 +26,9 @@
 // bfloat16 is handled as `unsigned short` bits (the pip NVRTC has no cuda_bf16.h, and the CPU
 // emulator has none either): ops_bf16_to_f32 widens exactly, ops_f32_to_bf16 rounds to nearest
 // even (finite inputs; the generator and the expected kernels never produce NaN).
+//
+// ops_warp_sum(v): v summed over the 32 lanes of a full warp, in every lane, in one fixed order
+// (the one-warp-per-row expected kernels share it).
 
 #define OPS_FULL_MASK 0xffffffffu
 
@@ -35,6 +38,12 @@ __device__ __forceinline__ unsigned short ops_f32_to_bf16(float f)
 {
     const unsigned int u = __float_as_uint(f);
     return (unsigned short)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+__device__ __forceinline__ double ops_warp_sum(double v)
+{
+    for (int d = 16; d > 0; d >>= 1) v += __shfl_down_sync(OPS_FULL_MASK, v, d);
+    return __shfl_sync(OPS_FULL_MASK, v, 0);
 }
 
 __device__ __forceinline__ float ops_unit(unsigned long long key, unsigned long long i)

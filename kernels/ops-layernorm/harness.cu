@@ -1,6 +1,6 @@
 // rdbench-prelude: kernels/harness/ops_generate.cu
-// rdbench ops-layernorm: the scorer's trusted kernels (never timed). The input generator and the
-// bf16 conversions (ops_generate_bf16, ops_bf16_to_f32, ops_f32_to_bf16) are
+// rdbench ops-layernorm: the scorer's trusted kernels (never timed). The input generator, the
+// bf16 conversions (ops_generate_bf16, ops_bf16_to_f32, ops_f32_to_bf16) and ops_warp_sum are
 // kernels/harness/ops_generate.cu, prepended by the Rust crate.
 //
 // Task: y[r][j] = (x[r][j] - mean_r) / sqrt(var_r + 1e-5) * w[j] + b[j], mean_r and var_r (biased)
@@ -11,12 +11,6 @@
 //       grid m, block exactly 32 (one warp per row; traps otherwise). Mean, then the variance from
 //       the deviations (two passes), then the outputs, all in double; each output rounded to f32,
 //       then to bf16 (a double rounding: at most one bf16 ulp off, inside the tolerance).
-
-__device__ double ops_layernorm_warp_sum(double v)
-{
-    for (int d = 16; d > 0; d >>= 1) v += __shfl_down_sync(OPS_FULL_MASK, v, d);
-    return __shfl_sync(OPS_FULL_MASK, v, 0);
-}
 
 extern "C" __global__ void ops_layernorm_expected(const unsigned short* x, const unsigned short* w,
                                                   const unsigned short* b, unsigned short* y, long long m,
@@ -30,13 +24,13 @@ extern "C" __global__ void ops_layernorm_expected(const unsigned short* x, const
     const int lane = (int)threadIdx.x;
     double s = 0.0;
     for (long long j = lane; j < n; j += 32) s += ops_bf16_to_f32(xr[j]);
-    const double mean = ops_layernorm_warp_sum(s) / (double)n;
+    const double mean = ops_warp_sum(s) / (double)n;
     double q = 0.0;
     for (long long j = lane; j < n; j += 32) {
         const double d = (double)ops_bf16_to_f32(xr[j]) - mean;
         q += d * d;
     }
-    const double rstd = 1.0 / sqrt(ops_layernorm_warp_sum(q) / (double)n + 1e-5);
+    const double rstd = 1.0 / sqrt(ops_warp_sum(q) / (double)n + 1e-5);
     for (long long j = lane; j < n; j += 32) {
         const double v = ((double)ops_bf16_to_f32(xr[j]) - mean) * rstd * (double)ops_bf16_to_f32(w[j]) +
                          (double)ops_bf16_to_f32(b[j]);

@@ -1,6 +1,6 @@
 // rdbench-prelude: kernels/harness/ops_generate.cu
-// rdbench ops-rmsnorm: the scorer's trusted kernels (never timed). The input generator and the
-// bf16 conversions (ops_generate_bf16, ops_bf16_to_f32, ops_f32_to_bf16) are
+// rdbench ops-rmsnorm: the scorer's trusted kernels (never timed). The input generator, the
+// bf16 conversions (ops_generate_bf16, ops_bf16_to_f32, ops_f32_to_bf16) and ops_warp_sum are
 // kernels/harness/ops_generate.cu, prepended by the Rust crate.
 //
 // Task: y[r][j] = x[r][j] / sqrt(mean_j' x[r][j']^2 + 1e-6) * w[j], x m x n row-major bf16, w n
@@ -26,9 +26,7 @@ extern "C" __global__ void ops_rmsnorm_expected(const unsigned short* x, const u
         const double v = ops_bf16_to_f32(xr[j]);
         ss += v * v;
     }
-    for (int d = 16; d > 0; d >>= 1) ss += __shfl_down_sync(OPS_FULL_MASK, ss, d);
-    ss = __shfl_sync(OPS_FULL_MASK, ss, 0);
-    const double scale = 1.0 / sqrt(ss / (double)n + 1e-6);
+    const double scale = 1.0 / sqrt(ops_warp_sum(ss) / (double)n + 1e-6);
     for (long long j = lane; j < n; j += 32)
         yr[j] = ops_f32_to_bf16((float)((double)ops_bf16_to_f32(xr[j]) * scale * (double)ops_bf16_to_f32(w[j])));
 }

@@ -1,6 +1,6 @@
 // rdbench-prelude: kernels/harness/ops_generate.cu
 // rdbench ops-softmax: the scorer's trusted kernels (never timed). The input generator,
-// ops_generate, is kernels/harness/ops_generate.cu, prepended by the Rust crate.
+// ops_generate, and ops_warp_sum are kernels/harness/ops_generate.cu, prepended by the Rust crate.
 //
 // Task: y[r][j] = exp(x[r][j] - max_j' x[r][j']) / sum_j'' exp(x[r][j''] - max_j' x[r][j']), for an
 // m x n row-major f32 matrix x.
@@ -8,8 +8,6 @@
 //   ops_softmax_expected(const float* x, float* y, long long m, long long n)
 //       grid m, block exactly 32 (one warp per row; traps otherwise). The max in f32 (exact), the
 //       exponentials and their sum in double, each output rounded once to f32.
-
-#define OPS_SOFTMAX_FULL 0xffffffffu
 
 extern "C" __global__ void ops_softmax_expected(const float* x, float* y, long long m, long long n)
 {
@@ -21,11 +19,10 @@ extern "C" __global__ void ops_softmax_expected(const float* x, float* y, long l
     const int lane = (int)threadIdx.x;
     float mx = xr[0];
     for (long long j = lane; j < n; j += 32) mx = fmaxf(mx, xr[j]);
-    for (int d = 16; d > 0; d >>= 1) mx = fmaxf(mx, __shfl_down_sync(OPS_SOFTMAX_FULL, mx, d));
-    mx = __shfl_sync(OPS_SOFTMAX_FULL, mx, 0);
+    for (int d = 16; d > 0; d >>= 1) mx = fmaxf(mx, __shfl_down_sync(OPS_FULL_MASK, mx, d));
+    mx = __shfl_sync(OPS_FULL_MASK, mx, 0);
     double s = 0.0;
     for (long long j = lane; j < n; j += 32) s += exp((double)xr[j] - (double)mx);
-    for (int d = 16; d > 0; d >>= 1) s += __shfl_down_sync(OPS_SOFTMAX_FULL, s, d);
-    s = __shfl_sync(OPS_SOFTMAX_FULL, s, 0);
+    s = ops_warp_sum(s);
     for (long long j = lane; j < n; j += 32) yr[j] = (float)(exp((double)xr[j] - (double)mx) / s);
 }
