@@ -67,9 +67,11 @@ extern "C" __global__ void ps_generate(int* x, long long n, unsigned long long s
 }
 
 // Per-thread aggregate of PS_ITEMS consecutive elements starting at `base` (elements >= n are
-// ignored). Runs the serial definition twice: from incoming parity 0 and from incoming parity 1.
-__device__ __forceinline__ void ps_thread_aggregate(const int* x, long long n, long long base,
-                                                    unsigned& flip, unsigned& sum0, unsigned& sum1)
+// ignored), stored at [threadIdx.x] of the block's s_f, s_a0, s_a1; every thread of the block
+// calls it (it ends in a barrier). Runs the serial definition twice: from incoming parity 0 and
+// from incoming parity 1.
+__device__ __forceinline__ void ps_thread_aggregate(const int* x, long long n, long long base, unsigned* s_f,
+                                                    unsigned* s_a0, unsigned* s_a1)
 {
     unsigned p0 = 0u, p1 = 1u, s0 = 0u, s1 = 0u;
     for (int k = 0; k < PS_ITEMS; ++k) {
@@ -83,9 +85,10 @@ __device__ __forceinline__ void ps_thread_aggregate(const int* x, long long n, l
             p1 ^= pos;
         }
     }
-    flip = p0; // started from 0
-    sum0 = s0;
-    sum1 = s1;
+    s_f[threadIdx.x] = p0; // started from 0
+    s_a0[threadIdx.x] = s0;
+    s_a1[threadIdx.x] = s1;
+    __syncthreads();
 }
 
 extern "C" __global__ void ps_ref_tiles(const int* x, long long n, unsigned int* tile_flip,
@@ -99,12 +102,7 @@ extern "C" __global__ void ps_ref_tiles(const int* x, long long n, unsigned int*
     const long long tile_start = tile * PS_TILE;
     if (tile_start >= n) return; // whole block: grid larger than the number of tiles
 
-    unsigned f, a0, a1;
-    ps_thread_aggregate(x, n, tile_start + (long long)threadIdx.x * PS_ITEMS, f, a0, a1);
-    s_f[threadIdx.x] = f;
-    s_a0[threadIdx.x] = a0;
-    s_a1[threadIdx.x] = a1;
-    __syncthreads();
+    ps_thread_aggregate(x, n, tile_start + (long long)threadIdx.x * PS_ITEMS, s_f, s_a0, s_a1);
     if (threadIdx.x == 0) {
         // Apply the 256 thread aggregates in order to the states (parity 0, sum 0), (parity 1, sum 0).
         unsigned q0 = 0u, q1 = 1u, t0 = 0u, t1 = 0u;
@@ -186,12 +184,7 @@ extern "C" __global__ void ps_ref_finish(const int* x, long long n, const unsign
     if (tile_start >= n) return; // whole block
     const long long base = tile_start + (long long)threadIdx.x * PS_ITEMS;
 
-    unsigned f, a0, a1;
-    ps_thread_aggregate(x, n, base, f, a0, a1);
-    s_f[threadIdx.x] = f;
-    s_a0[threadIdx.x] = a0;
-    s_a1[threadIdx.x] = a1;
-    __syncthreads();
+    ps_thread_aggregate(x, n, base, s_f, s_a0, s_a1);
     if (threadIdx.x == 0) {
         unsigned P = carry_parity[tile] & 1u, C = carry_sum[tile];
         for (int t = 0; t < PS_BLOCK; ++t) {
