@@ -4,8 +4,9 @@
 Usage: scripts/nvrtc_check.py [--arch sm_90] [--arch sm_80] [FILE.cu ...]
 
 With no files: every .cu under kernels/, reference_solutions/ and tests/exploits/. A file whose
-folder has an expect.toml with stage = "compile" must FAIL to compile; every other file must
-compile with an empty log (no warnings). A file whose first line is
+folder has an expect.toml with stage = "compile" must FAIL to compile; one with kind =
+"rule_violation" is skipped (the source rules refuse it before any compiler runs); every other file
+must compile with an empty log (no warnings). A file whose first line is
 `// rdbench-prelude: <repo path>` is compiled after that file, followed the same way (at most 8
 deep, no loops). Options as the scorer: --gpu-architecture=<arch> -std=c++17; a CUBIN is produced
 for a real architecture (sm_XX).
@@ -102,15 +103,16 @@ def compile_source(path, arch):
     return ok, log
 
 
-def expected_stage(path):
+def expected(path, key):
+    """`key` (stage, kind) of the expect.toml beside an exploit case, or None."""
     exp = os.path.join(os.path.dirname(path), "expect.toml")
     if not os.path.exists(exp):
         return None
     text = open(exp, "rb").read()
     if tomllib is not None:
-        return tomllib.loads(text.decode()).get("stage")
+        return tomllib.loads(text.decode()).get(key)
     for line in text.decode().splitlines():  # minimal fallback
-        if line.strip().startswith("stage"):
+        if line.strip().startswith(key):
             return line.split("=", 1)[1].strip().strip('"')
     return None
 
@@ -129,7 +131,11 @@ def main():
     print(f"NVRTC {ver_major.value}.{ver_minor.value} ({NVRTC_PATH}), arches {', '.join(arches)}")
     bad = 0
     for f in files:
-        must_fail = expected_stage(f) == "compile"
+        if expected(f, "kind") == "rule_violation":
+            # the source rules refuse it before any compiler runs (crates/gpu/tests/compile_all_cu.rs)
+            print(f"{'skipped (rule_violation)':24} {os.path.relpath(f, ROOT)}")
+            continue
+        must_fail = expected(f, "stage") == "compile"
         for arch in arches:
             ok, log = compile_source(f, arch)
             rel = os.path.relpath(f, ROOT)
