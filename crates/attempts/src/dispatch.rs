@@ -161,6 +161,15 @@ mod tests {
         }
     }
 
+    /// [`score`] with `--emulate`.
+    fn emulated_score(attempt: AttemptRef) -> AttemptCommand {
+        let mut command = score(attempt);
+        if let AttemptCommand::Score { emulate, .. } = &mut command {
+            *emulate = true;
+        }
+        command
+    }
+
     fn usage_text(result: Result<i32>) -> String {
         match result {
             Err(Error::Usage(text)) => text,
@@ -452,13 +461,7 @@ mod tests {
             solution_bytes: b"12345".to_vec(),
             ..RemotePeer::default()
         };
-        let emulated = AttemptCommand::Score {
-            attempt: by_id(&attempt),
-            allow_uncalibrated: false,
-            timeout: None,
-            emulate: true,
-            key: None,
-        };
+        let emulated = emulated_score(by_id(&attempt));
         assert_eq!(
             usage_text(dispatch(&agent, &mut peer, emulated)),
             AGENT_EMULATOR
@@ -496,13 +499,7 @@ mod tests {
     fn only_kernel_tasks_are_emulated() {
         let f = Fixture::new();
         let attempt = attempt_of(&f, "mine", 0);
-        let emulated = AttemptCommand::Score {
-            attempt: by_id(&attempt),
-            allow_uncalibrated: false,
-            timeout: None,
-            emulate: true,
-            key: None,
-        };
+        let emulated = emulated_score(by_id(&attempt));
         let text = usage_text(dispatch(&f.ctx(Caller::Local), &mut LocalPeer, emulated));
         assert!(text.contains("for kernel tasks"), "{text}");
         assert!(f.host.calls.borrow().runs.is_empty());

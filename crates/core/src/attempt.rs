@@ -469,11 +469,18 @@ fn log_is_chained(path: &Path) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn create_then_open_and_private_state_is_outside() {
+    /// `(home's folder, work folder, home)`: a fresh home and an empty work folder. Each folder
+    /// is removed when dropped, so a test keeps the first bound too.
+    fn home_and_work() -> (tempfile::TempDir, tempfile::TempDir, Home) {
         let home_dir = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
         let home = Home::new(home_dir.path());
+        (home_dir, work, home)
+    }
+
+    #[test]
+    fn create_then_open_and_private_state_is_outside() {
+        let (_home_dir, work, home) = home_and_work();
         let a = Attempt::create(&home, "t", "tiny", "agent", work.path(), Some(60.0)).unwrap();
         assert!(!a
             .private_dir
@@ -486,20 +493,15 @@ mod tests {
 
     #[test]
     fn open_without_start_says_what_to_do() {
-        let home_dir = tempfile::tempdir().unwrap();
-        let work = tempfile::tempdir().unwrap();
-        let err = Attempt::open(&Home::new(home_dir.path()), work.path())
-            .unwrap_err()
-            .to_string();
+        let (home_dir, work, home) = home_and_work();
+        let err = Attempt::open(&home, work.path()).unwrap_err().to_string();
         assert!(err.contains("rdbench start"), "{err}");
         assert!(!err.contains(home_dir.path().to_str().unwrap()), "{err}");
     }
 
     #[test]
     fn a_staged_attempt_is_invisible_until_published_and_stale_staging_is_swept() {
-        let home_dir = tempfile::tempdir().unwrap();
-        let work = tempfile::tempdir().unwrap();
-        let home = Home::new(home_dir.path());
+        let (_home_dir, work, home) = home_and_work();
         let dir = work.path().canonicalize().unwrap();
         let staged = Attempt::stage(&home, "t", "tiny", "a", &dir, None, Some(1234)).unwrap();
         assert!(Attempt::open(&home, &dir).is_err());
@@ -527,9 +529,7 @@ mod tests {
 
     #[test]
     fn the_log_written_at_create_verifies_after_open() {
-        let home_dir = tempfile::tempdir().unwrap();
-        let work = tempfile::tempdir().unwrap();
-        let home = Home::new(home_dir.path());
+        let (_home_dir, work, home) = home_and_work();
         let a = Attempt::create(&home, "t", "tiny", "agent", work.path(), Some(60.0)).unwrap();
         a.score_log().append(&test_entry()).unwrap();
         let b = Attempt::open(&home, work.path()).unwrap();
@@ -541,9 +541,7 @@ mod tests {
 
     #[test]
     fn a_lost_key_with_a_chained_log_is_an_error_not_a_new_key() {
-        let home_dir = tempfile::tempdir().unwrap();
-        let work = tempfile::tempdir().unwrap();
-        let home = Home::new(home_dir.path());
+        let (_home_dir, work, home) = home_and_work();
         let a = Attempt::create(&home, "t", "tiny", "agent", work.path(), None).unwrap();
         a.score_log().append(&test_entry()).unwrap();
         std::fs::remove_file(InstallationKey::path_in(&home)).unwrap();
@@ -569,9 +567,7 @@ mod tests {
 
     #[test]
     fn ids_are_random_and_name_the_attempt_whatever_happens_to_its_folder() {
-        let home_dir = tempfile::tempdir().unwrap();
-        let work = tempfile::tempdir().unwrap();
-        let home = Home::new(home_dir.path());
+        let (_home_dir, work, home) = home_and_work();
         let p = work.path().canonicalize().unwrap().join("p");
         let q = work.path().canonicalize().unwrap().join("q");
         std::fs::create_dir(&p).unwrap();
@@ -606,9 +602,7 @@ mod tests {
 
     #[test]
     fn of_two_starts_on_one_folder_one_wins_and_a_killed_start_blocks_nothing() {
-        let home_dir = tempfile::tempdir().unwrap();
-        let work = tempfile::tempdir().unwrap();
-        let home = Home::new(home_dir.path());
+        let (_home_dir, work, home) = home_and_work();
         let dir = work.path().canonicalize().unwrap();
         let first = Attempt::stage(&home, "t", "tiny", "a", &dir, None, None).unwrap();
         let second = Attempt::stage(&home, "t", "tiny", "a", &dir, None, None).unwrap();
@@ -627,9 +621,7 @@ mod tests {
 
     #[test]
     fn an_attempt_of_a_home_from_before_random_ids_still_opens_by_folder() {
-        let home_dir = tempfile::tempdir().unwrap();
-        let work = tempfile::tempdir().unwrap();
-        let home = Home::new(home_dir.path());
+        let (_home_dir, work, home) = home_and_work();
         let dir = work.path().canonicalize().unwrap();
         let a = Attempt::create(&home, "t", "tiny", "a", &dir, None).unwrap();
         // Rewrite it the old way: private folder and id from the path, no index.
@@ -651,9 +643,7 @@ mod tests {
 
     #[test]
     fn deadline_and_lateness() {
-        let home_dir = tempfile::tempdir().unwrap();
-        let work = tempfile::tempdir().unwrap();
-        let home = Home::new(home_dir.path());
+        let (_home_dir, work, home) = home_and_work();
         let mut a = Attempt::create(&home, "t", "tiny", "agent", work.path(), Some(1.5)).unwrap();
         let start = a.record.started_at;
         let deadline = a.deadline().unwrap();

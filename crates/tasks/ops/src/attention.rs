@@ -84,11 +84,23 @@ impl KernelTask for Attention {
     }
 
     fn profiles(&self) -> Vec<KernelProfile> {
-        let names = ["bh", "s"];
-        // s = 1, tails of every tile, then GPT-2 small (12 heads) at its 1,024 context, and
-        // longer prefills.
-        let cases = common::sizes(
-            names,
+        common::tiny_and_full(
+            ["bh", "s"],
+            (
+                &[[16, 1024], [64, 256]],
+                "GPT-2 medium's 16 heads at its 1,024 context, and 4 sequences of 256; quick runs",
+            ),
+            // Llama-2-7B's 32 heads at its 4,096 context (69 GFLOP causal) and 8 sequences of
+            // GPT-2 medium's 16 heads at 1,024 (17 GFLOP). The mma.sync reference perhaps
+            // reaches 50-150 TFLOP/s on an H100, so about 0.5-1.5 ms and 0.1-0.4 ms
+            // (estimates, not measured).
+            (
+                &[[32, 4096], [128, 1024]],
+                "Llama-2-7B's 32 heads at 4,096 positions and 8 x 16 heads at 1,024; about \
+                 0.1-1.5 ms each for the reference on an H100, estimated",
+            ),
+            // s = 1, tails of every tile, then GPT-2 small (12 heads) at its 1,024 context, and
+            // longer prefills.
             &[
                 [1, 1],
                 [2, 17],
@@ -99,29 +111,8 @@ impl KernelTask for Attention {
                 [4, 2048],
                 [1, 4097],
             ],
-        );
-        let emu = common::sizes(names, &[[1, 1], [2, 17], [1, 64], [2, 130]]);
-        vec![
-            common::profile(
-                "tiny",
-                common::sizes(names, &[[16, 1024], [64, 256]]),
-                "GPT-2 medium's 16 heads at its 1,024 context, and 4 sequences of 256; quick runs",
-                cases.clone(),
-                emu.clone(),
-            ),
-            // Llama-2-7B's 32 heads at its 4,096 context (69 GFLOP causal) and 8 sequences of
-            // GPT-2 medium's 16 heads at 1,024 (17 GFLOP). The mma.sync reference perhaps
-            // reaches 50-150 TFLOP/s on an H100, so about 0.5-1.5 ms and 0.1-0.4 ms
-            // (estimates, not measured).
-            common::profile(
-                "full",
-                common::sizes(names, &[[32, 4096], [128, 1024]]),
-                "Llama-2-7B's 32 heads at 4,096 positions and 8 x 16 heads at 1,024; about \
-                 0.1-1.5 ms each for the reference on an H100, estimated",
-                cases,
-                emu,
-            ),
-        ]
+            &[[1, 1], [2, 17], [1, 64], [2, 130]],
+        )
     }
 
     fn buffers(&self) -> Vec<TaskBuffer> {
@@ -188,7 +179,7 @@ impl KernelTask for Attention {
         common::check_rows(
             "o",
             ElemType::Bf16,
-            &outputs.bf16s("o"),
+            outputs,
             bh * s,
             d,
             &rows,
@@ -377,12 +368,7 @@ mod tests {
 
     #[test]
     fn instructions_render_for_every_profile() {
-        for p in Attention.profiles() {
-            let text = Attention.instructions(&p);
-            assert!(!text.contains("{{"), "{}", p.name);
-            for v in &p.timed {
-                assert!(text.contains(&common::describe_vars(v)), "{text}");
-            }
+        for text in common::rendered_instructions(&Attention) {
             assert!(text.contains("7.8125e-3") && text.contains("[0, 1)"));
         }
     }

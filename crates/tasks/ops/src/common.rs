@@ -224,20 +224,21 @@ pub fn rows_to_check(rows: u64, cost_per_row: u64, budget: u64) -> Vec<u64> {
     out
 }
 
-/// Checks rows `rows` of an output of rows of `row_len` values (f32s, or the f32s bf16s stand
-/// for, as `elem` says) against `want_row(r)` (f64) with `how`; `got` must hold
+/// Checks rows `rows` of the buffer `output` of `outputs`, rows of `row_len` values (f32s, or
+/// bf16s, as `elem` says), against `want_row(r)` (f64) with `how`; the buffer must hold
 /// `total_rows * row_len` elements.
 #[allow(clippy::too_many_arguments)] // each named at its call
 pub fn check_rows(
     output: &str,
     elem: ElemType,
-    got: &[f32],
+    outputs: &HostOutputs,
     total_rows: u64,
     row_len: u64,
     rows: &[u64],
     how: Compare,
     mut want_row: impl FnMut(u64) -> Vec<f64>,
 ) -> Checked {
+    let got = output_values(outputs, output, elem);
     let len = (total_rows * row_len) as usize;
     if got.len() < len {
         return Err(Mismatch {
@@ -339,6 +340,25 @@ pub fn profile(
         cases,
         emulator_cases,
     }
+}
+
+/// The family's two profiles, `tiny` (quick runs) and `full`, each timed at its own sizes and
+/// saying what they are (`(sizes, note)`, as [`profile`] takes them), both checking the same
+/// correctness cases on a GPU and on the emulator.
+pub fn tiny_and_full<const N: usize>(
+    names: [&str; N],
+    tiny: (&[[i64; N]], &str),
+    full: (&[[i64; N]], &str),
+    cases: &[[i64; N]],
+    emulator_cases: &[[i64; N]],
+) -> Vec<KernelProfile> {
+    let (cases, emu) = (sizes(names, cases), sizes(names, emulator_cases));
+    [("tiny", tiny), ("full", full)]
+        .into_iter()
+        .map(|(name, (timed, note))| {
+            profile(name, sizes(names, timed), note, cases.clone(), emu.clone())
+        })
+        .collect()
 }
 
 /// Buffers of one element type: the inputs, then the outputs.
@@ -446,6 +466,23 @@ pub fn instructions(
     )
     .expect("the common instructions and their values agree (tested)");
     format!("{own}\n{common}")
+}
+
+/// For the ops' tests: `task`'s instructions at each of its profiles, each checked to be fully
+/// rendered (no `{{` left) and to name every size the profile times.
+#[cfg(test)]
+pub fn rendered_instructions(task: &impl rdbench_gpu::kernel_task::KernelTask) -> Vec<String> {
+    task.profiles()
+        .iter()
+        .map(|p| {
+            let text = task.instructions(p);
+            assert!(!text.contains("{{"), "{} {}", task.info().name, p.name);
+            for v in &p.timed {
+                assert!(text.contains(&describe_vars(v)), "{text}");
+            }
+            text
+        })
+        .collect()
 }
 
 /// For the ops' tests: `got` equals `want` within `tol`, element by element.

@@ -130,12 +130,7 @@ mod tests {
 
     #[test]
     fn instructions_render_for_every_profile() {
-        for p in task().profiles() {
-            let text = task().instructions(&p);
-            assert!(!text.contains("{{"), "{}", p.name);
-            for v in &p.timed {
-                assert!(text.contains(&common::describe_vars(v)), "{text}");
-            }
+        for text in common::rendered_instructions(&task()) {
             assert!(text.contains("[[58, 64], [139, 154]]"));
         }
     }

@@ -116,11 +116,23 @@ impl KernelTask for Norm {
     }
 
     fn profiles(&self) -> Vec<KernelProfile> {
-        let names = ["m", "n"];
-        // Hidden sizes of real models: 768 (GPT-2 small, BERT-base), 1024 (BERT-large),
-        // 4096 (Llama-2-7B, Llama-3-8B), 5120 (Llama-2-13B), 8192 (Llama-3-70B); then tails.
-        let cases = common::sizes(
-            names,
+        common::tiny_and_full(
+            ["m", "n"],
+            (
+                &[[4096, 4096], [8192, 768]],
+                "Llama-2-7B's hidden size at 4,096 tokens and GPT-2 small's at 8,192; quick runs",
+            ),
+            // 256 MiB, 256 MiB and 96 MiB in, as much out: about 0.16, 0.16 and 0.06 ms at an
+            // H100's 3.35 TB/s for a reference that reads its input about once from DRAM
+            // (estimates, not measured).
+            (
+                &[[16_384, 8192], [32_768, 4096], [65_536, 768]],
+                "the hidden sizes of Llama-3-70B at 16,384 tokens, Llama-2-7B at 32,768 and \
+                 GPT-2 small at 65,536; about 0.1-0.2 ms each for the reference on an H100, \
+                 estimated",
+            ),
+            // Hidden sizes of real models: 768 (GPT-2 small, BERT-base), 1024 (BERT-large),
+            // 4096 (Llama-2-7B, Llama-3-8B), 5120 (Llama-2-13B), 8192 (Llama-3-70B); then tails.
             &[
                 [1, 1],
                 [3, 33],
@@ -132,31 +144,10 @@ impl KernelTask for Norm {
                 [257, 4099],
                 [2, 50_001],
             ],
-        );
-        // Tails of every block and vector width, m = 1 and n = 1, both load paths (n a
-        // multiple of 8 or not), at sizes the emulator runs in seconds.
-        let emu = common::sizes(names, &[[1, 1], [3, 33], [17, 257], [2, 2056], [9, 1000]]);
-        vec![
-            common::profile(
-                "tiny",
-                common::sizes(names, &[[4096, 4096], [8192, 768]]),
-                "Llama-2-7B's hidden size at 4,096 tokens and GPT-2 small's at 8,192; quick runs",
-                cases.clone(),
-                emu.clone(),
-            ),
-            // 256 MiB, 256 MiB and 96 MiB in, as much out: about 0.16, 0.16 and 0.06 ms at an
-            // H100's 3.35 TB/s for a reference that reads its input about once from DRAM
-            // (estimates, not measured).
-            common::profile(
-                "full",
-                common::sizes(names, &[[16_384, 8192], [32_768, 4096], [65_536, 768]]),
-                "the hidden sizes of Llama-3-70B at 16,384 tokens, Llama-2-7B at 32,768 and \
-                 GPT-2 small at 65,536; about 0.1-0.2 ms each for the reference on an H100, \
-                 estimated",
-                cases,
-                emu,
-            ),
-        ]
+            // Tails of every block and vector width, m = 1 and n = 1, both load paths (n a
+            // multiple of 8 or not), at sizes the emulator runs in seconds.
+            &[[1, 1], [3, 33], [17, 257], [2, 2056], [9, 1000]],
+        )
     }
 
     fn buffers(&self) -> Vec<TaskBuffer> {
@@ -219,7 +210,7 @@ impl KernelTask for Norm {
         common::check_rows(
             "output",
             ElemType::Bf16,
-            &outputs.bf16s("output"),
+            outputs,
             m,
             n,
             &rows,
@@ -397,12 +388,7 @@ mod tests {
     #[test]
     fn instructions_render_for_every_profile() {
         for norm in [Norm::Rms, Norm::Layer] {
-            for p in norm.profiles() {
-                let text = norm.instructions(&p);
-                assert!(!text.contains("{{"), "{norm:?} {}", p.name);
-                for v in &p.timed {
-                    assert!(text.contains(&common::describe_vars(v)), "{text}");
-                }
+            for text in common::rendered_instructions(&norm) {
                 assert!(
                     text.contains("7.8125e-3") && text.contains("1e-5"),
                     "{text}"

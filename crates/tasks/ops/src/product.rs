@@ -145,24 +145,13 @@ impl KernelTask for Product {
 
     fn profiles(&self) -> Vec<KernelProfile> {
         let s = self.0;
-        let cases = common::sizes(NAMES, &[ODD_CASES.as_slice(), s.cases].concat());
-        let emu = common::sizes(NAMES, s.emulator_cases);
-        vec![
-            common::profile(
-                "tiny",
-                common::sizes(NAMES, s.tiny),
-                s.tiny_note,
-                cases.clone(),
-                emu.clone(),
-            ),
-            common::profile(
-                "full",
-                common::sizes(NAMES, s.full),
-                s.full_note,
-                cases,
-                emu,
-            ),
-        ]
+        common::tiny_and_full(
+            NAMES,
+            (s.tiny, s.tiny_note),
+            (s.full, s.full_note),
+            &[ODD_CASES.as_slice(), s.cases].concat(),
+            s.emulator_cases,
+        )
     }
 
     fn buffers(&self) -> Vec<TaskBuffer> {
@@ -218,15 +207,11 @@ impl KernelTask for Product {
         let (m, n, k) = (m as u64, n as u64, k as u64);
         let a = self.source(seed, 0, m * k, k, dist);
         let b = self.source(seed, 1, k * n, n, dist).all(k * n);
-        let got = match self.0.elem {
-            ElemType::Bf16 => outputs.bf16s("c"),
-            _ => outputs.f32s("c"),
-        };
         let rows = common::rows_to_check(m, n * k, ORACLE_BUDGET);
         common::check_rows(
             "c",
             self.0.elem,
-            &got,
+            outputs,
             m,
             n,
             &rows,

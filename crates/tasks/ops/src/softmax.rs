@@ -65,9 +65,21 @@ impl KernelTask for Softmax {
     }
 
     fn profiles(&self) -> Vec<KernelProfile> {
-        let names = ["m", "n"];
-        let cases = common::sizes(
-            names,
+        common::tiny_and_full(
+            ["m", "n"],
+            (
+                &[[4096, 1024], [256, 50_257]],
+                "rows of 1,024 and GPT-2's vocabulary of 50,257; quick runs",
+            ),
+            // Attention-like rows of 4,096, GPT-2's vocabulary (an odd row length: no vector
+            // width divides it) and short rows of 128. 1 GiB, 1.6 GiB and 256 MiB in, as much
+            // out: about 0.65, 1.0 and 0.16 ms at an H100's 3.35 TB/s for a reference that
+            // reads its input about once (estimates, not measured).
+            (
+                &[[65_536, 4096], [8192, 50_257], [524_288, 128]],
+                "rows of 4,096, GPT-2's vocabulary of 50,257 and rows of 128; about 0.2-1 ms each \
+                 for the reference on an H100, estimated",
+            ),
             &[
                 [1, 1],
                 [3, 33],
@@ -76,30 +88,9 @@ impl KernelTask for Softmax {
                 [257, 4099],
                 [2, 50_001],
             ],
-        );
-        // Tails of every block size, m = 1 and n = 1, at sizes the emulator runs in seconds.
-        let emu = common::sizes(names, &[[1, 1], [3, 33], [17, 257], [64, 1000], [1, 2049]]);
-        vec![
-            common::profile(
-                "tiny",
-                common::sizes(names, &[[4096, 1024], [256, 50_257]]),
-                "rows of 1,024 and GPT-2's vocabulary of 50,257; quick runs",
-                cases.clone(),
-                emu.clone(),
-            ),
-            // Attention-like rows of 4,096, GPT-2's vocabulary (an odd row length: no vector
-            // width divides it) and short rows of 128. 1 GiB, 1.6 GiB and 256 MiB in, as much
-            // out: about 0.65, 1.0 and 0.16 ms at an H100's 3.35 TB/s for a reference that
-            // reads its input about once (estimates, not measured).
-            common::profile(
-                "full",
-                common::sizes(names, &[[65_536, 4096], [8192, 50_257], [524_288, 128]]),
-                "rows of 4,096, GPT-2's vocabulary of 50,257 and rows of 128; about 0.2-1 ms each \
-                 for the reference on an H100, estimated",
-                cases,
-                emu,
-            ),
-        ]
+            // Tails of every block size, m = 1 and n = 1, at sizes the emulator runs in seconds.
+            &[[1, 1], [3, 33], [17, 257], [64, 1000], [1, 2049]],
+        )
     }
 
     fn buffers(&self) -> Vec<TaskBuffer> {
@@ -150,7 +141,7 @@ impl KernelTask for Softmax {
         common::check_rows(
             "output",
             ElemType::F32,
-            &outputs.f32s("output"),
+            outputs,
             m,
             n,
             &rows,
@@ -242,12 +233,7 @@ mod tests {
 
     #[test]
     fn instructions_render_for_every_profile() {
-        for p in Softmax.profiles() {
-            let text = Softmax.instructions(&p);
-            assert!(!text.contains("{{"), "{}", p.name);
-            for v in &p.timed {
-                assert!(text.contains(&common::describe_vars(v)), "{text}");
-            }
+        for text in common::rendered_instructions(&Softmax) {
             assert!(text.contains("1e-5") && text.contains("1e-6"), "{text}");
         }
     }

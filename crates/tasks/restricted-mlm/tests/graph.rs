@@ -29,13 +29,32 @@ fn parse(text: &str) -> Result<graph::Graph, GraphError> {
     graph::parse(text, &limits())
 }
 
+/// The batch every test runs: two sequences of the six token ids.
+const TOKENS: [[usize; 6]; 2] = [[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]];
+
 fn tokens() -> Tensor {
-    Tensor::from_vec(
-        vec![0u32, 1, 2, 3, 4, 5, 5, 4, 3, 2, 1, 0],
-        (2, 6),
-        &Device::Cpu,
+    let ids: Vec<u32> = TOKENS.iter().flatten().map(|&t| t as u32).collect();
+    Tensor::from_vec(ids, (2, 6), &Device::Cpu).unwrap()
+}
+
+/// The start of a graph whose output is the node `output` (still to be added): `x`
+/// `[batch, 6, d]`, the tokens' embedding through the weight `e` `[6, d]`.
+fn embedded(output: &str, d: usize) -> GraphText {
+    let mut g = GraphText::new(output);
+    g.weight("e", &[6, d])
+        .node("x", "embedding", &["tokens", "e"], &[]);
+    g
+}
+
+/// The start's MLP graph at a small shape.
+fn start_mlp() -> String {
+    start::graph(
+        &limits(),
+        start::MlpShape {
+            embed: 3,
+            hidden: 7,
+        },
     )
-    .unwrap()
 }
 
 /// A graph whose logits are `body`'s last node `h` `[batch, seq, d]` through a head to vocab.
@@ -56,17 +75,16 @@ fn v3(t: &Tensor) -> Vec<Vec<Vec<f32>>> {
     t.to_vec3().unwrap()
 }
 
+/// The weight `name` of `m`, as rows.
+fn matrix(m: &MlmModel, name: &str) -> Vec<Vec<f32>> {
+    m.tensors()[name].to_vec2().unwrap()
+}
+
 #[test]
 fn the_shipped_graphs_parse_and_run() {
     let l = limits();
     for text in [
-        start::graph(
-            &l,
-            start::MlpShape {
-                embed: 3,
-                hidden: 7,
-            },
-        ),
+        start_mlp(),
         reference::graph(
             &l,
             &ReferenceConfig {
@@ -134,9 +152,8 @@ fn window_is_sliding_windows_with_zero_padding() {
     let p = dir.path().join("w.safetensors");
     rdbench_lm::save_tensors(&tensors, &p).unwrap();
     m = MlmModel::load(parse(&text).unwrap(), limits(), &p, &Device::Cpu).unwrap();
-    let head: Vec<Vec<f32>> = m.tensors()["head"].to_vec2().unwrap();
+    let head = matrix(&m, "head");
     let out = v3(&m.forward(&tokens()).unwrap());
-    let toks = [[0u32, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]];
     for b in 0..2 {
         for t in 0..6 {
             // flat[b, t] = [x[t-1], x[t], x[t+1]] feature-major: (feature f, offset j) at f * 3 + j.
@@ -144,7 +161,7 @@ fn window_is_sliding_windows_with_zero_padding() {
             for j in 0..3 {
                 let pos = t as i64 + j as i64 - 1;
                 if (0..6).contains(&pos) {
-                    let tok = toks[b][pos as usize] as f32;
+                    let tok = TOKENS[b][pos as usize] as f32;
                     flat[j] = tok;
                     flat[3 + j] = 10.0 * tok;
                 }
@@ -159,31 +176,25 @@ fn window_is_sliding_windows_with_zero_padding() {
 
 #[test]
 fn einsum_equals_matmul_and_linear_equals_its_definition() {
-    let mut a = GraphText::new("logits");
-    a.weight("e", &[6, 4])
-        .node("x", "embedding", &["tokens", "e"], &[])
-        .weight("m", &[4, 5])
-        .node(
-            "logits",
-            "einsum",
-            &["x", "m"],
-            &[("spec", "\"bsd,dv->bsv\"".into())],
-        );
-    let mut b = GraphText::new("logits");
-    b.weight("e", &[6, 4])
-        .node("x", "embedding", &["tokens", "e"], &[])
-        .weight("m", &[4, 5])
+    let mut a = embedded("logits", 4);
+    a.weight("m", &[4, 5]).node(
+        "logits",
+        "einsum",
+        &["x", "m"],
+        &[("spec", "\"bsd,dv->bsv\"".into())],
+    );
+    let mut b = embedded("logits", 4);
+    b.weight("m", &[4, 5])
         .node("logits", "matmul", &["x", "m"], &[]);
     let (_, ya) = run(&a.text("a"), 3);
     let (mb, yb) = run(&b.text("b"), 3);
     let (ya, yb) = (v3(&ya), v3(&yb));
-    let e: Vec<Vec<f32>> = mb.tensors()["e"].to_vec2().unwrap();
-    let m: Vec<Vec<f32>> = mb.tensors()["m"].to_vec2().unwrap();
-    let toks = [[0usize, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]];
+    let e = matrix(&mb, "e");
+    let m = matrix(&mb, "m");
     for bi in 0..2 {
         for t in 0..6 {
             for v in 0..5 {
-                let want: f32 = (0..4).map(|d| e[toks[bi][t]][d] * m[d][v]).sum();
+                let want: f32 = (0..4).map(|d| e[TOKENS[bi][t]][d] * m[d][v]).sum();
                 assert!((ya[bi][t][v] - want).abs() < 1e-5);
                 assert!((yb[bi][t][v] - want).abs() < 1e-5);
             }
@@ -196,10 +207,8 @@ fn elementwise_sum_slice_select_gather_concat_permute() {
     // x [b, 6, 5] from an embedding; then: relu(x) * 0.5 + x, summed over axis 2 (keepdim),
     // concatenated with a strided slice, permuted there and back, one column selected and
     // broadcast-multiplied with the rest, and a matmul to the logits.
-    let mut g = GraphText::new("logits");
-    g.weight("e", &[6, 5])
-        .node("x", "embedding", &["tokens", "e"], &[])
-        .node("r", "relu", &["x"], &[])
+    let mut g = embedded("logits", 5);
+    g.node("r", "relu", &["x"], &[])
         .node("h", "mul", &["r"], &[("scale", "0.5".into())])
         .node("y", "add", &["h", "x"], &[])
         .node(
@@ -233,13 +242,12 @@ fn elementwise_sum_slice_select_gather_concat_permute() {
         .weight("k", &[3, 5])
         .node("logits", "matmul", &["both", "k"], &[]);
     let (m, out) = run(&g.text("ops"), 5);
-    let e: Vec<Vec<f32>> = m.tensors()["e"].to_vec2().unwrap();
-    let k: Vec<Vec<f32>> = m.tensors()["k"].to_vec2().unwrap();
+    let e = matrix(&m, "e");
+    let k = matrix(&m, "k");
     let out = v3(&out);
-    let toks = [[0usize, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]];
     for b in 0..2 {
         for t in 0..6 {
-            let y: Vec<f32> = e[toks[b][t]]
+            let y: Vec<f32> = e[TOKENS[b][t]]
                 .iter()
                 .map(|&x| x.max(0.0) * 0.5 + x)
                 .collect();
@@ -257,20 +265,18 @@ fn elementwise_sum_slice_select_gather_concat_permute() {
         }
     }
     // gather: logits[b, t, v] = table[b, t][tokens[b, t]] picks by token id.
-    let mut g = GraphText::new("logits");
-    g.weight("e", &[6, 6])
-        .node("x", "embedding", &["tokens", "e"], &[])
-        .node("ids", "unsqueeze", &["tokens"], &[("axis", "2".into())])
+    let mut g = embedded("logits", 6);
+    g.node("ids", "unsqueeze", &["tokens"], &[("axis", "2".into())])
         .node("picked", "gather", &["x", "ids"], &[("axis", "2".into())])
         .weight("k", &[1, 5])
         .node("logits", "matmul", &["picked", "k"], &[]);
     let (m, out) = run(&g.text("gather"), 6);
-    let e: Vec<Vec<f32>> = m.tensors()["e"].to_vec2().unwrap();
-    let k: Vec<Vec<f32>> = m.tensors()["k"].to_vec2().unwrap();
+    let e = matrix(&m, "e");
+    let k = matrix(&m, "k");
     let out = v3(&out);
     for b in 0..2 {
         for t in 0..6 {
-            let tok = toks[b][t];
+            let tok = TOKENS[b][t];
             assert!((out[b][t][2] - e[tok][tok] * k[0][2]).abs() < 1e-5);
         }
     }
@@ -326,13 +332,7 @@ fn malformed_graphs_are_rejected_naming_the_node() {
 #[test]
 fn caps_on_nodes_params_flops_and_values() {
     let l = limits();
-    let text = start::graph(
-        &l,
-        start::MlpShape {
-            embed: 3,
-            hidden: 7,
-        },
-    );
+    let text = start_mlp();
     let g = parse(&text).unwrap();
     let caps = [
         (
@@ -391,14 +391,7 @@ fn caps_on_nodes_params_flops_and_values() {
 #[test]
 fn each_sequence_is_computed_on_its_own() {
     // Batch composition cannot change a sequence's logits: a batch of 2 and each row alone agree.
-    let l = limits();
-    let text = start::graph(
-        &l,
-        start::MlpShape {
-            embed: 3,
-            hidden: 7,
-        },
-    );
+    let text = start_mlp();
     let (m, both) = run(&text, 9);
     let toks = tokens();
     for b in 0..2 {
@@ -421,10 +414,8 @@ fn each_sequence_is_computed_on_its_own() {
 /// `|x| = relu(x) + relu(-x)` and a clipped step `relu(1000 x) - relu(1000 x - 1)`.
 #[test]
 fn relu_tricks_are_allowed_and_compute_what_they_should() {
-    let mut g = GraphText::new("logits");
-    g.weight("e", &[6, 5])
-        .node("x", "embedding", &["tokens", "e"], &[])
-        .node("neg", "mul", &["x"], &[("scale", "-1".into())])
+    let mut g = embedded("logits", 5);
+    g.node("neg", "mul", &["x"], &[("scale", "-1".into())])
         .node("p", "relu", &["x"], &[])
         .node("n", "relu", &["neg"], &[])
         .node("abs", "add", &["p", "n"], &[])
@@ -446,13 +437,12 @@ fn relu_tricks_are_allowed_and_compute_what_they_should() {
         .node("step", "add", &["r1", "neg2"], &[])
         .node("logits", "mul", &["abs", "step"], &[]);
     let (m, out) = run(&g.text("relu tricks"), 4);
-    let e: Vec<Vec<f32>> = m.tensors()["e"].to_vec2().unwrap();
+    let e = matrix(&m, "e");
     let out = v3(&out);
-    let toks = [[0usize, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]];
     for b in 0..2 {
         for t in 0..6 {
             for v in 0..5 {
-                let x = e[toks[b][t]][v];
+                let x = e[TOKENS[b][t]][v];
                 let step = (1000.0 * x).clamp(0.0, 1.0);
                 assert!((out[b][t][v] - x.abs() * step).abs() < 1e-4);
             }
@@ -463,10 +453,8 @@ fn relu_tricks_are_allowed_and_compute_what_they_should() {
 /// Two batched embeddings of the tokens, `x` and `y`, each `[batch, 6, 4]`, ending in the
 /// einsum `spec` over them (node `z`); the rest of the graph is not needed to be refused.
 fn two_batched(spec: &str) -> String {
-    let mut g = GraphText::new("z");
-    g.weight("e", &[6, 4])
-        .node("x", "embedding", &["tokens", "e"], &[])
-        .weight("f", &[6, 4])
+    let mut g = embedded("z", 4);
+    g.weight("f", &[6, 4])
         .node("y", "embedding", &["tokens", "f"], &[])
         .node("z", "einsum", &["x", "y"], &[("spec", format!("{spec:?}"))]);
     g.text("two batched inputs")
@@ -514,10 +502,8 @@ fn einsum_batch_axis_rule_is_explicit_and_deterministic() {
         }
     }
     // The same letter on both batched inputs and first in the output: each sequence alone.
-    let mut g = GraphText::new("logits");
-    g.weight("e", &[6, 4])
-        .node("x", "embedding", &["tokens", "e"], &[])
-        .weight("f", &[6, 4])
+    let mut g = embedded("logits", 4);
+    g.weight("f", &[6, 4])
         .node("y", "embedding", &["tokens", "f"], &[])
         .node(
             "z",
@@ -527,14 +513,13 @@ fn einsum_batch_axis_rule_is_explicit_and_deterministic() {
         );
     let text = with_head(&mut g, "z", 4);
     let (m, both) = run(&text, 11);
-    let e: Vec<Vec<f32>> = m.tensors()["e"].to_vec2().unwrap();
-    let f: Vec<Vec<f32>> = m.tensors()["f"].to_vec2().unwrap();
-    let head: Vec<Vec<f32>> = m.tensors()["head"].to_vec2().unwrap();
+    let e = matrix(&m, "e");
+    let f = matrix(&m, "f");
+    let head = matrix(&m, "head");
     let out = v3(&both);
-    let toks = [[0usize, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]];
     for b in 0..2 {
         for t in 0..6 {
-            let tok = toks[b][t];
+            let tok = TOKENS[b][t];
             for v in 0..5 {
                 let want: f32 = (0..4).map(|d| e[tok][d] * f[tok][d] * head[v][d]).sum();
                 assert!((out[b][t][v] - want).abs() < 1e-4, "b {b} t {t} v {v}");
@@ -551,10 +536,8 @@ fn no_value_carries_a_second_batch_axis() {
     let err = parse(&two_batched("bsd,ctd->bcst")).unwrap_err();
     assert!(err.to_string().contains("as letters b and c"), "{err}");
     // A batched value broadcast against another on a later axis is refused too.
-    let mut g = GraphText::new("z");
-    g.weight("e", &[6, 4])
-        .node("x", "embedding", &["tokens", "e"], &[])
-        .node("u", "unsqueeze", &["x"], &[("axis", "1".into())])
+    let mut g = embedded("z", 4);
+    g.node("u", "unsqueeze", &["x"], &[("axis", "1".into())])
         .node(
             "s",
             "select",
@@ -582,9 +565,7 @@ fn matmul_with_plain_matrices_on_either_side_agrees_with_einsum() {
     for (what, shape, spec) in cases {
         let mut results = Vec::new();
         for op in ["matmul", "einsum"] {
-            let mut g = GraphText::new("y");
-            g.node("e", "weight", &[], &[("shape", "[6, 4]".into())])
-                .node("x", "embedding", &["tokens", "e"], &[]);
+            let mut g = embedded("y", 4);
             g.node("w", "weight", &[], &[("shape", shape.to_string())]);
             let (a, b) = match what {
                 "left" => ("w", "x"),
@@ -635,10 +616,8 @@ fn matmul_with_plain_matrices_on_either_side_agrees_with_einsum() {
 fn matmul_broadcast_copies_count_against_the_value_cap() {
     // x4 [b, 1, 6, 50] @ w [30, 50, 80]: the result [b, 30, 6, 80] (14,400 per sequence) is
     // under the cap of 100,000, the copy of w per sequence (120,000) is not.
-    let mut g = GraphText::new("p");
-    g.weight("e", &[6, 50])
-        .node("x", "embedding", &["tokens", "e"], &[])
-        .node("x4", "unsqueeze", &["x"], &[("axis", "1".into())])
+    let mut g = embedded("p", 50);
+    g.node("x4", "unsqueeze", &["x"], &[("axis", "1".into())])
         .weight("w", &[30, 50, 80])
         .node("p", "matmul", &["x4", "w"], &[]);
     let lim = Limits {
@@ -662,13 +641,7 @@ fn matmul_broadcast_copies_count_against_the_value_cap() {
 #[test]
 fn evaluation_failures_are_node_errors() {
     use rdbench_task_restricted_mlm::interp::ForwardError;
-    let text = start::graph(
-        &limits(),
-        start::MlpShape {
-            embed: 3,
-            hidden: 7,
-        },
-    );
+    let text = start_mlp();
     // 1. A graph whose recorded type of the reshape "flat" is wrong (as if the checker had
     //    counted an axis wrongly): the reshape's sizes differ at evaluation.
     let mut g = parse(&text).unwrap();

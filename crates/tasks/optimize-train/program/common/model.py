@@ -1,7 +1,9 @@
 """The GPT of rdbench-lm (crates/lm/src/model.rs), in PyTorch: pre-norm blocks, learned
 positions, a head tied to the token embedding, GELU (tanh), nn.Linear's [out, in] layout, and
-the same parameter names, so the scorer reads the weights with rdbench-lm."""
+the same parameter names, so the scorer reads the weights with rdbench-lm; and what the
+scripts share besides (their command line, the data, the weights file)."""
 
+import argparse
 import json
 import math
 import struct
@@ -15,6 +17,16 @@ from torch import nn
 def load_config(path):
     with open(path, "rb") as f:
         return tomllib.load(f)
+
+
+def args_and_config(*flags):
+    """A script's command line, `--config` and each of `flags` (all paths), and the config it
+    names: (args, config)."""
+    p = argparse.ArgumentParser()
+    for flag in ("--config", *flags):
+        p.add_argument(flag)
+    a = p.parse_args()
+    return a, load_config(a.config)
 
 
 class Block(nn.Module):

@@ -1,18 +1,11 @@
 """Reading, training and export in one process: the batches indexed in place, no checkpoints,
 no evaluation pass, PyTorch's fused attention, the weights written from memory."""
 
-import argparse
-
 import torch
 
-from model import GPT, batch_order, load_config, lr_at, optimizer, read_jsonl, save_safetensors
+from model import GPT, args_and_config, batch_order, lr_at, optimizer, read_jsonl, save_safetensors
 
-p = argparse.ArgumentParser()
-p.add_argument("--config")
-p.add_argument("--data")
-p.add_argument("--out")
-a = p.parse_args()
-cfg = load_config(a.config)
+a, cfg = args_and_config("--data", "--out")
 t = cfg["train"]
 torch.manual_seed(t["seed"])
 model = GPT(cfg["model"], attention="fused")

@@ -1,13 +1,12 @@
 """Step 2: training, with a checkpoint (model and optimizer) every few steps and an evaluation
 pass now and then."""
 
-import argparse
 import multiprocessing as mp
 import os
 
 import torch
 
-from model import GPT, batch_order, load_config, lr_at, optimizer
+from model import GPT, args_and_config, batch_order, lr_at, optimizer
 
 LOADER_WORKERS = 6
 CHECKPOINT_EVERY = 4
@@ -26,12 +25,7 @@ def loader(tokens_path, order, batch_size, steps, conn):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--config")
-    p.add_argument("--tokens")
-    p.add_argument("--checkpoints")
-    a = p.parse_args()
-    cfg = load_config(a.config)
+    a, cfg = args_and_config("--tokens", "--checkpoints")
     t = cfg["train"]
     torch.manual_seed(t["seed"])
     model = GPT(cfg["model"], attention="naive")
