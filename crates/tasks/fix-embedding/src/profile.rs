@@ -114,8 +114,6 @@ fn schedule(steps: usize, batch_size: usize, lr: f64, warmup_steps: usize) -> Sc
     }
 }
 
-/// A reference phase: public seeds are fine there (see [`crate::instance`]).
-
 /// `tiny`: the whole cycle (prepare, score the corrupted model, run the reference, score it) in
 /// a few minutes on 2 CPU cores.
 pub fn tiny() -> Spec {
