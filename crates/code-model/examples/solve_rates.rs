@@ -177,30 +177,8 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-fn main() {
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    if args.first().is_some_and(|a| a == SHIM_FLAG) {
-        rdbench_runner::sandbox::shim::main(args[1..].to_vec());
-    }
-    use_shim(Shim {
-        program: std::env::current_exe().expect("own path"),
-        args: vec![SHIM_FLAG.into()],
-    });
-    let mut kv: BTreeMap<String, String> = BTreeMap::new();
-    for a in std::env::args().skip(1) {
-        let (k, v) = a.split_once('=').expect("arguments are key=value");
-        kv.insert(k.to_string(), v.to_string());
-    }
-    let get = |k: &str| kv.get(k).cloned();
-    let seeds: Vec<u64> = get("seeds")
-        .unwrap_or("1,2,3".into())
-        .split(',')
-        .map(|s| s.parse().unwrap())
-        .collect();
-    let n_problems: usize = get("problems").map_or(32, |v| v.parse().unwrap());
-    let threads: usize = get("threads").map_or(2, |v| v.parse().unwrap());
-    let n: usize = get("n").map_or(8, |v| v.parse().unwrap());
-    let rounds: usize = get("rounds").map_or(4, |v| v.parse().unwrap());
+/// The model's settings: the defaults, each overridden by a `key=value` argument of its name.
+fn settings(get: &dyn Fn(&str) -> Option<String>) -> Settings {
     let mut s = Settings::default();
     macro_rules! set {
         ($field:ident) => {
@@ -230,6 +208,109 @@ fn main() {
     set!(mixture.p_bare);
     set!(mixture.p_outro);
     set!(mixture.p_system);
+    s
+}
+
+/// Each problem's outcome with `model` (`(n, rounds)` for the reference-like mode), the
+/// problems dealt round-robin over `threads` threads, each with its own copy of the model.
+fn outcomes_in_parallel(
+    model: &CodeModel,
+    evaluator: &Evaluator,
+    problems: &[Problem],
+    seed: u64,
+    threads: usize,
+    (n, rounds): (usize, usize),
+) -> Vec<(usize, Outcome)> {
+    let chunks: Vec<Vec<(usize, &Problem)>> = (0..threads)
+        .map(|k| {
+            problems
+                .iter()
+                .enumerate()
+                .skip(k)
+                .step_by(threads)
+                .collect()
+        })
+        .collect();
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let mut m = model.clone();
+                let ev = evaluator;
+                sc.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|(i, p)| {
+                            (
+                                i,
+                                run_problem(&mut m, ev, p, seed * 7919 + i as u64, n, rounds),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+/// Each mode's mean and spread over the seeds, the reference-start gap, the solves per
+/// template and the decode speed.
+fn print_summary(
+    rates: &[[f64; 3]],
+    per_template: &BTreeMap<String, (usize, usize, usize)>,
+    tokens: usize,
+    gen_seconds: f64,
+) {
+    for (j, name) in ["greedy", "start-like", "reference-like"]
+        .iter()
+        .enumerate()
+    {
+        let v: Vec<f64> = rates.iter().map(|r| r[j]).collect();
+        let (m, sd) = mean_sd(&v);
+        println!("{name}: mean {m:.3}, sd over seeds {sd:.3}, per seed {v:?}");
+    }
+    let gaps: Vec<f64> = rates.iter().map(|r| r[2] - r[1]).collect();
+    let (m, sd) = mean_sd(&gaps);
+    println!("gap (reference - start): mean {m:.3}, sd {sd:.3}");
+    println!("per template (problems, start solved, reference solved):");
+    for (t, (a, b, c)) in per_template {
+        println!("  {t}: {a} {b} {c}");
+    }
+    println!(
+        "decode: {tokens} tokens in {gen_seconds:.1} s of generation ({:.0} tokens/s per thread, prefill included)",
+        tokens as f64 / gen_seconds
+    );
+}
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == SHIM_FLAG) {
+        rdbench_runner::sandbox::shim::main(args[1..].to_vec());
+    }
+    use_shim(Shim {
+        program: std::env::current_exe().expect("own path"),
+        args: vec![SHIM_FLAG.into()],
+    });
+    let mut kv: BTreeMap<String, String> = BTreeMap::new();
+    for a in std::env::args().skip(1) {
+        let (k, v) = a.split_once('=').expect("arguments are key=value");
+        kv.insert(k.to_string(), v.to_string());
+    }
+    let get = |k: &str| kv.get(k).cloned();
+    let seeds: Vec<u64> = get("seeds")
+        .unwrap_or("1,2,3".into())
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let n_problems: usize = get("problems").map_or(32, |v| v.parse().unwrap());
+    let threads: usize = get("threads").map_or(2, |v| v.parse().unwrap());
+    let n: usize = get("n").map_or(8, |v| v.parse().unwrap());
+    let rounds: usize = get("rounds").map_or(4, |v| v.parse().unwrap());
+    let s = settings(&get);
     println!("settings: {}", serde_json::to_string(&s).unwrap());
 
     if let Some(why) = rdbench_runner::sandbox::capabilities().why_not {
@@ -260,40 +341,8 @@ fn main() {
         }
         let problems = rdbench_contests::held_out(1000 + seed, n_problems).unwrap();
         let t = Instant::now();
-        let chunks: Vec<Vec<(usize, &Problem)>> = (0..threads)
-            .map(|k| {
-                problems
-                    .iter()
-                    .enumerate()
-                    .skip(k)
-                    .step_by(threads)
-                    .collect()
-            })
-            .collect();
-        let outcomes: Vec<(usize, Outcome)> = std::thread::scope(|sc| {
-            let handles: Vec<_> = chunks
-                .into_iter()
-                .map(|chunk| {
-                    let mut m = model.clone();
-                    let ev = &evaluator;
-                    sc.spawn(move || {
-                        chunk
-                            .into_iter()
-                            .map(|(i, p)| {
-                                (
-                                    i,
-                                    run_problem(&mut m, ev, p, seed * 7919 + i as u64, n, rounds),
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap())
-                .collect()
-        });
+        let outcomes =
+            outcomes_in_parallel(&model, &evaluator, &problems, seed, threads, (n, rounds));
         let k = outcomes.len() as f64;
         let count =
             |f: fn(&Outcome) -> bool| outcomes.iter().filter(|(_, o)| f(o)).count() as f64 / k;
@@ -323,23 +372,5 @@ fn main() {
         );
         rates.push(r);
     }
-    for (j, name) in ["greedy", "start-like", "reference-like"]
-        .iter()
-        .enumerate()
-    {
-        let v: Vec<f64> = rates.iter().map(|r| r[j]).collect();
-        let (m, sd) = mean_sd(&v);
-        println!("{name}: mean {m:.3}, sd over seeds {sd:.3}, per seed {v:?}");
-    }
-    let gaps: Vec<f64> = rates.iter().map(|r| r[2] - r[1]).collect();
-    let (m, sd) = mean_sd(&gaps);
-    println!("gap (reference - start): mean {m:.3}, sd {sd:.3}");
-    println!("per template (problems, start solved, reference solved):");
-    for (t, (a, b, c)) in &per_template {
-        println!("  {t}: {a} {b} {c}");
-    }
-    println!(
-        "decode: {tokens} tokens in {gen_seconds:.1} s of generation ({:.0} tokens/s per thread, prefill included)",
-        tokens as f64 / gen_seconds
-    );
+    print_summary(&rates, &per_template, tokens, gen_seconds);
 }
