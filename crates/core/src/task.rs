@@ -292,15 +292,6 @@ pub enum Execution {
     Emulated,
 }
 
-impl Execution {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Execution::Measured => "measured",
-            Execution::Emulated => "emulated",
-        }
-    }
-}
-
 /// Calibration values that hold on every machine (for [`TaskInfo::hardware_independent`] tasks).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShippedCalibration {

@@ -88,9 +88,9 @@ fn check_start_reference(
     task: &dyn Task,
     profile: &ProfileInfo,
     root: &Path,
-    backend: std::result::Result<Execution, String>,
+    execution: std::result::Result<Execution, String>,
 ) -> Verdict {
-    let backend = match backend {
+    let execution = match execution {
         Ok(b) => b,
         Err(why) => return skip(why),
     };
@@ -103,7 +103,7 @@ fn check_start_reference(
             profile,
             &root.join(which),
             &root.join(format!("scored-{which}")),
-            backend,
+            execution,
             None,
         )?;
         match result.outcome {
@@ -118,7 +118,7 @@ fn check_start_reference(
             }
         }
     }
-    if backend == Execution::Emulated {
+    if execution == Execution::Emulated {
         return pass(
             "both correct on the CPU emulator (correctness only: no GPU here to score them)",
         );
@@ -177,7 +177,7 @@ fn check_case(
     profile: &ProfileInfo,
     root: &Path,
     case: &exploits::Case,
-    backend: &std::result::Result<Execution, String>,
+    execution: &std::result::Result<Execution, String>,
 ) -> Verdict {
     let dir = root.join("exploits").join(&case.name);
     case.materialize(&dir, |which, d| {
@@ -191,12 +191,12 @@ fn check_case(
     }
     let dir = snapshot;
     // Cases caught before any worker need no device; run-stage cases need one.
-    let backend = match (case.expect.stage, backend) {
+    let execution = match (case.expect.stage, execution) {
         (Stage::Run, Err(why)) => return skip(format!("cannot run here: {why}")),
         (_, Ok(b)) => *b,
         (_, Err(_)) => Execution::Measured,
     };
-    if case.expect.stage == Stage::Run && backend == Execution::Emulated && case.needs_gpu() {
+    if case.expect.stage == Stage::Run && execution == Execution::Emulated && case.needs_gpu() {
         return skip("only a GPU can catch it");
     }
     if case.expect.stage == Stage::Compile {
@@ -204,7 +204,7 @@ fn check_case(
             return skip(format!("a compile-stage case needs NVRTC: {e}"));
         }
     }
-    let want = match backend {
+    let want = match execution {
         Execution::Emulated => case.expect.emulator_kind.or(case.expect.kind),
         Execution::Measured => case.expect.kind,
     };
@@ -214,7 +214,7 @@ fn check_case(
         profile,
         &dir,
         &root.join("exploit-runs").join(&case.name),
-        backend,
+        execution,
         case.expect.timeout_s,
     );
     let result = match result {
@@ -224,7 +224,7 @@ fn check_case(
         }
         Err(e) => return Err(e),
     };
-    let on = if backend == Execution::Emulated && case.expect.stage == Stage::Run {
+    let on = if execution == Execution::Emulated && case.expect.stage == Stage::Run {
         " (emulator)"
     } else {
         ""
@@ -307,10 +307,10 @@ pub fn check_task(
     };
     let mut checks = conformance::static_checks(task, profile, &site);
     checks.push("cu-compiles", check_cu(task, &root));
-    let backend = execution_for(task, &resolved);
+    let execution = execution_for(task, &resolved);
     checks.push(
         "start-and-reference",
-        check_start_reference(ctx, task, &resolved, &root, backend.clone()),
+        check_start_reference(ctx, task, &resolved, &root, execution.clone()),
     );
     let corpus_root = exploits_root
         .map(Path::to_path_buf)
@@ -331,7 +331,7 @@ pub fn check_task(
     {
         checks.push(
             format!("exploit:{}", case.name),
-            check_case(ctx, task, &resolved, &root, case, &backend),
+            check_case(ctx, task, &resolved, &root, case, &execution),
         );
     }
     let _ = std::fs::remove_dir_all(&root);

@@ -165,11 +165,13 @@ pub fn reference_answer(reference: Reference, spec: &Spec) -> Result<ReferenceAn
             .err()
             .unwrap_or_else(|| Error::Internal("no sweep".into()))
     })?;
-    let widths = (
-        sweep.widths[0],
-        *sweep.widths.last().unwrap_or(&sweep.widths[0]),
-    );
-    reference(spec, &sweep.experiments, widths).ok_or_else(|| {
+    let (Some(&narrowest), Some(&widest)) = (sweep.widths.first(), sweep.widths.last()) else {
+        return Err(Error::Internal(format!(
+            "sweeps/{}.json: no widths",
+            spec.name
+        )));
+    };
+    reference(spec, &sweep.experiments, (narrowest, widest)).ok_or_else(|| {
         Error::Internal(format!(
             "sweeps/{}.json: too few finite experiments to fit a scaling law",
             spec.name
